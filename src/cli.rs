@@ -1,0 +1,34 @@
+//! The command line, as clap derive types. Each subcommand's arguments live beside its
+//! implementation in `src/cmd/<name>.rs`; this file only lists the subcommands.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// Run language models on a Raspberry Pi 5 / CM5 with a desktop NVIDIA GPU — or on any Linux
+/// machine with a Vulkan GPU, or on the CPU.
+#[derive(Debug, Parser)]
+#[command(name = "pigpu", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 ok, 1 ran and found problems, 2 failure.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision the patched NVIDIA open kernel modules, userspace and boot config on a Pi.
+    Setup(cmd::setup::Args),
+    /// Find what is wrong with a Pi + GPU setup (or explain saved logs) and say how to fix it.
+    Doctor(cmd::doctor::Args),
+    /// Generate text with a GGUF model: completion or interactive chat.
+    Run(cmd::run::Args),
+    /// Measure prompt-processing and generation throughput, llama-bench style.
+    Bench(cmd::bench::Args),
+    /// Show a GGUF file's metadata, hyper-parameters, tokenizer and tensor table.
+    Inspect(cmd::inspect::Args),
+    /// Turn text into token ids with a model's own tokenizer.
+    Tokenize(cmd::tokenize::Args),
+    /// Measure a model's perplexity on a text file.
+    Perplexity(cmd::perplexity::Args),
+}

@@ -1,0 +1,18 @@
+//! `pigpu run` (not yet implemented: exits 2 with a clear message).
+
+use std::path::PathBuf;
+
+use super::Outcome;
+
+/// Arguments of `pigpu run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  pigpu run --help")]
+pub struct Args {
+    /// Placeholder until this command lands.
+    #[arg(hide = true)]
+    pub rest: Vec<PathBuf>,
+}
+
+pub fn run(_args: Args) -> anyhow::Result<Outcome> {
+    super::not_yet("run")
+}

@@ -1,0 +1,2 @@
+//! Model layer: hyper-parameters from GGUF metadata, weights by tensor name, tokenizer, chat
+//! template, sampler and the generation loop.

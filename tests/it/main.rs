@@ -1,0 +1,5 @@
+//! pigpu's one integration-test binary. Each area has its own module; `util` holds the helpers
+//! (running the built binary, locating cached test models).
+
+mod cli;
+mod util;
