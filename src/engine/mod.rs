@@ -1,2 +1,79 @@
-//! Inference engines behind one interface at the level of prefill / decode / sample: `cpu`
-//! (the reference and the Pi's fallback) and `vulkan` (the only module that imports `ash`).
+//! Inference engines behind one interface at the level of prefill / step / sample: `cpu` (the
+//! reference and the Pi's fallback) and `vulkan` (the only module that imports `ash`).
+//!
+//! The boundary is deliberately *not* "return logits": a GPU engine samples on the device and
+//! hands back only the token id. Logits are an optional path for tests and perplexity.
+
+/// Sampling settings. `temperature <= 0` means greedy (argmax; ties go to the lowest id).
+///
+/// Order of application, the same in every engine: repetition penalty over the last
+/// `repeat_last_n` tokens of the history → top-k → temperature → softmax → top-p → min-p →
+/// draw with the host-supplied uniform number `u` in [0, 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 0.0 = off.
+    pub min_p: f32,
+    /// 1.0 = off.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+        }
+    }
+}
+
+/// Per-generation counters an engine keeps (all zero for the CPU engine's GPU-only fields).
+/// `pigpu run --json` and `pigpu bench` report these averaged per generated token.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Stats {
+    pub tokens: u64,
+    pub dispatches: u64,
+    pub submits: u64,
+    pub command_buffers_recorded: u64,
+    pub descriptor_updates: u64,
+    pub readback_bytes: u64,
+    pub upload_bytes: u64,
+    /// Host time spent inside the engine, in nanoseconds.
+    pub host_ns: u64,
+}
+
+/// One loaded model on one device, with its KV cache.
+pub trait Engine {
+    /// What runs, for logs: e.g. `cpu (avx2, 2 threads)` or `vulkan: NVIDIA RTX A4000`.
+    fn describe(&self) -> String;
+    /// Context length the KV cache was sized for.
+    fn n_ctx(&self) -> usize;
+    /// Tokens currently in the KV cache.
+    fn n_past(&self) -> usize;
+    /// Empties the KV cache (and the token history used by the repetition penalty).
+    fn reset(&mut self);
+    /// Runs the model over `tokens` at positions `n_past()..`, batched. Afterwards the logits of
+    /// the last token are pending for `step` / `logits`.
+    fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()>;
+    /// Samples a token from the pending logits with `params` and the uniform random number `u`,
+    /// then runs the model on that token so that new logits are pending. Returns the token.
+    fn step(&mut self, params: &SamplingParams, u: f32) -> anyhow::Result<u32>;
+    /// The pending logits (vocabulary-sized). Slow path for tests; engines may read back from
+    /// a device.
+    fn logits(&mut self) -> anyhow::Result<Vec<f32>>;
+    /// Runs `tokens` like `prefill` and returns the logits of every position,
+    /// `tokens.len() × n_vocab`, row-major. For perplexity and tests.
+    fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
+    /// Counters since the last `reset_stats`.
+    fn stats(&self) -> Stats;
+    fn reset_stats(&mut self);
+}

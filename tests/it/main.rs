@@ -2,4 +2,5 @@
 //! (running the built binary, locating cached test models).
 
 mod cli;
+mod gguf;
 mod util;
