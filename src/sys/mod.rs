@@ -1,3 +1,7 @@
 //! All host access (files under a root, commands, kernel modules, PCI devices, downloads,
-//! prompts) behind small traits, with real implementations and test ones. Filled in by the
-//! doctor and setup work.
+//! prompts) behind small types and traits, with real implementations and test ones, so that
+//! doctor and setup can be tested against fake systems.
+
+pub mod root;
+
+pub use root::Root;

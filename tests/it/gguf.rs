@@ -13,8 +13,20 @@ fn smollm_opens_with_expected_shape() {
     assert_eq!(f.get_u32("llama.embedding_length").unwrap(), Some(576));
     assert_eq!(f.tensors().len(), 272);
     let count = |t| f.tensors().iter().filter(|x| x.ty == t).count();
-    assert_eq!((count(GgmlType::Q4_1), count(GgmlType::Q8_0), count(GgmlType::F32)), (210, 1, 61));
-    let last = f.tensors().iter().map(|t| f.data_offset() + t.offset + t.bytes).max().unwrap();
+    assert_eq!(
+        (
+            count(GgmlType::Q4_1),
+            count(GgmlType::Q8_0),
+            count(GgmlType::F32)
+        ),
+        (210, 1, 61)
+    );
+    let last = f
+        .tensors()
+        .iter()
+        .map(|t| f.data_offset() + t.offset + t.bytes)
+        .max()
+        .unwrap();
     assert!(last <= f.file_len() && f.file_len() - last < 64);
 }
 
@@ -29,6 +41,8 @@ fn qwen_opens_with_five_weight_types() {
     assert_eq!(count(GgmlType::Q4_K), 12);
     assert_eq!(count(GgmlType::Q6_K), 12);
     assert_eq!(count(GgmlType::F32), 121);
-    let vocab = f.get_array("tokenizer.ggml.tokens", pigpu::gguf::ValueType::String).unwrap();
+    let vocab = f
+        .get_array("tokenizer.ggml.tokens", pigpu::gguf::ValueType::String)
+        .unwrap();
     assert_eq!(vocab.unwrap().len(), 151936);
 }
