@@ -1,0 +1,260 @@
+//! `pigpu bench`'s measurement core, with llama-bench's semantics: one warm-up run per test, the
+//! KV cache cleared before every repetition, prompt tests on random tokens in batches, generation
+//! tests one token per step, tokenisation excluded, mean ± sample standard deviation of tokens/s.
+
+pub mod report;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::engine::{Engine, SamplingParams, Stats};
+
+/// One test: `n_prompt` prompt tokens and/or `n_gen` generated tokens after `n_depth` tokens of
+/// (untimed) context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestSpec {
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub n_depth: usize,
+}
+
+impl TestSpec {
+    /// llama-bench's test name: `pp512`, `tg128`, `pp512+tg128`, with ` @ d4096` for a depth.
+    pub fn name(&self) -> String {
+        let mut s = match (self.n_prompt, self.n_gen) {
+            (p, 0) => format!("pp{p}"),
+            (0, g) => format!("tg{g}"),
+            (p, g) => format!("pp{p}+tg{g}"),
+        };
+        if self.n_depth > 0 {
+            s.push_str(&format!(" @ d{}", self.n_depth));
+        }
+        s
+    }
+    /// Context the test needs.
+    pub fn n_ctx(&self) -> usize {
+        self.n_depth + self.n_prompt + self.n_gen
+    }
+}
+
+/// Every combination, in llama-bench's order: prompt tests, then generation tests, then
+/// prompt+generation pairs, each for every depth. Zero values are skipped.
+pub fn expand(
+    prompts: &[usize],
+    gens: &[usize],
+    pairs: &[(usize, usize)],
+    depths: &[usize],
+) -> Vec<TestSpec> {
+    let depths = if depths.is_empty() { &[0][..] } else { depths };
+    let mut out = Vec::new();
+    for &d in depths {
+        for &p in prompts.iter().filter(|&&p| p > 0) {
+            out.push(TestSpec {
+                n_prompt: p,
+                n_gen: 0,
+                n_depth: d,
+            });
+        }
+        for &g in gens.iter().filter(|&&g| g > 0) {
+            out.push(TestSpec {
+                n_prompt: 0,
+                n_gen: g,
+                n_depth: d,
+            });
+        }
+        for &(p, g) in pairs.iter().filter(|(p, g)| p + g > 0) {
+            out.push(TestSpec {
+                n_prompt: p,
+                n_gen: g,
+                n_depth: d,
+            });
+        }
+    }
+    out
+}
+
+/// A small deterministic generator for the random prompt tokens and sampling draws (xorshift64*),
+/// so two runs with the same seed measure the same work.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn tokens(&mut self, n: usize, n_vocab: usize) -> Vec<u32> {
+        (0..n)
+            .map(|_| (self.next_u64() % n_vocab as u64) as u32)
+            .collect()
+    }
+}
+
+/// The timed samples of one test.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    pub ns: Vec<u64>,
+    /// Engine counters over all timed generation steps.
+    pub stats: Stats,
+}
+
+/// Runs one test `reps` times after a warm-up. Returns `None` if `cancel` was set before any
+/// repetition finished; a partial set of samples otherwise.
+pub fn run_test(
+    engine: &mut dyn Engine,
+    spec: TestSpec,
+    reps: usize,
+    n_batch: usize,
+    n_vocab: usize,
+    rng: &mut Rng,
+    cancel: &AtomicBool,
+    mut on_rep: impl FnMut(usize),
+) -> anyhow::Result<Option<Samples>> {
+    let greedy = SamplingParams::greedy();
+    let n_batch = n_batch.max(1);
+
+    let mut once =
+        |engine: &mut dyn Engine, rng: &mut Rng, timed: bool| -> anyhow::Result<(u64, Stats)> {
+            engine.reset();
+            if spec.n_depth > 0 {
+                for chunk in rng.tokens(spec.n_depth, n_vocab).chunks(n_batch) {
+                    engine.prefill(chunk)?;
+                }
+            }
+            let prompt = rng.tokens(spec.n_prompt, n_vocab);
+            let first = rng.tokens(1, n_vocab);
+            engine.reset_stats();
+            let t0 = Instant::now();
+            for chunk in prompt.chunks(n_batch) {
+                engine.prefill(chunk)?;
+            }
+            let gen_start = engine.stats();
+            if spec.n_gen > 0 {
+                // The first generated token needs a forward pass of its own when there was no
+                // prompt (llama-bench decodes a random token); afterwards each step samples and
+                // advances.
+                let steps = if spec.n_prompt == 0 && spec.n_depth == 0 {
+                    engine.prefill(&first)?;
+                    spec.n_gen - 1
+                } else {
+                    spec.n_gen
+                };
+                for _ in 0..steps {
+                    engine.step(&greedy, rng.uniform())?;
+                }
+            }
+            let ns = t0.elapsed().as_nanos() as u64;
+            let mut stats = engine.stats();
+            if timed {
+                stats = diff(&stats, &gen_start);
+                stats.tokens = spec.n_gen as u64;
+            }
+            Ok((ns, stats))
+        };
+
+    once(engine, rng, false)?; // warm-up
+    let mut samples = Samples::default();
+    for rep in 0..reps {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let (ns, stats) = once(engine, rng, true)?;
+        samples.ns.push(ns);
+        add(&mut samples.stats, &stats);
+        on_rep(rep + 1);
+    }
+    engine.reset();
+    Ok(if samples.ns.is_empty() {
+        None
+    } else {
+        Some(samples)
+    })
+}
+
+fn diff(a: &Stats, b: &Stats) -> Stats {
+    Stats {
+        tokens: a.tokens.saturating_sub(b.tokens),
+        dispatches: a.dispatches.saturating_sub(b.dispatches),
+        submits: a.submits.saturating_sub(b.submits),
+        command_buffers_recorded: a
+            .command_buffers_recorded
+            .saturating_sub(b.command_buffers_recorded),
+        descriptor_updates: a.descriptor_updates.saturating_sub(b.descriptor_updates),
+        readback_bytes: a.readback_bytes.saturating_sub(b.readback_bytes),
+        upload_bytes: a.upload_bytes.saturating_sub(b.upload_bytes),
+        host_ns: a.host_ns.saturating_sub(b.host_ns),
+    }
+}
+
+fn add(a: &mut Stats, b: &Stats) {
+    a.tokens += b.tokens;
+    a.dispatches += b.dispatches;
+    a.submits += b.submits;
+    a.command_buffers_recorded += b.command_buffers_recorded;
+    a.descriptor_updates += b.descriptor_updates;
+    a.readback_bytes += b.readback_bytes;
+    a.upload_bytes += b.upload_bytes;
+    a.host_ns += b.host_ns;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_like_llama_bench() {
+        let t = |p, g, d| {
+            TestSpec {
+                n_prompt: p,
+                n_gen: g,
+                n_depth: d,
+            }
+            .name()
+        };
+        assert_eq!(t(512, 0, 0), "pp512");
+        assert_eq!(t(0, 128, 0), "tg128");
+        assert_eq!(t(4096, 128, 0), "pp4096+tg128");
+        assert_eq!(t(512, 0, 4096), "pp512 @ d4096");
+    }
+
+    #[test]
+    fn every_combination_in_order() {
+        let v = expand(&[128, 512], &[16], &[(64, 8)], &[0, 256]);
+        let names: Vec<String> = v.iter().map(|t| t.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "pp128",
+                "pp512",
+                "tg16",
+                "pp64+tg8",
+                "pp128 @ d256",
+                "pp512 @ d256",
+                "tg16 @ d256",
+                "pp64+tg8 @ d256"
+            ]
+        );
+        assert!(expand(&[0], &[0], &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_in_range() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        let ta = a.tokens(100, 49152);
+        assert_eq!(ta, b.tokens(100, 49152));
+        assert!(ta.iter().all(|&t| t < 49152));
+        let u = a.uniform();
+        assert!((0.0..1.0).contains(&u));
+    }
+}

@@ -1,0 +1,260 @@
+//! Rendering bench results the way llama-bench does, so pigpu's figures drop straight into the
+//! tables Pi + GPU users publish: the markdown table (same columns, widths and alignment), and
+//! JSON / JSONL / CSV with llama-bench's field names plus pigpu's own.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::engine::Stats;
+
+/// One finished test (a row of the table).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub build_commit: String,
+    pub build_number: u32,
+    pub model_filename: String,
+    /// `<arch> <size> <ftype>`, e.g. `llama 135M Q4_1`.
+    pub model_type: String,
+    /// Bytes of tensor data.
+    pub model_size: u64,
+    pub model_n_params: u64,
+    pub n_batch: usize,
+    pub n_threads: usize,
+    pub n_gpu_layers: u32,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub n_depth: usize,
+    /// The row's name in pigpu's own vocabulary: `pp512`, `tg128`, `pp512+tg128`, `load`,
+    /// `upload`, `e2e128` (with ` @ dN` for a depth).
+    pub test: String,
+    /// RFC 3339 time the test started.
+    pub test_time: String,
+    pub avg_ns: u64,
+    pub stddev_ns: u64,
+    pub avg_ts: f64,
+    pub stddev_ts: f64,
+    pub samples_ns: Vec<u64>,
+    pub samples_ts: Vec<f64>,
+    /// pigpu: `CPU` or `Vulkan`.
+    pub backend: String,
+    /// pigpu: what ran (`cpu (avx2, 2 threads)`, `NVIDIA RTX A4000`).
+    pub device: String,
+    /// pigpu: the Vulkan driver (name and version) or the CPU kernel set.
+    pub driver: String,
+    /// pigpu: the unit of `avg_ts` when it is not tokens/s (`MB/s` for load, `GB/s` for upload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// pigpu: engine counters averaged per generated token (generation tests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<StatsPerToken>,
+}
+
+/// `Stats` divided by the number of generated tokens.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatsPerToken {
+    pub dispatches: f64,
+    pub submits: f64,
+    pub command_buffers_recorded: f64,
+    pub descriptor_updates: f64,
+    pub readback_bytes: f64,
+    pub upload_bytes: f64,
+    pub host_us: f64,
+}
+
+impl StatsPerToken {
+    pub fn from_stats(s: &Stats) -> Option<StatsPerToken> {
+        if s.tokens == 0 {
+            return None;
+        }
+        let n = s.tokens as f64;
+        Some(StatsPerToken {
+            dispatches: s.dispatches as f64 / n,
+            submits: s.submits as f64 / n,
+            command_buffers_recorded: s.command_buffers_recorded as f64 / n,
+            descriptor_updates: s.descriptor_updates as f64 / n,
+            readback_bytes: s.readback_bytes as f64 / n,
+            upload_bytes: s.upload_bytes as f64 / n,
+            host_us: s.host_ns as f64 / n / 1000.0,
+        })
+    }
+}
+
+/// Mean and sample standard deviation (n − 1), 0 for fewer than two samples.
+pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// `636.18 MiB` / `1.87 GiB`, as llama-bench prints model sizes.
+pub fn format_size(bytes: u64) -> String {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let b = bytes as f64;
+    if b < GIB {
+        format!("{:.2} MiB", b / 1024.0 / 1024.0)
+    } else {
+        format!("{:.2} GiB", b / GIB)
+    }
+}
+
+/// `134.52 M` / `1.10 B`, as llama-bench prints parameter counts.
+pub fn format_params(n: u64) -> String {
+    let n = n as f64;
+    if n < 1e9 {
+        format!("{:.2} M", n / 1e6)
+    } else {
+        format!("{:.2} B", n / 1e9)
+    }
+}
+
+/// A column: header, width (negative = left-aligned), as llama-bench lays them out.
+fn columns(cpu: bool) -> [(&'static str, i32); 7] {
+    [
+        ("model", -30),
+        ("size", 10),
+        ("params", 10),
+        ("backend", -10),
+        if cpu { ("threads", 7) } else { ("ngl", 3) },
+        ("test", 15),
+        ("t/s", 20),
+    ]
+}
+
+fn cell(out: &mut String, text: &str, width: i32) {
+    let w = width.unsigned_abs() as usize;
+    if width < 0 {
+        let _ = write!(out, " {text:<w$} |");
+    } else {
+        let _ = write!(out, " {text:>w$} |");
+    }
+}
+
+/// The markdown table and the `build:` line. The fourth column is `threads` when every row
+/// ran on the CPU and `ngl` otherwise, as llama-bench chooses.
+pub fn markdown(results: &[BenchResult]) -> String {
+    let cpu = results.iter().all(|r| r.backend == "CPU");
+    let cols = columns(cpu);
+    let mut out = String::from("|");
+    for (name, w) in cols {
+        cell(&mut out, name, w);
+    }
+    out.push_str("\n|");
+    for (_, w) in cols {
+        let n = w.unsigned_abs() as usize;
+        let dashes = if w < 0 {
+            "-".repeat(n)
+        } else {
+            format!("{}:", "-".repeat(n - 1))
+        };
+        let _ = write!(out, " {dashes} |");
+    }
+    out.push('\n');
+    for r in results {
+        out.push('|');
+        let ts = match &r.unit {
+            None => format!("{:.2} ± {:.2}", r.avg_ts, r.stddev_ts),
+            Some(u) => format!("{:.2} ± {:.2} {u}", r.avg_ts, r.stddev_ts),
+        };
+        let fourth = if cpu {
+            r.n_threads.to_string()
+        } else {
+            r.n_gpu_layers.to_string()
+        };
+        let values = [
+            r.model_type.clone(),
+            format_size(r.model_size),
+            format_params(r.model_n_params),
+            r.backend.clone(),
+            fourth,
+            r.test.clone(),
+            ts,
+        ];
+        for ((_, w), v) in cols.iter().zip(values) {
+            cell(&mut out, &v, *w);
+        }
+        out.push('\n');
+    }
+    if let Some(r) = results.first() {
+        let _ = writeln!(out, "\nbuild: {} ({})", r.build_commit, r.build_number);
+    }
+    out
+}
+
+/// A JSON array of result objects, as `llama-bench -o json`.
+pub fn json(results: &[BenchResult]) -> String {
+    serde_json::to_string_pretty(results).expect("results serialise")
+}
+
+/// One JSON object per line, as `llama-bench -o jsonl`.
+pub fn jsonl(results: &[BenchResult]) -> String {
+    results
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("result serialises") + "\n")
+        .collect()
+}
+
+/// CSV with a header row; list fields are written space-separated inside quotes, the way
+/// llama-bench writes `samples_ns`.
+pub fn csv(results: &[BenchResult]) -> String {
+    let mut out = String::new();
+    let mut header_done = false;
+    for r in results {
+        let v = serde_json::to_value(r).expect("result serialises");
+        let obj = v.as_object().expect("result is an object");
+        if !header_done {
+            let names: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+            out.push_str(&names.join(","));
+            out.push('\n');
+            header_done = true;
+        }
+        let cells: Vec<String> = obj.values().map(csv_cell).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_cell(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    let text = match v {
+        J::Null => String::new(),
+        J::String(s) => s.clone(),
+        J::Array(a) => a
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        J::Object(_) => v.to_string(),
+        other => other.to_string(),
+    };
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_params_like_llama_bench() {
+        assert_eq!(format_size(667_080_000), "636.18 MiB");
+        assert_eq!(format_size(2_008_000_000), "1.87 GiB");
+        assert_eq!(format_params(1_100_048_384), "1.10 B");
+        assert_eq!(format_params(134_515_008), "134.52 M");
+    }
+
+    #[test]
+    fn sample_standard_deviation() {
+        let (m, sd) = mean_sd(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(m, 2.5);
+        assert!((sd - 1.2909944).abs() < 1e-6);
+        assert_eq!(mean_sd(&[5.0]), (5.0, 0.0));
+    }
+}
