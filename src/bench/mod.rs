@@ -111,20 +111,27 @@ pub struct Samples {
 
 /// Runs one test `reps` times after a warm-up. Returns `None` if `cancel` was set before any
 /// repetition finished; a partial set of samples otherwise.
+/// How each test is repeated.
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    pub reps: usize,
+    pub n_batch: usize,
+    pub n_vocab: usize,
+}
+
 pub fn run_test(
     engine: &mut dyn Engine,
     spec: TestSpec,
-    reps: usize,
-    n_batch: usize,
-    n_vocab: usize,
+    cfg: RunConfig,
     rng: &mut Rng,
     cancel: &AtomicBool,
     mut on_rep: impl FnMut(usize),
 ) -> anyhow::Result<Option<Samples>> {
     let greedy = SamplingParams::greedy();
-    let n_batch = n_batch.max(1);
+    let (reps, n_vocab) = (cfg.reps, cfg.n_vocab);
+    let n_batch = cfg.n_batch.max(1);
 
-    let mut once =
+    let once =
         |engine: &mut dyn Engine, rng: &mut Rng, timed: bool| -> anyhow::Result<(u64, Stats)> {
             engine.reset();
             if spec.n_depth > 0 {
