@@ -2,6 +2,8 @@
 //! prompts) behind small types and traits, with real implementations and test ones, so that
 //! doctor and setup can be tested against fake systems.
 
+pub mod kmod;
+pub mod pci;
 pub mod root;
 
 pub use root::Root;
