@@ -316,7 +316,8 @@ pub fn fake_module_elf(fields: &[(&str, &str)]) -> Vec<u8> {
     out.extend_from_slice(&2u16.to_le_bytes()); // shstrndx
     out.extend_from_slice(&data);
     // (name, type, flags, offset, size, link, info, align, entsize)
-    let sections: [(u32, u32, u64, usize, usize, u32, u32, u64, u64); 5] = [
+    type SectionHeader = (u32, u32, u64, usize, usize, u32, u32, u64, u64);
+    let sections: [SectionHeader; 5] = [
         (0, 0, 0, 0, 0, 0, 0, 0, 0),
         (1, 1, 2, off_modinfo, modinfo.len(), 0, 0, 1, 0),
         (10, 3, 0, off_shstr, shstrtab.len(), 0, 0, 1, 0),
