@@ -2,7 +2,39 @@
 //! dequantization. The block layouts here are the ground truth the CPU engine's kernels and the
 //! Vulkan shaders are tested against.
 
+mod blocks;
+mod dequant;
+
 use std::fmt;
+
+pub use blocks::{
+    cast_blocks, f16_to_f32, k_scale_min, read_block, Block, BlockQ2K, BlockQ3K, BlockQ4K,
+    BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, QK,
+};
+pub use dequant::{
+    block_q2_k, block_q3_k, block_q4_0, block_q4_1, block_q4_k, block_q5_0, block_q5_1, block_q5_k,
+    block_q6_k, block_q8_0, block_q8_k, dequantize, dequantize_to_vec, is_supported,
+};
+
+/// Why a dequantization was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    #[error("dequantizing tensor type {0} is not supported (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K)")]
+    Unsupported(GgmlType),
+    #[error("{n_elements} elements of type {ty} is not a whole number of {block}-element blocks")]
+    NotWholeBlocks {
+        ty: GgmlType,
+        n_elements: u64,
+        block: usize,
+    },
+    #[error("{n_elements} elements of type {ty} take {expected} bytes, got {found}")]
+    SizeMismatch {
+        ty: GgmlType,
+        n_elements: u64,
+        expected: u64,
+        found: u64,
+    },
+}
 
 /// A ggml tensor type, numbered as in GGUF tensor infos (`ggml_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
