@@ -5,4 +5,5 @@ mod bench;
 mod cli;
 mod gguf;
 mod quant;
+mod tokenizer;
 mod util;

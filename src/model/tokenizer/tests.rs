@@ -1,0 +1,1 @@
+//! Unit tests for the tokenizer on small vocabularies built in memory.
