@@ -3,6 +3,14 @@
 //!
 //! The boundary is deliberately *not* "return logits": a GPU engine samples on the device and
 //! hands back only the token id. Logits are an optional path for tests and perplexity.
+//!
+//! Decoding is lazy by one token: `step` samples a token and returns it *without* running the
+//! model on it yet; the next `step` (or `prefill`) feeds it first. So one `step` = (feed the
+//! previous token →) forward → sample, which is exactly one GPU submission, and a generation that
+//! stops (end-of-turn token, `-n` reached, context full) never pays for a forward pass whose
+//! logits nobody reads.
+
+pub mod cpu;
 
 /// Sampling settings. `temperature <= 0` means greedy (argmax; ties go to the lowest id).
 ///
@@ -57,20 +65,26 @@ pub trait Engine {
     fn describe(&self) -> String;
     /// Context length the KV cache was sized for.
     fn n_ctx(&self) -> usize;
-    /// Tokens currently in the KV cache.
+    /// Tokens whose keys and values are in the KV cache (the token last returned by `step` is
+    /// not among them until it is fed).
     fn n_past(&self) -> usize;
-    /// Empties the KV cache (and the token history used by the repetition penalty).
+    /// Empties the KV cache, drops any unfed sampled token and the token history used by the
+    /// repetition penalty.
     fn reset(&mut self);
-    /// Runs the model over `tokens` at positions `n_past()..`, batched. Afterwards the logits of
-    /// the last token are pending for `step` / `logits`.
+    /// Feeds the token last returned by `step` (if not fed yet), then runs the model over
+    /// `tokens` at the following positions, batched. Afterwards the logits of the last token are
+    /// pending for `step` / `logits`. Fails, changing nothing, if the tokens do not fit in
+    /// `n_ctx()` or an id is outside the vocabulary.
     fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()>;
-    /// Samples a token from the pending logits with `params` and the uniform random number `u`,
-    /// then runs the model on that token so that new logits are pending. Returns the token.
+    /// Feeds the token last returned by `step` (if not fed yet; this needs one free position in
+    /// the context), then samples from the pending logits with `params` and the uniform random
+    /// number `u` (in [0, 1), drawn by the host so that a seed fixes the output) and returns the
+    /// sampled token. The returned token is *not* fed yet (see the module docs).
     fn step(&mut self, params: &SamplingParams, u: f32) -> anyhow::Result<u32>;
-    /// The pending logits (vocabulary-sized). Slow path for tests; engines may read back from
-    /// a device.
+    /// The pending logits (vocabulary-sized): those of the last token fed. Slow path for tests;
+    /// engines may read back from a device.
     fn logits(&mut self) -> anyhow::Result<Vec<f32>>;
-    /// Runs `tokens` like `prefill` and returns the logits of every position,
+    /// Runs `tokens` like `prefill` and returns the logits of every one of them,
     /// `tokens.len() × n_vocab`, row-major. For perplexity and tests.
     fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
     /// Counters since the last `reset_stats`.

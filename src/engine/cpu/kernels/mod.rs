@@ -1,0 +1,242 @@
+//! The CPU engine's compute kernels: activations quantized to 8 bits the way llama.cpp does it
+//! (Q8_0 / Q8_1 blocks of 32, Q8_K blocks of 256), and dot products of packed weight rows with
+//! them, in a portable version and SIMD versions (AVX2 on x86-64, NEON + dot-product on aarch64)
+//! chosen once at run time. Weights are never dequantized as a whole: each kernel reads the
+//! packed blocks straight from the memory map.
+
+pub mod portable;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+
+use crate::quant::GgmlType;
+
+/// A block of 32 activations quantized to i8: `x ≈ d·q`. For Q8_1 also `s = d·Σq` (the
+/// correction term for weight formats with a minimum). `d` and `s` hold values already rounded
+/// to f16, as llama.cpp stores them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(8))]
+pub struct BlockQ8 {
+    pub d: f32,
+    pub s: f32,
+    pub qs: [i8; 32],
+}
+
+/// A block of 256 activations quantized to i8 with an f32 scale and sums of each group of 16
+/// (llama.cpp's `block_q8_K`), the partner of the k-quants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(8))]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; 256],
+    pub bsums: [i16; 16],
+}
+
+impl Default for BlockQ8 {
+    fn default() -> Self {
+        BlockQ8 {
+            d: 0.0,
+            s: 0.0,
+            qs: [0; 32],
+        }
+    }
+}
+impl Default for BlockQ8K {
+    fn default() -> Self {
+        BlockQ8K {
+            d: 0.0,
+            qs: [0; 256],
+            bsums: [0; 16],
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+#[inline]
+fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// Quantizes `x` (a multiple of 32 long) to Q8_0 (`with_sum = false`) or Q8_1 blocks:
+/// `d = max|x| / 127`, `q = round_half_even(x · 127 / max|x|)` — llama.cpp's x86 and ARM paths.
+pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
+    for (xb, y) in x.chunks_exact(32).zip(out.iter_mut()) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in y.qs.iter_mut().zip(xb) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        y.d = round_f16(d);
+        y.s = if with_sum {
+            round_f16(d * sum as f32)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// Quantizes `x` (a multiple of 256 long) to Q8_K blocks as llama.cpp does: the scale comes from
+/// the element of largest magnitude *with its sign* (`iscale = −127 / max`), values clamp at 127.
+pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    for (xb, y) in x.chunks_exact(256).zip(out.iter_mut()) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *y = BlockQ8K::default();
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in y.qs.iter_mut().zip(xb) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        for (g, s) in y.bsums.iter_mut().enumerate() {
+            *s = y.qs[16 * g..16 * g + 16].iter().map(|&q| q as i16).sum();
+        }
+        y.d = 1.0 / iscale;
+    }
+}
+
+/// Which instruction set the kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Portable,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// aarch64 NEON with the dot-product extension (`sdot`, Cortex-A76 and later).
+    NeonDot,
+}
+
+impl Isa {
+    /// The best instruction set this CPU supports.
+    pub fn detect() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
+                return Isa::Avx2;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                return Isa::NeonDot;
+            }
+        }
+        Isa::Portable
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::NeonDot => "neon+dotprod",
+        }
+    }
+}
+
+/// The activation format a weight type's kernels take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActFormat {
+    Q8_0,
+    Q8_1,
+    Q8K,
+    F32,
+}
+
+impl ActFormat {
+    /// Elements per activation block.
+    pub fn block(self) -> usize {
+        match self {
+            ActFormat::Q8_0 | ActFormat::Q8_1 => 32,
+            ActFormat::Q8K => 256,
+            ActFormat::F32 => 1,
+        }
+    }
+}
+
+pub type DotQ8 = fn(&[u8], &[BlockQ8]) -> f32;
+pub type DotQ8K = fn(&[u8], &[BlockQ8K]) -> f32;
+pub type DotF32 = fn(&[u8], &[f32]) -> f32;
+
+/// A dot-product kernel for one weight type, by the activation format it takes.
+#[derive(Clone, Copy)]
+pub enum Dot {
+    Q8(DotQ8),
+    Q8K(DotQ8K),
+    F32(DotF32),
+}
+
+/// Weight types the CPU engine can multiply with, for error messages.
+pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+
+/// The activation format and kernel for weights of type `ty` on `isa`; `None` if the type is
+/// not supported by the CPU engine.
+pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
+    use GgmlType as T;
+    let portable = match ty {
+        T::F32 => (ActFormat::F32, Dot::F32(portable::dot_f32)),
+        T::F16 => (ActFormat::F32, Dot::F32(portable::dot_f16)),
+        T::BF16 => (ActFormat::F32, Dot::F32(portable::dot_bf16)),
+        T::Q4_0 => (ActFormat::Q8_0, Dot::Q8(portable::dot_q4_0)),
+        T::Q4_1 => (ActFormat::Q8_1, Dot::Q8(portable::dot_q4_1)),
+        T::Q5_0 => (ActFormat::Q8_0, Dot::Q8(portable::dot_q5_0)),
+        T::Q5_1 => (ActFormat::Q8_1, Dot::Q8(portable::dot_q5_1)),
+        T::Q8_0 => (ActFormat::Q8_0, Dot::Q8(portable::dot_q8_0)),
+        T::Q4_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q4_k)),
+        T::Q5_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q5_k)),
+        T::Q6_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q6_k)),
+        _ => return None,
+    };
+    let fast = match isa {
+        Isa::Portable => None,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::kernel(ty),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => neon::kernel(ty),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    Some((portable.0, fast.unwrap_or(portable.1)))
+}
+
+/// Dequantizes one row of `ty` (for embedding lookups): `out.len()` elements from `row`.
+pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
+    use GgmlType as T;
+    match ty {
+        T::F32 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        T::F16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = f16_at(b, 0);
+            }
+        }
+        T::BF16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
+            }
+        }
+        _ => portable::dequantize_blocks(ty, row, out),
+    }
+}
+
+#[cfg(test)]
+mod tests;

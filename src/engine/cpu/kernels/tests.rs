@@ -1,0 +1,189 @@
+//! Kernel tests on random blocks: every kernel (portable and the SIMD one this CPU runs —
+//! under qemu-aarch64 that is NEON) against a float reference built from the dequantized
+//! weights and activations.
+
+use super::*;
+use crate::model::sampler::Rng;
+
+const TYPES: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+fn f16_bytes(x: f32) -> [u8; 2] {
+    half::f16::from_f32(x).to_le_bytes()
+}
+
+/// A random row of `k` elements of `ty` with sane scales (random bytes elsewhere).
+fn random_row(ty: GgmlType, k: usize, rng: &mut Rng) -> Vec<u8> {
+    let bytes = ty.bytes_for(k as u64).unwrap() as usize;
+    let mut row: Vec<u8> = (0..bytes).map(|_| rng.next_u64() as u8).collect();
+    let mut scale = |rng: &mut Rng| f16_bytes((rng.next_f32() - 0.3) * 0.02);
+    match ty {
+        GgmlType::F32 => {
+            for c in row.chunks_exact_mut(4) {
+                c.copy_from_slice(&(rng.next_f32() * 2.0 - 1.0).to_le_bytes());
+            }
+        }
+        GgmlType::F16 | GgmlType::BF16 => {
+            for c in row.chunks_exact_mut(2) {
+                let v = rng.next_f32() * 2.0 - 1.0;
+                let b = if ty == GgmlType::F16 {
+                    f16_bytes(v)
+                } else {
+                    ((v.to_bits() >> 16) as u16).to_le_bytes()
+                };
+                c.copy_from_slice(&b);
+            }
+        }
+        _ => {
+            let fields: &[usize] = match ty {
+                GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
+                GgmlType::Q6_K => &[208],
+                _ => &[0],
+            };
+            for b in row.chunks_exact_mut(ty.type_size()) {
+                for &f in fields {
+                    b[f..f + 2].copy_from_slice(&scale(rng));
+                }
+            }
+        }
+    }
+    row
+}
+
+fn random_acts(k: usize, rng: &mut Rng) -> Vec<f32> {
+    (0..k)
+        .map(|i| (rng.next_f32() * 2.0 - 1.0) * if i % 7 == 0 { 4.0 } else { 1.0 })
+        .collect()
+}
+
+/// The dot product through the given ISA's kernel (with the activation quantization it uses)
+/// and the f64 reference over the same quantized activations.
+fn dot_both(ty: GgmlType, isa: Isa, row: &[u8], x: &[f32]) -> (f32, f64, f64) {
+    let k = x.len();
+    let mut w = vec![0.0f32; k];
+    dequantize_row(ty, row, &mut w);
+    let (fmt, dot) = kernel(ty, isa).unwrap();
+    let xq: Vec<f32>;
+    let got = match dot {
+        Dot::F32(f) => {
+            xq = x.to_vec();
+            f(row, x)
+        }
+        Dot::Q8(f) => {
+            let mut a = vec![BlockQ8::default(); k / 32];
+            quantize_q8(x, &mut a, fmt == ActFormat::Q8_1);
+            xq = a
+                .iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d))
+                .collect();
+            f(row, &a)
+        }
+        Dot::Q8K(f) => {
+            let mut a = vec![BlockQ8K::default(); k / 256];
+            quantize_q8k(x, &mut a);
+            xq = a
+                .iter()
+                .flat_map(|b| b.qs.iter().map(move |&q| q as f32 * b.d))
+                .collect();
+            f(row, &a)
+        }
+    };
+    let reference: f64 = w.iter().zip(&xq).map(|(&a, &b)| a as f64 * b as f64).sum();
+    let magnitude: f64 = w
+        .iter()
+        .zip(&xq)
+        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+        .sum();
+    (got, reference, magnitude)
+}
+
+#[test]
+fn every_kernel_matches_the_dequantized_reference() {
+    let mut rng = Rng::new(7);
+    let isas = [Isa::Portable, Isa::detect()];
+    for ty in TYPES {
+        for k in [256, 512, 1024 + 256] {
+            for _ in 0..20 {
+                let row = random_row(ty, k, &mut rng);
+                let x = random_acts(k, &mut rng);
+                for isa in isas {
+                    let (got, want, mag) = dot_both(ty, isa, &row, &x);
+                    // Only the order of f32 additions differs from the f64 reference.
+                    let tol = 2e-5 * mag + 1e-6;
+                    assert!(
+                        (got as f64 - want).abs() <= tol,
+                        "{ty} on {isa:?}, k={k}: kernel {got}, reference {want} (tolerance {tol})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_kernels_match_portable_kernels() {
+    let isa = Isa::detect();
+    eprintln!("testing {} kernels against portable ones", isa.name());
+    let mut rng = Rng::new(11);
+    for ty in TYPES {
+        for _ in 0..50 {
+            let k = 512;
+            let row = random_row(ty, k, &mut rng);
+            let x = random_acts(k, &mut rng);
+            let (fast, _, mag) = dot_both(ty, isa, &row, &x);
+            let (slow, _, _) = dot_both(ty, Isa::Portable, &row, &x);
+            assert!(
+                ((fast - slow) as f64).abs() <= 1e-5 * mag + 1e-6,
+                "{ty}: {} {fast} vs portable {slow}",
+                isa.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn q8_quantization_matches_llama_cpp_rules() {
+    let x: Vec<f32> = (0..32).map(|i| i as f32 - 12.7).collect();
+    let mut b = [BlockQ8::default()];
+    quantize_q8(&x, &mut b, true);
+    // max |x| = x[31] → d = max / 127 (stored as f16), the largest maps to exactly 127;
+    // s = d · Σq with the unrounded d, stored as f16.
+    let d = x[31] / 127.0;
+    assert_eq!(b[0].qs[31], 127);
+    assert_eq!(b[0].d, half::f16::from_f32(d).to_f32());
+    let sum: i32 = b[0].qs.iter().map(|&q| q as i32).sum();
+    assert_eq!(b[0].s, half::f16::from_f32(d * sum as f32).to_f32());
+
+    // Q8_K takes the sign of the largest-magnitude element: here it is negative.
+    let mut x = vec![0.5f32; 256];
+    x[3] = -2.0;
+    let mut k = [BlockQ8K::default()];
+    quantize_q8k(&x, &mut k);
+    assert_eq!(k[0].qs[3], -127);
+    assert!((k[0].d - 2.0 / 127.0).abs() < 1e-7);
+    assert_eq!(
+        k[0].bsums[0],
+        k[0].qs[..16].iter().map(|&q| q as i16).sum::<i16>()
+    );
+}
+
+#[test]
+fn zero_activations_give_zero() {
+    let mut rng = Rng::new(3);
+    for ty in TYPES {
+        let row = random_row(ty, 256, &mut rng);
+        let (got, _, _) = dot_both(ty, Isa::detect(), &row, &[0.0; 256]);
+        assert_eq!(got, 0.0, "{ty}");
+    }
+}

@@ -1,0 +1,465 @@
+//! The CPU engine: the reference every other engine is tested against and the Pi's fallback
+//! when no GPU works. Weights stay in the memory map and are read packed by the kernels;
+//! resident memory beyond the map is the KV cache (sized by `n_ctx`) plus per-batch scratch.
+//!
+//! The forward pass reads top to bottom in data order (llama2.c style): embed → per layer
+//! (RMS norm → Q, K, V (+bias) → RoPE → KV cache → attention → output projection + residual →
+//! RMS norm → gate, up → SwiGLU → down + residual) → final norm → logits.
+
+pub mod kernels;
+mod matmul;
+pub mod ops;
+pub mod pool;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use self::kernels::Isa;
+use self::matmul::{matmul, Acts, Mat};
+use self::ops::{KvBuf, KvKernels, Rope};
+use self::pool::Pool;
+use super::{Engine, SamplingParams, Stats};
+use crate::model::{sampler, Model, ModelError};
+use crate::quant::GgmlType;
+
+/// How to build a CPU engine.
+#[derive(Debug, Clone)]
+pub struct CpuOptions {
+    /// Context length: the KV cache holds this many positions.
+    pub n_ctx: usize,
+    /// Threads in all (including the caller). 0 = one per available core.
+    pub threads: usize,
+    /// Store keys and values as f16 (as llama.cpp does by default) rather than f32.
+    pub kv_f16: bool,
+    /// Force an instruction set (tests); `None` = the best this CPU has.
+    pub isa: Option<Isa>,
+}
+
+impl Default for CpuOptions {
+    fn default() -> Self {
+        CpuOptions {
+            n_ctx: 2048,
+            threads: 0,
+            kv_f16: true,
+            isa: None,
+        }
+    }
+}
+
+/// The weights of one layer in kernel-ready form; norms and biases copied as f32 (they are
+/// tiny).
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Mat,
+    wk: Mat,
+    wv: Mat,
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    wo: Mat,
+    ffn_norm: Vec<f32>,
+    gate: Mat,
+    up: Mat,
+    down: Mat,
+}
+
+pub struct CpuEngine {
+    model: Arc<Model>,
+    isa: Isa,
+    pool: Pool,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    output: Mat,
+    rope_freqs: Option<Vec<f32>>,
+    kv_kernels: KvKernels,
+    n_ctx: usize,
+    /// Per layer: keys and values, `n_ctx × kv_dim` each.
+    k_cache: Vec<KvBuf>,
+    v_cache: Vec<KvBuf>,
+    n_past: usize,
+    /// The token `step` returned last, not yet fed.
+    unfed: Option<u32>,
+    /// Every token fed or sampled since `reset` (for the repetition penalty).
+    history: Vec<u32>,
+    /// Logits of the last token fed; empty when none is pending.
+    logits: Vec<f32>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for CpuEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl CpuEngine {
+    /// Prepares `model` for the CPU: checks every weight type has a kernel, allocates the KV
+    /// cache for `opts.n_ctx` positions and starts the threads.
+    pub fn new(model: Arc<Model>, opts: &CpuOptions) -> Result<CpuEngine, ModelError> {
+        let c = &model.config;
+        let isa = opts.isa.unwrap_or_else(Isa::detect);
+        let w = &model.weights;
+        let vec = |w: &crate::model::Weight| model.vector_f32(w);
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for l in &w.layers {
+            layers.push(Layer {
+                attn_norm: vec(&l.attn_norm),
+                wq: Mat::new(&l.attn_q, isa)?,
+                wk: Mat::new(&l.attn_k, isa)?,
+                wv: Mat::new(&l.attn_v, isa)?,
+                bq: l.attn_q_bias.as_ref().map(vec),
+                bk: l.attn_k_bias.as_ref().map(vec),
+                bv: l.attn_v_bias.as_ref().map(vec),
+                wo: Mat::new(&l.attn_output, isa)?,
+                ffn_norm: vec(&l.ffn_norm),
+                gate: Mat::new(&l.ffn_gate, isa)?,
+                up: Mat::new(&l.ffn_up, isa)?,
+                down: Mat::new(&l.ffn_down, isa)?,
+            });
+        }
+        let output = Mat::new(&w.output, isa)?;
+        // The embedding is read one row at a time, dequantized.
+        if kernels::kernel(w.token_embd.ty, Isa::Portable).is_none() {
+            return Err(ModelError::UnsupportedType {
+                name: w.token_embd.name.clone(),
+                ty: w.token_embd.ty,
+                supported: kernels::SUPPORTED.into(),
+            });
+        }
+        let n_ctx = opts.n_ctx.max(1);
+        let kv_len = n_ctx * c.kv_dim();
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.threads
+        };
+        Ok(CpuEngine {
+            isa,
+            pool: Pool::new(threads),
+            layers,
+            output_norm: vec(&w.output_norm),
+            output,
+            rope_freqs: w.rope_freqs.as_ref().map(vec),
+            kv_kernels: kv_kernels(isa),
+            n_ctx,
+            k_cache: (0..c.n_layer)
+                .map(|_| KvBuf::new(opts.kv_f16, kv_len))
+                .collect(),
+            v_cache: (0..c.n_layer)
+                .map(|_| KvBuf::new(opts.kv_f16, kv_len))
+                .collect(),
+            n_past: 0,
+            unfed: None,
+            history: Vec::new(),
+            logits: Vec::new(),
+            stats: Stats::default(),
+            model,
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Bytes of the KV cache.
+    pub fn kv_bytes(&self) -> usize {
+        self.k_cache
+            .iter()
+            .chain(&self.v_cache)
+            .map(|b| b.bytes())
+            .sum()
+    }
+
+    fn check_tokens(&self, tokens: &[u32], extra: usize) -> Result<()> {
+        let n_vocab = self.model.config.n_vocab;
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            bail!("token id {t} is outside the vocabulary (0..{n_vocab})");
+        }
+        let need = self.n_past + extra + tokens.len();
+        if need > self.n_ctx {
+            bail!(
+                "{need} tokens do not fit in the context of {} (already {} in the cache); use a larger --ctx",
+                self.n_ctx,
+                self.n_past + extra
+            );
+        }
+        Ok(())
+    }
+
+    /// Feeds `tokens` (after any unfed sampled token); returns the logits of every fed token
+    /// when `all`, else leaves only the last one's pending.
+    fn feed(&mut self, tokens: &[u32], all: bool) -> Result<Vec<f32>> {
+        let extra = usize::from(self.unfed.is_some());
+        self.check_tokens(tokens, extra)?;
+        let mut batch = Vec::with_capacity(tokens.len() + extra);
+        batch.extend(self.unfed.take());
+        batch.extend_from_slice(tokens);
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = Instant::now();
+        let out = self.forward(&batch, all);
+        self.history.extend_from_slice(tokens);
+        self.stats.tokens += batch.len() as u64;
+        self.stats.host_ns += start.elapsed().as_nanos() as u64;
+        let n_vocab = self.model.config.n_vocab;
+        if all {
+            self.logits = out[out.len() - n_vocab..].to_vec();
+            // Drop the logits of the previously sampled token: the caller asked for `tokens`.
+            Ok(out[extra * n_vocab..].to_vec())
+        } else {
+            self.logits = out;
+            Ok(Vec::new())
+        }
+    }
+
+    /// Runs the model over `tokens` at positions `n_past..` and appends them to the KV cache.
+    /// Returns the logits of every token (`all`) or of the last one.
+    fn forward(&mut self, tokens: &[u32], all: bool) -> Vec<f32> {
+        let model = self.model.clone();
+        let c = &model.config;
+        let (n, d, qd, kvd, hd) = (tokens.len(), c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
+        let pos0 = self.n_past;
+        let pool = &self.pool;
+
+        // x: n × d, the residual stream.
+        let mut x = vec![0.0f32; n * d];
+        let embd = &model.weights.token_embd;
+        let embd_data = model.data(embd);
+        let rb = embd.row_bytes();
+        for (t, &tok) in tokens.iter().enumerate() {
+            let row = &embd_data[tok as usize * rb..(tok as usize + 1) * rb];
+            kernels::dequantize_row(embd.ty, row, &mut x[t * d..(t + 1) * d]);
+        }
+        let rope = Rope::new(
+            c.n_rot,
+            c.rope_style,
+            c.rope_freq_base,
+            c.rope_freq_scale,
+            self.rope_freqs.as_deref(),
+            pos0,
+            n,
+        );
+
+        let mut xn = vec![0.0f32; n * d]; // normed input, n × d
+        let mut q = vec![0.0f32; n * qd]; // n × q_dim
+        let mut k = vec![0.0f32; n * kvd]; // n × kv_dim
+        let mut v = vec![0.0f32; n * kvd];
+        let mut att = vec![0.0f32; n * qd]; // attention output, n × q_dim
+        let mut proj = vec![0.0f32; n * d]; // projections back to d, n × d
+        let mut gate = vec![0.0f32; n * c.n_ff]; // n × n_ff
+        let mut up = vec![0.0f32; n * c.n_ff];
+        let mut acts = Acts::default();
+
+        for (li, l) in self.layers.iter().enumerate() {
+            // Attention block.
+            for t in 0..n {
+                ops::rms_norm(
+                    &x[t * d..(t + 1) * d],
+                    &l.attn_norm,
+                    c.rms_eps,
+                    &mut xn[t * d..(t + 1) * d],
+                );
+            }
+            acts.set(&xn, n, d);
+            matmul(&model, &l.wq, &mut acts, &mut q, pool);
+            matmul(&model, &l.wk, &mut acts, &mut k, pool);
+            matmul(&model, &l.wv, &mut acts, &mut v, pool);
+            for (buf, bias, w) in [
+                (&mut q, &l.bq, qd),
+                (&mut k, &l.bk, kvd),
+                (&mut v, &l.bv, kvd),
+            ] {
+                if let Some(b) = bias {
+                    for row in buf.chunks_exact_mut(w) {
+                        row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                    }
+                }
+            }
+            for t in 0..n {
+                rope.apply(&mut q[t * qd..(t + 1) * qd], hd, t);
+                rope.apply(&mut k[t * kvd..(t + 1) * kvd], hd, t);
+                self.k_cache[li].write((pos0 + t) * kvd, &k[t * kvd..(t + 1) * kvd]);
+                self.v_cache[li].write((pos0 + t) * kvd, &v[t * kvd..(t + 1) * kvd]);
+            }
+            self.attention(li, &q, &mut att, pos0, n);
+            acts.set(&att, n, qd);
+            matmul(&model, &l.wo, &mut acts, &mut proj, pool);
+            x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
+
+            // Feed-forward block.
+            for t in 0..n {
+                ops::rms_norm(
+                    &x[t * d..(t + 1) * d],
+                    &l.ffn_norm,
+                    c.rms_eps,
+                    &mut xn[t * d..(t + 1) * d],
+                );
+            }
+            acts.set(&xn, n, d);
+            matmul(&model, &l.gate, &mut acts, &mut gate, pool);
+            matmul(&model, &l.up, &mut acts, &mut up, pool);
+            ops::swiglu(&mut gate, &up);
+            acts.set(&gate, n, c.n_ff);
+            matmul(&model, &l.down, &mut acts, &mut proj, pool);
+            x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
+        }
+        self.n_past += n;
+
+        // Output: all rows, or just the last.
+        let first = if all { 0 } else { n - 1 };
+        let rows = n - first;
+        let mut normed = vec![0.0f32; rows * d];
+        for t in first..n {
+            let o = (t - first) * d;
+            ops::rms_norm(
+                &x[t * d..(t + 1) * d],
+                &self.output_norm,
+                c.rms_eps,
+                &mut normed[o..o + d],
+            );
+        }
+        acts.set(&normed, rows, d);
+        let mut logits = vec![0.0f32; rows * c.n_vocab];
+        matmul(&model, &self.output, &mut acts, &mut logits, pool);
+        logits
+    }
+
+    /// Causal attention for the `n` new positions `pos0..pos0 + n` of layer `li`, split over
+    /// (position, head) pairs among the threads.
+    fn attention(&self, li: usize, q: &[f32], att: &mut [f32], pos0: usize, n: usize) {
+        let c = &self.model.config;
+        let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
+        let group = c.n_head / c.n_head_kv;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (kc, vc) = (&self.k_cache[li], &self.v_cache[li]);
+        let kk = self.kv_kernels;
+        let jobs = n * c.n_head;
+        let outp = AttPtr(att.as_mut_ptr());
+        let n_past_total = pos0 + n;
+        self.pool.run(&|i, nt| {
+            let mut scores = vec![0.0f32; n_past_total];
+            for job in pool::split(jobs, i, nt, 1) {
+                let (t, h) = (job / c.n_head, job % c.n_head);
+                let kvh = h / group;
+                let qrow = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+                // SAFETY: each (t, h) pair owns the disjoint slice `att[t·qd + h·hd ..][..hd]`,
+                // and `run` joins all threads before `att` is read.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(outp.get().add(t * qd + h * hd), hd) };
+                ops::attend(
+                    qrow,
+                    kc,
+                    vc,
+                    kvd,
+                    kvh * hd,
+                    pos0 + t,
+                    scale,
+                    &mut scores,
+                    out,
+                    kk,
+                );
+            }
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AttPtr(*mut f32);
+// SAFETY: threads write disjoint head slices; see `attention`.
+unsafe impl Send for AttPtr {}
+// SAFETY: as above.
+unsafe impl Sync for AttPtr {}
+
+impl AttPtr {
+    /// (A method, so closures capture the whole `Sync` wrapper, not the raw field.)
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn kv_kernels(isa: Isa) -> KvKernels {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => kernels::avx2::kv_kernels(),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => kernels::neon::kv_kernels(),
+        _ => KvKernels {
+            dot: ops::dot_f16_portable,
+            axpy: ops::axpy_f16_portable,
+        },
+    }
+}
+
+impl Engine for CpuEngine {
+    fn describe(&self) -> String {
+        format!(
+            "cpu ({}, {} thread{})",
+            self.isa.name(),
+            self.pool.threads(),
+            if self.pool.threads() == 1 { "" } else { "s" }
+        )
+    }
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+    fn reset(&mut self) {
+        self.n_past = 0;
+        self.unfed = None;
+        self.history.clear();
+        self.logits.clear();
+    }
+    fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
+        self.feed(tokens, false).map(|_| ())
+    }
+    fn step(&mut self, params: &SamplingParams, u: f32) -> Result<u32> {
+        if self.unfed.is_some() {
+            self.feed(&[], false)?;
+        }
+        if self.logits.is_empty() {
+            bail!("step called before any token was fed (prefill the prompt first)");
+        }
+        let start = Instant::now();
+        let mut l = self.logits.clone();
+        let tok = sampler::sample(&mut l, &self.history, params, u);
+        self.history.push(tok);
+        self.unfed = Some(tok);
+        self.stats.host_ns += start.elapsed().as_nanos() as u64;
+        Ok(tok)
+    }
+    fn logits(&mut self) -> Result<Vec<f32>> {
+        if self.logits.is_empty() {
+            bail!("no logits pending: feed tokens first");
+        }
+        Ok(self.logits.clone())
+    }
+    fn prefill_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.feed(tokens, true)
+    }
+    fn stats(&self) -> Stats {
+        self.stats.clone()
+    }
+    fn reset_stats(&mut self) {
+        self.stats = Stats::default();
+    }
+}
+
+/// Weight types of `model` that the CPU engine has no kernel for (empty when it can run it).
+pub fn unsupported_types(model: &Model) -> Vec<(String, GgmlType)> {
+    model
+        .weights
+        .all()
+        .into_iter()
+        .filter(|w| w.shape.len() > 1 && kernels::kernel(w.ty, Isa::Portable).is_none())
+        .map(|w| (w.name.clone(), w.ty))
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! Chat templates: renders the model's `tokenizer.chat_template` (Jinja) with minijinja the way
+//! Hugging Face's `apply_chat_template` does — variables `messages`, `add_generation_prompt`,
+//! `bos_token`, `eos_token`, and the `raise_exception` function templates use for bad input.
+
+use minijinja::{Environment, Error, ErrorKind};
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: impl Into<String>) -> Message {
+        Message {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("the model has no tokenizer.chat_template, so chat mode cannot format messages (use -p for plain completion)")]
+    NoTemplate,
+    #[error("tokenizer.chat_template does not parse: {0:#}")]
+    Parse(Error),
+    #[error("tokenizer.chat_template failed to render: {0:#}")]
+    Render(Error),
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token`/`eos_token` are the texts of those special tokens.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, ChatError> {
+        let mut env = Environment::new();
+        // Hugging Face renders with trim_blocks and lstrip_blocks on.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
+            Err(Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned("chat", source.to_string())
+            .map_err(ChatError::Parse)?;
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// Renders the conversation to the prompt text.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
+        let t = self.env.get_template("chat").map_err(ChatError::Render)?;
+        t.render(minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+        .map_err(ChatError::Render)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are helpful<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn renders_chatml_with_default_system() {
+        let t = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
+        let s = t.render(&[Message::new("user", "Hi")], true).unwrap();
+        assert_eq!(
+            s,
+            "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let s = t
+            .render(
+                &[
+                    Message::new("system", "Be brief"),
+                    Message::new("user", "Hi"),
+                ],
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            s,
+            "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn bos_token_and_raise_exception() {
+        let t = ChatTemplate::new(
+            "{{ bos_token }}{% if messages|length == 0 %}{{ raise_exception('no messages') }}{% endif %}x",
+            "<s>",
+            "</s>",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render(&[Message::new("user", "a")], false).unwrap(),
+            "<s>x"
+        );
+        let e = t.render(&[], false).unwrap_err().to_string();
+        assert!(e.contains("no messages"), "{e}");
+    }
+
+    #[test]
+    fn bad_template_is_an_error() {
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", "", ""),
+            Err(ChatError::Parse(_))
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! The generation loop, independent of text: prefill the prompt, then step until a stop token,
+//! the token budget, or the end of the context. The caller turns tokens into text (streaming)
+//! through the callback.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, SamplingParams};
+
+use super::sampler::Rng;
+
+/// What the callback tells the loop after each token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// An end-of-generation token was sampled (it is not part of the output).
+    EndOfText,
+    /// `max_tokens` tokens were generated.
+    Length,
+    /// The context is full.
+    Context,
+    /// The callback asked to stop (Ctrl-C, a stop string).
+    Interrupted,
+}
+
+/// The outcome of one generation.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated token ids (without the stop token).
+    pub tokens: Vec<u32>,
+    pub stop: StopReason,
+    pub prompt_time: Duration,
+    pub gen_time: Duration,
+}
+
+/// Prefills `prompt` (may be empty when the engine already holds the context) and generates up
+/// to `max_tokens` tokens. `is_stop(t)` marks end-of-generation tokens; `on_token` sees each
+/// generated token as soon as it exists.
+pub fn generate(
+    engine: &mut dyn Engine,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    rng: &mut Rng,
+    is_stop: &dyn Fn(u32) -> bool,
+    on_token: &mut dyn FnMut(u32) -> Flow,
+) -> anyhow::Result<Generation> {
+    let t0 = Instant::now();
+    if !prompt.is_empty() {
+        engine.prefill(prompt)?;
+    }
+    let prompt_time = t0.elapsed();
+    let t1 = Instant::now();
+    let mut tokens = Vec::new();
+    let stop = loop {
+        if tokens.len() >= max_tokens {
+            break StopReason::Length;
+        }
+        // A step after the first feeds the previous token, which needs a free position.
+        if !tokens.is_empty() && engine.n_past() + 1 > engine.n_ctx() {
+            break StopReason::Context;
+        }
+        let t = engine.step(params, rng.next_f32())?;
+        if is_stop(t) {
+            break StopReason::EndOfText;
+        }
+        tokens.push(t);
+        if on_token(t) == Flow::Stop {
+            break StopReason::Interrupted;
+        }
+    };
+    Ok(Generation {
+        tokens,
+        stop,
+        prompt_time,
+        gen_time: t1.elapsed(),
+    })
+}

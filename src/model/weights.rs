@@ -1,0 +1,197 @@
+//! The model's weights, looked up by their GGUF tensor names and checked against the
+//! hyper-parameters. A [`Weight`] is only a description (name, type, shape, where the bytes are
+//! in the file): engines read the bytes from the memory map (CPU) or stream them to a device
+//! (Vulkan), so nothing here copies or dequantizes anything.
+
+use crate::gguf::{GgufFile, TensorInfo};
+use crate::quant::GgmlType;
+
+use super::{Config, ModelError};
+
+/// One tensor of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weight {
+    /// GGUF tensor name, verbatim (`blk.3.attn_q.weight`).
+    pub name: String,
+    pub ty: GgmlType,
+    /// ggml order, innermost first: a matrix is `[k (input width), m (output rows)]`.
+    pub shape: Vec<u64>,
+    /// Absolute byte offset of the tensor data in the file.
+    pub file_offset: u64,
+    pub bytes: u64,
+}
+
+impl Weight {
+    fn from_info(file: &GgufFile, info: &TensorInfo) -> Weight {
+        Weight {
+            name: info.name.clone(),
+            ty: info.ty,
+            shape: info.shape.clone(),
+            file_offset: file.data_offset() + info.offset,
+            bytes: info.bytes,
+        }
+    }
+    /// Input width of a matrix (elements per row).
+    pub fn cols(&self) -> usize {
+        self.shape[0] as usize
+    }
+    /// Output rows of a matrix (1 for a vector).
+    pub fn rows(&self) -> usize {
+        self.shape.iter().skip(1).product::<u64>() as usize
+    }
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> usize {
+        self.bytes as usize / self.rows().max(1)
+    }
+}
+
+/// The weights of one transformer block.
+#[derive(Debug, Clone)]
+pub struct LayerWeights {
+    pub attn_norm: Weight,
+    pub attn_q: Weight,
+    pub attn_k: Weight,
+    pub attn_v: Weight,
+    /// Present exactly when the architecture has QKV biases (qwen2).
+    pub attn_q_bias: Option<Weight>,
+    pub attn_k_bias: Option<Weight>,
+    pub attn_v_bias: Option<Weight>,
+    pub attn_output: Weight,
+    pub ffn_norm: Weight,
+    pub ffn_gate: Weight,
+    pub ffn_up: Weight,
+    pub ffn_down: Weight,
+}
+
+/// All weights of the model.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub token_embd: Weight,
+    pub output_norm: Weight,
+    /// The output projection: `output.weight`, or `token_embd.weight` when the file has no
+    /// separate one (tied embeddings).
+    pub output: Weight,
+    /// True when `output` is the token embedding.
+    pub tied_output: bool,
+    /// Per-dimension RoPE frequency divisors (`rope_freqs.weight`, Llama 3.1 style), if any.
+    pub rope_freqs: Option<Weight>,
+    pub layers: Vec<LayerWeights>,
+}
+
+impl Weights {
+    /// Looks up every tensor the architecture needs and checks its shape.
+    pub fn from_gguf(file: &GgufFile, c: &Config) -> Result<Weights, ModelError> {
+        let (e, q, kv, ff, v) = (
+            c.n_embd as u64,
+            c.q_dim() as u64,
+            c.kv_dim() as u64,
+            c.n_ff as u64,
+            c.n_vocab as u64,
+        );
+        let token_embd = get(file, "token_embd.weight", &[e, v])?;
+        let output_norm = get(file, "output_norm.weight", &[e])?;
+        let (output, tied_output) = match file.tensor("output.weight") {
+            Some(_) => (get(file, "output.weight", &[e, v])?, false),
+            None => (token_embd.clone(), true),
+        };
+        let rope_freqs = match file.tensor("rope_freqs.weight") {
+            Some(_) => {
+                let w = get(file, "rope_freqs.weight", &[c.n_rot as u64 / 2])?;
+                if w.ty != GgmlType::F32 {
+                    return Err(ModelError::UnsupportedType {
+                        name: w.name,
+                        ty: w.ty,
+                        supported: "F32".into(),
+                    });
+                }
+                Some(w)
+            }
+            None => None,
+        };
+        let mut layers = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}");
+            let bias = |s: &str, len: u64| -> Result<Option<Weight>, ModelError> {
+                if c.qkv_bias {
+                    get(file, &n(s), &[len]).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            layers.push(LayerWeights {
+                attn_norm: get(file, &n("attn_norm.weight"), &[e])?,
+                attn_q: get(file, &n("attn_q.weight"), &[e, q])?,
+                attn_k: get(file, &n("attn_k.weight"), &[e, kv])?,
+                attn_v: get(file, &n("attn_v.weight"), &[e, kv])?,
+                attn_q_bias: bias("attn_q.bias", q)?,
+                attn_k_bias: bias("attn_k.bias", kv)?,
+                attn_v_bias: bias("attn_v.bias", kv)?,
+                attn_output: get(file, &n("attn_output.weight"), &[q, e])?,
+                ffn_norm: get(file, &n("ffn_norm.weight"), &[e])?,
+                ffn_gate: get(file, &n("ffn_gate.weight"), &[e, ff])?,
+                ffn_up: get(file, &n("ffn_up.weight"), &[e, ff])?,
+                ffn_down: get(file, &n("ffn_down.weight"), &[ff, e])?,
+            });
+        }
+        Ok(Weights {
+            token_embd,
+            output_norm,
+            output,
+            tied_output,
+            rope_freqs,
+            layers,
+        })
+    }
+
+    /// Every weight once (the tied output is not repeated), in forward order.
+    pub fn all(&self) -> Vec<&Weight> {
+        let mut v = vec![&self.token_embd];
+        for l in &self.layers {
+            v.extend([&l.attn_norm, &l.attn_q, &l.attn_k, &l.attn_v]);
+            v.extend(
+                [&l.attn_q_bias, &l.attn_k_bias, &l.attn_v_bias]
+                    .into_iter()
+                    .flatten(),
+            );
+            v.extend([
+                &l.attn_output,
+                &l.ffn_norm,
+                &l.ffn_gate,
+                &l.ffn_up,
+                &l.ffn_down,
+            ]);
+        }
+        v.push(&self.output_norm);
+        if !self.tied_output {
+            v.push(&self.output);
+        }
+        v.extend(self.rope_freqs.iter());
+        v
+    }
+}
+
+/// A tensor by name with exactly `shape` (trailing 1s in the file are ignored).
+fn get(file: &GgufFile, name: &str, shape: &[u64]) -> Result<Weight, ModelError> {
+    let info = file.tensor(name).ok_or_else(|| ModelError::MissingTensor {
+        name: name.to_string(),
+    })?;
+    let mut s = info.shape.clone();
+    while s.len() > shape.len() && s.last() == Some(&1) {
+        s.pop();
+    }
+    if s != shape {
+        return Err(ModelError::BadShape {
+            name: name.to_string(),
+            shape: info.shape.clone(),
+            expected: shape.to_vec(),
+        });
+    }
+    if shape.len() == 1 && !matches!(info.ty, GgmlType::F32 | GgmlType::F16) {
+        return Err(ModelError::UnsupportedType {
+            name: name.to_string(),
+            ty: info.ty,
+            supported: "F32 or F16 for a vector".into(),
+        });
+    }
+    Ok(Weight::from_info(file, info))
+}
