@@ -183,7 +183,8 @@ pub enum Dot {
 }
 
 /// Weight types the CPU engine can multiply with, for error messages.
-pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K";
+pub const SUPPORTED: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
 
 /// The activation format and kernel for weights of type `ty` on `isa`; `None` if the type is
 /// not supported by the CPU engine.
@@ -201,6 +202,8 @@ pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
         T::Q4_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q4_k)),
         T::Q5_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q5_k)),
         T::Q6_K => (ActFormat::Q8K, Dot::Q8K(portable::dot_q6_k)),
+        T::Q2_K => (ActFormat::F32, Dot::F32(portable::dot_q2_k_f32)),
+        T::Q3_K => (ActFormat::F32, Dot::F32(portable::dot_q3_k_f32)),
         _ => return None,
     };
     let fast = match isa {
@@ -215,26 +218,12 @@ pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
     Some((portable.0, fast.unwrap_or(portable.1)))
 }
 
-/// Dequantizes one row of `ty` (for embedding lookups): `out.len()` elements from `row`.
+/// Dequantizes one row of `ty` (for embedding lookups): `out.len()` elements from `row`,
+/// through `crate::quant`, the project's reference dequantization.
 pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
-    use GgmlType as T;
-    match ty {
-        T::F32 => {
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        T::F16 => {
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
-                *o = f16_at(b, 0);
-            }
-        }
-        T::BF16 => {
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
-                *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
-            }
-        }
-        _ => portable::dequantize_blocks(ty, row, out),
+    if crate::quant::dequantize(ty, row, out).is_err() {
+        // Types are checked when the engine is built; a NaN row makes any slip visible.
+        out.fill(f32::NAN);
     }
 }
 

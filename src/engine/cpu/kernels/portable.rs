@@ -247,98 +247,24 @@ pub fn dot_bf16(w: &[u8], a: &[f32]) -> f32 {
         .sum()
 }
 
-/// Dequantizes a row of one of the block types above (used for embedding lookups, one row per
-/// token). Written from the same layouts as the dot products; tested against `crate::quant`.
-pub fn dequantize_blocks(ty: crate::quant::GgmlType, row: &[u8], out: &mut [f32]) {
-    use crate::quant::GgmlType as T;
+/// Any type `crate::quant` can dequantize (Q2_K, Q3_K: no integer kernel yet) · f32
+/// activations, one block at a time through a stack buffer. Correct but slow.
+fn dot_via_dequant(ty: crate::quant::GgmlType, w: &[u8], a: &[f32]) -> f32 {
     let bs = ty.block_size();
-    for (b, y) in row
-        .chunks_exact(ty.type_size())
-        .zip(out.chunks_exact_mut(bs))
-    {
-        match ty {
-            T::Q4_0 | T::Q4_1 | T::Q5_0 | T::Q5_1 => {
-                let d = f16_at(b, 0);
-                // (minimum, integer offset, high bits, nibbles): ggml computes (q − off)·d for
-                // the symmetric types and q·d + m for the ones with a minimum.
-                let (m, off, qh, qs) = match ty {
-                    T::Q4_0 => (0.0, 8, 0u32, &b[2..18]),
-                    T::Q4_1 => (f16_at(b, 2), 0, 0, &b[4..20]),
-                    T::Q5_0 => (
-                        0.0,
-                        16,
-                        u32::from_le_bytes([b[2], b[3], b[4], b[5]]),
-                        &b[6..22],
-                    ),
-                    _ => (
-                        f16_at(b, 2),
-                        0,
-                        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-                        &b[8..24],
-                    ),
-                };
-                for j in 0..16 {
-                    let h0 = ((qh >> j) & 1) << 4;
-                    let h1 = ((qh >> (j + 16)) & 1) << 4;
-                    let q0 = ((qs[j] & 15) as u32 | h0) as i32 - off;
-                    let q1 = ((qs[j] >> 4) as u32 | h1) as i32 - off;
-                    y[j] = q0 as f32 * d + m;
-                    y[j + 16] = q1 as f32 * d + m;
-                }
-            }
-            T::Q8_0 => {
-                let d = f16_at(b, 0);
-                for j in 0..32 {
-                    y[j] = b[2 + j] as i8 as f32 * d;
-                }
-            }
-            T::Q4_K | T::Q5_K => {
-                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-                let scales = &b[4..16];
-                let five = ty == T::Q5_K;
-                let (qh, qs) = if five {
-                    (&b[16..48], &b[48..176])
-                } else {
-                    (&b[0..0], &b[16..144])
-                };
-                for c in 0..4 {
-                    let (sc0, m0) = scale_min_k4(2 * c, scales);
-                    let (sc1, m1) = scale_min_k4(2 * c + 1, scales);
-                    for l in 0..32 {
-                        let q = qs[32 * c + l];
-                        let (mut lo, mut hi) = ((q & 15) as f32, (q >> 4) as f32);
-                        if five {
-                            lo += if qh[l] & (1 << (2 * c)) != 0 {
-                                16.0
-                            } else {
-                                0.0
-                            };
-                            hi += if qh[l] & (2 << (2 * c)) != 0 {
-                                16.0
-                            } else {
-                                0.0
-                            };
-                        }
-                        y[64 * c + l] = d * sc0 as f32 * lo - dmin * m0 as f32;
-                        y[64 * c + 32 + l] = d * sc1 as f32 * hi - dmin * m1 as f32;
-                    }
-                }
-            }
-            T::Q6_K => {
-                let d = f16_at(b, 208);
-                let sc = &b[192..208];
-                for half in 0..2 {
-                    let ql = &b[64 * half..64 * half + 64];
-                    let qh = &b[128 + 32 * half..128 + 32 * half + 32];
-                    for k in 0..4 {
-                        for l in 0..32 {
-                            let s = sc[8 * half + 2 * k + l / 16] as i8 as f32;
-                            y[128 * half + 32 * k + l] = d * s * (q6(ql, qh, l, k) - 32) as f32;
-                        }
-                    }
-                }
-            }
-            _ => y.fill(f32::NAN),
+    let mut tmp = [0.0f32; 256];
+    let mut sum = 0.0f32;
+    for (b, x) in w.chunks_exact(ty.type_size()).zip(a.chunks_exact(bs)) {
+        if crate::quant::dequantize(ty, b, &mut tmp[..bs]).is_err() {
+            return f32::NAN;
         }
+        sum += tmp[..bs].iter().zip(x).map(|(p, q)| p * q).sum::<f32>();
     }
+    sum
+}
+
+pub fn dot_q2_k_f32(w: &[u8], a: &[f32]) -> f32 {
+    dot_via_dequant(crate::quant::GgmlType::Q2_K, w, a)
+}
+pub fn dot_q3_k_f32(w: &[u8], a: &[f32]) -> f32 {
+    dot_via_dequant(crate::quant::GgmlType::Q3_K, w, a)
 }

@@ -5,7 +5,9 @@
 use super::*;
 use crate::model::sampler::Rng;
 
-const TYPES: [GgmlType; 11] = [
+const TYPES: [GgmlType; 13] = [
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -27,7 +29,7 @@ fn f16_bytes(x: f32) -> [u8; 2] {
 fn random_row(ty: GgmlType, k: usize, rng: &mut Rng) -> Vec<u8> {
     let bytes = ty.bytes_for(k as u64).unwrap() as usize;
     let mut row: Vec<u8> = (0..bytes).map(|_| rng.next_u64() as u8).collect();
-    let mut scale = |rng: &mut Rng| f16_bytes((rng.next_f32() - 0.3) * 0.02);
+    let scale = |rng: &mut Rng| f16_bytes((rng.next_f32() - 0.3) * 0.02);
     match ty {
         GgmlType::F32 => {
             for c in row.chunks_exact_mut(4) {
@@ -47,6 +49,8 @@ fn random_row(ty: GgmlType, k: usize, rng: &mut Rng) -> Vec<u8> {
         }
         _ => {
             let fields: &[usize] = match ty {
+                GgmlType::Q2_K => &[80, 82],
+                GgmlType::Q3_K => &[108],
                 GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
                 GgmlType::Q6_K => &[208],
                 _ => &[0],
