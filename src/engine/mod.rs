@@ -12,6 +12,8 @@
 
 pub mod cpu;
 
+pub mod vulkan;
+
 /// Sampling settings. `temperature <= 0` means greedy (argmax; ties go to the lowest id).
 ///
 /// Order of application, the same in every engine: repetition penalty over the last

@@ -1,0 +1,100 @@
+#version 450
+// Causal attention of one query head for one token over the f16 KV cache, in one pass with an
+// online softmax (keys processed WG at a time; no score buffer, so any context length works).
+// Grid: (n_head, n_tok). Grouped-query: head h reads KV head h / (n_head / n_kv).
+#extension GL_GOOGLE_include_directive : require
+layout(constant_id = 0) const uint WG = 64;
+layout(local_size_x_id = 0) in;
+layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
+layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
+layout(set = 0, binding = 2) readonly buffer KC { uint kc[]; };
+layout(set = 0, binding = 3) readonly buffer VC { uint vc[]; };
+layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
+layout(push_constant) uniform PC {
+    uint n_head;
+    uint n_kv;
+    uint head_dim;
+    uint n_tok;
+    float scale;
+} pc;
+#include "common/state.glsl"
+
+#define MAX_D 256u
+#define DPT (MAX_D / WG + 1u)
+shared float qs[MAX_D];
+shared float ps[WG];
+shared float red[WG];
+
+void main() {
+    const uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
+    const uint D = pc.head_dim;
+    const uint kvd = pc.n_kv * D;
+    const uint kvh = h / (pc.n_head / pc.n_kv);
+    const uint p_last = state[S_POS] + t;  // attends to positions 0..=p_last
+    for (uint i = tid; i < D; i += WG) {
+        qs[i] = q[t * pc.n_head * D + h * D + i];
+    }
+    barrier();
+
+    float m = -1.0 / 0.0, l = 0.0;
+    float acc[DPT];
+    for (uint j = 0u; j < DPT; j++) {
+        acc[j] = 0.0;
+    }
+    for (uint c0 = 0u; c0 <= p_last; c0 += WG) {
+        const uint p = c0 + tid;
+        float s = -1.0 / 0.0;
+        if (p <= p_last) {
+            const uint kb = (p * kvd + kvh * D) / 2u;
+            float dot_ = 0.0;
+            for (uint w = 0u; w < D / 2u; w++) {
+                vec2 kv = unpackHalf2x16(kc[kb + w]);
+                dot_ += qs[2u * w] * kv.x + qs[2u * w + 1u] * kv.y;
+            }
+            s = dot_ * pc.scale;
+        }
+        red[tid] = s;
+        barrier();
+        for (uint st = WG / 2u; st > 0u; st >>= 1) {
+            if (tid < st) {
+                red[tid] = max(red[tid], red[tid + st]);
+            }
+            barrier();
+        }
+        const float m_new = max(m, red[0]);
+        barrier();
+        const float e = p <= p_last ? exp(s - m_new) : 0.0;
+        ps[tid] = e;
+        red[tid] = e;
+        barrier();
+        for (uint st = WG / 2u; st > 0u; st >>= 1) {
+            if (tid < st) {
+                red[tid] += red[tid + st];
+            }
+            barrier();
+        }
+        const float alpha = exp(m - m_new);
+        l = l * alpha + red[0];
+        const uint nk = min(WG, p_last + 1u - c0);
+        for (uint j = 0u; j < DPT; j++) {
+            const uint d = tid + j * WG;
+            if (d < D) {
+                float a = acc[j] * alpha;
+                for (uint i = 0u; i < nk; i++) {
+                    const uint vi = (c0 + i) * kvd + kvh * D + d;
+                    vec2 vv = unpackHalf2x16(vc[vi / 2u]);
+                    a += ps[i] * ((vi & 1u) == 0u ? vv.x : vv.y);
+                }
+                acc[j] = a;
+            }
+        }
+        m = m_new;
+        barrier();
+    }
+    for (uint j = 0u; j < DPT; j++) {
+        const uint d = tid + j * WG;
+        if (d < D) {
+            o[t * pc.n_head * D + h * D + d] = acc[j] / l;
+        }
+    }
+}

@@ -1,0 +1,180 @@
+#version 450
+// Matrix x vector(s) for quantized weights: y = W · x, for NT tokens per workgroup (NT = 1 for
+// decoding, 8 for prompt processing). One dispatch can cover up to four matrices ("segments",
+// e.g. Q, K and V, or the pieces of a matrix too large for one binding) whose rows are stacked
+// in the output. Fusions, by flag:
+//   F_NORM  x is RMS-normalised first (weights `nw`), the scale applied to the dot products
+//   F_ACC   y += result (residual add)
+//   F_BIAS  + bias[seg_bias[seg] + row]
+//   F_GLU   segments 0 and 1 are gate and up: y = silu(gate · x) * (up · x)   (SwiGLU)
+// WTYPE (ggml type id) is defined per variant; without it the type comes from seg_type.
+#extension GL_GOOGLE_include_directive : require
+
+layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint ROWS = 2;
+layout(local_size_x_id = 0) in;
+#ifndef NT
+#define NT 1
+#endif
+#define MAX_SEG 4
+
+layout(set = 0, binding = 0) readonly buffer X { float x[]; };
+layout(set = 0, binding = 1) readonly buffer Wt { uint d[]; } W[MAX_SEG];
+layout(set = 0, binding = 2) readonly buffer NormW { float nw[]; };
+layout(set = 0, binding = 3) readonly buffer Bias { float bias[]; };
+layout(set = 0, binding = 4) buffer Y { float y[]; };
+
+layout(push_constant) uniform PC {
+    uint k;          // input width
+    uint n_tok;      // tokens (columns of x)
+    uint x_stride;   // floats between tokens in x
+    uint y_stride;   // floats between tokens in y
+    uint flags;
+    float eps;       // RMSNorm epsilon
+    uint y_off;      // first output row written
+    uint nseg;
+    uvec4 seg_rows;
+    uvec4 seg_type;
+    uvec4 seg_bias;
+} pc;
+
+#define F_NORM 1u
+#define F_ACC 2u
+#define F_BIAS 4u
+#define F_GLU 8u
+
+#define WLOAD(s, i) W[s].d[i]
+#include "common/dequant.glsl"
+
+shared float red[ROWS * 2u * NT * WG];
+#include "common/reduce.glsl"
+
+uint seg_type_of(uint seg) {
+#ifdef WTYPE
+    return WTYPE;
+#else
+    return pc.seg_type[seg];
+#endif
+}
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
+    const uint t0 = gl_WorkGroupID.y * NT;
+    const bool glu = (pc.flags & F_GLU) != 0u;
+    const bool norm = (pc.flags & F_NORM) != 0u;
+    uint total = 0u;
+    for (uint s = 0u; s < pc.nseg; s++) {
+        total += pc.seg_rows[s];
+    }
+    if (glu) {
+        total = pc.seg_rows[0];
+    }
+    const uint units = (pc.k + 31u) / 32u;
+    const uint nt = min(NT, pc.n_tok - t0);
+
+    // Fused RMSNorm: every workgroup computes the (cheap) scale of each of its tokens.
+    float scale[NT];
+    for (uint t = 0u; t < NT; t++) {
+        scale[t] = 1.0;
+    }
+    if (norm) {
+        for (uint t = 0u; t < NT; t++) {
+            float ss = 0.0;
+            if (t < nt) {
+                uint xb = (t0 + t) * pc.x_stride;
+                for (uint i = tid; i < pc.k; i += WG) {
+                    float xi = x[xb + i];
+                    ss += xi * xi;
+                }
+            }
+            red[t * WG + tid] = ss;
+        }
+        reduce_sum(tid, NT);
+        for (uint t = 0u; t < NT; t++) {
+            scale[t] = inversesqrt(red[t * WG] / float(pc.k) + pc.eps);
+        }
+        barrier();
+    }
+
+    float acc[ROWS * 2u * NT];
+    for (uint a = 0u; a < ROWS * 2u * NT; a++) {
+        acc[a] = 0.0;
+    }
+    for (uint r = 0u; r < ROWS; r++) {
+        const uint row = wg * ROWS + r;
+        if (row >= total) {
+            break;
+        }
+        for (uint h = 0u; h < (glu ? 2u : 1u); h++) {
+            uint seg = h, srow = row;
+            if (!glu) {
+                seg = 0u;
+                while (srow >= pc.seg_rows[seg]) {
+                    srow -= pc.seg_rows[seg];
+                    seg++;
+                }
+            }
+            const uint ty = seg_type_of(seg);
+            const uint rb = srow * row_bytes(ty, pc.k);
+            for (uint u = tid; u < units; u += WG) {
+                float wv[32];
+                dq32(seg, ty, rb, u, pc.k, wv);
+                const uint e0 = u * 32u;
+                const uint ne = min(32u, pc.k - e0);
+                if (norm) {
+                    for (uint i = 0u; i < ne; i++) {
+                        wv[i] *= nw[e0 + i];
+                    }
+                }
+                for (uint t = 0u; t < nt; t++) {
+                    const uint xb = (t0 + t) * pc.x_stride + e0;
+                    float sacc = 0.0;
+                    if (ne == 32u) {
+                        for (uint i = 0u; i < 32u; i++) {
+                            sacc += wv[i] * x[xb + i];
+                        }
+                    } else {
+                        for (uint i = 0u; i < ne; i++) {
+                            sacc += wv[i] * x[xb + i];
+                        }
+                    }
+                    acc[(r * 2u + h) * NT + t] += sacc;
+                }
+            }
+        }
+    }
+
+    for (uint a = 0u; a < ROWS * 2u * NT; a++) {
+        red[a * WG + tid] = acc[a];
+    }
+    reduce_sum(tid, ROWS * 2u * NT);
+
+    // One invocation per (row, token) writes its result.
+    if (tid < ROWS * NT) {
+        const uint r = tid / NT, t = tid % NT;
+        const uint row = wg * ROWS + r;
+        if (row < total && t < nt) {
+            float v = red[((r * 2u) * NT + t) * WG] * scale[t];
+            if (glu) {
+                float up = red[((r * 2u + 1u) * NT + t) * WG] * scale[t];
+                v = v / (1.0 + exp(-v)) * up;
+            } else if ((pc.flags & F_BIAS) != 0u) {
+                uint seg = 0u, srow = row;
+                while (srow >= pc.seg_rows[seg]) {
+                    srow -= pc.seg_rows[seg];
+                    seg++;
+                }
+                if (pc.seg_bias[seg] != 0xFFFFFFFFu) {
+                    v += bias[pc.seg_bias[seg] + srow];
+                }
+            }
+            const uint yi = (t0 + t) * pc.y_stride + pc.y_off + row;
+            if ((pc.flags & F_ACC) != 0u) {
+                y[yi] += v;
+            } else {
+                y[yi] = v;
+            }
+        }
+    }
+}

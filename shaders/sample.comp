@@ -1,0 +1,327 @@
+#version 450
+// Sampling on the GPU, in one workgroup, so only the chosen token id ever leaves the device.
+// Semantics (mirrored by the CPU reference in src/engine/vulkan/tests): repetition penalty on the
+// distinct tokens among the last `last_n` of the history -> greedy argmax (ties: lowest id) when
+// temp <= 0; otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p
+// (smallest prefix whose mass >= top_p * total) -> min-p (w >= min_p; the top w is 1) -> draw:
+// the first token in that order whose cumulative mass exceeds u * total.
+// Thresholds are found without sorting by a 4-bit radix search (8 passes) over the float bits of
+// the keys, counting tokens (top-k) or summing their mass (top-p, draw); ties at the threshold
+// are resolved in id order. Then the token is written to the state, appended to the history,
+// and the position advanced (this dispatch starts every decode step).
+#extension GL_GOOGLE_include_directive : require
+layout(constant_id = 0) const uint WG = 128;
+layout(local_size_x_id = 0) in;
+layout(set = 0, binding = 0) readonly buffer Logits { float logits[]; };
+layout(set = 0, binding = 1) coherent buffer State { uint state[]; };
+layout(set = 0, binding = 2) coherent buffer Scratch { float sc[]; };
+layout(set = 0, binding = 3) readonly buffer Params {
+    float temp;
+    uint top_k;
+    float top_p;
+    float min_p;
+    float penalty;
+    uint last_n;
+    float u;
+    uint pad_;
+} prm;
+layout(push_constant) uniform PC {
+    uint n_vocab;
+    uint logits_off;
+} pc;
+#include "common/state.glsl"
+
+shared float hm[16u * WG];
+shared uint hc[16u * WG];
+shared uint s_key, s_cut, s_cnt_eq, s_above_c;
+shared float s_above_m;
+
+// Order-preserving map of a float to a uint (for logits, which may be negative).
+uint okey(float f) {
+    uint b = floatBitsToUint(f);
+    return (b & 0x80000000u) != 0u ? ~b : b | 0x80000000u;
+}
+
+// by_mass: elements are w = sc[i] > 0 with key = bits(w); else all logits with key = okey(sc[i]).
+bool elem(bool by_mass, uint i, out uint key, out float w) {
+    float v = sc[i];
+    if (by_mass) {
+        key = floatBitsToUint(v);
+        w = v;
+        return v > 0.0;
+    }
+    key = okey(v);
+    w = 0.0;
+    return true;
+}
+
+void sync() {
+    memoryBarrierBuffer();
+    memoryBarrierShared();
+    barrier();
+}
+
+// Radix search for the threshold key T in the order "key desc": the key of the element at which
+// the running count reaches `tcount` (count mode) or the running mass reaches (`strict`: exceeds)
+// `tmass`. Leaves T in s_key, the count/mass of elements above T in s_above_c/s_above_m and the
+// number of elements equal to T in s_cnt_eq.
+void search(bool by_mass, uint tcount, float tmass, bool strict) {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint n = pc.n_vocab;
+    uint prefix = 0u;
+    for (uint pass_ = 0u; pass_ < 8u; pass_++) {
+        const uint shift = 28u - 4u * pass_;
+        float m[16];
+        uint c[16];
+        for (uint b = 0u; b < 16u; b++) {
+            m[b] = 0.0;
+            c[b] = 0u;
+        }
+        for (uint i = tid; i < n; i += WG) {
+            uint key;
+            float w;
+            if (!elem(by_mass, i, key, w)) {
+                continue;
+            }
+            if (pass_ == 0u || (key >> (shift + 4u)) == (prefix >> (shift + 4u))) {
+                uint b = (key >> shift) & 0xFu;
+                m[b] += w;
+                c[b] += 1u;
+            }
+        }
+        for (uint b = 0u; b < 16u; b++) {
+            hm[b * WG + tid] = m[b];
+            hc[b * WG + tid] = c[b];
+        }
+        sync();
+        for (uint st = WG / 2u; st > 0u; st >>= 1) {
+            if (tid < st) {
+                for (uint b = 0u; b < 16u; b++) {
+                    hm[b * WG + tid] += hm[b * WG + tid + st];
+                    hc[b * WG + tid] += hc[b * WG + tid + st];
+                }
+            }
+            sync();
+        }
+        if (tid == 0u) {
+            float am = pass_ == 0u ? 0.0 : s_above_m;
+            uint ac = pass_ == 0u ? 0u : s_above_c;
+            int sel = -1, last = -1;
+            float last_am = am;
+            uint last_ac = ac;
+            for (int b = 15; b >= 0; b--) {
+                uint cb = hc[uint(b) * WG];
+                if (cb == 0u) {
+                    continue;
+                }
+                float nm = am + hm[uint(b) * WG];
+                uint nc = ac + cb;
+                bool crossed = by_mass ? (strict ? nm > tmass : nm >= tmass) : nc >= tcount;
+                last = b;
+                last_am = am;
+                last_ac = ac;
+                if (crossed) {
+                    sel = b;
+                    break;
+                }
+                am = nm;
+                ac = nc;
+            }
+            if (sel < 0) {
+                // Rounding put the target past the total: take the last element in order.
+                sel = last;
+                am = last_am;
+                ac = last_ac;
+            }
+            s_above_m = am;
+            s_above_c = ac;
+            s_cnt_eq = hc[uint(max(sel, 0)) * WG];
+            s_key = prefix | (uint(max(sel, 0)) << shift);
+        }
+        sync();
+        prefix = s_key;
+        sync();
+    }
+}
+
+// The id of the r-th (0-based) element, in id order, whose key equals s_key. Leaves it in s_cut.
+void nth_equal(bool by_mass, uint r) {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint n = pc.n_vocab;
+    const uint T = s_key;
+    const uint chunk = (n + WG - 1u) / WG;
+    const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
+    uint cnt = 0u;
+    for (uint i = lo; i < hi; i++) {
+        uint key;
+        float w;
+        if (elem(by_mass, i, key, w) && key == T) {
+            cnt++;
+        }
+    }
+    hc[tid] = cnt;
+    sync();
+    if (tid == 0u) {
+        uint run = 0u;
+        for (uint i = 0u; i < WG; i++) {
+            uint c = hc[i];
+            hc[i] = run;
+            run += c;
+        }
+    }
+    sync();
+    uint base = hc[tid];
+    if (r >= base && r < base + cnt) {
+        uint seen = base;
+        for (uint i = lo; i < hi; i++) {
+            uint key;
+            float w;
+            if (elem(by_mass, i, key, w) && key == T) {
+                if (seen == r) {
+                    s_cut = i;
+                    break;
+                }
+                seen++;
+            }
+        }
+    }
+    sync();
+}
+
+float reduce_f(float v, bool is_max) {
+    const uint tid = gl_LocalInvocationID.x;
+    hm[tid] = v;
+    sync();
+    for (uint st = WG / 2u; st > 0u; st >>= 1) {
+        if (tid < st) {
+            hm[tid] = is_max ? max(hm[tid], hm[tid + st]) : hm[tid] + hm[tid + st];
+        }
+        sync();
+    }
+    float r = hm[0];
+    sync();
+    return r;
+}
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint n = pc.n_vocab;
+    for (uint i = tid; i < n; i += WG) {
+        sc[i] = logits[pc.logits_off + i];
+    }
+    sync();
+
+    // Repetition penalty, once per distinct token among the last `last_n`.
+    const uint nh = state[S_NHIST];
+    const uint last_n = min(min(prm.last_n, nh), HIST);
+    if (prm.penalty != 1.0) {
+        for (uint j = tid; j < last_n; j += WG) {
+            uint tok = state[S_HIST + (nh - 1u - j) % HIST];
+            bool dup = false;
+            for (uint i = 0u; i < j; i++) {
+                dup = dup || state[S_HIST + (nh - 1u - i) % HIST] == tok;
+            }
+            if (!dup && tok < n) {
+                float v = sc[tok];
+                sc[tok] = v > 0.0 ? v / prm.penalty : v * prm.penalty;
+            }
+        }
+    }
+    sync();
+
+    uint token = 0u;
+    if (prm.temp <= 0.0) {
+        float bv = -1.0 / 0.0;
+        uint bi = 0xFFFFFFFFu;
+        for (uint i = tid; i < n; i += WG) {
+            float v = sc[i];
+            if (v > bv || bi == 0xFFFFFFFFu) {
+                bv = v;
+                bi = i;
+            }
+        }
+        hm[tid] = bv;
+        hc[tid] = bi;
+        sync();
+        for (uint st = WG / 2u; st > 0u; st >>= 1) {
+            if (tid < st) {
+                float ov = hm[tid + st];
+                uint oi = hc[tid + st];
+                if (oi != 0xFFFFFFFFu && (hc[tid] == 0xFFFFFFFFu || ov > hm[tid] || (ov == hm[tid] && oi < hc[tid]))) {
+                    hm[tid] = ov;
+                    hc[tid] = oi;
+                }
+            }
+            sync();
+        }
+        token = hc[0];
+    } else {
+        if (prm.top_k > 0u && prm.top_k < n) {
+            search(false, prm.top_k, 0.0, false);
+            nth_equal(false, prm.top_k - s_above_c - 1u);
+            const uint T = s_key, cut = s_cut;
+            for (uint i = tid; i < n; i += WG) {
+                uint key = okey(sc[i]);
+                if (key < T || (key == T && i > cut)) {
+                    sc[i] = -1.0 / 0.0;
+                }
+            }
+            sync();
+        }
+        float mx = -1.0 / 0.0;
+        for (uint i = tid; i < n; i += WG) {
+            mx = max(mx, sc[i]);
+        }
+        mx = reduce_f(mx, true);
+        float s = 0.0;
+        for (uint i = tid; i < n; i += WG) {
+            float w = exp((sc[i] - mx) / prm.temp);
+            sc[i] = w;
+            s += w;
+        }
+        s = reduce_f(s, false);
+
+        if (prm.top_p < 1.0) {
+            const float target = prm.top_p * s;
+            search(true, 0u, target, false);
+            const float tw = uintBitsToFloat(s_key);
+            float need = ceil((target - s_above_m) / tw) - 1.0;
+            uint r = uint(clamp(need, 0.0, float(s_cnt_eq - 1u)));
+            nth_equal(true, r);
+            const uint T = s_key, cut = s_cut;
+            for (uint i = tid; i < n; i += WG) {
+                uint key = floatBitsToUint(sc[i]);
+                if (key < T || (key == T && i > cut)) {
+                    sc[i] = 0.0;
+                }
+            }
+            sync();
+        }
+        float s2 = 0.0;
+        for (uint i = tid; i < n; i += WG) {
+            float w = sc[i];
+            if (prm.min_p > 0.0 && w < prm.min_p) {
+                w = 0.0;
+                sc[i] = 0.0;
+            }
+            s2 += w;
+        }
+        s2 = reduce_f(s2, false);
+        const float target = prm.u * s2;
+        search(true, 0u, target, true);
+        const float tw = uintBitsToFloat(s_key);
+        float idx = floor((target - s_above_m) / tw);
+        uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
+        nth_equal(true, r);
+        token = s_cut;
+    }
+
+    if (tid == 0u) {
+        const uint np = state[S_NPAST];
+        state[S_TOKEN] = token;
+        state[S_HIST + nh % HIST] = token;
+        state[S_NHIST] = nh + 1u;
+        state[S_POS] = np;
+        state[S_NPAST] = np + 1u;
+    }
+}

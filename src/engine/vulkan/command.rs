@@ -1,0 +1,236 @@
+//! Command buffers: one pool + buffer + fence per `Cmd`, a recorder that counts dispatches and puts
+//! a compute barrier between dependent commands, and submit-and-wait with a timeout (a hung GPU is
+//! an error, not a hang).
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ash::vk;
+
+use super::buffer::Buffer;
+use super::device::Device;
+use super::error::{vkerr, Result, VkError};
+use super::pipeline::Kernel;
+
+/// How long one submit may take before we call the GPU hung (prompt processing on lavapipe is slow).
+pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub struct Cmd {
+    dev: Arc<Device>,
+    pool: vk::CommandPool,
+    pub(crate) cb: vk::CommandBuffer,
+    fence: vk::Fence,
+    /// Dispatches recorded in the current contents.
+    pub dispatches: u64,
+    pending_barrier: bool,
+    in_flight: Cell<bool>,
+}
+
+impl Cmd {
+    pub fn new(dev: &Arc<Device>) -> Result<Cmd> {
+        let pi = vk::CommandPoolCreateInfo::default()
+            .queue_family_index(dev.queue_family)
+            .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
+        // SAFETY: valid create infos; everything is destroyed in Drop.
+        unsafe {
+            let pool = dev.raw.create_command_pool(&pi, None).map_err(vkerr("vkCreateCommandPool"))?;
+            let ai = vk::CommandBufferAllocateInfo::default()
+                .command_pool(pool)
+                .level(vk::CommandBufferLevel::PRIMARY)
+                .command_buffer_count(1);
+            let cb = match dev.raw.allocate_command_buffers(&ai) {
+                Ok(v) => v[0],
+                Err(e) => {
+                    dev.raw.destroy_command_pool(pool, None);
+                    return Err(VkError::from_vk("vkAllocateCommandBuffers", e));
+                }
+            };
+            let fence = match dev.raw.create_fence(&vk::FenceCreateInfo::default(), None) {
+                Ok(f) => f,
+                Err(e) => {
+                    dev.raw.destroy_command_pool(pool, None);
+                    return Err(VkError::from_vk("vkCreateFence", e));
+                }
+            };
+            Ok(Cmd {
+                dev: dev.clone(),
+                pool,
+                cb,
+                fence,
+                dispatches: 0,
+                pending_barrier: false,
+                in_flight: Cell::new(false),
+            })
+        }
+    }
+
+    /// Starts recording (discarding previous contents). `reusable`: the buffer will be submitted
+    /// many times (the decode step), so no ONE_TIME_SUBMIT.
+    pub fn begin(&mut self, reusable: bool) -> Result<()> {
+        let flags = if reusable {
+            vk::CommandBufferUsageFlags::empty()
+        } else {
+            vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT
+        };
+        // SAFETY: the buffer is not pending (every submit is waited for).
+        unsafe {
+            self.dev
+                .raw
+                .reset_command_buffer(self.cb, vk::CommandBufferResetFlags::empty())
+                .map_err(vkerr("vkResetCommandBuffer"))?;
+            self.dev
+                .raw
+                .begin_command_buffer(self.cb, &vk::CommandBufferBeginInfo::default().flags(flags))
+                .map_err(vkerr("vkBeginCommandBuffer"))?;
+        }
+        self.dispatches = 0;
+        self.pending_barrier = false;
+        Ok(())
+    }
+
+    pub fn end(&mut self) -> Result<()> {
+        self.barrier_to_host();
+        // SAFETY: recording was begun.
+        unsafe { self.dev.raw.end_command_buffer(self.cb) }.map_err(vkerr("vkEndCommandBuffer"))
+    }
+
+    /// A full memory dependency between everything before and after (compute and transfer).
+    /// Called before each command that reads what an earlier one wrote.
+    pub fn barrier(&mut self) {
+        if !self.pending_barrier {
+            return;
+        }
+        let mb = [vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(
+                vk::AccessFlags::SHADER_READ
+                    | vk::AccessFlags::SHADER_WRITE
+                    | vk::AccessFlags::TRANSFER_READ
+                    | vk::AccessFlags::TRANSFER_WRITE,
+            )];
+        let stages = vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER;
+        // SAFETY: recording; the barrier struct lives for the call.
+        unsafe {
+            self.dev.raw.cmd_pipeline_barrier(
+                self.cb,
+                stages,
+                stages,
+                vk::DependencyFlags::empty(),
+                &mb,
+                &[],
+                &[],
+            )
+        };
+        self.pending_barrier = false;
+    }
+
+    fn barrier_to_host(&mut self) {
+        let mb = [vk::MemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::SHADER_WRITE | vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ)];
+        // SAFETY: recording.
+        unsafe {
+            self.dev.raw.cmd_pipeline_barrier(
+                self.cb,
+                vk::PipelineStageFlags::COMPUTE_SHADER | vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &mb,
+                &[],
+                &[],
+            )
+        };
+    }
+
+    /// Records a dispatch of `kernel` with descriptor set `set`, push constants `push` and
+    /// `groups` workgroups (x is folded into z when it exceeds the device limit).
+    pub fn dispatch(&mut self, kernel: &Kernel, set: vk::DescriptorSet, push: &[u32], groups: [u32; 3]) {
+        self.barrier();
+        let max_x = self.dev.limits.max_compute_work_group_count[0].min(65535);
+        let [mut x, y, mut z] = groups;
+        if x > max_x {
+            z = x.div_ceil(max_x);
+            x = max_x;
+        }
+        // SAFETY: recording; the kernel's layout matches the set and push size (checked by the
+        // kernel wrappers).
+        unsafe {
+            let d = &self.dev.raw;
+            d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, kernel.pipeline);
+            d.cmd_bind_descriptor_sets(self.cb, vk::PipelineBindPoint::COMPUTE, kernel.layout.pipeline_layout, 0, &[set], &[]);
+            if !push.is_empty() {
+                let bytes = std::slice::from_raw_parts(push.as_ptr() as *const u8, push.len() * 4);
+                d.cmd_push_constants(self.cb, kernel.layout.pipeline_layout, vk::ShaderStageFlags::COMPUTE, 0, bytes);
+            }
+            d.cmd_dispatch(self.cb, x, y, z);
+        }
+        self.dispatches += 1;
+        self.pending_barrier = true;
+    }
+
+    /// Records a buffer-to-buffer copy.
+    pub fn copy(&mut self, src: &Buffer, src_off: u64, dst: &Buffer, dst_off: u64, len: u64) {
+        self.barrier();
+        let r = [vk::BufferCopy { src_offset: src_off, dst_offset: dst_off, size: len }];
+        // SAFETY: recording; ranges are inside both buffers (callers size them).
+        unsafe { self.dev.raw.cmd_copy_buffer(self.cb, src.raw, dst.raw, &r) };
+        self.pending_barrier = true;
+    }
+
+    /// Records a fill of `len` bytes (multiple of 4) with the word `value`.
+    pub fn fill(&mut self, dst: &Buffer, off: u64, len: u64, value: u32) {
+        self.barrier();
+        // SAFETY: recording; range inside the buffer.
+        unsafe { self.dev.raw.cmd_fill_buffer(self.cb, dst.raw, off, len, value) };
+        self.pending_barrier = true;
+    }
+
+    /// Submits and returns without waiting (`wait` completes it).
+    pub fn submit(&self) -> Result<()> {
+        let cbs = [self.cb];
+        let si = [vk::SubmitInfo::default().command_buffers(&cbs)];
+        // SAFETY: recorded and ended; the fence is unsignalled (reset after each wait).
+        unsafe { self.dev.raw.queue_submit(self.dev.queue, &si, self.fence) }
+            .map_err(vkerr("vkQueueSubmit"))?;
+        self.in_flight.set(true);
+        Ok(())
+    }
+
+    /// Waits for the last submit (with `SUBMIT_TIMEOUT`) and resets the fence.
+    pub fn wait(&self) -> Result<()> {
+        if !self.in_flight.get() {
+            return Ok(());
+        }
+        // SAFETY: the fence belongs to this device and was passed to the last submit.
+        unsafe {
+            match self.dev.raw.wait_for_fences(&[self.fence], true, SUBMIT_TIMEOUT.as_nanos() as u64) {
+                Ok(()) => {}
+                Err(vk::Result::TIMEOUT) => {
+                    return Err(VkError::Timeout { what: "a GPU submit", secs: SUBMIT_TIMEOUT.as_secs() })
+                }
+                Err(e) => return Err(VkError::from_vk("vkWaitForFences", e)),
+            }
+            self.in_flight.set(false);
+            self.dev.raw.reset_fences(&[self.fence]).map_err(vkerr("vkResetFences"))
+        }
+    }
+
+    pub fn submit_wait(&self) -> Result<()> {
+        self.submit()?;
+        self.wait()
+    }
+}
+
+impl Drop for Cmd {
+    fn drop(&mut self) {
+        // SAFETY: wait for any pending work using this buffer, then destroy once.
+        unsafe {
+            if self.in_flight.get() {
+                let _ = self.dev.raw.wait_for_fences(&[self.fence], true, SUBMIT_TIMEOUT.as_nanos() as u64);
+            }
+            self.dev.raw.destroy_fence(self.fence, None);
+            self.dev.raw.destroy_command_pool(self.pool, None);
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The engine's kernels: one `Kernel` per shader variant (created lazily, only for the weight
+//! types a model uses), their push-constant layouts, and `Op`, a dispatch whose descriptor set is
+//! written once and whose push constants depend only on the batch size — so the decode command
+//! buffer can be recorded once and replayed.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ash::vk;
+
+use super::buffer::BufRange;
+use super::command::Cmd;
+use super::device::Device;
+use super::error::{Result, VkError};
+use super::pipeline::{DescriptorArena, Kernel, PipelineCache};
+use super::shaders;
+use crate::quant::GgmlType;
+
+/// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
+pub const MAX_SEG: usize = 4;
+/// Tokens per workgroup of the mat-mat variant (shaders: NT of `matmul_*`).
+pub const MATMUL_NT: u32 = 8;
+/// Length of the token-history ring in the device state (shaders/common/state.glsl: HIST).
+pub const HIST: usize = 256;
+/// Words of the device state buffer.
+pub const STATE_WORDS: usize = 4 + HIST;
+pub const S_NPAST: usize = 0;
+pub const S_TOKEN: usize = 2;
+
+// Mat-vec flags (shaders/matvec.comp).
+pub const F_NORM: u32 = 1;
+pub const F_ACC: u32 = 2;
+pub const F_BIAS: u32 = 4;
+pub const F_GLU: u32 = 8;
+
+const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
+const MATVEC_PUSH: u32 = 20;
+
+/// Whether the shaders can read weights of type `ty`.
+pub fn supported(ty: GgmlType) -> bool {
+    shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
+}
+
+/// Kernels of one device, built on first use.
+pub struct Kernels {
+    dev: Arc<Device>,
+    cache: PipelineCache,
+    built: RefCell<HashMap<String, Rc<Kernel>>>,
+}
+
+impl Kernels {
+    pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
+        Ok(Kernels {
+            dev: dev.clone(),
+            cache: PipelineCache::new(dev)?,
+            built: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn get(&self, name: &str, spirv: &[u8], counts: &[u32], push: u32, spec: &[u32]) -> Result<Rc<Kernel>> {
+        if let Some(k) = self.built.borrow().get(name) {
+            return Ok(k.clone());
+        }
+        let k = Rc::new(Kernel::new(&self.dev, &self.cache, name, spirv, counts, push, spec)?);
+        self.built.borrow_mut().insert(name.to_string(), k.clone());
+        Ok(k)
+    }
+
+    /// Mat-vec (`batch` = false, one token per workgroup) or mat-mat (8 tokens) for weights of
+    /// type `ty` (`None`: the variant that reads the type per segment).
+    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>) -> Result<Rc<Kernel>> {
+        let prefix = if batch { "matmul" } else { "matvec" };
+        let (name, spirv) = match ty {
+            Some(t) => {
+                let code = if batch { shaders::matmul_for(t.id()) } else { shaders::matvec_for(t.id()) };
+                let code = code.ok_or_else(|| VkError::Unsupported(format!("weights of type {t} on the GPU")))?;
+                (format!("{prefix}_{t}"), code)
+            }
+            None => (format!("{prefix}_any"), if batch { shaders::MATMUL_ANY } else { shaders::MATVEC_ANY }),
+        };
+        // (workgroup size, rows per workgroup)
+        let spec: &[u32] = if batch { &[32, 2] } else { &[32, 4] };
+        self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, spec)
+    }
+
+    pub fn embed(&self) -> Result<Rc<Kernel>> {
+        self.get("embed", shaders::EMBED, &[1, 1, MAX_SEG as u32, 1], 8, &[64])
+    }
+    pub fn rope_kv(&self) -> Result<Rc<Kernel>> {
+        self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1], 7, &[])
+    }
+    pub fn attention(&self) -> Result<Rc<Kernel>> {
+        self.get("attention", shaders::ATTENTION, &[1, 1, 1, 1, 1], 5, &[64])
+    }
+    pub fn sample(&self) -> Result<Rc<Kernel>> {
+        self.get("sample", shaders::SAMPLE, &[1, 1, 1, 1], 2, &[128])
+    }
+    pub fn advance(&self) -> Result<Rc<Kernel>> {
+        self.get("advance", shaders::ADVANCE, &[1, 1], 1, &[])
+    }
+
+    /// Saves the pipeline cache now (it is also saved on drop).
+    pub fn save_cache(&self) {
+        self.cache.save();
+    }
+}
+
+/// One matrix of a mat-vec dispatch.
+#[derive(Debug, Clone, Copy)]
+pub struct Seg {
+    pub w: BufRange,
+    pub rows: u32,
+    pub ty: GgmlType,
+    /// Offset (floats) of this matrix's bias in the bias buffer.
+    pub bias: Option<u32>,
+}
+
+/// What a dispatch computes; the push constants and grid follow from this and the batch size.
+#[derive(Clone)]
+pub enum OpKind {
+    Matvec {
+        k: u32,
+        x_stride: u32,
+        y_stride: u32,
+        flags: u32,
+        eps: f32,
+        y_off: u32,
+        segs: Vec<(u32, GgmlType, Option<u32>)>,
+        /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
+        batch_kernel: Rc<Kernel>,
+    },
+    Embed { dim: u32, from_state: bool, ty: GgmlType, seg_rows: Vec<u32> },
+    RopeKv { q_dim: u32, kv_dim: u32, head_dim: u32, n_rot: u32, neox: bool, freq_base: f32 },
+    Attention { n_head: u32, n_kv: u32, head_dim: u32 },
+    Sample { n_vocab: u32 },
+    Advance,
+}
+
+/// A dispatch with its descriptor set written once.
+pub struct Op {
+    pub kernel: Rc<Kernel>,
+    pub set: vk::DescriptorSet,
+    pub kind: OpKind,
+}
+
+fn four(v: impl Iterator<Item = u32>) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = x;
+    }
+    out
+}
+
+impl Op {
+    /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
+    /// the logits row).
+    pub fn record(&self, cmd: &mut Cmd, n_tok: u32) {
+        match &self.kind {
+            OpKind::Matvec { k, x_stride, y_stride, flags, eps, y_off, segs, batch_kernel } => {
+                let glu = flags & F_GLU != 0;
+                let rows: u32 = if glu { segs[0].0 } else { segs.iter().map(|s| s.0).sum() };
+                let mut push = vec![*k, n_tok, *x_stride, *y_stride, *flags, eps.to_bits(), *y_off, segs.len() as u32];
+                push.extend(four(segs.iter().map(|s| s.0)));
+                push.extend(four(segs.iter().map(|s| s.1.id())));
+                push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
+                let batch = n_tok > 1;
+                let (kernel, rpw, nt) = if batch { (batch_kernel, 2, MATMUL_NT) } else { (&self.kernel, 4, 1) };
+                cmd.dispatch(kernel, self.set, &push, [rows.div_ceil(rpw), n_tok.div_ceil(nt), 1]);
+            }
+            OpKind::Embed { dim, from_state, ty, seg_rows } => {
+                let mut push = vec![*dim, *from_state as u32, ty.id(), seg_rows.len() as u32];
+                push.extend(four(seg_rows.iter().copied()));
+                cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
+            }
+            OpKind::RopeKv { q_dim, kv_dim, head_dim, n_rot, neox, freq_base } => {
+                let push = [*q_dim, *kv_dim, *head_dim, *n_rot, n_tok, *neox as u32, freq_base.to_bits()];
+                let items = q_dim / 2 + kv_dim;
+                cmd.dispatch(&self.kernel, self.set, &push, [items.div_ceil(64), n_tok, 1]);
+            }
+            OpKind::Attention { n_head, n_kv, head_dim } => {
+                let scale = 1.0 / (*head_dim as f32).sqrt();
+                let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits()];
+                cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]);
+            }
+            OpKind::Sample { n_vocab } => {
+                cmd.dispatch(&self.kernel, self.set, &[*n_vocab, 0], [1, 1, 1]);
+            }
+            OpKind::Advance => {
+                cmd.dispatch(&self.kernel, self.set, &[n_tok], [1, 1, 1]);
+            }
+        }
+    }
+}
+
+/// Builders: allocate and write the descriptor set of each op once.
+pub struct OpBuilder<'a> {
+    pub kernels: &'a Kernels,
+    pub arena: &'a mut DescriptorArena,
+}
+
+/// Inputs of a mat-vec op.
+pub struct MatvecSpec<'a> {
+    pub x: BufRange,
+    pub segs: &'a [Seg],
+    pub norm: Option<BufRange>,
+    pub bias: Option<BufRange>,
+    pub y: BufRange,
+    pub k: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub y_off: u32,
+    pub flags: u32,
+    pub eps: f32,
+}
+
+impl OpBuilder<'_> {
+    pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<Op> {
+        assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
+        let ty0 = s.segs[0].ty;
+        let same = s.segs.iter().all(|g| g.ty == ty0);
+        let ty = if same { Some(ty0) } else { None };
+        let kernel = self.kernels.matvec(false, ty)?;
+        let batch_kernel = self.kernels.matvec(true, ty)?;
+        let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
+        // Unused optional bindings point at the input (never read: the flags say so).
+        let norm = s.norm.unwrap_or(s.x);
+        let bias = s.bias.unwrap_or(s.x);
+        let set = self.arena.set(&kernel, &[&[s.x], &ws, &[norm], &[bias], &[s.y]])?;
+        let mut flags = s.flags;
+        if s.norm.is_some() {
+            flags |= F_NORM;
+        }
+        if s.segs.iter().any(|g| g.bias.is_some()) {
+            flags |= F_BIAS;
+        }
+        Ok(Op {
+            kernel,
+            set,
+            kind: OpKind::Matvec {
+                k: s.k,
+                x_stride: s.x_stride,
+                y_stride: s.y_stride,
+                flags,
+                eps: s.eps,
+                y_off: s.y_off,
+                segs: s.segs.iter().map(|g| (g.rows, g.ty, g.bias)).collect(),
+                batch_kernel,
+            },
+        })
+    }
+
+    /// Embedding lookup from `pieces` (each a whole number of rows) into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed(
+        &mut self,
+        state: BufRange,
+        tokens: BufRange,
+        pieces: &[(BufRange, u32)],
+        ty: GgmlType,
+        dim: u32,
+        from_state: bool,
+        out: BufRange,
+    ) -> Result<Op> {
+        let kernel = self.kernels.embed()?;
+        let ws: Vec<BufRange> = pieces.iter().map(|p| p.0).collect();
+        let set = self.arena.set(&kernel, &[&[state], &[tokens], &ws, &[out]])?;
+        Ok(Op {
+            kernel,
+            set,
+            kind: OpKind::Embed { dim, from_state, ty, seg_rows: pieces.iter().map(|p| p.1).collect() },
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv(
+        &mut self,
+        state: BufRange,
+        qkv: BufRange,
+        q: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        kind: OpKind,
+    ) -> Result<Op> {
+        let kernel = self.kernels.rope_kv()?;
+        let set = self.arena.set(&kernel, &[&[state], &[qkv], &[q], &[kc], &[vc]])?;
+        Ok(Op { kernel, set, kind })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        state: BufRange,
+        q: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        out: BufRange,
+        kind: OpKind,
+    ) -> Result<Op> {
+        let kernel = self.kernels.attention()?;
+        let set = self.arena.set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out]])?;
+        Ok(Op { kernel, set, kind })
+    }
+
+    pub fn sample(&mut self, logits: BufRange, state: BufRange, scratch: BufRange, params: BufRange, n_vocab: u32) -> Result<Op> {
+        let kernel = self.kernels.sample()?;
+        let set = self.arena.set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
+        Ok(Op { kernel, set, kind: OpKind::Sample { n_vocab } })
+    }
+
+    pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<Op> {
+        let kernel = self.kernels.advance()?;
+        let set = self.arena.set(&kernel, &[&[state], &[tokens]])?;
+        Ok(Op { kernel, set, kind: OpKind::Advance })
+    }
+}
+
+/// The sampling parameters as the sampler reads them (shaders/sample.comp: Params), 32 bytes.
+pub fn sample_params(p: &crate::engine::SamplingParams, u: f32) -> [u32; 8] {
+    [
+        p.temperature.to_bits(),
+        p.top_k.min(u32::MAX as usize) as u32,
+        p.top_p.to_bits(),
+        p.min_p.to_bits(),
+        p.repeat_penalty.to_bits(),
+        p.repeat_last_n.min(HIST) as u32,
+        u.to_bits(),
+        0,
+    ]
+}

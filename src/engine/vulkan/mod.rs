@@ -1,0 +1,22 @@
+//! The Vulkan engine: pigpu's GPU runtime. The only module that imports `ash`; the Vulkan loader
+//! is opened at run time, so pigpu (and its CPU engine) works on machines without one.
+//!
+//! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
+//! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
+//! `kernels` (shader variants and ops). See docs/vulkan.md for the design.
+
+mod buffer;
+mod command;
+mod device;
+mod error;
+mod instance;
+mod kernels;
+mod pipeline;
+mod shaders;
+mod upload;
+
+#[cfg(test)]
+mod tests;
+
+pub use device::{list_devices, list_devices_with, DeviceInfo, DeviceKind};
+pub use error::VkError;

@@ -1,0 +1,124 @@
+//! Kernel tests on a real Vulkan implementation (lavapipe in CI; `PIGPU_TEST_DEVICE` picks
+//! another), with the Khronos validation layer on: every test fails on any validation error.
+//! References are plain CPU code over `crate::quant::dequantize`.
+
+mod kernels;
+mod sampler;
+
+use std::sync::Arc;
+
+use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
+use super::command::Cmd;
+use super::device::Device;
+use super::kernels::{Kernels, Op, OpBuilder};
+use super::pipeline::DescriptorArena;
+use super::upload::{download, Uploader};
+
+/// A device with validation on, kernels, a descriptor arena and an uploader.
+pub struct Gpu {
+    pub dev: Arc<Device>,
+    pub kernels: Kernels,
+    pub arena: DescriptorArena,
+    pub up: Uploader,
+}
+
+impl Gpu {
+    pub fn new() -> Gpu {
+        let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
+        let dev = Device::open(Some(&sel), true)
+            .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
+        Gpu {
+            kernels: Kernels::new(&dev).unwrap(),
+            arena: DescriptorArena::new(&dev, 64, 512).unwrap(),
+            up: Uploader::new(&dev, 1 << 20).unwrap(),
+            dev,
+        }
+    }
+
+    pub fn ops(&mut self) -> OpBuilder<'_> {
+        OpBuilder {
+            kernels: &self.kernels,
+            arena: &mut self.arena,
+        }
+    }
+
+    pub fn buf(&mut self, data: &[u8]) -> Buffer {
+        let b = Buffer::new(&self.dev, data.len() as u64, MemKind::Device, "test buffer").unwrap();
+        self.up.upload(&b, 0, data).unwrap();
+        self.up.finish().unwrap();
+        b
+    }
+
+    pub fn buf_f32(&mut self, v: &[f32]) -> Buffer {
+        self.buf(f32_bytes(v))
+    }
+
+    pub fn buf_u32(&mut self, v: &[u32]) -> Buffer {
+        self.buf(u32_bytes(v))
+    }
+
+    pub fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
+        let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
+        bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    pub fn read_u32(&self, b: &Buffer, n: usize) -> Vec<u32> {
+        let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
+        bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// Records `ops` (each with its batch size) into one command buffer and runs it.
+    pub fn run(&self, ops: &[(&Op, u32)]) {
+        let mut cmd = Cmd::new(&self.dev).unwrap();
+        cmd.begin(false).unwrap();
+        for (op, n) in ops {
+            op.record(&mut cmd, *n);
+        }
+        cmd.end().unwrap();
+        cmd.submit_wait().unwrap();
+    }
+
+    /// Fails the test on any validation error so far.
+    pub fn check(&self) {
+        let errs = self.dev.take_validation_errors();
+        assert!(errs.is_empty(), "Vulkan validation errors:\n{}", errs.join("\n"));
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check();
+        }
+    }
+}
+
+/// A small deterministic generator (splitmix64) so tests need no dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Uniform in [-a, a).
+    pub fn sym(&mut self, a: f32) -> f32 {
+        (self.f32() * 2.0 - 1.0) * a
+    }
+    pub fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+        (0..n).map(|_| self.sym(a)).collect()
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
