@@ -105,12 +105,26 @@ fn main() {
         )
         .unwrap();
         for (name, id) in WEIGHT_TYPES {
-            writeln!(table, "  {id} => Some({}_{}),", prefix.to_uppercase(), name.to_uppercase()).unwrap();
+            writeln!(
+                table,
+                "  {id} => Some({}_{}),",
+                prefix.to_uppercase(),
+                name.to_uppercase()
+            )
+            .unwrap();
         }
         writeln!(table, "  _ => None }} }}").unwrap();
     }
-    writeln!(table, "pub const WEIGHT_TYPE_IDS: &[u32] = &[{}];",
-        WEIGHT_TYPES.iter().map(|(_, id)| id.to_string()).collect::<Vec<_>>().join(", ")).unwrap();
+    writeln!(
+        table,
+        "pub const WEIGHT_TYPE_IDS: &[u32] = &[{}];",
+        WEIGHT_TYPES
+            .iter()
+            .map(|(_, id)| id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+    .unwrap();
     std::fs::write(out.join("shaders.rs"), table).unwrap();
 }
 
@@ -124,8 +138,12 @@ fn compile(glslc: &str, dir: &Path, out: &Path, name: &str, src: &str, defines: 
     for d in defines {
         cmd.arg(format!("-D{d}"));
     }
-    cmd.arg(dir.join(src)).arg("-o").arg(out.join(format!("{name}.spv")));
-    let o = cmd.output().unwrap_or_else(|e| panic!("running {glslc}: {e}"));
+    cmd.arg(dir.join(src))
+        .arg("-o")
+        .arg(out.join(format!("{name}.spv")));
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {glslc}: {e}"));
     if !o.status.success() {
         panic!(
             "glslc failed on shaders/{src} ({name}, defines {defines:?}):\n{}",

@@ -42,7 +42,9 @@ fn find_type(
     for flags in want {
         for i in 0..props.memory_type_count {
             if bits & (1 << i) != 0
-                && props.memory_types[i as usize].property_flags.contains(*flags)
+                && props.memory_types[i as usize]
+                    .property_flags
+                    .contains(*flags)
             {
                 return Some(i);
             }
@@ -88,7 +90,9 @@ impl Buffer {
         let Some(ty) = find_type(&dev.memory, req.memory_type_bits, want) else {
             // SAFETY: not bound or used yet.
             unsafe { dev.raw.destroy_buffer(raw, None) };
-            return Err(VkError::Unsupported(format!("a memory type for {what} ({kind:?})")));
+            return Err(VkError::Unsupported(format!(
+                "a memory type for {what} ({kind:?})"
+            )));
         };
         let ai = vk::MemoryAllocateInfo::default()
             .allocation_size(req.size)
@@ -114,8 +118,11 @@ impl Buffer {
         unsafe { dev.raw.bind_buffer_memory(raw, mem, 0) }.map_err(vkerr("vkBindBufferMemory"))?;
         if kind != MemKind::Device {
             // SAFETY: host-visible memory, mapped once for the buffer's lifetime.
-            let p = unsafe { dev.raw.map_memory(mem, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty()) }
-                .map_err(vkerr("vkMapMemory"))?;
+            let p = unsafe {
+                dev.raw
+                    .map_memory(mem, 0, vk::WHOLE_SIZE, vk::MemoryMapFlags::empty())
+            }
+            .map_err(vkerr("vkMapMemory"))?;
             b.ptr = p as *mut u8;
         }
         Ok(b)
@@ -124,18 +131,32 @@ impl Buffer {
     /// Copies `data` into a host-visible buffer at `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8]) {
         assert!(!self.ptr.is_null(), "write to a device-local buffer");
-        assert!(offset + data.len() as u64 <= self.size, "write past the end of a buffer");
+        assert!(
+            offset + data.len() as u64 <= self.size,
+            "write past the end of a buffer"
+        );
         // SAFETY: the mapping covers `size` bytes; bounds checked above; no GPU work touches
         // this range while the CPU writes (callers wait on the fence of the previous use).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset as usize), data.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset as usize), data.len())
+        }
     }
 
     /// Copies bytes out of a host-visible buffer.
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         assert!(!self.ptr.is_null(), "read from a device-local buffer");
-        assert!(offset + out.len() as u64 <= self.size, "read past the end of a buffer");
+        assert!(
+            offset + out.len() as u64 <= self.size,
+            "read past the end of a buffer"
+        );
         // SAFETY: as in `write`; coherent memory, and the GPU work that wrote it has completed.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset as usize), out.as_mut_ptr(), out.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.ptr.add(offset as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        }
     }
 
     /// A descriptor range covering bytes `offset..offset+len` (0 len = to the end), widened by

@@ -34,7 +34,10 @@ impl Cmd {
             .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
         // SAFETY: valid create infos; everything is destroyed in Drop.
         unsafe {
-            let pool = dev.raw.create_command_pool(&pi, None).map_err(vkerr("vkCreateCommandPool"))?;
+            let pool = dev
+                .raw
+                .create_command_pool(&pi, None)
+                .map_err(vkerr("vkCreateCommandPool"))?;
             let ai = vk::CommandBufferAllocateInfo::default()
                 .command_pool(pool)
                 .level(vk::CommandBufferLevel::PRIMARY)
@@ -145,7 +148,13 @@ impl Cmd {
 
     /// Records a dispatch of `kernel` with descriptor set `set`, push constants `push` and
     /// `groups` workgroups (x is folded into z when it exceeds the device limit).
-    pub fn dispatch(&mut self, kernel: &Kernel, set: vk::DescriptorSet, push: &[u32], groups: [u32; 3]) {
+    pub fn dispatch(
+        &mut self,
+        kernel: &Kernel,
+        set: vk::DescriptorSet,
+        push: &[u32],
+        groups: [u32; 3],
+    ) {
         self.barrier();
         let max_x = self.dev.limits.max_compute_work_group_count[0].min(65535);
         let [mut x, y, mut z] = groups;
@@ -158,10 +167,23 @@ impl Cmd {
         unsafe {
             let d = &self.dev.raw;
             d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, kernel.pipeline);
-            d.cmd_bind_descriptor_sets(self.cb, vk::PipelineBindPoint::COMPUTE, kernel.layout.pipeline_layout, 0, &[set], &[]);
+            d.cmd_bind_descriptor_sets(
+                self.cb,
+                vk::PipelineBindPoint::COMPUTE,
+                kernel.layout.pipeline_layout,
+                0,
+                &[set],
+                &[],
+            );
             if !push.is_empty() {
                 let bytes = std::slice::from_raw_parts(push.as_ptr() as *const u8, push.len() * 4);
-                d.cmd_push_constants(self.cb, kernel.layout.pipeline_layout, vk::ShaderStageFlags::COMPUTE, 0, bytes);
+                d.cmd_push_constants(
+                    self.cb,
+                    kernel.layout.pipeline_layout,
+                    vk::ShaderStageFlags::COMPUTE,
+                    0,
+                    bytes,
+                );
             }
             d.cmd_dispatch(self.cb, x, y, z);
         }
@@ -172,7 +194,11 @@ impl Cmd {
     /// Records a buffer-to-buffer copy.
     pub fn copy(&mut self, src: &Buffer, src_off: u64, dst: &Buffer, dst_off: u64, len: u64) {
         self.barrier();
-        let r = [vk::BufferCopy { src_offset: src_off, dst_offset: dst_off, size: len }];
+        let r = [vk::BufferCopy {
+            src_offset: src_off,
+            dst_offset: dst_off,
+            size: len,
+        }];
         // SAFETY: recording; ranges are inside both buffers (callers size them).
         unsafe { self.dev.raw.cmd_copy_buffer(self.cb, src.raw, dst.raw, &r) };
         self.pending_barrier = true;
@@ -182,7 +208,11 @@ impl Cmd {
     pub fn fill(&mut self, dst: &Buffer, off: u64, len: u64, value: u32) {
         self.barrier();
         // SAFETY: recording; range inside the buffer.
-        unsafe { self.dev.raw.cmd_fill_buffer(self.cb, dst.raw, off, len, value) };
+        unsafe {
+            self.dev
+                .raw
+                .cmd_fill_buffer(self.cb, dst.raw, off, len, value)
+        };
         self.pending_barrier = true;
     }
 
@@ -204,15 +234,25 @@ impl Cmd {
         }
         // SAFETY: the fence belongs to this device and was passed to the last submit.
         unsafe {
-            match self.dev.raw.wait_for_fences(&[self.fence], true, SUBMIT_TIMEOUT.as_nanos() as u64) {
+            match self.dev.raw.wait_for_fences(
+                &[self.fence],
+                true,
+                SUBMIT_TIMEOUT.as_nanos() as u64,
+            ) {
                 Ok(()) => {}
                 Err(vk::Result::TIMEOUT) => {
-                    return Err(VkError::Timeout { what: "a GPU submit", secs: SUBMIT_TIMEOUT.as_secs() })
+                    return Err(VkError::Timeout {
+                        what: "a GPU submit",
+                        secs: SUBMIT_TIMEOUT.as_secs(),
+                    })
                 }
                 Err(e) => return Err(VkError::from_vk("vkWaitForFences", e)),
             }
             self.in_flight.set(false);
-            self.dev.raw.reset_fences(&[self.fence]).map_err(vkerr("vkResetFences"))
+            self.dev
+                .raw
+                .reset_fences(&[self.fence])
+                .map_err(vkerr("vkResetFences"))
         }
     }
 
@@ -227,7 +267,11 @@ impl Drop for Cmd {
         // SAFETY: wait for any pending work using this buffer, then destroy once.
         unsafe {
             if self.in_flight.get() {
-                let _ = self.dev.raw.wait_for_fences(&[self.fence], true, SUBMIT_TIMEOUT.as_nanos() as u64);
+                let _ = self.dev.raw.wait_for_fences(
+                    &[self.fence],
+                    true,
+                    SUBMIT_TIMEOUT.as_nanos() as u64,
+                );
             }
             self.dev.raw.destroy_fence(self.fence, None);
             self.dev.raw.destroy_command_pool(self.pool, None);

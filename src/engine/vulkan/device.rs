@@ -93,7 +93,11 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
         let mut subgroup = vk::PhysicalDeviceSubgroupProperties::default();
         let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut subgroup);
         // SAFETY: as above; the chain lives on the stack for the call.
-        unsafe { instance.raw.get_physical_device_properties2(pd, &mut props2) };
+        unsafe {
+            instance
+                .raw
+                .get_physical_device_properties2(pd, &mut props2)
+        };
         let mut driver = String::new();
         if props.api_version >= vk::API_VERSION_1_2 {
             let mut dp = vk::PhysicalDeviceDriverProperties::default();
@@ -102,8 +106,12 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
             unsafe { instance.raw.get_physical_device_properties2(pd, &mut p2) };
             driver = format!(
                 "{} {}",
-                dp.driver_name_as_c_str().map(|c| c.to_string_lossy()).unwrap_or_default(),
-                dp.driver_info_as_c_str().map(|c| c.to_string_lossy()).unwrap_or_default()
+                dp.driver_name_as_c_str()
+                    .map(|c| c.to_string_lossy())
+                    .unwrap_or_default(),
+                dp.driver_info_as_c_str()
+                    .map(|c| c.to_string_lossy())
+                    .unwrap_or_default()
             )
             .trim()
             .to_string();
@@ -209,18 +217,30 @@ pub fn choose(infos: &mut [DeviceInfo], selector: Option<&str>) -> Result<usize>
             Ok(i) => infos.iter().position(|d| d.index == i),
             Err(_) => {
                 let s = sel.to_lowercase();
-                infos.iter().position(|d| d.name.to_lowercase().contains(&s))
+                infos
+                    .iter()
+                    .position(|d| d.name.to_lowercase().contains(&s))
             }
         };
         let Some(i) = hit else {
-            let names: Vec<String> = infos.iter().map(|d| format!("{}: {}", d.index, d.name)).collect();
+            let names: Vec<String> = infos
+                .iter()
+                .map(|d| format!("{}: {}", d.index, d.name))
+                .collect();
             return Err(VkError::NoDevice(format!(
                 "no device matches '{sel}' (devices: {})",
-                if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             )));
         };
         if let Some(p) = &infos[i].problem {
-            return Err(VkError::Unsupported(format!("device {} '{}' ({p})", i, infos[i].name)));
+            return Err(VkError::Unsupported(format!(
+                "device {} '{}' ({p})",
+                i, infos[i].name
+            )));
         }
         for d in infos.iter_mut() {
             d.reason = format!("not the device asked for ('{sel}')");
@@ -236,15 +256,20 @@ pub fn choose(infos: &mut [DeviceInfo], selector: Option<&str>) -> Result<usize>
             d.reason = if let Some(p) = &d.problem {
                 format!("unusable: {p}")
             } else if is_v3d(d) {
-                "the Raspberry Pi's V3D is too small for LLM inference; only used with --device".into()
+                "the Raspberry Pi's V3D is too small for LLM inference; only used with --device"
+                    .into()
             } else if is_cpu_impl(d) {
-                "a CPU implementation (slower than pigpu's CPU engine); only used with --device".into()
+                "a CPU implementation (slower than pigpu's CPU engine); only used with --device"
+                    .into()
             } else {
                 "another device ranks higher (discrete > integrated > virtual, then memory)".into()
             };
         }
         let Some(i) = best.and_then(|b| infos.iter().position(|d| d.index == b)) else {
-            let why: Vec<String> = infos.iter().map(|d| format!("{} ({})", d.name, d.reason)).collect();
+            let why: Vec<String> = infos
+                .iter()
+                .map(|d| format!("{} ({})", d.name, d.reason))
+                .collect();
             return Err(VkError::NoDevice(if why.is_empty() {
                 "the Vulkan loader reports no devices".into()
             } else {
@@ -257,7 +282,11 @@ pub fn choose(infos: &mut [DeviceInfo], selector: Option<&str>) -> Result<usize>
     infos[pick].reason = if selector.is_some() {
         "chosen with --device / PIGPU_DEVICE".into()
     } else {
-        format!("chosen automatically ({:?} GPU ranks first)", infos[pick].kind).to_lowercase()
+        format!(
+            "chosen automatically ({:?} GPU ranks first)",
+            infos[pick].kind
+        )
+        .to_lowercase()
     };
     Ok(pick)
 }

@@ -27,7 +27,10 @@ pub enum VkError {
     #[error("vulkan: {what} timed out after {secs} s (the GPU stopped responding)")]
     Timeout { what: &'static str, secs: u64 },
     #[error("vulkan: {what} failed: {result}")]
-    Other { what: &'static str, result: vk::Result },
+    Other {
+        what: &'static str,
+        result: vk::Result,
+    },
 }
 
 impl VkError {

@@ -60,7 +60,8 @@ impl Instance {
     /// Opens the loader and creates an instance. `validation` enables the Khronos validation
     /// layer (an error if it is not installed); `PIGPU_VK_VALIDATION=1` does the same.
     pub fn new(validation: bool) -> Result<Arc<Instance>> {
-        let validation = validation || std::env::var_os("PIGPU_VK_VALIDATION").is_some_and(|v| v == "1");
+        let validation =
+            validation || std::env::var_os("PIGPU_VK_VALIDATION").is_some_and(|v| v == "1");
         // SAFETY: loading libvulkan runs its initialisers; it is the system's Vulkan loader.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| VkError::NoLoader(e.to_string()))?;
         // SAFETY: plain queries on a loaded entry.

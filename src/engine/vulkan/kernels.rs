@@ -59,11 +59,26 @@ impl Kernels {
         })
     }
 
-    fn get(&self, name: &str, spirv: &[u8], counts: &[u32], push: u32, spec: &[u32]) -> Result<Rc<Kernel>> {
+    fn get(
+        &self,
+        name: &str,
+        spirv: &[u8],
+        counts: &[u32],
+        push: u32,
+        spec: &[u32],
+    ) -> Result<Rc<Kernel>> {
         if let Some(k) = self.built.borrow().get(name) {
             return Ok(k.clone());
         }
-        let k = Rc::new(Kernel::new(&self.dev, &self.cache, name, spirv, counts, push, spec)?);
+        let k = Rc::new(Kernel::new(
+            &self.dev,
+            &self.cache,
+            name,
+            spirv,
+            counts,
+            push,
+            spec,
+        )?);
         self.built.borrow_mut().insert(name.to_string(), k.clone());
         Ok(k)
     }
@@ -74,11 +89,24 @@ impl Kernels {
         let prefix = if batch { "matmul" } else { "matvec" };
         let (name, spirv) = match ty {
             Some(t) => {
-                let code = if batch { shaders::matmul_for(t.id()) } else { shaders::matvec_for(t.id()) };
-                let code = code.ok_or_else(|| VkError::Unsupported(format!("weights of type {t} on the GPU")))?;
+                let code = if batch {
+                    shaders::matmul_for(t.id())
+                } else {
+                    shaders::matvec_for(t.id())
+                };
+                let code = code.ok_or_else(|| {
+                    VkError::Unsupported(format!("weights of type {t} on the GPU"))
+                })?;
                 (format!("{prefix}_{t}"), code)
             }
-            None => (format!("{prefix}_any"), if batch { shaders::MATMUL_ANY } else { shaders::MATVEC_ANY }),
+            None => (
+                format!("{prefix}_any"),
+                if batch {
+                    shaders::MATMUL_ANY
+                } else {
+                    shaders::MATVEC_ANY
+                },
+            ),
         };
         // (workgroup size, rows per workgroup)
         let spec: &[u32] = if batch { &[32, 2] } else { &[32, 4] };
@@ -86,7 +114,13 @@ impl Kernels {
     }
 
     pub fn embed(&self) -> Result<Rc<Kernel>> {
-        self.get("embed", shaders::EMBED, &[1, 1, MAX_SEG as u32, 1], 8, &[64])
+        self.get(
+            "embed",
+            shaders::EMBED,
+            &[1, 1, MAX_SEG as u32, 1],
+            8,
+            &[64],
+        )
     }
     pub fn rope_kv(&self) -> Result<Rc<Kernel>> {
         self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1], 7, &[])
@@ -131,10 +165,28 @@ pub enum OpKind {
         /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
         batch_kernel: Rc<Kernel>,
     },
-    Embed { dim: u32, from_state: bool, ty: GgmlType, seg_rows: Vec<u32> },
-    RopeKv { q_dim: u32, kv_dim: u32, head_dim: u32, n_rot: u32, neox: bool, freq_base: f32 },
-    Attention { n_head: u32, n_kv: u32, head_dim: u32 },
-    Sample { n_vocab: u32 },
+    Embed {
+        dim: u32,
+        from_state: bool,
+        ty: GgmlType,
+        seg_rows: Vec<u32>,
+    },
+    RopeKv {
+        q_dim: u32,
+        kv_dim: u32,
+        head_dim: u32,
+        n_rot: u32,
+        neox: bool,
+        freq_base: f32,
+    },
+    Attention {
+        n_head: u32,
+        n_kv: u32,
+        head_dim: u32,
+    },
+    Sample {
+        n_vocab: u32,
+    },
     Advance,
 }
 
@@ -158,28 +210,88 @@ impl Op {
     /// the logits row).
     pub fn record(&self, cmd: &mut Cmd, n_tok: u32) {
         match &self.kind {
-            OpKind::Matvec { k, x_stride, y_stride, flags, eps, y_off, segs, batch_kernel } => {
+            OpKind::Matvec {
+                k,
+                x_stride,
+                y_stride,
+                flags,
+                eps,
+                y_off,
+                segs,
+                batch_kernel,
+            } => {
                 let glu = flags & F_GLU != 0;
-                let rows: u32 = if glu { segs[0].0 } else { segs.iter().map(|s| s.0).sum() };
-                let mut push = vec![*k, n_tok, *x_stride, *y_stride, *flags, eps.to_bits(), *y_off, segs.len() as u32];
+                let rows: u32 = if glu {
+                    segs[0].0
+                } else {
+                    segs.iter().map(|s| s.0).sum()
+                };
+                let mut push = vec![
+                    *k,
+                    n_tok,
+                    *x_stride,
+                    *y_stride,
+                    *flags,
+                    eps.to_bits(),
+                    *y_off,
+                    segs.len() as u32,
+                ];
                 push.extend(four(segs.iter().map(|s| s.0)));
                 push.extend(four(segs.iter().map(|s| s.1.id())));
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
                 let batch = n_tok > 1;
-                let (kernel, rpw, nt) = if batch { (batch_kernel, 2, MATMUL_NT) } else { (&self.kernel, 4, 1) };
-                cmd.dispatch(kernel, self.set, &push, [rows.div_ceil(rpw), n_tok.div_ceil(nt), 1]);
+                let (kernel, rpw, nt) = if batch {
+                    (batch_kernel, 2, MATMUL_NT)
+                } else {
+                    (&self.kernel, 4, 1)
+                };
+                cmd.dispatch(
+                    kernel,
+                    self.set,
+                    &push,
+                    [rows.div_ceil(rpw), n_tok.div_ceil(nt), 1],
+                );
             }
-            OpKind::Embed { dim, from_state, ty, seg_rows } => {
+            OpKind::Embed {
+                dim,
+                from_state,
+                ty,
+                seg_rows,
+            } => {
                 let mut push = vec![*dim, *from_state as u32, ty.id(), seg_rows.len() as u32];
                 push.extend(four(seg_rows.iter().copied()));
                 cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
-            OpKind::RopeKv { q_dim, kv_dim, head_dim, n_rot, neox, freq_base } => {
-                let push = [*q_dim, *kv_dim, *head_dim, *n_rot, n_tok, *neox as u32, freq_base.to_bits()];
+            OpKind::RopeKv {
+                q_dim,
+                kv_dim,
+                head_dim,
+                n_rot,
+                neox,
+                freq_base,
+            } => {
+                let push = [
+                    *q_dim,
+                    *kv_dim,
+                    *head_dim,
+                    *n_rot,
+                    n_tok,
+                    *neox as u32,
+                    freq_base.to_bits(),
+                ];
                 let items = q_dim / 2 + kv_dim;
-                cmd.dispatch(&self.kernel, self.set, &push, [items.div_ceil(64), n_tok, 1]);
+                cmd.dispatch(
+                    &self.kernel,
+                    self.set,
+                    &push,
+                    [items.div_ceil(64), n_tok, 1],
+                );
             }
-            OpKind::Attention { n_head, n_kv, head_dim } => {
+            OpKind::Attention {
+                n_head,
+                n_kv,
+                head_dim,
+            } => {
                 let scale = 1.0 / (*head_dim as f32).sqrt();
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits()];
                 cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]);
@@ -227,7 +339,9 @@ impl OpBuilder<'_> {
         // Unused optional bindings point at the input (never read: the flags say so).
         let norm = s.norm.unwrap_or(s.x);
         let bias = s.bias.unwrap_or(s.x);
-        let set = self.arena.set(&kernel, &[&[s.x], &ws, &[norm], &[bias], &[s.y]])?;
+        let set = self
+            .arena
+            .set(&kernel, &[&[s.x], &ws, &[norm], &[bias], &[s.y]])?;
         let mut flags = s.flags;
         if s.norm.is_some() {
             flags |= F_NORM;
@@ -265,11 +379,18 @@ impl OpBuilder<'_> {
     ) -> Result<Op> {
         let kernel = self.kernels.embed()?;
         let ws: Vec<BufRange> = pieces.iter().map(|p| p.0).collect();
-        let set = self.arena.set(&kernel, &[&[state], &[tokens], &ws, &[out]])?;
+        let set = self
+            .arena
+            .set(&kernel, &[&[state], &[tokens], &ws, &[out]])?;
         Ok(Op {
             kernel,
             set,
-            kind: OpKind::Embed { dim, from_state, ty, seg_rows: pieces.iter().map(|p| p.1).collect() },
+            kind: OpKind::Embed {
+                dim,
+                from_state,
+                ty,
+                seg_rows: pieces.iter().map(|p| p.1).collect(),
+            },
         })
     }
 
@@ -284,7 +405,9 @@ impl OpBuilder<'_> {
         kind: OpKind,
     ) -> Result<Op> {
         let kernel = self.kernels.rope_kv()?;
-        let set = self.arena.set(&kernel, &[&[state], &[qkv], &[q], &[kc], &[vc]])?;
+        let set = self
+            .arena
+            .set(&kernel, &[&[state], &[qkv], &[q], &[kc], &[vc]])?;
         Ok(Op { kernel, set, kind })
     }
 
@@ -299,20 +422,39 @@ impl OpBuilder<'_> {
         kind: OpKind,
     ) -> Result<Op> {
         let kernel = self.kernels.attention()?;
-        let set = self.arena.set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out]])?;
+        let set = self
+            .arena
+            .set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out]])?;
         Ok(Op { kernel, set, kind })
     }
 
-    pub fn sample(&mut self, logits: BufRange, state: BufRange, scratch: BufRange, params: BufRange, n_vocab: u32) -> Result<Op> {
+    pub fn sample(
+        &mut self,
+        logits: BufRange,
+        state: BufRange,
+        scratch: BufRange,
+        params: BufRange,
+        n_vocab: u32,
+    ) -> Result<Op> {
         let kernel = self.kernels.sample()?;
-        let set = self.arena.set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
-        Ok(Op { kernel, set, kind: OpKind::Sample { n_vocab } })
+        let set = self
+            .arena
+            .set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
+        Ok(Op {
+            kernel,
+            set,
+            kind: OpKind::Sample { n_vocab },
+        })
     }
 
     pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<Op> {
         let kernel = self.kernels.advance()?;
         let set = self.arena.set(&kernel, &[&[state], &[tokens]])?;
-        Ok(Op { kernel, set, kind: OpKind::Advance })
+        Ok(Op {
+            kernel,
+            set,
+            kind: OpKind::Advance,
+        })
     }
 }
 

@@ -39,7 +39,10 @@ impl Layout {
         unsafe {
             let set_layout = dev
                 .raw
-                .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings), None)
+                .create_descriptor_set_layout(
+                    &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
+                    None,
+                )
                 .map_err(vkerr("vkCreateDescriptorSetLayout"))?;
             let ranges = [vk::PushConstantRange::default()
                 .stage_flags(vk::ShaderStageFlags::COMPUTE)
@@ -72,11 +75,18 @@ impl Drop for Layout {
     fn drop(&mut self) {
         // SAFETY: no pipeline using it remains (kernels hold an Arc of the layout).
         unsafe {
-            self.dev.raw.destroy_pipeline_layout(self.pipeline_layout, None);
-            self.dev.raw.destroy_descriptor_set_layout(self.set_layout, None);
+            self.dev
+                .raw
+                .destroy_pipeline_layout(self.pipeline_layout, None);
+            self.dev
+                .raw
+                .destroy_descriptor_set_layout(self.set_layout, None);
         }
     }
 }
+
+/// Binding array sizes and push-constant words: layouts with the same key are shared.
+type LayoutKey = (Vec<u32>, u32);
 
 /// The pipeline cache, loaded from and saved to `~/.cache/pigpu/` (keyed by the device's
 /// pipeline-cache UUID, so a driver update starts a fresh file) so later runs skip shader
@@ -85,7 +95,7 @@ pub struct PipelineCache {
     dev: Arc<Device>,
     raw: vk::PipelineCache,
     path: Option<PathBuf>,
-    layouts: std::cell::RefCell<HashMap<(Vec<u32>, u32), Arc<Layout>>>,
+    layouts: std::cell::RefCell<HashMap<LayoutKey, Arc<Layout>>>,
 }
 
 fn cache_path(dev: &Device) -> Option<PathBuf> {
@@ -96,8 +106,16 @@ fn cache_path(dev: &Device) -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     // SAFETY: property query on a live physical device.
-    let props = unsafe { dev.instance.raw.get_physical_device_properties(dev.physical) };
-    let uuid: String = props.pipeline_cache_uuid.iter().map(|b| format!("{b:02x}")).collect();
+    let props = unsafe {
+        dev.instance
+            .raw
+            .get_physical_device_properties(dev.physical)
+    };
+    let uuid: String = props
+        .pipeline_cache_uuid
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Some(base.join("pigpu").join(format!(
         "pipelines-{:04x}-{:04x}-{uuid}.bin",
         props.vendor_id, props.device_id
@@ -107,14 +125,20 @@ fn cache_path(dev: &Device) -> Option<PathBuf> {
 impl PipelineCache {
     pub fn new(dev: &Arc<Device>) -> Result<PipelineCache> {
         let path = cache_path(dev);
-        let data = path.as_ref().and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+        let data = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .unwrap_or_default();
         let info = vk::PipelineCacheCreateInfo::default().initial_data(&data);
         // SAFETY: drivers validate the cache header and ignore data from another device/driver.
         let raw = match unsafe { dev.raw.create_pipeline_cache(&info, None) } {
             Ok(c) => c,
             // A corrupt file: start empty rather than fail.
-            Err(_) => unsafe { dev.raw.create_pipeline_cache(&vk::PipelineCacheCreateInfo::default(), None) }
-                .map_err(vkerr("vkCreatePipelineCache"))?,
+            Err(_) => unsafe {
+                dev.raw
+                    .create_pipeline_cache(&vk::PipelineCacheCreateInfo::default(), None)
+            }
+            .map_err(vkerr("vkCreatePipelineCache"))?,
         };
         Ok(PipelineCache {
             dev: dev.clone(),
@@ -138,7 +162,9 @@ impl PipelineCache {
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
         // SAFETY: querying the cache's data from a live device.
-        let Ok(data) = (unsafe { self.dev.raw.get_pipeline_cache_data(self.raw) }) else { return };
+        let Ok(data) = (unsafe { self.dev.raw.get_pipeline_cache_data(self.raw) }) else {
+            return;
+        };
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -181,10 +207,16 @@ impl Kernel {
         let code = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
             .map_err(|_| VkError::Unsupported(format!("shader {name}: malformed SPIR-V")))?;
         let entries: Vec<vk::SpecializationMapEntry> = (0..spec.len() as u32)
-            .map(|i| vk::SpecializationMapEntry { constant_id: i, offset: i * 4, size: 4 })
+            .map(|i| vk::SpecializationMapEntry {
+                constant_id: i,
+                offset: i * 4,
+                size: 4,
+            })
             .collect();
         let spec_bytes: Vec<u8> = spec.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let si = vk::SpecializationInfo::default().map_entries(&entries).data(&spec_bytes);
+        let si = vk::SpecializationInfo::default()
+            .map_entries(&entries)
+            .data(&spec_bytes);
         // SAFETY: valid SPIR-V produced by glslc at build time; the module is destroyed right
         // after pipeline creation, which is allowed.
         unsafe {
@@ -234,21 +266,36 @@ impl DescriptorArena {
             ty: vk::DescriptorType::STORAGE_BUFFER,
             descriptor_count: max_buffers,
         }];
-        let info = vk::DescriptorPoolCreateInfo::default().max_sets(max_sets).pool_sizes(&sizes);
+        let info = vk::DescriptorPoolCreateInfo::default()
+            .max_sets(max_sets)
+            .pool_sizes(&sizes);
         // SAFETY: valid create info; destroyed in Drop.
-        let pool = unsafe { dev.raw.create_descriptor_pool(&info, None) }.map_err(vkerr("vkCreateDescriptorPool"))?;
-        Ok(DescriptorArena { dev: dev.clone(), pool, updates: 0 })
+        let pool = unsafe { dev.raw.create_descriptor_pool(&info, None) }
+            .map_err(vkerr("vkCreateDescriptorPool"))?;
+        Ok(DescriptorArena {
+            dev: dev.clone(),
+            pool,
+            updates: 0,
+        })
     }
 
     /// Allocates a set for `kernel` and writes `bindings[i]` (one range per array element;
     /// missing array elements repeat the last range, so unused segments stay valid).
     pub fn set(&mut self, kernel: &Kernel, bindings: &[&[BufRange]]) -> Result<vk::DescriptorSet> {
         let counts = &kernel.layout.counts;
-        assert_eq!(bindings.len(), counts.len(), "kernel {}: binding count", kernel.name);
+        assert_eq!(
+            bindings.len(),
+            counts.len(),
+            "kernel {}: binding count",
+            kernel.name
+        );
         let sls = [kernel.layout.set_layout];
-        let ai = vk::DescriptorSetAllocateInfo::default().descriptor_pool(self.pool).set_layouts(&sls);
+        let ai = vk::DescriptorSetAllocateInfo::default()
+            .descriptor_pool(self.pool)
+            .set_layouts(&sls);
         // SAFETY: the pool outlives the set (sets are freed with the pool).
-        let set = unsafe { self.dev.raw.allocate_descriptor_sets(&ai) }.map_err(vkerr("vkAllocateDescriptorSets"))?[0];
+        let set = unsafe { self.dev.raw.allocate_descriptor_sets(&ai) }
+            .map_err(vkerr("vkAllocateDescriptorSets"))?[0];
         let infos: Vec<Vec<vk::DescriptorBufferInfo>> = bindings
             .iter()
             .zip(counts)
@@ -256,7 +303,11 @@ impl DescriptorArena {
                 (0..n as usize)
                     .map(|i| {
                         let r = ranges[i.min(ranges.len() - 1)];
-                        vk::DescriptorBufferInfo { buffer: r.buffer, offset: r.offset, range: r.len }
+                        vk::DescriptorBufferInfo {
+                            buffer: r.buffer,
+                            offset: r.offset,
+                            range: r.len,
+                        }
                     })
                     .collect()
             })

@@ -45,7 +45,13 @@ impl Uploader {
             self.staging[s].write(0, piece);
             let cmd = &mut self.cmds[s];
             cmd.begin(false)?;
-            cmd.copy(&self.staging[s], 0, dst, dst_off + (i * chunk) as u64, piece.len() as u64);
+            cmd.copy(
+                &self.staging[s],
+                0,
+                dst,
+                dst_off + (i * chunk) as u64,
+                piece.len() as u64,
+            );
             cmd.end()?;
             cmd.submit()?;
             self.bytes += piece.len() as u64;
@@ -74,7 +80,12 @@ pub fn download(dev: &Arc<Device>, src: &Buffer, off: u64, len: u64) -> Result<V
 }
 
 /// A device-local buffer filled with `data`.
-pub fn device_buffer(dev: &Arc<Device>, up: &mut Uploader, data: &[u8], what: &str) -> Result<Buffer> {
+pub fn device_buffer(
+    dev: &Arc<Device>,
+    up: &mut Uploader,
+    data: &[u8],
+    what: &str,
+) -> Result<Buffer> {
     let b = Buffer::new(dev, data.len() as u64, MemKind::Device, what)?;
     up.upload(&b, 0, data)?;
     up.finish()?;

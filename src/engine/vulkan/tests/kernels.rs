@@ -13,7 +13,13 @@ fn f16_bits(x: f32) -> [u8; 2] {
 pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec<u8> {
     use GgmlType::*;
     match ty {
-        F32 => return rng.vec(rows * k, 1.0).iter().flat_map(|v| v.to_le_bytes()).collect(),
+        F32 => {
+            return rng
+                .vec(rows * k, 1.0)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        }
         F16 => return (0..rows * k).flat_map(|_| f16_bits(rng.sym(1.0))).collect(),
         _ => {}
     }
@@ -31,7 +37,11 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
     };
     for block in data.chunks_exact_mut(ty.type_size()) {
         for &(off, signed) in scales {
-            let v = if signed { rng.sym(0.05) } else { rng.f32() * 0.05 };
+            let v = if signed {
+                rng.sym(0.05)
+            } else {
+                rng.f32() * 0.05
+            };
             block[off..off + 2].copy_from_slice(&f16_bits(v));
         }
     }
@@ -118,7 +128,12 @@ fn matvec_and_matmul_match_cpu_for_every_weight_type() {
                 .ops()
                 .matvec(MatvecSpec {
                     x: xbuf.all(),
-                    segs: &[Seg { w: wbuf.all(), rows: rows as u32, ty, bias: None }],
+                    segs: &[Seg {
+                        w: wbuf.all(),
+                        rows: rows as u32,
+                        ty,
+                        bias: None,
+                    }],
                     norm: None,
                     bias: None,
                     y: ybuf.all(),
@@ -146,7 +161,11 @@ fn fused_norm_bias_segments_and_residual() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(2);
     let k = 96;
-    let segs = [(GgmlType::Q5_0, 21usize), (GgmlType::Q8_0, 6), (GgmlType::Q4_1, 6)];
+    let segs = [
+        (GgmlType::Q5_0, 21usize),
+        (GgmlType::Q8_0, 6),
+        (GgmlType::Q4_1, 6),
+    ];
     let total: usize = segs.iter().map(|s| s.1).sum();
     let nw = rng.vec(k, 1.0);
     let bias = rng.vec(total, 0.5);
@@ -170,7 +189,12 @@ fn fused_norm_bias_segments_and_residual() {
             .iter()
             .zip(&wbufs)
             .map(|(&(ty, rows), b)| {
-                let s = Seg { w: b.all(), rows: rows as u32, ty, bias: Some(off) };
+                let s = Seg {
+                    w: b.all(),
+                    rows: rows as u32,
+                    ty,
+                    bias: Some(off),
+                };
                 off += rows as u32;
                 s
             })
@@ -219,15 +243,28 @@ fn fused_swiglu() {
     let (k, rows) = (512usize, 19usize);
     let gb = random_weights(&mut rng, GgmlType::Q4_K, rows, k);
     let ub = random_weights(&mut rng, GgmlType::Q6_K, rows, k);
-    let (g, u) = (dequant(GgmlType::Q4_K, &gb, rows * k), dequant(GgmlType::Q6_K, &ub, rows * k));
+    let (g, u) = (
+        dequant(GgmlType::Q4_K, &gb, rows * k),
+        dequant(GgmlType::Q6_K, &ub, rows * k),
+    );
     let (gbuf, ubuf) = (gpu.buf(&gb), gpu.buf(&ub));
     for n_tok in [1usize, 10] {
         let x = rng.vec(n_tok * k, 1.0);
         let xbuf = gpu.buf_f32(&x);
         let ybuf = gpu.buf_f32(&vec![0.0; n_tok * rows]);
         let segs = [
-            Seg { w: gbuf.all(), rows: rows as u32, ty: GgmlType::Q4_K, bias: None },
-            Seg { w: ubuf.all(), rows: rows as u32, ty: GgmlType::Q6_K, bias: None },
+            Seg {
+                w: gbuf.all(),
+                rows: rows as u32,
+                ty: GgmlType::Q4_K,
+                bias: None,
+            },
+            Seg {
+                w: ubuf.all(),
+                rows: rows as u32,
+                ty: GgmlType::Q6_K,
+                bias: None,
+            },
         ];
         let op = gpu
             .ops()
@@ -253,7 +290,11 @@ fn fused_swiglu() {
             let silu = gy[i] / (1.0 + (-gy[i]).exp());
             let want = silu * uy[i];
             let tol = 1e-4 * (gm[i] * uy[i].abs() + um[i] * gy[i].abs()) + 1e-5;
-            assert!((got[i] - want).abs() <= tol, "swiglu {i}: gpu {} cpu {want}", got[i]);
+            assert!(
+                (got[i] - want).abs() <= tol,
+                "swiglu {i}: gpu {} cpu {want}",
+                got[i]
+            );
         }
     }
 }
@@ -276,25 +317,63 @@ fn embedding_lookup_across_pieces() {
     let sbuf = gpu.buf_u32(&state);
     let out = gpu.buf_f32(&vec![0.0; tokens.len() * dim]);
     let pieces = [(abuf.all(), rows_a as u32), (bbuf.all(), rows_b as u32)];
-    let op = gpu.ops().embed(sbuf.all(), tbuf.all(), &pieces, ty, dim as u32, false, out.all()).unwrap();
+    let op = gpu
+        .ops()
+        .embed(
+            sbuf.all(),
+            tbuf.all(),
+            &pieces,
+            ty,
+            dim as u32,
+            false,
+            out.all(),
+        )
+        .unwrap();
     gpu.run(&[(&op, tokens.len() as u32)]);
     let got = gpu.read_f32(&out, tokens.len() * dim);
     for (t, &tok) in tokens.iter().enumerate() {
         let want = &table[tok as usize * dim..(tok as usize + 1) * dim];
         assert_eq!(&got[t * dim..(t + 1) * dim], want, "token {tok}");
     }
-    let op = gpu.ops().embed(sbuf.all(), tbuf.all(), &pieces, ty, dim as u32, true, out.all()).unwrap();
+    let op = gpu
+        .ops()
+        .embed(
+            sbuf.all(),
+            tbuf.all(),
+            &pieces,
+            ty,
+            dim as u32,
+            true,
+            out.all(),
+        )
+        .unwrap();
     gpu.run(&[(&op, 1)]);
-    assert_eq!(&gpu.read_f32(&out, dim)[..], &table[6 * dim..7 * dim], "token from state");
+    assert_eq!(
+        &gpu.read_f32(&out, dim)[..],
+        &table[6 * dim..7 * dim],
+        "token from state"
+    );
 }
 
-fn rope_ref(x: &mut [f32], n_heads: usize, d: usize, n_rot: usize, pos: usize, neox: bool, base: f32) {
+fn rope_ref(
+    x: &mut [f32],
+    n_heads: usize,
+    d: usize,
+    n_rot: usize,
+    pos: usize,
+    neox: bool,
+    base: f32,
+) {
     for h in 0..n_heads {
         let v = &mut x[h * d..(h + 1) * d];
         for j in 0..n_rot / 2 {
             let theta = pos as f64 * (base as f64).powf(-2.0 * j as f64 / n_rot as f64);
             let (s, c) = theta.sin_cos();
-            let (a, b) = if neox { (j, j + n_rot / 2) } else { (2 * j, 2 * j + 1) };
+            let (a, b) = if neox {
+                (j, j + n_rot / 2)
+            } else {
+                (2 * j, 2 * j + 1)
+            };
             let (xa, xb) = (v[a] as f64, v[b] as f64);
             v[a] = (xa * c - xb * s) as f32;
             v[b] = (xa * s + xb * c) as f32;
@@ -319,8 +398,16 @@ fn rope_kv_and_attention() {
         let base = 10000.0f32;
         let qkv = rng.vec(n_tok * (qd + 2 * kvd), 1.0);
         // Cache rows before pos0 hold earlier tokens (already f16).
-        let kc0: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16_round).collect();
-        let vc0: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16_round).collect();
+        let kc0: Vec<f32> = rng
+            .vec(n_ctx * kvd, 1.0)
+            .into_iter()
+            .map(f16_round)
+            .collect();
+        let vc0: Vec<f32> = rng
+            .vec(n_ctx * kvd, 1.0)
+            .into_iter()
+            .map(f16_round)
+            .collect();
         let pack = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| f16_bits(*x)).collect() };
         let kbuf = gpu.buf(&pack(&kc0));
         let vbuf = gpu.buf(&pack(&vc0));
@@ -338,7 +425,14 @@ fn rope_kv_and_attention() {
                 qbuf.all(),
                 kbuf.all(),
                 vbuf.all(),
-                OpKind::RopeKv { q_dim: qd as u32, kv_dim: kvd as u32, head_dim: d as u32, n_rot: d as u32, neox, freq_base: base },
+                OpKind::RopeKv {
+                    q_dim: qd as u32,
+                    kv_dim: kvd as u32,
+                    head_dim: d as u32,
+                    n_rot: d as u32,
+                    neox,
+                    freq_base: base,
+                },
             )
             .unwrap();
         let attn = gpu
@@ -349,7 +443,11 @@ fn rope_kv_and_attention() {
                 kbuf.all(),
                 vbuf.all(),
                 obuf.all(),
-                OpKind::Attention { n_head: n_head as u32, n_kv: n_kv as u32, head_dim: d as u32 },
+                OpKind::Attention {
+                    n_head: n_head as u32,
+                    n_kv: n_kv as u32,
+                    head_dim: d as u32,
+                },
             )
             .unwrap();
         gpu.run(&[(&rope, n_tok as u32), (&attn, n_tok as u32)]);
@@ -371,7 +469,12 @@ fn rope_kv_and_attention() {
         }
         let got_q = gpu.read_f32(&qbuf, n_tok * qd);
         for i in 0..got_q.len() {
-            assert!((got_q[i] - qr[i]).abs() < 2e-4, "rope q[{i}] neox={neox}: {} vs {}", got_q[i], qr[i]);
+            assert!(
+                (got_q[i] - qr[i]).abs() < 2e-4,
+                "rope q[{i}] neox={neox}: {} vs {}",
+                got_q[i],
+                qr[i]
+            );
         }
         let got_o = gpu.read_f32(&obuf, n_tok * qd);
         for t in 0..n_tok {
@@ -381,16 +484,28 @@ fn rope_kv_and_attention() {
                 let scores: Vec<f64> = (0..=pos0 + t)
                     .map(|p| {
                         let kr = &kc[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
-                        q.iter().zip(kr).map(|(a, b)| *a as f64 * *b as f64).sum::<f64>() / (d as f64).sqrt()
+                        q.iter()
+                            .zip(kr)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
                     })
                     .collect();
                 let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
                 let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for i in 0..d {
-                    let want: f64 = e.iter().enumerate().map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64).sum::<f64>() / z;
+                    let want: f64 = e
+                        .iter()
+                        .enumerate()
+                        .map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64)
+                        .sum::<f64>()
+                        / z;
                     let got = got_o[t * qd + h * d + i] as f64;
-                    assert!((got - want).abs() < 2e-3, "attention t={t} h={h} i={i} neox={neox}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() < 2e-3,
+                        "attention t={t} h={h} i={i} neox={neox}: {got} vs {want}"
+                    );
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! another), with the Khronos validation layer on: every test fails on any validation error.
 //! References are plain CPU code over `crate::quant::dequantize`.
 
+mod device;
 mod kernels;
 mod sampler;
 
@@ -59,12 +60,18 @@ impl Gpu {
 
     pub fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
         let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
-        bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     pub fn read_u32(&self, b: &Buffer, n: usize) -> Vec<u32> {
         let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
-        bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect()
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     /// Records `ops` (each with its batch size) into one command buffer and runs it.
@@ -81,7 +88,11 @@ impl Gpu {
     /// Fails the test on any validation error so far.
     pub fn check(&self) {
         let errs = self.dev.take_validation_errors();
-        assert!(errs.is_empty(), "Vulkan validation errors:\n{}", errs.join("\n"));
+        assert!(
+            errs.is_empty(),
+            "Vulkan validation errors:\n{}",
+            errs.join("\n")
+        );
     }
 }
 

@@ -17,7 +17,11 @@ pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u
             if !seen.contains(&t) && (t as usize) < n {
                 seen.push(t);
                 let v = &mut l[t as usize];
-                *v = if *v > 0.0 { *v / p.repeat_penalty } else { *v * p.repeat_penalty };
+                *v = if *v > 0.0 {
+                    *v / p.repeat_penalty
+                } else {
+                    *v * p.repeat_penalty
+                };
             }
         }
     }
@@ -30,7 +34,10 @@ pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u
         idx.truncate(p.top_k);
     }
     let mx = l[idx[0]];
-    let mut w: Vec<(usize, f32)> = idx.iter().map(|&i| (i, ((l[i] - mx) / p.temperature).exp())).collect();
+    let mut w: Vec<(usize, f32)> = idx
+        .iter()
+        .map(|&i| (i, ((l[i] - mx) / p.temperature).exp()))
+        .collect();
     let s: f64 = w.iter().map(|x| x.1 as f64).sum();
     if p.top_p < 1.0 {
         let target = p.top_p as f64 * s;
@@ -58,8 +65,21 @@ pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u
     w.last().unwrap().0 as u32
 }
 
-fn params(temperature: f32, top_k: usize, top_p: f32, min_p: f32, repeat_penalty: f32) -> SamplingParams {
-    SamplingParams { temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n: 64 }
+fn params(
+    temperature: f32,
+    top_k: usize,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n: 64,
+    }
 }
 
 #[test]
@@ -99,7 +119,10 @@ fn gpu_sampler_matches_reference() {
             }
             let sbuf = gpu.buf_u32(&state);
             let pbuf = gpu.buf(u32_bytes(&sample_params(p, u)));
-            let op = gpu.ops().sample(lbuf.all(), sbuf.all(), scratch.all(), pbuf.all(), n as u32).unwrap();
+            let op = gpu
+                .ops()
+                .sample(lbuf.all(), sbuf.all(), scratch.all(), pbuf.all(), n as u32)
+                .unwrap();
             gpu.run(&[(&op, 1)]);
             let st = gpu.read_u32(&sbuf, 4 + hist.len() + 1);
             let want = sample_ref(&logits, &hist, p, u);
