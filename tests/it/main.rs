@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod gguf;
+mod inspect;
 mod quant;
 mod tokenizer;
 mod util;

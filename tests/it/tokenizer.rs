@@ -189,3 +189,120 @@ fn vocab_fixtures_match_their_checksums() {
     }
     assert_eq!(n, 10);
 }
+
+// `pigpu tokenize` on the real models.
+
+use crate::util::{pigpu, run};
+
+fn ids_of(out: &std::process::Output) -> Vec<u32> {
+    assert!(
+        out.status.success(),
+        "pigpu failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON array of ids")
+}
+
+#[test]
+fn tokenize_raw_reproduces_llama_cpp_vectors() {
+    let Some(p) = test_model(QWEN) else { return };
+    let model = p.to_str().unwrap();
+    // A few non-empty cases of the qwen2 vectors, through the command line.
+    for (text, want) in vectors("ggml-vocab-qwen2.gguf")
+        .into_iter()
+        .filter(|(t, _)| !t.is_empty() && !t.starts_with('-'))
+        .step_by(9)
+    {
+        assert_eq!(
+            ids_of(&run(&["tokenize", model, &text, "--raw"])),
+            want,
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn tokenize_parses_special_tokens_unless_raw() {
+    let Some(p) = test_model(QWEN) else { return };
+    let model = p.to_str().unwrap();
+    let tok = Tokenizer::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();
+    let im_start = tok.token_id("<|im_start|>").unwrap();
+    let text = "<|im_start|>user\nhi";
+    let parsed = ids_of(&run(&["tokenize", model, text]));
+    assert_eq!(parsed[0], im_start);
+    assert_eq!(parsed, tok.encode(text, true, true).unwrap());
+    let raw = ids_of(&run(&["tokenize", model, text, "--raw"]));
+    assert!(!raw.contains(&im_start) && raw.len() > parsed.len());
+}
+
+#[test]
+fn tokenize_reads_stdin_and_shows_pieces() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let Some(p) = test_model(SMOLLM) else { return };
+    let text = "Ünïcode — and <|im_end|> too\n";
+    let mut child = pigpu()
+        .args(["tokenize", p.to_str().unwrap(), "-", "--pieces"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pieces: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let im_end = pieces.iter().find(|p| p["piece"] == "<|im_end|>").unwrap();
+    assert_eq!(im_end["id"], 2);
+    // The raw bytes of all pieces, in order, are the text.
+    let mut bytes = Vec::new();
+    for p in &pieces {
+        match p.get("bytes") {
+            Some(b) => bytes.extend(
+                b.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u8),
+            ),
+            None => bytes.extend_from_slice(p["piece"].as_str().unwrap().as_bytes()),
+        }
+    }
+    assert_eq!(String::from_utf8(bytes).unwrap(), text);
+}
+
+#[test]
+fn tokenize_bad_input_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.gguf");
+    let not_gguf = dir.path().join("notes.txt");
+    std::fs::write(&not_gguf, "just text").unwrap();
+    let no_tok = dir.path().join("no-tokenizer.gguf");
+    let w = pigpu::gguf::GgufWriter::new().kv(
+        "general.architecture",
+        pigpu::gguf::Value::String("llama".into()),
+    );
+    std::fs::write(&no_tok, w.to_bytes()).unwrap();
+    for (file, what) in [
+        (&missing, "No such file"),
+        (&not_gguf, "not a GGUF file"),
+        (&no_tok, "has no tokenizer"),
+    ] {
+        let out = run(&["tokenize", file.to_str().unwrap(), "hi"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(file.to_str().unwrap()) && err.contains(what),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
