@@ -7,6 +7,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 demo: deps models
     cargo build --release
     ./target/release/pigpu inspect "${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
+    ./target/release/pigpu tokenize "${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}/SmolLM2-135M-Instruct.Q4_1.gguf" $'<|im_start|>user\nWhat is a Raspberry Pi?<|im_end|>\n' --pieces
 
 # The whole test suite, as CI runs it.
 [group('test')]

@@ -319,3 +319,9 @@ fn out_of_range_ids_are_harmless() {
     assert!(tok.token_to_piece(1000).is_empty());
     assert!(!tok.is_eog(1000));
 }
+
+#[test]
+fn tokenizer_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+}
