@@ -93,3 +93,64 @@ pub trait Engine {
     fn stats(&self) -> Stats;
     fn reset_stats(&mut self);
 }
+
+/// Which engine `pigpu run` (and friends) should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The CPU engine.
+    Cpu,
+    /// The Vulkan engine (a GPU).
+    Vulkan,
+    /// Vulkan when a usable GPU is found, else the CPU (saying so on stderr).
+    Auto,
+}
+
+/// Settings every engine takes.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Context length (KV cache positions).
+    pub n_ctx: usize,
+    /// CPU threads (0 = one per core). The CPU engine computes with them; a GPU engine may
+    /// ignore it.
+    pub threads: usize,
+    /// f16 KV cache (else f32).
+    pub kv_f16: bool,
+}
+
+/// Builds the engine for `backend`. This is the one place that picks an engine: the Vulkan
+/// engine plugs in here.
+pub fn create(
+    backend: Backend,
+    model: std::sync::Arc<crate::model::Model>,
+    opts: &EngineOptions,
+) -> anyhow::Result<Box<dyn Engine>> {
+    let cpu = |model| -> anyhow::Result<Box<dyn Engine>> {
+        let o = cpu::CpuOptions {
+            n_ctx: opts.n_ctx,
+            threads: opts.threads,
+            kv_f16: opts.kv_f16,
+            isa: None,
+        };
+        Ok(Box::new(cpu::CpuEngine::new(model, &o)?))
+    };
+    match backend {
+        Backend::Cpu => cpu(model),
+        Backend::Vulkan => create_vulkan(model, opts),
+        Backend::Auto => match create_vulkan(model.clone(), opts) {
+            Ok(e) => Ok(e),
+            Err(e) => {
+                eprintln!("pigpu: no Vulkan engine ({e:#}); using the CPU");
+                cpu(model)
+            }
+        },
+    }
+}
+
+/// The Vulkan engine's constructor (wired by the Vulkan engine when it lands).
+fn create_vulkan(
+    _model: std::sync::Arc<crate::model::Model>,
+    _opts: &EngineOptions,
+) -> anyhow::Result<Box<dyn Engine>> {
+    anyhow::bail!("the Vulkan engine is not available in this build yet (use --backend cpu)")
+}

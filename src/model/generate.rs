@@ -35,6 +35,10 @@ pub struct Generation {
     /// Generated token ids (without the stop token).
     pub tokens: Vec<u32>,
     pub stop: StopReason,
+    /// The end-of-generation token that ended it, if one did. Like every sampled token it is
+    /// held by the engine and fed before the next prompt, so a caller tracking the context must
+    /// count it.
+    pub stop_token: Option<u32>,
     pub prompt_time: Duration,
     pub gen_time: Duration,
 }
@@ -58,6 +62,7 @@ pub fn generate(
     let prompt_time = t0.elapsed();
     let t1 = Instant::now();
     let mut tokens = Vec::new();
+    let mut stop_token = None;
     let stop = loop {
         if tokens.len() >= max_tokens {
             break StopReason::Length;
@@ -68,6 +73,7 @@ pub fn generate(
         }
         let t = engine.step(params, rng.next_f32())?;
         if is_stop(t) {
+            stop_token = Some(t);
             break StopReason::EndOfText;
         }
         tokens.push(t);
@@ -78,6 +84,7 @@ pub fn generate(
     Ok(Generation {
         tokens,
         stop,
+        stop_token,
         prompt_time,
         gen_time: t1.elapsed(),
     })
