@@ -15,6 +15,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Rewrites llama-bench's multi-letter short flags (`-pg 512,128`) into the long form clap
+/// understands, so command lines copied from llama-bench work unchanged.
+pub fn normalize_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| if a == "-pg" { "--pg".into() } else { a })
+        .collect()
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Provision the patched NVIDIA open kernel modules, userspace and boot config on a Pi.

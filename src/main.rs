@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = pigpu::cli::Cli::parse();
+    let cli = pigpu::cli::Cli::parse_from(pigpu::cli::normalize_args(std::env::args_os()));
     match pigpu::cmd::dispatch(cli) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {

@@ -52,3 +52,91 @@ fn markdown_matches_a_real_llama_bench_table() {
     let build = fixture.lines().find(|l| l.starts_with("build:")).unwrap();
     assert!(markdown(&[row("tg128", 1.0, 0.0)]).contains(build));
 }
+
+#[test]
+fn json_output_on_a_real_model_has_llama_bench_fields() {
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let m = m.to_str().unwrap();
+    let out = crate::util::run(&[
+        "bench",
+        "-m",
+        m,
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-t",
+        "2",
+        "--backend",
+        "cpu",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rows = v.as_array().unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["load", "pp16", "tg4", "e2e4"]);
+    for r in rows {
+        for field in [
+            "model_filename",
+            "model_type",
+            "model_size",
+            "model_n_params",
+            "n_prompt",
+            "n_gen",
+            "n_depth",
+            "avg_ns",
+            "stddev_ns",
+            "avg_ts",
+            "stddev_ts",
+            "samples_ns",
+            "samples_ts",
+            "test_time",
+            "backend",
+            "device",
+            "driver",
+            "n_threads",
+        ] {
+            assert!(r.get(field).is_some(), "row {} lacks {field}", r["test"]);
+        }
+        assert_eq!(r["model_type"], "llama 135M Q4_1");
+        assert!(r["avg_ts"].as_f64().unwrap() > 0.0);
+    }
+    let pp = &rows[1];
+    assert_eq!(pp["samples_ts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (pp["n_prompt"].as_u64(), pp["n_gen"].as_u64()),
+        (Some(16), Some(0))
+    );
+    // Generation rows carry the engine's per-token counters.
+    assert!(rows[2]["stats"]["readback_bytes"].as_f64().is_some());
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let out = crate::util::run(&[
+        "bench",
+        "-m",
+        "/nonexistent.gguf",
+        "-p",
+        "8",
+        "-n",
+        "0",
+        "-r",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.gguf"));
+    let out = crate::util::run(&["bench", "-m", "x.gguf", "-pg", "12"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PP,TG"));
+}
