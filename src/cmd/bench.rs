@@ -11,8 +11,7 @@ use std::time::Instant;
 
 use crate::bench::report::{self, BenchResult, StatsPerToken};
 use crate::bench::{expand, run_test, Rng, RunConfig, TestSpec};
-use crate::engine::cpu::{CpuEngine, CpuOptions};
-use crate::engine::{Engine, SamplingParams};
+use crate::engine::{self, Backend, Engine, EngineOptions, SamplingParams};
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 use crate::model::Model;
 
@@ -76,8 +75,8 @@ pub struct Args {
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub n_batch: usize,
     /// Engine: cpu, vulkan, or auto (a suitable GPU if present, else the CPU).
-    #[arg(long, default_value = "auto")]
-    pub backend: String,
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
     /// Vulkan device by index or name (see `pigpu run --list-devices`).
     #[arg(long)]
     pub device: Option<String>,
@@ -286,12 +285,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
             let t0 = Instant::now();
             let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
-            let opts = CpuOptions {
+            let opts = EngineOptions {
                 n_ctx,
                 threads: t,
-                ..CpuOptions::default()
+                kv_f16: true,
             };
-            let mut engine = make_engine(&args, model.clone(), &opts)?;
+            let mut engine = engine::create(args.backend, model.clone(), &opts)?;
             let load_ns = t0.elapsed().as_nanos() as u64;
             let n_params: u64 = model.file.tensors().iter().map(|t| t.n_elements()).sum();
             let size = model.weight_bytes();
@@ -307,7 +306,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 n_params,
                 n_batch: args.n_batch,
                 threads: used_threads,
-                backend: "CPU".into(),
+                backend: if engine.describe().starts_with("cpu") {
+                    "CPU"
+                } else {
+                    "Vulkan"
+                }
+                .into(),
                 device: engine.describe(),
             };
             eprintln!("bench: {} on {}", common.model_type, common.device);
@@ -357,22 +361,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     print_results(&results, args.output)?;
     Ok(Outcome::Ok)
-}
-
-/// Builds the engine for `--backend`. Only the CPU engine exists in this build; `vulkan` is an
-/// error and `auto` falls back to the CPU with a notice.
-fn make_engine(
-    args: &Args,
-    model: Arc<Model>,
-    opts: &CpuOptions,
-) -> anyhow::Result<Box<dyn Engine>> {
-    match args.backend.as_str() {
-        "cpu" => {}
-        "auto" => {}
-        "vulkan" => anyhow::bail!("--backend vulkan: the Vulkan engine is not in this build yet"),
-        other => anyhow::bail!("unknown --backend '{other}': expected cpu, vulkan or auto"),
-    }
-    Ok(Box::new(CpuEngine::new(model, opts)?))
 }
 
 /// pigpu's end-to-end row: a real short prompt, then `n_gen` tokens with llama.cpp's default
