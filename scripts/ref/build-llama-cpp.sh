@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own tools (llama-bench, llama-completion, llama-perplexity) from the copy vendored in
+# PyPI's llama-cpp-python sdist, OUTSIDE the repo, as the reference that pigpu's benchmarks compare
+# against. Nothing of llama.cpp is ever committed to pigpu.
+#
+# Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--dir DIR] [--jobs N]
+#   --vulkan   also build a Vulkan variant (needs glslc and libvulkan-dev; see the patch note below)
+#   --dir DIR  where to unpack and build (default $PIGPU_LLAMA_CPP_DIR, else
+#              ~/.cache/pigpu/llama.cpp-<version>)
+#   --jobs N   parallel compile jobs (default: number of CPUs); the build runs under `nice`
+# Prints the CPU build's bin directory (and the Vulkan one with --vulkan) on stdout, one per line;
+# progress goes to stderr. Idempotent: tools already built are not rebuilt.
+#
+# Local patch (Vulkan variant only, applied to the unpacked copy, never committed): the
+# validation-layer-settings block in ggml-vulkan.cpp uses VkLayerSettingEXT, which Debian 12's
+# Vulkan headers (1.3.239) lack; the script guards it with `#if VK_HEADER_VERSION >= 261` and falls
+# back to a plain instance create. It only matters with GGML_VULKAN_VALIDATE, which we do not set.
+# llama.cpp skips CPU-type Vulkan devices: set GGML_VK_VISIBLE_DEVICES=0 to run it on lavapipe.
+set -euo pipefail
+
+version=0.3.36
+vulkan=0
+dir="${PIGPU_LLAMA_CPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pigpu/llama.cpp-$version}"
+jobs=$(nproc 2>/dev/null || echo 2)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --vulkan) vulkan=1 ;;
+    --dir) dir="$2"; shift ;;
+    --jobs) jobs="$2"; shift ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "build-llama-cpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "build-llama-cpp: $*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || { say "error: $1 not found ($2)"; exit 2; }; }
+need cmake "apt install cmake"
+need c++ "apt install build-essential"
+python=""
+for py in python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -m pip --version >/dev/null 2>&1; then python=$py; break; fi
+done
+[ -n "$python" ] || { say "error: pip not found (apt install python3-pip)"; exit 2; }
+
+# llama-cli now needs the whole server build (LLAMA_BUILD_SERVER); llama-completion is the plain
+# command-line generator and is what the benchmarks use.
+tools=(llama-bench llama-completion llama-perplexity)
+src="$dir/llama_cpp_python-$version/vendor/llama.cpp"
+mkdir -p "$dir"
+
+if [ ! -f "$src/CMakeLists.txt" ]; then
+  say "downloading the llama-cpp-python $version sdist from PyPI"
+  "$python" -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
+    "llama-cpp-python==$version" -d "$dir"
+  tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir"
+  [ -f "$src/CMakeLists.txt" ] || { say "error: $src/CMakeLists.txt missing after unpacking"; exit 2; }
+fi
+
+built() { # build dir
+  local t
+  for t in "${tools[@]}"; do [ -x "$1/bin/$t" ] || return 1; done
+}
+
+build() { # name, extra cmake args...
+  local name=$1 b="$dir/build-$1"
+  shift
+  if built "$b"; then say "$name: already built in $b"; echo "$b/bin"; return; fi
+  say "$name: configuring in $b"
+  cmake -S "$src" -B "$b" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF "$@" >"$dir/cmake-$name.log" 2>&1 \
+    || { say "error: cmake configure failed, see $dir/cmake-$name.log"; exit 2; }
+  say "$name: building ${tools[*]} with $jobs jobs (several minutes)"
+  local start; start=$(date +%s)
+  nice -n 10 cmake --build "$b" -j "$jobs" --target "${tools[@]}" >"$dir/build-$name.log" 2>&1 \
+    || { say "error: build failed, see $dir/build-$name.log"; exit 2; }
+  say "$name: built in $(( $(date +%s) - start )) s"
+  echo "$b/bin"
+}
+
+# See "Local patch" above. Idempotent: the marker comment says it is applied.
+patch_vulkan_headers() {
+  "$python" - "$src/ggml/src/ggml-vulkan/ggml-vulkan.cpp" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path, encoding="utf-8").read()
+marker = "// pigpu local patch: VK_HEADER_VERSION guard"
+if marker in text:
+    sys.exit(0)
+start = text.find("    VkBool32 enable_best_practice = layer_settings;")
+end_line = ("    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, "
+            "layers, extensions, &layer_setting_info);\n")
+end = text.find(end_line, start)
+if start < 0 or end < 0:
+    sys.exit("build-llama-cpp: the layer-settings block was not found; the patch needs updating")
+end += len(end_line)
+patched = (marker + "\n#if VK_HEADER_VERSION >= 261\n" + text[start:end] + "#else\n"
+           "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, "
+           "layers, extensions);\n#endif\n")
+open(path, "w", encoding="utf-8").write(text[:start] + patched + text[end:])
+PY
+}
+
+build cpu -DGGML_VULKAN=OFF
+if [ $vulkan = 1 ]; then
+  need glslc "apt install glslc"
+  patch_vulkan_headers
+  build vulkan -DGGML_VULKAN=ON
+fi
