@@ -37,11 +37,13 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 fi
 
-# Linker and test runner for the aarch64 target only. The dynamic loader inside qemu finds the
-# arm64 multiarch libraries (libudev, libkmod, their deps) through LD_LIBRARY_PATH set for the
-# guest only (-E), not for this shell.
+# Linker and test runner for the aarch64 target only. The loader inside qemu takes libc from the
+# cross sysroot (it must match that ld.so) and libudev/libkmod and their deps from the arm64
+# multiarch dir, through LD_LIBRARY_PATH set for the guest only (-E), not for this shell.
+# -rpath-link lets the linker resolve those libraries' own dependencies (liblzma, libzstd, ...).
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $sysroot -E LD_LIBRARY_PATH=$multiarch:/lib/aarch64-linux-gnu"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=-Wl,-rpath-link,$multiarch"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $sysroot -E LD_LIBRARY_PATH=$sysroot/lib:$multiarch"
 # C code built by -sys crates (ring, ...) for the target.
 export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
@@ -49,7 +51,7 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 export PKG_CONFIG_ALLOW_CROSS=1
 export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu="$multiarch/pkgconfig:/usr/share/pkgconfig"
 # bindgen (kmod-sys) parses headers as aarch64 against the cross libc headers.
-export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=$sysroot -isystem /usr/include"
+export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=$sysroot -isystem $sysroot/include -idirafter /usr/include"
 # The cross build keeps its own target dir so it never invalidates the native one.
 export CARGO_TARGET_DIR="${PIGPU_CROSS_TARGET_DIR:-target/cross}"
 

@@ -23,6 +23,10 @@ import time
 
 import numpy as np
 
+# llama.cpp's threads meet at OpenMP barriers; spinning there is ruinous on a busy 2-core machine.
+# Passive waiting changes speed only, not results.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 try:
     import llama_cpp
 except ImportError:
@@ -225,7 +229,9 @@ def main():
         }
         for pid, text in prompts:
             out["prompts"].append(prompt_record(llm, pid, text, add_bos, eog_ids))
+            print(f"  {key}: prompt {pid} done ({time.time() - t0:.1f} s)", file=sys.stderr)
         for ctx in PPL_CTXS:
+            print(f"  {key}: perplexity, ctx {ctx}", file=sys.stderr)
             res = perplexity(llm, ppl_text, ctx)
             if res is not None:
                 out["perplexity"]["results"].append(res)
