@@ -1,2 +1,6 @@
 //! `pigpu setup`'s machinery: probe (read-only facts) → plan (pure data) → execute (effects
-//! through `sys`, with rollback). Filled in by the setup work.
+//! through `sys` and a [`host::Host`], inside a [`transaction::Transaction`] that rolls back).
+
+pub mod bootconfig;
+pub mod gittree;
+pub mod manifest;

@@ -7,3 +7,6 @@ pub mod pci;
 pub mod root;
 
 pub use root::Root;
+pub mod command;
+pub mod download;
+pub mod prompt;

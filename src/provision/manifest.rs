@@ -1,0 +1,469 @@
+//! Driver manifests (`patches/nvidia-<version>.toml`): what setup fetches, how each artifact is
+//! pinned (sha256 of the bytes, or the git tree id of the unpacked source), the patch series by
+//! upstream commit and subject, and which modules the build produces. The manifests in this
+//! repository are compiled into the binary; `--manifest FILE` loads one from disk instead (a
+//! mirror, or an air-gapped copy whose artifact locations are paths beside it).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The manifests shipped with pigpu: (file name, contents).
+pub const BUILTIN: &[(&str, &str)] = &[(
+    "nvidia-580.95.05.toml",
+    include_str!("../../patches/nvidia-580.95.05.toml"),
+)];
+
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("manifest {origin}: cannot read: {source}")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("manifest {origin}: not valid TOML for a driver manifest: {message}")]
+    Parse { origin: String, message: String },
+    #[error("manifest {origin}: {field} = {value:?}: expected {expected}")]
+    Invalid {
+        origin: String,
+        field: String,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// One driver version's recipe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version of this file; 1.
+    pub schema: u32,
+    /// Kernel modules, userspace and GSP firmware must all be exactly this version.
+    pub driver: String,
+    /// The CPU architecture the modules and userspace are built for (`aarch64`).
+    pub arch: String,
+    pub summary: String,
+    /// Offered first when several manifests are available (and taken by `--yes`).
+    #[serde(default)]
+    pub default: bool,
+    /// Directory of the source tree holding the `.ko` files after `make modules`.
+    pub modules_dir: String,
+    /// Modules the build produces (names as modinfo shows them, with `-`).
+    pub modules: Vec<String>,
+    /// Modules loaded after install when the running kernel is the target, in order.
+    pub load: Vec<String>,
+    /// Free space needed under the root for the source, build and install, in MiB.
+    pub disk_mib: u64,
+    /// Extra `make` arguments after `modules -j N SYSSRC=…` (plain words, never a shell line).
+    #[serde(default)]
+    pub make_args: Vec<String>,
+    pub source: Source,
+    pub series: Series,
+    pub userspace: Userspace,
+    /// Where the manifest came from (`builtin:nvidia-580.95.05.toml` or a path).
+    #[serde(skip)]
+    pub origin: String,
+    /// Directory for relative artifact locations (the manifest file's directory).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// The module source archive.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Short name used for cache files (`open-gpu-kernel-modules`).
+    pub name: String,
+    /// `https://…` (`http://` only on loopback) or a path relative to the manifest.
+    pub url: String,
+    /// The upstream commit the archive is a snapshot of (recorded, shown).
+    pub commit: Option<String>,
+    /// Git tree id of the unpacked archive's top directory.
+    pub tree: Option<String>,
+    /// sha256 of the archive bytes, when known.
+    pub sha256: Option<String>,
+}
+
+/// The patch series applied on top of the source, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Series {
+    /// Where the series comes from (e.g. an upstream pull request).
+    #[serde(default)]
+    pub upstream: String,
+    /// Git tree id of the source after the whole series is applied: pins every patch at once.
+    pub result_tree: Option<String>,
+    #[serde(default)]
+    pub patch: Vec<Patch>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    /// Upstream commit id (for patches of others).
+    pub commit: Option<String>,
+    pub subject: String,
+    /// Where to fetch it: a URL, or a path relative to the manifest (patches of our own).
+    pub url: String,
+    pub sha256: Option<String>,
+}
+
+/// NVIDIA's userspace installer (`NVIDIA-Linux-<arch>-<version>.run`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Userspace {
+    pub url: String,
+    pub sha256: Option<String>,
+    /// Arguments after the installer (always including `--no-kernel-modules`).
+    pub args: Vec<String>,
+    /// Files the installer puts in place (absolute paths in the target system): present = done.
+    pub installs: Vec<String>,
+    /// The uninstaller it leaves behind, as argv in the target system (for `--undo`).
+    pub uninstall: Vec<String>,
+}
+
+/// Something setup downloads (or copies from an air-gapped location) into its cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Artifact {
+    /// What it is, for messages ("source", "patch 2/5 (Rework DMA cache maintenance helper)").
+    pub what: String,
+    /// Where from: a URL or an absolute local path.
+    pub location: String,
+    /// File name in the cache.
+    pub file: String,
+    /// Expected sha256 of the bytes, when pinned that way.
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest.
+    pub fn parse(text: &str, origin: &str, base_dir: Option<PathBuf>) -> Result<Manifest, ManifestError> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        m.origin = origin.to_string();
+        m.base_dir = base_dir;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Reads `--manifest FILE`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        let base = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        Manifest::parse(&text, &origin, base)
+    }
+
+    /// The manifests compiled into pigpu, default first.
+    pub fn builtin() -> Vec<Manifest> {
+        let mut all: Vec<Manifest> = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                Manifest::parse(text, &format!("builtin:{name}"), None)
+                    .expect("builtin manifests are tested")
+            })
+            .collect();
+        all.sort_by_key(|m| !m.default);
+        all
+    }
+
+    fn invalid(&self, field: &str, value: &str, expected: &'static str) -> ManifestError {
+        ManifestError::Invalid {
+            origin: self.origin.clone(),
+            field: field.to_string(),
+            value: value.to_string(),
+            expected,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        if self.schema != 1 {
+            return Err(self.invalid("schema", &self.schema.to_string(), "1"));
+        }
+        let version_ok = !self.driver.is_empty()
+            && self
+                .driver
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !version_ok {
+            return Err(self.invalid("driver", &self.driver, "a version like 580.95.05"));
+        }
+        let word = |s: &str| {
+            !s.is_empty()
+                && s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !word(&self.arch) {
+            return Err(self.invalid("arch", &self.arch, "an architecture name like aarch64"));
+        }
+        if !word(&self.source.name) {
+            return Err(self.invalid("source.name", &self.source.name, "letters, digits, - _ ."));
+        }
+        if self.modules.is_empty() || !self.modules.iter().all(|m| word(m)) {
+            return Err(self.invalid(
+                "modules",
+                &self.modules.join(","),
+                "a non-empty list of module names",
+            ));
+        }
+        if let Some(m) = self.load.iter().find(|m| !self.modules.contains(m)) {
+            return Err(self.invalid("load", m, "one of the names in `modules`"));
+        }
+        if self.modules_dir.contains("..") || self.modules_dir.starts_with('/') {
+            return Err(self.invalid("modules_dir", &self.modules_dir, "a relative path inside the source"));
+        }
+        if !self.userspace.args.iter().any(|a| a == "--no-kernel-modules") {
+            return Err(self.invalid(
+                "userspace.args",
+                &self.userspace.args.join(" "),
+                "to contain --no-kernel-modules (pigpu builds the modules itself)",
+            ));
+        }
+        for f in &self.userspace.installs {
+            if !f.starts_with('/') {
+                return Err(self.invalid("userspace.installs", f, "absolute paths in the target system"));
+            }
+        }
+        let sha = |field: &str, v: &Option<String>| -> Result<(), ManifestError> {
+            match v {
+                Some(s) if !is_hex(s, 64) => Err(self.invalid(field, s, "64 lowercase hex digits (sha256)")),
+                _ => Ok(()),
+            }
+        };
+        let git = |field: &str, v: &Option<String>| -> Result<(), ManifestError> {
+            match v {
+                Some(s) if !is_hex(s, 40) => Err(self.invalid(field, s, "40 lowercase hex digits (a git id)")),
+                _ => Ok(()),
+            }
+        };
+        sha("source.sha256", &self.source.sha256)?;
+        git("source.tree", &self.source.tree)?;
+        git("source.commit", &self.source.commit)?;
+        git("series.result_tree", &self.series.result_tree)?;
+        sha("userspace.sha256", &self.userspace.sha256)?;
+        self.check_location("source.url", &self.source.url)?;
+        self.check_location("userspace.url", &self.userspace.url)?;
+        for (i, p) in self.series.patch.iter().enumerate() {
+            sha(&format!("series.patch[{i}].sha256"), &p.sha256)?;
+            git(&format!("series.patch[{i}].commit"), &p.commit)?;
+            self.check_location(&format!("series.patch[{i}].url"), &p.url)?;
+        }
+        Ok(())
+    }
+
+    fn check_location(&self, field: &str, loc: &str) -> Result<(), ManifestError> {
+        if let Some((scheme, _)) = loc.split_once("://") {
+            if scheme != "https" && scheme != "http" {
+                return Err(self.invalid(field, loc, "an https:// URL or a path beside the manifest"));
+            }
+            // Plain http is refused at download time unless the host is loopback.
+        } else if self.base_dir.is_none() && !loc.starts_with('/') {
+            return Err(self.invalid(field, loc, "a URL (built-in manifests cannot name local files)"));
+        }
+        Ok(())
+    }
+
+    /// Resolves a location: URLs stay, paths become absolute (relative to the manifest).
+    fn resolve(&self, loc: &str) -> String {
+        if loc.contains("://") || loc.starts_with('/') {
+            return loc.to_string();
+        }
+        match &self.base_dir {
+            Some(b) => b.join(loc).display().to_string(),
+            None => loc.to_string(),
+        }
+    }
+
+    /// The source archive.
+    pub fn source_artifact(&self) -> Artifact {
+        let id = self
+            .source
+            .commit
+            .as_deref()
+            .or(self.source.tree.as_deref())
+            .or(self.source.sha256.as_deref())
+            .unwrap_or("unpinned");
+        Artifact {
+            what: format!("module source {}", self.source.name),
+            location: self.resolve(&self.source.url),
+            file: format!("{}-{}.tar.gz", self.source.name, &id[..id.len().min(12)]),
+            sha256: self.source.sha256.clone(),
+        }
+    }
+
+    /// The patches, in order.
+    pub fn patch_artifacts(&self) -> Vec<Artifact> {
+        let n = self.series.patch.len();
+        self.series
+            .patch
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let tag = p
+                    .commit
+                    .as_deref()
+                    .map(|c| c[..12].to_string())
+                    .or_else(|| p.sha256.as_deref().map(|s| s[..12].to_string()))
+                    .unwrap_or_else(|| format!("{}", i + 1));
+                Artifact {
+                    what: format!("patch {}/{} ({})", i + 1, n, p.subject),
+                    location: self.resolve(&p.url),
+                    file: format!("{:04}-{tag}.patch", i + 1),
+                    sha256: p.sha256.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// The userspace installer.
+    pub fn userspace_artifact(&self) -> Artifact {
+        let loc = self.resolve(&self.userspace.url);
+        let name = loc
+            .rsplit('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("userspace.run")
+            .to_string();
+        Artifact {
+            what: format!("userspace installer {}", self.driver),
+            location: loc,
+            file: name,
+            sha256: self.userspace.sha256.clone(),
+        }
+    }
+
+    /// Everything fetched, in order.
+    pub fn artifacts(&self) -> Vec<Artifact> {
+        let mut all = vec![self.source_artifact()];
+        all.extend(self.patch_artifacts());
+        all.push(self.userspace_artifact());
+        all
+    }
+
+    /// Artifacts nothing pins, as messages (empty when everything is pinned). Patches without
+    /// their own sha256 are pinned by `series.result_tree`.
+    pub fn unpinned(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.source.tree.is_none() && self.source.sha256.is_none() {
+            out.push(format!("{} (no tree id or sha256)", self.source_artifact().what));
+        }
+        if self.series.result_tree.is_none() {
+            for (a, p) in self.patch_artifacts().iter().zip(&self.series.patch) {
+                if p.sha256.is_none() {
+                    out.push(format!("{} (no sha256 and no series.result_tree)", a.what));
+                }
+            }
+        }
+        if self.userspace.sha256.is_none() {
+            out.push(format!("{} (no sha256)", self.userspace_artifact().what));
+        }
+        out
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifest_carries_the_pins_from_the_design_notes() {
+        let all = Manifest::builtin();
+        let m = all.iter().find(|m| m.driver == "580.95.05").unwrap();
+        assert!(m.default);
+        assert_eq!(m.arch, "aarch64");
+        assert_eq!(
+            m.source.commit.as_deref(),
+            Some("2b436058a616676ec888ef3814d1db6b2220f2eb")
+        );
+        assert_eq!(
+            m.source.tree.as_deref(),
+            Some("a5788e21728d270192b2ff80e97c7ea84d604859")
+        );
+        assert_eq!(
+            m.series.result_tree.as_deref(),
+            Some("a5bde54424f3e6c3f3270781eba532cd4ed71942")
+        );
+        let commits: Vec<&str> = m
+            .series
+            .patch
+            .iter()
+            .map(|p| p.commit.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            commits,
+            [
+                "ac7630de5121c94080a633c273d1e38f516afc8c",
+                "95bc81d278b66e6b7bbed6b7d8eca8feb9cdce4b",
+                "9861907db5ee333e74fa31153d7269ca7028f2c0",
+                "492cb5275fb49e8c7b9c044f0e313808a68c7655",
+                "10072734b2f88f3580cdb036778ec27d2b4f2fb9",
+            ]
+        );
+        assert_eq!(
+            m.series.patch[1].subject,
+            "Disable WC iomaps by default for unknown Arm chipsets"
+        );
+        assert_eq!(
+            m.userspace.sha256.as_deref(),
+            Some("ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029")
+        );
+        assert!(m.unpinned().is_empty(), "{:?}", m.unpinned());
+        assert!(m
+            .artifacts()
+            .iter()
+            .all(|a| a.location.starts_with("https://")));
+        assert!(m.userspace.args.contains(&"--no-kernel-modules".to_string()));
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let good = BUILTIN[0].1;
+        let bad = good.replace(
+            "ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029",
+            "ccb4",
+        );
+        let e = Manifest::parse(&bad, "t.toml", None).unwrap_err().to_string();
+        assert!(e.contains("userspace.sha256") && e.contains("64"), "{e}");
+        let e = Manifest::parse("schema = 1\n", "t.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("manifest t.toml: not valid TOML"), "{e}");
+        let bad = good.replace("ftp", "x").replace(
+            "https://us.download.nvidia.com",
+            "ftp://us.download.nvidia.com",
+        );
+        let e = Manifest::parse(&bad, "t.toml", None).unwrap_err().to_string();
+        assert!(e.contains("userspace.url"), "{e}");
+    }
+
+    #[test]
+    fn unpinned_artifacts_are_listed() {
+        let text = BUILTIN[0]
+            .1
+            .replace("result_tree = \"a5bde54424f3e6c3f3270781eba532cd4ed71942\"\n", "")
+            .replace(
+                "sha256 = \"ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029\"\n",
+                "",
+            );
+        let m = Manifest::parse(&text, "t.toml", None).unwrap();
+        let u = m.unpinned();
+        assert_eq!(u.len(), 6, "{u:?}");
+        assert!(u[0].contains("patch 1/5"), "{u:?}");
+        assert!(u[5].contains("userspace"), "{u:?}");
+    }
+}
