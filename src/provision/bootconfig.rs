@@ -8,7 +8,8 @@
 //! narrow it and lines appended after it by hand are not caught in its `[pi5]` section.
 
 /// First line of pigpu's block.
-pub const BEGIN: &str = "# >>> pigpu setup: begin (managed by `pigpu setup`; `pigpu setup --undo` removes it)";
+pub const BEGIN: &str =
+    "# >>> pigpu setup: begin (managed by `pigpu setup`; `pigpu setup --undo` removes it)";
 /// Last line of pigpu's block.
 pub const END: &str = "# <<< pigpu setup: end";
 
@@ -67,13 +68,13 @@ impl Board {
             "cm5" => self == Board::Cm5,
             "pi500" => self == Board::Pi500,
             "pi1" | "pi2" | "pi3" | "pi3+" | "pi4" | "pi400" | "cm4" | "cm4s" | "pi0" | "pi0w"
-            | "pi02" => {
-                if self.is_pi5_family() {
-                    false
-                } else {
-                    return None;
-                }
+            | "pi02"
+                if self.is_pi5_family() =>
+            {
+                false
             }
+            "pi1" | "pi2" | "pi3" | "pi3+" | "pi4" | "pi400" | "cm4" | "cm4s" | "pi0" | "pi0w"
+            | "pi02" => return None,
             _ => return None,
         };
         Some(model)
@@ -148,7 +149,8 @@ pub fn effective(text: &str, board: Board) -> Effective {
             Some(true) => {}
             Some(false) => continue,
             None => {
-                eff.uncertain.push(format!("line {}: {}", n + 1, line.trim()));
+                eff.uncertain
+                    .push(format!("line {}: {}", n + 1, line.trim()));
                 continue;
             }
         }
@@ -312,7 +314,10 @@ mod tests {
         let pi5 = effective(CM5_CUSTOM, Board::Pi5);
         assert_eq!(pi5.kernel, None, "[cm5] must not apply to a Pi 5");
         // Under [gpio4=1] pigpu cannot know: reported, not counted.
-        assert!(cm5.uncertain.iter().any(|l| l.contains("pciex1")), "{cm5:?}");
+        assert!(
+            cm5.uncertain.iter().any(|l| l.contains("pciex1")),
+            "{cm5:?}"
+        );
         // And our block wins on both boards.
         let edited = set_block(CM5_CUSTOM, &ours());
         assert_eq!(

@@ -48,10 +48,13 @@ fn blob_of_file(path: &Path, len: u64) -> io::Result<[u8; 20]> {
     Ok(h.finalize().into())
 }
 
+/// (sort key, mode, name, object id) of one tree entry.
+type Entry = (Vec<u8>, &'static str, Vec<u8>, [u8; 20]);
+
 /// `None` for a directory with nothing git would record.
 fn hash_dir(dir: &Path) -> io::Result<Option<[u8; 20]>> {
-    // (sort key, mode, name, id): git sorts directories as if their name ended in '/'.
-    let mut entries: Vec<(Vec<u8>, &'static str, Vec<u8>, [u8; 20])> = Vec::new();
+    // Git sorts directories as if their name ended in '/'.
+    let mut entries: Vec<Entry> = Vec::new();
     for e in fs::read_dir(dir)? {
         let e = e?;
         let name = e.file_name().as_bytes().to_vec();

@@ -139,7 +139,11 @@ pub struct Artifact {
 
 impl Manifest {
     /// Parses and validates a manifest.
-    pub fn parse(text: &str, origin: &str, base_dir: Option<PathBuf>) -> Result<Manifest, ManifestError> {
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        base_dir: Option<PathBuf>,
+    ) -> Result<Manifest, ManifestError> {
         let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             origin: origin.to_string(),
             message: e.to_string(),
@@ -200,8 +204,7 @@ impl Manifest {
         }
         let word = |s: &str| {
             !s.is_empty()
-                && s
-                    .bytes()
+                && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         };
         if !word(&self.arch) {
@@ -221,9 +224,18 @@ impl Manifest {
             return Err(self.invalid("load", m, "one of the names in `modules`"));
         }
         if self.modules_dir.contains("..") || self.modules_dir.starts_with('/') {
-            return Err(self.invalid("modules_dir", &self.modules_dir, "a relative path inside the source"));
+            return Err(self.invalid(
+                "modules_dir",
+                &self.modules_dir,
+                "a relative path inside the source",
+            ));
         }
-        if !self.userspace.args.iter().any(|a| a == "--no-kernel-modules") {
+        if !self
+            .userspace
+            .args
+            .iter()
+            .any(|a| a == "--no-kernel-modules")
+        {
             return Err(self.invalid(
                 "userspace.args",
                 &self.userspace.args.join(" "),
@@ -232,18 +244,26 @@ impl Manifest {
         }
         for f in &self.userspace.installs {
             if !f.starts_with('/') {
-                return Err(self.invalid("userspace.installs", f, "absolute paths in the target system"));
+                return Err(self.invalid(
+                    "userspace.installs",
+                    f,
+                    "absolute paths in the target system",
+                ));
             }
         }
         let sha = |field: &str, v: &Option<String>| -> Result<(), ManifestError> {
             match v {
-                Some(s) if !is_hex(s, 64) => Err(self.invalid(field, s, "64 lowercase hex digits (sha256)")),
+                Some(s) if !is_hex(s, 64) => {
+                    Err(self.invalid(field, s, "64 lowercase hex digits (sha256)"))
+                }
                 _ => Ok(()),
             }
         };
         let git = |field: &str, v: &Option<String>| -> Result<(), ManifestError> {
             match v {
-                Some(s) if !is_hex(s, 40) => Err(self.invalid(field, s, "40 lowercase hex digits (a git id)")),
+                Some(s) if !is_hex(s, 40) => {
+                    Err(self.invalid(field, s, "40 lowercase hex digits (a git id)"))
+                }
                 _ => Ok(()),
             }
         };
@@ -265,11 +285,19 @@ impl Manifest {
     fn check_location(&self, field: &str, loc: &str) -> Result<(), ManifestError> {
         if let Some((scheme, _)) = loc.split_once("://") {
             if scheme != "https" && scheme != "http" {
-                return Err(self.invalid(field, loc, "an https:// URL or a path beside the manifest"));
+                return Err(self.invalid(
+                    field,
+                    loc,
+                    "an https:// URL or a path beside the manifest",
+                ));
             }
             // Plain http is refused at download time unless the host is loopback.
         } else if self.base_dir.is_none() && !loc.starts_with('/') {
-            return Err(self.invalid(field, loc, "a URL (built-in manifests cannot name local files)"));
+            return Err(self.invalid(
+                field,
+                loc,
+                "a URL (built-in manifests cannot name local files)",
+            ));
         }
         Ok(())
     }
@@ -356,7 +384,10 @@ impl Manifest {
     pub fn unpinned(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.source.tree.is_none() && self.source.sha256.is_none() {
-            out.push(format!("{} (no tree id or sha256)", self.source_artifact().what));
+            out.push(format!(
+                "{} (no tree id or sha256)",
+                self.source_artifact().what
+            ));
         }
         if self.series.result_tree.is_none() {
             for (a, p) in self.patch_artifacts().iter().zip(&self.series.patch) {
@@ -373,7 +404,9 @@ impl Manifest {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -427,7 +460,10 @@ mod tests {
             .artifacts()
             .iter()
             .all(|a| a.location.starts_with("https://")));
-        assert!(m.userspace.args.contains(&"--no-kernel-modules".to_string()));
+        assert!(m
+            .userspace
+            .args
+            .contains(&"--no-kernel-modules".to_string()));
     }
 
     #[test]
@@ -437,7 +473,9 @@ mod tests {
             "ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029",
             "ccb4",
         );
-        let e = Manifest::parse(&bad, "t.toml", None).unwrap_err().to_string();
+        let e = Manifest::parse(&bad, "t.toml", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("userspace.sha256") && e.contains("64"), "{e}");
         let e = Manifest::parse("schema = 1\n", "t.toml", None)
             .unwrap_err()
@@ -447,7 +485,9 @@ mod tests {
             "https://us.download.nvidia.com",
             "ftp://us.download.nvidia.com",
         );
-        let e = Manifest::parse(&bad, "t.toml", None).unwrap_err().to_string();
+        let e = Manifest::parse(&bad, "t.toml", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("userspace.url"), "{e}");
     }
 
@@ -455,7 +495,10 @@ mod tests {
     fn unpinned_artifacts_are_listed() {
         let text = BUILTIN[0]
             .1
-            .replace("result_tree = \"a5bde54424f3e6c3f3270781eba532cd4ed71942\"\n", "")
+            .replace(
+                "result_tree = \"a5bde54424f3e6c3f3270781eba532cd4ed71942\"\n",
+                "",
+            )
             .replace(
                 "sha256 = \"ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029\"\n",
                 "",

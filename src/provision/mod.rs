@@ -2,5 +2,12 @@
 //! through `sys` and a [`host::Host`], inside a [`transaction::Transaction`] that rolls back).
 
 pub mod bootconfig;
+pub mod execute;
+pub mod files;
 pub mod gittree;
+pub mod host;
 pub mod manifest;
+pub mod plan;
+pub mod probe;
+pub mod state;
+pub mod transaction;

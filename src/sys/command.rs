@@ -74,7 +74,8 @@ impl Cmd {
         self
     }
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
-        self.env.push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self.env
+            .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
         self
     }
 
@@ -111,7 +112,11 @@ impl Cmd {
 
     /// Runs the command, appending its combined stdout/stderr to `log` and handing each line to
     /// `on_line` as it arrives. Fails (naming the log) on a non-zero exit.
-    pub fn run_logged(&self, log: &Path, on_line: &mut dyn FnMut(&str)) -> Result<(), CommandError> {
+    pub fn run_logged(
+        &self,
+        log: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), CommandError> {
         let log_err = |source| CommandError::Log {
             path: log.to_path_buf(),
             source,

@@ -29,8 +29,14 @@ pub enum DownloadError {
     },
     #[error("download {url}: server answered {status}")]
     Status { url: String, status: StatusCode },
-    #[error("download {url}: connection ended after {got} of {expected} bytes; run again to resume")]
-    Truncated { url: String, got: u64, expected: u64 },
+    #[error(
+        "download {url}: connection ended after {got} of {expected} bytes; run again to resume"
+    )]
+    Truncated {
+        url: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -118,7 +124,10 @@ fn hash_into(r: &mut dyn Read, h: &mut Sha256) -> io::Result<u64> {
 }
 
 impl Downloader {
-    pub fn new(cache: impl Into<PathBuf>, show_progress: bool) -> Result<Downloader, DownloadError> {
+    pub fn new(
+        cache: impl Into<PathBuf>,
+        show_progress: bool,
+    ) -> Result<Downloader, DownloadError> {
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             // Large files on slow links: no overall deadline (the default is 30 s).
@@ -288,7 +297,12 @@ impl Downloader {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            b.set_message(url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_string());
+            b.set_message(
+                url.path_segments()
+                    .and_then(|mut s| s.next_back())
+                    .unwrap_or("")
+                    .to_string(),
+            );
             b.set_position(start);
             Some(b)
         } else {

@@ -21,8 +21,12 @@ pub trait Prompter {
     /// Yes or no.
     fn confirm(&mut self, question: &str, default: bool) -> Result<bool, PromptError>;
     /// One of `options` (index); `default` is preselected.
-    fn select(&mut self, question: &str, options: &[String], default: usize)
-        -> Result<usize, PromptError>;
+    fn select(
+        &mut self,
+        question: &str,
+        options: &[String],
+        default: usize,
+    ) -> Result<usize, PromptError>;
 }
 
 /// How questions are answered.
@@ -135,7 +139,9 @@ mod tests {
         let opts = vec!["a".to_string(), "b".to_string()];
         assert_eq!(Prompts::Defaults.select("q", &opts, 1).unwrap(), 1);
         assert!(Prompts::Defaults.confirm("q", true).unwrap());
-        let e = Prompts::NoTerminal.confirm("Apply the plan?", true).unwrap_err();
+        let e = Prompts::NoTerminal
+            .confirm("Apply the plan?", true)
+            .unwrap_err();
         assert!(e.to_string().contains("--yes"), "{e}");
     }
 }

@@ -1,0 +1,696 @@
+//! Carries out a [`Plan`]: each step's effects go through `sys` (commands, downloads) and the
+//! [`Host`], and every file change through a [`Transaction`]. A failed step rolls back the whole
+//! run; a step that needs a reboot ends the run (on a running system) with the state saying where
+//! to resume.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use thiserror::Error;
+
+use super::files;
+use super::gittree;
+use super::host::{Host, HostError};
+use super::manifest::{Artifact, Manifest};
+use super::plan::{Op, Plan, Step};
+use super::probe::{self, Probe};
+use super::state::{self, Accepted, PendingReboot, Record, State};
+use super::transaction::{self, Transaction, TxError};
+use crate::sys::command::{find_program, Cmd, CommandError};
+use crate::sys::download::{DownloadError, Downloader};
+use crate::sys::Root;
+
+#[derive(Debug, Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error("{what}: git tree {actual} is not the pinned tree {expected} (nothing was installed)")]
+    Tree {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("build failed: {first_error}\n  full log: {}", log.display())]
+    Build { first_error: String, log: PathBuf },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error(
+        "step {id} failed: {source}\n  this run's changes were rolled back{}",
+        problems_text(problems)
+    )]
+    Step {
+        id: String,
+        #[source]
+        source: Box<StepError>,
+        problems: Vec<String>,
+    },
+    #[error("{0}")]
+    Blocked(String),
+}
+
+fn problems_text(p: &[String]) -> String {
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!(", except: {}", p.join("; "))
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every step ran.
+    Complete { ran: Vec<String> },
+    /// A step that needs a reboot ran; the next run continues.
+    Reboot { ran: Vec<String>, step: String },
+}
+
+/// What the executor works with.
+pub struct Exec<'a> {
+    pub root: &'a Root,
+    pub manifest: &'a Manifest,
+    pub host: &'a mut dyn Host,
+    pub downloader: &'a Downloader,
+    /// Show spinners (a terminal).
+    pub progress: bool,
+}
+
+fn other(msg: impl Into<String>) -> StepError {
+    StepError::Other(msg.into())
+}
+
+/// `depmod` for a release in the root (`depmod -b ROOT REL`; real on fake roots too).
+pub fn depmod(root: &Root, release: &str, log: &Path) -> Result<(), CommandError> {
+    let prog = find_program("depmod").unwrap_or_else(|| PathBuf::from("depmod"));
+    Cmd::new(prog)
+        .arg("-b")
+        .arg(root.dir())
+        .arg(release)
+        .run_logged(log, &mut |_| {})
+}
+
+/// The first line of a compiler or Kbuild log that is a real error (not make's summary lines),
+/// with the source line and caret gcc prints after it.
+pub fn first_error(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log.lines().collect();
+    let is_err = |l: &str| {
+        l.contains(": error: ")
+            || l.contains(": fatal error: ")
+            || l.starts_with("ERROR: modpost:")
+            || l.contains(": undefined reference to ")
+    };
+    let i = lines.iter().position(|l| is_err(l))?;
+    let mut out = vec![lines[i].trim_end().to_string()];
+    for l in lines.iter().skip(i + 1).take(2) {
+        let t = l.trim_start();
+        if t.starts_with(|c: char| c.is_ascii_digit()) || t.starts_with('|') {
+            out.push(l.trim_end().to_string());
+        } else {
+            break;
+        }
+    }
+    Some(out.join("\n"))
+}
+
+fn spinner(show: bool, msg: &str) -> ProgressBar {
+    let b = if show {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    b.set_style(
+        ProgressStyle::with_template("  {spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.set_message(msg.to_string());
+    b.enable_steady_tick(Duration::from_millis(200));
+    b
+}
+
+impl Exec<'_> {
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.root.path(format!("{}/{name}", state::LOG_DIR))
+    }
+
+    fn cached(&self, a: &Artifact) -> Result<PathBuf, StepError> {
+        self.downloader
+            .cached(&a.file, a.sha256.as_deref())
+            .map(|f| f.path)
+            .ok_or_else(|| {
+                other(format!(
+                    "{} is not in the cache {}; the fetch step brings it",
+                    a.what,
+                    self.downloader.cache_dir().display()
+                ))
+            })
+    }
+
+    /// Runs the plan.
+    pub fn run(&mut self, plan: &Plan, probe: &Probe) -> Result<RunEnd, ExecError> {
+        if let Some(b) = &plan.blocked {
+            return Err(ExecError::Blocked(b.clone()));
+        }
+        let mut st = probe.state.clone();
+        st.pending_reboot = None;
+        st.driver = Some(self.manifest.driver.clone());
+        let mut tx = Transaction::begin(self.root, st);
+        let mut ran = Vec::new();
+        let n = plan.steps.len();
+        for (i, step) in plan.steps.iter().enumerate() {
+            eprintln!("==> [{}/{}] {}: {}", i + 1, n, step.id, step.action);
+            if let Err(e) = self.step(step, &mut tx) {
+                let log = self.log_path("rollback.log");
+                let (_, problems) = tx.rollback(self.host, &log);
+                return Err(ExecError::Step {
+                    id: step.id.to_string(),
+                    source: Box::new(e),
+                    problems,
+                });
+            }
+            ran.push(step.id.to_string());
+            if step.reboot && probe.running_kernel.is_some() {
+                tx.state.pending_reboot = Some(PendingReboot {
+                    step: step.id.to_string(),
+                    boot_id: probe.boot_id.clone(),
+                });
+                let st = tx.commit().map_err(|e| ExecError::Step {
+                    id: step.id.to_string(),
+                    source: Box::new(e.into()),
+                    problems: vec![],
+                })?;
+                let _ = st;
+                return Ok(RunEnd::Reboot {
+                    ran,
+                    step: step.id.to_string(),
+                });
+            }
+        }
+        let st = tx.commit().map_err(|e| ExecError::Step {
+            id: "commit".to_string(),
+            source: Box::new(e.into()),
+            problems: vec![],
+        })?;
+        let _ = transaction::finish_state(self.root, &st);
+        Ok(RunEnd::Complete { ran })
+    }
+
+    fn step(&mut self, step: &Step, tx: &mut Transaction) -> Result<(), StepError> {
+        let m = self.manifest;
+        match &step.op {
+            Op::Fetch { artifacts } => self.fetch(artifacts, tx),
+            Op::AptInstall { packages } => {
+                let log = self.log_path("apt.log");
+                tx.record(Record::Packages {
+                    names: packages.clone(),
+                })?;
+                self.host.apt_install(self.root, packages, &log)?;
+                Ok(())
+            }
+            Op::Kernel4k {
+                packages,
+                config,
+                text,
+            } => {
+                let log = self.log_path("apt.log");
+                tx.record(Record::Packages {
+                    names: packages.clone(),
+                })?;
+                self.host.apt_install(self.root, packages, &log)?;
+                tx.write_file(config, text.as_bytes(), None)?;
+                Ok(())
+            }
+            Op::Prepare { work } => self.prepare(work, tx),
+            Op::Build {
+                work,
+                release,
+                jobs,
+                log,
+            } => self.build(work, release, *jobs, log),
+            Op::InstallModules { work, release, log } => {
+                self.install_modules(work, release, log, tx)
+            }
+            Op::Dkms { work } => {
+                let dest = format!("/usr/src/nvidia-{}", m.driver);
+                tx.create_tree(&dest, &self.root.path(format!("{work}/src")))?;
+                tx.write_file(
+                    &format!("{dest}/dkms.conf"),
+                    files::dkms_conf(m).as_bytes(),
+                    Some(0o644),
+                )?;
+                let args: Vec<String> = ["add", "-m", "nvidia", "-v", &m.driver]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                tx.record(Record::Dkms {
+                    module: "nvidia".to_string(),
+                    version: m.driver.clone(),
+                })?;
+                self.host
+                    .dkms(self.root, &args, &self.log_path("dkms.log"))?;
+                Ok(())
+            }
+            Op::Hold { packages } => {
+                tx.record(Record::Hold {
+                    names: packages.clone(),
+                })?;
+                self.host
+                    .hold(self.root, packages, true, &self.log_path("apt.log"))?;
+                Ok(())
+            }
+            Op::Userspace { args } => self.userspace(args, tx),
+            Op::WriteFiles { files } => {
+                for (path, text) in files {
+                    tx.write_file(path, text.as_bytes(), Some(0o644))?;
+                }
+                Ok(())
+            }
+            Op::BootConfig { path, text } => Ok(tx.write_file(path, text.as_bytes(), None)?),
+            Op::LoadModules { names } => Ok(self.host.load_modules(self.root, names)?),
+        }
+    }
+
+    fn fetch(&mut self, artifacts: &[Artifact], tx: &mut Transaction) -> Result<(), StepError> {
+        let m = self.manifest;
+        let mut got = BTreeMap::new();
+        // Everything is downloaded and checked before anything is unpacked or installed.
+        for a in artifacts {
+            let f = self
+                .downloader
+                .fetch(&a.what, &a.location, &a.file, a.sha256.as_deref())?;
+            let how = if f.transferred == 0 {
+                "cached".to_string()
+            } else if f.resumed {
+                format!("resumed, {} bytes", f.transferred)
+            } else {
+                format!("{} bytes", f.transferred)
+            };
+            eprintln!("    {} ({how}) sha256 {}", a.what, f.sha256);
+            if a.sha256.is_none()
+                && !(a.what.starts_with("patch") && m.series.result_tree.is_some())
+                && !(a.what.starts_with("module source") && m.source.tree.is_some())
+            {
+                eprintln!("    warning: {} has no pin; accepted with --accept-unpinned, sha256 {} recorded", a.what, f.sha256);
+                tx.state.accepted_unpinned.push(Accepted {
+                    what: a.what.clone(),
+                    location: a.location.clone(),
+                    digest: format!("sha256:{}", f.sha256),
+                });
+            }
+            got.insert(a.file.clone(), f.path);
+        }
+        // Unpack the source and check its tree.
+        let src_art = m.source_artifact();
+        let Some(archive) = got.get(&src_art.file) else {
+            return Ok(());
+        };
+        let work = self.root.path(super::plan::work_dir(m));
+        let pristine = work.join("pristine");
+        let _ = fs::remove_dir_all(&pristine);
+        fs::create_dir_all(&pristine).map_err(|e| other(format!("{}: {e}", pristine.display())))?;
+        Cmd::new("tar")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(&pristine)
+            .run_logged(&self.log_path("fetch.log"), &mut |_| {})?;
+        let top = single_top_dir(&pristine);
+        let tree =
+            gittree::tree_id(&top).map_err(|e| other(format!("hashing {}: {e}", top.display())))?;
+        match &m.source.tree {
+            Some(want) if *want != tree => {
+                let _ = fs::remove_dir_all(&pristine);
+                return Err(StepError::Tree {
+                    what: src_art.what,
+                    expected: want.clone(),
+                    actual: tree,
+                });
+            }
+            Some(_) => eprintln!("    {} unpacked, tree {tree} matches the pin", src_art.what),
+            None => {
+                eprintln!("    {} unpacked, tree {tree} (no tree pin)", src_art.what);
+                tx.state.accepted_unpinned.push(Accepted {
+                    what: format!("{} (unpacked)", src_art.what),
+                    location: src_art.location,
+                    digest: format!("git-tree:{tree}"),
+                });
+            }
+        }
+        fs::write(
+            work.join("pristine.top"),
+            top.strip_prefix(&pristine)
+                .unwrap_or(Path::new(""))
+                .to_string_lossy()
+                .as_bytes(),
+        )
+        .map_err(|e| other(format!("{}: {e}", work.display())))?;
+        Ok(())
+    }
+
+    fn prepare(&mut self, work_abs: &str, tx: &mut Transaction) -> Result<(), StepError> {
+        let m = self.manifest;
+        let work = self.root.path(work_abs);
+        let pristine = work.join("pristine");
+        let top_rel = fs::read_to_string(work.join("pristine.top")).unwrap_or_default();
+        let top = pristine.join(top_rel.trim());
+        if !top.is_dir() {
+            return Err(other(format!(
+                "{} is missing: the fetch step unpacks it",
+                top.display()
+            )));
+        }
+        let tmp = work.join("src.tmp");
+        let src = work.join("src");
+        let _ = fs::remove_dir_all(&tmp);
+        let _ = fs::remove_dir_all(&src);
+        fs::rename(&top, &tmp).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
+        let _ = fs::remove_dir_all(&pristine);
+        let log = self.log_path(&format!("prepare-{}.log", m.driver));
+        let patch = find_program("patch")
+            .ok_or_else(|| other("`patch` is not installed (apt-get install patch)"))?;
+        for a in m.patch_artifacts() {
+            let file = self.cached(&a)?;
+            eprintln!("    applying {}", a.what);
+            Cmd::new(&patch)
+                .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
+                .arg(&tmp)
+                .arg("-i")
+                .arg(&file)
+                .run_logged(&log, &mut |_| {})
+                .map_err(|e| other(format!("{} does not apply: {e}", a.what)))?;
+        }
+        let tree =
+            gittree::tree_id(&tmp).map_err(|e| other(format!("hashing {}: {e}", tmp.display())))?;
+        match &m.series.result_tree {
+            Some(want) if *want != tree => {
+                return Err(StepError::Tree {
+                    what: "the patched source".to_string(),
+                    expected: want.clone(),
+                    actual: tree,
+                });
+            }
+            Some(_) => eprintln!("    patched tree {tree} matches the pin"),
+            None => {
+                eprintln!("    patched tree {tree}");
+                if m.series.patch.iter().any(|p| p.sha256.is_none()) {
+                    tx.state.accepted_unpinned.push(Accepted {
+                        what: "patched source".to_string(),
+                        location: m.origin.clone(),
+                        digest: format!("git-tree:{tree}"),
+                    });
+                }
+            }
+        }
+        fs::rename(&tmp, &src).map_err(|e| other(format!("{}: {e}", src.display())))?;
+        Ok(())
+    }
+
+    fn build_tree(&self, release: &str) -> Result<PathBuf, StepError> {
+        let b = probe::resolve_in_root(self.root, &format!("/lib/modules/{release}/build"));
+        if !b.join("Makefile").is_file() {
+            return Err(other(format!("no kernel build tree at /lib/modules/{release}/build (install linux-headers-{release})")));
+        }
+        Ok(b)
+    }
+
+    fn make(
+        &self,
+        dir: &Path,
+        target: &str,
+        release: &str,
+        extra: &[String],
+        log: &Path,
+        jobs: usize,
+    ) -> Result<(), StepError> {
+        let build_tree = self.build_tree(release)?;
+        let cmd = Cmd::new("make")
+            .arg("-C")
+            .arg(dir)
+            .arg(target)
+            .arg(format!("-j{jobs}"))
+            .arg(format!("SYSSRC={}", build_tree.display()))
+            .arg(format!("KERNEL_UNAME={release}"))
+            .args(&self.manifest.make_args)
+            .args(extra);
+        let bar = spinner(self.progress, &format!("make {target}"));
+        let mut compiled = 0usize;
+        let result = cmd.run_logged(log, &mut |line| {
+            let t = line.trim_start();
+            if t.starts_with("CC") || t.starts_with("LD") {
+                compiled += 1;
+                bar.set_message(format!("make {target}: {compiled} files, {t}"));
+            }
+        });
+        bar.finish_and_clear();
+        match result {
+            Ok(()) => Ok(()),
+            Err(CommandError::Failed { log, .. }) => {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                let first = first_error(&text).unwrap_or_else(|| {
+                    text.lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("no output")
+                        .to_string()
+                });
+                Err(StepError::Build {
+                    first_error: first,
+                    log,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn build(
+        &mut self,
+        work_abs: &str,
+        release: &str,
+        jobs: usize,
+        log_abs: &str,
+    ) -> Result<(), StepError> {
+        let work = self.root.path(work_abs);
+        let src = work.join("src");
+        if !src.is_dir() {
+            return Err(other(format!(
+                "{} is missing: the prepare step makes it",
+                src.display()
+            )));
+        }
+        let build = work.join(format!("build-{release}"));
+        let _ = fs::remove_dir_all(&build);
+        transaction::copy_dir(&src, &build)
+            .map_err(|e| other(format!("copying to {}: {e}", build.display())))?;
+        let log = self.root.path(log_abs);
+        let _ = fs::remove_file(&log);
+        let started = std::time::Instant::now();
+        self.make(&build, "modules", release, &[], &log, jobs)?;
+        eprintln!(
+            "    built in {:.1} s (log: {})",
+            started.elapsed().as_secs_f64(),
+            log.display()
+        );
+        Ok(())
+    }
+
+    fn install_modules(
+        &mut self,
+        work_abs: &str,
+        release: &str,
+        log_abs: &str,
+        tx: &mut Transaction,
+    ) -> Result<(), StepError> {
+        let m = self.manifest;
+        let work = self.root.path(work_abs);
+        let build = work.join(format!("build-{release}"));
+        let stage = work.join(format!("stage-{release}"));
+        let _ = fs::remove_dir_all(&stage);
+        let log = self.root.path(log_abs);
+        self.make(
+            &build,
+            "modules_install",
+            release,
+            &[
+                format!("INSTALL_MOD_PATH={}", stage.display()),
+                "DEPMOD=true".to_string(),
+            ],
+            &log,
+            1,
+        )?;
+        // Whatever release directory Kbuild used, the files go under the target release.
+        let mut found = Vec::new();
+        collect_modules(&stage.join("lib/modules"), &mut found);
+        if found.is_empty() {
+            return Err(other(format!(
+                "make modules_install put no .ko files under {}",
+                stage.display()
+            )));
+        }
+        let mut installed = Vec::new();
+        for f in &found {
+            let rel = f
+                .strip_prefix(stage.join("lib/modules"))
+                .expect("under stage");
+            let inner: PathBuf = rel.components().skip(1).collect();
+            let abs = format!("/lib/modules/{release}/{}", inner.display());
+            tx.install_file(&abs, f, Some(0o644))?;
+            installed.push(abs);
+        }
+        let names: Vec<String> = installed
+            .iter()
+            .filter_map(|p| Path::new(p).file_name())
+            .map(|n| {
+                n.to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        for want in &m.modules {
+            if !names.iter().any(|n| n == want) {
+                return Err(other(format!(
+                    "the build produced no {want}.ko (got {})",
+                    names.join(", ")
+                )));
+            }
+        }
+        tx.record(Record::Modules {
+            driver: m.driver.clone(),
+            release: release.to_string(),
+            files: installed.clone(),
+        })?;
+        depmod(self.root, release, &log)?;
+        let _ = fs::remove_dir_all(&stage);
+        eprintln!("    installed {}", installed.join(", "));
+        Ok(())
+    }
+
+    fn userspace(&mut self, args: &[String], tx: &mut Transaction) -> Result<(), StepError> {
+        let m = self.manifest;
+        let art = m.userspace_artifact();
+        let cached = self.cached(&art)?;
+        // The installer must be inside the target to run there.
+        let inside = format!("{}/{}", super::plan::work_dir(m), art.file);
+        let dest = self.root.path(&inside);
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(|e| other(format!("{}: {e}", d.display())))?;
+        }
+        if cached != dest {
+            fs::copy(&cached, &dest).map_err(|e| other(format!("{}: {e}", dest.display())))?;
+        }
+        let mut argv = vec!["sh".to_string(), inside.clone()];
+        argv.extend(args.iter().cloned());
+        tx.record(Record::Userspace {
+            version: m.driver.clone(),
+            uninstall: m.userspace.uninstall.clone(),
+        })?;
+        let log = self.log_path(&format!("userspace-{}.log", m.driver));
+        let bar = spinner(self.progress, "NVIDIA installer");
+        let r = self.host.run_in_target(self.root, &argv, &log);
+        bar.finish_and_clear();
+        r?;
+        let _ = fs::remove_file(&dest);
+        let missing: Vec<&String> = m
+            .userspace
+            .installs
+            .iter()
+            .filter(|p| !self.root.exists(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(other(format!(
+                "the installer finished but did not install {} (log: {})",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                log.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn single_top_dir(dir: &Path) -> PathBuf {
+    let entries: Vec<_> = fs::read_dir(dir)
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
+    if entries.len() == 1 && entries[0].file_type().is_ok_and(|t| t.is_dir()) {
+        entries[0].path()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            collect_modules(&p, out);
+        } else if ft.is_file() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with(".ko")
+                || n.ends_with(".ko.xz")
+                || n.ends_with(".ko.zst")
+                || n.ends_with(".ko.gz")
+            {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// `--undo`: reverses everything pigpu recorded, newest first, and removes its work files.
+pub fn undo(root: &Root, st: &State, host: &mut dyn Host) -> Vec<String> {
+    let log = root.path(format!("{}/undo.log", state::LOG_DIR));
+    let mut all: Vec<Record> = st.records.clone();
+    all.extend(st.in_progress.iter().cloned());
+    let problems = transaction::revert_all(root, &all, host, &log, false);
+    let _ = fs::remove_dir_all(root.path(state::WORK_DIR));
+    let left = State {
+        accepted_unpinned: Vec::new(),
+        ..State::default()
+    };
+    let _ = transaction::finish_state(root, &left);
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_error_skips_make_noise() {
+        let log = "make[1]: Entering directory '/usr/src/linux-headers-6.1.0-56-amd64'\n  CC [M]  /w/kernel-open/nvidia/nv.o\n/w/kernel-open/nvidia/nv.c:12:13: error: expected expression before ';' token\n   12 |     int x = ;\n      |             ^\nmake[3]: *** [scripts/Makefile.build:250: /w/nv.o] Error 1\nmake: *** [Makefile:8: modules] Error 2\n";
+        let e = first_error(log).unwrap();
+        assert!(
+            e.starts_with("/w/kernel-open/nvidia/nv.c:12:13: error: expected expression"),
+            "{e}"
+        );
+        assert!(e.contains("int x = ;"));
+        assert!(!e.contains("make"));
+        assert_eq!(first_error("make: *** [x] Error 2\n"), None);
+        assert!(
+            first_error("ERROR: modpost: \"foo\" [nvidia.ko] undefined!\n")
+                .unwrap()
+                .contains("modpost")
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! The small configuration files pigpu owns on the target (nouveau blacklist, module options,
+//! device-node rules, boot-time module loading, the DKMS recipe), as pure text so the plan can
+//! compare them with what is on disk and a re-run rewrites nothing.
+
+use super::manifest::Manifest;
+
+/// Keeps nouveau off the card (it binds first and breaks the NVIDIA driver's probe).
+pub const BLACKLIST: &str = "/etc/modprobe.d/pigpu-blacklist-nouveau.conf";
+/// Device-node ownership and mode for the NVIDIA driver.
+pub const OPTIONS: &str = "/etc/modprobe.d/pigpu-nvidia.conf";
+/// Creates `/dev/nvidia*` when the modules load.
+pub const UDEV_RULES: &str = "/etc/udev/rules.d/70-pigpu-nvidia.rules";
+/// Loads the compute modules at boot.
+pub const MODULES_LOAD: &str = "/etc/modules-load.d/pigpu-nvidia.conf";
+
+/// The `video` group's id on Raspberry Pi OS / Debian when `/etc/group` does not say.
+pub const DEFAULT_VIDEO_GID: u32 = 44;
+
+/// Every configuration file setup may write (not the module files or the userspace).
+pub fn owned_paths(_m: &Manifest) -> Vec<String> {
+    [BLACKLIST, OPTIONS, UDEV_RULES, MODULES_LOAD]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+pub fn blacklist() -> String {
+    "# Written by `pigpu setup`: nouveau must not bind the NVIDIA card (the open NVIDIA modules drive it).\n\
+     blacklist nouveau\n\
+     options nouveau modeset=0\n"
+        .to_string()
+}
+
+/// The device-node files: (path, contents).
+pub fn device_nodes(m: &Manifest, video_gid: u32) -> Vec<(String, String)> {
+    let options = format!(
+        "# Written by `pigpu setup`: /dev/nvidia* owned by root:video (gid {video_gid}), mode 0660,\n\
+         # so members of `video` (the Pi's default user is one) can use the GPU without root.\n\
+         options nvidia NVreg_DeviceFileUID=0 NVreg_DeviceFileGID={video_gid} NVreg_DeviceFileMode=0660\n"
+    );
+    // udev runs RUN+= programs with arguments directly (no shell).
+    let udev = "# Written by `pigpu setup`: create /dev/nvidia0.., /dev/nvidiactl and /dev/nvidia-uvm*\n\
+                # when the modules load (nvidia-modprobe comes with NVIDIA's userspace).\n\
+                ACTION==\"add\", SUBSYSTEM==\"module\", KERNEL==\"nvidia\", RUN+=\"/usr/bin/nvidia-modprobe -c0\"\n\
+                ACTION==\"add\", SUBSYSTEM==\"module\", KERNEL==\"nvidia_uvm\", RUN+=\"/usr/bin/nvidia-modprobe -c0 -u\"\n"
+        .to_string();
+    let mut load =
+        String::from("# Written by `pigpu setup`: the NVIDIA compute modules, loaded at boot.\n");
+    for name in &m.load {
+        load.push_str(name);
+        load.push('\n');
+    }
+    vec![
+        (OPTIONS.to_string(), options),
+        (UDEV_RULES.to_string(), udev),
+        (MODULES_LOAD.to_string(), load),
+    ]
+}
+
+/// `video`'s gid from an `/etc/group` text.
+pub fn video_gid(group: Option<&str>) -> u32 {
+    group
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let mut f = l.split(':');
+                (f.next() == Some("video")).then(|| f.nth(1).and_then(|g| g.parse().ok()))?
+            })
+        })
+        .unwrap_or(DEFAULT_VIDEO_GID)
+}
+
+/// The DKMS recipe for the patched tree in `/usr/src/nvidia-<version>`: DKMS rebuilds the same
+/// sources for every new kernel with NVIDIA's own Makefile (its variables are DKMS's, expanded
+/// by DKMS, not by pigpu).
+pub fn dkms_conf(m: &Manifest) -> String {
+    let mut s = format!(
+        "# Written by `pigpu setup` for {summary}\n\
+         PACKAGE_NAME=\"nvidia\"\n\
+         PACKAGE_VERSION=\"{ver}\"\n\
+         AUTOINSTALL=\"yes\"\n\
+         BUILD_EXCLUSIVE_ARCH=\"{arch}\"\n\
+         MAKE[0]=\"make modules -j$(nproc) SYSSRC=${{kernel_source_dir}} KERNEL_UNAME=${{kernelver}}\"\n\
+         CLEAN=\"make clean\"\n",
+        summary = m.summary,
+        ver = m.driver,
+        arch = m.arch,
+    );
+    for (i, name) in m.modules.iter().enumerate() {
+        s.push_str(&format!(
+            "BUILT_MODULE_NAME[{i}]=\"{name}\"\nBUILT_MODULE_LOCATION[{i}]=\"{dir}/\"\nDEST_MODULE_LOCATION[{i}]=\"/updates/dkms\"\n",
+            dir = m.modules_dir
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_gid_from_group_file() {
+        assert_eq!(video_gid(Some("root:x:0:\nvideo:x:44:pi\n")), 44);
+        assert_eq!(video_gid(Some("video:x:985:\n")), 985);
+        assert_eq!(video_gid(None), DEFAULT_VIDEO_GID);
+    }
+
+    #[test]
+    fn dkms_conf_lists_every_module() {
+        let m = &Manifest::builtin()[0];
+        let c = dkms_conf(m);
+        assert!(c.contains("PACKAGE_VERSION=\"580.95.05\""));
+        assert!(c.contains("BUILT_MODULE_NAME[4]=\"nvidia-peermem\""));
+        assert!(c.contains("BUILT_MODULE_LOCATION[0]=\"kernel-open/\""));
+        assert!(blacklist().contains("blacklist nouveau"));
+    }
+}

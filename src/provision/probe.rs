@@ -1,0 +1,420 @@
+//! The read-only look at the system before anything is planned: board, OS, kernels and their
+//! page size and build trees, what `config.txt` boots, installed packages, NVIDIA devices,
+//! loaded modules, free space, and what pigpu (or anyone) installed before. Everything is read
+//! through a [`Root`], so a test's temp dir or a mounted image is probed exactly like `/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::bootconfig::{self, Board, Effective};
+use super::files;
+use super::manifest::Manifest;
+use super::state::{self, State};
+use crate::sys::{kmod, pci, Root};
+
+/// One kernel found under `/lib/modules`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kernel {
+    pub release: String,
+    /// Page size in bytes from the kernel's config (or its release suffix), when known.
+    pub page_size: Option<u32>,
+    /// CPU architecture from the kernel's config (`aarch64`, `x86_64`).
+    pub arch: Option<String>,
+    /// The build tree (`/lib/modules/<rel>/build`) as a host path, when it holds a Makefile.
+    pub build_tree: Option<PathBuf>,
+}
+
+/// An NVIDIA GPU on the PCI bus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Gpu {
+    pub address: String,
+    pub id: String,
+    pub driver: Option<String>,
+    /// Turing or newer (has a GSP): the open modules can drive it.
+    pub supported: bool,
+}
+
+/// Everything setup knows about the system before planning.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub root: PathBuf,
+    pub live: bool,
+    pub model: Option<String>,
+    pub board: Board,
+    pub os: Option<String>,
+    pub host_arch: String,
+    /// From `ROOT/proc/sys/kernel/osrelease`; `None` for an image that is not running.
+    pub running_kernel: Option<String>,
+    pub boot_id: Option<String>,
+    pub kernels: Vec<Kernel>,
+    /// The kernel release to build for, and why it was chosen.
+    pub target: Option<String>,
+    pub target_reason: String,
+    /// `config.txt` as a system path, and its text.
+    pub config_path: Option<String>,
+    pub config_text: Option<String>,
+    pub boot: Effective,
+    pub kernel_image: String,
+    /// `ROOT/var/lib/dpkg/status` as package → (installed, held); `None` when there is none.
+    pub packages: Option<BTreeMap<String, (bool, bool)>>,
+    pub gpus: Vec<Gpu>,
+    pub pci_error: Option<String>,
+    /// Loaded module names (`ROOT/proc/modules`), `None` when unknown.
+    pub loaded: Option<Vec<String>>,
+    pub free_mib: Option<u64>,
+    /// Contents of the files pigpu writes, by system path (`None`: absent).
+    pub owned_files: BTreeMap<String, Option<String>>,
+    /// Whether each of the userspace installer's files is present.
+    pub userspace_files: Vec<(String, bool)>,
+    /// `ROOT/var/lib/dkms/<module>/<version>` exists.
+    pub dkms_registered: bool,
+    /// NVIDIA module files for the target that pigpu did not install.
+    pub foreign_modules: Vec<String>,
+    /// Module files pigpu installed for the target are all present and unchanged.
+    pub modules_intact: bool,
+    /// The `video` group's gid (device-node ownership).
+    pub video_gid: u32,
+    /// The uid setup runs as is 0.
+    pub as_root: bool,
+    pub state: State,
+    pub state_error: Option<String>,
+}
+
+/// Reads the page size and architecture from a kernel config text.
+pub fn config_facts(config: &str) -> (Option<u32>, Option<String>) {
+    let has = |k: &str| config.lines().any(|l| l.trim() == format!("{k}=y"));
+    let page = if has("CONFIG_ARM64_4K_PAGES") {
+        Some(4096)
+    } else if has("CONFIG_ARM64_16K_PAGES") {
+        Some(16384)
+    } else if has("CONFIG_ARM64_64K_PAGES") {
+        Some(65536)
+    } else if has("CONFIG_X86_64") || has("CONFIG_X86") {
+        Some(4096)
+    } else {
+        None
+    };
+    let arch = if has("CONFIG_ARM64") {
+        Some("aarch64".to_string())
+    } else if has("CONFIG_X86_64") {
+        Some("x86_64".to_string())
+    } else {
+        None
+    };
+    (page, arch)
+}
+
+/// Page size from a Raspberry Pi kernel release name (`…-rpi-2712` 16K, `…-rpi-v8` 4K).
+pub fn page_size_from_release(release: &str) -> Option<u32> {
+    if release.ends_with("-rpi-2712") || release.ends_with("_16k") || release.ends_with("-16k") {
+        Some(16384)
+    } else if release.ends_with("-rpi-v8") {
+        Some(4096)
+    } else {
+        None
+    }
+}
+
+/// Resolves a symlink found inside the root, mapping absolute targets into the root (an image's
+/// `build` link names `/usr/src/…` of the image, not of the host).
+pub fn resolve_in_root(root: &Root, abs: &str) -> PathBuf {
+    let mut path = root.path(abs);
+    for _ in 0..16 {
+        match std::fs::read_link(&path) {
+            Ok(target) if target.is_absolute() => path = root.path(&target),
+            Ok(target) => {
+                path = path.parent().map(|p| p.join(&target)).unwrap_or(target);
+            }
+            Err(_) => break,
+        }
+    }
+    path
+}
+
+fn kernel_facts(root: &Root, release: &str) -> Kernel {
+    let build = resolve_in_root(root, &format!("/lib/modules/{release}/build"));
+    let build_tree = build.join("Makefile").is_file().then_some(build.clone());
+    let config = std::fs::read_to_string(build.join(".config"))
+        .ok()
+        .or_else(|| {
+            root.read_optional(format!("/boot/config-{release}"))
+                .ok()
+                .flatten()
+        });
+    let (page, arch) = config.as_deref().map(config_facts).unwrap_or((None, None));
+    Kernel {
+        release: release.to_string(),
+        page_size: page.or_else(|| page_size_from_release(release)),
+        arch,
+        build_tree,
+    }
+}
+
+/// Parses `/var/lib/dpkg/status` into package → (installed, held).
+pub fn parse_dpkg_status(text: &str) -> BTreeMap<String, (bool, bool)> {
+    let mut out = BTreeMap::new();
+    for para in text.split("\n\n") {
+        let mut name = None;
+        let mut status = "";
+        for line in para.lines() {
+            if let Some(v) = line.strip_prefix("Package:") {
+                name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Status:") {
+                status = v.trim();
+            }
+        }
+        if let Some(n) = name {
+            let words: Vec<&str> = status.split_whitespace().collect();
+            let installed = words.last() == Some(&"installed");
+            let held = words.first() == Some(&"hold");
+            out.insert(n, (installed, held));
+        }
+    }
+    out
+}
+
+/// Orders kernel releases by their numeric parts (`6.12.47+rpt` > `6.12.9`).
+pub fn release_key(r: &str) -> Vec<u64> {
+    r.split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// Turing and newer NVIDIA chips have device ids from 0x1e00 up (TU102 = 0x1e02 …); Volta,
+/// Pascal and older sit below. Inferred from the public PCI id lists, not a documented rule.
+pub fn nvidia_supported(device: u16) -> bool {
+    device >= 0x1e00
+}
+
+/// Probes `root`. `kernel_release` pins the target kernel; otherwise the newest 4K-page kernel
+/// under `/lib/modules` is chosen (the running one when it qualifies).
+pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> Probe {
+    let model = root
+        .read_optional("/proc/device-tree/model")
+        .ok()
+        .flatten()
+        .map(|m| m.trim_end_matches('\0').trim().to_string());
+    let board = model
+        .as_deref()
+        .map(Board::from_model)
+        .unwrap_or(Board::Unknown);
+    let os = root
+        .read_optional("/etc/os-release")
+        .ok()
+        .flatten()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        });
+    let read_trim = |p: &str| {
+        root.read_optional(p)
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let running_kernel = read_trim("/proc/sys/kernel/osrelease");
+    let boot_id = read_trim("/proc/sys/kernel/random/boot_id");
+
+    let releases = root.list_dir("/lib/modules").unwrap_or_default();
+    let kernels: Vec<Kernel> = releases.iter().map(|r| kernel_facts(root, r)).collect();
+    let (target, target_reason) = match kernel_release {
+        Some(r) => (
+            Some(r.to_string()),
+            "given with --kernel-release".to_string(),
+        ),
+        None => {
+            let four_k: Vec<&Kernel> = kernels
+                .iter()
+                .filter(|k| k.page_size == Some(4096))
+                .collect();
+            if let Some(k) = four_k
+                .iter()
+                .find(|k| Some(&k.release) == running_kernel.as_ref())
+            {
+                (
+                    Some(k.release.clone()),
+                    "the running kernel (4K pages)".to_string(),
+                )
+            } else if let Some(k) = four_k.iter().max_by_key(|k| release_key(&k.release)) {
+                (
+                    Some(k.release.clone()),
+                    "the newest 4K-page kernel under /lib/modules".to_string(),
+                )
+            } else {
+                (None, "no 4K-page kernel under /lib/modules".to_string())
+            }
+        }
+    };
+
+    let config_path = ["/boot/firmware/config.txt", "/boot/config.txt"]
+        .iter()
+        .find(|p| root.path(p).is_file())
+        .map(|p| p.to_string());
+    let config_text = config_path
+        .as_deref()
+        .and_then(|p| root.read_optional(p).ok().flatten());
+    let boot = bootconfig::effective(config_text.as_deref().unwrap_or(""), board);
+    let kernel_image = boot.kernel_image(board);
+
+    let packages = root
+        .read_optional("/var/lib/dpkg/status")
+        .ok()
+        .flatten()
+        .map(|t| parse_dpkg_status(&t));
+
+    let (gpus, pci_error) = match pci::nvidia_gpus(&pci::PciSource::for_root(root)) {
+        Ok(list) => (
+            list.iter()
+                .map(|d| Gpu {
+                    address: d.address.clone(),
+                    id: d.id(),
+                    driver: d.driver.clone(),
+                    supported: nvidia_supported(d.device),
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let loaded = kmod::loaded_modules(root)
+        .ok()
+        .flatten()
+        .map(|l| l.into_iter().map(|m| m.name).collect());
+    let free_mib = nix::sys::statvfs::statvfs(root.dir())
+        .ok()
+        // The field types are narrower on 32-bit systems.
+        .map(|s| {
+            #[allow(clippy::unnecessary_cast)]
+            let bytes = s.blocks_available() as u64 * s.fragment_size() as u64;
+            bytes / (1 << 20)
+        });
+
+    let (state, state_error) = match state::load(root) {
+        Ok(s) => (s, None),
+        Err(e) => (State::default(), Some(e.to_string())),
+    };
+    let owned_files = files::owned_paths(manifest)
+        .into_iter()
+        .map(|p| {
+            let content = root.read_optional(&p).ok().flatten();
+            (p, content)
+        })
+        .collect();
+    let userspace_files = manifest
+        .userspace
+        .installs
+        .iter()
+        .map(|p| (p.clone(), root.exists(p)))
+        .collect();
+    let dkms_registered = root.exists(format!("/var/lib/dkms/nvidia/{}", manifest.driver));
+    let mut foreign_modules = Vec::new();
+    let mut modules_intact = false;
+    if let Some(t) = &target {
+        let ours = state.modules_for(&manifest.driver, t);
+        for f in kmod::module_files(root, t, "nvidia") {
+            let f = f.display().to_string();
+            if !ours.contains(&f) {
+                foreign_modules.push(f);
+            }
+        }
+        modules_intact = !ours.is_empty() && state.files_unchanged(root, &ours);
+    }
+
+    Probe {
+        root: root.dir().to_path_buf(),
+        live: root.is_live(),
+        model,
+        board,
+        os,
+        host_arch: std::env::consts::ARCH.to_string(),
+        running_kernel,
+        boot_id,
+        kernels,
+        target,
+        target_reason,
+        config_path,
+        config_text,
+        boot,
+        kernel_image,
+        packages,
+        gpus,
+        pci_error,
+        loaded,
+        free_mib,
+        owned_files,
+        userspace_files,
+        dkms_registered,
+        foreign_modules,
+        modules_intact,
+        video_gid: files::video_gid(root.read_optional("/etc/group").ok().flatten().as_deref()),
+        as_root: nix::unistd::geteuid().is_root(),
+        state,
+        state_error,
+    }
+}
+
+impl Probe {
+    pub fn kernel(&self, release: &str) -> Option<&Kernel> {
+        self.kernels.iter().find(|k| k.release == release)
+    }
+    pub fn installed(&self, pkg: &str) -> bool {
+        self.packages
+            .as_ref()
+            .is_some_and(|p| p.get(pkg).is_some_and(|(i, _)| *i))
+    }
+    pub fn held(&self, pkg: &str) -> bool {
+        self.packages
+            .as_ref()
+            .is_some_and(|p| p.get(pkg).is_some_and(|(_, h)| *h))
+    }
+    pub fn is_loaded(&self, module: &str) -> bool {
+        let name = module.replace('-', "_");
+        self.loaded.as_ref().is_some_and(|l| l.contains(&name))
+    }
+}
+
+/// Where pigpu's own data lives inside the root.
+pub fn data_dir() -> &'static Path {
+    Path::new("/var/lib/pigpu")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_status_and_kernel_configs() {
+        let st = "Package: build-essential\nStatus: install ok installed\nVersion: 12.9\n\nPackage: linux-image-rpi-v8\nStatus: hold ok installed\n\nPackage: gone\nStatus: deinstall ok config-files\n";
+        let p = parse_dpkg_status(st);
+        assert_eq!(p["build-essential"], (true, false));
+        assert_eq!(p["linux-image-rpi-v8"], (true, true));
+        assert_eq!(p["gone"], (false, false));
+        assert_eq!(
+            config_facts("CONFIG_ARM64=y\nCONFIG_ARM64_16K_PAGES=y\n"),
+            (Some(16384), Some("aarch64".to_string()))
+        );
+        assert_eq!(
+            config_facts("CONFIG_X86_64=y\nCONFIG_X86=y\n").0,
+            Some(4096)
+        );
+        assert_eq!(page_size_from_release("6.12.47+rpt-rpi-2712"), Some(16384));
+        assert_eq!(page_size_from_release("6.12.47+rpt-rpi-v8"), Some(4096));
+        assert!(release_key("6.12.47+rpt-rpi-v8") > release_key("6.12.9-rpi-v8"));
+    }
+
+    #[test]
+    fn gsp_generation_by_device_id() {
+        assert!(nvidia_supported(0x24b0)); // RTX A4000 (GA104)
+        assert!(nvidia_supported(0x1e30)); // Quadro RTX 8000 (TU102)
+        assert!(nvidia_supported(0x2182)); // GTX 1660 Ti (TU116)
+        assert!(!nvidia_supported(0x1b80)); // GTX 1080 (GP104)
+        assert!(!nvidia_supported(0x1db4)); // V100 (GV100)
+        assert!(!nvidia_supported(0x1c82)); // GTX 1050 Ti (GP107)
+    }
+}

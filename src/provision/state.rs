@@ -1,0 +1,158 @@
+//! pigpu's record on the target (`/var/lib/pigpu/state.json`): every file it wrote (with the
+//! original's backup and the digest it left), every package, hold, DKMS registration and
+//! userspace install, a reboot it is waiting for, and digests it accepted without a pin. Re-runs
+//! resume from it, `--undo` reverses it, and a run that died half-way is rolled back from its
+//! `in_progress` journal before anything else happens.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::sys::download::sha256_file;
+use crate::sys::Root;
+
+/// The state file, as a system path.
+pub const STATE_FILE: &str = "/var/lib/pigpu/state.json";
+/// Backups of files pigpu changed.
+pub const BACKUP_DIR: &str = "/var/lib/pigpu/backup";
+/// Work space: unpacked and patched sources, builds.
+pub const WORK_DIR: &str = "/var/lib/pigpu/work";
+/// Build and install logs.
+pub const LOG_DIR: &str = "/var/log/pigpu";
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("state file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {}: not pigpu state JSON: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+/// One thing pigpu did, enough to undo it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Record {
+    /// A file written: `backup` holds the original (none: pigpu created it).
+    File {
+        path: String,
+        backup: Option<String>,
+        sha256_after: String,
+    },
+    /// A directory tree pigpu created whole.
+    Dir { path: String },
+    /// Packages pigpu had apt install.
+    Packages { names: Vec<String> },
+    /// Packages pigpu put on hold.
+    Hold { names: Vec<String> },
+    /// A DKMS registration.
+    Dkms { module: String, version: String },
+    /// NVIDIA's userspace, with the argv that uninstalls it.
+    Userspace {
+        version: String,
+        uninstall: Vec<String>,
+    },
+    /// Kernel modules installed for a release (their files are `File` records too).
+    Modules {
+        driver: String,
+        release: String,
+        files: Vec<String>,
+    },
+}
+
+/// A reboot-needing step that ran; the next run continues after a reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingReboot {
+    pub step: String,
+    /// `/proc/sys/kernel/random/boot_id` when it ran (a different one means a reboot happened).
+    pub boot_id: Option<String>,
+}
+
+/// A digest recorded for an artifact that had no pin (`--accept-unpinned`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub what: String,
+    pub location: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub records: Vec<Record>,
+    /// Changes of a run that has not finished (rolled back if pigpu died).
+    #[serde(default)]
+    pub in_progress: Vec<Record>,
+    #[serde(default)]
+    pub pending_reboot: Option<PendingReboot>,
+    #[serde(default)]
+    pub accepted_unpinned: Vec<Accepted>,
+}
+
+pub fn load(root: &Root) -> Result<State, StateError> {
+    let path = root.path(STATE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| StateError::Parse {
+            path,
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(source) => Err(StateError::Io { path, source }),
+    }
+}
+
+pub fn save(root: &Root, state: &State) -> Result<(), StateError> {
+    let path = root.path(STATE_FILE);
+    let io = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(state).expect("state serializes");
+    crate::provision::transaction::atomic_write(&path, text.as_bytes(), Some(0o644)).map_err(io)
+}
+
+impl State {
+    /// Module files pigpu installed for `driver` on `release` (system paths).
+    pub fn modules_for(&self, driver: &str, release: &str) -> Vec<String> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Modules {
+                    driver: d,
+                    release: r,
+                    files,
+                } if d == driver && r == release => Some(files.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The `File` record for a path.
+    pub fn file_record(&self, path: &str) -> Option<&Record> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| matches!(r, Record::File { path: p, .. } if p == path))
+    }
+
+    /// Whether every listed file still has the digest pigpu left.
+    pub fn files_unchanged(&self, root: &Root, paths: &[String]) -> bool {
+        paths.iter().all(|p| match self.file_record(p) {
+            Some(Record::File { sha256_after, .. }) => {
+                sha256_file(&root.path(p)).is_ok_and(|s| s == *sha256_after)
+            }
+            _ => false,
+        })
+    }
+
+    pub fn has(&self, pred: impl Fn(&Record) -> bool) -> bool {
+        self.records.iter().any(pred)
+    }
+}

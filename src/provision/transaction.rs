@@ -1,0 +1,415 @@
+//! File changes as a transaction: every file is backed up before pigpu first changes it, every
+//! write is atomic (temp file, fsync, rename), and each change is journaled in the state file as
+//! it happens. A failed step rolls back everything the run did; `commit` moves the journal into
+//! the permanent records that `--undo` reverses. Reversal is shared by both.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::host::{Host, HostError};
+use super::state::{self, Record, State, StateError};
+use crate::sys::download::sha256_file;
+use crate::sys::Root;
+
+#[derive(Debug, Error)]
+pub enum TxError {
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> TxError + 'p {
+    move |source| TxError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
+/// directory. The mode is `mode`, else the replaced file's, else 0644.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    atomic_replace(path, mode, |tmp| fs::write(tmp, bytes))
+}
+
+fn atomic_replace(
+    path: &Path,
+    mode: Option<u32>,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.pigpu-tmp"));
+    let mode = mode
+        .or_else(|| {
+            fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777)
+        })
+        .unwrap_or(0o644);
+    let result = (|| {
+        fill(&tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The changes of one run.
+pub struct Transaction<'r> {
+    root: &'r Root,
+    pub state: State,
+    /// Paths already backed up in this run.
+    touched: Vec<String>,
+}
+
+impl<'r> Transaction<'r> {
+    pub fn begin(root: &'r Root, state: State) -> Transaction<'r> {
+        Transaction {
+            root,
+            state,
+            touched: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
+    fn journal(&mut self, r: Record) -> Result<(), TxError> {
+        self.state.in_progress.push(r);
+        state::save(self.root, &self.state)?;
+        Ok(())
+    }
+
+    /// Backs up `abs` (once per run) before its first change; records the change.
+    fn before_change(&mut self, abs: &str) -> Result<(), TxError> {
+        if self.touched.iter().any(|t| t == abs) {
+            return Ok(());
+        }
+        let path = self.root.path(abs);
+        let backup = if path.exists() {
+            let n = self.state.records.len() + self.state.in_progress.len();
+            let flat = abs.trim_start_matches('/').replace('/', "__");
+            let b = format!("{}/{n:04}-{flat}", state::BACKUP_DIR);
+            let bp = self.root.path(&b);
+            fs::create_dir_all(bp.parent().unwrap()).map_err(io_err("creating", &bp))?;
+            fs::copy(&path, &bp).map_err(io_err("backing up", &path))?;
+            Some(b)
+        } else {
+            None
+        };
+        self.touched.push(abs.to_string());
+        // The digest is filled in after the write.
+        self.journal(Record::File {
+            path: abs.to_string(),
+            backup,
+            sha256_after: String::new(),
+        })
+    }
+
+    fn after_change(&mut self, abs: &str) -> Result<(), TxError> {
+        let path = self.root.path(abs);
+        let sha = sha256_file(&path).map_err(io_err("hashing", &path))?;
+        for r in self.state.in_progress.iter_mut().rev() {
+            if let Record::File {
+                path: p,
+                sha256_after,
+                ..
+            } = r
+            {
+                if p == abs {
+                    *sha256_after = sha;
+                    break;
+                }
+            }
+        }
+        state::save(self.root, &self.state)?;
+        Ok(())
+    }
+
+    /// Writes a file (system path) atomically, with a backup of what it replaces.
+    pub fn write_file(
+        &mut self,
+        abs: &str,
+        bytes: &[u8],
+        mode: Option<u32>,
+    ) -> Result<(), TxError> {
+        self.before_change(abs)?;
+        let path = self.root.path(abs);
+        atomic_write(&path, bytes, mode).map_err(io_err("writing", &path))?;
+        self.after_change(abs)
+    }
+
+    /// Copies a host file into the root (system path) atomically, with a backup.
+    pub fn install_file(
+        &mut self,
+        abs: &str,
+        from: &Path,
+        mode: Option<u32>,
+    ) -> Result<(), TxError> {
+        self.before_change(abs)?;
+        let path = self.root.path(abs);
+        atomic_replace(&path, mode, |tmp| fs::copy(from, tmp).map(|_| ()))
+            .map_err(io_err("installing", &path))?;
+        self.after_change(abs)
+    }
+
+    /// Copies a whole directory tree to a system path that must not exist yet.
+    pub fn create_tree(&mut self, abs: &str, from: &Path) -> Result<(), TxError> {
+        let dest = self.root.path(abs);
+        if dest.exists() {
+            return Err(TxError::Io {
+                action: "creating",
+                path: dest,
+                source: io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "already exists and pigpu did not create it",
+                ),
+            });
+        }
+        self.journal(Record::Dir {
+            path: abs.to_string(),
+        })?;
+        copy_tree(from, &dest).map_err(io_err("copying into", &dest))
+    }
+
+    /// Journals an effect done through the host.
+    pub fn record(&mut self, r: Record) -> Result<(), TxError> {
+        self.journal(r)
+    }
+
+    /// Keeps this run's changes: the journal joins the records; a file pigpu changed in an
+    /// earlier run keeps its first backup (the original).
+    pub fn commit(mut self) -> Result<State, TxError> {
+        let run = std::mem::take(&mut self.state.in_progress);
+        for r in run {
+            if let Record::File {
+                path,
+                backup,
+                sha256_after,
+            } = &r
+            {
+                let earlier = self
+                    .state
+                    .records
+                    .iter_mut()
+                    .find(|e| matches!(e, Record::File { path: p, .. } if p == path));
+                if let Some(Record::File {
+                    sha256_after: s, ..
+                }) = earlier
+                {
+                    *s = sha256_after.clone();
+                    if let Some(b) = backup {
+                        let _ = fs::remove_file(self.root.path(b));
+                    }
+                    continue;
+                }
+            }
+            self.state.records.push(r);
+        }
+        state::save(self.root, &self.state)?;
+        Ok(self.state)
+    }
+
+    /// Reverses this run's changes, newest first. Returns what could not be reversed.
+    pub fn rollback(mut self, host: &mut dyn Host, log: &Path) -> (State, Vec<String>) {
+        let run = std::mem::take(&mut self.state.in_progress);
+        let problems = revert_all(self.root, &run, host, log, true);
+        let _ = finish_state(self.root, &self.state);
+        (self.state, problems)
+    }
+}
+
+/// Saves the state, or removes pigpu's directory when nothing is left in it (so a run that
+/// changed nothing leaves no trace).
+pub fn finish_state(root: &Root, st: &State) -> Result<(), TxError> {
+    if st.records.is_empty()
+        && st.in_progress.is_empty()
+        && st.pending_reboot.is_none()
+        && st.accepted_unpinned.is_empty()
+    {
+        let f = root.path(state::STATE_FILE);
+        let _ = fs::remove_file(&f);
+        let _ = fs::remove_dir(root.path(state::BACKUP_DIR));
+        let _ = fs::remove_dir(root.path("/var/lib/pigpu"));
+        Ok(())
+    } else {
+        Ok(state::save(root, st)?)
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        let dest = to.join(e.file_name());
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(e.path())?, &dest)?;
+        } else if ft.is_dir() {
+            copy_tree(&e.path(), &dest)?;
+        } else if ft.is_file() {
+            fs::copy(e.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a tree (used for work copies outside any transaction).
+pub fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    copy_tree(from, to)
+}
+
+/// Reverses records newest first. `strict`: files are restored even if changed since (a
+/// rollback within a run); otherwise a file someone edited after pigpu is left alone, except
+/// `config.txt`, from which only pigpu's block is removed.
+pub fn revert_all(
+    root: &Root,
+    records: &[Record],
+    host: &mut dyn Host,
+    log: &Path,
+    strict: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut depmod: Vec<String> = Vec::new();
+    for r in records.iter().rev() {
+        if let Err(e) = revert(root, r, host, log, strict, &mut depmod) {
+            problems.push(e);
+        }
+    }
+    for rel in depmod {
+        if let Err(e) = super::execute::depmod(root, &rel, log) {
+            problems.push(format!("depmod for {rel}: {e}"));
+        }
+    }
+    problems
+}
+
+fn host_msg(what: &str, e: HostError) -> String {
+    format!("{what}: {e}")
+}
+
+fn revert(
+    root: &Root,
+    r: &Record,
+    host: &mut dyn Host,
+    log: &Path,
+    strict: bool,
+    depmod: &mut Vec<String>,
+) -> Result<(), String> {
+    match r {
+        Record::File {
+            path,
+            backup,
+            sha256_after,
+        } => {
+            let p = root.path(path);
+            let now = sha256_file(&p).ok();
+            let unchanged =
+                now.as_deref() == Some(sha256_after.as_str()) || sha256_after.is_empty();
+            if !strict && !unchanged {
+                if path.ends_with("config.txt") {
+                    if let Ok(text) = fs::read_to_string(&p) {
+                        let cleaned = super::bootconfig::remove_block(&text);
+                        atomic_write(&p, cleaned.as_bytes(), None)
+                            .map_err(|e| format!("{path}: {e}"))?;
+                    }
+                    return Err(format!(
+                        "{path} was edited after pigpu changed it: only pigpu's block was removed{}",
+                        backup.as_ref().map(|b| format!(" (the original is kept at {b})")).unwrap_or_default()
+                    ));
+                }
+                return Err(format!(
+                    "{path} was changed after pigpu wrote it; left as it is{}",
+                    backup
+                        .as_ref()
+                        .map(|b| format!(" (the original is kept at {b})"))
+                        .unwrap_or_default()
+                ));
+            }
+            match backup {
+                Some(b) => {
+                    let bp = root.path(b);
+                    atomic_replace(
+                        &p,
+                        fs::metadata(&bp)
+                            .ok()
+                            .map(|m| m.permissions().mode() & 0o7777),
+                        |tmp| fs::copy(&bp, tmp).map(|_| ()),
+                    )
+                    .map_err(|e| format!("restoring {path} from {b}: {e}"))?;
+                    let _ = fs::remove_file(&bp);
+                }
+                None => match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing {path}: {e}")),
+                },
+            }
+            Ok(())
+        }
+        Record::Dir { path } => match fs::remove_dir_all(root.path(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("removing {path}: {e}")),
+        },
+        Record::Packages { names } => host
+            .apt_mark_auto(root, names, log)
+            .map_err(|e| host_msg("apt-mark auto", e)),
+        Record::Hold { names } => host
+            .hold(root, names, false, log)
+            .map_err(|e| host_msg("apt-mark unhold", e)),
+        Record::Dkms { module, version } => host
+            .dkms(
+                root,
+                &[
+                    "remove".to_string(),
+                    format!("{module}/{version}"),
+                    "--all".to_string(),
+                ],
+                log,
+            )
+            .map_err(|e| host_msg("dkms remove", e)),
+        Record::Userspace { uninstall, .. } => {
+            if uninstall.first().is_some_and(|p| root.exists(p)) {
+                host.run_in_target(root, uninstall, log)
+                    .map_err(|e| host_msg("uninstalling NVIDIA userspace", e))
+            } else {
+                Err(format!(
+                    "NVIDIA's uninstaller {} is gone; remove the userspace by hand",
+                    uninstall.join(" ")
+                ))
+            }
+        }
+        Record::Modules { release, .. } => {
+            if !depmod.contains(release) {
+                depmod.push(release.clone());
+            }
+            Ok(())
+        }
+    }
+}
