@@ -176,6 +176,10 @@ pub fn run_with(
         host,
         downloader: &downloader,
         progress: std::io::stderr().is_terminal(),
+        choices: state::Choices {
+            pcie_gen: options.pcie_gen,
+            persist: options.persist,
+        },
     };
     match exec.run(&plan, &probe) {
         Ok(RunEnd::Complete { ran }) => {
@@ -204,8 +208,10 @@ fn choose(args: &Args, probe: &Probe, prompts: &mut dyn Prompter) -> anyhow::Res
     } else {
         2
     };
+    let saved = probe.state.choices.clone();
     let pcie_gen = match args.pcie_gen {
         Some(g) => g,
+        None if saved.is_some() => saved.as_ref().map_or(2, |c| c.pcie_gen),
         None if provisioned || args.dry_run => current_gen,
         None => {
             let opts = vec![
@@ -231,6 +237,7 @@ fn choose(args: &Args, probe: &Probe, prompts: &mut dyn Prompter) -> anyhow::Res
     });
     let persist = match (args.persist, previous) {
         (Some(p), _) => p,
+        (None, _) if saved.is_some() => saved.as_ref().map_or(Persist::Dkms, |c| c.persist),
         (None, Some(p)) => p,
         (None, None) if provisioned || args.dry_run => Persist::Dkms,
         (None, None) => {

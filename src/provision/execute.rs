@@ -48,7 +48,7 @@ pub enum StepError {
 #[derive(Debug, Error)]
 pub enum ExecError {
     #[error(
-        "step {id} failed: {source}\n  this run's changes were rolled back{}",
+        "step {id} failed; this run's changes were rolled back{}",
         problems_text(problems)
     )]
     Step {
@@ -86,6 +86,8 @@ pub struct Exec<'a> {
     pub downloader: &'a Downloader,
     /// Show spinners (a terminal).
     pub progress: bool,
+    /// The answered choices, remembered in the state for later runs.
+    pub choices: state::Choices,
 }
 
 fn other(msg: impl Into<String>) -> StepError {
@@ -166,6 +168,7 @@ impl Exec<'_> {
         let mut st = probe.state.clone();
         st.pending_reboot = None;
         st.driver = Some(self.manifest.driver.clone());
+        st.choices = Some(self.choices.clone());
         let mut tx = Transaction::begin(self.root, st);
         let mut ran = Vec::new();
         let n = plan.steps.len();
@@ -442,6 +445,11 @@ impl Exec<'_> {
             .arg(format!("-j{jobs}"))
             .arg(format!("SYSSRC={}", build_tree.display()))
             .arg(format!("KERNEL_UNAME={release}"))
+            // Plain ASCII compiler messages: the first error is quoted back to the user. (Kbuild
+            // unexports LC_ALL, so the individual variables are set.)
+            .env("LANG", "C")
+            .env("LC_CTYPE", "C")
+            .env("LC_MESSAGES", "C")
             .args(&self.manifest.make_args)
             .args(extra);
         let bar = spinner(self.progress, &format!("make {target}"));

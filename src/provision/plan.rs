@@ -13,7 +13,7 @@ use super::probe::Probe;
 use super::state::{self, Record};
 
 /// How the modules survive kernel updates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Persist {
     /// Register the sources with DKMS (installs `dkms` when missing); the default.

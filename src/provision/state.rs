@@ -80,8 +80,17 @@ pub struct Accepted {
     pub digest: String,
 }
 
+/// The choices of the first run, kept so later runs (after a reboot) do not ask again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choices {
+    pub pcie_gen: u32,
+    pub persist: crate::provision::plan::Persist,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    #[serde(default)]
+    pub choices: Option<Choices>,
     #[serde(default)]
     pub driver: Option<String>,
     #[serde(default)]

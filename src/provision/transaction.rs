@@ -83,14 +83,18 @@ pub struct Transaction<'r> {
     pub state: State,
     /// Paths already backed up in this run.
     touched: Vec<String>,
+    /// Digests accepted before this run (a rollback forgets the run's own).
+    accepted_before: usize,
 }
 
 impl<'r> Transaction<'r> {
     pub fn begin(root: &'r Root, state: State) -> Transaction<'r> {
+        let accepted_before = state.accepted_unpinned.len();
         Transaction {
             root,
             state,
             touched: Vec::new(),
+            accepted_before,
         }
     }
 
@@ -238,6 +242,7 @@ impl<'r> Transaction<'r> {
     pub fn rollback(mut self, host: &mut dyn Host, log: &Path) -> (State, Vec<String>) {
         let run = std::mem::take(&mut self.state.in_progress);
         let problems = revert_all(self.root, &run, host, log, true);
+        self.state.accepted_unpinned.truncate(self.accepted_before);
         let _ = finish_state(self.root, &self.state);
         (self.state, problems)
     }

@@ -6,5 +6,6 @@ mod cli;
 mod gguf;
 mod inspect;
 mod quant;
+mod setup;
 mod tokenizer;
 mod util;
