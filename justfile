@@ -56,3 +56,8 @@ llama-cpp *ARGS:
 [group('reference')]
 reference-data *ARGS:
     python3 scripts/ref/llama_reference.py {{ARGS}}
+
+# Run llama.cpp's llama-bench and `pigpu bench` on the same model and settings; print the ratio.
+[group('bench')]
+bench-compare *ARGS: deps models
+    scripts/bench-compare.sh {{ARGS}}

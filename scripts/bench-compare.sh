@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs llama.cpp's llama-bench and `pigpu bench` on the same models and settings, in one run, and
+# prints both tables and the per-test ratio (pigpu / llama.cpp). llama.cpp is built from the
+# llama-cpp-python sdist by scripts/ref/build-llama-cpp.sh (outside the repo, cached).
+#
+# Usage: scripts/bench-compare.sh [-m MODEL]... [-p 64] [-n 32] [-r 3] [-t 2] [--vulkan] [--out FILE]
+#   -m          model(s); default: the SmolLM2 test model from ~/.cache/pigpu/models
+#   --vulkan    compare Vulkan builds (llama.cpp -DGGML_VULKAN=ON vs pigpu --backend vulkan);
+#               on lavapipe set PIGPU_DEVICE=llvmpipe and GGML_VK_VISIBLE_DEVICES=0
+#   --out FILE  also write the combined report (markdown) to FILE
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}"
+models=() p=64 n=32 r=3 t=2 vulkan=0 out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -m) models+=("$2"); shift ;;
+    -p) p="$2"; shift ;;
+    -n) n="$2"; shift ;;
+    -r) r="$2"; shift ;;
+    -t) t="$2"; shift ;;
+    --vulkan) vulkan=1 ;;
+    --out) out="$2"; shift ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-compare: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ ${#models[@]} -gt 0 ] || models=("$cache/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+if [ "$vulkan" = 1 ]; then
+  bins=$(scripts/ref/build-llama-cpp.sh --vulkan)
+  llama_bin=$(echo "$bins" | sed -n 2p)
+  backend=vulkan
+else
+  llama_bin=$(scripts/ref/build-llama-cpp.sh | sed -n 1p)
+  backend=cpu
+fi
+[ -x "$llama_bin/llama-bench" ] || { echo "bench-compare: no llama-bench in '$llama_bin'" >&2; exit 2; }
+cargo build --release --quiet
+pigpu=./target/release/pigpu
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for m in "${models[@]}"; do
+  [ -f "$m" ] || { echo "bench-compare: model '$m' not found" >&2; exit 2; }
+  echo "bench-compare: llama-bench on $(basename "$m")" >&2
+  "$llama_bin/llama-bench" -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" -o json > "$tmp/llama-$(basename "$m").json"
+  echo "bench-compare: pigpu bench on $(basename "$m")" >&2
+  "$pigpu" bench -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" --backend "$backend" -o json > "$tmp/pigpu-$(basename "$m").json"
+done
+
+report=$(python3 scripts/bench_compare.py "$tmp" \
+  "scripts/bench-compare.sh $(printf '%q ' "${models[@]/#$HOME/~}")-p $p -n $n -r $r -t $t$([ "$vulkan" = 1 ] && echo ' --vulkan')")
+echo "$report"
+[ -z "$out" ] || echo "$report" > "$out"
