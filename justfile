@@ -27,6 +27,15 @@ lint:
     cargo fmt --check
     cargo clippy --release --all-targets -- -D warnings
 
+# Fuzz the GGUF reader (or the `dequantize` target) for SECONDS; not part of `test`.
+# Needs cargo-fuzz (installed on first use); runs on stable via RUSTC_BOOTSTRAP. See docs/formats.md.
+[group('test')]
+fuzz target="gguf" seconds="600":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+    mkdir -p fuzz/corpus/{{target}}
+    RUSTC_BOOTSTRAP=1 nice -n 15 cargo fuzz run {{target}} fuzz/corpus/{{target}} fuzz/seeds/{{target}} -- \
+        -max_total_time={{seconds}} $([ {{target}} = gguf ] && echo -dict=fuzz/gguf.dict)
+
 # Unit and integration tests on this machine, requiring the real test models.
 [group('test')]
 test-native:

@@ -26,6 +26,11 @@ use crate::quant::GgmlType;
 pub const MAX_TENSORS: u64 = 1 << 20;
 /// Metadata entries in one file, at most.
 pub const MAX_METADATA: u64 = 1 << 20;
+/// Array elements in all of a file's metadata together, at most. Each element becomes a
+/// [`Value`] of 32 bytes in memory although it may take one byte on disk, so without this cap a
+/// large hostile file could make the reader allocate many times its own size. Real models stay far
+/// below it (the largest vocabularies have about 260k tokens, stored in three arrays).
+pub const MAX_METADATA_VALUES: u64 = 1 << 23;
 /// Nesting depth of arrays in metadata, at most.
 pub const MAX_ARRAY_DEPTH: usize = 8;
 /// Dimensions of one tensor, at most (`GGML_MAX_DIMS`).

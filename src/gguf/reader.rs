@@ -3,7 +3,7 @@
 
 use super::{
     Array, ErrorKind, TensorInfo, Value, ValueType, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS,
-    MAX_METADATA, MAX_TENSORS,
+    MAX_METADATA, MAX_METADATA_VALUES, MAX_TENSORS,
 };
 use crate::quant::GgmlType;
 
@@ -110,6 +110,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
 
     let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
     let mut seen = std::collections::HashSet::with_capacity(n_kv);
+    let mut values = 0u64;
     for i in 0..n_kv {
         let key_offset = cur.pos as u64;
         let key = cur.bytes(&|| format!("metadata key #{i}"))?;
@@ -121,7 +122,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
             key: key.clone(),
             type_id,
         })?;
-        let value = read_value(&mut cur, &key, ty, 0)?;
+        let value = read_value(&mut cur, &key, ty, 0, &mut values)?;
         if !seen.insert(key.clone()) {
             return Err(ErrorKind::DuplicateKey { key });
         }
@@ -258,6 +259,7 @@ fn read_value(
     key: &str,
     ty: ValueType,
     depth: usize,
+    values_so_far: &mut u64,
 ) -> Result<Value, ErrorKind> {
     let what = || format!("the value of metadata key '{key}'");
     Ok(match ty {
@@ -299,9 +301,18 @@ fn read_value(
             let len = check_count(cur, len, u64::MAX, elem_type.min_size() as u64, &|| {
                 format!("the length of array '{key}'")
             })?;
+            let total = *values_so_far + len as u64;
+            if total > MAX_METADATA_VALUES {
+                return Err(ErrorKind::TooMany {
+                    what: format!("the number of array elements in the metadata up to key '{key}'"),
+                    count: total,
+                    limit: MAX_METADATA_VALUES,
+                });
+            }
+            *values_so_far = total;
             let mut values = Vec::with_capacity(len);
             for _ in 0..len {
-                values.push(read_value(cur, key, elem_type, depth + 1)?);
+                values.push(read_value(cur, key, elem_type, depth + 1, values_so_far)?);
             }
             Value::Array(Array { elem_type, values })
         }

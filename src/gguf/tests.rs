@@ -158,3 +158,36 @@ fn typed_getters_name_the_key() {
         .to_string()
         .contains("'nope' is missing"));
 }
+
+#[test]
+fn metadata_values_are_capped_across_arrays() {
+    // Two u8 arrays whose lengths fit the file one at a time but together pass the cap: the
+    // second is refused before its elements are read.
+    let half = MAX_METADATA_VALUES / 2 + 1;
+    let file = |keys: &[&str]| {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend((keys.len() as u64).to_le_bytes());
+        for k in keys {
+            b.extend((k.len() as u64).to_le_bytes());
+            b.extend(k.as_bytes());
+            b.extend(9u32.to_le_bytes()); // array
+            b.extend(0u32.to_le_bytes()); // of u8
+            b.extend(half.to_le_bytes());
+            b.resize(b.len() + half as usize, 7);
+        }
+        b
+    };
+    let e = err(file(&["a", "b"]));
+    assert!(
+        e.contains("array elements in the metadata up to key 'b'") && e.contains("limit"),
+        "{e}"
+    );
+    // One of them alone is fine.
+    let f = GgufFile::from_bytes("ok", file(&["a"])).unwrap();
+    assert_eq!(
+        f.get("a").unwrap().as_array().unwrap().values.len() as u64,
+        half
+    );
+}

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod fuzz;
 mod gguf;
 mod inspect;
 mod quant;
