@@ -17,7 +17,7 @@ use pigpu::provision::host::RecordingHost;
 use pigpu::provision::manifest::Manifest;
 use pigpu::provision::plan::{self, Op, Options, Persist};
 use pigpu::provision::probe;
-use pigpu::sys::prompt::Prompts;
+use pigpu::sys::prompt::{Prompts, Scripted};
 use pigpu::sys::Root;
 use server::Server;
 use tempfile::TempDir;
@@ -713,4 +713,55 @@ fn dry_run_json_through_the_binary() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml"));
+}
+
+#[test]
+fn choices_are_asked_on_a_terminal_and_no_changes_nothing() {
+    let t = TempDir::new().unwrap();
+    let (root, _) = make_root(
+        t.path(),
+        &RootOpts {
+            gpu: Some(0x2204),
+            ..Default::default()
+        },
+    );
+    let m = manifest(t.path(), "http://127.0.0.1:9", |x| x);
+    let config = fs::read(root.join("boot/firmware/config.txt")).unwrap();
+    let argv = [
+        "setup",
+        "--root",
+        root.to_str().unwrap(),
+        "--manifest",
+        m.to_str().unwrap(),
+    ];
+    let w = Wrap::try_parse_from(argv).unwrap();
+    // Gen 3, hold the kernel, then "no" to the plan.
+    let mut answers = Scripted {
+        answers: [1, 1, 0].into(),
+        ..Default::default()
+    };
+    let mut host = RecordingHost::default();
+    assert_eq!(
+        run_with(w.args, &mut host, &mut answers).unwrap(),
+        Outcome::Ok
+    );
+    assert_eq!(
+        answers.asked,
+        [
+            "PCIe speed for the external connector",
+            "Keep the modules working across kernel updates with",
+            "Apply this plan?"
+        ]
+    );
+    assert!(host.calls.is_empty());
+    assert_eq!(
+        fs::read(root.join("boot/firmware/config.txt")).unwrap(),
+        config
+    );
+    assert!(!root.join("var/lib/pigpu").exists() && !root.join("var/cache/pigpu").exists());
+
+    // Without a terminal and without --yes, the first question is an error naming --yes.
+    let w = Wrap::try_parse_from(argv).unwrap();
+    let e = run_with(w.args, &mut host, &mut Prompts::NoTerminal).unwrap_err();
+    assert!(e.to_string().contains("pass --yes"), "{e}");
 }
