@@ -154,6 +154,10 @@ fn to_text(f: &GgufFile, tok: &Result<Tokenizer, String>, full: bool) -> String 
         let _ = writeln!(o, "name          {n}");
     }
     let _ = writeln!(o, "architecture  {}", arch.unwrap_or("(none)"));
+    if let Ok(Some(ft)) = f.get_u32("general.file_type") {
+        let name = file_type_name(ft).unwrap_or("unknown");
+        let _ = writeln!(o, "file type     {name} (general.file_type = {ft})");
+    }
     if !f.tensors().is_empty() {
         let params: u64 = f.tensors().iter().map(|t| t.n_elements()).sum();
         let bytes: u64 = f.tensors().iter().map(|t| t.bytes).sum();
@@ -265,6 +269,47 @@ fn short(v: &Value, full: bool) -> String {
         let cut: String = s.chars().take(MAX_STRING).collect();
         format!("{cut}… ({} characters)", s.chars().count())
     }
+}
+
+/// The name of a `general.file_type` value (llama.cpp's `llama_ftype`): the quantization recipe
+/// the file was made with, which the tensor types alone do not tell (Q4_K_M vs Q4_K_S).
+fn file_type_name(ft: u32) -> Option<&'static str> {
+    Some(match ft {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        19 => "IQ2_XXS",
+        20 => "IQ2_XS",
+        21 => "Q2_K_S",
+        22 => "IQ3_XS",
+        23 => "IQ3_XXS",
+        24 => "IQ1_S",
+        25 => "IQ4_NL",
+        26 => "IQ3_S",
+        27 => "IQ3_M",
+        28 => "IQ2_S",
+        29 => "IQ2_M",
+        30 => "IQ4_XS",
+        31 => "IQ1_M",
+        32 => "BF16",
+        36 => "TQ1_0",
+        37 => "TQ2_0",
+        38 => "MXFP4_MOE",
+        _ => return None,
+    })
 }
 
 fn thousands(n: u64) -> String {

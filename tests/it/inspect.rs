@@ -72,6 +72,7 @@ fn qwen_text_shows_hyper_parameters_tokenizer_and_tensors() {
     let text = String::from_utf8(out.stdout).unwrap();
     for want in [
         "architecture  qwen2",
+        "file type     Q4_K_M (general.file_type = 15)",
         "qwen2.block_count",
         "qwen2.attention.head_count_kv",
         "qwen2.rope.freq_base",
