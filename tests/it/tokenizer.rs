@@ -306,3 +306,56 @@ fn tokenize_bad_input_exits_2_naming_the_file() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Ids llama.cpp itself produced (`scripts/ref/tokenizer_reference.py`, through llama-cpp-python)
+/// for texts the upstream vectors do not cover: chat markup, user-defined and FIM tokens, special
+/// text glued to words, code, mixed scripts, emoji, whitespace runs. Both modes, and the
+/// end-of-generation set over the whole vocabulary.
+#[test]
+fn matches_llama_cpp_on_chat_markup_and_special_tokens() {
+    let path = root().join("tests/fixtures/tokenizer/llama-cpp-ref.json");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let texts: Vec<&str> = r["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut checked = 0;
+    for (name, m) in r["models"].as_object().unwrap() {
+        let file = m["file"].as_str().unwrap();
+        let p = if file.starts_with("ggml-vocab") {
+            root().join("tests/fixtures/vocab").join(file)
+        } else {
+            match test_model(file) {
+                Some(p) => p,
+                None => continue,
+            }
+        };
+        let tok = Tokenizer::from_gguf(&GgufFile::open(&p).unwrap()).unwrap();
+        assert_eq!(
+            tok.n_vocab() as u64,
+            m["n_vocab"].as_u64().unwrap(),
+            "{name}"
+        );
+        let eog: Vec<u32> = tok.eog_ids().iter().copied().collect();
+        assert_eq!(eog, ids(&m["eog"]), "{name}: end-of-generation ids");
+        for (i, text) in texts.iter().enumerate() {
+            let raw = tok.encode(text, false, false).unwrap();
+            assert_eq!(raw, ids(&m["raw"][i]), "{name}, raw: {text:?}");
+            let special = tok.encode(text, true, true).unwrap();
+            assert_eq!(special, ids(&m["special"][i]), "{name}, special: {text:?}");
+        }
+        checked += 1;
+    }
+    // The two vocab-only fixtures are always there.
+    assert!(checked >= 2);
+}

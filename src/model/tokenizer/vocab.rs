@@ -119,17 +119,19 @@ const KEY_TYPES: &str = "tokenizer.ggml.token_type";
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
 
 /// Texts by which llama.cpp recognises an end-of-turn token when the file names none, in the
-/// order tried here.
+/// order tried here (llama.cpp takes whichever its hash map yields first).
 const EOT_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "<|end_of_text|>",
     "<EOT>",
     "_<EOT>",
-    "<｜end▁of▁sentence｜>",
+    "[EOT]",
     "<end_of_utterance>",
+    "<｜end▁of▁sentence｜>",
 ];
 /// Texts of tokens that end generation whatever the file says (llama.cpp's list).
 const EOG_TEXTS: &[&str] = &[
@@ -138,20 +140,60 @@ const EOG_TEXTS: &[&str] = &[
     "<|end|>",
     "<|return|>",
     "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
-    "<｜end▁of▁sentence｜>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
     "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
 ];
-const FIM_PRE_TEXTS: &[&str] = &["<|fim_prefix|>", "<fim-prefix>", "<｜fim▁begin｜>", "<PRE>"];
-const FIM_SUF_TEXTS: &[&str] = &["<|fim_suffix|>", "<fim-suffix>", "<｜fim▁hole｜>", "<SUF>"];
-const FIM_MID_TEXTS: &[&str] = &["<|fim_middle|>", "<fim-middle>", "<｜fim▁end｜>", "<MID>"];
-const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<PAD>"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+/// gpt-oss (harmony) markup that llama.cpp always treats as user-defined, so it is rendered.
+const HARMONY_USER_DEFINED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 impl Vocab {
     pub fn from_gguf(f: &GgufFile) -> Result<Vocab, TokenizerError> {
@@ -334,8 +376,38 @@ impl Vocab {
                 self.tokens[id as usize].ty = TokenType::Control;
             }
         }
+        for t in HARMONY_USER_DEFINED {
+            if let Some(&id) = self.text_to_id.get(*t) {
+                self.tokens[id as usize].ty = TokenType::UserDefined;
+            }
+        }
+        self.drop_eog_exceptions(&mut eog);
         self.eog = eog;
         Ok(())
+    }
+
+    /// llama.cpp's two exceptions to the text list: in harmony-style vocabularies (`<|return|>`
+    /// and `<|call|>`, or `<|calls|>` and `<|flush|>`) `<|end|>` only ends a message, not the
+    /// generation; next to `<|tool_response>` (Gemma 4), `</s>` is ordinary text.
+    fn drop_eog_exceptions(&mut self, eog: &mut BTreeSet<u32>) {
+        let in_eog = |text: &str| {
+            self.text_to_id
+                .get(text)
+                .copied()
+                .filter(|id| eog.contains(id))
+        };
+        let has = |text: &str| in_eog(text).is_some();
+        let call = has("<|call|>") || has("<|calls|>");
+        let end = in_eog("<|end|>").filter(|_| call && (has("<|return|>") || has("<|flush|>")));
+        let s = in_eog("</s>").filter(|_| has("<|tool_response>"));
+        if let Some(end) = end {
+            eog.remove(&end);
+            self.tokens[end as usize].ty = TokenType::UserDefined;
+        }
+        if let Some(s) = s {
+            eog.remove(&s);
+            self.tokens[s as usize].ty = TokenType::Normal;
+        }
     }
 }
 
