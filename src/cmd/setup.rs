@@ -137,13 +137,15 @@ pub fn run_with(
     }
 
     let probe = probe::probe(&root, &manifest, args.kernel_release.as_deref());
+    if !args.json {
+        print!("{}", describe(&probe));
+    }
     let options = choose(&args, &probe, prompts)?;
     let plan = plan::plan(&probe, &manifest, &options)?;
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
     } else {
-        print!("{}", describe(&probe));
         print!("{}", plan.render());
     }
     if args.dry_run {

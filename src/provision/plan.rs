@@ -551,6 +551,13 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
             let settings = boot_settings(text, p.board, o.pcie_gen);
             let new_text = bootconfig::set_block(text, &settings);
             if new_text != *text {
+                if settings.iter().any(|s| s == "kernel=kernel8.img") && !p.kernel8_present {
+                    // Pointing the firmware at a missing image would leave the Pi unbootable.
+                    return Err(refuse(format!(
+                        "kernel8.img is missing beside {path}: the Pi would not boot with kernel=kernel8.img. \
+                         Reinstall the 4K kernel (apt-get install --reinstall linux-image-rpi-v8) and run setup again"
+                    )));
+                }
                 reboot_ahead = true;
                 plan.steps.push(Step {
                     id: "boot-config",

@@ -57,6 +57,8 @@ pub struct Probe {
     pub config_text: Option<String>,
     pub boot: Effective,
     pub kernel_image: String,
+    /// `kernel8.img` (the 4K-page kernel image) sits beside `config.txt`.
+    pub kernel8_present: bool,
     /// `ROOT/var/lib/dpkg/status` as package → (installed, held); `None` when there is none.
     pub packages: Option<BTreeMap<String, (bool, bool)>>,
     pub gpus: Vec<Gpu>,
@@ -264,6 +266,10 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
         .and_then(|p| root.read_optional(p).ok().flatten());
     let boot = bootconfig::effective(config_text.as_deref().unwrap_or(""), board);
     let kernel_image = boot.kernel_image(board);
+    let kernel8_present = config_path.as_deref().is_some_and(|c| {
+        let dir = Path::new(c).parent().unwrap_or(Path::new("/"));
+        root.path(dir.join("kernel8.img")).is_file()
+    });
 
     let packages = root
         .read_optional("/var/lib/dpkg/status")
@@ -345,6 +351,7 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
         config_text,
         boot,
         kernel_image,
+        kernel8_present,
         packages,
         gpus,
         pci_error,

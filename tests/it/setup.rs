@@ -77,6 +77,8 @@ fn make_root(dir: &Path, o: &RootOpts) -> (PathBuf, String) {
         root.join("boot/firmware/config.txt"),
     )
     .unwrap();
+    w("/boot/firmware/kernel8.img", "fixture 4K kernel image");
+    w("/boot/firmware/kernel_2712.img", "fixture 16K kernel image");
     w(
         "/proc/device-tree/model",
         "Raspberry Pi 5 Model B Rev 1.0\0",
@@ -628,6 +630,13 @@ fn plans_for_16k_no_gpu_and_pre_turing_roots() {
         "{}",
         k.detail
     );
+
+    // Never point the firmware at an image that is not there.
+    let noimg = TempDir::new().unwrap();
+    let (root, _) = make_root(noimg.path(), &RootOpts::default());
+    fs::remove_file(root.join("boot/firmware/kernel8.img")).unwrap();
+    let e = plan_for(&root, &m).unwrap_err().to_string();
+    assert!(e.contains("kernel8.img is missing"), "{e}");
 
     let none = TempDir::new().unwrap();
     let (root, _) = make_root(none.path(), &RootOpts::default());
