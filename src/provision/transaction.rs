@@ -418,3 +418,76 @@ fn revert(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::host::RecordingHost;
+
+    #[test]
+    fn two_runs_keep_the_first_backup_and_undo_restores_the_original() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let f = root.path("/etc/x.conf");
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, "original\n").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o600)).unwrap();
+
+        let mut tx = Transaction::begin(&root, State::default());
+        tx.write_file("/etc/x.conf", b"run one\n", None).unwrap();
+        tx.write_file("/etc/new.conf", b"made by pigpu\n", None)
+            .unwrap();
+        let st = tx.commit().unwrap();
+        // The mode of the replaced file is kept.
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        let mut tx = Transaction::begin(&root, st);
+        tx.write_file("/etc/x.conf", b"run two\n", None).unwrap();
+        let st = tx.commit().unwrap();
+        let files: Vec<&Record> = st
+            .records
+            .iter()
+            .filter(|r| matches!(r, Record::File { path, .. } if path == "/etc/x.conf"))
+            .collect();
+        assert_eq!(files.len(), 1, "{:?}", st.records);
+
+        // A failed third run is rolled back to run two's content.
+        let mut tx = Transaction::begin(&root, st.clone());
+        tx.write_file("/etc/x.conf", b"run three\n", None).unwrap();
+        let mut host = RecordingHost::default();
+        let (st2, problems) = tx.rollback(&mut host, &root.path("/log"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(st2.records, st.records);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "run two\n");
+
+        // Undo: the original, byte for byte; pigpu's own file gone.
+        let problems = revert_all(&root, &st.records, &mut host, &root.path("/log"), false);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "original\n");
+        assert!(!root.path("/etc/new.conf").exists());
+    }
+
+    #[test]
+    fn undo_leaves_a_file_edited_after_pigpu_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let mut tx = Transaction::begin(&root, State::default());
+        tx.write_file("/etc/y.conf", b"pigpu\n", None).unwrap();
+        let st = tx.commit().unwrap();
+        fs::write(root.path("/etc/y.conf"), "edited by hand\n").unwrap();
+        let mut host = RecordingHost::default();
+        let problems = revert_all(&root, &st.records, &mut host, &root.path("/log"), false);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("/etc/y.conf was changed after pigpu wrote it"),
+            "{problems:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path("/etc/y.conf")).unwrap(),
+            "edited by hand\n"
+        );
+    }
+}

@@ -548,6 +548,7 @@ fn running_system_stops_for_the_reboot_and_resumes() {
     );
     let s = serve(t.path());
     let m = manifest(t.path(), &s.base, |x| x);
+    let original = fs::read(root.join("boot/firmware/config.txt")).unwrap();
     let mut host = RecordingHost::default();
     assert_eq!(
         setup(
@@ -598,6 +599,26 @@ fn running_system_stops_for_the_reboot_and_resumes() {
     let mut host4 = RecordingHost::default();
     assert_eq!(setup(&root, &m, &[], &mut host4).unwrap(), Outcome::Ok);
     assert!(host4.calls.is_empty(), "{:?}", host4.calls);
+
+    // Changing a choice later edits config.txt again (and asks for a reboot again) ...
+    assert_eq!(
+        setup(&root, &m, &["--pcie-gen", "2"], &mut host4).unwrap(),
+        Outcome::Ok
+    );
+    let text = fs::read_to_string(root.join("boot/firmware/config.txt")).unwrap();
+    assert!(
+        text.contains("kernel=kernel8.img\ndtparam=pciex1\n[all]"),
+        "{text}"
+    );
+    // ... and --undo still restores the file from before the first run, byte for byte.
+    assert_eq!(
+        setup(&root, &m, &["--undo"], &mut host4).unwrap(),
+        Outcome::Ok
+    );
+    assert_eq!(
+        fs::read(root.join("boot/firmware/config.txt")).unwrap(),
+        original
+    );
 }
 
 #[test]
