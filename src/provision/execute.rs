@@ -195,6 +195,7 @@ impl Exec<'_> {
                     problems: vec![],
                 })?;
                 let _ = st;
+                self.clean_work();
                 return Ok(RunEnd::Reboot {
                     ran,
                     step: step.id.to_string(),
@@ -207,7 +208,15 @@ impl Exec<'_> {
             problems: vec![],
         })?;
         let _ = transaction::finish_state(self.root, &st);
+        self.clean_work();
         Ok(RunEnd::Complete { ran })
+    }
+
+    /// The unpacked source and the build objects (about 1 GiB for NVIDIA's tree) are not needed
+    /// after a successful run: DKMS has its own copy, and a rebuild starts from the cached archive.
+    fn clean_work(&self) {
+        let _ = fs::remove_dir_all(self.root.path(super::plan::work_dir(self.manifest)));
+        let _ = fs::remove_dir(self.root.path(state::WORK_DIR));
     }
 
     fn step(&mut self, step: &Step, tx: &mut Transaction) -> Result<(), StepError> {

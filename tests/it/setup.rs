@@ -326,6 +326,10 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
         host.calls,
         ["apt-get install dkms", "dkms add -m nvidia -v 1.0.0", "run sh /var/lib/pigpu/work/nvidia-1.0.0/fake-installer.run --no-kernel-modules --silent"]
     );
+    assert!(
+        !root.join("var/lib/pigpu/work").exists(),
+        "build objects are cleaned up"
+    );
     let requests = s.seen().len();
     assert_eq!(requests, 3, "{:?}", s.seen());
 
