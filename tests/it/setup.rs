@@ -450,9 +450,14 @@ fn download_killed_half_way_resumes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Kill it once the first half is on disk (a loaded machine may take a moment to write it).
+    let part = root.join("var/cache/pigpu/fake-installer.run.part");
+    while fs::metadata(&part).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "nothing written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    let part = root.join("var/cache/pigpu/fake-installer.run.part");
     let have = fs::metadata(&part).expect("partial download kept").len();
     let full = fs::metadata(fixtures().join("fake-installer.run"))
         .unwrap()
