@@ -45,6 +45,57 @@ impl Root {
         self.path(abs).exists()
     }
 
+    /// Follows symlinks the way the system under this root would: absolute link targets are
+    /// taken inside the root (an image's `/lib/modules/<rel>/build -> /usr/src/…` must not be
+    /// looked up on the host). Returns the final system path, or `None` when it does not exist
+    /// or the links loop.
+    pub fn resolve(&self, abs: impl AsRef<Path>) -> Option<PathBuf> {
+        let mut pending: Vec<std::ffi::OsString> = abs
+            .as_ref()
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(p) => Some(p.to_os_string()),
+                _ => None,
+            })
+            .rev()
+            .collect();
+        let mut done = PathBuf::from("/");
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                done.pop();
+                continue;
+            }
+            let candidate = done.join(&part);
+            let meta = std::fs::symlink_metadata(self.path(&candidate)).ok()?;
+            if meta.file_type().is_symlink() {
+                hops += 1;
+                if hops > 40 {
+                    return None;
+                }
+                let target = std::fs::read_link(self.path(&candidate)).ok()?;
+                if target.is_absolute() {
+                    done = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(p) => pending.push(p.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            } else {
+                done = candidate;
+            }
+        }
+        Some(done)
+    }
+
+    /// Like [`Root::exists`], with symlinks resolved inside the root.
+    pub fn exists_resolved(&self, abs: impl AsRef<Path>) -> bool {
+        self.resolve(abs).is_some()
+    }
+
     pub fn read_to_string(&self, abs: impl AsRef<Path>) -> io::Result<String> {
         std::fs::read_to_string(self.path(abs))
     }
@@ -89,5 +140,27 @@ mod tests {
             PathBuf::from("/tmp/fake/etc/passwd")
         );
         assert!(Root::live().is_live());
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Root::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("usr/src/linux-headers-6.12")).unwrap();
+        std::fs::create_dir_all(dir.path().join("lib/modules/6.12")).unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/src/linux-headers-6.12",
+            dir.path().join("lib/modules/6.12/build"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../x", dir.path().join("lib/modules/6.12/rel")).unwrap();
+        assert_eq!(
+            r.resolve("/lib/modules/6.12/build"),
+            Some(PathBuf::from("/usr/src/linux-headers-6.12"))
+        );
+        assert!(r.exists_resolved("/lib/modules/6.12/build"));
+        assert_eq!(r.resolve("/lib/modules/6.12/rel"), None);
+        std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+        assert_eq!(r.resolve("/loop"), None);
     }
 }

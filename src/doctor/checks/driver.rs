@@ -1,0 +1,381 @@
+//! `driver`: the NVIDIA kernel modules for the running kernel (found through libkmod, as
+//! modprobe would), whether they are the open ones and loaded, whether module, loaded driver,
+//! userspace libraries and GSP firmware are all the same version, which driver the GPU is bound
+//! to, and that nouveau stays away.
+
+use super::{find_library, library_files, nvidia_expected, nvidia_gpus};
+use crate::doctor::{Finding, Host};
+use crate::sys::kmod::{self, ModuleInfo};
+
+const FIX_SETUP: &str =
+    "build and install the patched open modules for this kernel: sudo pigpu setup";
+const FIX_NOUVEAU: &str = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && sudo update-initramfs -u && sudo reboot";
+
+/// Libraries of the NVIDIA userspace that carry the version in their file name.
+const USERSPACE_LIBS: &[&str] = &[
+    "libnvidia-ml.so.",
+    "libGLX_nvidia.so.",
+    "libnvidia-glcore.so.",
+    "libnvidia-eglcore.so.",
+    "libnvidia-gpucomp.so.",
+];
+
+/// `580.95.05` out of `libnvidia-ml.so.580.95.05` (not the soname `.so.1`).
+fn lib_version(path: &str, prefix: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let v = name.strip_prefix(prefix)?;
+    (v.matches('.').count() >= 1 && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .then(|| v.to_string())
+}
+
+/// The version number in `/proc/driver/nvidia/version`'s first line.
+pub fn proc_version(text: &str) -> Option<String> {
+    let first = text.lines().next()?;
+    first
+        .split_whitespace()
+        .find(|w| {
+            w.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && w.contains('.')
+                && w.chars().all(|c| c.is_ascii_digit() || c == '.')
+        })
+        .map(str::to_string)
+}
+
+/// Versions that have GSP firmware installed (`/lib/firmware/nvidia/<ver>/gsp_*.bin`).
+fn firmware_versions(host: &Host) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for base in ["/lib/firmware/nvidia", "/usr/lib/firmware/nvidia"] {
+        for v in host.root.list_dir(base).unwrap_or_default() {
+            let files: Vec<String> = host
+                .root
+                .list_dir(format!("{base}/{v}"))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| f.starts_with("gsp_") && f.contains(".bin"))
+                .map(|f| format!("{base}/{v}/{f}"))
+                .collect();
+            if !files.is_empty() && !out.iter().any(|(x, _): &(String, _)| *x == v) {
+                out.push((v, files));
+            }
+        }
+    }
+    out
+}
+
+pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+    let mut out = Vec::new();
+    let Some(rel) = host.kernel_release() else {
+        return Ok(vec![Finding::skip(
+            "driver",
+            "cannot tell the running kernel's release",
+        )]);
+    };
+    let gpus = nvidia_gpus(host);
+    let expected = nvidia_expected(host);
+    let loaded = kmod::loaded_modules(&host.root).unwrap_or(None);
+    let is_loaded = |name: &str| loaded.as_ref().map(|l| l.iter().any(|m| m.name == name));
+
+    // --- installed modules
+    let nvidia: Option<ModuleInfo> = kmod::find_module(&host.root, &rel, "nvidia")?;
+    match &nvidia {
+        Some(m) => {
+            let companions: Vec<String> = ["nvidia-uvm", "nvidia-modeset", "nvidia-drm"]
+                .iter()
+                .filter(|n| {
+                    kmod::find_module(&host.root, &rel, n)
+                        .ok()
+                        .flatten()
+                        .is_none()
+                })
+                .map(|n| n.to_string())
+                .collect();
+            let built_for = m
+                .vermagic
+                .as_deref()
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap_or("");
+            if !built_for.is_empty() && built_for != rel {
+                out.push(
+                    Finding::fail(
+                        "driver-modules",
+                        format!("nvidia.ko was built for kernel {built_for}, but {rel} is running"),
+                    )
+                    .evidence(format!(
+                        "{}: vermagic {}",
+                        m.path.display(),
+                        m.vermagic.clone().unwrap_or_default()
+                    ))
+                    .fix(FIX_SETUP),
+                );
+            } else {
+                let mut f = Finding::ok(
+                    "driver-modules",
+                    format!(
+                        "nvidia.ko {} is installed for {rel}",
+                        m.version.as_deref().unwrap_or("(no version)")
+                    ),
+                )
+                .evidence(m.path.display().to_string());
+                if !companions.is_empty() {
+                    f.summary
+                        .push_str(&format!(" (not installed: {})", companions.join(", ")));
+                }
+                out.push(f);
+            }
+            match m.license.as_deref() {
+                Some(l) if l.contains("NVIDIA") && !l.contains("GPL") => out.push(
+                    Finding::fail("driver-proprietary", "the installed nvidia.ko is the proprietary (closed) module; only the patched open modules work on a Pi")
+                        .evidence(format!("modinfo nvidia: license {l}"))
+                        .fix("install the patched open modules instead: sudo pigpu setup"),
+                ),
+                Some(l) => out.push(
+                    Finding::ok("driver-open", "the installed nvidia.ko is the open kernel module")
+                        .evidence(format!("modinfo nvidia: license {l}")),
+                ),
+                None => {}
+            }
+        }
+        None => {
+            let files = kmod::module_files(&host.root, &rel, "nvidia");
+            if !files.is_empty() {
+                out.push(
+                    Finding::fail("driver-modules", format!("NVIDIA modules are on disk for {rel} but not in the module index, so modprobe cannot find them"))
+                        .evidence_all(files.iter().map(|p| p.display().to_string()))
+                        .fix("sudo depmod -a"),
+                );
+            } else if expected {
+                let other: Vec<String> = host
+                    .root
+                    .list_dir("/lib/modules")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| {
+                        *r != rel && !kmod::module_files(&host.root, r, "nvidia").is_empty()
+                    })
+                    .collect();
+                let mut f = Finding::fail(
+                    "driver-modules",
+                    format!("no NVIDIA kernel module is installed for the running kernel {rel}"),
+                )
+                .fix(FIX_SETUP);
+                if !other.is_empty() {
+                    f.summary.push_str(&format!(
+                        " (there are modules for {}: the kernel was updated since they were built)",
+                        other.join(", ")
+                    ));
+                }
+                out.push(f);
+            } else {
+                out.push(Finding::skip(
+                    "driver-modules",
+                    format!("no NVIDIA GPU and no NVIDIA module for {rel}"),
+                ));
+            }
+        }
+    }
+
+    // --- loaded
+    match is_loaded("nvidia") {
+        Some(true) => out.push(
+            Finding::ok("driver-loaded", "the nvidia module is loaded")
+                .evidence("/proc/modules: nvidia"),
+        ),
+        Some(false) if nvidia.is_some() => out.push(
+            Finding::warn("driver-loaded", "nvidia is installed but not loaded")
+                .evidence("/proc/modules: no nvidia")
+                .fix("sudo modprobe nvidia; if that fails, look at: sudo dmesg | grep NVRM"),
+        ),
+        _ => {}
+    }
+
+    // --- versions
+    let mut versions: Vec<(String, String)> = Vec::new();
+    if let Some(v) = nvidia.as_ref().and_then(|m| m.version.clone()) {
+        versions.push((
+            v,
+            format!(
+                "modinfo nvidia ({}): version",
+                nvidia.as_ref().unwrap().path.display()
+            ),
+        ));
+    }
+    if let Some(v) = kmod::loaded_version(&host.root, "nvidia") {
+        versions.push((v, "/sys/module/nvidia/version".into()));
+    }
+    if let Some(v) = host
+        .read("/proc/driver/nvidia/version")
+        .as_deref()
+        .and_then(proc_version)
+    {
+        versions.push((v, "/proc/driver/nvidia/version".into()));
+    }
+    let mut user_versions = Vec::new();
+    for prefix in USERSPACE_LIBS {
+        for p in library_files(host, prefix) {
+            if let Some(v) = lib_version(&p, prefix) {
+                user_versions.push((v, p));
+            }
+        }
+    }
+    let kernel_side = versions.first().map(|(v, _)| v.clone());
+    let mut all = versions.clone();
+    all.extend(user_versions.iter().cloned());
+    if all.len() >= 2 {
+        let first = &all[0].0;
+        if all.iter().any(|(v, _)| v != first) {
+            out.push(
+                Finding::fail("driver-version-mismatch", "the NVIDIA module, the loaded driver and the userspace libraries are not all the same version")
+                    .evidence_all(all.iter().map(|(v, w)| format!("{w}: {v}")))
+                    .fix("rebuild the modules for the installed userspace version (or install the userspace of the module's version): sudo pigpu setup, then reboot"),
+            );
+        } else {
+            out.push(
+                Finding::ok(
+                    "driver-version",
+                    format!("kernel module and userspace are both {first}"),
+                )
+                .evidence_all(all.iter().map(|(v, w)| format!("{w}: {v}"))),
+            );
+        }
+    } else if kernel_side.is_some()
+        && user_versions.is_empty()
+        && find_library(host, "libGLX_nvidia.so.0").is_none()
+    {
+        out.push(
+            Finding::warn(
+                "driver-version",
+                "the NVIDIA userspace (libnvidia-ml, libGLX_nvidia) is not installed",
+            )
+            .fix("install the userspace of the module's version: sudo pigpu setup"),
+        );
+    }
+
+    // --- GSP firmware for the kernel side's version
+    if let Some(v) = &kernel_side {
+        let fw = firmware_versions(host);
+        match fw.iter().find(|(fv, _)| fv == v) {
+            Some((_, files)) => out.push(
+                Finding::ok("gsp-firmware", format!("GSP firmware for {v} is installed"))
+                    .evidence_all(files.clone()),
+            ),
+            None => {
+                let mut f = Finding::fail("gsp-firmware-missing", format!("no GSP firmware for {v}: the driver cannot start the GPU"))
+                    .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
+                    .fix("install the NVIDIA userspace of exactly the module's version (it ships the firmware): sudo pigpu setup");
+                if !fw.is_empty() {
+                    f.summary.push_str(&format!(
+                        " (firmware present for: {})",
+                        fw.iter()
+                            .map(|(v, _)| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                out.push(f);
+            }
+        }
+    }
+
+    // --- which driver has the GPU
+    let nvidia_loaded = is_loaded("nvidia") == Some(true);
+    for g in &gpus {
+        match g.driver.as_deref() {
+            Some("nvidia") => out.push(Finding::ok("gpu-driver-bound", format!("{} is driven by nvidia", g.address))),
+            Some("nouveau") => out.push(
+                Finding::fail("nouveau-bound", format!("{} is driven by nouveau, which does not work on the Pi and keeps nvidia off it", g.address))
+                    .evidence(format!("{}/driver -> nouveau", g.syspath.display()))
+                    .fix(FIX_NOUVEAU),
+            ),
+            Some(other) => out.push(Finding::warn("gpu-driver-bound", format!("{} is driven by {other}", g.address))
+                .fix("unbind it and load nvidia: sudo modprobe nvidia")),
+            None if nvidia_loaded => out.push(
+                Finding::fail("gpu-driver-bound", format!("nvidia is loaded but did not take {}: it failed to initialise the GPU", g.address))
+                    .fix("see the kernel-log findings (sudo dmesg | grep NVRM) for why"),
+            ),
+            None => out.push(
+                Finding::warn("gpu-driver-bound", format!("no driver is bound to {}", g.address))
+                    .fix("sudo modprobe nvidia"),
+            ),
+        }
+    }
+
+    // --- nouveau kept away
+    if expected && !gpus.iter().any(|g| g.driver.as_deref() == Some("nouveau")) {
+        let blacklisted = blacklists_nouveau(host);
+        if is_loaded("nouveau") == Some(true) {
+            out.push(
+                Finding::warn(
+                    "nouveau-bound",
+                    "nouveau is loaded (not bound to the GPU now, but it may take it)",
+                )
+                .evidence("/proc/modules: nouveau")
+                .fix(FIX_NOUVEAU),
+            );
+        } else if !blacklisted
+            && kmod::find_module(&host.root, &rel, "nouveau")
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            out.push(
+                Finding::warn("nouveau-bound", "nouveau is installed and not blacklisted: it can take the GPU before nvidia at boot")
+                    .fix(FIX_NOUVEAU),
+            );
+        } else {
+            out.push(Finding::ok(
+                "nouveau-bound",
+                "nouveau is not bound to the GPU",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `blacklist nouveau` in a modprobe.d file, or `modprobe.blacklist=nouveau` on the command line.
+fn blacklists_nouveau(host: &Host) -> bool {
+    for dir in [
+        "/etc/modprobe.d",
+        "/lib/modprobe.d",
+        "/usr/lib/modprobe.d",
+        "/run/modprobe.d",
+    ] {
+        for f in host.root.list_dir(dir).unwrap_or_default() {
+            if !f.ends_with(".conf") {
+                continue;
+            }
+            if let Some(t) = host.read(&format!("{dir}/{f}")) {
+                if t.lines().any(|l| {
+                    let w: Vec<&str> = l.split_whitespace().collect();
+                    w.len() >= 2 && w[0] == "blacklist" && w[1] == "nouveau"
+                }) {
+                    return true;
+                }
+            }
+        }
+    }
+    host.read("/proc/cmdline").is_some_and(|c| {
+        c.split_whitespace()
+            .any(|w| w.starts_with("modprobe.blacklist=") && w.contains("nouveau"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_strings() {
+        assert_eq!(
+            proc_version("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.95.05  Release Build  (dvs-builder@U22)  Tue Sep 23 09:46:53 UTC 2025\nGCC version:  gcc version 12.2.0"),
+            Some("580.95.05".into())
+        );
+        assert_eq!(
+            lib_version("/usr/lib/x/libnvidia-ml.so.580.95.05", "libnvidia-ml.so."),
+            Some("580.95.05".into())
+        );
+        assert_eq!(
+            lib_version("/usr/lib/x/libnvidia-ml.so.1", "libnvidia-ml.so."),
+            None
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! `pcie`: the NVIDIA GPUs on the PCI bus (via udev on the live system), the port they hang off,
+//! their link (current speed/width against what both ends and config.txt allow), their BARs
+//! (assigned or not: the Pi's window is small) and AER error counters.
+
+use super::{board, boot};
+use crate::doctor::{Finding, Host};
+use crate::sys::pci::{generation, PciDevice};
+
+const FIX_LINK_DOWN: &str = "enable the port ('dtparam=pciex1' in /boot/firmware/config.txt on a Pi 5), try 'dtparam=pciex1_gen=2', check the ribbon cable / riser and its power, and power the GPU on before the Pi";
+const FIX_DEGRADED: &str = "reseat or replace the cable/riser and check its power; if Gen 3 is forced try 'dtparam=pciex1_gen=2'; if it started after a kernel update, pin a known-good 6.12.y kernel";
+
+fn mib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{} GiB", bytes >> 30)
+    } else if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+fn describe(d: &PciDevice) -> String {
+    let mut s = format!("{} ({})", d.address, d.id());
+    if let Some(c) = &d.controller {
+        s.push_str(&format!(" on {c}"));
+    }
+    s
+}
+
+pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+    let devices = match host.pci_devices() {
+        Ok(d) => d,
+        Err(e) => {
+            return Ok(vec![Finding::skip(
+                "pcie",
+                format!("cannot enumerate PCI devices: {e}"),
+            )])
+        }
+    };
+    if devices.is_empty()
+        && matches!(host.pci_source, crate::sys::pci::PciSource::Sysfs(_))
+        && !host.root.exists("/sys/bus/pci")
+    {
+        return Ok(vec![Finding::skip(
+            "pcie",
+            "no PCI information under this root (no /sys/bus/pci)",
+        )]);
+    }
+    let (b, _) = board(host);
+    let gpus: Vec<&PciDevice> = devices.iter().filter(|d| d.is_nvidia_gpu()).collect();
+    let mut out = Vec::new();
+
+    if gpus.is_empty() {
+        let others: Vec<&PciDevice> = devices
+            .iter()
+            .filter(|d| d.is_display() && !d.is_nvidia())
+            .collect();
+        let on_port: Vec<&PciDevice> = devices
+            .iter()
+            .filter(|d| {
+                d.controller.as_deref() == Some("1000110000.pcie")
+                    && Some(d.address.as_str()) != d.root_port.as_deref()
+            })
+            .collect();
+        if !others.is_empty() {
+            out.push(Finding::info(
+                "pcie-gpu",
+                format!(
+                    "no NVIDIA GPU, but another display device: {}; the NVIDIA checks do not apply to it",
+                    others.iter().map(|d| describe(d)).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        } else {
+            let mut f = Finding::fail(
+                "pcie-link-down",
+                "no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
+            )
+            .fix(FIX_LINK_DOWN);
+            f.evidence.push(format!(
+                "{} PCI functions enumerated, none with vendor 0x10de",
+                devices.len()
+            ));
+            if b.is_pi5_family()
+                || devices
+                    .iter()
+                    .any(|d| d.controller.as_deref() == Some("1000110000.pcie"))
+            {
+                f.evidence.push(if on_port.is_empty() {
+                    "nothing enumerated behind the external port (1000110000.pcie): the link never came up".into()
+                } else {
+                    format!(
+                        "behind the external port: {}",
+                        on_port.iter().map(|d| describe(d)).collect::<Vec<_>>().join(", ")
+                    )
+                });
+            }
+            out.push(f);
+        }
+        return Ok(out);
+    }
+
+    let configured = boot::configured_gen(host);
+    for g in gpus {
+        let name = describe(g);
+        // Dead: config space reads back all ones, or the ids do.
+        if g.config_all_ones || g.vendor == 0xffff {
+            out.push(
+                Finding::fail("pcie-device-dead", format!("{name} reads back all ones: it dropped off the bus"))
+                    .evidence(format!("{}/config: ff ff ff ff", g.syspath.display()))
+                    .fix("power everything off, check the GPU's PCIe power cables and the riser/cable, switch the GPU's power supply on before the Pi"),
+            );
+            continue;
+        }
+        out.push(Finding::ok(
+            "pcie-gpu",
+            format!(
+                "NVIDIA GPU {name}, driver {}",
+                g.driver.as_deref().unwrap_or("none")
+            ),
+        ));
+        out.extend(link(devices, g, configured));
+        out.extend(bars(g));
+        if let Some(aer) = &g.aer {
+            if aer.fatal + aer.nonfatal > 0 {
+                out.push(
+                    Finding::warn(
+                        "pcie-aer-errors",
+                        format!(
+                            "{name} reported {} fatal and {} non-fatal PCIe errors",
+                            aer.fatal, aer.nonfatal
+                        ),
+                    )
+                    .evidence(format!(
+                        "{}/aer_dev_fatal, aer_dev_nonfatal",
+                        g.syspath.display()
+                    ))
+                    .fix(FIX_DEGRADED),
+                );
+            } else if aer.correctable > 0 {
+                out.push(
+                    Finding::info(
+                        "pcie-aer-errors",
+                        format!("{name} reported {} corrected PCIe errors (the link retried; many of them point at the cable)", aer.correctable),
+                    )
+                    .evidence(format!("{}/aer_dev_correctable: TOTAL_ERR_COR {}", g.syspath.display(), aer.correctable)),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Compares the GPU's link with the most both ends allow (the upstream port's maximum, and the
+/// generation config.txt forces on the Pi's port).
+fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>) -> Vec<Finding> {
+    let l = &g.link;
+    let Some(cur) = l.current_speed else {
+        return vec![Finding::skip(
+            "pcie-link",
+            format!("{}: the kernel reports no link speed", g.address),
+        )];
+    };
+    let up = g
+        .upstream
+        .as_deref()
+        .and_then(|a| all.iter().find(|d| d.address == a));
+    let mut best = l.max_speed.unwrap_or(cur);
+    if let Some(m) = up.and_then(|u| u.link.max_speed) {
+        best = best.min(m);
+    }
+    let mut best_width = l.max_width.unwrap_or(l.current_width.unwrap_or(1));
+    if let Some(w) = up.and_then(|u| u.link.max_width) {
+        best_width = best_width.min(w);
+    }
+    let width = l.current_width.unwrap_or(best_width);
+    let on_pi_port = g.controller.as_deref() == Some("1000110000.pcie");
+    let mut evidence = vec![format!(
+        "{}: current_link_speed {cur} GT/s x{width}, max_link_speed {} GT/s x{}",
+        g.syspath.display(),
+        l.max_speed.map(|s| s.to_string()).unwrap_or("?".into()),
+        l.max_width.map(|s| s.to_string()).unwrap_or("?".into()),
+    )];
+    if let Some(u) = up {
+        evidence.push(format!(
+            "upstream {}: max_link_speed {} GT/s x{}",
+            u.address,
+            u.link
+                .max_speed
+                .map(|s| s.to_string())
+                .unwrap_or("?".into()),
+            u.link
+                .max_width
+                .map(|s| s.to_string())
+                .unwrap_or("?".into()),
+        ));
+    }
+    let gen = generation(cur);
+    let mut problems = Vec::new();
+    if cur + 0.01 < best {
+        problems.push(format!(
+            "runs at Gen {gen} ({cur} GT/s) although both ends can do Gen {} ({best} GT/s)",
+            generation(best)
+        ));
+    }
+    if let Some(want) = configured.filter(|_| on_pi_port) {
+        if gen < want && generation(best) >= want {
+            // Already covered by the comparison above.
+        } else if gen < want {
+            problems.push(format!(
+                "runs at Gen {gen} although config.txt asks for Gen {want}"
+            ));
+            evidence.push(format!("config.txt: dtparam=pciex1_gen={want}"));
+        }
+    }
+    if width < best_width {
+        problems.push(format!(
+            "runs at x{width} although both ends can do x{best_width}"
+        ));
+    }
+    if problems.is_empty() {
+        vec![Finding::ok(
+            "pcie-link",
+            format!(
+                "{}: link at Gen {gen} ({cur} GT/s) x{width}, the most this port allows",
+                g.address
+            ),
+        )
+        .evidence_all(evidence)]
+    } else {
+        vec![Finding::warn(
+            "pcie-link-degraded",
+            format!("{}: the link {}", g.address, problems.join("; ")),
+        )
+        .evidence_all(evidence)
+        .fix(FIX_DEGRADED)]
+    }
+}
+
+fn bars(g: &PciDevice) -> Vec<Finding> {
+    let unassigned: Vec<String> = g
+        .bars
+        .iter()
+        .filter(|b| b.index <= 5 && b.is_unassigned())
+        .map(|b| {
+            format!(
+                "BAR{} ({}{}{}): no address assigned",
+                b.index,
+                mib(b.size()),
+                if b.is_64bit() { ", 64-bit" } else { "" },
+                if b.is_prefetchable() {
+                    ", prefetchable"
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect();
+    if !unassigned.is_empty() {
+        return vec![Finding::fail(
+            "pcie-bar-space",
+            format!("{}: {} BAR(s) did not fit in the Pi's PCIe window", g.address, unassigned.len()),
+        )
+        .evidence_all(unassigned)
+        .fix("the Pi's PCIe window cannot hold a resized or 64 GB BAR: keep NVreg_EnableResizableBar=0, turn Resizable BAR off for the card, put pro cards (RTX A/Quadro) in graphics display mode, and put fewer GPUs behind one switch")];
+    }
+    let assigned: Vec<String> = g
+        .bars
+        .iter()
+        .filter(|b| b.index <= 5 && b.is_mem() && b.size() > 0)
+        .map(|b| format!("BAR{} {} at {:#x}", b.index, mib(b.size()), b.start))
+        .collect();
+    if assigned.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Finding::ok("pcie-bars", format!("{}: all BARs assigned", g.address))
+            .evidence_all(assigned),
+    ]
+}

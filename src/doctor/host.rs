@@ -1,0 +1,185 @@
+//! What the checks may look at: files under a [`Root`], PCI devices ([`crate::sys::pci`]),
+//! kernel modules ([`crate::sys::kmod`]), and a few facts that only the live system can tell
+//! (page size via `sysconf`, the kernel log via `dmesg`). Under a fake root every fact comes
+//! from files inside it, so nothing about the machine running the tests leaks in.
+
+use std::cell::OnceCell;
+use std::path::Path;
+
+use crate::sys::pci::{self, PciDevice, PciSource};
+use crate::sys::Root;
+
+/// A Vulkan physical device as doctor reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VulkanDevice {
+    pub name: String,
+    /// "discrete", "integrated", "cpu", "virtual", "other".
+    pub kind: String,
+}
+
+/// The seam for a real Vulkan device listing (the Vulkan engine's `list_devices`): `cmd::doctor`
+/// plugs it in on the live system; fake roots leave it empty and the vulkan check falls back to
+/// the loader and ICD files.
+pub type VulkanLister = fn() -> Result<Vec<VulkanDevice>, String>;
+
+/// The system doctor examines.
+pub struct Host {
+    pub root: Root,
+    pub pci_source: PciSource,
+    pub vulkan_lister: Option<VulkanLister>,
+    pci_cache: OnceCell<Result<Vec<PciDevice>, String>>,
+}
+
+impl Host {
+    /// The machine doctor runs on.
+    pub fn live() -> Host {
+        Host::new(Root::live())
+    }
+    /// A system under `dir` (tests, mounted images).
+    pub fn fake(dir: impl AsRef<Path>) -> Host {
+        Host::new(Root::new(dir.as_ref()))
+    }
+    pub fn new(root: Root) -> Host {
+        Host {
+            pci_source: PciSource::for_root(&root),
+            root,
+            vulkan_lister: None,
+            pci_cache: OnceCell::new(),
+        }
+    }
+    pub fn with_pci_source(mut self, source: PciSource) -> Host {
+        self.pci_source = source;
+        self
+    }
+    pub fn is_live(&self) -> bool {
+        self.root.is_live()
+    }
+
+    /// All PCI functions (enumerated once, shared by the checks).
+    pub fn pci_devices(&self) -> Result<&[PciDevice], String> {
+        self.pci_cache
+            .get_or_init(|| pci::devices(&self.pci_source).map_err(|e| e.to_string()))
+            .as_ref()
+            .map(Vec::as_slice)
+            .map_err(Clone::clone)
+    }
+
+    /// A file's text, trimmed; `None` when missing or unreadable. Symlinks are followed inside
+    /// the root (`/proc/device-tree` is one).
+    pub fn read(&self, abs: &str) -> Option<String> {
+        let path = self.root.resolve(abs)?;
+        self.root
+            .read_optional(path)
+            .ok()
+            .flatten()
+            .map(|s| s.trim().to_string())
+    }
+
+    /// The running kernel's release (`uname -r`), from `ROOT/proc/sys/kernel/osrelease`
+    /// (on the live system `uname(2)` when /proc is missing).
+    pub fn kernel_release(&self) -> Option<String> {
+        if let Some(r) = self
+            .read("/proc/sys/kernel/osrelease")
+            .filter(|r| !r.is_empty() && !r.contains('\0'))
+        {
+            return Some(r);
+        }
+        if self.is_live() {
+            return Some(
+                nix::sys::utsname::uname()
+                    .ok()?
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        None
+    }
+
+    /// The kernel's page size in bytes and where that came from.
+    pub fn page_size(&self) -> Option<(u64, String)> {
+        if self.is_live() {
+            // SAFETY: sysconf has no preconditions; it only reads a constant of the running kernel.
+            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            if p > 0 {
+                return Some((p as u64, format!("getconf PAGESIZE = {p}")));
+            }
+        }
+        let rel = self.kernel_release()?;
+        // The kernel's build config, installed beside it on Debian and Pi OS.
+        if let Some(cfg) = self.read(&format!("/boot/config-{rel}")) {
+            for (opt, size) in [
+                ("CONFIG_ARM64_4K_PAGES=y", 4096),
+                ("CONFIG_ARM64_16K_PAGES=y", 16384),
+                ("CONFIG_ARM64_64K_PAGES=y", 65536),
+            ] {
+                if cfg.lines().any(|l| l.trim() == opt) {
+                    return Some((size, format!("/boot/config-{rel}: {opt}")));
+                }
+            }
+        }
+        // Raspberry Pi kernels name their flavour: -rpi-2712 is the 16K build, -rpi-v8 the 4K one.
+        if rel.ends_with("-rpi-2712") || rel.ends_with("-16k") {
+            return Some((
+                16384,
+                format!("kernel release {rel} (the 16K-page flavour)"),
+            ));
+        }
+        if rel.ends_with("-rpi-v8") {
+            return Some((4096, format!("kernel release {rel} (the 4K-page flavour)")));
+        }
+        None
+    }
+
+    /// The kernel log and where it came from. Live: `dmesg`, else `journalctl -k -b`, else
+    /// /var/log/kern.log. Fake root: `ROOT/var/log/kern.log` or `ROOT/var/log/dmesg`.
+    pub fn kernel_log(&self) -> Result<(String, String), String> {
+        let mut tried = Vec::new();
+        if self.is_live() {
+            for (cmd, args) in [
+                ("dmesg", &[][..]),
+                ("journalctl", &["-k", "-b", "-q", "--no-pager"][..]),
+            ] {
+                match std::process::Command::new(cmd)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                {
+                    Ok(o) if o.status.success() && !o.stdout.is_empty() => {
+                        return Ok((
+                            String::from_utf8_lossy(&o.stdout).into_owned(),
+                            format!("{cmd} {}", args.join(" ")).trim().to_string(),
+                        ))
+                    }
+                    Ok(o) => tried.push(format!(
+                        "`{cmd}`: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => tried.push(format!("`{cmd}`: {e}")),
+                }
+            }
+        }
+        for f in ["/var/log/kern.log", "/var/log/dmesg"] {
+            let path = self.root.resolve(f).unwrap_or_else(|| f.into());
+            match self.root.read_optional(path) {
+                Ok(Some(t)) => {
+                    // Only the recent end: kern.log can hold months of boots.
+                    let keep = 4 << 20;
+                    let t = if t.len() > keep {
+                        let mut cut = t.len() - keep;
+                        while !t.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        t[cut..].to_string()
+                    } else {
+                        t
+                    };
+                    return Ok((t, self.root.path(f).display().to_string()));
+                }
+                Ok(None) => tried.push(format!("{f}: missing")),
+                Err(e) => tried.push(format!("{f}: {e}")),
+            }
+        }
+        Err(tried.join("; "))
+    }
+}

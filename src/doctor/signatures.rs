@@ -1,0 +1,406 @@
+//! The known kernel-log and tool-output lines of a Pi + NVIDIA system (the table in
+//! docs/doctor.md, from the public reports in tests/fixtures/doctor/real-logs/), each mapped to a
+//! finding id, a severity and the fix. Matching is per logical line (see `text`), with a
+//! fallback over two adjacent lines for messages a terminal or an issue tracker wrapped.
+
+use std::sync::OnceLock;
+
+use regex::{Regex, RegexSet};
+
+use super::text::Line;
+use super::Status;
+
+/// One known line.
+pub struct Signature {
+    pub finding: &'static str,
+    pub status: Status,
+    pub pattern: &'static str,
+    pub summary: &'static str,
+    pub fix: &'static str,
+}
+
+const FIX_PAGE: &str = "boot the 4K-page kernel: echo 'kernel=kernel8.img' | sudo tee -a /boot/firmware/config.txt && sudo apt install linux-headers-rpi-v8 && sudo reboot; then rebuild the modules for it: sudo pigpu setup";
+const FIX_PATCH: &str = "build and install the open modules 580.95.05 with the Pi patches (NVIDIA/open-gpu-kernel-modules PR #972): sudo pigpu setup";
+const FIX_NOUVEAU: &str = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && sudo update-initramfs -u && sudo reboot";
+const FIX_LINK: &str = "enable the port and let it train: 'dtparam=pciex1' in /boot/firmware/config.txt (Pi 5; on by default on a CM5 IO board), try 'dtparam=pciex1_gen=2', check the ribbon cable / riser and its power, and power the GPU on before the Pi";
+const FIX_BAR: &str = "the Pi's PCIe window cannot hold a resized or 64 GB BAR: keep NVreg_EnableResizableBar=0, turn Resizable BAR off for the card, put pro cards (RTX A/Quadro) in graphics display mode, and put fewer GPUs behind one switch";
+const FIX_DEAD: &str = "the card stopped answering on the bus: power everything off, check the GPU's PCIe power cables and the riser/cable, switch the GPU's power supply on before the Pi";
+const FIX_USERSPACE: &str = "complete the NVIDIA userspace install of the same version as the module: sudo pigpu setup (minimal images also need: sudo apt install libxext6 libx11-6)";
+const FIX_VRAM: &str = "the model and its context do not fit in VRAM: use a smaller quantisation (Q4_K_M), a shorter context, or offload fewer layers";
+
+/// The table. Order matters only for ties: the first signature of the worst status supplies the
+/// summary and fix of a finding.
+pub const SIGNATURES: &[Signature] = &[
+    // --- page size
+    Signature {
+        finding: "kernel-page-size",
+        status: Status::Fail,
+        pattern: r"memmgrDeterminePageSize failed",
+        summary: "the NVIDIA driver cannot work with this kernel's page size (16K pages; it needs 4K)",
+        fix: FIX_PAGE,
+    },
+    Signature {
+        finding: "kernel-page-size",
+        status: Status::Fail,
+        pattern: r"(?i)running with a 16\s?kb? page size",
+        summary: "the kernel runs with 16K pages; the NVIDIA driver needs 4K",
+        fix: FIX_PAGE,
+    },
+    // --- open modules without the Pi patches
+    Signature {
+        finding: "driver-unpatched",
+        status: Status::Fail,
+        pattern: r"no initialized WPR2 found|Cannot initialize GSP firmware RM|RmInitAdapter failed! ?\(0x62:0xffff:",
+        summary: "the open NVIDIA modules are not patched for the Pi's PCIe (GSP firmware never started)",
+        fix: FIX_PATCH,
+    },
+    Signature {
+        finding: "driver-unpatched",
+        status: Status::Warn,
+        pattern: r"PCIE config space is inaccessible",
+        summary: "the NVIDIA driver cannot reach the GPU's PCIe config space as it expects (unpatched modules print this)",
+        fix: FIX_PATCH,
+    },
+    // --- proprietary modules
+    Signature {
+        finding: "driver-proprietary",
+        status: Status::Fail,
+        pattern: r"RmInitAdapter failed! ?\(0x(?:24|31):",
+        summary: "the proprietary (closed) NVIDIA kernel module failed to initialise the GPU; it cannot work on a Pi",
+        fix: "remove the closed driver and install the patched open modules: sudo pigpu setup",
+    },
+    Signature {
+        finding: "driver-proprietary",
+        status: Status::Warn,
+        pattern: r"loading NVIDIA UNIX (?:x86_64|aarch64|arm64|ARM64|ppc64le) Kernel Module",
+        summary: "the proprietary (closed) NVIDIA kernel module is loaded; on a Pi only the patched open modules work",
+        fix: "install the patched open modules instead: sudo pigpu setup",
+    },
+    // --- GPU without a GSP
+    Signature {
+        finding: "gpu-no-gsp",
+        status: Status::Fail,
+        pattern: r"does not include the required GPU\s*System Processor|not supported by open\s*nvidia\.ko",
+        summary: "this GPU has no GSP (older than Turing): the open kernel modules cannot drive it",
+        fix: "use a Turing (RTX 20xx, T-series) or newer NVIDIA GPU; Pascal and older cannot work on a Pi",
+    },
+    // --- GPU firmware never booted
+    Signature {
+        finding: "gpu-firmware-boot",
+        status: Status::Fail,
+        pattern: r"gpuWaitForGfwBootComplete|kgspWaitForGfwBootOk|RmInitAdapter failed! ?\(0x62:0x55:",
+        summary: "the GPU's own firmware did not finish booting",
+        fix: "switch everything off, power the GPU's supply on before the Pi, and retry; if it persists this card does not work on the Pi (seen with a Quadro RTX 8000)",
+    },
+    // --- GSP firmware file
+    Signature {
+        finding: "gsp-firmware-missing",
+        status: Status::Fail,
+        pattern: r"Direct firmware load for nvidia/\S+ failed with error",
+        summary: "the GSP firmware file for the loaded module's version is missing",
+        fix: "install the NVIDIA userspace of exactly the module's version (it ships /lib/firmware/nvidia/<version>/gsp_*.bin): sudo pigpu setup",
+    },
+    // --- version mismatch
+    Signature {
+        finding: "driver-version-mismatch",
+        status: Status::Fail,
+        pattern: r"API mismatch: the client has the version|Driver/library version mismatch",
+        summary: "the NVIDIA kernel module and userspace libraries are different versions",
+        fix: "rebuild the modules for the installed userspace (or install the userspace of the module's version): sudo pigpu setup, then reboot",
+    },
+    // --- unresolved symbols
+    Signature {
+        finding: "nvidia-drm-symbols",
+        status: Status::Warn,
+        pattern: r"nvidia[_-]drm: Unknown symbol \w+",
+        summary: "nvidia-drm could not load (unresolved kernel symbols); compute and Vulkan do not need it",
+        fix: "sudo depmod -a && sudo modprobe nvidia-drm; check the headers match the running kernel: ls -l /lib/modules/$(uname -r)/build",
+    },
+    Signature {
+        finding: "module-symbols",
+        status: Status::Fail,
+        pattern: r"\bnvidia(?:[_-]uvm|[_-]modeset)?: (?:Unknown symbol \w+|disagrees about version of symbol)",
+        summary: "an NVIDIA kernel module does not fit the running kernel (unresolved or mismatched symbols)",
+        fix: "rebuild the modules against the running kernel's headers: sudo apt install linux-headers-$(uname -r) && sudo pigpu setup",
+    },
+    // --- nouveau
+    Signature {
+        finding: "nouveau-bound",
+        status: Status::Fail,
+        pattern: r"\bnouveau\s+[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]:|Kernel driver in use: nouveau",
+        summary: "nouveau (the reverse-engineered driver) is driving the NVIDIA GPU; it does not work on the Pi and blocks the NVIDIA driver",
+        fix: FIX_NOUVEAU,
+    },
+    // --- PCIe
+    Signature {
+        finding: "pcie-device-dead",
+        status: Status::Fail,
+        pattern: r"unknown chipset \(ffffffff\)|fallen off the bus|Unknown header type 7f|\(rev ff\)",
+        summary: "the GPU reads back all ones: it dropped off the PCIe bus (power or link)",
+        fix: FIX_DEAD,
+    },
+    Signature {
+        finding: "pcie-link-down",
+        status: Status::Fail,
+        pattern: r"brcm-pcie (?:1000110000|fd500000)\.pcie: (?:link down|phy link never came up)",
+        summary: "the Pi's external PCIe link did not come up: nothing was found behind the port",
+        fix: FIX_LINK,
+    },
+    Signature {
+        finding: "pcie-bar-space",
+        status: Status::Fail,
+        pattern: r"cannot fit 0x[0-9a-f]+|can't assign; no space|BAR \d+:? (?:\[[^\]]*\]:? )?(?:no space for|failed to assign)|resource\d+_resize.*No space left|(?i)failed to resize bar",
+        summary: "a BAR of the GPU (or its bridge window) does not fit in the Pi's PCIe address window",
+        fix: FIX_BAR,
+    },
+    Signature {
+        finding: "kernel-pcie-regression",
+        status: Status::Warn,
+        pattern: r"probe with driver \S+ failed with error -12",
+        summary: "a PCIe device failed to probe with ENOMEM: on kernels 6.18+ this is a known regression on the Pi's PCIe port",
+        fix: "pin a known-good 6.12.y kernel: sudo apt install linux-image-rpi-v8=<6.12 version> && sudo apt-mark hold linux-image-rpi-v8",
+    },
+    Signature {
+        finding: "gpu-init-failed",
+        status: Status::Fail,
+        pattern: r"RmInitAdapter failed!|rm_init_adapter failed|probe with driver nvidia failed|None of the NVIDIA devices were initialized|NVIDIA probe routine failed",
+        summary: "the NVIDIA driver failed to initialise the GPU",
+        fix: "look at the NVRM lines just before this one (sudo dmesg | grep -B5 NVRM); run pigpu doctor on that log",
+    },
+    Signature {
+        finding: "gpu-visible",
+        status: Status::Fail,
+        pattern: r"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver|^No devices were found",
+        summary: "nvidia-smi cannot see a GPU: the kernel driver is not loaded or did not initialise the card",
+        fix: "sudo modprobe nvidia; then sudo dmesg | grep NVRM (and run pigpu doctor on that output)",
+    },
+    // --- Vulkan loader
+    Signature {
+        finding: "vulkan-icd-broken",
+        status: Status::Fail,
+        pattern: r"Could not get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'",
+        summary: "the NVIDIA Vulkan driver library loads but cannot start: the kernel driver is not working",
+        fix: "fix the kernel driver first (see the driver findings; lsmod | grep nvidia; sudo dmesg | grep NVRM)",
+    },
+    Signature {
+        finding: "vulkan-icd-broken",
+        status: Status::Fail,
+        pattern: r"Failed loading library associated with ICD JSON|(?:Loader Message|loader).*\.so[.\d]*: cannot open shared object file",
+        summary: "a Vulkan driver (ICD) library or one of its dependencies is missing",
+        fix: FIX_USERSPACE,
+    },
+    Signature {
+        finding: "vulkan-icd-broken",
+        status: Status::Warn,
+        pattern: r"Failed to CreateInstance in ICD",
+        summary: "the Vulkan loader skipped a driver that failed to start",
+        fix: "see the other Vulkan and driver findings",
+    },
+    Signature {
+        finding: "vulkan-no-gpu",
+        status: Status::Fail,
+        pattern: r"ggml_vulkan: No devices found|(?i)found 0 vulkan devices|vkEnumeratePhysicalDevices.*(?:count|devices).*\b0\b|ERROR_INITIALIZATION_FAILED",
+        summary: "Vulkan found no usable GPU",
+        fix: "install the NVIDIA userspace (it provides nvidia_icd.json) and make sure the kernel driver works: sudo pigpu setup",
+    },
+    // --- runtime
+    Signature {
+        finding: "vram-exhausted",
+        status: Status::Fail,
+        pattern: r"ErrorOutOfDeviceMemory|ERROR_OUT_OF_DEVICE_MEMORY|Device memory allocation of size \d+ failed|CUDA error: out of memory|failed to allocate \S+ buffer of size",
+        summary: "the GPU ran out of memory",
+        fix: FIX_VRAM,
+    },
+    Signature {
+        finding: "cpu-fallback",
+        status: Status::Warn,
+        pattern: r"offloaded 0/\d+ layers to GPU",
+        summary: "no model layer was put on the GPU: everything runs on the CPU",
+        fix: "offload the layers (-ngl 99) and check that the NVIDIA device is the one selected",
+    },
+    // --- known harmless lines
+    Signature {
+        finding: "platform-unsupported",
+        status: Status::Warn,
+        pattern: r"Chipset not recognized \(vendor ID 0x14e4, device ID 0x2711\)",
+        summary: "this is a Pi 4 / CM4 (BCM2711): the NVIDIA patches and this guide target the Pi 5 / CM5 (BCM2712)",
+        fix: "use a Raspberry Pi 5 or CM5",
+    },
+    Signature {
+        finding: "chipset-unrecognized",
+        status: Status::Info,
+        pattern: r"Chipset not recognized \(vendor ID 0x14e4, device ID 0x27\d\d\)",
+        summary: "NVRM does not recognise the Pi's PCIe root port (Broadcom 14e4:27xx); harmless",
+        fix: "",
+    },
+    Signature {
+        finding: "kernel-tainted",
+        status: Status::Info,
+        pattern: r"module verification failed|taints kernel",
+        summary: "an out-of-tree / unsigned module tainted the kernel; harmless (expected for self-built NVIDIA modules)",
+        fix: "",
+    },
+    Signature {
+        finding: "driver-unqualified-notice",
+        status: Status::Info,
+        pattern: r"has not been qualified on this platform",
+        summary: "the driver's notice about unqualified AArch64 platforms; harmless by itself",
+        fix: "",
+    },
+    Signature {
+        finding: "pcie-gen",
+        status: Status::Info,
+        pattern: r"brcm-pcie \S+: Forcing gen 3",
+        summary: "PCIe Gen 3 is forced (dtparam=pciex1_gen=3): faster, but not certified; fall back to Gen 2 if the link is flaky",
+        fix: "",
+    },
+];
+
+struct Compiled {
+    set: RegexSet,
+    each: Vec<Regex>,
+}
+
+fn compiled() -> &'static Compiled {
+    static C: OnceLock<Compiled> = OnceLock::new();
+    C.get_or_init(|| {
+        let pats: Vec<&str> = SIGNATURES.iter().map(|s| s.pattern).collect();
+        Compiled {
+            set: RegexSet::new(&pats).expect("signature regexes compile"),
+            each: pats
+                .iter()
+                .map(|p| Regex::new(p).expect("signature regex compiles"))
+                .collect(),
+        }
+    })
+}
+
+/// A signature that matched, with the line(s) it matched.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub signature: usize,
+    pub lines: Vec<usize>,
+    /// The matched text (for details such as the failing symbol).
+    pub matched: String,
+}
+
+/// Every signature hit in `lines` (indices into `SIGNATURES` and `lines`).
+pub fn scan(lines: &[Line]) -> Vec<Hit> {
+    let c = compiled();
+    let mut hits = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let here = c.set.matches(&line.text);
+        for s in here.iter() {
+            if let Some(m) = c.each[s].find(&line.text) {
+                hits.push(Hit {
+                    signature: s,
+                    lines: vec![i],
+                    matched: m.as_str().to_string(),
+                });
+            }
+        }
+        // A message wrapped over two physical lines: try the pair, joined with and without a
+        // space, for signatures that matched neither line alone.
+        if let Some(next) = lines.get(i + 1) {
+            let next_set = c.set.matches(&next.text);
+            for joined in [
+                format!("{}{}", line.text, next.text),
+                format!("{} {}", line.text, next.text),
+            ] {
+                for s in c.set.matches(&joined).iter() {
+                    if here.matched(s) || next_set.matched(s) {
+                        continue;
+                    }
+                    if hits
+                        .iter()
+                        .any(|h| h.signature == s && h.lines == [i, i + 1])
+                    {
+                        continue;
+                    }
+                    if let Some(m) = c.each[s].find(&joined) {
+                        hits.push(Hit {
+                            signature: s,
+                            lines: vec![i, i + 1],
+                            matched: m.as_str().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::text::normalize;
+
+    fn ids(log: &str) -> Vec<&'static str> {
+        let mut v: Vec<_> = scan(&normalize(log))
+            .iter()
+            .map(|h| SIGNATURES[h.signature].finding)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn every_signature_compiles_and_ids_are_kebab_case() {
+        let _ = compiled();
+        for s in SIGNATURES {
+            assert!(
+                s.finding
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c.is_ascii_digit()),
+                "{}",
+                s.finding
+            );
+            assert!(
+                s.status <= Status::Info || !s.fix.is_empty(),
+                "{} needs a fix",
+                s.finding
+            );
+        }
+    }
+
+    #[test]
+    fn a_wrapped_line_still_matches() {
+        let log = "[    5.75] NVRM: kgspExecuteFwsec_TU102: failed to execute FWSEC for FRTS: no initialized WP\nR2 found\n";
+        assert_eq!(ids(log), vec!["driver-unpatched"]);
+        let log = "NVRM: GPU 0000:01:00.0: RmInitAdapter failed!\n(0x24:0xffff:1423)\n";
+        // The generic init failure matches the first line alone; `logs::merge` drops it later in
+        // favour of the specific finding.
+        assert_eq!(ids(log), vec!["driver-proprietary", "gpu-init-failed"]);
+    }
+
+    #[test]
+    fn harmless_lines_are_info_only() {
+        let log = "[ 5.6] NVRM: Chipset not recognized (vendor ID 0x14e4, device ID 0x2712)\n[ 141.8] nvidia: loading out-of-tree module taints kernel.\n[ 141.9] nvidia: module verification failed: signature and/or required key missing - tainting kernel\n";
+        for h in scan(&normalize(log)) {
+            assert_eq!(SIGNATURES[h.signature].status, Status::Info);
+        }
+        assert_eq!(ids(log), vec!["chipset-unrecognized", "kernel-tainted"]);
+    }
+
+    #[test]
+    fn open_and_proprietary_banners_differ() {
+        assert!(ids(
+            "NVRM: loading NVIDIA UNIX Open Kernel Module for aarch64  580.95.05  Release Build"
+        )
+        .is_empty());
+        assert_eq!(
+            ids("NVRM: loading NVIDIA UNIX aarch64 Kernel Module  535.54.03  Tue Jun  6 22:20:39 UTC 2023"),
+            vec!["driver-proprietary"]
+        );
+        assert_eq!(
+            ids("[ 1.0] nvidia_drm: Unknown symbol drm_client_setup (err -2)"),
+            vec!["nvidia-drm-symbols"]
+        );
+        assert_eq!(
+            ids("[ 1.0] nvidia: Unknown symbol foo (err -2)"),
+            vec!["module-symbols"]
+        );
+    }
+}
