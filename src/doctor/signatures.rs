@@ -303,9 +303,14 @@ pub fn scan(lines: &[Line]) -> Vec<Hit> {
         // space, for signatures that matched neither line alone.
         if let Some(next) = lines.get(i + 1) {
             let next_set = c.set.matches(&next.text);
+            // A repeated `NVRM:` on the second line is the kernel's, not the message's.
+            let tail = next
+                .text
+                .strip_prefix("NVRM:")
+                .map_or(next.text.as_str(), str::trim_start);
             for joined in [
-                format!("{}{}", line.text, next.text),
-                format!("{} {}", line.text, next.text),
+                format!("{}{}", line.text, tail),
+                format!("{} {}", line.text, tail),
             ] {
                 for s in c.set.matches(&joined).iter() {
                     if here.matched(s) || next_set.matched(s) {

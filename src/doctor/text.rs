@@ -112,7 +112,15 @@ pub fn normalize(input: &str) -> Vec<Line> {
         if raw.trim().is_empty() {
             continue;
         }
-        let indented = raw.starts_with(' ') || raw.starts_with('\t');
+        // Quote marks (`> ` from mail or issue replies) come off before judging indentation.
+        let trimmed = raw.trim_start();
+        let unquoted: &str = if trimmed.starts_with('>') {
+            let rest = trimmed.trim_start_matches('>');
+            rest.strip_prefix(' ').unwrap_or(rest)
+        } else {
+            &raw
+        };
+        let indented = unquoted.starts_with(' ') || unquoted.starts_with('\t');
         let (text, kernel) = strip_prefixes(&raw);
         // A kernel message printed over several lines continues with indented text (and for NVRM
         // messages a repeated `NVRM:`); glue it back so a signature split over lines still matches.
@@ -178,6 +186,14 @@ mod tests {
         assert_eq!(lines[1].text, "next");
         assert_eq!(lines[1].number, 5);
         assert!(!lines[0].raw.contains('\x1b'));
+    }
+
+    #[test]
+    fn quoted_continuations_still_join() {
+        let log = "> kernel: NVRM: The NVIDIA GPU 0000:09:00.0\n>              NVRM: installed in this system is not supported by open\n> kernel: next\n";
+        let lines = normalize(log);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].text.ends_with("is not supported by open"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod doctor;
 mod fuzz;
 mod gguf;
 mod inspect;

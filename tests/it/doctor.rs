@@ -1,0 +1,1122 @@
+//! `pigpu doctor` end to end: every real log in tests/fixtures/doctor/real-logs gives its
+//! findings (and healthy ones no alarm), also when mangled the way pasted logs are; fake roots
+//! for a healthy Pi 5 + NVIDIA system and one broken thing at a time; PCIe enumeration through
+//! the real udev library under `umockdev-run`; and empty / garbage / unreadable inputs.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::{pigpu, root as project_root};
+
+/// Runs pigpu with `args` (and optional stdin), returns (exit code, parsed JSON or Null, stdout, stderr).
+fn doctor(args: &[&str], stdin: Option<&[u8]>) -> (i32, Value, String, String) {
+    let mut cmd = pigpu();
+    cmd.arg("doctor").args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn pigpu");
+    if let Some(data) = stdin {
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "pigpu doctor panicked:\n{stderr}"
+    );
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), json, stdout, stderr)
+}
+
+/// (id, status) pairs of a JSON report, checking its shape on the way.
+fn findings(v: &Value) -> Vec<(String, String)> {
+    let obj = v.as_object().expect("report is an object");
+    assert_eq!(obj.len(), 1, "only `checks` at the top level");
+    obj["checks"]
+        .as_array()
+        .expect("checks is an array")
+        .iter()
+        .map(|c| {
+            for k in ["id", "status", "summary", "evidence", "fix"] {
+                assert!(c.get(k).is_some(), "finding without {k}: {c}");
+            }
+            assert!(c["evidence"].is_array());
+            let status = c["status"].as_str().unwrap().to_string();
+            assert!(
+                ["ok", "info", "warn", "fail", "skip"].contains(&status.as_str()),
+                "{status}"
+            );
+            if status == "fail" || status == "warn" {
+                assert!(
+                    c["fix"].as_str().is_some_and(|f| !f.is_empty()),
+                    "a problem without a fix: {c}"
+                );
+            }
+            (c["id"].as_str().unwrap().to_string(), status)
+        })
+        .collect()
+}
+
+fn has(f: &[(String, String)], id: &str, status: &str) -> bool {
+    f.iter().any(|(i, s)| i == id && s == status)
+}
+
+fn problems(f: &[(String, String)]) -> Vec<(String, String)> {
+    f.iter()
+        .filter(|(_, s)| s == "warn" || s == "fail")
+        .cloned()
+        .collect()
+}
+
+fn real_logs() -> PathBuf {
+    project_root().join("tests/fixtures/doctor/real-logs")
+}
+
+/// What each real log must give: (file prefix, expected (id, status), problems allowed beyond those).
+const EXPECTED: &[(&str, &[(&str, &str)])] = &[
+    (
+        "01-",
+        &[
+            ("nvidia-drm-symbols", "warn"),
+            ("kernel-tainted", "info"),
+            ("driver-module", "info"),
+        ],
+    ),
+    ("02-", &[("nouveau-bound", "fail")]),
+    ("03-", &[("gpu-visible", "ok")]),
+    ("04-", &[("gpu-visible", "ok")]),
+    ("06-", &[("kernel-page-size", "fail")]),
+    (
+        "07-",
+        &[
+            ("driver-unpatched", "fail"),
+            ("chipset-unrecognized", "info"),
+        ],
+    ),
+    ("11-", &[("gpu-inference", "ok")]),
+    (
+        "13-",
+        &[("gpu-inference", "ok"), ("vulkan-devices", "info")],
+    ),
+    ("17-", &[("gpu-inference", "ok")]),
+    ("18-", &[("pcie-gen", "info")]),
+    ("19-", &[("pcie-link", "ok")]),
+    ("21-", &[("pcie-bar-space", "fail")]),
+    ("24-", &[("pcie-gpu", "ok")]),
+    (
+        "26-",
+        &[
+            ("driver-proprietary", "fail"),
+            ("platform-unsupported", "warn"),
+            ("chipset-unrecognized", "info"),
+        ],
+    ),
+    ("30-", &[("gpu-no-gsp", "fail")]),
+    ("31-", &[("vulkan-icd-broken", "fail")]),
+    ("32-", &[("vram-exhausted", "fail")]),
+    ("34-", &[("cpu-fallback", "warn")]),
+];
+
+fn expected_for(name: &str) -> &'static [(&'static str, &'static str)] {
+    EXPECTED
+        .iter()
+        .find(|(p, _)| name.starts_with(p))
+        .unwrap_or_else(|| panic!("real log {name} has no expectation in tests/it/doctor.rs"))
+        .1
+}
+
+fn log_files() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(real_logs())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    v.sort();
+    assert_eq!(v.len(), EXPECTED.len(), "every real log has an expectation");
+    v
+}
+
+#[test]
+fn every_real_log_gives_its_findings_and_no_false_alarm() {
+    for path in log_files() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let first = fs::read_to_string(&path).unwrap();
+        assert!(
+            first.starts_with("# source: https://"),
+            "{name}: line 1 must name its source"
+        );
+        let (code, json, stdout, _) = doctor(&["--json", "--log", path.to_str().unwrap()], None);
+        let f = findings(&json);
+        let want = expected_for(&name);
+        for (id, status) in want {
+            assert!(
+                has(&f, id, status),
+                "{name}: expected {id}={status}, got {f:?}\n{stdout}"
+            );
+        }
+        // Nothing alarming beyond what is expected: the healthy logs raise no warning or failure.
+        for (id, status) in problems(&f) {
+            assert!(
+                want.iter().any(|(i, s)| *i == id && *s == status),
+                "{name}: unexpected {id}={status}\n{stdout}"
+            );
+        }
+        if name.contains("HEALTHY") {
+            assert!(problems(&f).is_empty(), "{name}: false alarm {f:?}");
+        }
+        let failing = f.iter().any(|(_, s)| s == "fail");
+        assert_eq!(code, if failing { 1 } else { 0 }, "{name}: exit code");
+    }
+}
+
+/// The same log as users paste it: CRLF, colour codes, journalctl prefixes instead of dmesg
+/// timestamps, `> ` quoting, and unrelated lines around it.
+fn mangle(text: &str, how: &str) -> String {
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mapped: Vec<String> = lines
+        .iter()
+        .map(|l| match how {
+            "ansi" => format!("\x1b[1;32m{l}\x1b[0m"),
+            "journal" => {
+                let t = l.trim_start();
+                if t.starts_with('[')
+                    && t.contains("] ")
+                    && t[1..]
+                        .trim_start()
+                        .starts_with(|c: char| c.is_ascii_digit())
+                {
+                    let rest = &t[t.find("] ").unwrap() + 2..];
+                    format!("Nov 26 16:52:14 pi5 kernel: {rest}")
+                } else {
+                    l.clone()
+                }
+            }
+            "quoted" => format!("> {l}"),
+            _ => l.clone(),
+        })
+        .collect();
+    let body = mapped.join("\n");
+    match how {
+        "crlf" => body.replace('\n', "\r\n") + "\r\n",
+        "noise" => format!(
+            "Nov 26 16:50:01 pi5 systemd[1]: Started session-3.scope.\nrandom text 0xffff 1234 GT/s\n{body}\nNov 26 16:55:00 pi5 CRON[812]: (root) CMD (true)\n"
+        ),
+        _ => body + "\n",
+    }
+}
+
+#[test]
+fn pasted_variants_of_every_real_log_give_the_same_findings() {
+    for path in log_files() {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = fs::read_to_string(&path).unwrap();
+        let (_, json, _, _) = doctor(&["--json", "--log", path.to_str().unwrap()], None);
+        let base: BTreeSet<_> = findings(&json).into_iter().collect();
+        for how in ["crlf", "ansi", "journal", "quoted", "noise"] {
+            let m = mangle(&text, how);
+            let (_, json, stdout, _) = doctor(&["--json", "--log", "-"], Some(m.as_bytes()));
+            let got: BTreeSet<_> = findings(&json).into_iter().collect();
+            assert_eq!(got, base, "{name} ({how}) differs:\n{stdout}");
+        }
+    }
+}
+
+#[test]
+fn several_logs_at_once_and_the_human_report() {
+    let a = real_logs().join("07-a400-pi5-565.77-open-fwsec-wpr2-RmInitAdapter-failed.dmesg.txt");
+    let b = real_logs().join("03-a4000-cm5-patched-open-580.95.05-nvidia-smi-HEALTHY.txt");
+    let out = pigpu()
+        .args([
+            "doctor",
+            "--log",
+            a.to_str().unwrap(),
+            "--log",
+            b.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[✗] driver-unpatched"), "{text}");
+    assert!(text.contains("[✓] gpu-visible"), "{text}");
+    assert!(text.contains("[i] chipset-unrecognized"), "{text}");
+    assert!(
+        text.contains("no initialized WPR2 found"),
+        "evidence shown:\n{text}"
+    );
+    assert!(text.contains("fix: "), "{text}");
+    // Piped, not a terminal: no colour codes.
+    assert!(!text.contains('\x1b'));
+    // Two module versions in two logs of different machines are not compared with each other
+    // beyond what each log says: 07's 565.77 banner and 03's nvidia-smi 580.95.05 are separate.
+    assert!(!text.contains("driver-version-mismatch"), "{text}");
+}
+
+#[test]
+fn empty_garbage_and_unreadable_logs_still_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    fs::write(&empty, "").unwrap();
+    let (code, json, _, _) = doctor(&["--json", "--log", empty.to_str().unwrap()], None);
+    assert_eq!(code, 0);
+    assert!(has(&findings(&json), "log-input", "info"));
+
+    let garbage = dir.path().join("garbage.bin");
+    let bytes: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(&garbage, &bytes).unwrap();
+    let (code, json, _, _) = doctor(&["--json", "--log", garbage.to_str().unwrap()], None);
+    assert_eq!(code, 0, "garbage has no known signature");
+    assert!(!findings(&json).is_empty());
+
+    let missing = dir.path().join("nope.txt");
+    let (code, json, _, stderr) = doctor(&["--json", "--log", missing.to_str().unwrap()], None);
+    assert_eq!(code, 2, "an unreadable input means doctor could not run");
+    assert!(
+        has(&findings(&json), "log-input", "fail"),
+        "the report still comes out"
+    );
+    assert!(stderr.contains("nope.txt"), "{stderr}");
+
+    let (code, _, _, stderr) = doctor(&["--check", "frobnicate"], None);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("frobnicate") && stderr.contains("pcie"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake roots
+
+const REL: &str = "6.12.47+rpt-rpi-v8";
+const VER: &str = "580.95.05";
+const GPU: &str = "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0";
+const PORT: &str = "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0";
+
+fn depmod() -> Option<&'static str> {
+    let found = ["/usr/sbin/depmod", "/sbin/depmod"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if found.is_none() {
+        if std::env::var_os("PIGPU_REQUIRE_MODELS").is_some() {
+            panic!("depmod (package kmod) is required for the doctor fake-root tests");
+        }
+        eprintln!("SKIPPING doctor fake-root tests: depmod not installed (apt-get install kmod)");
+    }
+    found
+}
+
+struct Fake {
+    dir: tempfile::TempDir,
+}
+
+impl Fake {
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel.trim_start_matches('/'))
+    }
+    fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let p = self.p(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+    fn link(&self, rel: &str, target: &str) {
+        let p = self.p(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = fs::remove_file(&p);
+        symlink(target, p).unwrap();
+    }
+    fn remove(&self, rel: &str) {
+        let p = self.p(rel);
+        if p.is_dir() && !p.is_symlink() {
+            fs::remove_dir_all(p).unwrap();
+        } else {
+            fs::remove_file(p).unwrap();
+        }
+    }
+    fn module(&self, file: &str, name: &str, license: &str) {
+        let elf = ::pigpu::sys::kmod::fake_module_elf(&[
+            ("version", VER),
+            ("license", license),
+            ("name", name),
+            (
+                "vermagic",
+                &format!("{REL} SMP preempt mod_unload modversions aarch64"),
+            ),
+        ]);
+        self.write(&format!("lib/modules/{REL}/{file}"), elf);
+    }
+    fn depmod(&self) {
+        let st = Command::new(depmod().unwrap())
+            .args(["-b", self.dir.path().to_str().unwrap(), REL])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    fn pci(&self, path: &str, attrs: &[(&str, &str)], driver: Option<&str>) {
+        for (k, v) in attrs {
+            self.write(&format!("{path}/{k}"), format!("{v}\n"));
+        }
+        let addr = path.rsplit('/').next().unwrap();
+        let depth = path.matches('/').count();
+        self.link(
+            &format!("sys/bus/pci/devices/{addr}"),
+            &format!("../../../{}", path.trim_start_matches("sys/")),
+        );
+        if let Some(d) = driver {
+            fs::create_dir_all(self.p(&format!("sys/bus/pci/drivers/{d}"))).unwrap();
+            self.link(
+                &format!("{path}/driver"),
+                &format!("{}bus/pci/drivers/{d}", "../".repeat(depth)),
+            );
+        }
+    }
+    fn run(&self) -> (i32, Vec<(String, String)>, String) {
+        let (code, json, stdout, _) = doctor(
+            &["--json", "--root", self.dir.path().to_str().unwrap()],
+            None,
+        );
+        (code, findings(&json), stdout)
+    }
+
+    /// A healthy Raspberry Pi 5 with an RTX A4000 and the patched open driver, as far as files go.
+    fn healthy() -> Fake {
+        let f = Fake {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        f.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
+        f.write(
+            "proc/device-tree/compatible",
+            "raspberrypi,5-model-b\0brcm,bcm2712\0",
+        );
+        f.write("proc/sys/kernel/osrelease", format!("{REL}\n"));
+        f.write(
+            &format!("boot/config-{REL}"),
+            "CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\n",
+        );
+        f.write(
+            "boot/firmware/config.txt",
+            "# pigpu test\n[all]\ndtparam=audio=on\n[pi5]\ndtparam=pciex1\n[all]\nkernel=kernel8.img\n",
+        );
+        fs::create_dir_all(f.p(&format!("usr/src/linux-headers-{REL}"))).unwrap();
+        f.link(
+            &format!("lib/modules/{REL}/build"),
+            &format!("/usr/src/linux-headers-{REL}"),
+        );
+        for (file, name) in [
+            ("updates/dkms/nvidia.ko", "nvidia"),
+            ("updates/dkms/nvidia-uvm.ko", "nvidia_uvm"),
+            ("updates/dkms/nvidia-modeset.ko", "nvidia_modeset"),
+            ("updates/dkms/nvidia-drm.ko", "nvidia_drm"),
+        ] {
+            f.module(file, name, "Dual MIT/GPL");
+        }
+        f.module(
+            "kernel/drivers/gpu/drm/nouveau/nouveau.ko",
+            "nouveau",
+            "Dual MIT/GPL",
+        );
+        f.depmod();
+        f.write(
+            "etc/modprobe.d/blacklist-nouveau.conf",
+            "blacklist nouveau\noptions nouveau modeset=0\n",
+        );
+        f.write(
+            "proc/modules",
+            "nvidia_uvm 1892352 0 - Live 0x0000000000000000 (O)\nnvidia_modeset 1638400 0 - Live 0x0000000000000000 (O)\nnvidia 8437760 2 nvidia_uvm,nvidia_modeset, Live 0x0000000000000000 (O)\n",
+        );
+        f.write("sys/module/nvidia/version", format!("{VER}\n"));
+        f.write(
+            "proc/driver/nvidia/version",
+            format!("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  {VER}  Release Build  (dvs-builder@U22-I3-AF08-06-3)  Tue Sep 23 09:46:53 UTC 2025\nGCC version:  gcc version 14.2.0 (Debian 14.2.0-19)\n"),
+        );
+        f.write(&format!("lib/firmware/nvidia/{VER}/gsp_ga10x.bin"), "fw");
+        f.write(&format!("lib/firmware/nvidia/{VER}/gsp_tu10x.bin"), "fw");
+        let lib = "usr/lib/aarch64-linux-gnu";
+        for l in [
+            format!("libnvidia-ml.so.{VER}"),
+            format!("libGLX_nvidia.so.{VER}"),
+            format!("libnvidia-glcore.so.{VER}"),
+            "libvulkan.so.1".into(),
+            "libX11.so.6".into(),
+            "libXext.so.6".into(),
+        ] {
+            f.write(&format!("{lib}/{l}"), "elf");
+        }
+        f.link(
+            &format!("{lib}/libGLX_nvidia.so.0"),
+            &format!("libGLX_nvidia.so.{VER}"),
+        );
+        f.link(
+            &format!("{lib}/libnvidia-ml.so.1"),
+            &format!("libnvidia-ml.so.{VER}"),
+        );
+        f.write(
+            "usr/share/vulkan/icd.d/nvidia_icd.json",
+            r#"{"file_format_version": "1.0.1", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.4.312"}}"#,
+        );
+        for n in ["nvidiactl", "nvidia0", "nvidia-uvm", "nvidia-modeset"] {
+            f.write(&format!("dev/{n}"), "");
+            fs::set_permissions(f.p(&format!("dev/{n}")), fs::Permissions::from_mode(0o666))
+                .unwrap();
+        }
+        f.pci(
+            PORT,
+            &[
+                ("vendor", "0x14e4"),
+                ("device", "0x2712"),
+                ("class", "0x060400"),
+                ("current_link_speed", "5.0 GT/s PCIe"),
+                ("current_link_width", "1"),
+                ("max_link_speed", "5.0 GT/s PCIe"),
+                ("max_link_width", "1"),
+            ],
+            Some("pcieport"),
+        );
+        f.pci(
+            GPU,
+            &[
+                ("vendor", "0x10de"),
+                ("device", "0x24b0"),
+                ("class", "0x030000"),
+                ("current_link_speed", "5.0 GT/s PCIe"),
+                ("current_link_width", "1"),
+                ("max_link_speed", "16.0 GT/s PCIe"),
+                ("max_link_width", "16"),
+                ("enable", "1"),
+                (
+                    "resource",
+                    "0x0000001b00000000 0x0000001b00ffffff 0x0000000000040200\n0x0000001800000000 0x000000180fffffff 0x000000000014220c\n0x0000000000000000 0x0000000000000000 0x0000000000000000\n0x0000001810000000 0x0000001811ffffff 0x000000000014220c",
+                ),
+            ],
+            Some("nvidia"),
+        );
+        f.write(
+            &format!("{GPU}/config"),
+            [0xde, 0x10, 0xb0, 0x24, 0x06, 0x04],
+        );
+        f.write(
+            "var/log/kern.log",
+            format!("Nov 26 16:50:01 cm5 kernel: [    0.49] brcm-pcie 1000110000.pcie: link up, 5.0 GT/s PCIe x1 (!SSC)\nNov 26 16:50:05 cm5 kernel: [    5.65] NVRM: Chipset not recognized (vendor ID 0x14e4, device ID 0x2712)\nNov 26 16:50:05 cm5 kernel: [    3.36] NVRM: loading NVIDIA UNIX Open Kernel Module for aarch64  {VER}  Release Build\n"),
+        );
+        f.write(
+            "sys/devices/platform/soc@107c000000/soc@107c000000:firmware/get_throttled",
+            "0\n",
+        );
+        f
+    }
+}
+
+#[test]
+fn a_healthy_fake_pi_passes_every_check() {
+    if depmod().is_none() {
+        return;
+    }
+    let f = Fake::healthy();
+    let (code, got, stdout) = f.run();
+    assert!(
+        problems(&got).is_empty(),
+        "healthy root raised problems:\n{stdout}"
+    );
+    assert_eq!(code, 0);
+    for id in [
+        "platform",
+        "kernel-page-size",
+        "kernel-headers",
+        "pcie-port",
+        "boot-kernel-image",
+        "pcie-gpu",
+        "pcie-link",
+        "pcie-bars",
+        "driver-modules",
+        "driver-open",
+        "driver-loaded",
+        "driver-version",
+        "gsp-firmware",
+        "gpu-driver-bound",
+        "nouveau-bound",
+        "device-nodes",
+        "kernel-log",
+        "vulkan-loader",
+        "vulkan-icd",
+        "power-throttling",
+    ] {
+        assert!(has(&got, id, "ok"), "expected {id}=ok:\n{stdout}");
+    }
+    assert!(has(&got, "chipset-unrecognized", "info"));
+}
+
+/// One broken thing at a time: (what, change, expected finding id, status).
+type Breakage = (&'static str, fn(&Fake), &'static str, &'static str);
+
+const BREAKAGES: &[Breakage] = &[
+    (
+        "16K kernel",
+        |f| f.write(&format!("boot/config-{REL}"), "CONFIG_ARM64_16K_PAGES=y\n"),
+        "kernel-page-size",
+        "fail",
+    ),
+    (
+        "no headers",
+        |f| f.remove(&format!("lib/modules/{REL}/build")),
+        "kernel-headers",
+        "warn",
+    ),
+    (
+        "no kernel= line",
+        |f| f.write("boot/firmware/config.txt", "[pi5]\ndtparam=pciex1\n"),
+        "boot-kernel-image",
+        "warn",
+    ),
+    (
+        "kernel= only for a Pi 4",
+        |f| {
+            f.write(
+                "boot/firmware/config.txt",
+                "[pi4]\nkernel=kernel8.img\n[pi5]\ndtparam=pciex1\n",
+            )
+        },
+        "boot-kernel-image",
+        "warn",
+    ),
+    (
+        "port not enabled",
+        |f| f.write("boot/firmware/config.txt", "kernel=kernel8.img\n"),
+        "pcie-port",
+        "warn",
+    ),
+    (
+        "port switched off",
+        |f| {
+            f.write(
+                "boot/firmware/config.txt",
+                "kernel=kernel8.img\ndtparam=pciex1=off\n",
+            )
+        },
+        "pcie-port",
+        "fail",
+    ),
+    (
+        "userspace of another version",
+        |f| {
+            let lib = "usr/lib/aarch64-linux-gnu";
+            f.remove(&format!("{lib}/libnvidia-ml.so.{VER}"));
+            f.write(&format!("{lib}/libnvidia-ml.so.580.82.07"), "elf");
+        },
+        "driver-version-mismatch",
+        "fail",
+    ),
+    (
+        "loaded driver of another version",
+        |f| f.write("sys/module/nvidia/version", "570.86.16\n"),
+        "driver-version-mismatch",
+        "fail",
+    ),
+    (
+        "no GSP firmware",
+        |f| f.remove(&format!("lib/firmware/nvidia/{VER}")),
+        "gsp-firmware-missing",
+        "fail",
+    ),
+    (
+        "nouveau bound",
+        |f| f.pci(GPU, &[], Some("nouveau")),
+        "nouveau-bound",
+        "fail",
+    ),
+    (
+        "nouveau not blacklisted",
+        |f| f.remove("etc/modprobe.d/blacklist-nouveau.conf"),
+        "nouveau-bound",
+        "warn",
+    ),
+    (
+        "modules not indexed",
+        |f| {
+            for e in fs::read_dir(f.p(&format!("lib/modules/{REL}"))).unwrap() {
+                let p = e.unwrap().path();
+                if p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("modules.")
+                {
+                    fs::remove_file(p).unwrap();
+                }
+            }
+        },
+        "driver-modules",
+        "fail",
+    ),
+    (
+        "no module for this kernel",
+        |f| {
+            fs::rename(
+                f.p(&format!("lib/modules/{REL}")),
+                f.p("lib/modules/6.12.25+rpt-rpi-v8"),
+            )
+            .unwrap();
+        },
+        "driver-modules",
+        "fail",
+    ),
+    (
+        "proprietary module",
+        |f| {
+            f.module("updates/dkms/nvidia.ko", "nvidia", "NVIDIA");
+            f.depmod();
+        },
+        "driver-proprietary",
+        "fail",
+    ),
+    (
+        "module not loaded",
+        |f| f.write("proc/modules", "snd 1 0 - Live 0x0\n"),
+        "driver-loaded",
+        "warn",
+    ),
+    (
+        "loaded but not bound",
+        |f| f.remove(&format!("{GPU}/driver")),
+        "gpu-driver-bound",
+        "fail",
+    ),
+    (
+        "device node missing",
+        |f| f.remove("dev/nvidia0"),
+        "device-nodes",
+        "warn",
+    ),
+    (
+        "device node closed",
+        |f| fs::set_permissions(f.p("dev/nvidiactl"), fs::Permissions::from_mode(0o660)).unwrap(),
+        "device-nodes-permissions",
+        "warn",
+    ),
+    (
+        "ICD library missing",
+        |f| f.remove("usr/lib/aarch64-linux-gnu/libGLX_nvidia.so.0"),
+        "vulkan-icd-broken",
+        "fail",
+    ),
+    (
+        "libXext missing",
+        |f| f.remove("usr/lib/aarch64-linux-gnu/libXext.so.6"),
+        "vulkan-icd-broken",
+        "fail",
+    ),
+    (
+        "ICD json garbage",
+        |f| f.write("usr/share/vulkan/icd.d/nvidia_icd.json", "{not json"),
+        "vulkan-icd-broken",
+        "fail",
+    ),
+    (
+        "no NVIDIA ICD",
+        |f| f.remove("usr/share/vulkan/icd.d/nvidia_icd.json"),
+        "vulkan-no-gpu",
+        "fail",
+    ),
+    (
+        "no Vulkan loader",
+        |f| f.remove("usr/lib/aarch64-linux-gnu/libvulkan.so.1"),
+        "vulkan-loader",
+        "fail",
+    ),
+    (
+        "under-voltage now",
+        |f| {
+            f.write(
+                "sys/devices/platform/soc@107c000000/soc@107c000000:firmware/get_throttled",
+                "50005\n",
+            )
+        },
+        "power-throttling",
+        "warn",
+    ),
+    (
+        "throttled earlier",
+        |f| {
+            f.write(
+                "sys/devices/platform/soc@107c000000/soc@107c000000:firmware/get_throttled",
+                "50000\n",
+            )
+        },
+        "power-throttling",
+        "info",
+    ),
+    (
+        "hot SoC",
+        |f| f.write("sys/class/thermal/thermal_zone0/temp", "86500\n"),
+        "power-temperature",
+        "warn",
+    ),
+    (
+        "Gen 1 link",
+        |f| f.write(&format!("{GPU}/current_link_speed"), "2.5 GT/s PCIe\n"),
+        "pcie-link-degraded",
+        "warn",
+    ),
+    (
+        "Gen 2 link with Gen 3 forced",
+        |f| {
+            f.write(
+                "boot/firmware/config.txt",
+                "[all]\ndtparam=pciex1\ndtparam=pciex1_gen=3\nkernel=kernel8.img\n",
+            );
+            f.write(&format!("{PORT}/max_link_speed"), "8.0 GT/s PCIe\n");
+        },
+        "pcie-link-degraded",
+        "warn",
+    ),
+    (
+        "BAR unassigned",
+        |f| {
+            f.write(&format!("{GPU}/resource"), "0x0000001b00000000 0x0000001b00ffffff 0x0000000000040200\n0x0000000000000000 0x0000000fffffffff 0x000000002014220c\n")
+        },
+        "pcie-bar-space",
+        "fail",
+    ),
+    (
+        "GPU fell off the bus",
+        |f| f.write(&format!("{GPU}/config"), [0xff; 64]),
+        "pcie-device-dead",
+        "fail",
+    ),
+    (
+        "AER fatal errors",
+        |f| {
+            f.write(
+                &format!("{GPU}/aer_dev_fatal"),
+                "DLP 1\nTOTAL_ERR_FATAL 1\n",
+            )
+        },
+        "pcie-aer-errors",
+        "warn",
+    ),
+    (
+        "no GPU on the bus",
+        |f| {
+            f.remove("sys/bus/pci/devices/0000:01:00.0");
+            f.remove(GPU);
+        },
+        "pcie-link-down",
+        "fail",
+    ),
+    (
+        "unpatched modules in the kernel log",
+        |f| {
+            let log = fs::read_to_string(
+                real_logs()
+                    .join("07-a400-pi5-565.77-open-fwsec-wpr2-RmInitAdapter-failed.dmesg.txt"),
+            )
+            .unwrap();
+            f.write("var/log/kern.log", log);
+        },
+        "driver-unpatched",
+        "fail",
+    ),
+    (
+        "a Pi 4",
+        |f| {
+            f.write(
+                "proc/device-tree/model",
+                "Raspberry Pi Compute Module 4 Rev 1.1\0",
+            );
+            f.write(
+                "proc/device-tree/compatible",
+                "raspberrypi,4-compute-module\0brcm,bcm2711\0",
+            );
+        },
+        "platform-unsupported",
+        "warn",
+    ),
+];
+
+#[test]
+fn each_broken_thing_is_found_with_its_fix() {
+    if depmod().is_none() {
+        return;
+    }
+    for (what, change, id, status) in BREAKAGES {
+        let f = Fake::healthy();
+        change(&f);
+        let (code, got, stdout) = f.run();
+        assert!(
+            has(&got, id, status),
+            "{what}: expected {id}={status}:\n{stdout}"
+        );
+        let failing = got.iter().any(|(_, s)| s == "fail");
+        assert_eq!(code, if failing { 1 } else { 0 }, "{what}: exit code");
+    }
+}
+
+#[test]
+fn a_cm5_needs_no_pciex1_and_16k_without_nvidia_is_only_info() {
+    if depmod().is_none() {
+        return;
+    }
+    let f = Fake::healthy();
+    f.write(
+        "proc/device-tree/model",
+        "Raspberry Pi Compute Module 5 Rev 1.0\0",
+    );
+    f.write(
+        "proc/device-tree/compatible",
+        "raspberrypi,5-compute-module\0brcm,bcm2712\0",
+    );
+    f.write("boot/firmware/config.txt", "kernel=kernel8.img\n");
+    let (_, got, stdout) = f.run();
+    assert!(has(&got, "pcie-port", "ok"), "{stdout}");
+
+    // An AMD card on a 16K kernel: fine, so only info.
+    let f = Fake {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
+    f.write("proc/sys/kernel/osrelease", "6.12.47+rpt-rpi-2712\n");
+    f.pci(
+        GPU,
+        &[
+            ("vendor", "0x1002"),
+            ("device", "0x687f"),
+            ("class", "0x030000"),
+        ],
+        Some("amdgpu"),
+    );
+    let (_, got, stdout) = f.run();
+    assert!(has(&got, "kernel-page-size", "info"), "{stdout}");
+    assert!(has(&got, "pcie-gpu", "info"), "{stdout}");
+}
+
+#[test]
+fn empty_garbage_and_unreadable_roots_still_report() {
+    // Empty.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, json, stdout, _) =
+        doctor(&["--json", "--root", empty.path().to_str().unwrap()], None);
+    let got = findings(&json);
+    assert!(got.len() >= 8, "every check reports something:\n{stdout}");
+    assert!(code == 0 || code == 1);
+    assert!(!got.iter().any(|(id, s)| s == "fail" && id == "platform"));
+
+    // Garbage in every file a check reads.
+    let g = Fake {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let junk: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(40503) >> 3) as u8)
+        .collect();
+    for p in [
+        "proc/device-tree/model",
+        "proc/device-tree/compatible",
+        "proc/sys/kernel/osrelease",
+        "proc/modules",
+        "proc/cmdline",
+        "proc/driver/nvidia/version",
+        "sys/module/nvidia/version",
+        "boot/firmware/config.txt",
+        "var/log/kern.log",
+        "etc/group",
+        "usr/share/vulkan/icd.d/nvidia_icd.json",
+        "etc/vulkan/icd.d/x.json",
+        "sys/devices/platform/soc/soc:firmware/get_throttled",
+        "sys/class/thermal/thermal_zone0/temp",
+        "sys/class/hwmon/hwmon0/name",
+        "dev/nvidiactl",
+    ] {
+        g.write(p, &junk);
+    }
+    g.write("proc/sys/kernel/osrelease", "6.12.47+rpt-rpi-v8\n");
+    g.write(&format!("lib/modules/{REL}/modules.dep.bin"), &junk);
+    g.write(&format!("lib/modules/{REL}/modules.dep"), &junk);
+    g.write(&format!("lib/modules/{REL}/updates/nvidia.ko"), &junk);
+    g.write(&format!("boot/config-{REL}"), &junk);
+    g.pci(
+        GPU,
+        &[
+            ("vendor", "zz"),
+            ("class", "\u{1}"),
+            ("resource", "garbage\n0x1"),
+            ("current_link_speed", "fast"),
+            ("aer_dev_fatal", "TOTAL_ERR_FATAL x"),
+        ],
+        None,
+    );
+    g.write(&format!("{GPU}/config"), &junk[..2]);
+    let (code, json, stdout, _) =
+        doctor(&["--json", "--root", g.dir.path().to_str().unwrap()], None);
+    let got = findings(&json);
+    assert!(code == 0 || code == 1, "{stdout}");
+    assert!(got.len() >= 8, "{stdout}");
+    let crashed: Vec<_> = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["summary"].as_str().unwrap_or("").contains("crashed"))
+        .collect();
+    assert!(
+        crashed.is_empty(),
+        "a check crashed on garbage: {crashed:?}"
+    );
+
+    // Unreadable: directories where files belong, symlink loops, a file where a directory belongs.
+    let u = Fake {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    for d in [
+        "proc/sys/kernel/osrelease",
+        "proc/modules",
+        "var/log/kern.log",
+        "boot/firmware/config.txt",
+    ] {
+        fs::create_dir_all(u.p(d)).unwrap();
+    }
+    u.link("proc/device-tree", "device-tree");
+    u.write("sys/bus/pci/devices", "not a directory");
+    u.write("usr/share/vulkan/icd.d", "not a directory");
+    fs::create_dir_all(u.p("lib/firmware/nvidia")).unwrap();
+    fs::set_permissions(
+        u.p("lib/firmware/nvidia"),
+        fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let (code, json, stdout, _) =
+        doctor(&["--json", "--root", u.dir.path().to_str().unwrap()], None);
+    fs::set_permissions(
+        u.p("lib/firmware/nvidia"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    assert!(code == 0 || code == 1, "{stdout}");
+    assert!(findings(&json).len() >= 8, "{stdout}");
+
+    // A root that does not exist: doctor cannot run.
+    let (code, _, _, stderr) = doctor(&["--root", "/nonexistent/pigpu-root"], None);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/pigpu-root"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// udev under umockdev
+
+fn umockdev_run() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("umockdev-run"))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        if std::env::var_os("PIGPU_REQUIRE_MODELS").is_some() {
+            panic!("umockdev-run (package umockdev) is required for the doctor udev tests");
+        }
+        eprintln!(
+            "SKIPPING doctor udev tests: umockdev-run not installed (apt-get install umockdev)"
+        );
+    }
+    found
+}
+
+/// Runs `pigpu doctor --json --check pcie` with the devices of one umockdev file.
+fn under_umockdev(runner: &Path, file: &str) -> (i32, Vec<(String, String)>, Value, String) {
+    let desc = project_root()
+        .join("tests/fixtures/doctor/umockdev")
+        .join(file);
+    let out = Command::new(runner)
+        .arg("-d")
+        .arg(&desc)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_pigpu"))
+        .args(["doctor", "--json", "--check", "pcie"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn umockdev-run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{file}: no JSON ({e}):\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        findings(&json),
+        json,
+        stdout,
+    )
+}
+
+fn summary_of<'a>(json: &'a Value, id: &str) -> &'a str {
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .and_then(|c| c["summary"].as_str())
+        .unwrap_or("")
+}
+
+#[test]
+fn udev_enumerates_umockdev_pi5_gpus() {
+    let Some(runner) = umockdev_run() else {
+        return;
+    };
+    let (code, f, json, out) = under_umockdev(&runner, "pi5-nvidia-gen2.umockdev");
+    assert_eq!(code, 0, "{out}");
+    assert!(problems(&f).is_empty(), "{out}");
+    assert!(
+        has(&f, "pcie-gpu", "ok") && has(&f, "pcie-link", "ok") && has(&f, "pcie-bars", "ok"),
+        "{out}"
+    );
+    assert!(
+        summary_of(&json, "pcie-gpu").contains("(10de:24b0) on 1000110000.pcie, driver nvidia"),
+        "{out}"
+    );
+    assert!(summary_of(&json, "pcie-link").contains("Gen 2"), "{out}");
+
+    let (code, f, json, out) = under_umockdev(&runner, "pi5-nvidia-gen3.umockdev");
+    assert_eq!(code, 0, "{out}");
+    assert!(problems(&f).is_empty(), "{out}");
+    assert!(
+        summary_of(&json, "pcie-link").contains("Gen 3 (8 GT/s) x1"),
+        "{out}"
+    );
+
+    let (code, f, json, out) = under_umockdev(&runner, "pi5-nvidia-degraded.umockdev");
+    assert_eq!(code, 0, "a degraded link is a warning:\n{out}");
+    assert!(has(&f, "pcie-link-degraded", "warn"), "{out}");
+    assert!(
+        summary_of(&json, "pcie-link-degraded").contains("Gen 1 (2.5 GT/s)"),
+        "{out}"
+    );
+    assert!(has(&f, "pcie-aer-errors", "info"), "{out}");
+
+    let (code, f, _, out) = under_umockdev(&runner, "pi5-no-device.umockdev");
+    assert_eq!(code, 1, "{out}");
+    assert!(has(&f, "pcie-link-down", "fail"), "{out}");
+    assert!(
+        out.contains("nothing enumerated behind the external port"),
+        "{out}"
+    );
+
+    let (code, f, json, out) = under_umockdev(&runner, "pi5-nvidia-bar-unassigned.umockdev");
+    assert_eq!(code, 1, "{out}");
+    assert!(has(&f, "pcie-bar-space", "fail"), "{out}");
+    assert!(out.contains("BAR1 (16 GiB, 64-bit, prefetchable)"), "{out}");
+    assert!(
+        summary_of(&json, "pcie-gpu").contains("driver none"),
+        "{out}"
+    );
+}
