@@ -43,8 +43,3 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Perplexity(a) => perplexity::run(a),
     }
 }
-
-/// The error for a subcommand whose issue has not landed yet: exits 2, pretends nothing.
-pub(crate) fn not_yet(name: &str) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`pigpu {name}` is not yet implemented in this build")
-}
