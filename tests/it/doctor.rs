@@ -1120,3 +1120,39 @@ fn udev_enumerates_umockdev_pi5_gpus() {
         "{out}"
     );
 }
+
+/// docs/doctor.md has a section (a `### ` heading naming it) for every check id and every
+/// finding id the code can emit.
+#[test]
+fn docs_cover_every_check_and_finding_id() {
+    let docs = fs::read_to_string(project_root().join("docs/doctor.md")).unwrap();
+    let headings: Vec<&str> = docs.lines().filter(|l| l.starts_with("### ")).collect();
+    let documented = |id: &str| headings.iter().any(|h| h.contains(&format!("`{id}`")));
+    let re = regex::Regex::new(
+        r#"(?:Finding::(?:ok|info|warn|fail|skip|new)\(\s*|finding: |\bid: )"([a-z0-9]+(?:-[a-z0-9]+)*)""#,
+    )
+    .unwrap();
+    let mut ids = BTreeSet::new();
+    let mut stack = vec![project_root().join("src/doctor")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = fs::read_to_string(&p).unwrap();
+                // Ids used only by unit tests do not count.
+                let code = text.split("#[cfg(test)]").next().unwrap();
+                for c in re.captures_iter(code) {
+                    ids.insert(c[1].to_string());
+                }
+            }
+        }
+    }
+    assert!(ids.len() > 40, "found only {ids:?}");
+    let missing: Vec<_> = ids.iter().filter(|id| !documented(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/doctor.md lacks sections for {missing:?}"
+    );
+}
