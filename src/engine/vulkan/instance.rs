@@ -2,7 +2,7 @@
 //! optional Khronos validation layer, and a debug messenger that records validation errors so
 //! tests can fail on them.
 
-use std::ffi::{c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::{Arc, Mutex};
 
 use ash::vk;
@@ -99,12 +99,12 @@ impl Instance {
             .application_version(1)
             .engine_name(&app_name)
             .api_version(vk::API_VERSION_1_2.min(version));
-        let layer_ptrs: Vec<*const i8> = if validation {
+        let layer_ptrs: Vec<*const c_char> = if validation {
             vec![VALIDATION_LAYER.as_ptr()]
         } else {
             vec![]
         };
-        let ext_ptrs: Vec<*const i8> = if has_debug {
+        let ext_ptrs: Vec<*const c_char> = if has_debug {
             vec![ash::ext::debug_utils::NAME.as_ptr()]
         } else {
             vec![]
