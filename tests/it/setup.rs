@@ -660,6 +660,20 @@ fn plans_for_16k_no_gpu_and_pre_turing_roots() {
         "{}",
         k.detail
     );
+    // --kernel-release naming the 16K kernel, or one that is not there, is refused.
+    let mf = Manifest::load(&m).unwrap();
+    let r = Root::new(root.canonicalize().unwrap());
+    for (rel, want) in [
+        ("6.12.47+rpt-rpi-2712", "uses 16K pages"),
+        (
+            "6.6.6-rpi-v8",
+            "6.6.6-rpi-v8 is not installed under /lib/modules",
+        ),
+    ] {
+        let p = probe::probe(&r, &mf, Some(rel));
+        let e = plan::plan(&p, &mf, &options()).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
 
     // Never point the firmware at an image that is not there.
     let noimg = TempDir::new().unwrap();
