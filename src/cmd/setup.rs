@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 
 use super::Outcome;
+use crate::doctor;
 use crate::provision::execute::{self, Exec, ExecError, RunEnd};
 use crate::provision::host::{Host, SystemHost};
 use crate::provision::manifest::Manifest;
@@ -160,7 +161,7 @@ pub fn run_with(
         return Ok(Outcome::Problems);
     }
     if plan.steps.is_empty() {
-        return Ok(finish(&root, None));
+        return Ok(finish(&root, probe.running_kernel.is_some()));
     }
     if !prompts.confirm("Apply this plan?", true)? {
         eprintln!("pigpu: nothing changed");
@@ -186,7 +187,7 @@ pub fn run_with(
     match exec.run(&plan, &probe) {
         Ok(RunEnd::Complete { ran }) => {
             eprintln!("pigpu: done ({} step(s): {})", ran.len(), ran.join(", "));
-            Ok(finish(&root, Some(&manifest)))
+            Ok(finish(&root, probe.running_kernel.is_some()))
         }
         Ok(RunEnd::Reboot { step, .. }) => {
             eprintln!(
@@ -326,14 +327,34 @@ fn describe(p: &Probe) -> String {
     s
 }
 
-/// After a complete run: the doctor checks.
-fn finish(root: &Root, _manifest: Option<&Manifest>) -> Outcome {
-    // The doctor's checks are the final step; until `pigpu doctor` lands on main this is the seam.
-    eprintln!(
-        "pigpu: setup is complete for {}. Run `pigpu doctor` to check the GPU, driver and link.",
-        root.dir().display()
-    );
-    Outcome::Ok
+/// After a complete run: the doctor's checks, when the root is a running system (an image that
+/// is not booted has no devices, kernel log or loaded modules to check).
+fn finish(root: &Root, running: bool) -> Outcome {
+    if !running {
+        eprintln!(
+            "pigpu: setup is complete for {}. It is not a running system, so the doctor checks are \
+             left for the Pi: boot it and run `pigpu doctor`.",
+            root.dir().display()
+        );
+        return Outcome::Ok;
+    }
+    let host = doctor::host::Host::new(root.clone());
+    let report = doctor::diagnose_system(&host, &[]);
+    let title = if root.is_live() {
+        "this system, after setup".to_string()
+    } else {
+        format!("the system under {}, after setup", root.dir().display())
+    };
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    print!("{}", doctor::report::human(&report, &title, colour));
+    if report.has_failures() {
+        eprintln!(
+            "pigpu: setup is complete, but the doctor found problems (above, each with its fix)"
+        );
+        Outcome::Problems
+    } else {
+        Outcome::Ok
+    }
 }
 
 fn undo(
