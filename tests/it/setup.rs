@@ -827,3 +827,43 @@ fn choices_are_asked_on_a_terminal_and_no_changes_nothing() {
     let e = run_with(w.args, &mut host, &mut Prompts::NoTerminal).unwrap_err();
     assert!(e.to_string().contains("pass --yes"), "{e}");
 }
+
+#[test]
+fn accepted_unpinned_digests_are_recorded() {
+    let t = TempDir::new().unwrap();
+    let (root, _) = make_root(t.path(), &RootOpts::default());
+    let s = serve(t.path());
+    // No result tree: the server-sent patch has no pin at all.
+    let m = manifest(t.path(), &s.base, |x| {
+        x.replace(
+            "result_tree = \"2142ed4cf8c79204bd157eb799a5c0ab78bb8952\"\n",
+            "",
+        )
+    });
+    let mut host = RecordingHost::default();
+    let out = setup(
+        &root,
+        &m,
+        &["--accept-unpinned", "--persist", "none"],
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Ok);
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("var/lib/pigpu/state.json")).unwrap()).unwrap();
+    let digests: Vec<&str> = state["accepted_unpinned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["digest"].as_str().unwrap())
+        .collect();
+    // sha256sum of the patch, and the tree git computes for the patched source
+    // (scripts/ref/setup-fixture-pins.sh).
+    assert_eq!(
+        digests,
+        [
+            "sha256:a209b093a6f80677d1ceeeb028fd1de33b64696e96d67be22e73ef967c2b8b01",
+            "git-tree:2142ed4cf8c79204bd157eb799a5c0ab78bb8952"
+        ]
+    );
+}
