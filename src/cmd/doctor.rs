@@ -41,6 +41,21 @@ pub struct Args {
     pub checks: Vec<String>,
 }
 
+/// The Vulkan engine's device list, as doctor shows it.
+fn vulkan_devices() -> Result<Vec<doctor::host::VulkanDevice>, String> {
+    crate::engine::vulkan::list_devices()
+        .map(|list| {
+            list.into_iter()
+                .map(|d| doctor::host::VulkanDevice {
+                    name: d.name,
+                    kind: format!("{:?}", d.kind).to_lowercase(),
+                    problem: d.problem,
+                })
+                .collect()
+        })
+        .map_err(|e| format!("{e:#}"))
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let known = doctor::checks::ids();
     for c in &args.checks {
@@ -99,9 +114,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         } else {
             format!("the system under {}", root.dir().display())
         };
-        // The Vulkan engine's device listing plugs in here (host.vulkan_lister) once it exists;
-        // until then the vulkan check looks at the loader and ICD files only.
-        let host = Host::new(root);
+        let mut host = Host::new(root);
+        if host.is_live() {
+            // What Vulkan really enumerates, from the engine itself; other roots are not this
+            // machine, so there only the loader and ICD files are checked.
+            host.vulkan_lister = Some(vulkan_devices);
+        }
         let r = doctor::diagnose_system(&host, &args.checks);
         (
             Report {

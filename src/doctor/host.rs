@@ -15,6 +15,8 @@ pub struct VulkanDevice {
     pub name: String,
     /// "discrete", "integrated", "cpu", "virtual", "other".
     pub kind: String,
+    /// Why pigpu's engine could not use it, if it cannot.
+    pub problem: Option<String>,
 }
 
 /// The seam for a real Vulkan device listing (the Vulkan engine's `list_devices`): `cmd::doctor`

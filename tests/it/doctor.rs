@@ -1156,3 +1156,30 @@ fn docs_cover_every_check_and_finding_id() {
         "docs/doctor.md lacks sections for {missing:?}"
     );
 }
+
+/// On the live machine the vulkan check asks the Vulkan engine (real loader; lavapipe in CI)
+/// which devices exist.
+#[test]
+fn live_vulkan_check_lists_the_real_devices() {
+    let (code, json, stdout, _) = doctor(&["--json", "--check", "vulkan"], None);
+    assert!(code == 0 || code == 1, "{stdout}");
+    let f = findings(&json);
+    assert!(
+        has(&f, "vulkan-devices", "ok")
+            || has(&f, "vulkan-devices", "warn")
+            || has(&f, "vulkan-no-gpu", "fail"),
+        "the device listing ran:\n{stdout}"
+    );
+    let lavapipe = fs::read_dir("/usr/share/vulkan/icd.d")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+        })
+        .unwrap_or(false);
+    if lavapipe {
+        assert!(
+            stdout.contains("llvmpipe"),
+            "lavapipe is installed, so llvmpipe is listed:\n{stdout}"
+        );
+    }
+}

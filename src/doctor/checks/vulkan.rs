@@ -141,14 +141,16 @@ pub fn devices(listed: Result<Vec<VulkanDevice>, String>) -> Vec<Finding> {
             .fix("see the driver findings; vulkaninfo --summary shows the loader's messages")]
         }
     };
-    let names: Vec<String> = devs
-        .iter()
-        .map(|d| format!("{} ({})", d.name, d.kind))
-        .collect();
-    let real = devs
-        .iter()
-        .any(|d| d.kind == "discrete" || (d.kind == "integrated" && !d.name.contains("V3D")));
-    if !real {
+    let describe = |d: &VulkanDevice| match &d.problem {
+        Some(p) => format!("{} ({}; unusable: {p})", d.name, d.kind),
+        None => format!("{} ({})", d.name, d.kind),
+    };
+    let names: Vec<String> = devs.iter().map(describe).collect();
+    let is_gpu = |d: &&VulkanDevice| {
+        d.kind == "discrete" || (d.kind == "integrated" && !d.name.contains("V3D"))
+    };
+    let gpus: Vec<&VulkanDevice> = devs.iter().filter(is_gpu).collect();
+    if gpus.is_empty() {
         return vec![Finding::fail(
             "vulkan-no-gpu",
             if names.is_empty() {
@@ -157,10 +159,60 @@ pub fn devices(listed: Result<Vec<VulkanDevice>, String>) -> Vec<Finding> {
                 format!("Vulkan lists only {}: no NVIDIA GPU", names.join(", "))
             },
         )
+        .evidence_all(names)
         .fix(FIX_USERSPACE)];
+    }
+    if gpus.iter().all(|d| d.problem.is_some()) {
+        return vec![Finding::warn(
+            "vulkan-devices",
+            "Vulkan sees a GPU, but pigpu's engine cannot use it",
+        )
+        .evidence_all(names)
+        .fix("see the reason above; pigpu run --list-devices shows the same")];
     }
     vec![Finding::ok(
         "vulkan-devices",
         format!("Vulkan devices: {}", names.join(", ")),
     )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(name: &str, kind: &str, problem: Option<&str>) -> VulkanDevice {
+        VulkanDevice {
+            name: name.into(),
+            kind: kind.into(),
+            problem: problem.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn device_lists() {
+        let f = devices(Ok(vec![
+            dev("V3D 7.1.10.2", "integrated", None),
+            dev("llvmpipe (LLVM 15.0.6, 256 bits)", "cpu", None),
+        ]));
+        assert_eq!(
+            (f[0].id.as_str(), f[0].status),
+            ("vulkan-no-gpu", crate::doctor::Status::Fail)
+        );
+        let f = devices(Ok(vec![
+            dev("NVIDIA RTX A4000", "discrete", None),
+            dev("V3D 7.1.10.2", "integrated", None),
+        ]));
+        assert_eq!(
+            (f[0].id.as_str(), f[0].status),
+            ("vulkan-devices", crate::doctor::Status::Ok)
+        );
+        let f = devices(Ok(vec![dev(
+            "NVIDIA RTX A4000",
+            "discrete",
+            Some("no 16-bit storage"),
+        )]));
+        assert_eq!(f[0].status, crate::doctor::Status::Warn);
+        let f = devices(Err("VK_ERROR_INCOMPATIBLE_DRIVER".into()));
+        assert_eq!(f[0].id, "vulkan-no-gpu");
+    }
 }
