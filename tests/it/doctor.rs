@@ -1183,3 +1183,31 @@ fn live_vulkan_check_lists_the_real_devices() {
         );
     }
 }
+
+/// A GPU whose upstream port is not in sysfs: its own x16 Gen 4 maximum says nothing about the
+/// Pi's x1 port, so no degraded-link alarm.
+#[test]
+fn no_degraded_link_without_the_upstream_ports_numbers() {
+    let f = Fake {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    f.pci(
+        GPU,
+        &[
+            ("vendor", "0x10de"),
+            ("device", "0x2204"),
+            ("class", "0x030000"),
+            ("current_link_speed", "5.0 GT/s PCIe"),
+            ("current_link_width", "1"),
+            ("max_link_speed", "16.0 GT/s PCIe"),
+            ("max_link_width", "16"),
+        ],
+        Some("nvidia"),
+    );
+    let (_, got, stdout) = f.run();
+    assert!(has(&got, "pcie-link", "ok"), "{stdout}");
+    assert!(
+        !got.iter().any(|(id, _)| id == "pcie-link-degraded"),
+        "{stdout}"
+    );
+}

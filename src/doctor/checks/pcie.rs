@@ -164,15 +164,18 @@ fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>) -> Vec<Findin
         .upstream
         .as_deref()
         .and_then(|a| all.iter().find(|d| d.address == a));
-    let mut best = l.max_speed.unwrap_or(cur);
-    if let Some(m) = up.and_then(|u| u.link.max_speed) {
-        best = best.min(m);
-    }
-    let mut best_width = l.max_width.unwrap_or(l.current_width.unwrap_or(1));
-    if let Some(w) = up.and_then(|u| u.link.max_width) {
-        best_width = best_width.min(w);
-    }
-    let width = l.current_width.unwrap_or(best_width);
+    // What the link could do is the lower of both ends' maxima. Without the upstream end's
+    // numbers nothing can be said (a x16 Gen 4 card on the Pi's x1 port is normal), so the
+    // current values stand.
+    let best = match up.and_then(|u| u.link.max_speed) {
+        Some(m) => l.max_speed.unwrap_or(m).min(m),
+        None => cur,
+    };
+    let width = l.current_width.unwrap_or(1);
+    let best_width = match up.and_then(|u| u.link.max_width) {
+        Some(w) => l.max_width.unwrap_or(w).min(w),
+        None => width,
+    };
     let on_pi_port = g.controller.as_deref() == Some("1000110000.pcie");
     let mut evidence = vec![format!(
         "{}: current_link_speed {cur} GT/s x{width}, max_link_speed {} GT/s x{}",
