@@ -224,8 +224,13 @@ fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>) -> Vec<Findin
         vec![Finding::ok(
             "pcie-link",
             format!(
-                "{}: link at Gen {gen} ({cur} GT/s) x{width}, the most this port allows",
-                g.address
+                "{}: link at Gen {gen} ({cur} GT/s) x{width}{}",
+                g.address,
+                if up.is_some_and(|u| u.link.max_speed.is_some()) {
+                    ", the most this port allows"
+                } else {
+                    " (the upstream port's maximum is unknown)"
+                }
             ),
         )
         .evidence_all(evidence)]
