@@ -27,8 +27,8 @@ lint:
     cargo fmt --check
     cargo clippy --release --all-targets -- -D warnings
 
+# cargo-fuzz (installed on first use) runs on stable via RUSTC_BOOTSTRAP; see docs/formats.md.
 # Fuzz the GGUF reader (or the `dequantize` target) for SECONDS; not part of `test`.
-# Needs cargo-fuzz (installed on first use); runs on stable via RUSTC_BOOTSTRAP. See docs/formats.md.
 [group('test')]
 fuzz target="gguf" seconds="600":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
