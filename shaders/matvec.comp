@@ -33,6 +33,8 @@ layout(push_constant) uniform PC {
     float eps;       // RMSNorm epsilon
     uint y_off;      // first output row written
     uint nseg;
+    uint x_off;      // first float of x read (e.g. the last token's row)
+    uint pad0, pad1, pad2;  // uvec4 members are 16-byte aligned
     uvec4 seg_rows;
     uvec4 seg_type;
     uvec4 seg_bias;
@@ -82,7 +84,7 @@ void main() {
         for (uint t = 0u; t < NT; t++) {
             float ss = 0.0;
             if (t < nt) {
-                uint xb = (t0 + t) * pc.x_stride;
+                uint xb = pc.x_off + (t0 + t) * pc.x_stride;
                 for (uint i = tid; i < pc.k; i += WG) {
                     float xi = x[xb + i];
                     ss += xi * xi;
@@ -128,7 +130,7 @@ void main() {
                     }
                 }
                 for (uint t = 0u; t < nt; t++) {
-                    const uint xb = (t0 + t) * pc.x_stride + e0;
+                    const uint xb = pc.x_off + (t0 + t) * pc.x_stride + e0;
                     float sacc = 0.0;
                     if (ne == 32u) {
                         for (uint i = 0u; i < 32u; i++) {

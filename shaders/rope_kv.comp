@@ -12,6 +12,9 @@ layout(set = 0, binding = 1) readonly buffer QKV { float qkv[]; };
 layout(set = 0, binding = 2) writeonly buffer Q { float q[]; };
 layout(set = 0, binding = 3) writeonly buffer KC { uint kc[]; };
 layout(set = 0, binding = 4) writeonly buffer VC { uint vc[]; };
+// Per rotated pair j: freq_scale * base^(-2j/n_rot) / freq_factor[j], computed on the host the
+// way the CPU engine does, so both rotate by the same angles.
+layout(set = 0, binding = 5) readonly buffer Freq { float inv_freq[]; };
 layout(push_constant) uniform PC {
     uint q_dim;     // n_head * D
     uint kv_dim;    // n_kv * D
@@ -19,7 +22,6 @@ layout(push_constant) uniform PC {
     uint n_rot;     // rotated dimensions per head (<= D)
     uint n_tok;
     uint neox;
-    float freq_base;
 } pc;
 #include "common/state.glsl"
 
@@ -44,8 +46,7 @@ float rotated(uint hb, uint i, uint p) {
         a = i & ~1u;
         b = a + 1u;
     }
-    float inv_freq = pow(pc.freq_base, -2.0 * float(j) / float(pc.n_rot));
-    float ang = float(p) * inv_freq;
+    float ang = float(p) * inv_freq[j];
     ang -= TWO_PI * floor(ang / TWO_PI + 0.5);
     float c = cos(ang), s = sin(ang);
     float xa = qkv[hb + a], xb = qkv[hb + b];

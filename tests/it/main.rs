@@ -11,3 +11,4 @@ mod quant;
 mod setup;
 mod tokenizer;
 mod util;
+mod vulkan;

@@ -36,7 +36,7 @@ pub const F_BIAS: u32 = 4;
 pub const F_GLU: u32 = 8;
 
 const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
-const MATVEC_PUSH: u32 = 20;
+const MATVEC_PUSH: u32 = 24;
 
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
@@ -123,7 +123,7 @@ impl Kernels {
         )
     }
     pub fn rope_kv(&self) -> Result<Rc<Kernel>> {
-        self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1], 7, &[])
+        self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1, 1], 6, &[])
     }
     pub fn attention(&self) -> Result<Rc<Kernel>> {
         self.get("attention", shaders::ATTENTION, &[1, 1, 1, 1, 1], 5, &[64])
@@ -160,6 +160,7 @@ pub enum OpKind {
         y_stride: u32,
         flags: u32,
         eps: f32,
+        x_off: u32,
         y_off: u32,
         segs: Vec<(u32, GgmlType, Option<u32>)>,
         /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
@@ -177,7 +178,6 @@ pub enum OpKind {
         head_dim: u32,
         n_rot: u32,
         neox: bool,
-        freq_base: f32,
     },
     Attention {
         n_head: u32,
@@ -216,6 +216,7 @@ impl Op {
                 y_stride,
                 flags,
                 eps,
+                x_off,
                 y_off,
                 segs,
                 batch_kernel,
@@ -235,6 +236,10 @@ impl Op {
                     eps.to_bits(),
                     *y_off,
                     segs.len() as u32,
+                    *x_off,
+                    0,
+                    0,
+                    0,
                 ];
                 push.extend(four(segs.iter().map(|s| s.0)));
                 push.extend(four(segs.iter().map(|s| s.1.id())));
@@ -268,17 +273,8 @@ impl Op {
                 head_dim,
                 n_rot,
                 neox,
-                freq_base,
             } => {
-                let push = [
-                    *q_dim,
-                    *kv_dim,
-                    *head_dim,
-                    *n_rot,
-                    n_tok,
-                    *neox as u32,
-                    freq_base.to_bits(),
-                ];
+                let push = [*q_dim, *kv_dim, *head_dim, *n_rot, n_tok, *neox as u32];
                 let items = q_dim / 2 + kv_dim;
                 cmd.dispatch(
                     &self.kernel,
@@ -322,6 +318,8 @@ pub struct MatvecSpec<'a> {
     pub k: u32,
     pub x_stride: u32,
     pub y_stride: u32,
+    /// First float of `x` read (the last token's row, for logits after a batch).
+    pub x_off: u32,
     pub y_off: u32,
     pub flags: u32,
     pub eps: f32,
@@ -358,6 +356,7 @@ impl OpBuilder<'_> {
                 y_stride: s.y_stride,
                 flags,
                 eps: s.eps,
+                x_off: s.x_off,
                 y_off: s.y_off,
                 segs: s.segs.iter().map(|g| (g.rows, g.ty, g.bias)).collect(),
                 batch_kernel,
@@ -402,12 +401,14 @@ impl OpBuilder<'_> {
         q: BufRange,
         kc: BufRange,
         vc: BufRange,
+        inv_freq: BufRange,
         kind: OpKind,
     ) -> Result<Op> {
         let kernel = self.kernels.rope_kv()?;
-        let set = self
-            .arena
-            .set(&kernel, &[&[state], &[qkv], &[q], &[kc], &[vc]])?;
+        let set = self.arena.set(
+            &kernel,
+            &[&[state], &[qkv], &[q], &[kc], &[vc], &[inv_freq]],
+        )?;
         Ok(Op { kernel, set, kind })
     }
 

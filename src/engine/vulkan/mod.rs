@@ -11,15 +11,19 @@
 mod buffer;
 mod command;
 mod device;
+mod engine;
 mod error;
+mod graph;
 mod instance;
 mod kernels;
 mod pipeline;
 mod shaders;
 mod upload;
+mod weights;
 
 #[cfg(test)]
 mod tests;
 
 pub use device::{list_devices, list_devices_with, DeviceInfo, DeviceKind};
+pub use engine::{VulkanEngine, VulkanOptions};
 pub use error::VkError;

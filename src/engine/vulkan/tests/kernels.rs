@@ -140,6 +140,7 @@ fn matvec_and_matmul_match_cpu_for_every_weight_type() {
                     k: k as u32,
                     x_stride: k as u32,
                     y_stride: rows as u32,
+                    x_off: 0,
                     y_off: 0,
                     flags: 0,
                     eps: 0.0,
@@ -208,6 +209,7 @@ fn fused_norm_bias_segments_and_residual() {
             k: k as u32,
             x_stride: k as u32,
             y_stride: total as u32,
+            x_off: 0,
             y_off: 0,
             flags,
             eps,
@@ -277,6 +279,7 @@ fn fused_swiglu() {
                 k: k as u32,
                 x_stride: k as u32,
                 y_stride: rows as u32,
+                x_off: 0,
                 y_off: 0,
                 flags: F_GLU,
                 eps: 0.0,
@@ -415,6 +418,10 @@ fn rope_kv_and_attention() {
         state[1] = pos0 as u32;
         let sbuf = gpu.buf_u32(&state);
         let qkvbuf = gpu.buf_f32(&qkv);
+        let freqs: Vec<f32> = (0..d / 2)
+            .map(|j| base.powf(-2.0 * j as f32 / d as f32))
+            .collect();
+        let fbuf = gpu.buf_f32(&freqs);
         let qbuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
         let obuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
         let rope = gpu
@@ -425,13 +432,13 @@ fn rope_kv_and_attention() {
                 qbuf.all(),
                 kbuf.all(),
                 vbuf.all(),
+                fbuf.all(),
                 OpKind::RopeKv {
                     q_dim: qd as u32,
                     kv_dim: kvd as u32,
                     head_dim: d as u32,
                     n_rot: d as u32,
                     neox,
-                    freq_base: base,
                 },
             )
             .unwrap();

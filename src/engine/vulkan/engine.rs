@@ -1,0 +1,355 @@
+//! `VulkanEngine`: the `Engine` on a Vulkan device. Decoding is GPU-resident: one command buffer,
+//! recorded once at load, samples the next token on the device (writing it where the embedding
+//! lookup reads it), runs the model on it and leaves the new logits on the device; per step the
+//! host writes 32 bytes of sampling parameters, submits once, and reads back a 4-byte token id.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use super::buffer::u32_bytes;
+use super::command::Cmd;
+use super::device::Device;
+use super::error::Result as VkResult;
+use super::graph::{self, Acts, Graph, UBATCH};
+use super::kernels::{sample_params, Kernels, Op, OpBuilder, OpKind, S_TOKEN};
+use super::pipeline::DescriptorArena;
+use super::upload::download;
+use super::weights::{self, GpuWeights};
+use crate::engine::{Engine, SamplingParams, Stats};
+use crate::model::Model;
+
+/// How to open the engine.
+#[derive(Debug, Clone)]
+pub struct VulkanOptions {
+    /// `--device INDEX|NAME` (or `PIGPU_DEVICE`); `None` = automatic choice.
+    pub device: Option<String>,
+    /// Context length (KV cache positions).
+    pub n_ctx: usize,
+    /// Enable the Khronos validation layer (tests).
+    pub validation: bool,
+    /// Progress line on stderr while uploading weights.
+    pub progress: bool,
+}
+
+impl Default for VulkanOptions {
+    fn default() -> Self {
+        VulkanOptions {
+            device: std::env::var("PIGPU_DEVICE").ok().filter(|s| !s.is_empty()),
+            n_ctx: 2048,
+            validation: false,
+            progress: false,
+        }
+    }
+}
+
+pub struct VulkanEngine {
+    // Field order is drop order: command buffers (which wait for their work) first.
+    decode: Cmd,
+    batch: Cmd,
+    graph: Graph,
+    arena: DescriptorArena,
+    /// Held for the descriptor sets that point into them.
+    _kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
+    acts: Acts,
+    _weights: GpuWeights,
+    kernels: Kernels,
+    dev: Arc<Device>,
+    model: Arc<Model>,
+    n_ctx: usize,
+    n_past: usize,
+    /// Logits of the last token run are on the device.
+    pending: bool,
+    stats: Stats,
+    /// `arena.updates` at the last `reset_stats`.
+    updates_base: u64,
+    /// Bytes uploaded while loading (weights).
+    pub load_upload_bytes: u64,
+}
+
+impl VulkanEngine {
+    /// Opens the device, uploads the weights, allocates the KV cache for `opts.n_ctx` positions
+    /// and records the decode step.
+    pub fn new(model: Arc<Model>, opts: &VulkanOptions) -> VkResult<VulkanEngine> {
+        let dev = Device::open(opts.device.as_deref(), opts.validation)?;
+        Self::with_device(dev, model, opts)
+    }
+
+    pub fn with_device(
+        dev: Arc<Device>,
+        model: Arc<Model>,
+        opts: &VulkanOptions,
+    ) -> VkResult<VulkanEngine> {
+        let c = &model.config;
+        let n_ctx = opts.n_ctx.max(1);
+        let (weights, load_upload_bytes) = weights::upload(&dev, &model, opts.progress)?;
+        let kv = graph::kv_cache(&dev, c, n_ctx)?;
+        let acts = Acts::new(&dev, c)?;
+        let kernels = Kernels::new(&dev)?;
+        let sets = (6 * c.n_layer + 16) as u32;
+        let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
+        let graph = graph::build(
+            &mut OpBuilder {
+                kernels: &kernels,
+                arena: &mut arena,
+            },
+            c,
+            &weights,
+            &acts,
+            &kv,
+        )?;
+        kernels.save_cache();
+        let mut e = VulkanEngine {
+            decode: Cmd::new(&dev)?,
+            batch: Cmd::new(&dev)?,
+            graph,
+            arena,
+            _kv: kv,
+            acts,
+            _weights: weights,
+            kernels,
+            dev,
+            n_ctx,
+            n_past: 0,
+            pending: false,
+            stats: Stats::default(),
+            updates_base: 0,
+            load_upload_bytes,
+            model,
+        };
+        e.record_decode()?;
+        e.clear_state()?;
+        Ok(e)
+    }
+
+    /// The decode step: sample -> token to host -> embed -> layers -> head. Recorded once.
+    fn record_decode(&mut self) -> VkResult<()> {
+        let cmd = &mut self.decode;
+        cmd.begin(true)?;
+        self.graph.sample.record(cmd, 1);
+        cmd.copy(
+            &self.acts.state,
+            (S_TOKEN * 4) as u64,
+            &self.acts.readback,
+            0,
+            4,
+        );
+        self.graph.embed_state.record(cmd, 1);
+        for l in &self.graph.layers {
+            for op in l {
+                op.record(cmd, 1);
+            }
+        }
+        self.graph.head.record(cmd, 1);
+        cmd.end()
+    }
+
+    fn clear_state(&mut self) -> VkResult<()> {
+        let cmd = &mut self.batch;
+        cmd.begin(false)?;
+        cmd.fill(&self.acts.state, 0, self.acts.state.size, 0);
+        cmd.end()?;
+        cmd.submit_wait()
+    }
+
+    /// The head reading x from row `row` on, writing logits from row 0 on.
+    fn head_at(&self, row: u32) -> Op {
+        let mut kind = self.graph.head.kind.clone();
+        if let OpKind::Matvec { x_off, .. } = &mut kind {
+            *x_off = row * self.model.config.n_embd as u32;
+        }
+        Op {
+            kernel: self.graph.head.kernel.clone(),
+            set: self.graph.head.set,
+            kind,
+        }
+    }
+
+    /// Runs one batch of at most UBATCH tokens through the layers. `all_logits`: the head over
+    /// every token (rows 0..n of the logits), else only the last token's (row 0) when `head`.
+    fn run_batch(&mut self, tokens: &[u32], head: bool, all_logits: bool) -> anyhow::Result<()> {
+        let n = tokens.len() as u32;
+        self.acts.tokens_up.write(0, u32_bytes(tokens));
+        let head_op = if all_logits {
+            self.head_at(0)
+        } else {
+            self.head_at(n - 1)
+        };
+        let cmd = &mut self.batch;
+        cmd.begin(false)?;
+        cmd.copy(&self.acts.tokens_up, 0, &self.acts.tokens, 0, 4 * n as u64);
+        self.graph.advance.record(cmd, n);
+        self.graph.embed_tokens.record(cmd, n);
+        for l in &self.graph.layers {
+            for op in l {
+                op.record(cmd, n);
+            }
+        }
+        if head {
+            head_op.record(cmd, if all_logits { n } else { 1 });
+        }
+        cmd.end()?;
+        let dispatches = cmd.dispatches;
+        cmd.submit_wait()
+            .context("running a prompt batch on the GPU")?;
+        self.stats.submits += 1;
+        self.stats.command_buffers_recorded += 1;
+        self.stats.dispatches += dispatches;
+        self.stats.upload_bytes += 4 * n as u64;
+        self.n_past += tokens.len();
+        Ok(())
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> anyhow::Result<()> {
+        if tokens.is_empty() {
+            bail!("vulkan: prefill needs at least one token");
+        }
+        if self.n_past + tokens.len() > self.n_ctx {
+            bail!(
+                "vulkan: {} tokens after {} already in the context exceed the context length {} (use a larger --ctx)",
+                tokens.len(),
+                self.n_past,
+                self.n_ctx
+            );
+        }
+        let n_vocab = self.model.config.n_vocab;
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            bail!("vulkan: token id {t} is outside the vocabulary (size {n_vocab})");
+        }
+        Ok(())
+    }
+
+    pub fn device_info(&self) -> &super::DeviceInfo {
+        &self.dev.info
+    }
+
+    /// Validation-layer errors so far (tests assert there are none).
+    pub fn take_validation_errors(&self) -> Vec<String> {
+        self.dev.take_validation_errors()
+    }
+}
+
+impl Engine for VulkanEngine {
+    fn describe(&self) -> String {
+        format!("vulkan: {} ({:?})", self.dev.info.name, self.dev.info.kind)
+    }
+
+    fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    fn reset(&mut self) {
+        self.n_past = 0;
+        self.pending = false;
+        // A failure here (device lost) resurfaces on the next submit.
+        let _ = self.clear_state();
+    }
+
+    fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
+        let t0 = Instant::now();
+        self.check_tokens(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(UBATCH).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.run_batch(chunk, i + 1 == chunks.len(), false)?;
+        }
+        self.pending = true;
+        self.stats.host_ns += t0.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    fn step(&mut self, params: &SamplingParams, u: f32) -> anyhow::Result<u32> {
+        let t0 = Instant::now();
+        if !self.pending {
+            bail!("vulkan: step without pending logits (prefill first)");
+        }
+        if self.n_past >= self.n_ctx {
+            bail!("vulkan: the context ({} tokens) is full", self.n_ctx);
+        }
+        let p = sample_params(params, u);
+        self.acts.params.write(0, u32_bytes(&p));
+        self.decode.submit().context("submitting a decode step")?;
+        let t_wait = Instant::now();
+        self.decode.wait().context("waiting for a decode step")?;
+        let waited = t_wait.elapsed();
+        let mut tok = [0u8; 4];
+        self.acts.readback.read(0, &mut tok);
+        let token = u32::from_le_bytes(tok);
+        self.n_past += 1;
+        self.stats.tokens += 1;
+        self.stats.submits += 1;
+        self.stats.dispatches += self.decode.dispatches;
+        self.stats.readback_bytes += 4;
+        self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
+        self.stats.host_ns += (t0.elapsed() - waited).as_nanos() as u64;
+        Ok(token)
+    }
+
+    fn logits(&mut self) -> anyhow::Result<Vec<f32>> {
+        if !self.pending {
+            bail!("vulkan: no pending logits (prefill first)");
+        }
+        let n = self.model.config.n_vocab;
+        let bytes = download(&self.dev, &self.acts.logits, 0, (n * 4) as u64)?;
+        self.stats.readback_bytes += bytes.len() as u64;
+        self.stats.submits += 1;
+        self.stats.command_buffers_recorded += 1;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
+
+    fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
+        let t0 = Instant::now();
+        self.check_tokens(tokens)?;
+        let n_vocab = self.model.config.n_vocab;
+        let mut out = Vec::with_capacity(tokens.len() * n_vocab);
+        for chunk in tokens.chunks(UBATCH) {
+            self.run_batch(chunk, true, true)?;
+            let bytes = download(
+                &self.dev,
+                &self.acts.logits,
+                0,
+                (chunk.len() * n_vocab * 4) as u64,
+            )?;
+            self.stats.readback_bytes += bytes.len() as u64;
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+            );
+        }
+        // Leave the last token's logits in row 0 for `step`.
+        let last = tokens.chunks(UBATCH).last().map_or(0, |c| c.len()) as u32;
+        if last > 1 {
+            let op = self.head_at(last - 1);
+            let cmd = &mut self.batch;
+            cmd.begin(false)?;
+            op.record(cmd, 1);
+            cmd.end()?;
+            cmd.submit_wait()?;
+            self.stats.submits += 1;
+            self.stats.command_buffers_recorded += 1;
+            self.stats.dispatches += 1;
+        }
+        self.pending = true;
+        self.stats.host_ns += t0.elapsed().as_nanos() as u64;
+        Ok(out)
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.descriptor_updates = self.arena.updates - self.updates_base;
+        s
+    }
+
+    fn reset_stats(&mut self) {
+        self.stats = Stats::default();
+        self.updates_base = self.arena.updates;
+    }
+}

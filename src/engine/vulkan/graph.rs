@@ -1,0 +1,292 @@
+//! The forward pass as a fixed list of ops over fixed buffers. Built once per engine: every
+//! descriptor set is written here and never again, and the same ops serve decoding (1 token) and
+//! prompt processing (up to `UBATCH` tokens), which differ only in push constants.
+//!
+//! Per layer, 6 dispatches:
+//!   1. QKV: RMSNorm(x) fused in, Q/K/V (mixed weight types allowed) and biases -> qkv
+//!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position
+//!   3. attention over the cache -> attn
+//!   4. output projection + residual: x += Wo · attn
+//!   5. RMSNorm(x) fused in, gate and up, SwiGLU -> ffn
+//!   6. down projection + residual: x += Wdown · ffn
+
+use std::sync::Arc;
+
+use super::buffer::{Buffer, MemKind};
+use super::device::Device;
+use super::error::{Result, VkError};
+use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, Seg, F_ACC, F_GLU, STATE_WORDS};
+use super::weights::{GpuMatrix, GpuWeights};
+use crate::model::{Config, RopeStyle};
+
+/// Tokens per prompt-processing submit (activation buffers are sized for this many).
+pub const UBATCH: usize = 64;
+
+/// Activation and state buffers, each with the shape noted.
+pub struct Acts {
+    /// [UBATCH][n_embd] f32: the residual stream.
+    pub x: Buffer,
+    /// [UBATCH][q_dim + 2 kv_dim] f32: Q, K, V projections.
+    pub qkv: Buffer,
+    /// [UBATCH][q_dim] f32: rotated queries.
+    pub q: Buffer,
+    /// [UBATCH][q_dim] f32: attention output.
+    pub attn: Buffer,
+    /// [UBATCH][n_ff] f32: SwiGLU output.
+    pub ffn: Buffer,
+    /// [UBATCH][n_vocab] f32: logits (row 0: the pending token's).
+    pub logits: Buffer,
+    /// [n_vocab] f32: the sampler's working copy.
+    pub scratch: Buffer,
+    /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl).
+    pub state: Buffer,
+    /// [UBATCH] u32: prompt tokens, copied from `tokens_up`.
+    pub tokens: Buffer,
+    /// Host-visible [UBATCH] u32: prompt tokens written by the CPU.
+    pub tokens_up: Buffer,
+    /// Host-visible [8] u32: sampling parameters and the random number (kernels::sample_params).
+    pub params: Buffer,
+    /// Host-visible [4] u32: the sampled token, copied back each step.
+    pub readback: Buffer,
+}
+
+impl Acts {
+    pub fn new(dev: &Arc<Device>, c: &Config) -> Result<Acts> {
+        let f = |n: usize, what: &str| Buffer::new(dev, (n * 4) as u64, MemKind::Device, what);
+        let b = UBATCH;
+        let logits_bytes = (b * c.n_vocab * 4) as u64;
+        if logits_bytes > dev.max_binding() {
+            return Err(VkError::Unsupported(format!(
+                "a logits buffer of {} MiB (maxStorageBufferRange {} MiB)",
+                logits_bytes >> 20,
+                dev.max_binding() >> 20
+            )));
+        }
+        Ok(Acts {
+            x: f(b * c.n_embd, "activations")?,
+            qkv: f(b * (c.q_dim() + 2 * c.kv_dim()), "activations")?,
+            q: f(b * c.q_dim(), "activations")?,
+            attn: f(b * c.q_dim(), "activations")?,
+            ffn: f(b * c.n_ff, "activations")?,
+            logits: f(b * c.n_vocab, "logits")?,
+            scratch: f(c.n_vocab, "sampler scratch")?,
+            state: f(STATE_WORDS, "decoding state")?,
+            tokens: f(b, "prompt tokens")?,
+            tokens_up: Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens")?,
+            params: Buffer::new(dev, 32, MemKind::Upload, "sampling parameters")?,
+            readback: Buffer::new(dev, 16, MemKind::Readback, "token readback")?,
+        })
+    }
+}
+
+/// The KV cache: per layer, K and V as [n_ctx][kv_dim] f16.
+pub fn kv_cache(dev: &Arc<Device>, c: &Config, n_ctx: usize) -> Result<Vec<(Buffer, Buffer)>> {
+    let bytes = (n_ctx * c.kv_dim() * 2) as u64;
+    if bytes > dev.max_binding() {
+        return Err(VkError::Unsupported(format!(
+            "a context of {n_ctx} tokens ({} MiB of K per layer > maxStorageBufferRange {} MiB); use a smaller --ctx",
+            bytes >> 20,
+            dev.max_binding() >> 20
+        )));
+    }
+    let mut out = Vec::with_capacity(c.n_layer);
+    for _ in 0..c.n_layer {
+        let what = format!("the KV cache for --ctx {n_ctx}");
+        out.push((
+            Buffer::new(dev, bytes, MemKind::Device, &what)?,
+            Buffer::new(dev, bytes, MemKind::Device, &what)?,
+        ));
+    }
+    Ok(out)
+}
+
+pub struct Graph {
+    /// Embedding of the token the sampler wrote into the state (decoding).
+    pub embed_state: Op,
+    /// Embedding of the prompt tokens.
+    pub embed_tokens: Op,
+    /// Position bookkeeping at the start of a prompt batch.
+    pub advance: Op,
+    pub layers: Vec<Vec<Op>>,
+    /// Output norm + head for the token at `x_off` into logits row 0 (and onward for batches).
+    pub head: Op,
+    pub sample: Op,
+}
+
+impl Graph {
+    /// Dispatches one decode step records.
+    pub fn decode_dispatches(&self) -> u64 {
+        (3 + self.layers.iter().map(|l| l.len()).sum::<usize>()) as u64
+    }
+}
+
+fn one(m: &GpuMatrix) -> Result<Seg> {
+    if m.pieces.len() != 1 {
+        return Err(VkError::Unsupported(format!(
+            "a layer matrix larger than maxStorageBufferRange ({} rows of type {})",
+            m.rows, m.ty
+        )));
+    }
+    Ok(m.seg())
+}
+
+pub fn build(
+    b: &mut OpBuilder<'_>,
+    c: &Config,
+    w: &GpuWeights,
+    a: &Acts,
+    kv: &[(Buffer, Buffer)],
+) -> Result<Graph> {
+    let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
+    let qkv_w = qd + 2 * kvd;
+    let embd_pieces: Vec<_> = w
+        .token_embd
+        .pieces
+        .iter()
+        .map(|(buf, r)| (buf.all(), *r))
+        .collect();
+    let embed_state = b.embed(
+        a.state.all(),
+        a.tokens.all(),
+        &embd_pieces,
+        w.token_embd.ty,
+        e,
+        true,
+        a.x.all(),
+    )?;
+    let embed_tokens = b.embed(
+        a.state.all(),
+        a.tokens.all(),
+        &embd_pieces,
+        w.token_embd.ty,
+        e,
+        false,
+        a.x.all(),
+    )?;
+    let advance = b.advance(a.state.all(), a.tokens.all())?;
+    let mut layers = Vec::with_capacity(c.n_layer);
+    for (l, (kc, vc)) in w.layers.iter().zip(kv) {
+        let mut q = one(&l.q)?;
+        let mut k = one(&l.k)?;
+        let mut v = one(&l.v)?;
+        if l.qkv_bias.is_some() {
+            q.bias = Some(0);
+            k.bias = Some(qd);
+            v.bias = Some(qd + kvd);
+        }
+        let qkv = b.matvec(MatvecSpec {
+            x: a.x.all(),
+            segs: &[q, k, v],
+            norm: Some(l.attn_norm.all()),
+            bias: l.qkv_bias.as_ref().map(|b| b.all()),
+            y: a.qkv.all(),
+            k: e,
+            x_stride: e,
+            y_stride: qkv_w,
+            x_off: 0,
+            y_off: 0,
+            flags: 0,
+            eps: c.rms_eps,
+        })?;
+        let rope = b.rope_kv(
+            a.state.all(),
+            a.qkv.all(),
+            a.q.all(),
+            kc.all(),
+            vc.all(),
+            w.inv_freq.all(),
+            OpKind::RopeKv {
+                q_dim: qd,
+                kv_dim: kvd,
+                head_dim: c.head_dim as u32,
+                n_rot: c.n_rot as u32,
+                neox: c.rope_style == RopeStyle::Neox,
+            },
+        )?;
+        let attn = b.attention(
+            a.state.all(),
+            a.q.all(),
+            kc.all(),
+            vc.all(),
+            a.attn.all(),
+            OpKind::Attention {
+                n_head: c.n_head as u32,
+                n_kv: c.n_head_kv as u32,
+                head_dim: c.head_dim as u32,
+            },
+        )?;
+        let o = b.matvec(MatvecSpec {
+            x: a.attn.all(),
+            segs: &[one(&l.o)?],
+            norm: None,
+            bias: None,
+            y: a.x.all(),
+            k: qd,
+            x_stride: qd,
+            y_stride: e,
+            x_off: 0,
+            y_off: 0,
+            flags: F_ACC,
+            eps: 0.0,
+        })?;
+        let ffn = b.matvec(MatvecSpec {
+            x: a.x.all(),
+            segs: &[one(&l.gate)?, one(&l.up)?],
+            norm: Some(l.ffn_norm.all()),
+            bias: None,
+            y: a.ffn.all(),
+            k: e,
+            x_stride: e,
+            y_stride: c.n_ff as u32,
+            x_off: 0,
+            y_off: 0,
+            flags: F_GLU,
+            eps: c.rms_eps,
+        })?;
+        let down = b.matvec(MatvecSpec {
+            x: a.ffn.all(),
+            segs: &[one(&l.down)?],
+            norm: None,
+            bias: None,
+            y: a.x.all(),
+            k: c.n_ff as u32,
+            x_stride: c.n_ff as u32,
+            y_stride: e,
+            x_off: 0,
+            y_off: 0,
+            flags: F_ACC,
+            eps: 0.0,
+        })?;
+        layers.push(vec![qkv, rope, attn, o, ffn, down]);
+    }
+    let out = w.output.as_ref().unwrap_or(&w.token_embd);
+    let head = b.matvec(MatvecSpec {
+        x: a.x.all(),
+        segs: &out.segs(),
+        norm: Some(w.output_norm.all()),
+        bias: None,
+        y: a.logits.all(),
+        k: e,
+        x_stride: e,
+        y_stride: c.n_vocab as u32,
+        x_off: 0,
+        y_off: 0,
+        flags: 0,
+        eps: c.rms_eps,
+    })?;
+    let sample = b.sample(
+        a.logits.all(),
+        a.state.all(),
+        a.scratch.all(),
+        a.params.all(),
+        c.n_vocab as u32,
+    )?;
+    Ok(Graph {
+        embed_state,
+        embed_tokens,
+        advance,
+        layers,
+        head,
+        sample,
+    })
+}
