@@ -1,13 +1,14 @@
 #version 450
 // Embedding lookup: x[t] = token_embd[token_t], dequantized. The token comes from the device
-// state (decoding: the id the sampler just wrote) or from a token buffer (prompt processing).
+// state (decoding: the id the sampler wrote last step; this dispatch then also starts the step's
+// position bookkeeping: pos = n_past, n_past += 1) or from a token buffer (prompt processing).
 // The table may be split into pieces of whole rows (bindings larger than
 // maxStorageBufferRange are not allowed); seg_rows gives each piece's row count.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 64;
 layout(local_size_x_id = 0) in;
 #define MAX_SEG 4
-layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
+layout(set = 0, binding = 0) buffer State { uint state[]; };
 layout(set = 0, binding = 1) readonly buffer Tokens { uint tokens[]; };
 layout(set = 0, binding = 2) readonly buffer Wt { uint d[]; } W[MAX_SEG];
 layout(set = 0, binding = 3) writeonly buffer Out { float x[]; };
@@ -25,6 +26,12 @@ layout(push_constant) uniform PC {
 void main() {
     const uint t = gl_WorkGroupID.x;
     uint tok = pc.from_state != 0u ? state[S_TOKEN] : tokens[t];
+    if (pc.from_state != 0u && gl_LocalInvocationID.x == 0u) {
+        // Only position words are written; every invocation reads only S_TOKEN.
+        const uint np = state[S_NPAST];
+        state[S_POS] = np;
+        state[S_NPAST] = np + 1u;
+    }
     uint seg = 0u;
     while (seg + 1u < pc.nseg && tok >= pc.seg_rows[seg]) {
         tok -= pc.seg_rows[seg];

@@ -7,8 +7,8 @@
 // the first token in that order whose cumulative mass exceeds u * total.
 // Thresholds are found without sorting by a 4-bit radix search (8 passes) over the float bits of
 // the keys, counting tokens (top-k) or summing their mass (top-p, draw); ties at the threshold
-// are resolved in id order. Then the token is written to the state, appended to the history,
-// and the position advanced (this dispatch starts every decode step).
+// are resolved in id order. The token is written to the state (where the next step's embedding
+// lookup reads it) and appended to the history.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
 layout(local_size_x_id = 0) in;
@@ -317,11 +317,8 @@ void main() {
     }
 
     if (tid == 0u) {
-        const uint np = state[S_NPAST];
         state[S_TOKEN] = token;
         state[S_HIST + nh % HIST] = token;
         state[S_NHIST] = nh + 1u;
-        state[S_POS] = np;
-        state[S_NPAST] = np + 1u;
     }
 }

@@ -39,18 +39,24 @@ fn tokens(model_path: &std::path::Path, text: &str) -> Vec<u32> {
 
 /// Greedy generation of `n` tokens on both engines; returns the first position where they differ
 /// together with the CPU's top-two logit gap there, or None when equal.
-fn compare_greedy(cpu: &mut dyn Engine, gpu: &mut VulkanEngine, prompt: &[u32], n: usize) -> Option<(usize, f32)> {
+fn compare_greedy(
+    cpu: &mut dyn Engine,
+    gpu: &mut VulkanEngine,
+    prompt: &[u32],
+    n: usize,
+) -> Option<(usize, f32)> {
     let p = SamplingParams::greedy();
     cpu.reset();
     gpu.reset();
     cpu.prefill(prompt).unwrap();
     gpu.prefill(prompt).unwrap();
     for i in 0..n {
-        let logits = cpu.logits().unwrap();
         let a = cpu.step(&p, 0.0).unwrap();
         let b = gpu.step(&p, 0.0).unwrap();
         if a != b {
-            let mut l = logits.clone();
+            eprintln!("cpu {a} gpu {b}");
+            // The logits both engines just sampled from.
+            let mut l = cpu.logits().unwrap();
             l.sort_by(|x, y| y.total_cmp(x));
             return Some((i, l[0] - l[1]));
         }
@@ -59,16 +65,28 @@ fn compare_greedy(cpu: &mut dyn Engine, gpu: &mut VulkanEngine, prompt: &[u32], 
 }
 
 fn greedy_matches_cpu(file: &str, n_prompts: usize) {
-    let Some(path) = util::test_model(file) else { return };
+    let Some(path) = util::test_model(file) else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
-    let mut cpu = CpuEngine::new(model.clone(), &CpuOptions { n_ctx: 256, ..Default::default() }).unwrap();
+    let mut cpu = CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx: 256,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut gpu = vulkan(&model, 256);
     for text in PROMPTS.iter().take(n_prompts) {
         let prompt = tokens(&path, text);
         if let Some((i, gap)) = compare_greedy(&mut cpu, &mut gpu, &prompt, 32) {
             // A near tie in the CPU's own logits may go either way (the engines round
             // differently); anything else is a bug.
-            assert!(gap < 0.05, "{file}: prompt {text:?}: token {i} differs (CPU top-two gap {gap})");
+            assert!(
+                gap < 0.05,
+                "{file}: prompt {text:?}: token {i} differs (CPU top-two gap {gap})"
+            );
             eprintln!("{file}: prompt {text:?}: token {i} differs at a near tie (gap {gap})");
         }
     }
@@ -83,17 +101,33 @@ fn smollm_greedy_matches_cpu_engine() {
 
 /// Max |a - b| and the index where it occurs.
 fn max_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
-    a.iter().zip(b).enumerate().fold((0.0, 0), |(m, mi), (i, (x, y))| {
-        let d = (x - y).abs();
-        if d > m || d.is_nan() { (d, i) } else { (m, mi) }
-    })
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .fold((0.0, 0), |(m, mi), (i, (x, y))| {
+            let d = (x - y).abs();
+            if d > m || d.is_nan() {
+                (d, i)
+            } else {
+                (m, mi)
+            }
+        })
 }
 
 #[test]
 fn smollm_logits_match_cpu_engine() {
-    let Some(path) = util::test_model(util::SMOLLM) else { return };
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
-    let mut cpu = CpuEngine::new(model.clone(), &CpuOptions { n_ctx: 128, ..Default::default() }).unwrap();
+    let mut cpu = CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx: 128,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut gpu = vulkan(&model, 128);
     for n in [1usize, 2, 5, 20] {
         let prompt = &tokens(&path, PROMPTS[3])[..n];
@@ -103,9 +137,18 @@ fn smollm_logits_match_cpu_engine() {
         gpu.prefill(prompt).unwrap();
         let (a, b) = (cpu.logits().unwrap(), gpu.logits().unwrap());
         let (d, i) = max_diff(&a, &b);
-        eprintln!("mean abs diff {}", a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32);
-        eprintln!("n={n}: max |cpu - gpu| = {d} at {i} (cpu {} gpu {})", a[i], b[i]);
-        assert!(d < 0.05, "prompt of {n} tokens: logits differ by {d} at {i}");
+        eprintln!(
+            "mean abs diff {}",
+            a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+        );
+        eprintln!(
+            "n={n}: max |cpu - gpu| = {d} at {i} (cpu {} gpu {})",
+            a[i], b[i]
+        );
+        assert!(
+            d < 0.05,
+            "prompt of {n} tokens: logits differ by {d} at {i}"
+        );
     }
 }
 
@@ -124,7 +167,9 @@ fn reference_one_token(model: &Model, token: u32) -> Vec<f32> {
     let matvec = |wt: &pigpu::model::Weight, x: &[f64]| -> Vec<f64> {
         let m = deq(wt);
         let k = wt.cols();
-        (0..wt.rows()).map(|r| (0..k).map(|i| m[r * k + i] as f64 * x[i]).sum()).collect()
+        (0..wt.rows())
+            .map(|r| (0..k).map(|i| m[r * k + i] as f64 * x[i]).sum())
+            .collect()
     };
     let norm = |x: &[f64], wt: &pigpu::model::Weight| -> Vec<f64> {
         let nw = model.vector_f32(wt);
@@ -134,7 +179,10 @@ fn reference_one_token(model: &Model, token: u32) -> Vec<f32> {
     };
     let e = c.n_embd;
     let emb = deq(&w.token_embd);
-    let mut x: Vec<f64> = emb[token as usize * e..(token as usize + 1) * e].iter().map(|v| *v as f64).collect();
+    let mut x: Vec<f64> = emb[token as usize * e..(token as usize + 1) * e]
+        .iter()
+        .map(|v| *v as f64)
+        .collect();
     for l in &w.layers {
         let xn = norm(&x, &l.attn_norm);
         let mut v = matvec(&l.attn_v, &xn);
@@ -155,17 +203,26 @@ fn reference_one_token(model: &Model, token: u32) -> Vec<f32> {
         let xn = norm(&x, &l.ffn_norm);
         let g = matvec(&l.ffn_gate, &xn);
         let u = matvec(&l.ffn_up, &xn);
-        let h: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+        let h: Vec<f64> = g
+            .iter()
+            .zip(&u)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
         let d = matvec(&l.ffn_down, &h);
         x.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
     }
     let xn = norm(&x, &w.output_norm);
-    matvec(&w.output, &xn).into_iter().map(|v| v as f32).collect()
+    matvec(&w.output, &xn)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
 
 #[test]
 fn smollm_one_token_logits_match_f64_reference() {
-    let Some(path) = util::test_model(util::SMOLLM) else { return };
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
     let model = Model::load(&path).unwrap();
     let tok = tokens(&path, "Paris")[0];
     let want = reference_one_token(&model, tok);
@@ -173,9 +230,19 @@ fn smollm_one_token_logits_match_f64_reference() {
     gpu.prefill(&[tok]).unwrap();
     let got = gpu.logits().unwrap();
     let (d, i) = max_diff(&got, &want);
-    let mut cpu = CpuEngine::new(model.clone(), &CpuOptions { n_ctx: 16, ..Default::default() }).unwrap();
+    let mut cpu = CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx: 16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     cpu.prefill(&[tok]).unwrap();
     let (dc, _) = max_diff(&cpu.logits().unwrap(), &want);
     eprintln!("one token: max |gpu - f64| = {d} at {i}; max |cpu - f64| = {dc}");
-    assert!(d < 1e-2, "gpu logits differ from the f64 reference by {d} at {i}");
+    assert!(
+        d < 1e-2,
+        "gpu logits differ from the f64 reference by {d} at {i}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `VulkanEngine`: the `Engine` on a Vulkan device. Decoding is GPU-resident: one command buffer,
-//! recorded once at load, samples the next token on the device (writing it where the embedding
-//! lookup reads it), runs the model on it and leaves the new logits on the device; per step the
-//! host writes 32 bytes of sampling parameters, submits once, and reads back a 4-byte token id.
+//! recorded once at load, runs the model on the token sampled last step (the embedding lookup
+//! reads it from device memory, where the sampler wrote it), samples the next token on the device
+//! and copies its id out; per step the host writes 32 bytes of sampling parameters, submits
+//! once, and reads back a 4-byte token id.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,7 +47,10 @@ impl Default for VulkanOptions {
 
 pub struct VulkanEngine {
     // Field order is drop order: command buffers (which wait for their work) first.
+    /// Feed the unfed token, run the model, sample (steady state).
     decode: Cmd,
+    /// Sample only (the first step after a prefill, whose logits are already there).
+    sample_only: Cmd,
     batch: Cmd,
     graph: Graph,
     arena: DescriptorArena,
@@ -61,6 +65,8 @@ pub struct VulkanEngine {
     n_past: usize,
     /// Logits of the last token run are on the device.
     pending: bool,
+    /// The token `step` returned last, not yet run through the model (it is in device state).
+    unfed: Option<u32>,
     stats: Stats,
     /// `arena.updates` at the last `reset_stats`.
     updates_base: u64,
@@ -102,6 +108,7 @@ impl VulkanEngine {
         kernels.save_cache();
         let mut e = VulkanEngine {
             decode: Cmd::new(&dev)?,
+            sample_only: Cmd::new(&dev)?,
             batch: Cmd::new(&dev)?,
             graph,
             arena,
@@ -113,6 +120,7 @@ impl VulkanEngine {
             n_ctx,
             n_past: 0,
             pending: false,
+            unfed: None,
             stats: Stats::default(),
             updates_base: 0,
             load_upload_bytes,
@@ -127,14 +135,6 @@ impl VulkanEngine {
     fn record_decode(&mut self) -> VkResult<()> {
         let cmd = &mut self.decode;
         cmd.begin(true)?;
-        self.graph.sample.record(cmd, 1);
-        cmd.copy(
-            &self.acts.state,
-            (S_TOKEN * 4) as u64,
-            &self.acts.readback,
-            0,
-            4,
-        );
         self.graph.embed_state.record(cmd, 1);
         for l in &self.graph.layers {
             for op in l {
@@ -142,6 +142,14 @@ impl VulkanEngine {
             }
         }
         self.graph.head.record(cmd, 1);
+        self.graph.sample.record(cmd, 1);
+        let tok = (S_TOKEN * 4) as u64;
+        cmd.copy(&self.acts.state, tok, &self.acts.readback, 0, 4);
+        cmd.end()?;
+        let cmd = &mut self.sample_only;
+        cmd.begin(true)?;
+        self.graph.sample.record(cmd, 1);
+        cmd.copy(&self.acts.state, tok, &self.acts.readback, 0, 4);
         cmd.end()
     }
 
@@ -168,7 +176,14 @@ impl VulkanEngine {
 
     /// Runs one batch of at most UBATCH tokens through the layers. `all_logits`: the head over
     /// every token (rows 0..n of the logits), else only the last token's (row 0) when `head`.
-    fn run_batch(&mut self, tokens: &[u32], head: bool, all_logits: bool) -> anyhow::Result<()> {
+    /// Tokens before `hist_from` are not added to the repetition-penalty history.
+    fn run_batch(
+        &mut self,
+        tokens: &[u32],
+        head: bool,
+        all_logits: bool,
+        hist_from: u32,
+    ) -> anyhow::Result<()> {
         let n = tokens.len() as u32;
         self.acts.tokens_up.write(0, u32_bytes(tokens));
         let head_op = if all_logits {
@@ -176,10 +191,15 @@ impl VulkanEngine {
         } else {
             self.head_at(n - 1)
         };
+        let advance = Op {
+            kernel: self.graph.advance.kernel.clone(),
+            set: self.graph.advance.set,
+            kind: OpKind::Advance { hist_from },
+        };
         let cmd = &mut self.batch;
         cmd.begin(false)?;
         cmd.copy(&self.acts.tokens_up, 0, &self.acts.tokens, 0, 4 * n as u64);
-        self.graph.advance.record(cmd, n);
+        advance.record(cmd, n);
         self.graph.embed_tokens.record(cmd, n);
         for l in &self.graph.layers {
             for op in l {
@@ -205,11 +225,11 @@ impl VulkanEngine {
         if tokens.is_empty() {
             bail!("vulkan: prefill needs at least one token");
         }
-        if self.n_past + tokens.len() > self.n_ctx {
+        let before = self.n_past + self.unfed.is_some() as usize;
+        if before + tokens.len() > self.n_ctx {
             bail!(
-                "vulkan: {} tokens after {} already in the context exceed the context length {} (use a larger --ctx)",
+                "vulkan: {} tokens after {before} already in the context exceed the context length {} (use a larger --ctx)",
                 tokens.len(),
-                self.n_past,
                 self.n_ctx
             );
         }
@@ -222,6 +242,15 @@ impl VulkanEngine {
 
     pub fn device_info(&self) -> &super::DeviceInfo {
         &self.dev.info
+    }
+
+    /// Runs the token sampled last (if any) through the model, without logits.
+    fn feed_unfed(&mut self) -> anyhow::Result<()> {
+        if let Some(t) = self.unfed.take() {
+            // Already in the history (the sampler put it there).
+            self.run_batch(&[t], false, false, 1)?;
+        }
+        Ok(())
     }
 
     /// Validation-layer errors so far (tests assert there are none).
@@ -246,6 +275,7 @@ impl Engine for VulkanEngine {
     fn reset(&mut self) {
         self.n_past = 0;
         self.pending = false;
+        self.unfed = None;
         // A failure here (device lost) resurfaces on the next submit.
         let _ = self.clear_state();
     }
@@ -253,9 +283,10 @@ impl Engine for VulkanEngine {
     fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
         let t0 = Instant::now();
         self.check_tokens(tokens)?;
+        self.feed_unfed()?;
         let chunks: Vec<&[u32]> = tokens.chunks(UBATCH).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            self.run_batch(chunk, i + 1 == chunks.len(), false)?;
+            self.run_batch(chunk, i + 1 == chunks.len(), false, 0)?;
         }
         self.pending = true;
         self.stats.host_ns += t0.elapsed().as_nanos() as u64;
@@ -267,22 +298,32 @@ impl Engine for VulkanEngine {
         if !self.pending {
             bail!("vulkan: step without pending logits (prefill first)");
         }
-        if self.n_past >= self.n_ctx {
+        let feed = self.unfed.is_some();
+        if feed && self.n_past >= self.n_ctx {
             bail!("vulkan: the context ({} tokens) is full", self.n_ctx);
         }
         let p = sample_params(params, u);
         self.acts.params.write(0, u32_bytes(&p));
-        self.decode.submit().context("submitting a decode step")?;
+        let cmd = if feed {
+            &self.decode
+        } else {
+            &self.sample_only
+        };
+        cmd.submit().context("submitting a decode step")?;
         let t_wait = Instant::now();
-        self.decode.wait().context("waiting for a decode step")?;
+        cmd.wait().context("waiting for a decode step")?;
         let waited = t_wait.elapsed();
+        let dispatches = cmd.dispatches;
         let mut tok = [0u8; 4];
         self.acts.readback.read(0, &mut tok);
         let token = u32::from_le_bytes(tok);
-        self.n_past += 1;
+        if feed {
+            self.n_past += 1;
+        }
+        self.unfed = Some(token);
         self.stats.tokens += 1;
         self.stats.submits += 1;
-        self.stats.dispatches += self.decode.dispatches;
+        self.stats.dispatches += dispatches;
         self.stats.readback_bytes += 4;
         self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
         self.stats.host_ns += (t0.elapsed() - waited).as_nanos() as u64;
@@ -307,10 +348,11 @@ impl Engine for VulkanEngine {
     fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
         let t0 = Instant::now();
         self.check_tokens(tokens)?;
+        self.feed_unfed()?;
         let n_vocab = self.model.config.n_vocab;
         let mut out = Vec::with_capacity(tokens.len() * n_vocab);
         for chunk in tokens.chunks(UBATCH) {
-            self.run_batch(chunk, true, true)?;
+            self.run_batch(chunk, true, true, 0)?;
             let bytes = download(
                 &self.dev,
                 &self.acts.logits,

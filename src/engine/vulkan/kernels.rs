@@ -132,7 +132,7 @@ impl Kernels {
         self.get("sample", shaders::SAMPLE, &[1, 1, 1, 1], 2, &[128])
     }
     pub fn advance(&self) -> Result<Rc<Kernel>> {
-        self.get("advance", shaders::ADVANCE, &[1, 1], 1, &[])
+        self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])
     }
 
     /// Saves the pipeline cache now (it is also saved on drop).
@@ -187,7 +187,10 @@ pub enum OpKind {
     Sample {
         n_vocab: u32,
     },
-    Advance,
+    /// `hist_from`: tokens before this index are not added to the history.
+    Advance {
+        hist_from: u32,
+    },
 }
 
 /// A dispatch with its descriptor set written once.
@@ -295,8 +298,8 @@ impl Op {
             OpKind::Sample { n_vocab } => {
                 cmd.dispatch(&self.kernel, self.set, &[*n_vocab, 0], [1, 1, 1]);
             }
-            OpKind::Advance => {
-                cmd.dispatch(&self.kernel, self.set, &[n_tok], [1, 1, 1]);
+            OpKind::Advance { hist_from } => {
+                cmd.dispatch(&self.kernel, self.set, &[n_tok, *hist_from], [1, 1, 1]);
             }
         }
     }
@@ -454,7 +457,7 @@ impl OpBuilder<'_> {
         Ok(Op {
             kernel,
             set,
-            kind: OpKind::Advance,
+            kind: OpKind::Advance { hist_from: 0 },
         })
     }
 }
