@@ -1,0 +1,331 @@
+//! The Vulkan engine on lavapipe (`--device llvmpipe`) with the Khronos validation layer on (any
+//! error it reports fails the test): logits against an independent f64 reference, greedy output
+//! against the CPU engine token for token, the steady-state decode counters, and failure modes.
+//!
+//! Where the two engines pick different greedy tokens, an f64 forward pass referees: the Vulkan
+//! engine's token must be the exact computation's choice up to a 0.05 tie. (The CPU engine, like
+//! llama.cpp, quantizes activations to 8 bits, so its logits are off the exact ones by ~0.1 on
+//! average; the Vulkan engine computes in f32 and lands within ~0.01.)
+
+mod reference;
+
+use std::sync::Arc;
+
+use pigpu::engine::cpu::{CpuEngine, CpuOptions};
+use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
+use pigpu::engine::{Engine, SamplingParams};
+use pigpu::model::tokenizer::Tokenizer;
+use pigpu::model::Model;
+
+use self::reference::Reference;
+use crate::util;
+
+/// Five varied prompts (prose, code, a list, a question, chat markup).
+pub const PROMPTS: [&str; 5] = [
+    "The capital of France is",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "Ingredients for pancakes:\n1.",
+    "Why is the sky blue? Explain it to a child.",
+    "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
+];
+
+/// Logits this close count as a tie (the CPU issue's rule).
+const TIE: f64 = 0.05;
+
+fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
+    let opts = VulkanOptions {
+        device: Some("llvmpipe".into()),
+        n_ctx,
+        validation: true,
+        progress: false,
+    };
+    VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
+}
+
+fn no_validation_errors(gpu: &VulkanEngine) {
+    let errs = gpu.take_validation_errors();
+    assert!(
+        errs.is_empty(),
+        "Vulkan validation errors:\n{}",
+        errs.join("\n")
+    );
+}
+
+fn tokens(model: &Model, text: &str) -> Vec<u32> {
+    let tok = Tokenizer::from_gguf(&model.file).unwrap();
+    tok.encode(text, true, true).unwrap()
+}
+
+fn max_diff(a: &[f32], b: &[f64]) -> (f64, usize) {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .fold((0.0, 0), |(m, mi), (i, (x, y))| {
+            let d = (*x as f64 - y).abs();
+            if d > m || d.is_nan() {
+                (d, i)
+            } else {
+                (m, mi)
+            }
+        })
+}
+
+fn logits_match_reference(file: &str) {
+    let Some(path) = util::test_model(file) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let prompt = tokens(&model, PROMPTS[3]);
+    let reference = Reference::new(&model).logits(&prompt);
+    let mut gpu = vulkan(&model, 64);
+    gpu.prefill(&prompt).unwrap();
+    let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
+    let mut cpu = CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx: 64,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    cpu.prefill(&prompt).unwrap();
+    let (dc, _) = max_diff(&cpu.logits().unwrap(), &reference);
+    eprintln!("{file}: max |logit - f64 reference|: vulkan {d:.4} (at {i}), cpu {dc:.4}");
+    assert!(
+        d < 0.05,
+        "{file}: Vulkan logits differ from the f64 reference by {d} at token {i}"
+    );
+    no_validation_errors(&gpu);
+}
+
+#[test]
+fn smollm_logits_match_f64_reference() {
+    logits_match_reference(util::SMOLLM);
+}
+
+/// Greedy generation of `n` tokens on both engines for each prompt; divergences refereed.
+fn greedy_matches_cpu(file: &str) {
+    let Some(path) = util::test_model(file) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let mut cpu = CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx: 256,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut gpu = vulkan(&model, 256);
+    let mut referee: Option<Reference> = None;
+    let p = SamplingParams::greedy();
+    let n = 32;
+    for text in PROMPTS {
+        let prompt = tokens(&model, text);
+        cpu.reset();
+        gpu.reset();
+        cpu.prefill(&prompt).unwrap();
+        gpu.prefill(&prompt).unwrap();
+        let mut generated = Vec::new();
+        for i in 0..n {
+            let (a, b) = (cpu.step(&p, 0.0).unwrap(), gpu.step(&p, 0.0).unwrap());
+            if a != b {
+                let r = referee.get_or_insert_with(|| Reference::new(&model));
+                let ctx = [prompt.clone(), generated.clone()].concat();
+                let l = r.logits(&ctx);
+                let best = l.iter().cloned().fold(f64::MIN, f64::max);
+                eprintln!(
+                    "{file}: {text:?}: token {i}: cpu {a} gpu {b}; f64 reference: best {best:.3}, cpu's {:.3}, gpu's {:.3}",
+                    l[a as usize], l[b as usize]
+                );
+                assert!(
+                    l[b as usize] >= best - TIE,
+                    "{file}: prompt {text:?}: token {i}: the Vulkan engine chose {b} (reference logit {:.4}) where the exact computation's best is {best:.4}",
+                    l[b as usize]
+                );
+                break;
+            }
+            generated.push(a);
+        }
+        eprintln!(
+            "{file}: {text:?}: {} of {n} greedy tokens identical to the CPU engine",
+            generated.len()
+        );
+    }
+    no_validation_errors(&gpu);
+}
+
+#[test]
+fn smollm_greedy_matches_cpu_engine() {
+    greedy_matches_cpu(util::SMOLLM);
+}
+
+/// Steady-state decoding: the command buffer is replayed (nothing recorded, no descriptor
+/// written), one submit and a 4-byte readback per token, few dispatches per layer.
+#[test]
+fn smollm_decode_counters() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let n_layer = model.config.n_layer as f64;
+    let mut gpu = vulkan(&model, 128);
+    gpu.prefill(&tokens(&model, PROMPTS[0])).unwrap();
+    let p = SamplingParams {
+        temperature: 0.8,
+        top_k: 40,
+        top_p: 0.95,
+        min_p: 0.05,
+        repeat_penalty: 1.1,
+        repeat_last_n: 64,
+    };
+    gpu.step(&p, 0.5).unwrap(); // the first step only samples (the prompt's logits are ready)
+    gpu.reset_stats();
+    let n = 8u64;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        gpu.step(&p, (i as f32 * 0.37) % 1.0).unwrap();
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let s = gpu.stats();
+    eprintln!(
+        "lavapipe decode: {:.2} tok/s; per token: {} dispatches ({:.2} per layer), {} submits, {} recorded, {} descriptor updates, {} B read back, {} B uploaded, {:.0} µs host",
+        n as f64 / secs,
+        s.dispatches / n,
+        s.dispatches as f64 / n as f64 / n_layer,
+        s.submits / n,
+        s.command_buffers_recorded,
+        s.descriptor_updates,
+        s.readback_bytes / n,
+        s.upload_bytes / n,
+        s.host_ns as f64 / n as f64 / 1e3
+    );
+    assert_eq!(s.tokens, n);
+    assert_eq!(s.command_buffers_recorded, 0);
+    assert_eq!(s.descriptor_updates, 0);
+    assert!(s.submits <= 2 * n, "{} submits for {n} tokens", s.submits);
+    assert!(
+        s.dispatches as f64 / n as f64 <= 8.0 * n_layer,
+        "{} dispatches",
+        s.dispatches
+    );
+    assert!(
+        s.readback_bytes <= 16 * n,
+        "{} bytes read back",
+        s.readback_bytes
+    );
+    no_validation_errors(&gpu);
+}
+
+/// The same seed and settings give the same tokens; sampled output stays in the vocabulary.
+#[test]
+fn smollm_sampling_is_reproducible() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let mut gpu = vulkan(&model, 64);
+    let p = SamplingParams {
+        temperature: 0.9,
+        top_k: 50,
+        top_p: 0.9,
+        min_p: 0.02,
+        repeat_penalty: 1.2,
+        repeat_last_n: 32,
+    };
+    let prompt = tokens(&model, PROMPTS[2]);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        gpu.reset();
+        gpu.prefill(&prompt).unwrap();
+        let mut rng = pigpu::model::sampler::Rng::new(42);
+        runs.push(
+            (0..6)
+                .map(|_| gpu.step(&p, rng.next_f32()).unwrap())
+                .collect::<Vec<u32>>(),
+        );
+    }
+    assert_eq!(runs[0], runs[1]);
+    assert!(runs[0].iter().all(|&t| (t as usize) < model.config.n_vocab));
+    no_validation_errors(&gpu);
+}
+
+/// Bad input and resource limits are clear errors, not panics or hangs.
+#[test]
+fn vulkan_failures_are_clear_errors() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let opts = VulkanOptions {
+        device: Some("no-such-gpu".into()),
+        n_ctx: 16,
+        validation: false,
+        progress: false,
+    };
+    let err = VulkanEngine::new(model.clone(), &opts)
+        .err()
+        .expect("no such device")
+        .to_string();
+    assert!(err.contains("no device matches 'no-such-gpu'"), "{err}");
+    // Automatic choice never takes lavapipe, the only device here.
+    let opts = VulkanOptions {
+        device: None,
+        ..opts
+    };
+    let err = VulkanEngine::new(model.clone(), &opts)
+        .err()
+        .expect("no GPU")
+        .to_string();
+    assert!(
+        err.contains("no usable device") && err.contains("--list-devices"),
+        "{err}"
+    );
+    // A context whose KV cache cannot be bound.
+    let opts = VulkanOptions {
+        device: Some("llvmpipe".into()),
+        n_ctx: 1 << 24,
+        ..opts
+    };
+    let err = VulkanEngine::new(model.clone(), &opts)
+        .err()
+        .expect("huge context")
+        .to_string();
+    assert!(err.contains("--ctx"), "{err}");
+
+    let mut gpu = vulkan(&model, 8);
+    let err = gpu
+        .prefill(&[1, 2, 3, 4, 5, 6, 7, 8, 9])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exceed the context length 8"), "{err}");
+    let err = gpu.prefill(&[u32::MAX]).unwrap_err().to_string();
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    let err = gpu
+        .step(&SamplingParams::greedy(), 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prefill first"), "{err}");
+    gpu.prefill(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
+    gpu.step(&SamplingParams::greedy(), 0.0).unwrap();
+    gpu.step(&SamplingParams::greedy(), 0.0).unwrap(); // feeds token 8 of 8
+    let err = gpu
+        .step(&SamplingParams::greedy(), 0.0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("full"), "{err}");
+    no_validation_errors(&gpu);
+}
+
+#[test]
+#[ignore = "slow on lavapipe (~10 min): run with `scripts/just test-vulkan-qwen`"]
+fn qwen_logits_match_f64_reference() {
+    logits_match_reference(util::QWEN);
+}
+
+#[test]
+#[ignore = "slow on lavapipe (~30 min): run with `scripts/just test-vulkan-qwen`"]
+fn qwen_greedy_matches_cpu_engine() {
+    greedy_matches_cpu(util::QWEN);
+}
