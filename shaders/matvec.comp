@@ -12,6 +12,10 @@
 
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint ROWS = 2;
+// 1: each invocation computes whole rows alone (no shared memory, no barriers). Much faster on
+// CPU implementations (lavapipe runs invocations as SIMD lanes and pays for every barrier);
+// GPUs use the cooperative path (0), where a workgroup shares the blocks of ROWS rows.
+layout(constant_id = 2) const uint LANE_ROWS = 0;
 layout(local_size_x_id = 0) in;
 #ifndef NT
 #define NT 1
@@ -59,6 +63,94 @@ uint seg_type_of(uint seg) {
 #endif
 }
 
+// Bias of output row `row` (stacked segments), 0 when none.
+float bias_of(uint row) {
+    if ((pc.flags & F_BIAS) == 0u) {
+        return 0.0;
+    }
+    uint seg = 0u, srow = row;
+    while (srow >= pc.seg_rows[seg]) {
+        srow -= pc.seg_rows[seg];
+        seg++;
+    }
+    return pc.seg_bias[seg] != 0xFFFFFFFFu ? bias[pc.seg_bias[seg] + srow] : 0.0;
+}
+
+void store(uint row, uint t, float v) {
+    const uint yi = (gl_WorkGroupID.y * NT + t) * pc.y_stride + pc.y_off + row;
+    if ((pc.flags & F_ACC) != 0u) {
+        y[yi] += v;
+    } else {
+        y[yi] = v;
+    }
+}
+
+// The LANE_ROWS path: this invocation computes output row `row` for its tokens.
+void lane_rows(uint row, uint total, uint units, uint t0, uint nt) {
+    if (row >= total) {
+        return;
+    }
+    const bool glu = (pc.flags & F_GLU) != 0u;
+    const bool norm = (pc.flags & F_NORM) != 0u;
+    float scale[NT];
+    for (uint t = 0u; t < NT; t++) {
+        scale[t] = 1.0;
+        if (norm && t < nt) {
+            const uint xb = pc.x_off + (t0 + t) * pc.x_stride;
+            float ss = 0.0;
+            for (uint i = 0u; i < pc.k; i++) {
+                ss += x[xb + i] * x[xb + i];
+            }
+            scale[t] = inversesqrt(ss / float(pc.k) + pc.eps);
+        }
+    }
+    float acc[2u * NT];
+    for (uint a = 0u; a < 2u * NT; a++) {
+        acc[a] = 0.0;
+    }
+    for (uint h = 0u; h < (glu ? 2u : 1u); h++) {
+        uint seg = h, srow = row;
+        if (!glu) {
+            seg = 0u;
+            while (srow >= pc.seg_rows[seg]) {
+                srow -= pc.seg_rows[seg];
+                seg++;
+            }
+        }
+        const uint ty = seg_type_of(seg);
+        const uint rb = srow * row_bytes(ty, pc.k);
+        for (uint u = 0u; u < units; u++) {
+            float wv[32];
+            dq32(seg, ty, rb, u, pc.k, wv);
+            const uint e0 = u * 32u;
+            const uint ne = min(32u, pc.k - e0);
+            if (norm) {
+                for (uint i = 0u; i < ne; i++) {
+                    wv[i] *= nw[e0 + i];
+                }
+            }
+            for (uint t = 0u; t < nt; t++) {
+                const uint xb = pc.x_off + (t0 + t) * pc.x_stride + e0;
+                float s = 0.0;
+                for (uint i = 0u; i < ne; i++) {
+                    s += wv[i] * x[xb + i];
+                }
+                acc[h * NT + t] += s;
+            }
+        }
+    }
+    for (uint t = 0u; t < nt; t++) {
+        float v = acc[t] * scale[t];
+        if (glu) {
+            float up = acc[NT + t] * scale[t];
+            v = v / (1.0 + exp(-v)) * up;
+        } else {
+            v += bias_of(row);
+        }
+        store(row, t, v);
+    }
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
@@ -74,6 +166,10 @@ void main() {
     }
     const uint units = (pc.k + 31u) / 32u;
     const uint nt = min(NT, pc.n_tok - t0);
+    if (LANE_ROWS != 0u) {
+        lane_rows(wg * WG + tid, total, units, t0, nt);
+        return;
+    }
 
     // Fused RMSNorm: every workgroup computes the (cheap) scale of each of its tokens.
     float scale[NT];

@@ -48,14 +48,47 @@ pub struct Kernels {
     dev: Arc<Device>,
     cache: PipelineCache,
     built: RefCell<HashMap<String, Rc<Kernel>>>,
+    /// (workgroup size, rows per workgroup, lane-per-row) of the mat-vec and mat-mat variants.
+    matvec_shape: [u32; 3],
+    matmul_shape: [u32; 3],
+}
+
+/// `PIGPU_VK_MATVEC=WG,ROWS` (a tuning knob): overrides a mat-vec shape.
+/// `PIGPU_VK_MATVEC=WG,ROWS,LANE` (a tuning knob): overrides a mat-vec shape.
+fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
+    let Ok(v) = std::env::var(var) else {
+        return default;
+    };
+    let p: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    match p[..] {
+        [wg, rows, lane] if wg.is_power_of_two() && (1..=16).contains(&rows) && lane <= 1 => {
+            [wg, rows, lane]
+        }
+        _ => default,
+    }
 }
 
 impl Kernels {
     pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
+        // CPU implementations run invocations as SIMD lanes and pay for every barrier: there,
+        // one invocation per row; GPUs share a row's blocks across a workgroup.
+        let lane = (dev.info.kind == super::device::DeviceKind::Cpu) as u32;
+        Self::with_shapes(
+            dev,
+            shape_from_env("PIGPU_VK_MATVEC", [32, 4, lane]),
+            shape_from_env("PIGPU_VK_MATMUL", [32, 2, lane]),
+        )
+    }
+
+    /// Kernels with explicit mat-vec / mat-mat shapes (workgroup size, rows per workgroup,
+    /// lane-per-row); tests use it to cover both paths on one device.
+    pub fn with_shapes(dev: &Arc<Device>, matvec: [u32; 3], matmul: [u32; 3]) -> Result<Kernels> {
         Ok(Kernels {
             dev: dev.clone(),
             cache: PipelineCache::new(dev)?,
             built: RefCell::new(HashMap::new()),
+            matvec_shape: matvec,
+            matmul_shape: matmul,
         })
     }
 
@@ -108,9 +141,13 @@ impl Kernels {
                 },
             ),
         };
-        // (workgroup size, rows per workgroup)
-        let spec: &[u32] = if batch { &[32, 2] } else { &[32, 4] };
-        self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, spec)
+        let spec = if batch {
+            self.matmul_shape
+        } else {
+            self.matvec_shape
+        };
+        let name = format!("{name}_{}x{}x{}", spec[0], spec[1], spec[2]);
+        self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)
     }
 
     pub fn embed(&self) -> Result<Rc<Kernel>> {
@@ -248,10 +285,16 @@ impl Op {
                 push.extend(four(segs.iter().map(|s| s.1.id())));
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
                 let batch = n_tok > 1;
-                let (kernel, rpw, nt) = if batch {
-                    (batch_kernel, 2, MATMUL_NT)
+                let (kernel, nt) = if batch {
+                    (batch_kernel, MATMUL_NT)
                 } else {
-                    (&self.kernel, 4, 1)
+                    (&self.kernel, 1)
+                };
+                // Rows per workgroup: one per invocation on the lane-per-row path.
+                let rpw = if kernel.spec[2] != 0 {
+                    kernel.spec[0]
+                } else {
+                    kernel.spec[1]
                 };
                 cmd.dispatch(
                     kernel,

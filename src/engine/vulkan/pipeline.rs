@@ -189,6 +189,8 @@ pub struct Kernel {
     pub name: String,
     pub layout: Arc<Layout>,
     pub pipeline: vk::Pipeline,
+    /// The specialization constants it was built with.
+    pub spec: Vec<u32>,
 }
 
 impl Kernel {
@@ -240,6 +242,7 @@ impl Kernel {
                 name: name.to_string(),
                 layout,
                 pipeline,
+                spec: spec.to_vec(),
             })
         }
     }

@@ -112,7 +112,13 @@ fn width_for(ty: GgmlType) -> usize {
 
 #[test]
 fn matvec_and_matmul_match_cpu_for_every_weight_type() {
-    let mut gpu = Gpu::new();
+    for lane in [0, 1] {
+        matvec_every_type(lane);
+    }
+}
+
+fn matvec_every_type(lane: u32) {
+    let mut gpu = Gpu::with_lane(lane);
     let mut rng = Rng::new(1);
     let rows = 37;
     for ty in TYPES {
@@ -149,7 +155,12 @@ fn matvec_and_matmul_match_cpu_for_every_weight_type() {
             gpu.run(&[(&op, n_tok as u32)]);
             let got = gpu.read_f32(&ybuf, n_tok * rows);
             let (want, mag) = matmul_ref(&w, rows, k, &x, n_tok);
-            assert_close(&format!("{ty} n_tok={n_tok}"), &got, &want, &mag);
+            assert_close(
+                &format!("{ty} n_tok={n_tok} lane={lane}"),
+                &got,
+                &want,
+                &mag,
+            );
         }
         gpu.check();
     }
@@ -159,7 +170,13 @@ fn matvec_and_matmul_match_cpu_for_every_weight_type() {
 /// same output accumulated onto itself (residual add).
 #[test]
 fn fused_norm_bias_segments_and_residual() {
-    let mut gpu = Gpu::new();
+    for lane in [0, 1] {
+        fused_norm_bias(lane);
+    }
+}
+
+fn fused_norm_bias(lane: u32) {
+    let mut gpu = Gpu::with_lane(lane);
     let mut rng = Rng::new(2);
     let k = 96;
     let segs = [
@@ -240,7 +257,13 @@ fn fused_norm_bias_segments_and_residual() {
 /// Gate and up in one dispatch with SwiGLU: y = silu(gate·x) * (up·x).
 #[test]
 fn fused_swiglu() {
-    let mut gpu = Gpu::new();
+    for lane in [0, 1] {
+        swiglu(lane);
+    }
+}
+
+fn swiglu(lane: u32) {
+    let mut gpu = Gpu::with_lane(lane);
     let mut rng = Rng::new(3);
     let (k, rows) = (512usize, 19usize);
     let gb = random_weights(&mut rng, GgmlType::Q4_K, rows, k);
@@ -517,5 +540,55 @@ fn rope_kv_and_attention() {
             }
         }
         gpu.check();
+    }
+}
+
+/// Times a head-sized mat-vec (49152 × 576, Q8_0) for each shape in `PIGPU_VK_BENCH_SHAPES`
+/// (`WG,ROWS;WG,ROWS;...`). A tuning aid, not a test: `cargo test --release --lib bench_matvec
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn bench_matvec() {
+    let shapes = std::env::var("PIGPU_VK_BENCH_SHAPES").unwrap_or_else(|_| "32,4".into());
+    let mut rng = Rng::new(9);
+    let (rows, k, ty) = (49152usize, 576usize, GgmlType::Q8_0);
+    let wb = random_weights(&mut rng, ty, rows, k);
+    for shape in shapes.split(';') {
+        std::env::set_var("PIGPU_VK_MATVEC", shape);
+        let mut gpu = Gpu::new();
+        let wbuf = gpu.buf(&wb);
+        let xbuf = gpu.buf_f32(&rng.vec(k, 1.0));
+        let ybuf = gpu.buf_f32(&vec![0.0; rows]);
+        let op = gpu
+            .ops()
+            .matvec(MatvecSpec {
+                x: xbuf.all(),
+                segs: &[Seg {
+                    w: wbuf.all(),
+                    rows: rows as u32,
+                    ty,
+                    bias: None,
+                }],
+                norm: None,
+                bias: None,
+                y: ybuf.all(),
+                k: k as u32,
+                x_stride: k as u32,
+                y_stride: rows as u32,
+                x_off: 0,
+                y_off: 0,
+                flags: 0,
+                eps: 0.0,
+            })
+            .unwrap();
+        gpu.run(&[(&op, 1)]);
+        let t0 = std::time::Instant::now();
+        for _ in 0..5 {
+            gpu.run(&[(&op, 1)]);
+        }
+        eprintln!(
+            "matvec {rows}x{k} {ty} shape {shape}: {:.1} ms",
+            t0.elapsed().as_secs_f64() * 200.0
+        );
     }
 }

@@ -25,11 +25,24 @@ pub struct Gpu {
 
 impl Gpu {
     pub fn new() -> Gpu {
+        Self::open(None)
+    }
+
+    /// With the mat-vec kernels on the cooperative (`lane` = 0) or lane-per-row (1) path.
+    pub fn with_lane(lane: u32) -> Gpu {
+        Self::open(Some(lane))
+    }
+
+    fn open(lane: Option<u32>) -> Gpu {
         let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
         let dev = Device::open(Some(&sel), true)
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
+        let kernels = match lane {
+            None => Kernels::new(&dev).unwrap(),
+            Some(l) => Kernels::with_shapes(&dev, [32, 4, l], [32, 2, l]).unwrap(),
+        };
         Gpu {
-            kernels: Kernels::new(&dev).unwrap(),
+            kernels,
             arena: DescriptorArena::new(&dev, 64, 512).unwrap(),
             up: Uploader::new(&dev, 1 << 20).unwrap(),
             dev,
