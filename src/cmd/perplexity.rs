@@ -101,7 +101,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     let text = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let text = String::from_utf8(text)
         .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text: {e}", a.file.display()))?;
-    let mut l = super::run::load(&a.model, a.backend, Some(a.ctx), a.threads, true)?;
+    let mut l = super::run::load(&a.model, a.backend, Some(a.ctx), a.threads, true, None)?;
     let tokens = l
         .tokenizer
         .encode(&text, false, false)

@@ -24,10 +24,13 @@ use crate::model::Model;
   pigpu run model.gguf -p \"The capital of France is\" -n 32 --temp 0
   pigpu run model.gguf                       # interactive chat (stdin is a terminal)
   pigpu run model.gguf --chat -p \"Why is the sky blue?\" --system \"Be brief.\"
-  pigpu run model.gguf -p \"Hello\" --json     # one JSON object with ids, text and timings")]
+  pigpu run model.gguf -p \"Hello\" --json     # one JSON object with ids, text and timings
+  pigpu run --list-devices                   # the Vulkan devices and which one would be used
+  pigpu run model.gguf --backend vulkan --device llvmpipe -p \"Hi\"   # a CPU Vulkan, on request")]
 pub struct Args {
     /// The GGUF model file.
-    pub model: PathBuf,
+    #[arg(required_unless_present = "list_devices")]
+    pub model: Option<PathBuf>,
     /// The prompt. Without it: chat when stdin is a terminal, else the prompt is read from stdin.
     #[arg(short = 'p', long)]
     pub prompt: Option<String>,
@@ -62,6 +65,13 @@ pub struct Args {
     /// Which engine runs the model.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     pub backend: Backend,
+    /// The Vulkan device, by index or part of its name (default: $PIGPU_DEVICE, else the best
+    /// GPU; CPU implementations like lavapipe and the Pi's V3D are used only when named here).
+    #[arg(long, value_name = "INDEX|NAME")]
+    pub device: Option<String>,
+    /// List the Vulkan devices, say which one would be used and why, and exit.
+    #[arg(long)]
+    pub list_devices: bool,
     /// CPU threads (default: one per core).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -123,6 +133,7 @@ pub fn load(
     ctx: Option<usize>,
     threads: Option<usize>,
     kv_f16: bool,
+    device: Option<&str>,
 ) -> Result<Loaded> {
     let t0 = Instant::now();
     if !path.exists() {
@@ -147,6 +158,7 @@ pub fn load(
         n_ctx,
         threads: threads.unwrap_or(0),
         kv_f16,
+        device: device.map(str::to_string),
     };
     let engine = engine::create(backend, model.clone(), &opts)
         .with_context(|| format!("preparing {} for {:?}", path.display(), backend))?;
@@ -203,6 +215,9 @@ fn warm_up(model: &Model) {
 }
 
 pub fn run(a: Args) -> Result<Outcome> {
+    if a.list_devices {
+        return list_devices(&a);
+    }
     let params = sampling(&a)?;
     let prompt = match &a.prompt {
         Some(p) => Some(p.clone()),
@@ -227,7 +242,15 @@ pub fn run(a: Args) -> Result<Outcome> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    let mut loaded = load(&a.model, a.backend, a.ctx, a.threads, !a.kv_f32)?;
+    let model = a.model.as_deref().context("a model file is needed")?;
+    let mut loaded = load(
+        model,
+        a.backend,
+        a.ctx,
+        a.threads,
+        !a.kv_f32,
+        a.device.as_deref(),
+    )?;
     eprintln!("pigpu: seed {seed}");
     let mut rng = Rng::new(seed);
     match prompt {
@@ -251,6 +274,74 @@ struct JsonOut<'a> {
     stop: StopReason,
     timings: Timings,
     engine: String,
+    /// Engine counters averaged per generated token.
+    stats: StatsOut,
+}
+
+/// `Stats` per generated token (`tokens` is the count they are averaged over).
+#[derive(serde::Serialize)]
+struct StatsOut {
+    tokens: u64,
+    dispatches: f64,
+    submits: f64,
+    command_buffers_recorded: f64,
+    descriptor_updates: f64,
+    readback_bytes: f64,
+    upload_bytes: f64,
+    host_us: f64,
+}
+
+fn stats_out(s: &engine::Stats) -> StatsOut {
+    let n = s.tokens.max(1) as f64;
+    StatsOut {
+        tokens: s.tokens,
+        dispatches: s.dispatches as f64 / n,
+        submits: s.submits as f64 / n,
+        command_buffers_recorded: s.command_buffers_recorded as f64 / n,
+        descriptor_updates: s.descriptor_updates as f64 / n,
+        readback_bytes: s.readback_bytes as f64 / n,
+        upload_bytes: s.upload_bytes as f64 / n,
+        host_us: s.host_ns as f64 / n / 1e3,
+    }
+}
+
+/// `--list-devices`: every Vulkan device and why it is or is not the one `run` would use.
+fn list_devices(a: &Args) -> Result<Outcome> {
+    let sel = a
+        .device
+        .clone()
+        .or_else(|| std::env::var("PIGPU_DEVICE").ok());
+    let devs =
+        engine::vulkan::list_devices_with(sel.as_deref()).context("listing Vulkan devices")?;
+    if a.json {
+        println!("{}", serde_json::to_string(&devs)?);
+    } else if devs.is_empty() {
+        println!("no Vulkan devices (the loader found none)");
+    } else {
+        for d in &devs {
+            println!(
+                "{} {}: {} [{:?}, Vulkan {}, {} MiB, subgroup {}{}]\n    {}",
+                if d.chosen { "*" } else { " " },
+                d.index,
+                d.name,
+                d.kind,
+                d.api_version,
+                d.memory_mib,
+                d.subgroup_size,
+                if d.driver.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", d.driver)
+                },
+                d.reason
+            );
+        }
+    }
+    Ok(if devs.iter().any(|d| d.chosen) {
+        Outcome::Ok
+    } else {
+        Outcome::Problems
+    })
 }
 
 #[derive(serde::Serialize)]
@@ -315,6 +406,11 @@ fn completion(
         bail!("the prompt tokenizes to nothing");
     }
     check_fits(ids.len(), a.n_predict, l.engine.n_ctx())?;
+    // Prefill here rather than in `generate` so the counters cover only the generation.
+    let t_prompt = Instant::now();
+    l.engine.prefill(&ids)?;
+    let prompt_time = t_prompt.elapsed();
+    l.engine.reset_stats();
     let mut out = std::io::stdout().lock();
     if a.echo && !a.json {
         out.write_all(prompt.as_bytes())?;
@@ -324,9 +420,9 @@ fn completion(
     let mut dec = StreamDecoder::new(tok, false);
     let mut text = String::new();
     let mut io_err = None;
-    let g = generate(
+    let mut g = generate(
         l.engine.as_mut(),
-        &ids,
+        &[],
         a.n_predict,
         params,
         rng,
@@ -346,6 +442,7 @@ fn completion(
     if let Some(e) = io_err {
         return Err(e).context("writing to stdout");
     }
+    g.prompt_time = prompt_time;
     let rest = dec.finish();
     text.push_str(&rest);
     let t = timings(l.load_time, ids.len(), &g);
@@ -358,6 +455,7 @@ fn completion(
             stop: g.stop,
             timings: t,
             engine: l.engine.describe(),
+            stats: stats_out(&l.engine.stats()),
         };
         serde_json::to_writer(&mut out, &j)?;
         writeln!(out)?;
@@ -411,6 +509,7 @@ impl Chat {
         rng: &mut Rng,
         interrupt: Option<&AtomicBool>,
     ) -> Result<()> {
+        l.engine.reset_stats();
         self.messages.push(Message::new("user", user));
         let rendered = self.template.render(&self.messages, true)?;
         let ids = l
@@ -475,6 +574,8 @@ impl Chat {
                 stop: g.stop,
                 timings: t,
                 engine: l.engine.describe(),
+                // In chat the turn's prompt is included (the engine's counters since the turn began).
+                stats: stats_out(&l.engine.stats()),
             };
             serde_json::to_writer(&mut out, &j)?;
             writeln!(out)?;

@@ -114,8 +114,10 @@ pub struct EngineOptions {
     /// CPU threads (0 = one per core). The CPU engine computes with them; a GPU engine may
     /// ignore it.
     pub threads: usize,
-    /// f16 KV cache (else f32).
+    /// f16 KV cache (else f32). The Vulkan engine always keeps an f16 cache.
     pub kv_f16: bool,
+    /// GPU to use (`--device INDEX|NAME`; `None`: `PIGPU_DEVICE`, else automatic choice).
+    pub device: Option<String>,
 }
 
 /// Builds the engine for `backend`. This is the one place that picks an engine: the Vulkan
@@ -147,10 +149,20 @@ pub fn create(
     }
 }
 
-/// The Vulkan engine's constructor (wired by the Vulkan engine when it lands).
+/// The Vulkan engine on the device `opts.device` names (or the automatic choice, which never
+/// takes a CPU implementation such as lavapipe, nor the Pi's V3D).
 fn create_vulkan(
-    _model: std::sync::Arc<crate::model::Model>,
-    _opts: &EngineOptions,
+    model: std::sync::Arc<crate::model::Model>,
+    opts: &EngineOptions,
 ) -> anyhow::Result<Box<dyn Engine>> {
-    anyhow::bail!("the Vulkan engine is not available in this build yet (use --backend cpu)")
+    use std::io::IsTerminal;
+    let mut o = vulkan::VulkanOptions {
+        n_ctx: opts.n_ctx,
+        progress: std::io::stderr().is_terminal(),
+        ..Default::default()
+    };
+    if opts.device.is_some() {
+        o.device = opts.device.clone();
+    }
+    Ok(Box::new(vulkan::VulkanEngine::new(model, &o)?))
 }

@@ -78,7 +78,6 @@ pub(crate) struct Probe {
     pub queue_family: Option<u32>,
     pub limits: vk::PhysicalDeviceLimits,
     pub memory: vk::PhysicalDeviceMemoryProperties,
-    pub subgroup_arith: bool,
     pub dynamic_indexing: bool,
 }
 
@@ -137,12 +136,6 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("device {index}"));
         let limits = props.limits;
-        let subgroup_arith = subgroup
-            .supported_stages
-            .contains(vk::ShaderStageFlags::COMPUTE)
-            && subgroup
-                .supported_operations
-                .contains(vk::SubgroupFeatureFlags::ARITHMETIC);
         let dynamic_indexing = features.shader_storage_buffer_array_dynamic_indexing == vk::TRUE;
         let mut info = DeviceInfo {
             index,
@@ -191,7 +184,6 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
             queue_family,
             limits,
             memory,
-            subgroup_arith,
             dynamic_indexing,
         });
     }
@@ -315,7 +307,6 @@ pub struct Device {
     pub(crate) queue_family: u32,
     pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
     pub(crate) limits: vk::PhysicalDeviceLimits,
-    pub(crate) subgroup_arith: bool,
     pub info: DeviceInfo,
 }
 
@@ -348,7 +339,6 @@ impl Device {
             queue_family: family,
             memory: p.memory,
             limits: p.limits,
-            subgroup_arith: p.subgroup_arith,
             info: infos[i].clone(),
             raw,
             instance,

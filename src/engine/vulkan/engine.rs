@@ -58,7 +58,8 @@ pub struct VulkanEngine {
     _kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
     acts: Acts,
     _weights: GpuWeights,
-    kernels: Kernels,
+    /// Owns the pipelines (and saves the pipeline cache when dropped).
+    _kernels: Kernels,
     dev: Arc<Device>,
     model: Arc<Model>,
     n_ctx: usize,
@@ -115,7 +116,7 @@ impl VulkanEngine {
             _kv: kv,
             acts,
             _weights: weights,
-            kernels,
+            _kernels: kernels,
             dev,
             n_ctx,
             n_past: 0,

@@ -113,13 +113,6 @@ pub struct Graph {
     pub sample: Op,
 }
 
-impl Graph {
-    /// Dispatches one decode step records.
-    pub fn decode_dispatches(&self) -> u64 {
-        (3 + self.layers.iter().map(|l| l.len()).sum::<usize>()) as u64
-    }
-}
-
 fn one(m: &GpuMatrix) -> Result<Seg> {
     if m.pieces.len() != 1 {
         return Err(VkError::Unsupported(format!(

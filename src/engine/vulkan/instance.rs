@@ -19,12 +19,11 @@ struct Messages {
 }
 
 pub struct Instance {
-    pub(crate) entry: ash::Entry,
+    /// Keeps the loader library loaded for as long as the instance lives.
+    _entry: ash::Entry,
     pub(crate) raw: ash::Instance,
     debug: Option<(ash::ext::debug_utils::Instance, vk::DebugUtilsMessengerEXT)>,
     messages: Box<Messages>,
-    /// The validation layer was enabled by us (it may also come from `VK_INSTANCE_LAYERS`).
-    pub validation: bool,
 }
 
 unsafe extern "system" fn on_message(
@@ -149,11 +148,10 @@ impl Instance {
             None
         };
         Ok(Arc::new(Instance {
-            entry,
+            _entry: entry,
             raw,
             debug,
             messages,
-            validation,
         }))
     }
 

@@ -26,7 +26,6 @@ pub const MATMUL_NT: u32 = 8;
 pub const HIST: usize = 256;
 /// Words of the device state buffer.
 pub const STATE_WORDS: usize = 4 + HIST;
-pub const S_NPAST: usize = 0;
 pub const S_TOKEN: usize = 2;
 
 // Mat-vec flags (shaders/matvec.comp).

@@ -5,9 +5,6 @@
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
 //! `kernels` (shader variants and ops). See docs/vulkan.md for the design.
 
-// Parts of the runtime are used only by the engine, which lands next.
-#![allow(dead_code)]
-
 mod buffer;
 mod command;
 mod device;

@@ -17,7 +17,6 @@ use super::error::{vkerr, Result, VkError};
 pub struct Layout {
     dev: Arc<Device>,
     pub counts: Vec<u32>,
-    pub push_words: u32,
     pub set_layout: vk::DescriptorSetLayout,
     pub pipeline_layout: vk::PipelineLayout,
 }
@@ -63,7 +62,6 @@ impl Layout {
             Ok(Layout {
                 dev: dev.clone(),
                 counts: counts.to_vec(),
-                push_words,
                 set_layout,
                 pipeline_layout,
             })

@@ -78,16 +78,3 @@ pub fn download(dev: &Arc<Device>, src: &Buffer, off: u64, len: u64) -> Result<V
     rb.read(0, &mut out);
     Ok(out)
 }
-
-/// A device-local buffer filled with `data`.
-pub fn device_buffer(
-    dev: &Arc<Device>,
-    up: &mut Uploader,
-    data: &[u8],
-    what: &str,
-) -> Result<Buffer> {
-    let b = Buffer::new(dev, data.len() as u64, MemKind::Device, what)?;
-    up.upload(&b, 0, data)?;
-    up.finish()?;
-    Ok(b)
-}

@@ -18,7 +18,6 @@ use crate::quant::GgmlType;
 pub struct GpuMatrix {
     pub ty: GgmlType,
     pub rows: u32,
-    pub cols: u32,
     pub pieces: Vec<(Buffer, u32)>,
 }
 
@@ -125,7 +124,7 @@ impl Loader<'_> {
                 w.name, w.ty
             )));
         }
-        let (rows, cols) = (w.rows() as u64, w.cols() as u64);
+        let rows = w.rows() as u64;
         let row_bytes = w.row_bytes() as u64;
         // Keep a little under the limit: ranges are widened by a slack word.
         let per_piece = ((self.dev.max_binding() - 64) / row_bytes.max(1)).max(1);
@@ -152,7 +151,6 @@ impl Loader<'_> {
         Ok(GpuMatrix {
             ty: w.ty,
             rows: rows as u32,
-            cols: cols as u32,
             pieces,
         })
     }
