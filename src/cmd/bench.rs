@@ -289,6 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 n_ctx,
                 threads: t,
                 kv_f16: true,
+                device: None,
             };
             let mut engine = engine::create(args.backend, model.clone(), &opts)?;
             let load_ns = t0.elapsed().as_nanos() as u64;
