@@ -29,8 +29,9 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Examine saved output (dmesg, journalctl, lspci -vv, nvidia-smi, vulkaninfo, llama-bench,
-    /// llama.cpp) instead of this system; repeatable; `-` reads stdin.
-    #[arg(long = "log", value_name = "FILE")]
+    /// llama.cpp) instead of this system; repeatable, or several files after one flag; `-` reads
+    /// stdin.
+    #[arg(long = "log", value_name = "FILE", num_args = 1..)]
     pub logs: Vec<PathBuf>,
     /// Treat DIR as `/` (a mounted image, a copy of another system's files).
     #[arg(long, value_name = "DIR", conflicts_with = "logs")]

@@ -261,6 +261,18 @@ fn several_logs_at_once_and_the_human_report() {
     // Two module versions in two logs of different machines are not compared with each other
     // beyond what each log says: 07's 565.77 banner and 03's nvidia-smi 580.95.05 are separate.
     assert!(!text.contains("driver-version-mismatch"), "{text}");
+
+    // Several files after one flag (a shell glob) read the same.
+    let (code, json, _, _) = doctor(
+        &["--json", "--log", a.to_str().unwrap(), b.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 1);
+    let f = findings(&json);
+    assert!(
+        has(&f, "driver-unpatched", "fail") && has(&f, "gpu-visible", "ok"),
+        "{f:?}"
+    );
 }
 
 #[test]
