@@ -3,11 +3,13 @@
 
 mod bench;
 mod cli;
+mod cpu_engine;
 mod doctor;
 mod fuzz;
 mod gguf;
 mod inspect;
 mod quant;
+mod run;
 mod setup;
 mod tokenizer;
 mod util;

@@ -158,6 +158,14 @@ pub fn attend(
     let scores = &mut scores[..=p];
     match k {
         KvBuf::F16(k) => {
+            // llama.cpp multiplies an f16 cache with the query converted to f16 (its vec-dot
+            // type for f16); doing the same keeps the logits closest to its.
+            let mut q16 = [0.0f32; 256];
+            let q16 = &mut q16[..hd.min(256)];
+            for (o, &x) in q16.iter_mut().zip(q) {
+                *o = f16::from_f32(x).to_f32();
+            }
+            let q = if hd <= 256 { &*q16 } else { q };
             for (j, s) in scores.iter_mut().enumerate() {
                 *s = (kk.dot)(q, &k[j * kv_dim + off..j * kv_dim + off + hd]) * scale;
             }
@@ -179,8 +187,10 @@ pub fn attend(
     out.fill(0.0);
     match v {
         KvBuf::F16(v) => {
+            // Likewise the probabilities meet an f16 V cache as f16 values in llama.cpp.
             for (j, &s) in scores.iter().enumerate() {
-                (kk.axpy)(out, s * inv, &v[j * kv_dim + off..j * kv_dim + off + hd]);
+                let w = f16::from_f32(s * inv).to_f32();
+                (kk.axpy)(out, w, &v[j * kv_dim + off..j * kv_dim + off + hd]);
             }
         }
         KvBuf::F32(v) => {

@@ -122,8 +122,12 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports.
+    /// The best instruction set this CPU supports, or `portable` when the environment variable
+    /// `PIGPU_CPU_ISA=portable` asks for it (to compare results or speed).
     pub fn detect() -> Isa {
+        if std::env::var("PIGPU_CPU_ISA").is_ok_and(|v| v == "portable") {
+            return Isa::Portable;
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")

@@ -1,18 +1,293 @@
-//! NEON kernels (aarch64 with the dot-product extension, detected at run time). Each is tested against
-//! the portable kernel on random blocks.
+//! NEON kernels for aarch64 with the dot-product extension (`sdot`: Cortex-A76 in the Pi 5 and
+//! later), detected at run time before any of these is chosen. Each is tested against the
+//! portable kernel on random blocks (`kernels::tests`, run under qemu-aarch64 in CI).
 
-use super::Dot;
+use std::arch::aarch64::*;
+
+use super::{f16_at, BlockQ8, BlockQ8K, Dot};
 use crate::engine::cpu::ops::{self, KvKernels};
 use crate::quant::GgmlType;
 
-/// The NEON kernel for `ty`, if there is one.
-pub fn kernel(_ty: GgmlType) -> Option<Dot> {
-    None
+/// The NEON kernel for `ty`, if there is one. Only called after `Isa::detect` found `dotprod`.
+pub fn kernel(ty: GgmlType) -> Option<Dot> {
+    Some(match ty {
+        GgmlType::Q4_0 => Dot::Q8(q4_0),
+        GgmlType::Q4_1 => Dot::Q8(q4_1),
+        GgmlType::Q5_0 => Dot::Q8(q5_0),
+        GgmlType::Q5_1 => Dot::Q8(q5_1),
+        GgmlType::Q8_0 => Dot::Q8(q8_0),
+        GgmlType::Q4_K => Dot::Q8K(q4_k),
+        GgmlType::Q6_K => Dot::Q8K(q6_k),
+        _ => return None,
+    })
 }
 
+/// f16 KV-cache helpers: the portable ones (the `half` crate converts with the FP16
+/// instructions of the A76 when they are present).
 pub fn kv_kernels() -> KvKernels {
     KvKernels {
         dot: ops::dot_f16_portable,
         axpy: ops::axpy_f16_portable,
     }
+}
+
+// Safe entry points. SAFETY (all of them): `kernel` is only used when `Isa::detect` reported
+// NEON with `dotprod` on this CPU, and the inner functions read only inside the slices they are
+// given (lengths checked by `chunks_exact`/`zip`).
+macro_rules! safe {
+    ($name:ident, $inner:ident, $a:ty) => {
+        fn $name(w: &[u8], a: &[$a]) -> f32 {
+            // SAFETY: see above.
+            unsafe { $inner(w, a) }
+        }
+    };
+}
+safe!(q4_0, q4_0_neon, BlockQ8);
+safe!(q4_1, q4_1_neon, BlockQ8);
+safe!(q5_0, q5_0_neon, BlockQ8);
+safe!(q5_1, q5_1_neon, BlockQ8);
+safe!(q8_0, q8_0_neon, BlockQ8);
+safe!(q4_k, q4_k_neon, BlockQ8K);
+safe!(q6_k, q6_k_neon, BlockQ8K);
+
+/// The two 16-byte halves of a Q8 block's quants.
+///
+/// # Safety
+/// NEON available.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn act32(q: &[i8; 32]) -> (int8x16_t, int8x16_t) {
+    // SAFETY: 32 readable bytes.
+    unsafe { (vld1q_s8(q.as_ptr()), vld1q_s8(q.as_ptr().add(16))) }
+}
+
+/// 16 bytes of nibbles → (low nibbles, high nibbles) as unsigned bytes.
+///
+/// # Safety
+/// `p` points to 16 readable bytes; NEON available.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    // SAFETY: the caller guarantees 16 readable bytes.
+    let v = unsafe { vld1q_u8(p) };
+    (vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(v))
+}
+
+/// Byte i of the result is 0xFF when bit `i + 16·half` of `bits` is set.
+#[inline]
+#[target_feature(enable = "neon")]
+fn fifth_bits(bits: u32, half: u32) -> uint8x16_t {
+    let b0 = (bits >> (16 * half)) as u8;
+    let b1 = (bits >> (16 * half + 8)) as u8;
+    let v = vcombine_u8(vdup_n_u8(b0), vdup_n_u8(b1));
+    let mask = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    vtstq_u8(v, mask)
+}
+
+/// `acc[i] += Σ_{j<4} a[4i + j]·b[4i + j]`: the `sdot` instruction. (`vdotq_s32` is still an
+/// unstable intrinsic in Rust, so it is written as inline assembly.)
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: `sdot` reads and writes only these vector registers; the dot-product extension is
+    // enabled for this function and present at run time (checked by `Isa::detect`).
+    unsafe {
+        std::arch::asm!(
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// Σ x·y over 32 signed byte pairs given as two halves each.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn dot32(x0: int8x16_t, x1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> i32 {
+    let acc = sdot(vdupq_n_s32(0), x0, y0);
+    vaddvq_s32(sdot(acc, x1, y1))
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q4_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, y) in w.chunks_exact(18).zip(a) {
+        // SAFETY: nibbles at bytes 2..18 of an 18-byte block.
+        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(2)), act32(&y.qs)) };
+        let eight = vdupq_n_s8(8);
+        let x0 = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
+        let x1 = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
+        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
+    }
+    sum
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q4_1_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let (mut sum, mut mins) = (0.0f32, 0.0f32);
+    for (b, y) in w.chunks_exact(20).zip(a) {
+        // SAFETY: nibbles at bytes 4..20 of a 20-byte block.
+        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(4)), act32(&y.qs)) };
+        let si = dot32(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), y0, y1);
+        sum += si as f32 * (f16_at(b, 0) * y.d);
+        mins += f16_at(b, 2) * y.s;
+    }
+    sum + mins
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q5_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, y) in w.chunks_exact(22).zip(a) {
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        // SAFETY: nibbles at bytes 6..22 of a 22-byte block.
+        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(6)), act32(&y.qs)) };
+        // q − 16 is the nibble with 0xF0 or-ed in where the fifth bit is clear.
+        let f0 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 0));
+        let f1 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 1));
+        let x0 = vreinterpretq_s8_u8(vorrq_u8(lo, f0));
+        let x1 = vreinterpretq_s8_u8(vorrq_u8(hi, f1));
+        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
+    }
+    sum
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q5_1_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let (mut sum, mut mins) = (0.0f32, 0.0f32);
+    for (b, y) in w.chunks_exact(24).zip(a) {
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        // SAFETY: nibbles at bytes 8..24 of a 24-byte block.
+        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(8)), act32(&y.qs)) };
+        let f0 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 0));
+        let f1 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 1));
+        let x0 = vreinterpretq_s8_u8(vorrq_u8(lo, f0));
+        let x1 = vreinterpretq_s8_u8(vorrq_u8(hi, f1));
+        let si = dot32(x0, x1, y0, y1);
+        sum += si as f32 * (f16_at(b, 0) * y.d);
+        mins += f16_at(b, 2) * y.s;
+    }
+    sum + mins
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q8_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, y) in w.chunks_exact(34).zip(a) {
+        // SAFETY: quants at bytes 2..34 of a 34-byte block.
+        let (x0, x1, (y0, y1)) = unsafe {
+            let p = b.as_ptr().add(2) as *const i8;
+            (vld1q_s8(p), vld1q_s8(p.add(16)), act32(&y.qs))
+        };
+        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
+    }
+    sum
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q4_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0.0f32;
+    for (b, y) in w.chunks_exact(144).zip(a) {
+        let scales = &b[4..16];
+        let mut si = 0i32;
+        let mut mn = 0i32;
+        for c in 0..4 {
+            let (sc0, m0) = super::portable::scale_min_k4(2 * c, scales);
+            let (sc1, m1) = super::portable::scale_min_k4(2 * c + 1, scales);
+            mn += m0 as i32 * (y.bsums[4 * c] as i32 + y.bsums[4 * c + 1] as i32);
+            mn += m1 as i32 * (y.bsums[4 * c + 2] as i32 + y.bsums[4 * c + 3] as i32);
+            // SAFETY: nibbles 32·c .. +32 of the 128 at bytes 16..144; activations
+            // 64·c .. +64 of 256.
+            let (s0, s1) = unsafe {
+                let p = b.as_ptr().add(16 + 32 * c);
+                let (l0, h0) = nibbles(p);
+                let (l1, h1) = nibbles(p.add(16));
+                let q = y.qs.as_ptr().add(64 * c);
+                let s0 = dot32(
+                    vreinterpretq_s8_u8(l0),
+                    vreinterpretq_s8_u8(l1),
+                    vld1q_s8(q),
+                    vld1q_s8(q.add(16)),
+                );
+                let s1 = dot32(
+                    vreinterpretq_s8_u8(h0),
+                    vreinterpretq_s8_u8(h1),
+                    vld1q_s8(q.add(32)),
+                    vld1q_s8(q.add(48)),
+                );
+                (s0, s1)
+            };
+            si += s0 * sc0 as i32 + s1 * sc1 as i32;
+        }
+        sum += f16_at(b, 0) * y.d * si as f32 - f16_at(b, 2) * y.d * mn as f32;
+    }
+    sum
+}
+
+/// # Safety
+/// NEON with dotprod available.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn q6_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0.0f32;
+    let m4 = vdupq_n_u8(0x0F);
+    let m2 = vdupq_n_u8(0x03);
+    for (b, y) in w.chunks_exact(210).zip(a) {
+        let sc = &b[192..208];
+        // Σ (q − 32)·y = Σ q·y − 32·Σ y, with Σ y per group of 16 from the bsums.
+        let mut offset = 0i32;
+        for (&s, &bs) in sc.iter().zip(&y.bsums) {
+            offset += s as i8 as i32 * bs as i32;
+        }
+        let mut si = 0i32;
+        for half in 0..2 {
+            for j in 0..2 {
+                // SAFETY: ql bytes 64·half + {0, 32} + 16·j .. +16 and qh bytes
+                // 128 + 32·half + 16·j .. +16 lie inside the 210-byte block.
+                let (qa, qb, qh) = unsafe {
+                    let ql = b.as_ptr().add(64 * half + 16 * j);
+                    (
+                        vld1q_u8(ql),
+                        vld1q_u8(ql.add(32)),
+                        vld1q_u8(b.as_ptr().add(128 + 32 * half + 16 * j)),
+                    )
+                };
+                let xs = [
+                    vorrq_u8(vandq_u8(qa, m4), vshlq_n_u8::<4>(vandq_u8(qh, m2))),
+                    vorrq_u8(
+                        vandq_u8(qb, m4),
+                        vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(qh), m2)),
+                    ),
+                    vorrq_u8(
+                        vshrq_n_u8::<4>(qa),
+                        vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(qh), m2)),
+                    ),
+                    vorrq_u8(vshrq_n_u8::<4>(qb), vshlq_n_u8::<4>(vshrq_n_u8::<6>(qh))),
+                ];
+                for (k, x) in xs.into_iter().enumerate() {
+                    // SAFETY: 16 activations at 128·half + 32·k + 16·j.
+                    let q = unsafe { vld1q_s8(y.qs.as_ptr().add(128 * half + 32 * k + 16 * j)) };
+                    let d = vaddvq_s32(sdot(vdupq_n_s32(0), vreinterpretq_s8_u8(x), q));
+                    si += d * sc[8 * half + 2 * k + j] as i8 as i32;
+                }
+            }
+        }
+        sum += f16_at(b, 208) * y.d * (si - 32 * offset) as f32;
+    }
+    sum
 }

@@ -25,7 +25,9 @@ pub fn dot_q4_0(w: &[u8], a: &[BlockQ8]) -> f32 {
 
 /// Q4_1 (20 B: f16 d, f16 m, nibbles; value = d·q + m) · Q8_1 (`s` = d_y·Σq_y).
 pub fn dot_q4_1(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut sum = 0.0f32;
+    // The minimum terms are summed apart from the scaled integer sums, in llama.cpp's order:
+    // with outlier activations they are large and cancel, so the order shows in the result.
+    let (mut sum, mut mins) = (0.0f32, 0.0f32);
     for (b, y) in w.chunks_exact(20).zip(a) {
         let qs = &b[4..20];
         let mut si = 0i32;
@@ -33,9 +35,10 @@ pub fn dot_q4_1(w: &[u8], a: &[BlockQ8]) -> f32 {
             si += (qs[j] & 15) as i32 * y.qs[j] as i32;
             si += (qs[j] >> 4) as i32 * y.qs[j + 16] as i32;
         }
-        sum += si as f32 * (f16_at(b, 0) * y.d) + f16_at(b, 2) * y.s;
+        sum += si as f32 * (f16_at(b, 0) * y.d);
+        mins += f16_at(b, 2) * y.s;
     }
-    sum
+    sum + mins
 }
 
 /// Q5_0 (22 B: f16 d, u32 high bits, nibbles; value = d·(q − 16)) · Q8_0.
@@ -58,7 +61,9 @@ pub fn dot_q5_0(w: &[u8], a: &[BlockQ8]) -> f32 {
 
 /// Q5_1 (24 B: f16 d, f16 m, u32 high bits, nibbles; value = d·q + m) · Q8_1.
 pub fn dot_q5_1(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut sum = 0.0f32;
+    // The minimum terms are summed apart from the scaled integer sums, in llama.cpp's order:
+    // with outlier activations they are large and cancel, so the order shows in the result.
+    let (mut sum, mut mins) = (0.0f32, 0.0f32);
     for (b, y) in w.chunks_exact(24).zip(a) {
         let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
         let qs = &b[8..24];
@@ -69,9 +74,10 @@ pub fn dot_q5_1(w: &[u8], a: &[BlockQ8]) -> f32 {
             si += ((qs[j] & 15) as u32 | h0) as i32 * y.qs[j] as i32;
             si += ((qs[j] >> 4) as u32 | h1) as i32 * y.qs[j + 16] as i32;
         }
-        sum += si as f32 * (f16_at(b, 0) * y.d) + f16_at(b, 2) * y.s;
+        sum += si as f32 * (f16_at(b, 0) * y.d);
+        mins += f16_at(b, 2) * y.s;
     }
-    sum
+    sum + mins
 }
 
 /// Q8_0 (34 B: f16 d, 32 × i8) · Q8_0.
