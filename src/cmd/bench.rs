@@ -289,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 n_ctx,
                 threads: t,
                 kv_f16: true,
-                device: None,
+                device: args.device.clone(),
             };
             let mut engine = engine::create(args.backend, model.clone(), &opts)?;
             let load_ns = t0.elapsed().as_nanos() as u64;
@@ -321,6 +321,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 let mut row = common.row("load".into(), None, &[load_ns], vec![mbs]);
                 row.unit = Some("MB/s".into());
                 results.push(row);
+                if let Some((bytes, ns)) = engine.weight_upload().filter(|&(_, ns)| ns > 0) {
+                    let gbs = bytes as f64 / 1e9 / (ns as f64 / 1e9);
+                    let mut row = common.row("upload".into(), None, &[ns], vec![gbs]);
+                    row.unit = Some("GB/s".into());
+                    results.push(row);
+                }
             }
             let mut rng = Rng::new(args.seed);
             let cfg = RunConfig {

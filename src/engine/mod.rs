@@ -92,6 +92,11 @@ pub trait Engine {
     /// Counters since the last `reset_stats`.
     fn stats(&self) -> Stats;
     fn reset_stats(&mut self);
+    /// Bytes and nanoseconds of the host → device weight upload at load time, for engines that
+    /// have one (`pigpu bench`'s `upload` row). The CPU engine reads the memory map in place.
+    fn weight_upload(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Which engine `pigpu run` (and friends) should use.

@@ -73,6 +73,8 @@ pub struct VulkanEngine {
     updates_base: u64,
     /// Bytes uploaded while loading (weights).
     pub load_upload_bytes: u64,
+    /// Time the weight upload took (reading the memory map, staging, copy commands).
+    pub load_upload_ns: u64,
 }
 
 impl VulkanEngine {
@@ -90,7 +92,9 @@ impl VulkanEngine {
     ) -> VkResult<VulkanEngine> {
         let c = &model.config;
         let n_ctx = opts.n_ctx.max(1);
+        let t_upload = std::time::Instant::now();
         let (weights, load_upload_bytes) = weights::upload(&dev, &model, opts.progress)?;
+        let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
         let acts = Acts::new(&dev, c)?;
         let kernels = Kernels::new(&dev)?;
@@ -125,6 +129,7 @@ impl VulkanEngine {
             stats: Stats::default(),
             updates_base: 0,
             load_upload_bytes,
+            load_upload_ns,
             model,
         };
         e.record_decode()?;
@@ -394,5 +399,9 @@ impl Engine for VulkanEngine {
     fn reset_stats(&mut self) {
         self.stats = Stats::default();
         self.updates_base = self.arena.updates;
+    }
+
+    fn weight_upload(&self) -> Option<(u64, u64)> {
+        Some((self.load_upload_bytes, self.load_upload_ns))
     }
 }
