@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::engine::{Engine, SamplingParams, Stats};
+pub use crate::model::sampler::Rng;
 
 /// One test: `n_prompt` prompt tokens and/or `n_gen` generated tokens after `n_depth` tokens of
 /// (untimed) context.
@@ -73,32 +74,12 @@ pub fn expand(
     out
 }
 
-/// A small deterministic generator for the random prompt tokens and sampling draws (xorshift64*),
-/// so two runs with the same seed measure the same work.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    pub fn tokens(&mut self, n: usize, n_vocab: usize) -> Vec<u32> {
-        (0..n)
-            .map(|_| (self.next_u64() % n_vocab as u64) as u32)
-            .collect()
-    }
+/// Random prompt tokens, from the sampler's seeded generator, so two runs with the same seed
+/// measure the same work.
+pub fn random_tokens(rng: &mut Rng, n: usize, n_vocab: usize) -> Vec<u32> {
+    (0..n)
+        .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
+        .collect()
 }
 
 /// The timed samples of one test.
@@ -135,12 +116,12 @@ pub fn run_test(
         |engine: &mut dyn Engine, rng: &mut Rng, timed: bool| -> anyhow::Result<(u64, Stats)> {
             engine.reset();
             if spec.n_depth > 0 {
-                for chunk in rng.tokens(spec.n_depth, n_vocab).chunks(n_batch) {
+                for chunk in random_tokens(rng, spec.n_depth, n_vocab).chunks(n_batch) {
                     engine.prefill(chunk)?;
                 }
             }
-            let prompt = rng.tokens(spec.n_prompt, n_vocab);
-            let first = rng.tokens(1, n_vocab);
+            let prompt = random_tokens(rng, spec.n_prompt, n_vocab);
+            let first = random_tokens(rng, 1, n_vocab);
             engine.reset_stats();
             let t0 = Instant::now();
             for chunk in prompt.chunks(n_batch) {
@@ -158,7 +139,7 @@ pub fn run_test(
                     spec.n_gen
                 };
                 for _ in 0..steps {
-                    engine.step(&greedy, rng.uniform())?;
+                    engine.step(&greedy, rng.next_f32())?;
                 }
             }
             let ns = t0.elapsed().as_nanos() as u64;
@@ -258,10 +239,9 @@ mod tests {
     #[test]
     fn rng_is_deterministic_and_in_range() {
         let (mut a, mut b) = (Rng::new(7), Rng::new(7));
-        let ta = a.tokens(100, 49152);
-        assert_eq!(ta, b.tokens(100, 49152));
+        let ta = random_tokens(&mut a, 100, 49152);
+        assert_eq!(ta, random_tokens(&mut b, 100, 49152));
         assert!(ta.iter().all(|&t| t < 49152));
-        let u = a.uniform();
-        assert!((0.0..1.0).contains(&u));
+        assert!(ta.iter().any(|&t| t != ta[0]));
     }
 }

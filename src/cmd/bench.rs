@@ -408,7 +408,7 @@ fn end_to_end(
         let mut text = String::new();
         let t0 = Instant::now();
         for _ in 0..n_gen {
-            let id = engine.step(&params, rng.uniform())?;
+            let id = engine.step(&params, rng.next_f32())?;
             text.push_str(&dec.push(id));
         }
         text.push_str(&dec.finish());
