@@ -117,23 +117,19 @@ impl Drop for Gpu {
     }
 }
 
-/// A small deterministic generator (splitmix64) so tests need no dependency.
-pub struct Rng(u64);
+/// Test data from the sampler's seeded generator (the same SplitMix64 the host uses).
+pub struct Rng(crate::model::sampler::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng(crate::model::sampler::Rng::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in [0, 1).
     pub fn f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        self.0.next_f32()
     }
     /// Uniform in [-a, a).
     pub fn sym(&mut self, a: f32) -> f32 {
