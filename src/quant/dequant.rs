@@ -37,7 +37,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<(), Quan
     }
     let n = out.len() as u64;
     let block = ty.block_size();
-    if out.len() % block != 0 {
+    if !out.len().is_multiple_of(block) {
         return Err(QuantError::NotWholeBlocks {
             ty,
             n_elements: n,

@@ -288,14 +288,14 @@ pub fn fake_module_elf(fields: &[(&str, &str)]) -> Vec<u8> {
     data.extend_from_slice(&modinfo);
     let off_shstr = base + data.len();
     data.extend_from_slice(shstrtab);
-    while (base + data.len()) % 8 != 0 {
+    while !(base + data.len()).is_multiple_of(8) {
         data.push(0);
     }
     let off_sym = base + data.len();
     data.extend_from_slice(&symtab);
     let off_str = base + data.len();
     data.extend_from_slice(strtab);
-    while (base + data.len()) % 8 != 0 {
+    while !(base + data.len()).is_multiple_of(8) {
         data.push(0);
     }
     let shoff = base + data.len();

@@ -4,7 +4,7 @@
 //! split among the pool's threads; within a thread, a tile of rows is reused across the whole
 //! batch so the weights stay in cache during prompt processing.
 
-use super::kernels::{self, ActFormat, BlockQ8, BlockQ8K, Dot, Isa};
+use super::kernels::{self, ActFormat, BlockQ8, BlockQ8K, Dot, Isa, Tile};
 use super::pool::{split, Pool};
 use crate::model::{Model, ModelError, Weight};
 
@@ -18,6 +18,8 @@ pub struct Mat {
     pub row_bytes: usize,
     pub fmt: ActFormat,
     pub dot: Dot,
+    /// The many-rows-and-tokens kernel, where the ISA has one for this type.
+    pub tile: Option<Tile>,
 }
 
 impl Mat {
@@ -28,7 +30,7 @@ impl Mat {
             supported: kernels::SUPPORTED.into(),
         })?;
         let cols = w.cols();
-        if cols % w.ty.block_size() != 0 || cols % fmt.block() != 0 {
+        if !cols.is_multiple_of(w.ty.block_size()) || !cols.is_multiple_of(fmt.block()) {
             return Err(ModelError::BadShape {
                 name: w.name.clone(),
                 shape: w.shape.clone(),
@@ -42,6 +44,7 @@ impl Mat {
             row_bytes: w.row_bytes(),
             fmt,
             dot,
+            tile: kernels::tile(w.ty, isa),
         })
     }
 
@@ -132,6 +135,31 @@ pub fn matmul(model: &Model, w: &Mat, acts: &mut Acts, out: &mut [f32], pool: &P
     let bpr = w.cols / w.fmt.block();
     pool.run(&|i, nt| {
         let range = split(m, i, nt, TILE);
+        if let Some(tile) = w.tile {
+            // Tiles of TILE rows keep a tile's weights in L1 while all tokens pass over it.
+            let mut r0 = range.start;
+            while r0 < range.end {
+                let r1 = (r0 + TILE).min(range.end);
+                // SAFETY: the kernel came from `kernels::tile` for this CPU; `out` has n · m
+                // elements and rows r0..r1 belong to this thread alone; `run` joins all
+                // threads before `out` is used again.
+                unsafe {
+                    match tile {
+                        Tile::Q8(f) => {
+                            let a = if w.fmt == ActFormat::Q8_1 {
+                                &acts.q8_1
+                            } else {
+                                &acts.q8_0
+                            };
+                            f(data, w.row_bytes, r0..r1, a, n, outp.get(), m)
+                        }
+                        Tile::Q8K(f) => f(data, w.row_bytes, r0..r1, &acts.q8k, n, outp.get(), m),
+                    }
+                }
+                r0 = r1;
+            }
+            return;
+        }
         let mut r0 = range.start;
         while r0 < range.end {
             let r1 = (r0 + TILE).min(range.end);

@@ -387,7 +387,7 @@ impl AttPtr {
 fn kv_kernels(isa: Isa) -> KvKernels {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => kernels::avx2::kv_kernels(),
+        Isa::Avx2 | Isa::Avx2Vnni => kernels::avx2::kv_kernels(),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => kernels::neon::kv_kernels(),
         _ => KvKernels {

@@ -66,6 +66,29 @@ fn round_f16(x: f32) -> f32 {
 /// Quantizes `x` (a multiple of 32 long) to Q8_0 (`with_sum = false`) or Q8_1 blocks:
 /// `d = max|x| / 127`, `q = round_half_even(x · 127 / max|x|)` — llama.cpp's x86 and ARM paths.
 pub fn quantize_q8(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
+    assert_eq!(x.len(), 32 * out.len(), "quantize_q8: input length");
+    #[cfg(target_arch = "x86_64")]
+    if have_avx2() {
+        // SAFETY: AVX2/FMA/F16C detected; lengths checked above. Same results as below.
+        unsafe { avx2::quantize_q8(x, out, with_sum) };
+        return;
+    }
+    quantize_q8_portable(x, out, with_sum);
+}
+
+/// Whether this CPU has the features of `Isa::Avx2` (detected once).
+#[cfg(target_arch = "x86_64")]
+fn have_avx2() -> bool {
+    static HAVE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAVE.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+    })
+}
+
+/// The portable form of [`quantize_q8`] (the definition the SIMD form must match exactly).
+pub fn quantize_q8_portable(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
     for (xb, y) in x.chunks_exact(32).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -117,15 +140,20 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// The AVX2 kernels built with AVX-VNNI's `vpdpbusd` (Intel Alder Lake / Sapphire Rapids,
+    /// AMD Zen 4 and later); results identical to `Avx2`.
+    Avx2Vnni,
     /// aarch64 NEON with the dot-product extension (`sdot`, Cortex-A76 and later).
     NeonDot,
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports, or `portable` when the environment variable
-    /// `PIGPU_CPU_ISA=portable` asks for it (to compare results or speed).
+    /// The best instruction set this CPU supports, or a lesser one when the environment
+    /// variable `PIGPU_CPU_ISA` asks for it (`portable`, or `avx2` to leave out VNNI; to
+    /// compare results or speed).
     pub fn detect() -> Isa {
-        if std::env::var("PIGPU_CPU_ISA").is_ok_and(|v| v == "portable") {
+        let ask = std::env::var("PIGPU_CPU_ISA").unwrap_or_default();
+        if ask == "portable" {
             return Isa::Portable;
         }
         #[cfg(target_arch = "x86_64")]
@@ -134,6 +162,9 @@ impl Isa {
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
+                if ask != "avx2" && std::arch::is_x86_feature_detected!("avxvnni") {
+                    return Isa::Avx2Vnni;
+                }
                 return Isa::Avx2;
             }
         }
@@ -149,6 +180,7 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2 => "avx2",
+            Isa::Avx2Vnni => "avx2+vnni",
             Isa::NeonDot => "neon+dotprod",
         }
     }
@@ -177,6 +209,26 @@ impl ActFormat {
 pub type DotQ8 = fn(&[u8], &[BlockQ8]) -> f32;
 pub type DotQ8K = fn(&[u8], &[BlockQ8K]) -> f32;
 pub type DotF32 = fn(&[u8], &[f32]) -> f32;
+
+/// A tile kernel: `out[t · m + r] = W[r] · a[t]` for the weight rows `rows` of the matrix `w`
+/// (`row_bytes` per row) and the tokens `0..n` of `a` (each `row_bytes / type_size` blocks).
+///
+/// # Safety
+/// The CPU must have the kernel's instruction set (guaranteed by getting it from [`tile`]),
+/// `out` must be valid for writes at every `t · m + r`, and no other thread may access those
+/// elements during the call.
+pub type TileQ8 =
+    unsafe fn(&[u8], usize, std::ops::Range<usize>, &[BlockQ8], usize, *mut f32, usize);
+/// As [`TileQ8`], against Q8_K activations.
+pub type TileQ8K =
+    unsafe fn(&[u8], usize, std::ops::Range<usize>, &[BlockQ8K], usize, *mut f32, usize);
+
+/// A matrix kernel that covers many rows and tokens in one call (see [`TileQ8`]).
+#[derive(Clone, Copy)]
+pub enum Tile {
+    Q8(TileQ8),
+    Q8K(TileQ8K),
+}
 
 /// A dot-product kernel for one weight type, by the activation format it takes.
 #[derive(Clone, Copy)]
@@ -213,13 +265,28 @@ pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
     let fast = match isa {
         Isa::Portable => None,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => avx2::kernel(ty),
+        Isa::Avx2 => avx2::kernel(ty, false),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Vnni => avx2::kernel(ty, true),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => neon::kernel(ty),
         #[allow(unreachable_patterns)]
         _ => None,
     };
     Some((portable.0, fast.unwrap_or(portable.1)))
+}
+
+/// The tile kernel for weights of type `ty` on `isa`, where there is one (the matrix product
+/// falls back to one dot product per row and token otherwise). Its activation format is the
+/// one [`kernel`] names.
+pub fn tile(ty: GgmlType, isa: Isa) -> Option<Tile> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::tile(ty, false),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Vnni => avx2::tile(ty, true),
+        _ => None,
+    }
 }
 
 /// Dequantizes one row of `ty` (for embedding lookups): `out.len()` elements from `row`,

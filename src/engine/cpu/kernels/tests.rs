@@ -191,3 +191,191 @@ fn zero_activations_give_zero() {
         assert_eq!(got, 0.0, "{ty}");
     }
 }
+
+/// The ISAs this CPU can run, best first (AVX2 too when VNNI is there: both are checked).
+fn runnable_isas() -> Vec<Isa> {
+    let best = Isa::detect();
+    let mut v = vec![best];
+    if best == Isa::Avx2Vnni {
+        v.push(Isa::Avx2);
+    }
+    v
+}
+
+/// Tiles of every size (rows and tokens not multiples of the micro-kernels' 4) give exactly
+/// the one-row dot products of the same ISA: the float operations per (row, token) pair are
+/// the same sequence.
+#[test]
+fn tile_kernels_equal_one_row_dots() {
+    let mut rng = Rng::new(13);
+    for isa in runnable_isas() {
+        for ty in TYPES {
+            let Some(tile) = tile(ty, isa) else { continue };
+            let (fmt, dot) = kernel(ty, isa).unwrap();
+            let (rows, k) = (37, 512);
+            let w: Vec<u8> = (0..rows)
+                .flat_map(|_| random_row(ty, k, &mut rng))
+                .collect();
+            let rb = w.len() / rows;
+            for n in [1, 2, 3, 4, 5, 9] {
+                let x: Vec<f32> = (0..n).flat_map(|_| random_acts(k, &mut rng)).collect();
+                let mut a8 = vec![BlockQ8::default(); n * k / 32];
+                let mut ak = vec![BlockQ8K::default(); n * k / 256];
+                quantize_q8(&x, &mut a8, fmt == ActFormat::Q8_1);
+                quantize_q8k(&x, &mut ak);
+                // Rows 3..rows (an odd start and count) into a buffer of all rows.
+                let mut out = vec![f32::NAN; n * rows];
+                // SAFETY: a kernel for this CPU; out has n · rows elements.
+                unsafe {
+                    match tile {
+                        Tile::Q8(f) => f(&w, rb, 3..rows, &a8, n, out.as_mut_ptr(), rows),
+                        Tile::Q8K(f) => f(&w, rb, 3..rows, &ak, n, out.as_mut_ptr(), rows),
+                    }
+                }
+                for t in 0..n {
+                    for r in 0..rows {
+                        let got = out[t * rows + r];
+                        if r < 3 {
+                            assert!(
+                                got.is_nan(),
+                                "{ty} {isa:?}: row {r} outside the tile was written"
+                            );
+                            continue;
+                        }
+                        let row = &w[r * rb..(r + 1) * rb];
+                        let want = match dot {
+                            Dot::Q8(f) => f(row, &a8[t * k / 32..(t + 1) * k / 32]),
+                            Dot::Q8K(f) => f(row, &ak[t * k / 256..(t + 1) * k / 256]),
+                            Dot::F32(_) => unreachable!("tiles take quantized activations"),
+                        };
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} on {isa:?}, n={n}: tile {got} vs dot {want} at token {t} row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The VNNI build of the x86 kernels gives bit-identical results to the AVX2 one.
+#[test]
+fn vnni_kernels_equal_avx2_kernels() {
+    if Isa::detect() != Isa::Avx2Vnni {
+        eprintln!("no AVX-VNNI on this CPU: nothing to compare");
+        return;
+    }
+    let mut rng = Rng::new(17);
+    for ty in TYPES {
+        for _ in 0..30 {
+            let row = random_row(ty, 512, &mut rng);
+            let x = random_acts(512, &mut rng);
+            let (a, _, _) = dot_both(ty, Isa::Avx2Vnni, &row, &x);
+            let (b, _, _) = dot_both(ty, Isa::Avx2, &row, &x);
+            assert_eq!(a.to_bits(), b.to_bits(), "{ty}: vnni {a} vs avx2 {b}");
+        }
+    }
+}
+
+/// The SIMD activation quantizer gives exactly the portable definition's blocks, including
+/// all-zero blocks, exact halves (ties round to even) and the largest magnitude negative.
+#[test]
+fn q8_quantization_simd_equals_portable() {
+    let mut rng = Rng::new(19);
+    let mut x = random_acts(32 * 64, &mut rng);
+    x[..32].fill(0.0);
+    for (i, v) in x[32..64].iter_mut().enumerate() {
+        // max |x| = 127 → scale 1: these land exactly on .5 before rounding.
+        *v = if i == 0 { -127.0 } else { i as f32 + 0.5 };
+    }
+    for with_sum in [false, true] {
+        let mut a = vec![BlockQ8::default(); 64];
+        let mut b = vec![BlockQ8::default(); 64];
+        quantize_q8(&x, &mut a, with_sum);
+        quantize_q8_portable(&x, &mut b, with_sum);
+        assert_eq!(a, b, "with_sum {with_sum}");
+    }
+}
+
+/// CPU time of this thread, for the throughput figures below (immune to other processes).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Not a test of speed (nothing is asserted about time): prints the thread-CPU nanoseconds per
+/// weight block of the one-row dot loop and of the tile kernels, per type and ISA, for tuning.
+/// `cargo test --release --lib kernel_throughput -- --ignored --nocapture`
+#[test]
+#[ignore = "a throughput report for tuning, not a check"]
+fn kernel_throughput() {
+    let mut rng = Rng::new(5);
+    let (rows, k) = (64, 1536);
+    let mut isas = vec![Isa::Portable];
+    #[cfg(target_arch = "x86_64")]
+    isas.extend([Isa::Avx2, Isa::Avx2Vnni]);
+    isas.retain(|&i| i == Isa::Portable || Isa::detect() == Isa::Avx2Vnni || i == Isa::detect());
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        let w: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(ty, k, &mut rng))
+            .collect();
+        let rb = w.len() / rows;
+        for n in [1usize, 64] {
+            let x: Vec<f32> = (0..n).flat_map(|_| random_acts(k, &mut rng)).collect();
+            let mut line = format!("{ty:>5} n={n:<3}");
+            for &isa in &isas {
+                let (fmt, dot) = kernel(ty, isa).unwrap();
+                let mut out = vec![0.0f32; n * rows];
+                let mut a8 = vec![BlockQ8::default(); n * k / 32];
+                let mut ak = vec![BlockQ8K::default(); n * k / 256];
+                quantize_q8(&x, &mut a8, fmt == ActFormat::Q8_1);
+                quantize_q8k(&x, &mut ak);
+                let blocks = (rows * n * k / ty.block_size()) as f64;
+                let reps = (4_000_000.0 / blocks).ceil() as usize;
+                let t0 = thread_cpu_ns();
+                for _ in 0..reps {
+                    for t in 0..n {
+                        for r in 0..rows {
+                            let row = &w[r * rb..(r + 1) * rb];
+                            out[t * rows + r] = match dot {
+                                Dot::Q8(f) => f(row, &a8[t * k / 32..(t + 1) * k / 32]),
+                                Dot::Q8K(f) => f(row, &ak[t * k / 256..(t + 1) * k / 256]),
+                                Dot::F32(f) => f(row, &x[t * k..(t + 1) * k]),
+                            };
+                        }
+                    }
+                }
+                let dots = (thread_cpu_ns() - t0) as f64 / (reps as f64 * blocks);
+                line += &format!("  {}: dot {dots:5.2} ns/blk", isa.name());
+                if let Some(tile) = tile(ty, isa) {
+                    let t0 = thread_cpu_ns();
+                    for _ in 0..reps {
+                        // SAFETY: a kernel for this CPU; out has n · rows elements.
+                        unsafe {
+                            match tile {
+                                Tile::Q8(f) => f(&w, rb, 0..rows, &a8, n, out.as_mut_ptr(), rows),
+                                Tile::Q8K(f) => f(&w, rb, 0..rows, &ak, n, out.as_mut_ptr(), rows),
+                            }
+                        }
+                    }
+                    let tiles = (thread_cpu_ns() - t0) as f64 / (reps as f64 * blocks);
+                    line += &format!(" tile {tiles:5.2}");
+                }
+            }
+            eprintln!("{line}");
+        }
+    }
+}
