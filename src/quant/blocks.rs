@@ -312,7 +312,9 @@ pub fn k_scale_min(scales: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 /// aligned (tensor data in a memory-mapped GGUF file always is: offsets are multiples of the
 /// file's alignment). Returns `None` otherwise; [`read_block`] works on any bytes.
 pub fn cast_blocks<B: Block>(data: &[u8]) -> Option<&[B]> {
-    if !data.len().is_multiple_of(size_of::<B>()) || !(data.as_ptr() as usize).is_multiple_of(align_of::<B>()) {
+    if !data.len().is_multiple_of(size_of::<B>())
+        || !(data.as_ptr() as usize).is_multiple_of(align_of::<B>())
+    {
         return None;
     }
     // SAFETY: the pointer is aligned for B and the length is a whole number of B; the Block
