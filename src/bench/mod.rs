@@ -90,8 +90,6 @@ pub struct Samples {
     pub stats: Stats,
 }
 
-/// Runs one test `reps` times after a warm-up. Returns `None` if `cancel` was set before any
-/// repetition finished; a partial set of samples otherwise.
 /// How each test is repeated.
 #[derive(Debug, Clone, Copy)]
 pub struct RunConfig {
@@ -100,6 +98,10 @@ pub struct RunConfig {
     pub n_vocab: usize,
 }
 
+/// Runs one test `reps` times after a warm-up, calling `on_rep` after each timed repetition.
+/// `cancel` is checked between batches and generation steps, so Ctrl-C takes effect within one
+/// forward pass; the repetition it interrupts is discarded. Returns `None` if no repetition
+/// finished, else the samples of those that did (possibly fewer than `reps`).
 pub fn run_test(
     engine: &mut dyn Engine,
     spec: TestSpec,
@@ -111,56 +113,73 @@ pub fn run_test(
     let greedy = SamplingParams::greedy();
     let (reps, n_vocab) = (cfg.reps, cfg.n_vocab);
     let n_batch = cfg.n_batch.max(1);
+    let cancelled = || cancel.load(Ordering::Relaxed);
 
-    let once =
-        |engine: &mut dyn Engine, rng: &mut Rng, timed: bool| -> anyhow::Result<(u64, Stats)> {
-            engine.reset();
-            if spec.n_depth > 0 {
-                for chunk in random_tokens(rng, spec.n_depth, n_vocab).chunks(n_batch) {
-                    engine.prefill(chunk)?;
+    // One run of the test; `None` when cancelled part-way.
+    let once = |engine: &mut dyn Engine,
+                rng: &mut Rng,
+                timed: bool|
+     -> anyhow::Result<Option<(u64, Stats)>> {
+        engine.reset();
+        if spec.n_depth > 0 {
+            for chunk in random_tokens(rng, spec.n_depth, n_vocab).chunks(n_batch) {
+                if cancelled() {
+                    return Ok(None);
                 }
-            }
-            let prompt = random_tokens(rng, spec.n_prompt, n_vocab);
-            let first = random_tokens(rng, 1, n_vocab);
-            engine.reset_stats();
-            let t0 = Instant::now();
-            for chunk in prompt.chunks(n_batch) {
                 engine.prefill(chunk)?;
             }
-            let gen_start = engine.stats();
-            if spec.n_gen > 0 {
-                // The first generated token needs a forward pass of its own when there was no
-                // prompt (llama-bench decodes a random token); afterwards each step samples and
-                // advances.
-                let steps = if spec.n_prompt == 0 && spec.n_depth == 0 {
-                    engine.prefill(&first)?;
-                    spec.n_gen - 1
-                } else {
-                    spec.n_gen
-                };
-                for _ in 0..steps {
-                    engine.step(&greedy, rng.next_f32())?;
-                }
-            }
-            let ns = t0.elapsed().as_nanos() as u64;
-            let mut stats = engine.stats();
-            if timed {
-                stats = diff(&stats, &gen_start);
-                stats.tokens = spec.n_gen as u64;
-            }
-            Ok((ns, stats))
-        };
-
-    once(engine, rng, false)?; // warm-up
-    let mut samples = Samples::default();
-    for rep in 0..reps {
-        if cancel.load(Ordering::Relaxed) {
-            break;
         }
-        let (ns, stats) = once(engine, rng, true)?;
-        samples.ns.push(ns);
-        add(&mut samples.stats, &stats);
-        on_rep(rep + 1);
+        let prompt = random_tokens(rng, spec.n_prompt, n_vocab);
+        let first = random_tokens(rng, 1, n_vocab);
+        engine.reset_stats();
+        let t0 = Instant::now();
+        for chunk in prompt.chunks(n_batch) {
+            if cancelled() {
+                return Ok(None);
+            }
+            engine.prefill(chunk)?;
+        }
+        let gen_start = engine.stats();
+        if spec.n_gen > 0 {
+            // The first generated token needs a forward pass of its own when there was no
+            // prompt (llama-bench decodes a random token); afterwards each step samples and
+            // advances.
+            let steps = if spec.n_prompt == 0 && spec.n_depth == 0 {
+                engine.prefill(&first)?;
+                spec.n_gen - 1
+            } else {
+                spec.n_gen
+            };
+            for _ in 0..steps {
+                if cancelled() {
+                    return Ok(None);
+                }
+                engine.step(&greedy, rng.next_f32())?;
+            }
+        }
+        let ns = t0.elapsed().as_nanos() as u64;
+        let mut stats = engine.stats();
+        if timed {
+            stats = diff(&stats, &gen_start);
+            stats.tokens = spec.n_gen as u64;
+        }
+        Ok(Some((ns, stats)))
+    };
+
+    let mut samples = Samples::default();
+    if once(engine, rng, false)?.is_some() {
+        // The warm-up finished; now the timed repetitions.
+        for rep in 0..reps {
+            let Some((ns, stats)) = once(engine, rng, true)? else {
+                break;
+            };
+            samples.ns.push(ns);
+            add(&mut samples.stats, &stats);
+            on_rep(rep + 1);
+            if cancelled() {
+                break;
+            }
+        }
     }
     engine.reset();
     Ok(if samples.ns.is_empty() {

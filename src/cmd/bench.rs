@@ -36,7 +36,11 @@ pub enum Format {
 Prompt tests (ppN) process N random tokens in batches; generation tests (tgN) make N tokens one
 step at a time (each step samples greedily on the engine, which llama-bench does not do; the
 cost is a few microseconds). Rows `load` (MB/s) and `e2e` (generation including sampling and
-detokenisation, t/s) are pigpu's own additions.")]
+detokenisation, t/s) are pigpu's own additions.
+
+Progress goes to stderr, one line per finished test. Ctrl-C stops within one forward pass and
+prints the rows that finished, in the chosen format, then exits with status 130; a second Ctrl-C
+quits at once without output.")]
 pub struct Args {
     /// Model file(s).
     #[arg(short = 'm', long = "model", required = true)]
@@ -273,16 +277,30 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let cancel = Arc::new(AtomicBool::new(false));
     {
         let cancel = cancel.clone();
-        // A second handler cannot be installed (e.g. in tests); then Ctrl-C just kills us.
-        let _ = ctrlc::set_handler(move || cancel.store(true, Ordering::Relaxed));
+        // A second handler cannot be installed (e.g. when called twice in one process); then
+        // Ctrl-C just kills us, as it would without a handler.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                // A second Ctrl-C: the user does not want to wait for the current forward pass.
+                eprintln!("\nbench: interrupted again; exiting without printing results");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\nbench: interrupted; stopping after the current step, then printing what \
+                 finished (Ctrl-C again to quit at once)"
+            );
+        });
     }
+    let cancelled = || cancel.load(Ordering::SeqCst);
+    let mut progress = Progress::new();
 
     let mut results = Vec::new();
     'models: for path in &args.models {
         for &t in &threads {
-            if cancel.load(Ordering::Relaxed) {
+            if cancelled() {
                 break 'models;
             }
+            let started = now_rfc3339();
             let t0 = Instant::now();
             let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
             let opts = EngineOptions {
@@ -315,16 +333,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .into(),
                 device: engine.describe(),
             };
-            eprintln!("bench: {} on {}", common.model_type, common.device);
+            progress.line(&format!("{} on {}", common.model_type, common.device));
             if !args.no_extra {
                 let mbs = size as f64 / 1e6 / (load_ns as f64 / 1e9);
                 let mut row = common.row("load".into(), None, &[load_ns], vec![mbs]);
                 row.unit = Some("MB/s".into());
+                row.test_time = started.clone();
+                progress.finished(&row, 1);
                 results.push(row);
                 if let Some((bytes, ns)) = engine.weight_upload().filter(|&(_, ns)| ns > 0) {
                     let gbs = bytes as f64 / 1e9 / (ns as f64 / 1e9);
                     let mut row = common.row("upload".into(), None, &[ns], vec![gbs]);
                     row.unit = Some("GB/s".into());
+                    progress.finished(&row, 1);
                     results.push(row);
                 }
             }
@@ -336,38 +357,121 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             };
             for spec in &tests {
                 let name = spec.name();
+                progress.started(&name);
+                let started = now_rfc3339();
                 let samples = run_test(engine.as_mut(), *spec, cfg, &mut rng, &cancel, |rep| {
-                    eprint!("\rbench: {name}: repetition {rep}/{}   ", args.reps);
+                    progress.rep(&name, rep, args.reps)
                 })
                 .with_context(|| format!("test {name}"))?;
-                eprintln!();
                 let Some(samples) = samples else {
                     break 'models;
                 };
                 let n = (spec.n_prompt + spec.n_gen) as f64;
                 let ts = samples.ns.iter().map(|&ns| n / (ns as f64 / 1e9)).collect();
                 let mut row = common.row(name, Some(*spec), &samples.ns, ts);
+                row.test_time = started;
                 if spec.n_gen > 0 {
                     row.stats = StatsPerToken::from_stats(&samples.stats);
                 }
+                progress.finished(&row, args.reps);
                 results.push(row);
-                if cancel.load(Ordering::Relaxed) {
+                if cancelled() {
                     break 'models;
                 }
             }
             if !args.no_extra {
                 if let Some(g) = args.n_gen.iter().copied().filter(|&g| g > 0).max() {
-                    let row = end_to_end(&model, engine.as_mut(), &common, g, args.reps, &cancel)?;
-                    results.extend(row);
+                    let row = end_to_end(
+                        &model,
+                        engine.as_mut(),
+                        &common,
+                        g,
+                        args.reps,
+                        &cancel,
+                        &mut progress,
+                    )?;
+                    if let Some(row) = row {
+                        progress.finished(&row, args.reps);
+                        results.push(row);
+                    }
                 }
             }
         }
     }
-    if cancel.load(Ordering::Relaxed) {
-        eprintln!("bench: interrupted; the results so far:");
+    let interrupted = cancelled();
+    if interrupted {
+        progress.line(&format!(
+            "interrupted; printing the {} row(s) that finished",
+            results.len()
+        ));
     }
     print_results(&results, args.output)?;
-    Ok(Outcome::Ok)
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// Progress on stderr. One line per finished test (`bench: pp64: 96.81 ± 1.16 t/s`) always; on
+/// a terminal also a repetition counter rewritten in place, which would only clutter a log.
+struct Progress {
+    tty: bool,
+    /// A counter line is on screen without its newline.
+    open: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            open: false,
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.open {
+            eprint!("\r\x1b[K");
+            self.open = false;
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.clear();
+        eprintln!("bench: {text}");
+    }
+
+    fn started(&mut self, name: &str) {
+        if self.tty {
+            self.clear();
+            eprint!("bench: {name}: warm-up");
+            self.open = true;
+        }
+    }
+
+    fn rep(&mut self, name: &str, rep: usize, reps: usize) {
+        if self.tty {
+            self.clear();
+            eprint!("bench: {name}: repetition {rep}/{reps}");
+            self.open = true;
+        }
+    }
+
+    /// The line for a finished row; says so when Ctrl-C cut its repetitions short.
+    fn finished(&mut self, row: &BenchResult, reps: usize) {
+        let unit = row.unit.as_deref().unwrap_or("t/s");
+        let n = row.samples_ns.len();
+        let note = if n < reps {
+            format!(" ({n} of {reps} repetitions)")
+        } else {
+            String::new()
+        };
+        self.line(&format!(
+            "{}: {:.2} ± {:.2} {unit}{note}",
+            row.test, row.avg_ts, row.stddev_ts
+        ));
+    }
 }
 
 /// pigpu's end-to-end row: a real short prompt, then `n_gen` tokens with llama.cpp's default
@@ -381,6 +485,7 @@ fn end_to_end(
     n_gen: usize,
     reps: usize,
     cancel: &AtomicBool,
+    progress: &mut Progress,
 ) -> anyhow::Result<Option<BenchResult>> {
     let tok = Tokenizer::from_gguf(&model.file).context("e2e row: tokenizer")?;
     let prompt = tok.encode(
@@ -397,26 +502,30 @@ fn end_to_end(
         repeat_last_n: 64,
     };
     let mut rng = Rng::new(42);
+    let name = format!("e2e{n_gen}");
+    progress.started(&name);
+    let started = now_rfc3339();
     let mut ns = Vec::new();
-    for rep in 0..reps {
-        if cancel.load(Ordering::Relaxed) {
-            break;
-        }
+    'reps: for rep in 0..reps {
         engine.reset();
         engine.prefill(&prompt)?;
         let mut dec = StreamDecoder::new(&tok, false);
         let mut text = String::new();
         let t0 = Instant::now();
         for _ in 0..n_gen {
+            // Checked per token, as in `run_test`; the interrupted repetition is dropped.
+            if cancel.load(Ordering::SeqCst) {
+                break 'reps;
+            }
             let id = engine.step(&params, rng.next_f32())?;
             text.push_str(&dec.push(id));
         }
         text.push_str(&dec.finish());
         ns.push(t0.elapsed().as_nanos() as u64);
         std::hint::black_box(&text);
-        eprint!("\rbench: e2e{n_gen}: repetition {}/{reps}   ", rep + 1);
+        progress.rep(&name, rep + 1, reps);
     }
-    eprintln!();
+    progress.clear();
     engine.reset();
     if ns.is_empty() {
         return Ok(None);
@@ -430,5 +539,7 @@ fn end_to_end(
         n_gen,
         n_depth: 0,
     };
-    Ok(Some(common.row(format!("e2e{n_gen}"), Some(spec), &ns, ts)))
+    let mut row = common.row(name, Some(spec), &ns, ts);
+    row.test_time = started;
+    Ok(Some(row))
 }

@@ -21,6 +21,9 @@ pub enum Outcome {
     Ok,
     /// Exit 1: the command ran and found problems (doctor findings, failed checks).
     Problems,
+    /// Exit 130 (128 + SIGINT, as a shell reports it): stopped by Ctrl-C after printing what
+    /// finished (`pigpu bench`).
+    Interrupted,
 }
 
 impl Outcome {
@@ -28,6 +31,7 @@ impl Outcome {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::Problems => ExitCode::from(1),
+            Outcome::Interrupted => ExitCode::from(130),
         }
     }
 }

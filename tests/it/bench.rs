@@ -140,3 +140,136 @@ fn bad_arguments_exit_2_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PP,TG"));
 }
+
+/// Starts a long `pigpu bench` run, waits (on its stderr progress, not a fixed sleep) until the
+/// first prompt test has finished, sends SIGINT as Ctrl-C would, and returns the exit status,
+/// stdout, and the names of the rows stderr reported as finished.
+fn interrupted_bench(model: &str, format: &str) -> (std::process::ExitStatus, String, Vec<String>) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    // pp8 and pp16 take well under a second each on an idle machine; the tg4000 warm-up takes a
+    // minute even there, so the interrupt always lands inside a test.
+    let mut child = crate::util::pigpu()
+        .args([
+            "bench",
+            "-m",
+            model,
+            "-p",
+            "8,16",
+            "-n",
+            "4000",
+            "-r",
+            "3",
+            "-t",
+            "2",
+            "--backend",
+            "cpu",
+            "-o",
+            format,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pigpu");
+    let mut stdout = child.stdout.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+
+    // Generous limits: the machine running the tests may be a loaded 2-core box.
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with("bench: pp8: ");
+                log.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "no 'bench: pp8:' progress line; stderr so far:\n{}",
+                    log.join("\n")
+                );
+            }
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("send SIGINT");
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pigpu bench did not stop within 300 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_thread.join().unwrap();
+    log.extend(rx.iter());
+    let log = log.join("\n");
+    assert!(log.contains("interrupted"), "stderr:\n{log}");
+    // `bench: NAME: MEAN ± SD UNIT` lines are the finished rows.
+    let finished: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("bench: "))
+        .filter(|l| l.contains(" ± "))
+        .map(|l| l.split(": ").next().unwrap().to_string())
+        .collect();
+    (status, stdout, finished)
+}
+
+#[test]
+fn ctrl_c_prints_the_finished_rows_and_exits_130() {
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let m = m.to_str().unwrap();
+
+    let (status, stdout, finished) = interrupted_bench(m, "json");
+    assert_eq!(status.code(), Some(130), "stdout:\n{stdout}");
+    assert_eq!(finished[..2], ["load", "pp8"], "{finished:?}");
+    // The interrupt came during tg4000 (or, on a very slow machine, pp16): that test and the
+    // end-to-end row after it never finished.
+    assert!(!finished.iter().any(|t| t == "e2e4000"), "{finished:?}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("complete, valid JSON");
+    let rows = v.as_array().unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, finished);
+    // pp8 ran all its repetitions before the interrupt.
+    assert_eq!(rows[1]["samples_ts"].as_array().unwrap().len(), 3);
+    assert!(rows[1]["avg_ts"].as_f64().unwrap() > 0.0);
+
+    let (status, stdout, finished) = interrupted_bench(m, "md");
+    assert_eq!(status.code(), Some(130), "stdout:\n{stdout}");
+    let table: Vec<&str> = stdout.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(table.len(), 2 + finished.len(), "{stdout}");
+    assert!(table[0].contains(" test |"), "{}", table[0]);
+    for (line, test) in table[2..].iter().zip(&finished) {
+        assert!(line.starts_with("| llama 135M Q4_1"), "{line}");
+        assert!(line.contains(&format!(" {test} |")), "{line} lacks {test}");
+    }
+    assert!(stdout.contains("\nbuild: "), "{stdout}");
+}
