@@ -5,7 +5,7 @@
 //! batch so the weights stay in cache during prompt processing.
 
 use super::kernels::{self, ActFormat, BlockQ8, BlockQ8K, Dot, Isa, Tile};
-use super::pool::{split, Pool};
+use super::pool::{chunk_size, Pool};
 use crate::model::{Model, ModelError, Weight};
 
 /// A weight matrix ready for the kernels.
@@ -107,7 +107,7 @@ impl Acts {
 /// A raw pointer to an output buffer that threads write disjoint parts of.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: every thread writes a disjoint set of elements (its own rows) and `Pool::run` joins
+// SAFETY: every chunk writes a disjoint set of elements (its own rows) and `Pool::run` waits for
 // all threads before the buffer is used again.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
@@ -125,65 +125,74 @@ const TILE: usize = 16;
 
 /// `out[t · m + r] = W[r] · x[t]` for all `t < n`, `r < m` (`out.len() == n · m`).
 pub fn matmul(model: &Model, w: &Mat, acts: &mut Acts, out: &mut [f32], pool: &Pool) {
-    acts.prepare(w.fmt);
-    let (n, m) = (acts.n, w.rows);
-    assert_eq!(acts.k, w.cols, "matmul input width");
-    assert_eq!(out.len(), n * m, "matmul output size");
-    let data = w.data(model);
+    matmul_many(model, &mut [(w, out)], acts, pool);
+}
+
+/// Several products of the same input (Q, K and V; gate and up) in one parallel job, so the
+/// threads synchronise once instead of once per matrix: each thread takes its share of every
+/// matrix's rows.
+pub fn matmul_many(model: &Model, jobs: &mut [(&Mat, &mut [f32])], acts: &mut Acts, pool: &Pool) {
+    for (w, out) in jobs.iter() {
+        acts.prepare(w.fmt);
+        assert_eq!(acts.k, w.cols, "matmul input width");
+        assert_eq!(out.len(), acts.n * w.rows, "matmul output size");
+    }
+    // Chunks of whole TILEs of rows, a few per thread and matrix, taken by whichever thread is
+    // free.
+    let nt = pool.threads();
+    let mut chunks: Vec<(&Mat, &[u8], OutPtr, std::ops::Range<usize>)> = Vec::new();
+    for (w, out) in jobs.iter_mut() {
+        let (data, outp) = (w.data(model), OutPtr(out.as_mut_ptr()));
+        let size = chunk_size(w.rows, nt, 4, TILE);
+        for r0 in (0..w.rows).step_by(size) {
+            chunks.push((*w, data, outp, r0..(r0 + size).min(w.rows)));
+        }
+    }
     let acts = &*acts;
-    let outp = OutPtr(out.as_mut_ptr());
+    pool.run(chunks.len(), &|c| {
+        let (w, data, outp, ref range) = chunks[c];
+        rows(w, data, acts, outp, range.clone());
+    });
+}
+
+/// One chunk of a product: the weight rows `range` against every token of `acts`.
+fn rows(w: &Mat, data: &[u8], acts: &Acts, outp: OutPtr, range: std::ops::Range<usize>) {
+    let (n, m) = (acts.n, w.rows);
     let bpr = w.cols / w.fmt.block();
-    pool.run(&|i, nt| {
-        let range = split(m, i, nt, TILE);
-        if let Some(tile) = w.tile {
-            // Tiles of TILE rows keep a tile's weights in L1 while all tokens pass over it.
-            let mut r0 = range.start;
-            while r0 < range.end {
-                let r1 = (r0 + TILE).min(range.end);
-                // SAFETY: the kernel came from `kernels::tile` for this CPU; `out` has n · m
-                // elements and rows r0..r1 belong to this thread alone; `run` joins all
-                // threads before `out` is used again.
-                unsafe {
-                    match tile {
-                        Tile::Q8(f) => {
-                            let a = if w.fmt == ActFormat::Q8_1 {
-                                &acts.q8_1
-                            } else {
-                                &acts.q8_0
-                            };
-                            f(data, w.row_bytes, r0..r1, a, n, outp.get(), m)
-                        }
-                        Tile::Q8K(f) => f(data, w.row_bytes, r0..r1, &acts.q8k, n, outp.get(), m),
+    let q8 = if w.fmt == ActFormat::Q8_1 {
+        &acts.q8_1
+    } else {
+        &acts.q8_0
+    };
+    // Tiles of TILE rows keep a tile's weights in L1 while all tokens pass over it.
+    let mut r0 = range.start;
+    while r0 < range.end {
+        let r1 = (r0 + TILE).min(range.end);
+        match (w.tile, w.dot) {
+            // SAFETY: the kernel came from `kernels::tile` for this CPU; `out` has n · m
+            // elements, rows r0..r1 belong to this chunk alone, and `Pool::run` returns only
+            // when every chunk is done, before `out` is used again.
+            (Some(Tile::Q8(f)), _) => unsafe { f(data, w.row_bytes, r0..r1, q8, n, outp.get(), m) },
+            // SAFETY: as above.
+            (Some(Tile::Q8K(f)), _) => unsafe {
+                f(data, w.row_bytes, r0..r1, &acts.q8k, n, outp.get(), m)
+            },
+            (None, dot) => {
+                for t in 0..n {
+                    for r in r0..r1 {
+                        let row = &data[r * w.row_bytes..(r + 1) * w.row_bytes];
+                        let v = match dot {
+                            Dot::Q8(f) => f(row, &q8[t * bpr..(t + 1) * bpr]),
+                            Dot::Q8K(f) => f(row, &acts.q8k[t * bpr..(t + 1) * bpr]),
+                            Dot::F32(f) => f(row, &acts.f32[t * w.cols..(t + 1) * w.cols]),
+                        };
+                        // SAFETY: `t · m + r < n · m == out.len()`, and row `r` belongs to
+                        // this chunk only.
+                        unsafe { *outp.get().add(t * m + r) = v };
                     }
                 }
-                r0 = r1;
             }
-            return;
         }
-        let mut r0 = range.start;
-        while r0 < range.end {
-            let r1 = (r0 + TILE).min(range.end);
-            for t in 0..n {
-                for r in r0..r1 {
-                    let row = &data[r * w.row_bytes..(r + 1) * w.row_bytes];
-                    let v = match w.dot {
-                        Dot::Q8(f) => {
-                            let a = if w.fmt == ActFormat::Q8_1 {
-                                &acts.q8_1
-                            } else {
-                                &acts.q8_0
-                            };
-                            f(row, &a[t * bpr..(t + 1) * bpr])
-                        }
-                        Dot::Q8K(f) => f(row, &acts.q8k[t * bpr..(t + 1) * bpr]),
-                        Dot::F32(f) => f(row, &acts.f32[t * w.cols..(t + 1) * w.cols]),
-                    };
-                    // SAFETY: `t · m + r < n · m == out.len()`, and row `r` belongs to this
-                    // thread only.
-                    unsafe { *outp.get().add(t * m + r) = v };
-                }
-            }
-            r0 = r1;
-        }
-    });
+        r0 = r1;
+    }
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use self::kernels::Isa;
-use self::matmul::{matmul, Acts, Mat};
+use self::matmul::{matmul, matmul_many, Acts, Mat};
 use self::ops::{KvBuf, KvKernels, Rope};
 use self::pool::Pool;
 use super::{Engine, SamplingParams, Stats};
@@ -268,9 +268,12 @@ impl CpuEngine {
                 );
             }
             acts.set(&xn, n, d);
-            matmul(&model, &l.wq, &mut acts, &mut q, pool);
-            matmul(&model, &l.wk, &mut acts, &mut k, pool);
-            matmul(&model, &l.wv, &mut acts, &mut v, pool);
+            matmul_many(
+                &model,
+                &mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)],
+                &mut acts,
+                pool,
+            );
             for (buf, bias, w) in [
                 (&mut q, &l.bq, qd),
                 (&mut k, &l.bk, kvd),
@@ -303,8 +306,12 @@ impl CpuEngine {
                 );
             }
             acts.set(&xn, n, d);
-            matmul(&model, &l.gate, &mut acts, &mut gate, pool);
-            matmul(&model, &l.up, &mut acts, &mut up, pool);
+            matmul_many(
+                &model,
+                &mut [(&l.gate, &mut gate), (&l.up, &mut up)],
+                &mut acts,
+                pool,
+            );
             ops::swiglu(&mut gate, &up);
             acts.set(&gate, n, c.n_ff);
             matmul(&model, &l.down, &mut acts, &mut proj, pool);
@@ -331,8 +338,8 @@ impl CpuEngine {
         logits
     }
 
-    /// Causal attention for the `n` new positions `pos0..pos0 + n` of layer `li`, split over
-    /// (position, head) pairs among the threads.
+    /// Causal attention for the `n` new positions `pos0..pos0 + n` of layer `li`, in chunks of
+    /// (position, head) pairs shared among the threads.
     fn attention(&self, li: usize, q: &[f32], att: &mut [f32], pos0: usize, n: usize) {
         let c = &self.model.config;
         let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
@@ -343,14 +350,15 @@ impl CpuEngine {
         let jobs = n * c.n_head;
         let outp = AttPtr(att.as_mut_ptr());
         let n_past_total = pos0 + n;
-        self.pool.run(&|i, nt| {
+        let size = pool::chunk_size(jobs, self.pool.threads(), 4, 1);
+        self.pool.run(jobs.div_ceil(size), &|chunk| {
             let mut scores = vec![0.0f32; n_past_total];
-            for job in pool::split(jobs, i, nt, 1) {
+            for job in chunk * size..((chunk + 1) * size).min(jobs) {
                 let (t, h) = (job / c.n_head, job % c.n_head);
                 let kvh = h / group;
                 let qrow = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 // SAFETY: each (t, h) pair owns the disjoint slice `att[t·qd + h·hd ..][..hd]`,
-                // and `run` joins all threads before `att` is read.
+                // and `run` returns only when every chunk is done, before `att` is read.
                 let out =
                     unsafe { std::slice::from_raw_parts_mut(outp.get().add(t * qd + h * hd), hd) };
                 ops::attend(

@@ -1,24 +1,34 @@
 //! A small persistent thread pool for the CPU engine. A token of decoding runs a few hundred
-//! short parallel jobs (one per matrix product), so spawning threads per job would cost more
-//! than the work; the workers here spin briefly between jobs and only then go to sleep.
-//! The calling thread takes part as worker 0.
+//! short parallel jobs, so spawning threads per job would cost more than the work; the workers
+//! spin briefly between jobs and only then go to sleep. The calling thread takes part.
+//!
+//! A job is a number of chunks that the threads take from a shared counter, so a thread the
+//! OS has not scheduled (a busy Pi, more threads than free cores) holds nobody up: the others
+//! take its chunks, and the job ends when no chunk is left and no thread is inside the job.
+//! A thread that wakes late finds the job closed and never touches it.
 
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-/// A job: called as `f(thread_index, n_threads)` on every thread.
-type Job<'a> = dyn Fn(usize, usize) + Sync + 'a;
+/// A job: called as `f(chunk)` once for every chunk index.
+type Job<'a> = dyn Fn(usize) + Sync + 'a;
 
 struct Shared {
-    /// Bumped once per job; workers wait for it to change.
+    /// Bumped once per job; sleeping workers wait for it to change.
     epoch: AtomicU64,
-    /// The current job with its lifetime erased; only read between the epoch bump and the
-    /// moment `remaining` reaches 0, while `run` keeps the real reference alive.
+    /// Whether the current job may be entered.
+    open: AtomicBool,
+    /// Threads inside the current job (between entering and leaving).
+    active: AtomicUsize,
+    /// The next chunk to take, and how many there are.
+    next: AtomicUsize,
+    chunks: AtomicUsize,
+    /// The current job with its lifetime erased: written only while `open` is false and no
+    /// worker is `active`, read only by a worker that entered while `open` was true.
     job: UnsafeCell<Option<*const Job<'static>>>,
-    remaining: AtomicUsize,
     panicked: AtomicBool,
     quit: AtomicBool,
     sleepers: AtomicUsize,
@@ -26,14 +36,15 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: `job` is written only by the thread inside `run` while no worker reads it (all
-// workers have finished the previous job: `remaining == 0`), and read by workers only after
-// they observe the new epoch (Acquire) that `run` published after the write (Release).
+// SAFETY: `job` is written by `run` only while the job is closed and `active == 0`, and read by
+// a worker only after it counted itself in `active` and then saw `open` (all SeqCst), so a read
+// never overlaps a write; `run` keeps the pointee alive until it closed the job and saw
+// `active == 0` (see `Pool::run`).
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced under that protocol.
 unsafe impl Send for Shared {}
 
-/// Spin iterations before a worker sleeps (about 50–200 µs).
+/// Spin iterations before a waiting thread sleeps or yields (about 50–200 µs).
 const SPIN: u32 = 1 << 15;
 
 pub struct Pool {
@@ -48,8 +59,11 @@ impl Pool {
         let n = n.max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
+            open: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            next: AtomicUsize::new(0),
+            chunks: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
-            remaining: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             quit: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -61,7 +75,7 @@ impl Pool {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("pigpu-cpu-{i}"))
-                    .spawn(move || worker(s, i, n))
+                    .spawn(move || worker(s))
                     .expect("spawn a CPU engine thread")
             })
             .collect();
@@ -72,31 +86,36 @@ impl Pool {
         self.n
     }
 
-    /// Runs `f(i, n)` for every thread index `i` in `0..n` and returns when all are done.
-    pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
-        if self.n == 1 {
-            f(0, 1);
+    /// Runs `f(c)` for every chunk `c` in `0..chunks`, spread over the threads, and returns
+    /// when all are done. Each chunk runs exactly once, on any thread.
+    pub fn run(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+        if self.n == 1 || chunks <= 1 {
+            (0..chunks).for_each(f);
             return;
         }
         let s = &*self.shared;
-        // SAFETY: no worker is reading `job` now (the previous `run` waited for
-        // `remaining == 0`); the erased lifetime is sound because this function does not return
-        // until every worker is done with the pointer.
+        // SAFETY: the job is closed and no worker is active (the previous `run` waited for
+        // that), so nobody reads `job` now; the erased lifetime is sound because this function
+        // does not return before the job is closed again and `active` is back to 0.
         unsafe {
             let ptr: *const Job<'_> = f;
             *s.job.get() = Some(std::mem::transmute::<*const Job<'_>, *const Job<'static>>(
                 ptr,
             ));
         }
-        s.remaining.store(self.n - 1, Ordering::SeqCst);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.load(Ordering::SeqCst) > 0 {
+        s.next.store(0, SeqCst);
+        s.chunks.store(chunks, SeqCst);
+        s.open.store(true, SeqCst);
+        s.epoch.fetch_add(1, SeqCst);
+        if s.sleepers.load(SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0, self.n)));
+        let mine = catch_unwind(AssertUnwindSafe(|| take_chunks(s, f)));
+        // No chunk is left to take: close the job, then wait for the threads inside it.
+        s.open.store(false, SeqCst);
         let mut spins = 0u32;
-        while s.remaining.load(Ordering::Acquire) != 0 {
+        while s.active.load(SeqCst) != 0 {
             spins += 1;
             if spins < SPIN {
                 std::hint::spin_loop();
@@ -104,27 +123,39 @@ impl Pool {
                 std::thread::yield_now();
             }
         }
-        // SAFETY: every worker has finished with the job.
+        // SAFETY: the job is closed and no worker is inside it.
         unsafe { *s.job.get() = None };
         if let Err(p) = mine {
             std::panic::resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::SeqCst) {
+        if s.panicked.swap(false, SeqCst) {
             panic!("a CPU engine worker thread panicked");
         }
     }
 }
 
-fn worker(s: Arc<Shared>, i: usize, n: usize) {
+/// Runs chunks of the current job until none is left.
+fn take_chunks(s: &Shared, f: &(dyn Fn(usize) + Sync)) {
+    let chunks = s.chunks.load(SeqCst);
+    loop {
+        let c = s.next.fetch_add(1, SeqCst);
+        if c >= chunks {
+            return;
+        }
+        f(c);
+    }
+}
+
+fn worker(s: Arc<Shared>) {
     let mut seen = 0u64;
     loop {
         // Wait for a new epoch: spin, then sleep.
         let mut spins = 0u32;
         loop {
-            if s.quit.load(Ordering::Acquire) {
+            if s.quit.load(SeqCst) {
                 return;
             }
-            let e = s.epoch.load(Ordering::Acquire);
+            let e = s.epoch.load(SeqCst);
             if e != seen {
                 seen = e;
                 break;
@@ -135,28 +166,33 @@ fn worker(s: Arc<Shared>, i: usize, n: usize) {
                 continue;
             }
             let g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
-            s.sleepers.fetch_add(1, Ordering::SeqCst);
-            if s.epoch.load(Ordering::SeqCst) == seen && !s.quit.load(Ordering::SeqCst) {
+            s.sleepers.fetch_add(1, SeqCst);
+            if s.epoch.load(SeqCst) == seen && !s.quit.load(SeqCst) {
                 drop(s.wake.wait(g).unwrap_or_else(|e| e.into_inner()));
             }
-            s.sleepers.fetch_sub(1, Ordering::SeqCst);
+            s.sleepers.fetch_sub(1, SeqCst);
             spins = 0;
         }
-        // SAFETY: the epoch changed, so `run` stored a live job before publishing it and keeps
-        // it alive until we decrement `remaining`.
-        let job = unsafe { (*s.job.get()).expect("a job is set while the epoch is new") };
-        // SAFETY: see above; the pointee outlives this call.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (*job)(i, n) }));
-        if r.is_err() {
-            s.panicked.store(true, Ordering::SeqCst);
+        // Enter, then check the job is still open: if `run` closed it meanwhile, it either saw
+        // us in `active` (and waits for us) or we see it closed (and touch nothing).
+        s.active.fetch_add(1, SeqCst);
+        if s.open.load(SeqCst) {
+            // SAFETY: the job is open and we are counted in `active`, so `run` stored a live
+            // job before opening it and keeps it alive until we leave.
+            let job = unsafe { (*s.job.get()).expect("an open job is set") };
+            // SAFETY: see above; the pointee outlives this call.
+            let r = catch_unwind(AssertUnwindSafe(|| take_chunks(&s, unsafe { &*job })));
+            if r.is_err() {
+                s.panicked.store(true, SeqCst);
+            }
         }
-        s.remaining.fetch_sub(1, Ordering::Release);
+        s.active.fetch_sub(1, SeqCst);
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shared.quit.store(true, Ordering::SeqCst);
+        self.shared.quit.store(true, SeqCst);
         {
             let _g = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
@@ -167,14 +203,12 @@ impl Drop for Pool {
     }
 }
 
-/// The half-open range of `0..len` that thread `i` of `n` takes, in multiples of `align`.
-pub fn split(len: usize, i: usize, n: usize, align: usize) -> std::ops::Range<usize> {
-    let units = len.div_ceil(align);
-    let per = units / n;
-    let extra = units % n;
-    let start = i * per + i.min(extra);
-    let end = start + per + usize::from(i < extra);
-    (start * align).min(len)..(end * align).min(len)
+/// Chunks of `len` items for `threads` threads: about `per_thread` chunks each (so a thread
+/// that falls behind can be covered by the others), each a multiple of `align` items. Returns
+/// the chunk size; the chunk count is `len.div_ceil(size)`.
+pub fn chunk_size(len: usize, threads: usize, per_thread: usize, align: usize) -> usize {
+    let target = len.div_ceil((threads * per_thread).max(1));
+    target.next_multiple_of(align).max(align)
 }
 
 #[cfg(test)]
@@ -182,29 +216,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_thread_runs_once_per_job() {
+    fn every_chunk_runs_exactly_once() {
         let pool = Pool::new(3);
-        for _ in 0..200 {
-            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
-            pool.run(&|i, n| {
-                assert_eq!(n, 3);
-                hits[i].fetch_add(1, Ordering::SeqCst);
+        for round in 0..300 {
+            let chunks = round % 17;
+            let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(chunks, &|c| {
+                hits[c].fetch_add(1, SeqCst);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+            assert!(hits.iter().all(|h| h.load(SeqCst) == 1), "round {round}");
         }
     }
 
+    /// More threads than cores, with a thread stalled inside a chunk: the job still completes
+    /// with every chunk run once, and a later job works.
     #[test]
-    fn split_covers_the_range_exactly() {
-        for len in [0, 1, 7, 64, 100] {
-            for n in 1..5 {
-                let mut next = 0;
-                for i in 0..n {
-                    let r = split(len, i, n, 4);
-                    assert_eq!(r.start, next);
-                    next = r.end;
+    fn a_stalled_thread_does_not_lose_chunks() {
+        let pool = Pool::new(4);
+        let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+        pool.run(64, &|c| {
+            if c == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            hits[c].fetch_add(1, SeqCst);
+        });
+        assert!(hits.iter().all(|h| h.load(SeqCst) == 1));
+        let total = AtomicUsize::new(0);
+        pool.run(10, &|c| {
+            total.fetch_add(c, SeqCst);
+        });
+        assert_eq!(total.load(SeqCst), 45);
+    }
+
+    #[test]
+    fn a_panicking_chunk_reaches_the_caller() {
+        let pool = Pool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(8, &|c| {
+                if c == 5 {
+                    panic!("chunk five");
                 }
-                assert_eq!(next, len);
+            })
+        }));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let n = AtomicUsize::new(0);
+        pool.run(8, &|_| {
+            n.fetch_add(1, SeqCst);
+        });
+        assert_eq!(n.load(SeqCst), 8);
+    }
+
+    #[test]
+    fn chunk_sizes_cover_the_range() {
+        for len in [1, 7, 64, 100, 49152] {
+            for threads in 1..5 {
+                let size = chunk_size(len, threads, 4, 16);
+                assert_eq!(size % 16, 0);
+                assert!(len.div_ceil(size) >= 1);
+                assert!(
+                    len.div_ceil(size) <= threads * 4 + 1,
+                    "{len} {threads} {size}"
+                );
             }
         }
     }

@@ -187,6 +187,9 @@ unsafe fn decode32<const T: u8>(p: *const u8) -> (__m256i, f32, f32) {
     }
 }
 
+/// How far ahead of the block being read a decoding kernel prefetches, in bytes.
+const PREFETCH: usize = 384;
+
 /// Where a tile writes: `out[t · stride + r]` for token t and weight row r.
 #[derive(Clone, Copy)]
 struct Out {
@@ -213,6 +216,8 @@ macro_rules! tiler {
         /// See [`super::super::TileQ8`]: `w` holds whole rows `rows`, `a` holds `n`
         /// activation rows of `nb` blocks, `out` is valid for `out[t · m + r]` and no
         /// other thread writes those elements.
+        // (`r + 1 <= end` when R_DEC is 1 reads as the other sizes do.)
+        #[allow(clippy::int_plus_one)]
         #[target_feature(enable = $features)]
         unsafe fn $name(
             w: &[u8],
@@ -306,6 +311,13 @@ macro_rules! matrix_kernels {
                 let mut dw = [0.0f32; R];
                 let mut mw = [0.0f32; R];
                 for r in 0..R {
+                    if C == 1 {
+                        // Decoding streams the weights once: ask for them a few cache lines
+                        // ahead (a hint; addresses past the row are never dereferenced).
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            w.wrapping_add(r * row_bytes + b * block_bytes(T) + PREFETCH) as *const i8,
+                        );
+                    }
                     // SAFETY: block b of row r is inside the rows the caller vouched for.
                     (x[r], dw[r], mw[r]) =
                         unsafe { decode32::<T>(w.add(r * row_bytes + b * block_bytes(T))) };
@@ -516,7 +528,7 @@ macro_rules! matrix_kernels {
         tiler!($features, tile_q5_1, micro32, BlockQ8, 24, 4, Q5_1);
         tiler!($features, tile_q8_0, micro32, BlockQ8, 34, 4, Q8_0);
         tiler!($features, tile_q4_k, micro_q4k, BlockQ8K, 144, 2);
-        tiler!($features, tile_q6_k, micro_q6k, BlockQ8K, 210, 2);
+        tiler!($features, tile_q6_k, micro_q6k, BlockQ8K, 210, 1);
 
         single!(q4_0, tile_q4_0, BlockQ8, 18);
         single!(q4_1, tile_q4_1, BlockQ8, 20);

@@ -317,7 +317,12 @@ fn thread_cpu_ns() -> u64 {
 #[ignore = "a throughput report for tuning, not a check"]
 fn kernel_throughput() {
     let mut rng = Rng::new(5);
-    let (rows, k) = (64, 1536);
+    // PIGPU_THROUGHPUT_ROWS=32768 streams the weights from memory instead of cache.
+    let rows: usize = std::env::var("PIGPU_THROUGHPUT_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let k = 1536;
     let mut isas = vec![Isa::Portable];
     #[cfg(target_arch = "x86_64")]
     isas.extend([Isa::Avx2, Isa::Avx2Vnni]);
