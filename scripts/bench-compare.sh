@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}"
-models=() p=64 n=32 r=3 t=2 vulkan=0 out=""
+models=() p=64 n=32 r=3 t=2 vulkan=0 out="" llama_extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -m) models+=("$2"); shift ;;
@@ -33,6 +33,8 @@ if [ "$vulkan" = 1 ]; then
   bins=$(scripts/ref/build-llama-cpp.sh --vulkan)
   llama_bin=$(echo "$bins" | sed -n 2p)
   backend=vulkan
+  # Every layer on the GPU, as pigpu's Vulkan engine runs them (llama-bench's default is -1).
+  llama_extra=(-ngl 99)
 else
   llama_bin=$(scripts/ref/build-llama-cpp.sh | sed -n 1p)
   backend=cpu
@@ -46,7 +48,7 @@ trap 'rm -rf "$tmp"' EXIT
 for m in "${models[@]}"; do
   [ -f "$m" ] || { echo "bench-compare: model '$m' not found" >&2; exit 2; }
   echo "bench-compare: llama-bench on $(basename "$m")" >&2
-  "$llama_bin/llama-bench" -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" -o json > "$tmp/llama-$(basename "$m").json"
+  "$llama_bin/llama-bench" -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" ${llama_extra[@]+"${llama_extra[@]}"} -o json > "$tmp/llama-$(basename "$m").json"
   echo "bench-compare: pigpu bench on $(basename "$m")" >&2
   "$pigpu" bench -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" --backend "$backend" -o json > "$tmp/pigpu-$(basename "$m").json"
 done

@@ -267,12 +267,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         "nothing to measure: every -p, -n and -pg value is 0"
     );
     anyhow::ensure!(args.reps > 0, "-r must be at least 1");
-    let n_ctx = tests.iter().map(|t| t.n_ctx()).max().unwrap_or(1) + 1;
-    let threads = if args.threads.is_empty() {
-        vec![0]
-    } else {
-        args.threads.clone()
-    };
+    anyhow::ensure!(args.n_batch > 0, "-b (batch size) must be at least 1");
 
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -295,10 +290,64 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut progress = Progress::new();
 
     let mut results = Vec::new();
-    'models: for path in &args.models {
+    let measured = measure(&args, &tests, &cancel, &mut progress, &mut results);
+    if let Err(e) = measured {
+        // Keep what finished: a long run that fails late should not lose its figures. The
+        // error itself is printed by `main` after them.
+        if !results.is_empty() {
+            progress.line(&format!(
+                "stopped by an error; printing the {} row(s) that finished first",
+                results.len()
+            ));
+            print_results(&results, args.output)?;
+        }
+        return Err(e);
+    }
+    let interrupted = cancelled();
+    if interrupted {
+        progress.line(&format!(
+            "interrupted; printing the {} row(s) that finished",
+            results.len()
+        ));
+    }
+    print_results(&results, args.output)?;
+    Ok(if interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Ok
+    })
+}
+
+/// Runs every model × thread count × test, appending each finished row to `results`; returns
+/// early (Ok) when `cancel` is set.
+fn measure(
+    args: &Args,
+    tests: &[TestSpec],
+    cancel: &AtomicBool,
+    progress: &mut Progress,
+    results: &mut Vec<BenchResult>,
+) -> anyhow::Result<()> {
+    let threads = if args.threads.is_empty() {
+        vec![0]
+    } else {
+        args.threads.clone()
+    };
+    // Context for the longest test, and for the end-to-end row: its prompt plus the longest
+    // generation. A token covers at least one byte, so the prompt's byte length (plus BOS/EOS)
+    // bounds its token count for any tokenizer.
+    let mut n_ctx = tests.iter().map(|t| t.n_ctx()).max().unwrap_or(1);
+    if !args.no_extra {
+        let max_gen = args.n_gen.iter().copied().max().unwrap_or(0);
+        if max_gen > 0 {
+            n_ctx = n_ctx.max(E2E_PROMPT.len() + 2 + max_gen);
+        }
+    }
+    let n_ctx = n_ctx + 1;
+
+    for path in &args.models {
         for &t in &threads {
-            if cancelled() {
-                break 'models;
+            if cancel.load(Ordering::SeqCst) {
+                return Ok(());
             }
             let started = now_rfc3339();
             let t0 = Instant::now();
@@ -355,16 +404,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 n_batch: args.n_batch,
                 n_vocab: model.config.n_vocab,
             };
-            for spec in &tests {
+            for spec in tests {
                 let name = spec.name();
                 progress.started(&name);
                 let started = now_rfc3339();
-                let samples = run_test(engine.as_mut(), *spec, cfg, &mut rng, &cancel, |rep| {
+                let samples = run_test(engine.as_mut(), *spec, cfg, &mut rng, cancel, |rep| {
                     progress.rep(&name, rep, args.reps)
                 })
                 .with_context(|| format!("test {name}"))?;
                 let Some(samples) = samples else {
-                    break 'models;
+                    return Ok(());
                 };
                 let n = (spec.n_prompt + spec.n_gen) as f64;
                 let ts = samples.ns.iter().map(|&ns| n / (ns as f64 / 1e9)).collect();
@@ -375,8 +424,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 }
                 progress.finished(&row, args.reps);
                 results.push(row);
-                if cancelled() {
-                    break 'models;
+                if cancel.load(Ordering::SeqCst) {
+                    return Ok(());
                 }
             }
             if !args.no_extra {
@@ -387,8 +436,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                         &common,
                         g,
                         args.reps,
-                        &cancel,
-                        &mut progress,
+                        cancel,
+                        progress,
                     )?;
                     if let Some(row) = row {
                         progress.finished(&row, args.reps);
@@ -398,19 +447,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             }
         }
     }
-    let interrupted = cancelled();
-    if interrupted {
-        progress.line(&format!(
-            "interrupted; printing the {} row(s) that finished",
-            results.len()
-        ));
-    }
-    print_results(&results, args.output)?;
-    Ok(if interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Ok
-    })
+    Ok(())
 }
 
 /// Progress on stderr. One line per finished test (`bench: pp64: 96.81 ± 1.16 t/s`) always; on
@@ -474,6 +511,9 @@ impl Progress {
     }
 }
 
+/// The end-to-end row's prompt.
+const E2E_PROMPT: &str = "Once upon a time, in a small village by the sea,";
+
 /// pigpu's end-to-end row: a real short prompt, then `n_gen` tokens with llama.cpp's default
 /// sampling (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05) and streaming detokenisation,
 /// stopping only at `n_gen` (end-of-generation tokens are sampled through). t/s over the
@@ -488,11 +528,7 @@ fn end_to_end(
     progress: &mut Progress,
 ) -> anyhow::Result<Option<BenchResult>> {
     let tok = Tokenizer::from_gguf(&model.file).context("e2e row: tokenizer")?;
-    let prompt = tok.encode(
-        "Once upon a time, in a small village by the sea,",
-        tok.add_bos(),
-        false,
-    )?;
+    let prompt = tok.encode(E2E_PROMPT, tok.add_bos(), false)?;
     let params = SamplingParams {
         temperature: 0.8,
         top_k: 40,

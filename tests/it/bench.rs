@@ -121,24 +121,101 @@ fn json_output_on_a_real_model_has_llama_bench_fields() {
     assert!(rows[2]["stats"]["readback_bytes"].as_f64().is_some());
 }
 
+/// Runs `pigpu bench ARGS`, expects exit 2, no panic, nothing on stdout, and a message on
+/// stderr containing every one of `needles`.
+fn expect_error(args: &[&str], needles: &[&str]) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    let out = crate::util::run(&all);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} printed results");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2_with_a_message() {
+    let missing = ["-m", "/nonexistent.gguf", "-p", "8", "-n", "0", "-r", "1"];
+    expect_error(&missing, &["/nonexistent.gguf", "No such file"]);
+    expect_error(&["-m", "x.gguf", "-pg", "12"], &["PP,TG"]);
+    // Checked before the model is opened, so any path will do.
+    expect_error(
+        &["-m", "x.gguf", "-p", "0", "-n", "0"],
+        &["nothing to measure"],
+    );
+    expect_error(&["-m", "x.gguf", "-r", "0"], &["-r must be at least 1"]);
+    expect_error(&["-m", "x.gguf", "-b", "0"], &["-b", "at least 1"]);
+    expect_error(
+        &["-m", "x.gguf", "-o", "xml"],
+        &["'xml'", "md", "json", "csv"],
+    );
+    expect_error(&["-m", "x.gguf", "-p", "sixty"], &["'sixty'", "--n-prompt"]);
+    expect_error(&["-p", "8"], &["--model"]);
+}
+
+#[test]
+fn a_gpu_that_does_not_exist_is_named_in_the_error() {
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let m = m.to_str().unwrap();
+    let args = ["-m", m, "-p", "8", "-n", "0", "-r", "1"];
+    let mut with_device = args.to_vec();
+    with_device.extend(["--backend", "vulkan", "--device", "nosuchgpu"]);
+    expect_error(&with_device, &["vulkan", "nosuchgpu"]);
+}
+
+#[test]
+fn help_has_examples_and_says_what_ctrl_c_does() {
+    let out = crate::util::run(&["bench", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Examples:\n  pigpu bench -m model.gguf"),
+        "{help}"
+    );
+    assert!(help.contains("Ctrl-C") && help.contains("130"), "{help}");
+}
+
+#[test]
+fn short_tests_leave_room_for_the_end_to_end_row() {
+    // pp4 and tg2 need a context of 5 tokens; the e2e row's real prompt alone is longer, so
+    // the context must be sized for it too (this run used to fail with "do not fit").
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let m = m.to_str().unwrap();
     let out = crate::util::run(&[
         "bench",
         "-m",
-        "/nonexistent.gguf",
+        m,
         "-p",
-        "8",
+        "4",
         "-n",
-        "0",
+        "2",
         "-r",
         "1",
+        "-t",
+        "2",
+        "--backend",
+        "cpu",
+        "-o",
+        "jsonl",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.gguf"));
-    let out = crate::util::run(&["bench", "-m", "x.gguf", "-pg", "12"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PP,TG"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let tests: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON object per line");
+            v["test"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(tests, ["load", "pp4", "tg2", "e2e2"]);
 }
 
 /// Starts a long `pigpu bench` run, waits (on its stderr progress, not a fixed sleep) until the
