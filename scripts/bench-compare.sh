@@ -53,7 +53,12 @@ for m in "${models[@]}"; do
   "$pigpu" bench -m "$m" -p "$p" -n "$n" -r "$r" -t "$t" --backend "$backend" -o json > "$tmp/pigpu-$(basename "$m").json"
 done
 
+# The command as it was typed, with the device-selecting variables when they were set.
+env_prefix=""
+for v in GGML_VK_VISIBLE_DEVICES PIGPU_DEVICE; do
+  [ -z "${!v:-}" ] || env_prefix+="$v=${!v} "
+done
 report=$(python3 scripts/bench_compare.py "$tmp" \
-  "scripts/bench-compare.sh $(printf '%q ' "${models[@]/#$HOME/~}")-p $p -n $n -r $r -t $t$([ "$vulkan" = 1 ] && echo ' --vulkan')")
+  "${env_prefix}scripts/bench-compare.sh $(printf '%q ' "${models[@]/#$HOME/~}")-p $p -n $n -r $r -t $t$([ "$vulkan" = 1 ] && echo ' --vulkan')")
 echo "$report"
 [ -z "$out" ] || echo "$report" > "$out"

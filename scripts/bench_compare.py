@@ -38,6 +38,13 @@ def main(tmp, command):
         model = name[len("llama-"):-len(".json")]
         llama = load(os.path.join(tmp, name))
         pigpu = load(os.path.join(tmp, "pigpu-" + model + ".json"))
+        if any(r.get("backend") == "Vulkan" for r in pigpu):
+            # Which Vulkan device each side ran on: lavapipe figures say nothing about a GPU.
+            gpu = {r.get("gpu_info", "") for r in llama} - {""}
+            mine = {f"{r['device']} ({r.get('driver', '')})" for r in pigpu}
+            out.append(f"Vulkan device: llama.cpp: {', '.join(sorted(gpu)) or '?'}; "
+                       f"pigpu: {', '.join(sorted(mine))}")
+            out.append("")
         out.append(f"### {model}")
         out.append("")
         out.append("| engine | backend | test | t/s |")

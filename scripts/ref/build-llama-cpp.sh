@@ -4,7 +4,8 @@
 # against. Nothing of llama.cpp is ever committed to pigpu.
 #
 # Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--dir DIR] [--jobs N]
-#   --vulkan   also build a Vulkan variant (needs glslc and libvulkan-dev; see the patch note below)
+#   --vulkan   also build a Vulkan variant (needs glslc, libvulkan-dev and spirv-headers; see the
+#              patch note below)
 #   --dir DIR  where to unpack and build (default $PIGPU_LLAMA_CPP_DIR, else
 #              ~/.cache/pigpu/llama.cpp-<version>)
 #   --jobs N   parallel compile jobs (default: number of CPUs); the build runs under `nice`
@@ -15,6 +16,9 @@
 # validation-layer-settings block in ggml-vulkan.cpp uses VkLayerSettingEXT, which Debian 12's
 # Vulkan headers (1.3.239) lack; the script guards it with `#if VK_HEADER_VERSION >= 261` and falls
 # back to a plain instance create. It only matters with GGML_VULKAN_VALIDATE, which we do not set.
+# With it the Vulkan variant builds on Debian 12 (glslc 2023.2 lacks the cooperative-matrix,
+# integer-dot and bfloat16 GLSL extensions; llama.cpp's CMake detects that and leaves those
+# shader variants out).
 # llama.cpp skips CPU-type Vulkan devices: set GGML_VK_VISIBLE_DEVICES=0 to run it on lavapipe.
 set -euo pipefail
 
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --vulkan) vulkan=1 ;;
     --dir) dir="$2"; shift ;;
     --jobs) jobs="$2"; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-llama-cpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -104,6 +108,13 @@ PY
 build cpu -DGGML_VULKAN=OFF
 if [ $vulkan = 1 ]; then
   need glslc "apt install glslc"
+  # ggml-vulkan's CMake needs SPIRV-Headers' package config (find_package(SPIRV-Headers CONFIG)).
+  spirv_ok=0
+  for d in /usr/share/cmake /usr/lib/cmake /usr/lib/*/cmake /usr/local/share/cmake \
+    "${VULKAN_SDK:-/nonexistent}/share/cmake" "${VULKAN_SDK:-/nonexistent}/lib/cmake"; do
+    [ -f "$d/SPIRV-Headers/SPIRV-HeadersConfig.cmake" ] && spirv_ok=1
+  done
+  [ $spirv_ok = 1 ] || { say "error: SPIRV-HeadersConfig.cmake not found (apt install spirv-headers)"; exit 2; }
   patch_vulkan_headers
   build vulkan -DGGML_VULKAN=ON
 fi

@@ -40,7 +40,8 @@ pub struct BenchResult {
     pub backend: String,
     /// pigpu: what ran (`cpu (avx2, 2 threads)`, `NVIDIA RTX A4000`).
     pub device: String,
-    /// pigpu: the Vulkan driver (name and version) or the CPU kernel set.
+    /// pigpu: the Vulkan driver (name, version, API version), or `pigpu <version>` for the
+    /// CPU engine (whose kernel set is in `device`).
     pub driver: String,
     /// pigpu: the unit of `avg_ts` when it is not tokens/s (`MB/s` for load, `GB/s` for upload).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -202,6 +202,7 @@ struct Common {
     threads: usize,
     backend: String,
     device: String,
+    driver: String,
 }
 
 impl Common {
@@ -239,7 +240,7 @@ impl Common {
             samples_ts: ts,
             backend: self.backend.clone(),
             device: self.device.clone(),
-            driver: format!("pigpu {}", env!("CARGO_PKG_VERSION")),
+            driver: self.driver.clone(),
             unit: None,
             stats: None,
         }
@@ -367,6 +368,7 @@ fn measure(
             } else {
                 t
             };
+            let cpu = engine.describe().starts_with("cpu");
             let common = Common {
                 filename: path.display().to_string(),
                 model_type: describe_model(&model, n_params),
@@ -374,13 +376,13 @@ fn measure(
                 n_params,
                 n_batch: args.n_batch,
                 threads: used_threads,
-                backend: if engine.describe().starts_with("cpu") {
-                    "CPU"
-                } else {
-                    "Vulkan"
-                }
-                .into(),
+                backend: if cpu { "CPU" } else { "Vulkan" }.into(),
                 device: engine.describe(),
+                driver: if cpu {
+                    format!("pigpu {}", env!("CARGO_PKG_VERSION"))
+                } else {
+                    vulkan_driver(args.device.as_deref())
+                },
             };
             progress.line(&format!("{} on {}", common.model_type, common.device));
             if !args.no_extra {
@@ -448,6 +450,21 @@ fn measure(
         }
     }
     Ok(())
+}
+
+/// The chosen Vulkan device's driver and API version (`llvmpipe Mesa 22.3.6 (LLVM 15.0.6),
+/// Vulkan 1.3.230`), found the way the engine chose it; empty if the listing fails.
+fn vulkan_driver(selector: Option<&str>) -> String {
+    let listed = match selector {
+        Some(s) => engine::vulkan::list_devices_with(Some(s)),
+        None => engine::vulkan::list_devices(),
+    };
+    listed
+        .ok()
+        .and_then(|infos| infos.into_iter().find(|d| d.chosen))
+        .map_or_else(String::new, |d| {
+            format!("{}, Vulkan {}", d.driver, d.api_version)
+        })
 }
 
 /// Progress on stderr. One line per finished test (`bench: pp64: 96.81 ± 1.16 t/s`) always; on

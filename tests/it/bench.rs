@@ -350,3 +350,52 @@ fn ctrl_c_prints_the_finished_rows_and_exits_130() {
     }
     assert!(stdout.contains("\nbuild: "), "{stdout}");
 }
+
+#[test]
+fn vulkan_rows_on_lavapipe_carry_driver_upload_and_per_token_stats() {
+    // lavapipe (Mesa's CPU Vulkan) is slow, so the smallest run that has every row kind.
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let out = crate::util::run(&[
+        "bench",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "4",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "--backend",
+        "vulkan",
+        "--device",
+        "llvmpipe",
+        "-o",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let rows = v.as_array().unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    assert_eq!(tests, ["load", "upload", "pp4", "tg2", "e2e2"]);
+    for r in rows {
+        assert_eq!(r["backend"], "Vulkan");
+        assert_eq!(r["n_gpu_layers"], 99);
+        assert!(r["device"].as_str().unwrap().contains("llvmpipe"), "{r}");
+        // The driver as the device reports it, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6), Vulkan 1.3.230".
+        let driver = r["driver"].as_str().unwrap();
+        assert!(
+            driver.contains("Mesa") && driver.contains("Vulkan 1."),
+            "{driver}"
+        );
+    }
+    assert_eq!(rows[1]["unit"], "GB/s");
+    assert!(rows[1]["avg_ts"].as_f64().unwrap() > 0.0);
+    // Generation on the GPU engine: at least one dispatch and one submit per token.
+    let stats = &rows[3]["stats"];
+    assert!(stats["dispatches"].as_f64().unwrap() >= 1.0, "{stats}");
+    assert!(stats["submits"].as_f64().unwrap() >= 1.0, "{stats}");
+    assert!(stats["readback_bytes"].as_f64().unwrap() > 0.0, "{stats}");
+}
