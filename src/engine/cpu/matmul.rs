@@ -122,6 +122,8 @@ impl OutPtr {
 
 /// Rows per tile: a tile of weight rows is dotted with every activation row before moving on.
 const TILE: usize = 16;
+/// Bytes of weights a tile should keep in the L1 cache.
+const L1_WEIGHTS: usize = 16 << 10;
 
 /// `out[t · m + r] = W[r] · x[t]` for all `t < n`, `r < m` (`out.len() == n · m`).
 pub fn matmul(model: &Model, w: &Mat, acts: &mut Acts, out: &mut [f32], pool: &Pool) {
@@ -164,10 +166,12 @@ fn rows(w: &Mat, data: &[u8], acts: &Acts, outp: OutPtr, range: std::ops::Range<
     } else {
         &acts.q8_0
     };
-    // Tiles of TILE rows keep a tile's weights in L1 while all tokens pass over it.
+    // Tiles of rows keep a tile's weights in L1 (about 16 KiB of them) while all tokens pass
+    // over it: TILE rows, fewer (a multiple of 4) for wide rows.
+    let tile = (L1_WEIGHTS / w.row_bytes).clamp(4, TILE) / 4 * 4;
     let mut r0 = range.start;
     while r0 < range.end {
-        let r1 = (r0 + TILE).min(range.end);
+        let r1 = (r0 + tile).min(range.end);
         match (w.tile, w.dot) {
             // SAFETY: the kernel came from `kernels::tile` for this CPU; `out` has n · m
             // elements, rows r0..r1 belong to this chunk alone, and `Pool::run` returns only

@@ -638,6 +638,64 @@ pub unsafe fn quantize_q8(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
     }
 }
 
+/// Q8_K quantization of `x` with exactly the portable rules (`kernels::quantize_q8k`): the
+/// scale from the first element of largest magnitude with its sign, round half to even,
+/// clamp at 127, sums of each 16.
+///
+/// # Safety
+/// AVX2 available; `x.len() == 256 · out.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (xb, y) in x.chunks_exact(256).zip(out.iter_mut()) {
+        // SAFETY: xb has 256 floats.
+        let v: [__m256; 32] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(xb.as_ptr().add(8 * i)) });
+        let mut m = _mm256_setzero_ps();
+        for vi in &v {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        if amax == 0.0 {
+            *y = BlockQ8K::default();
+            continue;
+        }
+        // The first element whose magnitude is the maximum gives the sign.
+        let max = *xb.iter().find(|v| v.abs() == amax).unwrap_or(&amax);
+        let iscale = -127.0 / max;
+        let is = _mm256_set1_ps(iscale);
+        let lim = _mm256_set1_epi32(127);
+        let q: [__m256i; 32] = std::array::from_fn(|i| {
+            _mm256_min_epi32(
+                _mm256_cvtps_epi32(_mm256_round_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(_mm256_mul_ps(is, v[i]))),
+                lim,
+            )
+        });
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for g in 0..8 {
+            let p = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[4 * g], q[4 * g + 1]),
+                _mm256_packs_epi32(q[4 * g + 2], q[4 * g + 3]),
+            );
+            // SAFETY: 32 bytes at 32·g of the 256.
+            unsafe {
+                _mm256_storeu_si256(
+                    y.qs.as_mut_ptr().add(32 * g) as *mut __m256i,
+                    _mm256_permutevar8x32_epi32(p, order),
+                )
+            };
+        }
+        for (g, s) in y.bsums.iter_mut().enumerate() {
+            *s = hsum_i32(_mm256_add_epi32(q[2 * g], q[2 * g + 1])) as i16;
+        }
+        y.d = 1.0 / iscale;
+    }
+}
+
 /// # Safety
 /// AVX2/FMA/F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]

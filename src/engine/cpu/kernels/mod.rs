@@ -111,6 +111,18 @@ pub fn quantize_q8_portable(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
 /// Quantizes `x` (a multiple of 256 long) to Q8_K blocks as llama.cpp does: the scale comes from
 /// the element of largest magnitude *with its sign* (`iscale = −127 / max`), values clamp at 127.
 pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    assert_eq!(x.len(), 256 * out.len(), "quantize_q8k: input length");
+    #[cfg(target_arch = "x86_64")]
+    if have_avx2() {
+        // SAFETY: AVX2/FMA/F16C detected; lengths checked above. Same results as below.
+        unsafe { avx2::quantize_q8k(x, out) };
+        return;
+    }
+    quantize_q8k_portable(x, out);
+}
+
+/// The portable form of [`quantize_q8k`] (the definition the SIMD form must match exactly).
+pub fn quantize_q8k_portable(x: &[f32], out: &mut [BlockQ8K]) {
     for (xb, y) in x.chunks_exact(256).zip(out.iter_mut()) {
         let (mut amax, mut max) = (0.0f32, 0.0f32);
         for &v in xb {

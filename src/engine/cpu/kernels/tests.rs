@@ -297,6 +297,24 @@ fn q8_quantization_simd_equals_portable() {
         quantize_q8_portable(&x, &mut b, with_sum);
         assert_eq!(a, b, "with_sum {with_sum}");
     }
+    // Q8_K: a zero block, a block whose largest magnitude appears first negative then
+    // positive, ties, and random blocks.
+    let mut x = random_acts(256 * 8, &mut rng);
+    x[..256].fill(0.0);
+    x[256 + 5] = -3.0;
+    x[256 + 9] = 3.0;
+    for (i, v) in x[512..768].iter_mut().enumerate() {
+        *v = if i == 0 {
+            127.0
+        } else {
+            (i % 200) as f32 - 99.5
+        };
+    }
+    let mut a = vec![BlockQ8K::default(); 8];
+    let mut b = vec![BlockQ8K::default(); 8];
+    quantize_q8k(&x, &mut a);
+    quantize_q8k_portable(&x, &mut b);
+    assert_eq!(a, b);
 }
 
 /// CPU time of this thread, for the throughput figures below (immune to other processes).
@@ -322,7 +340,10 @@ fn kernel_throughput() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let k = 1536;
+    let k: usize = std::env::var("PIGPU_THROUGHPUT_COLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1536);
     let mut isas = vec![Isa::Portable];
     #[cfg(target_arch = "x86_64")]
     isas.extend([Isa::Avx2, Isa::Avx2Vnni]);
