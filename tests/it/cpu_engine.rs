@@ -28,8 +28,15 @@ const MAX_LOGIT_DIFF: f32 = 0.6;
 /// A step where pigpu's greedy token differs from llama.cpp's is accepted only if llama.cpp's
 /// own top-two logit gap there is below this. The issue asks for 0.05; at the noise level above
 /// a few steps with gaps up to 0.4 flip (listed by the test's output and in docs/cpu-engine.md),
-/// so the test holds the line at 0.45 and reports every divergence.
+/// so the test holds the line at 0.45 on every prompt and reports every divergence ...
 const MAX_GAP: f64 = 0.45;
+
+/// ... and the issue's own rule on enough prompts: at least this many prompts per model match
+/// llama.cpp token for token for the first `STRICT_STEPS` greedy steps, a step being excused
+/// only where llama.cpp's top-two gap is below `TIE`.
+const STRICT_PROMPTS: usize = 5;
+const STRICT_STEPS: usize = 32;
+const TIE: f64 = 0.05;
 
 fn reference(model_file: &str) -> Option<J> {
     let stem = model_file.trim_end_matches(".gguf");
@@ -74,6 +81,7 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
     };
     let mut e = CpuEngine::new(model, &opts).unwrap();
     let mut worst = 0.0f32;
+    let mut strict_ok = Vec::new();
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for p in r["prompts"].as_array().unwrap() {
@@ -133,6 +141,13 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
             e.prefill(&[w]).unwrap();
         }
         let matched = first_div.unwrap_or(want.len());
+        if want.len() >= STRICT_STEPS
+            && excused
+                .iter()
+                .all(|&(i, gap)| i >= STRICT_STEPS || gap < TIE)
+        {
+            strict_ok.push(id.to_string());
+        }
         report.push(format!(
             "{id:>10}: logits max|Δ| {max_diff:.4} top-10 overlap {overlap}/10, greedy: first {matched}/{} tokens identical{}",
             want.len(),
@@ -149,7 +164,16 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
         }
     }
     eprintln!("{file} vs llama.cpp:\n{}", report.join("\n"));
+    eprintln!(
+        "{file}: {} prompts identical for {STRICT_STEPS} greedy steps except at near-ties (gap < {TIE}): {strict_ok:?}",
+        strict_ok.len()
+    );
     assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
+    assert!(
+        strict_ok.len() >= STRICT_PROMPTS,
+        "{file}: only {} prompts ({strict_ok:?}) match llama.cpp for {STRICT_STEPS} greedy steps excusing only near-ties below {TIE}; {STRICT_PROMPTS} needed",
+        strict_ok.len()
+    );
     assert!(
         worst <= max_logit_diff,
         "{file}: largest logit difference {worst} exceeds {max_logit_diff}"
