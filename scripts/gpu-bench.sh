@@ -77,7 +77,8 @@ PY
     cmake -S "$src" -B "$dir/llama-build" -DGGML_VULKAN=ON -DLLAMA_CURL=OFF \
       -DVulkan_INCLUDE_DIR="$root/usr/include" \
       -DVulkan_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libvulkan.so.1" \
-      -DVulkan_GLSLC_EXECUTABLE="$root/usr/bin/glslc" >&2
+      -DVulkan_GLSLC_EXECUTABLE="$root/usr/bin/glslc" \
+      -DCMAKE_PREFIX_PATH="$root/usr" >&2  # the carried SPIRV-HeadersConfig.cmake (ggml-vulkan needs it)
     cmake --build "$dir/llama-build" -j"$(nproc)" --target llama-bench >&2
   fi
   models=("$@")
