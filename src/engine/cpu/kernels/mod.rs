@@ -297,6 +297,8 @@ pub fn tile(ty: GgmlType, isa: Isa) -> Option<Tile> {
         Isa::Avx2 => avx2::tile(ty, false),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Vnni => avx2::tile(ty, true),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => neon::tile(ty),
         _ => None,
     }
 }

@@ -4,7 +4,9 @@
 
 use std::arch::aarch64::*;
 
-use super::{f16_at, BlockQ8, BlockQ8K, Dot};
+use std::ops::Range;
+
+use super::{f16_at, BlockQ8, BlockQ8K, Dot, Tile};
 use crate::engine::cpu::ops::{self, KvKernels};
 use crate::quant::GgmlType;
 
@@ -18,6 +20,19 @@ pub fn kernel(ty: GgmlType) -> Option<Dot> {
         GgmlType::Q8_0 => Dot::Q8(q8_0),
         GgmlType::Q4_K => Dot::Q8K(q4_k),
         GgmlType::Q6_K => Dot::Q8K(q6_k),
+        _ => return None,
+    })
+}
+
+/// The tile kernel for `ty` (the 32-element block formats), if there is one. Only called after
+/// `Isa::detect` found `dotprod`.
+pub fn tile(ty: GgmlType) -> Option<Tile> {
+    Some(match ty {
+        GgmlType::Q4_0 => Tile::Q8(tile_q4_0),
+        GgmlType::Q4_1 => Tile::Q8(tile_q4_1),
+        GgmlType::Q5_0 => Tile::Q8(tile_q5_0),
+        GgmlType::Q5_1 => Tile::Q8(tile_q5_1),
+        GgmlType::Q8_0 => Tile::Q8(tile_q8_0),
         _ => return None,
     })
 }
@@ -291,3 +306,206 @@ unsafe fn q6_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
     }
     sum
 }
+
+// Tiles: as the x86 ones (see `avx2.rs`), R rows × C tokens per micro-kernel with the float
+// operations per (row, token) in the order of the one-row kernels above, so both agree bit for
+// bit.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+const fn block_bytes(t: u8) -> usize {
+    match t {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
+        _ => 34,
+    }
+}
+const fn has_min(t: u8) -> bool {
+    matches!(t, Q4_1 | Q5_1)
+}
+
+/// One block of format `T` unpacked: the 32 quants as two signed halves (as the one-row kernels
+/// form them), the scale and the minimum.
+///
+/// # Safety
+/// `p` points to a whole block; NEON available.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn decode32<const T: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32) {
+    // SAFETY (all arms): the offsets stay inside the block's `block_bytes(T)` bytes.
+    unsafe {
+        let b = std::slice::from_raw_parts(p, block_bytes(T));
+        match T {
+            Q4_0 => {
+                let (lo, hi) = nibbles(p.add(2));
+                let eight = vdupq_n_s8(8);
+                (
+                    vsubq_s8(vreinterpretq_s8_u8(lo), eight),
+                    vsubq_s8(vreinterpretq_s8_u8(hi), eight),
+                    f16_at(b, 0),
+                    0.0,
+                )
+            }
+            Q4_1 => {
+                let (lo, hi) = nibbles(p.add(4));
+                (
+                    vreinterpretq_s8_u8(lo),
+                    vreinterpretq_s8_u8(hi),
+                    f16_at(b, 0),
+                    f16_at(b, 2),
+                )
+            }
+            Q5_0 => {
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                let (lo, hi) = nibbles(p.add(6));
+                let f0 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 0));
+                let f1 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 1));
+                (
+                    vreinterpretq_s8_u8(vorrq_u8(lo, f0)),
+                    vreinterpretq_s8_u8(vorrq_u8(hi, f1)),
+                    f16_at(b, 0),
+                    0.0,
+                )
+            }
+            Q5_1 => {
+                let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                let (lo, hi) = nibbles(p.add(8));
+                let f0 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 0));
+                let f1 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 1));
+                (
+                    vreinterpretq_s8_u8(vorrq_u8(lo, f0)),
+                    vreinterpretq_s8_u8(vorrq_u8(hi, f1)),
+                    f16_at(b, 0),
+                    f16_at(b, 2),
+                )
+            }
+            _ => {
+                let q = p.add(2) as *const i8;
+                (vld1q_s8(q), vld1q_s8(q.add(16)), f16_at(b, 0), 0.0)
+            }
+        }
+    }
+}
+
+/// R rows × C tokens of a 32-block format; `out[(t0 + c)·m + r0 + r]`.
+///
+/// # Safety
+/// R rows of `nb` blocks (`row_bytes` apart) at `w`, C tokens of `nb` blocks at `a`, and the
+/// output elements valid and written by no other thread; NEON with dotprod available.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro32<const T: u8, const R: usize, const C: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    a: *const BlockQ8,
+    nb: usize,
+    out: *mut f32,
+    m: usize,
+    (r0, t0): (usize, usize),
+) {
+    let mut sum = [[0.0f32; C]; R];
+    let mut mins = [[0.0f32; C]; R];
+    for b in 0..nb {
+        let z = vdupq_n_s8(0);
+        let (mut x0, mut x1, mut dw, mut mw) = ([z; R], [z; R], [0.0f32; R], [0.0f32; R]);
+        for r in 0..R {
+            // SAFETY: block b of row r is inside the rows vouched for.
+            (x0[r], x1[r], dw[r], mw[r]) =
+                unsafe { decode32::<T>(w.add(r * row_bytes + b * block_bytes(T))) };
+        }
+        for c in 0..C {
+            // SAFETY: block b of token c is inside the activations vouched for.
+            let y = unsafe { &*a.add(c * nb + b) };
+            // SAFETY: 32 quants.
+            let (y0, y1) = unsafe { act32(&y.qs) };
+            for r in 0..R {
+                sum[r][c] += dot32(x0[r], x1[r], y0, y1) as f32 * (dw[r] * y.d);
+                if has_min(T) {
+                    mins[r][c] += mw[r] * y.s;
+                }
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let v = if has_min(T) {
+                sum[r][c] + mins[r][c]
+            } else {
+                sum[r][c]
+            };
+            // SAFETY: the caller's guarantee.
+            unsafe { *out.add((t0 + c) * m + r0 + r) = v };
+        }
+    }
+}
+
+/// Rows × tokens in micro-kernels: 1 row × 4 tokens while four tokens remain, then 4 rows × 1.
+///
+/// # Safety
+/// See `kernels::TileQ8`.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn tile32<const T: u8>(
+    w: &[u8],
+    row_bytes: usize,
+    rows: Range<usize>,
+    a: &[BlockQ8],
+    n: usize,
+    out: *mut f32,
+    m: usize,
+) {
+    let nb = row_bytes / block_bytes(T);
+    assert!(rows.end * row_bytes <= w.len() && n * nb <= a.len());
+    let wp = |r: usize| w[r * row_bytes..].as_ptr();
+    let ap = |t: usize| a[t * nb..].as_ptr();
+    let mut t = 0;
+    // SAFETY (every call): rows and tokens are inside the bounds asserted above; `out` is the
+    // caller's.
+    while t + 4 <= n {
+        for r in rows.clone() {
+            unsafe { micro32::<T, 1, 4>(wp(r), row_bytes, ap(t), nb, out, m, (r, t)) };
+        }
+        t += 4;
+    }
+    while t < n {
+        let mut r = rows.start;
+        while r + 4 <= rows.end {
+            unsafe { micro32::<T, 4, 1>(wp(r), row_bytes, ap(t), nb, out, m, (r, t)) };
+            r += 4;
+        }
+        while r < rows.end {
+            unsafe { micro32::<T, 1, 1>(wp(r), row_bytes, ap(t), nb, out, m, (r, t)) };
+            r += 1;
+        }
+        t += 1;
+    }
+}
+
+macro_rules! tile_fn {
+    ($name:ident, $t:ident) => {
+        /// # Safety
+        /// See `kernels::TileQ8` (dotprod detected: guaranteed by `tile`).
+        unsafe fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            rows: Range<usize>,
+            a: &[BlockQ8],
+            n: usize,
+            out: *mut f32,
+            m: usize,
+        ) {
+            // SAFETY: the caller's guarantee (see above).
+            unsafe { tile32::<$t>(w, row_bytes, rows, a, n, out, m) }
+        }
+    };
+}
+tile_fn!(tile_q4_0, Q4_0);
+tile_fn!(tile_q4_1, Q4_1);
+tile_fn!(tile_q5_0, Q5_0);
+tile_fn!(tile_q5_1, Q5_1);
+tile_fn!(tile_q8_0, Q8_0);
