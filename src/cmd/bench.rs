@@ -353,6 +353,19 @@ fn measure(
             let started = now_rfc3339();
             let t0 = Instant::now();
             let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
+            // Past the trained context the figures mean little, and a typo like -p 5120000
+            // would otherwise reserve a KV cache of many gigabytes and run for hours.
+            let trained = model.config.n_ctx_train;
+            if let Some(long) = tests.iter().find(|t| t.n_ctx() > trained) {
+                anyhow::bail!(
+                    "test {} needs {} tokens of context, but {} was trained for {trained} \
+                     ({}.context_length); use smaller -p/-n/-pg/-d values",
+                    long.name(),
+                    long.n_ctx(),
+                    path.display(),
+                    model.config.arch.name()
+                );
+            }
             let opts = EngineOptions {
                 n_ctx,
                 threads: t,

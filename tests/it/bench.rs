@@ -157,7 +157,7 @@ fn bad_arguments_exit_2_with_a_message() {
 }
 
 #[test]
-fn a_gpu_that_does_not_exist_is_named_in_the_error() {
+fn a_missing_gpu_or_an_overlong_test_is_named_in_the_error() {
     let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
         return;
     };
@@ -166,6 +166,12 @@ fn a_gpu_that_does_not_exist_is_named_in_the_error() {
     let mut with_device = args.to_vec();
     with_device.extend(["--backend", "vulkan", "--device", "nosuchgpu"]);
     expect_error(&with_device, &["vulkan", "nosuchgpu"]);
+    // SmolLM2 was trained for 8192 tokens of context.
+    let too_long = ["-m", m, "-p", "4", "-pg", "9000,8", "-n", "0", "-r", "1"];
+    expect_error(
+        &too_long,
+        &["pp9000+tg8", "9008", "8192", "llama.context_length"],
+    );
 }
 
 #[test]
