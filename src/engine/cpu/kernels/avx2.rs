@@ -5,9 +5,10 @@
 //!
 //! The matrix kernels work on tiles: a micro-kernel takes R weight rows × C activation rows and
 //! keeps R·C independent accumulators, so a weight block is unpacked once for C tokens during
-//! prompt processing (C = 4) and an activation block is loaded once for R rows while decoding
-//! (R = 4). Per (row, token) pair the float work is the same sequence as a one-row dot product,
-//! so tiles and single dots agree exactly. Each kernel is tested against the portable one on
+//! prompt processing (C = 8, or 4 for the formats with a minimum) and an activation block is
+//! loaded once for R rows while decoding (R = 4 for the 32-element formats). Per (row, token)
+//! pair the float work is the same sequence as a one-row dot product, so tiles and single dots
+//! agree exactly. Each kernel is tested against the portable one on
 //! random blocks (`kernels::tests`).
 
 use std::arch::x86_64::*;
@@ -207,11 +208,12 @@ impl Out {
     }
 }
 
-/// Covers rows × tokens with micro-kernels: 1 row × 4 tokens while at least four
-/// tokens remain (each weight block unpacked once for four tokens), then R_DEC rows × 1
-/// token (each activation block loaded once for several rows).
+/// Covers rows × tokens with micro-kernels: 1 row × `pre_c` tokens while that many remain
+/// (each weight block unpacked once for them; 8 where the accumulators fit in registers, 4
+/// for the formats with a minimum term), then 1 × 4, then `r_dec` rows × 1 token (each
+/// activation block loaded once for several rows).
 macro_rules! tiler {
-    ($features:literal, $name:ident, $micro:ident, $act:ty, $bytes:expr, $r_dec:expr $(, $t:ident)?) => {
+    ($features:literal, $name:ident, $micro:ident, $act:ty, $bytes:expr, $pre_c:expr, $r_dec:expr $(, $t:ident)?) => {
         /// # Safety
         /// See [`super::super::TileQ8`]: `w` holds whole rows `rows`, `a` holds `n`
         /// activation rows of `nb` blocks, `out` is valid for `out[t · m + r]` and no
@@ -236,6 +238,12 @@ macro_rules! tiler {
             let mut t = 0;
             // SAFETY (every call): rows and tokens are inside the bounds asserted
             // above; `out` is the caller's.
+            while t + $pre_c <= n {
+                for r in rows.clone() {
+                    unsafe { $micro::<$($t,)? 1, $pre_c>(wp(r), row_bytes, ap(t), nb, out, (r, t)) };
+                }
+                t += $pre_c;
+            }
             while t + 4 <= n {
                 for r in rows.clone() {
                     unsafe { $micro::<$($t,)? 1, 4>(wp(r), row_bytes, ap(t), nb, out, (r, t)) };
@@ -522,13 +530,13 @@ macro_rules! matrix_kernels {
             }
         }
 
-        tiler!($features, tile_q4_0, micro32, BlockQ8, 18, 4, Q4_0);
-        tiler!($features, tile_q4_1, micro32, BlockQ8, 20, 4, Q4_1);
-        tiler!($features, tile_q5_0, micro32, BlockQ8, 22, 4, Q5_0);
-        tiler!($features, tile_q5_1, micro32, BlockQ8, 24, 4, Q5_1);
-        tiler!($features, tile_q8_0, micro32, BlockQ8, 34, 4, Q8_0);
-        tiler!($features, tile_q4_k, micro_q4k, BlockQ8K, 144, 2);
-        tiler!($features, tile_q6_k, micro_q6k, BlockQ8K, 210, 1);
+        tiler!($features, tile_q4_0, micro32, BlockQ8, 18, 8, 4, Q4_0);
+        tiler!($features, tile_q4_1, micro32, BlockQ8, 20, 4, 4, Q4_1);
+        tiler!($features, tile_q5_0, micro32, BlockQ8, 22, 8, 4, Q5_0);
+        tiler!($features, tile_q5_1, micro32, BlockQ8, 24, 4, 4, Q5_1);
+        tiler!($features, tile_q8_0, micro32, BlockQ8, 34, 8, 4, Q8_0);
+        tiler!($features, tile_q4_k, micro_q4k, BlockQ8K, 144, 8, 2);
+        tiler!($features, tile_q6_k, micro_q6k, BlockQ8K, 210, 8, 1);
 
         single!(q4_0, tile_q4_0, BlockQ8, 18);
         single!(q4_1, tile_q4_1, BlockQ8, 20);

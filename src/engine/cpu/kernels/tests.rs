@@ -217,7 +217,7 @@ fn tile_kernels_equal_one_row_dots() {
                 .flat_map(|_| random_row(ty, k, &mut rng))
                 .collect();
             let rb = w.len() / rows;
-            for n in [1, 2, 3, 4, 5, 9] {
+            for n in [1, 2, 3, 4, 5, 9, 13] {
                 let x: Vec<f32> = (0..n).flat_map(|_| random_acts(k, &mut rng)).collect();
                 let mut a8 = vec![BlockQ8::default(); n * k / 32];
                 let mut ak = vec![BlockQ8K::default(); n * k / 256];
