@@ -5,6 +5,7 @@
 //! packed blocks straight from the memory map.
 
 pub mod portable;
+pub mod reference;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
@@ -157,16 +158,24 @@ pub enum Isa {
     Avx2Vnni,
     /// aarch64 NEON with the dot-product extension (`sdot`, Cortex-A76 and later).
     NeonDot,
+    /// f32 activations, weights dequantized block by block (`reference.rs`): no 8-bit
+    /// activations, so not llama.cpp's arithmetic but the exact computation's up to f32
+    /// rounding — the oracle for testing other engines (the Vulkan engine computes this way).
+    /// `detect` picks it only when `PIGPU_CPU_ISA=reference`.
+    Reference,
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports, or a lesser one when the environment
-    /// variable `PIGPU_CPU_ISA` asks for it (`portable`, or `avx2` to leave out VNNI; to
-    /// compare results or speed).
+    /// The best instruction set this CPU supports, or another one when the environment
+    /// variable `PIGPU_CPU_ISA` asks for it (`portable`, `avx2` to leave out VNNI, or
+    /// `reference`; to compare results or speed).
     pub fn detect() -> Isa {
         let ask = std::env::var("PIGPU_CPU_ISA").unwrap_or_default();
         if ask == "portable" {
             return Isa::Portable;
+        }
+        if ask == "reference" {
+            return Isa::Reference;
         }
         #[cfg(target_arch = "x86_64")]
         {
@@ -194,6 +203,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::NeonDot => "neon+dotprod",
+            Isa::Reference => "reference",
         }
     }
 }
@@ -258,6 +268,9 @@ pub const SUPPORTED: &str =
 /// not supported by the CPU engine.
 pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
     use GgmlType as T;
+    if isa == Isa::Reference {
+        return reference::kernel(ty).map(|f| (ActFormat::F32, Dot::F32(f)));
+    }
     let portable = match ty {
         T::F32 => (ActFormat::F32, Dot::F32(portable::dot_f32)),
         T::F16 => (ActFormat::F32, Dot::F32(portable::dot_f16)),

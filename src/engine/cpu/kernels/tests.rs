@@ -115,7 +115,7 @@ fn dot_both(ty: GgmlType, isa: Isa, row: &[u8], x: &[f32]) -> (f32, f64, f64) {
 #[test]
 fn every_kernel_matches_the_dequantized_reference() {
     let mut rng = Rng::new(7);
-    let isas = [Isa::Portable, Isa::detect()];
+    let isas = [Isa::Portable, Isa::detect(), Isa::Reference];
     for ty in TYPES {
         for k in [256, 512, 1024 + 256] {
             for _ in 0..20 {
@@ -131,6 +131,39 @@ fn every_kernel_matches_the_dequantized_reference() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The reference kernels take the activations unquantized, so they must agree with the f64 dot
+/// of the dequantized row much more tightly than the 8-bit kernels need to.
+#[test]
+fn reference_kernels_are_exact_up_to_f32_rounding() {
+    let mut rng = Rng::new(5);
+    for ty in TYPES {
+        for k in [32 * 3, 256, 1024 + 256 + 8] {
+            if k % ty.block_size() != 0 {
+                continue;
+            }
+            let row = random_row(ty, k, &mut rng);
+            let x = random_acts(k, &mut rng);
+            let mut w = vec![0.0f32; k];
+            dequantize_row(ty, &row, &mut w);
+            let want: f64 = w.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let mag: f64 = w
+                .iter()
+                .zip(&x)
+                .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                .sum();
+            let (fmt, Dot::F32(f)) = kernel(ty, Isa::Reference).unwrap() else {
+                panic!("{ty}: the reference kernel must take f32 activations");
+            };
+            assert_eq!(fmt, ActFormat::F32);
+            let got = f(&row, &x) as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * mag + 1e-9,
+                "{ty}, k={k}: reference kernel {got}, f64 {want}"
+            );
         }
     }
 }
