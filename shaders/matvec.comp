@@ -25,6 +25,10 @@ layout(local_size_x_id = 0) in;
 layout(set = 0, binding = 0) readonly buffer X { float x[]; };
 layout(set = 0, binding = 1) readonly buffer Wt { uint d[]; } W[MAX_SEG];
 layout(set = 0, binding = 2) readonly buffer NormW { float nw[]; };
+// The same activations and norm weights as vec4s: on lavapipe each load instruction is a loop
+// over the SIMD lanes whatever its width, so the lane path reads four floats per load.
+layout(set = 0, binding = 0) readonly buffer X4 { vec4 x4[]; };
+layout(set = 0, binding = 2) readonly buffer NormW4 { vec4 nw4[]; };
 layout(set = 0, binding = 3) readonly buffer Bias { float bias[]; };
 layout(set = 0, binding = 4) buffer Y { float y[]; };
 
@@ -85,69 +89,111 @@ void store(uint row, uint t, float v) {
     }
 }
 
-// The LANE_ROWS path: this invocation computes output row `row` for its tokens.
-void lane_rows(uint row, uint total, uint units, uint t0, uint nt) {
-    if (row >= total) {
+// The LANE_ROWS path: this invocation computes ROWS consecutive output rows from `row0` for
+// its tokens. Each unit of 32 activations is read once for all ROWS rows: on lavapipe every
+// storage-buffer load costs a loop over the SIMD lanes, and the activations (one load per
+// weight) dominated. Loops over private arrays have constant trip counts so they unroll.
+void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
+    if (row0 >= total) {
         return;
     }
     const bool glu = (pc.flags & F_GLU) != 0u;
     const bool norm = (pc.flags & F_NORM) != 0u;
-    float scale[NT];
+    // Sums of squares for the fused RMSNorm, from the same loads as the dot products.
+    float ss[NT];
     for (uint t = 0u; t < NT; t++) {
-        scale[t] = 1.0;
-        if (norm && t < nt) {
-            const uint xb = pc.x_off + (t0 + t) * pc.x_stride;
-            float ss = 0.0;
-            for (uint i = 0u; i < pc.k; i++) {
-                ss += x[xb + i] * x[xb + i];
-            }
-            scale[t] = inversesqrt(ss / float(pc.k) + pc.eps);
-        }
+        ss[t] = 0.0;
     }
-    float acc[2u * NT];
-    for (uint a = 0u; a < 2u * NT; a++) {
+    float acc[ROWS * 2u * NT];
+    for (uint a = 0u; a < ROWS * 2u * NT; a++) {
         acc[a] = 0.0;
     }
-    for (uint h = 0u; h < (glu ? 2u : 1u); h++) {
-        uint seg = h, srow = row;
-        if (!glu) {
-            seg = 0u;
-            while (srow >= pc.seg_rows[seg]) {
-                srow -= pc.seg_rows[seg];
-                seg++;
-            }
+    uint segs[ROWS], rbs[ROWS];
+    const bool x_vec4 = ((pc.x_off | pc.x_stride) & 3u) == 0u;
+    for (uint h = 0u; h < 2u; h++) {
+        if (h == 1u && !glu) {
+            break;
         }
-        const uint ty = seg_type_of(seg);
-        const uint rb = srow * row_bytes(ty, pc.k);
-        for (uint u = 0u; u < units; u++) {
-            float wv[32];
-            dq32(seg, ty, rb, u, pc.k, wv);
-            const uint e0 = u * 32u;
-            const uint ne = min(32u, pc.k - e0);
-            if (norm) {
-                for (uint i = 0u; i < ne; i++) {
-                    wv[i] *= nw[e0 + i];
+        for (uint r = 0u; r < ROWS; r++) {
+            uint seg = h, srow = min(row0 + r, total - 1u);
+            if (!glu) {
+                seg = 0u;
+                while (srow >= pc.seg_rows[seg]) {
+                    srow -= pc.seg_rows[seg];
+                    seg++;
                 }
             }
-            for (uint t = 0u; t < nt; t++) {
-                const uint xb = pc.x_off + (t0 + t) * pc.x_stride + e0;
-                float s = 0.0;
-                for (uint i = 0u; i < ne; i++) {
-                    s += wv[i] * x[xb + i];
+            segs[r] = seg;
+            rbs[r] = srow * row_bytes(seg_type_of(seg), pc.k);
+        }
+        for (uint u = 0u; u < units; u++) {
+            float wv[ROWS * 32u];
+            for (uint r = 0u; r < ROWS; r++) {
+                float w1[32];
+                dq32(segs[r], seg_type_of(segs[r]), rbs[r], u, pc.k, w1);
+                for (uint i = 0u; i < 32u; i++) {
+                    wv[r * 32u + i] = w1[i];
                 }
-                acc[h * NT + t] += s;
+            }
+            const uint e0 = u * 32u;
+            const bool full = e0 + 32u <= pc.k;
+            for (uint t = 0u; t < NT; t++) {
+                if (t < nt) {
+                    const uint xb = pc.x_off + (t0 + t) * pc.x_stride + e0;
+                    if (full && x_vec4) {
+                        for (uint i4 = 0u; i4 < 8u; i4++) {
+                            vec4 xv = x4[(xb >> 2) + i4];
+                            if (norm) {
+                                if (h == 0u) {
+                                    ss[t] += dot(xv, xv);
+                                }
+                                xv *= nw4[(e0 >> 2) + i4];
+                            }
+                            for (uint c = 0u; c < 4u; c++) {
+                                for (uint r = 0u; r < ROWS; r++) {
+                                    acc[(r * 2u + h) * NT + t] += wv[r * 32u + i4 * 4u + c] * xv[c];
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    for (uint i = 0u; i < 32u; i++) {
+                        float xi = 0.0;
+                        if (full || e0 + i < pc.k) {
+                            xi = x[xb + i];
+                            if (norm) {
+                                if (h == 0u) {
+                                    ss[t] += xi * xi;
+                                }
+                                xi *= nw[e0 + i];
+                            }
+                        }
+                        for (uint r = 0u; r < ROWS; r++) {
+                            acc[(r * 2u + h) * NT + t] += wv[r * 32u + i] * xi;
+                        }
+                    }
+                }
             }
         }
     }
-    for (uint t = 0u; t < nt; t++) {
-        float v = acc[t] * scale[t];
-        if (glu) {
-            float up = acc[NT + t] * scale[t];
-            v = v / (1.0 + exp(-v)) * up;
-        } else {
-            v += bias_of(row);
+    float scale[NT];
+    for (uint t = 0u; t < NT; t++) {
+        scale[t] = norm ? inversesqrt(ss[t] / float(pc.k) + pc.eps) : 1.0;
+    }
+    for (uint r = 0u; r < ROWS; r++) {
+        const uint row = row0 + r;
+        for (uint t = 0u; t < NT; t++) {
+            if (t < nt && row < total) {
+                float v = acc[(r * 2u) * NT + t] * scale[t];
+                if (glu) {
+                    float up = acc[(r * 2u + 1u) * NT + t] * scale[t];
+                    v = v / (1.0 + exp(-v)) * up;
+                } else {
+                    v += bias_of(row);
+                }
+                store(row, t, v);
+            }
         }
-        store(row, t, v);
     }
 }
 
@@ -167,7 +213,7 @@ void main() {
     const uint units = (pc.k + 31u) / 32u;
     const uint nt = min(NT, pc.n_tok - t0);
     if (LANE_ROWS != 0u) {
-        lane_rows(wg * WG + tid, total, units, t0, nt);
+        lane_rows((wg * WG + tid) * ROWS, total, units, t0, nt);
         return;
     }
 

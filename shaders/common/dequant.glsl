@@ -32,6 +32,26 @@ uint ld_u32(uint s, uint o) {
 }
 float ld_f16(uint s, uint o) { return unpackHalf2x16(ld_u16(s, o)).x; }
 
+// Runs of 4-byte values at an even offset `o`, each word of the buffer loaded once (ld_u32
+// loads two words per value when `o` is not a multiple of 4, and on lavapipe every load is a
+// loop over the SIMD lanes). The word after the run is loaded only when the run is unaligned,
+// so a run at the very end of a buffer never reads past it.
+uint funnel(uint lo, uint hi, uint sh) { return (lo >> sh) | ((hi << 16) << (16u - sh)); }
+// q[0..N) = the N 4-byte values at even byte offset `o` of buffer `s`.
+#define LD_RUN(s, o, q, N)                                                  \
+    {                                                                       \
+        uint w_ = (o) >> 2, sh_ = ((o) & 2u) * 8u;                          \
+        uint prev_ = WLOAD(s, w_);                                          \
+        for (uint i_ = 0u; i_ < (N); i_++) {                                \
+            uint next_ = 0u;                                                \
+            if (i_ + 1u < (N) || sh_ != 0u) {                               \
+                next_ = WLOAD(s, w_ + i_ + 1u);                             \
+            }                                                               \
+            q[i_] = funnel(prev_, next_, sh_);                              \
+            prev_ = next_;                                                  \
+        }                                                                   \
+    }
+
 // Bytes per row of `k` elements.
 uint row_bytes(uint ty, uint k) {
     switch (ty) {
@@ -87,9 +107,10 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
         uint b = rb + u * (q41 ? 20u : 18u);
         float d = ld_f16(s, b);
         float m = q41 ? ld_f16(s, b + 2u) : -8.0 * d;
-        uint qo = b + (q41 ? 4u : 2u);
+        uint qs[4];
+        LD_RUN(s, b + (q41 ? 4u : 2u), qs, 4u);
         for (uint j = 0u; j < 4u; j++) {
-            uint q = ld_u32(s, qo + 4u * j);
+            uint q = qs[j];
             for (uint i = 0u; i < 4u; i++) {
                 v[4u * j + i] = d * float((q >> (8u * i)) & 0xFu) + m;
                 v[4u * j + i + 16u] = d * float((q >> (8u * i + 4u)) & 0xFu) + m;
@@ -103,10 +124,12 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
         uint b = rb + u * (q51 ? 24u : 22u);
         float d = ld_f16(s, b);
         float m = q51 ? ld_f16(s, b + 2u) : -16.0 * d;
-        uint qh = ld_u32(s, b + (q51 ? 4u : 2u));
-        uint qo = b + (q51 ? 8u : 6u);
+        // qh and the quants are five consecutive 4-byte values.
+        uint hq[5];
+        LD_RUN(s, b + (q51 ? 4u : 2u), hq, 5u);
+        uint qh = hq[0];
         for (uint j = 0u; j < 4u; j++) {
-            uint q = ld_u32(s, qo + 4u * j);
+            uint q = hq[j + 1u];
             for (uint i = 0u; i < 4u; i++) {
                 uint e = 4u * j + i;
                 uint lo = ((q >> (8u * i)) & 0xFu) | (((qh >> e) & 1u) << 4);
@@ -120,8 +143,10 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
     case T_Q8_0: {
         uint b = rb + u * 34u;
         float d = ld_f16(s, b);
+        uint qs[8];
+        LD_RUN(s, b + 2u, qs, 8u);
         for (uint j = 0u; j < 8u; j++) {
-            int q = int(ld_u32(s, b + 2u + 4u * j));
+            int q = int(qs[j]);
             for (uint i = 0u; i < 4u; i++) {
                 v[4u * j + i] = d * float(bitfieldExtract(q, int(8u * i), 8));
             }
@@ -197,9 +222,12 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
         uint qlo = b + 64u * h + (c & 1u) * 32u;
         uint qho = b + 128u + 32u * h;
         uint nib = (c >> 1) * 4u;
+        uint qls[8], qhs[8];
+        LD_RUN(s, qlo, qls, 8u);
+        LD_RUN(s, qho, qhs, 8u);
         for (uint w = 0u; w < 8u; w++) {
-            uint ql = ld_u32(s, qlo + 4u * w);
-            uint qh = ld_u32(s, qho + 4u * w);
+            uint ql = qls[w];
+            uint qh = qhs[w];
             uint l0 = 4u * w;
             int scv = bitfieldExtract(int(ld_u8(s, b + 192u + 8u * h + l0 / 16u + 2u * c)), 0, 8);
             float dl = d * float(scv);

@@ -52,8 +52,8 @@ pub struct Kernels {
     matmul_shape: [u32; 3],
 }
 
-/// `PIGPU_VK_MATVEC=WG,ROWS` (a tuning knob): overrides a mat-vec shape.
-/// `PIGPU_VK_MATVEC=WG,ROWS,LANE` (a tuning knob): overrides a mat-vec shape.
+/// `PIGPU_VK_MATVEC=WG,ROWS,LANE` / `PIGPU_VK_MATMUL=...` (tuning knobs): override a mat-vec
+/// or mat-mat shape (LANE = 1: each invocation computes ROWS whole rows).
 fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
     let Ok(v) = std::env::var(var) else {
         return default;
@@ -69,13 +69,18 @@ fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
 
 impl Kernels {
     pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
-        // CPU implementations run invocations as SIMD lanes and pay for every barrier: there,
-        // one invocation per row; GPUs share a row's blocks across a workgroup.
-        let lane = (dev.info.kind == super::device::DeviceKind::Cpu) as u32;
+        // CPU implementations run invocations as SIMD lanes and pay for every barrier and,
+        // per lane, for every load: there, each invocation computes 8 whole rows (sharing the
+        // activation loads); GPUs share a row's blocks across a workgroup.
+        let (matvec, matmul) = if dev.info.kind == super::device::DeviceKind::Cpu {
+            ([32, 8, 1], [32, 8, 1])
+        } else {
+            ([32, 4, 0], [32, 2, 0])
+        };
         Self::with_shapes(
             dev,
-            shape_from_env("PIGPU_VK_MATVEC", [32, 4, lane]),
-            shape_from_env("PIGPU_VK_MATMUL", [32, 2, lane]),
+            shape_from_env("PIGPU_VK_MATVEC", matvec),
+            shape_from_env("PIGPU_VK_MATMUL", matmul),
         )
     }
 
@@ -289,9 +294,9 @@ impl Op {
                 } else {
                     (&self.kernel, 1)
                 };
-                // Rows per workgroup: one per invocation on the lane-per-row path.
+                // Rows per workgroup: ROWS per invocation on the lane-per-row path.
                 let rpw = if kernel.spec[2] != 0 {
-                    kernel.spec[0]
+                    kernel.spec[0] * kernel.spec[1]
                 } else {
                     kernel.spec[1]
                 };

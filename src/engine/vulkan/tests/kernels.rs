@@ -543,52 +543,83 @@ fn rope_kv_and_attention() {
     }
 }
 
-/// Times a head-sized mat-vec (49152 × 576, Q8_0) for each shape in `PIGPU_VK_BENCH_SHAPES`
-/// (`WG,ROWS;WG,ROWS;...`). A tuning aid, not a test: `cargo test --release --lib bench_matvec
-/// -- --ignored --nocapture`.
+/// CPU time of this process (all threads, lavapipe's included): on a shared machine a steadier
+/// measure than wall time.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given and nothing else.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Times mat-vecs / mat-mats: each case of `PIGPU_VK_BENCH` (`TYPE:ROWS:K:NTOK;...`, default
+/// a head-sized Q8_0 mat-vec) on each shape of `PIGPU_VK_BENCH_SHAPES` (`WG,ROWS,LANE;...`). A
+/// tuning aid, not a test: `cargo test --release --lib bench_matvec -- --ignored --nocapture`.
 #[test]
 #[ignore = "benchmark"]
 fn bench_matvec() {
-    let shapes = std::env::var("PIGPU_VK_BENCH_SHAPES").unwrap_or_else(|_| "32,4".into());
+    let shapes = std::env::var("PIGPU_VK_BENCH_SHAPES").unwrap_or_else(|_| "32,4,1".into());
+    let cases = std::env::var("PIGPU_VK_BENCH").unwrap_or_else(|_| "q8_0:49152:576:1".into());
     let mut rng = Rng::new(9);
-    let (rows, k, ty) = (49152usize, 576usize, GgmlType::Q8_0);
-    let wb = random_weights(&mut rng, ty, rows, k);
-    for shape in shapes.split(';') {
-        std::env::set_var("PIGPU_VK_MATVEC", shape);
-        let mut gpu = Gpu::new();
-        let wbuf = gpu.buf(&wb);
-        let xbuf = gpu.buf_f32(&rng.vec(k, 1.0));
-        let ybuf = gpu.buf_f32(&vec![0.0; rows]);
-        let op = gpu
-            .ops()
-            .matvec(MatvecSpec {
-                x: xbuf.all(),
-                segs: &[Seg {
-                    w: wbuf.all(),
-                    rows: rows as u32,
-                    ty,
-                    bias: None,
-                }],
-                norm: None,
-                bias: None,
-                y: ybuf.all(),
-                k: k as u32,
-                x_stride: k as u32,
-                y_stride: rows as u32,
-                x_off: 0,
-                y_off: 0,
-                flags: 0,
-                eps: 0.0,
-            })
-            .unwrap();
-        gpu.run(&[(&op, 1)]);
-        let t0 = std::time::Instant::now();
-        for _ in 0..5 {
-            gpu.run(&[(&op, 1)]);
-        }
-        eprintln!(
-            "matvec {rows}x{k} {ty} shape {shape}: {:.1} ms",
-            t0.elapsed().as_secs_f64() * 200.0
+    for case in cases.split(';') {
+        let f: Vec<&str> = case.split(':').collect();
+        let ty = TYPES
+            .into_iter()
+            .find(|t| t.to_string().eq_ignore_ascii_case(f[0]))
+            .expect("weight type");
+        let (rows, k, n_tok): (usize, usize, usize) = (
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+            f[3].parse().unwrap(),
         );
+        let wb = random_weights(&mut rng, ty, rows, k);
+        for shape in shapes.split(';') {
+            let sh: Vec<u32> = shape.split(',').map(|v| v.parse().unwrap()).collect();
+            let mut gpu = Gpu::open_shapes([sh[0], sh[1], sh[2]], [sh[0], sh[1], sh[2]]);
+            let wbuf = gpu.buf(&wb);
+            let xbuf = gpu.buf_f32(&rng.vec(k * n_tok, 1.0));
+            let nw = gpu.buf_f32(&rng.vec(k, 1.0));
+            let ybuf = gpu.buf_f32(&vec![0.0; rows * n_tok]);
+            let op = gpu
+                .ops()
+                .matvec(MatvecSpec {
+                    x: xbuf.all(),
+                    segs: &[Seg {
+                        w: wbuf.all(),
+                        rows: rows as u32,
+                        ty,
+                        bias: None,
+                    }],
+                    norm: Some(nw.all()),
+                    bias: None,
+                    y: ybuf.all(),
+                    k: k as u32,
+                    x_stride: k as u32,
+                    y_stride: rows as u32,
+                    x_off: 0,
+                    y_off: 0,
+                    flags: 0,
+                    eps: 1e-5,
+                })
+                .unwrap();
+            gpu.run(&[(&op, n_tok as u32)]);
+            let reps = 3;
+            let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
+            for _ in 0..reps {
+                gpu.run(&[(&op, n_tok as u32)]);
+            }
+            let s = t0.elapsed().as_secs_f64() / reps as f64;
+            let c = (cpu_seconds() - c0) / reps as f64;
+            eprintln!(
+                "{ty} {rows}x{k} x{n_tok} shape {shape}: {:.2} ms wall, {:.2} ms CPU, {:.0} M weights·tokens per CPU-s",
+                s * 1e3,
+                c * 1e3,
+                (rows * k * n_tok) as f64 / c / 1e6
+            );
+        }
     }
 }

@@ -33,13 +33,22 @@ impl Gpu {
         Self::open(Some(lane))
     }
 
+    /// With explicit mat-vec / mat-mat shapes (workgroup size, rows per workgroup, lane).
+    pub fn open_shapes(matvec: [u32; 3], matmul: [u32; 3]) -> Gpu {
+        let mut g = Self::open(None);
+        g.kernels = Kernels::with_shapes(&g.dev, matvec, matmul).unwrap();
+        g
+    }
+
     fn open(lane: Option<u32>) -> Gpu {
         let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
         let dev = Device::open(Some(&sel), true)
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
         let kernels = match lane {
             None => Kernels::new(&dev).unwrap(),
-            Some(l) => Kernels::with_shapes(&dev, [32, 4, l], [32, 2, l]).unwrap(),
+            // The shapes `Kernels::new` picks for each path.
+            Some(0) => Kernels::with_shapes(&dev, [32, 4, 0], [32, 2, 0]).unwrap(),
+            Some(_) => Kernels::with_shapes(&dev, [32, 8, 1], [32, 8, 1]).unwrap(),
         };
         Gpu {
             kernels,
