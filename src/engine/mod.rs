@@ -11,6 +11,7 @@
 //! logits nobody reads.
 
 pub mod cpu;
+pub mod fallback;
 
 pub mod vulkan;
 
@@ -132,20 +133,21 @@ pub fn create(
     model: std::sync::Arc<crate::model::Model>,
     opts: &EngineOptions,
 ) -> anyhow::Result<Box<dyn Engine>> {
+    let o = cpu::CpuOptions {
+        n_ctx: opts.n_ctx,
+        threads: opts.threads,
+        kv_f16: opts.kv_f16,
+        isa: None,
+    };
     let cpu = |model| -> anyhow::Result<Box<dyn Engine>> {
-        let o = cpu::CpuOptions {
-            n_ctx: opts.n_ctx,
-            threads: opts.threads,
-            kv_f16: opts.kv_f16,
-            isa: None,
-        };
         Ok(Box::new(cpu::CpuEngine::new(model, &o)?))
     };
     match backend {
         Backend::Cpu => cpu(model),
         Backend::Vulkan => create_vulkan(model, opts),
+        // A GPU that fails later (device lost, out of memory) hands over to the CPU engine.
         Backend::Auto => match create_vulkan(model.clone(), opts) {
-            Ok(e) => Ok(e),
+            Ok(e) => Ok(Box::new(fallback::Fallback::new(e, model, o.clone()))),
             Err(e) => {
                 eprintln!("pigpu: no Vulkan engine ({e:#}); using the CPU");
                 cpu(model)

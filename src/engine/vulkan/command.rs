@@ -218,6 +218,9 @@ impl Cmd {
 
     /// Submits and returns without waiting (`wait` completes it).
     pub fn submit(&self) -> Result<()> {
+        if self.dev.test_hook_lost() {
+            return Err(VkError::DeviceLost);
+        }
         let cbs = [self.cb];
         let si = [vk::SubmitInfo::default().command_buffers(&cbs)];
         // SAFETY: recorded and ended; the fence is unsignalled (reset after each wait).

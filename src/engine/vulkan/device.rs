@@ -4,6 +4,7 @@
 //! llvmpipe / SwiftShader) or the Raspberry Pi's V3D is used only when asked for by
 //! `--device INDEX|NAME` or `PIGPU_DEVICE`. The listing says why each device was or was not chosen.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
@@ -308,7 +309,13 @@ pub struct Device {
     pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
     pub(crate) limits: vk::PhysicalDeviceLimits,
     pub info: DeviceInfo,
+    /// Test hook (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER`): queue submits left before every submit
+    /// fails as if the device were lost; negative = off.
+    lose_after: AtomicI64,
 }
+
+/// The test hook's environment variable (see `Device::arm_test_hook`).
+pub const TEST_LOSE_DEVICE: &str = "PIGPU_TEST_VK_LOSE_DEVICE_AFTER";
 
 impl Device {
     /// Opens the device `selector` names (or the automatic choice).
@@ -342,6 +349,7 @@ impl Device {
             info: infos[i].clone(),
             raw,
             instance,
+            lose_after: AtomicI64::new(-1),
         }))
     }
 
@@ -353,6 +361,34 @@ impl Device {
     /// Validation errors recorded so far (see `Instance::take_validation_errors`).
     pub fn take_validation_errors(&self) -> Vec<String> {
         self.instance.take_validation_errors()
+    }
+
+    /// Arms the test hook `PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N` if it is set: after N more queue
+    /// submits, every submit fails with `VK_ERROR_DEVICE_LOST` (nothing is submitted), as on a
+    /// real device after a reset. It exists to test the recovery paths (`--backend auto` moving
+    /// to the CPU) with real failures of this engine; it does nothing unless set.
+    pub fn arm_test_hook(&self) {
+        if let Some(n) = std::env::var(TEST_LOSE_DEVICE)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            self.lose_after.store(n.max(0), Ordering::Relaxed);
+        }
+    }
+
+    /// Arms the test hook directly (library tests): after `n` more submits the device is lost.
+    pub fn lose_after_submits(&self, n: u64) {
+        self.lose_after
+            .store(n.min(i64::MAX as u64) as i64, Ordering::Relaxed);
+    }
+
+    /// Counts a submit against the test hook; true when it must fail as a lost device.
+    pub(crate) fn test_hook_lost(&self) -> bool {
+        let n = self.lose_after.load(Ordering::Relaxed);
+        if n > 0 {
+            self.lose_after.store(n - 1, Ordering::Relaxed);
+        }
+        n == 0
     }
 
     pub fn wait_idle(&self) {

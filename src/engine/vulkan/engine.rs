@@ -134,6 +134,7 @@ impl VulkanEngine {
         };
         e.record_decode()?;
         e.clear_state()?;
+        e.dev.arm_test_hook();
         Ok(e)
     }
 
@@ -257,6 +258,12 @@ impl VulkanEngine {
             self.run_batch(&[t], false, false, 1)?;
         }
         Ok(())
+    }
+
+    /// Test hook: after `n` more queue submits, every submit fails as if the device were lost
+    /// (see `PIGPU_TEST_VK_LOSE_DEVICE_AFTER`), to test recovery with this engine's real errors.
+    pub fn lose_device_after_submits(&self, n: u64) {
+        self.dev.lose_after_submits(n);
     }
 
     /// Validation-layer errors so far (tests assert there are none).
