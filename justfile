@@ -74,10 +74,10 @@ reference-data *ARGS:
 bench-compare *ARGS: deps models
     scripts/bench-compare.sh {{ARGS}}
 
-# The Vulkan engine's Qwen2.5 tests on lavapipe (too slow for the default suite: ~40 min).
+# The Vulkan engine's Qwen2.5 tests on lavapipe alone, with their output (they are in `test` too).
 [group('test')]
 test-vulkan-qwen: deps models
-    PIGPU_REQUIRE_MODELS=1 cargo test --release --test it vulkan::qwen -- --ignored --nocapture
+    PIGPU_REQUIRE_MODELS=1 cargo test --release --test it vulkan::qwen -- --nocapture
 
 # pigpu's Vulkan engine vs llama.cpp's Vulkan backend on the test models (run on a GPU machine;
 # `scripts/gpu-bench.sh prepare` first where there is internet).

@@ -376,13 +376,11 @@ fn vulkan_failures_are_clear_errors() {
 }
 
 #[test]
-#[ignore = "slow on lavapipe (~10 min): run with `scripts/just test-vulkan-qwen`"]
 fn qwen_logits_match_f64_reference() {
     logits_match_reference(util::QWEN);
 }
 
 #[test]
-#[ignore = "slow on lavapipe (~30 min): run with `scripts/just test-vulkan-qwen`"]
 fn qwen_greedy_matches_cpu_reference_mode() {
     greedy_matches_cpu_reference(util::QWEN);
 }
