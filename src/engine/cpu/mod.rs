@@ -312,7 +312,7 @@ impl CpuEngine {
                 &mut acts,
                 pool,
             );
-            ops::swiglu(&mut gate, &up);
+            self.swiglu(&mut gate, &up);
             acts.set(&gate, n, c.n_ff);
             matmul(&model, &l.down, &mut acts, &mut proj, pool);
             x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
@@ -336,6 +336,25 @@ impl CpuEngine {
         let mut logits = vec![0.0f32; rows * c.n_vocab];
         matmul(&model, &self.output, &mut acts, &mut logits, pool);
         logits
+    }
+
+    /// `gate = silu(gate) · up`, in chunks over the threads (an exp per element: for a batch
+    /// of prompt tokens this is too much work for one thread while the others wait).
+    fn swiglu(&self, gate: &mut [f32], up: &[f32]) {
+        const CHUNK: usize = 4096;
+        if gate.len() <= CHUNK {
+            ops::swiglu(gate, up);
+            return;
+        }
+        let len = gate.len();
+        let gp = AttPtr(gate.as_mut_ptr());
+        self.pool.run(len.div_ceil(CHUNK), &|c| {
+            let r = c * CHUNK..((c + 1) * CHUNK).min(len);
+            // SAFETY: chunk c owns the disjoint range `r` of `gate` (inside its length), and
+            // `run` returns only when every chunk is done.
+            let g = unsafe { std::slice::from_raw_parts_mut(gp.get().add(r.start), r.len()) };
+            ops::swiglu(g, &up[r]);
+        });
     }
 
     /// Causal attention for the `n` new positions `pos0..pos0 + n` of layer `li`, in chunks of
@@ -378,9 +397,11 @@ impl CpuEngine {
     }
 }
 
+/// A pointer to a buffer whose disjoint parts the pool's chunks write (attention heads,
+/// SwiGLU ranges).
 #[derive(Clone, Copy)]
 struct AttPtr(*mut f32);
-// SAFETY: threads write disjoint head slices; see `attention`.
+// SAFETY: chunks write disjoint slices; see `attention` and `swiglu`.
 unsafe impl Send for AttPtr {}
 // SAFETY: as above.
 unsafe impl Sync for AttPtr {}
