@@ -27,7 +27,14 @@ const WEIGHT_TYPES: &[(&str, u32)] = &[
 ];
 
 /// Shaders compiled once, without variants.
-const SINGLE: &[&str] = &["embed", "rope_kv", "attention", "sample", "advance"];
+const SINGLE: &[&str] = &[
+    "embed",
+    "rope_kv",
+    "attention",
+    "sample",
+    "advance",
+    "empty",
+];
 
 /// Mat-vec shapes: (variant prefix, tokens per workgroup).
 const MATVEC: &[(&str, u32)] = &[("matvec", 1), ("matmul", 8)];

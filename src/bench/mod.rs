@@ -168,7 +168,9 @@ pub fn run_test(
 
     let mut samples = Samples::default();
     if once(engine, rng, false)?.is_some() {
-        // The warm-up finished; now the timed repetitions.
+        // The warm-up finished; now the timed repetitions. With `--profile`, drop the warm-up's
+        // timings (they include each pipeline's first use).
+        let _ = engine.take_profile();
         for rep in 0..reps {
             let Some((ns, stats)) = once(engine, rng, true)? else {
                 break;

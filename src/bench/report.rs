@@ -49,6 +49,9 @@ pub struct BenchResult {
     /// pigpu: engine counters averaged per generated token (generation tests only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<StatsPerToken>,
+    /// pigpu `--profile`: GPU time per op kind over the test (warm-up included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::engine::vulkan::Profile>,
 }
 
 /// `Stats` divided by the number of generated tokens.

@@ -32,6 +32,7 @@ pub enum Format {
   pigpu bench -m model.gguf -p 64 -n 16 -r 3 -o json
   pigpu bench -m a.gguf -m b.gguf -p 128,512 -n 0 -t 2,4
   pigpu bench -m model.gguf -pg 512,128 -d 0,1024 --backend vulkan
+  pigpu bench -m model.gguf -p 64 -n 16 -r 2 --backend vulkan --profile   # GPU time per op
 
 Prompt tests (ppN) process N random tokens in batches; generation tests (tgN) make N tokens one
 step at a time (each step samples greedily on the engine, which llama-bench does not do; the
@@ -96,6 +97,12 @@ pub struct Args {
     /// Seed for the random prompt tokens.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Time every GPU command (Vulkan engine only): after each test, a table per op kind
+    /// (count, mean µs, share, weight GB/s, GFLOP/s, the device's copy bandwidth and stage
+    /// floor) on stderr, and a `profile` object in that row of -o json / jsonl. Profiled runs are
+    /// slightly slower; compare t/s without it.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 fn parse_pair(s: &str) -> Result<(usize, usize), String> {
@@ -243,6 +250,7 @@ impl Common {
             driver: self.driver.clone(),
             unit: None,
             stats: None,
+            profile: None,
         }
     }
 }
@@ -373,6 +381,9 @@ fn measure(
                 device: args.device.clone(),
             };
             let mut engine = engine::create(args.backend, model.clone(), &opts)?;
+            if args.profile {
+                engine.set_profiling(true).context("--profile")?;
+            }
             let load_ns = t0.elapsed().as_nanos() as u64;
             let n_params: u64 = model.file.tensors().iter().map(|t| t.n_elements()).sum();
             let size = model.weight_bytes();
@@ -421,6 +432,8 @@ fn measure(
             };
             for spec in tests {
                 let name = spec.name();
+                // Only this test's commands go into its profile.
+                engine.take_profile();
                 progress.started(&name);
                 let started = now_rfc3339();
                 let samples = run_test(engine.as_mut(), *spec, cfg, &mut rng, cancel, |rep| {
@@ -438,6 +451,10 @@ fn measure(
                     row.stats = StatsPerToken::from_stats(&samples.stats);
                 }
                 progress.finished(&row, args.reps);
+                if let Some(p) = engine.take_profile() {
+                    eprint!("{}", p.text());
+                    row.profile = Some(p);
+                }
                 results.push(row);
                 if cancel.load(Ordering::SeqCst) {
                     return Ok(());

@@ -116,4 +116,10 @@ impl Engine for Fallback {
     fn weight_upload(&self) -> Option<(u64, u64)> {
         self.inner.weight_upload()
     }
+    fn set_profiling(&mut self, on: bool) -> Result<()> {
+        self.inner.set_profiling(on)
+    }
+    fn take_profile(&mut self) -> Option<crate::engine::vulkan::Profile> {
+        self.inner.take_profile()
+    }
 }

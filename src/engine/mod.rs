@@ -98,6 +98,20 @@ pub trait Engine {
     fn weight_upload(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Turns per-op GPU timing on or off (`--profile`). Engines without it refuse to turn it on.
+    fn set_profiling(&mut self, on: bool) -> anyhow::Result<()> {
+        if on {
+            anyhow::bail!(
+                "--profile times GPU commands, and this run uses {} (use --backend vulkan)",
+                self.describe()
+            );
+        }
+        Ok(())
+    }
+    /// The per-op timings since profiling was turned on or since the last call.
+    fn take_profile(&mut self) -> Option<vulkan::Profile> {
+        None
+    }
 }
 
 /// Which engine `pigpu run` (and friends) should use.

@@ -30,6 +30,7 @@ fn row(test: &str, avg: f64, sd: f64) -> BenchResult {
         driver: String::new(),
         unit: None,
         stats: None,
+        profile: None,
     }
 }
 

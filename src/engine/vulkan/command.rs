@@ -1,6 +1,7 @@
 //! Command buffers: one pool + buffer + fence per `Cmd`, a recorder that counts dispatches and puts
 //! a compute barrier between dependent commands, and submit-and-wait with a timeout (a hung GPU is
-//! an error, not a hang).
+//! an error, not a hang). A `Cmd` made with `Cmd::timed` also writes a GPU timestamp after every
+//! command (`--profile`, see `profile.rs`); a plain `Cmd` records no queries at all.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use super::buffer::Buffer;
 use super::device::Device;
 use super::error::{vkerr, Result, VkError};
 use super::pipeline::Kernel;
+use super::profile::Stamp;
 
 /// How long one submit may take before we call the GPU hung (prompt processing on lavapipe is slow).
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -25,6 +27,20 @@ pub struct Cmd {
     pub dispatches: u64,
     pending_barrier: bool,
     in_flight: Cell<bool>,
+    /// Timestamp queries (only for `Cmd::timed`).
+    timing: Option<Timing>,
+}
+
+/// A query pool with one timestamp before the first command and one after each command.
+struct Timing {
+    pool: vk::QueryPool,
+    cap: u32,
+    /// What each interval (stamp i -> i + 1) measured, in recording order.
+    stamps: Vec<Stamp>,
+    /// The label the next command's interval gets (set by `Cmd::label`).
+    next: Option<Stamp>,
+    /// Commands recorded after the pool was full (not timed).
+    untimed: u32,
 }
 
 impl Cmd {
@@ -64,8 +80,102 @@ impl Cmd {
                 dispatches: 0,
                 pending_barrier: false,
                 in_flight: Cell::new(false),
+                timing: None,
             })
         }
+    }
+
+    /// A command buffer that writes a timestamp before its first command and after each
+    /// command, for at most `cap - 1` commands (later ones run untimed and are counted). The
+    /// device must support timestamps on its queue (`profile::timestamp_support`).
+    pub fn timed(dev: &Arc<Device>, cap: u32) -> Result<Cmd> {
+        let mut cmd = Cmd::new(dev)?;
+        let cap = cap.max(2);
+        let qi = vk::QueryPoolCreateInfo::default()
+            .query_type(vk::QueryType::TIMESTAMP)
+            .query_count(cap);
+        // SAFETY: valid create info; destroyed in Drop.
+        let pool =
+            unsafe { dev.raw.create_query_pool(&qi, None) }.map_err(vkerr("vkCreateQueryPool"))?;
+        cmd.timing = Some(Timing {
+            pool,
+            cap,
+            stamps: Vec::new(),
+            next: None,
+            untimed: 0,
+        });
+        Ok(cmd)
+    }
+
+    /// Names the interval of the next command (only evaluated on a timed buffer, so the
+    /// normal path pays nothing).
+    pub fn label(&mut self, f: impl FnOnce() -> Stamp) {
+        if let Some(t) = &mut self.timing {
+            t.next = Some(f());
+        }
+    }
+
+    /// After a command: a timestamp closing its interval, named by `label` or `default`.
+    fn stamp(&mut self, default: impl FnOnce() -> String) {
+        let Some(t) = &mut self.timing else {
+            return;
+        };
+        let label = t.next.take();
+        let i = t.stamps.len() as u32 + 1;
+        if i >= t.cap {
+            t.untimed += 1;
+            return;
+        }
+        // SAFETY: recording; the query index is inside the pool, reset at `begin`.
+        unsafe {
+            self.dev.raw.cmd_write_timestamp(
+                self.cb,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                t.pool,
+                i,
+            )
+        };
+        t.stamps
+            .push(label.unwrap_or_else(|| Stamp::named(default())));
+    }
+
+    /// The GPU nanoseconds of each timed command of the last completed submit, with its label.
+    /// Call after `wait`. `period_ns`: the device's `timestampPeriod`; `valid_bits`: the
+    /// queue's `timestampValidBits` (counters wrap there).
+    pub fn times(&self, period_ns: f64, valid_bits: u32) -> Result<Vec<(Stamp, f64)>> {
+        let Some(t) = &self.timing else {
+            return Ok(Vec::new());
+        };
+        let n = t.stamps.len() + 1;
+        let mut raw = vec![0u64; n];
+        // SAFETY: the queries 0..n were written by the completed submit (WAIT makes sure).
+        unsafe {
+            self.dev.raw.get_query_pool_results(
+                t.pool,
+                0,
+                &mut raw,
+                vk::QueryResultFlags::TYPE_64 | vk::QueryResultFlags::WAIT,
+            )
+        }
+        .map_err(vkerr("vkGetQueryPoolResults"))?;
+        let mask = if valid_bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << valid_bits) - 1
+        };
+        Ok(t.stamps
+            .iter()
+            .zip(raw.windows(2))
+            .map(|(s, w)| {
+                let ticks = w[1].wrapping_sub(w[0]) & mask;
+                (s.clone(), ticks as f64 * period_ns)
+            })
+            .collect())
+    }
+
+    /// Commands of the current recording that ran untimed because the query pool was full.
+    pub fn untimed(&self) -> u32 {
+        self.timing.as_ref().map_or(0, |t| t.untimed)
     }
 
     /// Starts recording (discarding previous contents). `reusable`: the buffer will be submitted
@@ -89,6 +199,22 @@ impl Cmd {
         }
         self.dispatches = 0;
         self.pending_barrier = false;
+        if let Some(t) = &mut self.timing {
+            t.stamps.clear();
+            t.next = None;
+            t.untimed = 0;
+            // SAFETY: recording; the whole pool is reset before its queries are written again
+            // (inside the buffer, so a replayed recording resets it each time).
+            unsafe {
+                self.dev.raw.cmd_reset_query_pool(self.cb, t.pool, 0, t.cap);
+                self.dev.raw.cmd_write_timestamp(
+                    self.cb,
+                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                    t.pool,
+                    0,
+                );
+            }
+        }
         Ok(())
     }
 
@@ -189,6 +315,7 @@ impl Cmd {
         }
         self.dispatches += 1;
         self.pending_barrier = true;
+        self.stamp(|| kernel.name.clone());
     }
 
     /// Records a buffer-to-buffer copy.
@@ -202,6 +329,7 @@ impl Cmd {
         // SAFETY: recording; ranges are inside both buffers (callers size them).
         unsafe { self.dev.raw.cmd_copy_buffer(self.cb, src.raw, dst.raw, &r) };
         self.pending_barrier = true;
+        self.stamp(|| "copy".into());
     }
 
     /// Records a fill of `len` bytes (multiple of 4) with the word `value`.
@@ -214,6 +342,7 @@ impl Cmd {
                 .cmd_fill_buffer(self.cb, dst.raw, off, len, value)
         };
         self.pending_barrier = true;
+        self.stamp(|| "fill".into());
     }
 
     /// Submits and returns without waiting (`wait` completes it).
@@ -277,6 +406,9 @@ impl Drop for Cmd {
                 );
             }
             self.dev.raw.destroy_fence(self.fence, None);
+            if let Some(t) = &self.timing {
+                self.dev.raw.destroy_query_pool(t.pool, None);
+            }
             self.dev.raw.destroy_command_pool(self.pool, None);
         }
     }

@@ -2,7 +2,8 @@
 //! recorded once at load, runs the model on the token sampled last step (the embedding lookup
 //! reads it from device memory, where the sampler wrote it), samples the next token on the device
 //! and copies its id out; per step the host writes 32 bytes of sampling parameters, submits
-//! once, and reads back a 4-byte token id.
+//! once, and reads back a 4-byte token id. With profiling on (`set_profiling`), a second, timed
+//! recording of the decode step replaces it and prompt batches are recorded with timestamps.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +17,7 @@ use super::error::Result as VkResult;
 use super::graph::{self, Acts, Graph, UBATCH};
 use super::kernels::{sample_params, Kernels, Op, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
+use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
 use super::upload::download;
 use super::weights::{self, GpuWeights};
 use crate::engine::{Engine, SamplingParams, Stats};
@@ -45,8 +47,18 @@ impl Default for VulkanOptions {
     }
 }
 
+/// What a profiled engine has on top: the timed decode recording and the sums.
+struct Prof {
+    decode: Cmd,
+    ts: TimestampSupport,
+    calibration: Calibration,
+    profiler: Profiler,
+}
+
 pub struct VulkanEngine {
     // Field order is drop order: command buffers (which wait for their work) first.
+    /// `--profile`: `None` when off (then nothing timed is recorded or submitted).
+    prof: Option<Box<Prof>>,
     /// Feed the unfed token, run the model, sample (steady state).
     decode: Cmd,
     /// Sample only (the first step after a prefill, whose logits are already there).
@@ -112,6 +124,7 @@ impl VulkanEngine {
         )?;
         kernels.save_cache();
         let mut e = VulkanEngine {
+            prof: None,
             decode: Cmd::new(&dev)?,
             sample_only: Cmd::new(&dev)?,
             batch: Cmd::new(&dev)?,
@@ -138,26 +151,71 @@ impl VulkanEngine {
         Ok(e)
     }
 
-    /// The decode step: sample -> token to host -> embed -> layers -> head. Recorded once.
-    fn record_decode(&mut self) -> VkResult<()> {
-        let cmd = &mut self.decode;
+    /// The decode step: embed the sampled token -> layers -> head -> sample -> token to host.
+    fn record_decode_into(graph: &Graph, acts: &Acts, cmd: &mut Cmd) -> VkResult<()> {
         cmd.begin(true)?;
-        self.graph.embed_state.record(cmd, 1);
-        for l in &self.graph.layers {
+        graph.embed_state.record(cmd, 1);
+        for l in &graph.layers {
             for op in l {
                 op.record(cmd, 1);
             }
         }
-        self.graph.head.record(cmd, 1);
-        self.graph.sample.record(cmd, 1);
+        graph.head.record(cmd, 1);
+        graph.sample.record(cmd, 1);
         let tok = (S_TOKEN * 4) as u64;
-        cmd.copy(&self.acts.state, tok, &self.acts.readback, 0, 4);
-        cmd.end()?;
+        cmd.copy(&acts.state, tok, &acts.readback, 0, 4);
+        cmd.end()
+    }
+
+    /// Records the decode step and the sample-only step, once.
+    fn record_decode(&mut self) -> VkResult<()> {
+        Self::record_decode_into(&self.graph, &self.acts, &mut self.decode)?;
+        let tok = (S_TOKEN * 4) as u64;
         let cmd = &mut self.sample_only;
         cmd.begin(true)?;
         self.graph.sample.record(cmd, 1);
         cmd.copy(&self.acts.state, tok, &self.acts.readback, 0, 4);
         cmd.end()
+    }
+
+    /// Timestamps a command buffer of this graph may need: every op of a prompt batch or a
+    /// decode step, the copies, and room for a few more.
+    fn stamp_capacity(&self) -> u32 {
+        let ops: usize = self.graph.layers.iter().map(Vec::len).sum();
+        (ops + 16) as u32
+    }
+
+    /// Turns per-op GPU timing on (measuring the device's yardsticks the first time) or off.
+    /// Off, the engine records and submits exactly what it does without profiling.
+    pub fn set_profiling(&mut self, on: bool) -> VkResult<()> {
+        if on == self.prof.is_some() {
+            return Ok(());
+        }
+        if !on {
+            self.prof = None;
+            self.batch = Cmd::new(&self.dev)?;
+            return Ok(());
+        }
+        let ts = profile::timestamp_support(&self.dev)?;
+        let calibration = profile::calibrate(&self.dev, &self._kernels, &mut self.arena, ts)?;
+        let cap = self.stamp_capacity();
+        let mut decode = Cmd::timed(&self.dev, cap)?;
+        Self::record_decode_into(&self.graph, &self.acts, &mut decode)?;
+        self.batch = Cmd::timed(&self.dev, cap)?;
+        self.prof = Some(Box::new(Prof {
+            decode,
+            ts,
+            calibration,
+            profiler: Profiler::default(),
+        }));
+        Ok(())
+    }
+
+    /// What was timed since profiling was turned on or since the last call (`None` when off).
+    pub fn take_profile(&mut self) -> Option<Profile> {
+        let name = self.describe();
+        let p = self.prof.as_mut()?;
+        Some(p.profiler.take(&name, p.ts, &p.calibration))
     }
 
     fn clear_state(&mut self) -> VkResult<()> {
@@ -218,8 +276,14 @@ impl VulkanEngine {
         }
         cmd.end()?;
         let dispatches = cmd.dispatches;
+        let t0 = Instant::now();
         cmd.submit_wait()
             .context("running a prompt batch on the GPU")?;
+        if let Some(p) = &mut self.prof {
+            let wall = t0.elapsed().as_nanos() as f64;
+            let times = cmd.times(p.ts.period_ns, p.ts.valid_bits)?;
+            p.profiler.prompt.add(n as u64, wall, times, cmd.untimed());
+        }
         self.stats.submits += 1;
         self.stats.command_buffers_recorded += 1;
         self.stats.dispatches += dispatches;
@@ -317,16 +381,23 @@ impl Engine for VulkanEngine {
         }
         let p = sample_params(params, u);
         self.acts.params.write(0, u32_bytes(&p));
-        let cmd = if feed {
-            &self.decode
-        } else {
-            &self.sample_only
+        let cmd = match (&self.prof, feed) {
+            (Some(p), true) => &p.decode,
+            (None, true) => &self.decode,
+            (_, false) => &self.sample_only,
         };
+        let t_submit = Instant::now();
         cmd.submit().context("submitting a decode step")?;
         let t_wait = Instant::now();
         cmd.wait().context("waiting for a decode step")?;
         let waited = t_wait.elapsed();
         let dispatches = cmd.dispatches;
+        if let (Some(p), true) = (&mut self.prof, feed) {
+            let wall = t_submit.elapsed().as_nanos() as f64;
+            let times = p.decode.times(p.ts.period_ns, p.ts.valid_bits)?;
+            let untimed = p.decode.untimed();
+            p.profiler.decode.add(1, wall, times, untimed);
+        }
         let mut tok = [0u8; 4];
         self.acts.readback.read(0, &mut tok);
         let token = u32::from_le_bytes(tok);
@@ -410,5 +481,13 @@ impl Engine for VulkanEngine {
 
     fn weight_upload(&self) -> Option<(u64, u64)> {
         Some((self.load_upload_bytes, self.load_upload_ns))
+    }
+
+    fn set_profiling(&mut self, on: bool) -> anyhow::Result<()> {
+        Ok(VulkanEngine::set_profiling(self, on)?)
+    }
+
+    fn take_profile(&mut self) -> Option<Profile> {
+        VulkanEngine::take_profile(self)
     }
 }

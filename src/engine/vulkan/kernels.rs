@@ -175,6 +175,10 @@ impl Kernels {
     pub fn advance(&self) -> Result<Rc<Kernel>> {
         self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])
     }
+    /// One workgroup doing nothing: the profiler's per-stage floor.
+    pub fn empty(&self) -> Result<Rc<Kernel>> {
+        self.get("empty", shaders::EMPTY, &[1], 0, &[])
+    }
 
     /// Saves the pipeline cache now (it is also saved on drop).
     pub fn save_cache(&self) {
@@ -253,6 +257,8 @@ impl Op {
     /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
     /// the logits row).
     pub fn record(&self, cmd: &mut Cmd, n_tok: u32) {
+        // Names the dispatch on a timed command buffer (`--profile`); nothing otherwise.
+        cmd.label(|| self.stamp(n_tok));
         match &self.kind {
             OpKind::Matvec {
                 k,

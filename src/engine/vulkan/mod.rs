@@ -3,7 +3,7 @@
 //!
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops). See docs/vulkan.md for the design.
+//! `kernels` (shader variants and ops), `profile` (per-op GPU timing). See docs/vulkan.md for the design.
 
 mod buffer;
 mod command;
@@ -14,6 +14,7 @@ mod graph;
 mod instance;
 mod kernels;
 mod pipeline;
+mod profile;
 mod shaders;
 mod upload;
 mod weights;
@@ -24,3 +25,4 @@ mod tests;
 pub use device::{list_devices, list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::{VulkanEngine, VulkanOptions};
 pub use error::VkError;
+pub use profile::{OpReport, PhaseReport, Profile};

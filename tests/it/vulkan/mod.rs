@@ -8,6 +8,7 @@
 //! average; the Vulkan engine computes in f32 and lands within ~0.01.)
 
 mod fallback;
+mod profile;
 mod reference;
 
 use std::sync::Arc;

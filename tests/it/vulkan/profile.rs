@@ -1,0 +1,167 @@
+//! `--profile` on lavapipe with SmolLM2: every op of the prompt and decode submits is timed by
+//! real timestamp queries, grouped by label, and adds up to no more than the wall time; the timed
+//! recording computes the same tokens as the normal one, and turning profiling off brings back
+//! the untouched decode path (nothing recorded, no descriptor writes).
+
+use super::*;
+
+/// The engine's own report, with the validation layer on.
+#[test]
+fn smollm_profile_times_every_op() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let n_layer = model.config.n_layer as f64;
+    let prompt = tokens(&model, PROMPTS[0]);
+    let greedy = SamplingParams::greedy();
+    let mut gpu = vulkan(&model, 64);
+    gpu.set_profiling(true).expect("lavapipe has timestamps");
+    gpu.prefill(&prompt).unwrap();
+    let n_steps = 4;
+    let profiled: Vec<u32> = (0..n_steps)
+        .map(|_| gpu.step(&greedy, 0.0).unwrap())
+        .collect();
+    let p = gpu.take_profile().expect("profiling is on");
+    eprint!("{}", p.text());
+
+    assert!(p.calibration.copy_gbs > 0.0, "{:?}", p.calibration);
+    assert!(p.calibration.stage_floor_us > 0.0, "{:?}", p.calibration);
+    assert!(p.timestamps.valid_bits > 0 && p.timestamps.period_ns > 0.0);
+    let phase = |name: &str| {
+        p.phases
+            .iter()
+            .find(|ph| ph.phase == name)
+            .unwrap_or_else(|| panic!("no {name} phase in {:?}", p.phases))
+    };
+    let op = |ph: &pigpu::engine::vulkan::PhaseReport, label: &str| {
+        ph.ops
+            .iter()
+            .find(|o| o.label.starts_with(label))
+            .unwrap_or_else(|| panic!("no op '{label}…' in {:?}", ph.ops))
+            .clone()
+    };
+
+    // The first step only samples (untimed); the others each ran one full timed forward pass.
+    let dec = phase("decode");
+    assert_eq!(dec.tokens, n_steps as u64 - 1);
+    assert_eq!(dec.submits, dec.tokens);
+    assert_eq!(dec.untimed_commands, 0);
+    for label in ["attention", "rope_kv"] {
+        assert_eq!(op(dec, label).per_token, n_layer, "{label}");
+    }
+    for label in ["embed", "sample", "copy"] {
+        assert_eq!(op(dec, label).per_token, 1.0, "{label}");
+    }
+    // SmolLM2: Q4_1 layers, a Q8_0 (tied) head with the output norm fused in.
+    let qkv = op(dec, "matvec Q4_1 960x576 norm");
+    assert_eq!(qkv.per_token, n_layer);
+    let head = op(dec, "matvec Q8_0 49152x576 norm");
+    assert_eq!(head.per_token, 1.0);
+    assert!(head.weight_gbs.unwrap() > 0.0 && head.gflops.is_none());
+    let mut sum = 0.0;
+    for o in &dec.ops {
+        assert!(o.mean_us > 0.0, "{} took no time", o.label);
+        assert!((o.us_per_token - o.per_token * o.mean_us).abs() <= 1e-6 * o.us_per_token);
+        sum += o.us_per_token;
+    }
+    assert!((sum - dec.gpu_us_per_token).abs() <= 1e-6 * sum);
+    let shares: f64 = dec.ops.iter().map(|o| o.share).sum();
+    assert!((shares - 1.0).abs() < 1e-9, "shares add up to {shares}");
+    assert!(
+        dec.gpu_us_per_token <= dec.wall_us_per_token,
+        "ops {} µs > wall {} µs per token",
+        dec.gpu_us_per_token,
+        dec.wall_us_per_token
+    );
+
+    // The prompt: one batch, mat-mat variants with GFLOP/s; the head runs for the last token.
+    let pr = phase("prompt");
+    assert_eq!(pr.tokens, prompt.len() as u64);
+    assert_eq!(pr.submits, 1);
+    let mm = op(pr, "matmul Q4_1 3072x576 norm glu");
+    assert_eq!(mm.count, model.config.n_layer as u64);
+    assert!(mm.gflops.unwrap() > 0.0 && mm.weight_gbs.unwrap() > 0.0);
+    assert_eq!(op(pr, "matvec Q8_0 49152x576 norm").count, 1);
+    assert!(pr.gpu_us_per_token <= pr.wall_us_per_token);
+
+    // The report is taken: the sums start again.
+    let again = gpu.take_profile().unwrap();
+    assert!(again.phases.is_empty());
+
+    // Off again: the normal recording, with the same tokens and the untouched counters.
+    gpu.set_profiling(false).unwrap();
+    assert!(gpu.take_profile().is_none());
+    gpu.reset();
+    gpu.prefill(&prompt).unwrap();
+    gpu.step(&greedy, 0.0).unwrap();
+    gpu.reset_stats();
+    let mut plain = vec![profiled[0]];
+    for _ in 1..n_steps {
+        plain.push(gpu.step(&greedy, 0.0).unwrap());
+    }
+    assert_eq!(plain, profiled, "the timed recording computes other tokens");
+    let s = gpu.stats();
+    assert_eq!(s.command_buffers_recorded, 0);
+    assert_eq!(s.descriptor_updates, 0);
+    assert_eq!(s.submits, n_steps as u64 - 1);
+    assert!(s.readback_bytes <= 16 * s.tokens);
+    no_validation_errors(&gpu);
+}
+
+/// `pigpu run --profile`: the table on stderr and the `profile` object in --json; the CPU
+/// engine refuses the flag with a message that says what to use.
+#[test]
+fn run_profile_flag_text_and_json() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let path = path.to_str().unwrap();
+    let common = [
+        path,
+        "-p",
+        "Hi",
+        "-n",
+        "2",
+        "--temp",
+        "0",
+        "--ctx",
+        "32",
+        "--profile",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--backend", "vulkan", "--device", "llvmpipe", "--json"]);
+    let o = util::run(&["run"].into_iter().chain(args).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("profile: decode:"), "{err}");
+    assert!(err.contains("stage floor"), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let prof = &j["profile"];
+    assert!(
+        prof["calibration"]["copy_gbs"].as_f64().unwrap() > 0.0,
+        "{j}"
+    );
+    let phases = prof["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().filter_map(|p| p["phase"].as_str()).collect();
+    assert_eq!(names, ["decode", "prompt"], "{j}");
+    for ph in phases {
+        let ops = ph["ops"].as_array().unwrap();
+        assert!(ops.iter().any(|o| o["label"] == "attention"), "{ph}");
+        for o in ops {
+            assert!(o["mean_us"].as_f64().unwrap() > 0.0, "{o}");
+            assert!(o["count"].as_u64().unwrap() > 0, "{o}");
+        }
+        assert!(ph["gpu_us_per_token"].as_f64() <= ph["wall_us_per_token"].as_f64());
+    }
+
+    let mut args = common.to_vec();
+    args.extend(["--backend", "cpu"]);
+    let o = util::run(&["run"].into_iter().chain(args).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--profile") && err.contains("--backend vulkan"),
+        "{err}"
+    );
+}
