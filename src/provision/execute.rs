@@ -14,6 +14,7 @@ use thiserror::Error;
 use super::files;
 use super::gittree;
 use super::host::{Host, HostError};
+use super::kapi;
 use super::manifest::{Artifact, Manifest};
 use super::plan::{Op, Plan, Step};
 use super::probe::{self, Probe};
@@ -244,7 +245,7 @@ impl Exec<'_> {
                 tx.write_file(config, text.as_bytes(), None)?;
                 Ok(())
             }
-            Op::Prepare { work } => self.prepare(work, tx),
+            Op::Prepare { work, release } => self.prepare(work, release, tx),
             Op::Build {
                 work,
                 release,
@@ -371,7 +372,12 @@ impl Exec<'_> {
         Ok(())
     }
 
-    fn prepare(&mut self, work_abs: &str, tx: &mut Transaction) -> Result<(), StepError> {
+    fn prepare(
+        &mut self,
+        work_abs: &str,
+        release: &str,
+        tx: &mut Transaction,
+    ) -> Result<(), StepError> {
         let m = self.manifest;
         let work = self.root.path(work_abs);
         let pristine = work.join("pristine");
@@ -425,16 +431,34 @@ impl Exec<'_> {
                 }
             }
         }
+        // pigpu's compatibility patches, for what the target kernel's headers say now (the
+        // headers may have been installed by apt-deps after the plan was made).
+        let checks = probe::kernel_facts(self.root, release).api;
+        let decision =
+            kapi::decide(&m.driver, &m.compat, release, &checks).map_err(StepError::Other)?;
+        for line in &decision.reasons {
+            eprintln!("    {line}");
+        }
+        for (i, c) in decision.apply.iter().enumerate() {
+            let bytes = m.compat_bytes(c).map_err(StepError::Other)?;
+            let file = work.join(format!("compat-{}.patch", i + 1));
+            fs::write(&file, bytes).map_err(|e| other(format!("{}: {e}", file.display())))?;
+            eprintln!("    applying compatibility patch {}", c.file);
+            Cmd::new(&patch)
+                .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
+                .arg(&tmp)
+                .arg("-i")
+                .arg(&file)
+                .run_logged(&log, &mut |_| {})
+                .map_err(|e| {
+                    other(format!(
+                        "compatibility patch {} does not apply: {e}",
+                        c.file
+                    ))
+                })?;
+        }
         fs::rename(&tmp, &src).map_err(|e| other(format!("{}: {e}", src.display())))?;
         Ok(())
-    }
-
-    fn build_tree(&self, release: &str) -> Result<PathBuf, StepError> {
-        let b = probe::resolve_in_root(self.root, &format!("/lib/modules/{release}/build"));
-        if !b.join("Makefile").is_file() {
-            return Err(other(format!("no kernel build tree at /lib/modules/{release}/build (install linux-headers-{release})")));
-        }
-        Ok(b)
     }
 
     fn make(
@@ -446,21 +470,8 @@ impl Exec<'_> {
         log: &Path,
         jobs: usize,
     ) -> Result<(), StepError> {
-        let build_tree = self.build_tree(release)?;
-        let cmd = Cmd::new("make")
-            .arg("-C")
-            .arg(dir)
-            .arg(target)
-            .arg(format!("-j{jobs}"))
-            .arg(format!("SYSSRC={}", build_tree.display()))
-            .arg(format!("KERNEL_UNAME={release}"))
-            // Plain ASCII compiler messages: the first error is quoted back to the user. (Kbuild
-            // unexports LC_ALL, so the individual variables are set.)
-            .env("LANG", "C")
-            .env("LC_CTYPE", "C")
-            .env("LC_MESSAGES", "C")
-            .args(&self.manifest.make_args)
-            .args(extra);
+        let trees = kernel_trees(self.root, release)?;
+        let cmd = make_command(dir, target, jobs, &trees, &self.manifest.make_args, extra)?;
         let bar = spinner(self.progress, &format!("make {target}"));
         let mut compiled = 0usize;
         let result = cmd.run_logged(log, &mut |line| {
@@ -513,7 +524,14 @@ impl Exec<'_> {
         let log = self.root.path(log_abs);
         let _ = fs::remove_file(&log);
         let started = std::time::Instant::now();
-        self.make(&build, "modules", release, &[], &log, jobs)?;
+        self.make(
+            &build.join(&self.manifest.make_dir),
+            "modules",
+            release,
+            &[],
+            &log,
+            jobs,
+        )?;
         eprintln!(
             "    built in {:.1} s (log: {})",
             started.elapsed().as_secs_f64(),
@@ -536,11 +554,11 @@ impl Exec<'_> {
         let _ = fs::remove_dir_all(&stage);
         let log = self.root.path(log_abs);
         self.make(
-            &build,
+            &build.join(&m.make_dir),
             "modules_install",
             release,
             &[
-                format!("INSTALL_MOD_PATH={}", stage.display()),
+                make_var("INSTALL_MOD_PATH", &stage.to_string_lossy())?,
                 "DEPMOD=true".to_string(),
             ],
             &log,
@@ -639,6 +657,79 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// The kernel trees a module build is pointed at, as host paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelTrees {
+    pub release: String,
+    /// Where the kernel's Makefile and `include/` are (`/lib/modules/<rel>/source` with split
+    /// headers; the build tree otherwise).
+    pub source: PathBuf,
+    /// The configured output tree (`/lib/modules/<rel>/build`: `.config`, generated headers).
+    pub output: PathBuf,
+}
+
+/// Finds the source and output trees of `release` inside `root`, as the kernel's packaging lays
+/// them out (see [`probe::Kernel::source_tree`]).
+pub fn kernel_trees(root: &Root, release: &str) -> Result<KernelTrees, StepError> {
+    let k = probe::kernel_facts(root, release);
+    match (k.build_tree, k.source_tree) {
+        (Some(output), Some(source)) => Ok(KernelTrees {
+            release: release.to_string(),
+            source,
+            output,
+        }),
+        _ => Err(other(format!(
+            "no kernel build tree at /lib/modules/{release}/build (install linux-headers-{release})"
+        ))),
+    }
+}
+
+/// `NAME=value` for make's command line. make splits its variables on white space and expands
+/// `$`, and NVIDIA's Makefile passes these on to shell commands, so only plain path and release
+/// characters are let through; anything else is refused with the value named.
+pub fn make_var(name: &str, value: &str) -> Result<String, StepError> {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+-@,~".contains(&b));
+    if !ok {
+        return Err(other(format!(
+            "{name}={value:?}: make cannot be given this path safely; expected only letters, digits and / . _ + - @ , ~ (move the tree or the root to a plain path)"
+        )));
+    }
+    Ok(format!("{name}={value}"))
+}
+
+/// The build step's command: NVIDIA's Makefile in `dir` with the kernel's source tree in
+/// `SYSSRC`, its output tree in `SYSOUT` and the release in `KERNEL_UNAME` (NVIDIA's Makefile
+/// derives the same pair from `KERNEL_UNAME` alone on a live system; passing both keeps a
+/// `--root` build inside the root). Every word is its own argv entry: no shell is involved.
+pub fn make_command(
+    dir: &Path,
+    target: &str,
+    jobs: usize,
+    trees: &KernelTrees,
+    manifest_args: &[String],
+    extra: &[String],
+) -> Result<Cmd, StepError> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    Ok(Cmd::new("make")
+        .arg("-C")
+        .arg(dir)
+        .arg(target)
+        .arg(format!("-j{}", jobs.max(1)))
+        .arg(make_var("SYSSRC", &path(&trees.source))?)
+        .arg(make_var("SYSOUT", &path(&trees.output))?)
+        .arg(make_var("KERNEL_UNAME", &trees.release)?)
+        // Plain ASCII compiler messages: the first error is quoted back to the user. (Kbuild
+        // unexports LC_ALL, so the individual variables are set.)
+        .env("LANG", "C")
+        .env("LC_CTYPE", "C")
+        .env("LC_MESSAGES", "C")
+        .args(manifest_args)
+        .args(extra))
 }
 
 fn single_top_dir(dir: &Path) -> PathBuf {

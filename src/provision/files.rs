@@ -70,17 +70,28 @@ pub fn video_gid(group: Option<&str>) -> u32 {
 }
 
 /// The DKMS recipe for the patched tree in `/usr/src/nvidia-<version>`: DKMS rebuilds the same
-/// sources for every new kernel with NVIDIA's own Makefile (its variables are DKMS's, expanded
-/// by DKMS, not by pigpu).
+/// sources for every new kernel with NVIDIA's own Makefile. Only `KERNEL_UNAME` is passed, as
+/// NVIDIA's own dkms.conf does: the Makefile then finds the kernel's source tree
+/// (`/lib/modules/<rel>/source`, the `-common` half of split headers) and its output tree
+/// (`…/build`) itself; `SYSSRC=${kernel_source_dir}` would name only the output half of split
+/// headers, and every conftest would fail (`stdarg.h: No such file or directory`). `make` is
+/// quoted so DKMS does not add `KERNELRELEASE=` (which makes NVIDIA's Makefile act as Kbuild).
+/// The `${…}` and `$(nproc)` are DKMS's (it evaluates MAKE[0] in its shell), not pigpu's.
 pub fn dkms_conf(m: &Manifest) -> String {
+    let dir = if m.make_dir.is_empty() {
+        String::new()
+    } else {
+        format!(" -C {}", m.make_dir)
+    };
+    let extra: String = m.make_args.iter().map(|a| format!(" {a}")).collect();
     let mut s = format!(
         "# Written by `pigpu setup` for {summary}\n\
          PACKAGE_NAME=\"nvidia\"\n\
          PACKAGE_VERSION=\"{ver}\"\n\
          AUTOINSTALL=\"yes\"\n\
          BUILD_EXCLUSIVE_ARCH=\"{arch}\"\n\
-         MAKE[0]=\"make modules -j$(nproc) SYSSRC=${{kernel_source_dir}} KERNEL_UNAME=${{kernelver}}\"\n\
-         CLEAN=\"make clean\"\n",
+         MAKE[0]=\"'make'{dir} -j$(nproc) modules KERNEL_UNAME=${{kernelver}}{extra}\"\n\
+         CLEAN=\"'make'{dir} clean\"\n",
         summary = m.summary,
         ver = m.driver,
         arch = m.arch,
@@ -112,6 +123,11 @@ mod tests {
         assert!(c.contains("PACKAGE_VERSION=\"580.95.05\""));
         assert!(c.contains("BUILT_MODULE_NAME[4]=\"nvidia-peermem\""));
         assert!(c.contains("BUILT_MODULE_LOCATION[0]=\"kernel-open/\""));
+        assert!(
+            c.contains("MAKE[0]=\"'make' -j$(nproc) modules KERNEL_UNAME=${kernelver}\"\n"),
+            "{c}"
+        );
+        assert!(!c.contains("SYSSRC"), "{c}");
         assert!(blacklist().contains("blacklist nouveau"));
     }
 }

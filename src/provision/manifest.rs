@@ -15,6 +15,13 @@ pub const BUILTIN: &[(&str, &str)] = &[(
     include_str!("../../patches/nvidia-580.95.05.toml"),
 )];
 
+/// pigpu's own compatibility patches (`patches/compat/`), compiled in: (path relative to
+/// `patches/`, contents). A manifest names them by that path and pins them by sha256.
+pub const BUILTIN_COMPAT: &[(&str, &str)] = &[(
+    "compat/pci-resize-resource-exclude-bars.patch",
+    include_str!("../../patches/compat/pci-resize-resource-exclude-bars.patch"),
+)];
+
 #[derive(Debug, Error)]
 pub enum ManifestError {
     #[error("manifest {origin}: cannot read: {source}")]
@@ -59,8 +66,17 @@ pub struct Manifest {
     /// Extra `make` arguments after `modules -j N SYSSRC=…` (plain words, never a shell line).
     #[serde(default)]
     pub make_args: Vec<String>,
+    /// Directory of the source tree where `make modules` runs (NVIDIA's repository: the top,
+    /// whose Makefile builds the core and then `kernel-open/`; a bare `kernel-open` tree such as
+    /// Debian's `nvidia-open-kernel-source`: that directory). Empty: the top.
+    #[serde(default)]
+    pub make_dir: String,
     pub source: Source,
     pub series: Series,
+    /// pigpu's own compatibility patches, each applied after the series only when the probe
+    /// finds its kernel API change in the target kernel's headers.
+    #[serde(default)]
+    pub compat: Vec<Compat>,
     pub userspace: Userspace,
     /// Where the manifest came from (`builtin:nvidia-580.95.05.toml` or a path).
     #[serde(skip)]
@@ -108,6 +124,19 @@ pub struct Patch {
     /// Where to fetch it: a URL, or a path relative to the manifest (patches of our own).
     pub url: String,
     pub sha256: Option<String>,
+}
+
+/// A compatibility patch of pigpu's own for one kernel API change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compat {
+    /// The change that makes it needed (the probe's name for it).
+    pub change: super::kapi::ApiChange,
+    pub subject: String,
+    /// Path relative to the manifest, or to `patches/` for the ones compiled into pigpu.
+    pub file: String,
+    /// sha256 of the patch bytes (required: these are pigpu's own files).
+    pub sha256: String,
 }
 
 /// NVIDIA's userspace installer (`NVIDIA-Linux-<arch>-<version>.run`).
@@ -223,12 +252,29 @@ impl Manifest {
         if let Some(m) = self.load.iter().find(|m| !self.modules.contains(m)) {
             return Err(self.invalid("load", m, "one of the names in `modules`"));
         }
-        if self.modules_dir.contains("..") || self.modules_dir.starts_with('/') {
-            return Err(self.invalid(
-                "modules_dir",
-                &self.modules_dir,
-                "a relative path inside the source",
-            ));
+        for (field, dir) in [
+            ("modules_dir", &self.modules_dir),
+            ("make_dir", &self.make_dir),
+        ] {
+            if dir.contains("..") || dir.starts_with('/') {
+                return Err(self.invalid(field, dir, "a relative path inside the source"));
+            }
+        }
+        for (i, c) in self.compat.iter().enumerate() {
+            if !is_hex(&c.sha256, 64) {
+                return Err(self.invalid(
+                    &format!("compat[{i}].sha256"),
+                    &c.sha256,
+                    "64 lowercase hex digits (sha256)",
+                ));
+            }
+            if c.file.contains("..") || c.file.starts_with('/') || c.file.contains("://") {
+                return Err(self.invalid(
+                    &format!("compat[{i}].file"),
+                    &c.file,
+                    "a relative path beside the manifest (or under patches/ for built-in ones)",
+                ));
+            }
         }
         if !self
             .userspace
@@ -371,6 +417,39 @@ impl Manifest {
         }
     }
 
+    /// The bytes of a compatibility patch, checked against its pin: the file beside the manifest
+    /// when there is one, else the copy compiled into pigpu.
+    pub fn compat_bytes(&self, c: &Compat) -> Result<Vec<u8>, String> {
+        let beside = self.base_dir.as_ref().map(|b| b.join(&c.file));
+        let bytes = match beside.as_ref().filter(|p| p.is_file()) {
+            Some(p) => std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            None => BUILTIN_COMPAT
+                .iter()
+                .find(|(name, _)| *name == c.file)
+                .map(|(_, text)| text.as_bytes().to_vec())
+                .ok_or_else(|| {
+                    format!(
+                        "compatibility patch {} is neither beside manifest {} nor built into pigpu",
+                        c.file, self.origin
+                    )
+                })?,
+        };
+        let got: String = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        if got != c.sha256 {
+            return Err(format!(
+                "compatibility patch {}: sha256 {got}, manifest {} pins {}",
+                c.file, self.origin, c.sha256
+            ));
+        }
+        Ok(bytes)
+    }
+
     /// Everything fetched, in order.
     pub fn artifacts(&self) -> Vec<Artifact> {
         let mut all = vec![self.source_artifact()];
@@ -456,6 +535,16 @@ mod tests {
             Some("ccb4426e98a29367c60daf9df34c2a577655d54d5be25463ccd409b0b2e52029")
         );
         assert!(m.unpinned().is_empty(), "{:?}", m.unpinned());
+        // pigpu's own compatibility patch is compiled in and matches its pin.
+        assert_eq!(m.compat.len(), 1);
+        let patch = m.compat_bytes(&m.compat[0]).unwrap();
+        assert!(String::from_utf8_lossy(&patch).contains("+++ b/kernel-open/nvidia/nv-pci.c"));
+        let mut bad = m.compat[0].clone();
+        bad.sha256 = "00".repeat(32);
+        assert!(m
+            .compat_bytes(&bad)
+            .unwrap_err()
+            .contains("sha256 2a06e271"));
         assert!(m
             .artifacts()
             .iter()

@@ -6,6 +6,7 @@ pub mod execute;
 pub mod files;
 pub mod gittree;
 pub mod host;
+pub mod kapi;
 pub mod manifest;
 pub mod plan;
 pub mod probe;

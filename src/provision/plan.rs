@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::bootconfig::{self, Board};
 use super::files;
+use super::kapi;
 use super::manifest::{Artifact, Manifest};
 use super::probe::Probe;
 use super::state::{self, Record};
@@ -51,6 +52,7 @@ pub enum Op {
     },
     Prepare {
         work: String,
+        release: String,
     },
     Build {
         work: String,
@@ -117,6 +119,8 @@ pub struct Skipped {
 pub struct Plan {
     pub driver: String,
     pub target: Option<String>,
+    /// Why this kernel: how it was chosen, and what its headers say about the kernel API.
+    pub target_reason: Vec<String>,
     pub steps: Vec<Step>,
     pub skipped: Vec<Skipped>,
     pub notes: Vec<String>,
@@ -164,6 +168,7 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
     let mut plan = Plan {
         driver: m.driver.clone(),
         target: p.target.clone(),
+        target_reason: vec![p.target_reason.clone()],
         steps: Vec::new(),
         skipped: Vec::new(),
         notes: Vec::new(),
@@ -388,6 +393,33 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
         });
     }
 
+    // Kernel API changes the driver cannot build against: patched, or refused here.
+    let mut compat_text = String::new();
+    if needs_sources {
+        match (&kernel.build_tree, &kernel.source_tree) {
+            (Some(_), Some(source)) => {
+                let d = kapi::decide(&m.driver, &m.compat, &target, &kernel.api)
+                    .map_err(Refusal)?;
+                plan.target_reason.extend(d.reasons.iter().cloned());
+                if !d.apply.is_empty() {
+                    compat_text = format!(
+                        ". Then pigpu's compatibility patch(es) for this kernel: {}",
+                        d.apply
+                            .iter()
+                            .map(|c| c.subject.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+                plan.target_reason
+                    .push(format!("kernel {target}: headers in {}", source.display()));
+            }
+            _ => plan.target_reason.push(format!(
+                "kernel {target}: its headers are not installed yet; their API is checked after apt-deps installs them, before the build"
+            )),
+        }
+    }
+
     // 3–5. prepare, build, install
     if needs_sources {
         let series = if m.series.patch.is_empty() {
@@ -407,12 +439,15 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
             id: "prepare",
             action: format!("unpack {} and apply {} patch(es)", m.source.name, m.series.patch.len()),
             detail: format!(
-                "into {work}/src; source checked against tree {}, result against tree {}. Series: {series}",
+                "into {work}/src; source checked against tree {}, result against tree {}. Series: {series}{compat_text}",
                 m.source.tree.as_deref().unwrap_or("(unpinned)"),
                 m.series.result_tree.as_deref().unwrap_or("(per-patch sha256)")
             ),
             reboot: false,
-            op: Op::Prepare { work: work.clone() },
+            op: Op::Prepare {
+                work: work.clone(),
+                release: target.clone(),
+            },
         });
     } else {
         skip(
@@ -427,7 +462,11 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
             id: "build",
             action: format!("make modules -j{} for {target}", o.jobs),
             detail: format!(
-                "SYSSRC={}; output in {log} (about 15–25 minutes on a Pi 5 for the real modules)",
+                "SYSSRC={} SYSOUT={} KERNEL_UNAME={target}; output in {log} (about 15–25 minutes on a Pi 5 for the real modules)",
+                kernel.source_tree.as_ref().map_or(
+                    format!("/lib/modules/{target}/source (after apt-deps)"),
+                    |b| b.display().to_string()
+                ),
                 kernel.build_tree.as_ref().map_or(
                     format!("/lib/modules/{target}/build (after apt-deps)"),
                     |b| b.display().to_string()
@@ -663,6 +702,7 @@ impl Plan {
         serde_json::json!({
             "driver": self.driver,
             "target": self.target,
+            "target_reason": self.target_reason,
             "steps": self.steps,
             "skipped": self.skipped,
             "notes": self.notes,
@@ -679,6 +719,9 @@ impl Plan {
                 .as_deref()
                 .unwrap_or("(the 4K kernel, after it is installed)")
         );
+        for r in &self.target_reason {
+            s.push_str(&format!("  why: {r}\n"));
+        }
         if let Some(b) = &self.blocked {
             s.push_str(&format!("  blocked: {b}\n"));
         }

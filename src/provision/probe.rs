@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::bootconfig::{self, Board, Effective};
 use super::files;
+use super::kapi;
 use super::manifest::Manifest;
 use super::state::{self, State};
 use crate::sys::{kmod, pci, Root};
@@ -22,8 +23,16 @@ pub struct Kernel {
     pub page_size: Option<u32>,
     /// CPU architecture from the kernel's config (`aarch64`, `x86_64`).
     pub arch: Option<String>,
-    /// The build tree (`/lib/modules/<rel>/build`) as a host path, when it holds a Makefile.
+    /// The build (output) tree (`/lib/modules/<rel>/build`) as a host path, when it holds a
+    /// Makefile: `.config`, generated headers, `Module.symvers`, the arch half of split headers.
     pub build_tree: Option<PathBuf>,
+    /// The source tree, found as NVIDIA's Makefile and the kernel's packaging lay it out:
+    /// `/lib/modules/<rel>/source`, else `<build>/source`, else the build tree itself. With
+    /// split headers (Debian `-amd64` + `-common`, Pi OS `-rpi-v8` + `-common-rpi`) it is the
+    /// `-common` half, which holds `include/linux/*.h`.
+    pub source_tree: Option<PathBuf>,
+    /// What the source tree's headers say about kernel API changes the driver cares about.
+    pub api: Vec<kapi::Check>,
 }
 
 /// An NVIDIA GPU on the PCI bus.
@@ -138,9 +147,20 @@ pub fn resolve_in_root(root: &Root, abs: &str) -> PathBuf {
     path
 }
 
-fn kernel_facts(root: &Root, release: &str) -> Kernel {
+/// What `/lib/modules/<release>` of `root` holds: page size, architecture, trees, API.
+pub fn kernel_facts(root: &Root, release: &str) -> Kernel {
     let build = resolve_in_root(root, &format!("/lib/modules/{release}/build"));
     let build_tree = build.join("Makefile").is_file().then_some(build.clone());
+    let source_tree = build_tree.as_ref().map(|b| {
+        [
+            resolve_in_root(root, &format!("/lib/modules/{release}/source")),
+            b.join("source"),
+        ]
+        .into_iter()
+        .find(|s| s.join("Makefile").is_file())
+        .unwrap_or_else(|| b.clone())
+    });
+    let api = source_tree.as_deref().map(kapi::probe).unwrap_or_default();
     let config = std::fs::read_to_string(build.join(".config"))
         .ok()
         .or_else(|| {
@@ -154,6 +174,8 @@ fn kernel_facts(root: &Root, release: &str) -> Kernel {
         page_size: page.or_else(|| page_size_from_release(release)),
         arch,
         build_tree,
+        source_tree,
+        api,
     }
 }
 

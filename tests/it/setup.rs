@@ -52,6 +52,12 @@ fn headers() -> (String, PathBuf) {
     )
 }
 
+/// The `-common` half of Debian's split headers for `rel` (`/lib/modules/<rel>/source`).
+fn common_headers(rel: &str) -> Option<PathBuf> {
+    let p = fs::canonicalize(format!("/lib/modules/{rel}/source")).ok()?;
+    p.join("Makefile").is_file().then_some(p)
+}
+
 #[derive(Default)]
 struct RootOpts {
     /// NVIDIA device id on the bus.
@@ -100,12 +106,20 @@ fn make_root(dir: &Path, o: &RootOpts) -> (PathBuf, String) {
         let (rel, dir) = headers();
         let m = root.join("lib/modules").join(&rel);
         fs::create_dir_all(&m).unwrap();
-        // As Debian does: build -> /usr/src/linux-headers-<rel>; inside the fake root that path
-        // links to the host's real headers.
+        // As Debian does with split headers: build -> /usr/src/linux-headers-<rel> (the arch
+        // half), source -> /usr/src/linux-headers-<abi>-common; inside the fake root those paths
+        // link to the host's real headers.
         std::os::unix::fs::symlink(&dir, m.join("build")).unwrap();
         fs::create_dir_all(root.join("usr/src")).unwrap();
         std::os::unix::fs::symlink(&dir, root.join("usr/src").join(dir.file_name().unwrap()))
             .unwrap();
+        if let Some(common) = common_headers(&rel) {
+            std::os::unix::fs::symlink(&common, m.join("source")).unwrap();
+            let link = root.join("usr/src").join(common.file_name().unwrap());
+            if !link.exists() {
+                std::os::unix::fs::symlink(&common, link).unwrap();
+            }
+        }
         rel
     };
     if let Some(dev) = o.gpu {
@@ -272,6 +286,28 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
         .skipped
         .iter()
         .any(|k| k.id == "load-modules" && k.reason.contains("not a running system")));
+    // The host's real headers (Debian 6.1.0-57) carry the 4-argument pci_resize_resource():
+    // the plan says so and applies pigpu's compatibility patch, which the fixture's nv-pci.c
+    // needs to compile against them.
+    let why = before.target_reason.join("\n");
+    assert!(
+        why.contains("pci_resize_resource() takes 4 arguments"),
+        "{why}"
+    );
+    assert!(why.contains("include/linux/pci.h:"), "{why}");
+    let prep = &before.steps[2];
+    assert!(
+        prep.detail
+            .contains("compatibility patch(es) for this kernel: Call pci_resize_resource()"),
+        "{}",
+        prep.detail
+    );
+    assert!(
+        before.steps[3].detail.contains("SYSSRC=")
+            && before.steps[3].detail.contains("-common SYSOUT="),
+        "{}",
+        before.steps[3].detail
+    );
 
     let mut host = RecordingHost::default();
     let out = setup(&root, &m, &[], &mut host).unwrap();
@@ -403,14 +439,14 @@ fn wrong_digest_or_tree_refuses_and_changes_nothing() {
 
     let m = manifest(t.path(), &s.base, |x| {
         x.replace(
-            "a24809540cd84e3e5d5e81a6e8891cfc26956b99",
+            "68211631596319c8838111bcf8b68a528af565df",
             "0123456789012345678901234567890123456789",
         )
     });
     let e = chain(&setup(&root, &m, &[], &mut host).unwrap_err());
     assert!(
         e.contains(
-            "git tree a24809540cd84e3e5d5e81a6e8891cfc26956b99 is not the pinned tree 0123456789"
+            "git tree 68211631596319c8838111bcf8b68a528af565df is not the pinned tree 0123456789"
         ),
         "{e}"
     );
@@ -504,7 +540,7 @@ fn failing_build_rolls_back_and_names_the_first_error() {
     );
     let s = serve(t.path());
     let with_bad_patch = |x: String| {
-        x.replace("result_tree = \"2142ed4cf8c79204bd157eb799a5c0ab78bb8952\"\n", "")
+        x.replace("result_tree = \"91a5c096b47a8f3cc04f41cb36bf1edad3fc7b18\"\n", "")
             .replace(
                 "[userspace]",
                 &format!("[[series.patch]]\nsubject = \"Break the build (fixture)\"\nurl = \"{}/patches/0003-break-build.patch\"\n\n[userspace]", s.base),
@@ -836,7 +872,7 @@ fn accepted_unpinned_digests_are_recorded() {
     // No result tree: the server-sent patch has no pin at all.
     let m = manifest(t.path(), &s.base, |x| {
         x.replace(
-            "result_tree = \"2142ed4cf8c79204bd157eb799a5c0ab78bb8952\"\n",
+            "result_tree = \"91a5c096b47a8f3cc04f41cb36bf1edad3fc7b18\"\n",
             "",
         )
     });
@@ -863,7 +899,7 @@ fn accepted_unpinned_digests_are_recorded() {
         digests,
         [
             "sha256:a209b093a6f80677d1ceeeb028fd1de33b64696e96d67be22e73ef967c2b8b01",
-            "git-tree:2142ed4cf8c79204bd157eb799a5c0ab78bb8952"
+            "git-tree:91a5c096b47a8f3cc04f41cb36bf1edad3fc7b18"
         ]
     );
 }
