@@ -556,7 +556,7 @@ fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-/// Times mat-vecs / mat-mats: each case of `PIGPU_VK_BENCH` (`TYPE:ROWS:K:NTOK;...`, default
+/// Times mat-vecs / mat-mats by GPU timestamps: each case of `PIGPU_VK_BENCH` (`TYPE:ROWS:K:NTOK;...`, default
 /// a head-sized Q8_0 mat-vec) on each shape of `PIGPU_VK_BENCH_SHAPES` (`WG,ROWS,LANE;...`). A
 /// tuning aid, not a test: `cargo test --release --lib bench_matvec -- --ignored --nocapture`.
 #[test]
@@ -608,15 +608,22 @@ fn bench_matvec() {
                 .unwrap();
             gpu.run(&[(&op, n_tok as u32)]);
             let reps = 3;
-            let (t0, c0) = (std::time::Instant::now(), cpu_seconds());
+            // GPU time from timestamps around the dispatch (best of `reps`), and the process's
+            // CPU time (on lavapipe, the shader's own work; steadier than wall time on a shared
+            // machine).
+            let mut gpu_ns = f64::INFINITY;
+            let c0 = cpu_seconds();
             for _ in 0..reps {
-                gpu.run(&[(&op, n_tok as u32)]);
+                gpu_ns = gpu_ns.min(gpu.run_timed(&[(&op, n_tok as u32)])[0]);
             }
-            let s = t0.elapsed().as_secs_f64() / reps as f64;
             let c = (cpu_seconds() - c0) / reps as f64;
+            let wbytes = wb.len() as f64;
             eprintln!(
-                "{ty} {rows}x{k} x{n_tok} shape {shape}: {:.2} ms wall, {:.2} ms CPU, {:.0} M weights·tokens per CPU-s",
-                s * 1e3,
+                "{ty} {rows}x{k} x{n_tok} shape {shape}: {:.1} µs GPU ({:.1} GB/s of weights, \
+                 {:.0} M weights·tokens/s), {:.2} ms CPU ({:.0} M weights·tokens per CPU-s)",
+                gpu_ns / 1e3,
+                wbytes / gpu_ns,
+                (rows * k * n_tok) as f64 / gpu_ns * 1e3,
                 c * 1e3,
                 (rows * k * n_tok) as f64 / c / 1e6
             );

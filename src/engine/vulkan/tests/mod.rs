@@ -107,6 +107,21 @@ impl Gpu {
         cmd.submit_wait().unwrap();
     }
 
+    /// Like `run`, but with a timestamp after each op: the GPU nanoseconds of each.
+    pub fn run_timed(&self, ops: &[(&Op, u32)]) -> Vec<f64> {
+        let ts = super::profile::timestamp_support(&self.dev).unwrap();
+        let mut cmd = Cmd::timed(&self.dev, ops.len() as u32 + 1).unwrap();
+        cmd.begin(false).unwrap();
+        for (op, n) in ops {
+            op.record(&mut cmd, *n);
+        }
+        cmd.end().unwrap();
+        cmd.submit_wait().unwrap();
+        let t = cmd.times(ts.period_ns, ts.valid_bits).unwrap();
+        assert_eq!(t.len(), ops.len());
+        t.into_iter().map(|(_, ns)| ns).collect()
+    }
+
     /// Fails the test on any validation error so far.
     pub fn check(&self) {
         let errs = self.dev.take_validation_errors();
