@@ -142,6 +142,15 @@ impl Buffer {
         }
     }
 
+    /// The mapped bytes of a host-visible buffer, for filling in place (`&mut self`: no other
+    /// host access meanwhile; callers make sure no GPU work uses the buffer, as for `write`).
+    pub fn mapped_mut(&mut self) -> &mut [u8] {
+        assert!(!self.ptr.is_null(), "mapping a device-local buffer");
+        // SAFETY: the mapping covers `size` bytes for the buffer's lifetime and `&mut self`
+        // makes this the only reference to it on the host.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.size as usize) }
+    }
+
     /// Copies bytes out of a host-visible buffer.
     pub fn read(&self, offset: u64, out: &mut [u8]) {
         assert!(!self.ptr.is_null(), "read from a device-local buffer");

@@ -332,6 +332,27 @@ impl Cmd {
         self.stamp(|| "copy".into());
     }
 
+    /// Records a copy that needs no ordering against the commands before it (it writes a range
+    /// nothing earlier in this buffer touches, e.g. one of several staging uploads): no barrier.
+    pub fn copy_unordered(
+        &mut self,
+        src: &Buffer,
+        src_off: u64,
+        dst: &Buffer,
+        dst_off: u64,
+        len: u64,
+    ) {
+        let r = [vk::BufferCopy {
+            src_offset: src_off,
+            dst_offset: dst_off,
+            size: len,
+        }];
+        // SAFETY: recording; ranges are inside both buffers (callers size them).
+        unsafe { self.dev.raw.cmd_copy_buffer(self.cb, src.raw, dst.raw, &r) };
+        self.pending_barrier = true;
+        self.stamp(|| "copy".into());
+    }
+
     /// Records a fill of `len` bytes (multiple of 4) with the word `value`.
     pub fn fill(&mut self, dst: &Buffer, off: u64, len: u64, value: u32) {
         self.barrier();

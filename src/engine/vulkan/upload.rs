@@ -1,6 +1,9 @@
-//! Host <-> device transfers. Uploads stream through two host-visible staging buffers and
-//! `vkCmdCopyBuffer` (the CPU never writes device-local memory): while the GPU copies one chunk,
-//! the CPU fills the other, so host memory stays at two chunks whatever the model size.
+//! Host <-> device transfers. Uploads stream through a ring of `SLOTS` host-visible staging
+//! buffers and `vkCmdCopyBuffer` (the CPU never writes device-local memory): while the GPU copies
+//! the chunks already submitted, the CPU fills the next slot, so host memory stays at
+//! `SLOTS` chunks whatever the model size. Small tensors share a slot (one submit carries their
+//! copies), and a large chunk is copied into staging by a few threads at once (the copy out of
+//! the memory-mapped file, page faults included, is what limits a fast link).
 
 use std::sync::Arc;
 
@@ -11,59 +14,124 @@ use super::error::Result;
 
 /// Staging chunk size: large enough to amortise a submit, small next to any GPU's memory.
 pub const CHUNK: u64 = 16 << 20;
+/// Staging buffers in the ring (copies in flight while the CPU fills the next one).
+pub const SLOTS: usize = 4;
+/// Threads that copy into a staging buffer at most, and the least bytes each one gets.
+const FILL_THREADS: usize = 4;
+const FILL_MIN_PER_THREAD: usize = 1 << 20;
+
+struct Slot {
+    staging: Buffer,
+    cmd: Cmd,
+}
 
 pub struct Uploader {
-    staging: [Buffer; 2],
-    cmds: [Cmd; 2],
-    next: usize,
+    slots: Vec<Slot>,
+    /// The slot being filled.
+    cur: usize,
+    /// Bytes of the current slot filled, their copies recorded but not yet submitted (its
+    /// command buffer is recording when this is > 0).
+    fill: u64,
+    threads: usize,
     /// Bytes uploaded so far.
     pub bytes: u64,
 }
 
 impl Uploader {
     pub fn new(dev: &Arc<Device>, chunk: u64) -> Result<Uploader> {
+        let mut slots = Vec::with_capacity(SLOTS);
+        for _ in 0..SLOTS {
+            slots.push(Slot {
+                staging: Buffer::new(dev, chunk, MemKind::Upload, "upload staging buffer")?,
+                cmd: Cmd::new(dev)?,
+            });
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(FILL_THREADS);
         Ok(Uploader {
-            staging: [
-                Buffer::new(dev, chunk, MemKind::Upload, "upload staging buffer")?,
-                Buffer::new(dev, chunk, MemKind::Upload, "upload staging buffer")?,
-            ],
-            cmds: [Cmd::new(dev)?, Cmd::new(dev)?],
-            next: 0,
+            slots,
+            cur: 0,
+            fill: 0,
+            threads,
             bytes: 0,
         })
     }
 
-    /// Copies `data` into `dst` at `dst_off`, chunk by chunk. Returns when the copies are
-    /// submitted; `finish` waits for the last ones.
+    /// Copies `data` into `dst` at `dst_off`, through the staging ring. Returns when every full
+    /// slot is submitted; the rest goes with the next upload or `finish`, which waits for all.
     pub fn upload(&mut self, dst: &Buffer, dst_off: u64, data: &[u8]) -> Result<()> {
-        let chunk = self.staging[0].size as usize;
-        for (i, piece) in data.chunks(chunk).enumerate() {
-            let s = self.next;
-            self.next ^= 1;
-            // The staging buffer is free once its previous copy completed.
-            self.cmds[s].wait()?;
-            self.staging[s].write(0, piece);
-            let cmd = &mut self.cmds[s];
-            cmd.begin(false)?;
-            cmd.copy(
-                &self.staging[s],
-                0,
-                dst,
-                dst_off + (i * chunk) as u64,
-                piece.len() as u64,
+        let mut done = 0usize;
+        while done < data.len() {
+            let slot = &mut self.slots[self.cur];
+            if self.fill == 0 {
+                // The staging buffer is free once its previous copies completed.
+                slot.cmd.wait()?;
+                slot.cmd.begin(false)?;
+            }
+            let room = (slot.staging.size - self.fill) as usize;
+            let n = room.min(data.len() - done);
+            let piece = &data[done..done + n];
+            let at = self.fill as usize;
+            fill_parallel(
+                &mut slot.staging.mapped_mut()[at..at + n],
+                piece,
+                self.threads,
             );
-            cmd.end()?;
-            cmd.submit()?;
-            self.bytes += piece.len() as u64;
+            // Each copy writes its own range of `dst`: no barrier between copies is needed.
+            slot.cmd.copy_unordered(
+                &slot.staging,
+                self.fill,
+                dst,
+                dst_off + done as u64,
+                n as u64,
+            );
+            self.fill += n as u64;
+            self.bytes += n as u64;
+            done += n;
+            if self.fill == slot.staging.size {
+                self.submit_current()?;
+            }
         }
         Ok(())
     }
 
-    /// Waits for every submitted copy.
-    pub fn finish(&mut self) -> Result<()> {
-        self.cmds[0].wait()?;
-        self.cmds[1].wait()
+    /// Submits the current slot's copies (if any) and moves on to the next slot.
+    fn submit_current(&mut self) -> Result<()> {
+        if self.fill == 0 {
+            return Ok(());
+        }
+        let cmd = &mut self.slots[self.cur].cmd;
+        cmd.end()?;
+        cmd.submit()?;
+        self.fill = 0;
+        self.cur = (self.cur + 1) % self.slots.len();
+        Ok(())
     }
+
+    /// Submits what is pending and waits for every copy.
+    pub fn finish(&mut self) -> Result<()> {
+        self.submit_current()?;
+        for s in &self.slots {
+            s.cmd.wait()?;
+        }
+        Ok(())
+    }
+}
+
+/// `dst.copy_from_slice(src)`, split over up to `threads` threads when it is large.
+fn fill_parallel(dst: &mut [u8], src: &[u8], threads: usize) {
+    let t = threads.min(src.len() / FILL_MIN_PER_THREAD).max(1);
+    if t == 1 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let per = src.len().div_ceil(t).next_multiple_of(4096);
+    std::thread::scope(|s| {
+        for (d, c) in dst.chunks_mut(per).zip(src.chunks(per)) {
+            s.spawn(move || d.copy_from_slice(c));
+        }
+    });
 }
 
 /// Reads `len` bytes at `off` of a device buffer back to the host (slow path: tests, logits).

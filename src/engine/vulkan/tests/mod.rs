@@ -5,6 +5,7 @@
 mod device;
 mod kernels;
 mod sampler;
+mod upload;
 
 use std::sync::Arc;
 
