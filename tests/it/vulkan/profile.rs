@@ -165,3 +165,56 @@ fn run_profile_flag_text_and_json() {
         "{err}"
     );
 }
+
+/// `pigpu bench --profile -o json`: each test's row carries its own phase, without the warm-up
+/// repetition (tg4 from no prompt: 1 prefill, 1 sample-only step, then 2 timed decode steps).
+#[test]
+fn bench_profile_rows_exclude_the_warm_up() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let o = util::run(&[
+        "bench",
+        "-m",
+        path.to_str().unwrap(),
+        "--backend",
+        "vulkan",
+        "--device",
+        "llvmpipe",
+        "-p",
+        "4",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "--no-extra",
+        "--profile",
+        "-o",
+        "json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("profile: prompt:") && err.contains("profile: decode:"),
+        "{err}"
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON rows");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let phase = |row: &serde_json::Value, name: &str| {
+        row["profile"]["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} phase in {row}"))
+    };
+    assert_eq!(rows[0]["test"], "pp4");
+    let pp = phase(&rows[0], "prompt");
+    assert_eq!(pp["tokens"], 4, "{pp}");
+    assert_eq!(rows[1]["test"], "tg4");
+    let tg = phase(&rows[1], "decode");
+    assert_eq!(tg["tokens"], 2, "{tg}");
+    assert!(tg["ops"].as_array().unwrap().len() >= 6, "{tg}");
+}
