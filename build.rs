@@ -39,6 +39,9 @@ const SINGLE: &[&str] = &[
 /// Mat-vec shapes: (variant prefix, tokens per workgroup).
 const MATVEC: &[(&str, u32)] = &[("matvec", 1), ("matmul", 8)];
 
+/// Per-weight-type shaders besides the mat-vec: (variant prefix, source file).
+const TYPED: &[(&str, &str)] = &[("tiled", "matmul_tiled.comp")];
+
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let shaders = root.join("shaders");
@@ -75,6 +78,16 @@ fn main() {
             vec![format!("NT={nt}")],
         ));
     }
+    for (prefix, src) in TYPED {
+        for (name, id) in WEIGHT_TYPES {
+            jobs.push((
+                format!("{prefix}_{name}"),
+                src.to_string(),
+                vec![format!("WTYPE={id}")],
+            ));
+        }
+        jobs.push((format!("{prefix}_any"), src.to_string(), vec![]));
+    }
 
     // glslc is single-threaded; compile the variants on a few threads.
     let threads = std::thread::available_parallelism()
@@ -104,7 +117,8 @@ fn main() {
         )
         .unwrap();
     }
-    for (prefix, _) in MATVEC {
+    let prefixes = MATVEC.iter().map(|m| m.0).chain(TYPED.iter().map(|t| t.0));
+    for prefix in prefixes {
         writeln!(
             table,
             "/// `{prefix}` SPIR-V by ggml type id; `None` = use the `any` variant.\n\

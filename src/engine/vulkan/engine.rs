@@ -14,7 +14,7 @@ use super::buffer::u32_bytes;
 use super::command::Cmd;
 use super::device::Device;
 use super::error::Result as VkResult;
-use super::graph::{self, Acts, Graph, UBATCH};
+use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_params, Kernels, Op, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
@@ -34,6 +34,13 @@ pub struct VulkanOptions {
     pub validation: bool,
     /// Progress line on stderr while uploading weights.
     pub progress: bool,
+    /// Prompt batches of more than 8 tokens on the tiled mat-mat (`Some(true)`) or the 8-token
+    /// mat-vec (`Some(false)`); `None`: by device (tiled on GPUs, mat-vec on CPU
+    /// implementations), or `PIGPU_VK_PROMPT=tiled|matvec`.
+    pub prompt_tiled: Option<bool>,
+    /// Tokens per prompt batch; `None`: 512 on GPUs, 64 on CPU implementations, or
+    /// `PIGPU_VK_UBATCH` (capped by device memory either way).
+    pub ubatch: Option<usize>,
 }
 
 impl Default for VulkanOptions {
@@ -43,6 +50,8 @@ impl Default for VulkanOptions {
             n_ctx: 2048,
             validation: false,
             progress: false,
+            prompt_tiled: None,
+            ubatch: None,
         }
     }
 }
@@ -108,8 +117,11 @@ impl VulkanEngine {
         let (weights, load_upload_bytes) = weights::upload(&dev, &model, opts.progress)?;
         let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
-        let acts = Acts::new(&dev, c)?;
+        let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c, opts.ubatch))?;
         let kernels = Kernels::new(&dev)?;
+        if let Some(on) = opts.prompt_tiled {
+            kernels.set_prompt_tiled(on);
+        }
         let sets = (6 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
@@ -239,7 +251,7 @@ impl VulkanEngine {
         }
     }
 
-    /// Runs one batch of at most UBATCH tokens through the layers. `all_logits`: the head over
+    /// Runs one batch of at most `acts.ubatch` tokens through the layers. `all_logits`: the head over
     /// every token (rows 0..n of the logits), else only the last token's (row 0) when `head`.
     /// Tokens before `hist_from` are not added to the repetition-penalty history.
     fn run_batch(
@@ -361,7 +373,7 @@ impl Engine for VulkanEngine {
         let t0 = Instant::now();
         self.check_tokens(tokens)?;
         self.feed_unfed()?;
-        let chunks: Vec<&[u32]> = tokens.chunks(UBATCH).collect();
+        let chunks: Vec<&[u32]> = tokens.chunks(self.acts.ubatch).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             self.run_batch(chunk, i + 1 == chunks.len(), false, 0)?;
         }
@@ -435,7 +447,8 @@ impl Engine for VulkanEngine {
         self.feed_unfed()?;
         let n_vocab = self.model.config.n_vocab;
         let mut out = Vec::with_capacity(tokens.len() * n_vocab);
-        for chunk in tokens.chunks(UBATCH) {
+        let rows = self.acts.logits_rows;
+        for chunk in tokens.chunks(rows) {
             self.run_batch(chunk, true, true, 0)?;
             let bytes = download(
                 &self.dev,
@@ -451,7 +464,7 @@ impl Engine for VulkanEngine {
             );
         }
         // Leave the last token's logits in row 0 for `step`.
-        let last = tokens.chunks(UBATCH).last().map_or(0, |c| c.len()) as u32;
+        let last = tokens.chunks(rows).last().map_or(0, |c| c.len()) as u32;
         if last > 1 {
             let op = self.head_at(last - 1);
             let cmd = &mut self.batch;

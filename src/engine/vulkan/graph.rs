@@ -1,6 +1,6 @@
 //! The forward pass as a fixed list of ops over fixed buffers. Built once per engine: every
 //! descriptor set is written here and never again, and the same ops serve decoding (1 token) and
-//! prompt processing (up to `UBATCH` tokens), which differ only in push constants.
+//! prompt processing (up to `Acts::ubatch` tokens), which differ only in push constants.
 //!
 //! Per layer, 6 dispatches:
 //!   1. QKV: RMSNorm(x) fused in, Q/K/V (mixed weight types allowed) and biases -> qkv
@@ -13,36 +13,60 @@
 use std::sync::Arc;
 
 use super::buffer::{Buffer, MemKind};
-use super::device::Device;
+use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
 use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, Seg, F_ACC, F_GLU, STATE_WORDS};
 use super::weights::{GpuMatrix, GpuWeights};
 use crate::model::{Config, RopeStyle};
 
-/// Tokens per prompt-processing submit (activation buffers are sized for this many).
-pub const UBATCH: usize = 64;
+/// Most tokens per prompt-processing submit on GPUs (activation buffers are sized for this many):
+/// enough tiles of the prompt mat-mat to cover every SM of a large GPU.
+pub const UBATCH_GPU: usize = 512;
+/// On CPU implementations (lavapipe), where a bigger batch buys nothing.
+pub const UBATCH_CPU: usize = 64;
 
-/// Activation and state buffers, each with the shape noted.
+/// Tokens per prompt batch on `dev` for model `c`: `PIGPU_VK_UBATCH` (or `want`) if set, else
+/// by device kind; then capped so the activation buffers take at most 1/32 of device memory, and
+/// at least 1.
+pub fn ubatch_for(dev: &Device, c: &Config, want: Option<usize>) -> usize {
+    let env = std::env::var("PIGPU_VK_UBATCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let b = want.or(env).unwrap_or(if dev.info.kind == DeviceKind::Cpu {
+        UBATCH_CPU
+    } else {
+        UBATCH_GPU
+    });
+    let per_token = 4 * (c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
+    let budget = (dev.info.memory_mib << 20) / 32;
+    b.min((budget / per_token.max(1)) as usize).max(1)
+}
+
+/// Activation and state buffers, each with the shape noted (B = `ubatch`).
 pub struct Acts {
-    /// [UBATCH][n_embd] f32: the residual stream.
+    /// Tokens per prompt batch.
+    pub ubatch: usize,
+    /// Logits rows (tokens whose logits one batch can return): min(B, what one binding holds).
+    pub logits_rows: usize,
+    /// [B][n_embd] f32: the residual stream.
     pub x: Buffer,
-    /// [UBATCH][q_dim + 2 kv_dim] f32: Q, K, V projections.
+    /// [B][q_dim + 2 kv_dim] f32: Q, K, V projections.
     pub qkv: Buffer,
-    /// [UBATCH][q_dim] f32: rotated queries.
+    /// [B][q_dim] f32: rotated queries.
     pub q: Buffer,
-    /// [UBATCH][q_dim] f32: attention output.
+    /// [B][q_dim] f32: attention output.
     pub attn: Buffer,
-    /// [UBATCH][n_ff] f32: SwiGLU output.
+    /// [B][n_ff] f32: SwiGLU output.
     pub ffn: Buffer,
-    /// [UBATCH][n_vocab] f32: logits (row 0: the pending token's).
+    /// [logits_rows][n_vocab] f32: logits (row 0: the pending token's).
     pub logits: Buffer,
     /// [n_vocab] f32: the sampler's working copy.
     pub scratch: Buffer,
     /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl).
     pub state: Buffer,
-    /// [UBATCH] u32: prompt tokens, copied from `tokens_up`.
+    /// [B] u32: prompt tokens, copied from `tokens_up`.
     pub tokens: Buffer,
-    /// Host-visible [UBATCH] u32: prompt tokens written by the CPU.
+    /// Host-visible [B] u32: prompt tokens written by the CPU.
     pub tokens_up: Buffer,
     /// Host-visible [8] u32: sampling parameters and the random number (kernels::sample_params).
     pub params: Buffer,
@@ -51,24 +75,28 @@ pub struct Acts {
 }
 
 impl Acts {
-    pub fn new(dev: &Arc<Device>, c: &Config) -> Result<Acts> {
+    pub fn new(dev: &Arc<Device>, c: &Config, ubatch: usize) -> Result<Acts> {
         let f = |n: usize, what: &str| Buffer::new(dev, (n * 4) as u64, MemKind::Device, what);
-        let b = UBATCH;
-        let logits_bytes = (b * c.n_vocab * 4) as u64;
-        if logits_bytes > dev.max_binding() {
+        let b = ubatch.max(1);
+        let row_bytes = (c.n_vocab * 4) as u64;
+        // At most one binding and 256 MiB of logits (Qwen2.5's 151936-entry rows: 220 rows).
+        let logits_rows = (b as u64).min(dev.max_binding().min(256 << 20) / row_bytes) as usize;
+        if logits_rows == 0 {
             return Err(VkError::Unsupported(format!(
-                "a logits buffer of {} MiB (maxStorageBufferRange {} MiB)",
-                logits_bytes >> 20,
+                "a logits row of {} MiB (maxStorageBufferRange {} MiB)",
+                row_bytes >> 20,
                 dev.max_binding() >> 20
             )));
         }
         Ok(Acts {
+            ubatch: b,
+            logits_rows,
             x: f(b * c.n_embd, "activations")?,
             qkv: f(b * (c.q_dim() + 2 * c.kv_dim()), "activations")?,
             q: f(b * c.q_dim(), "activations")?,
             attn: f(b * c.q_dim(), "activations")?,
             ffn: f(b * c.n_ff, "activations")?,
-            logits: f(b * c.n_vocab, "logits")?,
+            logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
             state: f(STATE_WORDS, "decoding state")?,
             tokens: f(b, "prompt tokens")?,

@@ -3,7 +3,7 @@
 //! written once and whose push constants depend only on the batch size — so the decode command
 //! buffer can be recorded once and replayed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use super::device::Device;
 use super::error::{Result, VkError};
 use super::pipeline::{DescriptorArena, Kernel, PipelineCache};
 use super::shaders;
+use super::tiled::Tiled;
 use crate::quant::GgmlType;
 
 /// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
@@ -34,8 +35,8 @@ pub const F_ACC: u32 = 2;
 pub const F_BIAS: u32 = 4;
 pub const F_GLU: u32 = 8;
 
-const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
-const MATVEC_PUSH: u32 = 24;
+pub(super) const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
+pub(super) const MATVEC_PUSH: u32 = 24;
 
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
@@ -44,12 +45,14 @@ pub fn supported(ty: GgmlType) -> bool {
 
 /// Kernels of one device, built on first use.
 pub struct Kernels {
-    dev: Arc<Device>,
+    pub(super) dev: Arc<Device>,
     cache: PipelineCache,
     built: RefCell<HashMap<String, Rc<Kernel>>>,
     /// (workgroup size, rows per workgroup, lane-per-row) of the mat-vec and mat-mat variants.
     matvec_shape: [u32; 3],
     matmul_shape: [u32; 3],
+    /// Prompt batches of more than `MATMUL_NT` tokens use the tiled mat-mat (tiled.rs).
+    pub(super) prompt_tiled: Cell<bool>,
 }
 
 /// `PIGPU_VK_MATVEC=WG,ROWS,LANE` / `PIGPU_VK_MATMUL=...` (tuning knobs): override a mat-vec
@@ -64,6 +67,16 @@ fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
             [wg, rows, lane]
         }
         _ => default,
+    }
+}
+
+/// The tiled mat-mat serves prompts on GPUs; on CPU implementations (lavapipe) the lane-path
+/// mat-vec over 8 tokens is faster. `PIGPU_VK_PROMPT=tiled|matvec` overrides the choice.
+fn prompt_tiled_default(dev: &Device) -> bool {
+    match std::env::var("PIGPU_VK_PROMPT").as_deref() {
+        Ok("tiled") => true,
+        Ok("matvec") => false,
+        _ => dev.info.kind != super::device::DeviceKind::Cpu,
     }
 }
 
@@ -93,10 +106,17 @@ impl Kernels {
             built: RefCell::new(HashMap::new()),
             matvec_shape: matvec,
             matmul_shape: matmul,
+            prompt_tiled: Cell::new(prompt_tiled_default(dev)),
         })
     }
 
-    fn get(
+    /// Forces the prompt path: the tiled mat-mat (`true`) or the 8-token mat-vec, for ops built
+    /// after this call (tests cover both on one device).
+    pub fn set_prompt_tiled(&self, on: bool) {
+        self.prompt_tiled.set(on);
+    }
+
+    pub(super) fn get(
         &self,
         name: &str,
         spirv: &[u8],
@@ -210,6 +230,8 @@ pub enum OpKind {
         segs: Vec<(u32, GgmlType, Option<u32>)>,
         /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
         batch_kernel: Rc<Kernel>,
+        /// The tiled mat-mat for batches of more than `MATMUL_NT` tokens (same set), if used.
+        tiled: Option<Rc<Tiled>>,
     },
     Embed {
         dim: u32,
@@ -270,6 +292,7 @@ impl Op {
                 y_off,
                 segs,
                 batch_kernel,
+                tiled,
             } => {
                 let glu = flags & F_GLU != 0;
                 let rows: u32 = if glu {
@@ -294,6 +317,10 @@ impl Op {
                 push.extend(four(segs.iter().map(|s| s.0)));
                 push.extend(four(segs.iter().map(|s| s.1.id())));
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
+                if let Some(t) = tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+                    t.record(cmd, self.set, &push, rows, n_tok, glu);
+                    return;
+                }
                 let batch = n_tok > 1;
                 let (kernel, nt) = if batch {
                     (batch_kernel, MATMUL_NT)
@@ -389,6 +416,7 @@ impl OpBuilder<'_> {
         let ty = if same { Some(ty0) } else { None };
         let kernel = self.kernels.matvec(false, ty)?;
         let batch_kernel = self.kernels.matvec(true, ty)?;
+        let tiled = self.kernels.tiled(ty)?;
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
         // Unused optional bindings point at the input (never read: the flags say so).
         let norm = s.norm.unwrap_or(s.x);
@@ -416,6 +444,7 @@ impl OpBuilder<'_> {
                 y_off: s.y_off,
                 segs: s.segs.iter().map(|g| (g.rows, g.ty, g.bias)).collect(),
                 batch_kernel,
+                tiled,
             },
         })
     }

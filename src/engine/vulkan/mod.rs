@@ -3,7 +3,8 @@
 //!
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops), `profile` (per-op GPU timing). See docs/vulkan.md for the design.
+//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `profile`
+//! (per-op GPU timing). See docs/vulkan.md for the design.
 
 mod buffer;
 mod command;
@@ -16,6 +17,7 @@ mod kernels;
 mod pipeline;
 mod profile;
 mod shaders;
+mod tiled;
 mod upload;
 mod weights;
 

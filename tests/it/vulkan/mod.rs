@@ -9,6 +9,7 @@
 
 mod fallback;
 mod profile;
+mod prompt;
 mod reference;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
         n_ctx,
         validation: true,
         progress: false,
+        ..Default::default()
     };
     VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
 }
@@ -321,6 +323,7 @@ fn vulkan_failures_are_clear_errors() {
         n_ctx: 16,
         validation: false,
         progress: false,
+        ..Default::default()
     };
     let err = VulkanEngine::new(model.clone(), &opts)
         .err()

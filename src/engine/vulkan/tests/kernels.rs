@@ -48,14 +48,20 @@ pub fn random_weights(rng: &mut Rng, ty: GgmlType, rows: usize, k: usize) -> Vec
     data
 }
 
-fn dequant(ty: GgmlType, data: &[u8], n: usize) -> Vec<f32> {
+pub fn dequant(ty: GgmlType, data: &[u8], n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
     dequantize(ty, data, &mut out).unwrap();
     out
 }
 
 /// y[t][r] = Σ_i w[r][i] x[t][i] in f64, and Σ |w x| for the tolerance.
-fn matmul_ref(w: &[f32], rows: usize, k: usize, x: &[f32], n_tok: usize) -> (Vec<f32>, Vec<f32>) {
+pub fn matmul_ref(
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    x: &[f32],
+    n_tok: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let mut y = vec![0f32; n_tok * rows];
     let mut mag = vec![0f32; n_tok * rows];
     for t in 0..n_tok {
@@ -73,7 +79,7 @@ fn matmul_ref(w: &[f32], rows: usize, k: usize, x: &[f32], n_tok: usize) -> (Vec
     (y, mag)
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32], mag: &[f32]) {
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], mag: &[f32]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for i in 0..got.len() {
         let tol = 2e-5 * mag[i] + 1e-5;
@@ -86,7 +92,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], mag: &[f32]) {
     }
 }
 
-const TYPES: [GgmlType; 12] = [
+pub const TYPES: [GgmlType; 12] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -102,7 +108,7 @@ const TYPES: [GgmlType; 12] = [
 ];
 
 /// A width that is a whole number of blocks but not of workgroup-size × 32 elements.
-fn width_for(ty: GgmlType) -> usize {
+pub fn width_for(ty: GgmlType) -> usize {
     match ty.block_size() {
         1 => 100,
         32 => 7 * 32,

@@ -5,6 +5,7 @@
 mod device;
 mod kernels;
 mod sampler;
+mod tiled;
 mod upload;
 
 use std::sync::Arc;
@@ -41,6 +42,13 @@ impl Gpu {
         g
     }
 
+    /// With prompt batches of more than 8 tokens on the tiled mat-mat (whatever the device).
+    pub fn tiled() -> Gpu {
+        let g = Self::open(None);
+        g.kernels.set_prompt_tiled(true);
+        g
+    }
+
     fn open(lane: Option<u32>) -> Gpu {
         let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
         let dev = Device::open(Some(&sel), true)
@@ -51,6 +59,9 @@ impl Gpu {
             Some(0) => Kernels::with_shapes(&dev, [32, 4, 0], [32, 2, 0]).unwrap(),
             Some(_) => Kernels::with_shapes(&dev, [32, 8, 1], [32, 8, 1]).unwrap(),
         };
+        if lane.is_some() {
+            kernels.set_prompt_tiled(false);
+        }
         Gpu {
             kernels,
             arena: DescriptorArena::new(&dev, 64, 512).unwrap(),

@@ -1,0 +1,176 @@
+//! The tiled mat-mat kernel for prompt batches (`shaders/matmul_tiled.comp`): its tile shapes,
+//! which of them a device can run (shared memory, workgroup size), and which one a batch of
+//! `n` tokens over `m` output rows uses. Batches of at most `MATMUL_NT` tokens keep the mat-vec.
+
+use std::rc::Rc;
+
+use ash::vk;
+
+use super::command::Cmd;
+use super::error::{Result, VkError};
+use super::kernels::{Kernels, MATVEC_BINDINGS, MATVEC_PUSH};
+use super::pipeline::Kernel;
+use super::shaders;
+use crate::quant::GgmlType;
+
+/// One tile shape: specialization constants 0..6 of the shader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub name: &'static str,
+    /// Invocations per workgroup.
+    pub wg: u32,
+    /// Weight rows x tokens x k per step.
+    pub bm: u32,
+    pub bn: u32,
+    pub bk: u32,
+    /// Rows x tokens each invocation accumulates.
+    pub tm: u32,
+    pub tn: u32,
+}
+
+/// Small, medium and large tiles (the sizes llama.cpp's `mul_mm` uses without cooperative
+/// matrices, with f32 shared tiles; the large one has 256 invocations of 8x8 outputs so its 64
+/// f32 accumulators stay in registers, and its 32 KiB of tiles fit lavapipe as well).
+pub const TILES: [Tile; 3] = [
+    Tile {
+        name: "s",
+        wg: 64,
+        bm: 32,
+        bn: 32,
+        bk: 32,
+        tm: 4,
+        tn: 4,
+    },
+    Tile {
+        name: "m",
+        wg: 128,
+        bm: 64,
+        bn: 64,
+        bk: 32,
+        tm: 4,
+        tn: 8,
+    },
+    Tile {
+        name: "l",
+        wg: 256,
+        bm: 128,
+        bn: 128,
+        bk: 32,
+        tm: 8,
+        tn: 8,
+    },
+];
+
+impl Tile {
+    pub fn spec(&self) -> [u32; 6] {
+        [self.wg, self.bm, self.bn, self.bk, self.tm, self.tn]
+    }
+
+    /// Shared memory the shader declares for this shape (the f32 tiles As and Bs).
+    pub fn shared_bytes(&self) -> u32 {
+        4 * self.bk * (self.bm + self.bn)
+    }
+
+    /// Whether the shape is consistent (the shader's layout rules) and within `limits`.
+    pub fn fits(&self, limits: &vk::PhysicalDeviceLimits) -> bool {
+        let consistent = (self.bm / self.tm) * (self.bn / self.tn) == self.wg
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && self.tm.is_multiple_of(2)
+            && self.wg.is_multiple_of(self.bn)
+            && self.bk.is_multiple_of(32)
+            && self.bk * self.bm >= self.wg
+            && (self.bk / (self.wg / self.bn)).is_multiple_of(4);
+        consistent
+            && self.shared_bytes() <= limits.max_compute_shared_memory_size
+            && self.wg <= limits.max_compute_work_group_invocations
+            && self.wg <= limits.max_compute_work_group_size[0]
+    }
+}
+
+/// `PIGPU_VK_TILE=s|m|l` (tuning knob): use this tile for every prompt mat-mat (when it fits).
+fn forced_tile() -> Option<&'static str> {
+    let v = std::env::var("PIGPU_VK_TILE").ok()?;
+    TILES.iter().map(|t| t.name).find(|n| *n == v.trim())
+}
+
+/// The tiled kernels of one weight type (or of the `any` variant), one per usable tile shape.
+pub struct Tiled {
+    /// Smallest first; never empty.
+    kernels: Vec<(Tile, Rc<Kernel>)>,
+    forced: Option<usize>,
+}
+
+impl Tiled {
+    /// The tile for `m` output rows and `n` tokens: small when either is at most 32, medium
+    /// when at most 64, else large (llama.cpp's rule) — among the shapes the device runs.
+    pub fn pick(&self, m: u32, n: u32) -> &(Tile, Rc<Kernel>) {
+        if let Some(i) = self.forced {
+            return &self.kernels[i];
+        }
+        let want = if m <= 32 || n <= 32 {
+            32
+        } else if m <= 64 || n <= 64 {
+            64
+        } else {
+            u32::MAX
+        };
+        self.kernels
+            .iter()
+            .rev()
+            .find(|(t, _)| t.bm <= want && t.bn <= want)
+            .unwrap_or(&self.kernels[0])
+    }
+
+    /// Records the dispatch for `rows` output rows (per matrix with SwiGLU) and `n_tok` tokens.
+    pub fn record(
+        &self,
+        cmd: &mut Cmd,
+        set: vk::DescriptorSet,
+        push: &[u32],
+        rows: u32,
+        n_tok: u32,
+        glu: bool,
+    ) {
+        let (tile, kernel) = self.pick(rows, n_tok);
+        let rows_per_tile = if glu { tile.bm / 2 } else { tile.bm };
+        cmd.dispatch(
+            kernel,
+            set,
+            push,
+            [rows.div_ceil(rows_per_tile), n_tok.div_ceil(tile.bn), 1],
+        );
+    }
+}
+
+impl Kernels {
+    /// The tiled prompt kernels for weights of type `ty` (`None`: the variant that reads the
+    /// type per segment), or `None` when prompts use the mat-vec (see `prompt_tiled`).
+    pub fn tiled(&self, ty: Option<GgmlType>) -> Result<Option<Rc<Tiled>>> {
+        if !self.prompt_tiled.get() {
+            return Ok(None);
+        }
+        let (name, spirv) = match ty {
+            Some(t) => (
+                format!("tiled_{t}"),
+                shaders::tiled_for(t.id()).ok_or_else(|| {
+                    VkError::Unsupported(format!("weights of type {t} on the GPU"))
+                })?,
+            ),
+            None => ("tiled_any".to_string(), shaders::TILED_ANY),
+        };
+        let forced = forced_tile();
+        let mut kernels = Vec::new();
+        for tile in TILES.iter().filter(|t| t.fits(&self.dev.limits)) {
+            let spec = tile.spec();
+            let kname = format!("{name}_{}", tile.name);
+            let k = self.get(&kname, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)?;
+            kernels.push((*tile, k));
+        }
+        if kernels.is_empty() {
+            return Ok(None);
+        }
+        let forced = forced.and_then(|f| kernels.iter().position(|(t, _)| t.name == f));
+        Ok(Some(Rc::new(Tiled { kernels, forced })))
+    }
+}

@@ -1,0 +1,50 @@
+//! The prompt path on lavapipe with the GPU's choices forced: the tiled mat-mat (which CPU
+//! implementations do not use by default) and a batch of more than 64 tokens, so every tile
+//! shape the engine picks for a real model runs; last-token logits against the f64 reference.
+
+use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
+use pigpu::engine::Engine;
+use pigpu::model::Model;
+
+use super::reference::Reference;
+use super::{max_diff, no_validation_errors, tokens, PROMPTS};
+use crate::util;
+
+#[test]
+fn smollm_tiled_prompt_logits_match_f64_reference() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    // Batches of 70 (large tile) and 40 (medium), then the rest (small; more than 8 tokens).
+    let text = [PROMPTS.join("\n\n"), PROMPTS.join(" ")].join("\n");
+    let prompt = tokens(&model, &text);
+    assert!(
+        (120..=135).contains(&prompt.len()),
+        "prompt of {} tokens",
+        prompt.len()
+    );
+    let opts = VulkanOptions {
+        device: Some("llvmpipe".into()),
+        n_ctx: 256,
+        validation: true,
+        prompt_tiled: Some(true),
+        ubatch: Some(70),
+        ..Default::default()
+    };
+    let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
+    for part in [&prompt[..110], &prompt[110..]] {
+        gpu.prefill(part).unwrap();
+    }
+    let reference = Reference::new(&model).logits(&prompt);
+    let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
+    eprintln!(
+        "tiled prompt of {} tokens: max |logit - f64 reference| {d:.4} (at {i})",
+        prompt.len()
+    );
+    assert!(
+        d < 0.05,
+        "tiled prompt: logits differ from the f64 reference by {d} at token {i}"
+    );
+    no_validation_errors(&gpu);
+}
