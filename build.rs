@@ -34,6 +34,7 @@ const SINGLE: &[&str] = &[
     "sample",
     "advance",
     "empty",
+    "attention_prompt",
 ];
 
 /// Mat-vec shapes: (variant prefix, tokens per workgroup).

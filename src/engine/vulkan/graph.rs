@@ -234,6 +234,7 @@ pub fn build(
                 n_head: c.n_head as u32,
                 n_kv: c.n_head_kv as u32,
                 head_dim: c.head_dim as u32,
+                prompt: None,
             },
         )?;
         let o = b.matvec(MatvecSpec {

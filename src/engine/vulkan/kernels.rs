@@ -16,7 +16,7 @@ use super::device::Device;
 use super::error::{Result, VkError};
 use super::pipeline::{DescriptorArena, Kernel, PipelineCache};
 use super::shaders;
-use super::tiled::Tiled;
+use super::tiled::{PromptAttention, Tiled};
 use crate::quant::GgmlType;
 
 /// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
@@ -250,6 +250,9 @@ pub enum OpKind {
         n_head: u32,
         n_kv: u32,
         head_dim: u32,
+        /// The prompt kernel (tiled.rs: query rows per workgroup) for batches of more than one
+        /// token; set by `OpBuilder::attention` (pass `None`).
+        prompt: Option<PromptAttention>,
     },
     Sample {
         n_vocab: u32,
@@ -370,10 +373,19 @@ impl Op {
                 n_head,
                 n_kv,
                 head_dim,
+                prompt,
             } => {
                 let scale = 1.0 / (*head_dim as f32).sqrt();
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits()];
-                cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]);
+                match prompt.as_ref().filter(|_| n_tok > 1) {
+                    Some(p) => cmd.dispatch(
+                        &p.kernel,
+                        self.set,
+                        &push,
+                        [*n_head, n_tok.div_ceil(p.rows), 1],
+                    ),
+                    None => cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]),
+                }
             }
             OpKind::Sample { n_vocab } => {
                 cmd.dispatch(&self.kernel, self.set, &[*n_vocab, 0], [1, 1, 1]);
@@ -505,12 +517,18 @@ impl OpBuilder<'_> {
         kc: BufRange,
         vc: BufRange,
         out: BufRange,
-        kind: OpKind,
+        mut kind: OpKind,
     ) -> Result<Op> {
         let kernel = self.kernels.attention()?;
         let set = self
             .arena
             .set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out]])?;
+        if let OpKind::Attention {
+            head_dim, prompt, ..
+        } = &mut kind
+        {
+            *prompt = self.kernels.prompt_attention(*head_dim)?;
+        }
         Ok(Op { kernel, set, kind })
     }
 

@@ -19,7 +19,7 @@ use super::buffer::{Buffer, MemKind};
 use super::command::Cmd;
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, Op, OpKind, F_ACC, F_BIAS, F_GLU, F_NORM};
+use super::kernels::{Kernels, Op, OpKind, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
 use super::pipeline::DescriptorArena;
 
 /// What one timed interval measured: its label, the weight bytes it read (mat-vec / mat-mat)
@@ -47,8 +47,26 @@ impl Op {
     /// what is fused (`norm`, `glu`, `bias`, `+res`); other ops are named by their kernel.
     pub fn stamp(&self, n_tok: u32) -> Stamp {
         match &self.kind {
-            OpKind::Matvec { k, flags, segs, .. } => {
+            OpKind::Matvec {
+                k,
+                flags,
+                segs,
+                tiled,
+                ..
+            } => {
                 let batch = n_tok > 1;
+                // Batches of more than 8 tokens on the tiled mat-mat name their tile shape.
+                let variant = match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+                    Some(t) => {
+                        let m = if flags & F_GLU != 0 {
+                            segs[0].0
+                        } else {
+                            segs.iter().map(|s| s.0).sum()
+                        };
+                        format!("tiled-{}", t.pick(m, n_tok).0.name)
+                    }
+                    None => (if batch { "matmul" } else { "matvec" }).to_string(),
+                };
                 let mut types: Vec<String> = Vec::new();
                 for (_, ty, _) in segs {
                     let t = ty.to_string();
@@ -61,11 +79,7 @@ impl Op {
                     .iter()
                     .map(|(r, ty, _)| ty.bytes_for(*k as u64).unwrap_or(0) * *r as u64)
                     .sum();
-                let mut label = format!(
-                    "{} {} {rows}x{k}",
-                    if batch { "matmul" } else { "matvec" },
-                    types.join("+")
-                );
+                let mut label = format!("{variant} {} {rows}x{k}", types.join("+"));
                 for (flag, tag) in [
                     (F_NORM, " norm"),
                     (F_GLU, " glu"),
@@ -86,6 +100,9 @@ impl Op {
                     },
                 }
             }
+            OpKind::Attention {
+                prompt: Some(p), ..
+            } if n_tok > 1 => Stamp::named(p.kernel.name.clone()),
             _ => Stamp::named(self.kernel.name.clone()),
         }
     }

@@ -1,6 +1,7 @@
-//! The tiled mat-mat kernel for prompt batches (`shaders/matmul_tiled.comp`): its tile shapes,
-//! which of them a device can run (shared memory, workgroup size), and which one a batch of
-//! `n` tokens over `m` output rows uses. Batches of at most `MATMUL_NT` tokens keep the mat-vec.
+//! The prompt kernels: the tiled mat-mat (`shaders/matmul_tiled.comp`) with its tile shapes,
+//! which of them a device can run (shared memory, workgroup size) and which one a batch of `n`
+//! tokens over `m` output rows uses (batches of at most `MATMUL_NT` tokens keep the mat-vec);
+//! and the prompt attention (`shaders/attention_prompt.comp`), query rows per workgroup.
 
 use std::rc::Rc;
 
@@ -172,5 +173,52 @@ impl Kernels {
         }
         let forced = forced.and_then(|f| kernels.iter().position(|(t, _)| t.name == f));
         Ok(Some(Rc::new(Tiled { kernels, forced })))
+    }
+}
+
+/// The prompt attention kernel and its query rows per workgroup.
+#[derive(Clone)]
+pub struct PromptAttention {
+    pub kernel: Rc<Kernel>,
+    pub rows: u32,
+}
+
+/// Invocations, query rows and keys per tile of the prompt attention; the shared memory it
+/// declares for head dimension `d` (shaders/attention_prompt.comp: Qs, Ks, Vs, Ps, alpha_s, l_s).
+const ATTN_WG: u32 = 128;
+const ATTN_BR: u32 = 16;
+fn attn_shared_bytes(d: u32, bc: u32) -> u32 {
+    4 * (ATTN_BR * d + 2 * bc * (d / 2 + 1) + ATTN_BR * bc + 2 * ATTN_BR)
+}
+
+impl Kernels {
+    /// The prompt attention for head dimension `d`, with 32 keys per tile (16 where shared
+    /// memory is short), or `None` (the one-row kernel serves prompts too) when prompts use the
+    /// mat-vec path, `d` is odd, or no tile fits the device.
+    pub fn prompt_attention(&self, d: u32) -> Result<Option<PromptAttention>> {
+        if !self.prompt_tiled.get() || !d.is_multiple_of(2) || d == 0 {
+            return Ok(None);
+        }
+        let limits = &self.dev.limits;
+        if ATTN_WG > limits.max_compute_work_group_invocations {
+            return Ok(None);
+        }
+        let Some(bc) = [32, 16]
+            .into_iter()
+            .find(|&bc| attn_shared_bytes(d, bc) <= limits.max_compute_shared_memory_size)
+        else {
+            return Ok(None);
+        };
+        let kernel = self.get(
+            &format!("attention_prompt_{d}_{bc}"),
+            shaders::ATTENTION_PROMPT,
+            &[1, 1, 1, 1, 1],
+            5,
+            &[ATTN_WG, ATTN_BR, bc, d],
+        )?;
+        Ok(Some(PromptAttention {
+            kernel,
+            rows: ATTN_BR,
+        }))
     }
 }

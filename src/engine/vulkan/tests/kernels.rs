@@ -483,6 +483,7 @@ fn rope_kv_and_attention() {
                     n_head: n_head as u32,
                     n_kv: n_kv as u32,
                     head_dim: d as u32,
+                    prompt: None,
                 },
             )
             .unwrap();
