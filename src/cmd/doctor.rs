@@ -57,6 +57,81 @@ fn vulkan_devices() -> Result<Vec<doctor::host::VulkanDevice>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
+/// The most of one `--log` input doctor reads: the end of a bigger file, and an error for more
+/// than this on stdin (which could be endless, like `/dev/zero`).
+const LOG_CAP: u64 = 32 << 20;
+/// How much of the start of an input the text check looks at.
+const SNIFF: usize = 64 << 10;
+
+/// A `--log` input. Regular files and stdin only (a FIFO path or a device is an error); input
+/// that is not text is reported as such after its first 64 KiB, so binary data is neither
+/// analysed slowly nor held in memory.
+fn read_log(path: &std::path::Path) -> Result<Input, String> {
+    let (bytes, cut) = if path.as_os_str() == "-" {
+        let mut b = Vec::new();
+        let mut stdin = std::io::stdin().lock();
+        (&mut stdin)
+            .take(SNIFF as u64)
+            .read_to_end(&mut b)
+            .map_err(|e| e.to_string())?;
+        if let Err(why) = check_text(&b) {
+            return Ok(Input::Binary(why));
+        }
+        (&mut stdin)
+            .take(LOG_CAP + 1 - b.len() as u64)
+            .read_to_end(&mut b)
+            .map_err(|e| e.to_string())?;
+        if b.len() as u64 > LOG_CAP {
+            return Err(format!(
+                "more than {} MiB on stdin; save it to a file and pass --log FILE (its last {} MiB are read)",
+                LOG_CAP >> 20,
+                LOG_CAP >> 20
+            ));
+        }
+        (b, None)
+    } else {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let (b, cut) =
+            crate::sys::root::read_regular_tail(path, LOG_CAP).map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidInput => {
+                    "not a regular file (pass a saved log, or - for stdin)".to_string()
+                }
+                _ => e.to_string(),
+            })?;
+        if let Err(why) = check_text(&b[..b.len().min(SNIFF)]) {
+            return Ok(Input::Binary(why));
+        }
+        (b, cut.then_some(size))
+    };
+    Ok(Input::Text(
+        String::from_utf8_lossy(&bytes).into_owned(),
+        cut,
+    ))
+}
+
+/// A `--log` input: its text (and the full size when only the end was read), or why it is not
+/// text.
+enum Input {
+    Text(String, Option<u64>),
+    Binary(String),
+}
+
+/// Refuses data that is not text: more than 1 % NUL or control bytes (other than tab, newline,
+/// carriage return, escape, backspace and form feed).
+fn check_text(head: &[u8]) -> Result<(), String> {
+    let odd = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x0c))
+        .count();
+    if odd * 100 > head.len() {
+        return Err(format!(
+            "not text: {odd} of its first {} bytes are NUL or control bytes (a binary file?)",
+            head.len()
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let known = doctor::checks::ids();
     for c in &args.checks {
@@ -70,18 +145,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let mut findings = Vec::new();
         for path in &args.logs {
             let label = path.display().to_string();
-            let read = if label == "-" {
-                let mut b = Vec::new();
-                std::io::stdin().read_to_end(&mut b).map(|_| b)
-            } else {
-                std::fs::read(path)
-            };
-            match read {
-                Ok(bytes) => texts.push((label, String::from_utf8_lossy(&bytes).into_owned())),
+            match read_log(path) {
+                Ok(Input::Binary(why)) => findings.push(Finding::info(
+                    "log-input",
+                    format!("{label} was not analysed: {why}"),
+                )),
+                Ok(Input::Text(text, cut)) => {
+                    if let Some(total) = cut {
+                        findings.push(Finding::info(
+                            "log-input",
+                            format!(
+                                "{label} is {} MiB: only its last {} MiB were read",
+                                total >> 20,
+                                LOG_CAP >> 20
+                            ),
+                        ));
+                    }
+                    texts.push((label, text));
+                }
                 Err(e) => {
                     findings.push(
                         Finding::fail("log-input", format!("cannot read {label}: {e}"))
-                            .fix("pass a readable file, or - for stdin"),
+                            .fix("pass a readable text file, or - for stdin"),
                     );
                     unreadable.push(format!("{label}: {e}"));
                 }

@@ -36,6 +36,28 @@ impl Outcome {
     }
 }
 
+/// The most text `run`, `tokenize` and `perplexity` take from stdin or a file: far more than
+/// any context holds, and a bound on what an endless input (`< /dev/zero`) can take.
+pub const MAX_TEXT_INPUT: u64 = 64 << 20;
+
+/// Reads standard input, at most [`MAX_TEXT_INPUT`] bytes (more is an error, not an allocation).
+pub fn read_stdin_capped(what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_TEXT_INPUT + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| anyhow::anyhow!("reading {what} from standard input: {e}"))?;
+    if buf.len() as u64 > MAX_TEXT_INPUT {
+        anyhow::bail!(
+            "{what} on standard input is longer than {} MiB; that is more text than any model's context holds",
+            MAX_TEXT_INPUT >> 20
+        );
+    }
+    Ok(buf)
+}
+
 pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Setup(a) => setup::run(a),

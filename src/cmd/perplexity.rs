@@ -98,7 +98,8 @@ pub fn run(a: Args) -> Result<Outcome> {
     if a.chunks == Some(0) {
         bail!("--chunks 0 scores nothing; give at least 1");
     }
-    let text = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let text = crate::sys::root::read_regular(&a.file, super::MAX_TEXT_INPUT)
+        .with_context(|| format!("reading {}", a.file.display()))?;
     let text = String::from_utf8(text)
         .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text: {e}", a.file.display()))?;
     let mut l = super::run::load(&a.model, a.backend, Some(a.ctx), a.threads, true, None)?;

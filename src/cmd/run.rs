@@ -131,6 +131,67 @@ pub struct Loaded {
     pub load_time: Duration,
 }
 
+/// `--threads` beyond this many per CPU core is refused: it only adds switching (and an absurd
+/// value would try to start that many OS threads).
+const MAX_THREADS_PER_CORE: usize = 4;
+
+fn check_threads(threads: Option<usize>) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match threads {
+        Some(t) if t > cores * MAX_THREADS_PER_CORE => bail!(
+            "--threads {t} is more than this machine can use: it has {cores} CPU(s); give at most {} (the default is one per core)",
+            cores * MAX_THREADS_PER_CORE
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes of memory available for new allocations (`MemAvailable`), when the kernel says.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The KV cache a context needs, checked for overflow and (for engines whose cache lives in
+/// host memory) against the memory available, so a huge `--ctx` is a clear error rather than
+/// an abort on a failed allocation.
+fn check_kv_memory(
+    c: &crate::model::Config,
+    n_ctx: usize,
+    kv_f16: bool,
+    backend: Backend,
+) -> Result<()> {
+    let elem: u64 = if kv_f16 { 2 } else { 4 };
+    let bytes = [c.n_layer, c.n_head_kv, c.head_dim, 2]
+        .iter()
+        .try_fold(n_ctx as u64, |acc, &x| acc.checked_mul(x as u64))
+        .and_then(|b| b.checked_mul(elem));
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let Some(bytes) = bytes.filter(|&b| b < 1 << 50) else {
+        bail!(
+            "--ctx {n_ctx} is far beyond any memory (the model was trained for {} tokens)",
+            c.n_ctx_train
+        );
+    };
+    if matches!(backend, Backend::Vulkan) {
+        // On the GPU; the Vulkan engine checks its device memory itself.
+        return Ok(());
+    }
+    if let Some(avail) = mem_available() {
+        if bytes > avail {
+            bail!(
+                "--ctx {n_ctx} needs {:.1} GiB for the KV cache, more than the {:.1} GiB of memory available; lower --ctx (the model was trained for {} tokens)",
+                gib(bytes),
+                gib(avail),
+                c.n_ctx_train
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Opens `path`, builds the tokenizer and the engine, and reads the weights once (with a
 /// progress line on a terminal) so that the first token does not pay for page faults.
 pub fn load(
@@ -153,6 +214,8 @@ pub fn load(
     if n_ctx < 2 {
         bail!("--ctx {n_ctx} is too small (at least 2 tokens)");
     }
+    check_threads(threads)?;
+    check_kv_memory(c, n_ctx, kv_f16, backend)?;
     if n_ctx > c.n_ctx_train {
         eprintln!(
             "pigpu: warning: --ctx {n_ctx} is larger than the model's training context {}",
@@ -229,10 +292,13 @@ pub fn run(a: Args) -> Result<Outcome> {
         Some(p) => Some(p.clone()),
         None if a.chat || std::io::stdin().is_terminal() => None,
         None => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                .context("reading the prompt from stdin")?;
-            Some(s)
+            let b = super::read_stdin_capped("the prompt")?;
+            Some(String::from_utf8(b).map_err(|e| {
+                anyhow::anyhow!(
+                    "the prompt on stdin is not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                )
+            })?)
         }
     };
     if let Some(p) = &prompt {
@@ -401,10 +467,10 @@ fn check_fits(n_prompt: usize, n: usize, n_ctx: usize) -> Result<()> {
     if n_prompt > n_ctx {
         bail!("the prompt is {n_prompt} tokens, longer than the context of {n_ctx} (raise --ctx)");
     }
-    if n_prompt + n > n_ctx {
+    if n_prompt.saturating_add(n) > n_ctx {
         bail!(
             "-n {n} after a prompt of {n_prompt} tokens needs {} positions, more than the context of {n_ctx} (lower -n or raise --ctx)",
-            n_prompt + n
+            n_prompt as u128 + n as u128
         );
     }
     Ok(())

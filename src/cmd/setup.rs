@@ -113,17 +113,32 @@ pub fn run_with(
         }
         None => Root::live(),
     };
+    if !args.dry_run && !root.is_live() {
+        check_root_path(root.dir())?;
+    }
     let as_root = nix::unistd::geteuid().is_root();
     if root.is_live() && !as_root && !args.dry_run {
         bail!("pigpu setup changes the system and must run as root (sudo pigpu setup); --dry-run shows the plan without root");
     }
+    // Any run that may change the root holds its lock until it returns (`--undo` included).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(crate::provision::lock::acquire(&root)?)
+    };
     if args.undo {
         return undo(&args, &root, host, prompts);
     }
     let manifest = pick_manifest(&args, prompts)?;
 
     // A run that died half-way is rolled back before anything else.
-    let st = state::load(&root).map_err(|e| anyhow::anyhow!("{e}; move it away to start over"))?;
+    let st = state::load(&root).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; its copy {} is unusable too, so pigpu cannot tell what it installed. Put back a \
+             good copy, or move both away to start over (then `--undo` cannot remove the earlier install)",
+            root.path(state::STATE_COPY).display()
+        )
+    })?;
     if !st.in_progress.is_empty() && !args.dry_run {
         eprintln!(
             "pigpu: the previous run did not finish; rolling back its {} change(s)",
@@ -163,6 +178,7 @@ pub fn run_with(
     if plan.steps.is_empty() {
         return Ok(finish(&root, probe.running_kernel.is_some()));
     }
+    check_writable(&root, &plan)?;
     if !prompts.confirm("Apply this plan?", true)? {
         eprintln!("pigpu: nothing changed");
         return Ok(Outcome::Ok);
@@ -201,6 +217,51 @@ pub fn run_with(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The root's path reaches `make` (Kbuild variables, expanded inside shell recipes), so it may
+/// only hold characters no shell or make treats specially.
+fn check_root_path(dir: &std::path::Path) -> anyhow::Result<()> {
+    let text = dir.to_string_lossy();
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/._-+,@".contains(*c)))
+    {
+        bail!(
+            "--root {}: the path holds {c:?}; the kernel build passes it to make and the shell, so \
+             use a directory whose path has only letters, digits and / . _ - + , @ (mount or link \
+             the image at, say, /mnt/pi)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Before anything runs: every file the plan edits in place (`config.txt`) must be writable,
+/// so a read-only or immutable file stops the run now, not after a long build.
+fn check_writable(root: &Root, plan: &plan::Plan) -> anyhow::Result<()> {
+    for step in &plan.steps {
+        let path = match &step.op {
+            plan::Op::BootConfig { path, .. } => path,
+            plan::Op::Kernel4k { config, .. } => config,
+            _ => continue,
+        };
+        let host = root.inside(path)?;
+        let probe = host.with_file_name(".pigpu-write-check");
+        let result = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&host)
+            .and_then(|_| std::fs::write(&probe, b""))
+            .and_then(|_| std::fs::remove_file(&probe));
+        if let Err(e) = result {
+            bail!(
+                "{} cannot be written ({e}); nothing was changed. Make it writable (remount /boot \
+                 read-write, `chattr -i`) and run again",
+                host.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The choices: from flags, else asked on a terminal, else (`--yes`) the defaults.

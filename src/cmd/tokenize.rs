@@ -1,7 +1,7 @@
 //! `pigpu tokenize`: text to token ids with the model's own tokenizer (from its GGUF metadata),
 //! printed as one JSON array, or with each token's piece.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -39,11 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let f = GgufFile::open(&args.model)?;
     let tok = Tokenizer::from_gguf(&f)?;
     let text = if args.text == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut buf)
-            .context("reading the text from standard input")?;
+        let buf = super::read_stdin_capped("the text")?;
         String::from_utf8(buf).map_err(|e| {
             anyhow::anyhow!(
                 "standard input is not UTF-8 text (invalid byte at offset {})",

@@ -9,6 +9,9 @@ use std::path::Path;
 use crate::sys::pci::{self, PciDevice, PciSource};
 use crate::sys::Root;
 
+/// How much of the end of a kernel log file doctor reads.
+const KERNEL_LOG_TAIL: u64 = 4 << 20;
+
 /// A Vulkan physical device as doctor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VulkanDevice {
@@ -162,20 +165,17 @@ impl Host {
             }
         }
         for f in ["/var/log/kern.log", "/var/log/dmesg"] {
-            let path = self.root.resolve(f).unwrap_or_else(|| f.into());
-            match self.root.read_optional(path) {
-                Ok(Some(t)) => {
-                    // Only the recent end: kern.log can hold months of boots.
-                    let keep = 4 << 20;
-                    let t = if t.len() > keep {
-                        let mut cut = t.len() - keep;
-                        while !t.is_char_boundary(cut) {
-                            cut += 1;
+            // Only the recent end: kern.log can hold months of boots. Read inside the root (a
+            // link to a host file is looked up in the root), regular files only.
+            match self.root.read_tail(f, KERNEL_LOG_TAIL) {
+                Ok(Some(b)) => {
+                    let mut t = String::from_utf8_lossy(&b).into_owned();
+                    if b.len() as u64 == KERNEL_LOG_TAIL {
+                        // The cut may fall inside a line: start at the next whole one.
+                        if let Some(nl) = t.find('\n') {
+                            t.drain(..=nl);
                         }
-                        t[cut..].to_string()
-                    } else {
-                        t
-                    };
+                    }
                     return Ok((t, self.root.path(f).display().to_string()));
                 }
                 Ok(None) => tried.push(format!("{f}: missing")),

@@ -4,6 +4,7 @@
 //! nvidia-smi's GPU table, lspci device blocks, PCIe link lines, Vulkan device lists and
 //! generation speeds that reveal a CPU fallback.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -112,12 +113,15 @@ const SUBSUMED: &[(&str, &[&str])] = &[(
     ],
 )];
 
-/// One finding per id: worst status, its summary and fix, evidence from all (deduplicated).
+/// One finding per id: worst status, its summary and fix, evidence from all (deduplicated),
+/// at most [`MAX_EVIDENCE`] lines and then "… and N more". Linear in the evidence lines, and
+/// merging merged findings again keeps the count right (the marker line is read back).
 pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
-    let mut out: Vec<Finding> = Vec::new();
-    for f in findings {
-        match out.iter_mut().find(|o| o.id == f.id) {
-            Some(o) => {
+    let mut out: Vec<(Finding, HashSet<String>, usize)> = Vec::new();
+    for mut f in findings {
+        let extra = take_more(&mut f.evidence);
+        match out.iter_mut().find(|(o, _, _)| o.id == f.id) {
+            Some((o, seen, more)) => {
                 if f.status > o.status {
                     o.status = f.status;
                     o.summary = f.summary.clone();
@@ -128,34 +132,60 @@ pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
                 if o.fix.is_none() {
                     o.fix = f.fix.clone();
                 }
+                *more += extra;
                 for e in f.evidence {
-                    if !o.evidence.contains(&e) {
+                    if !seen.contains(&e) {
+                        seen.insert(e.clone());
                         o.evidence.push(e);
                     }
                 }
             }
-            None => out.push(f),
+            None => {
+                let seen = f.evidence.iter().cloned().collect();
+                out.push((f, seen, extra));
+            }
         }
     }
     for (id, by) in SUBSUMED {
         let covered = out
             .iter()
-            .any(|f| by.contains(&f.id.as_str()) && f.status >= Status::Warn);
+            .any(|(f, _, _)| by.contains(&f.id.as_str()) && f.status >= Status::Warn);
         if covered {
-            out.retain(|f| f.id != *id);
+            out.retain(|(f, _, _)| f.id != *id);
         }
     }
-    for f in &mut out {
-        if f.evidence.len() > MAX_EVIDENCE {
-            let more = f.evidence.len() - MAX_EVIDENCE;
-            f.evidence.truncate(MAX_EVIDENCE);
-            f.evidence.push(format!("… and {more} more"));
-        }
-        if f.fix.as_deref() == Some("") {
-            f.fix = None;
-        }
+    out.into_iter()
+        .map(|(mut f, _, mut more)| {
+            if f.evidence.len() > MAX_EVIDENCE {
+                more += f.evidence.len() - MAX_EVIDENCE;
+                f.evidence.truncate(MAX_EVIDENCE);
+            }
+            if more > 0 {
+                f.evidence.push(format!("{MORE_PREFIX}{more}{MORE_SUFFIX}"));
+            }
+            if f.fix.as_deref() == Some("") {
+                f.fix = None;
+            }
+            f
+        })
+        .collect()
+}
+
+const MORE_PREFIX: &str = "… and ";
+const MORE_SUFFIX: &str = " more";
+
+/// Removes a trailing "… and N more" line left by an earlier merge and returns N.
+fn take_more(evidence: &mut Vec<String>) -> usize {
+    let n = evidence.last().and_then(|l| {
+        l.strip_prefix(MORE_PREFIX)?
+            .strip_suffix(MORE_SUFFIX)?
+            .parse::<usize>()
+            .ok()
+    });
+    if n.is_some() {
+        evidence.pop();
     }
-    out
+    n.unwrap_or(0)
 }
 
 fn signature_findings(l: &Lines, out: &mut Vec<Finding>) {

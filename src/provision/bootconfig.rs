@@ -253,6 +253,53 @@ pub fn set_block(text: &str, settings: &[String]) -> String {
     out
 }
 
+/// [`set_block`] on bytes: every line outside pigpu's block is kept byte for byte, even when
+/// the file is not UTF-8 (a comment in Latin-1); only pigpu's own (ASCII) lines are written.
+pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return set_block(text, settings).into_bytes();
+    }
+    // Each line is judged by its lossy text (pigpu's markers are ASCII) and copied as bytes.
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut inside = false;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        let t = String::from_utf8_lossy(line);
+        let t = t.trim();
+        if !inside && t == BEGIN {
+            inside = true;
+            if out.ends_with(b"\n\n") {
+                out.pop();
+            }
+            continue;
+        }
+        if inside {
+            if t == END {
+                inside = false;
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+    }
+    if settings.is_empty() {
+        return out;
+    }
+    // The block itself is ASCII: build it on an empty text, then join.
+    let crlf = bytes.windows(2).any(|w| w == b"\r\n");
+    let newline: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(newline);
+    }
+    if !out.is_empty() {
+        out.extend_from_slice(newline);
+    }
+    let mut block = set_block("", settings);
+    if crlf {
+        block = block.replace('\n', "\r\n");
+    }
+    out.extend_from_slice(block.as_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +314,24 @@ mod tests {
             "dtparam=pciex1".to_string(),
             "dtparam=pciex1_gen=3".to_string(),
         ]
+    }
+
+    #[test]
+    fn bytes_outside_the_block_survive_when_not_utf8() {
+        let mut original = b"# Caf\xe9\n".to_vec();
+        original.extend_from_slice(PI_OS_DEFAULT.as_bytes());
+        let ours = vec!["dtparam=pciex1".to_string()];
+        let with = set_block_bytes(&original, &ours);
+        assert!(with.starts_with(&original));
+        assert!(String::from_utf8_lossy(&with).contains("[pi5]\ndtparam=pciex1\n"));
+        assert_eq!(set_block_bytes(&with, &ours), with);
+        assert_eq!(set_block_bytes(&with, &[]), original);
+        // UTF-8 text gives exactly what set_block gives.
+        let utf8 = PI_OS_DEFAULT.as_bytes();
+        assert_eq!(
+            set_block_bytes(utf8, &ours),
+            set_block(PI_OS_DEFAULT, &ours).into_bytes()
+        );
     }
 
     #[test]

@@ -176,6 +176,8 @@ impl Exec<'_> {
         for (i, step) in plan.steps.iter().enumerate() {
             eprintln!("==> [{}/{}] {}: {}", i + 1, n, step.id, step.action);
             if let Err(e) = self.step(step, &mut tx) {
+                // The work tree (unpacked, patched, built) is only this run's: it goes too.
+                self.clean_work();
                 let log = self.log_path("rollback.log");
                 let (_, problems) = tx.rollback(self.host, &log);
                 return Err(ExecError::Step {
@@ -242,7 +244,8 @@ impl Exec<'_> {
                     names: packages.clone(),
                 })?;
                 self.host.apt_install(self.root, packages, &log)?;
-                tx.write_file(config, text.as_bytes(), None)?;
+                let bytes = config_bytes(self.root, config, text);
+                tx.write_file(config, &bytes, None)?;
                 Ok(())
             }
             Op::Prepare { work, release } => self.prepare(work, release, tx),
@@ -290,7 +293,10 @@ impl Exec<'_> {
                 }
                 Ok(())
             }
-            Op::BootConfig { path, text } => Ok(tx.write_file(path, text.as_bytes(), None)?),
+            Op::BootConfig { path, text } => {
+                let bytes = config_bytes(self.root, path, text);
+                Ok(tx.write_file(path, &bytes, None)?)
+            }
             Op::LoadModules { names } => Ok(self.host.load_modules(self.root, names)?),
         }
     }
@@ -298,6 +304,7 @@ impl Exec<'_> {
     fn fetch(&mut self, artifacts: &[Artifact], tx: &mut Transaction) -> Result<(), StepError> {
         let m = self.manifest;
         let mut got = BTreeMap::new();
+        let mut cached_files: Vec<String> = Vec::new();
         // Everything is downloaded and checked before anything is unpacked or installed.
         for a in artifacts {
             let f = self
@@ -322,35 +329,58 @@ impl Exec<'_> {
                     digest: format!("sha256:{}", f.sha256),
                 });
             }
+            if f.transferred == 0 {
+                cached_files.push(a.file.clone());
+            }
             got.insert(a.file.clone(), f.path);
         }
-        // Unpack the source and check its tree.
+        // Unpack the source and check its tree. A bad copy that came from the cache is removed
+        // and downloaded once more (a captive portal's page must not block setup for good).
         let src_art = m.source_artifact();
-        let Some(archive) = got.get(&src_art.file) else {
+        let Some(archive) = got.get(&src_art.file).cloned() else {
             return Ok(());
         };
         let work = self.root.path(super::plan::work_dir(m));
         let pristine = work.join("pristine");
-        let _ = fs::remove_dir_all(&pristine);
-        fs::create_dir_all(&pristine).map_err(|e| other(format!("{}: {e}", pristine.display())))?;
-        Cmd::new("tar")
-            .arg("-xf")
-            .arg(archive)
-            .arg("-C")
-            .arg(&pristine)
-            .run_logged(&self.log_path("fetch.log"), &mut |_| {})?;
-        let top = single_top_dir(&pristine);
-        let tree =
-            gittree::tree_id(&top).map_err(|e| other(format!("hashing {}: {e}", top.display())))?;
-        match &m.source.tree {
-            Some(want) if *want != tree => {
-                let _ = fs::remove_dir_all(&pristine);
-                return Err(StepError::Tree {
-                    what: src_art.what,
-                    expected: want.clone(),
-                    actual: tree,
-                });
+        let pin = m.source.tree.clone();
+        let what = src_art.what.clone();
+        let checked = |this: &Self, archive: &Path| -> Result<(PathBuf, String), StepError> {
+            let (top, tree) = this.unpack(archive, &pristine)?;
+            match &pin {
+                Some(want) if *want != tree => {
+                    let _ = fs::remove_dir_all(&pristine);
+                    Err(StepError::Tree {
+                        what: what.clone(),
+                        expected: want.clone(),
+                        actual: tree,
+                    })
+                }
+                _ => Ok((top, tree)),
             }
+        };
+        let (top, tree) = match checked(self, &archive) {
+            Ok(r) => r,
+            Err(e) if src_art.sha256.is_none() && cached_files.contains(&src_art.file) => {
+                let _ = fs::remove_file(&archive);
+                eprintln!(
+                    "    the cached {} is not a good copy ({e}); removed it, downloading again",
+                    archive.display()
+                );
+                let again = self
+                    .downloader
+                    .fetch(&src_art.what, &src_art.location, &src_art.file, None)
+                    .map_err(|d| {
+                        other(format!(
+                            "the cached copy {} of {} was bad ({e}) and was removed; downloading it again failed: {d}",
+                            archive.display(),
+                            src_art.what
+                        ))
+                    })?;
+                checked(self, &again.path)?
+            }
+            Err(e) => return Err(e),
+        };
+        match &m.source.tree {
             Some(_) => eprintln!("    {} unpacked, tree {tree} matches the pin", src_art.what),
             None => {
                 eprintln!("    {} unpacked, tree {tree} (no tree pin)", src_art.what);
@@ -370,6 +400,33 @@ impl Exec<'_> {
         )
         .map_err(|e| other(format!("{}: {e}", work.display())))?;
         Ok(())
+    }
+
+    /// Unpacks `archive` into `pristine` (emptied first) as plain files: no owners or modes
+    /// from the archive, then checked and normalised (see [`sanitize_tree`]). Returns the top
+    /// directory and its git tree id. Fails when the archive is damaged or holds special files.
+    fn unpack(&self, archive: &Path, pristine: &Path) -> Result<(PathBuf, String), StepError> {
+        let _ = fs::remove_dir_all(pristine);
+        fs::create_dir_all(pristine).map_err(|e| other(format!("{}: {e}", pristine.display())))?;
+        Cmd::new("tar")
+            .arg("--no-same-owner")
+            .arg("--no-same-permissions")
+            .arg("-xf")
+            .arg(archive)
+            .arg("-C")
+            .arg(pristine)
+            .run_logged(&self.log_path("fetch.log"), &mut |_| {})?;
+        sanitize_tree(pristine).map_err(|e| {
+            let _ = fs::remove_dir_all(pristine);
+            other(format!(
+                "{}: {e} (nothing was installed)",
+                archive.display()
+            ))
+        })?;
+        let top = single_top_dir(pristine);
+        let tree =
+            gittree::tree_id(&top).map_err(|e| other(format!("hashing {}: {e}", top.display())))?;
+        Ok((top, tree))
     }
 
     fn prepare(
@@ -471,7 +528,8 @@ impl Exec<'_> {
         jobs: usize,
     ) -> Result<(), StepError> {
         let trees = kernel_trees(self.root, release)?;
-        let cmd = make_command(dir, target, jobs, &trees, &self.manifest.make_args, extra)?;
+        let cmd = make_command(dir, target, jobs, &trees, &self.manifest.make_args, extra)?
+            .die_with_parent();
         let bar = spinner(self.progress, &format!("make {target}"));
         let mut compiled = 0usize;
         let result = cmd.run_logged(log, &mut |line| {
@@ -730,6 +788,64 @@ pub fn make_command(
         .env("LC_MESSAGES", "C")
         .args(manifest_args)
         .args(extra))
+}
+
+/// The bytes to write for pigpu's `config.txt` block: `text` is the planned file, but when the
+/// file on disk is not UTF-8 the block is set into its bytes instead, so no byte outside the
+/// block changes.
+fn config_bytes(root: &Root, path: &str, text: &str) -> Vec<u8> {
+    match root.read_bytes(path) {
+        Ok(Some(bytes)) if std::str::from_utf8(&bytes).is_err() => {
+            super::bootconfig::set_block_bytes(&bytes, &super::bootconfig::managed_lines(text))
+        }
+        _ => text.as_bytes().to_vec(),
+    }
+}
+
+/// Checks an unpacked source tree before anything else reads it: only directories, regular
+/// files and symlinks (a device node, FIFO or socket is refused, naming it); `.git` directories
+/// are removed (git ignores them in the tree id, so they are not pinned); modes become 0755 for
+/// directories and executables, 0644 for other files: no setuid, setgid, sticky or
+/// world-writable bits reach `/usr/src`, which DKMS builds from as root.
+pub fn sanitize_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let ft = e.file_type()?;
+        if ft.is_symlink() {
+            continue;
+        }
+        if ft.is_dir() {
+            if e.file_name() == ".git" {
+                fs::remove_dir_all(&path)?;
+                continue;
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+            sanitize_tree(&path)?;
+        } else if ft.is_file() {
+            let mode = fs::symlink_metadata(&path)?.permissions().mode();
+            let want = if mode & 0o100 != 0 { 0o755 } else { 0o644 };
+            fs::set_permissions(&path, fs::Permissions::from_mode(want))?;
+        } else {
+            let kind = if ft.is_block_device() || ft.is_char_device() {
+                "a device node"
+            } else if ft.is_fifo() {
+                "a FIFO"
+            } else {
+                "a socket"
+            };
+            let _ = fs::remove_file(&path);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the archive holds {kind}, {}: a source tree never does; refused",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn single_top_dir(dir: &Path) -> PathBuf {

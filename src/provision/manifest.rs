@@ -186,7 +186,12 @@ impl Manifest {
     /// Reads `--manifest FILE`.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        // A manifest is a few KiB: a regular file of at most 1 MiB (never a device or a FIFO).
+        let read = crate::sys::root::read_regular(path, 1 << 20).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+        });
+        let text = read.map_err(|source| ManifestError::Read {
             origin: origin.clone(),
             source,
         })?;

@@ -14,6 +14,9 @@ use crate::sys::Root;
 
 /// The state file, as a system path.
 pub const STATE_FILE: &str = "/var/lib/pigpu/state.json";
+/// A second copy of the state file, written after it: a damaged (or moved) state file is
+/// recovered from it, so pigpu never forgets what it installed.
+pub const STATE_COPY: &str = "/var/lib/pigpu/state.json.copy";
 /// Backups of files pigpu changed.
 pub const BACKUP_DIR: &str = "/var/lib/pigpu/backup";
 /// Work space: unpacked and patched sources, builds.
@@ -105,13 +108,41 @@ pub struct State {
 }
 
 pub fn load(root: &Root) -> Result<State, StateError> {
-    let path = root.path(STATE_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| StateError::Parse {
-            path,
-            message: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+    let main = load_file(root, STATE_FILE);
+    if matches!(main, Ok(Some(_))) {
+        return main.map(Option::unwrap_or_default);
+    }
+    match (main, load_file(root, STATE_COPY)) {
+        (Ok(main), Ok(None)) => Ok(main.unwrap_or_default()),
+        (main, Ok(Some(copy))) => {
+            let why = match main {
+                Err(e) => e.to_string(),
+                _ => format!("{} is missing", root.path(STATE_FILE).display()),
+            };
+            eprintln!(
+                "pigpu: {why}; using its copy {} (the state as of the last change)",
+                root.path(STATE_COPY).display()
+            );
+            Ok(copy)
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// One state file: `Ok(None)` when it is missing.
+fn load_file(root: &Root, abs: &str) -> Result<Option<State>, StateError> {
+    let path = root.path(abs);
+    match root.read_bytes(abs) {
+        Ok(Some(bytes)) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StateError::Parse {
+                    path,
+                    message: e.to_string(),
+                })
+        }
+        Ok(None) => Ok(None),
         Err(source) => Err(StateError::Io { path, source }),
     }
 }
@@ -123,7 +154,14 @@ pub fn save(root: &Root, state: &State) -> Result<(), StateError> {
         source,
     };
     let text = serde_json::to_string_pretty(state).expect("state serializes");
-    crate::provision::transaction::atomic_write(&path, text.as_bytes(), Some(0o644)).map_err(io)
+    crate::provision::transaction::atomic_write(&path, text.as_bytes(), Some(0o644)).map_err(io)?;
+    let copy = root.path(STATE_COPY);
+    crate::provision::transaction::atomic_write(&copy, text.as_bytes(), Some(0o644)).map_err(
+        |source| StateError::Io {
+            path: copy.clone(),
+            source,
+        },
+    )
 }
 
 impl State {

@@ -113,7 +113,10 @@ impl<'r> Transaction<'r> {
         if self.touched.iter().any(|t| t == abs) {
             return Ok(());
         }
-        let path = self.root.path(abs);
+        let path = self
+            .root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))?;
         let backup = if path.exists() {
             let n = self.state.records.len() + self.state.in_progress.len();
             let flat = abs.trim_start_matches('/').replace('/', "__");
@@ -162,7 +165,10 @@ impl<'r> Transaction<'r> {
         mode: Option<u32>,
     ) -> Result<(), TxError> {
         self.before_change(abs)?;
-        let path = self.root.path(abs);
+        let path = self
+            .root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))?;
         atomic_write(&path, bytes, mode).map_err(io_err("writing", &path))?;
         self.after_change(abs)
     }
@@ -175,7 +181,10 @@ impl<'r> Transaction<'r> {
         mode: Option<u32>,
     ) -> Result<(), TxError> {
         self.before_change(abs)?;
-        let path = self.root.path(abs);
+        let path = self
+            .root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))?;
         atomic_replace(&path, mode, |tmp| fs::copy(from, tmp).map(|_| ()))
             .map_err(io_err("installing", &path))?;
         self.after_change(abs)
@@ -183,7 +192,10 @@ impl<'r> Transaction<'r> {
 
     /// Copies a whole directory tree to a system path that must not exist yet.
     pub fn create_tree(&mut self, abs: &str, from: &Path) -> Result<(), TxError> {
-        let dest = self.root.path(abs);
+        let dest = self
+            .root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))?;
         if dest.exists() {
             return Err(TxError::Io {
                 action: "creating",
@@ -258,6 +270,7 @@ pub fn finish_state(root: &Root, st: &State) -> Result<(), TxError> {
     {
         let f = root.path(state::STATE_FILE);
         let _ = fs::remove_file(&f);
+        let _ = fs::remove_file(root.path(state::STATE_COPY));
         let _ = fs::remove_dir(root.path(state::BACKUP_DIR));
         let _ = fs::remove_dir(root.path("/var/lib/pigpu"));
         Ok(())
@@ -332,16 +345,15 @@ fn revert(
             backup,
             sha256_after,
         } => {
-            let p = root.path(path);
+            let p = root.inside(path).map_err(|e| format!("{path}: {e}"))?;
             let now = sha256_file(&p).ok();
             let unchanged =
                 now.as_deref() == Some(sha256_after.as_str()) || sha256_after.is_empty();
             if !strict && !unchanged {
                 if path.ends_with("config.txt") {
-                    if let Ok(text) = fs::read_to_string(&p) {
-                        let cleaned = super::bootconfig::remove_block(&text);
-                        atomic_write(&p, cleaned.as_bytes(), None)
-                            .map_err(|e| format!("{path}: {e}"))?;
+                    if let Ok(bytes) = fs::read(&p) {
+                        let cleaned = super::bootconfig::set_block_bytes(&bytes, &[]);
+                        atomic_write(&p, &cleaned, None).map_err(|e| format!("{path}: {e}"))?;
                     }
                     return Err(format!(
                         "{path} was edited after pigpu changed it: only pigpu's block was removed{}",
@@ -359,6 +371,17 @@ fn revert(
             match backup {
                 Some(b) => {
                     let bp = root.path(b);
+                    let current = fs::read(&p).ok();
+                    if !bp.exists() && !unchanged {
+                        // An earlier rollback restored it and was stopped before it could
+                        // record that: nothing left to do.
+                        return Ok(());
+                    }
+                    if current.is_some() && fs::read(&bp).ok() == current {
+                        // Never changed (the write failed), or restored already.
+                        let _ = fs::remove_file(&bp);
+                        return Ok(());
+                    }
                     atomic_replace(
                         &p,
                         fs::metadata(&bp)
@@ -468,6 +491,42 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fs::read_to_string(&f).unwrap(), "original\n");
         assert!(!root.path("/etc/new.conf").exists());
+    }
+
+    #[test]
+    fn rollback_of_a_file_never_changed_or_restored_already_is_no_problem() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let f = root.path("/boot/config.txt");
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, "original\n").unwrap();
+        let mut host = RecordingHost::default();
+        // The write failed after the backup was taken (an unwritable file): the file is still the
+        // original, so there is nothing to restore and nothing to report.
+        let mut tx = Transaction::begin(&root, State::default());
+        tx.before_change("/boot/config.txt").unwrap();
+        let (_, problems) = tx.rollback(&mut host, &root.path("/log"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(
+            !root.path(state::BACKUP_DIR).exists()
+                || root.list_dir(state::BACKUP_DIR).unwrap().is_empty()
+        );
+        // A rollback killed after restoring the file and removing its backup, before saving the
+        // state: the next run's rollback finds the original in place and no backup.
+        let mut tx = Transaction::begin(&root, State::default());
+        tx.write_file("/boot/config.txt", b"pigpu\n", None).unwrap();
+        let st = tx.state.clone();
+        let Some(Record::File {
+            backup: Some(b), ..
+        }) = st.in_progress.first()
+        else {
+            panic!("{st:?}")
+        };
+        fs::copy(root.path(b), &f).unwrap();
+        fs::remove_file(root.path(b)).unwrap();
+        let (_, problems) = Transaction::begin(&root, st).rollback(&mut host, &root.path("/log"));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "original\n");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct Cmd {
     pub args: Vec<OsString>,
     pub dir: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
+    /// Ends (SIGTERM, which `make` passes on to its children) when pigpu dies, even by SIGKILL.
+    pub die_with_parent: bool,
 }
 
 impl Cmd {
@@ -54,6 +56,7 @@ impl Cmd {
             args: Vec::new(),
             dir: None,
             env: Vec::new(),
+            die_with_parent: false,
         }
     }
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
@@ -76,6 +79,13 @@ impl Cmd {
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
         self.env
             .push((k.as_ref().to_owned(), v.as_ref().to_owned()));
+        self
+    }
+
+    /// The command is sent SIGTERM when pigpu dies (a build must not run on after a killed
+    /// setup; `make` passes the signal to its jobs). Not for apt or dpkg, which must finish.
+    pub fn die_with_parent(mut self) -> Cmd {
+        self.die_with_parent = true;
         self
     }
 
@@ -106,6 +116,27 @@ impl Cmd {
         }
         for (k, v) in &self.env {
             e = e.env(k, v);
+        }
+        if self.die_with_parent {
+            let parent = std::process::id() as libc::pid_t;
+            e = e.before_spawn(move |cmd| {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: the closure runs in the child between fork and exec and only makes
+                // async-signal-safe calls (prctl, getppid, kill) on no shared memory.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        // The parent died before the prctl: nobody will send the signal.
+                        if libc::getppid() != parent {
+                            libc::kill(libc::getpid(), libc::SIGTERM);
+                        }
+                        Ok(())
+                    });
+                }
+                Ok(())
+            });
         }
         e.stdin_null().unchecked()
     }

@@ -5,6 +5,64 @@
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
+/// The most [`Root::read_optional`] reads of one file: the system files pigpu reads are small,
+/// so a bigger one is a mistake (or `/dev/zero` behind a link) and is refused, not loaded.
+pub const MAX_READ: u64 = 64 << 20;
+
+/// Reads a regular file of at most `cap` bytes. The type is checked on the opened file (opened
+/// non-blocking, so a FIFO cannot hang the open), and the read stops at `cap` + 1 bytes whatever
+/// the file claims, so a growing file cannot exceed it either.
+pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    let mut out = Vec::with_capacity(meta.len().min(cap) as usize);
+    f.take(cap + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: larger than {} MiB", path.display(), cap >> 20),
+        ));
+    }
+    Ok(out)
+}
+
+/// The last `keep` bytes of a regular file (all of it when smaller), and whether it was cut;
+/// a FIFO, a device or a directory is an error naming the path (opened non-blocking, so a FIFO
+/// cannot hang the open).
+pub fn read_regular_tail(path: &Path, keep: u64) -> io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    let cut = meta.len() > keep;
+    if cut {
+        f.seek(SeekFrom::Start(meta.len() - keep))?;
+    }
+    let mut out = Vec::with_capacity(meta.len().min(keep) as usize);
+    f.take(keep).read_to_end(&mut out)?;
+    Ok((out, cut))
+}
+
 /// A directory treated as `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {
@@ -29,16 +87,48 @@ impl Root {
         &self.dir
     }
 
-    /// Maps an absolute system path (`/boot/firmware/config.txt`) into this root. `..` components
-    /// are dropped so a path can never climb out of the root.
+    /// Maps an absolute system path (`/boot/firmware/config.txt`) into this root, following
+    /// symlinks in its directories the way the system under this root would: an absolute link
+    /// target is taken inside the root and `..` never climbs above it, so no directory on the
+    /// way can lead out of the root. Components that do not exist yet are appended as they are. On the live system
+    /// (or when links loop, see [`Root::inside`]) the path is only joined, `..` dropped.
     pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let abs = abs.as_ref();
+        if self.is_live() {
+            return self.lexical(abs);
+        }
+        // The directories are resolved; the last component is kept as it is, so `read_link`
+        // and `symlink_metadata` on the result still see a link there ([`Root::inside`]
+        // resolves it too, for reading and writing the file).
+        let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+            return self.lexical(abs);
+        };
+        match self.walk(parent, true) {
+            Ok(dir) => self.lexical(&dir.join(name)),
+            Err(_) => self.lexical(abs),
+        }
+    }
+
+    fn lexical(&self, abs: &Path) -> PathBuf {
         let mut out = self.dir.clone();
-        for c in abs.as_ref().components() {
+        for c in abs.components() {
             if let Component::Normal(part) = c {
                 out.push(part);
             }
         }
         out
+    }
+
+    /// Like [`Root::path`], but strict: links that loop (or a component that cannot be
+    /// examined) are an error instead of a lexical join, so what is returned never leaves the
+    /// root through a symlink. Every path pigpu writes under a root goes through this.
+    pub fn inside(&self, abs: impl AsRef<Path>) -> io::Result<PathBuf> {
+        let abs = abs.as_ref();
+        if self.is_live() {
+            return Ok(self.lexical(abs));
+        }
+        let sys = self.walk(abs, true)?;
+        Ok(self.lexical(&sys))
     }
 
     pub fn exists(&self, abs: impl AsRef<Path>) -> bool {
@@ -50,11 +140,18 @@ impl Root {
     /// looked up on the host). Returns the final system path, or `None` when it does not exist
     /// or the links loop.
     pub fn resolve(&self, abs: impl AsRef<Path>) -> Option<PathBuf> {
+        self.walk(abs.as_ref(), false).ok()
+    }
+
+    /// The system path `abs` leads to inside the root. `lenient`: a missing component ends the
+    /// walk and the rest is appended unresolved (a file about to be created); otherwise a
+    /// missing component is `NotFound`. Links that loop are an error either way.
+    fn walk(&self, abs: &Path, lenient: bool) -> io::Result<PathBuf> {
         let mut pending: Vec<std::ffi::OsString> = abs
-            .as_ref()
             .components()
             .filter_map(|c| match c {
                 Component::Normal(p) => Some(p.to_os_string()),
+                Component::ParentDir => Some("..".into()),
                 _ => None,
             })
             .rev()
@@ -67,13 +164,32 @@ impl Root {
                 continue;
             }
             let candidate = done.join(&part);
-            let meta = std::fs::symlink_metadata(self.path(&candidate)).ok()?;
+            let host = self.lexical(&candidate);
+            let meta = match std::fs::symlink_metadata(&host) {
+                Ok(m) => m,
+                Err(e) if lenient && e.kind() == io::ErrorKind::NotFound => {
+                    done = candidate;
+                    while let Some(rest) = pending.pop() {
+                        if rest == ".." {
+                            done.pop();
+                        } else {
+                            done.push(rest);
+                        }
+                    }
+                    return Ok(done);
+                }
+                Err(e) => return Err(e),
+            };
             if meta.file_type().is_symlink() {
                 hops += 1;
                 if hops > 40 {
-                    return None;
+                    return Err(io::Error::other(format!(
+                        "{}: too many levels of symbolic links inside the root {}",
+                        abs.display(),
+                        self.dir.display()
+                    )));
                 }
-                let target = std::fs::read_link(self.path(&candidate)).ok()?;
+                let target = std::fs::read_link(&host)?;
                 if target.is_absolute() {
                     done = PathBuf::from("/");
                 }
@@ -88,7 +204,7 @@ impl Root {
                 done = candidate;
             }
         }
-        Some(done)
+        Ok(done)
     }
 
     /// Like [`Root::exists`], with symlinks resolved inside the root.
@@ -97,13 +213,48 @@ impl Root {
     }
 
     pub fn read_to_string(&self, abs: impl AsRef<Path>) -> io::Result<String> {
-        std::fs::read_to_string(self.path(abs))
+        self.read_optional(abs.as_ref())?.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such file", abs.as_ref().display()),
+            )
+        })
     }
 
-    /// Reads a file that may be missing: `Ok(None)` when it does not exist.
+    /// Reads a file that may be missing: `Ok(None)` when it does not exist. Only regular files
+    /// are read (a FIFO, a device or a directory is an error naming it), at most
+    /// [`MAX_READ`] bytes of them; invalid UTF-8 is replaced (see [`Root::read_bytes`]).
     pub fn read_optional(&self, abs: impl AsRef<Path>) -> io::Result<Option<String>> {
-        match std::fs::read(self.path(abs)) {
-            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Ok(self
+            .read_bytes(abs)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// The bytes of a regular file inside the root, `Ok(None)` when it does not exist; larger
+    /// than [`MAX_READ`] or not a regular file is an error naming the path.
+    pub fn read_bytes(&self, abs: impl AsRef<Path>) -> io::Result<Option<Vec<u8>>> {
+        let path = match self.inside(abs.as_ref()) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match read_regular(&path, MAX_READ) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last `keep` bytes of a regular file inside the root (see [`read_regular_tail`]);
+    /// `Ok(None)` when it does not exist.
+    pub fn read_tail(&self, abs: impl AsRef<Path>, keep: u64) -> io::Result<Option<Vec<u8>>> {
+        let path = match self.inside(abs.as_ref()) {
+            Ok(p) => p,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match read_regular_tail(&path, keep) {
+            Ok((b, _)) => Ok(Some(b)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }

@@ -9,6 +9,7 @@ mod fuzz;
 mod gguf;
 mod inspect;
 mod quant;
+mod robust;
 mod run;
 mod setup;
 mod tokenizer;

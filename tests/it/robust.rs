@@ -1,0 +1,240 @@
+//! Regression tests for the reliability probe of 2026-12 (issue 12) outside `setup`: doctor's
+//! reads under `--root` stay inside the root and never hang or load a device; `--log` input is
+//! capped, checked for text, and merged in linear time with a right count; `run` validates
+//! `--ctx`, `--threads` and `-n` with clear errors; a closed stdout never panics. Each runs the
+//! real binary (real files, FIFOs, pipes, `/dev/zero`) and takes about a second.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util;
+
+/// Runs pigpu with a deadline (a hang is a failure, not a stuck test run).
+fn run_for(cmd: &mut Command, secs: u64) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pigpu");
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pigpu {:?} still running after {secs} s", cmd.get_args());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn doctor_root_reads_stay_inside_the_root_and_never_hang() {
+    let t = tempfile::tempdir().unwrap();
+    // A kernel log that links to a file of the host (outside the root).
+    let host_file = t.path().join("host-only.log");
+    fs::write(
+        &host_file,
+        "[ 1.0] NVRM: HOST-FILE memmgrDeterminePageSize failed\n",
+    )
+    .unwrap();
+    let r = t.path().join("r");
+    fs::create_dir_all(r.join("var/log")).unwrap();
+    symlink(&host_file, r.join("var/log/kern.log")).unwrap();
+    let o = run_for(
+        util::pigpu()
+            .args(["doctor", "--check", "kernel-log", "--root"])
+            .arg(&r),
+        30,
+    );
+    assert!(!text(&o).contains("HOST-FILE"), "{}", text(&o));
+
+    // A link to /dev/zero is looked up inside the root (missing there), and a device inside
+    // the root is not a regular file: neither is read.
+    fs::remove_file(r.join("var/log/kern.log")).unwrap();
+    symlink("/dev/zero", r.join("var/log/kern.log")).unwrap();
+    let o = run_for(
+        util::pigpu()
+            .args(["doctor", "--check", "kernel-log", "--root"])
+            .arg(&r),
+        30,
+    );
+    assert!(o.status.code().is_some(), "{}", text(&o));
+
+    // A FIFO named config.txt (nobody writes it: opening it for reading would block forever).
+    let q = t.path().join("q");
+    fs::create_dir_all(q.join("boot/firmware")).unwrap();
+    fs::create_dir_all(q.join("proc/device-tree")).unwrap();
+    fs::write(
+        q.join("proc/device-tree/model"),
+        "Raspberry Pi 5 Model B Rev 1.0\0",
+    )
+    .unwrap();
+    let st = Command::new("mkfifo")
+        .arg(q.join("boot/firmware/config.txt"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = run_for(util::pigpu().args(["doctor", "--root"]).arg(&q), 30);
+    assert!(matches!(o.status.code(), Some(0..=1)), "{}", text(&o));
+}
+
+#[test]
+fn doctor_log_counts_every_line_left_out() {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("m.log");
+    let mut f = std::io::BufWriter::new(fs::File::create(&log).unwrap());
+    for i in 0..20_000 {
+        writeln!(
+            f,
+            "[{:12.6}] NVRM: memmgrAllocResources_IMPL: memmgrDeterminePageSize failed, status: 0x40",
+            i as f64 * 0.001
+        )
+        .unwrap();
+    }
+    drop(f);
+    let o = run_for(util::pigpu().args(["doctor", "--log"]).arg(&log), 60);
+    let out = text(&o);
+    // Six lines shown, the other 19,994 counted (merging twice once made this "1 more").
+    assert!(out.contains("… and 19994 more"), "{out}");
+}
+
+#[test]
+fn endless_device_and_binary_inputs_are_refused_quickly() {
+    let t = tempfile::tempdir().unwrap();
+    // A device as --log: not a regular file.
+    let o = run_for(util::pigpu().args(["doctor", "--log", "/dev/zero"]), 20);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not a regular file"), "{}", text(&o));
+    // Endless zeros on stdin: reported as not text after the first 64 KiB, not read on.
+    let o = run_for(
+        util::pigpu()
+            .args(["doctor", "--log", "-"])
+            .stdin(fs::File::open("/dev/zero").unwrap()),
+        20,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("not text"), "{}", text(&o));
+    // Random bytes: refused, not analysed at a crawl.
+    let bin = t.path().join("random.bin");
+    let mut bytes = vec![0u8; 4 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in bytes.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(&bin, &bytes).unwrap();
+    let o = run_for(util::pigpu().args(["doctor", "--log"]).arg(&bin), 20);
+    assert!(text(&o).contains("not text"), "{}", text(&o));
+    // A device as --manifest.
+    let o = run_for(
+        util::pigpu().args(["setup", "--dry-run", "--manifest", "/dev/zero"]),
+        20,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("manifest /dev/zero"), "{}", text(&o));
+    // Endless stdin as a prompt: an error after the cap, not gigabytes of memory.
+    if let Some(m) = util::test_model(util::SMOLLM) {
+        let o = run_for(
+            util::pigpu()
+                .arg("run")
+                .arg(&m)
+                .args(["-n", "1"])
+                .stdin(fs::File::open("/dev/zero").unwrap()),
+            60,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains("longer than 64 MiB"), "{}", text(&o));
+    }
+}
+
+#[test]
+fn absurd_ctx_threads_and_n_are_clear_errors() {
+    let Some(m) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    for (args, want) in [
+        (
+            &["--ctx", "18446744073709551615"][..],
+            "--ctx 18446744073709551615 is far beyond any memory",
+        ),
+        (&["--ctx", "100000000"][..], "for the KV cache, more than"),
+        (
+            &["--threads", "100000"][..],
+            "--threads 100000 is more than",
+        ),
+        (
+            &["-n", "18446744073709551615"][..],
+            "lower -n or raise --ctx",
+        ),
+    ] {
+        let o = run_for(
+            util::pigpu()
+                .arg("run")
+                .arg(&m)
+                .args(["-p", "hi", "--backend", "cpu"])
+                .args(args),
+            60,
+        );
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+        assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    }
+}
+
+/// stdout is a pipe whose reading end is already closed, so every write gets EPIPE.
+fn closed_stdout() -> Stdio {
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    Stdio::from(writer)
+}
+
+#[test]
+fn a_closed_stdout_never_panics() {
+    let mut cmd = util::pigpu();
+    cmd.args(["run", "--list-devices"])
+        .stdout(closed_stdout())
+        .stderr(Stdio::piped());
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+
+    let t = tempfile::tempdir().unwrap();
+    let m = t.path().join("m.toml");
+    fs::write(
+        &m,
+        fs::read_to_string(util::root().join("tests/fixtures/setup/manifest.toml.in"))
+            .unwrap()
+            .replace("@BASE@", "http://127.0.0.1:9")
+            .replace("@ARCH@", std::env::consts::ARCH),
+    )
+    .unwrap();
+    let o = util::pigpu()
+        .args(["setup", "--dry-run", "--root"])
+        .arg(t.path())
+        .arg("--manifest")
+        .arg(&m)
+        .stdout(closed_stdout())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+}

@@ -1,0 +1,406 @@
+//! Regression tests for the reliability probe of 2026-12 (issue 12), on fake roots with the
+//! local HTTP server: the lock, symlinks that lead out of the root, a damaged state file, closed
+//! pipes and a kill during the build, archives with special files and bad modes, a bad cached
+//! download, an unwritable config.txt, and root paths a shell would act on. Two of them run
+//! the real Kbuild build of the fixture (a few seconds each); the rest stop before any build.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn state_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(p).unwrap()).unwrap()
+}
+
+/// A fake root where the binary with `--persist none` needs no apt, DKMS or userspace step
+/// (so it runs with the real host and no chroot), as the probe's `mkroot.sh` makes it.
+fn binary_ready_root(dir: &Path) -> (PathBuf, String) {
+    let (root, rel) = make_root(
+        dir,
+        &RootOpts {
+            gpu: Some(0x2204),
+            ..Default::default()
+        },
+    );
+    for f in [
+        "lib/firmware/nvidia/1.0.0/gsp_ga10x.bin",
+        "lib/firmware/nvidia/1.0.0/gsp_tu10x.bin",
+        "usr/bin/nvidia-smi",
+    ] {
+        let p = root.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "fixture\n").unwrap();
+    }
+    (root, rel)
+}
+
+fn pigpu_setup(root: &Path, m: &Path) -> Command {
+    let mut c = util::pigpu();
+    c.args(["setup", "--root"])
+        .arg(root)
+        .arg("--manifest")
+        .arg(m)
+        .args(["--yes", "--persist", "none", "-j2"]);
+    c
+}
+
+#[test]
+fn a_second_run_or_undo_during_a_run_is_refused_with_the_holders_pid() {
+    let t = TempDir::new().unwrap();
+    let (root, _) = binary_ready_root(t.path());
+    let s = serve(t.path());
+    let m = manifest(t.path(), &s.base, |x| x);
+    // Run A stops in its download (the server sends half the file, then waits).
+    s.stall_on(Some("/fake-installer.run"));
+    let mut a = pigpu_setup(&root, &m)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !s.has_stalled() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "A never downloaded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for extra in [&[][..], &["--undo"][..]] {
+        let o = pigpu_setup(&root, &m).args(extra).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains(&format!("another pigpu setup (PID {})", a.id())),
+            "{extra:?}: {err}"
+        );
+    }
+    // B changed nothing, and A's lock goes with A.
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let o = pigpu_setup(&root, &m).arg("--undo").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pigpu has installed nothing"));
+    assert!(!root.join("var/lib/pigpu").exists());
+}
+
+/// The source tarball with every file world-writable, one setuid+setgid, and a `.git`
+/// directory: git's tree id ignores all of that, so it passes the pin.
+fn tampered_tarball(dir: &Path) -> Vec<u8> {
+    let stage = dir.join("tampered");
+    let top = stage.join("fixture-modules-1.0.0");
+    fs::create_dir_all(&stage).unwrap();
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(fixtures().join("srctree"))
+        .arg(&top)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("find")
+        .arg(&top)
+        .args(["-type", "f", "-exec", "chmod", "0666", "{}", "+"])
+        .status()
+        .unwrap()
+        .success());
+    fs::set_permissions(top.join("README.md"), fs::Permissions::from_mode(0o6666)).unwrap();
+    fs::create_dir_all(top.join(".git/hooks")).unwrap();
+    fs::write(top.join(".git/hooks/post-checkout"), "#!/bin/sh\n").unwrap();
+    let tgz = dir.join("tampered.tar.gz");
+    assert!(Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(&stage)
+        .arg("fixture-modules-1.0.0")
+        .status()
+        .unwrap()
+        .success());
+    fs::read(tgz).unwrap()
+}
+
+#[test]
+fn links_out_of_the_root_latin1_config_bad_modes_and_a_damaged_state() {
+    let t = TempDir::new().unwrap();
+    let (root, rel) = make_root(
+        t.path(),
+        &RootOpts {
+            gpu: Some(0x2204),
+            ..Default::default()
+        },
+    );
+    let s = serve(t.path());
+    s.add(
+        "/archive/fixture-modules-1.0.0.tar.gz",
+        tampered_tarball(t.path()),
+    );
+    let m = manifest(t.path(), &s.base, |x| x);
+    // Absolute links out of the root for two directories pigpu writes.
+    let out = t.path().join("outside");
+    fs::create_dir_all(out.join("m")).unwrap();
+    fs::create_dir_all(out.join("v")).unwrap();
+    symlink(out.join("m"), root.join("etc/modprobe.d")).unwrap();
+    symlink(out.join("v"), root.join("var/lib/pigpu")).unwrap();
+    // config.txt: a relative link to the real file, which has a Latin-1 comment.
+    let fw = root.join("boot/firmware");
+    let mut original = b"# Caf\xe9\n".to_vec();
+    original.extend(fs::read(fw.join("config.txt")).unwrap());
+    fs::remove_file(fw.join("config.txt")).unwrap();
+    fs::write(fw.join("real-config.txt"), &original).unwrap();
+    symlink("real-config.txt", fw.join("config.txt")).unwrap();
+
+    let mut host = RecordingHost::default();
+    assert_eq!(setup(&root, &m, &[], &mut host).unwrap(), Outcome::Ok);
+
+    // Nothing was written outside the root: the links were followed inside it.
+    let leaked: Vec<_> = walk(&out);
+    assert!(leaked.is_empty(), "written outside the root: {leaked:?}");
+    let inner = root.join(out.strip_prefix("/").unwrap());
+    assert!(inner.join("m/pigpu-nvidia.conf").is_file());
+    let state = inner.join("v/state.json");
+    assert!(state.is_file());
+    // The link is still a link, and every byte outside pigpu's block is kept.
+    assert!(fs::symlink_metadata(fw.join("config.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let now = fs::read(fw.join("real-config.txt")).unwrap();
+    assert!(
+        now.starts_with(&original),
+        "{}",
+        String::from_utf8_lossy(&now)
+    );
+    assert!(String::from_utf8_lossy(&now).contains("dtparam=pciex1"));
+    // The DKMS copy of the source: no world-writable, setuid or setgid file, no .git.
+    let dkms = root.join("usr/src/nvidia-1.0.0");
+    for f in walk(&dkms) {
+        let mode = fs::symlink_metadata(&f).unwrap().mode();
+        assert_eq!(mode & 0o6002, 0, "{} has mode {mode:o}", f.display());
+        assert!(!f.components().any(|c| c.as_os_str() == ".git"), "{f:?}");
+    }
+
+    // A damaged state file: the copy pigpu keeps beside it still knows what it installed, so a
+    // rerun does not take pigpu's own modules for originals, and --undo removes everything.
+    fs::write(&state, "{ not json").unwrap();
+    let mut host2 = RecordingHost::default();
+    assert_eq!(setup(&root, &m, &[], &mut host2).unwrap(), Outcome::Ok);
+    assert!(host2.calls.is_empty(), "{:?}", host2.calls);
+    let mut host3 = RecordingHost::default();
+    assert_eq!(
+        setup(&root, &m, &["--undo"], &mut host3).unwrap(),
+        Outcome::Ok
+    );
+    let kdir = root
+        .join("lib/modules")
+        .join(&rel)
+        .join("kernel/drivers/video");
+    assert!(!kdir.join("nvidia.ko").exists());
+    assert!(!inner.join("m/pigpu-nvidia.conf").exists());
+    assert_eq!(fs::read(fw.join("real-config.txt")).unwrap(), original);
+    assert!(fs::symlink_metadata(fw.join("config.txt"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(walk(&out).is_empty());
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
+    let t = TempDir::new().unwrap();
+    let (root, rel) = binary_ready_root(t.path());
+    let s = serve(t.path());
+    let m = manifest(t.path(), &s.base, |x| x);
+    let log = root.join(format!("var/log/pigpu/build-1.0.0-{rel}.log"));
+    let mut a = pigpu_setup(&root, &m)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("CC")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill().unwrap();
+    a.wait().unwrap();
+    // make and its jobs follow pigpu within moments, not at the end of the build.
+    let work = root.join("var/lib/pigpu/work").display().to_string();
+    let t1 = Instant::now();
+    loop {
+        let left = processes_mentioning(&work);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(2),
+            "still running after pigpu was killed: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Rerun with stdout and stderr into a pipe that is closed after 300 bytes (as
+    // `2>&1 | head -c 300`): no panic, and the run still completes and commits.
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut b = pigpu_setup(&root, &m)
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 300];
+    reader.read_exact(&mut head).unwrap();
+    drop(reader);
+    let status = b.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let st = state_json(&root.join("var/lib/pigpu/state.json"));
+    assert_eq!(st["in_progress"].as_array().unwrap().len(), 0, "{st}");
+    assert!(root
+        .join("lib/modules")
+        .join(&rel)
+        .join("kernel/drivers/video/nvidia.ko")
+        .is_file());
+}
+
+#[test]
+fn refusals_before_any_build_change_nothing_and_name_the_cause() {
+    let t = TempDir::new().unwrap();
+    let s = Server::start();
+    s.add(
+        "/patches/0001-query-coherency.patch",
+        fs::read(fixtures().join("patches/0001-query-coherency.patch")).unwrap(),
+    );
+    s.add(
+        "/fake-installer.run",
+        fs::read(fixtures().join("fake-installer.run")).unwrap(),
+    );
+    let m = manifest(t.path(), &s.base, |x| x);
+    let fresh = |name: &str| {
+        let d = t.path().join(name);
+        fs::create_dir_all(&d).unwrap();
+        make_root(
+            &d,
+            &RootOpts {
+                gpu: Some(0x2204),
+                ..Default::default()
+            },
+        )
+        .0
+    };
+    let untouched = |root: &Path| {
+        assert!(!root.join("var/lib/pigpu").exists(), "{}", root.display());
+    };
+
+    // A captive portal's page in the cache (the archive has no sha256, only a tree pin): it is
+    // removed, named, and fetched again (here the mirror lacks it, so the run stops).
+    let root = fresh("cache");
+    let cached = root.join("var/cache/pigpu/fixture-modules-a24809540cd8.tar.gz");
+    fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    fs::write(&cached, "<html>login</html>\n").unwrap();
+    let mut host = RecordingHost::default();
+    let e = chain(&setup(&root, &m, &[], &mut host).unwrap_err());
+    assert!(
+        e.contains(&format!("the cached copy {} ", cached.display())) && e.contains("removed"),
+        "{e}"
+    );
+    assert!(!cached.exists());
+    untouched(&root);
+
+    // An archive with a FIFO in it: refused, and no work directory is left behind.
+    let root = fresh("fifo");
+    let stage = t.path().join("fifo-stage/fixture-modules-1.0.0");
+    fs::create_dir_all(stage.parent().unwrap()).unwrap();
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(fixtures().join("srctree"))
+        .arg(&stage)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("mkfifo")
+        .arg(stage.join("kernel-open/pipe"))
+        .status()
+        .unwrap()
+        .success());
+    let tgz = t.path().join("fifo.tar.gz");
+    assert!(Command::new("tar")
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("-C")
+        .arg(stage.parent().unwrap())
+        .arg("fixture-modules-1.0.0")
+        .status()
+        .unwrap()
+        .success());
+    s.add(
+        "/archive/fixture-modules-1.0.0.tar.gz",
+        fs::read(&tgz).unwrap(),
+    );
+    let e = chain(&setup(&root, &m, &[], &mut host).unwrap_err());
+    assert!(e.contains("the archive holds a FIFO"), "{e}");
+    untouched(&root);
+
+    // An immutable config.txt is found while planning, before the download and the build.
+    let root = fresh("immutable");
+    let config = root.join("boot/firmware/config.txt");
+    let locked = Command::new("chattr")
+        .arg("+i")
+        .arg(&config)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !locked {
+        // Not root (or no chattr on this file system): a read-only file stops a normal user.
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let seen = s.seen().len();
+    let e = setup(&root, &m, &[], &mut host).unwrap_err().to_string();
+    if locked {
+        let _ = Command::new("chattr").arg("-i").arg(&config).status();
+    }
+    assert!(e.contains("config.txt cannot be written"), "{e}");
+    assert_eq!(s.seen().len(), seen, "nothing downloaded");
+    untouched(&root);
+    assert!(!root.join("var/cache/pigpu").exists());
+
+    // Root paths a shell would act on (Kbuild expands them inside recipes): refused at once.
+    for name in ["x;touch PWNED;y", "with space"] {
+        let root = fresh(name);
+        let e = setup(&root, &m, &[], &mut host).unwrap_err().to_string();
+        assert!(e.contains("the kernel build passes it to make"), "{e}");
+        untouched(&root);
+    }
+    assert!(!Path::new("PWNED").exists() && !t.path().join("PWNED").exists());
+    assert!(host.calls.is_empty(), "{:?}", host.calls);
+}
