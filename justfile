@@ -79,7 +79,7 @@ bench-compare *ARGS: deps models
 test-vulkan-qwen: deps models
     PIGPU_REQUIRE_MODELS=1 cargo test --release --test it vulkan::qwen -- --nocapture
 
-# pigpu's Vulkan engine vs llama.cpp's Vulkan backend on the test models (run on a GPU machine;
+# pigpu's Vulkan engine vs llama.cpp's Vulkan backend on shaped models (run on a GPU machine;
 # `scripts/gpu-bench.sh prepare` first where there is internet).
 [group('bench')]
 gpu-bench *ARGS:

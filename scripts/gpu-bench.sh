@@ -1,105 +1,192 @@
 #!/usr/bin/env bash
-# pigpu's Vulkan engine against llama.cpp's Vulkan backend on the same GPU and model, in one call:
-# prints generation and prompt tokens/s for each and the ratio pigpu / llama.cpp.
+# pigpu's Vulkan engine beside llama.cpp's Vulkan backend on the same GPU and the very same model
+# files, in one call on a GPU machine that has no network and takes at most 64 MiB of files.
 #
-# The GPU machine may have no internet, so this works in two steps:
-#   scripts/gpu-bench.sh prepare [DIR]   # here, online: gathers everything into DIR
-#   scripts/gpu-bench.sh run [DIR] [MODEL ...]   # on the GPU machine: builds llama.cpp, runs both
-# DIR defaults to .gpubench/ in the repo (git-ignored through .git/info/exclude).
+#   scripts/gpu-bench.sh prepare [DIR]   # here (online): everything the GPU machine lacks, in DIR
+#   scripts/gpu-bench.sh run [DIR]       # there, from the repo root: writes shaped models, runs
+#                                        # both engines on each, prints the ratio table
+# DIR defaults to .gpubench (git-ignored). With the device tool: carry [".gpubench"] and run
+# `bash scripts/gpu-bench.sh run`.
 #
-# `prepare` puts in DIR: the llama-cpp-python sdist (llama.cpp's source; see
-# scripts/ref/build-llama-cpp.sh), a release build of pigpu (same x86-64 target as the GPU
-# machine), the test models, and the .deb files of the Vulkan loader, headers and glslc that
-# building llama.cpp's Vulkan backend needs (unpacked under DIR/root on the GPU machine, not
-# installed). `run` needs cmake and a C++ compiler on the GPU machine.
+# `prepare` puts in DIR (about 20 MB): pigpu (release, stripped, xz), a static Vulkan
+# `llama-bench` (scripts/ref/build-llama-cpp.sh --static-vulkan; stripped, xz), pigpu's
+# libudev/libkmod, and the .debs of the Vulkan loader, glvnd and the validation layer.
+# `run` unpacks them (no install: .debs go to DIR/root unless the system has the library), sets
+# LD_LIBRARY_PATH and VK_DRIVER_FILES for the NVIDIA driver (see docs/benchmarks.md), writes the
+# shaped models with `pigpu shape write` (real models do not fit in 64 MiB), runs
+# `llama-bench -ngl 99` and `pigpu bench --backend vulkan` on each (tg, pp, tg at depth), and
+# prints a markdown table of the ratios; JSON and logs go to $OUT (or DIR/results).
 #
-# Not run in the session that wrote it (no GPU was lent): see docs/benchmarks.md.
+# Settings for `run` (environment): GPU_BENCH_MODELS (shape specs, in order; default
+# "llama-3.2-3b:q4_k_m smollm2-135m:q4_1 llama-3.2-1b:q4_k_m llama-3.1-8b:q4_k_m"),
+# GPU_BENCH_PP (512), GPU_BENCH_TG (128), GPU_BENCH_REPS (3), GPU_BENCH_DEPTH (4096; 0: none),
+# GPU_BENCH_DEPTH_MODELS (1: the depth test runs on the first N models), GPU_BENCH_DEPTH_REPS
+# (2), GPU_BENCH_BUDGET_S (300: no model is started later than this), GPU_BENCH_LIMIT_S (450:
+# every tool is stopped at this, so the run ends within 8 minutes), GPU_BENCH_DEVICE (pigpu
+# --device; "llvmpipe" tries the run on lavapipe and makes llama.cpp use it too),
+# GPU_BENCH_VALIDATE (1: first, 16 greedy tokens with the Khronos validation layer on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode="${1:-}"; shift || true
-dir="${1:-.gpubench}"; shift || true
-version=0.3.36
+mode="${1:-}"
+dir="${2:-.gpubench}"
 say() { echo "gpu-bench: $*" >&2; }
+die() { say "error: $*"; exit 2; }
+
+# The .debs the GPU machine lacks (Debian 12's work with NVIDIA's 580 driver): the Vulkan
+# loader, glvnd (the NVIDIA ICD needs libGLdispatch.so.0, or the loader reports no driver at
+# all), and the validation layer.
+debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 vulkan-validationlayers)
 
 prepare() {
-  mkdir -p "$dir/debs" "$dir/bin" "$dir/models"
-  grep -qx "/$dir/" .git/info/exclude 2>/dev/null || echo "/$dir/" >> .git/info/exclude
-  if [ ! -f "$dir/llama_cpp_python-$version.tar.gz" ]; then
-    say "downloading the llama-cpp-python $version sdist"
-    python3 -m pip download --quiet --no-binary :all: --no-deps "llama-cpp-python==$version" -d "$dir"
-  fi
+  command -v xz >/dev/null || die "xz not found (apt install xz-utils)"
+  command -v strip >/dev/null || die "strip not found (apt install binutils)"
+  mkdir -p "$dir/bin" "$dir/lib" "$dir/debs"
   say "building pigpu (release)"
-  cargo build --release --quiet
-  cp target/release/pigpu "$dir/bin/"
+  nice cargo build --release --quiet
+  strip -o "$dir/bin/pigpu" target/release/pigpu
+  xz -T0 -9 -f "$dir/bin/pigpu"
   # Shared libraries pigpu links that a bare machine may lack.
   for lib in $(ldd target/release/pigpu | awk '/=> \// {print $3}' | grep -E 'libudev|libkmod'); do
-    cp -L "$lib" "$dir/bin/"
+    cp -L "$lib" "$dir/lib/"
   done
-  scripts/fetch-models.sh >/dev/null
-  cp -u "${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}"/*.gguf "$dir/models/"
-  say "downloading Vulkan loader, headers and glslc packages"
-  (cd "$dir/debs" && apt-get download libvulkan1 libvulkan-dev glslc libshaderc1 spirv-headers \
-     libglslang11 libspirv-tools 2>/dev/null || apt-get download libvulkan1 libvulkan-dev glslc)
-  say "prepared $dir ($(du -sh "$dir" | cut -f1)); on the GPU machine: scripts/gpu-bench.sh run $dir"
+  say "building a static Vulkan llama-bench (once; ~15 min on 2 cores)"
+  bin=$(scripts/ref/build-llama-cpp.sh --static-vulkan)
+  strip -o "$dir/bin/llama-bench" "$bin/llama-bench"
+  xz -T0 -9 -f "$dir/bin/llama-bench"
+  say "downloading ${debs[*]}"
+  rm -f "$dir"/debs/*.deb
+  (cd "$dir/debs" && apt-get download "${debs[@]}" >/dev/null)
+  local size
+  size=$(du -sm "$dir" | cut -f1)
+  [ "$size" -lt 60 ] || die "$dir is $size MiB; the GPU machine takes 64 MiB with the repo"
+  say "prepared $dir ($size MiB): on the GPU machine run 'bash scripts/gpu-bench.sh run' from the repo root"
+}
+
+unxz_to() { # file.xz dest
+  if command -v xz >/dev/null; then
+    xz -dc "$1" >"$2"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+  fi
+  chmod +x "$2"
+}
+
+# Unpacks the carried .debs whose libraries the system does not already have, into DIR/root.
+unpack_debs() {
+  local root="$1" deb lib
+  mkdir -p "$root"
+  for deb in "$dir"/debs/*.deb; do
+    [ -e "$deb" ] || continue
+    lib=$(dpkg-deb -c "$deb" | awk '{print $NF}' | grep -E '/lib[^/]*\.so\.[0-9]+$' | head -1 || true)
+    if [ -n "$lib" ] && ldconfig -p | grep -q " $(basename "$lib") "; then
+      continue
+    fi
+    dpkg-deb -x "$deb" "$root"
+  done
 }
 
 run() {
-  [ -d "$dir" ] || { say "error: $dir missing (run 'scripts/gpu-bench.sh prepare' first)"; exit 2; }
-  command -v cmake >/dev/null || { say "error: cmake is needed on this machine"; exit 2; }
+  [ -f "$dir/bin/pigpu.xz" ] || die "$dir/bin/pigpu.xz missing (run 'scripts/gpu-bench.sh prepare' first)"
+  command -v python3 >/dev/null || die "python3 is needed to read the JSON"
+  local start out root work
+  start=$(date +%s)
+  out="${OUT:-$dir/results}"
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  work="$PWD/$dir/work"
   root="$PWD/$dir/root"
-  mkdir -p "$root"
-  for f in "$dir"/debs/*.deb; do dpkg -x "$f" "$root"; done
-  export PATH="$root/usr/bin:$PATH"
-  export LD_LIBRARY_PATH="$root/usr/lib/x86_64-linux-gnu:$PWD/$dir/bin:${LD_LIBRARY_PATH:-}"
-  export CPATH="$root/usr/include:${CPATH:-}"
-  ldconfig -p | grep -q libvulkan.so.1 || say "note: using the carried Vulkan loader"
-  if [ ! -x "$dir/llama-build/bin/llama-bench" ]; then
-    say "building llama.cpp with Vulkan"
-    tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir"
-    src="$dir/llama_cpp_python-$version/vendor/llama.cpp"
-    # The carried headers (Debian 12, 1.3.239) lack VkLayerSettingEXT: build the instance without
-    # the validation-layer settings block, as scripts/ref/build-llama-cpp.sh explains.
-    python3 - "$src/ggml/src/ggml-vulkan/ggml-vulkan.cpp" <<'PY'
-import sys
-path = sys.argv[1]
-src = open(path, encoding="utf-8").read()
-first = "    VkBool32 enable_best_practice = layer_settings;"
-last = "layers, extensions, &layer_setting_info);\n"
-a = src.find(first)
-b = src.find(last, a)
-if "VK_HEADER_VERSION >= 261" not in src and a >= 0 and b >= 0:
-    b += len(last)
-    plain = ("    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, "
-             "layers, extensions);\n")
-    src = src[:a] + "#if VK_HEADER_VERSION >= 261\n" + src[a:b] + "#else\n" + plain + "#endif\n" + src[b:]
-    open(path, "w", encoding="utf-8").write(src)
-PY
-    cmake -S "$src" -B "$dir/llama-build" -DGGML_VULKAN=ON -DLLAMA_CURL=OFF \
-      -DVulkan_INCLUDE_DIR="$root/usr/include" \
-      -DVulkan_LIBRARY="$root/usr/lib/x86_64-linux-gnu/libvulkan.so.1" \
-      -DVulkan_GLSLC_EXECUTABLE="$root/usr/bin/glslc" \
-      -DCMAKE_PREFIX_PATH="$root/usr" >&2  # the carried SPIRV-HeadersConfig.cmake (ggml-vulkan needs it)
-    cmake --build "$dir/llama-build" -j"$(nproc)" --target llama-bench >&2
+  mkdir -p "$work/models"
+  unxz_to "$dir/bin/pigpu.xz" "$work/pigpu"
+  [ -f "$dir/bin/llama-bench.xz" ] && unxz_to "$dir/bin/llama-bench.xz" "$work/llama-bench"
+  unpack_debs "$root"
+  local libs="$root/usr/lib/x86_64-linux-gnu:$PWD/$dir/lib"
+  [ -d /usr/local/nvidia/lib64 ] && libs="/usr/local/nvidia/lib64:$libs"
+  export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export VK_LAYER_PATH="$root/usr/share/vulkan/explicit_layer.d"
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+  local pigpu="$work/pigpu" llama="$work/llama-bench"
+  local dev_args=()
+  if [ -n "${GPU_BENCH_DEVICE:-}" ]; then
+    dev_args=(--device "$GPU_BENCH_DEVICE")
+    # llama.cpp skips CPU-type devices unless told to use one.
+    [ "$GPU_BENCH_DEVICE" = llvmpipe ] && export GGML_VK_VISIBLE_DEVICES=0
   fi
-  models=("$@")
-  [ ${#models[@]} -gt 0 ] || models=("$dir"/models/*.gguf)
-  "$dir/bin/pigpu" run --list-devices >&2 || true
-  printf '%-45s %12s %12s %12s %12s %8s\n' model pigpu_tg llama_tg pigpu_pp llama_pp tg_ratio
+  local models=(${GPU_BENCH_MODELS:-llama-3.2-3b:q4_k_m smollm2-135m:q4_1 llama-3.2-1b:q4_k_m llama-3.1-8b:q4_k_m})
+  local pp="${GPU_BENCH_PP:-512}" tg="${GPU_BENCH_TG:-128}" depth="${GPU_BENCH_DEPTH:-4096}"
+  local reps="${GPU_BENCH_REPS:-3}" depth_reps="${GPU_BENCH_DEPTH_REPS:-2}"
+  local depth_models="${GPU_BENCH_DEPTH_MODELS:-1}"
+  local budget="${GPU_BENCH_BUDGET_S:-300}" limit="${GPU_BENCH_LIMIT_S:-450}"
+  local profile=()
+  "$pigpu" bench --help | grep -q -- '--profile' && profile=(--profile)
+
+  {
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+    "$pigpu" --version
+    "$pigpu" run --list-devices || true
+    [ -x "$llama" ] && "$llama" --list-devices 2>&1 | tail -5 || true
+  } 2>&1 | tee "$out/environment.txt" >&2
+
+  if [ "${GPU_BENCH_VALIDATE:-0}" = 1 ]; then
+    say "validation: 16 greedy tokens of ${models[0]} with the Khronos layer on"
+    "$pigpu" shape write "${models[0]}" "$work/models/validate.gguf" >&2
+    PIGPU_VK_VALIDATION=1 "$pigpu" run "$work/models/validate.gguf" --backend vulkan "${dev_args[@]}" \
+      -p "Hello" -n 16 --temp 0 >"$out/validation.txt" 2>&1 || true
+    say "validation errors: $(grep -c 'validation error' "$out/validation.txt" || true)"
+    rm -f "$work/models/validate.gguf"
+  fi
+
+  # Every tool call gets the time left before the deadline; SIGINT first, so pigpu bench
+  # prints the rows it finished (llama-bench's are lost), then SIGKILL 15 s later.
+  local deadline=$(( start + limit ))
+  left() { local l=$(( deadline - $(date +%s) )); [ "$l" -gt 300 ] && l=300; echo "$l"; }
+  timed() { local l; l=$(left); [ "$l" -gt 5 ] || return 124; timeout -s INT -k 15 "$l" "$@"; }
+  local m file name i=0
   for m in "${models[@]}"; do
-    pj=$("$dir/bin/pigpu" run "$m" --backend vulkan --temp 0 -n 128 --ctx 1024 --json \
-          -p "Write a long story about a lighthouse keeper and the sea, in many chapters.")
-    ptg=$(echo "$pj" | python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["timings"]["gen_tokens_per_s"])')
-    ppp=$(echo "$pj" | python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["timings"]["prompt_tokens_per_s"])')
-    lj=$("$dir/llama-build/bin/llama-bench" -m "$m" -ngl 99 -p 512 -n 128 -r 3 -o json)
-    ltg=$(echo "$lj" | python3 -c 'import json,sys; print("%.1f" % [r["avg_ts"] for r in json.load(sys.stdin) if r["n_gen"] > 0][0])')
-    lpp=$(echo "$lj" | python3 -c 'import json,sys; print("%.1f" % [r["avg_ts"] for r in json.load(sys.stdin) if r["n_prompt"] > 0][0])')
-    ratio=$(python3 -c "print('%.2f' % ($ptg / $ltg))")
-    printf '%-45s %12s %12s %12s %12s %8s\n' "$(basename "$m")" "$ptg" "$ltg" "$ppp" "$lpp" "$ratio"
+    i=$(( i + 1 ))
+    if [ $(( $(date +%s) - start )) -ge "$budget" ]; then
+      say "skipping $m: $(( $(date +%s) - start )) s used, budget for starting a model ${budget} s"
+      continue
+    fi
+    name=${m//:/-}
+    file="$work/models/$name.gguf"
+    say "[$(( $(date +%s) - start )) s] $m: writing"
+    "$pigpu" shape write "$m" "$file" --json >"$out/$name.shape.json"
+    local d=0
+    [ "$i" -le "$depth_models" ] && d=$depth
+    if [ -x "$llama" ]; then
+      say "$m: llama-bench pp$pp tg$tg"
+      timed "$llama" -m "$file" -ngl 99 -p "$pp" -n "$tg" -r "$reps" -o json \
+        >"$out/$name.llama.json" 2>"$out/$name.llama.log" || say "$m: llama-bench failed (see $name.llama.log)"
+      if [ "$d" -gt 0 ]; then
+        say "$m: llama-bench tg$tg at depth $d"
+        timed "$llama" -m "$file" -ngl 99 -p 0 -n "$tg" -d "$d" -r "$depth_reps" -o json \
+          >"$out/$name.llama-depth.json" 2>>"$out/$name.llama.log" || say "$m: llama-bench at depth failed"
+      fi
+    fi
+    say "$m: pigpu bench pp$pp tg$tg"
+    timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p "$pp" -n "$tg" -r "$reps" \
+      -o json >"$out/$name.pigpu.json" 2>"$out/$name.pigpu.log" || say "$m: pigpu bench failed or cut short (see $name.pigpu.log)"
+    if [ "$d" -gt 0 ]; then
+      say "$m: pigpu bench tg$tg at depth $d"
+      timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p 0 -n "$tg" -d "$d" \
+        -r "$depth_reps" --no-extra -o json >"$out/$name.pigpu-depth.json" 2>>"$out/$name.pigpu.log" \
+        || say "$m: pigpu bench at depth failed or cut short"
+    fi
+    if [ ${#profile[@]} -gt 0 ]; then
+      say "$m: pigpu per-op profile"
+      timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p "$pp" -n "$tg" -r 1 \
+        --no-extra "${profile[@]}" >"$out/$name.profile.txt" 2>&1 || say "$m: profile failed"
+    fi
+    rm -f "$file"
   done
+  python3 scripts/gpu_bench_table.py "$out" "${models[@]}" | tee "$out/table.md"
+  say "done in $(( $(date +%s) - start )) s; results in $out"
 }
 
 case "$mode" in
   prepare) prepare ;;
-  run) run "$@" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  run) run ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -41,4 +41,6 @@ pub enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Measure a model's perplexity on a text file.
     Perplexity(cmd::perplexity::Args),
+    /// Write a real model's shape (sizes, quant mix, vocabulary size) with random weights.
+    Shape(cmd::shape::Args),
 }

@@ -3,9 +3,12 @@
 # PyPI's llama-cpp-python sdist, OUTSIDE the repo, as the reference that pigpu's benchmarks compare
 # against. Nothing of llama.cpp is ever committed to pigpu.
 #
-# Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--dir DIR] [--jobs N]
+# Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--static-vulkan] [--dir DIR] [--jobs N]
 #   --vulkan   also build a Vulkan variant (needs glslc, libvulkan-dev and spirv-headers; see the
 #              patch note below)
+#   --static-vulkan  build only a portable Vulkan llama-bench to carry to another machine
+#              (scripts/gpu-bench.sh): ggml linked in, libstdc++/libgcc static, no OpenMP, x86-64-v3
+#              instead of -march=native; in build-vulkan-static/ (runs on the CPU here too)
 #   --dir DIR  where to unpack and build (default $PIGPU_LLAMA_CPP_DIR, else
 #              ~/.cache/pigpu/llama.cpp-<version>)
 #   --jobs N   parallel compile jobs (default: number of CPUs); the build runs under `nice`
@@ -24,14 +27,16 @@ set -euo pipefail
 
 version=0.3.36
 vulkan=0
+static_vulkan=0
 dir="${PIGPU_LLAMA_CPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pigpu/llama.cpp-$version}"
 jobs=$(nproc 2>/dev/null || echo 2)
 while [ $# -gt 0 ]; do
   case "$1" in
     --vulkan) vulkan=1 ;;
+    --static-vulkan) static_vulkan=1 ;;
     --dir) dir="$2"; shift ;;
     --jobs) jobs="$2"; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-llama-cpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -105,8 +110,7 @@ open(path, "w", encoding="utf-8").write(text[:start] + patched + text[end:])
 PY
 }
 
-build cpu -DGGML_VULKAN=OFF
-if [ $vulkan = 1 ]; then
+need_vulkan_tools() {
   need glslc "apt install glslc"
   # ggml-vulkan's CMake needs SPIRV-Headers' package config (find_package(SPIRV-Headers CONFIG)).
   spirv_ok=0
@@ -116,5 +120,17 @@ if [ $vulkan = 1 ]; then
   done
   [ $spirv_ok = 1 ] || { say "error: SPIRV-HeadersConfig.cmake not found (apt install spirv-headers)"; exit 2; }
   patch_vulkan_headers
+}
+
+if [ $static_vulkan = 1 ]; then
+  need_vulkan_tools
+  tools=(llama-bench)
+  build vulkan-static -DGGML_VULKAN=ON -DBUILD_SHARED_LIBS=OFF -DGGML_OPENMP=OFF -DGGML_NATIVE=OFF \
+    -DCMAKE_EXE_LINKER_FLAGS="-static-libgcc -static-libstdc++"
+  exit 0
+fi
+build cpu -DGGML_VULKAN=OFF
+if [ $vulkan = 1 ]; then
+  need_vulkan_tools
   build vulkan -DGGML_VULKAN=ON
 fi

@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::bench::report::{self, BenchResult, StatsPerToken};
 use crate::bench::{expand, run_test, Rng, RunConfig, TestSpec};
 use crate::engine::{self, Backend, Engine, EngineOptions, SamplingParams};
+use crate::model::shapes::{self, ShapeSpec};
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 use crate::model::Model;
 
@@ -33,6 +34,7 @@ pub enum Format {
   pigpu bench -m a.gguf -m b.gguf -p 128,512 -n 0 -t 2,4
   pigpu bench -m model.gguf -pg 512,128 -d 0,1024 --backend vulkan
   pigpu bench -m model.gguf -p 64 -n 16 -r 2 --backend vulkan --profile   # GPU time per op
+  pigpu bench --shape llama-3.1-8b:q4_k_m --backend vulkan -p 512 -n 128
 
 Prompt tests (ppN) process N random tokens in batches; generation tests (tgN) make N tokens one
 step at a time (each step samples greedily on the engine, which llama-bench does not do; the
@@ -44,8 +46,12 @@ prints the rows that finished, in the chosen format, then exits with status 130;
 quits at once without output.")]
 pub struct Args {
     /// Model file(s).
-    #[arg(short = 'm', long = "model", required = true)]
+    #[arg(short = 'm', long = "model", required_unless_present = "shapes")]
     pub models: Vec<PathBuf>,
+    /// A named model shape with random weights (`pigpu shape list`), `NAME[:MIX]`: written to
+    /// the shape cache on first use, then benchmarked like a model file (after any -m).
+    #[arg(long = "shape", value_name = "NAME[:MIX]")]
+    pub shapes: Vec<ShapeSpec>,
     /// Prompt lengths to test.
     #[arg(
         short = 'p',
@@ -269,7 +275,7 @@ fn print_results(results: &[BenchResult], format: Format) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub fn run(mut args: Args) -> anyhow::Result<Outcome> {
     let tests = expand(&args.n_prompt, &args.n_gen, &args.pg, &args.n_depth);
     anyhow::ensure!(
         !tests.is_empty(),
@@ -277,6 +283,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     );
     anyhow::ensure!(args.reps > 0, "-r must be at least 1");
     anyhow::ensure!(args.n_batch > 0, "-b (batch size) must be at least 1");
+    for spec in &args.shapes {
+        if !shapes::cache_path(spec, 1).exists() {
+            eprintln!(
+                "bench: writing shape {spec} to {} (once; later runs reuse it)",
+                shapes::cache_dir().display()
+            );
+        }
+        args.models.push(shapes::cached(spec, 1)?.path);
+    }
 
     let cancel = Arc::new(AtomicBool::new(false));
     {

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod perplexity;
 pub mod run;
 pub mod setup;
+pub mod shape;
 pub mod tokenize;
 
 use std::process::ExitCode;
@@ -67,5 +68,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Inspect(a) => inspect::run(a),
         Command::Tokenize(a) => tokenize::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Shape(a) => shape::run(a),
     }
 }

@@ -1,5 +1,8 @@
-//! A small GGUF writer: builds well-formed files in memory for tests, fuzz seeds and tiny
-//! fixture models. It writes exactly the layout the reader expects (version 3 by default).
+//! GGUF writing: [`GgufWriter`] builds small files in memory (tests, fuzz seeds, tiny fixtures);
+//! [`Layout`] plans a file whose tensor data is streamed afterwards (shaped models of gigabytes,
+//! see `crate::model::shapes`), so both write exactly the layout the reader expects.
+
+use std::io::Write;
 
 use super::{Value, ValueType, DEFAULT_ALIGNMENT};
 use crate::quant::GgmlType;
@@ -37,49 +40,109 @@ impl GgufWriter {
         self
     }
 
-    fn alignment(&self) -> u64 {
-        self.metadata
-            .iter()
-            .find(|(k, _)| k == "general.alignment")
-            .and_then(|(_, v)| v.as_int())
-            .and_then(|a| u64::try_from(a).ok())
-            .filter(|a| a.is_power_of_two())
-            .unwrap_or(DEFAULT_ALIGNMENT)
-    }
-
     pub fn to_bytes(&self) -> Vec<u8> {
-        let align = self.alignment() as usize;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"GGUF");
-        out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&(self.tensors.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
-        for (k, v) in &self.metadata {
-            write_str(&mut out, k);
-            out.extend_from_slice(&type_id(v.value_type()).to_le_bytes());
-            write_value(&mut out, v);
-        }
-        let mut offset = 0usize;
-        let mut offsets = Vec::new();
-        for (name, shape, ty, data) in &self.tensors {
-            write_str(&mut out, name);
-            out.extend_from_slice(&(shape.len() as u32).to_le_bytes());
-            for d in shape {
-                out.extend_from_slice(&d.to_le_bytes());
-            }
-            out.extend_from_slice(&ty.id().to_le_bytes());
-            out.extend_from_slice(&(offset as u64).to_le_bytes());
-            offsets.push(offset);
-            offset = (offset + data.len()).div_ceil(align) * align;
-        }
-        let data_start = out.len().div_ceil(align) * align;
-        out.resize(data_start, 0);
-        for ((_, _, _, data), off) in self.tensors.iter().zip(offsets) {
-            out.resize(data_start + off, 0);
+        let entries: Vec<TensorEntry> = self
+            .tensors
+            .iter()
+            .map(|(name, shape, ty, data)| TensorEntry {
+                name: name.clone(),
+                shape: shape.clone(),
+                ty: *ty,
+                bytes: data.len() as u64,
+            })
+            .collect();
+        let layout = Layout::new(self.version, &self.metadata, entries);
+        let mut out = layout.header.clone();
+        for ((_, _, _, data), off) in self.tensors.iter().zip(&layout.offsets) {
+            out.resize(layout.header.len() + *off as usize, 0);
             out.extend_from_slice(data);
         }
         out
     }
+}
+
+/// One entry of a file's tensor table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    pub name: String,
+    /// Dimensions, innermost first (ggml's `ne`).
+    pub shape: Vec<u64>,
+    pub ty: GgmlType,
+    /// Size of the tensor's data in bytes.
+    pub bytes: u64,
+}
+
+/// A planned file: the encoded header (magic, metadata, tensor table, padding up to the data
+/// section) and where each tensor's data goes. The data section starts at `header.len()`;
+/// tensor `i` starts `offsets[i]` bytes into it, and the gaps between tensors are zeros.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub header: Vec<u8>,
+    pub offsets: Vec<u64>,
+    pub tensors: Vec<TensorEntry>,
+    /// Length of the whole file.
+    pub file_len: u64,
+}
+
+impl Layout {
+    /// Plans a file of GGUF `version` with `metadata` and `tensors` in the given order, aligned to
+    /// `general.alignment` when the metadata sets a power of two, else to 32 bytes.
+    pub fn new(version: u32, metadata: &[(String, Value)], tensors: Vec<TensorEntry>) -> Layout {
+        let align = alignment(metadata);
+        let mut out = Vec::new();
+        out.extend_from_slice(b"GGUF");
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+        for (k, v) in metadata {
+            write_str(&mut out, k);
+            out.extend_from_slice(&type_id(v.value_type()).to_le_bytes());
+            write_value(&mut out, v);
+        }
+        let mut offset = 0u64;
+        let mut offsets = Vec::with_capacity(tensors.len());
+        let mut end = 0u64;
+        for t in &tensors {
+            write_str(&mut out, &t.name);
+            out.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+            for d in &t.shape {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&t.ty.id().to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+            offsets.push(offset);
+            end = offset + t.bytes;
+            offset = end.div_ceil(align) * align;
+        }
+        let data_start = (out.len() as u64).div_ceil(align) * align;
+        out.resize(data_start as usize, 0);
+        Layout {
+            header: out,
+            offsets,
+            tensors,
+            file_len: data_start + end,
+        }
+    }
+
+    /// Absolute file offset of tensor `i`'s data.
+    pub fn file_offset(&self, i: usize) -> u64 {
+        self.header.len() as u64 + self.offsets[i]
+    }
+
+    /// Writes the header (the data section is written separately, at [`Layout::file_offset`]).
+    pub fn write_header(&self, out: &mut impl Write) -> std::io::Result<()> {
+        out.write_all(&self.header)
+    }
+}
+
+fn alignment(metadata: &[(String, Value)]) -> u64 {
+    metadata
+        .iter()
+        .find(|(k, _)| k == "general.alignment")
+        .and_then(|(_, v)| v.as_int())
+        .and_then(|a| u64::try_from(a).ok())
+        .filter(|a| a.is_power_of_two())
+        .unwrap_or(DEFAULT_ALIGNMENT)
 }
 
 fn type_id(t: ValueType) -> u32 {

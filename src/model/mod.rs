@@ -6,6 +6,7 @@ pub mod chat;
 pub mod config;
 pub mod generate;
 pub mod sampler;
+pub mod shapes;
 pub mod tokenizer;
 pub mod weights;
 

@@ -12,6 +12,7 @@ mod quant;
 mod robust;
 mod run;
 mod setup;
+mod shapes;
 mod tokenizer;
 mod util;
 mod vulkan;

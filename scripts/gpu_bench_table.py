@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The ratio table of scripts/gpu-bench.sh: reads the JSON that `pigpu bench -o json` and
+`llama-bench -o json` wrote into a results folder and prints a markdown table (pigpu beside
+llama.cpp, same file, same test) ready for docs/benchmarks.md; writes summary.json beside it.
+
+Usage: scripts/gpu_bench_table.py RESULTS_DIR SPEC...   (SPEC as given to `pigpu shape write`)
+"""
+import json
+import os
+import sys
+
+
+def load(path):
+    """The rows of one JSON file, or [] when it is missing or cut short."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def key(row):
+    return (row.get("n_prompt", 0), row.get("n_gen", 0), row.get("n_depth", 0))
+
+
+def test_name(k):
+    p, g, d = k
+    name = f"pp{p}" if g == 0 else f"tg{g}" if p == 0 else f"pp{p}+tg{g}"
+    return name + (f" @ d{d}" if d else "")
+
+
+def fmt(row):
+    if row is None:
+        return "—"
+    return f"{row['avg_ts']:.1f} ± {row.get('stddev_ts', 0.0):.1f}"
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    specs = sys.argv[2:]
+    lines = []
+    summary = {"rows": [], "environment": {}}
+    env = summary["environment"]
+    for spec in specs:
+        name = spec.replace(":", "-")
+        pigpu = load(os.path.join(out, f"{name}.pigpu.json")) + load(
+            os.path.join(out, f"{name}.pigpu-depth.json"))
+        llama = load(os.path.join(out, f"{name}.llama.json")) + load(
+            os.path.join(out, f"{name}.llama-depth.json"))
+        if not pigpu and not llama:
+            continue
+        try:
+            with open(os.path.join(out, f"{name}.shape.json"), encoding="utf-8") as f:
+                size = f" ({json.load(f)['bytes'] / 1e9:.2f} GB)"
+        except (OSError, ValueError, KeyError):
+            size = ""
+        p_rows = {key(r): r for r in pigpu if r.get("test") not in ("load", "upload")
+                  and not str(r.get("test", "")).startswith("e2e")}
+        l_rows = {key(r): r for r in llama}
+        for r in pigpu:
+            if r.get("test") == "upload":
+                env.setdefault("upload_gbps", {})[spec] = round(r["avg_ts"], 2)
+            if r.get("backend") == "Vulkan":
+                env.setdefault("pigpu_device", r.get("device"))
+                env.setdefault("pigpu_driver", r.get("driver"))
+                env.setdefault("pigpu_build", r.get("build_commit"))
+        for r in llama:
+            env.setdefault("llama_cpp_build", f"{r.get('build_commit')} ({r.get('build_number')})")
+            env.setdefault("llama_cpp_backend", r.get("backends"))
+            env.setdefault("llama_cpp_gpu", r.get("gpu_info"))
+            env.setdefault("llama_cpp_flash_attn", r.get("flash_attn"))
+        # Generation first (the headline), then prompt, then generation at depth.
+        order = sorted(set(p_rows) | set(l_rows), key=lambda k: (k[2], k[1] == 0, k[0]))
+        for k in order:
+            p, l = p_rows.get(k), l_rows.get(k)
+            ratio = p["avg_ts"] / l["avg_ts"] if p and l and l["avg_ts"] > 0 else None
+            lines.append(f"| {spec}{size} | {test_name(k)} | {fmt(p)} | {fmt(l)} | "
+                         + (f"**{ratio:.2f}×**" if ratio is not None else "—") + " |")
+            summary["rows"].append({
+                "model": spec, "test": test_name(k),
+                "pigpu_ts": p and p["avg_ts"], "pigpu_sd": p and p.get("stddev_ts"),
+                "llama_cpp_ts": l and l["avg_ts"], "llama_cpp_sd": l and l.get("stddev_ts"),
+                "ratio": ratio,
+            })
+    print(f"pigpu on {env.get('pigpu_device', '?')} ({env.get('pigpu_driver', '?')}); "
+          f"llama.cpp {env.get('llama_cpp_build', '?')} {env.get('llama_cpp_backend', '')} "
+          f"on {env.get('llama_cpp_gpu', '?')}, flash_attn {env.get('llama_cpp_flash_attn', '?')}")
+    if env.get("upload_gbps"):
+        print("pigpu weight upload (GB/s): "
+              + ", ".join(f"{k} {v}" for k, v in env["upload_gbps"].items()))
+    print()
+    print("| model (same file for both) | test | pigpu t/s | llama.cpp t/s | ratio |")
+    print("|---|---|---|---|---|")
+    for line in lines:
+        print(line)
+    with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
