@@ -177,7 +177,8 @@ run() {
     if [ ${#profile[@]} -gt 0 ]; then
       say "$m: pigpu per-op profile"
       timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p "$pp" -n "$tg" -r 1 \
-        --no-extra "${profile[@]}" >"$out/$name.profile.txt" 2>&1 || say "$m: profile failed"
+        --no-extra "${profile[@]}" -o json >"$out/$name.profile.json" 2>"$out/$name.profile.txt" \
+        || say "$m: profile failed"
     fi
     rm -f "$file"
   done

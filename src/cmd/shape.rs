@@ -127,8 +127,8 @@ fn list(json: bool) -> anyhow::Result<Outcome> {
     }
     writeln!(
         out,
-        "{:<14} {:<24} {:<6} {:>6} {:>6} {:>9} {:>6} {:>7} {:>8}  {}",
-        "shape", "model", "arch", "layers", "d", "heads/kv", "ffn", "vocab", "GB", "default mix"
+        "{:<14} {:<24} {:<6} {:>6} {:>6} {:>9} {:>6} {:>7} {:>8}  default mix",
+        "shape", "model", "arch", "layers", "d", "heads/kv", "ffn", "vocab", "GB"
     )?;
     for s in SHAPES {
         let spec = ShapeSpec {
