@@ -34,8 +34,8 @@ die() { say "error: $*"; exit 2; }
 
 # The .debs the GPU machine lacks (Debian 12's work with NVIDIA's 580 driver): the Vulkan
 # loader, glvnd (the NVIDIA ICD needs libGLdispatch.so.0, or the loader reports no driver at
-# all), and the validation layer.
-debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 vulkan-validationlayers)
+# all), the validation layer, and libssl3 (llama-bench links libssl.so.3; unpacked only if missing).
+debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 vulkan-validationlayers libssl3)
 
 prepare() {
   command -v xz >/dev/null || die "xz not found (apt install xz-utils)"
