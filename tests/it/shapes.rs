@@ -176,6 +176,7 @@ fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
         n_ctx: 64,
         validation: true,
         progress: false,
+        ..Default::default()
     };
     let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
     let mut cpu = CpuEngine::new(
