@@ -285,6 +285,7 @@ impl Phase {
             tokens: self.tokens,
             wall_us_per_token: self.wall_ns / tok / 1e3,
             gpu_us_per_token: total_ns / tok / 1e3,
+            commands_per_token: self.ops.values().map(|a| a.count).sum::<u64>() as f64 / tok,
             untimed_commands: self.untimed,
             ops,
         }
@@ -353,6 +354,8 @@ pub struct PhaseReport {
     pub wall_us_per_token: f64,
     /// Sum of the timed commands per token, µs (≤ wall).
     pub gpu_us_per_token: f64,
+    /// Timed commands per token (× the stage floor: the part of the token no kernel can save).
+    pub commands_per_token: f64,
     /// Commands that ran untimed (more than the query pool holds; 0 normally).
     pub untimed_commands: u64,
     /// Op kinds, most time first.
@@ -404,6 +407,19 @@ impl Profile {
                     format!("; {} commands untimed", p.untimed_commands)
                 } else {
                     String::new()
+                }
+            );
+            let floor = p.commands_per_token * c.stage_floor_us;
+            let _ = writeln!(
+                s,
+                "profile: {}: {:.1} commands per token × stage floor = {floor:.1} µs ({:.0} % of \
+                 the ops' time)",
+                p.phase,
+                p.commands_per_token,
+                if p.gpu_us_per_token > 0.0 {
+                    100.0 * floor / p.gpu_us_per_token
+                } else {
+                    0.0
                 }
             );
             let _ = writeln!(

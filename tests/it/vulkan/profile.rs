@@ -67,6 +67,14 @@ fn smollm_profile_times_every_op() {
         sum += o.us_per_token;
     }
     assert!((sum - dec.gpu_us_per_token).abs() <= 1e-6 * sum);
+    let per_token: f64 = dec.ops.iter().map(|o| o.per_token).sum();
+    assert!((dec.commands_per_token - per_token).abs() < 1e-9);
+    // embed, 6 per layer, head, sample, the token copy (more per layer if kernels split ops).
+    assert!(
+        dec.commands_per_token >= 6.0 * n_layer + 4.0,
+        "{}",
+        dec.commands_per_token
+    );
     let shares: f64 = dec.ops.iter().map(|o| o.share).sum();
     assert!((shares - 1.0).abs() < 1e-9, "shares add up to {shares}");
     assert!(
@@ -106,6 +114,12 @@ fn smollm_profile_times_every_op() {
     assert_eq!(s.command_buffers_recorded, 0);
     assert_eq!(s.descriptor_updates, 0);
     assert_eq!(s.submits, n_steps as u64 - 1);
+    // Every dispatch of the normal recording was timed, plus the token's copy.
+    assert_eq!(
+        dec.commands_per_token,
+        (s.dispatches / s.submits) as f64 + 1.0,
+        "{dec:?}"
+    );
     assert!(s.readback_bytes <= 16 * s.tokens);
     no_validation_errors(&gpu);
 }
