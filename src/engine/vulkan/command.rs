@@ -108,10 +108,10 @@ impl Cmd {
     }
 
     /// Names the interval of the next command (only evaluated on a timed buffer, so the
-    /// normal path pays nothing).
-    pub fn label(&mut self, f: impl FnOnce() -> Stamp) {
+    /// normal path pays nothing); `None`: the command's own name (a dispatch's kernel).
+    pub fn label(&mut self, f: impl FnOnce() -> Option<Stamp>) {
         if let Some(t) = &mut self.timing {
-            t.next = Some(f());
+            t.next = f();
         }
     }
 

@@ -42,69 +42,69 @@ impl Stamp {
 }
 
 impl Op {
-    /// The label of this op recorded for `n_tok` tokens: mat-vecs say their variant (`matvec`
-    /// for one token, `matmul` for a batch), weight types, rows × columns of weights read and
-    /// what is fused (`norm`, `glu`, `bias`, `+res`); other ops are named by their kernel.
-    pub fn stamp(&self, n_tok: u32) -> Stamp {
-        match &self.kind {
-            OpKind::Matvec {
-                k,
-                flags,
-                segs,
-                tiled,
-                ..
-            } => {
-                let batch = n_tok > 1;
-                // Batches of more than 8 tokens on the tiled mat-mat name their tile shape.
-                let variant = match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
-                    Some(t) => {
-                        let m = if flags & F_GLU != 0 {
-                            segs[0].0
-                        } else {
-                            segs.iter().map(|s| s.0).sum()
-                        };
-                        format!("tiled-{}", t.pick(m, n_tok).0.name)
-                    }
-                    None => (if batch { "matmul" } else { "matvec" }).to_string(),
-                };
-                let mut types: Vec<String> = Vec::new();
-                for (_, ty, _) in segs {
-                    let t = ty.to_string();
-                    if !types.contains(&t) {
-                        types.push(t);
-                    }
-                }
-                let rows: u64 = segs.iter().map(|s| s.0 as u64).sum();
-                let bytes: u64 = segs
-                    .iter()
-                    .map(|(r, ty, _)| ty.bytes_for(*k as u64).unwrap_or(0) * *r as u64)
-                    .sum();
-                let mut label = format!("{variant} {} {rows}x{k}", types.join("+"));
-                for (flag, tag) in [
-                    (F_NORM, " norm"),
-                    (F_GLU, " glu"),
-                    (F_BIAS, " bias"),
-                    (F_ACC, " +res"),
-                ] {
-                    if flags & flag != 0 {
-                        label.push_str(tag);
-                    }
-                }
-                Stamp {
-                    label,
-                    weight_bytes: bytes,
-                    flops: if batch {
-                        2 * rows * *k as u64 * n_tok as u64
-                    } else {
-                        0
-                    },
-                }
+    /// The label of this op recorded for `n_tok` tokens. Mat-vecs say their variant (`matvec`
+    /// for one token, `matmul` for the 8-token mat-vec over a batch, `tiled/<tile>` for the tiled
+    /// mat-mat), weight types, rows × columns of weights read and what is fused (`norm`, `glu`,
+    /// `bias`, `+res`). `None` for other ops: the command buffer names them by the kernel it
+    /// dispatches (`attention`, `attention_prompt_…`, `rope_kv`, …), so new kernels are
+    /// labelled without changes here.
+    pub fn stamp(&self, n_tok: u32) -> Option<Stamp> {
+        let OpKind::Matvec {
+            k,
+            flags,
+            segs,
+            tiled,
+            ..
+        } = &self.kind
+        else {
+            return None;
+        };
+        let batch = n_tok > 1;
+        let mut types: Vec<String> = Vec::new();
+        for (_, ty, _) in segs {
+            let t = ty.to_string();
+            if !types.contains(&t) {
+                types.push(t);
             }
-            OpKind::Attention {
-                prompt: Some(p), ..
-            } if n_tok > 1 => Stamp::named(p.kernel.name.clone()),
-            _ => Stamp::named(self.kernel.name.clone()),
         }
+        let rows: u64 = segs.iter().map(|s| s.0 as u64).sum();
+        let bytes: u64 = segs
+            .iter()
+            .map(|(r, ty, _)| ty.bytes_for(*k as u64).unwrap_or(0) * *r as u64)
+            .sum();
+        let variant = match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+            Some(t) => {
+                // The output rows the tiled kernel is picked for (gate and up give one each).
+                let out_rows = if flags & F_GLU != 0 {
+                    segs[0].0
+                } else {
+                    rows as u32
+                };
+                format!("tiled/{}", t.pick(out_rows, n_tok).0.name)
+            }
+            None if batch => "matmul".to_string(),
+            None => "matvec".to_string(),
+        };
+        let mut label = format!("{variant} {} {rows}x{k}", types.join("+"));
+        for (flag, tag) in [
+            (F_NORM, " norm"),
+            (F_GLU, " glu"),
+            (F_BIAS, " bias"),
+            (F_ACC, " +res"),
+        ] {
+            if flags & flag != 0 {
+                label.push_str(tag);
+            }
+        }
+        Some(Stamp {
+            label,
+            weight_bytes: bytes,
+            flops: if batch {
+                2 * rows * *k as u64 * n_tok as u64
+            } else {
+                0
+            },
+        })
     }
 }
 
