@@ -49,7 +49,7 @@ prepare() {
   for lib in $(ldd target/release/pigpu | awk '/=> \// {print $3}' | grep -E 'libudev|libkmod'); do
     cp -L "$lib" "$dir/lib/"
   done
-  say "building a static Vulkan llama-bench (once; ~15 min on 2 cores)"
+  say "building a static Vulkan llama-bench (once; 15 to 60 min on 2 cores)"
   bin=$(scripts/ref/build-llama-cpp.sh --static-vulkan)
   strip -o "$dir/bin/llama-bench" "$bin/llama-bench"
   xz -T0 -9 -f "$dir/bin/llama-bench"
@@ -73,12 +73,15 @@ unxz_to() { # file.xz dest
 
 # Unpacks the carried .debs whose libraries the system does not already have, into DIR/root.
 unpack_debs() {
-  local root="$1" deb lib
+  local root="$1" deb lib sys_libs
   mkdir -p "$root"
+  sys_libs=$(ldconfig -p 2>/dev/null || true)
   for deb in "$dir"/debs/*.deb; do
     [ -e "$deb" ] || continue
-    lib=$(dpkg-deb -c "$deb" | awk '{print $NF}' | grep -E '/lib[^/]*\.so\.[0-9]+$' | head -1 || true)
-    if [ -n "$lib" ] && ldconfig -p | grep -q " $(basename "$lib") "; then
+    # The package's versioned library name (field 6 of the listing; a link shows "-> target").
+    lib=$(dpkg-deb -c "$deb" | awk '{print $6}' | grep -E '/lib[^/]*\.so\.[0-9]+$' | head -1 || true)
+    if [ -n "$lib" ] && grep -qE "^[[:space:]]$(basename "$lib")[[:space:]]" <<<"$sys_libs"; then
+      say "using the system's $(basename "$lib") (not unpacking $(basename "$deb"))"
       continue
     fi
     dpkg-deb -x "$deb" "$root"
@@ -106,6 +109,17 @@ run() {
   local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
   local pigpu="$work/pigpu" llama="$work/llama-bench"
+  # The private root is enough in principle; if the NVIDIA driver still is not seen, do what
+  # worked on the H200 machine before (../shared/design/gpu-device-runs.md): unpack into /.
+  if [ -n "${VK_DRIVER_FILES:-}" ] && [ "$(id -u)" = 0 ]; then
+    local devs
+    devs=$("$pigpu" run --list-devices 2>&1 || true)
+    if ! grep -qi nvidia <<<"$devs"; then
+      say "no NVIDIA device through $root; unpacking the .debs into / and running ldconfig"
+      for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" /; done
+      ldconfig
+    fi
+  fi
   local dev_args=()
   if [ -n "${GPU_BENCH_DEVICE:-}" ]; then
     dev_args=(--device "$GPU_BENCH_DEVICE")
