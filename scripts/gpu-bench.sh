@@ -40,6 +40,8 @@ debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 vulkan-val
 prepare() {
   command -v xz >/dev/null || die "xz not found (apt install xz-utils)"
   command -v strip >/dev/null || die "strip not found (apt install binutils)"
+  # Leftovers of a local trial run would be carried too (and could pass 64 MiB).
+  rm -rf "$dir/work" "$dir/root" "$dir/results"
   mkdir -p "$dir/bin" "$dir/lib" "$dir/debs"
   say "building pigpu (release)"
   nice cargo build --release --quiet
@@ -99,6 +101,9 @@ run() {
   work="$PWD/$dir/work"
   root="$PWD/$dir/root"
   mkdir -p "$work/models"
+  # The unpacked binaries, libraries and models stay out of DIR afterwards, so a trial run here
+  # does not grow what is carried to the GPU machine.
+  trap 'rm -rf "$work" "$root"' EXIT
   unxz_to "$dir/bin/pigpu.xz" "$work/pigpu"
   [ -f "$dir/bin/llama-bench.xz" ] && unxz_to "$dir/bin/llama-bench.xz" "$work/llama-bench"
   unpack_debs "$root"
