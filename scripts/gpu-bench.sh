@@ -103,7 +103,8 @@ run() {
   mkdir -p "$work/models"
   # The unpacked binaries, libraries and models stay out of DIR afterwards, so a trial run here
   # does not grow what is carried to the GPU machine.
-  trap 'rm -rf "$work" "$root"' EXIT
+  # shellcheck disable=SC2064  # expanded now: the locals are gone when the trap runs
+  trap "rm -rf '$work' '$root'" EXIT
   unxz_to "$dir/bin/pigpu.xz" "$work/pigpu"
   [ -f "$dir/bin/llama-bench.xz" ] && unxz_to "$dir/bin/llama-bench.xz" "$work/llama-bench"
   unpack_debs "$root"
