@@ -43,4 +43,6 @@ pub enum Command {
     Perplexity(cmd::perplexity::Args),
     /// Write a real model's shape (sizes, quant mix, vocabulary size) with random weights.
     Shape(cmd::shape::Args),
+    /// Print a shell completion script (bash, zsh, fish, ...) or write the man pages.
+    Completions(cmd::completions::Args),
 }

@@ -3,6 +3,7 @@
 //! command-line flags.
 
 pub mod bench;
+pub mod completions;
 pub mod doctor;
 pub mod inspect;
 pub mod perplexity;
@@ -69,5 +70,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Shape(a) => shape::run(a),
+        Command::Completions(a) => completions::run(a),
     }
 }

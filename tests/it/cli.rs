@@ -12,6 +12,7 @@ fn every_subcommand_has_help_with_an_example() {
         "inspect",
         "tokenize",
         "perplexity",
+        "completions",
     ] {
         let out = run(&[sub, "--help"]);
         assert!(out.status.success(), "{sub} --help failed");
