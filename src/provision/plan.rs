@@ -337,7 +337,13 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
         Persist::None => true,
     };
     let userspace_deferred = !p.live && p.host_arch != m.arch;
-    let needs_sources = !modules_done || (o.persist == Persist::Dkms && !dkms_done);
+    // An image of another architecture (an arm64 Pi image on an x86 build machine): the host's
+    // make/gcc cannot build its modules, so they are built on the Pi (the first boot, or `pigpu
+    // setup` there); the sources are still fetched, verified, patched and, with DKMS, put in
+    // place here, so the Pi needs no network for them.
+    let build_deferred = !p.live && !modules_done && p.host_arch != m.arch;
+    let needs_sources =
+        (!modules_done && !build_deferred) || (o.persist == Persist::Dkms && !dkms_done);
     let needs_userspace = !userspace_done && !userspace_deferred;
     if (needs_sources || needs_userspace) && p.free_mib.is_some_and(|f| f < m.disk_mib) {
         return Err(refuse(format!(
@@ -456,7 +462,14 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
             "the modules are installed".to_string(),
         );
     }
-    if !modules_done {
+    if build_deferred {
+        let why = format!(
+            "the {} modules cannot be built on this {} machine against --root; boot the Pi and run `pigpu setup` there (or let pigpu-first-boot.service do it)",
+            m.arch, p.host_arch
+        );
+        skip(&mut plan, "build", why.clone());
+        skip(&mut plan, "install-modules", why);
+    } else if !modules_done {
         let log = format!("{}/build-{}-{}.log", state::LOG_DIR, m.driver, target);
         plan.steps.push(Step {
             id: "build",
