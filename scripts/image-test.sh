@@ -11,7 +11,7 @@
 # tree checks, `patch`, every file edit and backup.
 # Stand-ins (the Raspberry Pi apt repository and NVIDIA's files cannot be reached from here): the
 # Pi kernel is two module directories and kernel images named as Raspberry Pi OS names them, with
-# a build tree of a Makefile and a .config (arm64, 4K pages) for linux-headers-rpi-v8; the driver
+# a build tree of a Makefile, a .config (arm64, 4K pages) and pci.h for linux-headers-rpi-v8; the driver
 # is the setup tests' fixture (tests/fixtures/setup: a two-file module tree, a two-patch series,
 # a stand-in installer); the boot partition is a directory (this machine's kernel has no vfat),
 # holding Raspberry Pi OS's stock config.txt (tests/fixtures/setup/config/pios-bookworm.txt) and
@@ -89,6 +89,8 @@ hdr=$r/usr/src/linux-headers-$v8
 mkdir -p "$hdr"
 printf '# stand-in for linux-headers-rpi-v8 (image-test.sh)\nall:\n' >"$hdr/Makefile"
 printf 'CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\n' >"$hdr/.config"
+mkdir -p "$hdr/include/linux"   # setup reads pci_resize_resource()'s arity (3 before Linux 6.19)
+printf 'int pci_resize_resource(struct pci_dev *dev, int i, int size);\n' >"$hdr/include/linux/pci.h"
 ln -s "/usr/src/linux-headers-$v8" "$r/lib/modules/$v8/build"
 
 # The fixture driver on a local HTTP server, and its manifest for aarch64.
@@ -140,8 +142,8 @@ expect_file /boot/firmware/config.txt "dtparam=pciex1"
 expect_file /usr/src/nvidia-1.0.0/dkms.conf 'PACKAGE_VERSION="1.0.0"'
 [ -f "$r/usr/src/nvidia-1.0.0/kernel-open/PATCHED" ] || fail "the DKMS source is not the patched tree"
 [ -e "$r/var/lib/dkms/nvidia/1.0.0" ] || fail "dkms add did not register nvidia/1.0.0 in the image"
-for f in fixture-modules-a24809540cd8.tar.gz fake-installer.run; do
-  [ -f "$r/var/cache/pigpu/$f" ] || fail "download $f not cached in the image for the first boot"
+for f in 'fixture-modules-*.tar.gz' fake-installer.run; do
+  compgen -G "$r/var/cache/pigpu/$f" >/dev/null || fail "download $f not cached in the image for the first boot"
 done
 head -c "$(stat -c %s "$fixtures/config/pios-bookworm.txt")" "$fw/config.txt" | cmp -s - "$fixtures/config/pios-bookworm.txt" \
   || fail "config.txt: the stock lines were changed (pigpu only appends its block)"
