@@ -37,8 +37,13 @@ const SINGLE: &[&str] = &[
     "attention_prompt",
 ];
 
-/// Mat-vec shapes: (variant prefix, tokens per workgroup).
-const MATVEC: &[(&str, u32)] = &[("matvec", 1), ("matmul", 8)];
+/// Mat-vec shapes: (variant prefix, source, tokens per workgroup). `matvecsg` is the subgroup
+/// decode mat-vec for GPUs (shaders/matvec_sg.comp).
+const MATVEC: &[(&str, &str, u32)] = &[
+    ("matvec", "matvec.comp", 1),
+    ("matmul", "matvec.comp", 8),
+    ("matvecsg", "matvec_sg.comp", 1),
+];
 
 /// Per-weight-type shaders besides the mat-vec: (variant prefix, source file).
 const TYPED: &[(&str, &str)] = &[("tiled", "matmul_tiled.comp")];
@@ -65,17 +70,17 @@ fn main() {
     for s in SINGLE {
         jobs.push((s.to_string(), format!("{s}.comp"), vec![]));
     }
-    for (prefix, nt) in MATVEC {
+    for (prefix, src, nt) in MATVEC {
         for (name, id) in WEIGHT_TYPES {
             jobs.push((
                 format!("{prefix}_{name}"),
-                "matvec.comp".into(),
+                src.to_string(),
                 vec![format!("NT={nt}"), format!("WTYPE={id}")],
             ));
         }
         jobs.push((
             format!("{prefix}_any"),
-            "matvec.comp".into(),
+            src.to_string(),
             vec![format!("NT={nt}")],
         ));
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ash::vk;
 
 use super::error::{vkerr, Result, VkError};
+use super::features::{self as feat, Features};
 use super::instance::Instance;
 
 /// The storage range the engine needs at least (weights are bound in pieces of this or more).
@@ -80,6 +81,7 @@ pub(crate) struct Probe {
     pub limits: vk::PhysicalDeviceLimits,
     pub memory: vk::PhysicalDeviceMemoryProperties,
     pub dynamic_indexing: bool,
+    pub features: Features,
 }
 
 pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
@@ -138,6 +140,7 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
             .unwrap_or_else(|_| format!("device {index}"));
         let limits = props.limits;
         let dynamic_indexing = features.shader_storage_buffer_array_dynamic_indexing == vk::TRUE;
+        let optional = feat::probe(instance, pd, props.api_version, &subgroup);
         let mut info = DeviceInfo {
             index,
             name,
@@ -186,6 +189,7 @@ pub(crate) fn probe_all(instance: &Instance) -> Result<Vec<Probe>> {
             limits,
             memory,
             dynamic_indexing,
+            features: optional,
         });
     }
     Ok(out)
@@ -308,6 +312,8 @@ pub struct Device {
     pub(crate) queue_family: u32,
     pub(crate) memory: vk::PhysicalDeviceMemoryProperties,
     pub(crate) limits: vk::PhysicalDeviceLimits,
+    /// The optional features present on the device, all enabled on it.
+    pub(crate) features: Features,
     pub info: DeviceInfo,
     /// Test hook (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER`): queue submits left before every submit
     /// fails as if the device were lost; negative = off.
@@ -332,9 +338,12 @@ impl Device {
             .queue_priorities(&prio)];
         let features = vk::PhysicalDeviceFeatures::default()
             .shader_storage_buffer_array_dynamic_indexing(p.dynamic_indexing);
-        let info = vk::DeviceCreateInfo::default()
-            .queue_create_infos(&queues)
-            .enabled_features(&features);
+        let mut enable = feat::Enable::new(p.features);
+        let info = enable.chain(
+            vk::DeviceCreateInfo::default()
+                .queue_create_infos(&queues)
+                .enabled_features(&features),
+        );
         // SAFETY: the physical device belongs to `instance`; `info` outlives the call.
         let raw = unsafe { instance.raw.create_device(p.physical, &info, None) }
             .map_err(vkerr("vkCreateDevice"))?;
@@ -346,6 +355,7 @@ impl Device {
             queue_family: family,
             memory: p.memory,
             limits: p.limits,
+            features: p.features,
             info: infos[i].clone(),
             raw,
             instance,

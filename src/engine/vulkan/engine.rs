@@ -327,6 +327,12 @@ impl VulkanEngine {
         &self.dev.info
     }
 
+    /// The decode mat-vec shape in use: (workgroup size, rows per workgroup, path), path 0 =
+    /// shared-memory tree, 1 = lane per row (CPU implementations), 2 = subgroup (GPUs).
+    pub fn matvec_shape(&self) -> [u32; 3] {
+        self._kernels.matvec_shape()
+    }
+
     /// Runs the token sampled last (if any) through the model, without logits.
     fn feed_unfed(&mut self) -> anyhow::Result<()> {
         if let Some(t) = self.unfed.take() {

@@ -16,6 +16,7 @@ use super::device::Device;
 use super::error::{Result, VkError};
 use super::pipeline::{DescriptorArena, Kernel, PipelineCache};
 use super::shaders;
+use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use super::tiled::{PromptAttention, Tiled};
 use crate::quant::GgmlType;
 
@@ -48,23 +49,26 @@ pub struct Kernels {
     pub(super) dev: Arc<Device>,
     cache: PipelineCache,
     built: RefCell<HashMap<String, Rc<Kernel>>>,
-    /// (workgroup size, rows per workgroup, lane-per-row) of the mat-vec and mat-mat variants.
+    /// (workgroup size, rows per workgroup, path: `shapes::PATH_*`) of the mat-vec and mat-mat
+    /// variants, fitted to the device's limits.
     matvec_shape: [u32; 3],
     matmul_shape: [u32; 3],
     /// Prompt batches of more than `MATMUL_NT` tokens use the tiled mat-mat (tiled.rs).
     pub(super) prompt_tiled: Cell<bool>,
+    limits: Limits,
 }
 
-/// `PIGPU_VK_MATVEC=WG,ROWS,LANE` / `PIGPU_VK_MATMUL=...` (tuning knobs): override a mat-vec
-/// or mat-mat shape (LANE = 1: each invocation computes ROWS whole rows).
+/// `PIGPU_VK_MATVEC=WG,ROWS,PATH` / `PIGPU_VK_MATMUL=...` (tuning and test knobs): override a
+/// mat-vec or mat-mat shape (PATH 0: shared-memory tree, 1: each invocation computes ROWS whole
+/// rows, 2: the subgroup decode mat-vec, mat-vec only). `shapes::fit` still bounds the result.
 fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
     let Ok(v) = std::env::var(var) else {
         return default;
     };
     let p: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     match p[..] {
-        [wg, rows, lane] if wg.is_power_of_two() && (1..=16).contains(&rows) && lane <= 1 => {
-            [wg, rows, lane]
+        [wg, rows, path] if wg.is_power_of_two() && (1..=16).contains(&rows) && path <= 2 => {
+            [wg, rows, path]
         }
         _ => default,
     }
@@ -84,11 +88,14 @@ impl Kernels {
     pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
         // CPU implementations run invocations as SIMD lanes and pay for every barrier and,
         // per lane, for every load: there, each invocation computes 8 whole rows (sharing the
-        // activation loads); GPUs share a row's blocks across a workgroup.
+        // activation loads); GPUs share a row's blocks across a workgroup, with subgroup
+        // reductions where the device has them.
         let (matvec, matmul) = if dev.info.kind == super::device::DeviceKind::Cpu {
-            ([32, 8, 1], [32, 8, 1])
+            ([32, 8, PATH_LANE], [32, 8, PATH_LANE])
+        } else if dev.features.subgroup_arith {
+            ([128, 2, PATH_SUBGROUP], [32, 2, PATH_TREE])
         } else {
-            ([32, 4, 0], [32, 2, 0])
+            ([32, 4, PATH_TREE], [32, 2, PATH_TREE])
         };
         Self::with_shapes(
             dev,
@@ -98,16 +105,23 @@ impl Kernels {
     }
 
     /// Kernels with explicit mat-vec / mat-mat shapes (workgroup size, rows per workgroup,
-    /// lane-per-row); tests use it to cover both paths on one device.
+    /// path), fitted to the device's limits; tests use it to cover every path on one device.
     pub fn with_shapes(dev: &Arc<Device>, matvec: [u32; 3], matmul: [u32; 3]) -> Result<Kernels> {
+        let limits = Limits::of(dev);
         Ok(Kernels {
             dev: dev.clone(),
             cache: PipelineCache::new(dev)?,
             built: RefCell::new(HashMap::new()),
-            matvec_shape: matvec,
-            matmul_shape: matmul,
+            matvec_shape: shapes::fit(matvec, 1, &limits),
+            matmul_shape: shapes::fit(matmul, MATMUL_NT, &limits),
+            limits,
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
         })
+    }
+
+    /// The decode mat-vec shape (workgroup size, rows per workgroup, path) in use.
+    pub fn matvec_shape(&self) -> [u32; 3] {
+        self.matvec_shape
     }
 
     /// Forces the prompt path: the tiled mat-mat (`true`) or the 8-token mat-vec, for ops built
@@ -127,6 +141,10 @@ impl Kernels {
         if let Some(k) = self.built.borrow().get(name) {
             return Ok(k.clone());
         }
+        // The subgroup mat-vec runs with full subgroups where the device can promise them.
+        let full = name.starts_with("matvecsg")
+            && self.dev.features.full_subgroups
+            && spec[0] % self.dev.features.max_subgroup.max(1) == 0;
         let k = Rc::new(Kernel::new(
             &self.dev,
             &self.cache,
@@ -135,6 +153,7 @@ impl Kernels {
             counts,
             push,
             spec,
+            full,
         )?);
         self.built.borrow_mut().insert(name.to_string(), k.clone());
         Ok(k)
@@ -143,11 +162,36 @@ impl Kernels {
     /// Mat-vec (`batch` = false, one token per workgroup) or mat-mat (8 tokens) for weights of
     /// type `ty` (`None`: the variant that reads the type per segment).
     pub fn matvec(&self, batch: bool, ty: Option<GgmlType>) -> Result<Rc<Kernel>> {
-        let prefix = if batch { "matmul" } else { "matvec" };
+        let spec = if batch {
+            self.matmul_shape
+        } else {
+            self.matvec_shape
+        };
+        self.matvec_shaped(batch, ty, spec)
+    }
+
+    /// The decode mat-vec for a `rows` × `k` matrix (`shapes::for_matrix`: narrower workgroups
+    /// for very tall or short matrices on the subgroup path).
+    pub fn matvec_decode(&self, ty: Option<GgmlType>, rows: u32, k: u32) -> Result<Rc<Kernel>> {
+        let spec = shapes::for_matrix(self.matvec_shape, rows, k, &self.limits);
+        self.matvec_shaped(false, ty, spec)
+    }
+
+    fn matvec_shaped(&self, batch: bool, ty: Option<GgmlType>, spec: [u32; 3]) -> Result<Rc<Kernel>> {
+        let sg = !batch && spec[2] == PATH_SUBGROUP;
+        let prefix = if batch {
+            "matmul"
+        } else if sg {
+            "matvecsg"
+        } else {
+            "matvec"
+        };
         let (name, spirv) = match ty {
             Some(t) => {
                 let code = if batch {
                     shaders::matmul_for(t.id())
+                } else if sg {
+                    shaders::matvecsg_for(t.id())
                 } else {
                     shaders::matvec_for(t.id())
                 };
@@ -160,15 +204,12 @@ impl Kernels {
                 format!("{prefix}_any"),
                 if batch {
                     shaders::MATMUL_ANY
+                } else if sg {
+                    shaders::MATVECSG_ANY
                 } else {
                     shaders::MATVEC_ANY
                 },
             ),
-        };
-        let spec = if batch {
-            self.matmul_shape
-        } else {
-            self.matvec_shape
         };
         let name = format!("{name}_{}x{}x{}", spec[0], spec[1], spec[2]);
         self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)
@@ -331,16 +372,20 @@ impl Op {
                     (&self.kernel, 1)
                 };
                 // Rows per workgroup: ROWS per invocation on the lane-per-row path.
-                let rpw = if kernel.spec[2] != 0 {
+                let rpw = if kernel.spec[2] == PATH_LANE {
                     kernel.spec[0] * kernel.spec[1]
                 } else {
                     kernel.spec[1]
                 };
+                // Workgroups beyond the 65535 of one grid dimension go on to z (the shaders
+                // number them x + z·x_count and skip rows past the end).
+                let groups = rows.div_ceil(rpw);
+                let z = groups.div_ceil(65535).max(1);
                 cmd.dispatch(
                     kernel,
                     self.set,
                     &push,
-                    [rows.div_ceil(rpw), n_tok.div_ceil(nt), 1],
+                    [groups.div_ceil(z), n_tok.div_ceil(nt), z],
                 );
             }
             OpKind::Embed {
@@ -426,7 +471,13 @@ impl OpBuilder<'_> {
         let ty0 = s.segs[0].ty;
         let same = s.segs.iter().all(|g| g.ty == ty0);
         let ty = if same { Some(ty0) } else { None };
-        let kernel = self.kernels.matvec(false, ty)?;
+        let glu = s.flags & F_GLU != 0;
+        let rows: u32 = if glu {
+            s.segs[0].rows
+        } else {
+            s.segs.iter().map(|g| g.rows).sum()
+        };
+        let kernel = self.kernels.matvec_decode(ty, rows, s.k)?;
         let batch_kernel = self.kernels.matvec(true, ty)?;
         let tiled = self.kernels.tiled(ty)?;
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();

@@ -193,7 +193,10 @@ pub struct Kernel {
 
 impl Kernel {
     /// Builds `spirv` with binding array sizes `counts`, `push_words` words of push constants and
-    /// specialization constants 0..n = `spec`.
+    /// specialization constants 0..n = `spec`; with `full_subgroups` the pipeline requires full
+    /// subgroups (`computeFullSubgroups` must be enabled and the workgroup a multiple of the
+    /// largest subgroup size).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         dev: &Arc<Device>,
         cache: &PipelineCache,
@@ -202,6 +205,7 @@ impl Kernel {
         counts: &[u32],
         push_words: u32,
         spec: &[u32],
+        full_subgroups: bool,
     ) -> Result<Kernel> {
         let layout = cache.layout(counts, push_words)?;
         let code = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
@@ -224,7 +228,13 @@ impl Kernel {
                 .raw
                 .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
                 .map_err(vkerr("vkCreateShaderModule"))?;
+            let flags = if full_subgroups {
+                vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS
+            } else {
+                vk::PipelineShaderStageCreateFlags::empty()
+            };
             let stage = vk::PipelineShaderStageCreateInfo::default()
+                .flags(flags)
                 .stage(vk::ShaderStageFlags::COMPUTE)
                 .module(module)
                 .name(c"main")

@@ -47,6 +47,24 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
     VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
 }
 
+/// The engine with the mat-vec shape `PIGPU_VK_MATVEC=shape` (e.g. "128,2,2": the GPUs'
+/// subgroup path, forced on lavapipe). The knob is read while the engine is built; engines other
+/// tests build meanwhile may see it too, which only changes their speed (every path is tested
+/// for the same results). The lock keeps two of these from clearing each other's setting.
+fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<&str>) -> VulkanEngine {
+    static KNOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let Some(shape) = shape else {
+        return vulkan(model, n_ctx);
+    };
+    let _held = KNOB.lock().unwrap_or_else(|e| e.into_inner());
+    std::env::set_var("PIGPU_VK_MATVEC", shape);
+    let gpu = vulkan(model, n_ctx);
+    std::env::remove_var("PIGPU_VK_MATVEC");
+    let want: Vec<u32> = shape.split(',').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(gpu.matvec_shape().to_vec(), want, "the shape asked for");
+    gpu
+}
+
 fn no_validation_errors(gpu: &VulkanEngine) {
     let errs = gpu.take_validation_errors();
     assert!(
@@ -127,6 +145,10 @@ fn referee_split(reference: &Reference, what: &str, ctx: &[u32], (a, b): (u32, u
 /// tie of the f64 reference (both tokens within 0.05 of its best logit), and ends the comparison
 /// for that prompt.
 fn greedy_matches_cpu_reference(file: &str) {
+    greedy_matches_cpu_reference_with(file, None, &PROMPTS, 32);
+}
+
+fn greedy_matches_cpu_reference_with(file: &str, shape: Option<&str>, prompts: &[&str], n: usize) {
     let Some(path) = util::test_model(file) else {
         return;
     };
@@ -141,11 +163,10 @@ fn greedy_matches_cpu_reference(file: &str) {
         },
     )
     .unwrap();
-    let mut gpu = vulkan(&model, 256);
+    let mut gpu = vulkan_with(&model, 256, shape);
     let mut referee: Option<Reference> = None;
     let p = SamplingParams::greedy();
-    let n = 32;
-    for text in PROMPTS {
+    for &text in prompts {
         let prompt = tokens(&model, text);
         cpu.reset();
         gpu.reset();
@@ -174,6 +195,13 @@ fn greedy_matches_cpu_reference(file: &str) {
 #[test]
 fn smollm_greedy_matches_cpu_reference_mode() {
     greedy_matches_cpu_reference(util::SMOLLM);
+}
+
+/// The same on the GPUs' subgroup mat-vec path, forced on lavapipe (two prompts: it is the slow
+/// path there).
+#[test]
+fn smollm_greedy_matches_cpu_reference_mode_on_the_gpu_path() {
+    greedy_matches_cpu_reference_with(util::SMOLLM, Some("128,2,2"), &PROMPTS[..2], 16);
 }
 
 /// The looser comparison with the CPU engine as it runs by default (8-bit activations, like
@@ -225,12 +253,22 @@ fn smollm_first_token_matches_cpu_engine() {
 /// written), one submit and a 4-byte readback per token, few dispatches per layer.
 #[test]
 fn smollm_decode_counters() {
+    decode_counters(None);
+}
+
+/// The same counters on the GPUs' subgroup mat-vec path (forced on lavapipe).
+#[test]
+fn smollm_decode_counters_on_the_gpu_path() {
+    decode_counters(Some("128,2,2"));
+}
+
+fn decode_counters(shape: Option<&str>) {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
     };
     let model = Model::load(&path).unwrap();
     let n_layer = model.config.n_layer as f64;
-    let mut gpu = vulkan(&model, 128);
+    let mut gpu = vulkan_with(&model, 128, shape);
     gpu.prefill(&tokens(&model, PROMPTS[0])).unwrap();
     let p = SamplingParams {
         temperature: 0.8,
@@ -250,7 +288,8 @@ fn smollm_decode_counters() {
     let secs = t0.elapsed().as_secs_f64();
     let s = gpu.stats();
     eprintln!(
-        "lavapipe decode: {:.2} tok/s; per token: {} dispatches ({:.2} per layer), {} submits, {} recorded, {} descriptor updates, {} B read back, {} B uploaded, {:.0} µs host",
+        "lavapipe decode, mat-vec {:?}: {:.2} tok/s; per token: {} dispatches ({:.2} per layer), {} submits, {} recorded, {} descriptor updates, {} B read back, {} B uploaded, {:.0} µs host",
+        gpu.matvec_shape(),
         n as f64 / secs,
         s.dispatches / n,
         s.dispatches as f64 / n as f64 / n_layer,

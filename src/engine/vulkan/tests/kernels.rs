@@ -118,8 +118,18 @@ pub fn width_for(ty: GgmlType) -> usize {
 
 #[test]
 fn matvec_and_matmul_match_cpu_for_every_weight_type() {
-    for lane in [0, 1] {
+    for lane in [0, 1, 2] {
         matvec_every_type(lane);
+    }
+}
+
+/// A width of at least 1024 (the subgroup path's 128-lane workgroups), not a multiple of the
+/// lanes × the weights per lane.
+fn wide_width_for(ty: GgmlType) -> usize {
+    match ty.block_size() {
+        1 => 1030,
+        32 => 37 * 32,
+        _ => 5 * 256,
     }
 }
 
@@ -127,8 +137,19 @@ fn matvec_every_type(lane: u32) {
     let mut gpu = Gpu::with_lane(lane);
     let mut rng = Rng::new(1);
     let rows = 37;
-    for ty in TYPES {
-        let k = width_for(ty);
+    let widths: &[fn(GgmlType) -> usize] = if lane == 2 {
+        &[width_for, wide_width_for]
+    } else {
+        &[width_for]
+    };
+    for (ty, width) in TYPES
+        .iter()
+        .flat_map(|&t| widths.iter().map(move |w| (t, w)))
+    {
+        let k = width(ty);
+        if lane == 2 {
+            assert_eq!(gpu.kernels.matvec_shape()[2], 2, "the subgroup path on this device");
+        }
         let wb = random_weights(&mut rng, ty, rows, k);
         let w = dequant(ty, &wb, rows * k);
         let wbuf = gpu.buf(&wb);
@@ -162,7 +183,7 @@ fn matvec_every_type(lane: u32) {
             let got = gpu.read_f32(&ybuf, n_tok * rows);
             let (want, mag) = matmul_ref(&w, rows, k, &x, n_tok);
             assert_close(
-                &format!("{ty} n_tok={n_tok} lane={lane}"),
+                &format!("{ty} k={k} n_tok={n_tok} lane={lane}"),
                 &got,
                 &want,
                 &mag,
@@ -176,7 +197,7 @@ fn matvec_every_type(lane: u32) {
 /// same output accumulated onto itself (residual add).
 #[test]
 fn fused_norm_bias_segments_and_residual() {
-    for lane in [0, 1] {
+    for lane in [0, 1, 2] {
         fused_norm_bias(lane);
     }
 }
@@ -263,7 +284,7 @@ fn fused_norm_bias(lane: u32) {
 /// Gate and up in one dispatch with SwiGLU: y = silu(gate·x) * (up·x).
 #[test]
 fn fused_swiglu() {
-    for lane in [0, 1] {
+    for lane in [0, 1, 2] {
         swiglu(lane);
     }
 }

@@ -5,6 +5,7 @@
 mod device;
 mod kernels;
 mod sampler;
+mod shapes;
 mod tiled;
 mod upload;
 
@@ -30,7 +31,8 @@ impl Gpu {
         Self::open(None)
     }
 
-    /// With the mat-vec kernels on the cooperative (`lane` = 0) or lane-per-row (1) path.
+    /// With the mat-vec kernels on the shared-memory tree (`lane` = 0), lane-per-row (1) or
+    /// subgroup (2, decode only; its mat-mat is the tree path) path.
     pub fn with_lane(lane: u32) -> Gpu {
         Self::open(Some(lane))
     }
@@ -57,6 +59,7 @@ impl Gpu {
             None => Kernels::new(&dev).unwrap(),
             // The shapes `Kernels::new` picks for each path.
             Some(0) => Kernels::with_shapes(&dev, [32, 4, 0], [32, 2, 0]).unwrap(),
+            Some(2) => Kernels::with_shapes(&dev, [128, 2, 2], [32, 2, 0]).unwrap(),
             Some(_) => Kernels::with_shapes(&dev, [32, 8, 1], [32, 8, 1]).unwrap(),
         };
         if lane.is_some() {

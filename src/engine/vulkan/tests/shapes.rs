@@ -1,0 +1,146 @@
+//! Mat-vec shapes against device limits (every shape the chooser can return fits a 48 KiB /
+//! subgroup-32 GPU and lavapipe), the path each device gets, and a matrix tall enough that its
+//! workgroups spill from the grid's x dimension onto z.
+
+use super::kernels::random_weights;
+use super::{Gpu, Rng};
+use crate::engine::vulkan::kernels::{MatvecSpec, Seg};
+use crate::engine::vulkan::shapes::{
+    self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE,
+};
+use crate::quant::{dequantize, GgmlType};
+
+/// Workgroup sizes a knob or a default might ask for, sane and not.
+const WGS: [u32; 14] = [0, 1, 3, 8, 16, 32, 48, 64, 100, 128, 256, 512, 1024, 4096];
+
+#[test]
+fn every_shape_the_chooser_returns_fits_the_device_limits() {
+    let small = Limits {
+        shared_bytes: 17 * 1024,
+        max_wg: 256,
+        subgroup_arith: false,
+    };
+    for lim in [Limits::NVIDIA_48K, Limits::LAVAPIPE, small] {
+        for nt in [1, 8] {
+            for wg in WGS {
+                for rows in 0..=20 {
+                    for path in 0..4 {
+                        let got = shapes::fit([wg, rows, path], nt, &lim);
+                        let [w, r, p] = got;
+                        let what = format!("{lim:?} nt={nt} asked [{wg},{rows},{path}] got {got:?}");
+                        assert!(
+                            shapes::shared_bytes(got, nt) <= u64::from(lim.shared_bytes),
+                            "{what}: shared memory"
+                        );
+                        assert!(w >= 1 && w <= lim.max_wg && w.is_power_of_two(), "{what}");
+                        assert!((1..=MAX_ROWS).contains(&r), "{what}: rows");
+                        assert!(p <= PATH_SUBGROUP, "{what}: path");
+                        if p == PATH_SUBGROUP {
+                            assert!(lim.subgroup_arith && nt == 1, "{what}: subgroup path");
+                        }
+                        // Tall and short matrices get their own shape, which must fit too.
+                        for (m, k) in [(128_256, 3072), (3072, 576), (3072, 3072)] {
+                            let t = shapes::for_matrix(got, m, k, &lim);
+                            assert!(
+                                shapes::shared_bytes(t, nt) <= u64::from(lim.shared_bytes)
+                                    && t[0] <= lim.max_wg,
+                                "{what}: for {m}x{k}: {t:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The shape that failed on the H200 (64 KiB for 8 tokens) now shrinks to fit.
+    let h200 = shapes::fit([128, 8, PATH_TREE], 8, &Limits::NVIDIA_48K);
+    assert!(shapes::shared_bytes([128, 8, PATH_TREE], 8) > 48 * 1024);
+    assert_eq!(h200, [128, 4, PATH_TREE]);
+    // The defaults are kept as they are where they fit.
+    assert_eq!(
+        shapes::fit([128, 2, PATH_SUBGROUP], 1, &Limits::NVIDIA_48K),
+        [128, 2, PATH_SUBGROUP]
+    );
+    assert_eq!(
+        shapes::fit([32, 8, PATH_LANE], 8, &Limits::LAVAPIPE),
+        [32, 8, PATH_LANE]
+    );
+    // Without subgroup arithmetic the subgroup path falls back to the tree.
+    assert_eq!(shapes::fit([128, 2, PATH_SUBGROUP], 1, &small)[2], PATH_TREE);
+    // The LM head and short rows take 32-lane workgroups on the subgroup path.
+    let base = [128, 2, PATH_SUBGROUP];
+    let lim = Limits::NVIDIA_48K;
+    assert_eq!(shapes::for_matrix(base, 128_256, 3072, &lim)[0], 32);
+    assert_eq!(shapes::for_matrix(base, 8192, 3072, &lim)[0], 128);
+    assert_eq!(shapes::for_matrix(base, 3072, 576, &lim)[0], 32);
+}
+
+#[test]
+fn lavapipe_probes_its_features_and_keeps_the_lane_path() {
+    let gpu = Gpu::new();
+    let f = gpu.dev.features;
+    // Lavapipe (Mesa 22.3) reports all of these; a device without them takes the fallbacks.
+    assert!(f.subgroup_arith && f.subgroup_shuffle, "{f:?}");
+    assert!(f.storage16 && f.storage8 && f.float16, "{f:?}");
+    assert!(f.size_control && f.full_subgroups, "{f:?}");
+    assert!(f.min_subgroup >= 1 && f.max_subgroup >= f.min_subgroup, "{f:?}");
+    assert_eq!(Limits::of(&gpu.dev), Limits::LAVAPIPE);
+    assert_eq!(gpu.kernels.matvec_shape(), [32, 8, PATH_LANE]);
+}
+
+/// 140 000 rows: 70 000 two-row workgroups on the subgroup path, more than one grid dimension
+/// holds, so the dispatch spills onto z; compared with the CPU on every path.
+#[test]
+fn matvec_taller_than_one_grid_dimension() {
+    let (rows, k) = (140_000usize, 32usize);
+    let mut rng = Rng::new(7);
+    let wb = random_weights(&mut rng, GgmlType::Q8_0, rows, k);
+    let mut w = vec![0f32; rows * k];
+    dequantize(GgmlType::Q8_0, &wb, &mut w).unwrap();
+    let x = rng.vec(k, 1.0);
+    for lane in [0, 1, 2] {
+        let mut gpu = Gpu::with_lane(lane);
+        let wbuf = gpu.buf(&wb);
+        let xbuf = gpu.buf_f32(&x);
+        let ybuf = gpu.buf_f32(&vec![0.0; rows]);
+        let op = gpu
+            .ops()
+            .matvec(MatvecSpec {
+                x: xbuf.all(),
+                segs: &[Seg {
+                    w: wbuf.all(),
+                    rows: rows as u32,
+                    ty: GgmlType::Q8_0,
+                    bias: None,
+                }],
+                norm: None,
+                bias: None,
+                y: ybuf.all(),
+                k: k as u32,
+                x_stride: k as u32,
+                y_stride: rows as u32,
+                x_off: 0,
+                y_off: 0,
+                flags: 0,
+                eps: 0.0,
+            })
+            .unwrap();
+        gpu.run(&[(&op, 1)]);
+        let got = gpu.read_f32(&ybuf, rows);
+        for r in 0..rows {
+            let (mut s, mut m) = (0f64, 0f64);
+            for i in 0..k {
+                let p = w[r * k + i] as f64 * x[i] as f64;
+                s += p;
+                m += p.abs();
+            }
+            let tol = 2e-5 * m + 1e-5;
+            assert!(
+                (got[r] as f64 - s).abs() <= tol,
+                "lane={lane} row {r}: gpu {} cpu {s}",
+                got[r]
+            );
+        }
+        gpu.check();
+    }
+}
