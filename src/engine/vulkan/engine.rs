@@ -41,6 +41,9 @@ pub struct VulkanOptions {
     /// Tokens per prompt batch; `None`: 512 on GPUs, 64 on CPU implementations, or
     /// `PIGPU_VK_UBATCH` (capped by device memory either way).
     pub ubatch: Option<usize>,
+    /// Decode mat-vec shape (workgroup size, rows per workgroup, path; docs/vulkan.md) instead
+    /// of the device's default or `PIGPU_VK_MATVEC` (tests force the GPU path on lavapipe).
+    pub matvec: Option<[u32; 3]>,
 }
 
 impl Default for VulkanOptions {
@@ -52,6 +55,7 @@ impl Default for VulkanOptions {
             progress: false,
             prompt_tiled: None,
             ubatch: None,
+            matvec: None,
         }
     }
 }
@@ -118,7 +122,7 @@ impl VulkanEngine {
         let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c, opts.ubatch))?;
-        let kernels = Kernels::new(&dev)?;
+        let kernels = Kernels::with_matvec(&dev, opts.matvec)?;
         if let Some(on) = opts.prompt_tiled {
             kernels.set_prompt_tiled(on);
         }

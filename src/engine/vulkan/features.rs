@@ -43,7 +43,8 @@ pub(crate) fn probe(
     sg: &vk::PhysicalDeviceSubgroupProperties<'_>,
 ) -> Features {
     // SAFETY: queries on a live instance and one of its physical devices.
-    let exts = unsafe { instance.raw.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+    let exts =
+        unsafe { instance.raw.enumerate_device_extension_properties(pd) }.unwrap_or_default();
     let compute = sg.supported_stages.contains(vk::ShaderStageFlags::COMPUTE);
     let ext_size = has_ext(&exts, vk::EXT_SUBGROUP_SIZE_CONTROL_NAME);
     let v12 = api >= vk::API_VERSION_1_2;

@@ -85,7 +85,10 @@ fn prompt_tiled_default(dev: &Device) -> bool {
 }
 
 impl Kernels {
-    pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
+    /// The kernels of `dev` with its default shapes, or the decode mat-vec shape `matvec_shape`
+    /// (tests force the GPUs' subgroup path on lavapipe with it); `None`: the default or
+    /// `PIGPU_VK_MATVEC`.
+    pub fn with_matvec(dev: &Arc<Device>, matvec_shape: Option<[u32; 3]>) -> Result<Kernels> {
         // CPU implementations run invocations as SIMD lanes and pay for every barrier and,
         // per lane, for every load: there, each invocation computes 8 whole rows (sharing the
         // activation loads); GPUs share a row's blocks across a workgroup, with subgroup
@@ -99,7 +102,7 @@ impl Kernels {
         };
         Self::with_shapes(
             dev,
-            shape_from_env("PIGPU_VK_MATVEC", matvec),
+            matvec_shape.unwrap_or_else(|| shape_from_env("PIGPU_VK_MATVEC", matvec)),
             shape_from_env("PIGPU_VK_MATMUL", matmul),
         )
     }
@@ -144,7 +147,7 @@ impl Kernels {
         // The subgroup mat-vec runs with full subgroups where the device can promise them.
         let full = name.starts_with("matvecsg")
             && self.dev.features.full_subgroups
-            && spec[0] % self.dev.features.max_subgroup.max(1) == 0;
+            && spec[0].is_multiple_of(self.dev.features.max_subgroup.max(1));
         let k = Rc::new(Kernel::new(
             &self.dev,
             &self.cache,
@@ -177,7 +180,12 @@ impl Kernels {
         self.matvec_shaped(false, ty, spec)
     }
 
-    fn matvec_shaped(&self, batch: bool, ty: Option<GgmlType>, spec: [u32; 3]) -> Result<Rc<Kernel>> {
+    fn matvec_shaped(
+        &self,
+        batch: bool,
+        ty: Option<GgmlType>,
+        spec: [u32; 3],
+    ) -> Result<Rc<Kernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         let prefix = if batch {
             "matmul"

@@ -47,21 +47,21 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
     VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
 }
 
-/// The engine with the mat-vec shape `PIGPU_VK_MATVEC=shape` (e.g. "128,2,2": the GPUs'
-/// subgroup path, forced on lavapipe). The knob is read while the engine is built; engines other
-/// tests build meanwhile may see it too, which only changes their speed (every path is tested
-/// for the same results). The lock keeps two of these from clearing each other's setting.
-fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<&str>) -> VulkanEngine {
-    static KNOB: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let Some(shape) = shape else {
-        return vulkan(model, n_ctx);
+/// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
+/// path, forced on lavapipe); `None`: the device's default.
+fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
+    let opts = VulkanOptions {
+        device: Some("llvmpipe".into()),
+        n_ctx,
+        validation: true,
+        progress: false,
+        matvec: shape,
+        ..Default::default()
     };
-    let _held = KNOB.lock().unwrap_or_else(|e| e.into_inner());
-    std::env::set_var("PIGPU_VK_MATVEC", shape);
-    let gpu = vulkan(model, n_ctx);
-    std::env::remove_var("PIGPU_VK_MATVEC");
-    let want: Vec<u32> = shape.split(',').map(|v| v.parse().unwrap()).collect();
-    assert_eq!(gpu.matvec_shape().to_vec(), want, "the shape asked for");
+    let gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
+    if let Some(want) = shape {
+        assert_eq!(gpu.matvec_shape(), want, "the shape asked for");
+    }
     gpu
 }
 
@@ -148,7 +148,12 @@ fn greedy_matches_cpu_reference(file: &str) {
     greedy_matches_cpu_reference_with(file, None, &PROMPTS, 32);
 }
 
-fn greedy_matches_cpu_reference_with(file: &str, shape: Option<&str>, prompts: &[&str], n: usize) {
+fn greedy_matches_cpu_reference_with(
+    file: &str,
+    shape: Option<[u32; 3]>,
+    prompts: &[&str],
+    n: usize,
+) {
     let Some(path) = util::test_model(file) else {
         return;
     };
@@ -201,7 +206,7 @@ fn smollm_greedy_matches_cpu_reference_mode() {
 /// path there).
 #[test]
 fn smollm_greedy_matches_cpu_reference_mode_on_the_gpu_path() {
-    greedy_matches_cpu_reference_with(util::SMOLLM, Some("128,2,2"), &PROMPTS[..2], 16);
+    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), &PROMPTS[..2], 16);
 }
 
 /// The looser comparison with the CPU engine as it runs by default (8-bit activations, like
@@ -259,10 +264,10 @@ fn smollm_decode_counters() {
 /// The same counters on the GPUs' subgroup mat-vec path (forced on lavapipe).
 #[test]
 fn smollm_decode_counters_on_the_gpu_path() {
-    decode_counters(Some("128,2,2"));
+    decode_counters(Some([128, 2, 2]));
 }
 
-fn decode_counters(shape: Option<&str>) {
+fn decode_counters(shape: Option<[u32; 3]>) {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
     };

@@ -148,7 +148,11 @@ fn matvec_every_type(lane: u32) {
     {
         let k = width(ty);
         if lane == 2 {
-            assert_eq!(gpu.kernels.matvec_shape()[2], 2, "the subgroup path on this device");
+            assert_eq!(
+                gpu.kernels.matvec_shape()[2],
+                2,
+                "the subgroup path on this device"
+            );
         }
         let wb = random_weights(&mut rng, ty, rows, k);
         let w = dequant(ty, &wb, rows * k);

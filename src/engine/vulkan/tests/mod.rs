@@ -56,8 +56,8 @@ impl Gpu {
         let dev = Device::open(Some(&sel), true)
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
         let kernels = match lane {
-            None => Kernels::new(&dev).unwrap(),
-            // The shapes `Kernels::new` picks for each path.
+            None => Kernels::with_matvec(&dev, None).unwrap(),
+            // The shapes `Kernels::with_matvec` picks for each path.
             Some(0) => Kernels::with_shapes(&dev, [32, 4, 0], [32, 2, 0]).unwrap(),
             Some(2) => Kernels::with_shapes(&dev, [128, 2, 2], [32, 2, 0]).unwrap(),
             Some(_) => Kernels::with_shapes(&dev, [32, 8, 1], [32, 8, 1]).unwrap(),

@@ -5,9 +5,7 @@
 use super::kernels::random_weights;
 use super::{Gpu, Rng};
 use crate::engine::vulkan::kernels::{MatvecSpec, Seg};
-use crate::engine::vulkan::shapes::{
-    self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE,
-};
+use crate::engine::vulkan::shapes::{self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use crate::quant::{dequantize, GgmlType};
 
 /// Workgroup sizes a knob or a default might ask for, sane and not.
@@ -27,7 +25,8 @@ fn every_shape_the_chooser_returns_fits_the_device_limits() {
                     for path in 0..4 {
                         let got = shapes::fit([wg, rows, path], nt, &lim);
                         let [w, r, p] = got;
-                        let what = format!("{lim:?} nt={nt} asked [{wg},{rows},{path}] got {got:?}");
+                        let what =
+                            format!("{lim:?} nt={nt} asked [{wg},{rows},{path}] got {got:?}");
                         assert!(
                             shapes::shared_bytes(got, nt) <= u64::from(lim.shared_bytes),
                             "{what}: shared memory"
@@ -66,7 +65,10 @@ fn every_shape_the_chooser_returns_fits_the_device_limits() {
         [32, 8, PATH_LANE]
     );
     // Without subgroup arithmetic the subgroup path falls back to the tree.
-    assert_eq!(shapes::fit([128, 2, PATH_SUBGROUP], 1, &small)[2], PATH_TREE);
+    assert_eq!(
+        shapes::fit([128, 2, PATH_SUBGROUP], 1, &small)[2],
+        PATH_TREE
+    );
     // The LM head and short rows take 32-lane workgroups on the subgroup path.
     let base = [128, 2, PATH_SUBGROUP];
     let lim = Limits::NVIDIA_48K;
@@ -83,7 +85,10 @@ fn lavapipe_probes_its_features_and_keeps_the_lane_path() {
     assert!(f.subgroup_arith && f.subgroup_shuffle, "{f:?}");
     assert!(f.storage16 && f.storage8 && f.float16, "{f:?}");
     assert!(f.size_control && f.full_subgroups, "{f:?}");
-    assert!(f.min_subgroup >= 1 && f.max_subgroup >= f.min_subgroup, "{f:?}");
+    assert!(
+        f.min_subgroup >= 1 && f.max_subgroup >= f.min_subgroup,
+        "{f:?}"
+    );
     assert_eq!(Limits::of(&gpu.dev), Limits::LAVAPIPE);
     assert_eq!(gpu.kernels.matvec_shape(), [32, 8, PATH_LANE]);
 }
