@@ -162,6 +162,35 @@ impl Config {
             .get_f32(&format!("{a}.attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-5);
         let rope_freq_scale = rope_scale(file, a)?;
+        // NaN or a non-positive epsilon or frequency base make every logit NaN: the model then
+        // "generates" nothing, quietly. Refused here with the key named.
+        for (key, v, expected) in [
+            (
+                "attention.layer_norm_rms_epsilon",
+                rms_eps,
+                "a small positive number (1e-5 or 1e-6)",
+            ),
+            (
+                "rope.freq_base",
+                rope_freq_base,
+                "a positive number (10000 or more)",
+            ),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(ModelError::BadValue {
+                    key: format!("{a}.{key}"),
+                    value: v.to_string(),
+                    expected: expected.into(),
+                });
+            }
+        }
+        if n_ctx_train == 0 {
+            return Err(ModelError::BadValue {
+                key: format!("{a}.context_length"),
+                value: "0".into(),
+                expected: "the trained context length (at least 1)".into(),
+            });
+        }
 
         // The vocabulary size is the embedding's outer dimension; metadata may repeat it.
         let embd = file

@@ -197,6 +197,44 @@ fn absurd_ctx_threads_and_n_are_clear_errors() {
     }
 }
 
+#[test]
+fn nan_epsilon_and_zero_context_in_a_model_are_named() {
+    use pigpu::gguf::{GgufWriter, Value};
+    use pigpu::quant::GgmlType;
+    let t = tempfile::tempdir().unwrap();
+    let model = |eps: f32, ctx: u32| {
+        GgufWriter::new()
+            .kv("general.architecture", Value::String("llama".into()))
+            .kv("llama.block_count", Value::U32(1))
+            .kv("llama.embedding_length", Value::U32(8))
+            .kv("llama.feed_forward_length", Value::U32(16))
+            .kv("llama.attention.head_count", Value::U32(2))
+            .kv("llama.context_length", Value::U32(ctx))
+            .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(eps))
+            .tensor(
+                "token_embd.weight",
+                &[8, 4],
+                GgmlType::F32,
+                vec![0; 8 * 4 * 4],
+            )
+            .to_bytes()
+    };
+    for (name, bytes, want) in [
+        (
+            "nan.gguf",
+            model(f32::NAN, 64),
+            "llama.attention.layer_norm_rms_epsilon",
+        ),
+        ("ctx0.gguf", model(1e-5, 0), "llama.context_length"),
+    ] {
+        let p = t.path().join(name);
+        fs::write(&p, bytes).unwrap();
+        let o = run_for(util::pigpu().arg("run").arg(&p).args(["-p", "hi"]), 30);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(text(&o).contains(want), "{name}: {}", text(&o));
+    }
+}
+
 /// stdout is a pipe whose reading end is already closed, so every write gets EPIPE.
 fn closed_stdout() -> Stdio {
     let (reader, writer) = nix::unistd::pipe().unwrap();
