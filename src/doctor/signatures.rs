@@ -104,9 +104,32 @@ pub const SIGNATURES: &[Signature] = &[
     Signature {
         finding: "driver-version-mismatch",
         status: Status::Fail,
-        pattern: r"API mismatch: the client has the version|Driver/library version mismatch",
+        pattern: r"API mismatch: the client\b|Driver/library version mismatch",
         summary: "the NVIDIA kernel module and userspace libraries are different versions",
         fix: "rebuild the modules for the installed userspace (or install the userspace of the module's version): sudo pigpu setup, then reboot",
+    },
+    // --- GSP firmware stops answering (Xid 119)
+    Signature {
+        finding: "gsp-rpc-timeout",
+        status: Status::Fail,
+        pattern: r"Timeout after \d+s of waiting for RPC response from GPU\d* GSP|Xid \(PCI:[0-9a-fA-F:.]+\): 119\b",
+        summary: "the GPU's GSP firmware stopped answering the driver (Xid 119, RPC timeout)",
+        fix: "power-cycle the GPU (everything off, GPU supply on before the Pi); if it recurs, check the PCIe link (dtparam=pciex1_gen=2) and the GPU's power, and report the driver version",
+    },
+    // --- building the modules
+    Signature {
+        finding: "build-split-headers",
+        status: Status::Fail,
+        pattern: r"fatal error: stdarg\.h: No such file or directory|#error \w+\(\) conftest failed!",
+        summary: "NVIDIA's conftests could not compile against the kernel headers: the build was given only the arch half of split headers (SYSSRC=/lib/modules/<release>/build), not the -common half with the sources",
+        fix: "build with KERNEL_UNAME alone, or SYSSRC=/lib/modules/$(uname -r)/source SYSOUT=/lib/modules/$(uname -r)/build: sudo pigpu setup does this",
+    },
+    Signature {
+        finding: "build-kernel-api-too-new",
+        status: Status::Fail,
+        pattern: r"too few arguments to function .pci_resize_resource.",
+        summary: "the driver calls pci_resize_resource() with 3 arguments, but this kernel's takes 4 (Linux 6.19, or a stable kernel with the change backported): 580.95.05 cannot build for it unpatched",
+        fix: "sudo pigpu setup (it probes the headers and applies its compatibility patch); or boot a kernel without the change and hold it: sudo apt-mark hold linux-image-rpi-v8 linux-headers-rpi-v8",
     },
     // --- unresolved symbols
     Signature {
@@ -387,6 +410,52 @@ mod tests {
             assert_eq!(SIGNATURES[h.signature].status, Status::Info);
         }
         assert_eq!(ids(log), vec!["chipset-unrecognized", "kernel-tainted"]);
+    }
+
+    /// The 2026 failure lines, each quoted from ../shared/design/pi5-nvidia-2026.md (GitHub
+    /// issues #480, #1045, tiny-llm-node, raspberry-pi-pcie-devices #692, NVIDIA's osapi.c and
+    /// kernel_gsp.c messages; the GSP timeout is the quoted format string with values filled in,
+    /// the compiler lines are from Debian's headers in toolchain-notes.md).
+    #[test]
+    fn failure_lines_of_2026_reports() {
+        let cases: &[(&str, &str)] = &[
+            ("NVRM: gpuWaitForGfwBootComplete_TU102: failed to wait for GFW_BOOT: (progress 0x1)", "gpu-firmware-boot"),
+            ("NVRM: kgspWaitForGfwBootOk_TU102: failed to wait for GFW boot complete: 0x55 VBIOS version 90.02.4A.00.01", "gpu-firmware-boot"),
+            ("NVRM: GPU 0001:01:00.0: RmInitAdapter failed! (0x62:0x55:2015)", "gpu-firmware-boot"),
+            ("NVRM: installed in this system is not supported by open\nNVRM: nvidia.ko because it does not include the required GPU\nNVRM: System Processor (GSP).", "gpu-no-gsp"),
+            ("NVRM: API mismatch: the client 'nvidia-smi' (pid 1234)\nNVRM: has the version 550.163.01, but this kernel module has", "driver-version-mismatch"),
+            ("nvidia_drm: Unknown symbol drm_client_setup (err -2)", "nvidia-drm-symbols"),
+            ("/var/lib/pigpu/work/kernel-open/common/inc/nv_stdarg.h:33:14: fatal error: stdarg.h: No such file or directory", "build-split-headers"),
+            ("#error dma_buf_export() conftest failed!", "build-split-headers"),
+            ("nvidia/nv-pci.c:223:9: error: too few arguments to function 'pci_resize_resource'", "build-kernel-api-too-new"),
+            ("NVRM: Timeout after 6s of waiting for RPC response from GPU0 GSP! Expected function 76 (GSP_RM_CONTROL) (0x20800a4c 0x4).", "gsp-rpc-timeout"),
+            ("NVRM: Xid (PCI:0000:01:00): 119, pid=1701, name=nvidia-smi, Timeout after 6s of waiting for RPC response from GPU0 GSP!", "gsp-rpc-timeout"),
+            ("No devices were found", "gpu-visible"),
+        ];
+        for (line, want) in cases {
+            let got = ids(line);
+            assert!(got.contains(want), "{line:?}: {got:?}");
+            for h in scan(&normalize(line)) {
+                let s = &SIGNATURES[h.signature];
+                if s.finding == *want {
+                    assert!(s.status >= Status::Warn, "{want}");
+                    assert!(!s.fix.is_empty(), "{want} needs a fix");
+                }
+            }
+        }
+    }
+
+    /// Benign: seen with the patched open module too (#480), so never a problem, whatever
+    /// surrounds them.
+    #[test]
+    fn benign_lines_never_become_problems() {
+        let log = "[    5.61] NVRM: Chipset not recognized (vendor ID 0x14e4, device ID 0x2712)\n[    5.62] NVRM: The NVIDIA GPU driver for AArch64 has not been qualified on this platform\n[    5.63] NVRM: loading NVIDIA UNIX Open Kernel Module for aarch64  580.95.05  Release Build\n";
+        let hits = scan(&normalize(log));
+        assert!(!hits.is_empty());
+        for h in hits {
+            let s = &SIGNATURES[h.signature];
+            assert_eq!(s.status, Status::Info, "{} on {:?}", s.finding, h.matched);
+        }
     }
 
     #[test]

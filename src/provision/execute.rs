@@ -501,18 +501,12 @@ impl Exec<'_> {
             let file = work.join(format!("compat-{}.patch", i + 1));
             fs::write(&file, bytes).map_err(|e| other(format!("{}: {e}", file.display())))?;
             eprintln!("    applying compatibility patch {}", c.file);
-            Cmd::new(&patch)
-                .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
-                .arg(&tmp)
-                .arg("-i")
-                .arg(&file)
-                .run_logged(&log, &mut |_| {})
-                .map_err(|e| {
-                    other(format!(
-                        "compatibility patch {} does not apply: {e}",
-                        c.file
-                    ))
-                })?;
+            apply_patch(&tmp, &file, &log).map_err(|e| {
+                other(format!(
+                    "compatibility patch {} does not apply: {e}",
+                    c.file
+                ))
+            })?;
         }
         fs::rename(&tmp, &src).map_err(|e| other(format!("{}: {e}", src.display())))?;
         Ok(())
@@ -715,6 +709,18 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// `patch -p1` of `file` onto `tree`, as the prepare step applies every patch.
+pub fn apply_patch(tree: &Path, file: &Path, log: &Path) -> Result<(), StepError> {
+    let patch = find_program("patch")
+        .ok_or_else(|| other("`patch` is not installed (apt-get install patch)"))?;
+    Ok(Cmd::new(&patch)
+        .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
+        .arg(tree)
+        .arg("-i")
+        .arg(file)
+        .run_logged(log, &mut |_| {})?)
 }
 
 /// The kernel trees a module build is pointed at, as host paths.

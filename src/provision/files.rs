@@ -13,15 +13,34 @@ pub const UDEV_RULES: &str = "/etc/udev/rules.d/70-pigpu-nvidia.rules";
 /// Loads the compute modules at boot.
 pub const MODULES_LOAD: &str = "/etc/modules-load.d/pigpu-nvidia.conf";
 
+/// Keeps Debian's NVIDIA packages from replacing NVIDIA's userspace of the module's version.
+pub const APT_PIN: &str = "/etc/apt/preferences.d/pigpu-nvidia.pref";
+/// The packages pinned away (apt_preferences(5) globs).
+pub const APT_PINNED: &[&str] = &["nvidia-*", "libnvidia-*", "libcuda1", "firmware-nvidia-gsp"];
+
 /// The `video` group's id on Raspberry Pi OS / Debian when `/etc/group` does not say.
 pub const DEFAULT_VIDEO_GID: u32 = 44;
 
 /// Every configuration file setup may write (not the module files or the userspace).
 pub fn owned_paths(_m: &Manifest) -> Vec<String> {
-    [BLACKLIST, OPTIONS, UDEV_RULES, MODULES_LOAD]
+    [BLACKLIST, OPTIONS, UDEV_RULES, MODULES_LOAD, APT_PIN]
         .iter()
         .map(|s| s.to_string())
         .collect()
+}
+
+/// The APT pin: priority -1 means apt never installs these packages from any source, so
+/// Debian's `nvidia-*` libraries (another version) cannot replace the userspace installed by
+/// NVIDIA's `.run` (the cause of `NVRM: API mismatch`).
+pub fn apt_pin() -> String {
+    format!(
+        "# Written by `pigpu setup`: NVIDIA's userspace comes from its .run installer, matching the\n\
+         # kernel modules exactly; Debian's NVIDIA packages must never replace it.\n\
+         Package: {}\n\
+         Pin: release *\n\
+         Pin-Priority: -1\n",
+        APT_PINNED.join(" ")
+    )
 }
 
 pub fn blacklist() -> String {

@@ -32,6 +32,10 @@ pub struct Options {
     pub persist: Persist,
     pub jobs: usize,
     pub accept_unpinned: bool,
+    /// `apt-mark hold` the kernel packages (default on; always with `--persist hold`).
+    pub hold_kernel: bool,
+    /// Pin Debian's NVIDIA packages to priority -1 (default on).
+    pub apt_pin: bool,
 }
 
 /// What a step does, with the data the executor needs.
@@ -331,11 +335,6 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
         .filter(|pkg| !p.held(pkg))
         .cloned()
         .collect();
-    let persist_done = match o.persist {
-        Persist::Dkms => dkms_done,
-        Persist::Hold => hold_needed.is_empty(),
-        Persist::None => true,
-    };
     let userspace_deferred = !p.live && p.host_arch != m.arch;
     // An image of another architecture (an arm64 Pi image on an x86 build machine): the host's
     // make/gcc cannot build its modules, so they are built on the Pi (the first boot, or `pigpu
@@ -518,23 +517,63 @@ pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
 
     // 6. persistence
     match o.persist {
-        Persist::Dkms if !persist_done => plan.steps.push(Step {
+        Persist::Dkms if !dkms_done => plan.steps.push(Step {
             id: "dkms",
             action: format!("register nvidia/{} with DKMS", m.driver),
             detail: format!("copies the patched sources to /usr/src/nvidia-{} with a dkms.conf; DKMS rebuilds them for every new kernel", m.driver),
             reboot: false,
             op: Op::Dkms { work: work.clone() },
         }),
-        Persist::Hold if !persist_done => plan.steps.push(Step {
+        Persist::Dkms => skip(&mut plan, "dkms", "already done".to_string()),
+        Persist::None => skip(&mut plan, "dkms", "--persist none: run `pigpu setup` again after a kernel update".to_string()),
+        Persist::Hold => {}
+    }
+    let hold = o.hold_kernel || o.persist == Persist::Hold;
+    if !hold {
+        skip(
+            &mut plan,
+            "kernel-hold",
+            "--no-kernel-hold: apt may replace the kernel; run `pigpu setup` again after it does"
+                .to_string(),
+        );
+    } else if !hold_needed.is_empty() {
+        plan.steps.push(Step {
             id: "kernel-hold",
             action: format!("apt-mark hold {}", hold_needed.join(" ")),
-            detail: "apt will not replace the kernel the modules were built for (undo: pigpu setup --undo)".to_string(),
+            detail: "apt will not replace the kernel the modules were built for, so an upgrade cannot leave the Pi without modules (undo: pigpu setup --undo; opt out: --no-kernel-hold)".to_string(),
             reboot: false,
             op: Op::Hold { packages: hold_needed.clone() },
-        }),
-        Persist::Hold if hold_pkgs.is_empty() => skip(&mut plan, "kernel-hold", "no kernel packages installed to hold".to_string()),
-        Persist::None => skip(&mut plan, "dkms", "--persist none: run `pigpu setup` again after a kernel update".to_string()),
-        _ => skip(&mut plan, if o.persist == Persist::Dkms { "dkms" } else { "kernel-hold" }, "already done".to_string()),
+        });
+    } else if hold_pkgs.is_empty() {
+        skip(
+            &mut plan,
+            "kernel-hold",
+            "no kernel packages installed to hold".to_string(),
+        );
+    } else {
+        skip(
+            &mut plan,
+            "kernel-hold",
+            format!("{} held", hold_pkgs.join(", ")),
+        );
+    }
+    let pin = files::apt_pin();
+    if !o.apt_pin {
+        skip(
+            &mut plan,
+            "apt-pin",
+            "--no-apt-pin: Debian's nvidia packages may replace NVIDIA's userspace".to_string(),
+        );
+    } else if p.owned_files.get(files::APT_PIN).and_then(|c| c.as_deref()) != Some(pin.as_str()) {
+        plan.steps.push(Step {
+            id: "apt-pin",
+            action: format!("write {}", files::APT_PIN),
+            detail: format!("Debian's {} at priority -1: apt never installs them over NVIDIA's userspace {} (the cause of `NVRM: API mismatch`; undo: pigpu setup --undo; opt out: --no-apt-pin)", files::APT_PINNED.join(", "), m.driver),
+            reboot: false,
+            op: Op::WriteFiles { files: vec![(files::APT_PIN.to_string(), pin)] },
+        });
+    } else {
+        skip(&mut plan, "apt-pin", "already written".to_string());
     }
 
     // 7. userspace

@@ -3,6 +3,7 @@
 //! kernel headers, real `depmod`, real file edits; apt/DKMS/module loading go through the
 //! recording host (they cannot run against a fake root).
 
+mod kbuild;
 mod robust;
 mod server;
 
@@ -97,7 +98,7 @@ fn make_root(dir: &Path, o: &RootOpts) -> (PathBuf, String) {
     w("/etc/group", "root:x:0:\nvideo:x:44:pi\n");
     w(
         "/var/lib/dpkg/status",
-        "Package: build-essential\nStatus: install ok installed\nVersion: 12.12\n\nPackage: patch\nStatus: install ok installed\n",
+        "Package: build-essential\nStatus: install ok installed\nVersion: 12.12\n\nPackage: patch\nStatus: install ok installed\n\nPackage: linux-image-rpi-v8\nStatus: install ok installed\nVersion: 1:6.12.47-1+rpt1\n",
     );
     let rel = if o.only_16k {
         let rel = "6.12.47+rpt-rpi-2712".to_string();
@@ -230,7 +231,94 @@ fn options() -> Options {
         persist: Persist::Dkms,
         jobs: 2,
         accept_unpinned: false,
+        hold_kernel: true,
+        apt_pin: true,
     }
+}
+
+/// The APT pin pigpu writes, read by real apt against Debian's package lists (the private lists
+/// `scripts/fetch-kernel-sources.sh` keeps, which include `contrib`'s nvidia packages).
+#[test]
+fn apt_pin_keeps_debian_nvidia_packages_out() {
+    let lists = kbuild::cache().join("apt");
+    if !lists.join("sources.list").is_file() {
+        eprintln!(
+            "skipped: {} missing (scripts/fetch-kernel-sources.sh)",
+            lists.display()
+        );
+        assert!(
+            std::env::var_os("PIGPU_REQUIRE_MODELS").is_none(),
+            "run scripts/fetch-kernel-sources.sh"
+        );
+        return;
+    }
+    let t = TempDir::new().unwrap();
+    let parts = t.path().join("preferences.d");
+    fs::create_dir_all(&parts).unwrap();
+    fs::write(
+        parts.join("pigpu-nvidia.pref"),
+        pigpu::provision::files::apt_pin(),
+    )
+    .unwrap();
+    let policy = |prefs: &Path| {
+        let out = Command::new("apt-cache")
+            .arg("-o")
+            .arg(format!(
+                "Dir::Etc::SourceList={}",
+                lists.join("sources.list").display()
+            ))
+            .args([
+                "-o",
+                "Dir::Etc::SourceParts=/nonexistent",
+                "-o",
+                "Dir::Etc::Preferences=/nonexistent",
+            ])
+            .arg("-o")
+            .arg(format!("Dir::Etc::PreferencesParts={}", prefs.display()))
+            .arg("-o")
+            .arg(format!(
+                "Dir::State::Lists={}",
+                lists.join("lists").display()
+            ))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", t.path().join("cache").display()))
+            .args(["policy", "nvidia-open-kernel-source", "linux-headers-amd64"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pinned = policy(&parts);
+    let unpinned = policy(&t.path().join("none"));
+    let candidate = |text: &str, pkg: &str| {
+        text.split(&format!("{pkg}:\n"))
+            .nth(1)
+            .and_then(|r| {
+                r.lines()
+                    .find_map(|l| l.trim().strip_prefix("Candidate: ").map(str::to_string))
+            })
+            .unwrap()
+    };
+    assert_ne!(
+        candidate(&unpinned, "nvidia-open-kernel-source"),
+        "(none)",
+        "{unpinned}"
+    );
+    assert_eq!(
+        candidate(&pinned, "nvidia-open-kernel-source"),
+        "(none)",
+        "{pinned}"
+    );
+    assert!(pinned.contains(" -1\n"), "{pinned}");
+    // Nothing else is affected.
+    assert_eq!(
+        candidate(&pinned, "linux-headers-amd64"),
+        candidate(&unpinned, "linux-headers-amd64")
+    );
 }
 
 fn plan_for(root: &Path, manifest: &Path) -> Result<plan::Plan, plan::Refusal> {
@@ -277,6 +365,8 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
             "build",
             "install-modules",
             "dkms",
+            "kernel-hold",
+            "apt-pin",
             "userspace",
             "blacklist-nouveau",
             "device-nodes",
@@ -361,7 +451,18 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
         .is_file());
     assert_eq!(
         host.calls,
-        ["apt-get install dkms", "dkms add -m nvidia -v 1.0.0", "run sh /var/lib/pigpu/work/nvidia-1.0.0/fake-installer.run --no-kernel-modules --silent"]
+        ["apt-get install dkms", "dkms add -m nvidia -v 1.0.0", "apt-mark hold linux-image-rpi-v8", "run sh /var/lib/pigpu/work/nvidia-1.0.0/fake-installer.run --no-kernel-modules --silent"]
+    );
+    // The hold as dpkg records it, and the APT pin.
+    let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    assert!(
+        status.contains("Package: linux-image-rpi-v8\nStatus: hold ok installed"),
+        "{status}"
+    );
+    let pin = fs::read_to_string(root.join("etc/apt/preferences.d/pigpu-nvidia.pref")).unwrap();
+    assert!(
+        pin.contains("Package: nvidia-* libnvidia-* libcuda1 firmware-nvidia-gsp\nPin: release *\nPin-Priority: -1\n"),
+        "{pin}"
     );
     assert!(
         !root.join("var/lib/pigpu/work").exists(),
@@ -398,9 +499,18 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
         host3.calls,
         [
             "run /usr/bin/nvidia-uninstall --silent",
+            "apt-mark unhold linux-image-rpi-v8",
             "dkms remove nvidia/1.0.0 --all",
             "apt-mark auto dkms"
         ]
+    );
+    assert!(!root
+        .join("etc/apt/preferences.d/pigpu-nvidia.pref")
+        .exists());
+    let status = fs::read_to_string(root.join("var/lib/dpkg/status")).unwrap();
+    assert!(
+        status.contains("Package: linux-image-rpi-v8\nStatus: install ok installed"),
+        "{status}"
     );
 }
 

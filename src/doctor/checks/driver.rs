@@ -163,6 +163,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                         " (there are modules for {}: the kernel was updated since they were built)",
                         other.join(", ")
                     ));
+                    f = f.fix("rebuild the modules for the running kernel: sudo pigpu setup (it also holds the kernel packages, apt-mark hold, so an upgrade cannot do this again)");
                 }
                 out.push(f);
             } else {
