@@ -98,7 +98,7 @@ fn make_root(dir: &Path, o: &RootOpts) -> (PathBuf, String) {
     w("/etc/group", "root:x:0:\nvideo:x:44:pi\n");
     w(
         "/var/lib/dpkg/status",
-        "Package: build-essential\nStatus: install ok installed\nVersion: 12.12\n\nPackage: patch\nStatus: install ok installed\n\nPackage: linux-image-rpi-v8\nStatus: install ok installed\nVersion: 1:6.12.47-1+rpt1\n",
+        "Package: build-essential\nStatus: install ok installed\nVersion: 12.12\n\nPackage: patch\nStatus: install ok installed\n",
     );
     let rel = if o.only_16k {
         let rel = "6.12.47+rpt-rpi-2712".to_string();
@@ -350,6 +350,13 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
             ..Default::default()
         },
     );
+    // The Pi's kernel package, which setup holds.
+    let dpkg = root.join("var/lib/dpkg/status");
+    let mut status = fs::read_to_string(&dpkg).unwrap();
+    status.push_str(
+        "\nPackage: linux-image-rpi-v8\nStatus: install ok installed\nVersion: 1:6.12.47-1+rpt1\n",
+    );
+    fs::write(&dpkg, status).unwrap();
     let s = serve(t.path());
     let m = manifest(t.path(), &s.base, |x| x);
     let config = root.join("boot/firmware/config.txt");
