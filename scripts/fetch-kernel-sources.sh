@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fetches the real inputs of setup's kernel-module build tests into a cache outside the repo
 # (never committed): Debian's `nvidia-open-kernel-source` (NVIDIA's open `kernel-open` tree, from
-# Debian's `contrib` component) and Debian's arm64 split kernel headers matching the installed
-# amd64 ones (for the cross build), each unpacked with `dpkg -x`.
+# Debian's `contrib` component), for amd64 and, for the cross build, arm64 (the two differ in
+# the prebuilt `nv-kernel.o_binary` blobs linked into the modules), and Debian's arm64 split kernel
+# headers matching the installed amd64 ones, each unpacked with `dpkg -x`.
 #
 # apt runs with a private sources list, lists and cache under the cache dir, so the machine's own
 # apt configuration (which lists only `main`) is neither read for sources nor changed. Packages are
@@ -45,7 +46,8 @@ apt_opts=(
 )
 
 need=()
-[ -d "$cache/nvidia-open-kernel-$nv_ver" ] || need+=("$nv_pkg=$nv_ver")
+[ -d "$cache/nvidia-open-kernel-$nv_ver" ] || need+=("$nv_pkg:amd64=$nv_ver")
+[ -d "$cache/nvidia-open-kernel-arm64-$nv_ver" ] || need+=("$nv_pkg:arm64=$nv_ver")
 [ -d "$cache/arm64-root-$abi" ] || need+=("linux-headers-$abi-arm64:arm64=$pkgver")
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get update (private lists in $cache/apt)"
@@ -68,6 +70,18 @@ if [ ! -d "$cache/nvidia-open-kernel-$nv_ver" ]; then
   rm -rf "$tmp"
 fi
 ln -sfn "nvidia-open-kernel-$nv_ver" "$cache/nvidia-open-kernel"
+
+# The arm64 package of the same version (apt authenticated it through the signed Release file):
+# the same sources with aarch64 blobs, for the cross build.
+if [ ! -d "$cache/nvidia-open-kernel-arm64-$nv_ver" ]; then
+  nv_deb_arm64=$(ls "$cache/debs/${nv_pkg}_${nv_ver}_arm64.deb" | head -n1)
+  tmp=$(mktemp -d "$cache/unpack.XXXXXX")
+  dpkg -x "$nv_deb_arm64" "$tmp"
+  tar -xJf "$tmp/usr/src/nvidia-open-kernel.tar.xz" -C "$tmp"
+  mv "$tmp/modules/nvidia-open-kernel" "$cache/nvidia-open-kernel-arm64-$nv_ver"
+  rm -rf "$tmp"
+fi
+ln -sfn "nvidia-open-kernel-arm64-$nv_ver" "$cache/nvidia-open-kernel-arm64"
 
 # The arm64 headers unpacked as a small system tree (lib/modules/<abi>-arm64/{build,source} and
 # usr/src/...), usable as `pigpu setup --root`. Debian's split headers name their other halves by

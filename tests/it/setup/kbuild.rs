@@ -39,7 +39,17 @@ pub fn cache() -> PathBuf {
 
 /// The cached NVIDIA tree, or `None` (skip) unless the suite requires its inputs.
 fn nvidia_tree() -> Option<PathBuf> {
-    let t = cache().join("nvidia-open-kernel");
+    tree_in_cache("nvidia-open-kernel")
+}
+
+/// The same tree from Debian's arm64 package: its prebuilt `nv-kernel.o_binary` is aarch64 code
+/// (the amd64 package's blob cannot be linked into an arm64 module).
+fn nvidia_tree_arm64() -> Option<PathBuf> {
+    tree_in_cache("nvidia-open-kernel-arm64")
+}
+
+fn tree_in_cache(name: &str) -> Option<PathBuf> {
+    let t = cache().join(name);
     if t.join("conftest.sh").is_file() {
         return Some(t.canonicalize().unwrap());
     }
@@ -272,7 +282,9 @@ fn dkms_make_line_builds_nvidia_kernel_open() {
 #[test]
 #[ignore = "whole NVIDIA cross build (~250 CPU-s); scripts/just test-kbuild"]
 fn setup_build_step_cross_builds_for_arm64() {
-    let Some(src) = nvidia_tree() else { return };
+    let Some(src) = nvidia_tree_arm64() else {
+        return;
+    };
     let root_dir = fs::read_dir(cache())
         .unwrap()
         .flatten()
