@@ -3,6 +3,7 @@
 //! doctor and setup can be tested against fake systems.
 
 pub mod kmod;
+pub mod log;
 pub mod out;
 pub mod pci;
 pub mod root;
