@@ -43,6 +43,12 @@ pub enum Command {
     Perplexity(cmd::perplexity::Args),
     /// Write a real model's shape (sizes, quant mix, vocabulary size) with random weights.
     Shape(cmd::shape::Args),
+    /// Download a GGUF model from the Hugging Face Hub by name (REPO[:QUANT]) into the shared cache.
+    Pull(cmd::pull::Args),
+    /// List the GGUF models in the cache: name, size, last use, path.
+    List(cmd::list::Args),
+    /// Remove a pulled model from the cache.
+    Rm(cmd::rm::Args),
     /// Print a shell completion script (bash, zsh, fish, ...) or write the man pages.
     Completions(cmd::completions::Args),
 }

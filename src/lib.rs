@@ -27,6 +27,7 @@ pub mod cmd;
 pub mod doctor;
 pub mod engine;
 pub mod gguf;
+pub mod hub;
 pub mod model;
 pub mod provision;
 pub mod quant;

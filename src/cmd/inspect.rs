@@ -25,7 +25,7 @@ JSON: {\"file\", \"version\", \"alignment\", \"data_offset\", \"metadata\": {key
 \"bytes\"}]}. `shape` is innermost (contiguous) dimension first, as ggml's ne; `offset` is
 relative to the data section, which starts at `data_offset` in the file.")]
 pub struct Args {
-    /// The GGUF model file.
+    /// The GGUF model file, or a pulled model's name (ORG/NAME[:QUANT]).
     pub model: PathBuf,
     /// Print one JSON document instead of text.
     #[arg(long)]
@@ -42,7 +42,7 @@ const MAX_ARRAY: usize = 16;
 const MAX_STRING: usize = 200;
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let f = GgufFile::open(&args.model)?;
+    let f = GgufFile::open(&super::pull::model_path(&args.model)?)?;
     // A file without a usable tokenizer is still worth inspecting: report why, do not fail.
     let tok = match f.get("tokenizer.ggml.model") {
         None => Err("none (no tokenizer.ggml.model in the metadata)".to_string()),

@@ -6,7 +6,10 @@ pub mod bench;
 pub mod completions;
 pub mod doctor;
 pub mod inspect;
+pub mod list;
 pub mod perplexity;
+pub mod pull;
+pub mod rm;
 pub mod run;
 pub mod setup;
 pub mod shape;
@@ -71,5 +74,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Perplexity(a) => perplexity::run(a),
         Command::Shape(a) => shape::run(a),
         Command::Completions(a) => completions::run(a),
+        Command::Pull(a) => pull::run(a),
+        Command::List(a) => list::run(a),
+        Command::Rm(a) => rm::run(a),
     }
 }

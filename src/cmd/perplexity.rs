@@ -17,7 +17,7 @@ use crate::engine::{Backend, Engine};
   pigpu perplexity model.gguf wiki.txt --ctx 512 --chunks 4
   pigpu perplexity model.gguf wiki.txt --json   # {\"ppl\", \"n_tokens\", \"n_scored\", \"n_windows\", \"ctx\"}")]
 pub struct Args {
-    /// The GGUF model file.
+    /// The GGUF model file, or a pulled model's name (ORG/NAME[:QUANT]).
     pub model: PathBuf,
     /// The text file to score (UTF-8).
     pub file: PathBuf,
@@ -102,7 +102,8 @@ pub fn run(a: Args) -> Result<Outcome> {
         .with_context(|| format!("reading {}", a.file.display()))?;
     let text = String::from_utf8(text)
         .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text: {e}", a.file.display()))?;
-    let mut l = super::run::load(&a.model, a.backend, Some(a.ctx), a.threads, true, None)?;
+    let model = super::pull::model_path(&a.model)?;
+    let mut l = super::run::load(&model, a.backend, Some(a.ctx), a.threads, true, None)?;
     let tokens = l
         .tokenizer
         .encode(&text, false, false)

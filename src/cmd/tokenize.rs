@@ -23,7 +23,7 @@ add_eos_token) and special-token text such as <|im_start|> becomes its single id
 nothing is added and special-token text is tokenized as plain text (llama.cpp's
 add_special=false, parse_special=false).")]
 pub struct Args {
-    /// The GGUF model file whose tokenizer to use.
+    /// The GGUF model file whose tokenizer to use, or a pulled model's name (ORG/NAME[:QUANT]).
     pub model: PathBuf,
     /// The text to tokenize; `-` reads it from standard input.
     pub text: String,
@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let f = GgufFile::open(&args.model)?;
+    let f = GgufFile::open(&super::pull::model_path(&args.model)?)?;
     let tok = Tokenizer::from_gguf(&f)?;
     let text = if args.text == "-" {
         let buf = super::read_stdin_capped("the text")?;

@@ -73,6 +73,9 @@ pub struct Downloader {
     cache: PathBuf,
     client: reqwest::blocking::Client,
     show_progress: bool,
+    /// Sent as `Authorization: Bearer` (the Hub's `HF_TOKEN`); reqwest drops it on a redirect
+    /// to another host, so a CDN never sees it.
+    bearer: Option<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
@@ -152,7 +155,14 @@ impl Downloader {
             cache: cache.into(),
             client,
             show_progress,
+            bearer: None,
         })
+    }
+
+    /// Sends `token` as a bearer token with every request (private and gated Hub repos).
+    pub fn with_bearer(mut self, token: Option<String>) -> Downloader {
+        self.bearer = token;
+        self
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -245,6 +255,9 @@ impl Downloader {
             source,
         };
         let mut req = self.client.get(url.clone());
+        if let Some(t) = &self.bearer {
+            req = req.bearer_auth(t);
+        }
         if have > 0 {
             req = req.header(RANGE, format!("bytes={have}-"));
         }

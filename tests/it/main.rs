@@ -8,6 +8,7 @@ mod cpu_engine;
 mod doctor;
 mod fuzz;
 mod gguf;
+mod hub;
 mod inspect;
 mod quant;
 mod robust;

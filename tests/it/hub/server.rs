@@ -1,0 +1,305 @@
+//! A local HTTP/1.1 server that answers like the Hugging Face Hub: the model-info listing
+//! (`/api/models/ORG/NAME/revision/main?blobs=true`), the file endpoint (`/ORG/NAME/resolve/
+//! COMMIT/FILE`, a 302 to a CDN-like URL with `X-Linked-Etag`/`X-Linked-Size`), and the CDN
+//! (`/cdn/SHA`, with `Range`). It records every request (method, path, Authorization, Range),
+//! can be told to answer a path with a status code, and can cut one download half-way.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// One request seen.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub auth: Option<String>,
+    pub range: Option<String>,
+}
+
+/// A file of a fake repo.
+#[derive(Clone)]
+pub struct HubFile {
+    pub path: String,
+    pub bytes: Vec<u8>,
+    /// The sha256 the Hub claims (the real one unless a test tampers with it).
+    pub sha256: String,
+    /// Whether the listing carries the LFS object (else only the file endpoint's headers do).
+    pub listed_lfs: bool,
+    /// What `X-Linked-Etag` says, when not `sha256`.
+    pub linked: Option<String>,
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+impl HubFile {
+    pub fn new(path: &str, bytes: Vec<u8>) -> HubFile {
+        HubFile {
+            path: path.to_string(),
+            sha256: sha256_hex(&bytes),
+            bytes,
+            listed_lfs: true,
+            linked: None,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    repos: Mutex<HashMap<String, Vec<HubFile>>>,
+    seen: Mutex<Vec<Seen>>,
+    /// Path prefix → status code (and a Retry-After for 429).
+    forced: Mutex<Vec<(String, u16)>>,
+    /// CDN sha whose next download sends half its bytes, pauses, then drops the connection.
+    cut: Mutex<Option<String>>,
+    cut_reached: AtomicBool,
+}
+
+pub struct HubServer {
+    pub base: String,
+    shared: Arc<Shared>,
+}
+
+impl HubServer {
+    pub fn start() -> HubServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared::default());
+        let (s, b) = (shared.clone(), base.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (s, b) = (s.clone(), b.clone());
+                thread::spawn(move || handle(conn, &s, &b));
+            }
+        });
+        HubServer { base, shared }
+    }
+
+    pub fn repo(&self, id: &str, files: Vec<HubFile>) {
+        self.shared
+            .repos
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), files);
+    }
+
+    pub fn force(&self, path_prefix: &str, status: u16) {
+        self.shared
+            .forced
+            .lock()
+            .unwrap()
+            .push((path_prefix.to_string(), status));
+    }
+
+    pub fn cut_once(&self, sha: &str) {
+        *self.shared.cut.lock().unwrap() = Some(sha.to_string());
+    }
+
+    pub fn cut_reached(&self) -> bool {
+        self.shared.cut_reached.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+fn reply(conn: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body);
+}
+
+fn listing(files: &[HubFile]) -> Vec<u8> {
+    let siblings: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            let mut s = serde_json::json!({"rfilename": f.path, "size": f.bytes.len()});
+            if f.listed_lfs {
+                s["lfs"] = serde_json::json!({
+                    "sha256": f.sha256, "size": f.bytes.len(), "pointerSize": 134
+                });
+            }
+            s
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "id": "x", "sha": COMMIT, "private": false, "siblings": siblings
+    }))
+    .unwrap()
+}
+
+fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut request = String::new();
+    if reader.read_line(&mut request).is_err() {
+        return;
+    }
+    let mut parts = request.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let (mut auth, mut range) = (None, None);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("range") {
+                range = Some(v.trim().to_string());
+            } else if k.eq_ignore_ascii_case("authorization") {
+                auth = Some(v.trim().to_string());
+            }
+        }
+    }
+    s.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: target.clone(),
+        auth,
+        range: range.clone(),
+    });
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let forced = s
+        .forced
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| path.starts_with(p.as_str()))
+        .map(|(_, c)| *c);
+    if let Some(code) = forced {
+        let text = match code {
+            401 => "401 Unauthorized",
+            403 => "403 Forbidden",
+            404 => "404 Not Found",
+            429 => "429 Too Many Requests",
+            _ => "500 Internal Server Error",
+        };
+        reply(
+            &mut conn,
+            text,
+            &[("Retry-After", "7".into())],
+            b"{\"error\":\"no\"}",
+        );
+        return;
+    }
+    let not_found = |conn: &mut TcpStream| {
+        reply(
+            conn,
+            "404 Not Found",
+            &[],
+            b"{\"error\":\"Repository not found\"}",
+        )
+    };
+    let repos = s.repos.lock().unwrap().clone();
+    if let Some(rest) = path.strip_prefix("/api/models/") {
+        let Some(id) = rest.strip_suffix("/revision/main") else {
+            return not_found(&mut conn);
+        };
+        match repos.get(id) {
+            Some(files) => reply(
+                &mut conn,
+                "200 OK",
+                &[("Content-Type", "application/json".into())],
+                &listing(files),
+            ),
+            None => not_found(&mut conn),
+        }
+        return;
+    }
+    if let Some(sha) = path.strip_prefix("/cdn/") {
+        let Some(f) = repos.values().flatten().find(|f| f.sha256 == sha).cloned() else {
+            return not_found(&mut conn);
+        };
+        return cdn(&mut conn, s, sha, &f.bytes, range.as_deref());
+    }
+    // /ORG/NAME/resolve/COMMIT/FILE
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
+    if segs.len() == 5 && segs[2] == "resolve" {
+        let id = format!("{}/{}", segs[0], segs[1]);
+        let file = repos
+            .get(&id)
+            .and_then(|fs| fs.iter().find(|f| f.path == segs[4]).cloned());
+        let Some(f) = file.filter(|_| segs[3] == COMMIT || segs[3] == "main") else {
+            return not_found(&mut conn);
+        };
+        let headers = [
+            (
+                "Location",
+                format!("{base}/cdn/{}?X-Amz-Signature=abc", f.sha256),
+            ),
+            ("X-Repo-Commit", COMMIT.to_string()),
+            (
+                "X-Linked-Etag",
+                format!("\"{}\"", f.linked.as_ref().unwrap_or(&f.sha256)),
+            ),
+            ("X-Linked-Size", f.bytes.len().to_string()),
+            ("ETag", "\"0a1b2c3d\"".to_string()),
+        ];
+        return reply(&mut conn, "302 Found", &headers, b"");
+    }
+    not_found(&mut conn)
+}
+
+fn cdn(conn: &mut TcpStream, s: &Shared, sha: &str, body: &[u8], range: Option<&str>) {
+    let start: usize = range
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        .min(body.len());
+    let part = &body[start..];
+    let head = if range.is_some() {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
+            part.len(),
+            body.len() - 1,
+            body.len()
+        )
+    } else {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            part.len()
+        )
+    };
+    let _ = conn.write_all(head.as_bytes());
+    let cut = {
+        let mut c = s.cut.lock().unwrap();
+        if c.as_deref() == Some(sha) {
+            *c = None;
+            true
+        } else {
+            false
+        }
+    };
+    if cut {
+        let _ = conn.write_all(&part[..part.len() / 2]);
+        let _ = conn.flush();
+        thread::sleep(Duration::from_millis(300));
+        s.cut_reached.store(true, Ordering::SeqCst);
+        // Hold the half-done download open while the test looks at the cache, then drop it.
+        thread::sleep(Duration::from_millis(1500));
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        return;
+    }
+    let _ = conn.write_all(part);
+}
