@@ -35,6 +35,8 @@ const SINGLE: &[&str] = &[
     "advance",
     "empty",
     "attention_prompt",
+    "attention_split",
+    "attention_combine",
 ];
 
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup). `matvecsg` is the subgroup

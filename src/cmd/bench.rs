@@ -394,6 +394,7 @@ fn measure(
                 threads: t,
                 kv_f16: true,
                 device: args.device.clone(),
+                tuning: super::engine_tuning()?,
             };
             let mut engine = engine::create(args.backend, model.clone(), &opts)?;
             if args.profile {
@@ -500,10 +501,8 @@ fn measure(
 /// The chosen Vulkan device's driver and API version (`llvmpipe Mesa 22.3.6 (LLVM 15.0.6),
 /// Vulkan 1.3.230`), found the way the engine chose it; empty if the listing fails.
 fn vulkan_driver(selector: Option<&str>) -> String {
-    let listed = match selector {
-        Some(s) => engine::vulkan::list_devices_with(Some(s)),
-        None => engine::vulkan::list_devices(),
-    };
+    let env_device = super::engine_tuning().ok().and_then(|t| t.vulkan.device);
+    let listed = engine::vulkan::list_devices_with(selector.or(env_device.as_deref()));
     listed
         .ok()
         .and_then(|infos| infos.into_iter().find(|d| d.chosen))

@@ -44,7 +44,11 @@ pub struct Args {
 
 /// The Vulkan engine's device list, as doctor shows it.
 fn vulkan_devices() -> Result<Vec<doctor::host::VulkanDevice>, String> {
-    crate::engine::vulkan::list_devices()
+    let selector = super::engine_tuning()
+        .map_err(|e| e.to_string())?
+        .vulkan
+        .device;
+    crate::engine::vulkan::list_devices_with(selector.as_deref())
         .map(|list| {
             list.into_iter()
                 .map(|d| doctor::host::VulkanDevice {

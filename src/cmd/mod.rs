@@ -41,6 +41,14 @@ impl Outcome {
     }
 }
 
+/// The engines' knobs from the environment (`PIGPU_DEVICE`, `PIGPU_VK_*`, `PIGPU_CPU_ISA`, the
+/// pipeline cache's directory; docs/vulkan.md "Tuning"): read here, once, and passed down.
+pub fn engine_tuning() -> anyhow::Result<crate::engine::EngineTuning> {
+    Ok(crate::engine::EngineTuning::from_lookup(|name| {
+        std::env::var(name).ok()
+    })?)
+}
+
 /// The most text `run`, `tokenize` and `perplexity` take from stdin or a file: far more than
 /// any context holds, and a bound on what an endless input (`< /dev/zero`) can take.
 pub const MAX_TEXT_INPUT: u64 = 64 << 20;

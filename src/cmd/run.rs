@@ -228,6 +228,7 @@ pub fn load(
         threads: threads.unwrap_or(0),
         kv_f16,
         device: device.map(str::to_string),
+        tuning: super::engine_tuning()?,
     };
     let engine = engine::create(backend, model.clone(), &opts)
         .with_context(|| format!("preparing {} for {:?}", path.display(), backend))?;

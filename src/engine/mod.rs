@@ -136,8 +136,42 @@ pub struct EngineOptions {
     pub threads: usize,
     /// f16 KV cache (else f32). The Vulkan engine always keeps an f16 cache.
     pub kv_f16: bool,
-    /// GPU to use (`--device INDEX|NAME`; `None`: `PIGPU_DEVICE`, else automatic choice).
+    /// GPU to use (`--device INDEX|NAME`; `None`: `tuning.vulkan.device`, else automatic choice).
     pub device: Option<String>,
+    /// The engines' knobs, resolved once by the command layer.
+    pub tuning: EngineTuning,
+}
+
+/// Knobs of both engines (docs/vulkan.md "Tuning", docs/cpu-engine.md): the Vulkan engine's
+/// `Tuning` and the CPU engine's instruction-set override.
+#[derive(Debug, Clone, Default)]
+pub struct EngineTuning {
+    pub vulkan: vulkan::Tuning,
+    /// `PIGPU_CPU_ISA=portable|avx2|reference`; `None`: the best the CPU has.
+    pub cpu_isa: Option<cpu::kernels::Isa>,
+}
+
+impl EngineTuning {
+    /// Parses the `PIGPU_*` variables through `get`; the command layer passes
+    /// `|name| std::env::var(name).ok()`, tests a map.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<EngineTuning, vulkan::TuningError> {
+        let cpu_isa = match get("PIGPU_CPU_ISA").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                cpu::kernels::Isa::requested(&v).map_err(|_| vulkan::TuningError {
+                    var: "PIGPU_CPU_ISA",
+                    value: v,
+                    expected: "portable, avx2 (on a CPU with AVX2) or reference",
+                })?,
+            ),
+        };
+        Ok(EngineTuning {
+            vulkan: vulkan::Tuning::from_lookup(get)?,
+            cpu_isa,
+        })
+    }
 }
 
 /// Builds the engine for `backend`. This is the one place that picks an engine: the Vulkan
@@ -151,7 +185,7 @@ pub fn create(
         n_ctx: opts.n_ctx,
         threads: opts.threads,
         kv_f16: opts.kv_f16,
-        isa: None,
+        isa: opts.tuning.cpu_isa,
     };
     let cpu = |model| -> anyhow::Result<Box<dyn Engine>> {
         Ok(Box::new(cpu::CpuEngine::new(model, &o)?))
@@ -180,10 +214,10 @@ fn create_vulkan(
     let mut o = vulkan::VulkanOptions {
         n_ctx: opts.n_ctx,
         progress: std::io::stderr().is_terminal(),
-        ..Default::default()
+        tuning: opts.tuning.vulkan.clone(),
     };
     if opts.device.is_some() {
-        o.device = opts.device.clone();
+        o.tuning.device = opts.device.clone();
     }
     Ok(Box::new(vulkan::VulkanEngine::new(model, &o)?))
 }

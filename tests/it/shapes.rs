@@ -172,11 +172,9 @@ fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
     shapes::write(&spec, 2, &path, 0).unwrap();
     let model = Model::load(&path).unwrap();
     let opts = VulkanOptions {
-        device: Some("llvmpipe".into()),
         n_ctx: 64,
-        validation: true,
         progress: false,
-        ..Default::default()
+        tuning: crate::vulkan::lavapipe(),
     };
     let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
     let mut cpu = CpuEngine::new(

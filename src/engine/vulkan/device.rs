@@ -4,6 +4,7 @@
 //! llvmpipe / SwiftShader) or the Raspberry Pi's V3D is used only when asked for by
 //! `--device INDEX|NAME` or `PIGPU_DEVICE`. The listing says why each device was or was not chosen.
 
+#[cfg(any(test, feature = "testing"))]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use ash::vk;
 use super::error::{vkerr, Result, VkError};
 use super::features::{self as feat, Features};
 use super::instance::Instance;
+use super::tuning::Tuning;
 
 /// The storage range the engine needs at least (weights are bound in pieces of this or more).
 const MIN_STORAGE_RANGE: u64 = 16 << 20;
@@ -288,15 +290,11 @@ pub fn choose(infos: &mut [DeviceInfo], selector: Option<&str>) -> Result<usize>
     Ok(pick)
 }
 
-/// Every Vulkan device with the reason it would or would not be chosen (selector from
-/// `PIGPU_DEVICE`, as `pigpu run` would without `--device`). For `--list-devices` and `doctor`.
-pub fn list_devices() -> Result<Vec<DeviceInfo>> {
-    list_devices_with(std::env::var("PIGPU_DEVICE").ok().as_deref())
-}
-
-/// `list_devices` with an explicit selector (`--device`).
+/// Every Vulkan device with the reason it would or would not be chosen with `selector`
+/// (`Tuning::device`: `--device` or `PIGPU_DEVICE`; `None`: the automatic choice). For
+/// `--list-devices` and `doctor`.
 pub fn list_devices_with(selector: Option<&str>) -> Result<Vec<DeviceInfo>> {
-    let instance = Instance::new(false)?;
+    let instance = Instance::new(false, false)?;
     let mut infos: Vec<DeviceInfo> = probe_all(&instance)?.into_iter().map(|p| p.info).collect();
     // A failed choice still leaves the reasons filled in, which is what a listing wants.
     let _ = choose(&mut infos, selector);
@@ -315,21 +313,23 @@ pub struct Device {
     /// The optional features present on the device, all enabled on it.
     pub(crate) features: Features,
     pub info: DeviceInfo,
-    /// Test hook (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER`): queue submits left before every submit
-    /// fails as if the device were lost; negative = off.
+    /// The engine's knobs, resolved by the command layer (kernels, graph and pipeline cache
+    /// read them from here).
+    pub(crate) tuning: Tuning,
+    /// Test hook (test builds only: `cfg(test)` or `--features testing`): queue submits left
+    /// before every submit fails as if the device were lost; negative = off.
+    #[cfg(any(test, feature = "testing"))]
     lose_after: AtomicI64,
 }
 
-/// The test hook's environment variable (see `Device::arm_test_hook`).
-pub const TEST_LOSE_DEVICE: &str = "PIGPU_TEST_VK_LOSE_DEVICE_AFTER";
-
 impl Device {
-    /// Opens the device `selector` names (or the automatic choice).
-    pub fn open(selector: Option<&str>, validation: bool) -> Result<Arc<Device>> {
-        let instance = Instance::new(validation)?;
+    /// Opens the device `tuning.device` names (or the automatic choice), with the validation
+    /// layer when `tuning.validation`.
+    pub fn open(tuning: &Tuning) -> Result<Arc<Device>> {
+        let instance = Instance::new(tuning.validation, tuning.debug_echo)?;
         let probes = probe_all(&instance)?;
         let mut infos: Vec<DeviceInfo> = probes.iter().map(|p| p.info.clone()).collect();
-        let i = choose(&mut infos, selector)?;
+        let i = choose(&mut infos, tuning.device.as_deref())?;
         let p = &probes[i];
         let family = p.queue_family.expect("chosen devices have a compute queue");
         let prio = [1.0f32];
@@ -359,6 +359,8 @@ impl Device {
             info: infos[i].clone(),
             raw,
             instance,
+            tuning: tuning.clone(),
+            #[cfg(any(test, feature = "testing"))]
             lose_after: AtomicI64::new(-1),
         }))
     }
@@ -373,32 +375,31 @@ impl Device {
         self.instance.take_validation_errors()
     }
 
-    /// Arms the test hook `PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N` if it is set: after N more queue
-    /// submits, every submit fails with `VK_ERROR_DEVICE_LOST` (nothing is submitted), as on a
-    /// real device after a reset. It exists to test the recovery paths (`--backend auto` moving
-    /// to the CPU) with real failures of this engine; it does nothing unless set.
-    pub fn arm_test_hook(&self) {
-        if let Some(n) = std::env::var(TEST_LOSE_DEVICE)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-        {
-            self.lose_after.store(n.max(0), Ordering::Relaxed);
-        }
-    }
-
-    /// Arms the test hook directly (library tests): after `n` more submits the device is lost.
+    /// Test builds only: after `n` more queue submits, every submit fails with
+    /// `VK_ERROR_DEVICE_LOST` (nothing is submitted), as on a real device after a reset, so the
+    /// recovery paths (`--backend auto` moving to the CPU) are tested with this engine's real
+    /// errors. Release builds have neither the hook nor its check on each submit.
+    #[cfg(any(test, feature = "testing"))]
     pub fn lose_after_submits(&self, n: u64) {
         self.lose_after
             .store(n.min(i64::MAX as u64) as i64, Ordering::Relaxed);
     }
 
     /// Counts a submit against the test hook; true when it must fail as a lost device.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn test_hook_lost(&self) -> bool {
         let n = self.lose_after.load(Ordering::Relaxed);
         if n > 0 {
             self.lose_after.store(n - 1, Ordering::Relaxed);
         }
         n == 0
+    }
+
+    /// Without the test hook no submit fails on purpose.
+    #[cfg(not(any(test, feature = "testing")))]
+    #[inline(always)]
+    pub(crate) fn test_hook_lost(&self) -> bool {
+        false
     }
 
     pub fn wait_idle(&self) {

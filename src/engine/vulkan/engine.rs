@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
+use super::attention::Splits;
 use super::buffer::u32_bytes;
 use super::command::Cmd;
 use super::device::Device;
@@ -18,6 +19,7 @@ use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_params, Kernels, Op, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
+use super::tuning::Tuning;
 use super::upload::download;
 use super::weights::{self, GpuWeights};
 use crate::engine::{Engine, SamplingParams, Stats};
@@ -26,36 +28,20 @@ use crate::model::Model;
 /// How to open the engine.
 #[derive(Debug, Clone)]
 pub struct VulkanOptions {
-    /// `--device INDEX|NAME` (or `PIGPU_DEVICE`); `None` = automatic choice.
-    pub device: Option<String>,
     /// Context length (KV cache positions).
     pub n_ctx: usize,
-    /// Enable the Khronos validation layer (tests).
-    pub validation: bool,
     /// Progress line on stderr while uploading weights.
     pub progress: bool,
-    /// Prompt batches of more than 8 tokens on the tiled mat-mat (`Some(true)`) or the 8-token
-    /// mat-vec (`Some(false)`); `None`: by device (tiled on GPUs, mat-vec on CPU
-    /// implementations), or `PIGPU_VK_PROMPT=tiled|matvec`.
-    pub prompt_tiled: Option<bool>,
-    /// Tokens per prompt batch; `None`: 512 on GPUs, 64 on CPU implementations, or
-    /// `PIGPU_VK_UBATCH` (capped by device memory either way).
-    pub ubatch: Option<usize>,
-    /// Decode mat-vec shape (workgroup size, rows per workgroup, path; docs/vulkan.md) instead
-    /// of the device's default or `PIGPU_VK_MATVEC` (tests force the GPU path on lavapipe).
-    pub matvec: Option<[u32; 3]>,
+    /// Device choice, validation, shapes and paths (every knob documented there).
+    pub tuning: Tuning,
 }
 
 impl Default for VulkanOptions {
     fn default() -> Self {
         VulkanOptions {
-            device: std::env::var("PIGPU_DEVICE").ok().filter(|s| !s.is_empty()),
             n_ctx: 2048,
-            validation: false,
             progress: false,
-            prompt_tiled: None,
-            ubatch: None,
-            matvec: None,
+            tuning: Tuning::default(),
         }
     }
 }
@@ -106,7 +92,7 @@ impl VulkanEngine {
     /// Opens the device, uploads the weights, allocates the KV cache for `opts.n_ctx` positions
     /// and records the decode step.
     pub fn new(model: Arc<Model>, opts: &VulkanOptions) -> VkResult<VulkanEngine> {
-        let dev = Device::open(opts.device.as_deref(), opts.validation)?;
+        let dev = Device::open(&opts.tuning)?;
         Self::with_device(dev, model, opts)
     }
 
@@ -121,11 +107,9 @@ impl VulkanEngine {
         let (weights, load_upload_bytes) = weights::upload(&dev, &model, opts.progress)?;
         let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
-        let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c, opts.ubatch))?;
-        let kernels = Kernels::with_matvec(&dev, opts.matvec)?;
-        if let Some(on) = opts.prompt_tiled {
-            kernels.set_prompt_tiled(on);
-        }
+        let splits = Splits::for_context(&dev, n_ctx);
+        let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
+        let kernels = Kernels::new(&dev)?;
         let sets = (6 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
@@ -163,7 +147,10 @@ impl VulkanEngine {
         };
         e.record_decode()?;
         e.clear_state()?;
-        e.dev.arm_test_hook();
+        #[cfg(feature = "testing")]
+        if let Some(n) = e.dev.tuning.lose_device_after {
+            e.dev.lose_after_submits(n);
+        }
         Ok(e)
     }
 
@@ -346,8 +333,10 @@ impl VulkanEngine {
         Ok(())
     }
 
-    /// Test hook: after `n` more queue submits, every submit fails as if the device were lost
-    /// (see `PIGPU_TEST_VK_LOSE_DEVICE_AFTER`), to test recovery with this engine's real errors.
+    /// Test hook (test builds only): after `n` more queue submits, every submit fails as if the
+    /// device were lost (`Tuning::lose_device_after`), to test recovery with this engine's real
+    /// errors.
+    #[cfg(any(test, feature = "testing"))]
     pub fn lose_device_after_submits(&self, n: u64) {
         self.dev.lose_after_submits(n);
     }

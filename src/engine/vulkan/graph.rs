@@ -5,13 +5,15 @@
 //! Per layer, 6 dispatches:
 //!   1. QKV: RMSNorm(x) fused in, Q/K/V (mixed weight types allowed) and biases -> qkv
 //!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position
-//!   3. attention over the cache -> attn
+//!   3. attention over the cache -> attn (decoding: split over the KV range, plus a combine
+//!      dispatch when there is more than one split; attention.rs)
 //!   4. output projection + residual: x += Wo · attn
 //!   5. RMSNorm(x) fused in, gate and up, SwiGLU -> ffn
 //!   6. down projection + residual: x += Wdown · ffn
 
 use std::sync::Arc;
 
+use super::attention::{AttnScratch, Splits};
 use super::buffer::{Buffer, MemKind};
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
@@ -25,18 +27,17 @@ pub const UBATCH_GPU: usize = 512;
 /// On CPU implementations (lavapipe), where a bigger batch buys nothing.
 pub const UBATCH_CPU: usize = 64;
 
-/// Tokens per prompt batch on `dev` for model `c`: `PIGPU_VK_UBATCH` (or `want`) if set, else
-/// by device kind; then capped so the activation buffers take at most 1/32 of device memory, and
-/// at least 1.
-pub fn ubatch_for(dev: &Device, c: &Config, want: Option<usize>) -> usize {
-    let env = std::env::var("PIGPU_VK_UBATCH")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let b = want.or(env).unwrap_or(if dev.info.kind == DeviceKind::Cpu {
-        UBATCH_CPU
-    } else {
-        UBATCH_GPU
-    });
+/// Tokens per prompt batch on `dev` for model `c`: `Tuning::ubatch` if set, else by device
+/// kind; then capped so the activation buffers take at most 1/32 of device memory, and at least 1.
+pub fn ubatch_for(dev: &Device, c: &Config) -> usize {
+    let b = dev
+        .tuning
+        .ubatch
+        .unwrap_or(if dev.info.kind == DeviceKind::Cpu {
+            UBATCH_CPU
+        } else {
+            UBATCH_GPU
+        });
     let per_token = 4 * (c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
     let budget = (dev.info.memory_mib << 20) / 32;
     b.min((budget / per_token.max(1)) as usize).max(1)
@@ -58,6 +59,11 @@ pub struct Acts {
     pub attn: Buffer,
     /// [B][n_ff] f32: SwiGLU output.
     pub ffn: Buffer,
+    /// How decode attention splits the KV range (attention.rs).
+    pub splits: Splits,
+    /// [n_head][n_split][2 + head_dim] f32: the splits' partial max, sum and output (one
+    /// layer's at a time).
+    pub attn_part: Buffer,
     /// [logits_rows][n_vocab] f32: logits (row 0: the pending token's).
     pub logits: Buffer,
     /// [n_vocab] f32: the sampler's working copy.
@@ -75,7 +81,7 @@ pub struct Acts {
 }
 
 impl Acts {
-    pub fn new(dev: &Arc<Device>, c: &Config, ubatch: usize) -> Result<Acts> {
+    pub fn new(dev: &Arc<Device>, c: &Config, ubatch: usize, splits: Splits) -> Result<Acts> {
         let f = |n: usize, what: &str| Buffer::new(dev, (n * 4) as u64, MemKind::Device, what);
         let b = ubatch.max(1);
         let row_bytes = (c.n_vocab * 4) as u64;
@@ -96,6 +102,11 @@ impl Acts {
             q: f(b * c.q_dim(), "activations")?,
             attn: f(b * c.q_dim(), "activations")?,
             ffn: f(b * c.n_ff, "activations")?,
+            splits,
+            attn_part: f(
+                splits.part_floats(c.n_head, c.head_dim).max(1),
+                "attention partials",
+            )?,
             logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
             state: f(STATE_WORDS, "decoding state")?,
@@ -230,11 +241,16 @@ pub fn build(
             kc.all(),
             vc.all(),
             a.attn.all(),
+            Some(AttnScratch {
+                part: a.attn_part.all(),
+                splits: a.splits,
+            }),
             OpKind::Attention {
                 n_head: c.n_head as u32,
                 n_kv: c.n_head_kv as u32,
                 head_dim: c.head_dim as u32,
                 prompt: None,
+                split: None,
             },
         )?;
         let o = b.matvec(MatvecSpec {

@@ -44,23 +44,22 @@ unsafe extern "system" fn on_message(
     };
     if severity.contains(vk::DebugUtilsMessageSeverityFlagsEXT::ERROR) {
         if msgs.echo {
-            eprintln!("vulkan validation error: {text}");
+            log::error!("vulkan validation error: {text}");
         }
         if let Ok(mut e) = msgs.errors.lock() {
             e.push(text);
         }
     } else if msgs.echo {
-        eprintln!("vulkan: {text}");
+        log::warn!("vulkan: {text}");
     }
     vk::FALSE
 }
 
 impl Instance {
     /// Opens the loader and creates an instance. `validation` enables the Khronos validation
-    /// layer (an error if it is not installed); `PIGPU_VK_VALIDATION=1` does the same.
-    pub fn new(validation: bool) -> Result<Arc<Instance>> {
-        let validation =
-            validation || std::env::var_os("PIGPU_VK_VALIDATION").is_some_and(|v| v == "1");
+    /// layer (an error if it is not installed); `echo` logs every message it and the driver
+    /// send, warnings included (`Tuning::validation`, `Tuning::debug_echo`).
+    pub fn new(validation: bool, echo: bool) -> Result<Arc<Instance>> {
         // SAFETY: loading libvulkan runs its initialisers; it is the system's Vulkan loader.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| VkError::NoLoader(e.to_string()))?;
         // SAFETY: plain queries on a loaded entry.
@@ -122,7 +121,7 @@ impl Instance {
 
         let messages = Box::new(Messages {
             errors: Mutex::new(Vec::new()),
-            echo: std::env::var_os("PIGPU_VK_DEBUG").is_some(),
+            echo,
         });
         let debug = if has_debug {
             let du = ash::ext::debug_utils::Instance::new(&entry, &raw);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
+use super::attention::{AttnScratch, SplitAttention, ATTN_BINDINGS, ATTN_PUSH};
 use super::buffer::BufRange;
 use super::command::Cmd;
 use super::device::Device;
@@ -58,37 +59,18 @@ pub struct Kernels {
     limits: Limits,
 }
 
-/// `PIGPU_VK_MATVEC=WG,ROWS,PATH` / `PIGPU_VK_MATMUL=...` (tuning and test knobs): override a
-/// mat-vec or mat-mat shape (PATH 0: shared-memory tree, 1: each invocation computes ROWS whole
-/// rows, 2: the subgroup decode mat-vec, mat-vec only). `shapes::fit` still bounds the result.
-fn shape_from_env(var: &str, default: [u32; 3]) -> [u32; 3] {
-    let Ok(v) = std::env::var(var) else {
-        return default;
-    };
-    let p: Vec<u32> = v.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    match p[..] {
-        [wg, rows, path] if wg.is_power_of_two() && (1..=16).contains(&rows) && path <= 2 => {
-            [wg, rows, path]
-        }
-        _ => default,
-    }
-}
-
 /// The tiled mat-mat serves prompts on GPUs; on CPU implementations (lavapipe) the lane-path
-/// mat-vec over 8 tokens is faster. `PIGPU_VK_PROMPT=tiled|matvec` overrides the choice.
+/// mat-vec over 8 tokens is faster. `Tuning::prompt_tiled` overrides the choice.
 fn prompt_tiled_default(dev: &Device) -> bool {
-    match std::env::var("PIGPU_VK_PROMPT").as_deref() {
-        Ok("tiled") => true,
-        Ok("matvec") => false,
-        _ => dev.info.kind != super::device::DeviceKind::Cpu,
-    }
+    dev.tuning
+        .prompt_tiled
+        .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
 }
 
 impl Kernels {
-    /// The kernels of `dev` with its default shapes, or the decode mat-vec shape `matvec_shape`
-    /// (tests force the GPUs' subgroup path on lavapipe with it); `None`: the default or
-    /// `PIGPU_VK_MATVEC`.
-    pub fn with_matvec(dev: &Arc<Device>, matvec_shape: Option<[u32; 3]>) -> Result<Kernels> {
+    /// The kernels of `dev` with its default shapes, or those `Tuning::matvec` /
+    /// `Tuning::matmul` ask for (tests force the GPUs' subgroup path on lavapipe with them).
+    pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
         // CPU implementations run invocations as SIMD lanes and pay for every barrier and,
         // per lane, for every load: there, each invocation computes 8 whole rows (sharing the
         // activation loads); GPUs share a row's blocks across a workgroup, with subgroup
@@ -102,8 +84,8 @@ impl Kernels {
         };
         Self::with_shapes(
             dev,
-            matvec_shape.unwrap_or_else(|| shape_from_env("PIGPU_VK_MATVEC", matvec)),
-            shape_from_env("PIGPU_VK_MATMUL", matmul),
+            dev.tuning.matvec.unwrap_or(matvec),
+            dev.tuning.matmul.unwrap_or(matmul),
         )
     }
 
@@ -129,6 +111,7 @@ impl Kernels {
 
     /// Forces the prompt path: the tiled mat-mat (`true`) or the 8-token mat-vec, for ops built
     /// after this call (tests cover both on one device).
+    #[cfg(test)]
     pub fn set_prompt_tiled(&self, on: bool) {
         self.prompt_tiled.set(on);
     }
@@ -236,7 +219,13 @@ impl Kernels {
         self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1, 1], 6, &[])
     }
     pub fn attention(&self) -> Result<Rc<Kernel>> {
-        self.get("attention", shaders::ATTENTION, &[1, 1, 1, 1, 1], 5, &[64])
+        self.get(
+            "attention",
+            shaders::ATTENTION,
+            &ATTN_BINDINGS,
+            ATTN_PUSH,
+            &[64],
+        )
     }
     pub fn sample(&self) -> Result<Rc<Kernel>> {
         self.get("sample", shaders::SAMPLE, &[1, 1, 1, 1], 2, &[128])
@@ -302,6 +291,9 @@ pub enum OpKind {
         /// The prompt kernel (tiled.rs: query rows per workgroup) for batches of more than one
         /// token; set by `OpBuilder::attention` (pass `None`).
         prompt: Option<PromptAttention>,
+        /// The split decode attention (attention.rs) for one token; set by
+        /// `OpBuilder::attention` when given scratch for it (pass `None`).
+        split: Option<SplitAttention>,
     },
     Sample {
         n_vocab: u32,
@@ -427,9 +419,14 @@ impl Op {
                 n_kv,
                 head_dim,
                 prompt,
+                split,
             } => {
                 let scale = 1.0 / (*head_dim as f32).sqrt();
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits()];
+                if let Some(s) = split.as_ref().filter(|_| n_tok == 1) {
+                    s.record(cmd, self.set, &push, *n_kv);
+                    return;
+                }
                 match prompt.as_ref().filter(|_| n_tok > 1) {
                     Some(p) => cmd.dispatch(
                         &p.kernel,
@@ -568,6 +565,8 @@ impl OpBuilder<'_> {
         Ok(Op { kernel, set, kind })
     }
 
+    /// Attention over the cache; with `scratch`, decoding (one token) takes the split kernel
+    /// (attention.rs), whose partials go to `scratch.part`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -576,17 +575,36 @@ impl OpBuilder<'_> {
         kc: BufRange,
         vc: BufRange,
         out: BufRange,
+        scratch: Option<AttnScratch>,
         mut kind: OpKind,
     ) -> Result<Op> {
         let kernel = self.kernels.attention()?;
+        // Without scratch the partials binding points at the output (never read as partials).
+        let part = scratch.map_or(out, |s| s.part);
         let set = self
             .arena
-            .set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out]])?;
+            .set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out], &[part]])?;
         if let OpKind::Attention {
-            head_dim, prompt, ..
+            n_head,
+            n_kv,
+            head_dim,
+            prompt,
+            split,
         } = &mut kind
         {
             *prompt = self.kernels.prompt_attention(*head_dim)?;
+            *split = match scratch {
+                Some(s) if *head_dim <= 256 && *n_kv > 0 && n_head.is_multiple_of(*n_kv) => {
+                    let need = s.splits.part_floats(*n_head as usize, *head_dim as usize);
+                    assert!(
+                        s.splits.n_split == 1 || s.part.len >= need as u64 * 4,
+                        "attention partials: {} bytes for {need} floats",
+                        s.part.len
+                    );
+                    Some(self.kernels.split_attention(*n_head / *n_kv, s.splits)?)
+                }
+                _ => None,
+            };
         }
         Ok(Op { kernel, set, kind })
     }

@@ -4,8 +4,10 @@
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
 //! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `profile`
-//! (per-op GPU timing). See docs/vulkan.md for the design.
+//! (per-op GPU timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md
+//! for the design.
 
+mod attention;
 mod buffer;
 mod command;
 mod device;
@@ -20,13 +22,15 @@ mod profile;
 mod shaders;
 mod shapes;
 mod tiled;
+mod tuning;
 mod upload;
 mod weights;
 
 #[cfg(test)]
 mod tests;
 
-pub use device::{list_devices, list_devices_with, DeviceInfo, DeviceKind};
+pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::{VulkanEngine, VulkanOptions};
 pub use error::VkError;
 pub use profile::{OpReport, PhaseReport, Profile};
+pub use tuning::{Tuning, TuningError};

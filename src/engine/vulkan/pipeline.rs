@@ -97,12 +97,8 @@ pub struct PipelineCache {
 }
 
 fn cache_path(dev: &Device) -> Option<PathBuf> {
-    if std::env::var_os("PIGPU_NO_PIPELINE_CACHE").is_some() {
-        return None;
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    // `Tuning::pipeline_cache`: resolved by the command layer; `None` turns the cache off.
+    let base = dev.tuning.pipeline_cache.clone()?;
     // SAFETY: property query on a live physical device.
     let props = unsafe {
         dev.instance
@@ -114,7 +110,7 @@ fn cache_path(dev: &Device) -> Option<PathBuf> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Some(base.join("pigpu").join(format!(
+    Some(base.join(format!(
         "pipelines-{:04x}-{:04x}-{uuid}.bin",
         props.vendor_id, props.device_id
     )))

@@ -89,12 +89,6 @@ impl Tile {
     }
 }
 
-/// `PIGPU_VK_TILE=s|m|l` (tuning knob): use this tile for every prompt mat-mat (when it fits).
-fn forced_tile() -> Option<&'static str> {
-    let v = std::env::var("PIGPU_VK_TILE").ok()?;
-    TILES.iter().map(|t| t.name).find(|n| *n == v.trim())
-}
-
 /// The tiled kernels of one weight type (or of the `any` variant), one per usable tile shape.
 pub struct Tiled {
     /// Smallest first; never empty.
@@ -160,7 +154,8 @@ impl Kernels {
             ),
             None => ("tiled_any".to_string(), shaders::TILED_ANY),
         };
-        let forced = forced_tile();
+        // `Tuning::tile` (`PIGPU_VK_TILE=s|m|l`): this tile for every prompt mat-mat, if it fits.
+        let forced = self.dev.tuning.tile;
         let mut kernels = Vec::new();
         for tile in TILES.iter().filter(|t| t.fits(&self.dev.limits)) {
             let spec = tile.spec();
@@ -212,8 +207,8 @@ impl Kernels {
         let kernel = self.get(
             &format!("attention_prompt_{d}_{bc}"),
             shaders::ATTENTION_PROMPT,
-            &[1, 1, 1, 1, 1],
-            5,
+            &super::attention::ATTN_BINDINGS,
+            super::attention::ATTN_PUSH,
             &[ATTN_WG, ATTN_BR, bc, d],
         )?;
         Ok(Some(PromptAttention {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use pigpu::engine::cpu::kernels::Isa;
 use pigpu::engine::cpu::{CpuEngine, CpuOptions};
-use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
+use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
 use pigpu::engine::{Engine, SamplingParams};
 use pigpu::model::tokenizer::Tokenizer;
 use pigpu::model::Model;
@@ -36,13 +36,21 @@ pub const PROMPTS: [&str; 5] = [
 /// Logits this close count as a tie (the CPU issue's rule).
 const TIE: f64 = 0.05;
 
+/// Lavapipe with the validation layer on; the pipeline cache where the environment puts it
+/// (as the commands would: shaders compile once per machine, not once per test).
+pub fn lavapipe() -> Tuning {
+    Tuning {
+        device: Some("llvmpipe".into()),
+        validation: true,
+        ..Tuning::from_lookup(|n| std::env::var(n).ok()).expect("PIGPU_* variables")
+    }
+}
+
 fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
     let opts = VulkanOptions {
-        device: Some("llvmpipe".into()),
         n_ctx,
-        validation: true,
         progress: false,
-        ..Default::default()
+        tuning: lavapipe(),
     };
     VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
 }
@@ -51,12 +59,12 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
 /// path, forced on lavapipe); `None`: the device's default.
 fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
     let opts = VulkanOptions {
-        device: Some("llvmpipe".into()),
         n_ctx,
-        validation: true,
         progress: false,
-        matvec: shape,
-        ..Default::default()
+        tuning: Tuning {
+            matvec: shape,
+            ..lavapipe()
+        },
     };
     let gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
     if let Some(want) = shape {
@@ -363,11 +371,13 @@ fn vulkan_failures_are_clear_errors() {
     };
     let model = Model::load(&path).unwrap();
     let opts = VulkanOptions {
-        device: Some("no-such-gpu".into()),
         n_ctx: 16,
-        validation: false,
         progress: false,
-        ..Default::default()
+        tuning: Tuning {
+            device: Some("no-such-gpu".into()),
+            validation: false,
+            ..lavapipe()
+        },
     };
     let err = VulkanEngine::new(model.clone(), &opts)
         .err()
@@ -376,7 +386,10 @@ fn vulkan_failures_are_clear_errors() {
     assert!(err.contains("no device matches 'no-such-gpu'"), "{err}");
     // Automatic choice never takes lavapipe, the only device here.
     let opts = VulkanOptions {
-        device: None,
+        tuning: Tuning {
+            device: None,
+            ..opts.tuning
+        },
         ..opts
     };
     let err = VulkanEngine::new(model.clone(), &opts)
@@ -389,8 +402,11 @@ fn vulkan_failures_are_clear_errors() {
     );
     // A context whose KV cache cannot be bound.
     let opts = VulkanOptions {
-        device: Some("llvmpipe".into()),
         n_ctx: 1 << 24,
+        tuning: Tuning {
+            device: Some("llvmpipe".into()),
+            ..opts.tuning
+        },
         ..opts
     };
     let err = VulkanEngine::new(model.clone(), &opts)

@@ -2,7 +2,7 @@
 //! implementations do not use by default) and a batch of more than 64 tokens, so every tile
 //! shape the engine picks for a real model runs; last-token logits against the f64 reference.
 
-use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
+use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
 use pigpu::engine::Engine;
 use pigpu::model::Model;
 
@@ -25,12 +25,13 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
         prompt.len()
     );
     let opts = VulkanOptions {
-        device: Some("llvmpipe".into()),
         n_ctx: 256,
-        validation: true,
-        prompt_tiled: Some(true),
-        ubatch: Some(70),
-        ..Default::default()
+        progress: false,
+        tuning: Tuning {
+            prompt_tiled: Some(true),
+            ubatch: Some(70),
+            ..super::lavapipe()
+        },
     };
     let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
     for part in [&prompt[..110], &prompt[110..]] {

@@ -161,29 +161,33 @@ pub enum Isa {
     /// f32 activations, weights dequantized block by block (`reference.rs`): no 8-bit
     /// activations, so not llama.cpp's arithmetic but the exact computation's up to f32
     /// rounding — the oracle for testing other engines (the Vulkan engine computes this way).
-    /// `detect` picks it only when `PIGPU_CPU_ISA=reference`.
+    /// Used only when asked for (`Isa::requested("reference")`, `CpuOptions::isa`).
     Reference,
 }
 
 impl Isa {
-    /// The best instruction set this CPU supports, or another one when the environment
-    /// variable `PIGPU_CPU_ISA` asks for it (`portable`, `avx2` to leave out VNNI, or
-    /// `reference`; to compare results or speed).
+    /// The instruction set `PIGPU_CPU_ISA` asks for (resolved by the command layer into
+    /// `CpuOptions::isa`): `portable`, `avx2` (AVX2 without VNNI, where the CPU has AVX2) or
+    /// `reference`; to compare results or speed. An error says what was expected.
+    pub fn requested(name: &str) -> Result<Isa, String> {
+        match name.trim() {
+            "portable" => Ok(Isa::Portable),
+            "reference" => Ok(Isa::Reference),
+            "avx2" if matches!(Isa::detect(), Isa::Avx2 | Isa::Avx2Vnni) => Ok(Isa::Avx2),
+            "avx2" => Err("avx2, which this CPU lacks (AVX2, FMA and F16C are needed)".into()),
+            other => Err(format!("'{other}': expected portable, avx2 or reference")),
+        }
+    }
+
+    /// The best instruction set this CPU supports.
     pub fn detect() -> Isa {
-        let ask = std::env::var("PIGPU_CPU_ISA").unwrap_or_default();
-        if ask == "portable" {
-            return Isa::Portable;
-        }
-        if ask == "reference" {
-            return Isa::Reference;
-        }
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("fma")
                 && std::arch::is_x86_feature_detected!("f16c")
             {
-                if ask != "avx2" && std::arch::is_x86_feature_detected!("avxvnni") {
+                if std::arch::is_x86_feature_detected!("avxvnni") {
                     return Isa::Avx2Vnni;
                 }
                 return Isa::Avx2;

@@ -504,11 +504,13 @@ fn rope_kv_and_attention() {
                 kbuf.all(),
                 vbuf.all(),
                 obuf.all(),
+                None,
                 OpKind::Attention {
                     n_head: n_head as u32,
                     n_kv: n_kv as u32,
                     head_dim: d as u32,
                     prompt: None,
+                    split: None,
                 },
             )
             .unwrap();

@@ -2,6 +2,7 @@
 //! another), with the Khronos validation layer on: every test fails on any validation error.
 //! References are plain CPU code over `crate::quant::dequantize`.
 
+mod attention;
 mod device;
 mod kernels;
 mod sampler;
@@ -17,6 +18,16 @@ use super::device::Device;
 use super::kernels::{Kernels, Op, OpBuilder};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};
+
+/// Device `sel` with validation on; the pipeline cache where the environment puts it (shaders
+/// compile once per machine, not once per test run).
+pub fn test_tuning(sel: &str) -> super::Tuning {
+    super::Tuning {
+        device: Some(sel.to_string()),
+        validation: true,
+        ..super::Tuning::from_lookup(|n| std::env::var(n).ok()).expect("PIGPU_* variables")
+    }
+}
 
 /// A device with validation on, kernels, a descriptor arena and an uploader.
 pub struct Gpu {
@@ -53,11 +64,11 @@ impl Gpu {
 
     fn open(lane: Option<u32>) -> Gpu {
         let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
-        let dev = Device::open(Some(&sel), true)
+        let dev = Device::open(&test_tuning(&sel))
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
         let kernels = match lane {
-            None => Kernels::with_matvec(&dev, None).unwrap(),
-            // The shapes `Kernels::with_matvec` picks for each path.
+            None => Kernels::new(&dev).unwrap(),
+            // The shapes `Kernels::new` picks for each path.
             Some(0) => Kernels::with_shapes(&dev, [32, 4, 0], [32, 2, 0]).unwrap(),
             Some(2) => Kernels::with_shapes(&dev, [128, 2, 2], [32, 2, 0]).unwrap(),
             Some(_) => Kernels::with_shapes(&dev, [32, 8, 1], [32, 8, 1]).unwrap(),

@@ -1,0 +1,134 @@
+//! Decode attention at depth (flash-decoding): the KV range is split over workgroups, each
+//! taking one KV head's positions in its split for all the query heads of that head's group
+//! (`shaders/attention_split.comp`), and a second dispatch merges the splits' partial max, sum
+//! and output (`shaders/attention_combine.comp`). The number of splits is fixed when the graph
+//! is built (the decode command buffer is recorded once); the positions per split follow the
+//! device-held position, so short contexts leave the later splits empty.
+
+use std::rc::Rc;
+
+use ash::vk;
+
+use super::buffer::BufRange;
+use super::command::Cmd;
+use super::device::{Device, DeviceKind};
+use super::error::Result;
+use super::kernels::Kernels;
+use super::pipeline::Kernel;
+use super::profile::Stamp;
+use super::shaders;
+
+/// Storage bindings of every attention kernel (state, q, K cache, V cache, out, partials): one
+/// descriptor set serves the decode, split, combine and prompt kernels.
+pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
+/// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk.
+pub const ATTN_PUSH: u32 = 7;
+/// Invocations per workgroup of the split and combine kernels, and the granularity of a split.
+pub const SPLIT_WG: u32 = 64;
+/// Most query heads one split workgroup serves (shaders/attention_split.comp: GMAX).
+pub const MAX_GROUP: u32 = 8;
+
+/// How the decode attention splits the KV range: `n_split` workgroups per KV head, each over
+/// `chunk` positions (0: the positions so far divided evenly, in multiples of 64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Splits {
+    pub n_split: u32,
+    pub chunk: u32,
+}
+
+impl Splits {
+    /// For a context of `n_ctx` positions on `dev`: `Tuning::attn_chunk` if set, else up to
+    /// 32 splits of at least 64 positions on GPUs (enough workgroups to cover a large GPU at
+    /// depth: 8 KV heads x 32), and one split per 1024 positions, at most 4, on CPU
+    /// implementations (whose few cores are busy with a handful of workgroups already).
+    pub fn for_context(dev: &Device, n_ctx: usize) -> Splits {
+        let n_ctx = n_ctx.max(1) as u32;
+        if let Some(chunk) = dev.tuning.attn_chunk {
+            return Splits {
+                n_split: n_ctx.div_ceil(chunk).max(1),
+                chunk,
+            };
+        }
+        let (per, cap) = if dev.info.kind == DeviceKind::Cpu {
+            (1024, 4)
+        } else {
+            (SPLIT_WG, 32)
+        };
+        Splits {
+            n_split: n_ctx.div_ceil(per).clamp(1, cap),
+            chunk: 0,
+        }
+    }
+
+    /// Floats of the partials buffer for `n_head` query heads of size `head_dim`.
+    pub fn part_floats(&self, n_head: usize, head_dim: usize) -> usize {
+        n_head * self.n_split as usize * (head_dim + 2)
+    }
+}
+
+/// The split decode attention of one op: its two kernels and its splits.
+#[derive(Clone)]
+pub struct SplitAttention {
+    pub split: Rc<Kernel>,
+    pub combine: Rc<Kernel>,
+    pub splits: Splits,
+    /// Query heads per KV head.
+    pub group: u32,
+}
+
+impl Kernels {
+    /// The split decode attention for `group` query heads per KV head.
+    pub fn split_attention(&self, group: u32, splits: Splits) -> Result<SplitAttention> {
+        let g = group.clamp(1, MAX_GROUP);
+        let split = self.get(
+            &format!("attention_split_g{g}"),
+            shaders::ATTENTION_SPLIT,
+            &ATTN_BINDINGS,
+            ATTN_PUSH,
+            &[SPLIT_WG, g],
+        )?;
+        let combine = self.get(
+            "attention_combine",
+            shaders::ATTENTION_COMBINE,
+            &ATTN_BINDINGS,
+            ATTN_PUSH,
+            &[SPLIT_WG],
+        )?;
+        Ok(SplitAttention {
+            split,
+            combine,
+            splits,
+            group,
+        })
+    }
+}
+
+impl SplitAttention {
+    /// Records the decode attention (one token): the split pass, then, with more than one
+    /// split, the combine pass (the recorder puts a barrier between them).
+    pub fn record(&self, cmd: &mut Cmd, set: vk::DescriptorSet, push: &[u32; 5], n_kv: u32) {
+        let p = [
+            push[0],
+            push[1],
+            push[2],
+            push[3],
+            push[4],
+            self.splits.n_split,
+            self.splits.chunk,
+        ];
+        let slices = self.group.div_ceil(MAX_GROUP);
+        cmd.label(|| Some(Stamp::named("attention".into())));
+        cmd.dispatch(&self.split, set, &p, [n_kv, self.splits.n_split, slices]);
+        if self.splits.n_split > 1 {
+            cmd.label(|| Some(Stamp::named("attention combine".into())));
+            cmd.dispatch(&self.combine, set, &p, [push[0], 1, 1]);
+        }
+    }
+}
+
+/// Where the split attention keeps its partials, and how it splits.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnScratch {
+    pub part: BufRange,
+    pub splits: Splits,
+}

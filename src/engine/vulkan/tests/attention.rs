@@ -1,0 +1,191 @@
+//! The split decode attention (attention.rs: flash-decoding with grouped query heads) against
+//! an f64 reference, from one cached position to thousands, with one split (final output
+//! written directly), several (combine pass), empty trailing splits, groups larger than one
+//! workgroup serves, a fixed chunk, and head sizes 64 to 256; and the one-row kernel it
+//! replaces for decoding, on the same data, where the two must agree.
+
+use super::{Gpu, Rng};
+use crate::engine::vulkan::attention::{AttnScratch, Splits};
+use crate::engine::vulkan::buffer::Buffer;
+use crate::engine::vulkan::kernels::{OpKind, STATE_WORDS};
+
+/// Softmax(q·K / sqrt(d)) · V over positions 0..n for every query head, in f64.
+fn reference(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    (n_head, n_kv, d): (usize, usize, usize),
+    n: usize,
+) -> Vec<f64> {
+    let kvd = n_kv * d;
+    let mut out = vec![0f64; n_head * d];
+    for h in 0..n_head {
+        let kvh = h / (n_head / n_kv);
+        let qh = &q[h * d..(h + 1) * d];
+        let scores: Vec<f64> = (0..n)
+            .map(|p| {
+                let kr = &kc[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
+                qh.iter()
+                    .zip(kr)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    / (d as f64).sqrt()
+            })
+            .collect();
+        let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+        let z: f64 = e.iter().sum();
+        for i in 0..d {
+            out[h * d + i] = e
+                .iter()
+                .enumerate()
+                .map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64)
+                .sum::<f64>()
+                / z;
+        }
+    }
+    out
+}
+
+struct Case {
+    heads: (usize, usize, usize),
+    /// Positions attended to (the current token's included).
+    n: usize,
+    splits: Splits,
+}
+
+fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
+    let (n_head, n_kv, d) = c.heads;
+    let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, c.n + 5);
+    let f16r = |v: f32| half::f16::from_f32(v).to_f32();
+    let pack = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+            .collect()
+    };
+    let kc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
+    let vc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
+    let q = rng.vec(qd, 1.0);
+    let (kbuf, vbuf) = (gpu.buf(&pack(&kc)), gpu.buf(&pack(&vc)));
+    let mut state = vec![0u32; STATE_WORDS];
+    state[1] = (c.n - 1) as u32; // the current token's position
+    let sbuf = gpu.buf_u32(&state);
+    let qbuf = gpu.buf_f32(&q);
+    let split_out = gpu.buf_f32(&vec![f32::NAN; qd]);
+    let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
+    let part = gpu.buf_f32(&vec![f32::NAN; c.splits.part_floats(n_head, d).max(1)]);
+    let kind = || OpKind::Attention {
+        n_head: n_head as u32,
+        n_kv: n_kv as u32,
+        head_dim: d as u32,
+        prompt: None,
+        split: None,
+    };
+    let op = |gpu: &mut Gpu, out: &Buffer, scratch: Option<AttnScratch>| {
+        gpu.ops()
+            .attention(
+                sbuf.all(),
+                qbuf.all(),
+                kbuf.all(),
+                vbuf.all(),
+                out.all(),
+                scratch,
+                kind(),
+            )
+            .unwrap()
+    };
+    let split = op(
+        gpu,
+        &split_out,
+        Some(AttnScratch {
+            part: part.all(),
+            splits: c.splits,
+        }),
+    );
+    assert!(
+        matches!(&split.kind, OpKind::Attention { split: Some(_), .. }),
+        "no split kernel for {:?}",
+        c.heads
+    );
+    let row = op(gpu, &row_out, None);
+    gpu.run(&[(&split, 1), (&row, 1)]);
+    let want = reference(&q, &kc, &vc, c.heads, c.n);
+    let got = gpu.read_f32(&split_out, qd);
+    let got_row = gpu.read_f32(&row_out, qd);
+    let what = format!(
+        "heads {:?}, depth {}, {} splits (chunk {})",
+        c.heads, c.n, c.splits.n_split, c.splits.chunk
+    );
+    for i in 0..qd {
+        assert!(
+            (got[i] as f64 - want[i]).abs() < 2e-3,
+            "{what}: out[{i}] = {} vs {}",
+            got[i],
+            want[i]
+        );
+        assert!(
+            (got[i] - got_row[i]).abs() < 2e-3,
+            "{what}: out[{i}] = {} vs the one-row kernel's {}",
+            got[i],
+            got_row[i]
+        );
+    }
+    gpu.check();
+}
+
+#[test]
+fn split_attention_matches_reference_at_every_depth() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(41);
+    let dynamic = |n_split| Splits { n_split, chunk: 0 };
+    let cases = [
+        // One position: every split but the first is empty.
+        Case {
+            heads: (6, 2, 64),
+            n: 1,
+            splits: dynamic(4),
+        },
+        // SmolLM2's heads (9 query, 3 KV), one split: the split kernel writes the output.
+        Case {
+            heads: (9, 3, 64),
+            n: 70,
+            splits: dynamic(1),
+        },
+        // Not a multiple of 64 positions, splits partly empty (chunk rounds up to 64).
+        Case {
+            heads: (9, 3, 64),
+            n: 300,
+            splits: dynamic(8),
+        },
+        // Qwen2.5-0.5B's group of 7 at depth 3000.
+        Case {
+            heads: (14, 2, 64),
+            n: 3000,
+            splits: dynamic(8),
+        },
+        // A group of 9 (two workgroup slices of query heads), head size 128.
+        Case {
+            heads: (18, 2, 128),
+            n: 2500,
+            splits: dynamic(5),
+        },
+        // No grouping, 32 splits (a GPU's default), past 4096 positions.
+        Case {
+            heads: (4, 4, 128),
+            n: 4100,
+            splits: dynamic(32),
+        },
+        // A fixed chunk (`PIGPU_VK_ATTN_CHUNK`), head size 256.
+        Case {
+            heads: (4, 1, 256),
+            n: 1000,
+            splits: Splits {
+                n_split: 8,
+                chunk: 128,
+            },
+        },
+    ];
+    for c in &cases {
+        run_case(&mut gpu, &mut rng, c);
+    }
+}

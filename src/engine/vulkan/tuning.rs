@@ -1,0 +1,268 @@
+//! `Tuning`: every knob of the Vulkan engine in one plain struct, resolved once at the command
+//! layer (flags and environment) and handed down; nothing below `src/cmd/` reads the environment.
+//! `Tuning::from_lookup` parses the documented `PIGPU_*` variables through a lookup closure, so
+//! tests pass a map and the commands pass `|name| std::env::var(name).ok()`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The engine's knobs. `Tuning::default()` is "no knob set": automatic device choice (which
+/// skips CPU implementations), device-chosen shapes, no validation, no pipeline cache on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Device to open, by index or by a substring of its name (`--device`, `PIGPU_DEVICE`);
+    /// `None`: the automatic choice (discrete GPU first; never lavapipe nor the Pi's V3D).
+    pub device: Option<String>,
+    /// The Khronos validation layer (`PIGPU_VK_VALIDATION=1`; an error if it is not installed).
+    /// Its errors are collected (tests assert there are none) and logged when `debug_echo`.
+    pub validation: bool,
+    /// Log every validation and driver message (`PIGPU_VK_DEBUG`, any value), warnings included.
+    pub debug_echo: bool,
+    /// Decode mat-vec shape `[workgroup size, rows per workgroup, path]` (`PIGPU_VK_MATVEC=WG,ROWS,PATH`;
+    /// path 0: shared-memory tree, 1: whole rows per invocation, 2: subgroup kernel). Still
+    /// fitted to the device's limits. `None`: by device kind.
+    pub matvec: Option<[u32; 3]>,
+    /// The same for the 8-token prompt mat-mat (`PIGPU_VK_MATMUL`; paths 0 and 1 only).
+    pub matmul: Option<[u32; 3]>,
+    /// Prompt batches of more than 8 tokens on the tiled mat-mat (`Some(true)`,
+    /// `PIGPU_VK_PROMPT=tiled`) or on the 8-token mat-vec (`Some(false)`, `=matvec`); `None`:
+    /// tiled on GPUs, mat-vec on CPU implementations.
+    pub prompt_tiled: Option<bool>,
+    /// Force one tile shape of the prompt mat-mat, `"s"`, `"m"` or `"l"` (`PIGPU_VK_TILE`),
+    /// where the device can run it; `None`: chosen per matrix and batch size.
+    pub tile: Option<&'static str>,
+    /// Tokens per prompt batch (`PIGPU_VK_UBATCH`); `None`: 512 on GPUs, 64 on CPU
+    /// implementations. Capped by device memory either way.
+    pub ubatch: Option<usize>,
+    /// KV positions per workgroup of the split decode attention (`PIGPU_VK_ATTN_CHUNK`, a
+    /// multiple of 64); `None`: chosen from the context length and the device.
+    pub attn_chunk: Option<u32>,
+    /// Directory of the on-disk pipeline cache (`$XDG_CACHE_HOME/pigpu`, else
+    /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
+    /// shaders are compiled on every start and nothing is written.
+    pub pipeline_cache: Option<PathBuf>,
+    /// Test builds only (`--features testing`): after this many queue submits, every submit
+    /// fails as a lost device (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N`), to test recovery.
+    #[cfg(feature = "testing")]
+    pub lose_device_after: Option<u64>,
+}
+
+/// A knob's value that does not parse: names the variable, the value and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TuningError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for TuningError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}='{}': expected {}",
+            self.var, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for TuningError {}
+
+const SHAPE_EXPECTED: &str =
+    "WG,ROWS,PATH (WG a power of two, ROWS 1..=16, PATH 0 tree, 1 lane, 2 subgroup), e.g. 128,2,2";
+
+fn shape(var: &'static str, v: &str, max_path: u32) -> Result<[u32; 3], TuningError> {
+    let err = || TuningError {
+        var,
+        value: v.to_string(),
+        expected: SHAPE_EXPECTED,
+    };
+    let p: Vec<u32> = v
+        .split(',')
+        .map(|s| s.trim().parse().map_err(|_| err()))
+        .collect::<Result<_, _>>()?;
+    match p[..] {
+        [wg, rows, path]
+            if wg.is_power_of_two() && (1..=16).contains(&rows) && path <= max_path =>
+        {
+            Ok([wg, rows, path])
+        }
+        _ => Err(err()),
+    }
+}
+
+impl Tuning {
+    /// Parses the `PIGPU_*` variables through `get` (unset and empty values mean "not set").
+    /// Every malformed value is an error naming the variable; nothing is silently ignored.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Tuning, TuningError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mut t = Tuning {
+            device: get("PIGPU_DEVICE"),
+            debug_echo: get("PIGPU_VK_DEBUG").is_some(),
+            ..Tuning::default()
+        };
+        if let Some(v) = get("PIGPU_VK_VALIDATION") {
+            t.validation = match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_VALIDATION",
+                        value: v,
+                        expected: "1 (on) or 0 (off)",
+                    })
+                }
+            };
+        }
+        if let Some(v) = get("PIGPU_VK_MATVEC") {
+            t.matvec = Some(shape("PIGPU_VK_MATVEC", &v, 2)?);
+        }
+        if let Some(v) = get("PIGPU_VK_MATMUL") {
+            t.matmul = Some(shape("PIGPU_VK_MATMUL", &v, 1)?);
+        }
+        if let Some(v) = get("PIGPU_VK_PROMPT") {
+            t.prompt_tiled = Some(match v.trim() {
+                "tiled" => true,
+                "matvec" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_PROMPT",
+                        value: v,
+                        expected: "tiled or matvec",
+                    })
+                }
+            });
+        }
+        if let Some(v) = get("PIGPU_VK_TILE") {
+            t.tile = Some(match v.trim() {
+                "s" => "s",
+                "m" => "m",
+                "l" => "l",
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_TILE",
+                        value: v,
+                        expected: "s, m or l",
+                    })
+                }
+            });
+        }
+        if let Some(v) = get("PIGPU_VK_UBATCH") {
+            t.ubatch = Some(v.trim().parse::<usize>().ok().filter(|&n| n >= 1).ok_or(
+                TuningError {
+                    var: "PIGPU_VK_UBATCH",
+                    value: v,
+                    expected: "a number of tokens, at least 1",
+                },
+            )?);
+        }
+        if let Some(v) = get("PIGPU_VK_ATTN_CHUNK") {
+            t.attn_chunk = Some(
+                v.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n >= 64 && n.is_multiple_of(64))
+                    .ok_or(TuningError {
+                        var: "PIGPU_VK_ATTN_CHUNK",
+                        value: v,
+                        expected: "KV positions per workgroup, a multiple of 64",
+                    })?,
+            );
+        }
+        if get("PIGPU_NO_PIPELINE_CACHE").is_none() {
+            t.pipeline_cache = get("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| get("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|base| base.join("pigpu"));
+        }
+        #[cfg(feature = "testing")]
+        if let Some(v) = get("PIGPU_TEST_VK_LOSE_DEVICE_AFTER") {
+            t.lose_device_after = Some(v.trim().parse::<u64>().map_err(|_| TuningError {
+                var: "PIGPU_TEST_VK_LOSE_DEVICE_AFTER",
+                value: v,
+                expected: "a number of queue submits",
+            })?);
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Tuning, TuningError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Tuning::from_lookup(|n| m.get(n).cloned())
+    }
+
+    #[test]
+    fn nothing_set_is_the_default() {
+        assert_eq!(parse(&[]).unwrap(), Tuning::default());
+        // Empty values count as unset (a shell's `PIGPU_DEVICE= pigpu ...`).
+        assert_eq!(parse(&[("PIGPU_DEVICE", "")]).unwrap().device, None);
+    }
+
+    #[test]
+    fn every_knob_parses() {
+        let t = parse(&[
+            ("PIGPU_DEVICE", "llvmpipe"),
+            ("PIGPU_VK_VALIDATION", "1"),
+            ("PIGPU_VK_DEBUG", "yes"),
+            ("PIGPU_VK_MATVEC", "128, 2, 2"),
+            ("PIGPU_VK_MATMUL", "32,8,1"),
+            ("PIGPU_VK_PROMPT", "matvec"),
+            ("PIGPU_VK_TILE", "m"),
+            ("PIGPU_VK_UBATCH", "70"),
+            ("PIGPU_VK_ATTN_CHUNK", "256"),
+            ("HOME", "/home/pi"),
+        ])
+        .unwrap();
+        assert_eq!(t.device.as_deref(), Some("llvmpipe"));
+        assert!(t.validation && t.debug_echo);
+        assert_eq!(t.matvec, Some([128, 2, 2]));
+        assert_eq!(t.matmul, Some([32, 8, 1]));
+        assert_eq!(t.prompt_tiled, Some(false));
+        assert_eq!(t.tile, Some("m"));
+        assert_eq!(t.ubatch, Some(70));
+        assert_eq!(t.attn_chunk, Some(256));
+        assert_eq!(
+            t.pipeline_cache,
+            Some(PathBuf::from("/home/pi/.cache/pigpu"))
+        );
+    }
+
+    #[test]
+    fn pipeline_cache_prefers_xdg_and_can_be_turned_off() {
+        let t = parse(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]).unwrap();
+        assert_eq!(t.pipeline_cache, Some(PathBuf::from("/x/pigpu")));
+        let t = parse(&[("HOME", "/h"), ("PIGPU_NO_PIPELINE_CACHE", "1")]).unwrap();
+        assert_eq!(t.pipeline_cache, None);
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        for (var, bad) in [
+            ("PIGPU_VK_MATVEC", "128,2"),
+            ("PIGPU_VK_MATVEC", "100,2,2"),
+            ("PIGPU_VK_MATVEC", "128,2,x"),
+            ("PIGPU_VK_MATMUL", "32,8,2"),
+            ("PIGPU_VK_VALIDATION", "yes"),
+            ("PIGPU_VK_PROMPT", "fast"),
+            ("PIGPU_VK_TILE", "xl"),
+            ("PIGPU_VK_UBATCH", "0"),
+            ("PIGPU_VK_ATTN_CHUNK", "100"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!(e.var, var);
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("{var}='{bad}': expected ")),
+                "{msg}"
+            );
+        }
+    }
+}
