@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 
 use super::Outcome;
 use crate::doctor;
-use crate::provision::execute::{self, Exec, ExecError, RunEnd};
+use crate::provision::execute::{self, Event, Exec, ExecError, RunEnd};
 use crate::provision::host::{Host, SystemHost};
 use crate::provision::manifest::Manifest;
 use crate::provision::plan::{self, Options, Persist};
@@ -65,7 +65,7 @@ pub struct Args {
     pub pcie_gen: Option<u32>,
     /// How the modules survive kernel updates.
     #[arg(long, value_enum)]
-    pub persist: Option<Persist>,
+    pub persist: Option<PersistArg>,
     /// Do not `apt-mark hold` the kernel packages (by default they are held, so an upgrade
     /// cannot leave the Pi with a kernel that has no NVIDIA modules).
     #[arg(long)]
@@ -80,6 +80,27 @@ pub struct Args {
     /// Download cache (default: ROOT/var/cache/pigpu).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// `--persist`: the command line's names for [`Persist`] (the library type has no clap in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PersistArg {
+    /// Register the sources with DKMS (installs `dkms` when missing); the default.
+    Dkms,
+    /// Hold the kernel packages so apt does not replace the kernel the modules were built for.
+    Hold,
+    /// Neither: rebuild by running `pigpu setup` again after a kernel update.
+    None,
+}
+
+impl From<PersistArg> for Persist {
+    fn from(a: PersistArg) -> Persist {
+        match a {
+            PersistArg::Dkms => Persist::Dkms,
+            PersistArg::Hold => Persist::Hold,
+            PersistArg::None => Persist::None,
+        }
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -105,7 +126,7 @@ fn pick_manifest(args: &Args, prompts: &mut dyn Prompter) -> anyhow::Result<Mani
 }
 
 /// The same as `run`, with the host effects and the prompts injected (tests pass a
-/// `RecordingHost` and `--yes`).
+/// `provision::recording::RecordingHost` and `--yes`).
 pub fn run_with(
     args: Args,
     host: &mut dyn Host,
@@ -129,6 +150,11 @@ pub fn run_with(
     let as_root = nix::unistd::geteuid().is_root();
     if root.is_live() && !as_root && !args.dry_run {
         bail!("pigpu setup changes the system and must run as root (sudo pigpu setup); --dry-run shows the plan without root");
+    }
+    // A run that may change the root goes on to its end when stdout is closed (`| head`): it
+    // finishes (or rolls back) and its exit status says which, rather than exiting 0 half-way.
+    if !args.dry_run {
+        crate::sys::out::keep_going_when_closed();
     }
     // Any run that may change the root holds its lock until it returns (`--undo` included).
     let _lock = if args.dry_run {
@@ -199,15 +225,19 @@ pub fn run_with(
         .clone()
         .unwrap_or_else(|| root.path("/var/cache/pigpu"));
     let downloader = Downloader::new(cache, std::io::stderr().is_terminal())?;
+    let progress = Progress::new(std::io::stderr().is_terminal());
+    let events = |e: Event| progress.show(e);
     let mut exec = Exec {
         root: &root,
         manifest: &manifest,
         host,
         downloader: &downloader,
-        progress: std::io::stderr().is_terminal(),
+        events: &events,
         choices: state::Choices {
             pcie_gen: options.pcie_gen,
             persist: options.persist,
+            hold_kernel: options.hold_kernel,
+            apt_pin: options.apt_pin,
         },
     };
     match exec.run(&plan, &probe) {
@@ -226,6 +256,56 @@ pub fn run_with(
             Ok(Outcome::Problems)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Renders the executor's events on stderr: a line per step and note, a spinner (on a
+/// terminal) while a long command runs.
+struct Progress {
+    terminal: bool,
+    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Progress {
+        Progress {
+            terminal,
+            bar: std::cell::RefCell::new(None),
+        }
+    }
+
+    fn show(&self, e: Event) {
+        match e {
+            Event::Step {
+                index,
+                count,
+                id,
+                action,
+            } => eprintln!("==> [{index}/{count}] {id}: {action}"),
+            Event::Note(line) => eprintln!("    {line}"),
+            Event::Busy(msg) if self.terminal => {
+                let mut bar = self.bar.borrow_mut();
+                let b = bar.get_or_insert_with(|| {
+                    let b = indicatif::ProgressBar::with_draw_target(
+                        None,
+                        indicatif::ProgressDrawTarget::stderr(),
+                    );
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template("  {spinner} {elapsed} {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                    b.enable_steady_tick(std::time::Duration::from_millis(200));
+                    b
+                });
+                b.set_message(msg);
+            }
+            Event::Busy(_) => {}
+            Event::Idle => {
+                if let Some(b) = self.bar.borrow_mut().take() {
+                    b.finish_and_clear();
+                }
+            }
+        }
     }
 }
 
@@ -309,7 +389,7 @@ fn choose(args: &Args, probe: &Probe, prompts: &mut dyn Prompter) -> anyhow::Res
         Record::Hold { .. } => Some(Persist::Hold),
         _ => None,
     });
-    let persist = match (args.persist, previous) {
+    let persist = match (args.persist.map(Persist::from), previous) {
         (Some(p), _) => p,
         (None, _) if saved.is_some() => saved.as_ref().map_or(Persist::Dkms, |c| c.persist),
         (None, Some(p)) => p,
@@ -340,13 +420,15 @@ fn choose(args: &Args, probe: &Probe, prompts: &mut dyn Prompter) -> anyhow::Res
                 .unwrap_or(1)
         })
         .max(1);
+    // The opt-outs stick: a rerun (or the run after a reboot) without the flag keeps what the
+    // first run chose, as the state records it.
     Ok(Options {
         pcie_gen,
         persist,
         jobs,
         accept_unpinned: args.accept_unpinned,
-        hold_kernel: !args.no_kernel_hold,
-        apt_pin: !args.no_apt_pin,
+        hold_kernel: !args.no_kernel_hold && saved.as_ref().is_none_or(|c| c.hold_kernel),
+        apt_pin: !args.no_apt_pin && saved.as_ref().is_none_or(|c| c.apt_pin),
     })
 }
 
@@ -489,5 +571,9 @@ fn describe_record(r: &Record) -> String {
         Record::Modules {
             driver, release, ..
         } => format!("forget modules {driver} for {release}, depmod"),
+        Record::MadeDir { path } => format!("remove {path}/ if empty (pigpu created it)"),
+        Record::DepmodIndex { release, .. } => {
+            format!("remove the module index of {release} (pigpu's depmod created it)")
+        }
     }
 }

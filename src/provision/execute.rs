@@ -6,21 +6,18 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use thiserror::Error;
 
 use super::files;
 use super::gittree;
 use super::host::{Host, HostError};
-use super::kapi;
-use super::manifest::{Artifact, Manifest};
+use super::manifest::{self, Artifact, Manifest};
 use super::plan::{Op, Plan, Step};
 use super::probe::{self, Probe};
 use super::state::{self, Accepted, PendingReboot, Record, State};
 use super::transaction::{self, Transaction, TxError};
-use crate::sys::command::{find_program, Cmd, CommandError};
+use crate::sys::command::{depmod, find_program, Cmd, CommandError};
 use crate::sys::download::{DownloadError, Downloader};
 use crate::sys::Root;
 
@@ -79,14 +76,32 @@ pub enum RunEnd {
     Reboot { ran: Vec<String>, step: String },
 }
 
+/// What a run reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'e> {
+    /// Step `index` (from 1) of `count` begins.
+    Step {
+        index: usize,
+        count: usize,
+        id: &'e str,
+        action: &'e str,
+    },
+    /// A line about the step in progress: a digest, a tree id, a patch applied, a warning.
+    Note(String),
+    /// A long command is running (a build, NVIDIA's installer): what it is doing now.
+    Busy(String),
+    /// The long command ended.
+    Idle,
+}
+
 /// What the executor works with.
 pub struct Exec<'a> {
     pub root: &'a Root,
     pub manifest: &'a Manifest,
     pub host: &'a mut dyn Host,
     pub downloader: &'a Downloader,
-    /// Show spinners (a terminal).
-    pub progress: bool,
+    /// Where progress goes: the command layer renders it (library code never prints).
+    pub events: &'a dyn Fn(Event),
     /// The answered choices, remembered in the state for later runs.
     pub choices: state::Choices,
 }
@@ -95,15 +110,20 @@ fn other(msg: impl Into<String>) -> StepError {
     StepError::Other(msg.into())
 }
 
-/// `depmod` for a release in the root (`depmod -b ROOT REL`; real on fake roots too).
-pub fn depmod(root: &Root, release: &str, log: &Path) -> Result<(), CommandError> {
-    let prog = find_program("depmod").unwrap_or_else(|| PathBuf::from("depmod"));
-    Cmd::new(prog)
-        .arg("-b")
-        .arg(root.dir())
-        .arg(release)
-        .run_logged(log, &mut |_| {})
-}
+/// The files `depmod` writes into `/lib/modules/<release>` (kmod 30–34).
+const DEPMOD_INDEX: &[&str] = &[
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.builtin.alias.bin",
+    "modules.builtin.bin",
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.devname",
+    "modules.softdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.weakdep",
+];
 
 /// The first line of a compiler or Kbuild log that is a real error (not make's summary lines),
 /// with the source line and caret gcc prints after it.
@@ -128,22 +148,11 @@ pub fn first_error(log: &str) -> Option<String> {
     Some(out.join("\n"))
 }
 
-fn spinner(show: bool, msg: &str) -> ProgressBar {
-    let b = if show {
-        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-    } else {
-        ProgressBar::hidden()
-    };
-    b.set_style(
-        ProgressStyle::with_template("  {spinner} {elapsed} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    b.set_message(msg.to_string());
-    b.enable_steady_tick(Duration::from_millis(200));
-    b
-}
-
 impl Exec<'_> {
+    fn note(&self, line: String) {
+        (self.events)(Event::Note(line));
+    }
+
     fn log_path(&self, name: &str) -> PathBuf {
         self.root.path(format!("{}/{name}", state::LOG_DIR))
     }
@@ -174,7 +183,12 @@ impl Exec<'_> {
         let mut ran = Vec::new();
         let n = plan.steps.len();
         for (i, step) in plan.steps.iter().enumerate() {
-            eprintln!("==> [{}/{}] {}: {}", i + 1, n, step.id, step.action);
+            (self.events)(Event::Step {
+                index: i + 1,
+                count: n,
+                id: step.id,
+                action: &step.action,
+            });
             if let Err(e) = self.step(step, &mut tx) {
                 // The work tree (unpacked, patched, built) is only this run's: it goes too.
                 self.clean_work();
@@ -317,12 +331,15 @@ impl Exec<'_> {
             } else {
                 format!("{} bytes", f.transferred)
             };
-            eprintln!("    {} ({how}) sha256 {}", a.what, f.sha256);
+            self.note(format!("{} ({how}) sha256 {}", a.what, f.sha256));
             if a.sha256.is_none()
                 && !(a.what.starts_with("patch") && m.series.result_tree.is_some())
                 && !(a.what.starts_with("module source") && m.source.tree.is_some())
             {
-                eprintln!("    warning: {} has no pin; accepted with --accept-unpinned, sha256 {} recorded", a.what, f.sha256);
+                self.note(format!(
+                    "warning: {} has no pin; accepted with --accept-unpinned, sha256 {} recorded",
+                    a.what, f.sha256
+                ));
                 tx.state.accepted_unpinned.push(Accepted {
                     what: a.what.clone(),
                     location: a.location.clone(),
@@ -362,10 +379,10 @@ impl Exec<'_> {
             Ok(r) => r,
             Err(e) if src_art.sha256.is_none() && cached_files.contains(&src_art.file) => {
                 let _ = fs::remove_file(&archive);
-                eprintln!(
-                    "    the cached {} is not a good copy ({e}); removed it, downloading again",
+                self.note(format!(
+                    "the cached {} is not a good copy ({e}); removed it, downloading again",
                     archive.display()
-                );
+                ));
                 let again = self
                     .downloader
                     .fetch(&src_art.what, &src_art.location, &src_art.file, None)
@@ -381,9 +398,15 @@ impl Exec<'_> {
             Err(e) => return Err(e),
         };
         match &m.source.tree {
-            Some(_) => eprintln!("    {} unpacked, tree {tree} matches the pin", src_art.what),
+            Some(_) => self.note(format!(
+                "{} unpacked, tree {tree} matches the pin",
+                src_art.what
+            )),
             None => {
-                eprintln!("    {} unpacked, tree {tree} (no tree pin)", src_art.what);
+                self.note(format!(
+                    "{} unpacked, tree {tree} (no tree pin)",
+                    src_art.what
+                ));
                 tx.state.accepted_unpinned.push(Accepted {
                     what: format!("{} (unpacked)", src_art.what),
                     location: src_art.location,
@@ -457,7 +480,7 @@ impl Exec<'_> {
             .ok_or_else(|| other("`patch` is not installed (apt-get install patch)"))?;
         for a in m.patch_artifacts() {
             let file = self.cached(&a)?;
-            eprintln!("    applying {}", a.what);
+            self.note(format!("applying {}", a.what));
             Cmd::new(&patch)
                 .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
                 .arg(&tmp)
@@ -476,9 +499,9 @@ impl Exec<'_> {
                     actual: tree,
                 });
             }
-            Some(_) => eprintln!("    patched tree {tree} matches the pin"),
+            Some(_) => self.note(format!("patched tree {tree} matches the pin")),
             None => {
-                eprintln!("    patched tree {tree}");
+                self.note(format!("patched tree {tree}"));
                 if m.series.patch.iter().any(|p| p.sha256.is_none()) {
                     tx.state.accepted_unpinned.push(Accepted {
                         what: "patched source".to_string(),
@@ -491,16 +514,16 @@ impl Exec<'_> {
         // pigpu's compatibility patches, for what the target kernel's headers say now (the
         // headers may have been installed by apt-deps after the plan was made).
         let checks = probe::kernel_facts(self.root, release).api;
-        let decision =
-            kapi::decide(&m.driver, &m.compat, release, &checks).map_err(StepError::Other)?;
+        let decision = manifest::decide_compat(&m.driver, &m.compat, release, &checks)
+            .map_err(StepError::Other)?;
         for line in &decision.reasons {
-            eprintln!("    {line}");
+            self.note(line.to_string());
         }
         for (i, c) in decision.apply.iter().enumerate() {
             let bytes = m.compat_bytes(c).map_err(StepError::Other)?;
             let file = work.join(format!("compat-{}.patch", i + 1));
             fs::write(&file, bytes).map_err(|e| other(format!("{}: {e}", file.display())))?;
-            eprintln!("    applying compatibility patch {}", c.file);
+            self.note(format!("applying compatibility patch {}", c.file));
             apply_patch(&tmp, &file, &log).map_err(|e| {
                 other(format!(
                     "compatibility patch {} does not apply: {e}",
@@ -524,16 +547,16 @@ impl Exec<'_> {
         let trees = kernel_trees(self.root, release)?;
         let cmd = make_command(dir, target, jobs, &trees, &self.manifest.make_args, extra)?
             .die_with_parent();
-        let bar = spinner(self.progress, &format!("make {target}"));
+        (self.events)(Event::Busy(format!("make {target}")));
         let mut compiled = 0usize;
         let result = cmd.run_logged(log, &mut |line| {
             let t = line.trim_start();
             if t.starts_with("CC") || t.starts_with("LD") {
                 compiled += 1;
-                bar.set_message(format!("make {target}: {compiled} files, {t}"));
+                (self.events)(Event::Busy(format!("make {target}: {compiled} files, {t}")));
             }
         });
-        bar.finish_and_clear();
+        (self.events)(Event::Idle);
         match result {
             Ok(()) => Ok(()),
             Err(CommandError::Failed { log, .. }) => {
@@ -584,11 +607,11 @@ impl Exec<'_> {
             &log,
             jobs,
         )?;
-        eprintln!(
-            "    built in {:.1} s (log: {})",
+        self.note(format!(
+            "built in {:.1} s (log: {})",
             started.elapsed().as_secs_f64(),
             log.display()
-        );
+        ));
         Ok(())
     }
 
@@ -659,9 +682,21 @@ impl Exec<'_> {
             release: release.to_string(),
             files: installed.clone(),
         })?;
-        depmod(self.root, release, &log)?;
+        // On a real system the kernel package ships the index; a bare image may have none, and
+        // then the files depmod makes are this run's to take away on undo (journaled first, as
+        // every change is).
+        let dir = format!("/lib/modules/{release}");
+        if !self.root.exists(format!("{dir}/modules.dep")) {
+            let made: Vec<String> = DEPMOD_INDEX
+                .iter()
+                .filter(|f| !self.root.exists(format!("{dir}/{f}")))
+                .map(|f| f.to_string())
+                .collect();
+            tx.record_depmod_index(release, made)?;
+        }
+        depmod(self.root.dir(), release, &log)?;
         let _ = fs::remove_dir_all(&stage);
-        eprintln!("    installed {}", installed.join(", "));
+        self.note(format!("installed {}", installed.join(", ")));
         Ok(())
     }
 
@@ -685,9 +720,9 @@ impl Exec<'_> {
             uninstall: m.userspace.uninstall.clone(),
         })?;
         let log = self.log_path(&format!("userspace-{}.log", m.driver));
-        let bar = spinner(self.progress, "NVIDIA installer");
+        (self.events)(Event::Busy("NVIDIA installer".to_string()));
         let r = self.host.run_in_target(self.root, &argv, &log);
-        bar.finish_and_clear();
+        (self.events)(Event::Idle);
         r?;
         let _ = fs::remove_file(&dest);
         let missing: Vec<&String> = m

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::kapi::{ApiChange, Check, Verdict};
+
 /// The manifests shipped with pigpu: (file name, contents).
 pub const BUILTIN: &[(&str, &str)] = &[(
     "nvidia-580.95.05.toml",
@@ -131,7 +133,7 @@ pub struct Patch {
 #[serde(deny_unknown_fields)]
 pub struct Compat {
     /// The change that makes it needed (the probe's name for it).
-    pub change: super::kapi::ApiChange,
+    pub change: ApiChange,
     pub subject: String,
     /// Path relative to the manifest, or to `patches/` for the ones compiled into pigpu.
     pub file: String,
@@ -491,6 +493,63 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What the build needs for a kernel, decided from the probe and the manifest's compat patches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'m> {
+    /// Compatibility patches to apply after the series.
+    pub apply: Vec<&'m Compat>,
+    /// One line per probed change: what the headers said and what follows.
+    pub reasons: Vec<String>,
+}
+
+/// Decides which compatibility patches the build for a kernel with these `checks` needs, or
+/// refuses (with the reason and the way out) when the kernel has a change the driver cannot
+/// build against and no patch of pigpu's covers it.
+pub fn decide_compat<'m>(
+    driver: &str,
+    compat: &'m [Compat],
+    release: &str,
+    checks: &[Check],
+) -> Result<Decision<'m>, String> {
+    let mut d = Decision {
+        apply: Vec::new(),
+        reasons: Vec::new(),
+    };
+    for c in checks {
+        let patch = compat.iter().find(|p| p.change == c.change);
+        match (&c.verdict, patch) {
+            (Verdict::Present { evidence }, Some(p)) => {
+                d.apply.push(p);
+                d.reasons.push(format!(
+                    "kernel {release}: {} ({evidence}): applying pigpu's compatibility patch \"{}\" ({})",
+                    c.change.describe(),
+                    p.subject,
+                    p.file
+                ));
+            }
+            (Verdict::Present { evidence }, None) => {
+                return Err(format!(
+                    "kernel {release} cannot build NVIDIA {driver}: {} ({evidence}), and this \
+                     driver's manifest has no compatibility patch for it. Build for an older \
+                     kernel (hold it: apt-mark hold linux-image-rpi-v8 linux-headers-rpi-v8; pick \
+                     it with --kernel-release), or use a manifest for a driver that supports this \
+                     kernel",
+                    c.change.describe()
+                ));
+            }
+            (Verdict::Absent { evidence }, _) => d.reasons.push(format!(
+                "kernel {release}: {} ({evidence}): no compatibility patch needed",
+                c.change.describe_absent()
+            )),
+            (Verdict::Unknown { why }, _) => d.reasons.push(format!(
+                "kernel {release}: could not check whether {}: {why}; building as is",
+                c.change.describe()
+            )),
+        }
+    }
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -11,5 +11,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod probe;
+#[cfg(any(test, feature = "testing"))]
+pub mod recording;
 pub mod state;
 pub mod transaction;

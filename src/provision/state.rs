@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::sys::download::sha256_file;
+use crate::sys::root::atomic_write;
 use crate::sys::Root;
 
 /// The state file, as a system path.
@@ -65,6 +66,12 @@ pub enum Record {
         release: String,
         files: Vec<String>,
     },
+    /// A directory pigpu created for a file it wrote (`/etc/udev/rules.d` on a minimal image);
+    /// undo removes it when it is empty again.
+    MadeDir { path: String },
+    /// Module index files (`modules.dep`, `modules.alias`, …) of a release that pigpu's depmod
+    /// created where there were none: undo removes them instead of running depmod again.
+    DepmodIndex { release: String, files: Vec<String> },
 }
 
 /// A reboot-needing step that ran; the next run continues after a reboot.
@@ -83,11 +90,35 @@ pub struct Accepted {
     pub digest: String,
 }
 
-/// The choices of the first run, kept so later runs (after a reboot) do not ask again.
+/// How the modules survive kernel updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persist {
+    /// Register the sources with DKMS (installs `dkms` when missing); the default.
+    Dkms,
+    /// Hold the kernel packages so apt does not replace the kernel the modules were built for.
+    Hold,
+    /// Neither: rebuild by running `pigpu setup` again after a kernel update.
+    None,
+}
+
+/// The choices of the first run, kept so later runs (after a reboot, or a plain rerun) neither
+/// ask again nor quietly change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choices {
     pub pcie_gen: u32,
-    pub persist: crate::provision::plan::Persist,
+    pub persist: Persist,
+    /// `apt-mark hold` the kernel packages (`--no-kernel-hold` turns it off). State files from
+    /// before this field was kept read as on, the default then too.
+    #[serde(default = "on")]
+    pub hold_kernel: bool,
+    /// Pin Debian's NVIDIA packages to priority -1 (`--no-apt-pin` turns it off).
+    #[serde(default = "on")]
+    pub apt_pin: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,8 +150,8 @@ pub fn load(root: &Root) -> Result<State, StateError> {
                 Err(e) => e.to_string(),
                 _ => format!("{} is missing", root.path(STATE_FILE).display()),
             };
-            eprintln!(
-                "pigpu: {why}; using its copy {} (the state as of the last change)",
+            log::warn!(
+                "{why}; using its copy {} (the state as of the last change)",
                 root.path(STATE_COPY).display()
             );
             Ok(copy)
@@ -154,14 +185,12 @@ pub fn save(root: &Root, state: &State) -> Result<(), StateError> {
         source,
     };
     let text = serde_json::to_string_pretty(state).expect("state serializes");
-    crate::provision::transaction::atomic_write(&path, text.as_bytes(), Some(0o644)).map_err(io)?;
+    atomic_write(&path, text.as_bytes(), Some(0o644)).map_err(io)?;
     let copy = root.path(STATE_COPY);
-    crate::provision::transaction::atomic_write(&copy, text.as_bytes(), Some(0o644)).map_err(
-        |source| StateError::Io {
-            path: copy.clone(),
-            source,
-        },
-    )
+    atomic_write(&copy, text.as_bytes(), Some(0o644)).map_err(|source| StateError::Io {
+        path: copy.clone(),
+        source,
+    })
 }
 
 impl State {

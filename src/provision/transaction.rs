@@ -12,7 +12,9 @@ use thiserror::Error;
 
 use super::host::{Host, HostError};
 use super::state::{self, Record, State, StateError};
+use crate::sys::command::depmod;
 use crate::sys::download::sha256_file;
+use crate::sys::root::{atomic_replace, atomic_write};
 use crate::sys::Root;
 
 #[derive(Debug, Error)]
@@ -34,47 +36,6 @@ fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) ->
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
-/// directory. The mode is `mode`, else the replaced file's, else 0644.
-pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
-    atomic_replace(path, mode, |tmp| fs::write(tmp, bytes))
-}
-
-fn atomic_replace(
-    path: &Path,
-    mode: Option<u32>,
-    fill: impl FnOnce(&Path) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.pigpu-tmp"));
-    let mode = mode
-        .or_else(|| {
-            fs::metadata(path)
-                .ok()
-                .map(|m| m.permissions().mode() & 0o7777)
-        })
-        .unwrap_or(0o644);
-    let result = (|| {
-        fill(&tmp)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-        fs::File::open(&tmp)?.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The changes of one run.
@@ -117,6 +78,7 @@ impl<'r> Transaction<'r> {
             .root
             .inside(abs)
             .map_err(io_err("resolving", Path::new(abs)))?;
+        self.journal_missing_dirs(abs)?;
         let backup = if path.exists() {
             let n = self.state.records.len() + self.state.in_progress.len();
             let flat = abs.trim_start_matches('/').replace('/', "__");
@@ -134,6 +96,45 @@ impl<'r> Transaction<'r> {
             path: abs.to_string(),
             backup,
             sha256_after: String::new(),
+        })
+    }
+
+    /// Journals each missing directory above `abs`, outermost first, before the write creates
+    /// them, so undo can take away what the run added (`/etc/udev/rules.d` on a minimal image)
+    /// and nothing that was there before.
+    fn journal_missing_dirs(&mut self, abs: &str) -> Result<(), TxError> {
+        // The directories as the write will create them: links on the way resolved inside the
+        // root (`/etc/modprobe.d` may lead elsewhere in it), the missing rest as named.
+        let host = self
+            .root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))?;
+        let sys = Path::new("/").join(host.strip_prefix(self.root.dir()).unwrap_or(&host));
+        let mut missing = Vec::new();
+        let mut dir = sys.parent();
+        while let Some(d) = dir {
+            if d == Path::new("/") || fs::symlink_metadata(self.root.path(d)).is_ok() {
+                break;
+            }
+            missing.push(d.to_string_lossy().into_owned());
+            dir = d.parent();
+        }
+        for d in missing.into_iter().rev() {
+            self.journal(Record::MadeDir { path: d })?;
+        }
+        Ok(())
+    }
+
+    /// Records that the index files `files` of `release` did not exist before this run's
+    /// depmod made them (see [`Record::DepmodIndex`]).
+    pub fn record_depmod_index(
+        &mut self,
+        release: &str,
+        files: Vec<String>,
+    ) -> Result<(), TxError> {
+        self.journal(Record::DepmodIndex {
+            release: release.to_string(),
+            files,
         })
     }
 
@@ -313,14 +314,22 @@ pub fn revert_all(
     strict: bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut depmod: Vec<String> = Vec::new();
+    let mut depmod_for: Vec<String> = Vec::new();
     for r in records.iter().rev() {
-        if let Err(e) = revert(root, r, host, log, strict, &mut depmod) {
+        if let Err(e) = revert(root, r, host, log, strict, &mut depmod_for) {
             problems.push(e);
         }
     }
-    for rel in depmod {
-        if let Err(e) = super::execute::depmod(root, &rel, log) {
+    // A release whose index pigpu created has it removed instead (its DepmodIndex record).
+    let created: Vec<&String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::DepmodIndex { release, .. } => Some(release),
+            _ => None,
+        })
+        .collect();
+    for rel in depmod_for.iter().filter(|r| !created.contains(r)) {
+        if let Err(e) = depmod(root.dir(), rel, log) {
             problems.push(format!("depmod for {rel}: {e}"));
         }
     }
@@ -439,13 +448,38 @@ fn revert(
             }
             Ok(())
         }
+        Record::DepmodIndex { release, files } => {
+            for f in files {
+                let p = root.path(format!("/lib/modules/{release}/{f}"));
+                match fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing {}: {e}", p.display())),
+                }
+            }
+            Ok(())
+        }
+        // Only when empty: anything someone else put there since keeps it.
+        Record::MadeDir { path } => match fs::remove_dir(root.path(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+                log::info!("{path} is left: it holds files pigpu did not put there");
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                log::info!("{path} is left: it is no longer the directory pigpu made");
+                Ok(())
+            }
+            Err(e) => Err(format!("removing {path}: {e}")),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::host::RecordingHost;
+    use crate::provision::recording::RecordingHost;
 
     #[test]
     fn two_runs_keep_the_first_backup_and_undo_restores_the_original() {

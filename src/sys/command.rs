@@ -221,6 +221,17 @@ impl Cmd {
     }
 }
 
+/// `depmod -b DIR RELEASE`: rebuilds the module index of `release` in the system tree at
+/// `root_dir` (`/` or an image), logging to `log`. Real on test roots too.
+pub fn depmod(root_dir: &Path, release: &str, log: &Path) -> Result<(), CommandError> {
+    let prog = find_program("depmod").unwrap_or_else(|| PathBuf::from("depmod"));
+    Cmd::new(prog)
+        .arg("-b")
+        .arg(root_dir)
+        .arg(release)
+        .run_logged(log, &mut |_| {})
+}
+
 /// Finds a program in the usual system directories and then `PATH` (root's tools such as
 /// `depmod` live in /usr/sbin, which a normal user's PATH may lack).
 pub fn find_program(name: &str) -> Option<PathBuf> {

@@ -63,6 +63,51 @@ pub fn read_regular_tail(path: &Path, keep: u64) -> io::Result<(Vec<u8>, bool)> 
     Ok((out, cut))
 }
 
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the
+/// directory, so a crash leaves the old file or the new one, never half of either. The mode is
+/// `mode`, else the replaced file's, else 0644. Parent directories are created.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: Option<u32>) -> io::Result<()> {
+    atomic_replace(path, mode, |tmp| std::fs::write(tmp, bytes))
+}
+
+/// Like [`atomic_write`], with the temp file filled by `fill` (a copy, for instance).
+pub fn atomic_replace(
+    path: &Path,
+    mode: Option<u32>,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.pigpu-tmp"));
+    let mode = mode
+        .or_else(|| {
+            fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777)
+        })
+        .unwrap_or(0o644);
+    let result = (|| {
+        fill(&tmp)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// A directory treated as `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Root {

@@ -4,6 +4,7 @@
 //! recording host (they cannot run against a fake root).
 
 mod kbuild;
+mod rerun;
 mod robust;
 mod server;
 
@@ -15,10 +16,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use pigpu::cmd::setup::{run_with, Args};
 use pigpu::cmd::Outcome;
-use pigpu::provision::host::RecordingHost;
 use pigpu::provision::manifest::Manifest;
 use pigpu::provision::plan::{self, Op, Options, Persist};
 use pigpu::provision::probe;
+use pigpu::provision::recording::RecordingHost;
 use pigpu::sys::prompt::{Prompts, Scripted};
 use pigpu::sys::Root;
 use server::Server;
@@ -496,8 +497,30 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
     );
     assert_eq!(fs::read(&config).unwrap(), original);
     assert!(!kdir.join("nvidia.ko").exists() && !kdir.join("nvidia-uvm.ko").exists());
-    let dep = fs::read_to_string(root.join("lib/modules").join(&rel).join("modules.dep")).unwrap();
-    assert!(!dep.contains("nvidia"), "{dep}");
+    // The root had no module index: the one pigpu's depmod made goes too, as do the
+    // directories setup created (this root has no /etc/udev/rules.d, /etc/modules-load.d, ...).
+    assert_eq!(
+        fs::read_dir(root.join("lib/modules").join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<std::collections::BTreeSet<_>>(),
+        ["build", "source"]
+            .iter()
+            .filter(|n| root.join("lib/modules").join(&rel).join(n).exists())
+            .map(|n| n.to_string())
+            .collect()
+    );
+    for d in [
+        "etc/udev",
+        "etc/modules-load.d",
+        "etc/modprobe.d",
+        "etc/apt",
+    ] {
+        assert!(
+            !root.join(d).exists(),
+            "{d} was made by setup and is left after --undo"
+        );
+    }
     assert!(!root.join("lib/firmware/nvidia/1.0.0").exists());
     assert!(!root.join("usr/src/nvidia-1.0.0").exists());
     assert!(!root.join("etc/modprobe.d/pigpu-nvidia.conf").exists());

@@ -2,7 +2,7 @@
 //! 535.261.03 from bookworm's contrib) against Debian's real split kernel headers, fetched into
 //! `~/.cache/pigpu/kbuild` by `scripts/fetch-kernel-sources.sh` (never committed). The commands
 //! are the ones setup and its dkms.conf run: `execute::make_command` with the trees
-//! `execute::kernel_trees` finds, after the compatibility patches `kapi::decide` picks from the
+//! `execute::kernel_trees` finds, after the compatibility patches `manifest::decide_compat` picks from the
 //! probe of the headers. The native amd64 build runs in the default suite (~250 CPU-seconds);
 //! the DKMS line and the arm64 cross build are `#[ignore]`d and run by `scripts/just test-kbuild`.
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 use pigpu::provision::execute::{self, KernelTrees};
 use pigpu::provision::files;
 use pigpu::provision::kapi::{self, ApiChange, Verdict};
-use pigpu::provision::manifest::Manifest;
+use pigpu::provision::manifest::{self, Manifest};
 use pigpu::sys::command::Cmd;
 use pigpu::sys::Root;
 use tempfile::TempDir;
@@ -100,7 +100,7 @@ fn copy_tree(src: &Path, t: &TempDir) -> PathBuf {
 fn prepare(top: &Path, trees: &KernelTrees, log: &Path) -> Vec<String> {
     let m = &Manifest::builtin()[0];
     let checks = kapi::probe(&trees.source);
-    let d = kapi::decide(&m.driver, &m.compat, &trees.release, &checks).unwrap();
+    let d = manifest::decide_compat(&m.driver, &m.compat, &trees.release, &checks).unwrap();
     for c in &d.apply {
         let f = top.join("compat.patch");
         fs::write(&f, m.compat_bytes(c).unwrap()).unwrap();
@@ -220,13 +220,13 @@ fn probe_reads_the_prototype_and_the_plan_patches_or_refuses() {
     }
 
     let m = &Manifest::builtin()[0];
-    let d = kapi::decide(&m.driver, &m.compat, "x", &three).unwrap();
+    let d = manifest::decide_compat(&m.driver, &m.compat, "x", &three).unwrap();
     assert!(d.apply.is_empty());
-    let d = kapi::decide(&m.driver, &m.compat, "x", &four).unwrap();
+    let d = manifest::decide_compat(&m.driver, &m.compat, "x", &four).unwrap();
     assert_eq!(d.apply.len(), 1);
     assert!(d.reasons[0].contains("applying pigpu's compatibility patch"));
     // Without a patch for it, the plan refuses with the reason and the way out.
-    let e = kapi::decide(&m.driver, &[], "6.19.1-rpi-v8", &four).unwrap_err();
+    let e = manifest::decide_compat(&m.driver, &[], "6.19.1-rpi-v8", &four).unwrap_err();
     assert!(
         e.contains("kernel 6.19.1-rpi-v8 cannot build NVIDIA 580.95.05")
             && e.contains("4 arguments")

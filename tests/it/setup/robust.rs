@@ -235,20 +235,47 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
+/// Processes named `make` whose command line mentions `needle`.
+fn makes_mentioning(needle: &str) -> Vec<String> {
+    processes_mentioning(needle)
+        .into_iter()
+        .filter(|p| {
+            let argv0 = p.split(": ").nth(1).and_then(|c| c.split(' ').next());
+            argv0.is_some_and(|a| a == "make" || a.ends_with("/make"))
+        })
+        .collect()
+}
+
 #[test]
 fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     let t = TempDir::new().unwrap();
     let (root, rel) = binary_ready_root(t.path());
     let s = serve(t.path());
-    let m = manifest(t.path(), &s.base, |x| x);
+    // A compiler that takes 8 s over each module source and prints nothing meanwhile (as gcc
+    // over one of NVIDIA's big files), so make has nothing to write to pigpu's pipe while it
+    // waits: only the signal pigpu arranges can stop it then. Before that signal, make lived
+    // on for the whole compile after pigpu was killed.
+    let cc = t.path().join("slow-cc");
+    fs::write(
+        &cc,
+        "#!/bin/sh\ncase \"$*\" in *kernel-open/nvidia*.c*) sleep 8 ;; esac\nexec gcc \"$@\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&cc, fs::Permissions::from_mode(0o755)).unwrap();
+    let slow = manifest(t.path(), &s.base, |x| {
+        x.replace(
+            "disk_mib = 20\n",
+            &format!("disk_mib = 20\nmake_args = [\"CC={}\"]\n", cc.display()),
+        )
+    });
     let log = root.join(format!("var/log/pigpu/build-1.0.0-{rel}.log"));
-    let mut a = pigpu_setup(&root, &m)
+    let mut a = pigpu_setup(&root, &slow)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("CC")) {
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("CC [M]")) {
         assert!(
             t0.elapsed() < Duration::from_secs(120),
             "the build never started"
@@ -257,12 +284,21 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     }
     a.kill().unwrap();
     a.wait().unwrap();
-    // make gets SIGTERM with pigpu's death: it starts no new job, lets the compiles in flight
-    // finish (the recipe's shell waits for them) and stops, so the modules are never linked.
-    // Before, make went on with the whole build after pigpu was gone.
     let work = root.join("var/lib/pigpu/work");
     let needle = work.display().to_string();
+    // make gets SIGTERM with pigpu's death and ends its jobs' shells at once, long before the
+    // 8 s compile it was waiting for would have ended.
     let t1 = Instant::now();
+    while !makes_mentioning(&needle).is_empty() {
+        assert!(
+            t1.elapsed() < Duration::from_secs(4),
+            "make still running {:?} after pigpu was killed: {:?}",
+            t1.elapsed(),
+            makes_mentioning(&needle)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // What was in flight (the compiler) may finish; nothing starts after it.
     while !processes_mentioning(&needle).is_empty() {
         assert!(
             t1.elapsed() < Duration::from_secs(60),
@@ -280,11 +316,15 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
         "the build went on after the kill: {linked:?}"
     );
 
-    // Rerun with stdout and stderr into a pipe that is closed after 300 bytes (as
-    // `2>&1 | head -c 300`): no panic, and the run still completes and commits.
+    // Rerun with stdout closed before it starts (`| true`) and stderr into a pipe closed after
+    // 300 bytes (`2>&1 | head -c 300`): no panic, and no exit 0 half-way (which, before, came
+    // at the first line of the plan with nothing done): the run goes on to the end and commits.
+    let m = manifest(t.path(), &s.base, |x| x);
     let (mut reader, writer) = std::io::pipe().unwrap();
+    let (out_reader, out_writer) = std::io::pipe().unwrap();
+    drop(out_reader);
     let mut b = pigpu_setup(&root, &m)
-        .stdout(writer.try_clone().unwrap())
+        .stdout(out_writer)
         .stderr(writer)
         .spawn()
         .unwrap();
