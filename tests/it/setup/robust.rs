@@ -251,14 +251,18 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     let t = TempDir::new().unwrap();
     let (root, rel) = binary_ready_root(t.path());
     let s = serve(t.path());
-    // A compiler that takes 8 s over each module source and prints nothing meanwhile (as gcc
-    // over one of NVIDIA's big files), so make has nothing to write to pigpu's pipe while it
-    // waits: only the signal pigpu arranges can stop it then. Before that signal, make lived
-    // on for the whole compile after pigpu was killed.
+    // A compiler that waits (up to 60 s, printing nothing) over each module source until the
+    // test says go, as gcc does over one of NVIDIA's big files: make has nothing to write to
+    // pigpu's pipe meanwhile, so only the signal pigpu arranges can stop it. Before that
+    // signal, make lived on until the compile ended.
+    let go = t.path().join("go");
     let cc = t.path().join("slow-cc");
     fs::write(
         &cc,
-        "#!/bin/sh\ncase \"$*\" in *kernel-open/nvidia*.c*) sleep 8 ;; esac\nexec gcc \"$@\"\n",
+        format!(
+            "#!/bin/sh\ncase \"$*\" in *kernel-open/nvidia*.c*) n=0; while [ ! -e {} ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done ;; esac\nexec gcc \"$@\"\n",
+            go.display()
+        ),
     )
     .unwrap();
     fs::set_permissions(&cc, fs::Permissions::from_mode(0o755)).unwrap();
@@ -286,12 +290,12 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     a.wait().unwrap();
     let work = root.join("var/lib/pigpu/work");
     let needle = work.display().to_string();
-    // make gets SIGTERM with pigpu's death and ends its jobs' shells at once, long before the
-    // 8 s compile it was waiting for would have ended.
+    // make gets SIGTERM with pigpu's death and ends its jobs' shells at once, while the
+    // compile it was waiting for still waits.
     let t1 = Instant::now();
     while !makes_mentioning(&needle).is_empty() {
         assert!(
-            t1.elapsed() < Duration::from_secs(4),
+            t1.elapsed() < Duration::from_secs(10),
             "make still running {:?} after pigpu was killed: {:?}",
             t1.elapsed(),
             makes_mentioning(&needle)
@@ -299,6 +303,7 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // What was in flight (the compiler) may finish; nothing starts after it.
+    fs::write(&go, "").unwrap();
     while !processes_mentioning(&needle).is_empty() {
         assert!(
             t1.elapsed() < Duration::from_secs(60),
