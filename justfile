@@ -90,6 +90,11 @@ llama-cpp *ARGS:
 reference-data *ARGS:
     python3 scripts/ref/llama_reference.py {{ARGS}}
 
+# llama-perplexity's own numbers on the test models (needs scripts/ref/build-llama-cpp.sh first).
+[group('reference')]
+reference-perplexity:
+    python3 scripts/ref/llama_perplexity.py "$(scripts/ref/build-llama-cpp.sh | head -1)"
+
 # Run llama.cpp's llama-bench and `pigpu bench` on the same model and settings; print the ratio.
 [group('bench')]
 bench-compare *ARGS: deps models

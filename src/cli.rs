@@ -11,6 +11,8 @@ use crate::cmd;
 #[command(name = "pigpu", version, propagate_version = true)]
 #[command(after_help = "Exit codes: 0 ok, 1 ran and found problems, 2 failure.")]
 pub struct Cli {
+    #[command(flatten)]
+    pub log: cmd::logging::LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }

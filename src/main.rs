@@ -8,8 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = pigpu::cli::Cli::parse_from(pigpu::cli::normalize_args(std::env::args_os()));
-    pigpu::sys::log::init(log::LevelFilter::Info);
-    match pigpu::cmd::dispatch(cli) {
+    match cli.log.install().and_then(|()| pigpu::cmd::dispatch(cli)) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {
             if is_broken_pipe(&err) {

@@ -1,6 +1,7 @@
 //! Rendering bench results the way llama-bench does, so pigpu's figures drop straight into the
 //! tables Pi + GPU users publish: the markdown table (same columns, widths and alignment), and
-//! JSON / JSONL / CSV with llama-bench's field names plus pigpu's own.
+//! JSON / JSONL / CSV with llama-bench's field names plus pigpu's own (CSV: llama-bench's 42
+//! columns in its order on every row, then pigpu's).
 
 use std::fmt::Write as _;
 
@@ -205,41 +206,187 @@ pub fn jsonl(results: &[BenchResult]) -> String {
         .collect()
 }
 
-/// CSV with a header row; list fields are written space-separated inside quotes, the way
-/// llama-bench writes `samples_ns`.
+/// llama-bench's CSV columns (`llama-bench -o csv`, llama.cpp as vendored in llama-cpp-python
+/// 0.3.36), in its order. pigpu writes every one of them on every row, then its own columns
+/// ([`PIGPU_CSV_COLUMNS`]), so a CSV reader keyed on llama-bench's header reads pigpu's rows.
+pub const LLAMA_BENCH_CSV_COLUMNS: [&str; 42] = [
+    "build_commit",
+    "build_number",
+    "cpu_info",
+    "gpu_info",
+    "backends",
+    "model_filename",
+    "model_type",
+    "model_size",
+    "model_n_params",
+    "n_batch",
+    "n_ubatch",
+    "n_threads",
+    "cpu_mask",
+    "cpu_strict",
+    "poll",
+    "type_k",
+    "type_v",
+    "n_gpu_layers",
+    "n_cpu_moe",
+    "split_mode",
+    "main_gpu",
+    "no_kv_offload",
+    "flash_attn",
+    "devices",
+    "tensor_split",
+    "tensor_buft_overrides",
+    "load_mode",
+    "lazy_mode",
+    "embeddings",
+    "no_op_offload",
+    "no_host",
+    "repack",
+    "fit_target",
+    "fit_min_ctx",
+    "n_prompt",
+    "n_gen",
+    "n_depth",
+    "test_time",
+    "avg_ns",
+    "stddev_ns",
+    "avg_ts",
+    "stddev_ts",
+];
+
+/// pigpu's columns after llama-bench's: the row name, what ran, the unit of `avg_ts` when it
+/// is not tokens/s, the samples (space-separated), the per-token engine counters (empty on rows
+/// without them) and the `--profile` report as JSON text (empty without `--profile`).
+pub const PIGPU_CSV_COLUMNS: [&str; 14] = [
+    "test",
+    "device",
+    "driver",
+    "unit",
+    "samples_ns",
+    "samples_ts",
+    "stats_dispatches",
+    "stats_submits",
+    "stats_command_buffers_recorded",
+    "stats_descriptor_updates",
+    "stats_readback_bytes",
+    "stats_upload_bytes",
+    "stats_host_us",
+    "profile",
+];
+
+/// The CPU's model name from `/proc/cpuinfo` (llama-bench's `cpu_info`), or empty.
+fn cpu_info() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// One row's values, in the order of [`LLAMA_BENCH_CSV_COLUMNS`] then [`PIGPU_CSV_COLUMNS`].
+/// Settings pigpu has are written with llama-bench's spelling; settings it has no counterpart
+/// for are written as what pigpu does (one device, no split, no overrides, memory-mapped).
+fn csv_values(r: &BenchResult, cpu: &str) -> Vec<String> {
+    let gpu = r.backend != "CPU";
+    let list = |xs: Vec<String>| xs.join(" ");
+    let stat = |f: fn(&StatsPerToken) -> f64| {
+        r.stats
+            .as_ref()
+            .map(|s| format!("{:.6}", f(s)))
+            .unwrap_or_default()
+    };
+    vec![
+        r.build_commit.clone(),
+        r.build_number.to_string(),
+        cpu.to_string(),
+        if gpu { r.device.clone() } else { String::new() },
+        r.backend.clone(),
+        r.model_filename.clone(),
+        r.model_type.clone(),
+        r.model_size.to_string(),
+        r.model_n_params.to_string(),
+        r.n_batch.to_string(),
+        // pigpu has no separate micro-batch: the batch is the micro-batch.
+        r.n_batch.to_string(),
+        r.n_threads.to_string(),
+        "0x0".into(),
+        "0".into(),
+        "0".into(),
+        "f16".into(),
+        "f16".into(),
+        r.n_gpu_layers.to_string(),
+        "0".into(),
+        "none".into(),
+        "0".into(),
+        "0".into(),
+        // pigpu's attention is one kernel family with no flash-attention switch.
+        "0".into(),
+        if gpu { r.device.clone() } else { "none".into() },
+        "0.00".into(),
+        "none".into(),
+        "mmap".into(),
+        "off".into(),
+        "0".into(),
+        "0".into(),
+        "0".into(),
+        "0".into(),
+        "0".into(),
+        "0".into(),
+        r.n_prompt.to_string(),
+        r.n_gen.to_string(),
+        r.n_depth.to_string(),
+        r.test_time.clone(),
+        r.avg_ns.to_string(),
+        r.stddev_ns.to_string(),
+        format!("{:.6}", r.avg_ts),
+        format!("{:.6}", r.stddev_ts),
+        // pigpu's own columns.
+        r.test.clone(),
+        r.device.clone(),
+        r.driver.clone(),
+        r.unit.clone().unwrap_or_default(),
+        list(r.samples_ns.iter().map(|x| x.to_string()).collect()),
+        list(r.samples_ts.iter().map(|x| format!("{x:.6}")).collect()),
+        stat(|s| s.dispatches),
+        stat(|s| s.submits),
+        stat(|s| s.command_buffers_recorded),
+        stat(|s| s.descriptor_updates),
+        stat(|s| s.readback_bytes),
+        stat(|s| s.upload_bytes),
+        stat(|s| s.host_us),
+        r.profile
+            .as_ref()
+            .map(|p| serde_json::to_string(p).expect("profile serialises"))
+            .unwrap_or_default(),
+    ]
+}
+
+/// CSV as `llama-bench -o csv` writes it: a header row, then one row per result, every cell
+/// quoted (`"` doubled inside). Every row has every column, whatever the test.
 pub fn csv(results: &[BenchResult]) -> String {
-    let mut out = String::new();
-    let mut header_done = false;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = LLAMA_BENCH_CSV_COLUMNS
+        .iter()
+        .chain(PIGPU_CSV_COLUMNS.iter())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    let cpu = if results.is_empty() {
+        String::new()
+    } else {
+        cpu_info()
+    };
     for r in results {
-        let v = serde_json::to_value(r).expect("result serialises");
-        let obj = v.as_object().expect("result is an object");
-        if !header_done {
-            let names: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
-            out.push_str(&names.join(","));
-            out.push('\n');
-            header_done = true;
-        }
-        let cells: Vec<String> = obj.values().map(csv_cell).collect();
+        let cells: Vec<String> = csv_values(r, &cpu).iter().map(|v| quote(v)).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }
     out
-}
-
-fn csv_cell(v: &serde_json::Value) -> String {
-    use serde_json::Value as J;
-    let text = match v {
-        J::Null => String::new(),
-        J::String(s) => s.clone(),
-        J::Array(a) => a
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-        J::Object(_) => v.to_string(),
-        other => other.to_string(),
-    };
-    format!("\"{}\"", text.replace('"', "\"\""))
 }
 
 #[cfg(test)]
@@ -252,6 +399,43 @@ mod tests {
         assert_eq!(format_size(2_008_000_000), "1.87 GiB");
         assert_eq!(format_params(1_100_048_384), "1.10 B");
         assert_eq!(format_params(134_515_008), "134.52 M");
+    }
+
+    #[test]
+    fn every_value_has_a_column() {
+        let r = BenchResult {
+            build_commit: "abc".into(),
+            build_number: 1,
+            model_filename: "m.gguf".into(),
+            model_type: "llama 135M Q4_1".into(),
+            model_size: 1,
+            model_n_params: 1,
+            n_batch: 512,
+            n_threads: 2,
+            n_gpu_layers: 0,
+            n_prompt: 0,
+            n_gen: 4,
+            n_depth: 0,
+            test: "tg4".into(),
+            test_time: String::new(),
+            avg_ns: 1,
+            stddev_ns: 0,
+            avg_ts: 1.0,
+            stddev_ts: 0.0,
+            samples_ns: vec![1],
+            samples_ts: vec![1.0],
+            backend: "CPU".into(),
+            device: "cpu".into(),
+            driver: String::new(),
+            unit: None,
+            stats: None,
+            profile: None,
+        };
+        let n = LLAMA_BENCH_CSV_COLUMNS.len() + PIGPU_CSV_COLUMNS.len();
+        assert_eq!(csv_values(&r, "cpu").len(), n);
+        let text = csv(&[r]);
+        let header = text.lines().next().unwrap();
+        assert_eq!(header.split(',').count(), n);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod doctor;
 pub mod inspect;
 pub mod list;
+pub mod logging;
 pub mod perplexity;
 pub mod pull;
 pub mod rm;

@@ -1,7 +1,11 @@
-//! `pigpu perplexity MODEL FILE`: how well the model predicts a text. The text is tokenized
-//! without BOS and cut into consecutive windows of `--ctx` tokens; inside each window every
-//! token after the first is scored given the tokens before it (the first is context only), and
-//! the perplexity is `exp(mean negative log-likelihood)` over all scored tokens.
+//! `pigpu perplexity MODEL FILE`: how well the model predicts a text, computed the way
+//! `llama-perplexity` does so the numbers compare with published tables. The text is tokenized
+//! as llama.cpp does (a BOS first when the vocabulary asks for one) and cut into consecutive
+//! windows of `--ctx` tokens (the tail is dropped; the first token of each window is replaced by
+//! BOS when the vocabulary adds one); each window is evaluated from an empty cache and only its
+//! second half is scored (positions `ctx/2 .. ctx-1` predict the next token), so every scored
+//! token has at least `ctx/2` tokens of context. The result is `exp(mean NLL)` with llama.cpp's
+//! ± estimate: `ppl × sd(NLL) / sqrt(n − 1)`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,14 +19,17 @@ use crate::engine::{Backend, Engine};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:
   pigpu perplexity model.gguf wiki.txt --ctx 512 --chunks 4
-  pigpu perplexity model.gguf wiki.txt --json   # {\"ppl\", \"n_tokens\", \"n_scored\", \"n_windows\", \"ctx\"}")]
+  pigpu perplexity model.gguf wiki.txt -c 256          # llama-perplexity's -c
+  pigpu perplexity model.gguf wiki.txt --json   # {\"ppl\", \"ppl_err\", \"n_tokens\", \"n_scored\", \"n_windows\", \"ctx\", \"window_ppl\"}
+
+The text needs at least 2 × ctx tokens, as for llama-perplexity.")]
 pub struct Args {
     /// The GGUF model file, or a pulled model's name (ORG/NAME[:QUANT]).
     pub model: PathBuf,
     /// The text file to score (UTF-8).
     pub file: PathBuf,
-    /// Tokens per window.
-    #[arg(long, default_value_t = 512)]
+    /// Tokens per window (llama-perplexity's `-c`).
+    #[arg(short = 'c', long, visible_alias = "ctx-size", default_value_t = 512)]
     pub ctx: usize,
     /// Score only the first K windows.
     #[arg(long)]
@@ -33,7 +40,9 @@ pub struct Args {
     /// CPU threads (default: one per core).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
-    /// Print one JSON object: {"ppl", "n_tokens" (in the text), "n_scored", "n_windows", "ctx"}.
+    /// Print one JSON object: {"ppl", "ppl_err" (the ± estimate), "n_tokens" (in the text),
+    /// "n_scored", "n_windows", "ctx", "window_ppl" (running perplexity after each window, as
+    /// llama-perplexity prints `[1]43.76,[2]33.30,…`)}.
     #[arg(long)]
     pub json: bool,
 }
@@ -54,7 +63,9 @@ fn nll_rows(logits: &[f32], n_vocab: usize, targets: &[u32]) -> Vec<f64> {
         .collect()
 }
 
-/// Scores `tokens` window by window; returns (sum of NLL, tokens scored, windows).
+/// Scores every prediction in each window (not only the second half): the definition of the
+/// engine tests' reference data (`tests/fixtures/reference/*.json`, issue 3), which checks the
+/// logits of every position. Returns (sum of NLL, tokens scored, windows).
 pub fn score(
     engine: &mut dyn Engine,
     tokens: &[u32],
@@ -88,10 +99,85 @@ pub fn score(
     Ok((nll, count, windows))
 }
 
+/// What [`llama_perplexity`] measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Perplexity {
+    /// `exp(mean NLL)` over the scored tokens.
+    pub ppl: f64,
+    /// llama-perplexity's ± estimate: `ppl × sqrt(var(NLL) / (n − 1))`.
+    pub ppl_err: f64,
+    pub n_scored: usize,
+    pub n_windows: usize,
+    /// The running perplexity after each window.
+    pub window_ppl: Vec<f64>,
+}
+
+/// Scores `tokens` as `llama-perplexity` does: windows of `ctx` tokens, each from an empty
+/// cache, the first token replaced by `bos` when given, and only the predictions from position
+/// `ctx/2` on scored. `progress(window, windows, ppl_so_far)` is called after each window.
+pub fn llama_perplexity(
+    engine: &mut dyn Engine,
+    tokens: &[u32],
+    ctx: usize,
+    chunks: Option<usize>,
+    bos: Option<u32>,
+    mut progress: impl FnMut(usize, usize, f64),
+) -> Result<Perplexity> {
+    let mut windows = tokens.len() / ctx;
+    if let Some(k) = chunks {
+        windows = windows.min(k);
+    }
+    let first = ctx / 2;
+    let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
+    let mut window_ppl = Vec::with_capacity(windows);
+    for w in 0..windows {
+        let mut win = tokens[w * ctx..(w + 1) * ctx].to_vec();
+        if let Some(b) = bos {
+            win[0] = b;
+        }
+        engine.reset();
+        // The first half is context only: no logits are needed for it.
+        engine.prefill(&win[..first])?;
+        let mut start = first;
+        // Positions first .. ctx-2 predict tokens first+1 .. ctx-1; the last position's
+        // prediction has no target, so it is never computed.
+        while start < ctx - 1 {
+            let end = (start + BATCH).min(ctx - 1);
+            let logits = engine.prefill_all_logits(&win[start..end])?;
+            let n_vocab = logits.len() / (end - start);
+            for v in nll_rows(&logits, n_vocab, &win[start + 1..end + 1]) {
+                nll += v;
+                nll2 += v * v;
+                count += 1;
+            }
+            start = end;
+        }
+        let p = (nll / count.max(1) as f64).exp();
+        window_ppl.push(p);
+        progress(w + 1, windows, p);
+    }
+    anyhow::ensure!(count > 1, "no tokens were scored (--ctx {ctx})");
+    let mean = nll / count as f64;
+    let ppl = mean.exp();
+    let var = nll2 / count as f64 - mean * mean;
+    let sd = if var > 0.0 {
+        (var / (count - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    Ok(Perplexity {
+        ppl,
+        ppl_err: sd * ppl,
+        n_scored: count,
+        n_windows: windows,
+        window_ppl,
+    })
+}
+
 pub fn run(a: Args) -> Result<Outcome> {
-    if a.ctx < 2 {
+    if a.ctx < 4 {
         bail!(
-            "--ctx {} is too small: a window needs at least 2 tokens",
+            "--ctx {} is too small: a window needs at least 4 tokens (its second half is scored)",
             a.ctx
         );
     }
@@ -104,43 +190,67 @@ pub fn run(a: Args) -> Result<Outcome> {
         .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text: {e}", a.file.display()))?;
     let model = super::pull::model_path(&a.model)?;
     let mut l = super::run::load(&model, a.backend, Some(a.ctx), a.threads, true, None)?;
+    // As llama-perplexity: special tokens added as the vocabulary says, special text not parsed.
     let tokens = l
         .tokenizer
-        .encode(&text, false, false)
+        .encode(&text, true, false)
         .context("tokenizing the text")?;
-    if tokens.len() < a.ctx {
+    if tokens.len() < 2 * a.ctx {
         bail!(
-            "{} has {} tokens, fewer than one window of --ctx {}; use a smaller --ctx or a longer text",
+            "{} has {} tokens; perplexity with --ctx {} needs at least {} (two windows, as \
+             llama-perplexity); use a smaller --ctx or a longer text",
             a.file.display(),
             tokens.len(),
-            a.ctx
+            a.ctx,
+            2 * a.ctx
         );
     }
-    let tty = std::io::stderr().is_terminal();
+    let bos = if l.tokenizer.add_bos() {
+        l.tokenizer.bos_id()
+    } else {
+        None
+    };
+    let tty = std::io::stderr().is_terminal() && super::logging::status_lines();
     let t0 = std::time::Instant::now();
-    let (nll, count, windows) = score(l.engine.as_mut(), &tokens, a.ctx, a.chunks, |w, n, p| {
-        if tty {
-            eprint!("\rpigpu: window {w}/{n}, perplexity so far {p:.4}");
-        }
-    })?;
+    let r = llama_perplexity(
+        l.engine.as_mut(),
+        &tokens,
+        a.ctx,
+        a.chunks,
+        bos,
+        |w, n, p| {
+            if tty {
+                eprint!("\rpigpu: window {w}/{n}, perplexity so far {p:.4}");
+            }
+        },
+    )?;
     if tty {
         eprintln!();
     }
-    let ppl = (nll / count as f64).exp();
-    eprintln!(
-        "pigpu: scored {count} tokens in {windows} windows of {} in {:.1} s",
+    log::info!(
+        "scored {} tokens (the second half of {} windows of {}) in {:.1} s",
+        r.n_scored,
+        r.n_windows,
         a.ctx,
         t0.elapsed().as_secs_f64()
     );
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"ppl": ppl, "n_tokens": tokens.len(), "n_scored": count, "n_windows": windows, "ctx": a.ctx})
+            serde_json::json!({
+                "ppl": r.ppl,
+                "ppl_err": r.ppl_err,
+                "n_tokens": tokens.len(),
+                "n_scored": r.n_scored,
+                "n_windows": r.n_windows,
+                "ctx": a.ctx,
+                "window_ppl": r.window_ppl,
+            })
         );
     } else {
         println!(
-            "perplexity: {ppl:.4} ({count} tokens, {windows} windows of {})",
-            a.ctx
+            "perplexity: {:.4} +/- {:.5} ({} tokens scored, {} windows of {})",
+            r.ppl, r.ppl_err, r.n_scored, r.n_windows, a.ctx
         );
     }
     Ok(Outcome::Ok)

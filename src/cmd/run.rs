@@ -217,8 +217,8 @@ pub fn load(
     check_threads(threads)?;
     check_kv_memory(c, n_ctx, kv_f16, backend)?;
     if n_ctx > c.n_ctx_train {
-        eprintln!(
-            "pigpu: warning: --ctx {n_ctx} is larger than the model's training context {}",
+        log::warn!(
+            "warning: --ctx {n_ctx} is larger than the model's training context {}",
             c.n_ctx_train
         );
     }
@@ -233,8 +233,8 @@ pub fn load(
     let engine = engine::create(backend, model.clone(), &opts)
         .with_context(|| format!("preparing {} for {:?}", path.display(), backend))?;
     let load_time = t0.elapsed();
-    eprintln!(
-        "pigpu: {} ({}, {} layers, {:.0} MiB) on {}, context {}, loaded in {} ms",
+    log::info!(
+        "{} ({}, {} layers, {:.0} MiB) on {}, context {}, loaded in {} ms",
         path.file_name().unwrap_or_default().to_string_lossy(),
         c.arch.name(),
         c.n_layer,

@@ -24,6 +24,8 @@ impl GgufError {
 pub enum ErrorKind {
     #[error("cannot open or map the file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("is {what}, not a file; expected the path of a .gguf model file")]
+    NotAFile { what: &'static str },
     #[error("not a GGUF file: starts with {found:02x?}, expected the magic \"GGUF\"")]
     BadMagic { found: Vec<u8> },
     #[error("GGUF version {0} is not supported (this build reads versions 2 and 3)")]

@@ -12,8 +12,8 @@ mod value;
 mod writer;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::Deref;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub use error::{ErrorKind, GgufError};
@@ -105,12 +105,43 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
+/// What a non-regular file is, for the error message.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
 impl GgufFile {
     /// Opens and validates `path`, memory-mapping it.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let err = |k: ErrorKind| GgufError::new(path, k);
-        let file = File::open(path).map_err(|e| err(e.into()))?;
+        // Non-blocking, so that a FIFO given as the model cannot hang the open; the type is
+        // checked before mapping, because mmap on a directory or device fails with a confusing
+        // "No such device".
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(e.into()))?;
+        let meta = file.metadata().map_err(|e| err(e.into()))?;
+        if !meta.is_file() {
+            return Err(err(ErrorKind::NotAFile {
+                what: file_kind(&meta.file_type()),
+            }));
+        }
         // SAFETY: the map is read-only and private to this process. If another process truncates
         // the file while it is mapped, reads may fault (SIGBUS); every GGUF runtime accepts that
         // risk to avoid copying gigabytes of weights, and pigpu never writes model files.

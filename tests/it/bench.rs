@@ -406,3 +406,116 @@ fn vulkan_rows_on_lavapipe_carry_driver_upload_and_per_token_stats() {
     assert!(stats["submits"].as_f64().unwrap() >= 1.0, "{stats}");
     assert!(stats["readback_bytes"].as_f64().unwrap() > 0.0, "{stats}");
 }
+
+/// Reads CSV text with a real CSV reader: the header and every record, each checked to be as
+/// long as the header (the reader itself rejects ragged rows unless told otherwise).
+fn read_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|rec| {
+            rec.expect("a well-formed CSV record")
+                .iter()
+                .map(String::from)
+                .collect()
+        })
+        .collect();
+    for row in &rows {
+        assert_eq!(row.len(), header.len(), "row {row:?}");
+    }
+    (header, rows)
+}
+
+/// Rows of every kind (tokens/s, a unit, engine counters, none) share one column layout that
+/// starts with llama-bench's own header, read from real llama-bench output.
+#[test]
+fn csv_rows_of_every_kind_have_llama_bench_columns() {
+    use pigpu::bench::report::{csv as to_csv, StatsPerToken};
+    let fixture = std::fs::read_to_string(
+        crate::util::root().join("tests/fixtures/bench/llama-bench-cpu-smollm.csv"),
+    )
+    .unwrap();
+    let (llama_header, llama_rows) = read_csv(&fixture);
+    assert_eq!(llama_rows.len(), 2);
+    let mut load = row("load", 812.5, 3.0);
+    load.unit = Some("MB/s".into());
+    let mut tg = row("tg128", 279.05, 0.37);
+    tg.n_gen = 128;
+    tg.samples_ts = vec![279.0, 279.1];
+    tg.stats = Some(StatsPerToken {
+        dispatches: 200.0,
+        submits: 1.0,
+        command_buffers_recorded: 0.0,
+        descriptor_updates: 0.0,
+        readback_bytes: 4.0,
+        upload_bytes: 4.0,
+        host_us: 12.5,
+    });
+    let mut quoted = row("pp512", 6744.18, 179.28);
+    quoted.model_filename = "dir, with \"quotes\"/m.gguf".into();
+    let text = to_csv(&[load, tg, quoted]);
+    let (header, rows) = read_csv(&text);
+    assert_eq!(header[..llama_header.len()], llama_header[..]);
+    assert_eq!(rows.len(), 3);
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(rows[0][col("unit")], "MB/s");
+    assert_eq!(rows[1][col("n_gen")], "128");
+    assert_eq!(rows[1][col("stats_dispatches")], "200.000000");
+    assert_eq!(rows[1][col("samples_ts")], "279.000000 279.100000");
+    assert_eq!(
+        rows[2][col("model_filename")],
+        "dir, with \"quotes\"/m.gguf"
+    );
+    assert_eq!(rows[2][col("avg_ts")], "6744.180000");
+    assert_eq!(rows[0][col("stats_dispatches")], "");
+}
+
+/// `pigpu bench -o csv` on the real model: parsed by a CSV reader, llama-bench's columns hold
+/// the values llama-bench would put there.
+#[test]
+fn csv_output_on_a_real_model_reads_back_with_a_csv_reader() {
+    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
+        return;
+    };
+    let out = crate::util::run(&[
+        "bench",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--backend",
+        "cpu",
+        "-o",
+        "csv",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (header, rows) = read_csv(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        header[..pigpu::bench::report::LLAMA_BENCH_CSV_COLUMNS.len()],
+        pigpu::bench::report::LLAMA_BENCH_CSV_COLUMNS
+    );
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let tests: Vec<&str> = rows.iter().map(|r| r[col("test")].as_str()).collect();
+    assert_eq!(tests, ["load", "pp8", "tg2", "e2e2"]);
+    let pp = &rows[1];
+    assert_eq!(
+        (pp[col("n_prompt")].as_str(), pp[col("n_gen")].as_str()),
+        ("8", "0")
+    );
+    assert_eq!(pp[col("backends")], "CPU");
+    assert_eq!(pp[col("n_threads")], "1");
+    assert!(pp[col("model_filename")].ends_with(crate::util::SMOLLM));
+    assert!(pp[col("avg_ts")].parse::<f64>().unwrap() > 0.0);
+    assert!(pp[col("avg_ns")].parse::<u64>().unwrap() > 0);
+}

@@ -10,6 +10,8 @@ mod fuzz;
 mod gguf;
 mod hub;
 mod inspect;
+mod logging;
+mod perplexity;
 mod quant;
 mod robust;
 mod run;

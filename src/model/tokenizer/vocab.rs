@@ -412,12 +412,12 @@ impl Vocab {
 }
 
 /// The pre-tokenizer for a BPE vocabulary. A missing name falls back to "default" as llama.cpp
-/// does, said on stderr; an unknown one is an error rather than a silently wrong split.
+/// does, with a warning in the log; an unknown one is an error rather than a silently wrong split.
 fn bpe_pre(path: &Path, name: Option<&str>) -> Result<PreSpec, TokenizerError> {
     match name {
         None => {
-            eprintln!(
-                "pigpu: warning: {}: no {KEY_PRE} in the metadata; using the \"default\" \
+            log::warn!(
+                "warning: {}: no {KEY_PRE} in the metadata; using the \"default\" \
                  pre-tokenizer as llama.cpp does (token ids may differ from the model's own \
                  tokenizer; regenerate the GGUF with a current converter)",
                 path.display()
