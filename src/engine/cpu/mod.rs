@@ -6,6 +6,7 @@
 //! (RMS norm → Q, K, V (+bias) → RoPE → KV cache → attention → output projection + residual →
 //! RMS norm → gate, up → SwiGLU → down + residual) → final norm → logits.
 
+mod batch;
 pub mod kernels;
 mod matmul;
 pub mod ops;
