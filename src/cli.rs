@@ -35,6 +35,8 @@ pub enum Command {
     Doctor(cmd::doctor::Args),
     /// Generate text with a GGUF model: completion or interactive chat.
     Run(cmd::run::Args),
+    /// Serve a GGUF model over an OpenAI-compatible HTTP API (chat, completions, streaming).
+    Serve(cmd::serve::Args),
     /// Measure prompt-processing and generation throughput, llama-bench style.
     Bench(cmd::bench::Args),
     /// Show a GGUF file's metadata, hyper-parameters, tokenizer and tensor table.

@@ -31,4 +31,5 @@ pub mod hub;
 pub mod model;
 pub mod provision;
 pub mod quant;
+pub mod serve;
 pub mod sys;

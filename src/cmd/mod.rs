@@ -12,6 +12,7 @@ pub mod perplexity;
 pub mod pull;
 pub mod rm;
 pub mod run;
+pub mod serve;
 pub mod setup;
 pub mod shape;
 pub mod tokenize;
@@ -77,6 +78,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Setup(a) => setup::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Run(a) => run::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Tokenize(a) => tokenize::run(a),

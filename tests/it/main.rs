@@ -15,6 +15,7 @@ mod perplexity;
 mod quant;
 mod robust;
 mod run;
+mod serve;
 mod setup;
 mod shapes;
 mod tokenizer;

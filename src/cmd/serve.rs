@@ -1,0 +1,315 @@
+//! `pigpu serve MODEL`: loads the model behind an OpenAI-compatible HTTP API (see
+//! docs/serve.md). The listener comes up first and answers `/health` with "loading" while the
+//! weights are read and the slots build their engines; SIGTERM or Ctrl-C stop it gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use super::Outcome;
+use crate::engine::cpu::{CpuEngine, CpuOptions};
+use crate::engine::{self, Backend, EngineOptions};
+use crate::model::chat::ChatTemplate;
+use crate::model::tokenizer::Tokenizer;
+use crate::model::Model;
+use crate::serve::api::Limits;
+use crate::serve::http::{self, AppState, Ready};
+use crate::serve::metrics::Metrics;
+use crate::serve::schedule::{self, Engines};
+use crate::serve::slots::Queue;
+
+/// Arguments of `pigpu serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  pigpu serve model.gguf                                  # http://127.0.0.1:8080/v1
+  pigpu serve model.gguf --parallel 4 --ctx 4096          # four clients at once
+  pigpu serve model.gguf --host 0.0.0.0 --api-key \"$(cat key)\"   # on the network, with a key
+  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'")]
+pub struct Args {
+    /// The GGUF model file.
+    pub model: PathBuf,
+    /// Address to listen on. The default answers only this machine; give 0.0.0.0 (and an
+    /// --api-key) to serve the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Requests generated at once: each slot has its own engine and KV cache of --ctx tokens.
+    #[arg(long, short = 'P', default_value_t = 1)]
+    pub parallel: usize,
+    /// Requests that may wait for a free slot; beyond that new ones get 503 with Retry-After.
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Context length of each slot in tokens (default: the model's training context, at most
+    /// 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    /// Which engine runs the model.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+    /// The Vulkan device, by index or part of its name (as for `pigpu run`).
+    #[arg(long, value_name = "INDEX|NAME")]
+    pub device: Option<String>,
+    /// CPU threads (default: one per core). On the CPU engine all slots decode together with
+    /// them; with --backend vulkan/auto it is per slot.
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Store the KV cache as f32 instead of f16.
+    #[arg(long)]
+    pub kv_f32: bool,
+    /// Require `Authorization: Bearer KEY` on every endpoint but /health (default:
+    /// $PIGPU_API_KEY; unset: no key).
+    #[arg(long, env = "PIGPU_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Allow browser pages from this origin (repeatable; `*` for any). Without it no CORS
+    /// headers are sent, so browsers refuse cross-origin calls.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Vec<String>,
+    /// Most tokens one request may generate (also the default for requests without max_tokens).
+    #[arg(long, default_value_t = 2048)]
+    pub max_tokens: usize,
+    /// Longest prompt accepted, in tokens (default: the context less one).
+    #[arg(long)]
+    pub max_prompt_tokens: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// The model's id in /v1/models and replies (default: the file name without .gguf).
+    #[arg(long)]
+    pub alias: Option<String>,
+}
+
+/// The most slots: each holds a KV cache and (on the CPU) threads; beyond this it is a typo.
+const MAX_PARALLEL: usize = 64;
+
+fn check(a: &Args) -> Result<()> {
+    if a.parallel == 0 || a.parallel > MAX_PARALLEL {
+        bail!(
+            "--parallel {} must be between 1 and {MAX_PARALLEL}",
+            a.parallel
+        );
+    }
+    if a.max_tokens == 0 {
+        bail!("--max-tokens 0 would refuse every request; give at least 1");
+    }
+    if a.max_body_bytes < 1024 {
+        bail!(
+            "--max-body-bytes {} is too small for any request (at least 1024)",
+            a.max_body_bytes
+        );
+    }
+    if a.api_key.as_deref() == Some("") {
+        bail!("--api-key is empty; give a key or leave the option out");
+    }
+    if !a.model.exists() {
+        bail!("model file {} does not exist", a.model.display());
+    }
+    Ok(())
+}
+
+pub fn run(a: Args) -> Result<Outcome> {
+    check(&a)?;
+    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (a.host.as_str(), a.port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut i| i.next())
+                .context("no address")
+        })
+        .with_context(|| {
+            format!(
+                "--host {:?} is not an address this machine can listen on",
+                a.host
+            )
+        })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(a, addr))
+}
+
+async fn serve(a: Args, addr: SocketAddr) -> Result<Outcome> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    let model_id = a.alias.clone().unwrap_or_else(|| {
+        let name = a.model.file_name().unwrap_or_default().to_string_lossy();
+        name.strip_suffix(".gguf").unwrap_or(&name).to_string()
+    });
+    let queue = Arc::new(Queue::new(a.queue));
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .slots
+        .store(a.parallel, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .queue_capacity
+        .store(a.queue, std::sync::atomic::Ordering::Relaxed);
+    let limits = Limits {
+        max_tokens: a.max_tokens,
+        max_prompt_tokens: a.max_prompt_tokens.unwrap_or(usize::MAX),
+        max_body_bytes: a.max_body_bytes,
+    };
+    let state = Arc::new(AppState::new(
+        model_id,
+        a.api_key.clone(),
+        limits,
+        queue.clone(),
+        metrics.clone(),
+    ));
+    let app = http::router(state.clone(), &a.cors)?;
+    eprintln!("pigpu: listening on http://{local} (OpenAI API under /v1)");
+    if a.api_key.is_none() && !local.ip().is_loopback() {
+        eprintln!("pigpu: warning: listening on {local} without --api-key: anyone who can reach it can use the model");
+    }
+
+    // Load in the background so /health can say "loading" meanwhile.
+    let (load_tx, load_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let loader = {
+        let (state, queue, metrics, a) = (state.clone(), queue.clone(), metrics.clone(), a.clone());
+        std::thread::Builder::new()
+            .name("load".into())
+            .spawn(move || match load(&a, &state, queue, metrics) {
+                Ok(slots) => slots,
+                Err(e) => {
+                    let _ = load_tx.send(e);
+                    Vec::new()
+                }
+            })?
+    };
+
+    let load_err = Arc::new(std::sync::Mutex::new(None));
+    let shutdown = {
+        let load_err = load_err.clone();
+        async move {
+            // The loader drops its sender unused when loading succeeds: then only a signal stops.
+            let failed = async {
+                match load_rx.await {
+                    Ok(e) => e,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = signal() => eprintln!("pigpu: stopping: finishing requests in flight"),
+                e = failed => *load_err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+            }
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    queue.close();
+    let slots = loader.join().unwrap_or_default();
+    for s in slots {
+        let _ = s.join();
+    }
+    if let Some(e) = load_err.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    eprintln!("pigpu: stopped");
+    Ok(Outcome::Ok)
+}
+
+/// SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Reads the model and tokenizer, starts the slots and marks the server ready.
+fn load(
+    a: &Args,
+    state: &AppState,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let t0 = Instant::now();
+    let path = &a.model;
+    let model = Model::load(path).with_context(|| format!("loading model {}", path.display()))?;
+    let tokenizer = Arc::new(
+        Tokenizer::from_gguf(&model.file)
+            .with_context(|| format!("reading the tokenizer of {}", path.display()))?,
+    );
+    let c = &model.config;
+    let n_ctx = a.ctx.unwrap_or(c.n_ctx_train.min(4096));
+    if n_ctx < 2 {
+        bail!("--ctx {n_ctx} is too small (at least 2 tokens)");
+    }
+    let template = match model.file.get_str("tokenizer.chat_template")? {
+        Some(src) => {
+            let text = |id: Option<u32>| id.map(|i| tokenizer.token_text(i).to_string());
+            Some(ChatTemplate::new(
+                src,
+                &text(tokenizer.bos_id()).unwrap_or_default(),
+                &text(tokenizer.eos_id()).unwrap_or_default(),
+            )?)
+        }
+        None => {
+            eprintln!("pigpu: warning: the model has no chat template; /v1/chat/completions will refuse requests");
+            None
+        }
+    };
+    let m = model.clone();
+    // On the CPU the slots decode together (one pass over the weights for all), each engine
+    // with every core; other engines get a thread per slot.
+    let engines = if a.backend == Backend::Cpu {
+        let opts = CpuOptions {
+            n_ctx,
+            threads: a.threads.unwrap_or(0),
+            kv_f16: !a.kv_f32,
+            isa: None,
+        };
+        Engines::CpuBatched(Box::new(move |_slot| Ok(CpuEngine::new(m.clone(), &opts)?)))
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let opts = EngineOptions {
+            n_ctx,
+            threads: a.threads.unwrap_or((cores / a.parallel).max(1)),
+            kv_f16: !a.kv_f32,
+            device: a.device.clone(),
+        };
+        let backend = a.backend;
+        Engines::PerSlot(Arc::new(move |_slot| {
+            engine::create(backend, m.clone(), &opts)
+        }))
+    };
+    let (handles, describe) =
+        schedule::start(a.parallel, engines, tokenizer.clone(), queue, metrics)?;
+    let _ = state.ready.set(Ready {
+        tokenizer,
+        template,
+        n_ctx,
+    });
+    eprintln!(
+        "pigpu: {} ({}, {} layers) on {}, {} slot(s) of {} tokens, ready in {} ms",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        c.arch.name(),
+        c.n_layer,
+        describe,
+        a.parallel,
+        n_ctx,
+        t0.elapsed().as_millis()
+    );
+    Ok(handles)
+}

@@ -1,0 +1,13 @@
+//! `pigpu serve`: an OpenAI-compatible HTTP server over the engines `run` uses. `api` reads and
+//! checks requests, `slots` is the bounded queue, `schedule` runs jobs on `--parallel` slots
+//! (batched decode on the CPU engine), `http`
+//! is the axum side (routes, auth, JSON and event-stream replies), `metrics` the Prometheus
+//! counters and `stop` the stop-string matching. docs/serve.md describes it from outside.
+
+pub mod api;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod schedule;
+pub mod slots;
+pub mod stop;

@@ -1,0 +1,332 @@
+//! The slots: engines (each with its own KV cache, all over the one shared model) taking jobs
+//! from the queue. On the CPU engine one thread drives every slot and decodes the busy ones
+//! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); other engines
+//! get a thread per slot, each decoding alone. Either way a job runs the same steps as
+//! `model::generate` (so greedy output equals `pigpu run`'s), checking after every token
+//! whether its client is still there.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use super::metrics::{Metrics, Outcome};
+use super::slots::{Done, Event, Finish, Job, Queue};
+use super::stop::StopText;
+use crate::engine::cpu::CpuEngine;
+use crate::engine::Engine;
+use crate::model::sampler::Rng;
+use crate::model::tokenizer::{StreamDecoder, Tokenizer};
+
+/// How slots get their engines.
+pub enum Engines {
+    /// CPU engines (one per slot) decoded in batches by one thread.
+    CpuBatched(Box<dyn Fn(usize) -> anyhow::Result<CpuEngine> + Send + Sync>),
+    /// Any engine, one thread per slot (engines need not be `Send`: each is built on its
+    /// slot's thread).
+    PerSlot(Arc<dyn Fn(usize) -> anyhow::Result<Box<dyn Engine>> + Send + Sync>),
+}
+
+/// A set of engines driven by one thread.
+trait SlotSet {
+    fn len(&self) -> usize;
+    fn engine(&mut self, i: usize) -> &mut dyn Engine;
+    /// Feeds the pending tokens of the slots `busy` (all of them at once where the engine can).
+    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()>;
+}
+
+struct CpuSet(Vec<CpuEngine>);
+
+impl SlotSet for CpuSet {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn engine(&mut self, i: usize) -> &mut dyn Engine {
+        &mut self.0[i]
+    }
+    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
+        let mut refs: Vec<&mut CpuEngine> = self
+            .0
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| busy.contains(i))
+            .map(|(_, e)| e)
+            .collect();
+        CpuEngine::feed_pending_batch(&mut refs)
+    }
+}
+
+struct OneSet(Box<dyn Engine>);
+
+impl SlotSet for OneSet {
+    fn len(&self) -> usize {
+        1
+    }
+    fn engine(&mut self, _: usize) -> &mut dyn Engine {
+        self.0.as_mut()
+    }
+    fn feed_pending(&mut self, _: &[usize]) -> anyhow::Result<()> {
+        // `step` feeds the pending token itself.
+        Ok(())
+    }
+}
+
+/// Starts `n` slots and waits until each has its engine; returns the threads and what runs (for
+/// the log). On failure the queue is closed and the first error returned.
+pub fn start(
+    n: usize,
+    engines: Engines,
+    tokenizer: Arc<Tokenizer>,
+    queue: Arc<Queue>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(Vec<JoinHandle<()>>, String)> {
+    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<String>>();
+    let mut handles = Vec::new();
+    let spawn =
+        |name: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name).spawn(f);
+    match engines {
+        Engines::CpuBatched(factory) => {
+            let (tok, q, m) = (tokenizer, queue.clone(), metrics);
+            handles.push(spawn(
+                "slots".into(),
+                Box::new(move || {
+                    let built: anyhow::Result<Vec<CpuEngine>> = (0..n).map(&factory).collect();
+                    match built {
+                        Ok(v) => {
+                            let _ = tx.send(Ok(format!("{}, decode batched", v[0].describe())));
+                            drive(&mut CpuSet(v), &q, &tok, &m);
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                        }
+                    }
+                }),
+            )?);
+            recv(&rx, 1, &queue)
+        }
+        Engines::PerSlot(factory) => {
+            for i in 0..n {
+                let (f, tok, q, m, tx) = (
+                    factory.clone(),
+                    tokenizer.clone(),
+                    queue.clone(),
+                    metrics.clone(),
+                    tx.clone(),
+                );
+                handles.push(spawn(
+                    format!("slot-{i}"),
+                    Box::new(move || match f(i) {
+                        Ok(e) => {
+                            let _ = tx.send(Ok(e.describe()));
+                            drop(tx);
+                            drive(&mut OneSet(e), &q, &tok, &m);
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.context(format!("slot {i}"))));
+                        }
+                    }),
+                )?);
+            }
+            drop(tx);
+            recv(&rx, n, &queue)
+        }
+    }
+    .map(|d| (handles, d))
+}
+
+/// Waits for `n` start reports.
+fn recv(
+    rx: &std::sync::mpsc::Receiver<anyhow::Result<String>>,
+    n: usize,
+    queue: &Queue,
+) -> anyhow::Result<String> {
+    let mut describe = String::new();
+    for _ in 0..n {
+        match rx.recv() {
+            Ok(Ok(d)) => describe = d,
+            Ok(Err(e)) => {
+                queue.close();
+                return Err(e);
+            }
+            Err(_) => {
+                queue.close();
+                anyhow::bail!("a slot thread ended before building its engine");
+            }
+        }
+    }
+    Ok(describe)
+}
+
+/// A job in a slot: what `model::generate` keeps on its stack, kept between steps.
+struct Active<'t> {
+    job: Job,
+    rng: Rng,
+    stop: StopText,
+    dec: StreamDecoder<'t>,
+    tokens: usize,
+    queued: std::time::Duration,
+    prompt_time: std::time::Duration,
+    gen_start: Instant,
+}
+
+/// What a slot's job does after a step.
+enum Next {
+    Continue,
+    /// A stop string was found: the job is done.
+    StopString,
+    End(Outcome),
+}
+
+/// The slots' loop: take jobs into free slots, then step every busy slot, until the queue is
+/// closed and every slot is idle.
+fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metrics) {
+    let mut slots: Vec<Option<Active<'_>>> = (0..set.len()).map(|_| None).collect();
+    loop {
+        // Fill free slots: wait for a job only when nothing is running.
+        for i in 0..slots.len() {
+            if slots[i].is_some() {
+                continue;
+            }
+            let idle = slots.iter().all(Option::is_none);
+            let job = if idle { queue.pop() } else { queue.try_pop() };
+            let Some(job) = job else {
+                if idle {
+                    return; // closed and empty
+                }
+                break;
+            };
+            metrics.busy_slots.fetch_add(1, Ordering::Relaxed);
+            match begin(set.engine(i), job, tok) {
+                Ok(a) => slots[i] = Some(a),
+                Err(o) => {
+                    metrics.busy_slots.fetch_sub(1, Ordering::Relaxed);
+                    metrics.request(o);
+                }
+            }
+        }
+        // Jobs that end before this step: the token budget is spent, or the pending token
+        // would not fit in the context (as in `model::generate`).
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(a) = slot else { continue };
+            let e = set.engine(i);
+            let full = a.tokens > 0 && e.n_past() + 1 > e.n_ctx();
+            if a.tokens >= a.job.max_tokens || full {
+                let a = slot.take().unwrap();
+                release(metrics, finish(a, Finish::Length, false, metrics));
+            }
+        }
+        let busy: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_some()).collect();
+        if busy.is_empty() {
+            continue;
+        }
+        if let Err(e) = set.feed_pending(&busy) {
+            for &i in &busy {
+                let a = slots[i].take().unwrap();
+                let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
+                release(metrics, Outcome::Failed);
+            }
+            continue;
+        }
+        for &i in &busy {
+            let a = slots[i].as_mut().unwrap();
+            let next = step(set.engine(i), a, tok, metrics);
+            let o = match next {
+                Next::Continue => continue,
+                Next::StopString => finish(slots[i].take().unwrap(), Finish::Stop, true, metrics),
+                Next::End(Outcome::Ok) => {
+                    finish(slots[i].take().unwrap(), Finish::Stop, false, metrics)
+                }
+                Next::End(o) => {
+                    let a = slots[i].take().unwrap();
+                    metrics.finished(a.job.prompt.len(), a.prompt_time, a.gen_start.elapsed());
+                    o
+                }
+            };
+            release(metrics, o);
+        }
+    }
+}
+
+fn release(metrics: &Metrics, o: Outcome) {
+    metrics.busy_slots.fetch_sub(1, Ordering::Relaxed);
+    metrics.request(o);
+}
+
+/// Starts a job in a slot: empty the cache, prefill the prompt.
+fn begin<'t>(engine: &mut dyn Engine, job: Job, tok: &'t Tokenizer) -> Result<Active<'t>, Outcome> {
+    if job.events.is_closed() {
+        return Err(Outcome::Cancelled);
+    }
+    let queued = job.queued_at.elapsed();
+    engine.reset();
+    let t0 = Instant::now();
+    if let Err(e) = engine.prefill(&job.prompt) {
+        let _ = job.events.send(Event::Failed(format!("{e:#}")));
+        return Err(Outcome::Failed);
+    }
+    Ok(Active {
+        rng: Rng::new(job.seed),
+        stop: StopText::new(job.stop.clone()),
+        dec: StreamDecoder::new(tok, false),
+        tokens: 0,
+        queued,
+        prompt_time: t0.elapsed(),
+        gen_start: Instant::now(),
+        job,
+    })
+}
+
+/// One token for a busy slot (its pending token was fed already).
+fn step(engine: &mut dyn Engine, a: &mut Active<'_>, tok: &Tokenizer, metrics: &Metrics) -> Next {
+    let t = match engine.step(&a.job.params, a.rng.next_f32()) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
+            return Next::End(Outcome::Failed);
+        }
+    };
+    if tok.is_eog(t) {
+        return Next::End(Outcome::Ok);
+    }
+    a.tokens += 1;
+    metrics.token();
+    let (out, hit) = a.stop.push(&a.dec.push(t));
+    if (!out.is_empty() && a.job.events.send(Event::Text(out)).is_err()) || a.job.events.is_closed()
+    {
+        return Next::End(Outcome::Cancelled);
+    }
+    if hit {
+        return Next::StopString;
+    }
+    Next::Continue
+}
+
+/// Ends a job: releases held-back text (unless a stop string ended it) and sends the figures.
+fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome {
+    let gen_time = a.gen_start.elapsed();
+    metrics.finished(a.job.prompt.len(), a.prompt_time, gen_time);
+    let mut finish = f;
+    if !hit {
+        let (mut out, h) = a.stop.push(&a.dec.finish());
+        if h {
+            finish = Finish::Stop;
+        } else {
+            out.push_str(&a.stop.finish());
+        }
+        if !out.is_empty() {
+            let _ = a.job.events.send(Event::Text(out));
+        }
+    }
+    let done = Done {
+        finish,
+        prompt_tokens: a.job.prompt.len(),
+        completion_tokens: a.tokens,
+        queued: a.queued,
+        prompt_time: a.prompt_time,
+        gen_time,
+    };
+    if a.job.events.send(Event::Done(done)).is_err() {
+        return Outcome::Cancelled;
+    }
+    Outcome::Ok
+}
