@@ -271,6 +271,7 @@ fn load(
         }
     };
     let m = model.clone();
+    let tuning = super::engine_tuning()?;
     // On the CPU the slots decode together (one pass over the weights for all), each engine
     // with every core; other engines get a thread per slot.
     let engines = if a.backend == Backend::Cpu {
@@ -278,7 +279,7 @@ fn load(
             n_ctx,
             threads: a.threads.unwrap_or(0),
             kv_f16: !a.kv_f32,
-            isa: None,
+            isa: tuning.cpu_isa,
         };
         Engines::CpuBatched(Box::new(move |_slot| Ok(CpuEngine::new(m.clone(), &opts)?)))
     } else {
@@ -288,6 +289,7 @@ fn load(
             threads: a.threads.unwrap_or((cores / a.parallel).max(1)),
             kv_f16: !a.kv_f32,
             device: a.device.clone(),
+            tuning,
         };
         let backend = a.backend;
         Engines::PerSlot(Arc::new(move |_slot| {
