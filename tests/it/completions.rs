@@ -46,9 +46,9 @@ fn bash_completes_subcommands_and_flags() {
     assert!(script.contains("complete -F _pigpu"), "{script}");
 
     let subs = bash_complete(&script, &["pigpu", "se"]);
-    assert_eq!(subs, ["setup"], "{subs:?}");
+    assert_eq!(subs, ["setup", "serve"], "{subs:?}");
     let all = bash_complete(&script, &["pigpu", ""]);
-    for sub in ["setup", "doctor", "run", "bench", "inspect", "completions"] {
+    for sub in ["setup", "doctor", "run", "serve", "bench", "inspect", "completions"] {
         assert!(all.iter().any(|s| s == sub), "{sub} not offered: {all:?}");
     }
     let flags = bash_complete(&script, &["pigpu", "setup", "--p"]);
