@@ -117,3 +117,17 @@ test-vulkan-qwen: deps models
 [group('bench')]
 gpu-bench *ARGS:
     scripts/gpu-bench.sh run {{ARGS}}
+
+# Two `pigpu serve` behind LiteLLM's proxy on loopback: requests reach both (not in `test`:
+# litellm[proxy] is a heavy install, cached in ~/.cache/pigpu/venv-litellm).
+[group('test')]
+test-litellm: models
+    cargo build --release
+    scripts/litellm-test.sh
+
+# `pigpu serve` vs llama-server --parallel N (N = 1, 2, 4, 8) on the CPU: aggregate tokens/s and
+# time to first token (builds llama-server outside the repo on first use).
+[group('bench')]
+serve-bench *ARGS: models
+    cargo build --release
+    scripts/serve-bench.sh {{ARGS}}

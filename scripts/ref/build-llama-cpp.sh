@@ -3,12 +3,14 @@
 # PyPI's llama-cpp-python sdist, OUTSIDE the repo, as the reference that pigpu's benchmarks compare
 # against. Nothing of llama.cpp is ever committed to pigpu.
 #
-# Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--static-vulkan] [--dir DIR] [--jobs N]
+# Usage: scripts/ref/build-llama-cpp.sh [--vulkan] [--static-vulkan] [--server] [--dir DIR] [--jobs N]
 #   --vulkan   also build a Vulkan variant (needs glslc, libvulkan-dev and spirv-headers; see the
 #              patch note below)
 #   --static-vulkan  build only a portable Vulkan llama-bench to carry to another machine
 #              (scripts/gpu-bench.sh): ggml linked in, libstdc++/libgcc static, no OpenMP, x86-64-v3
 #              instead of -march=native; in build-vulkan-static/ (runs on the CPU here too)
+#   --server   also build llama-server in the CPU build directory (reconfigured with
+#              LLAMA_BUILD_SERVER=ON, only that target built), for scripts/serve-bench.sh
 #   --dir DIR  where to unpack and build (default $PIGPU_LLAMA_CPP_DIR, else
 #              ~/.cache/pigpu/llama.cpp-<version>)
 #   --jobs N   parallel compile jobs (default: number of CPUs); the build runs under `nice`
@@ -28,15 +30,17 @@ set -euo pipefail
 version=0.3.36
 vulkan=0
 static_vulkan=0
+server=0
 dir="${PIGPU_LLAMA_CPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pigpu/llama.cpp-$version}"
 jobs=$(nproc 2>/dev/null || echo 2)
 while [ $# -gt 0 ]; do
   case "$1" in
     --vulkan) vulkan=1 ;;
     --static-vulkan) static_vulkan=1 ;;
+    --server) server=1 ;;
     --dir) dir="$2"; shift ;;
     --jobs) jobs="$2"; shift ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-llama-cpp: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -130,6 +134,24 @@ if [ $static_vulkan = 1 ]; then
   exit 0
 fi
 build cpu -DGGML_VULKAN=OFF
+if [ $server = 1 ]; then
+  b="$dir/build-cpu"
+  if [ -x "$b/bin/llama-server" ]; then
+    say "llama-server: already built in $b"
+  else
+    # The same configuration as the CPU tools, plus the server: only this one target is built,
+    # the libraries it shares with them are already there.
+    say "llama-server: reconfiguring $b with LLAMA_BUILD_SERVER=ON"
+    cmake "$b" -DLLAMA_BUILD_SERVER=ON >"$dir/cmake-server.log" 2>&1 \
+      || { say "error: cmake configure failed, see $dir/cmake-server.log"; exit 2; }
+    say "llama-server: building with $jobs jobs (several minutes)"
+    start=$(date +%s)
+    nice -n 10 cmake --build "$b" -j "$jobs" --target llama-server >"$dir/build-server.log" 2>&1 \
+      || { say "error: build failed, see $dir/build-server.log"; exit 2; }
+    say "llama-server: built in $(( $(date +%s) - start )) s"
+  fi
+  echo "$b/bin/llama-server"
+fi
 if [ $vulkan = 1 ]; then
   need_vulkan_tools
   build vulkan -DGGML_VULKAN=ON
