@@ -1,0 +1,72 @@
+"""Aggregate generation tokens/s of an OpenAI-compatible server with N concurrent streams, and
+time to first token on an idle server. Used by scripts/serve-bench.sh for both `pigpu serve` and
+llama-server, so both are measured by the same client. Standard library only.
+
+Usage: serve_bench.py BASE_URL N MAX_TOKENS ROUNDS   -> one JSON line on stdout
+"""
+
+import json
+import sys
+import threading
+import time
+import urllib.request
+
+base, n, max_tokens, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+PROMPTS = [
+    "Write a long story about a robot who learns to paint.",
+    "Explain in detail how a steam engine works.",
+    "Describe a walk through a busy market in a big city.",
+    "Write a letter to a friend about a trip to the mountains.",
+    "Explain why the sky is blue, step by step.",
+    "Tell the history of the bicycle.",
+    "Describe how bread is made, from the field to the table.",
+    "Write a story about a lighthouse keeper and a storm.",
+]
+
+
+def post(path, body, stream=False):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    return urllib.request.urlopen(req, timeout=600)
+
+
+def completion(i, out):
+    body = {"messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+            "max_tokens": max_tokens, "temperature": 0}
+    with post("/v1/chat/completions", body) as r:
+        out[i] = json.load(r)["usage"]["completion_tokens"]
+
+
+def ttft():
+    """Seconds from sending a streamed request to its first content chunk."""
+    body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 4,
+            "temperature": 0, "stream": True}
+    t0 = time.perf_counter()
+    with post("/v1/chat/completions", body) as r:
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data: ") and line != "data: [DONE]":
+                d = json.loads(line[6:])
+                if d.get("choices") and (d["choices"][0].get("delta") or {}).get("content"):
+                    first = time.perf_counter() - t0
+                    break
+        for _ in r:
+            pass
+    return first
+
+
+completion(0, {})  # warm up
+best = 0.0
+for _ in range(rounds):
+    out = {}
+    threads = [threading.Thread(target=completion, args=(i, out)) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    tokens = sum(out.values())
+    best = max(best, tokens / wall)
+ttfts = sorted(ttft() for _ in range(3))
+print(json.dumps({"n": n, "tokens_per_s": round(best, 2), "ttft_ms": round(ttfts[1] * 1e3, 1)}))
