@@ -12,6 +12,10 @@ use thiserror::Error;
 use super::files;
 use super::gittree;
 use super::host::{Host, HostError};
+use super::kbuild::{
+    apply_patch, collect_modules, first_error, kernel_trees, make_command, make_var, sanitize_tree,
+    single_top_dir, KbuildError,
+};
 use super::manifest::{self, Artifact, Manifest};
 use super::plan::{Op, Plan, Step};
 use super::probe::{self, Probe};
@@ -39,6 +43,8 @@ pub enum StepError {
     Host(#[from] HostError),
     #[error(transparent)]
     Tx(#[from] TxError),
+    #[error(transparent)]
+    Kbuild(#[from] KbuildError),
     #[error("{0}")]
     Other(String),
 }
@@ -124,29 +130,6 @@ const DEPMOD_INDEX: &[&str] = &[
     "modules.symbols.bin",
     "modules.weakdep",
 ];
-
-/// The first line of a compiler or Kbuild log that is a real error (not make's summary lines),
-/// with the source line and caret gcc prints after it.
-pub fn first_error(log: &str) -> Option<String> {
-    let lines: Vec<&str> = log.lines().collect();
-    let is_err = |l: &str| {
-        l.contains(": error: ")
-            || l.contains(": fatal error: ")
-            || l.starts_with("ERROR: modpost:")
-            || l.contains(": undefined reference to ")
-    };
-    let i = lines.iter().position(|l| is_err(l))?;
-    let mut out = vec![lines[i].trim_end().to_string()];
-    for l in lines.iter().skip(i + 1).take(2) {
-        let t = l.trim_start();
-        if t.starts_with(|c: char| c.is_ascii_digit()) || t.starts_with('|') {
-            out.push(l.trim_end().to_string());
-        } else {
-            break;
-        }
-    }
-    Some(out.join("\n"))
-}
 
 impl Exec<'_> {
     fn note(&self, line: String) {
@@ -746,91 +729,6 @@ impl Exec<'_> {
     }
 }
 
-/// `patch -p1` of `file` onto `tree`, as the prepare step applies every patch.
-pub fn apply_patch(tree: &Path, file: &Path, log: &Path) -> Result<(), StepError> {
-    let patch = find_program("patch")
-        .ok_or_else(|| other("`patch` is not installed (apt-get install patch)"))?;
-    Ok(Cmd::new(&patch)
-        .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])
-        .arg(tree)
-        .arg("-i")
-        .arg(file)
-        .run_logged(log, &mut |_| {})?)
-}
-
-/// The kernel trees a module build is pointed at, as host paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KernelTrees {
-    pub release: String,
-    /// Where the kernel's Makefile and `include/` are (`/lib/modules/<rel>/source` with split
-    /// headers; the build tree otherwise).
-    pub source: PathBuf,
-    /// The configured output tree (`/lib/modules/<rel>/build`: `.config`, generated headers).
-    pub output: PathBuf,
-}
-
-/// Finds the source and output trees of `release` inside `root`, as the kernel's packaging lays
-/// them out (see [`probe::Kernel::source_tree`]).
-pub fn kernel_trees(root: &Root, release: &str) -> Result<KernelTrees, StepError> {
-    let k = probe::kernel_facts(root, release);
-    match (k.build_tree, k.source_tree) {
-        (Some(output), Some(source)) => Ok(KernelTrees {
-            release: release.to_string(),
-            source,
-            output,
-        }),
-        _ => Err(other(format!(
-            "no kernel build tree at /lib/modules/{release}/build (install linux-headers-{release})"
-        ))),
-    }
-}
-
-/// `NAME=value` for make's command line. make splits its variables on white space and expands
-/// `$`, and NVIDIA's Makefile passes these on to shell commands, so only plain path and release
-/// characters are let through; anything else is refused with the value named.
-pub fn make_var(name: &str, value: &str) -> Result<String, StepError> {
-    let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._+-@,~".contains(&b));
-    if !ok {
-        return Err(other(format!(
-            "{name}={value:?}: make cannot be given this path safely; expected only letters, digits and / . _ + - @ , ~ (move the tree or the root to a plain path)"
-        )));
-    }
-    Ok(format!("{name}={value}"))
-}
-
-/// The build step's command: NVIDIA's Makefile in `dir` with the kernel's source tree in
-/// `SYSSRC`, its output tree in `SYSOUT` and the release in `KERNEL_UNAME` (NVIDIA's Makefile
-/// derives the same pair from `KERNEL_UNAME` alone on a live system; passing both keeps a
-/// `--root` build inside the root). Every word is its own argv entry: no shell is involved.
-pub fn make_command(
-    dir: &Path,
-    target: &str,
-    jobs: usize,
-    trees: &KernelTrees,
-    manifest_args: &[String],
-    extra: &[String],
-) -> Result<Cmd, StepError> {
-    let path = |p: &Path| p.to_string_lossy().into_owned();
-    Ok(Cmd::new("make")
-        .arg("-C")
-        .arg(dir)
-        .arg(target)
-        .arg(format!("-j{}", jobs.max(1)))
-        .arg(make_var("SYSSRC", &path(&trees.source))?)
-        .arg(make_var("SYSOUT", &path(&trees.output))?)
-        .arg(make_var("KERNEL_UNAME", &trees.release)?)
-        // Plain ASCII compiler messages: the first error is quoted back to the user. (Kbuild
-        // unexports LC_ALL, so the individual variables are set.)
-        .env("LANG", "C")
-        .env("LC_CTYPE", "C")
-        .env("LC_MESSAGES", "C")
-        .args(manifest_args)
-        .args(extra))
-}
-
 /// The bytes to write for pigpu's `config.txt` block: `text` is the planned file, but when the
 /// file on disk is not UTF-8 the block is set into its bytes instead, so no byte outside the
 /// block changes.
@@ -840,85 +738,6 @@ fn config_bytes(root: &Root, path: &str, text: &str) -> Vec<u8> {
             super::bootconfig::set_block_bytes(&bytes, &super::bootconfig::managed_lines(text))
         }
         _ => text.as_bytes().to_vec(),
-    }
-}
-
-/// Checks an unpacked source tree before anything else reads it: only directories, regular
-/// files and symlinks (a device node, FIFO or socket is refused, naming it); `.git` directories
-/// are removed (git ignores them in the tree id, so they are not pinned); modes become 0755 for
-/// directories and executables, 0644 for other files: no setuid, setgid, sticky or
-/// world-writable bits reach `/usr/src`, which DKMS builds from as root.
-pub fn sanitize_tree(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        let path = e.path();
-        let ft = e.file_type()?;
-        if ft.is_symlink() {
-            continue;
-        }
-        if ft.is_dir() {
-            if e.file_name() == ".git" {
-                fs::remove_dir_all(&path)?;
-                continue;
-            }
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
-            sanitize_tree(&path)?;
-        } else if ft.is_file() {
-            let mode = fs::symlink_metadata(&path)?.permissions().mode();
-            let want = if mode & 0o100 != 0 { 0o755 } else { 0o644 };
-            fs::set_permissions(&path, fs::Permissions::from_mode(want))?;
-        } else {
-            let kind = if ft.is_block_device() || ft.is_char_device() {
-                "a device node"
-            } else if ft.is_fifo() {
-                "a FIFO"
-            } else {
-                "a socket"
-            };
-            let _ = fs::remove_file(&path);
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the archive holds {kind}, {}: a source tree never does; refused",
-                    path.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn single_top_dir(dir: &Path) -> PathBuf {
-    let entries: Vec<_> = fs::read_dir(dir)
-        .map(|r| r.flatten().collect())
-        .unwrap_or_default();
-    if entries.len() == 1 && entries[0].file_type().is_ok_and(|t| t.is_dir()) {
-        entries[0].path()
-    } else {
-        dir.to_path_buf()
-    }
-}
-
-fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = rd.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            collect_modules(&p, out);
-        } else if ft.is_file() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.ends_with(".ko")
-                || n.ends_with(".ko.xz")
-                || n.ends_with(".ko.zst")
-                || n.ends_with(".ko.gz")
-            {
-                out.push(p);
-            }
-        }
     }
 }
 
@@ -935,27 +754,4 @@ pub fn undo(root: &Root, st: &State, host: &mut dyn Host) -> Vec<String> {
     };
     let _ = transaction::finish_state(root, &left);
     problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_error_skips_make_noise() {
-        let log = "make[1]: Entering directory '/usr/src/linux-headers-6.1.0-56-amd64'\n  CC [M]  /w/kernel-open/nvidia/nv.o\n/w/kernel-open/nvidia/nv.c:12:13: error: expected expression before ';' token\n   12 |     int x = ;\n      |             ^\nmake[3]: *** [scripts/Makefile.build:250: /w/nv.o] Error 1\nmake: *** [Makefile:8: modules] Error 2\n";
-        let e = first_error(log).unwrap();
-        assert!(
-            e.starts_with("/w/kernel-open/nvidia/nv.c:12:13: error: expected expression"),
-            "{e}"
-        );
-        assert!(e.contains("int x = ;"));
-        assert!(!e.contains("make"));
-        assert_eq!(first_error("make: *** [x] Error 2\n"), None);
-        assert!(
-            first_error("ERROR: modpost: \"foo\" [nvidia.ko] undefined!\n")
-                .unwrap()
-                .contains("modpost")
-        );
-    }
 }

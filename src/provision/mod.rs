@@ -7,6 +7,7 @@ pub mod files;
 pub mod gittree;
 pub mod host;
 pub mod kapi;
+pub mod kbuild;
 pub mod lock;
 pub mod manifest;
 pub mod plan;

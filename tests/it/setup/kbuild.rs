@@ -1,8 +1,8 @@
 //! setup's build step on NVIDIA's real `kernel-open` tree (Debian's `nvidia-open-kernel-source`,
 //! 535.261.03 from bookworm's contrib) against Debian's real split kernel headers, fetched into
 //! `~/.cache/pigpu/kbuild` by `scripts/fetch-kernel-sources.sh` (never committed). The commands
-//! are the ones setup and its dkms.conf run: `execute::make_command` with the trees
-//! `execute::kernel_trees` finds, after the compatibility patches `manifest::decide_compat` picks from the
+//! are the ones setup and its dkms.conf run: `kbuild::make_command` with the trees
+//! `kbuild::kernel_trees` finds, after the compatibility patches `manifest::decide_compat` picks from the
 //! probe of the headers. The native amd64 build runs in the default suite (~250 CPU-seconds);
 //! the DKMS line and the arm64 cross build are `#[ignore]`d and run by `scripts/just test-kbuild`.
 
@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use pigpu::provision::execute::{self, KernelTrees};
 use pigpu::provision::files;
 use pigpu::provision::kapi::{self, ApiChange, Verdict};
+use pigpu::provision::kbuild::{self, KernelTrees};
 use pigpu::provision::manifest::{self, Manifest};
 use pigpu::sys::command::Cmd;
 use pigpu::sys::Root;
@@ -104,7 +104,7 @@ fn prepare(top: &Path, trees: &KernelTrees, log: &Path) -> Vec<String> {
     for c in &d.apply {
         let f = top.join("compat.patch");
         fs::write(&f, m.compat_bytes(c).unwrap()).unwrap();
-        execute::apply_patch(top, &f, log).unwrap();
+        kbuild::apply_patch(top, &f, log).unwrap();
     }
     d.reasons
 }
@@ -141,7 +141,7 @@ fn setup_build_step_builds_nvidia_kernel_open_against_split_headers() {
     let t = TempDir::new().unwrap();
     let top = copy_tree(&src, &t);
     let release = native_release();
-    let trees = execute::kernel_trees(&Root::live(), &release).unwrap();
+    let trees = kbuild::kernel_trees(&Root::live(), &release).unwrap();
     // Split headers: the source half is not the build half.
     assert_ne!(trees.source, trees.output);
     assert!(trees.source.join("include/linux/pci.h").is_file());
@@ -152,7 +152,7 @@ fn setup_build_step_builds_nvidia_kernel_open_against_split_headers() {
     eprintln!("{}", reasons.join("\n"));
     let t0 = Instant::now();
     let cmd =
-        execute::make_command(&top.join("kernel-open"), "modules", 2, &trees, &[], &[]).unwrap();
+        kbuild::make_command(&top.join("kernel-open"), "modules", 2, &trees, &[], &[]).unwrap();
     let words: Vec<String> = cmd
         .args
         .iter()
@@ -173,7 +173,7 @@ fn setup_build_step_builds_nvidia_kernel_open_against_split_headers() {
 fn probe_reads_the_prototype_and_the_plan_patches_or_refuses() {
     // The real headers, and a copy of their source half with the one declaration changed.
     let release = native_release();
-    let trees = execute::kernel_trees(&Root::live(), &release).unwrap();
+    let trees = kbuild::kernel_trees(&Root::live(), &release).unwrap();
     let pci_h = fs::read_to_string(trees.source.join("include/linux/pci.h")).unwrap();
     let real = kapi::probe(&trees.source);
     let (three, four) = {
@@ -245,7 +245,7 @@ fn dkms_make_line_builds_nvidia_kernel_open() {
     let t = TempDir::new().unwrap();
     let top = copy_tree(&src, &t);
     let release = native_release();
-    let trees = execute::kernel_trees(&Root::live(), &release).unwrap();
+    let trees = kbuild::kernel_trees(&Root::live(), &release).unwrap();
     let log = t.path().join("dkms.log");
     prepare(&top, &trees, &log);
     // A manifest for this tree: make runs in kernel-open/ (the Debian tree has no top Makefile).
@@ -305,7 +305,7 @@ fn setup_build_step_cross_builds_for_arm64() {
         .unwrap();
     let t = TempDir::new().unwrap();
     let top = copy_tree(&src, &t);
-    let trees = execute::kernel_trees(&root, &release).unwrap();
+    let trees = kbuild::kernel_trees(&root, &release).unwrap();
     assert_ne!(trees.source, trees.output);
     let log = t.path().join("cross.log");
     prepare(&top, &trees, &log);
@@ -315,7 +315,7 @@ fn setup_build_step_cross_builds_for_arm64() {
         "CC=aarch64-linux-gnu-gcc".to_string(),
     ];
     let t0 = Instant::now();
-    execute::make_command(&top.join("kernel-open"), "modules", 2, &trees, &cross, &[])
+    kbuild::make_command(&top.join("kernel-open"), "modules", 2, &trees, &cross, &[])
         .unwrap()
         .run_logged(&log, &mut |_| {})
         .unwrap_or_else(|e| panic!("{e}\n{}", tail(&fs::read_to_string(&log).unwrap())));
