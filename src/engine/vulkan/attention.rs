@@ -29,35 +29,40 @@ pub const SPLIT_WG: u32 = 64;
 pub const MAX_GROUP: u32 = 8;
 
 /// How the decode attention splits the KV range: `n_split` workgroups per KV head, each over
-/// `chunk` positions (0: the positions so far divided evenly, in multiples of 64).
+/// `chunk` positions (0: the positions so far divided evenly, in multiples of 64), serving at
+/// most `heads_per_wg` query heads of the KV head's group (1..=8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Splits {
     pub n_split: u32,
     pub chunk: u32,
+    pub heads_per_wg: u32,
 }
 
 impl Splits {
-    /// For a context of `n_ctx` positions on `dev`: `Tuning::attn_chunk` if set, else up to
-    /// 32 splits of at least 64 positions on GPUs (enough workgroups to cover a large GPU at
-    /// depth: 8 KV heads x 32), and one split per 1024 positions, at most 4, on CPU
-    /// implementations (whose few cores are busy with a handful of workgroups already).
-    pub fn for_context(dev: &Device, n_ctx: usize) -> Splits {
+    /// For a context of `n_ctx` positions on `dev`: `Tuning::attn_chunk` if set (query heads
+    /// grouped 8 per workgroup, as on GPUs: tests force the GPU path on lavapipe with it); else
+    /// on GPUs up to 32 splits of at least 64 positions (8 KV heads x 32 workgroups at depth),
+    /// each KV row read once for up to 8 query heads. `None` on CPU implementations: there
+    /// attention is compute-bound, lavapipe's two threads are busy with one workgroup per query
+    /// head already, and neither grouping nor splitting measured faster than the one-row kernel
+    /// (docs/benchmarks.md), so decoding keeps it.
+    pub fn for_context(dev: &Device, n_ctx: usize) -> Option<Splits> {
         let n_ctx = n_ctx.max(1) as u32;
         if let Some(chunk) = dev.tuning.attn_chunk {
-            return Splits {
+            return Some(Splits {
                 n_split: n_ctx.div_ceil(chunk).max(1),
                 chunk,
-            };
+                heads_per_wg: MAX_GROUP,
+            });
         }
-        let (per, cap) = if dev.info.kind == DeviceKind::Cpu {
-            (1024, 4)
-        } else {
-            (SPLIT_WG, 32)
-        };
-        Splits {
-            n_split: n_ctx.div_ceil(per).clamp(1, cap),
+        if dev.info.kind == DeviceKind::Cpu {
+            return None;
+        }
+        Some(Splits {
+            n_split: n_ctx.div_ceil(SPLIT_WG).clamp(1, 32),
             chunk: 0,
-        }
+            heads_per_wg: MAX_GROUP,
+        })
     }
 
     /// Floats of the partials buffer for `n_head` query heads of size `head_dim`.
@@ -74,12 +79,14 @@ pub struct SplitAttention {
     pub splits: Splits,
     /// Query heads per KV head.
     pub group: u32,
+    /// Query heads per workgroup (the split kernel's GMAX).
+    pub per_wg: u32,
 }
 
 impl Kernels {
     /// The split decode attention for `group` query heads per KV head.
     pub fn split_attention(&self, group: u32, splits: Splits) -> Result<SplitAttention> {
-        let g = group.clamp(1, MAX_GROUP);
+        let g = group.clamp(1, splits.heads_per_wg.clamp(1, MAX_GROUP));
         let split = self.get(
             &format!("attention_split_g{g}"),
             shaders::ATTENTION_SPLIT,
@@ -99,6 +106,7 @@ impl Kernels {
             combine,
             splits,
             group,
+            per_wg: g,
         })
     }
 }
@@ -116,7 +124,7 @@ impl SplitAttention {
             self.splits.n_split,
             self.splits.chunk,
         ];
-        let slices = self.group.div_ceil(MAX_GROUP);
+        let slices = self.group.div_ceil(self.per_wg);
         cmd.label(|| Some(Stamp::named("attention".into())));
         cmd.dispatch(&self.split, set, &p, [n_kv, self.splits.n_split, slices]);
         if self.splits.n_split > 1 {

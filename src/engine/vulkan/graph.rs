@@ -59,8 +59,8 @@ pub struct Acts {
     pub attn: Buffer,
     /// [B][n_ff] f32: SwiGLU output.
     pub ffn: Buffer,
-    /// How decode attention splits the KV range (attention.rs).
-    pub splits: Splits,
+    /// How decode attention splits the KV range (attention.rs); `None`: the one-row kernel.
+    pub splits: Option<Splits>,
     /// [n_head][n_split][2 + head_dim] f32: the splits' partial max, sum and output (one
     /// layer's at a time).
     pub attn_part: Buffer,
@@ -81,7 +81,12 @@ pub struct Acts {
 }
 
 impl Acts {
-    pub fn new(dev: &Arc<Device>, c: &Config, ubatch: usize, splits: Splits) -> Result<Acts> {
+    pub fn new(
+        dev: &Arc<Device>,
+        c: &Config,
+        ubatch: usize,
+        splits: Option<Splits>,
+    ) -> Result<Acts> {
         let f = |n: usize, what: &str| Buffer::new(dev, (n * 4) as u64, MemKind::Device, what);
         let b = ubatch.max(1);
         let row_bytes = (c.n_vocab * 4) as u64;
@@ -104,7 +109,7 @@ impl Acts {
             ffn: f(b * c.n_ff, "activations")?,
             splits,
             attn_part: f(
-                splits.part_floats(c.n_head, c.head_dim).max(1),
+                splits.map_or(1, |s| s.part_floats(c.n_head, c.head_dim).max(1)),
                 "attention partials",
             )?,
             logits: f(logits_rows * c.n_vocab, "logits")?,
@@ -241,9 +246,9 @@ pub fn build(
             kc.all(),
             vc.all(),
             a.attn.all(),
-            Some(AttnScratch {
+            a.splits.map(|splits| AttnScratch {
                 part: a.attn_part.all(),
-                splits: a.splits,
+                splits,
             }),
             OpKind::Attention {
                 n_head: c.n_head as u32,

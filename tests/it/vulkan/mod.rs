@@ -56,13 +56,16 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
 }
 
 /// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
-/// path, forced on lavapipe); `None`: the device's default.
+/// path, forced on lavapipe, with the split decode attention); `None`: the device's default.
 fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
     let opts = VulkanOptions {
         n_ctx,
         progress: false,
         tuning: Tuning {
             matvec: shape,
+            // The GPU path forced: the split decode attention too (64 positions per split,
+            // query heads grouped), which lavapipe does not use by default.
+            attn_chunk: shape.map(|_| 64),
             ..lavapipe()
         },
     };
@@ -447,4 +450,31 @@ fn qwen_logits_match_f64_reference() {
 #[test]
 fn qwen_greedy_matches_cpu_reference_mode() {
     greedy_matches_cpu_reference(util::QWEN);
+}
+
+/// A malformed tuning variable stops the command with exit 2 and a message naming it (read once
+/// by the command layer; nothing deeper reads the environment).
+#[test]
+fn malformed_tuning_variable_is_a_clear_error() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    for (var, value) in [
+        ("PIGPU_VK_MATVEC", "128,2"),
+        ("PIGPU_VK_UBATCH", "many"),
+        ("PIGPU_CPU_ISA", "sse9"),
+    ] {
+        let out = util::pigpu()
+            .args(["run", path.to_str().unwrap(), "--backend", "cpu"])
+            .args(["-p", "hi", "-n", "1"])
+            .env(var, value)
+            .output()
+            .expect("spawn pigpu");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{var}='{value}': expected")),
+            "{var}={value}: {stderr}"
+        );
+    }
 }

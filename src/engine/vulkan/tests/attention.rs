@@ -137,7 +137,11 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
 fn split_attention_matches_reference_at_every_depth() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(41);
-    let dynamic = |n_split| Splits { n_split, chunk: 0 };
+    let dynamic = |n_split| Splits {
+        n_split,
+        chunk: 0,
+        heads_per_wg: 8,
+    };
     let cases = [
         // One position: every split but the first is empty.
         Case {
@@ -150,6 +154,24 @@ fn split_attention_matches_reference_at_every_depth() {
             heads: (9, 3, 64),
             n: 70,
             splits: dynamic(1),
+        },
+        // The same, one query head per workgroup (CPU implementations' default).
+        Case {
+            heads: (9, 3, 64),
+            n: 70,
+            splits: Splits {
+                heads_per_wg: 1,
+                ..dynamic(1)
+            },
+        },
+        // One query head per workgroup, several splits, at depth.
+        Case {
+            heads: (14, 2, 64),
+            n: 2100,
+            splits: Splits {
+                heads_per_wg: 1,
+                ..dynamic(3)
+            },
         },
         // Not a multiple of 64 positions, splits partly empty (chunk rounds up to 64).
         Case {
@@ -182,10 +204,96 @@ fn split_attention_matches_reference_at_every_depth() {
             splits: Splits {
                 n_split: 8,
                 chunk: 128,
+                heads_per_wg: 8,
             },
         },
     ];
     for c in &cases {
         run_case(&mut gpu, &mut rng, c);
+    }
+}
+
+/// GPU time of the split decode attention against the one-row kernel it replaced, at depths up
+/// to 4096 with SmolLM2's and Qwen2.5-0.5B's heads (a report, not a check: timing on a shared
+/// machine is noise-prone). `cargo test --release --lib bench_split_attention -- --ignored
+/// --nocapture`; `PIGPU_VK_BENCH_SPLITS` sets the split count (default 4, lavapipe's cap),
+/// `PIGPU_VK_BENCH_GROUP` the query heads per workgroup (default 1, lavapipe's choice).
+#[test]
+#[ignore = "benchmark"]
+fn bench_split_attention() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(7);
+    let n_split: u32 = std::env::var("PIGPU_VK_BENCH_SPLITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let pack = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+            .collect()
+    };
+    for (n_head, n_kv, d) in [(9usize, 3usize, 64usize), (14, 2, 64)] {
+        for n in [256usize, 1024, 4096] {
+            let (qd, kvd) = (n_head * d, n_kv * d);
+            let kbuf = gpu.buf(&pack(&rng.vec(n * kvd, 1.0)));
+            let vbuf = gpu.buf(&pack(&rng.vec(n * kvd, 1.0)));
+            let mut state = vec![0u32; STATE_WORDS];
+            state[1] = (n - 1) as u32;
+            let sbuf = gpu.buf_u32(&state);
+            let qbuf = gpu.buf_f32(&rng.vec(qd, 1.0));
+            let obuf = gpu.buf_f32(&vec![0.0; qd]);
+            let heads_per_wg: u32 = std::env::var("PIGPU_VK_BENCH_GROUP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let splits = Splits {
+                n_split,
+                chunk: 0,
+                heads_per_wg,
+            };
+            let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
+            let kind = || OpKind::Attention {
+                n_head: n_head as u32,
+                n_kv: n_kv as u32,
+                head_dim: d as u32,
+                prompt: None,
+                split: None,
+            };
+            let mut ops = Vec::new();
+            for scratch in [
+                None,
+                Some(AttnScratch {
+                    part: part.all(),
+                    splits,
+                }),
+            ] {
+                ops.push(
+                    gpu.ops()
+                        .attention(
+                            sbuf.all(),
+                            qbuf.all(),
+                            kbuf.all(),
+                            vbuf.all(),
+                            obuf.all(),
+                            scratch,
+                            kind(),
+                        )
+                        .unwrap(),
+                );
+            }
+            // Best of 5 (one-row, split pass [, combine pass]) per kernel.
+            let (mut row, mut split) = (f64::MAX, f64::MAX);
+            for _ in 0..5 {
+                let t = gpu.run_timed(&[(&ops[0], 1), (&ops[1], 1)]);
+                row = row.min(t[0]);
+                split = split.min(t[1..].iter().sum());
+            }
+            eprintln!(
+                "heads {n_head}/{n_kv} d {d} depth {n}: one-row {:.0} us, split ({n_split}) {:.0} us, {:.2}x",
+                row / 1e3,
+                split / 1e3,
+                row / split
+            );
+        }
     }
 }

@@ -133,7 +133,8 @@ impl Gpu {
         cmd.submit_wait().unwrap();
     }
 
-    /// Like `run`, but with a timestamp after each op: the GPU nanoseconds of each.
+    /// Like `run`, but with a timestamp after each dispatch: the GPU nanoseconds of each (an op
+    /// that records two dispatches, like the split attention's combine pass, gives two).
     pub fn run_timed(&self, ops: &[(&Op, u32)]) -> Vec<f64> {
         let ts = super::profile::timestamp_support(&self.dev).unwrap();
         let mut cmd = Cmd::timed(&self.dev, ops.len() as u32 + 1).unwrap();
@@ -144,7 +145,12 @@ impl Gpu {
         cmd.end().unwrap();
         cmd.submit_wait().unwrap();
         let t = cmd.times(ts.period_ns, ts.valid_bits).unwrap();
-        assert_eq!(t.len(), ops.len());
+        assert!(
+            t.len() >= ops.len(),
+            "{} times for {} ops",
+            t.len(),
+            ops.len()
+        );
         t.into_iter().map(|(_, ns)| ns).collect()
     }
 
