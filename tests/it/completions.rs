@@ -48,7 +48,15 @@ fn bash_completes_subcommands_and_flags() {
     let subs = bash_complete(&script, &["pigpu", "se"]);
     assert_eq!(subs, ["setup", "serve"], "{subs:?}");
     let all = bash_complete(&script, &["pigpu", ""]);
-    for sub in ["setup", "doctor", "run", "serve", "bench", "inspect", "completions"] {
+    for sub in [
+        "setup",
+        "doctor",
+        "run",
+        "serve",
+        "bench",
+        "inspect",
+        "completions",
+    ] {
         assert!(all.iter().any(|s| s == sub), "{sub} not offered: {all:?}");
     }
     let flags = bash_complete(&script, &["pigpu", "setup", "--p"]);
