@@ -339,7 +339,17 @@ fn serve_greedy_equals_run_and_concurrent_clients_equal_sequential() {
         "The three primary colors are",
         "def fibonacci(n):",
     ];
-    let s = Server::start(&m, &["--parallel", "4"]);
+    let s = Server::start(&m, &["--parallel", "4", "--cors", "http://ok.example"]);
+    // CORS only for the origin given.
+    for (origin, allowed) in [("http://ok.example", true), ("http://evil.example", false)] {
+        let r = s
+            .request("/v1/models", None)
+            .header("origin", origin)
+            .send()
+            .unwrap();
+        let h = r.headers().get("access-control-allow-origin");
+        assert_eq!(h.is_some_and(|v| v == origin), allowed, "{origin}: {h:?}");
+    }
     let sequential: Vec<String> = prompts.iter().map(|p| s.complete(p, 12)).collect();
     assert_eq!(sequential[0], run_text(&m, prompts[0], 12));
     assert_eq!(sequential[3], run_text(&m, prompts[3], 12));
