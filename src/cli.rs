@@ -18,13 +18,20 @@ pub struct Cli {
 }
 
 /// Rewrites llama-bench's multi-letter short flags (`-pg 512,128`) into the long form clap
-/// understands, so command lines copied from llama-bench work unchanged.
+/// understands, and llama.cpp's other spellings (`-ngl`, `-fa`, `-c`, `-m`, `-f`; see
+/// `cmd::compat`), so command lines copied from llama.cpp's tools work. A value pigpu cannot
+/// honour (a partial `-ngl`) ends the program with exit 2 and a message, as a clap error does.
 pub fn normalize_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
-    args.into_iter()
+    let args = args
+        .into_iter()
         .map(|a| if a == "-pg" { "--pg".into() } else { a })
-        .collect()
+        .collect();
+    cmd::compat::rewrite(args).unwrap_or_else(|e| {
+        eprintln!("pigpu: error: {e}");
+        std::process::exit(2)
+    })
 }
 
 #[derive(Debug, Subcommand)]

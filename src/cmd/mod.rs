@@ -3,6 +3,7 @@
 //! command-line flags.
 
 pub mod bench;
+pub mod compat;
 pub mod completions;
 pub mod doctor;
 pub mod inspect;

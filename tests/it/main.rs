@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod compat;
 mod completions;
 mod cpu_engine;
 mod doctor;
