@@ -10,8 +10,8 @@
 //! - `-fa` / `--flash-attn` [`on`|`off`|`auto`|`1`|`0`]: accepted and dropped; pigpu has one
 //!   attention path per engine and no switch for it.
 //! - `-c N` / `--ctx-size N` → `--ctx N` (`run`, `perplexity`, `serve`).
-//! - `-m FILE` / `--model FILE` → the positional model (`run`, `perplexity`; `bench` already
-//!   takes `-m`), and `-f FILE` / `--file FILE` → perplexity's positional text file.
+//! - `-m FILE` / `--model FILE` → the positional model (`run`, `perplexity`, `serve`; `bench`
+//!   already takes `-m`), and `-f FILE` / `--file FILE` → perplexity's positional text file.
 //! - `run --system TEXT` without `--chat`: `--chat` is added, since a system message only means
 //!   something in a chat.
 
@@ -121,7 +121,7 @@ pub fn rewrite(args: Vec<OsString>) -> Result<Vec<OsString>, CompatError> {
                 rest.push("--ctx".into());
                 rest.push(v);
             }
-            "-m" | "--model" if sub == "run" || sub == "perplexity" => {
+            "-m" | "--model" if sub != "bench" => {
                 model = Some(value(&mut it)?);
             }
             "-f" | "--file" if sub == "perplexity" => {
@@ -218,7 +218,7 @@ mod tests {
             "pigpu -q perplexity m.gguf t.txt --ctx 128"
         );
         assert_eq!(
-            rw("pigpu --log-file x.log serve m.gguf --ctx-size=512").unwrap(),
+            rw("pigpu --log-file x.log serve -m m.gguf --ctx-size=512").unwrap(),
             "pigpu --log-file x.log serve m.gguf --ctx 512"
         );
         // bench keeps its own -m, and its -c is not a context flag.
