@@ -29,6 +29,7 @@ pub mod engine;
 pub mod gguf;
 pub mod hub;
 pub mod model;
+pub mod platform;
 pub mod provision;
 pub mod quant;
 pub mod serve;

@@ -25,7 +25,8 @@ Each finding: [✓] ok  [i] info  [!] warning  [✗] failure  [-] skipped.
 Exit codes: 0 nothing failed, 1 something failed, 2 doctor could not run.
 Every check and finding id is explained in docs/doctor.md.")]
 pub struct Args {
-    /// Print `{"checks": [{"id","status","summary","evidence","fix"}]}` instead of the report.
+    /// Print `{"checks": [{"id","status","summary","evidence","fix"}], "fixes": [...], "next":
+    /// {"command","addresses","of","findings"}}` instead of the report.
     #[arg(long)]
     pub json: bool,
     /// Examine saved output (dmesg, journalctl, lspci -vv, nvidia-smi, vulkaninfo, llama-bench,
@@ -144,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
     }
     let mut unreadable = Vec::new();
-    let (report, title) = if !args.logs.is_empty() {
+    let (mut report, title, on_pi) = if !args.logs.is_empty() {
         let mut texts = Vec::new();
         let mut findings = Vec::new();
         for path in &args.logs {
@@ -185,8 +186,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (
             Report {
                 checks: logs::merge(findings),
+                ..Report::default()
             },
             format!("saved output {}", names.join(", ")),
+            // Saved output from a machine doctor cannot see: Pi fixes stay.
+            None,
         )
     } else {
         let root = match &args.root {
@@ -214,10 +218,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (
             Report {
                 checks: logs::merge(r.checks),
+                ..Report::default()
             },
             title,
+            Some(host.platform().is_raspberry_pi()),
         )
     };
+    doctor::fixes::plan(&mut report, on_pi);
 
     let text = if args.json {
         report::json(&report) + "\n"

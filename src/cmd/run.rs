@@ -402,7 +402,11 @@ fn list_devices(a: &Args) -> Result<Outcome> {
     if a.json {
         println!("{}", serde_json::to_string(&devs)?);
     } else if devs.is_empty() {
-        println!("no Vulkan devices (the loader found none)");
+        // The same cause doctor's vulkan check and the engine's "no device" error give.
+        match crate::platform::vulkan_no_device_cause() {
+            Some(cause) => println!("no Vulkan devices: {cause}"),
+            None => println!("no Vulkan devices (the loader found none)"),
+        }
     } else {
         for d in &devs {
             println!(
@@ -421,6 +425,11 @@ fn list_devices(a: &Args) -> Result<Outcome> {
                 },
                 d.reason
             );
+        }
+    }
+    if !a.json && !devs.is_empty() && !devs.iter().any(|d| d.chosen) {
+        if let Some(cause) = crate::platform::vulkan_no_device_cause() {
+            println!("no GPU to choose; a Vulkan driver cannot load: {cause}");
         }
     }
     Ok(if devs.iter().any(|d| d.chosen) {

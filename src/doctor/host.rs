@@ -1,12 +1,13 @@
-//! What the checks may look at: files under a [`Root`], PCI devices ([`crate::sys::pci`]),
-//! kernel modules ([`crate::sys::kmod`]), and a few facts that only the live system can tell
-//! (page size via `sysconf`, the kernel log via `dmesg`). Under a fake root every fact comes
-//! from files inside it, so nothing about the machine running the tests leaks in.
+//! What the checks may look at: the [`Platform`] model (board, config.txt, kernel, PCI, NVIDIA
+//! driver, Vulkan) that setup's probe reads too, files under its [`Root`], kernel modules
+//! ([`crate::sys::kmod`]) and the kernel log. Under a fake root every fact comes from files
+//! inside it, so nothing about the machine running the tests leaks in.
 
 use std::cell::OnceCell;
 use std::path::Path;
 
-use crate::sys::pci::{self, PciDevice, PciSource};
+use crate::platform::{PageSize, Platform};
+use crate::sys::pci::{PciDevice, PciSource};
 use crate::sys::Root;
 
 /// How much of the end of a kernel log file doctor reads.
@@ -32,7 +33,7 @@ pub struct Host {
     pub root: Root,
     pub pci_source: PciSource,
     pub vulkan_lister: Option<VulkanLister>,
-    pci_cache: OnceCell<Result<Vec<PciDevice>, String>>,
+    platform: OnceCell<Platform>,
 }
 
 impl Host {
@@ -49,7 +50,7 @@ impl Host {
             pci_source: PciSource::for_root(&root),
             root,
             vulkan_lister: None,
-            pci_cache: OnceCell::new(),
+            platform: OnceCell::new(),
         }
     }
     pub fn with_pci_source(mut self, source: PciSource) -> Host {
@@ -60,13 +61,15 @@ impl Host {
         self.root.is_live()
     }
 
+    /// The platform model (probed once, shared by the checks).
+    pub fn platform(&self) -> &Platform {
+        self.platform
+            .get_or_init(|| Platform::probe(&self.root, self.pci_source.clone()))
+    }
+
     /// All PCI functions (enumerated once, shared by the checks).
     pub fn pci_devices(&self) -> Result<&[PciDevice], String> {
-        self.pci_cache
-            .get_or_init(|| pci::devices(&self.pci_source).map_err(|e| e.to_string()))
-            .as_ref()
-            .map(Vec::as_slice)
-            .map_err(Clone::clone)
+        self.platform().pci_devices()
     }
 
     /// A file's text, trimmed; `None` when missing or unreadable. Symlinks are followed inside
@@ -80,60 +83,14 @@ impl Host {
             .map(|s| s.trim().to_string())
     }
 
-    /// The running kernel's release (`uname -r`), from `ROOT/proc/sys/kernel/osrelease`
-    /// (on the live system `uname(2)` when /proc is missing).
+    /// The running kernel's release (`uname -r`).
     pub fn kernel_release(&self) -> Option<String> {
-        if let Some(r) = self
-            .read("/proc/sys/kernel/osrelease")
-            .filter(|r| !r.is_empty() && !r.contains('\0'))
-        {
-            return Some(r);
-        }
-        if self.is_live() {
-            return Some(
-                nix::sys::utsname::uname()
-                    .ok()?
-                    .release()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-        }
-        None
+        self.platform().running_kernel.clone()
     }
 
-    /// The kernel's page size in bytes and where that came from.
-    pub fn page_size(&self) -> Option<(u64, String)> {
-        if self.is_live() {
-            // SAFETY: sysconf has no preconditions; it only reads a constant of the running kernel.
-            let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-            if p > 0 {
-                return Some((p as u64, format!("getconf PAGESIZE = {p}")));
-            }
-        }
-        let rel = self.kernel_release()?;
-        // The kernel's build config, installed beside it on Debian and Pi OS.
-        if let Some(cfg) = self.read(&format!("/boot/config-{rel}")) {
-            for (opt, size) in [
-                ("CONFIG_ARM64_4K_PAGES=y", 4096),
-                ("CONFIG_ARM64_16K_PAGES=y", 16384),
-                ("CONFIG_ARM64_64K_PAGES=y", 65536),
-            ] {
-                if cfg.lines().any(|l| l.trim() == opt) {
-                    return Some((size, format!("/boot/config-{rel}: {opt}")));
-                }
-            }
-        }
-        // Raspberry Pi kernels name their flavour: -rpi-2712 is the 16K build, -rpi-v8 the 4K one.
-        if rel.ends_with("-rpi-2712") || rel.ends_with("-16k") {
-            return Some((
-                16384,
-                format!("kernel release {rel} (the 16K-page flavour)"),
-            ));
-        }
-        if rel.ends_with("-rpi-v8") {
-            return Some((4096, format!("kernel release {rel} (the 4K-page flavour)")));
-        }
-        None
+    /// The running kernel's page size and where that came from (the platform's one rule).
+    pub fn page_size(&self) -> Option<PageSize> {
+        self.platform().page_size()
     }
 
     /// The kernel log and where it came from. Live: `dmesg`, else `journalctl -k -b`, else

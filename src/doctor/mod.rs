@@ -3,6 +3,7 @@
 //! (`report`). Checks see the system only through [`host::Host`], so tests run them on fake roots.
 
 pub mod checks;
+pub mod fixes;
 pub mod host;
 pub mod logs;
 pub mod report;
@@ -91,10 +92,14 @@ impl Finding {
     }
 }
 
-/// Everything doctor found, in check order.
+/// Everything doctor found, in check order, and what to do about it ([`fixes::plan`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub checks: Vec<Finding>,
+    /// The distinct fix commands, in the order to apply them, with the findings each addresses.
+    pub fixes: Vec<fixes::FixGroup>,
+    /// The first of them (`null` when nothing needs fixing).
+    pub next: Option<fixes::Next>,
 }
 
 impl Report {
@@ -168,7 +173,10 @@ pub fn run_checks(host: &Host, checks: &[Check]) -> Report {
         }
     }
     std::panic::set_hook(previous);
-    Report { checks: out }
+    Report {
+        checks: out,
+        ..Report::default()
+    }
 }
 
 /// Doctor on the system behind `host`: every area check, in order.

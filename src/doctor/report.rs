@@ -1,5 +1,6 @@
 //! The report as people read it (`[✓] [!] [✗] [i] [-]` per finding, evidence and fix indented
-//! under each problem, colour only on a terminal) and as programs read it (`--json`).
+//! under each problem, colour only on a terminal; then the fixes in order and a closing `Next:`
+//! line) and as programs read it (`--json`).
 
 use std::fmt::Write as _;
 
@@ -61,10 +62,33 @@ pub fn human(report: &Report, title: &str, colour_on: bool) -> String {
         count(Status::Info),
         count(Status::Skip)
     );
+    if report.fixes.len() > 1 {
+        let _ = writeln!(out, "\nTo fix, in order:");
+        for (i, g) in report.fixes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. {}  ({})",
+                i + 1,
+                g.command,
+                g.findings.join(", ")
+            );
+        }
+    }
+    if let Some(n) = &report.next {
+        let _ = writeln!(
+            out,
+            "\nNext: {}  (addresses {} of {} finding(s): {})",
+            n.command,
+            n.addresses,
+            n.of,
+            n.findings.join(", ")
+        );
+    }
     out
 }
 
-/// `{"checks": [{"id", "status", "summary", "evidence", "fix"}]}`.
+/// `{"checks": [{"id", "status", "summary", "evidence", "fix"}], "fixes": [{"command",
+/// "findings"}], "next": {"command", "addresses", "of", "findings"} | null}`.
 pub fn json(report: &Report) -> String {
     serde_json::to_string_pretty(report).expect("a report always serialises")
 }
@@ -76,17 +100,25 @@ mod tests {
 
     #[test]
     fn json_has_exactly_the_documented_shape() {
-        let r = Report {
+        let mut r = Report {
             checks: vec![
                 Finding::fail("pcie-link-down", "no GPU")
                     .evidence("x")
                     .fix("y"),
                 Finding::ok("platform", "Pi 5"),
             ],
+            ..Report::default()
         };
+        crate::doctor::fixes::plan(&mut r, Some(true));
         let v: serde_json::Value = serde_json::from_str(&json(&r)).unwrap();
         let obj = v.as_object().unwrap();
-        assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["checks"]);
+        assert_eq!(
+            obj.keys().collect::<Vec<_>>(),
+            vec!["checks", "fixes", "next"]
+        );
+        assert_eq!(v["next"]["command"], "y");
+        assert_eq!(v["next"]["addresses"], 1);
+        assert_eq!(v["fixes"][0]["findings"][0], "pcie-link-down");
         let c = v["checks"][0].as_object().unwrap();
         let mut keys: Vec<_> = c.keys().map(String::as_str).collect();
         keys.sort();
@@ -97,13 +129,15 @@ mod tests {
 
     #[test]
     fn human_marks_and_no_colour_off_a_terminal() {
-        let r = Report {
+        let mut r = Report {
             checks: vec![
                 Finding::fail("a", "bad").evidence("line 1").fix("do x"),
                 Finding::warn("b", "meh"),
                 Finding::ok("c", "fine").evidence("hidden"),
             ],
+            ..Report::default()
         };
+        crate::doctor::fixes::plan(&mut r, Some(true));
         let h = human(&r, "test", false);
         assert!(
             h.contains("[✗] a: bad\n      line 1\n      fix: do x\n"),
@@ -113,6 +147,11 @@ mod tests {
         assert!(h.contains("[✓] c: fine\n"));
         assert!(!h.contains("hidden"));
         assert!(!h.contains('\x1b'));
+        assert!(
+            h.trim_end()
+                .ends_with("Next: do x  (addresses 1 of 2 finding(s): a)"),
+            "{h}"
+        );
         assert!(human(&r, "t", true).contains("\x1b[31m[✗]\x1b[0m"));
     }
 }

@@ -13,75 +13,12 @@ pub const BEGIN: &str =
 /// Last line of pigpu's block.
 pub const END: &str = "# <<< pigpu setup: end";
 
-/// The board the file is read for (model filters `[pi5]`, `[cm5]`, `[pi500]` differ).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Board {
-    Pi5,
-    Pi500,
-    Cm5,
-    /// Another Raspberry Pi (Pi 4, …): setup refuses it, but the file can still be read.
-    OtherPi,
-    /// Not known (an offline image has no `/proc/device-tree/model`): read as a Pi 5 family board.
-    Unknown,
-}
+use crate::platform::config_txt;
+/// The one board type ([`crate::platform::Board`]), re-exported for the plan.
+pub use crate::platform::Board;
 
-impl Board {
-    /// From `/proc/device-tree/model` ("Raspberry Pi 5 Model B Rev 1.0",
-    /// "Raspberry Pi Compute Module 5 Rev 1.0", "Raspberry Pi 500 Rev 1.0").
-    pub fn from_model(model: &str) -> Board {
-        let m = model.trim_end_matches('\0').trim();
-        if m.starts_with("Raspberry Pi Compute Module 5") {
-            Board::Cm5
-        } else if m.starts_with("Raspberry Pi 500") {
-            Board::Pi500
-        } else if m.starts_with("Raspberry Pi 5") {
-            Board::Pi5
-        } else {
-            Board::OtherPi
-        }
-    }
-
-    /// Whether this is a BCM2712 board (Pi 5, Pi 500, CM5) or assumed to be one.
-    pub fn is_pi5_family(self) -> bool {
-        !matches!(self, Board::OtherPi)
-    }
-
-    /// The kernel image the firmware boots when `config.txt` names none.
-    pub fn default_kernel(self) -> &'static str {
-        if self.is_pi5_family() {
-            "kernel_2712.img"
-        } else {
-            "kernel8.img"
-        }
-    }
-
-    /// Whether a section filter (the text between the brackets, lowercased) selects this board.
-    /// `None` for conditional filters pigpu does not evaluate (`[gpio4=1]`, `[EDID=…]`,
-    /// `[tryboot]`, serial numbers): settings under them are not counted as applying.
-    fn filter_applies(self, filter: &str) -> Option<bool> {
-        let f = filter.trim().to_ascii_lowercase();
-        let model = match f.as_str() {
-            "all" => return Some(true),
-            "none" => return Some(false),
-            "pi5" => self.is_pi5_family(),
-            "cm5" => self == Board::Cm5,
-            "pi500" => self == Board::Pi500,
-            "pi1" | "pi2" | "pi3" | "pi3+" | "pi4" | "pi400" | "cm4" | "cm4s" | "pi0" | "pi0w"
-            | "pi02"
-                if self.is_pi5_family() =>
-            {
-                false
-            }
-            "pi1" | "pi2" | "pi3" | "pi3+" | "pi4" | "pi400" | "cm4" | "cm4s" | "pi0" | "pi0w"
-            | "pi02" => return None,
-            _ => return None,
-        };
-        Some(model)
-    }
-}
-
-/// What the file says for the settings pigpu cares about, for one board.
+/// What the file says for the settings pigpu cares about, for one board: a view over the one
+/// parser, [`crate::platform::config_txt`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Effective {
     /// The last `kernel=` that applies; `None` means the board's default image.
@@ -103,75 +40,25 @@ impl Effective {
     }
 }
 
-/// A section header line (`[pi5]`, `[all] # comment`): the filter text.
-fn section_filter(line: &str) -> Option<&str> {
-    let t = line.trim();
-    let rest = t.strip_prefix('[')?;
-    let end = rest.find(']')?;
-    let after = rest[end + 1..].trim();
-    if !after.is_empty() && !after.starts_with('#') {
-        return None;
-    }
-    Some(&rest[..end])
-}
-
-/// `key=value` of a setting line, without comments; `None` for blanks and comments.
-fn setting(line: &str) -> Option<(&str, &str)> {
-    let t = line.trim();
-    if t.is_empty() || t.starts_with('#') {
-        return None;
-    }
-    let t = match t.find('#') {
-        Some(i) => t[..i].trim_end(),
-        None => t,
-    };
-    let (k, v) = t.split_once('=')?;
-    Some((k.trim(), v.trim()))
-}
-
 /// Reads the settings that apply to `board` (including pigpu's own block).
 pub fn effective(text: &str, board: Board) -> Effective {
-    let mut eff = Effective::default();
-    let mut applies: Option<bool> = Some(true);
-    for (n, line) in text.lines().enumerate() {
-        if let Some(filter) = section_filter(line) {
-            applies = board.filter_applies(filter);
-            continue;
-        }
-        let Some((key, value)) = setting(line) else {
-            continue;
-        };
-        let relevant = key == "kernel" || (key == "dtparam" && value.contains("pciex1"));
-        if !relevant {
-            continue;
-        }
-        match applies {
-            Some(true) => {}
-            Some(false) => continue,
-            None => {
-                eff.uncertain
-                    .push(format!("line {}: {}", n + 1, line.trim()));
-                continue;
-            }
-        }
-        if key == "kernel" {
-            eff.kernel = Some(value.to_string());
-            continue;
-        }
-        // `dtparam=` takes a comma-separated list of `name[=value]`.
-        for param in value.split(',') {
-            let (name, val) = match param.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
-                None => (param.trim(), None),
-            };
-            match name {
-                "pciex1" => eff.pciex1 = !matches!(val, Some("off") | Some("0")),
-                "pciex1_gen" => eff.pciex1_gen = val.and_then(|v| v.parse().ok()),
-                _ => {}
-            }
-        }
+    let c = config_txt::ConfigTxt::new("config.txt", text, board);
+    let mut uncertain: Vec<&config_txt::Setting> = c.uncertain("kernel");
+    uncertain.extend(c.uncertain("pciex1"));
+    uncertain.sort_by_key(|s| s.line);
+    uncertain.dedup_by_key(|s| s.line);
+    Effective {
+        kernel: c.get("kernel").map(|s| s.value.clone()),
+        // Only `pciex1` itself here: setup writes that name, whatever `nvme` says.
+        pciex1: c
+            .dtparam("pciex1")
+            .is_some_and(|(v, _)| !matches!(v.as_str(), "off" | "0")),
+        pciex1_gen: c.pciex1_gen(),
+        uncertain: uncertain
+            .iter()
+            .map(|s| format!("line {}: {}", s.line, s.raw))
+            .collect(),
     }
-    eff
 }
 
 /// The settings inside pigpu's block(s), in order; empty when there is none.
@@ -184,7 +71,7 @@ pub fn managed_lines(text: &str) -> Vec<String> {
             inside = true;
         } else if t == END {
             inside = false;
-        } else if inside && setting(line).is_some() {
+        } else if inside && config_txt::key_value(line).is_some() {
             out.push(t.to_string());
         }
     }
@@ -423,22 +310,5 @@ mod tests {
         assert_eq!(e.pciex1_gen, None, "[pi4] does not apply to a Pi 5");
         let off = effective("dtparam=pciex1=off\n", Board::Pi5);
         assert!(!off.pciex1);
-    }
-
-    #[test]
-    fn board_from_device_tree_model() {
-        assert_eq!(
-            Board::from_model("Raspberry Pi 5 Model B Rev 1.0\0"),
-            Board::Pi5
-        );
-        assert_eq!(
-            Board::from_model("Raspberry Pi Compute Module 5 Rev 1.0\0"),
-            Board::Cm5
-        );
-        assert_eq!(Board::from_model("Raspberry Pi 500 Rev 1.0"), Board::Pi500);
-        assert_eq!(
-            Board::from_model("Raspberry Pi 4 Model B Rev 1.4"),
-            Board::OtherPi
-        );
     }
 }

@@ -13,6 +13,7 @@ use super::files;
 use super::kapi;
 use super::manifest::Manifest;
 use super::state::{self, State};
+use crate::platform::Platform;
 use crate::sys::{kmod, pci, Root};
 
 /// One kernel found under `/lib/modules`.
@@ -93,40 +94,8 @@ pub struct Probe {
     pub state_error: Option<String>,
 }
 
-/// Reads the page size and architecture from a kernel config text.
-pub fn config_facts(config: &str) -> (Option<u32>, Option<String>) {
-    let has = |k: &str| config.lines().any(|l| l.trim() == format!("{k}=y"));
-    let page = if has("CONFIG_ARM64_4K_PAGES") {
-        Some(4096)
-    } else if has("CONFIG_ARM64_16K_PAGES") {
-        Some(16384)
-    } else if has("CONFIG_ARM64_64K_PAGES") {
-        Some(65536)
-    } else if has("CONFIG_X86_64") || has("CONFIG_X86") {
-        Some(4096)
-    } else {
-        None
-    };
-    let arch = if has("CONFIG_ARM64") {
-        Some("aarch64".to_string())
-    } else if has("CONFIG_X86_64") {
-        Some("x86_64".to_string())
-    } else {
-        None
-    };
-    (page, arch)
-}
-
-/// Page size from a Raspberry Pi kernel release name (`…-rpi-2712` 16K, `…-rpi-v8` 4K).
-pub fn page_size_from_release(release: &str) -> Option<u32> {
-    if release.ends_with("-rpi-2712") || release.ends_with("_16k") || release.ends_with("-16k") {
-        Some(16384)
-    } else if release.ends_with("-rpi-v8") {
-        Some(4096)
-    } else {
-        None
-    }
-}
+/// The one page-size rule and kernel-config reader live in [`crate::platform::kernel`].
+pub use crate::platform::kernel::{config_facts, page_size_from_release};
 
 /// Resolves a symlink found inside the root, mapping absolute targets into the root (an image's
 /// `build` link names `/usr/src/…` of the image, not of the host).
@@ -210,24 +179,13 @@ pub fn release_key(r: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Turing and newer NVIDIA chips have device ids from 0x1e00 up (TU102 = 0x1e02 …); Volta,
-/// Pascal and older sit below. Inferred from the public PCI id lists, not a documented rule.
-pub fn nvidia_supported(device: u16) -> bool {
-    device >= 0x1e00
-}
-
 /// Probes `root`. `kernel_release` pins the target kernel; otherwise the newest 4K-page kernel
 /// under `/lib/modules` is chosen (the running one when it qualifies).
 pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> Probe {
-    let model = root
-        .read_optional("/proc/device-tree/model")
-        .ok()
-        .flatten()
-        .map(|m| m.trim_end_matches('\0').trim().to_string());
-    let board = model
-        .as_deref()
-        .map(Board::from_model)
-        .unwrap_or(Board::Unknown);
+    // Board, config.txt and GPUs come from the platform model doctor reads too.
+    let platform = Platform::probe(root, pci::PciSource::for_root(root));
+    let model = platform.model.clone();
+    let board = platform.board;
     let os = root
         .read_optional("/etc/os-release")
         .ok()
@@ -279,13 +237,8 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
         }
     };
 
-    let config_path = ["/boot/firmware/config.txt", "/boot/config.txt"]
-        .iter()
-        .find(|p| root.path(p).is_file())
-        .map(|p| p.to_string());
-    let config_text = config_path
-        .as_deref()
-        .and_then(|p| root.read_optional(p).ok().flatten());
+    let config_path = platform.config.as_ref().map(|c| c.path.clone());
+    let config_text = platform.config_text.clone();
     let boot = bootconfig::effective(config_text.as_deref().unwrap_or(""), board);
     let kernel_image = boot.kernel_image(board);
     let kernel8_present = config_path.as_deref().is_some_and(|c| {
@@ -299,19 +252,20 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
         .flatten()
         .map(|t| parse_dpkg_status(&t));
 
-    let (gpus, pci_error) = match pci::nvidia_gpus(&pci::PciSource::for_root(root)) {
+    let (gpus, pci_error) = match platform.pci_devices() {
         Ok(list) => (
             list.iter()
+                .filter(|d| d.is_nvidia_gpu())
                 .map(|d| Gpu {
                     address: d.address.clone(),
                     id: d.id(),
                     driver: d.driver.clone(),
-                    supported: nvidia_supported(d.device),
+                    supported: d.has_gsp(),
                 })
                 .collect(),
             None,
         ),
-        Err(e) => (Vec::new(), Some(e.to_string())),
+        Err(e) => (Vec::new(), Some(e)),
     };
     let loaded = kmod::loaded_modules(root)
         .ok()
@@ -427,26 +381,6 @@ mod tests {
         assert_eq!(p["build-essential"], (true, false));
         assert_eq!(p["linux-image-rpi-v8"], (true, true));
         assert_eq!(p["gone"], (false, false));
-        assert_eq!(
-            config_facts("CONFIG_ARM64=y\nCONFIG_ARM64_16K_PAGES=y\n"),
-            (Some(16384), Some("aarch64".to_string()))
-        );
-        assert_eq!(
-            config_facts("CONFIG_X86_64=y\nCONFIG_X86=y\n").0,
-            Some(4096)
-        );
-        assert_eq!(page_size_from_release("6.12.47+rpt-rpi-2712"), Some(16384));
-        assert_eq!(page_size_from_release("6.12.47+rpt-rpi-v8"), Some(4096));
         assert!(release_key("6.12.47+rpt-rpi-v8") > release_key("6.12.9-rpi-v8"));
-    }
-
-    #[test]
-    fn gsp_generation_by_device_id() {
-        assert!(nvidia_supported(0x24b0)); // RTX A4000 (GA104)
-        assert!(nvidia_supported(0x1e30)); // Quadro RTX 8000 (TU102)
-        assert!(nvidia_supported(0x2182)); // GTX 1660 Ti (TU116)
-        assert!(!nvidia_supported(0x1b80)); // GTX 1080 (GP104)
-        assert!(!nvidia_supported(0x1db4)); // V100 (GV100)
-        assert!(!nvidia_supported(0x1c82)); // GTX 1050 Ti (GP107)
     }
 }

@@ -154,6 +154,12 @@ impl PciDevice {
     pub fn is_nvidia_gpu(&self) -> bool {
         self.is_nvidia() && self.is_display()
     }
+    /// An NVIDIA GPU of Turing or newer (it has a GSP), so the open modules can drive it:
+    /// device ids from 0x1e00 up (TU102 = 0x1e02 …); Volta, Pascal and older sit below.
+    /// Inferred from the public PCI id lists, not a documented rule.
+    pub fn has_gsp(&self) -> bool {
+        self.is_nvidia_gpu() && self.device >= 0x1e00
+    }
     pub fn is_bridge(&self) -> bool {
         self.class >> 8 == 0x0604
     }
@@ -504,6 +510,21 @@ mod tests {
         assert_eq!(devs.len(), 1);
         let g = &devs[0];
         assert!(g.is_nvidia_gpu());
+        assert!(g.has_gsp(), "GA106 (0x2504) is Ampere");
+        for (device, gsp) in [
+            (0x24b0, true),
+            (0x1e30, true),
+            (0x2182, true),
+            (0x1b80, false),
+            (0x1db4, false),
+            (0x1c82, false),
+        ] {
+            let d = PciDevice {
+                device,
+                ..g.clone()
+            };
+            assert_eq!(d.has_gsp(), gsp, "{device:#x}");
+        }
         assert_eq!(g.id(), "10de:2504");
         assert_eq!(g.controller.as_deref(), Some("1000110000.pcie"));
         assert_eq!(g.link.current_speed, Some(2.5));

@@ -7,6 +7,7 @@ mod compat;
 mod completions;
 mod cpu_engine;
 mod doctor;
+mod doctor_platform;
 mod fuzz;
 mod gguf;
 mod hub;

@@ -1,156 +1,56 @@
-//! `boot-config`: the Pi firmware's `config.txt` — the external PCIe port (`dtparam=pciex1`),
-//! its generation (`pciex1_gen`) and the kernel image (`kernel=kernel8.img` for 4K pages) —
-//! honouring the `[all]` / `[pi5]` / `[cm5]` section filters the firmware applies.
+//! `boot-config`: the Pi firmware's `config.txt` as the platform model parsed it (section
+//! filters resolved once, the same reading setup uses) — the external PCIe port
+//! (`dtparam=pciex1`), its generation (`pciex1_gen`) and the kernel image (`kernel=kernel8.img`
+//! for 4K pages).
 
-use super::{board, Board};
+use super::setup_or;
 use crate::doctor::{Finding, Host};
-
-/// The config.txt locations: Bookworm and later, then the older one.
-pub const CONFIG_PATHS: &[&str] = &["/boot/firmware/config.txt", "/boot/config.txt"];
-
-/// A setting that applies to this board: `key=value` from a line, with its line number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    pub key: String,
-    pub value: String,
-    pub line: usize,
-    pub raw: String,
-}
-
-/// The settings of a config.txt that apply to `board`, in file order. `dtparam=a,b=c` lines
-/// become one `dtparam` setting per parameter (`a`, `b=c`).
-pub fn parse(text: &str, board: &Board) -> Vec<Setting> {
-    let mut out = Vec::new();
-    let mut applies = true;
-    let mut prev_was_filter = false;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(filter) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let this = filter_applies(filter.trim(), board);
-            // Consecutive filters combine (AND); [all] resets.
-            applies = if filter.trim() == "all" {
-                true
-            } else if prev_was_filter {
-                applies && this
-            } else {
-                this
-            };
-            prev_was_filter = true;
-            continue;
-        }
-        prev_was_filter = false;
-        if !applies {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim().to_string();
-        if key == "dtparam" {
-            for p in value.split(',') {
-                out.push(Setting {
-                    key: key.clone(),
-                    value: p.trim().to_string(),
-                    line: i + 1,
-                    raw: raw.trim().to_string(),
-                });
-            }
-        } else {
-            out.push(Setting {
-                key,
-                value: value.trim().to_string(),
-                line: i + 1,
-                raw: raw.trim().to_string(),
-            });
-        }
-    }
-    out
-}
-
-fn filter_applies(filter: &str, board: &Board) -> bool {
-    // Unknown boards are judged as a Pi 5: that is the machine doctor is for.
-    let pi5 = board.is_pi5_family() || matches!(board, Board::Unknown | Board::Other(_));
-    match filter {
-        "all" => true,
-        "none" | "tryboot" => false,
-        "pi5" => pi5,
-        "cm5" => *board == Board::Cm5,
-        "pi500" => *board == Board::Pi500,
-        "pi4" | "pi400" | "cm4" | "cm4s" => *board == Board::Pi4,
-        "pi0" | "pi0w" | "pi02" | "pi1" | "pi2" | "pi3" | "pi3+" | "cm1" | "cm3" | "cm3+" => false,
-        // Conditional filters (HDMI, EDID, gpio, board-type, partition): assume they hold.
-        _ => true,
-    }
-}
-
-/// The config.txt that exists, its path and its settings for this board.
-pub fn load(host: &Host) -> Option<(String, Vec<Setting>)> {
-    let (b, _) = board(host);
-    CONFIG_PATHS
-        .iter()
-        .find_map(|p| host.read(p).map(|t| (p.to_string(), parse(&t, &b))))
-}
-
-/// The value of a `dtparam` (last one wins): `dtparam=pciex1` → Some("on").
-pub fn dtparam<'a>(settings: &'a [Setting], name: &str) -> Option<(String, &'a Setting)> {
-    settings
-        .iter()
-        .filter(|s| s.key == "dtparam")
-        .filter_map(|s| {
-            let (k, v) = s.value.split_once('=').unwrap_or((s.value.as_str(), "on"));
-            (k.trim() == name).then(|| (v.trim().to_string(), s))
-        })
-        .next_back()
-}
-
-/// The last setting of `key`.
-pub fn get<'a>(settings: &'a [Setting], key: &str) -> Option<&'a Setting> {
-    settings.iter().rfind(|s| s.key == key)
-}
+use crate::platform::{Board, ConfigTxt};
 
 /// The PCIe generation config.txt asks for on the external port, if any.
 pub fn configured_gen(host: &Host) -> Option<u32> {
-    let (_, s) = load(host)?;
-    dtparam(&s, "pciex1_gen").and_then(|(v, _)| v.parse().ok())
-}
-
-fn evidence(path: &str, s: &Setting) -> String {
-    format!("{path}:{}: {}", s.line, s.raw)
+    host.platform().config.as_ref()?.pciex1_gen()
 }
 
 pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
-    let (b, _) = board(host);
-    let Some((path, settings)) = load(host) else {
-        return Ok(vec![if b.is_pi5_family() {
+    let p = host.platform();
+    let b = p.board;
+    if !p.is_raspberry_pi() {
+        return Ok(vec![Finding::skip(
+            "boot-config",
+            "not a Raspberry Pi: config.txt does not apply",
+        )]);
+    }
+    let Some(c) = &p.config else {
+        return Ok(vec![if p.is_pi5_family() {
             Finding::warn(
                 "boot-config",
                 "no config.txt found (looked in /boot/firmware and /boot)",
             )
             .fix("is the boot partition mounted? (mount | grep /boot/firmware)")
         } else {
-            Finding::skip(
-                "boot-config",
-                "no config.txt: not a Raspberry Pi boot setup",
-            )
+            Finding::skip("boot-config", "no config.txt found")
         }]);
     };
     let mut out = Vec::new();
-    let on = |v: &str| !matches!(v, "off" | "0" | "false" | "no");
+    let path = &c.path;
+    let uncertain = |key: &str| -> Vec<String> {
+        c.uncertain(key)
+            .iter()
+            .map(|s| format!("{} (under a filter pigpu cannot evaluate)", c.cite(s)))
+            .collect()
+    };
 
     // The external port: off by default on a Pi 5 (unless a HAT+ asks for it), on for a CM5 IO board.
-    let port = dtparam(&settings, "pciex1").or_else(|| dtparam(&settings, "nvme"));
-    match (&port, &b) {
-        (Some((v, s)), _) if on(v) => out.push(
+    match (c.pciex1(), b) {
+        (Some((true, s)), _) => out.push(
             Finding::ok("pcie-port", "the external PCIe port is enabled (dtparam=pciex1)")
-                .evidence(evidence(&path, s)),
+                .evidence(c.cite(s)),
         ),
-        (Some((_, s)), _) => out.push(
+        (Some((false, s)), _) => out.push(
             Finding::fail("pcie-port", "the external PCIe port is switched off in config.txt")
-                .evidence(evidence(&path, s))
-                .fix(format!("set 'dtparam=pciex1' in {path} and reboot")),
+                .evidence(c.cite(s))
+                .fix(setup_or(host, "turn the port on (dtparam=pciex1)", &format!("set 'dtparam=pciex1' in {path} and reboot"))),
         ),
         (None, Board::Cm5) => out.push(Finding::ok(
             "pcie-port",
@@ -161,12 +61,13 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 "pcie-port",
                 "config.txt does not enable the external PCIe port (dtparam=pciex1); a Pi 5 only turns it on by itself for HAT+ boards",
             )
-            .evidence(format!("{path}: no dtparam=pciex1"))
-            .fix(format!("echo 'dtparam=pciex1' | sudo tee -a {path} && sudo reboot")),
+            .evidence(format!("{path}: no dtparam=pciex1 that applies"))
+            .evidence_all(uncertain("pciex1"))
+            .fix(setup_or(host, "turn the port on (dtparam=pciex1)", &format!("echo 'dtparam=pciex1' | sudo tee -a {path} && sudo reboot"))),
         ),
     }
 
-    if let Some((v, s)) = dtparam(&settings, "pciex1_gen") {
+    if let Some((v, s)) = c.dtparam("pciex1_gen") {
         let f = match v.as_str() {
             "3" => Finding::info(
                 "pcie-gen",
@@ -179,32 +80,13 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
             )
             .fix(format!("use 'dtparam=pciex1_gen=2' (or 3) in {path}")),
         };
-        out.push(f.evidence(evidence(&path, s)));
+        out.push(f.evidence(c.cite(s)));
     }
 
-    match get(&settings, "kernel") {
-        Some(s) if s.value == "kernel8.img" => out.push(
-            Finding::ok("boot-kernel-image", "boots kernel8.img (4K pages, as the NVIDIA driver needs)")
-                .evidence(evidence(&path, s)),
-        ),
-        Some(s) => out.push(
-            Finding::warn("boot-kernel-image", format!("boots {}; the NVIDIA driver needs kernel8.img (4K pages)", s.value))
-                .evidence(evidence(&path, s))
-                .fix(format!("set 'kernel=kernel8.img' in {path} (under [all] or [pi5]) and reboot")),
-        ),
-        None if b.is_pi5_family() || b == Board::Unknown => out.push(
-            Finding::warn(
-                "boot-kernel-image",
-                "no kernel= line: a Pi 5 boots kernel_2712.img (16K pages); the NVIDIA driver needs kernel8.img",
-            )
-            .evidence(format!("{path}: no kernel= line"))
-            .fix(format!("echo 'kernel=kernel8.img' | sudo tee -a {path} && sudo reboot")),
-        ),
-        None => {}
-    }
+    out.extend(kernel_image(host, c, b));
 
-    if let Some(s) = settings
-        .iter()
+    if let Some(s) = c
+        .applying()
         .find(|s| s.key == "dtoverlay" && s.value.starts_with("pcie-32bit-dma"))
     {
         out.push(
@@ -212,27 +94,49 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 "pcie-32bit-dma",
                 "dtoverlay=pcie-32bit-dma-pi5 is set: NVIDIA GPUs do not need it",
             )
-            .evidence(evidence(&path, s)),
+            .evidence(c.cite(s)),
         );
     }
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sections_filter_settings() {
-        let text = "dtparam=audio=on\n[pi4]\nkernel=kernel7l.img\n[cm5]\ndtparam=pciex1_gen=3\n[pi5]\ndtparam=pciex1,pciex1_gen=2 # fast\n[all]\nkernel=kernel8.img\n[none]\nkernel=x.img\n";
-        let s = parse(text, &Board::Pi5);
-        assert_eq!(get(&s, "kernel").unwrap().value, "kernel8.img");
-        assert_eq!(dtparam(&s, "pciex1_gen").unwrap().0, "2");
-        assert_eq!(dtparam(&s, "pciex1").unwrap().0, "on");
-        let c = parse(text, &Board::Cm5);
-        // [pi5] also applies to a CM5 and comes later.
-        assert_eq!(dtparam(&c, "pciex1_gen").unwrap().0, "2");
-        let c = parse("[pi5]\n[cm5]\ndtparam=pciex1_gen=3\n", &Board::Pi5);
-        assert!(dtparam(&c, "pciex1_gen").is_none(), "[pi5][cm5] is an AND");
-    }
+/// `boot-kernel-image`: the image that boots must be the 4K one for the NVIDIA driver.
+fn kernel_image(host: &Host, c: &ConfigTxt, b: Board) -> Option<Finding> {
+    let image = c.kernel_image(b);
+    let fix = || {
+        setup_or(
+            host,
+            "boot the 4K kernel (kernel=kernel8.img) and build the modules for it",
+            &format!(
+                "set 'kernel=kernel8.img' in {} (under [all] or [pi5]) and reboot",
+                c.path
+            ),
+        )
+    };
+    let evidence = c
+        .uncertain("kernel")
+        .iter()
+        .map(|s| format!("{} (under a filter pigpu cannot evaluate)", c.cite(s)))
+        .collect::<Vec<_>>();
+    Some(match c.get("kernel") {
+        Some(s) if s.value == "kernel8.img" => Finding::ok(
+            "boot-kernel-image",
+            "boots kernel8.img (4K pages, as the NVIDIA driver needs)",
+        )
+        .evidence(c.cite(s)),
+        Some(s) => Finding::warn(
+            "boot-kernel-image",
+            format!("boots {}; the NVIDIA driver needs kernel8.img (4K pages)", s.value),
+        )
+        .evidence(c.cite(s))
+        .fix(fix()),
+        None if b.is_pi5_family() => Finding::warn(
+            "boot-kernel-image",
+            format!("no kernel= line applies: a Pi 5 boots {image} (16K pages); the NVIDIA driver needs kernel8.img"),
+        )
+        .evidence(format!("{}: no kernel= line that applies", c.path))
+        .evidence_all(evidence)
+        .fix(fix()),
+        None => return None,
+    })
 }

@@ -1,14 +1,32 @@
 //! `driver`: the NVIDIA kernel modules for the running kernel (found through libkmod, as
 //! modprobe would), whether they are the open ones and loaded, whether module, loaded driver,
 //! userspace libraries and GSP firmware are all the same version, which driver the GPU is bound
-//! to, and that nouveau stays away.
+//! to, and that nouveau stays away. A driver that is loaded and has initialised its GPUs is
+//! taken as the truth: files it no longer needs (a module outside `/lib/modules`, firmware not
+//! under `/lib/firmware`) are then `info`, not failures.
 
-use super::{find_library, library_files, nvidia_expected, nvidia_gpus};
+use super::{find_library, library_files, nvidia_expected, nvidia_gpus, on_pi, setup_or};
 use crate::doctor::{Finding, Host};
+pub use crate::platform::nvidia::proc_version;
 use crate::sys::kmod::{self, ModuleInfo};
 
-const FIX_SETUP: &str =
-    "build and install the patched open modules for this kernel: sudo pigpu setup";
+/// How to get modules for the running kernel, on this machine.
+fn fix_modules(host: &Host) -> String {
+    setup_or(
+        host,
+        "build and install the patched open modules for this kernel",
+        "install the NVIDIA driver's kernel modules for the running kernel (the distribution's NVIDIA driver packages, or NVIDIA's installer)",
+    )
+}
+
+/// How to get NVIDIA's userspace of the module's version, on this machine.
+fn fix_userspace(host: &Host) -> String {
+    setup_or(
+        host,
+        "install the NVIDIA userspace of the module's version",
+        "install the NVIDIA userspace (libraries and firmware) of exactly the kernel module's version, then reboot",
+    )
+}
 const FIX_NOUVEAU: &str = "printf 'blacklist nouveau\\noptions nouveau modeset=0\\n' | sudo tee /etc/modprobe.d/blacklist-nouveau.conf && sudo update-initramfs -u && sudo reboot";
 
 /// Libraries of the NVIDIA userspace that carry the version in their file name.
@@ -26,19 +44,6 @@ fn lib_version(path: &str, prefix: &str) -> Option<String> {
     let v = name.strip_prefix(prefix)?;
     (v.matches('.').count() >= 1 && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
         .then(|| v.to_string())
-}
-
-/// The version number in `/proc/driver/nvidia/version`'s first line.
-pub fn proc_version(text: &str) -> Option<String> {
-    let first = text.lines().next()?;
-    first
-        .split_whitespace()
-        .find(|w| {
-            w.chars().next().is_some_and(|c| c.is_ascii_digit())
-                && w.contains('.')
-                && w.chars().all(|c| c.is_ascii_digit() || c == '.')
-        })
-        .map(str::to_string)
 }
 
 /// Versions that have GSP firmware installed (`/lib/firmware/nvidia/<ver>/gsp_*.bin`).
@@ -72,8 +77,15 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
     };
     let gpus = nvidia_gpus(host);
     let expected = nvidia_expected(host);
+    let platform = host.platform();
+    let working = platform.nvidia.working();
     let loaded = kmod::loaded_modules(&host.root).unwrap_or(None);
-    let is_loaded = |name: &str| loaded.as_ref().map(|l| l.iter().any(|m| m.name == name));
+    let is_loaded = |name: &str| {
+        if name == "nvidia" && platform.nvidia.loaded {
+            return Some(true);
+        }
+        loaded.as_ref().map(|l| l.iter().any(|m| m.name == name))
+    };
 
     // --- installed modules
     let nvidia: Option<ModuleInfo> = kmod::find_module(&host.root, &rel, "nvidia")?;
@@ -105,7 +117,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                         m.path.display(),
                         m.vermagic.clone().unwrap_or_default()
                     ))
-                    .fix(FIX_SETUP),
+                    .fix(fix_modules(host)),
                 );
             } else {
                 let mut f = Finding::ok(
@@ -123,6 +135,10 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 out.push(f);
             }
             match m.license.as_deref() {
+                Some(l) if l.contains("NVIDIA") && !l.contains("GPL") && !on_pi(host) => out.push(
+                    Finding::ok("driver-open", "the installed nvidia.ko is NVIDIA's proprietary module (fine off a Pi)")
+                        .evidence(format!("modinfo nvidia: license {l}")),
+                ),
                 Some(l) if l.contains("NVIDIA") && !l.contains("GPL") => out.push(
                     Finding::fail("driver-proprietary", "the installed nvidia.ko is the proprietary (closed) module; only the patched open modules work on a Pi")
                         .evidence(format!("modinfo nvidia: license {l}"))
@@ -143,6 +159,26 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                         .evidence_all(files.iter().map(|p| p.display().to_string()))
                         .fix("sudo depmod -a"),
                 );
+            } else if is_loaded("nvidia") == Some(true) {
+                // Loaded from somewhere else (a driver container, an installer that put it
+                // outside /lib/modules/<rel>): what runs is what counts.
+                let version = platform
+                    .nvidia
+                    .version
+                    .as_deref()
+                    .unwrap_or("(version unknown)");
+                out.push(
+                    Finding::info(
+                        "driver-modules",
+                        if working {
+                            format!("the nvidia module {version} is loaded and has initialised {} GPU(s), though it is not installed under /lib/modules/{rel}", platform.nvidia.initialised.len())
+                        } else {
+                            format!("the nvidia module {version} is loaded, though it is not installed under /lib/modules/{rel}")
+                        },
+                    )
+                    .evidence("/proc/modules: nvidia")
+                    .evidence_all(platform.nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}"))),
+                );
             } else if expected {
                 let other: Vec<String> = host
                     .root
@@ -157,13 +193,13 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                     "driver-modules",
                     format!("no NVIDIA kernel module is installed for the running kernel {rel}"),
                 )
-                .fix(FIX_SETUP);
+                .fix(fix_modules(host));
                 if !other.is_empty() {
                     f.summary.push_str(&format!(
                         " (there are modules for {}: the kernel was updated since they were built)",
                         other.join(", ")
                     ));
-                    f = f.fix("rebuild the modules for the running kernel: sudo pigpu setup (it also holds the kernel packages, apt-mark hold, so an upgrade cannot do this again)");
+                    f = f.fix(setup_or(host, "rebuild the modules for the running kernel (setup also holds the kernel packages, apt-mark hold, so an upgrade cannot do this again)", &fix_modules(host)));
                 }
                 out.push(f);
             } else {
@@ -227,7 +263,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
             out.push(
                 Finding::fail("driver-version-mismatch", "the NVIDIA module, the loaded driver and the userspace libraries are not all the same version")
                     .evidence_all(all.iter().map(|(v, w)| format!("{w}: {v}")))
-                    .fix("rebuild the modules for the installed userspace version (or install the userspace of the module's version): sudo pigpu setup, then reboot"),
+                    .fix(setup_or(host, "rebuild the modules for the installed userspace version (or install the userspace of the module's version), then reboot", "install the NVIDIA userspace and kernel module of one version, then reboot")),
             );
         } else {
             out.push(
@@ -247,7 +283,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 "driver-version",
                 "the NVIDIA userspace (libnvidia-ml, libGLX_nvidia) is not installed",
             )
-            .fix("install the userspace of the module's version: sudo pigpu setup"),
+            .fix(fix_userspace(host)),
         );
     }
 
@@ -259,10 +295,18 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 Finding::ok("gsp-firmware", format!("GSP firmware for {v} is installed"))
                     .evidence_all(files.clone()),
             ),
+            None if working => out.push(
+                Finding::info(
+                    "gsp-firmware",
+                    format!("no GSP firmware for {v} under /lib/firmware, but the driver has initialised the GPU(s), so it had what it needed"),
+                )
+                .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
+                .evidence_all(platform.nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}"))),
+            ),
             None => {
                 let mut f = Finding::fail("gsp-firmware-missing", format!("no GSP firmware for {v}: the driver cannot start the GPU"))
                     .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
-                    .fix("install the NVIDIA userspace of exactly the module's version (it ships the firmware): sudo pigpu setup");
+                    .fix(fix_userspace(host));
                 if !fw.is_empty() {
                     f.summary.push_str(&format!(
                         " (firmware present for: {})",
@@ -288,14 +332,15 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                     .fix(FIX_NOUVEAU),
             ),
             Some(other) => out.push(Finding::warn("gpu-driver-bound", format!("{} is driven by {other}", g.address))
-                .fix("unbind it and load nvidia: sudo modprobe nvidia")),
+                .fix(if nvidia.is_some() { "unbind it and load nvidia: sudo modprobe nvidia".to_string() } else { fix_modules(host) })),
             None if nvidia_loaded => out.push(
                 Finding::fail("gpu-driver-bound", format!("nvidia is loaded but did not take {}: it failed to initialise the GPU", g.address))
                     .fix("see the kernel-log findings (sudo dmesg | grep NVRM) for why"),
             ),
+            // modprobe only helps when there is a module to load.
             None => out.push(
                 Finding::warn("gpu-driver-bound", format!("no driver is bound to {}", g.address))
-                    .fix("sudo modprobe nvidia"),
+                    .fix(if nvidia.is_some() { "sudo modprobe nvidia".to_string() } else { fix_modules(host) }),
             ),
         }
     }
@@ -366,10 +411,6 @@ mod tests {
 
     #[test]
     fn version_strings() {
-        assert_eq!(
-            proc_version("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  580.95.05  Release Build  (dvs-builder@U22)  Tue Sep 23 09:46:53 UTC 2025\nGCC version:  gcc version 12.2.0"),
-            Some("580.95.05".into())
-        );
         assert_eq!(
             lib_version("/usr/lib/x/libnvidia-ml.so.580.95.05", "libnvidia-ml.so."),
             Some("580.95.05".into())

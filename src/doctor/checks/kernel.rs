@@ -1,28 +1,10 @@
 //! `kernel`: the running kernel's release, its page size (the NVIDIA driver needs 4K pages; a
 //! Pi 5 boots a 16K kernel by default) and whether headers for it are installed (needed to build
-//! the modules).
+//! the modules) — asked only where an NVIDIA driver is expected and not already working.
 
-use super::{board, nvidia_expected};
+use super::{nvidia_expected, setup_or};
 use crate::doctor::{Finding, Host};
-
-const FIX_PAGE: &str = "echo 'kernel=kernel8.img' | sudo tee -a /boot/firmware/config.txt && sudo apt install linux-headers-rpi-v8 && sudo reboot; then rebuild the modules: sudo pigpu setup";
-
-/// "6.18.3+rpt-rpi-v8" → (6, 18).
-pub fn major_minor(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
-/// The headers package for a Pi kernel flavour.
-fn headers_package(release: &str) -> String {
-    if release.ends_with("-rpi-v8") {
-        "linux-headers-rpi-v8".into()
-    } else if release.ends_with("-rpi-2712") {
-        "linux-headers-rpi-2712".into()
-    } else {
-        format!("linux-headers-{release}")
-    }
-}
+use crate::platform::kernel::{headers_package, major_minor};
 
 pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
     let Some(rel) = host.kernel_release() else {
@@ -31,28 +13,36 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
             "cannot tell the running kernel's release (no /proc/sys/kernel/osrelease)",
         )]);
     };
+    let p = host.platform();
     let mut out = Vec::new();
     let nvidia = nvidia_expected(host);
+    let mut four_k = true;
 
     match host.page_size() {
-        Some((4096, src)) => out.push(
-            Finding::ok("kernel-page-size", format!("kernel {rel} uses 4K pages")).evidence(src),
+        Some(ps) if ps.bytes == 4096 => out.push(
+            Finding::ok("kernel-page-size", format!("kernel {rel} uses 4K pages"))
+                .evidence(ps.source),
         ),
-        Some((size, src)) => {
-            let k = size / 1024;
+        Some(ps) => {
+            four_k = false;
+            let k = ps.bytes / 1024;
             let f = if nvidia {
                 Finding::fail(
                     "kernel-page-size",
                     format!("kernel {rel} uses {k}K pages; the NVIDIA driver needs 4K"),
                 )
-                .fix(FIX_PAGE)
+                .fix(setup_or(
+                    host,
+                    "boot the 4K kernel (kernel8.img), install its headers and build the modules for it",
+                    "boot a kernel built with 4K pages (CONFIG_ARM64_4K_PAGES=y) and reboot",
+                ))
             } else {
                 Finding::info(
                     "kernel-page-size",
-                    format!("kernel {rel} uses {k}K pages: fine for AMD GPUs; an NVIDIA GPU needs the 4K kernel (kernel8.img)"),
+                    format!("kernel {rel} uses {k}K pages: fine without an NVIDIA GPU (AMD GPUs work with it); an NVIDIA GPU needs a 4K-page kernel"),
                 )
             };
-            out.push(f.evidence(src));
+            out.push(f.evidence(ps.source));
         }
         None => out.push(Finding::skip(
             "kernel-page-size",
@@ -66,6 +56,24 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
             Finding::ok("kernel-headers", format!("headers for {rel} are installed"))
                 .evidence(format!("{build} -> {}", target.display())),
         ),
+        None if !nvidia => out.push(Finding::skip(
+            "kernel-headers",
+            format!("no NVIDIA GPU or module: headers for {rel} are not needed"),
+        )),
+        None if p.nvidia.working() => out.push(
+            Finding::info(
+                "kernel-headers",
+                format!("no headers for {rel}; the NVIDIA driver is already loaded and working, so they are needed only to rebuild its modules"),
+            )
+            .evidence(format!("{build} is missing")),
+        ),
+        None if !four_k => out.push(
+            Finding::info(
+                "kernel-headers",
+                format!("no headers for {rel}; not needed: the modules must be built for a 4K-page kernel, not this one"),
+            )
+            .evidence(format!("{build} is missing")),
+        ),
         None => {
             let pkg = headers_package(&rel);
             out.push(
@@ -74,13 +82,17 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                     format!("no headers for the running kernel {rel}: the NVIDIA modules cannot be built for it"),
                 )
                 .evidence(format!("{build} is missing"))
-                .fix(format!("sudo apt install {pkg} build-essential")),
+                .fix(setup_or(
+                    host,
+                    &format!("install {pkg} and build the modules"),
+                    &format!("sudo apt install {pkg} build-essential"),
+                )),
             );
         }
     }
 
     if let Some((maj, min)) = major_minor(&rel) {
-        if (maj, min) >= (6, 18) && board(host).0.is_pi5_family() {
+        if (maj, min) >= (6, 18) && p.is_pi5_family() {
             out.push(
                 Finding::info(
                     "kernel-pcie-regression",
@@ -91,24 +103,4 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_and_packages() {
-        assert_eq!(major_minor("6.12.47+rpt-rpi-v8"), Some((6, 12)));
-        assert_eq!(major_minor("6.18.1"), Some((6, 18)));
-        assert_eq!(major_minor("garbage"), None);
-        assert_eq!(
-            headers_package("6.12.47+rpt-rpi-2712"),
-            "linux-headers-rpi-2712"
-        );
-        assert_eq!(
-            headers_package("6.1.0-56-amd64"),
-            "linux-headers-6.1.0-56-amd64"
-        );
-    }
 }

@@ -2,11 +2,14 @@
 //! their link (current speed/width against what both ends and config.txt allow), their BARs
 //! (assigned or not: the Pi's window is small) and AER error counters.
 
-use super::{board, boot};
+use super::boot;
 use crate::doctor::{Finding, Host};
 use crate::sys::pci::{generation, PciDevice};
 
 const FIX_LINK_DOWN: &str = "enable the port ('dtparam=pciex1' in /boot/firmware/config.txt on a Pi 5), try 'dtparam=pciex1_gen=2', check the ribbon cable / riser and its power, and power the GPU on before the Pi";
+const FIX_LINK_DOWN_PC: &str = "reseat the card, check its power cables and any riser, and check that the slot is enabled in the firmware (BIOS) setup";
+const FIX_DEGRADED_PC: &str = "reseat the card or riser and check its power; check the slot's generation setting in the firmware (BIOS) setup";
+const FIX_BAR_PC: &str = "turn on 'Above 4G decoding' in the firmware (BIOS) setup, and Resizable BAR only where the firmware supports it";
 const FIX_DEGRADED: &str = "reseat or replace the cable/riser and check its power; if Gen 3 is forced try 'dtparam=pciex1_gen=2'; if it started after a kernel update, pin a known-good 6.12.y kernel";
 
 fn mib(bytes: u64) -> String {
@@ -46,7 +49,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
             "no PCI information under this root (no /sys/bus/pci)",
         )]);
     }
-    let (b, _) = board(host);
+    let pi = host.platform().is_raspberry_pi();
     let gpus: Vec<&PciDevice> = devices.iter().filter(|d| d.is_nvidia_gpu()).collect();
     let mut out = Vec::new();
 
@@ -75,12 +78,12 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 "pcie-link-down",
                 "no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
             )
-            .fix(FIX_LINK_DOWN);
+            .fix(if pi { FIX_LINK_DOWN } else { FIX_LINK_DOWN_PC });
             f.evidence.push(format!(
                 "{} PCI functions enumerated, none with vendor 0x10de",
                 devices.len()
             ));
-            if b.is_pi5_family()
+            if host.platform().is_pi5_family()
                 || devices
                     .iter()
                     .any(|d| d.controller.as_deref() == Some("1000110000.pcie"))
@@ -118,8 +121,8 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                 g.driver.as_deref().unwrap_or("none")
             ),
         ));
-        out.extend(link(devices, g, configured));
-        out.extend(bars(g));
+        out.extend(link(devices, g, configured, pi));
+        out.extend(bars(g, pi));
         if let Some(aer) = &g.aer {
             if aer.fatal + aer.nonfatal > 0 {
                 out.push(
@@ -134,7 +137,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
                         "{}/aer_dev_fatal, aer_dev_nonfatal",
                         g.syspath.display()
                     ))
-                    .fix(FIX_DEGRADED),
+                    .fix(if pi { FIX_DEGRADED } else { FIX_DEGRADED_PC }),
                 );
             } else if aer.correctable > 0 {
                 out.push(
@@ -152,7 +155,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
 
 /// Compares the GPU's link with the most both ends allow (the upstream port's maximum, and the
 /// generation config.txt forces on the Pi's port).
-fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>) -> Vec<Finding> {
+fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>, pi: bool) -> Vec<Finding> {
     let l = &g.link;
     let Some(cur) = l.current_speed else {
         return vec![Finding::skip(
@@ -240,11 +243,11 @@ fn link(all: &[PciDevice], g: &PciDevice, configured: Option<u32>) -> Vec<Findin
             format!("{}: the link {}", g.address, problems.join("; ")),
         )
         .evidence_all(evidence)
-        .fix(FIX_DEGRADED)]
+        .fix(if pi { FIX_DEGRADED } else { FIX_DEGRADED_PC })]
     }
 }
 
-fn bars(g: &PciDevice) -> Vec<Finding> {
+fn bars(g: &PciDevice, pi: bool) -> Vec<Finding> {
     let unassigned: Vec<String> = g
         .bars
         .iter()
@@ -266,10 +269,10 @@ fn bars(g: &PciDevice) -> Vec<Finding> {
     if !unassigned.is_empty() {
         return vec![Finding::fail(
             "pcie-bar-space",
-            format!("{}: {} BAR(s) did not fit in the Pi's PCIe window", g.address, unassigned.len()),
+            format!("{}: {} BAR(s) did not fit in the {}PCIe window", g.address, unassigned.len(), if pi { "Pi's " } else { "" }),
         )
         .evidence_all(unassigned)
-        .fix("the Pi's PCIe window cannot hold a resized or 64 GB BAR: keep NVreg_EnableResizableBar=0, turn Resizable BAR off for the card, put pro cards (RTX A/Quadro) in graphics display mode, and put fewer GPUs behind one switch")];
+        .fix(if !pi { FIX_BAR_PC } else {"the Pi's PCIe window cannot hold a resized or 64 GB BAR: keep NVreg_EnableResizableBar=0, turn Resizable BAR off for the card, put pro cards (RTX A/Quadro) in graphics display mode, and put fewer GPUs behind one switch"})];
     }
     let assigned: Vec<String> = g
         .bars

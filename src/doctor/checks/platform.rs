@@ -1,32 +1,38 @@
-//! `platform`: which board this is (device-tree model and compatible). NVIDIA GPUs work on the
-//! Pi 5 / CM5 (BCM2712) with the patched open modules; the Pi 4 / CM4 is not supported.
+//! `platform`: which board this is (the platform model's one board type). NVIDIA GPUs work on
+//! the Pi 5 / CM5 (BCM2712) with the patched open modules; the Pi 4 / CM4 is not supported; on
+//! any other machine the Pi-specific checks and fixes do not apply.
 
-use super::{board, Board};
 use crate::doctor::{Finding, Host};
+use crate::platform::Board;
 
 pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
-    let (b, model) = board(host);
-    let shown = model.clone().unwrap_or_default();
-    let f = match b {
+    let p = host.platform();
+    let shown = p.model.clone().unwrap_or_default();
+    let evidence = format!("/proc/device-tree/model: {shown}");
+    let f = match p.board {
         Board::Pi5 | Board::Cm5 | Board::Pi500 => Finding::ok(
             "platform",
             format!("{shown} (BCM2712): a supported board"),
         )
-        .evidence(format!("/proc/device-tree/model: {shown}")),
-        Board::Pi4 => Finding::warn(
+        .evidence(evidence),
+        Board::OtherPi if p.is_raspberry_pi() => Finding::warn(
             "platform-unsupported",
-            format!("{shown} is a BCM2711 board (Pi 4 / CM4 family): NVIDIA GPUs are known to work only on the Pi 5 / CM5"),
+            format!("{shown} is not a Pi 5 / CM5 (a BCM2711 Pi 4 / CM4 or older): NVIDIA GPUs are known to work only on the Pi 5 / CM5"),
         )
-        .evidence(format!("/proc/device-tree/model: {shown}"))
+        .evidence(evidence)
         .fix("use a Raspberry Pi 5 or Compute Module 5"),
-        Board::Other(m) => Finding::info(
+        Board::OtherPi => Finding::info(
             "platform",
-            format!("{m} is not a Raspberry Pi 5 / CM5; Pi-specific checks may not apply"),
+            format!("{shown} is not a Raspberry Pi; Pi-specific checks and fixes do not apply"),
         )
-        .evidence(format!("/proc/device-tree/model: {m}")),
+        .evidence(evidence),
+        Board::Unknown if p.is_raspberry_pi() => Finding::info(
+            "platform",
+            "no device tree, but a Raspberry Pi boot partition (config.txt): read as a Pi 5 image",
+        ),
         Board::Unknown => Finding::info(
             "platform",
-            "no device tree: this is not a Raspberry Pi; Pi-specific checks are skipped",
+            "no device tree: this is not a Raspberry Pi; Pi-specific checks and fixes are skipped",
         ),
     };
     Ok(vec![f])

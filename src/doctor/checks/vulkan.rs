@@ -1,32 +1,28 @@
-//! `vulkan`: the Vulkan loader (`libvulkan.so.1`), the ICD manifests in the standard
-//! directories and the libraries they name (`nvidia_icd.json` → `libGLX_nvidia.so.0`, which
-//! itself needs libX11/libXext), and — when the binary provides a device lister (the Vulkan
-//! engine's) — the devices Vulkan actually sees.
+//! `vulkan`: the Vulkan loader (`libvulkan.so.1`), the ICD manifests and whether the library
+//! each names actually loads (the platform model tries it: the real loader on this machine, the
+//! ELF dependencies inside another root), the missing dependency named with its package, and —
+//! when the binary provides a device lister (the Vulkan engine's) — the devices Vulkan sees.
 
-use super::{find_library, nvidia_expected};
+use super::{nvidia_expected, setup_or};
 use crate::doctor::host::VulkanDevice;
 use crate::doctor::{Finding, Host};
+use crate::platform::vulkan::{self as pv, Load};
 
-/// Where the loader looks for ICD manifests (system scope, in its search order).
-pub const ICD_DIRS: &[&str] = &[
-    "/etc/vulkan/icd.d",
-    "/usr/local/share/vulkan/icd.d",
-    "/usr/share/vulkan/icd.d",
-];
-
-/// Libraries libGLX_nvidia.so.0 cannot load without (seen missing on minimal images and in
-/// containers: "libXext.so.6: cannot open shared object file").
-const NVIDIA_ICD_DEPS: &[(&str, &str)] =
-    &[("libX11.so.6", "libx11-6"), ("libXext.so.6", "libxext6")];
-
-const FIX_USERSPACE: &str = "install the NVIDIA userspace of the module's version (it provides /usr/share/vulkan/icd.d/nvidia_icd.json and libGLX_nvidia.so.0): sudo pigpu setup";
+fn fix_userspace(host: &Host) -> String {
+    setup_or(
+        host,
+        "install the NVIDIA userspace of the module's version (it provides /usr/share/vulkan/icd.d/nvidia_icd.json and libGLX_nvidia.so.0)",
+        "install the NVIDIA userspace (libGLX_nvidia.so.0 and nvidia_icd.json) of the kernel module's version",
+    )
+}
 
 pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
-    match find_library(host, "libvulkan.so.1") {
-        Some(p) => {
-            out.push(Finding::ok("vulkan-loader", "the Vulkan loader is installed").evidence(p))
-        }
+    let v = host.platform().vulkan();
+    match &v.loader {
+        Some(p) => out.push(
+            Finding::ok("vulkan-loader", "the Vulkan loader is installed").evidence(p.clone()),
+        ),
         None => out.push(
             Finding::fail(
                 "vulkan-loader",
@@ -36,90 +32,79 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
         ),
     }
 
-    let mut icds = Vec::new();
-    let mut broken = Vec::new();
-    let mut nvidia_icd = false;
-    for dir in ICD_DIRS {
-        for f in host.root.list_dir(dir).unwrap_or_default() {
-            if !f.ends_with(".json") {
-                continue;
-            }
-            let path = format!("{dir}/{f}");
-            let Some(text) = host.read(&path) else {
-                broken.push(format!("{path}: unreadable"));
-                continue;
-            };
-            let lib = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v.get("ICD")?
-                        .get("library_path")?
-                        .as_str()
-                        .map(str::to_string)
-                });
-            let Some(lib) = lib else {
-                broken.push(format!("{path}: not an ICD manifest (no ICD.library_path)"));
-                continue;
-            };
-            let is_nvidia = lib.contains("nvidia") || f.contains("nvidia");
-            nvidia_icd |= is_nvidia;
-            let found = if lib.contains('/') {
-                let abs = if lib.starts_with('/') {
-                    lib.clone()
-                } else {
-                    format!("{dir}/{lib}")
-                };
-                host.root.exists_resolved(&abs).then_some(abs)
-            } else {
-                find_library(host, &lib)
-            };
-            match found {
-                Some(p) => {
-                    icds.push(format!("{path} -> {p}"));
-                    if is_nvidia {
-                        for (dep, pkg) in NVIDIA_ICD_DEPS {
-                            if find_library(host, dep).is_none() {
-                                broken.push(format!(
-                                    "{lib} needs {dep}, which is not installed (package {pkg})"
-                                ));
-                            }
-                        }
-                    }
+    // Broken drivers: what stops each, and one fix for all of them.
+    let mut broken: Vec<String> = v.bad_manifests.clone();
+    let mut packages: Vec<String> = Vec::new();
+    let mut need_userspace = !v.bad_manifests.is_empty();
+    let mut loads = Vec::new();
+    for icd in &v.icds {
+        match (&icd.load, icd.problem()) {
+            (_, Some(p)) => {
+                broken.push(p);
+                match &icd.load {
+                    Load::Missing {
+                        package: Some(pkg), ..
+                    } if !packages.contains(pkg) => packages.push(pkg.clone()),
+                    Load::Missing {
+                        package: Some(_), ..
+                    } => {}
+                    _ => need_userspace = true,
                 }
-                None => broken.push(format!("{path} names {lib}, which is not installed")),
             }
+            (Load::Unverified { why }, None) => loads.push(format!(
+                "{} -> {} (not loaded to check: {why})",
+                icd.manifest,
+                icd.resolved.as_deref().unwrap_or("?")
+            )),
+            (_, None) => loads.push(format!(
+                "{} -> {} (loads)",
+                icd.manifest,
+                icd.resolved.as_deref().unwrap_or("?")
+            )),
         }
     }
     if !broken.is_empty() {
+        let mut fixes = Vec::new();
+        if !packages.is_empty() {
+            fixes.push(format!("sudo apt install {}", packages.join(" ")));
+        }
+        if need_userspace {
+            fixes.push(fix_userspace(host));
+        }
         out.push(
             Finding::fail(
                 "vulkan-icd-broken",
-                "a Vulkan driver manifest points at a library that cannot load",
+                if packages.is_empty() {
+                    "a Vulkan driver cannot load".to_string()
+                } else {
+                    format!(
+                        "a Vulkan driver cannot load: a library it needs is missing (package {})",
+                        packages.join(", ")
+                    )
+                },
             )
             .evidence_all(broken)
-            .fix(format!(
-                "{FIX_USERSPACE} (minimal images also: sudo apt install libx11-6 libxext6)"
-            )),
+            .fix(fixes.join("; then ")),
         );
     }
-    if !icds.is_empty() {
+    if !loads.is_empty() {
         out.push(
             Finding::ok(
                 "vulkan-icd",
-                format!("{} Vulkan driver(s) installed", icds.len()),
+                format!("{} Vulkan driver(s) installed that can load", loads.len()),
             )
-            .evidence_all(icds),
+            .evidence_all(loads),
         );
     }
-    if nvidia_expected(host) && !nvidia_icd {
+    if nvidia_expected(host) && !v.icds.iter().any(|i| i.is_nvidia) {
         out.push(
             Finding::fail("vulkan-no-gpu", "there is an NVIDIA GPU or module but no NVIDIA Vulkan driver (nvidia_icd.json): Vulkan would list only V3D / llvmpipe")
-                .fix(FIX_USERSPACE),
+                .fix(fix_userspace(host)),
         );
     }
 
     match host.vulkan_lister {
-        Some(list) => out.extend(devices(list())),
+        Some(list) => out.extend(devices(list(), pv::no_device_cause(v).as_deref())),
         None if host.is_live() => out.push(Finding::skip(
             "vulkan-devices",
             "this build cannot list Vulkan devices yet; checked the loader and driver files only (vulkaninfo --summary shows them)",
@@ -130,7 +115,12 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// Findings for the devices Vulkan enumerates.
-pub fn devices(listed: Result<Vec<VulkanDevice>, String>) -> Vec<Finding> {
+/// `cause`: the platform's reason why a driver cannot load, said with a missing GPU.
+pub fn devices(listed: Result<Vec<VulkanDevice>, String>, cause: Option<&str>) -> Vec<Finding> {
+    let fix = match cause {
+        Some(c) => format!("{c}; pigpu run --list-devices says the same"),
+        None => "see the driver findings; vulkaninfo --summary shows the loader's messages".into(),
+    };
     let devs = match listed {
         Ok(d) => d,
         Err(e) => {
@@ -138,7 +128,8 @@ pub fn devices(listed: Result<Vec<VulkanDevice>, String>) -> Vec<Finding> {
                 "vulkan-no-gpu",
                 format!("Vulkan could not enumerate devices: {e}"),
             )
-            .fix("see the driver findings; vulkaninfo --summary shows the loader's messages")]
+            .evidence_all(cause.map(|c| format!("cause: {c}")))
+            .fix(fix)]
         }
     };
     let describe = |d: &VulkanDevice| match &d.problem {
@@ -160,7 +151,8 @@ pub fn devices(listed: Result<Vec<VulkanDevice>, String>) -> Vec<Finding> {
             },
         )
         .evidence_all(names)
-        .fix(FIX_USERSPACE)];
+        .evidence_all(cause.map(|c| format!("cause: {c}")))
+        .fix(fix)];
     }
     if gpus.iter().all(|d| d.problem.is_some()) {
         return vec![Finding::warn(
@@ -190,29 +182,39 @@ mod tests {
 
     #[test]
     fn device_lists() {
-        let f = devices(Ok(vec![
-            dev("V3D 7.1.10.2", "integrated", None),
-            dev("llvmpipe (LLVM 15.0.6, 256 bits)", "cpu", None),
-        ]));
+        let f = devices(
+            Ok(vec![
+                dev("V3D 7.1.10.2", "integrated", None),
+                dev("llvmpipe (LLVM 15.0.6, 256 bits)", "cpu", None),
+            ]),
+            Some("libGLX_nvidia.so.0 cannot load: needs libGLdispatch.so.0"),
+        );
         assert_eq!(
             (f[0].id.as_str(), f[0].status),
             ("vulkan-no-gpu", crate::doctor::Status::Fail)
         );
-        let f = devices(Ok(vec![
-            dev("NVIDIA RTX A4000", "discrete", None),
-            dev("V3D 7.1.10.2", "integrated", None),
-        ]));
+        assert!(f[0].fix.as_deref().unwrap().contains("libGLdispatch.so.0"));
+        let f = devices(
+            Ok(vec![
+                dev("NVIDIA RTX A4000", "discrete", None),
+                dev("V3D 7.1.10.2", "integrated", None),
+            ]),
+            None,
+        );
         assert_eq!(
             (f[0].id.as_str(), f[0].status),
             ("vulkan-devices", crate::doctor::Status::Ok)
         );
-        let f = devices(Ok(vec![dev(
-            "NVIDIA RTX A4000",
-            "discrete",
-            Some("no 16-bit storage"),
-        )]));
+        let f = devices(
+            Ok(vec![dev(
+                "NVIDIA RTX A4000",
+                "discrete",
+                Some("no 16-bit storage"),
+            )]),
+            None,
+        );
         assert_eq!(f[0].status, crate::doctor::Status::Warn);
-        let f = devices(Err("VK_ERROR_INCOMPATIBLE_DRIVER".into()));
+        let f = devices(Err("VK_ERROR_INCOMPATIBLE_DRIVER".into()), None);
         assert_eq!(f[0].id, "vulkan-no-gpu");
     }
 }

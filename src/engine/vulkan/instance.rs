@@ -113,9 +113,11 @@ impl Instance {
             .enabled_extension_names(&ext_ptrs);
         // SAFETY: `info` and everything it points to live until the call returns.
         let raw = unsafe { entry.create_instance(&info, None) }.map_err(|e| match e {
-            vk::Result::ERROR_INCOMPATIBLE_DRIVER => {
-                VkError::NoDevice("no Vulkan driver is installed (the loader found none)".into())
-            }
+            vk::Result::ERROR_INCOMPATIBLE_DRIVER => VkError::NoDevice(
+                crate::platform::vulkan_no_device_cause().unwrap_or_else(|| {
+                    "no Vulkan driver is installed (the loader found none)".into()
+                }),
+            ),
             e => VkError::from_vk("vkCreateInstance", e),
         })?;
 
