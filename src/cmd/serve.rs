@@ -30,7 +30,7 @@ use crate::serve::slots::Queue;
   curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
     -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'")]
 pub struct Args {
-    /// The GGUF model file.
+    /// The GGUF model file, or a pulled model's name (ORG/NAME[:QUANT]).
     pub model: PathBuf,
     /// Address to listen on. The default answers only this machine; give 0.0.0.0 (and an
     /// --api-key) to serve the network.
@@ -112,7 +112,8 @@ fn check(a: &Args) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub fn run(mut a: Args) -> Result<Outcome> {
+    a.model = super::pull::model_path(&a.model)?;
     check(&a)?;
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)
         .parse()

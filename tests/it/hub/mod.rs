@@ -255,6 +255,8 @@ fn a_named_quant_is_taken_and_a_missing_one_lists_what_exists() {
     );
     let e = fails(&env.run(&["tokenize", "org/other-GGUF", "hi"]));
     assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
+    let e = fails(&env.run(&["serve", "org/other-GGUF", "--port", "0"]));
+    assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
     assert_eq!(env.server.seen().len(), before);
 }
 

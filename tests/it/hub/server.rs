@@ -226,8 +226,13 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
         }
         return;
     }
-    if let Some(sha) = path.strip_prefix("/cdn/") {
-        let Some(f) = repos.values().flatten().find(|f| f.sha256 == sha).cloned() else {
+    // /cdn/ORG/NAME/SHA: per repo, so a tampered copy never serves another repo's bytes.
+    if let Some(rest) = path.strip_prefix("/cdn/") {
+        let (id, sha) = rest.rsplit_once('/').unwrap_or(("", rest));
+        let found = repos
+            .get(id)
+            .and_then(|fs| fs.iter().find(|f| f.sha256 == sha));
+        let Some(f) = found.cloned() else {
             return not_found(&mut conn);
         };
         return cdn(&mut conn, s, sha, &f.bytes, range.as_deref());
@@ -245,7 +250,7 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
         let headers = [
             (
                 "Location",
-                format!("{base}/cdn/{}?X-Amz-Signature=abc", f.sha256),
+                format!("{base}/cdn/{id}/{}?X-Amz-Signature=abc", f.sha256),
             ),
             ("X-Repo-Commit", COMMIT.to_string()),
             (
