@@ -1,9 +1,10 @@
 //! The command line, as clap derive types. Each subcommand's arguments live beside its
-//! implementation in `src/cmd/<name>.rs`; this file only lists the subcommands.
+//! implementation in `src/cmd/<name>.rs`; this file only lists the subcommands and dispatches
+//! to them.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::cmd;
+use crate::cmd::{self, Outcome};
 
 /// Run language models on a Raspberry Pi 5 / CM5 with a desktop NVIDIA GPU — or on any Linux
 /// machine with a Vulkan GPU, or on the CPU.
@@ -62,4 +63,23 @@ pub enum Command {
     Rm(cmd::rm::Args),
     /// Print a shell completion script (bash, zsh, fish, ...) or write the man pages.
     Completions(cmd::completions::Args),
+}
+
+/// Runs the subcommand `cli` names.
+pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Setup(a) => cmd::setup::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Tokenize(a) => cmd::tokenize::run(a),
+        Command::Perplexity(a) => cmd::perplexity::run(a),
+        Command::Shape(a) => cmd::shape::run(a),
+        Command::Completions(a) => cmd::completions::run(a, Cli::command()),
+        Command::Pull(a) => cmd::pull::run(a),
+        Command::List(a) => cmd::list::run(a),
+        Command::Rm(a) => cmd::rm::run(a),
+    }
 }

@@ -33,4 +33,5 @@ pub mod platform;
 pub mod provision;
 pub mod quant;
 pub mod serve;
+pub mod session;
 pub mod sys;

@@ -8,7 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = pigpu::cli::Cli::parse_from(pigpu::cli::normalize_args(std::env::args_os()));
-    match cli.log.install().and_then(|()| pigpu::cmd::dispatch(cli)) {
+    match cli.log.install().and_then(|()| pigpu::cli::dispatch(cli)) {
         Ok(outcome) => outcome.exit_code(),
         Err(err) => {
             if is_broken_pipe(&err) {

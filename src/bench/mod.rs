@@ -1,14 +1,19 @@
 //! `pigpu bench`'s measurement core, with llama-bench's semantics: one warm-up run per test, the
 //! KV cache cleared before every repetition, prompt tests on random tokens in batches, generation
 //! tests one token per step, tokenisation excluded, mean ± sample standard deviation of tokens/s.
+//! `suite` runs a whole bench (models × threads × tests) and builds the rows; `report` renders
+//! them.
 
+pub mod describe;
 pub mod report;
+pub mod suite;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::engine::{Engine, SamplingParams, Stats};
 pub use crate::model::sampler::Rng;
+pub use suite::{measure, Observer, Suite};
 
 /// One test: `n_prompt` prompt tokens and/or `n_gen` generated tokens after `n_depth` tokens of
 /// (untimed) context.

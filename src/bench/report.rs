@@ -7,8 +7,6 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::engine::Stats;
-
 /// One finished test (a row of the table).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
@@ -55,35 +53,8 @@ pub struct BenchResult {
     pub profile: Option<crate::engine::vulkan::Profile>,
 }
 
-/// `Stats` divided by the number of generated tokens.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StatsPerToken {
-    pub dispatches: f64,
-    pub submits: f64,
-    pub command_buffers_recorded: f64,
-    pub descriptor_updates: f64,
-    pub readback_bytes: f64,
-    pub upload_bytes: f64,
-    pub host_us: f64,
-}
-
-impl StatsPerToken {
-    pub fn from_stats(s: &Stats) -> Option<StatsPerToken> {
-        if s.tokens == 0 {
-            return None;
-        }
-        let n = s.tokens as f64;
-        Some(StatsPerToken {
-            dispatches: s.dispatches as f64 / n,
-            submits: s.submits as f64 / n,
-            command_buffers_recorded: s.command_buffers_recorded as f64 / n,
-            descriptor_updates: s.descriptor_updates as f64 / n,
-            readback_bytes: s.readback_bytes as f64 / n,
-            upload_bytes: s.upload_bytes as f64 / n,
-            host_us: s.host_ns as f64 / n / 1000.0,
-        })
-    }
-}
+/// Engine counters per generated token (defined with the counters, in `engine`).
+pub use crate::engine::StatsPerToken;
 
 /// Mean and sample standard deviation (n − 1), 0 for fewer than two samples.
 pub fn mean_sd(xs: &[f64]) -> (f64, f64) {

@@ -6,11 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 use super::Outcome;
-use crate::cli::Cli;
 
 /// Arguments of `pigpu completions`.
 #[derive(Debug, clap::Args)]
@@ -33,20 +31,22 @@ pub struct Args {
     pub man: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+/// Prints or writes what `cli` (the whole command line's definition, handed down by
+/// `cli::dispatch` so that this module does not import the command-line types) generates.
+pub fn run(args: Args, mut cli: clap::Command) -> anyhow::Result<Outcome> {
     match (args.shell, &args.man) {
         (Some(shell), None) => {
             // Rendered into memory first: clap_complete panics on a failed write, and a closed
             // pipe (`pigpu completions bash | head`) must stay an ordinary error.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "pigpu", &mut script);
+            clap_complete::generate(shell, &mut cli, "pigpu", &mut script);
             let mut out = std::io::stdout().lock();
             out.write_all(&script)
                 .and_then(|()| out.flush())
                 .context("writing the completion script to standard output")?;
         }
         (None, Some(dir)) => {
-            for path in write_man_pages(dir)? {
+            for path in write_man_pages(dir, cli)? {
                 println!("{}", path.display());
             }
         }
@@ -56,12 +56,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Writes pigpu.1 and pigpu-SUBCOMMAND.1 for every visible subcommand into `dir`; returns the
-/// paths in the order written (top-level page first).
-pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Writes pigpu.1 and pigpu-SUBCOMMAND.1 for every visible subcommand of `cli` into `dir`;
+/// returns the paths in the order written (top-level page first).
+pub fn write_man_pages(dir: &Path, cli: clap::Command) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the man page directory {}", dir.display()))?;
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = cli.disable_help_subcommand(true);
     cmd.build();
     let mut pages = vec![cmd.clone()];
     pages.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());

@@ -1,14 +1,17 @@
 //! One file per subcommand. This is the only layer that wires the other modules together:
-//! `gguf`, `model`, `engine`, `doctor`, `provision` and `sys` do not know about each other's
-//! command-line flags.
+//! `gguf`, `model`, `engine`, `session`, `doctor`, `provision` and `sys` do not know about each
+//! other's command-line flags. `cli.rs` lists the subcommands and dispatches to them; nothing
+//! here imports it back.
 
 pub mod bench;
+pub mod chat;
 pub mod compat;
 pub mod completions;
 pub mod doctor;
 pub mod inspect;
 pub mod list;
 pub mod logging;
+pub mod model_args;
 pub mod perplexity;
 pub mod pull;
 pub mod rm;
@@ -19,8 +22,6 @@ pub mod shape;
 pub mod tokenize;
 
 use std::process::ExitCode;
-
-use crate::cli::{Cli, Command};
 
 /// How a command that did not fail ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,22 +73,4 @@ pub fn read_stdin_capped(what: &str) -> anyhow::Result<Vec<u8>> {
         );
     }
     Ok(buf)
-}
-
-pub fn dispatch(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {
-        Command::Setup(a) => setup::run(a),
-        Command::Doctor(a) => doctor::run(a),
-        Command::Run(a) => run::run(a),
-        Command::Serve(a) => serve::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Inspect(a) => inspect::run(a),
-        Command::Tokenize(a) => tokenize::run(a),
-        Command::Perplexity(a) => perplexity::run(a),
-        Command::Shape(a) => shape::run(a),
-        Command::Completions(a) => completions::run(a),
-        Command::Pull(a) => pull::run(a),
-        Command::List(a) => list::run(a),
-        Command::Rm(a) => rm::run(a),
-    }
 }

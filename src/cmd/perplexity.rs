@@ -12,8 +12,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use super::model_args::EngineArgs;
 use super::Outcome;
-use crate::engine::{Backend, Engine};
+use crate::engine::Engine;
 
 /// Arguments of `pigpu perplexity`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +35,8 @@ pub struct Args {
     /// Score only the first K windows.
     #[arg(long)]
     pub chunks: Option<usize>,
-    /// Which engine runs the model.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// CPU threads (default: one per core).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
@@ -189,10 +189,11 @@ pub fn run(a: Args) -> Result<Outcome> {
     let text = String::from_utf8(text)
         .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text: {e}", a.file.display()))?;
     let model = super::pull::model_path(&a.model)?;
-    let mut l = super::run::load(&model, a.backend, Some(a.ctx), a.threads, true, None)?;
+    let opts = a.engine.session(Some(a.ctx), a.threads, true)?;
+    let mut l = super::model_args::load(&model, &opts)?;
     // As llama-perplexity: special tokens added as the vocabulary says, special text not parsed.
     let tokens = l
-        .tokenizer
+        .tokenizer()
         .encode(&text, true, false)
         .context("tokenizing the text")?;
     if tokens.len() < 2 * a.ctx {
@@ -205,8 +206,8 @@ pub fn run(a: Args) -> Result<Outcome> {
             2 * a.ctx
         );
     }
-    let bos = if l.tokenizer.add_bos() {
-        l.tokenizer.bos_id()
+    let bos = if l.tokenizer().add_bos() {
+        l.tokenizer().bos_id()
     } else {
         None
     };

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use super::model_args::BackendArg;
 use super::Outcome;
 use crate::engine::cpu::{CpuEngine, CpuOptions};
 use crate::engine::{self, Backend, EngineOptions};
@@ -50,8 +51,8 @@ pub struct Args {
     #[arg(long)]
     pub ctx: Option<usize>,
     /// Which engine runs the model.
-    #[arg(long, value_enum, default_value_t = Backend::Auto)]
-    pub backend: Backend,
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
     /// The Vulkan device, by index or part of its name (as for `pigpu run`).
     #[arg(long, value_name = "INDEX|NAME")]
     pub device: Option<String>,
@@ -275,7 +276,7 @@ fn load(
     let tuning = super::engine_tuning()?;
     // On the CPU the slots decode together (one pass over the weights for all), each engine
     // with every core; other engines get a thread per slot.
-    let engines = if a.backend == Backend::Cpu {
+    let engines = if Backend::from(a.backend) == Backend::Cpu {
         let opts = CpuOptions {
             n_ctx,
             threads: a.threads.unwrap_or(0),
@@ -292,7 +293,7 @@ fn load(
             device: a.device.clone(),
             tuning,
         };
-        let backend = a.backend;
+        let backend = Backend::from(a.backend);
         Engines::PerSlot(Arc::new(move |_slot| {
             engine::create(backend, m.clone(), &opts)
         }))

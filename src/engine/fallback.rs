@@ -1,6 +1,6 @@
 //! `--backend auto`'s safety net: an engine that runs on the GPU until a Vulkan call fails
 //! (device lost, out of device memory, a hung submit) and then carries on with the CPU engine,
-//! saying so on stderr. It remembers every token fed or sampled since the last `reset`, so the
+//! saying so (a warning). It remembers every token fed or sampled since the last `reset`, so the
 //! CPU engine can re-run them (one prefill) and the generation continues where it was; the
 //! failed call is then retried on the CPU. Errors that are not the GPU's (a full context, a bad
 //! token id) pass through unchanged, and `--backend vulkan` never gets this wrapper.
@@ -59,8 +59,8 @@ impl Fallback {
     }
 
     fn switch(&mut self, why: &anyhow::Error) -> Result<()> {
-        eprintln!(
-            "pigpu: the GPU failed ({why:#}); continuing on the CPU (re-running the {} tokens so far)",
+        log::warn!(
+            "the GPU failed ({why:#}); continuing on the CPU (re-running the {} tokens so far)",
             self.tokens.len()
         );
         let mut cpu = CpuEngine::new(self.model.clone(), &self.cpu)
@@ -78,6 +78,9 @@ impl Fallback {
 impl Engine for Fallback {
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+    fn kind(&self) -> super::EngineKind {
+        self.inner.kind()
     }
     fn n_ctx(&self) -> usize {
         self.inner.n_ctx()

@@ -15,37 +15,8 @@ pub mod fallback;
 
 pub mod vulkan;
 
-/// Sampling settings. `temperature <= 0` means greedy (argmax; ties go to the lowest id).
-///
-/// Order of application, the same in every engine: repetition penalty over the last
-/// `repeat_last_n` tokens of the history → top-k → temperature → softmax → top-p → min-p →
-/// draw with the host-supplied uniform number `u` in [0, 1).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingParams {
-    pub temperature: f32,
-    /// 0 = off.
-    pub top_k: usize,
-    /// 1.0 = off.
-    pub top_p: f32,
-    /// 0.0 = off.
-    pub min_p: f32,
-    /// 1.0 = off.
-    pub repeat_penalty: f32,
-    pub repeat_last_n: usize,
-}
-
-impl SamplingParams {
-    pub fn greedy() -> Self {
-        SamplingParams {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-        }
-    }
-}
+// The sampler's settings belong to the sampler (the model layer); every engine takes them.
+pub use crate::model::sampler::SamplingParams;
 
 /// Per-generation counters an engine keeps (all zero for the CPU engine's GPU-only fields).
 /// `pigpu run --json` and `pigpu bench` report these averaged per generated token.
@@ -62,10 +33,65 @@ pub struct Stats {
     pub host_ns: u64,
 }
 
+/// `Stats` divided by a number of generated tokens: the one per-token view of the counters
+/// (`pigpu run --json`'s `stats`, with the count beside it, and `pigpu bench`'s per-row `stats`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StatsPerToken {
+    pub dispatches: f64,
+    pub submits: f64,
+    pub command_buffers_recorded: f64,
+    pub descriptor_updates: f64,
+    pub readback_bytes: f64,
+    pub upload_bytes: f64,
+    pub host_us: f64,
+}
+
+impl StatsPerToken {
+    /// The counters per `s.tokens`; `None` when no token was generated.
+    pub fn from_stats(s: &Stats) -> Option<StatsPerToken> {
+        (s.tokens > 0).then(|| StatsPerToken::over(s, s.tokens))
+    }
+
+    /// The counters divided by `n` (taken as 1 when 0, so the raw counters show).
+    pub fn over(s: &Stats, n: u64) -> StatsPerToken {
+        let n = n.max(1) as f64;
+        StatsPerToken {
+            dispatches: s.dispatches as f64 / n,
+            submits: s.submits as f64 / n,
+            command_buffers_recorded: s.command_buffers_recorded as f64 / n,
+            descriptor_updates: s.descriptor_updates as f64 / n,
+            readback_bytes: s.readback_bytes as f64 / n,
+            upload_bytes: s.upload_bytes as f64 / n,
+            host_us: s.host_ns as f64 / n / 1e3,
+        }
+    }
+}
+
+/// Which kind of engine runs: what callers branch on (bench's `backend` column, the layer
+/// count) instead of parsing `describe()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Cpu,
+    Vulkan,
+}
+
+impl EngineKind {
+    /// llama-bench's spelling of the backend: `CPU`, `Vulkan`.
+    pub fn bench_name(self) -> &'static str {
+        match self {
+            EngineKind::Cpu => "CPU",
+            EngineKind::Vulkan => "Vulkan",
+        }
+    }
+}
+
 /// One loaded model on one device, with its KV cache.
 pub trait Engine {
     /// What runs, for logs: e.g. `cpu (avx2, 2 threads)` or `vulkan: NVIDIA RTX A4000`.
     fn describe(&self) -> String;
+    /// Which kind of engine this is (after a GPU failure, the fallback reports the CPU).
+    fn kind(&self) -> EngineKind;
     /// Context length the KV cache was sized for.
     fn n_ctx(&self) -> usize;
     /// Tokens whose keys and values are in the KV cache (the token last returned by `step` is
@@ -114,15 +140,15 @@ pub trait Engine {
     }
 }
 
-/// Which engine `pigpu run` (and friends) should use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+/// Which engine to build. The command layer maps its `--backend` flag onto this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// The CPU engine.
     Cpu,
     /// The Vulkan engine (a GPU).
     Vulkan,
-    /// Vulkan when a usable GPU is found, else the CPU (saying so on stderr).
+    /// Vulkan when a usable GPU is found, else the CPU (with a warning).
     Auto,
 }
 
@@ -136,7 +162,8 @@ pub struct EngineOptions {
     pub threads: usize,
     /// f16 KV cache (else f32). The Vulkan engine always keeps an f16 cache.
     pub kv_f16: bool,
-    /// GPU to use (`--device INDEX|NAME`; `None`: `tuning.vulkan.device`, else automatic choice).
+    /// GPU to use, by index or part of its name, from `--device` (`None`: `tuning.vulkan.device`,
+    /// from `PIGPU_DEVICE`, else the automatic choice). Both are resolved by the command layer.
     pub device: Option<String>,
     /// The engines' knobs, resolved once by the command layer.
     pub tuning: EngineTuning,
@@ -197,7 +224,8 @@ pub fn create(
         Backend::Auto => match create_vulkan(model.clone(), opts) {
             Ok(e) => Ok(Box::new(fallback::Fallback::new(e, model, o.clone()))),
             Err(e) => {
-                eprintln!("pigpu: no Vulkan engine ({e:#}); using the CPU");
+                log::warn!("no usable GPU, using the CPU (-v says why)");
+                log::info!("no Vulkan engine: {e:#}");
                 cpu(model)
             }
         },

@@ -1,10 +1,9 @@
 //! Model layer: hyper-parameters from GGUF metadata, weights by tensor name, tokenizer, chat
-//! template, sampler and the generation loop. Engines take a [`Model`] and never parse GGUF
-//! metadata themselves.
+//! template and sampler (the generation loop is `crate::session`'s). Engines take a [`Model`]
+//! and never parse GGUF metadata themselves.
 
 pub mod chat;
 pub mod config;
-pub mod generate;
 pub mod sampler;
 pub mod shapes;
 pub mod tokenizer;

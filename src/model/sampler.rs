@@ -3,8 +3,6 @@
 //! random number it always picks the same token. The random number comes from [`Rng`], a
 //! small seeded generator, so the same `--seed` gives the same text.
 
-use crate::engine::SamplingParams;
-
 /// A seeded pseudo-random generator (SplitMix64): tiny, fast, and the same on every platform.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -23,6 +21,38 @@ impl Rng {
     /// Uniform in [0, 1), from the top 24 bits (exactly representable in f32).
     pub fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Sampling settings. `temperature <= 0` means greedy (argmax; ties go to the lowest id).
+///
+/// Order of application, the same in every engine: repetition penalty over the last
+/// `repeat_last_n` tokens of the history → top-k → temperature → softmax → top-p → min-p →
+/// draw with the host-supplied uniform number `u` in [0, 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: usize,
+    /// 1.0 = off.
+    pub top_p: f32,
+    /// 0.0 = off.
+    pub min_p: f32,
+    /// 1.0 = off.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: usize,
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+        }
     }
 }
 

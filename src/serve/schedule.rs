@@ -2,7 +2,7 @@
 //! from the queue. On the CPU engine one thread drives every slot and decodes the busy ones
 //! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); other engines
 //! get a thread per slot, each decoding alone. Either way a job runs the same steps as
-//! `model::generate` (so greedy output equals `pigpu run`'s), checking after every token
+//! `session::generate` (so greedy output equals `pigpu run`'s), checking after every token
 //! whether its client is still there.
 
 use std::sync::atomic::Ordering;
@@ -157,7 +157,7 @@ fn recv(
     Ok(describe)
 }
 
-/// A job in a slot: what `model::generate` keeps on its stack, kept between steps.
+/// A job in a slot: what `session::generate` keeps on its stack, kept between steps.
 struct Active<'t> {
     job: Job,
     rng: Rng,
@@ -205,7 +205,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
             }
         }
         // Jobs that end before this step: the token budget is spent, or the pending token
-        // would not fit in the context (as in `model::generate`).
+        // would not fit in the context (as in `session::generate`).
         for (i, slot) in slots.iter_mut().enumerate() {
             let Some(a) = slot else { continue };
             let e = set.engine(i);

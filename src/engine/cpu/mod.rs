@@ -428,6 +428,10 @@ fn kv_kernels(isa: Isa) -> KvKernels {
 }
 
 impl Engine for CpuEngine {
+    fn kind(&self) -> crate::engine::EngineKind {
+        crate::engine::EngineKind::Cpu
+    }
+
     fn describe(&self) -> String {
         format!(
             "cpu ({}, {} thread{})",

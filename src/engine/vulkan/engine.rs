@@ -348,6 +348,10 @@ impl VulkanEngine {
 }
 
 impl Engine for VulkanEngine {
+    fn kind(&self) -> crate::engine::EngineKind {
+        crate::engine::EngineKind::Vulkan
+    }
+
     fn describe(&self) -> String {
         format!("vulkan: {} ({:?})", self.dev.info.name, self.dev.info.kind)
     }

@@ -1,12 +1,11 @@
 //! The generation loop, independent of text: prefill the prompt, then step until a stop token,
 //! the token budget, or the end of the context. The caller turns tokens into text (streaming)
-//! through the callback.
+//! through the callback; the timings and counters of one generation come back with it.
 
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, SamplingParams};
-
-use super::sampler::Rng;
+use crate::model::sampler::Rng;
 
 /// What the callback tells the loop after each token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +40,37 @@ pub struct Generation {
     pub stop_token: Option<u32>,
     pub prompt_time: Duration,
     pub gen_time: Duration,
+}
+
+/// Load, prompt and generation times of one generation, with their rates (`--json`'s
+/// `timings`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Timings {
+    pub load_ms: f64,
+    pub prompt_ms: f64,
+    pub prompt_tokens_per_s: f64,
+    pub gen_ms: f64,
+    pub gen_tokens_per_s: f64,
+}
+
+impl Generation {
+    /// The timings of this generation after a load of `load`, over `n_prompt` prompt tokens.
+    pub fn timings(&self, load: Duration, n_prompt: usize) -> Timings {
+        let rate = |n: usize, d: Duration| {
+            if d.as_secs_f64() > 0.0 {
+                n as f64 / d.as_secs_f64()
+            } else {
+                0.0
+            }
+        };
+        Timings {
+            load_ms: load.as_secs_f64() * 1e3,
+            prompt_ms: self.prompt_time.as_secs_f64() * 1e3,
+            prompt_tokens_per_s: rate(n_prompt, self.prompt_time),
+            gen_ms: self.gen_time.as_secs_f64() * 1e3,
+            gen_tokens_per_s: rate(self.tokens.len(), self.gen_time),
+        }
+    }
 }
 
 /// Prefills `prompt` (may be empty when the engine already holds the context) and generates up
@@ -88,4 +118,16 @@ pub fn generate(
         prompt_time,
         gen_time: t1.elapsed(),
     })
+}
+
+/// Checks that `n_prompt` tokens plus `n` generated ones fit in a context of `n_ctx`.
+pub fn check_fits(n_prompt: usize, n: usize, n_ctx: usize) -> Result<(), super::SessionError> {
+    use super::SessionError::{PromptTooLong, TooManyTokens};
+    if n_prompt > n_ctx {
+        return Err(PromptTooLong { n_prompt, n_ctx });
+    }
+    if n_prompt.saturating_add(n) > n_ctx {
+        return Err(TooManyTokens { n_prompt, n, n_ctx });
+    }
+    Ok(())
 }

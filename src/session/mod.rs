@@ -1,0 +1,287 @@
+//! A loaded model generating text: the layer above the engines that `run`, chat, `perplexity`
+//! and `bench` share (and that a server builds on). Loading opens the GGUF file, reads the
+//! tokenizer, checks the context against memory, touches the weights once and builds the engine
+//! the caller asked for; [`generate`] is the token loop with its stop conditions and timings.
+//!
+//! The read-only part ([`SharedModel`]: the memory-mapped weights and the tokenizer) sits behind
+//! an `Arc`, so several [`Session`]s can hold one loaded model: each session owns an engine and
+//! with it a KV cache, and runs one generation at a time. A second session attaches with
+//! [`Session::attach`]; the CPU engine then computes from the same memory map, while a Vulkan
+//! engine uploads its own copy of the weights to the device.
+
+pub mod generate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub use generate::{check_fits, generate, Flow, Generation, StopReason, Timings};
+
+use crate::engine::{self, Backend, Engine, EngineOptions, EngineTuning};
+use crate::model::tokenizer::Tokenizer;
+use crate::model::{Config, Model};
+
+/// Why a model cannot be loaded or a request does not fit, before any engine runs.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("model file {} does not exist", path.display())]
+    NoFile { path: PathBuf },
+    #[error("--ctx {n_ctx} is too small (at least 2 tokens)")]
+    CtxTooSmall { n_ctx: usize },
+    #[error("--threads {threads} is more than this machine can use: it has {cores} CPU(s); give at most {max} (the default is one per core)")]
+    TooManyThreads {
+        threads: usize,
+        cores: usize,
+        max: usize,
+    },
+    #[error("--ctx {n_ctx} is far beyond any memory (the model was trained for {trained} tokens)")]
+    CtxBeyondMemory { n_ctx: usize, trained: usize },
+    #[error("--ctx {n_ctx} needs {need_gib:.1} GiB for the KV cache, more than the {avail_gib:.1} GiB of memory available; lower --ctx (the model was trained for {trained} tokens)")]
+    KvTooBig {
+        n_ctx: usize,
+        need_gib: f64,
+        avail_gib: f64,
+        trained: usize,
+    },
+    #[error("the prompt is {n_prompt} tokens, longer than the context of {n_ctx} (raise --ctx)")]
+    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    #[error("-n {n} after a prompt of {n_prompt} tokens needs {} positions, more than the context of {n_ctx} (lower -n or raise --ctx)", *n_prompt as u128 + *n as u128)]
+    TooManyTokens {
+        n_prompt: usize,
+        n: usize,
+        n_ctx: usize,
+    },
+}
+
+/// How to load: which engine, how large a context, how many threads.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub backend: Backend,
+    /// Context length (default: the model's training context, at most 4096).
+    pub ctx: Option<usize>,
+    /// CPU threads (default: one per core).
+    pub threads: Option<usize>,
+    /// f16 KV cache (else f32).
+    pub kv_f16: bool,
+    /// The Vulkan device from `--device` (`None`: `tuning.vulkan.device`, else automatic).
+    pub device: Option<String>,
+    /// The engines' knobs, read from the environment by the command layer.
+    pub tuning: EngineTuning,
+}
+
+/// The part of a loaded model that sessions share: the file, weights and tokenizer.
+pub struct SharedModel {
+    pub path: PathBuf,
+    pub model: Arc<Model>,
+    pub tokenizer: Tokenizer,
+}
+
+impl SharedModel {
+    /// Opens `path` and reads its hyper-parameters, weights table and tokenizer.
+    pub fn open(path: &Path) -> anyhow::Result<Arc<SharedModel>> {
+        if !path.exists() {
+            return Err(SessionError::NoFile {
+                path: path.to_path_buf(),
+            }
+            .into());
+        }
+        let model =
+            Model::load(path).with_context(|| format!("loading model {}", path.display()))?;
+        SharedModel::with_model(path, model)
+    }
+
+    /// Adds the tokenizer to a model already opened from `path`.
+    pub fn with_model(path: &Path, model: Arc<Model>) -> anyhow::Result<Arc<SharedModel>> {
+        let tokenizer = Tokenizer::from_gguf(&model.file)
+            .with_context(|| format!("reading the tokenizer of {}", path.display()))?;
+        Ok(Arc::new(SharedModel {
+            path: path.to_path_buf(),
+            model,
+            tokenizer,
+        }))
+    }
+
+    /// Touches every page of the weights once, reporting `(bytes done, total)` after each 16 MiB:
+    /// on a Pi reading from an SD card or USB disk this is where the loading time goes, and it is
+    /// better spent under a progress bar than hidden inside the first token.
+    pub fn warm_up(&self, progress: &mut dyn FnMut(u64, u64)) {
+        let bytes = self.model.file.bytes();
+        let total = bytes.len() as u64;
+        let mut sink = 0u8;
+        for (i, chunk) in bytes.chunks(16 << 20).enumerate() {
+            for page in chunk.iter().step_by(4096) {
+                sink ^= *page;
+            }
+            progress(((i + 1) as u64 * (16 << 20)).min(total), total);
+        }
+        std::hint::black_box(sink);
+    }
+}
+
+/// One engine (and its KV cache) over a shared model: one conversation or run at a time.
+pub struct Session {
+    pub shared: Arc<SharedModel>,
+    pub engine: Box<dyn Engine>,
+    /// From opening the file to the engine being ready.
+    pub load_time: Duration,
+}
+
+impl Session {
+    /// Opens `path`, checks the options, warms the weights up (reporting progress) and builds
+    /// the engine.
+    pub fn load(
+        path: &Path,
+        opts: &SessionOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Session> {
+        let t0 = Instant::now();
+        let shared = SharedModel::open(path)?;
+        let n_ctx = check_options(&shared.model.config, opts)?;
+        shared.warm_up(progress);
+        let engine = build_engine(&shared, opts, n_ctx)?;
+        Ok(Session {
+            shared,
+            engine,
+            load_time: t0.elapsed(),
+        })
+    }
+
+    /// A new session over an already loaded model, with its own engine and KV cache (no
+    /// warm-up: the pages were touched when the model was first loaded or are read by the
+    /// engine as it uploads them).
+    pub fn attach(shared: Arc<SharedModel>, opts: &SessionOptions) -> anyhow::Result<Session> {
+        let t0 = Instant::now();
+        let n_ctx = check_options(&shared.model.config, opts)?;
+        let engine = build_engine(&shared, opts, n_ctx)?;
+        Ok(Session {
+            shared,
+            engine,
+            load_time: t0.elapsed(),
+        })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.shared.model
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.shared.tokenizer
+    }
+
+    /// `SmolLM2-135M-Instruct.Q4_1.gguf (llama, 30 layers, 92 MiB) on cpu (avx2, 2 threads),
+    /// context 4096, loaded in 944 ms`: what was loaded, for the log.
+    pub fn summary(&self) -> String {
+        let c = &self.shared.model.config;
+        format!(
+            "{} ({}, {} layers, {:.0} MiB) on {}, context {}, loaded in {} ms",
+            self.shared
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            c.arch.name(),
+            c.n_layer,
+            self.shared.model.weight_bytes() as f64 / (1 << 20) as f64,
+            self.engine.describe(),
+            self.engine.n_ctx(),
+            self.load_time.as_millis()
+        )
+    }
+
+    /// Whether `t` ends a generation (end of text or of a turn).
+    pub fn is_eog(&self, t: u32) -> bool {
+        self.shared.tokenizer.is_eog(t)
+    }
+}
+
+/// The engine for `opts` with a context of `n_ctx`.
+fn build_engine(
+    shared: &SharedModel,
+    opts: &SessionOptions,
+    n_ctx: usize,
+) -> anyhow::Result<Box<dyn Engine>> {
+    let eopts = EngineOptions {
+        n_ctx,
+        threads: opts.threads.unwrap_or(0),
+        kv_f16: opts.kv_f16,
+        device: opts.device.clone(),
+        tuning: opts.tuning.clone(),
+    };
+    engine::create(opts.backend, shared.model.clone(), &eopts)
+        .with_context(|| format!("preparing {} for {:?}", shared.path.display(), opts.backend))
+}
+
+/// `--threads` beyond this many per CPU core is refused: it only adds switching (and an absurd
+/// value would try to start that many OS threads).
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Resolves the context length and refuses options that cannot work on this machine.
+fn check_options(c: &Config, opts: &SessionOptions) -> Result<usize, SessionError> {
+    let n_ctx = opts.ctx.unwrap_or(c.n_ctx_train.min(4096));
+    if n_ctx < 2 {
+        return Err(SessionError::CtxTooSmall { n_ctx });
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = cores * MAX_THREADS_PER_CORE;
+    if let Some(threads) = opts.threads.filter(|&t| t > max) {
+        return Err(SessionError::TooManyThreads {
+            threads,
+            cores,
+            max,
+        });
+    }
+    check_kv_memory(c, n_ctx, opts.kv_f16, opts.backend)?;
+    if n_ctx > c.n_ctx_train {
+        log::warn!(
+            "warning: --ctx {n_ctx} is larger than the model's training context {}",
+            c.n_ctx_train
+        );
+    }
+    Ok(n_ctx)
+}
+
+/// Bytes of memory available for new allocations (`MemAvailable`), when the kernel says.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The KV cache a context needs, checked for overflow and (for engines whose cache lives in
+/// host memory) against the memory available, so a huge `--ctx` is a clear error rather than
+/// an abort on a failed allocation.
+fn check_kv_memory(
+    c: &Config,
+    n_ctx: usize,
+    kv_f16: bool,
+    backend: Backend,
+) -> Result<(), SessionError> {
+    let elem: u64 = if kv_f16 { 2 } else { 4 };
+    let bytes = [c.n_layer, c.n_head_kv, c.head_dim, 2]
+        .iter()
+        .try_fold(n_ctx as u64, |acc, &x| acc.checked_mul(x as u64))
+        .and_then(|b| b.checked_mul(elem));
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let Some(bytes) = bytes.filter(|&b| b < 1 << 50) else {
+        return Err(SessionError::CtxBeyondMemory {
+            n_ctx,
+            trained: c.n_ctx_train,
+        });
+    };
+    if matches!(backend, Backend::Vulkan) {
+        // On the GPU; the Vulkan engine checks its device memory itself.
+        return Ok(());
+    }
+    match mem_available() {
+        Some(avail) if bytes > avail => Err(SessionError::KvTooBig {
+            n_ctx,
+            need_gib: gib(bytes),
+            avail_gib: gib(avail),
+            trained: c.n_ctx_train,
+        }),
+        _ => Ok(()),
+    }
+}
