@@ -46,6 +46,11 @@ MODELS = {
         "file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     },
+    "gemma": {
+        "name": "gemma-3-270m-q4_k_m",
+        "file": "gemma-3-270m-q4_k_m.gguf",
+        "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    },
 }
 
 # Plain prompts, the same for every model. The chat prompt is added per model, rendered with the

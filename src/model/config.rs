@@ -14,6 +14,14 @@ pub enum Arch {
     Llama,
     /// Qwen2 / Qwen2.5: like llama, plus biases on Q, K and V, and NEOX-style RoPE.
     Qwen2,
+    /// Qwen3 (dense): qwen2 without the biases, plus a per-head RMS norm of Q and K before RoPE.
+    Qwen3,
+    /// Gemma 3: embeddings scaled by sqrt(n_embd), Q/K norms, RMS norms after attention and after
+    /// the FFN as well as before, a GELU-gated FFN, and sliding-window layers with their own RoPE
+    /// base (five of every six by default).
+    Gemma3,
+    /// SmolLM3: llama, except that every fourth layer has no RoPE at all (NoPE).
+    Smollm3,
 }
 
 impl Arch {
@@ -21,6 +29,9 @@ impl Arch {
         match name {
             "llama" => Some(Arch::Llama),
             "qwen2" => Some(Arch::Qwen2),
+            "qwen3" => Some(Arch::Qwen3),
+            "gemma3" => Some(Arch::Gemma3),
+            "smollm3" => Some(Arch::Smollm3),
             _ => None,
         }
     }
@@ -28,16 +39,36 @@ impl Arch {
         match self {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+            Arch::Smollm3 => "smollm3",
         }
     }
+    /// Every architecture this build runs, for error messages and docs.
+    pub const ALL: [Arch; 5] = [
+        Arch::Llama,
+        Arch::Qwen2,
+        Arch::Qwen3,
+        Arch::Gemma3,
+        Arch::Smollm3,
+    ];
     /// How this architecture pairs the dimensions RoPE rotates (llama.cpp's arch table: `llama`
     /// is `LLAMA_ROPE_TYPE_NORM`, `qwen2` is `LLAMA_ROPE_TYPE_NEOX`). The llama converter permutes
     /// Q/K rows so that interleaved pairs are right for llama GGUFs; qwen2 GGUFs keep HF order.
     pub fn rope_style(self) -> RopeStyle {
         match self {
-            Arch::Llama => RopeStyle::Normal,
-            Arch::Qwen2 => RopeStyle::Neox,
+            Arch::Llama | Arch::Smollm3 => RopeStyle::Normal,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => RopeStyle::Neox,
         }
+    }
+    /// Whether Q and K are RMS-normed per head (`blk.N.attn_q_norm.weight`, `attn_k_norm`).
+    pub fn qk_norm(self) -> bool {
+        matches!(self, Arch::Qwen3 | Arch::Gemma3)
+    }
+    /// Whether attention and FFN outputs are RMS-normed before the residual add
+    /// (`blk.N.attn_post_norm.weight`, `ffn_post_norm`).
+    pub fn post_norms(self) -> bool {
+        matches!(self, Arch::Gemma3)
     }
     /// Whether Q, K and V projections carry bias tensors (`blk.N.attn_q.bias`, ...).
     pub fn qkv_bias(self) -> bool {
@@ -53,6 +84,16 @@ pub enum RopeStyle {
     Normal,
     /// Split halves `(x[i], x[i + n_rot/2])` (GPT-NeoX / Hugging Face order).
     Neox,
+}
+
+/// The gate activation of the feed-forward block: `down(act(gate · x) * (up · x))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `x · sigmoid(x)` (SwiGLU).
+    Silu,
+    /// GELU in its tanh approximation (GeGLU; llama.cpp's `ggml_gelu`).
+    Gelu,
 }
 
 /// The hyper-parameters an engine needs.
@@ -83,10 +124,29 @@ pub struct Config {
     /// `{arch}.attention.layer_norm_rms_epsilon`.
     pub rms_eps: f32,
     pub qkv_bias: bool,
+    /// Per-head RMS norm of Q and K before RoPE (qwen3, gemma3).
+    pub qk_norm: bool,
+    /// RMS norms of the attention and FFN outputs before each residual add (gemma3).
+    pub post_norms: bool,
+    /// Factor on the embedding rows as they enter the first layer (gemma3: sqrt(n_embd); else 1).
+    pub embd_scale: f32,
+    pub act: Activation,
+    /// Factor on q·k before the softmax (1/sqrt(head_dim) unless the architecture says else).
+    pub attn_scale: f32,
+    /// Sliding-window width in positions (`{arch}.attention.sliding_window`; 0 = none): a query
+    /// at position p of a sliding layer sees keys p - window + 1 ..= p.
+    pub swa_window: usize,
+    /// Per layer: whether it is a sliding-window layer (only with `swa_window > 0`).
+    pub swa_layers: Vec<bool>,
+    /// RoPE base of sliding-window layers (`{arch}.rope.freq_base_swa`, default 10000); their
+    /// positions are not scaled.
+    pub rope_freq_base_swa: f32,
+    /// Per layer: whether it applies RoPE at all (smollm3 skips every fourth: NoPE).
+    pub rope_layers: Vec<bool>,
 }
 
 impl Config {
-    /// Reads the hyper-parameters of `file`; an architecture other than `llama`/`qwen2` is
+    /// Reads the hyper-parameters of `file`; an architecture not in [`Arch::ALL`] is
     /// [`ModelError::UnsupportedArch`].
     pub fn from_gguf(file: &GgufFile) -> Result<Config, ModelError> {
         let arch_name = file.architecture()?;
@@ -162,6 +222,23 @@ impl Config {
             .get_f32(&format!("{a}.attention.layer_norm_rms_epsilon"))?
             .unwrap_or(1e-5);
         let rope_freq_scale = rope_scale(file, a)?;
+        let rope_freq_base_swa = file
+            .get_f32(&format!("{a}.rope.freq_base_swa"))?
+            .unwrap_or(10000.0);
+        let (swa_window, swa_layers) = sliding_window(file, arch, n_layer)?;
+        // llama.cpp's SmolLM3 rotates in every layer except each fourth (n_no_rope_layer_step).
+        let rope_layers = (0..n_layer)
+            .map(|il| arch != Arch::Smollm3 || (il + 1) % 4 != 0)
+            .collect();
+        if let Some(cap) = file.get_f32(&format!("{a}.final_logit_softcapping"))? {
+            if cap != 0.0 {
+                return Err(ModelError::BadValue {
+                    key: format!("{a}.final_logit_softcapping"),
+                    value: cap.to_string(),
+                    expected: "0 or absent (logit soft-capping is not implemented)".into(),
+                });
+            }
+        }
         // NaN or a non-positive epsilon or frequency base make every logit NaN: the model then
         // "generates" nothing, quietly. Refused here with the key named.
         for (key, v, expected) in [
@@ -173,6 +250,11 @@ impl Config {
             (
                 "rope.freq_base",
                 rope_freq_base,
+                "a positive number (10000 or more)",
+            ),
+            (
+                "rope.freq_base_swa",
+                rope_freq_base_swa,
                 "a positive number (10000 or more)",
             ),
         ] {
@@ -223,7 +305,40 @@ impl Config {
             rope_freq_scale,
             rms_eps,
             qkv_bias: arch.qkv_bias(),
+            qk_norm: arch.qk_norm(),
+            post_norms: arch.post_norms(),
+            embd_scale: if arch == Arch::Gemma3 {
+                (n_embd as f32).sqrt()
+            } else {
+                1.0
+            },
+            act: if arch == Arch::Gemma3 {
+                Activation::Gelu
+            } else {
+                Activation::Silu
+            },
+            attn_scale: attn_scale(arch, n_layer, n_embd, n_head, head_dim),
+            swa_window,
+            swa_layers,
+            rope_freq_base_swa,
+            rope_layers,
         })
+    }
+
+    /// The sliding window of layer `il`, if it is a sliding-window layer.
+    pub fn layer_window(&self, il: usize) -> Option<usize> {
+        (self.swa_window > 0 && self.swa_layers[il]).then_some(self.swa_window)
+    }
+
+    /// RoPE (base, position scale) of layer `il`; `None` for a layer without RoPE.
+    pub fn layer_rope(&self, il: usize) -> Option<(f32, f32)> {
+        if !self.rope_layers[il] {
+            None
+        } else if self.layer_window(il).is_some() {
+            Some((self.rope_freq_base_swa, 1.0))
+        } else {
+            Some((self.rope_freq_base, self.rope_freq_scale))
+        }
     }
 
     /// Width of Q (all heads).
@@ -237,20 +352,70 @@ impl Config {
 }
 
 /// `{arch}.rope.scaling.*`: none and linear are supported; YaRN and others are refused rather
-/// than silently run with the wrong positions.
+/// than silently run with the wrong positions. As in llama.cpp, a factor without a type is
+/// linear. Llama 3.x's `llama3` scaling has no key of its own: the converter writes it as the
+/// per-pair divisors of the `rope_freqs.weight` tensor (see `Weights::rope_freqs`).
 fn rope_scale(file: &GgufFile, a: &str) -> Result<f32, ModelError> {
     let ty_key = format!("{a}.rope.scaling.type");
-    let factor = file
-        .get_f32(&format!("{a}.rope.scaling.factor"))?
-        .unwrap_or(1.0);
-    match file.get_str(&ty_key)? {
-        None | Some("none") => Ok(1.0),
-        Some("linear") if factor > 0.0 => Ok(1.0 / factor),
-        Some(other) => Err(ModelError::BadValue {
+    let factor = file.get_f32(&format!("{a}.rope.scaling.factor"))?;
+    match (file.get_str(&ty_key)?, factor) {
+        (None | Some("none"), None) | (Some("none"), _) => Ok(1.0),
+        // llama.cpp reads a factor of 0 as "no scaling".
+        (None | Some("linear"), Some(f)) if f == 0.0 => Ok(1.0),
+        (None | Some("linear"), Some(f)) if f > 0.0 && f.is_finite() => Ok(1.0 / f),
+        (Some("linear"), None) => Ok(1.0),
+        (ty, f) => Err(ModelError::BadValue {
             key: ty_key,
-            value: other.to_string(),
+            value: format!("{} (factor {f:?})", ty.unwrap_or("absent")),
             expected: "\"none\" or \"linear\" with a positive factor (YaRN is not supported)"
                 .into(),
         }),
+    }
+}
+
+/// `{arch}.attention.sliding_window` and which layers use it: llama.cpp's default pattern for
+/// gemma3 is 6 (layers 5, 11, ... are global), overridden by a
+/// `{arch}.attention.sliding_window_pattern` number or per-layer bool array.
+fn sliding_window(
+    file: &GgufFile,
+    arch: Arch,
+    n_layer: usize,
+) -> Result<(usize, Vec<bool>), ModelError> {
+    let a = arch.name();
+    let window = match file.get_u64(&format!("{a}.attention.sliding_window"))? {
+        Some(w) if arch == Arch::Gemma3 => w as usize,
+        _ => 0,
+    };
+    if window == 0 {
+        return Ok((0, vec![false; n_layer]));
+    }
+    let key = format!("{a}.attention.sliding_window_pattern");
+    if let Some(v) = file.get(&key) {
+        if let Some(items) = v.as_array() {
+            let flags: Vec<bool> = items.values.iter().filter_map(|x| x.as_bool()).collect();
+            if flags.len() != n_layer || items.values.len() != n_layer {
+                return Err(ModelError::BadValue {
+                    key,
+                    value: format!("an array of {} entries", items.values.len()),
+                    expected: format!("{n_layer} booleans (one per layer) or a number"),
+                });
+            }
+            return Ok((window, flags));
+        }
+    }
+    let pattern = file.get_u64(&key)?.unwrap_or(6) as usize;
+    let flags = (0..n_layer)
+        .map(|il| pattern == 0 || il % pattern < pattern - 1)
+        .collect();
+    Ok((window, flags))
+}
+
+/// The q·k scale: 1/sqrt(head_dim), except Gemma 3 27B (62 layers), whose query scale is
+/// 1/sqrt(n_embd / n_head) (llama.cpp follows gemma_pytorch's config there).
+fn attn_scale(arch: Arch, n_layer: usize, n_embd: usize, n_head: usize, head_dim: usize) -> f32 {
+    if arch == Arch::Gemma3 && n_layer == 62 {
+        1.0 / ((n_embd / n_head) as f32).sqrt()
+    } else {
+        1.0 / (head_dim as f32).sqrt()
     }
 }

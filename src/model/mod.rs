@@ -12,7 +12,7 @@ pub mod weights;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use config::{Arch, Config, RopeStyle};
+pub use config::{Activation, Arch, Config, RopeStyle};
 pub use weights::{LayerWeights, Weight, Weights};
 
 use crate::gguf::{GgufError, GgufFile};
@@ -23,7 +23,7 @@ use crate::quant::GgmlType;
 pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
-    #[error("architecture '{arch}' is not supported (this build runs: llama, qwen2)")]
+    #[error("architecture '{arch}' is not supported (this build runs: llama, qwen2, qwen3, gemma3, smollm3)")]
     UnsupportedArch { arch: String },
     #[error("metadata key '{key}' is missing")]
     MissingKey { key: String },

@@ -56,11 +56,18 @@ pub struct LayerWeights {
     pub attn_q_bias: Option<Weight>,
     pub attn_k_bias: Option<Weight>,
     pub attn_v_bias: Option<Weight>,
+    /// Per-head Q and K norm weights, `[head_dim]` (qwen3, gemma3).
+    pub attn_q_norm: Option<Weight>,
+    pub attn_k_norm: Option<Weight>,
     pub attn_output: Weight,
+    /// Norm of the attention output before the residual add (gemma3).
+    pub attn_post_norm: Option<Weight>,
     pub ffn_norm: Weight,
     pub ffn_gate: Weight,
     pub ffn_up: Weight,
     pub ffn_down: Weight,
+    /// Norm of the FFN output before the residual add (gemma3).
+    pub ffn_post_norm: Option<Weight>,
 }
 
 /// All weights of the model.
@@ -118,6 +125,14 @@ impl Weights {
                     Ok(None)
                 }
             };
+            let opt = |on: bool, s: &str, len: u64| -> Result<Option<Weight>, ModelError> {
+                if on {
+                    get(file, &n(s), &[len]).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let hd = c.head_dim as u64;
             layers.push(LayerWeights {
                 attn_norm: get(file, &n("attn_norm.weight"), &[e])?,
                 attn_q: get(file, &n("attn_q.weight"), &[e, q])?,
@@ -126,11 +141,15 @@ impl Weights {
                 attn_q_bias: bias("attn_q.bias", q)?,
                 attn_k_bias: bias("attn_k.bias", kv)?,
                 attn_v_bias: bias("attn_v.bias", kv)?,
+                attn_q_norm: opt(c.qk_norm, "attn_q_norm.weight", hd)?,
+                attn_k_norm: opt(c.qk_norm, "attn_k_norm.weight", hd)?,
                 attn_output: get(file, &n("attn_output.weight"), &[q, e])?,
+                attn_post_norm: opt(c.post_norms, "post_attention_norm.weight", e)?,
                 ffn_norm: get(file, &n("ffn_norm.weight"), &[e])?,
                 ffn_gate: get(file, &n("ffn_gate.weight"), &[e, ff])?,
                 ffn_up: get(file, &n("ffn_up.weight"), &[e, ff])?,
                 ffn_down: get(file, &n("ffn_down.weight"), &[ff, e])?,
+                ffn_post_norm: opt(c.post_norms, "post_ffw_norm.weight", e)?,
             });
         }
         Ok(Weights {
@@ -153,13 +172,11 @@ impl Weights {
                     .into_iter()
                     .flatten(),
             );
-            v.extend([
-                &l.attn_output,
-                &l.ffn_norm,
-                &l.ffn_gate,
-                &l.ffn_up,
-                &l.ffn_down,
-            ]);
+            v.extend([&l.attn_q_norm, &l.attn_k_norm].into_iter().flatten());
+            v.push(&l.attn_output);
+            v.extend(l.attn_post_norm.iter());
+            v.extend([&l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down]);
+            v.extend(l.ffn_post_norm.iter());
         }
         v.push(&self.output_norm);
         if !self.tied_output {

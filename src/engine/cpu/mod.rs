@@ -2,9 +2,11 @@
 //! when no GPU works. Weights stay in the memory map and are read packed by the kernels;
 //! resident memory beyond the map is the KV cache (sized by `n_ctx`) plus per-batch scratch.
 //!
-//! The forward pass reads top to bottom in data order (llama2.c style): embed → per layer
-//! (RMS norm → Q, K, V (+bias) → RoPE → KV cache → attention → output projection + residual →
-//! RMS norm → gate, up → SwiGLU → down + residual) → final norm → logits.
+//! The forward pass reads top to bottom in data order (llama2.c style): embed (× scale) → per
+//! layer (RMS norm → Q, K, V (+bias) → per-head Q/K norm → RoPE → KV cache → attention (within
+//! the sliding window on such layers) → output projection (→ post-norm) + residual → RMS norm →
+//! gate, up → SwiGLU or GeGLU → down (→ post-norm) + residual) → final norm → logits. The optional
+//! steps are the architectures' differences (config.rs).
 
 mod batch;
 pub mod kernels;
@@ -22,7 +24,7 @@ use self::matmul::{matmul, matmul_many, Acts, Mat};
 use self::ops::{KvBuf, KvKernels, Rope};
 use self::pool::Pool;
 use super::{Engine, SamplingParams, Stats};
-use crate::model::{sampler, Model, ModelError};
+use crate::model::{sampler, Activation, Model, ModelError};
 use crate::quant::GgmlType;
 
 /// How to build a CPU engine.
@@ -59,11 +61,17 @@ struct Layer {
     bq: Option<Vec<f32>>,
     bk: Option<Vec<f32>>,
     bv: Option<Vec<f32>>,
+    /// Per-head Q/K norm weights, [head_dim] (qwen3, gemma3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: Mat,
+    /// Post-attention and post-FFN norms, [n_embd] (gemma3).
+    attn_post_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
     gate: Mat,
     up: Mat,
     down: Mat,
+    ffn_post_norm: Option<Vec<f32>>,
 }
 
 pub struct CpuEngine {
@@ -113,11 +121,15 @@ impl CpuEngine {
                 bq: l.attn_q_bias.as_ref().map(vec),
                 bk: l.attn_k_bias.as_ref().map(vec),
                 bv: l.attn_v_bias.as_ref().map(vec),
+                q_norm: l.attn_q_norm.as_ref().map(vec),
+                k_norm: l.attn_k_norm.as_ref().map(vec),
                 wo: Mat::new(&l.attn_output, isa)?,
+                attn_post_norm: l.attn_post_norm.as_ref().map(vec),
                 ffn_norm: vec(&l.ffn_norm),
                 gate: Mat::new(&l.ffn_gate, isa)?,
                 up: Mat::new(&l.ffn_up, isa)?,
                 down: Mat::new(&l.ffn_down, isa)?,
+                ffn_post_norm: l.ffn_post_norm.as_ref().map(vec),
             });
         }
         let output = Mat::new(&w.output, isa)?;
@@ -238,15 +250,27 @@ impl CpuEngine {
             let row = &embd_data[tok as usize * rb..(tok as usize + 1) * rb];
             kernels::dequantize_row(embd.ty, row, &mut x[t * d..(t + 1) * d]);
         }
-        let rope = Rope::new(
-            c.n_rot,
-            c.rope_style,
-            c.rope_freq_base,
-            c.rope_freq_scale,
-            self.rope_freqs.as_deref(),
-            pos0,
-            n,
-        );
+        if c.embd_scale != 1.0 {
+            x.iter_mut().for_each(|v| *v *= c.embd_scale);
+        }
+        // One table per distinct (base, scale) among the layers (gemma3: global and sliding).
+        let mut ropes: Vec<((f32, f32), Rope)> = Vec::new();
+        for il in 0..c.n_layer {
+            if let Some(bs) = c.layer_rope(il) {
+                if !ropes.iter().any(|(k, _)| *k == bs) {
+                    let r = Rope::new(
+                        c.n_rot,
+                        c.rope_style,
+                        bs.0,
+                        bs.1,
+                        self.rope_freqs.as_deref(),
+                        pos0,
+                        n,
+                    );
+                    ropes.push((bs, r));
+                }
+            }
+        }
 
         let mut xn = vec![0.0f32; n * d]; // normed input, n × d
         let mut q = vec![0.0f32; n * qd]; // n × q_dim
@@ -286,15 +310,30 @@ impl CpuEngine {
                     }
                 }
             }
+            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+                let mut tmp = vec![0.0f32; hd];
+                for (buf, w) in [(&mut q, qn), (&mut k, kn)] {
+                    for head in buf.chunks_exact_mut(hd) {
+                        ops::rms_norm(head, w, c.rms_eps, &mut tmp);
+                        head.copy_from_slice(&tmp);
+                    }
+                }
+            }
+            let rope = c
+                .layer_rope(li)
+                .and_then(|bs| ropes.iter().find(|(k, _)| *k == bs).map(|(_, r)| r));
             for t in 0..n {
-                rope.apply(&mut q[t * qd..(t + 1) * qd], hd, t);
-                rope.apply(&mut k[t * kvd..(t + 1) * kvd], hd, t);
+                if let Some(rope) = rope {
+                    rope.apply(&mut q[t * qd..(t + 1) * qd], hd, t);
+                    rope.apply(&mut k[t * kvd..(t + 1) * kvd], hd, t);
+                }
                 self.k_cache[li].write((pos0 + t) * kvd, &k[t * kvd..(t + 1) * kvd]);
                 self.v_cache[li].write((pos0 + t) * kvd, &v[t * kvd..(t + 1) * kvd]);
             }
             self.attention(li, &q, &mut att, pos0, n);
             acts.set(&att, n, qd);
             matmul(&model, &l.wo, &mut acts, &mut proj, pool);
+            post_norm(&mut proj, l.attn_post_norm.as_deref(), d, c.rms_eps);
             x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
 
             // Feed-forward block.
@@ -313,9 +352,10 @@ impl CpuEngine {
                 &mut acts,
                 pool,
             );
-            self.swiglu(&mut gate, &up);
+            self.glu(&mut gate, &up);
             acts.set(&gate, n, c.n_ff);
             matmul(&model, &l.down, &mut acts, &mut proj, pool);
+            post_norm(&mut proj, l.ffn_post_norm.as_deref(), d, c.rms_eps);
             x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
         }
         self.n_past += n;
@@ -339,12 +379,17 @@ impl CpuEngine {
         logits
     }
 
-    /// `gate = silu(gate) · up`, in chunks over the threads (an exp per element: for a batch
-    /// of prompt tokens this is too much work for one thread while the others wait).
-    fn swiglu(&self, gate: &mut [f32], up: &[f32]) {
+    /// `gate = act(gate) · up` (SwiGLU or GeGLU), in chunks over the threads (an exp or tanh per
+    /// element: for a batch of prompt tokens this is too much work for one thread while the
+    /// others wait).
+    fn glu(&self, gate: &mut [f32], up: &[f32]) {
         const CHUNK: usize = 4096;
+        let f = match self.model.config.act {
+            Activation::Silu => ops::swiglu,
+            Activation::Gelu => ops::geglu,
+        };
         if gate.len() <= CHUNK {
-            ops::swiglu(gate, up);
+            f(gate, up);
             return;
         }
         let len = gate.len();
@@ -354,7 +399,7 @@ impl CpuEngine {
             // SAFETY: chunk c owns the disjoint range `r` of `gate` (inside its length), and
             // `run` returns only when every chunk is done.
             let g = unsafe { std::slice::from_raw_parts_mut(gp.get().add(r.start), r.len()) };
-            ops::swiglu(g, &up[r]);
+            f(g, &up[r]);
         });
     }
 
@@ -364,7 +409,8 @@ impl CpuEngine {
         let c = &self.model.config;
         let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
         let group = c.n_head / c.n_head_kv;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = c.attn_scale;
+        let window = c.layer_window(li);
         let (kc, vc) = (&self.k_cache[li], &self.v_cache[li]);
         let kk = self.kv_kernels;
         let jobs = n * c.n_head;
@@ -381,13 +427,15 @@ impl CpuEngine {
                 // and `run` returns only when every chunk is done, before `att` is read.
                 let out =
                     unsafe { std::slice::from_raw_parts_mut(outp.get().add(t * qd + h * hd), hd) };
+                let p = pos0 + t;
                 ops::attend(
                     qrow,
                     kc,
                     vc,
                     kvd,
                     kvh * hd,
-                    pos0 + t,
+                    window.map_or(0, |w| (p + 1).saturating_sub(w)),
+                    p,
                     scale,
                     &mut scores,
                     out,
@@ -395,6 +443,17 @@ impl CpuEngine {
                 );
             }
         });
+    }
+}
+
+/// `y ← rms_norm(y) · w` for each `d`-wide row, when the layer has such a norm (gemma3's
+/// post-attention and post-FFN norms).
+fn post_norm(y: &mut [f32], w: Option<&[f32]>, d: usize, eps: f32) {
+    let Some(w) = w else { return };
+    let mut tmp = vec![0.0f32; d];
+    for row in y.chunks_exact_mut(d) {
+        ops::rms_norm(row, w, eps, &mut tmp);
+        row.copy_from_slice(&tmp);
     }
 }
 

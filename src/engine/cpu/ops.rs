@@ -1,5 +1,5 @@
-//! The element-wise and small operations of the forward pass: RMS norm, RoPE, SwiGLU, and
-//! attention over the KV cache. Their arithmetic follows llama.cpp's CPU backend where that
+//! The element-wise and small operations of the forward pass: RMS norm, RoPE, SwiGLU / GeGLU,
+//! and attention over the KV cache. Their arithmetic follows llama.cpp's CPU backend where that
 //! changes rounding (f64 sum in the norm, RoPE angles by repeated multiplication).
 
 use half::f16;
@@ -86,6 +86,26 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// `gate ← gelu(gate) · up`, GELU in its tanh form. llama.cpp's CPU backend looks GELU up in a
+/// table indexed by the input rounded to f16 and holding f16 results (inputs beyond ±10 are
+/// passed through or zeroed); the same roundings are made here so the two agree to the bit.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const A: f32 = 0.044715;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            let x = f16::from_f32(x).to_f32();
+            let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + A * x * x)).tanh());
+            f16::from_f32(y).to_f32() * u
+        };
+    }
+}
+
 /// Storage of one layer's keys or values: `n_ctx` rows of `kv_dim`, in f16 or f32.
 pub enum KvBuf {
     F16(Vec<f16>),
@@ -139,8 +159,9 @@ pub struct KvKernels {
     pub axpy: AxpyKv16,
 }
 
-/// Attention of one query head over positions `0..=p` of one KV head:
-/// `out = softmax(q·Kᵀ · scale) · V`. `scores` is scratch of at least `p + 1`.
+/// Attention of one query head over positions `lo..=p` of one KV head (`lo` > 0 only in a
+/// sliding-window layer): `out = softmax(q·Kᵀ · scale) · V`. `scores` is scratch of at least
+/// `p + 1`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     q: &[f32],
@@ -148,6 +169,7 @@ pub fn attend(
     v: &KvBuf,
     kv_dim: usize,
     off: usize,
+    lo: usize,
     p: usize,
     scale: f32,
     scores: &mut [f32],
@@ -155,7 +177,7 @@ pub fn attend(
     kk: KvKernels,
 ) {
     let hd = q.len();
-    let scores = &mut scores[..=p];
+    let scores = &mut scores[lo..=p];
     match k {
         KvBuf::F16(k) => {
             // llama.cpp multiplies an f16 cache with the query converted to f16 (its vec-dot
@@ -166,12 +188,12 @@ pub fn attend(
                 *o = f16::from_f32(x).to_f32();
             }
             let q = if hd <= 256 { &*q16 } else { q };
-            for (j, s) in scores.iter_mut().enumerate() {
+            for (j, s) in (lo..).zip(scores.iter_mut()) {
                 *s = (kk.dot)(q, &k[j * kv_dim + off..j * kv_dim + off + hd]) * scale;
             }
         }
         KvBuf::F32(k) => {
-            for (j, s) in scores.iter_mut().enumerate() {
+            for (j, s) in (lo..).zip(scores.iter_mut()) {
                 let row = &k[j * kv_dim + off..j * kv_dim + off + hd];
                 *s = q.iter().zip(row).map(|(a, b)| a * b).sum::<f32>() * scale;
             }
@@ -188,13 +210,13 @@ pub fn attend(
     match v {
         KvBuf::F16(v) => {
             // Likewise the probabilities meet an f16 V cache as f16 values in llama.cpp.
-            for (j, &s) in scores.iter().enumerate() {
+            for (j, &s) in (lo..).zip(scores.iter()) {
                 let w = f16::from_f32(s * inv).to_f32();
                 (kk.axpy)(out, w, &v[j * kv_dim + off..j * kv_dim + off + hd]);
             }
         }
         KvBuf::F32(v) => {
-            for (j, &s) in scores.iter().enumerate() {
+            for (j, &s) in (lo..).zip(scores.iter()) {
                 let w = s * inv;
                 for (o, &x) in out
                     .iter_mut()
@@ -258,11 +280,44 @@ mod tests {
             4,
             2,
             0,
+            0,
             1.0,
             &mut [0.0; 1],
             &mut out,
             kk,
         );
         assert_eq!(out, vec![7.0, 8.0]);
+    }
+
+    #[test]
+    fn a_sliding_window_hides_old_positions() {
+        // Two positions with very different values; a window starting at 1 sees only the second.
+        let (mut k, mut v) = (KvBuf::new(false, 4), KvBuf::new(false, 4));
+        k.write(0, &[1.0, 0.0]);
+        k.write(2, &[1.0, 0.0]);
+        v.write(0, &[100.0, 100.0]);
+        v.write(2, &[1.0, 2.0]);
+        let kk = KvKernels {
+            dot: dot_f16_portable,
+            axpy: axpy_f16_portable,
+        };
+        let mut out = vec![0.0; 2];
+        attend(&[1.0, 0.0], &k, &v, 2, 0, 1, 1, 1.0, &mut [0.0; 2], &mut out, kk);
+        assert_eq!(out, vec![1.0, 2.0]);
+        attend(&[1.0, 0.0], &k, &v, 2, 0, 0, 1, 1.0, &mut [0.0; 2], &mut out, kk);
+        assert_eq!(out, vec![50.5, 51.0], "both positions, equal weights");
+    }
+
+    #[test]
+    fn geglu_matches_the_tanh_gelu_within_f16_rounding() {
+        let xs = [-12.0f32, -3.0, -0.5, 0.0, 0.3, 1.0, 2.5, 11.0];
+        let mut g = xs.to_vec();
+        geglu(&mut g, &[2.0; 8]);
+        for (&x, &y) in xs.iter().zip(&g) {
+            let exact = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
+            assert!((y - 2.0 * exact).abs() <= 2e-3 * (1.0 + exact.abs()), "{x}: {y} vs {exact}");
+        }
+        assert_eq!(g[0], 0.0);
+        assert_eq!(g[7], 22.0);
     }
 }

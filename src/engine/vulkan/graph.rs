@@ -174,6 +174,20 @@ pub fn build(
     a: &Acts,
     kv: &[(Buffer, Buffer)],
 ) -> Result<Graph> {
+    let missing = [
+        (c.qk_norm, "per-head Q/K norms"),
+        (c.post_norms, "post-attention/FFN norms"),
+        (c.embd_scale != 1.0, "embedding scaling"),
+        (c.act != crate::model::Activation::Silu, "the GELU-gated FFN"),
+        (c.swa_window > 0, "sliding-window attention"),
+        (c.rope_layers.iter().any(|r| !r), "layers without RoPE"),
+    ];
+    if let Some((_, what)) = missing.iter().find(|(on, _)| *on) {
+        return Err(VkError::Unsupported(format!(
+            "{what} ({}) on the Vulkan engine yet; use --engine cpu",
+            c.arch.name()
+        )));
+    }
     let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
     let qkv_w = qd + 2 * kvd;
     let embd_pieces: Vec<_> = w

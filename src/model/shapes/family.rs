@@ -14,6 +14,12 @@ pub enum Family {
     Llama,
     /// Llama plus biases on Q, K and V.
     Qwen2,
+    /// Qwen2 without the biases, with per-head Q/K norms.
+    Qwen3,
+    /// Q/K norms, post-attention and post-FFN norms, sliding-window layers.
+    Gemma3,
+    /// Llama tensors; every fourth layer skips RoPE (a property of the architecture, no key).
+    Smollm3,
 }
 
 /// How a tensor's values are made.
@@ -45,11 +51,18 @@ impl Family {
         match self {
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+            Family::Gemma3 => "gemma3",
+            Family::Smollm3 => "smollm3",
         }
     }
 
     fn qkv_bias(self) -> bool {
         matches!(self, Family::Qwen2)
+    }
+
+    fn qk_norm(self) -> bool {
+        matches!(self, Family::Qwen3 | Family::Gemma3)
     }
 
     /// Architecture keys (`{arch}.*`), as the converter writes them.
@@ -66,13 +79,20 @@ impl Family {
             (k("rope.freq_base"), Value::F32(s.rope_freq_base)),
             (k("attention.layer_norm_rms_epsilon"), Value::F32(s.rms_eps)),
         ];
-        if self == Family::Llama {
+        if self != Family::Qwen2 {
             m.extend([
                 (k("attention.key_length"), Value::U32(s.head_dim)),
                 (k("attention.value_length"), Value::U32(s.head_dim)),
+            ]);
+        }
+        if matches!(self, Family::Llama | Family::Smollm3) {
+            m.extend([
                 (k("vocab_size"), Value::U32(s.n_vocab)),
                 (k("rope.dimension_count"), Value::U32(s.head_dim)),
             ]);
+        }
+        if self == Family::Gemma3 && s.sliding_window > 0 {
+            m.push((k("attention.sliding_window"), Value::U32(s.sliding_window)));
         }
         m
     }
@@ -135,6 +155,11 @@ impl Family {
                 push(n("attn_k.bias"), vec![kv], Role::Vector, i, b.clone());
                 push(n("attn_v.bias"), vec![kv], Role::Vector, i, b);
             }
+            let hd = u64::from(s.head_dim);
+            if self.qk_norm() {
+                push(n("attn_q_norm.weight"), vec![hd], Role::Vector, i, near_one(hd, 1));
+                push(n("attn_k_norm.weight"), vec![hd], Role::Vector, i, near_one(hd, 2));
+            }
             push(
                 n("attn_output.weight"),
                 vec![q, e],
@@ -142,10 +167,18 @@ impl Family {
                 i,
                 w(q),
             );
+            if self == Family::Gemma3 {
+                let v = near_one(e, 3);
+                push(n("post_attention_norm.weight"), vec![e], Role::Vector, i, v);
+            }
             push(n("ffn_norm.weight"), vec![e], Role::Vector, i, Values::Ones);
             push(n("ffn_gate.weight"), vec![e, ff], Role::FfnGate, i, w(e));
             push(n("ffn_up.weight"), vec![e, ff], Role::FfnUp, i, w(e));
             push(n("ffn_down.weight"), vec![ff, e], Role::FfnDown, i, w(ff));
+            if self == Family::Gemma3 {
+                let v = near_one(e, 4);
+                push(n("post_ffw_norm.weight"), vec![e], Role::Vector, i, v);
+            }
         }
         push(
             "output_norm.weight".into(),
@@ -159,6 +192,16 @@ impl Family {
         }
         out
     }
+}
+
+/// Norm weights that vary around 1 (0.75..1.25, a fixed pattern per `salt`): a test then sees
+/// whether an engine multiplies by the weight element by element, which all-ones would hide.
+fn near_one(len: u64, salt: u64) -> Values {
+    Values::Exact(
+        (0..len)
+            .map(|i| 1.0 + 0.25 * ((i * 7 + salt * 13) as f32 * 0.37).sin())
+            .collect(),
+    )
 }
 
 /// Llama 3.1's RoPE frequency divisors, one per rotated pair: 1 for short wavelengths, `factor`
