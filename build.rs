@@ -37,6 +37,8 @@ const SINGLE: &[&str] = &[
     "attention_prompt",
     "attention_split",
     "attention_combine",
+    "qk_norm",
+    "norm_add",
 ];
 
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup). `matvecsg` is the subgroup

@@ -2,6 +2,7 @@
 // Causal attention of one query head for one token over the f16 KV cache, in one pass with an
 // online softmax (keys processed WG at a time; no score buffer, so any context length works).
 // Grid: (n_head, n_tok). Grouped-query: head h reads KV head h / (n_head / n_kv).
+// With a sliding window (window > 0) the query at p sees keys p - window + 1 ..= p only.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 64;
 layout(local_size_x_id = 0) in;
@@ -16,6 +17,9 @@ layout(push_constant) uniform PC {
     uint head_dim;
     uint n_tok;
     float scale;
+    uint n_split_;  // (split kernel only)
+    uint chunk_;    // (split kernel only)
+    uint window;    // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
 } pc;
 #include "common/state.glsl"
 
@@ -41,7 +45,8 @@ void main() {
     for (uint j = 0u; j < DPT; j++) {
         acc[j] = 0.0;
     }
-    for (uint c0 = 0u; c0 <= p_last; c0 += WG) {
+    const uint p_first = pc.window > 0u && p_last >= pc.window ? p_last + 1u - pc.window : 0u;
+    for (uint c0 = p_first; c0 <= p_last; c0 += WG) {
         const uint p = c0 + tid;
         float s = -1.0 / 0.0;
         if (p <= p_last) {

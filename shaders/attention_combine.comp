@@ -14,6 +14,7 @@ layout(push_constant) uniform PC {
     float scale;
     uint n_split;
     uint chunk;
+    uint window;  // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
 } pc;
 
 void main() {

@@ -23,6 +23,9 @@ layout(push_constant) uniform PC {
     uint head_dim;
     uint n_tok;
     float scale;
+    uint n_split_;  // (split kernel only)
+    uint chunk_;    // (split kernel only)
+    uint window;    // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
 } pc;
 #include "common/state.glsl"
 
@@ -56,7 +59,9 @@ void main() {
     // Row `tid` (tid < BR) keeps its running max and sum in registers.
     float m = -1.0 / 0.0, l = 0.0;
     const uint p_end = pos0 + nr;  // keys 0..p_end are read
-    for (uint c0 = 0u; c0 < p_end; c0 += BC) {
+    // First key any row of the block sees (row 0 has the earliest window).
+    const uint p_first = pc.window > 0u && pos0 >= pc.window ? pos0 + 1u - pc.window : 0u;
+    for (uint c0 = p_first; c0 < p_end; c0 += BC) {
         const uint nc = min(BC, p_end - c0);
         barrier();  // the previous tile is no longer read
         for (uint i = tid; i < BC * DW; i += WG) {
@@ -75,7 +80,8 @@ void main() {
         for (uint i = tid; i < BR * BC; i += WG) {
             const uint r = i / BC, c = i % BC;
             float s = -1.0 / 0.0;
-            if (r < nr && c < nc && c0 + c <= pos0 + r) {
+            const uint p = c0 + c;
+            if (r < nr && c < nc && p <= pos0 + r && (pc.window == 0u || p + pc.window > pos0 + r)) {
                 s = 0.0;
                 for (uint w = 0u; w < DW; w++) {
                     const vec2 k2 = unpackHalf2x16(Ks[c * KS + w]);

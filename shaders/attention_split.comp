@@ -26,6 +26,7 @@ layout(push_constant) uniform PC {
     uint n_split;
     // KV positions per split; 0: ceil(n / n_split) rounded up to WG (n = positions so far).
     uint chunk;
+    uint window;  // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
 } pc;
 #include "common/state.glsl"
 
@@ -45,8 +46,10 @@ void main() {
     const uint h0 = kvh * group + g0;  // first query head of this workgroup
     const uint n = state[S_POS] + 1u;  // positions 0..n-1 are attended to
     const uint chunk = pc.chunk != 0u ? pc.chunk : ((n + pc.n_split - 1u) / pc.n_split + WG - 1u) / WG * WG;
-    const uint begin = min(s * chunk, n);
-    const uint end = min(begin + chunk, n);
+    const uint b0 = min(s * chunk, n);
+    const uint end = min(b0 + chunk, n);
+    // Keys before the sliding window are skipped (a split wholly before it stays empty).
+    const uint begin = max(b0, pc.window > 0u && n > pc.window ? n - pc.window : 0u);
 
     // The queries, pre-scaled, so a score is one dot product.
     for (uint i = tid; i < ng * D; i += WG) {

@@ -18,6 +18,7 @@ layout(push_constant) uniform PC {
     uint ty;
     uint nseg;
     uvec4 seg_rows;
+    float scale;  // factor on every element (gemma3: sqrt(dim); else 1)
 } pc;
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
@@ -46,7 +47,7 @@ void main() {
         float v[32];
         dq32(seg, pc.ty, rb, u, pc.dim, v);
         for (uint i = 0u; i < 32u && u * 32u + i < pc.dim; i++) {
-            x[t * pc.dim + u * 32u + i] = v[i];
+            x[t * pc.dim + u * 32u + i] = v[i] * pc.scale;
         }
     }
 }

@@ -57,6 +57,7 @@ layout(push_constant) uniform PC {
 #define F_ACC 2u
 #define F_BIAS 4u
 #define F_GLU 8u
+#include "common/act.glsl"
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
@@ -233,7 +234,7 @@ void main() {
             float v = acc[a * TN + b] * scale[b];
             if (glu) {
                 const float up = acc[(a + TM / 2u) * TN + b] * scale[b];
-                v = v / (1.0 + exp(-v)) * up;
+                v = glu_act(v, (pc.flags & F_GELU) != 0u) * up;
             } else {
                 v += bv;
             }

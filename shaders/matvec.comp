@@ -7,6 +7,7 @@
 //   F_ACC   y += result (residual add)
 //   F_BIAS  + bias[seg_bias[seg] + row]
 //   F_GLU   segments 0 and 1 are gate and up: y = silu(gate · x) * (up · x)   (SwiGLU)
+//   F_GELU  with F_GLU: gelu in place of silu (GeGLU, gemma3; common/act.glsl)
 // WTYPE (ggml type id) is defined per variant; without it the type comes from seg_type.
 #extension GL_GOOGLE_include_directive : require
 
@@ -52,6 +53,7 @@ layout(push_constant) uniform PC {
 #define F_ACC 2u
 #define F_BIAS 4u
 #define F_GLU 8u
+#include "common/act.glsl"
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
@@ -187,7 +189,7 @@ void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
                 float v = acc[(r * 2u) * NT + t] * scale[t];
                 if (glu) {
                     float up = acc[(r * 2u + 1u) * NT + t] * scale[t];
-                    v = v / (1.0 + exp(-v)) * up;
+                    v = glu_act(v, (pc.flags & F_GELU) != 0u) * up;
                 } else {
                     v += bias_of(row);
                 }
@@ -302,7 +304,7 @@ void main() {
             float v = red[((r * 2u) * NT + t) * WG] * scale[t];
             if (glu) {
                 float up = red[((r * 2u + 1u) * NT + t) * WG] * scale[t];
-                v = v / (1.0 + exp(-v)) * up;
+                v = glu_act(v, (pc.flags & F_GELU) != 0u) * up;
             } else if ((pc.flags & F_BIAS) != 0u) {
                 uint seg = 0u, srow = row;
                 while (srow >= pc.seg_rows[seg]) {

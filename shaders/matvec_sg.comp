@@ -50,6 +50,7 @@ layout(push_constant) uniform PC {
 #define F_ACC 2u
 #define F_BIAS 4u
 #define F_GLU 8u
+#include "common/act.glsl"
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
@@ -369,7 +370,7 @@ void main() {
             float v = g * scale;
             if (glu) {
                 const float up = u * scale;
-                v = v / (1.0 + exp(-v)) * up;
+                v = glu_act(v, (pc.flags & F_GELU) != 0u) * up;
             } else if ((pc.flags & F_BIAS) != 0u) {
                 uint seg = 0u, srow = row;
                 while (srow >= pc.seg_rows[seg]) {

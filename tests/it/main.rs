@@ -1,6 +1,7 @@
 //! pigpu's one integration-test binary. Each area has its own module; `util` holds the helpers
 //! (running the built binary, locating cached test models).
 
+mod archs;
 mod bench;
 mod cli;
 mod compat;

@@ -50,6 +50,7 @@ pub fn test_model(file: &str) -> Option<PathBuf> {
 
 pub const SMOLLM: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 
 /// The project root (for fixtures).
 pub fn root() -> PathBuf {

@@ -302,9 +302,33 @@ mod tests {
             axpy: axpy_f16_portable,
         };
         let mut out = vec![0.0; 2];
-        attend(&[1.0, 0.0], &k, &v, 2, 0, 1, 1, 1.0, &mut [0.0; 2], &mut out, kk);
+        attend(
+            &[1.0, 0.0],
+            &k,
+            &v,
+            2,
+            0,
+            1,
+            1,
+            1.0,
+            &mut [0.0; 2],
+            &mut out,
+            kk,
+        );
         assert_eq!(out, vec![1.0, 2.0]);
-        attend(&[1.0, 0.0], &k, &v, 2, 0, 0, 1, 1.0, &mut [0.0; 2], &mut out, kk);
+        attend(
+            &[1.0, 0.0],
+            &k,
+            &v,
+            2,
+            0,
+            0,
+            1,
+            1.0,
+            &mut [0.0; 2],
+            &mut out,
+            kk,
+        );
         assert_eq!(out, vec![50.5, 51.0], "both positions, equal weights");
     }
 
@@ -315,7 +339,10 @@ mod tests {
         geglu(&mut g, &[2.0; 8]);
         for (&x, &y) in xs.iter().zip(&g) {
             let exact = 0.5 * x * (1.0 + (0.797_884_6 * x * (1.0 + 0.044715 * x * x)).tanh());
-            assert!((y - 2.0 * exact).abs() <= 2e-3 * (1.0 + exact.abs()), "{x}: {y} vs {exact}");
+            assert!(
+                (y - 2.0 * exact).abs() <= 2e-3 * (1.0 + exact.abs()),
+                "{x}: {y} vs {exact}"
+            );
         }
         assert_eq!(g[0], 0.0);
         assert_eq!(g[7], 22.0);

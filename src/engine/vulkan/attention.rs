@@ -21,8 +21,9 @@ use super::shaders;
 /// Storage bindings of every attention kernel (state, q, K cache, V cache, out, partials): one
 /// descriptor set serves the decode, split, combine and prompt kernels.
 pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
-/// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk.
-pub const ATTN_PUSH: u32 = 7;
+/// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk, window (sliding window in
+/// positions, 0 = none).
+pub const ATTN_PUSH: u32 = 8;
 /// Invocations per workgroup of the split and combine kernels, and the granularity of a split.
 pub const SPLIT_WG: u32 = 64;
 /// Most query heads one split workgroup serves (shaders/attention_split.comp: GMAX).
@@ -114,7 +115,8 @@ impl Kernels {
 impl SplitAttention {
     /// Records the decode attention (one token): the split pass, then, with more than one
     /// split, the combine pass (the recorder puts a barrier between them).
-    pub fn record(&self, cmd: &mut Cmd, set: vk::DescriptorSet, push: &[u32; 5], n_kv: u32) {
+    /// `push`: n_head, n_kv, head_dim, n_tok, scale, window.
+    pub fn record(&self, cmd: &mut Cmd, set: vk::DescriptorSet, push: &[u32; 6], n_kv: u32) {
         let p = [
             push[0],
             push[1],
@@ -123,6 +125,7 @@ impl SplitAttention {
             push[4],
             self.splits.n_split,
             self.splits.chunk,
+            push[5],
         ];
         let slices = self.group.div_ceil(self.per_wg);
         cmd.label(|| Some(Stamp::named("attention".into())));

@@ -110,7 +110,8 @@ impl VulkanEngine {
         let splits = Splits::for_context(&dev, n_ctx);
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
         let kernels = Kernels::new(&dev)?;
-        let sets = (6 * c.n_layer + 16) as u32;
+        // Up to 9 ops per layer (graph.rs: Q/K norms and post-norms add three).
+        let sets = (9 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
             &mut OpBuilder {

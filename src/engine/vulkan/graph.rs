@@ -2,14 +2,19 @@
 //! descriptor set is written here and never again, and the same ops serve decoding (1 token) and
 //! prompt processing (up to `Acts::ubatch` tokens), which differ only in push constants.
 //!
-//! Per layer, 6 dispatches:
+//! Per layer, 6 dispatches (up to 9 where the architecture adds norms):
 //!   1. QKV: RMSNorm(x) fused in, Q/K/V (mixed weight types allowed) and biases -> qkv
-//!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position
-//!   3. attention over the cache -> attn (decoding: split over the KV range, plus a combine
-//!      dispatch when there is more than one split; attention.rs)
+//!      (1b. qwen3, gemma3: per-head RMSNorm of Q and K in place)
+//!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position (the
+//!      layer's own RoPE table: gemma3's sliding layers have another base, smollm3's NoPE
+//!      layers an all-zero one)
+//!   3. attention over the cache (within the sliding window on such layers) -> attn
+//!      (decoding: split over the KV range, plus a combine dispatch when there is more than
+//!      one split; attention.rs)
 //!   4. output projection + residual: x += Wo · attn
-//!   5. RMSNorm(x) fused in, gate and up, SwiGLU -> ffn
-//!   6. down projection + residual: x += Wdown · ffn
+//!      (gemma3: proj = Wo · attn, then 4b. x += RMSNorm(proj))
+//!   5. RMSNorm(x) fused in, gate and up, SwiGLU or GeGLU -> ffn
+//!   6. down projection + residual: x += Wdown · ffn (gemma3: through a norm, as 4)
 
 use std::sync::Arc;
 
@@ -17,9 +22,9 @@ use super::attention::{AttnScratch, Splits};
 use super::buffer::{Buffer, MemKind};
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
-use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, Seg, F_ACC, F_GLU, STATE_WORDS};
+use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU, STATE_WORDS};
 use super::weights::{GpuMatrix, GpuWeights};
-use crate::model::{Config, RopeStyle};
+use crate::model::{Activation, Config, RopeStyle};
 
 /// Most tokens per prompt-processing submit on GPUs (activation buffers are sized for this many):
 /// enough tiles of the prompt mat-mat to cover every SM of a large GPU.
@@ -38,7 +43,7 @@ pub fn ubatch_for(dev: &Device, c: &Config) -> usize {
         } else {
             UBATCH_GPU
         });
-    let per_token = 4 * (c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
+    let per_token = 4 * (2 * c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
     let budget = (dev.info.memory_mib << 20) / 32;
     b.min((budget / per_token.max(1)) as usize).max(1)
 }
@@ -64,6 +69,8 @@ pub struct Acts {
     /// [n_head][n_split][2 + head_dim] f32: the splits' partial max, sum and output (one
     /// layer's at a time).
     pub attn_part: Buffer,
+    /// [B][n_embd] f32: a projection on its way to a post-norm (gemma3).
+    pub proj: Buffer,
     /// [logits_rows][n_vocab] f32: logits (row 0: the pending token's).
     pub logits: Buffer,
     /// [n_vocab] f32: the sampler's working copy.
@@ -112,6 +119,7 @@ impl Acts {
                 splits.map_or(1, |s| s.part_floats(c.n_head, c.head_dim).max(1)),
                 "attention partials",
             )?,
+            proj: f(b * c.n_embd, "activations")?,
             logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
             state: f(STATE_WORDS, "decoding state")?,
@@ -174,20 +182,6 @@ pub fn build(
     a: &Acts,
     kv: &[(Buffer, Buffer)],
 ) -> Result<Graph> {
-    let missing = [
-        (c.qk_norm, "per-head Q/K norms"),
-        (c.post_norms, "post-attention/FFN norms"),
-        (c.embd_scale != 1.0, "embedding scaling"),
-        (c.act != crate::model::Activation::Silu, "the GELU-gated FFN"),
-        (c.swa_window > 0, "sliding-window attention"),
-        (c.rope_layers.iter().any(|r| !r), "layers without RoPE"),
-    ];
-    if let Some((_, what)) = missing.iter().find(|(on, _)| *on) {
-        return Err(VkError::Unsupported(format!(
-            "{what} ({}) on the Vulkan engine yet; use --engine cpu",
-            c.arch.name()
-        )));
-    }
     let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
     let qkv_w = qd + 2 * kvd;
     let embd_pieces: Vec<_> = w
@@ -196,7 +190,7 @@ pub fn build(
         .iter()
         .map(|(buf, r)| (buf.all(), *r))
         .collect();
-    let embed_state = b.embed(
+    let mut embed_state = b.embed(
         a.state.all(),
         a.tokens.all(),
         &embd_pieces,
@@ -205,7 +199,7 @@ pub fn build(
         true,
         a.x.all(),
     )?;
-    let embed_tokens = b.embed(
+    let mut embed_tokens = b.embed(
         a.state.all(),
         a.tokens.all(),
         &embd_pieces,
@@ -214,9 +208,19 @@ pub fn build(
         false,
         a.x.all(),
     )?;
+    for op in [&mut embed_state, &mut embed_tokens] {
+        if let OpKind::Embed { scale, .. } = &mut op.kind {
+            *scale = c.embd_scale;
+        }
+    }
+    let glu_flags = match c.act {
+        Activation::Silu => F_GLU,
+        Activation::Gelu => F_GLU | F_GELU,
+    };
     let advance = b.advance(a.state.all(), a.tokens.all())?;
     let mut layers = Vec::with_capacity(c.n_layer);
-    for (l, (kc, vc)) in w.layers.iter().zip(kv) {
+    for (il, (l, (kc, vc))) in w.layers.iter().zip(kv).enumerate() {
+        let mut ops = Vec::with_capacity(9);
         let mut q = one(&l.q)?;
         let mut k = one(&l.k)?;
         let mut v = one(&l.v)?;
@@ -239,13 +243,27 @@ pub fn build(
             flags: 0,
             eps: c.rms_eps,
         })?;
+        ops.push(qkv);
+        if let Some((wq, wk)) = &l.qk_norm {
+            ops.push(b.qk_norm(
+                a.qkv.all(),
+                wq.all(),
+                wk.all(),
+                OpKind::QkNorm {
+                    q_dim: qd,
+                    kv_dim: kvd,
+                    head_dim: c.head_dim as u32,
+                    eps: c.rms_eps,
+                },
+            )?);
+        }
         let rope = b.rope_kv(
             a.state.all(),
             a.qkv.all(),
             a.q.all(),
             kc.all(),
             vc.all(),
-            w.inv_freq.all(),
+            w.inv_freq[w.layer_rope[il]].all(),
             OpKind::RopeKv {
                 q_dim: qd,
                 kv_dim: kvd,
@@ -268,25 +286,40 @@ pub fn build(
                 n_head: c.n_head as u32,
                 n_kv: c.n_head_kv as u32,
                 head_dim: c.head_dim as u32,
+                scale: c.attn_scale,
+                window: c.layer_window(il).unwrap_or(0) as u32,
                 prompt: None,
                 split: None,
             },
         )?;
-        let o = b.matvec(MatvecSpec {
+        ops.extend([rope, attn]);
+        // Without a post-norm the projection adds into x itself; with one it goes through proj.
+        let (o_out, o_flags) = match &l.attn_post_norm {
+            None => (a.x.all(), F_ACC),
+            Some(_) => (a.proj.all(), 0),
+        };
+        ops.push(b.matvec(MatvecSpec {
             x: a.attn.all(),
             segs: &[one(&l.o)?],
             norm: None,
             bias: None,
-            y: a.x.all(),
+            y: o_out,
             k: qd,
             x_stride: qd,
             y_stride: e,
             x_off: 0,
             y_off: 0,
-            flags: F_ACC,
+            flags: o_flags,
             eps: 0.0,
-        })?;
-        let ffn = b.matvec(MatvecSpec {
+        })?);
+        if let Some(pn) = &l.attn_post_norm {
+            let kind = OpKind::NormAdd {
+                n: e,
+                eps: c.rms_eps,
+            };
+            ops.push(b.norm_add(a.proj.all(), pn.all(), a.x.all(), kind)?);
+        }
+        ops.push(b.matvec(MatvecSpec {
             x: a.x.all(),
             segs: &[one(&l.gate)?, one(&l.up)?],
             norm: Some(l.ffn_norm.all()),
@@ -297,24 +330,35 @@ pub fn build(
             y_stride: c.n_ff as u32,
             x_off: 0,
             y_off: 0,
-            flags: F_GLU,
+            flags: glu_flags,
             eps: c.rms_eps,
-        })?;
-        let down = b.matvec(MatvecSpec {
+        })?);
+        let (d_out, d_flags) = match &l.ffn_post_norm {
+            None => (a.x.all(), F_ACC),
+            Some(_) => (a.proj.all(), 0),
+        };
+        ops.push(b.matvec(MatvecSpec {
             x: a.ffn.all(),
             segs: &[one(&l.down)?],
             norm: None,
             bias: None,
-            y: a.x.all(),
+            y: d_out,
             k: c.n_ff as u32,
             x_stride: c.n_ff as u32,
             y_stride: e,
             x_off: 0,
             y_off: 0,
-            flags: F_ACC,
+            flags: d_flags,
             eps: 0.0,
-        })?;
-        layers.push(vec![qkv, rope, attn, o, ffn, down]);
+        })?);
+        if let Some(pn) = &l.ffn_post_norm {
+            let kind = OpKind::NormAdd {
+                n: e,
+                eps: c.rms_eps,
+            };
+            ops.push(b.norm_add(a.proj.all(), pn.all(), a.x.all(), kind)?);
+        }
+        layers.push(ops);
     }
     let out = w.output.as_ref().unwrap_or(&w.token_embd);
     let head = b.matvec(MatvecSpec {

@@ -36,6 +36,8 @@ pub const F_NORM: u32 = 1;
 pub const F_ACC: u32 = 2;
 pub const F_BIAS: u32 = 4;
 pub const F_GLU: u32 = 8;
+/// With `F_GLU`: GELU (tanh form) in place of SiLU (shaders/common/act.glsl).
+pub const F_GELU: u32 = 16;
 
 pub(super) const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
 pub(super) const MATVEC_PUSH: u32 = 24;
@@ -211,7 +213,7 @@ impl Kernels {
             "embed",
             shaders::EMBED,
             &[1, 1, MAX_SEG as u32, 1],
-            8,
+            9,
             &[64],
         )
     }
@@ -276,6 +278,8 @@ pub enum OpKind {
         from_state: bool,
         ty: GgmlType,
         seg_rows: Vec<u32>,
+        /// Factor on every element (gemma3: sqrt(dim)); `OpBuilder::embed` sets 1.
+        scale: f32,
     },
     RopeKv {
         q_dim: u32,
@@ -288,6 +292,10 @@ pub enum OpKind {
         n_head: u32,
         n_kv: u32,
         head_dim: u32,
+        /// Factor on q·k (usually 1/sqrt(head_dim)).
+        scale: f32,
+        /// Sliding window in positions; 0 = none.
+        window: u32,
         /// The prompt kernel (tiled.rs: query rows per workgroup) for batches of more than one
         /// token; set by `OpBuilder::attention` (pass `None`).
         prompt: Option<PromptAttention>,
@@ -297,6 +305,18 @@ pub enum OpKind {
     },
     Sample {
         n_vocab: u32,
+    },
+    /// Per-head Q/K RMS norm in place in the QKV buffer (norms.rs).
+    QkNorm {
+        q_dim: u32,
+        kv_dim: u32,
+        head_dim: u32,
+        eps: f32,
+    },
+    /// `x += rms_norm(y) · w` per token row of `n` (norms.rs).
+    NormAdd {
+        n: u32,
+        eps: f32,
     },
     /// `hist_from`: tokens before this index are not added to the history.
     Advance {
@@ -393,9 +413,11 @@ impl Op {
                 from_state,
                 ty,
                 seg_rows,
+                scale,
             } => {
                 let mut push = vec![*dim, *from_state as u32, ty.id(), seg_rows.len() as u32];
                 push.extend(four(seg_rows.iter().copied()));
+                push.push(scale.to_bits());
                 cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
             OpKind::RopeKv {
@@ -418,15 +440,18 @@ impl Op {
                 n_head,
                 n_kv,
                 head_dim,
+                scale,
+                window,
                 prompt,
                 split,
             } => {
-                let scale = 1.0 / (*head_dim as f32).sqrt();
-                let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits()];
+                let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits(), *window];
                 if let Some(s) = split.as_ref().filter(|_| n_tok == 1) {
                     s.record(cmd, self.set, &push, *n_kv);
                     return;
                 }
+                // The single-pass kernels read the same 8 push words (n_split and chunk unused).
+                let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
                 match prompt.as_ref().filter(|_| n_tok > 1) {
                     Some(p) => cmd.dispatch(
                         &p.kernel,
@@ -442,6 +467,20 @@ impl Op {
             }
             OpKind::Advance { hist_from } => {
                 cmd.dispatch(&self.kernel, self.set, &[n_tok, *hist_from], [1, 1, 1]);
+            }
+            OpKind::QkNorm {
+                q_dim,
+                kv_dim,
+                head_dim,
+                eps,
+            } => {
+                let push = [*q_dim, *kv_dim, *head_dim, n_tok, eps.to_bits()];
+                let heads = (q_dim + kv_dim) / head_dim;
+                cmd.dispatch(&self.kernel, self.set, &push, [heads, n_tok, 1]);
+            }
+            OpKind::NormAdd { n, eps } => {
+                let push = [*n, n_tok, eps.to_bits()];
+                cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
         }
     }
@@ -542,6 +581,7 @@ impl OpBuilder<'_> {
                 from_state,
                 ty,
                 seg_rows: pieces.iter().map(|p| p.1).collect(),
+                scale: 1.0,
             },
         })
     }
@@ -590,6 +630,7 @@ impl OpBuilder<'_> {
             head_dim,
             prompt,
             split,
+            ..
         } = &mut kind
         {
             *prompt = self.kernels.prompt_attention(*head_dim)?;

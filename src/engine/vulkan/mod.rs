@@ -17,6 +17,7 @@ mod features;
 mod graph;
 mod instance;
 mod kernels;
+mod norms;
 mod pipeline;
 mod profile;
 mod shaders;

@@ -48,11 +48,17 @@ pub struct GpuLayer {
     pub v: GpuMatrix,
     /// [q bias | k bias | v bias] (qwen2).
     pub qkv_bias: Option<Buffer>,
+    /// Per-head Q and K norm weights, [head_dim] each (qwen3, gemma3).
+    pub qk_norm: Option<(Buffer, Buffer)>,
     pub o: GpuMatrix,
+    /// Norm of the attention output before the residual add, [n_embd] (gemma3).
+    pub attn_post_norm: Option<Buffer>,
     pub ffn_norm: Buffer,
     pub gate: GpuMatrix,
     pub up: GpuMatrix,
     pub down: GpuMatrix,
+    /// Norm of the FFN output before the residual add, [n_embd] (gemma3).
+    pub ffn_post_norm: Option<Buffer>,
 }
 
 pub struct GpuWeights {
@@ -61,8 +67,12 @@ pub struct GpuWeights {
     /// `None` when the output projection is the embedding table (tied weights).
     pub output: Option<GpuMatrix>,
     pub layers: Vec<GpuLayer>,
-    /// Per rotated pair: the inverse frequency RoPE multiplies the position by.
-    pub inv_freq: Buffer,
+    /// RoPE tables, one per distinct (base, scale) among the layers plus an all-zero one for
+    /// layers without RoPE (angle 0 rotates nothing); per rotated pair: the inverse frequency
+    /// RoPE multiplies the position by.
+    pub inv_freq: Vec<Buffer>,
+    /// Per layer: its table in `inv_freq`.
+    pub layer_rope: Vec<usize>,
 }
 
 /// Progress on stderr while the weights stream to the device.
@@ -194,32 +204,62 @@ pub fn upload(dev: &Arc<Device>, model: &Model, progress: bool) -> Result<(GpuWe
             }
             _ => None,
         };
+        let qk_norm = match (&l.attn_q_norm, &l.attn_k_norm) {
+            (Some(q), Some(k)) => Some((ld.vector(q)?, ld.vector(k)?)),
+            _ => None,
+        };
+        let attn_post_norm = l
+            .attn_post_norm
+            .as_ref()
+            .map(|w| ld.vector(w))
+            .transpose()?;
+        let ffn_post_norm = l.ffn_post_norm.as_ref().map(|w| ld.vector(w)).transpose()?;
         layers.push(GpuLayer {
             attn_norm: ld.vector(&l.attn_norm)?,
             q: ld.matrix(&l.attn_q)?,
             k: ld.matrix(&l.attn_k)?,
             v: ld.matrix(&l.attn_v)?,
             qkv_bias,
+            qk_norm,
             o: ld.matrix(&l.attn_output)?,
+            attn_post_norm,
             ffn_norm: ld.vector(&l.ffn_norm)?,
             gate: ld.matrix(&l.ffn_gate)?,
             up: ld.matrix(&l.ffn_up)?,
             down: ld.matrix(&l.ffn_down)?,
+            ffn_post_norm,
         });
     }
     // RoPE inverse frequencies, formed like the CPU engine's angles: freq_scale · base^(−2j/n)
     // (the power by repeated multiplication) / freq_factor[j].
     let half = c.n_rot / 2;
-    let ts = c.rope_freq_base.powf(-2.0 / c.n_rot as f32);
     let factors = w.rope_freqs.as_ref().map(|f| model.vector_f32(f));
-    let mut inv = Vec::with_capacity(half);
-    let mut p = 1.0f32;
-    for j in 0..half {
-        let ff = factors.as_ref().map_or(1.0, |f| f[j]);
-        inv.push(c.rope_freq_scale * (p / ff));
-        p *= ts;
+    let table = |(base, scale): (f32, f32)| -> Vec<f32> {
+        let ts = base.powf(-2.0 / c.n_rot as f32);
+        let mut inv = Vec::with_capacity(half);
+        let mut p = 1.0f32;
+        for j in 0..half {
+            let ff = factors.as_ref().map_or(1.0, |f| f[j]);
+            inv.push(scale * (p / ff));
+            p *= ts;
+        }
+        inv
+    };
+    let mut keys: Vec<Option<(f32, f32)>> = Vec::new();
+    let mut layer_rope = Vec::with_capacity(c.n_layer);
+    for il in 0..c.n_layer {
+        let k = c.layer_rope(il);
+        let i = keys.iter().position(|x| *x == k).unwrap_or_else(|| {
+            keys.push(k);
+            keys.len() - 1
+        });
+        layer_rope.push(i);
     }
-    let inv_freq = ld.f32s(&inv, "rope frequencies")?;
+    let mut inv_freq = Vec::with_capacity(keys.len());
+    for k in keys {
+        let v = k.map_or_else(|| vec![0.0; half], table);
+        inv_freq.push(ld.f32s(&v, "rope frequencies")?);
+    }
     ld.up.finish()?;
     ld.progress.tick(0);
     let bytes = ld.up.bytes;
@@ -230,6 +270,7 @@ pub fn upload(dev: &Arc<Device>, model: &Model, progress: bool) -> Result<(GpuWe
             output,
             layers,
             inv_freq,
+            layer_rope,
         },
         bytes,
     ))

@@ -157,8 +157,20 @@ impl Family {
             }
             let hd = u64::from(s.head_dim);
             if self.qk_norm() {
-                push(n("attn_q_norm.weight"), vec![hd], Role::Vector, i, near_one(hd, 1));
-                push(n("attn_k_norm.weight"), vec![hd], Role::Vector, i, near_one(hd, 2));
+                push(
+                    n("attn_q_norm.weight"),
+                    vec![hd],
+                    Role::Vector,
+                    i,
+                    near_one(hd, 1),
+                );
+                push(
+                    n("attn_k_norm.weight"),
+                    vec![hd],
+                    Role::Vector,
+                    i,
+                    near_one(hd, 2),
+                );
             }
             push(
                 n("attn_output.weight"),

@@ -78,6 +78,8 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
         n_head: n_head as u32,
         n_kv: n_kv as u32,
         head_dim: d as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+        window: 0,
         prompt: None,
         split: None,
     };
