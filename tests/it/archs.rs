@@ -132,11 +132,9 @@ fn check(model: Arc<Model>, r: &J, what: &str, vulkan: bool, near_tie: f32) {
         VulkanEngine::new(
             model.clone(),
             &VulkanOptions {
-                device: Some("llvmpipe".into()),
                 n_ctx: 256,
-                validation: true,
                 progress: false,
-                ..Default::default()
+                tuning: crate::vulkan::lavapipe(),
             },
         )
         .expect("vulkan engine on lavapipe")
@@ -291,11 +289,9 @@ fn check_shape(name: &str) {
     let mut gpu = VulkanEngine::new(
         model,
         &VulkanOptions {
-            device: Some("llvmpipe".into()),
             n_ctx: 128,
-            validation: true,
             progress: false,
-            ..Default::default()
+            tuning: crate::vulkan::lavapipe(),
         },
     )
     .expect("vulkan engine on lavapipe");
