@@ -361,7 +361,7 @@ fn rope_scale(file: &GgufFile, a: &str) -> Result<f32, ModelError> {
     match (file.get_str(&ty_key)?, factor) {
         (None | Some("none"), None) | (Some("none"), _) => Ok(1.0),
         // llama.cpp reads a factor of 0 as "no scaling".
-        (None | Some("linear"), Some(f)) if f == 0.0 => Ok(1.0),
+        (None | Some("linear"), Some(0.0)) => Ok(1.0),
         (None | Some("linear"), Some(f)) if f > 0.0 && f.is_finite() => Ok(1.0 / f),
         (Some("linear"), None) => Ok(1.0),
         (ty, f) => Err(ModelError::BadValue {
