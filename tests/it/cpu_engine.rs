@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::util::{root, test_model, QWEN, SMOLLM};
+use crate::util::{root, test_model, GEMMA, QWEN, SMOLLM};
 use pigpu::engine::cpu::{CpuEngine, CpuOptions};
 use pigpu::engine::Engine;
 use pigpu::gguf::{GgufFile, GgufWriter, Value};
@@ -228,6 +228,16 @@ fn check_perplexity(file: &str) {
         rel * 100.0
     );
     assert!(rel < 0.02, "{file}: perplexity {ppl} vs llama.cpp {want}");
+}
+
+#[test]
+fn gemma3_matches_llama_cpp() {
+    check_model(GEMMA, MAX_LOGIT_DIFF, MAX_GAP);
+}
+
+#[test]
+fn gemma3_perplexity_matches_llama_cpp() {
+    check_perplexity(GEMMA);
 }
 
 #[test]
