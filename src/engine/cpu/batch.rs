@@ -39,6 +39,22 @@ impl CpuEngine {
             _ => {}
         }
         let lead = idx[0];
+        // The batched pass has the llama/qwen2 layer only: the other architectures' extra steps
+        // (Q/K norms, post-norms, embedding scale, sliding windows, per-layer RoPE) run through
+        // each engine's own forward pass, one sequence at a time.
+        let c = &engines[lead].model.config;
+        let plain = !c.qk_norm
+            && !c.post_norms
+            && c.embd_scale == 1.0
+            && c.swa_window == 0
+            && c.rope_layers.iter().all(|&r| r)
+            && c.act == crate::model::Activation::Silu;
+        if !plain {
+            for &i in &idx {
+                engines[i].feed(&[], false)?;
+            }
+            return Ok(());
+        }
         for &i in &idx {
             let e = &engines[i];
             if !Arc::ptr_eq(&e.model, &engines[lead].model) {
@@ -176,7 +192,7 @@ impl CpuEngine {
                 &mut acts,
                 pool,
             );
-            self.swiglu(&mut gate, &up);
+            self.glu(&mut gate, &up);
             acts.set(&gate, n, c.n_ff);
             matmul(&model, &l.down, &mut acts, &mut proj, pool);
             x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
@@ -225,6 +241,7 @@ impl CpuEngine {
                     &s.v[li],
                     kvd,
                     (h / group) * hd,
+                    0,
                     s.pos,
                     scale,
                     &mut scores,
