@@ -258,6 +258,8 @@ fn bench_split_attention() {
                 n_head: n_head as u32,
                 n_kv: n_kv as u32,
                 head_dim: d as u32,
+                scale: 1.0 / (d as f32).sqrt(),
+                window: 0,
                 prompt: None,
                 split: None,
             };
