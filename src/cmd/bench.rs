@@ -142,6 +142,12 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
     );
     anyhow::ensure!(args.reps > 0, "-r must be at least 1");
     anyhow::ensure!(args.n_batch > 0, "-b (batch size) must be at least 1");
+    // Pulled models by name, like every command that takes a model file.
+    args.models = args
+        .models
+        .iter()
+        .map(|m| super::pull::model_path(m))
+        .collect::<anyhow::Result<_>>()?;
     for spec in &args.shapes {
         if !shapes::cache_path(spec, 1).exists() {
             eprintln!(

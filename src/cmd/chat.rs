@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::run::{print_timings, take_profile, Args, JsonOut, RunStats};
+use super::run_shared::{print_timings, take_profile, Args, JsonOut, RunStats};
 use super::Outcome;
 use crate::engine::SamplingParams;
 use crate::model::chat::{ChatTemplate, Message};

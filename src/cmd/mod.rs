@@ -16,6 +16,7 @@ pub mod perplexity;
 pub mod pull;
 pub mod rm;
 pub mod run;
+pub mod run_shared;
 pub mod serve;
 pub mod setup;
 pub mod shape;

@@ -257,7 +257,24 @@ fn a_named_quant_is_taken_and_a_missing_one_lists_what_exists() {
     assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
     let e = fails(&env.run(&["serve", "org/other-GGUF", "--port", "0"]));
     assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
+    // `run` and `bench` too; `run` in a script (no terminal) never pulls silently.
+    let e = fails(&env.run(&["run", "org/other-GGUF", "-p", "hi", "-n", "1"]));
+    assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
+    let e = fails(&env.run(&["bench", "-m", "org/other-GGUF", "-p", "0", "-n", "1"]));
+    assert!(e.contains("pigpu pull org/other-GGUF"), "{e}");
     assert_eq!(env.server.seen().len(), before);
+    // A pulled name reaches the loader: the tiny file has no weights, so the model load (not the
+    // name lookup) is what refuses it.
+    for args in [
+        &["run", "hf.co/org/tiny-GGUF:q8_0", "-p", "hi", "-n", "1"][..],
+        &["bench", "-m", "org/tiny-GGUF:Q8_0", "-p", "0", "-n", "1"][..],
+    ] {
+        let e = fails(&env.run(args));
+        assert!(
+            !e.contains("pigpu pull") && !e.contains("No such file") && !e.contains("not found"),
+            "{args:?}: {e}"
+        );
+    }
 }
 
 #[test]

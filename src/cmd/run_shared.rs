@@ -1,0 +1,118 @@
+//! What `pigpu run`'s completion (`cmd/run.rs`) and chat (`cmd/chat.rs`) share: the flags,
+//! the `--json` object, the timing line and the `--profile` output. Kept apart so that the two
+//! files import this one and not each other.
+
+use std::path::PathBuf;
+
+use super::model_args::{EngineArgs, SamplingArgs};
+use crate::engine::{self, Engine, StatsPerToken};
+use crate::session::{StopReason, Timings};
+
+/// Arguments of `pigpu run`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:
+  pigpu run model.gguf -p \"The capital of France is\" -n 32 --temp 0
+  pigpu run model.gguf                       # interactive chat (stdin is a terminal)
+  pigpu run model.gguf --chat -p \"Why is the sky blue?\" --system \"Be brief.\"
+  pigpu run model.gguf -p \"Hello\" --json     # one JSON object with ids, text and timings
+  pigpu run --list-devices                   # the Vulkan devices and which one would be used
+  pigpu run model.gguf --backend vulkan --device llvmpipe -p \"Hi\"   # a CPU Vulkan, on request
+  pigpu run model.gguf --backend vulkan -p \"Hi\" -n 64 --profile   # GPU time per op on stderr")]
+pub struct Args {
+    /// The GGUF model file.
+    #[arg(required_unless_present = "list_devices")]
+    pub model: Option<PathBuf>,
+    /// The prompt. Without it: chat when stdin is a terminal, else the prompt is read from stdin.
+    #[arg(short = 'p', long)]
+    pub prompt: Option<String>,
+    /// Tokens to generate at most (per chat turn).
+    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
+    pub n_predict: usize,
+    /// Context length in tokens: the KV cache holds this many (default: the model's training
+    /// context, at most 4096).
+    #[arg(long)]
+    pub ctx: Option<usize>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Random seed; the same seed and settings give the same output (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// List the Vulkan devices, say which one would be used and why, and exit.
+    #[arg(long)]
+    pub list_devices: bool,
+    /// CPU threads (default: one per core).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Store the KV cache as f32 instead of f16.
+    #[arg(long)]
+    pub kv_f32: bool,
+    /// Chat using the model's chat template (the default without -p when stdin is a terminal).
+    #[arg(long)]
+    pub chat: bool,
+    /// System message for chat.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Also print the prompt (completion mode).
+    #[arg(long)]
+    pub echo: bool,
+    /// Print one JSON object at the end (prompt_tokens, tokens, text, timings) instead of
+    /// streaming text.
+    #[arg(long)]
+    pub json: bool,
+    /// Time every GPU command (Vulkan engine only): a table per op kind (count, mean µs, share,
+    /// weight GB/s, GFLOP/s) and the device's copy bandwidth and per-stage floor on stderr, and
+    /// a `profile` object in --json output. Decoding is slightly slower while profiled.
+    #[arg(long)]
+    pub profile: bool,
+}
+
+/// The JSON `--json` prints (for a completion, and for each chat turn).
+#[derive(serde::Serialize)]
+pub struct JsonOut<'a> {
+    pub prompt_tokens: usize,
+    pub prompt_ids: &'a [u32],
+    pub tokens: &'a [u32],
+    pub text: String,
+    pub stop: StopReason,
+    pub timings: Timings,
+    pub engine: String,
+    /// Engine counters averaged per generated token.
+    pub stats: RunStats,
+    /// `--profile`: GPU time per op kind (prompt and decode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<engine::vulkan::Profile>,
+}
+
+/// The engine's counters since they were last reset, per token, with the token count.
+#[derive(serde::Serialize)]
+pub struct RunStats {
+    tokens: u64,
+    #[serde(flatten)]
+    per_token: StatsPerToken,
+}
+
+impl RunStats {
+    pub fn of(engine: &dyn Engine) -> RunStats {
+        let s = engine.stats();
+        RunStats {
+            tokens: s.tokens,
+            per_token: StatsPerToken::over(&s, s.tokens),
+        }
+    }
+}
+
+/// `--profile`: the timings since the last call, printed on stderr (and returned for --json).
+pub fn take_profile(engine: &mut dyn Engine) -> Option<engine::vulkan::Profile> {
+    let p = engine.take_profile()?;
+    eprint!("{}", p.text());
+    Some(p)
+}
+
+pub fn print_timings(t: &Timings, n_prompt: usize, n_gen: usize) {
+    eprintln!(
+        "pigpu: prompt {n_prompt} tokens in {:.0} ms ({:.1} t/s), generated {n_gen} tokens in {:.0} ms ({:.1} t/s)",
+        t.prompt_ms, t.prompt_tokens_per_s, t.gen_ms, t.gen_tokens_per_s
+    );
+}
