@@ -79,9 +79,9 @@ cp "$fixtures/config/pios-bookworm.txt" "$fw/config.txt"
 printf 'console=serial0,115200 console=tty1 root=PARTUUID=4e639091-02 rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n' >"$fw/cmdline.txt"
 echo "stand-in 4K kernel image" >"$fw/kernel8.img"
 echo "stand-in 16K kernel image" >"$fw/kernel_2712.img"
-# Directories Raspberry Pi OS has (udev, systemd) and the minimal Debian root lacks. Without them
-# `pigpu setup` creates them and `--undo` leaves them behind, empty (a known gap of undo, which
-# removes the files it wrote but not the directories it created for them).
+# Directories Raspberry Pi OS has (udev, systemd) and the minimal Debian root lacks, made here so
+# the root looks like the image's. (Without them setup creates them and, since 2026-12-05,
+# `--undo` removes them again while empty.)
 mkdir -p "$r/etc/udev/rules.d" "$r/etc/modules-load.d"
 v8=6.12.47+rpt-rpi-v8
 for rel in "$v8" 6.12.47+rpt-rpi-2712; do mkdir -p "$r/lib/modules/$rel/kernel"; done
