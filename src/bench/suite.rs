@@ -139,6 +139,8 @@ fn measure_one(
         kv_f16: true,
         device: suite.device.clone(),
         tuning: suite.tuning.clone(),
+        // Bench draws its own progress lines; an upload bar would cut through them.
+        progress: Default::default(),
     };
     let mut s = Session::attach(shared, &opts)?;
     let engine = s.engine.as_mut();

@@ -226,39 +226,24 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// Progress on stderr. One line per finished test (`bench: pp64: 96.81 ± 1.16 t/s`) always; on
 /// a terminal also a repetition counter rewritten in place, which would only clutter a log.
 struct Progress {
-    tty: bool,
-    /// A counter line is on screen without its newline.
-    open: bool,
+    display: std::sync::Arc<super::progress::Display>,
 }
 
 impl Progress {
     fn new() -> Progress {
-        use std::io::IsTerminal;
         Progress {
-            tty: std::io::stderr().is_terminal(),
-            open: false,
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.open {
-            eprint!("\r\x1b[K");
-            self.open = false;
+            display: super::progress::Display::stderr(),
         }
     }
 
     fn line(&mut self, text: &str) {
-        self.clear();
+        self.display.clear();
         eprintln!("bench: {text}");
     }
 
     /// A counter line, rewritten in place (on a terminal only).
     fn counter(&mut self, text: String) {
-        if self.tty {
-            self.clear();
-            eprint!("bench: {text}");
-            self.open = true;
-        }
+        self.display.counter(format!("bench: {text}"));
     }
 }
 
@@ -291,6 +276,7 @@ impl Observer for Progress {
     }
 
     fn profile(&mut self, profile: &Profile) {
+        self.display.clear();
         eprint!("{}", profile.text());
     }
 }

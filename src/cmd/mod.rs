@@ -13,6 +13,7 @@ pub mod list;
 pub mod logging;
 pub mod model_args;
 pub mod perplexity;
+pub mod progress;
 pub mod pull;
 pub mod rm;
 pub mod run;

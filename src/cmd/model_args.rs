@@ -1,10 +1,9 @@
 //! Flags shared by the commands that load a model (`run`, `perplexity`, `bench`) and their one
 //! mapping onto library types: `--backend` onto `engine::Backend`, `--device` plus the engine
 //! knobs from the environment (`PIGPU_DEVICE`, `PIGPU_VK_*`, `PIGPU_CPU_ISA`, read once by
-//! `cmd::engine_tuning`) onto `SessionOptions`, the sampling flags onto `SamplingParams`. Also
-//! the loading progress bar.
+//! `cmd::engine_tuning`) onto `SessionOptions` (with the progress display), the sampling flags
+//! onto `SamplingParams`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -75,6 +74,7 @@ impl EngineArgs {
             kv_f16,
             device: self.device.clone(),
             tuning: self.tuning()?,
+            progress: super::progress::Display::stderr().reporter(),
         })
     }
 }
@@ -129,31 +129,10 @@ impl SamplingArgs {
     }
 }
 
-/// Loads a session, with a progress bar over the weights' warm-up on a terminal (for files over
-/// 64 MiB), and logs what was loaded (at info level).
+/// Loads a session (the warm-up and upload drawn as `opts.progress` says) and logs what was
+/// loaded (at info level).
 pub fn load(path: &Path, opts: &SessionOptions) -> Result<Session> {
-    let mut bar: Option<indicatif::ProgressBar> = None;
-    let tty = std::io::stderr().is_terminal();
-    let s = Session::load(path, opts, &mut |done, total| {
-        if !tty || total <= 64 << 20 {
-            return;
-        }
-        let b = bar.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "loading {bar:30} {bytes}/{total_bytes} ({bytes_per_sec})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        b.set_position(done);
-    });
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    let s = s?;
+    let s = Session::load(path, opts)?;
     log::info!("{}", s.summary());
     Ok(s)
 }

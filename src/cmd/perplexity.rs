@@ -7,7 +7,6 @@
 //! token has at least `ctx/2` tokens of context. The result is `exp(mean NLL)` with llama.cpp's
 //! ± estimate: `ppl × sd(NLL) / sqrt(n − 1)`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -211,7 +210,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     } else {
         None
     };
-    let tty = std::io::stderr().is_terminal() && super::logging::status_lines();
+    let display = super::progress::Display::stderr();
     let t0 = std::time::Instant::now();
     let r = llama_perplexity(
         l.engine.as_mut(),
@@ -219,15 +218,10 @@ pub fn run(a: Args) -> Result<Outcome> {
         a.ctx,
         a.chunks,
         bos,
-        |w, n, p| {
-            if tty {
-                eprint!("\rpigpu: window {w}/{n}, perplexity so far {p:.4}");
-            }
-        },
-    )?;
-    if tty {
-        eprintln!();
-    }
+        |w, n, p| display.counter(format!("pigpu: window {w}/{n}, perplexity so far {p:.4}")),
+    );
+    display.clear();
+    let r = r?;
     log::info!(
         "scored {} tokens (the second half of {} windows of {}) in {:.1} s",
         r.n_scored,

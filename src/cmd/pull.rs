@@ -2,7 +2,6 @@
 //! Face cache. Also home to the one place that reads the Hub's environment (`HF_ENDPOINT`,
 //! `HF_TOKEN`, the cache dirs) and to the model-argument resolver every model command calls.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -59,7 +58,7 @@ pub fn hub_config() -> Result<HubConfig> {
         cache,
     );
     cfg.token = token();
-    cfg.progress = std::io::stderr().is_terminal();
+    cfg.progress = super::progress::Display::stderr().reporter();
     Ok(cfg)
 }
 

@@ -292,6 +292,7 @@ fn load(
             kv_f16: !a.kv_f32,
             device: a.device.clone(),
             tuning,
+            progress: super::progress::Display::stderr().reporter(),
         };
         let backend = Backend::from(a.backend);
         Engines::PerSlot(Arc::new(move |_slot| {

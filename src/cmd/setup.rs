@@ -224,9 +224,9 @@ pub fn run_with(
         .cache_dir
         .clone()
         .unwrap_or_else(|| root.path("/var/cache/pigpu"));
-    let downloader = Downloader::new(cache, std::io::stderr().is_terminal())?;
-    let progress = Progress::new(std::io::stderr().is_terminal());
-    let events = |e: Event| progress.show(e);
+    let display = super::progress::Display::stderr();
+    let downloader = Downloader::new(cache, display.reporter())?;
+    let events = |e: Event| show(&display, e);
     let mut exec = Exec {
         root: &root,
         manifest: &manifest,
@@ -259,53 +259,19 @@ pub fn run_with(
     }
 }
 
-/// Renders the executor's events on stderr: a line per step and note, a spinner (on a
-/// terminal) while a long command runs.
-struct Progress {
-    terminal: bool,
-    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
-}
-
-impl Progress {
-    fn new(terminal: bool) -> Progress {
-        Progress {
-            terminal,
-            bar: std::cell::RefCell::new(None),
-        }
-    }
-
-    fn show(&self, e: Event) {
-        match e {
-            Event::Step {
-                index,
-                count,
-                id,
-                action,
-            } => eprintln!("==> [{index}/{count}] {id}: {action}"),
-            Event::Note(line) => eprintln!("    {line}"),
-            Event::Busy(msg) if self.terminal => {
-                let mut bar = self.bar.borrow_mut();
-                let b = bar.get_or_insert_with(|| {
-                    let b = indicatif::ProgressBar::with_draw_target(
-                        None,
-                        indicatif::ProgressDrawTarget::stderr(),
-                    );
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template("  {spinner} {elapsed} {msg}")
-                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-                    );
-                    b.enable_steady_tick(std::time::Duration::from_millis(200));
-                    b
-                });
-                b.set_message(msg);
-            }
-            Event::Busy(_) => {}
-            Event::Idle => {
-                if let Some(b) = self.bar.borrow_mut().take() {
-                    b.finish_and_clear();
-                }
-            }
-        }
+/// Renders an executor event on stderr: a line per step and note, a spinner (on a terminal)
+/// while a long command runs.
+fn show(display: &super::progress::Display, e: Event) {
+    match e {
+        Event::Step {
+            index,
+            count,
+            id,
+            action,
+        } => display.println(&format!("==> [{index}/{count}] {id}: {action}")),
+        Event::Note(line) => display.println(&format!("    {line}")),
+        Event::Busy(msg) => display.spinner(msg),
+        Event::Idle => display.clear(),
     }
 }
 

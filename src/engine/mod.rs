@@ -167,6 +167,8 @@ pub struct EngineOptions {
     pub device: Option<String>,
     /// The engines' knobs, resolved once by the command layer.
     pub tuning: EngineTuning,
+    /// Hears how far a GPU engine's weight upload is (the command layer draws it).
+    pub progress: crate::sys::progress::Reporter,
 }
 
 /// Knobs of both engines (docs/vulkan.md "Tuning", docs/cpu-engine.md): the Vulkan engine's
@@ -238,10 +240,9 @@ fn create_vulkan(
     model: std::sync::Arc<crate::model::Model>,
     opts: &EngineOptions,
 ) -> anyhow::Result<Box<dyn Engine>> {
-    use std::io::IsTerminal;
     let mut o = vulkan::VulkanOptions {
         n_ctx: opts.n_ctx,
-        progress: std::io::stderr().is_terminal(),
+        progress: opts.progress.clone(),
         tuning: opts.tuning.vulkan.clone(),
     };
     if opts.device.is_some() {

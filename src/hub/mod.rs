@@ -34,8 +34,8 @@ pub struct HubConfig {
     /// The hub cache directory (`HF_HUB_CACHE`, or `HF_HOME/hub`, or
     /// `~/.cache/huggingface/hub`), holding `models--ORG--NAME/`.
     pub cache: PathBuf,
-    /// Draw a progress bar on stderr while downloading.
-    pub progress: bool,
+    /// Hears how far a download is (the command layer draws it).
+    pub progress: crate::sys::progress::Reporter,
 }
 
 impl fmt::Debug for HubConfig {
@@ -57,7 +57,7 @@ impl HubConfig {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token: None,
             cache: cache.into(),
-            progress: false,
+            progress: Default::default(),
         }
     }
 }

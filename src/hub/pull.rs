@@ -111,7 +111,7 @@ pub fn pull(name: &ModelRef, cfg: &HubConfig) -> Result<Pulled, HubError> {
         file: pick.file.clone(),
         source: Box::new(source),
     };
-    let dl = Downloader::new(&blobs, cfg.progress)
+    let dl = Downloader::new(&blobs, cfg.progress.clone())
         .map_err(dl_err)?
         .with_bearer(cfg.token.clone());
     let url = api.resolve_url(&name.repo, &listing.commit, &pick.file)?;

@@ -22,6 +22,7 @@ pub use generate::{check_fits, generate, Flow, Generation, StopReason, Timings};
 use crate::engine::{self, Backend, Engine, EngineOptions, EngineTuning};
 use crate::model::tokenizer::Tokenizer;
 use crate::model::{Config, Model};
+use crate::sys::progress::Reporter;
 
 /// Why a model cannot be loaded or a request does not fit, before any engine runs.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub struct SessionOptions {
     pub device: Option<String>,
     /// The engines' knobs, read from the environment by the command layer.
     pub tuning: EngineTuning,
+    /// Hears how far the warm-up and a GPU engine's weight upload are (the command draws it).
+    pub progress: Reporter,
 }
 
 /// The part of a loaded model that sessions share: the file, weights and tokenizer.
@@ -103,18 +106,19 @@ impl SharedModel {
         }))
     }
 
-    /// Touches every page of the weights once, reporting `(bytes done, total)` after each 16 MiB:
-    /// on a Pi reading from an SD card or USB disk this is where the loading time goes, and it is
+    /// Touches every page of the weights once, reporting the bytes done after each 16 MiB: on a
+    /// Pi reading from an SD card or USB disk this is where the loading time goes, and it is
     /// better spent under a progress bar than hidden inside the first token.
-    pub fn warm_up(&self, progress: &mut dyn FnMut(u64, u64)) {
+    pub fn warm_up(&self, progress: &Reporter) {
         let bytes = self.model.file.bytes();
-        let total = bytes.len() as u64;
+        let name = self.path.file_name().unwrap_or_default().to_string_lossy();
+        let mut task = progress.task(&format!("loading {name}"), Some(bytes.len() as u64));
         let mut sink = 0u8;
-        for (i, chunk) in bytes.chunks(16 << 20).enumerate() {
+        for chunk in bytes.chunks(16 << 20) {
             for page in chunk.iter().step_by(4096) {
                 sink ^= *page;
             }
-            progress(((i + 1) as u64 * (16 << 20)).min(total), total);
+            task.add(chunk.len() as u64);
         }
         std::hint::black_box(sink);
     }
@@ -129,17 +133,13 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens `path`, checks the options, warms the weights up (reporting progress) and builds
-    /// the engine.
-    pub fn load(
-        path: &Path,
-        opts: &SessionOptions,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> anyhow::Result<Session> {
+    /// Opens `path`, checks the options, warms the weights up (reporting to `opts.progress`) and
+    /// builds the engine.
+    pub fn load(path: &Path, opts: &SessionOptions) -> anyhow::Result<Session> {
         let t0 = Instant::now();
         let shared = SharedModel::open(path)?;
         let n_ctx = check_options(&shared.model.config, opts)?;
-        shared.warm_up(progress);
+        shared.warm_up(&opts.progress);
         let engine = build_engine(&shared, opts, n_ctx)?;
         Ok(Session {
             shared,
@@ -208,6 +208,7 @@ fn build_engine(
         kv_f16: opts.kv_f16,
         device: opts.device.clone(),
         tuning: opts.tuning.clone(),
+        progress: opts.progress.clone(),
     };
     engine::create(opts.backend, shared.model.clone(), &eopts)
         .with_context(|| format!("preparing {} for {:?}", shared.path.display(), opts.backend))

@@ -9,11 +9,12 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+use super::progress::{Reporter, Task};
 
 #[derive(Debug, Error)]
 pub enum DownloadError {
@@ -72,7 +73,8 @@ pub struct Fetched {
 pub struct Downloader {
     cache: PathBuf,
     client: reqwest::blocking::Client,
-    show_progress: bool,
+    /// Hears how far each transfer is (the command layer draws it).
+    progress: Reporter,
     /// Sent as `Authorization: Bearer` (the Hub's `HF_TOKEN`); reqwest drops it on a redirect
     /// to another host, so a CDN never sees it.
     bearer: Option<String>,
@@ -127,10 +129,7 @@ fn hash_into(r: &mut dyn Read, h: &mut Sha256) -> io::Result<u64> {
 }
 
 impl Downloader {
-    pub fn new(
-        cache: impl Into<PathBuf>,
-        show_progress: bool,
-    ) -> Result<Downloader, DownloadError> {
+    pub fn new(cache: impl Into<PathBuf>, progress: Reporter) -> Result<Downloader, DownloadError> {
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             // Large files on slow links: no overall deadline (the default is 30 s).
@@ -154,7 +153,7 @@ impl Downloader {
         Ok(Downloader {
             cache: cache.into(),
             client,
-            show_progress,
+            progress,
             bearer: None,
         })
     }
@@ -214,7 +213,10 @@ impl Downloader {
             let mut h = Sha256::new();
             let mut input = File::open(src).map_err(io_err(src))?;
             let mut out = File::create(&part).map_err(io_err(&part))?;
-            let n = copy_hashing(&mut input, &mut out, &mut h, None).map_err(io_err(src))?;
+            let size = input.metadata().ok().map(|m| m.len());
+            let mut task = self.progress.task(&format!("copying {file}"), size);
+            let n = copy_hashing(&mut input, &mut out, &mut h, &mut task).map_err(io_err(src))?;
+            drop(task);
             out.sync_all().map_err(io_err(&part))?;
             (hex(&h.finalize()), n, false)
         };
@@ -301,30 +303,15 @@ impl Downloader {
             });
         };
         let total = resp.content_length().map(|n| n + start);
-        let bar = if self.show_progress {
-            let b = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template(
-                    "  {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_message(
-                url.path_segments()
-                    .and_then(|mut s| s.next_back())
-                    .unwrap_or("")
-                    .to_string(),
-            );
-            b.set_position(start);
-            Some(b)
-        } else {
-            None
-        };
-        let got = copy_hashing(&mut resp, &mut out, &mut hasher, bar.as_ref());
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
+        let name = url
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("");
+        let mut task = self
+            .progress
+            .task_from(&format!("downloading {name}"), total, start);
+        let got = copy_hashing(&mut resp, &mut out, &mut hasher, &mut task);
+        drop(task);
         let got = match got {
             Ok(n) => n,
             Err(e) => {
@@ -361,7 +348,7 @@ fn copy_hashing(
     r: &mut dyn Read,
     w: &mut File,
     h: &mut Sha256,
-    bar: Option<&ProgressBar>,
+    task: &mut Task<'_>,
 ) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0;
@@ -377,9 +364,7 @@ fn copy_hashing(
         w.write_all(&buf[..n])?;
         h.update(&buf[..n]);
         total += n as u64;
-        if let Some(b) = bar {
-            b.inc(n as u64);
-        }
+        task.add(n as u64);
     }
 }
 
@@ -398,7 +383,7 @@ mod tests {
         assert!(!ok("http://10.0.0.1/x"));
         assert!(!ok("ftp://127.0.0.1/x"));
         let t = tempfile::tempdir().unwrap();
-        let d = Downloader::new(t.path(), false).unwrap();
+        let d = Downloader::new(t.path(), Reporter::silent()).unwrap();
         let e = d
             .fetch("thing", "http://example.com/x.run", "x.run", None)
             .unwrap_err();
@@ -410,7 +395,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let src = t.path().join("src.bin");
         fs::write(&src, b"abc").unwrap();
-        let d = Downloader::new(t.path().join("cache"), false).unwrap();
+        let d = Downloader::new(t.path().join("cache"), Reporter::silent()).unwrap();
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let f = d
             .fetch("a", src.to_str().unwrap(), "a.bin", Some(abc))

@@ -11,4 +11,5 @@ pub mod root;
 pub use root::Root;
 pub mod command;
 pub mod download;
+pub mod progress;
 pub mod prompt;

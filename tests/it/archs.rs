@@ -133,7 +133,7 @@ fn check(model: Arc<Model>, r: &J, what: &str, vulkan: bool, near_tie: f32) {
             model.clone(),
             &VulkanOptions {
                 n_ctx: 256,
-                progress: false,
+                progress: Default::default(),
                 tuning: crate::vulkan::lavapipe(),
             },
         )
@@ -290,7 +290,7 @@ fn check_shape(name: &str) {
         model,
         &VulkanOptions {
             n_ctx: 128,
-            progress: false,
+            progress: Default::default(),
             tuning: crate::vulkan::lavapipe(),
         },
     )

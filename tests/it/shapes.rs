@@ -173,7 +173,7 @@ fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
     let model = Model::load(&path).unwrap();
     let opts = VulkanOptions {
         n_ctx: 64,
-        progress: false,
+        progress: Default::default(),
         tuning: crate::vulkan::lavapipe(),
     };
     let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");

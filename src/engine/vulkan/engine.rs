@@ -30,8 +30,8 @@ use crate::model::Model;
 pub struct VulkanOptions {
     /// Context length (KV cache positions).
     pub n_ctx: usize,
-    /// Progress line on stderr while uploading weights.
-    pub progress: bool,
+    /// Hears how far the weights' upload is (the command layer draws it).
+    pub progress: crate::sys::progress::Reporter,
     /// Device choice, validation, shapes and paths (every knob documented there).
     pub tuning: Tuning,
 }
@@ -40,7 +40,7 @@ impl Default for VulkanOptions {
     fn default() -> Self {
         VulkanOptions {
             n_ctx: 2048,
-            progress: false,
+            progress: Default::default(),
             tuning: Tuning::default(),
         }
     }
@@ -104,7 +104,7 @@ impl VulkanEngine {
         let c = &model.config;
         let n_ctx = opts.n_ctx.max(1);
         let t_upload = std::time::Instant::now();
-        let (weights, load_upload_bytes) = weights::upload(&dev, &model, opts.progress)?;
+        let (weights, load_upload_bytes) = weights::upload(&dev, &model, &opts.progress)?;
         let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
         let splits = Splits::for_context(&dev, n_ctx);

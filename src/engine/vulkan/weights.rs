@@ -2,9 +2,7 @@
 //! through the staging uploader, in pieces of whole rows when it is larger than one
 //! storage-buffer binding may be (`maxStorageBufferRange`, 128 MiB on lavapipe).
 
-use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::buffer::{f32_bytes, Buffer, MemKind};
 use super::device::Device;
@@ -13,6 +11,7 @@ use super::kernels::{supported, Seg, MAX_SEG};
 use super::upload::Uploader;
 use crate::model::{Model, Weight};
 use crate::quant::GgmlType;
+use crate::sys::progress::{Reporter, Task};
 
 /// A matrix on the device: `rows` rows of `cols` elements, in pieces of whole rows.
 pub struct GpuMatrix {
@@ -75,44 +74,12 @@ pub struct GpuWeights {
     pub layer_rope: Vec<usize>,
 }
 
-/// Progress on stderr while the weights stream to the device.
-struct Progress {
-    total: u64,
-    done: u64,
-    last: Instant,
-    tty: bool,
-    on: bool,
-    label: String,
-}
-
-impl Progress {
-    fn tick(&mut self, bytes: u64) {
-        self.done += bytes;
-        if !self.on || (self.last.elapsed().as_millis() < 250 && self.done < self.total) {
-            return;
-        }
-        self.last = Instant::now();
-        let pct = self.done * 100 / self.total.max(1);
-        if self.tty {
-            eprint!(
-                "\r{}: {pct:3}% ({} / {} MiB)",
-                self.label,
-                self.done >> 20,
-                self.total >> 20
-            );
-            if self.done >= self.total {
-                eprintln!();
-            }
-            let _ = std::io::stderr().flush();
-        }
-    }
-}
-
 struct Loader<'a> {
     dev: &'a Arc<Device>,
     model: &'a Model,
     up: Uploader,
-    progress: Progress,
+    /// Bytes of matrices uploaded, reported to whoever draws progress.
+    progress: Task<'a>,
 }
 
 impl Loader<'_> {
@@ -155,7 +122,7 @@ impl Loader<'_> {
             let bytes = &data[(r0 * row_bytes) as usize..((r0 + r) * row_bytes) as usize];
             let b = Buffer::new(self.dev, bytes.len() as u64, MemKind::Device, &w.name)?;
             self.up.upload(&b, 0, bytes)?;
-            self.progress.tick(bytes.len() as u64);
+            self.progress.add(bytes.len() as u64);
             pieces.push((b, r as u32));
         }
         Ok(GpuMatrix {
@@ -166,22 +133,18 @@ impl Loader<'_> {
     }
 }
 
-/// Uploads every weight of `model`. `progress`: show a progress line on stderr (when a terminal).
-pub fn upload(dev: &Arc<Device>, model: &Model, progress: bool) -> Result<(GpuWeights, u64)> {
+/// Uploads every weight of `model`, reporting the bytes done to `progress`.
+pub fn upload(dev: &Arc<Device>, model: &Model, progress: &Reporter) -> Result<(GpuWeights, u64)> {
     let c = &model.config;
     let w = &model.weights;
     let mut ld = Loader {
         dev,
         model,
         up: Uploader::new(dev, super::upload::CHUNK)?,
-        progress: Progress {
-            total: model.weight_bytes(),
-            done: 0,
-            last: Instant::now(),
-            tty: std::io::stderr().is_terminal(),
-            on: progress,
-            label: format!("uploading weights to {}", dev.info.name),
-        },
+        progress: progress.task(
+            &format!("uploading weights to {}", dev.info.name),
+            Some(model.weight_bytes()),
+        ),
     };
     let token_embd = ld.matrix(&w.token_embd)?;
     let output = if w.output.name == w.token_embd.name {
@@ -261,7 +224,6 @@ pub fn upload(dev: &Arc<Device>, model: &Model, progress: bool) -> Result<(GpuWe
         inv_freq.push(ld.f32s(&v, "rope frequencies")?);
     }
     ld.up.finish()?;
-    ld.progress.tick(0);
     let bytes = ld.up.bytes;
     Ok((
         GpuWeights {

@@ -49,7 +49,7 @@ pub fn lavapipe() -> Tuning {
 fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
     let opts = VulkanOptions {
         n_ctx,
-        progress: false,
+        progress: Default::default(),
         tuning: lavapipe(),
     };
     VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
@@ -60,7 +60,7 @@ fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
 fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
     let opts = VulkanOptions {
         n_ctx,
-        progress: false,
+        progress: Default::default(),
         tuning: Tuning {
             matvec: shape,
             // The GPU path forced: the split decode attention too (64 positions per split,
@@ -375,7 +375,7 @@ fn vulkan_failures_are_clear_errors() {
     let model = Model::load(&path).unwrap();
     let opts = VulkanOptions {
         n_ctx: 16,
-        progress: false,
+        progress: Default::default(),
         tuning: Tuning {
             device: Some("no-such-gpu".into()),
             validation: false,

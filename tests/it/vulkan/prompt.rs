@@ -26,7 +26,7 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
     );
     let opts = VulkanOptions {
         n_ctx: 256,
-        progress: false,
+        progress: Default::default(),
         tuning: Tuning {
             prompt_tiled: Some(true),
             ubatch: Some(70),
