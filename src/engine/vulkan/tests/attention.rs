@@ -4,48 +4,10 @@
 //! workgroup serves, a fixed chunk, and head sizes 64 to 256; and the one-row kernel it
 //! replaces for decoding, on the same data, where the two must agree.
 
-use super::{Gpu, Rng};
+use super::{attention_kind, attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{AttnScratch, Splits};
 use crate::engine::vulkan::buffer::Buffer;
-use crate::engine::vulkan::kernels::{OpKind, STATE_WORDS};
-
-/// Softmax(q·K / sqrt(d)) · V over positions 0..n for every query head, in f64.
-fn reference(
-    q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
-    (n_head, n_kv, d): (usize, usize, usize),
-    n: usize,
-) -> Vec<f64> {
-    let kvd = n_kv * d;
-    let mut out = vec![0f64; n_head * d];
-    for h in 0..n_head {
-        let kvh = h / (n_head / n_kv);
-        let qh = &q[h * d..(h + 1) * d];
-        let scores: Vec<f64> = (0..n)
-            .map(|p| {
-                let kr = &kc[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
-                qh.iter()
-                    .zip(kr)
-                    .map(|(a, b)| *a as f64 * *b as f64)
-                    .sum::<f64>()
-                    / (d as f64).sqrt()
-            })
-            .collect();
-        let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-        let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-        let z: f64 = e.iter().sum();
-        for i in 0..d {
-            out[h * d + i] = e
-                .iter()
-                .enumerate()
-                .map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64)
-                .sum::<f64>()
-                / z;
-        }
-    }
-    out
-}
+use crate::engine::vulkan::kernels::OpKind;
 
 struct Case {
     heads: (usize, usize, usize),
@@ -57,42 +19,24 @@ struct Case {
 fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
     let (n_head, n_kv, d) = c.heads;
     let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, c.n + 5);
-    let f16r = |v: f32| half::f16::from_f32(v).to_f32();
-    let pack = |v: &[f32]| -> Vec<u8> {
-        v.iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect()
-    };
-    let kc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
-    let vc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
+    let cache = gpu.kv_cache(rng, n_ctx, kvd);
     let q = rng.vec(qd, 1.0);
-    let (kbuf, vbuf) = (gpu.buf(&pack(&kc)), gpu.buf(&pack(&vc)));
-    let mut state = vec![0u32; STATE_WORDS];
-    state[1] = (c.n - 1) as u32; // the current token's position
-    let sbuf = gpu.buf_u32(&state);
+    // At the current token's position.
+    let sbuf = gpu.state_at(c.n - 1);
     let qbuf = gpu.buf_f32(&q);
     let split_out = gpu.buf_f32(&vec![f32::NAN; qd]);
     let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
     let part = gpu.buf_f32(&vec![f32::NAN; c.splits.part_floats(n_head, d).max(1)]);
-    let kind = || OpKind::Attention {
-        n_head: n_head as u32,
-        n_kv: n_kv as u32,
-        head_dim: d as u32,
-        scale: 1.0 / (d as f32).sqrt(),
-        window: 0,
-        prompt: None,
-        split: None,
-    };
     let op = |gpu: &mut Gpu, out: &Buffer, scratch: Option<AttnScratch>| {
         gpu.ops()
             .attention(
                 sbuf.all(),
                 qbuf.all(),
-                kbuf.all(),
-                vbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
                 out.all(),
                 scratch,
-                kind(),
+                attention_kind(c.heads),
             )
             .unwrap()
     };
@@ -111,7 +55,7 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
     );
     let row = op(gpu, &row_out, None);
     gpu.run(&[(&split, 1), (&row, 1)]);
-    let want = reference(&q, &kc, &vc, c.heads, c.n);
+    let want = attention_ref(&q, &cache.k, &cache.v, c.heads, c.n);
     let got = gpu.read_f32(&split_out, qd);
     let got_row = gpu.read_f32(&row_out, qd);
     let what = format!(
@@ -229,19 +173,11 @@ fn bench_split_attention() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let pack = |v: &[f32]| -> Vec<u8> {
-        v.iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect()
-    };
     for (n_head, n_kv, d) in [(9usize, 3usize, 64usize), (14, 2, 64)] {
         for n in [256usize, 1024, 4096] {
             let (qd, kvd) = (n_head * d, n_kv * d);
-            let kbuf = gpu.buf(&pack(&rng.vec(n * kvd, 1.0)));
-            let vbuf = gpu.buf(&pack(&rng.vec(n * kvd, 1.0)));
-            let mut state = vec![0u32; STATE_WORDS];
-            state[1] = (n - 1) as u32;
-            let sbuf = gpu.buf_u32(&state);
+            let cache = gpu.kv_cache(&mut rng, n, kvd);
+            let sbuf = gpu.state_at(n - 1);
             let qbuf = gpu.buf_f32(&rng.vec(qd, 1.0));
             let obuf = gpu.buf_f32(&vec![0.0; qd]);
             let heads_per_wg: u32 = std::env::var("PIGPU_VK_BENCH_GROUP")
@@ -254,15 +190,6 @@ fn bench_split_attention() {
                 heads_per_wg,
             };
             let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
-            let kind = || OpKind::Attention {
-                n_head: n_head as u32,
-                n_kv: n_kv as u32,
-                head_dim: d as u32,
-                scale: 1.0 / (d as f32).sqrt(),
-                window: 0,
-                prompt: None,
-                split: None,
-            };
             let mut ops = Vec::new();
             for scratch in [
                 None,
@@ -276,11 +203,11 @@ fn bench_split_attention() {
                         .attention(
                             sbuf.all(),
                             qbuf.all(),
-                            kbuf.all(),
-                            vbuf.all(),
+                            cache.kbuf.all(),
+                            cache.vbuf.all(),
                             obuf.all(),
                             scratch,
-                            kind(),
+                            attention_kind((n_head, n_kv, d)),
                         )
                         .unwrap(),
                 );

@@ -1,7 +1,7 @@
 //! Each kernel against a CPU reference on random inputs, with sizes that are not multiples of
 //! the block, the rows per workgroup, the tokens per workgroup or the workgroup size.
 
-use super::{Gpu, Rng};
+use super::{attention_kind, attention_ref, f16_round, Gpu, Rng};
 use crate::engine::vulkan::kernels::{MatvecSpec, OpKind, Seg, F_ACC, F_GLU, STATE_WORDS};
 use crate::quant::{dequantize, GgmlType};
 
@@ -438,10 +438,6 @@ fn rope_ref(
     }
 }
 
-fn f16_round(v: f32) -> f32 {
-    half::f16::from_f32(v).to_f32()
-}
-
 /// RoPE (both styles) + KV write, then causal attention with grouped-query heads, against a CPU
 /// reference; the batch starts at a non-zero position so earlier cache rows are used too.
 #[test]
@@ -455,22 +451,8 @@ fn rope_kv_and_attention() {
         let base = 10000.0f32;
         let qkv = rng.vec(n_tok * (qd + 2 * kvd), 1.0);
         // Cache rows before pos0 hold earlier tokens (already f16).
-        let kc0: Vec<f32> = rng
-            .vec(n_ctx * kvd, 1.0)
-            .into_iter()
-            .map(f16_round)
-            .collect();
-        let vc0: Vec<f32> = rng
-            .vec(n_ctx * kvd, 1.0)
-            .into_iter()
-            .map(f16_round)
-            .collect();
-        let pack = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| f16_bits(*x)).collect() };
-        let kbuf = gpu.buf(&pack(&kc0));
-        let vbuf = gpu.buf(&pack(&vc0));
-        let mut state = vec![0u32; STATE_WORDS];
-        state[1] = pos0 as u32;
-        let sbuf = gpu.buf_u32(&state);
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
+        let sbuf = gpu.state_at(pos0);
         let qkvbuf = gpu.buf_f32(&qkv);
         let freqs: Vec<f32> = (0..d / 2)
             .map(|j| base.powf(-2.0 * j as f32 / d as f32))
@@ -484,8 +466,8 @@ fn rope_kv_and_attention() {
                 sbuf.all(),
                 qkvbuf.all(),
                 qbuf.all(),
-                kbuf.all(),
-                vbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
                 fbuf.all(),
                 OpKind::RopeKv {
                     q_dim: qd as u32,
@@ -501,25 +483,17 @@ fn rope_kv_and_attention() {
             .attention(
                 sbuf.all(),
                 qbuf.all(),
-                kbuf.all(),
-                vbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
                 obuf.all(),
                 None,
-                OpKind::Attention {
-                    n_head: n_head as u32,
-                    n_kv: n_kv as u32,
-                    head_dim: d as u32,
-                    scale: 1.0 / (d as f32).sqrt(),
-                    window: 0,
-                    prompt: None,
-                    split: None,
-                },
+                attention_kind((n_head, n_kv, d)),
             )
             .unwrap();
         gpu.run(&[(&rope, n_tok as u32), (&attn, n_tok as u32)]);
 
         // Reference.
-        let (mut kc, mut vc) = (kc0.clone(), vc0.clone());
+        let (mut kc, mut vc) = (cache.k.clone(), cache.v.clone());
         let mut qr = vec![0f32; n_tok * qd];
         for t in 0..n_tok {
             let row = &qkv[t * (qd + 2 * kvd)..(t + 1) * (qd + 2 * kvd)];
@@ -544,35 +518,21 @@ fn rope_kv_and_attention() {
         }
         let got_o = gpu.read_f32(&obuf, n_tok * qd);
         for t in 0..n_tok {
-            for h in 0..n_head {
-                let kvh = h / (n_head / n_kv);
-                let q = &qr[t * qd + h * d..t * qd + (h + 1) * d];
-                let scores: Vec<f64> = (0..=pos0 + t)
-                    .map(|p| {
-                        let kr = &kc[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
-                        q.iter()
-                            .zip(kr)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for i in 0..d {
-                    let want: f64 = e
-                        .iter()
-                        .enumerate()
-                        .map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64)
-                        .sum::<f64>()
-                        / z;
-                    let got = got_o[t * qd + h * d + i] as f64;
-                    assert!(
-                        (got - want).abs() < 2e-3,
-                        "attention t={t} h={h} i={i} neox={neox}: {got} vs {want}"
-                    );
-                }
+            // Token t sees the cache up to its own position (the batch's rows written above).
+            let want = attention_ref(
+                &qr[t * qd..(t + 1) * qd],
+                &kc,
+                &vc,
+                (n_head, n_kv, d),
+                pos0 + t + 1,
+            );
+            for (j, want) in want.iter().enumerate() {
+                let got = got_o[t * qd + j] as f64;
+                let (h, i) = (j / d, j % d);
+                assert!(
+                    (got - want).abs() < 2e-3,
+                    "attention t={t} h={h} i={i} neox={neox}: {got} vs {want}"
+                );
             }
         }
         gpu.check();

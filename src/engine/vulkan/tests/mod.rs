@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
 use super::command::Cmd;
 use super::device::Device;
-use super::kernels::{Kernels, Op, OpBuilder};
+use super::kernels::{Kernels, Op, OpBuilder, OpKind, STATE_WORDS};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};
 
@@ -106,6 +106,34 @@ impl Gpu {
         self.buf(u32_bytes(v))
     }
 
+    /// The state buffer of a batch whose first token sits at position `pos`.
+    pub fn state_at(&mut self, pos: usize) -> Buffer {
+        let mut state = vec![0u32; STATE_WORDS];
+        state[1] = pos as u32;
+        self.buf_u32(&state)
+    }
+
+    /// A KV cache of `n_ctx` rows of `kv_dim` random values (K drawn first, then V), in f16 on
+    /// the device as the engine keeps it, and rounded the same way for the reference.
+    pub fn kv_cache(&mut self, rng: &mut Rng, n_ctx: usize, kv_dim: usize) -> KvCache {
+        let k: Vec<f32> = rng
+            .vec(n_ctx * kv_dim, 1.0)
+            .into_iter()
+            .map(f16_round)
+            .collect();
+        let v: Vec<f32> = rng
+            .vec(n_ctx * kv_dim, 1.0)
+            .into_iter()
+            .map(f16_round)
+            .collect();
+        KvCache {
+            kbuf: self.buf(&f16_pack(&k)),
+            vbuf: self.buf(&f16_pack(&v)),
+            k,
+            v,
+        }
+    }
+
     pub fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
         let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
         bytes
@@ -171,6 +199,80 @@ impl Drop for Gpu {
             self.check();
         }
     }
+}
+
+/// A KV cache on the device (`kbuf`, `vbuf`: f16) and the same values for the reference.
+pub struct KvCache {
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    pub kbuf: Buffer,
+    pub vbuf: Buffer,
+}
+
+/// `v` as the device stores it in f16, back in f32.
+pub fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// `v` as f16 bytes (little-endian), the KV cache's layout.
+pub fn f16_pack(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
+        .collect()
+}
+
+/// Plain causal attention over `(n_head, n_kv, head_dim)`: no sliding window, scale
+/// 1/sqrt(head_dim); the op builder picks the kernel (one-row, split or prompt).
+pub fn attention_kind((n_head, n_kv, d): (usize, usize, usize)) -> OpKind {
+    OpKind::Attention {
+        n_head: n_head as u32,
+        n_kv: n_kv as u32,
+        head_dim: d as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+        window: 0,
+        prompt: None,
+        split: None,
+    }
+}
+
+/// The reference for one token: softmax(q·K / sqrt(d)) · V over cache positions 0..n for every
+/// query head (`q`: n_head × d; `k`, `v`: rows of n_kv × d; query head h reads KV head
+/// h / (n_head / n_kv)), in f64.
+pub fn attention_ref(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (n_head, n_kv, d): (usize, usize, usize),
+    n: usize,
+) -> Vec<f64> {
+    let kvd = n_kv * d;
+    let mut out = vec![0f64; n_head * d];
+    for h in 0..n_head {
+        let kvh = h / (n_head / n_kv);
+        let qh = &q[h * d..(h + 1) * d];
+        let scores: Vec<f64> = (0..n)
+            .map(|p| {
+                let kr = &k[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
+                qh.iter()
+                    .zip(kr)
+                    .map(|(a, b)| *a as f64 * *b as f64)
+                    .sum::<f64>()
+                    / (d as f64).sqrt()
+            })
+            .collect();
+        let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
+        let z: f64 = e.iter().sum();
+        for i in 0..d {
+            out[h * d + i] = e
+                .iter()
+                .enumerate()
+                .map(|(p, w)| w * v[p * kvd + kvh * d + i] as f64)
+                .sum::<f64>()
+                / z;
+        }
+    }
+    out
 }
 
 /// Test data from the sampler's seeded generator (the same SplitMix64 the host uses).

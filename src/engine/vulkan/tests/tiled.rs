@@ -4,8 +4,8 @@
 //! (RMSNorm, biases over mixed-type segments, residual add, SwiGLU); and the prompt attention.
 
 use super::kernels::{assert_close, dequant, matmul_ref, random_weights, width_for, TYPES};
-use super::{Gpu, Rng};
-use crate::engine::vulkan::kernels::{MatvecSpec, Op, OpKind, Seg, F_ACC, F_GLU, STATE_WORDS};
+use super::{attention_kind, attention_ref, Gpu, Rng};
+use crate::engine::vulkan::kernels::{MatvecSpec, Op, OpKind, Seg, F_ACC, F_GLU};
 use crate::engine::vulkan::tiled::TILES;
 use crate::quant::GgmlType;
 
@@ -228,22 +228,12 @@ fn tiled_swiglu() {
 fn prompt_attention_matches_cpu() {
     let mut gpu = Gpu::tiled();
     let mut rng = Rng::new(24);
-    let f16r = |v: f32| half::f16::from_f32(v).to_f32();
-    let pack = |v: &[f32]| -> Vec<u8> {
-        v.iter()
-            .flat_map(|x| half::f16::from_f32(*x).to_bits().to_le_bytes())
-            .collect()
-    };
     for (d, pos0, n_tok) in [(64usize, 70usize, 37usize), (128, 5, 20)] {
         let (n_head, n_kv) = (6usize, 2usize);
         let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos0 + n_tok + 3);
-        let kc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
-        let vc: Vec<f32> = rng.vec(n_ctx * kvd, 1.0).into_iter().map(f16r).collect();
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
         let q = rng.vec(n_tok * qd, 1.0);
-        let (kbuf, vbuf) = (gpu.buf(&pack(&kc)), gpu.buf(&pack(&vc)));
-        let mut state = vec![0u32; STATE_WORDS];
-        state[1] = pos0 as u32;
-        let sbuf = gpu.buf_u32(&state);
+        let sbuf = gpu.state_at(pos0);
         let qbuf = gpu.buf_f32(&q);
         let obuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
         let op = gpu
@@ -251,19 +241,11 @@ fn prompt_attention_matches_cpu() {
             .attention(
                 sbuf.all(),
                 qbuf.all(),
-                kbuf.all(),
-                vbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
                 obuf.all(),
                 None,
-                OpKind::Attention {
-                    n_head: n_head as u32,
-                    n_kv: n_kv as u32,
-                    head_dim: d as u32,
-                    scale: 1.0 / (d as f32).sqrt(),
-                    window: 0,
-                    prompt: None,
-                    split: None,
-                },
+                attention_kind((n_head, n_kv, d)),
             )
             .unwrap();
         assert!(
@@ -279,35 +261,21 @@ fn prompt_attention_matches_cpu() {
         gpu.run(&[(&op, n_tok as u32)]);
         let got = gpu.read_f32(&obuf, n_tok * qd);
         for t in 0..n_tok {
-            for h in 0..n_head {
-                let kvh = h / (n_head / n_kv);
-                let qr = &q[t * qd + h * d..t * qd + (h + 1) * d];
-                let scores: Vec<f64> = (0..=pos0 + t)
-                    .map(|p| {
-                        let kr = &kc[p * kvd + kvh * d..p * kvd + (kvh + 1) * d];
-                        qr.iter()
-                            .zip(kr)
-                            .map(|(a, b)| *a as f64 * *b as f64)
-                            .sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let mx = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = scores.iter().map(|s| (s - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for i in 0..d {
-                    let want: f64 = e
-                        .iter()
-                        .enumerate()
-                        .map(|(p, w)| w * vc[p * kvd + kvh * d + i] as f64)
-                        .sum::<f64>()
-                        / z;
-                    let g = got[t * qd + h * d + i] as f64;
-                    assert!(
-                        (g - want).abs() < 2e-4,
-                        "prompt attention d={d} t={t} h={h} i={i}: {g} vs {want}"
-                    );
-                }
+            // Token t sees the cache up to its own position.
+            let want = attention_ref(
+                &q[t * qd..(t + 1) * qd],
+                &cache.k,
+                &cache.v,
+                (n_head, n_kv, d),
+                pos0 + t + 1,
+            );
+            for (j, want) in want.iter().enumerate() {
+                let g = got[t * qd + j] as f64;
+                let (h, i) = (j / d, j % d);
+                assert!(
+                    (g - want).abs() < 2e-4,
+                    "prompt attention d={d} t={t} h={h} i={i}: {g} vs {want}"
+                );
             }
         }
         gpu.check();
