@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use super::model_args::BackendArg;
 use super::Outcome;
 use crate::engine::cpu::{CpuEngine, CpuOptions};
+use crate::engine::vulkan::{VulkanOptions, VulkanSlots};
 use crate::engine::{self, Backend, EngineOptions};
 use crate::model::chat::ChatTemplate;
 use crate::model::tokenizer::Tokenizer;
@@ -284,6 +285,17 @@ fn load(
             isa: tuning.cpu_isa,
         };
         Engines::CpuBatched(Box::new(move |_slot| Ok(CpuEngine::new(m.clone(), &opts)?)))
+    } else if Backend::from(a.backend) == Backend::Vulkan {
+        // One upload of the weights for every slot, one thread driving them.
+        let mut o = VulkanOptions {
+            n_ctx,
+            progress: super::progress::Display::stderr().reporter(),
+            tuning: tuning.vulkan,
+        };
+        if a.device.is_some() {
+            o.tuning.device = a.device.clone();
+        }
+        Engines::VulkanShared(Box::new(move |n| Ok(VulkanSlots::new(m, n, &o)?)))
     } else {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let opts = EngineOptions {

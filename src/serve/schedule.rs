@@ -1,7 +1,8 @@
 //! The slots: engines (each with its own KV cache, all over the one shared model) taking jobs
 //! from the queue. On the CPU engine one thread drives every slot and decodes the busy ones
-//! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); other engines
-//! get a thread per slot, each decoding alone. Either way a job runs the same steps as
+//! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); on the Vulkan
+//! engine one thread drives every slot over one upload of the weights (`VulkanSlots`); other
+//! engines get a thread per slot, each decoding alone. Either way a job runs the same steps as
 //! `session::generate` (so greedy output equals `pigpu run`'s), checking after every token
 //! whether its client is still there.
 
@@ -14,6 +15,7 @@ use super::metrics::{Metrics, Outcome};
 use super::slots::{Done, Event, Finish, Job, Queue};
 use super::stop::StopText;
 use crate::engine::cpu::CpuEngine;
+use crate::engine::vulkan::VulkanSlots;
 use crate::engine::Engine;
 use crate::model::sampler::Rng;
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
@@ -22,6 +24,9 @@ use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 pub enum Engines {
     /// CPU engines (one per slot) decoded in batches by one thread.
     CpuBatched(Box<dyn Fn(usize) -> anyhow::Result<CpuEngine> + Send + Sync>),
+    /// Vulkan slots over one weight upload, built (given the number of slots) and driven by one
+    /// thread.
+    VulkanShared(Box<dyn FnOnce(usize) -> anyhow::Result<VulkanSlots> + Send>),
     /// Any engine, one thread per slot (engines need not be `Send`: each is built on its
     /// slot's thread).
     PerSlot(Arc<dyn Fn(usize) -> anyhow::Result<Box<dyn Engine>> + Send + Sync>),
@@ -56,6 +61,21 @@ impl SlotSet for CpuSet {
     }
 }
 
+impl SlotSet for VulkanSlots {
+    fn len(&self) -> usize {
+        VulkanSlots::len(self)
+    }
+    fn engine(&mut self, i: usize) -> &mut dyn Engine {
+        VulkanSlots::engine(self, i)
+    }
+    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
+        VulkanSlots::feed_pending(self, busy)
+    }
+}
+
+/// Builds the slot set of one driving thread; returns it with what runs (for the log).
+type BuildSet = Box<dyn FnOnce() -> anyhow::Result<(Box<dyn SlotSet>, String)> + Send>;
+
 struct OneSet(Box<dyn Engine>);
 
 impl SlotSet for OneSet {
@@ -84,24 +104,44 @@ pub fn start(
     let mut handles = Vec::new();
     let spawn =
         |name: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name).spawn(f);
+    let one_thread = |build: BuildSet| -> anyhow::Result<JoinHandle<()>> {
+        let (tok, q, m, tx) = (
+            tokenizer.clone(),
+            queue.clone(),
+            metrics.clone(),
+            tx.clone(),
+        );
+        Ok(spawn(
+            "slots".into(),
+            Box::new(move || match build() {
+                Ok((mut set, describe)) => {
+                    let _ = tx.send(Ok(describe));
+                    drop(tx);
+                    drive(set.as_mut(), &q, &tok, &m);
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }),
+        )?)
+    };
     match engines {
         Engines::CpuBatched(factory) => {
-            let (tok, q, m) = (tokenizer, queue.clone(), metrics);
-            handles.push(spawn(
-                "slots".into(),
-                Box::new(move || {
-                    let built: anyhow::Result<Vec<CpuEngine>> = (0..n).map(&factory).collect();
-                    match built {
-                        Ok(v) => {
-                            let _ = tx.send(Ok(format!("{}, decode batched", v[0].describe())));
-                            drive(&mut CpuSet(v), &q, &tok, &m);
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                        }
-                    }
-                }),
-            )?);
+            handles.push(one_thread(Box::new(move || {
+                let v = (0..n).map(&factory).collect::<anyhow::Result<Vec<_>>>()?;
+                let d = format!("{}, decode batched", v[0].describe());
+                Ok((Box::new(CpuSet(v)) as Box<dyn SlotSet>, d))
+            }))?);
+            drop(tx);
+            recv(&rx, 1, &queue)
+        }
+        Engines::VulkanShared(factory) => {
+            handles.push(one_thread(Box::new(move || {
+                let mut v = factory(n)?;
+                let d = format!("{}, weights shared", v.engine(0).describe());
+                Ok((Box::new(v) as Box<dyn SlotSet>, d))
+            }))?);
+            drop(tx);
             recv(&rx, 1, &queue)
         }
         Engines::PerSlot(factory) => {

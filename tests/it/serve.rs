@@ -25,14 +25,12 @@ struct Server {
 impl Server {
     fn start(model: &Path, extra: &[&str]) -> Server {
         let mut child = pigpu()
-            .args([
-                "serve",
-                model.to_str().unwrap(),
-                "--port",
-                "0",
-                "--backend",
-                "cpu",
-            ])
+            .args(["serve", model.to_str().unwrap(), "--port", "0"])
+            .args(if extra.contains(&"--backend") {
+                &[][..]
+            } else {
+                &["--backend", "cpu"][..]
+            })
             .args(if extra.contains(&"--ctx") {
                 &[][..]
             } else {
@@ -367,6 +365,43 @@ fn serve_greedy_equals_run_and_concurrent_clients_equal_sequential() {
     }
     assert_eq!(s.metric("pigpu_slots"), 4.0);
     assert_eq!(s.metric("pigpu_requests_total{outcome=\"ok\"}"), 12.0);
+}
+
+/// `--backend vulkan` (lavapipe): the slots share one upload of the weights and one driving
+/// thread; two concurrent greedy clients get exactly the sequential answers.
+#[test]
+fn serve_vulkan_concurrent_clients_equal_sequential() {
+    let Some(m) = test_model(SMOLLM) else { return };
+    let prompts = ["The capital of France is", "def fibonacci(n):"];
+    let args = [
+        "--parallel",
+        "2",
+        "--backend",
+        "vulkan",
+        "--device",
+        "llvmpipe",
+    ];
+    let s = Arc::new(Server::start(
+        &m,
+        &["--ctx", "128"]
+            .iter()
+            .chain(&args)
+            .copied()
+            .collect::<Vec<_>>(),
+    ));
+    assert!(s.log().contains("weights shared"), "{}", s.log());
+    let sequential: Vec<String> = prompts.iter().map(|p| s.complete(p, 6)).collect();
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, p) = (s.clone(), p.to_string());
+            std::thread::spawn(move || s.complete(&p, 6))
+        })
+        .collect();
+    let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(got, sequential);
+    assert_ne!(sequential[0], sequential[1]);
+    assert_eq!(s.metric("pigpu_slots"), 2.0);
 }
 
 /// Reads a streamed reply's `data:` lines until `until` says stop; returns them.

@@ -28,6 +28,8 @@ pub struct Buffer {
     /// Bytes allocated: `size` rounded up, plus a word of slack for shaders' whole-word reads.
     alloc: u64,
     ptr: *mut u8,
+    /// Device-local bytes this buffer adds to `Device::device_local` while alive (0: host).
+    local: u64,
 }
 
 // SAFETY: the mapped pointer refers to memory owned by this buffer; access goes through &self /
@@ -113,7 +115,10 @@ impl Buffer {
             size,
             alloc: alloc_size,
             ptr: std::ptr::null_mut(),
+            local: if kind == MemKind::Device { req.size } else { 0 },
         };
+        dev.device_local
+            .fetch_add(b.local, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: fresh buffer and memory of a compatible type and sufficient size.
         unsafe { dev.raw.bind_buffer_memory(raw, mem, 0) }.map_err(vkerr("vkBindBufferMemory"))?;
         if kind != MemKind::Device {
@@ -193,6 +198,9 @@ impl Drop for Buffer {
             self.dev.raw.destroy_buffer(self.raw, None);
             self.dev.raw.free_memory(self.mem, None);
         }
+        self.dev
+            .device_local
+            .fetch_sub(self.local, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -5,7 +5,8 @@
 //! `--device INDEX|NAME` or `PIGPU_DEVICE`. The listing says why each device was or was not chosen.
 
 #[cfg(any(test, feature = "testing"))]
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
@@ -316,6 +317,8 @@ pub struct Device {
     /// The engine's knobs, resolved by the command layer (kernels, graph and pipeline cache
     /// read them from here).
     pub(crate) tuning: Tuning,
+    /// Bytes of device-local memory held by live buffers (buffer.rs keeps it).
+    pub(crate) device_local: AtomicU64,
     /// Test hook (test builds only: `cfg(test)` or `--features testing`): queue submits left
     /// before every submit fails as if the device were lost; negative = off.
     #[cfg(any(test, feature = "testing"))]
@@ -360,6 +363,7 @@ impl Device {
             raw,
             instance,
             tuning: tuning.clone(),
+            device_local: AtomicU64::new(0),
             #[cfg(any(test, feature = "testing"))]
             lose_after: AtomicI64::new(-1),
         }))
@@ -368,6 +372,11 @@ impl Device {
     /// Largest range one storage-buffer binding may cover.
     pub fn max_binding(&self) -> u64 {
         (self.limits.max_storage_buffer_range as u64).min(1 << 31)
+    }
+
+    /// Device-local bytes allocated by the buffers alive now.
+    pub fn device_local_bytes(&self) -> u64 {
+        self.device_local.load(Ordering::Relaxed)
     }
 
     /// Validation errors recorded so far (see `Instance::take_validation_errors`).

@@ -5,6 +5,7 @@
 //! once, and reads back a 4-byte token id. With profiling on (`set_profiling`), a second, timed
 //! recording of the decode step replaces it and prompt batches are recorded with timestamps.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,12 +17,12 @@ use super::command::Cmd;
 use super::device::Device;
 use super::error::Result as VkResult;
 use super::graph::{self, Acts, Graph};
-use super::kernels::{sample_params, Kernels, Op, OpBuilder, OpKind, S_TOKEN};
+use super::kernels::{sample_params, Op, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
+use super::shared::Shared;
 use super::tuning::Tuning;
 use super::upload::download;
-use super::weights::{self, GpuWeights};
 use crate::engine::{Engine, SamplingParams, Stats};
 use crate::model::Model;
 
@@ -65,21 +66,20 @@ pub struct VulkanEngine {
     batch: Cmd,
     graph: Graph,
     arena: DescriptorArena,
-    /// Held for the descriptor sets that point into them.
-    _kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
-    acts: Acts,
-    _weights: GpuWeights,
-    /// Owns the pipelines (and saves the pipeline cache when dropped).
-    _kernels: Kernels,
+    /// Held for the descriptor sets that point into them (batch.rs binds them too).
+    pub(super) _kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
+    pub(super) acts: Acts,
+    /// The weights and kernels, shared with the other engines of `pigpu serve --parallel`.
+    shared: Rc<Shared>,
     dev: Arc<Device>,
     model: Arc<Model>,
     n_ctx: usize,
-    n_past: usize,
+    pub(super) n_past: usize,
     /// Logits of the last token run are on the device.
     pending: bool,
     /// The token `step` returned last, not yet run through the model (it is in device state).
-    unfed: Option<u32>,
-    stats: Stats,
+    pub(super) unfed: Option<u32>,
+    pub(super) stats: Stats,
     /// `arena.updates` at the last `reset_stats`.
     updates_base: u64,
     /// Bytes uploaded while loading (weights).
@@ -101,25 +101,36 @@ impl VulkanEngine {
         model: Arc<Model>,
         opts: &VulkanOptions,
     ) -> VkResult<VulkanEngine> {
+        let shared = Shared::load(dev, &model, &opts.progress)?;
+        Self::with_shared(shared, model, opts)
+    }
+
+    /// An engine over weights already on the device (`Shared::load`): its own KV cache,
+    /// activations, state and recordings, nothing uploaded. `model` must be the one `shared`
+    /// was loaded from.
+    pub fn with_shared(
+        shared: Rc<Shared>,
+        model: Arc<Model>,
+        opts: &VulkanOptions,
+    ) -> VkResult<VulkanEngine> {
+        let dev = shared.dev.clone();
         let c = &model.config;
         let n_ctx = opts.n_ctx.max(1);
-        let t_upload = std::time::Instant::now();
-        let (weights, load_upload_bytes) = weights::upload(&dev, &model, &opts.progress)?;
-        let load_upload_ns = t_upload.elapsed().as_nanos() as u64;
+        let (load_upload_bytes, load_upload_ns) = (shared.upload_bytes, shared.upload_ns);
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
         let splits = Splits::for_context(&dev, n_ctx);
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
-        let kernels = Kernels::new(&dev)?;
+        let kernels = &shared.kernels;
         // Up to 9 ops per layer (graph.rs: Q/K norms and post-norms add three).
         let sets = (9 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
             &mut OpBuilder {
-                kernels: &kernels,
+                kernels,
                 arena: &mut arena,
             },
             c,
-            &weights,
+            &shared.weights,
             &acts,
             &kv,
         )?;
@@ -133,8 +144,7 @@ impl VulkanEngine {
             arena,
             _kv: kv,
             acts,
-            _weights: weights,
-            _kernels: kernels,
+            shared,
             dev,
             n_ctx,
             n_past: 0,
@@ -201,7 +211,7 @@ impl VulkanEngine {
             return Ok(());
         }
         let ts = profile::timestamp_support(&self.dev)?;
-        let calibration = profile::calibrate(&self.dev, &self._kernels, &mut self.arena, ts)?;
+        let calibration = profile::calibrate(&self.dev, &self.shared.kernels, &mut self.arena, ts)?;
         let cap = self.stamp_capacity();
         let mut decode = Cmd::timed(&self.dev, cap)?;
         Self::record_decode_into(&self.graph, &self.acts, &mut decode)?;
@@ -322,7 +332,7 @@ impl VulkanEngine {
     /// The decode mat-vec shape in use: (workgroup size, rows per workgroup, path), path 0 =
     /// shared-memory tree, 1 = lane per row (CPU implementations), 2 = subgroup (GPUs).
     pub fn matvec_shape(&self) -> [u32; 3] {
-        self._kernels.matvec_shape()
+        self.shared.kernels.matvec_shape()
     }
 
     /// Runs the token sampled last (if any) through the model, without logits.

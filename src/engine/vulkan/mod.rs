@@ -3,11 +3,13 @@
 //!
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `profile`
+//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `shared` (what the engines of one model share),
+//! `batch` (serve's slots over one weight upload), `profile`
 //! (per-op GPU timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md
 //! for the design.
 
 mod attention;
+mod batch;
 mod buffer;
 mod command;
 mod device;
@@ -22,6 +24,7 @@ mod pipeline;
 mod profile;
 mod shaders;
 mod shapes;
+mod shared;
 mod tiled;
 mod tuning;
 mod upload;
@@ -30,8 +33,10 @@ mod weights;
 #[cfg(test)]
 mod tests;
 
+pub use batch::VulkanSlots;
 pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::{VulkanEngine, VulkanOptions};
 pub use error::VkError;
 pub use profile::{OpReport, PhaseReport, Profile};
+pub use shared::Shared;
 pub use tuning::{Tuning, TuningError};

@@ -7,6 +7,7 @@
 //! llama.cpp, quantizes activations to 8 bits, so its logits are off the exact ones by ~0.1 on
 //! average; the Vulkan engine computes in f32 and lands within ~0.01.)
 
+mod batch;
 mod fallback;
 mod profile;
 mod prompt;
