@@ -36,7 +36,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     if prompt.as_deref() == Some("") {
         bail!("the prompt is empty (give text with -p, or pipe it on stdin)");
     }
-    if a.n_predict == 0 {
+    if a.n_predict == Some(0) {
         bail!("-n 0 generates nothing; give at least 1");
     }
     let seed = a.seed.unwrap_or_else(|| {
@@ -54,15 +54,14 @@ pub fn run(a: Args) -> Result<Outcome> {
         s.engine.set_profiling(true).context("--profile")?;
     }
     eprintln!("pigpu: seed {seed}");
-    let mut rng = Rng::new(seed);
     match prompt {
-        Some(p) if !a.chat => completion(&a, &mut s, &p, &params, &mut rng),
+        Some(p) if !a.chat => completion(&a, &mut s, &p, &params, &mut Rng::new(seed)),
         Some(p) => {
-            let mut chat = super::chat::Chat::new(&a, &s)?;
-            chat.turn(&a, &mut s, &p, &params, &mut rng, None)?;
+            let mut chat = super::chat::Chat::new(&a, &s, params, seed)?;
+            chat.turn(&a, &mut s, &p, None)?;
             Ok(Outcome::Ok)
         }
-        None => super::chat::interactive(&a, &mut s, &params, &mut rng),
+        None => super::chat::interactive(&a, &mut s, params, seed),
     }
 }
 
@@ -80,7 +79,7 @@ fn completion(
     if ids.is_empty() {
         bail!("the prompt tokenizes to nothing");
     }
-    check_fits(ids.len(), a.n_predict, s.engine.n_ctx())?;
+    check_fits(ids.len(), a.n_predict(), s.engine.n_ctx())?;
     // Prefill here rather than in `generate` so the counters cover only the generation.
     let t_prompt = std::time::Instant::now();
     s.engine.prefill(&ids)?;
@@ -99,7 +98,7 @@ fn completion(
     let mut g = generate(
         s.engine.as_mut(),
         &[],
-        a.n_predict,
+        a.n_predict(),
         params,
         rng,
         &|t| tok.is_eog(t),

@@ -25,9 +25,10 @@ pub struct Args {
     /// The prompt. Without it: chat when stdin is a terminal, else the prompt is read from stdin.
     #[arg(short = 'p', long)]
     pub prompt: Option<String>,
-    /// Tokens to generate at most (per chat turn).
-    #[arg(short = 'n', long = "n-predict", default_value_t = 256)]
-    pub n_predict: usize,
+    /// Tokens to generate at most (default 256; a chat answer runs to its end-of-turn token
+    /// unless -n is given).
+    #[arg(short = 'n', long = "n-predict")]
+    pub n_predict: Option<usize>,
     /// Context length in tokens: the KV cache holds this many (default: the model's training
     /// context, at most 4096).
     #[arg(long)]
@@ -66,6 +67,13 @@ pub struct Args {
     /// a `profile` object in --json output. Decoding is slightly slower while profiled.
     #[arg(long)]
     pub profile: bool,
+}
+
+impl Args {
+    /// `-n` for a completion: 256 unless given.
+    pub fn n_predict(&self) -> usize {
+        self.n_predict.unwrap_or(256)
+    }
 }
 
 /// The JSON `--json` prints (for a completion, and for each chat turn).

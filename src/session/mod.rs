@@ -9,6 +9,7 @@
 //! [`Session::attach`]; the CPU engine then computes from the same memory map, while a Vulkan
 //! engine uploads its own copy of the weights to the device.
 
+pub mod conversation;
 pub mod generate;
 
 use std::path::{Path, PathBuf};

@@ -17,7 +17,13 @@ static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
+        // Dependencies' debug records (the line editor logs every key) only under -vv: `-v` is
+        // for pigpu's own detail.
+        let ours = metadata.target().starts_with("pigpu");
         metadata.level() <= log::max_level()
+            && (ours
+                || metadata.level() <= log::Level::Info
+                || log::max_level() >= log::LevelFilter::Trace)
     }
 
     fn log(&self, record: &log::Record) {

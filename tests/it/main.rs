@@ -3,6 +3,7 @@
 
 mod archs;
 mod bench;
+mod chat;
 mod cli;
 mod compat;
 mod completions;
@@ -15,6 +16,7 @@ mod hub;
 mod inspect;
 mod logging;
 mod perplexity;
+mod pty;
 mod quant;
 mod robust;
 mod run;
