@@ -529,7 +529,7 @@ impl Exec<'_> {
     ) -> Result<(), StepError> {
         let trees = kernel_trees(self.root, release)?;
         let cmd = make_command(dir, target, jobs, &trees, &self.manifest.make_args, extra)?
-            .die_with_parent();
+            .in_own_group();
         (self.events)(Event::Busy(format!("make {target}")));
         let mut compiled = 0usize;
         let result = cmd.run_logged(log, &mut |line| {

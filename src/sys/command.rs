@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::group::ProcessGroup;
+
 #[derive(Debug, Error)]
 pub enum CommandError {
     #[error("cannot start `{cmd}`: {source}")]
@@ -45,8 +47,9 @@ pub struct Cmd {
     pub args: Vec<OsString>,
     pub dir: Option<PathBuf>,
     pub env: Vec<(OsString, OsString)>,
-    /// Ends (SIGTERM, which `make` passes on to its children) when pigpu dies, even by SIGKILL.
-    pub die_with_parent: bool,
+    /// Runs in a process group of its own that is killed whole when the command ends, when
+    /// pigpu is interrupted and when pigpu dies, even by SIGKILL (see `sys::group`).
+    pub own_group: bool,
 }
 
 impl Cmd {
@@ -56,7 +59,7 @@ impl Cmd {
             args: Vec::new(),
             dir: None,
             env: Vec::new(),
-            die_with_parent: false,
+            own_group: false,
         }
     }
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
@@ -82,10 +85,11 @@ impl Cmd {
         self
     }
 
-    /// The command is sent SIGTERM when pigpu dies (a build must not run on after a killed
-    /// setup; `make` passes the signal to its jobs). Not for apt or dpkg, which must finish.
-    pub fn die_with_parent(mut self) -> Cmd {
-        self.die_with_parent = true;
+    /// The command and everything it starts die with pigpu (a build must not run on after a
+    /// killed setup), and nothing of it outlives the command itself. Not for apt or dpkg, which
+    /// must finish. Only [`Cmd::run_logged`] honours it.
+    pub fn in_own_group(mut self) -> Cmd {
+        self.own_group = true;
         self
     }
 
@@ -109,7 +113,8 @@ impl Cmd {
             .join(" ")
     }
 
-    fn expression(&self) -> duct::Expression {
+    /// The duct expression; with `group`, the command joins that process group before exec.
+    fn expression(&self, group: Option<libc::pid_t>) -> duct::Expression {
         let mut e = duct::cmd(&self.program, &self.args);
         if let Some(d) = &self.dir {
             e = e.dir(d);
@@ -117,23 +122,13 @@ impl Cmd {
         for (k, v) in &self.env {
             e = e.env(k, v);
         }
-        if self.die_with_parent {
-            let parent = std::process::id() as libc::pid_t;
+        if let Some(pgid) = group {
             e = e.before_spawn(move |cmd| {
                 use std::os::unix::process::CommandExt;
-                // SAFETY: the closure runs in the child between fork and exec and only makes
-                // async-signal-safe calls (prctl, getppid, kill) on no shared memory.
+                // SAFETY: the closure runs in the child between fork and exec and makes one
+                // async-signal-safe call (setpgid) on no shared memory.
                 unsafe {
-                    cmd.pre_exec(move || {
-                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        // The parent died before the prctl: nobody will send the signal.
-                        if libc::getppid() != parent {
-                            libc::kill(libc::getpid(), libc::SIGTERM);
-                        }
-                        Ok(())
-                    });
+                    cmd.pre_exec(move || super::group::join(pgid));
                 }
                 Ok(())
             });
@@ -165,8 +160,14 @@ impl Cmd {
             cmd: self.display(),
             source,
         };
+        // Declared before the handle, so dropped after it: on every return, whatever of the
+        // group still runs is killed once the command has been waited for.
+        let group = match self.own_group {
+            true => Some(ProcessGroup::new().map_err(spawn_err)?),
+            false => None,
+        };
         let handle = self
-            .expression()
+            .expression(group.as_ref().map(ProcessGroup::id))
             .stderr_to_stdout()
             .reader()
             .map_err(spawn_err)?;
@@ -202,7 +203,7 @@ impl Cmd {
     /// Runs a short command and returns its stdout; its stderr goes into the error on failure.
     pub fn run_capture(&self) -> Result<String, CommandError> {
         let out = self
-            .expression()
+            .expression(None)
             .stdout_capture()
             .stderr_capture()
             .run()
@@ -282,5 +283,31 @@ mod tests {
         let err = Cmd::new("/nonexistent/prog").run_capture().unwrap_err();
         assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
         assert_eq!(Cmd::new("echo").arg("a b").display(), "echo 'a b'");
+    }
+
+    #[test]
+    fn nothing_of_a_grouped_command_outlives_it() {
+        let t = tempfile::tempdir().unwrap();
+        let log = t.path().join("g.log");
+        // A background job that would run on for a minute (its output detached, so the
+        // command's own end is seen at once); its pid is the command's one line.
+        let mut pid = String::new();
+        Cmd::new("sh")
+            .args(["-c", "sleep 60 </dev/null >/dev/null 2>&1 & echo $!"])
+            .in_own_group()
+            .run_logged(&log, &mut |l| pid = l.to_string())
+            .unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let t0 = std::time::Instant::now();
+        // Gone, or a zombie waiting for init (its stat shows state Z).
+        while fs::read_to_string(proc_dir.join("stat"))
+            .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").starts_with(" Z"))
+        {
+            assert!(
+                t0.elapsed().as_secs() < 5,
+                "sleep {pid} outlived its command"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

@@ -11,5 +11,6 @@ pub mod root;
 pub use root::Root;
 pub mod command;
 pub mod download;
+pub mod group;
 pub mod progress;
 pub mod prompt;

@@ -246,15 +246,104 @@ fn makes_mentioning(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// `/proc/PID/stat` of every live (not zombie) process: (pid, state, pgrp, command name).
+fn live_processes() -> Vec<(u32, char, i32, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let mut rest = stat[close + 2..].split(' ');
+        let state = rest.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let pgrp = rest.nth(1).and_then(|g| g.parse().ok()).unwrap_or(0);
+        if state != 'Z' {
+            out.push((pid, state, pgrp, name));
+        }
+    }
+    out
+}
+
+fn group_members(pgid: i32) -> Vec<String> {
+    live_processes()
+        .into_iter()
+        .filter(|p| p.2 == pgid)
+        .map(|(pid, st, _, name)| format!("{pid} {st} {name}"))
+        .collect()
+}
+
+/// Starts setup with a compiler that waits, waits until the build is compiling, and returns
+/// pigpu and the process group its `make` runs in (checked to be a group of its own).
+fn setup_stuck_in_the_build(
+    root: &Path,
+    manifest: &Path,
+    log: &Path,
+    work: &str,
+) -> (std::process::Child, i32) {
+    // A stale log from an earlier run would look like a build in progress.
+    let _ = fs::remove_file(log);
+    let a = pigpu_setup(root, manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !fs::read_to_string(log).is_ok_and(|l| l.contains("CC [M]")) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let makes = makes_mentioning(work);
+    assert!(!makes.is_empty(), "no make running");
+    let pids: Vec<u32> = makes
+        .iter()
+        .map(|m| m.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    let groups: Vec<i32> = live_processes()
+        .into_iter()
+        .filter(|p| pids.contains(&p.0))
+        .map(|p| p.2)
+        .collect();
+    let pgid = groups[0];
+    assert!(groups.iter().all(|&g| g == pgid), "{makes:?}: {groups:?}");
+    let ours = nix::unistd::getpgrp().as_raw();
+    assert_ne!(pgid, ours, "make runs in the test's own process group");
+    assert_ne!(pgid as u32, a.id(), "make runs in pigpu's process group");
+    (a, pgid)
+}
+
+/// Waits up to 5 s for every process of group `pgid` to be gone.
+fn assert_group_dies(pgid: i32, what: &str) {
+    let t0 = Instant::now();
+    while !group_members(pgid).is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{what}: the build's process group still runs 5 s later: {:?}",
+            group_members(pgid)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
+    use std::os::unix::process::ExitStatusExt;
     let t = TempDir::new().unwrap();
     let (root, rel) = binary_ready_root(t.path());
     let s = serve(t.path());
     // A compiler that waits (up to 60 s, printing nothing) over each module source until the
     // test says go, as gcc does over one of NVIDIA's big files: make has nothing to write to
-    // pigpu's pipe meanwhile, so only the signal pigpu arranges can stop it. Before that
-    // signal, make lived on until the compile ended.
+    // pigpu's pipe meanwhile, so only what pigpu arranges can stop it. Before the fix, make
+    // and its jobs lived on after pigpu was killed (GNU make forwards a signal only to the
+    // children it has recorded).
     let go = t.path().join("go");
     let cc = t.path().join("slow-cc");
     fs::write(
@@ -273,42 +362,30 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
         )
     });
     let log = root.join(format!("var/log/pigpu/build-1.0.0-{rel}.log"));
-    let mut a = pigpu_setup(&root, &slow)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("CC [M]")) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "the build never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    a.kill().unwrap();
-    a.wait().unwrap();
     let work = root.join("var/lib/pigpu/work");
     let needle = work.display().to_string();
-    // make gets SIGTERM with pigpu's death and passes it down its sub-makes. Usually they are
-    // gone at once, while the compile they waited for still waits; but GNU make forwards the
-    // signal only to the children it has recorded, so a job forked at that instant runs on and
-    // its make waits for it (seen in 2 of 6 loaded runs). So: give them up to 10 s, then let the
-    // compiler go either way. What matters is below: nothing new is built after the kill.
-    let t1 = Instant::now();
-    while !makes_mentioning(&needle).is_empty() && t1.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // What was in flight (the compiler) may finish; nothing starts after it.
+
+    // SIGKILL: no handler runs; the reaper sees pigpu's end of its pipe close.
+    let (mut a, pgid) = setup_stuck_in_the_build(&root, &slow, &log, &needle);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert_group_dies(pgid, "SIGKILL");
+
+    // SIGTERM (and SIGINT, the same handler): the group is killed, then pigpu dies of the
+    // signal as before.
+    let (a, pgid) = setup_stuck_in_the_build(&root, &slow, &log, &needle);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = a.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{:?}", out.status);
+    assert_group_dies(pgid, "SIGTERM");
+
+    // Nothing was left to go on: no module was linked.
     fs::write(&go, "").unwrap();
-    while !processes_mentioning(&needle).is_empty() {
-        assert!(
-            t1.elapsed() < Duration::from_secs(60),
-            "still running after pigpu was killed: {:?}",
-            processes_mentioning(&needle)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(processes_mentioning(&needle).is_empty());
     let linked: Vec<PathBuf> = walk(&work)
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "ko"))
