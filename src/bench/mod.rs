@@ -37,9 +37,12 @@ impl TestSpec {
         }
         s
     }
-    /// Context the test needs.
+    /// Context the test needs (saturating: an absurd `-n` must not wrap round to a small
+    /// context that passes the checks).
     pub fn n_ctx(&self) -> usize {
-        self.n_depth + self.n_prompt + self.n_gen
+        self.n_depth
+            .saturating_add(self.n_prompt)
+            .saturating_add(self.n_gen)
     }
 }
 
@@ -68,7 +71,7 @@ pub fn expand(
                 n_depth: d,
             });
         }
-        for &(p, g) in pairs.iter().filter(|(p, g)| p + g > 0) {
+        for &(p, g) in pairs.iter().filter(|&&(p, g)| p > 0 || g > 0) {
             out.push(TestSpec {
                 n_prompt: p,
                 n_gen: g,
@@ -77,6 +80,67 @@ pub fn expand(
         }
     }
     out
+}
+
+/// `-pg PP,TG`: a prompt length and a generation length.
+pub fn parse_pair(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("expected PP,TG, got '{s}'"))?;
+    let p = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{a}' is not a token count"))?;
+    let g = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{b}' is not a token count"))?;
+    Ok((p, g))
+}
+
+/// More repetitions than this are refused: an absurd `-r` (a typo, or 2^64 − 1) would
+/// otherwise run until killed and print nothing.
+pub const MAX_REPS: usize = 10_000;
+
+/// Flag values that describe no bench.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("nothing to measure: every -p, -n and -pg value is 0")]
+    NothingToMeasure,
+    #[error("-r must be at least 1")]
+    NoRepetitions,
+    #[error("-r {0} is more than {MAX_REPS} repetitions per test")]
+    TooManyRepetitions(usize),
+    #[error("-b (batch size) must be at least 1")]
+    NoBatch,
+}
+
+/// The tests the flags ask for (see [`expand`]), and the `e2eN` row's length (the longest
+/// generation, when pigpu's own rows are on), after checking the counts.
+pub fn plan(
+    prompts: &[usize],
+    gens: &[usize],
+    pairs: &[(usize, usize)],
+    depths: &[usize],
+    reps: usize,
+    n_batch: usize,
+    extra_rows: bool,
+) -> Result<(Vec<TestSpec>, Option<usize>), PlanError> {
+    let tests = expand(prompts, gens, pairs, depths);
+    if tests.is_empty() {
+        return Err(PlanError::NothingToMeasure);
+    }
+    if reps == 0 {
+        return Err(PlanError::NoRepetitions);
+    }
+    if reps > MAX_REPS {
+        return Err(PlanError::TooManyRepetitions(reps));
+    }
+    if n_batch == 0 {
+        return Err(PlanError::NoBatch);
+    }
+    let e2e = gens.iter().copied().filter(|&g| g > 0).max();
+    Ok((tests, e2e.filter(|_| extra_rows)))
 }
 
 /// Random prompt tokens, from the sampler's seeded generator, so two runs with the same seed
@@ -260,6 +324,25 @@ mod tests {
             ]
         );
         assert!(expand(&[0], &[0], &[], &[]).is_empty());
+    }
+
+    #[test]
+    fn absurd_counts_neither_wrap_nor_pass() {
+        let max = usize::MAX;
+        // A pair whose sum wraps to 1 is still a test, and its context saturates.
+        let v = expand(&[], &[], &[(max, 2)], &[max]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].n_ctx(), max);
+        let plan1 = |reps, b| plan(&[8], &[4], &[], &[0], reps, b, true);
+        assert_eq!(plan1(max, 1), Err(PlanError::TooManyRepetitions(max)));
+        assert_eq!(plan1(0, 1), Err(PlanError::NoRepetitions));
+        assert_eq!(plan1(1, 0), Err(PlanError::NoBatch));
+        let (tests, e2e) = plan1(MAX_REPS, 1).unwrap();
+        assert_eq!((tests.len(), e2e), (2, Some(4)));
+        assert_eq!(
+            plan(&[0], &[0], &[], &[], 1, 1, true),
+            Err(PlanError::NothingToMeasure)
+        );
     }
 
     #[test]

@@ -56,6 +56,57 @@ pub struct BenchResult {
 /// Engine counters per generated token (defined with the counters, in `engine`).
 pub use crate::engine::StatsPerToken;
 
+/// `-o`: the output formats, as llama-bench's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Md,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+impl Format {
+    /// The formats by their `-o` names.
+    pub const NAMES: [&'static str; 4] = ["md", "json", "jsonl", "csv"];
+
+    /// The format named `name` (one of [`Format::NAMES`]).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name {
+            "md" => Format::Md,
+            "json" => Format::Json,
+            "jsonl" => Format::Jsonl,
+            "csv" => Format::Csv,
+            _ => return None,
+        })
+    }
+}
+
+/// All rows in `format`, as printed on stdout.
+pub fn render(results: &[BenchResult], format: Format) -> String {
+    match format {
+        Format::Md => markdown(results),
+        Format::Json => json(results) + "\n",
+        Format::Jsonl => jsonl(results),
+        Format::Csv => csv(results),
+    }
+}
+
+/// The progress line for a finished row (`pp64: 96.81 ± 1.16 t/s`); says so when Ctrl-C cut
+/// its `reps` repetitions short.
+pub fn progress_line(row: &BenchResult, reps: usize) -> String {
+    let unit = row.unit.as_deref().unwrap_or("t/s");
+    let n = row.samples_ns.len();
+    let note = if n < reps {
+        format!(" ({n} of {reps} repetitions)")
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: {:.2} ± {:.2} {unit}{note}",
+        row.test, row.avg_ts, row.stddev_ts
+    )
+}
+
 /// Mean and sample standard deviation (n − 1), 0 for fewer than two samples.
 pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
     if xs.is_empty() {

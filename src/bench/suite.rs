@@ -70,9 +70,9 @@ impl Suite {
     fn n_ctx(&self) -> usize {
         let mut n_ctx = self.tests.iter().map(|t| t.n_ctx()).max().unwrap_or(1);
         if let Some(g) = self.e2e {
-            n_ctx = n_ctx.max(E2E_PROMPT.len() + 2 + g);
+            n_ctx = n_ctx.max(g.saturating_add(E2E_PROMPT.len() + 2));
         }
-        n_ctx + 1
+        n_ctx.saturating_add(1)
     }
 }
 

@@ -6,21 +6,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use clap::builder::TypedValueParser as _;
+
 use super::model_args::EngineArgs;
 use super::Outcome;
-use crate::bench::report::{self, BenchResult};
-use crate::bench::{expand, measure, Observer, Suite};
+use crate::bench::report::{self, BenchResult, Format};
+use crate::bench::{measure, plan, Observer, Suite};
 use crate::engine::vulkan::Profile;
 use crate::model::shapes::{self, ShapeSpec};
-
-/// Output formats, as llama-bench's `-o`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Md,
-    Json,
-    Jsonl,
-    Csv,
-}
 
 /// Arguments of `pigpu bench`. Flags taking lists accept comma-separated values and may be
 /// repeated; every combination runs, as in llama-bench.
@@ -66,7 +59,7 @@ pub struct Args {
     )]
     pub n_gen: Vec<usize>,
     /// Prompt+generation pairs `PP,TG` (also accepted as `-pg PP,TG`).
-    #[arg(long = "pg", value_parser = parse_pair)]
+    #[arg(long = "pg", value_parser = crate::bench::parse_pair)]
     pub pg: Vec<(usize, usize)>,
     /// Context depths to test at (tokens already in the KV cache, untimed).
     #[arg(
@@ -88,7 +81,9 @@ pub struct Args {
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
+    #[arg(short = 'o', long = "output", default_value = "md",
+          value_parser = clap::builder::PossibleValuesParser::new(Format::NAMES)
+              .map(|s| Format::from_name(&s).expect("one of the names")))]
     pub output: Format,
     /// Skip pigpu's own rows (load, e2e).
     #[arg(long)]
@@ -104,44 +99,25 @@ pub struct Args {
     pub profile: bool,
 }
 
-fn parse_pair(s: &str) -> Result<(usize, usize), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or_else(|| format!("expected PP,TG, got '{s}'"))?;
-    let p = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{a}' is not a token count"))?;
-    let g = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{b}' is not a token count"))?;
-    Ok((p, g))
-}
-
 fn print_results(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
     use std::io::Write;
-    let text = match format {
-        Format::Md => report::markdown(results),
-        Format::Json => report::json(results) + "\n",
-        Format::Jsonl => report::jsonl(results),
-        Format::Csv => report::csv(results),
-    };
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(report::render(results, format).as_bytes())?;
     out.flush()?;
     Ok(())
 }
 
 /// The suite the flags describe (writing any `--shape` models to the shape cache first).
 fn suite(mut args: Args) -> anyhow::Result<Suite> {
-    let tests = expand(&args.n_prompt, &args.n_gen, &args.pg, &args.n_depth);
-    anyhow::ensure!(
-        !tests.is_empty(),
-        "nothing to measure: every -p, -n and -pg value is 0"
-    );
-    anyhow::ensure!(args.reps > 0, "-r must be at least 1");
-    anyhow::ensure!(args.n_batch > 0, "-b (batch size) must be at least 1");
+    let (tests, e2e) = plan(
+        &args.n_prompt,
+        &args.n_gen,
+        &args.pg,
+        &args.n_depth,
+        args.reps,
+        args.n_batch,
+        !args.no_extra,
+    )?;
     // Pulled models by name, like every command that takes a model file.
     args.models = args
         .models
@@ -157,7 +133,6 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
         }
         args.models.push(shapes::cached(spec, 1)?.path);
     }
-    let e2e = args.n_gen.iter().copied().filter(|&g| g > 0).max();
     Ok(Suite {
         tests,
         threads: args.threads,
@@ -167,7 +142,7 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
         device: args.engine.device.clone(),
         tuning: args.engine.tuning()?,
         extra_rows: !args.no_extra,
-        e2e: e2e.filter(|_| !args.no_extra),
+        e2e,
         seed: args.seed,
         profile: args.profile,
         models: args.models,
@@ -260,19 +235,8 @@ impl Observer for Progress {
         self.counter(format!("{name}: repetition {rep}/{reps}"));
     }
 
-    /// The line for a finished row; says so when Ctrl-C cut its repetitions short.
     fn finished(&mut self, row: &BenchResult, reps: usize) {
-        let unit = row.unit.as_deref().unwrap_or("t/s");
-        let n = row.samples_ns.len();
-        let note = if n < reps {
-            format!(" ({n} of {reps} repetitions)")
-        } else {
-            String::new()
-        };
-        self.line(&format!(
-            "{}: {:.2} ± {:.2} {unit}{note}",
-            row.test, row.avg_ts, row.stddev_ts
-        ));
+        self.line(&report::progress_line(row, reps));
     }
 
     fn profile(&mut self, profile: &Profile) {

@@ -254,6 +254,7 @@ fn load(
         Tokenizer::from_gguf(&model.file)
             .with_context(|| format!("reading the tokenizer of {}", path.display()))?,
     );
+    crate::session::check_vocab(path, &model, &tokenizer)?;
     let c = &model.config;
     let n_ctx = a.ctx.unwrap_or(c.n_ctx_train.min(4096));
     if n_ctx < 2 {

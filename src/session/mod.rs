@@ -30,6 +30,12 @@ use crate::sys::progress::Reporter;
 pub enum SessionError {
     #[error("model file {} does not exist", path.display())]
     NoFile { path: PathBuf },
+    #[error("{}: the tokenizer has {n_tokens} tokens (tokenizer.ggml.tokens) but the embedding has {n_vocab} rows (token_embd.weight); they must match, as llama.cpp also requires (a model could otherwise produce ids no token stands for, or be fed ids beyond its embedding)", path.display())]
+    VocabMismatch {
+        path: PathBuf,
+        n_tokens: usize,
+        n_vocab: usize,
+    },
     #[error("--ctx {n_ctx} is too small (at least 2 tokens)")]
     CtxTooSmall { n_ctx: usize },
     #[error("--threads {threads} is more than this machine can use: it has {cores} CPU(s); give at most {max} (the default is one per core)")]
@@ -100,6 +106,7 @@ impl SharedModel {
     pub fn with_model(path: &Path, model: Arc<Model>) -> anyhow::Result<Arc<SharedModel>> {
         let tokenizer = Tokenizer::from_gguf(&model.file)
             .with_context(|| format!("reading the tokenizer of {}", path.display()))?;
+        check_vocab(path, &model, &tokenizer)?;
         Ok(Arc::new(SharedModel {
             path: path.to_path_buf(),
             model,
@@ -123,6 +130,19 @@ impl SharedModel {
         }
         std::hint::black_box(sink);
     }
+}
+
+/// Refuses a tokenizer whose token list is not as long as the embedding (probe G9: ids past the
+/// token list were generated silently; ids past the embedding would index beyond it).
+pub fn check_vocab(path: &Path, model: &Model, tokenizer: &Tokenizer) -> Result<(), SessionError> {
+    if tokenizer.n_vocab() != model.config.n_vocab {
+        return Err(SessionError::VocabMismatch {
+            path: path.to_path_buf(),
+            n_tokens: tokenizer.n_vocab(),
+            n_vocab: model.config.n_vocab,
+        });
+    }
+    Ok(())
 }
 
 /// One engine (and its KV cache) over a shared model: one conversation or run at a time.

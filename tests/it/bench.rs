@@ -148,6 +148,11 @@ fn bad_arguments_exit_2_with_a_message() {
         &["nothing to measure"],
     );
     expect_error(&["-m", "x.gguf", "-r", "0"], &["-r must be at least 1"]);
+    // An absurd -r would run until killed, printing nothing.
+    expect_error(
+        &["-m", "x.gguf", "-r", "18446744073709551615"],
+        &["-r 18446744073709551615 is more than 10000 repetitions"],
+    );
     expect_error(&["-m", "x.gguf", "-b", "0"], &["-b", "at least 1"]);
     expect_error(
         &["-m", "x.gguf", "-o", "xml"],
@@ -173,6 +178,19 @@ fn a_missing_gpu_or_an_overlong_test_is_named_in_the_error() {
         &too_long,
         &["pp9000+tg8", "9008", "8192", "llama.context_length"],
     );
+    // Counts near 2^64 do not wrap round to a small context (before: a panic for -pg, and
+    // "--ctx 1 is too small" for -d).
+    let max = "18446744073709551615";
+    let pg = format!("{max},2");
+    for extra in [
+        &["-pg", pg.as_str(), "-p", "0", "-n", "0"][..],
+        &["-d", max, "-p", "1", "-n", "0"][..],
+        &["-n", max, "-p", "0"][..],
+    ] {
+        let mut a = vec!["-m", m, "-r", "1"];
+        a.extend_from_slice(extra);
+        expect_error(&a, &[max, "8192", "llama.context_length"]);
+    }
 }
 
 #[test]

@@ -276,3 +276,131 @@ fn a_closed_stdout_never_panics() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(o.status.code(), Some(101), "{err}");
 }
+
+/// The probe's template (D6): three nested loops of 100,000 each. Before the renderer was
+/// bounded, `run --chat` ran on for minutes, growing past 1 GB.
+const NESTED_LOOPS: &str = "{% for i in range(100000) %}{% for j in range(100000) %}\
+{% for k in range(100000) %}x{% endfor %}{% endfor %}{% endfor %}";
+
+#[test]
+fn a_chat_template_with_nested_loops_fails_fast() {
+    use pigpu::gguf::Value;
+    let Some(m) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("tmpl_loop.gguf");
+    util::rewrite_gguf(
+        &m,
+        &p,
+        |md| *util::meta(md, "tokenizer.chat_template") = Value::String(NESTED_LOOPS.into()),
+        |_, _| {},
+    );
+    let t0 = Instant::now();
+    let o = run_for(
+        util::pigpu()
+            .arg("run")
+            .arg(&p)
+            .args(["--chat", "-p", "Hello", "-n", "4", "--backend", "cpu"])
+            .stdin(Stdio::null()),
+        30,
+    );
+    let took = t0.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("tokenizer.chat_template failed to render") && text(&o).contains("fuel"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+}
+
+/// SmolLM2 with its token list one shorter or one longer than its embedding (probe G9: ids
+/// past the list were generated and printed as nothing).
+#[test]
+fn a_vocabulary_unlike_the_embedding_is_named() {
+    use pigpu::gguf::Value;
+    let Some(m) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    for (name, delta) in [("short.gguf", -1i64), ("long.gguf", 1)] {
+        let p = t.path().join(name);
+        util::rewrite_gguf(
+            &m,
+            &p,
+            |md| {
+                for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type"] {
+                    let Value::Array(a) = util::meta(md, key) else {
+                        panic!("{key} is not an array");
+                    };
+                    if delta < 0 {
+                        a.values.pop();
+                    } else if key.ends_with("tokens") {
+                        a.values.push(Value::String("<extra>".into()));
+                    } else {
+                        a.values.push(Value::I32(1));
+                    }
+                }
+            },
+            |_, _| {},
+        );
+        let n_tokens = (49152 + delta).to_string();
+        for args in [
+            &["run", "-p", "hi", "-n", "2"][..],
+            &["bench", "-p", "4", "-n", "2", "-r", "1", "-m"][..],
+        ] {
+            let o = run_for(
+                util::pigpu().args(args).arg(&p).args(["--backend", "cpu"]),
+                60,
+            );
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(2), "{name} {args:?}: {out}");
+            assert!(
+                out.contains(&format!("the tokenizer has {n_tokens} tokens"))
+                    && out.contains("embedding has 49152 rows"),
+                "{name} {args:?}: {out}"
+            );
+        }
+    }
+}
+
+/// SmolLM2 whose embedding (Q8_0, tied to the output) has a NaN scale in every block, as a
+/// broken conversion might leave it: every logit is NaN. Before, `run` printed token 0 again and
+/// again and `bench` reported figures; now both stop with an error naming it.
+#[test]
+fn nan_logits_are_an_error_in_run_and_bench() {
+    let Some(m) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("nan.gguf");
+    util::rewrite_gguf(
+        &m,
+        &p,
+        |_| {},
+        |name, data| {
+            if name == "token_embd.weight" {
+                // Q8_0 blocks: an f16 scale, then 32 int8 values.
+                assert_eq!(data.len() % 34, 0);
+                for block in data.chunks_exact_mut(34) {
+                    block[..2].copy_from_slice(&0x7e00u16.to_le_bytes());
+                }
+            }
+        },
+    );
+    for args in [
+        &["run", "-p", "hi", "-n", "4"][..],
+        &["bench", "-p", "4", "-n", "2", "-r", "1", "-o", "json", "-m"][..],
+    ] {
+        let o = run_for(
+            util::pigpu().args(args).arg(&p).args(["--backend", "cpu"]),
+            60,
+        );
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {out}");
+        assert!(out.contains("NaN logits"), "{args:?}: {out}");
+        assert!(!out.contains("panicked"), "{args:?}: {out}");
+    }
+}

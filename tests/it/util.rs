@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The built `pigpu` binary.
@@ -55,4 +55,37 @@ pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 /// The project root (for fixtures).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes the GGUF file `src` again as `dst`, with `edit` applied to its metadata and `tensor` to
+/// each tensor's bytes (by name): the probe's way of making hostile variants of a real model.
+pub fn rewrite_gguf(
+    src: &Path,
+    dst: &Path,
+    edit: impl FnOnce(&mut Vec<(String, pigpu::gguf::Value)>),
+    mut tensor: impl FnMut(&str, &mut Vec<u8>),
+) {
+    let f = pigpu::gguf::GgufFile::open(src).expect("open the model to rewrite");
+    let mut w = pigpu::gguf::GgufWriter::new();
+    w.version = f.version();
+    w.metadata = f.metadata().to_vec();
+    edit(&mut w.metadata);
+    for t in f.tensors() {
+        let mut data = f.tensor_data(t).to_vec();
+        tensor(&t.name, &mut data);
+        w = w.tensor(&t.name, &t.shape, t.ty, data);
+    }
+    std::fs::write(dst, w.to_bytes()).expect("write the rewritten model");
+}
+
+/// The metadata value under `key` (which must be there), for [`rewrite_gguf`]'s `edit`.
+pub fn meta<'a>(
+    md: &'a mut [(String, pigpu::gguf::Value)],
+    key: &str,
+) -> &'a mut pigpu::gguf::Value {
+    &mut md
+        .iter_mut()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no metadata key {key}"))
+        .1
 }

@@ -521,6 +521,15 @@ impl Engine for CpuEngine {
         if self.logits.is_empty() {
             bail!("step called before any token was fed (prefill the prompt first)");
         }
+        // NaN logits (broken weights or hyper-parameters) would quietly sample token 0 again
+        // and again; say what happened instead.
+        if self.logits.iter().any(|x| x.is_nan()) {
+            bail!(
+                "the model computed NaN logits at position {}: its weights or hyper-parameters \
+                 are not usable (a broken or mis-converted file?)",
+                self.n_past
+            );
+        }
         let start = Instant::now();
         let mut l = self.logits.clone();
         let tok = sampler::sample(&mut l, &self.history, params, u);
