@@ -5,90 +5,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::fake_root::{doctor, findings, has, problems, Fake, GPU, PORT};
 use crate::util::{pigpu, root as project_root};
-
-/// Runs pigpu with `args` (and optional stdin), returns (exit code, parsed JSON or Null, stdout, stderr).
-pub(crate) fn doctor(args: &[&str], stdin: Option<&[u8]>) -> (i32, Value, String, String) {
-    let mut cmd = pigpu();
-    cmd.arg("doctor").args(args);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn pigpu");
-    if let Some(data) = stdin {
-        child.stdin.take().unwrap().write_all(data).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "pigpu doctor panicked:\n{stderr}"
-    );
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), json, stdout, stderr)
-}
-
-/// (id, status) pairs of a JSON report, checking its shape on the way.
-pub(crate) fn findings(v: &Value) -> Vec<(String, String)> {
-    let obj = v.as_object().expect("report is an object");
-    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    keys.sort();
-    assert_eq!(
-        keys,
-        ["checks", "fixes", "next"],
-        "the documented top level"
-    );
-    // `next` is the first of `fixes`, or null when nothing needs fixing.
-    match obj["fixes"].as_array().expect("fixes is an array").first() {
-        Some(first) => assert_eq!(obj["next"]["command"], first["command"]),
-        None => assert!(obj["next"].is_null()),
-    }
-    obj["checks"]
-        .as_array()
-        .expect("checks is an array")
-        .iter()
-        .map(|c| {
-            for k in ["id", "status", "summary", "evidence", "fix"] {
-                assert!(c.get(k).is_some(), "finding without {k}: {c}");
-            }
-            assert!(c["evidence"].is_array());
-            let status = c["status"].as_str().unwrap().to_string();
-            assert!(
-                ["ok", "info", "warn", "fail", "skip"].contains(&status.as_str()),
-                "{status}"
-            );
-            if status == "fail" || status == "warn" {
-                assert!(
-                    c["fix"].as_str().is_some_and(|f| !f.is_empty()),
-                    "a problem without a fix: {c}"
-                );
-            }
-            (c["id"].as_str().unwrap().to_string(), status)
-        })
-        .collect()
-}
-
-pub(crate) fn has(f: &[(String, String)], id: &str, status: &str) -> bool {
-    f.iter().any(|(i, s)| i == id && s == status)
-}
-
-pub(crate) fn problems(f: &[(String, String)]) -> Vec<(String, String)> {
-    f.iter()
-        .filter(|(_, s)| s == "warn" || s == "fail")
-        .cloned()
-        .collect()
-}
 
 fn real_logs() -> PathBuf {
     project_root().join("tests/fixtures/doctor/real-logs")
@@ -320,10 +244,6 @@ fn empty_garbage_and_unreadable_logs_still_report() {
 
 const REL: &str = "6.12.47+rpt-rpi-v8";
 const VER: &str = "580.95.05";
-pub(crate) const GPU: &str =
-    "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0";
-pub(crate) const PORT: &str = "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0";
-
 pub(crate) fn depmod() -> Option<&'static str> {
     let found = ["/usr/sbin/depmod", "/sbin/depmod"]
         .into_iter()
@@ -337,33 +257,7 @@ pub(crate) fn depmod() -> Option<&'static str> {
     found
 }
 
-pub(crate) struct Fake {
-    pub(crate) dir: tempfile::TempDir,
-}
-
 impl Fake {
-    pub(crate) fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel.trim_start_matches('/'))
-    }
-    pub(crate) fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
-        let p = self.p(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, content).unwrap();
-    }
-    pub(crate) fn link(&self, rel: &str, target: &str) {
-        let p = self.p(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let _ = fs::remove_file(&p);
-        symlink(target, p).unwrap();
-    }
-    pub(crate) fn remove(&self, rel: &str) {
-        let p = self.p(rel);
-        if p.is_dir() && !p.is_symlink() {
-            fs::remove_dir_all(p).unwrap();
-        } else {
-            fs::remove_file(p).unwrap();
-        }
-    }
     fn module(&self, file: &str, name: &str, license: &str) {
         let elf = ::pigpu::sys::kmod::fake_module_elf(&[
             ("version", VER),
@@ -384,47 +278,11 @@ impl Fake {
             .unwrap();
         assert!(st.success());
     }
-    pub(crate) fn pci(&self, path: &str, attrs: &[(&str, &str)], driver: Option<&str>) {
-        for (k, v) in attrs {
-            self.write(&format!("{path}/{k}"), format!("{v}\n"));
-        }
-        let addr = path.rsplit('/').next().unwrap();
-        let depth = path.matches('/').count();
-        self.link(
-            &format!("sys/bus/pci/devices/{addr}"),
-            &format!("../../../{}", path.trim_start_matches("sys/")),
-        );
-        if let Some(d) = driver {
-            fs::create_dir_all(self.p(&format!("sys/bus/pci/drivers/{d}"))).unwrap();
-            self.link(
-                &format!("{path}/driver"),
-                &format!("{}bus/pci/drivers/{d}", "../".repeat(depth)),
-            );
-        }
-    }
-    pub(crate) fn run(&self) -> (i32, Vec<(String, String)>, String) {
-        let (code, json, stdout, _) = doctor(
-            &["--json", "--root", self.dir.path().to_str().unwrap()],
-            None,
-        );
-        (code, findings(&json), stdout)
-    }
 
     /// A healthy Raspberry Pi 5 with an RTX A4000 and the patched open driver, as far as files go.
     fn healthy() -> Fake {
-        let f = Fake {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        f.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
-        f.write(
-            "proc/device-tree/compatible",
-            "raspberrypi,5-model-b\0brcm,bcm2712\0",
-        );
-        f.write("proc/sys/kernel/osrelease", format!("{REL}\n"));
-        f.write(
-            &format!("boot/config-{REL}"),
-            "CONFIG_ARM64=y\nCONFIG_ARM64_4K_PAGES=y\n",
-        );
+        let f = Fake::new();
+        f.pi5(REL, "4K");
         f.write(
             "boot/firmware/config.txt",
             "# pigpu test\n[all]\ndtparam=audio=on\n[pi5]\ndtparam=pciex1\n[all]\nkernel=kernel8.img\n",
@@ -482,38 +340,10 @@ impl Fake {
             &format!("{lib}/libnvidia-ml.so.1"),
             &format!("libnvidia-ml.so.{VER}"),
         );
-        f.write(
-            "usr/share/vulkan/icd.d/nvidia_icd.json",
-            r#"{"file_format_version": "1.0.1", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.4.312"}}"#,
-        );
-        for n in ["nvidiactl", "nvidia0", "nvidia-uvm", "nvidia-modeset"] {
-            f.write(&format!("dev/{n}"), "");
-            fs::set_permissions(f.p(&format!("dev/{n}")), fs::Permissions::from_mode(0o666))
-                .unwrap();
-        }
-        f.pci(
-            PORT,
+        f.nvidia_icd();
+        f.nvidia_dev_nodes(&["nvidiactl", "nvidia0", "nvidia-uvm", "nvidia-modeset"]);
+        f.pi5_gpu(
             &[
-                ("vendor", "0x14e4"),
-                ("device", "0x2712"),
-                ("class", "0x060400"),
-                ("current_link_speed", "5.0 GT/s PCIe"),
-                ("current_link_width", "1"),
-                ("max_link_speed", "5.0 GT/s PCIe"),
-                ("max_link_width", "1"),
-            ],
-            Some("pcieport"),
-        );
-        f.pci(
-            GPU,
-            &[
-                ("vendor", "0x10de"),
-                ("device", "0x24b0"),
-                ("class", "0x030000"),
-                ("current_link_speed", "5.0 GT/s PCIe"),
-                ("current_link_width", "1"),
-                ("max_link_speed", "16.0 GT/s PCIe"),
-                ("max_link_width", "16"),
                 ("enable", "1"),
                 (
                     "resource",
@@ -908,9 +738,7 @@ fn a_cm5_needs_no_pciex1_and_16k_without_nvidia_is_only_info() {
     assert!(has(&got, "pcie-port", "ok"), "{stdout}");
 
     // An AMD card on a 16K kernel: fine, so only info.
-    let f = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let f = Fake::new();
     f.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
     f.write("proc/sys/kernel/osrelease", "6.12.47+rpt-rpi-2712\n");
     f.pci(
@@ -939,9 +767,7 @@ fn empty_garbage_and_unreadable_roots_still_report() {
     assert!(!got.iter().any(|(id, s)| s == "fail" && id == "platform"));
 
     // Garbage in every file a check reads.
-    let g = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let g = Fake::new();
     let junk: Vec<u8> = (0..3000u32)
         .map(|i| (i.wrapping_mul(40503) >> 3) as u8)
         .collect();
@@ -999,9 +825,7 @@ fn empty_garbage_and_unreadable_roots_still_report() {
     );
 
     // Unreadable: directories where files belong, symlink loops, a file where a directory belongs.
-    let u = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let u = Fake::new();
     for d in [
         "proc/sys/kernel/osrelease",
         "proc/modules",
@@ -1214,9 +1038,7 @@ fn live_vulkan_check_lists_the_real_devices() {
 /// Pi's x1 port, so no degraded-link alarm.
 #[test]
 fn no_degraded_link_without_the_upstream_ports_numbers() {
-    let f = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let f = Fake::new();
     f.pci(
         GPU,
         &[

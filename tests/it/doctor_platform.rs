@@ -6,13 +6,12 @@
 //! the platform model must name the same soname).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::doctor::{doctor, findings, has, problems, Fake, GPU, PORT};
+use crate::fake_root::{doctor, findings, has, problems, Fake};
 use crate::util::pigpu;
 
 /// Builds `dir/<file>`, a shared library with soname `soname` that needs each of `needs`
@@ -83,9 +82,7 @@ const H200_PORT: &str = "sys/devices/pci0000:17/0000:17:01.0";
 
 /// The x86-64 H200 server of issue 13, as far as files go.
 fn h200() -> Fake {
-    let f = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let f = Fake::new();
     f.write("proc/sys/kernel/osrelease", format!("{H200_REL}\n"));
     f.write(
         &format!("boot/config-{H200_REL}"),
@@ -107,10 +104,7 @@ fn h200() -> Fake {
         "Model: \t\t NVIDIA H200\nBus Location: \t 0000:18:00.0\n",
     );
     fs::create_dir_all(f.p(&format!("lib/modules/{H200_REL}/kernel"))).unwrap();
-    for n in ["nvidiactl", "nvidia0", "nvidia-uvm"] {
-        f.write(&format!("dev/{n}"), "");
-        fs::set_permissions(f.p(&format!("dev/{n}")), fs::Permissions::from_mode(0o666)).unwrap();
-    }
+    f.nvidia_dev_nodes(&["nvidiactl", "nvidia0", "nvidia-uvm"]);
     let lib = "usr/lib/x86_64-linux-gnu";
     f.write(&format!("{lib}/libvulkan.so.1"), "elf");
     f.write(&format!("{lib}/libnvidia-ml.so.{H200_VER}"), "elf");
@@ -126,10 +120,7 @@ fn h200() -> Fake {
         &format!("{lib}/libGLX_nvidia.so.0"),
         &format!("libGLX_nvidia.so.{H200_VER}"),
     );
-    f.write(
-        "usr/share/vulkan/icd.d/nvidia_icd.json",
-        r#"{"file_format_version": "1.0.1", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.4.312"}}"#,
-    );
+    f.nvidia_icd();
     f.pci(
         H200_PORT,
         &[
@@ -236,19 +227,8 @@ fn h200_like_root_fails_only_on_vulkan_and_names_libglvnd0() {
 /// nothing NVIDIA installed.
 fn fresh_pi() -> Fake {
     let rel = "6.12.47+rpt-rpi-2712";
-    let f = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
-    f.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
-    f.write(
-        "proc/device-tree/compatible",
-        "raspberrypi,5-model-b\0brcm,bcm2712\0",
-    );
-    f.write("proc/sys/kernel/osrelease", format!("{rel}\n"));
-    f.write(
-        &format!("boot/config-{rel}"),
-        "CONFIG_ARM64=y\nCONFIG_ARM64_16K_PAGES=y\n",
-    );
+    let f = Fake::new();
+    f.pi5(rel, "16K");
     f.write(
         "boot/firmware/config.txt",
         fs::read(crate::util::root().join("tests/fixtures/setup/config/pios-bookworm.txt"))
@@ -263,32 +243,7 @@ fn fresh_pi() -> Fake {
         "usr/share/vulkan/icd.d/broadcom_icd.aarch64.json",
         r#"{"file_format_version": "1.0.0", "ICD": {"library_path": "/usr/lib/aarch64-linux-gnu/libvulkan_broadcom.so", "api_version": "1.2.255"}}"#,
     );
-    f.pci(
-        PORT,
-        &[
-            ("vendor", "0x14e4"),
-            ("device", "0x2712"),
-            ("class", "0x060400"),
-            ("current_link_speed", "5.0 GT/s PCIe"),
-            ("current_link_width", "1"),
-            ("max_link_speed", "5.0 GT/s PCIe"),
-            ("max_link_width", "1"),
-        ],
-        Some("pcieport"),
-    );
-    f.pci(
-        GPU,
-        &[
-            ("vendor", "0x10de"),
-            ("device", "0x24b0"),
-            ("class", "0x030000"),
-            ("current_link_speed", "5.0 GT/s PCIe"),
-            ("current_link_width", "1"),
-            ("max_link_speed", "16.0 GT/s PCIe"),
-            ("max_link_width", "16"),
-        ],
-        None,
-    );
+    f.pi5_gpu(&[], None);
     f
 }
 
@@ -351,9 +306,7 @@ fn fresh_pi_root_gives_consistent_fixes_ending_with_setup() {
 
 #[test]
 fn a_plain_pc_gets_no_pi_fixes_and_no_headers_warning() {
-    let f = Fake {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let f = Fake::new();
     f.write("proc/sys/kernel/osrelease", "6.1.0-40-amd64\n");
     f.write("boot/config-6.1.0-40-amd64", "CONFIG_X86_64=y\n");
     f.write("proc/modules", "i915 1 0 - Live 0x0\n");

@@ -10,6 +10,7 @@ mod completions;
 mod cpu_engine;
 mod doctor;
 mod doctor_platform;
+mod fake_root;
 mod fuzz;
 mod gguf;
 mod hub;

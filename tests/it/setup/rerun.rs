@@ -20,13 +20,9 @@ fn entries(dir: &Path) -> Vec<String> {
 
 /// doctor's `driver-modules` finding on `root`: (status, summary).
 fn driver_modules(root: &Path) -> (String, String) {
-    let out = util::pigpu()
-        .args(["doctor", "--json", "--check", "driver", "--root"])
-        .arg(root)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let root = root.to_str().unwrap();
+    let (_, v, _, _) =
+        crate::fake_root::doctor(&["--json", "--check", "driver", "--root", root], None);
     let f = v["checks"]
         .as_array()
         .unwrap()
