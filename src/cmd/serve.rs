@@ -309,7 +309,7 @@ fn load(
         };
         let backend = Backend::from(a.backend);
         Engines::PerSlot(Arc::new(move |_slot| {
-            engine::create(backend, m.clone(), &opts)
+            Ok(engine::create(backend, m.clone(), &opts)?)
         }))
     };
     let (handles, describe) =

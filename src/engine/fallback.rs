@@ -2,16 +2,16 @@
 //! (device lost, out of device memory, a hung submit) and then carries on with the CPU engine,
 //! saying so (a warning). It remembers every token fed or sampled since the last `reset`, so the
 //! CPU engine can re-run them (one prefill) and the generation continues where it was; the
-//! failed call is then retried on the CPU. Errors that are not the GPU's (a full context, a bad
-//! token id) pass through unchanged, and `--backend vulkan` never gets this wrapper.
+//! failed call is then retried on the CPU. What counts as the GPU failing is the engine
+//! boundary's `EngineError::is_gpu_failure`; other errors (a full context, a bad token id) pass
+//! through unchanged, and `--backend vulkan` never gets this wrapper.
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 
 use super::cpu::{CpuEngine, CpuOptions};
-use super::vulkan::VkError;
-use super::{Engine, SamplingParams, Stats};
+use super::{Engine, EngineError, EngineResult as Result, SamplingParams, Stats};
 use crate::model::Model;
 
 pub struct Fallback {
@@ -24,9 +24,13 @@ pub struct Fallback {
     tokens: Vec<u32>,
 }
 
-/// Whether `e` came from a Vulkan call (as opposed to bad input or a full context).
+/// Whether `e`, passed up through `anyhow` by a caller, is an engine's GPU failure (as opposed
+/// to bad input or a full context).
 pub fn is_gpu_failure(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<VkError>())
+    e.chain().any(|c| {
+        c.downcast_ref::<EngineError>()
+            .is_some_and(EngineError::is_gpu_failure)
+    })
 }
 
 impl Fallback {
@@ -46,11 +50,11 @@ impl Fallback {
         !self.on_gpu
     }
 
-    /// Runs `f` on the current engine; if it fails on the GPU with a Vulkan error, switches to
-    /// the CPU engine (re-running `self.tokens`) and runs `f` there.
+    /// Runs `f` on the current engine; if the GPU fails, switches to the CPU engine
+    /// (re-running `self.tokens`) and runs `f` there.
     fn call<T>(&mut self, f: impl Fn(&mut dyn Engine) -> Result<T>) -> Result<T> {
         match f(self.inner.as_mut()) {
-            Err(e) if self.on_gpu && is_gpu_failure(&e) => {
+            Err(e) if self.on_gpu && e.is_gpu_failure() => {
                 self.switch(&e)?;
                 f(self.inner.as_mut())
             }
@@ -58,9 +62,10 @@ impl Fallback {
         }
     }
 
-    fn switch(&mut self, why: &anyhow::Error) -> Result<()> {
+    fn switch(&mut self, why: &EngineError) -> Result<()> {
         log::warn!(
-            "the GPU failed ({why:#}); continuing on the CPU (re-running the {} tokens so far)",
+            "the GPU failed ({}); continuing on the CPU (re-running the {} tokens so far)",
+            chain(why),
             self.tokens.len()
         );
         let mut cpu = CpuEngine::new(self.model.clone(), &self.cpu)
@@ -73,6 +78,18 @@ impl Fallback {
         self.on_gpu = false;
         Ok(())
     }
+}
+
+/// `e` with its causes, `a: b: c`, as `{:#}` prints an `anyhow` chain.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut c = e.source();
+    while let Some(x) = c {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        c = x.source();
+    }
+    s
 }
 
 impl Engine for Fallback {

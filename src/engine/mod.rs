@@ -11,12 +11,18 @@
 //! logits nobody reads.
 
 pub mod cpu;
+pub mod error;
 pub mod fallback;
+pub mod fit;
 
 pub mod vulkan;
 
 // The sampler's settings belong to the sampler (the model layer); every engine takes them.
 pub use crate::model::sampler::SamplingParams;
+pub use error::EngineError;
+
+/// What the engine boundary returns: the cases callers act on (docs/architecture.md).
+pub type EngineResult<T> = Result<T, EngineError>;
 
 /// Per-generation counters an engine keeps (all zero for the CPU engine's GPU-only fields).
 /// `pigpu run --json` and `pigpu bench` report these averaged per generated token.
@@ -104,18 +110,18 @@ pub trait Engine {
     /// `tokens` at the following positions, batched. Afterwards the logits of the last token are
     /// pending for `step` / `logits`. Fails, changing nothing, if the tokens do not fit in
     /// `n_ctx()` or an id is outside the vocabulary.
-    fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()>;
+    fn prefill(&mut self, tokens: &[u32]) -> EngineResult<()>;
     /// Feeds the token last returned by `step` (if not fed yet; this needs one free position in
     /// the context), then samples from the pending logits with `params` and the uniform random
     /// number `u` (in [0, 1), drawn by the host so that a seed fixes the output) and returns the
     /// sampled token. The returned token is *not* fed yet (see the module docs).
-    fn step(&mut self, params: &SamplingParams, u: f32) -> anyhow::Result<u32>;
+    fn step(&mut self, params: &SamplingParams, u: f32) -> EngineResult<u32>;
     /// The pending logits (vocabulary-sized): those of the last token fed. Slow path for tests;
     /// engines may read back from a device.
-    fn logits(&mut self) -> anyhow::Result<Vec<f32>>;
+    fn logits(&mut self) -> EngineResult<Vec<f32>>;
     /// Runs `tokens` like `prefill` and returns the logits of every one of them,
     /// `tokens.len() × n_vocab`, row-major. For perplexity and tests.
-    fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>>;
+    fn prefill_all_logits(&mut self, tokens: &[u32]) -> EngineResult<Vec<f32>>;
     /// Counters since the last `reset_stats`.
     fn stats(&self) -> Stats;
     fn reset_stats(&mut self);
@@ -125,12 +131,12 @@ pub trait Engine {
         None
     }
     /// Turns per-op GPU timing on or off (`--profile`). Engines without it refuse to turn it on.
-    fn set_profiling(&mut self, on: bool) -> anyhow::Result<()> {
+    fn set_profiling(&mut self, on: bool) -> EngineResult<()> {
         if on {
-            anyhow::bail!(
+            return Err(EngineError::BadInput(format!(
                 "--profile times GPU commands, and this run uses {} (use --backend vulkan)",
                 self.describe()
-            );
+            )));
         }
         Ok(())
     }
@@ -203,21 +209,24 @@ impl EngineTuning {
     }
 }
 
-/// Builds the engine for `backend`. This is the one place that picks an engine: the Vulkan
-/// engine plugs in here.
+/// Builds the engine for `backend`. This is the one place that picks an engine. Each engine
+/// first checks that the model and its KV cache fit in its memory (`fit`), before any upload or
+/// long read, and refuses with the numbers and the largest context that fits.
 pub fn create(
     backend: Backend,
     model: std::sync::Arc<crate::model::Model>,
     opts: &EngineOptions,
-) -> anyhow::Result<Box<dyn Engine>> {
+) -> EngineResult<Box<dyn Engine>> {
     let o = cpu::CpuOptions {
         n_ctx: opts.n_ctx,
         threads: opts.threads,
         kv_f16: opts.kv_f16,
         isa: opts.tuning.cpu_isa,
     };
-    let cpu = |model| -> anyhow::Result<Box<dyn Engine>> {
-        Ok(Box::new(cpu::CpuEngine::new(model, &o)?))
+    let cpu = |model: std::sync::Arc<crate::model::Model>| -> EngineResult<Box<dyn Engine>> {
+        check_host_fit(&model, &o)?;
+        let e = cpu::CpuEngine::new(model, &o).map_err(anyhow::Error::from)?;
+        Ok(Box::new(e))
     };
     match backend {
         Backend::Cpu => cpu(model),
@@ -225,6 +234,17 @@ pub fn create(
         // A GPU that fails later (device lost, out of memory) hands over to the CPU engine.
         Backend::Auto => match create_vulkan(model.clone(), opts) {
             Ok(e) => Ok(Box::new(fallback::Fallback::new(e, model, o.clone()))),
+            Err(EngineError::DoesNotFit(r)) => {
+                let e = cpu(model)?;
+                log::warn!(
+                    "the model does not fit in the GPU's memory ({} needed at --ctx {}, {} there); \
+                     using the CPU",
+                    fit::size(r.need.total()),
+                    r.need.n_ctx,
+                    fit::size(r.available)
+                );
+                Ok(e)
+            }
             Err(e) => {
                 log::warn!("no usable GPU, using the CPU (-v says why)");
                 log::info!("no Vulkan engine: {e:#}");
@@ -234,12 +254,26 @@ pub fn create(
     }
 }
 
+/// The CPU engine's memory check: the file (resident), the KV cache and the scratch against
+/// `MemAvailable` (docs/cpu-engine.md "Memory check"). Skipped where the kernel does not say.
+fn check_host_fit(model: &crate::model::Model, o: &cpu::CpuOptions) -> EngineResult<()> {
+    let Some(avail) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| fit::parse_mem_available(&t))
+    else {
+        return Ok(());
+    };
+    let need = fit::cpu_need(model, o.n_ctx.max(1), o.kv_f16);
+    fit::check(&need, avail, "memory available (MemAvailable)")
+        .map_err(|r| EngineError::DoesNotFit(Box::new(r)))
+}
+
 /// The Vulkan engine on the device `opts.device` names (or the automatic choice, which never
 /// takes a CPU implementation such as lavapipe, nor the Pi's V3D).
 fn create_vulkan(
     model: std::sync::Arc<crate::model::Model>,
     opts: &EngineOptions,
-) -> anyhow::Result<Box<dyn Engine>> {
+) -> EngineResult<Box<dyn Engine>> {
     let mut o = vulkan::VulkanOptions {
         n_ctx: opts.n_ctx,
         progress: opts.progress.clone(),

@@ -1,7 +1,8 @@
 //! A loaded model generating text: the layer above the engines that `run`, chat, `perplexity`
 //! and `bench` share (and that a server builds on). Loading opens the GGUF file, reads the
-//! tokenizer, checks the context against memory, touches the weights once and builds the engine
-//! the caller asked for; [`generate`] is the token loop with its stop conditions and timings.
+//! tokenizer, checks the options, builds the engine the caller asked for (which first checks
+//! that the model and its KV cache fit in its memory: `engine::fit`) and, for the CPU engine,
+//! touches the weights once; [`generate`] is the token loop with its stop conditions and timings.
 //!
 //! The read-only part ([`SharedModel`]: the memory-mapped weights and the tokenizer) sits behind
 //! an `Arc`, so several [`Session`]s can hold one loaded model: each session owns an engine and
@@ -46,13 +47,6 @@ pub enum SessionError {
     },
     #[error("--ctx {n_ctx} is far beyond any memory (the model was trained for {trained} tokens)")]
     CtxBeyondMemory { n_ctx: usize, trained: usize },
-    #[error("--ctx {n_ctx} needs {need_gib:.1} GiB for the KV cache, more than the {avail_gib:.1} GiB of memory available; lower --ctx (the model was trained for {trained} tokens)")]
-    KvTooBig {
-        n_ctx: usize,
-        need_gib: f64,
-        avail_gib: f64,
-        trained: usize,
-    },
     #[error("the prompt is {n_prompt} tokens, longer than the context of {n_ctx} (raise --ctx)")]
     PromptTooLong { n_prompt: usize, n_ctx: usize },
     #[error("-n {n} after a prompt of {n_prompt} tokens needs {} positions, more than the context of {n_ctx} (lower -n or raise --ctx)", *n_prompt as u128 + *n as u128)]
@@ -154,14 +148,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens `path`, checks the options, warms the weights up (reporting to `opts.progress`) and
-    /// builds the engine.
+    /// Opens `path`, checks the options, builds the engine (which refuses a model that does not
+    /// fit before reading or uploading its weights) and, on the CPU engine, warms the weights up
+    /// (reporting to `opts.progress`). A GPU engine has just read every page for its upload,
+    /// reporting its own progress.
     pub fn load(path: &Path, opts: &SessionOptions) -> anyhow::Result<Session> {
         let t0 = Instant::now();
         let shared = SharedModel::open(path)?;
         let n_ctx = check_options(&shared.model.config, opts)?;
-        shared.warm_up(&opts.progress);
         let engine = build_engine(&shared, opts, n_ctx)?;
+        if engine.kind() == engine::EngineKind::Cpu {
+            shared.warm_up(&opts.progress);
+        }
         Ok(Session {
             shared,
             engine,
@@ -254,7 +252,7 @@ fn check_options(c: &Config, opts: &SessionOptions) -> Result<usize, SessionErro
             max,
         });
     }
-    check_kv_memory(c, n_ctx, opts.kv_f16, opts.backend)?;
+    check_kv_size(c, n_ctx, opts.kv_f16)?;
     if n_ctx > c.n_ctx_train {
         log::warn!(
             "warning: --ctx {n_ctx} is larger than the model's training context {}",
@@ -264,46 +262,19 @@ fn check_options(c: &Config, opts: &SessionOptions) -> Result<usize, SessionErro
     Ok(n_ctx)
 }
 
-/// Bytes of memory available for new allocations (`MemAvailable`), when the kernel says.
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
-/// The KV cache a context needs, checked for overflow and (for engines whose cache lives in
-/// host memory) against the memory available, so a huge `--ctx` is a clear error rather than
-/// an abort on a failed allocation.
-fn check_kv_memory(
-    c: &Config,
-    n_ctx: usize,
-    kv_f16: bool,
-    backend: Backend,
-) -> Result<(), SessionError> {
+/// Refuses a context whose KV cache size overflows or is beyond any machine (a petabyte), so
+/// the engines' memory checks (`engine::fit`, against the memory there is) see sane sizes.
+fn check_kv_size(c: &Config, n_ctx: usize, kv_f16: bool) -> Result<(), SessionError> {
     let elem: u64 = if kv_f16 { 2 } else { 4 };
     let bytes = [c.n_layer, c.n_head_kv, c.head_dim, 2]
         .iter()
         .try_fold(n_ctx as u64, |acc, &x| acc.checked_mul(x as u64))
         .and_then(|b| b.checked_mul(elem));
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let Some(bytes) = bytes.filter(|&b| b < 1 << 50) else {
-        return Err(SessionError::CtxBeyondMemory {
+    match bytes {
+        Some(b) if b < 1 << 50 => Ok(()),
+        _ => Err(SessionError::CtxBeyondMemory {
             n_ctx,
-            trained: c.n_ctx_train,
-        });
-    };
-    if matches!(backend, Backend::Vulkan) {
-        // On the GPU; the Vulkan engine checks its device memory itself.
-        return Ok(());
-    }
-    match mem_available() {
-        Some(avail) if bytes > avail => Err(SessionError::KvTooBig {
-            n_ctx,
-            need_gib: gib(bytes),
-            avail_gib: gib(avail),
             trained: c.n_ctx_train,
         }),
-        _ => Ok(()),
     }
 }

@@ -16,6 +16,7 @@ mod gguf;
 mod hub;
 mod inspect;
 mod logging;
+mod memory;
 mod perplexity;
 mod pty;
 mod quant;

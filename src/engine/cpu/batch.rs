@@ -35,7 +35,7 @@ impl CpuEngine {
             .collect();
         match idx.len() {
             0 => return Ok(()),
-            1 => return engines[idx[0]].feed(&[], false).map(|_| ()),
+            1 => return Ok(engines[idx[0]].feed(&[], false).map(|_| ())?),
             _ => {}
         }
         let lead = idx[0];

@@ -17,7 +17,7 @@ pub mod pool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use crate::engine::{EngineError, EngineResult as Result};
 
 use self::kernels::Isa;
 use self::matmul::{matmul, matmul_many, Acts, Mat};
@@ -106,7 +106,7 @@ impl std::fmt::Debug for CpuEngine {
 impl CpuEngine {
     /// Prepares `model` for the CPU: checks every weight type has a kernel, allocates the KV
     /// cache for `opts.n_ctx` positions and starts the threads.
-    pub fn new(model: Arc<Model>, opts: &CpuOptions) -> Result<CpuEngine, ModelError> {
+    pub fn new(model: Arc<Model>, opts: &CpuOptions) -> std::result::Result<CpuEngine, ModelError> {
         let c = &model.config;
         let isa = opts.isa.unwrap_or_else(Isa::detect);
         let w = &model.weights;
@@ -192,15 +192,17 @@ impl CpuEngine {
     fn check_tokens(&self, tokens: &[u32], extra: usize) -> Result<()> {
         let n_vocab = self.model.config.n_vocab;
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            bail!("token id {t} is outside the vocabulary (0..{n_vocab})");
+            return Err(EngineError::BadInput(format!(
+                "token id {t} is outside the vocabulary (0..{n_vocab})"
+            )));
         }
         let need = self.n_past + extra + tokens.len();
         if need > self.n_ctx {
-            bail!(
+            return Err(EngineError::ContextFull(format!(
                 "{need} tokens do not fit in the context of {} (already {} in the cache); use a larger --ctx",
                 self.n_ctx,
                 self.n_past + extra
-            );
+            )));
         }
         Ok(())
     }
@@ -519,16 +521,18 @@ impl Engine for CpuEngine {
             self.feed(&[], false)?;
         }
         if self.logits.is_empty() {
-            bail!("step called before any token was fed (prefill the prompt first)");
+            return Err(EngineError::BadInput(
+                "step called before any token was fed (prefill the prompt first)".into(),
+            ));
         }
         // NaN logits (broken weights or hyper-parameters) would quietly sample token 0 again
         // and again; say what happened instead.
         if self.logits.iter().any(|x| x.is_nan()) {
-            bail!(
+            return Err(EngineError::Other(anyhow::anyhow!(
                 "the model computed NaN logits at position {}: its weights or hyper-parameters \
                  are not usable (a broken or mis-converted file?)",
                 self.n_past
-            );
+            )));
         }
         let start = Instant::now();
         let mut l = self.logits.clone();
@@ -540,7 +544,9 @@ impl Engine for CpuEngine {
     }
     fn logits(&mut self) -> Result<Vec<f32>> {
         if self.logits.is_empty() {
-            bail!("no logits pending: feed tokens first");
+            return Err(EngineError::BadInput(
+                "no logits pending: feed tokens first".into(),
+            ));
         }
         Ok(self.logits.clone())
     }

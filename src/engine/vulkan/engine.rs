@@ -9,13 +9,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::attention::Splits;
 use super::buffer::u32_bytes;
 use super::command::Cmd;
 use super::device::Device;
-use super::error::Result as VkResult;
+use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_params, Op, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
@@ -23,7 +23,7 @@ use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
 use super::shared::Shared;
 use super::tuning::Tuning;
 use super::upload::download;
-use crate::engine::{Engine, SamplingParams, Stats};
+use crate::engine::{Engine, EngineError, EngineResult, SamplingParams, Stats};
 use crate::model::Model;
 
 /// How to open the engine.
@@ -101,6 +101,8 @@ impl VulkanEngine {
         model: Arc<Model>,
         opts: &VulkanOptions,
     ) -> VkResult<VulkanEngine> {
+        // Refuse what will not fit before uploading anything.
+        super::memory::check(&dev, &model, opts.n_ctx.max(1), true)?;
         let shared = Shared::load(dev, &model, &opts.progress)?;
         Self::with_shared(shared, model, opts)
     }
@@ -116,6 +118,8 @@ impl VulkanEngine {
         let dev = shared.dev.clone();
         let c = &model.config;
         let n_ctx = opts.n_ctx.max(1);
+        // Refuse what will not fit before allocating anything (the weights are up already).
+        super::memory::check(&dev, &model, n_ctx, false)?;
         let (load_upload_bytes, load_upload_ns) = (shared.upload_bytes, shared.upload_ns);
         let kv = graph::kv_cache(&dev, c, n_ctx)?;
         let splits = Splits::for_context(&dev, n_ctx);
@@ -306,21 +310,25 @@ impl VulkanEngine {
         Ok(())
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> anyhow::Result<()> {
+    fn check_tokens(&self, tokens: &[u32]) -> EngineResult<()> {
         if tokens.is_empty() {
-            bail!("vulkan: prefill needs at least one token");
+            return Err(EngineError::BadInput(
+                "vulkan: prefill needs at least one token".into(),
+            ));
         }
         let before = self.n_past + self.unfed.is_some() as usize;
         if before + tokens.len() > self.n_ctx {
-            bail!(
+            return Err(EngineError::ContextFull(format!(
                 "vulkan: {} tokens after {before} already in the context exceed the context length {} (use a larger --ctx)",
                 tokens.len(),
                 self.n_ctx
-            );
+            )));
         }
         let n_vocab = self.model.config.n_vocab;
         if let Some(t) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            bail!("vulkan: token id {t} is outside the vocabulary (size {n_vocab})");
+            return Err(EngineError::BadInput(format!(
+                "vulkan: token id {t} is outside the vocabulary (size {n_vocab})"
+            )));
         }
         Ok(())
     }
@@ -383,27 +391,33 @@ impl Engine for VulkanEngine {
         let _ = self.clear_state();
     }
 
-    fn prefill(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
+    fn prefill(&mut self, tokens: &[u32]) -> EngineResult<()> {
         let t0 = Instant::now();
         self.check_tokens(tokens)?;
-        self.feed_unfed()?;
+        self.feed_unfed().map_err(to_engine)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.acts.ubatch).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            self.run_batch(chunk, i + 1 == chunks.len(), false, 0)?;
+            self.run_batch(chunk, i + 1 == chunks.len(), false, 0)
+                .map_err(to_engine)?;
         }
         self.pending = true;
         self.stats.host_ns += t0.elapsed().as_nanos() as u64;
         Ok(())
     }
 
-    fn step(&mut self, params: &SamplingParams, u: f32) -> anyhow::Result<u32> {
+    fn step(&mut self, params: &SamplingParams, u: f32) -> EngineResult<u32> {
         let t0 = Instant::now();
         if !self.pending {
-            bail!("vulkan: step without pending logits (prefill first)");
+            return Err(EngineError::BadInput(
+                "vulkan: step without pending logits (prefill first)".into(),
+            ));
         }
         let feed = self.unfed.is_some();
         if feed && self.n_past >= self.n_ctx {
-            bail!("vulkan: the context ({} tokens) is full", self.n_ctx);
+            return Err(EngineError::ContextFull(format!(
+                "vulkan: the context ({} tokens) is full",
+                self.n_ctx
+            )));
         }
         let p = sample_params(params, u);
         self.acts.params.write(0, u32_bytes(&p));
@@ -413,9 +427,13 @@ impl Engine for VulkanEngine {
             (_, false) => &self.sample_only,
         };
         let t_submit = Instant::now();
-        cmd.submit().context("submitting a decode step")?;
+        cmd.submit()
+            .context("submitting a decode step")
+            .map_err(to_engine)?;
         let t_wait = Instant::now();
-        cmd.wait().context("waiting for a decode step")?;
+        cmd.wait()
+            .context("waiting for a decode step")
+            .map_err(to_engine)?;
         let waited = t_wait.elapsed();
         let dispatches = cmd.dispatches;
         if let (Some(p), true) = (&mut self.prof, feed) {
@@ -440,9 +458,11 @@ impl Engine for VulkanEngine {
         Ok(token)
     }
 
-    fn logits(&mut self) -> anyhow::Result<Vec<f32>> {
+    fn logits(&mut self) -> EngineResult<Vec<f32>> {
         if !self.pending {
-            bail!("vulkan: no pending logits (prefill first)");
+            return Err(EngineError::BadInput(
+                "vulkan: no pending logits (prefill first)".into(),
+            ));
         }
         let n = self.model.config.n_vocab;
         let bytes = download(&self.dev, &self.acts.logits, 0, (n * 4) as u64)?;
@@ -455,15 +475,15 @@ impl Engine for VulkanEngine {
             .collect())
     }
 
-    fn prefill_all_logits(&mut self, tokens: &[u32]) -> anyhow::Result<Vec<f32>> {
+    fn prefill_all_logits(&mut self, tokens: &[u32]) -> EngineResult<Vec<f32>> {
         let t0 = Instant::now();
         self.check_tokens(tokens)?;
-        self.feed_unfed()?;
+        self.feed_unfed().map_err(to_engine)?;
         let n_vocab = self.model.config.n_vocab;
         let mut out = Vec::with_capacity(tokens.len() * n_vocab);
         let rows = self.acts.logits_rows;
         for chunk in tokens.chunks(rows) {
-            self.run_batch(chunk, true, true, 0)?;
+            self.run_batch(chunk, true, true, 0).map_err(to_engine)?;
             let bytes = download(
                 &self.dev,
                 &self.acts.logits,
@@ -510,7 +530,7 @@ impl Engine for VulkanEngine {
         Some((self.load_upload_bytes, self.load_upload_ns))
     }
 
-    fn set_profiling(&mut self, on: bool) -> anyhow::Result<()> {
+    fn set_profiling(&mut self, on: bool) -> EngineResult<()> {
         Ok(VulkanEngine::set_profiling(self, on)?)
     }
 

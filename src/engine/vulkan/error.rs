@@ -1,6 +1,10 @@
-//! The Vulkan engine's error type: a few cases a user can act on, each message saying what to do.
+//! The Vulkan engine's error type: a few cases a user can act on, each message saying what to do;
+//! and its mapping onto the engine boundary's `EngineError` (the cases the fallback matches).
 
 use ash::vk;
+
+use crate::engine::fit::Refusal;
+use crate::engine::EngineError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VkError {
@@ -26,6 +30,9 @@ pub enum VkError {
     DeviceLost,
     #[error("vulkan: {what} timed out after {secs} s (the GPU stopped responding)")]
     Timeout { what: &'static str, secs: u64 },
+    /// The memory check before upload refused the model (fit.rs).
+    #[error("vulkan: {0}")]
+    DoesNotFit(Box<Refusal>),
     #[error("vulkan: {what} failed: {result}")]
     Other {
         what: &'static str,
@@ -55,3 +62,88 @@ pub fn vkerr(what: &'static str) -> impl Fn(vk::Result) -> VkError {
 }
 
 pub type Result<T, E = VkError> = std::result::Result<T, E>;
+
+impl VkError {
+    /// Whether the GPU is gone or failing (as opposed to missing, unsupported or too small).
+    fn kind(&self) -> fn(anyhow::Error) -> EngineError {
+        match self {
+            VkError::DeviceLost | VkError::Timeout { .. } => EngineError::DeviceLost,
+            VkError::OutOfDeviceMemory { .. } => EngineError::OutOfMemory,
+            VkError::Other { .. } => EngineError::Gpu,
+            VkError::NoLoader(_)
+            | VkError::NoDevice(_)
+            | VkError::Unsupported(_)
+            | VkError::DoesNotFit(_) => EngineError::Other,
+        }
+    }
+}
+
+impl From<VkError> for EngineError {
+    fn from(e: VkError) -> EngineError {
+        match e {
+            VkError::DoesNotFit(r) => EngineError::DoesNotFit(r),
+            e => e.kind()(anyhow::Error::new(e)),
+        }
+    }
+}
+
+/// Maps an engine-internal error (a `VkError` under context lines, or not the GPU's at all)
+/// onto the boundary's case, keeping the whole chain for the message.
+pub fn to_engine(e: anyhow::Error) -> EngineError {
+    match e.chain().find_map(|c| c.downcast_ref::<VkError>()) {
+        Some(VkError::DoesNotFit(r)) => EngineError::DoesNotFit(r.clone()),
+        Some(v) => v.kind()(e),
+        None => EngineError::Other(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn vulkan_errors_map_onto_the_boundary() {
+        let gpu = |e: VkError| EngineError::from(e).is_gpu_failure();
+        assert!(gpu(VkError::DeviceLost));
+        assert!(gpu(VkError::Timeout {
+            what: "a submit",
+            secs: 5
+        }));
+        assert!(gpu(VkError::from_vk(
+            "vkAllocateMemory",
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+        )));
+        assert!(gpu(VkError::from_vk(
+            "vkQueueSubmit",
+            vk::Result::ERROR_UNKNOWN
+        )));
+        assert!(!gpu(VkError::NoDevice("none".into())));
+        assert!(!gpu(VkError::Unsupported("x".into())));
+        assert!(matches!(
+            EngineError::from(VkError::DeviceLost),
+            EngineError::DeviceLost(_)
+        ));
+        assert!(matches!(
+            EngineError::from(VkError::from_vk("x", vk::Result::ERROR_OUT_OF_HOST_MEMORY)),
+            EngineError::OutOfMemory(_)
+        ));
+    }
+
+    #[test]
+    fn context_lines_are_kept_and_the_case_found_under_them() {
+        let r: Result<()> = Err(VkError::DeviceLost);
+        let e = r.context("waiting for a decode step").unwrap_err();
+        let mapped = to_engine(e);
+        assert!(matches!(mapped, EngineError::DeviceLost(_)));
+        let text = format!("{:#}", anyhow::Error::from(mapped));
+        assert!(
+            text.starts_with("waiting for a decode step: vulkan: the device was lost"),
+            "{text}"
+        );
+        assert!(matches!(
+            to_engine(anyhow::anyhow!("not the GPU's")),
+            EngineError::Other(_)
+        ));
+    }
+}

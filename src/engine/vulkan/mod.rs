@@ -4,7 +4,7 @@
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
 //! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `shared` (what the engines of one model share),
-//! `batch` (serve's slots over one weight upload), `profile`
+//! `batch` (serve's slots over one weight upload), `memory` (the check before upload), `profile`
 //! (per-op GPU timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md
 //! for the design.
 
@@ -19,6 +19,7 @@ mod features;
 mod graph;
 mod instance;
 mod kernels;
+mod memory;
 mod norms;
 mod pipeline;
 mod profile;

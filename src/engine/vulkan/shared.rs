@@ -32,7 +32,10 @@ pub struct Shared {
 impl Shared {
     /// Opens the device `opts.tuning` names and uploads the weights of `model` to it.
     pub fn open(model: &Model, opts: &VulkanOptions) -> Result<Rc<Shared>> {
-        Self::load(Device::open(&opts.tuning)?, model, &opts.progress)
+        let dev = Device::open(&opts.tuning)?;
+        // The first engine's KV cache and scratch counted with the weights, before the upload.
+        super::memory::check(&dev, model, opts.n_ctx.max(1), true)?;
+        Self::load(dev, model, &opts.progress)
     }
 
     /// Uploads the weights of `model` to `dev` (reporting the bytes done to `progress`) and

@@ -41,6 +41,10 @@ pub struct Tuning {
     /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
     /// shaders are compiled on every start and nothing is written.
     pub pipeline_cache: Option<PathBuf>,
+    /// Cap on the device memory the engine counts on, in bytes (`PIGPU_VK_MEM_LIMIT`, e.g.
+    /// `512M`, `6G`; a plain number is MiB): the memory check before upload refuses a model
+    /// that does not fit under it. For a GPU shared with other programs, and for tests.
+    pub mem_limit: Option<u64>,
     /// Test builds only (`--features testing`): after this many queue submits, every submit
     /// fails as a lost device (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N`), to test recovery.
     #[cfg(feature = "testing")]
@@ -88,6 +92,21 @@ fn shape(var: &'static str, v: &str, max_path: u32) -> Result<[u32; 3], TuningEr
         }
         _ => Err(err()),
     }
+}
+
+/// `512M`, `6G`, `6GiB`, `300` (MiB) as bytes; `None` when malformed, zero or overflowing.
+fn mem_size(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let n: u64 = v[..digits].parse().ok()?;
+    let shift = match v[digits..].trim().to_ascii_uppercase().as_str() {
+        "K" | "KB" | "KIB" => 10,
+        "" | "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift).filter(|&b| b > 0)
 }
 
 impl Tuning {
@@ -168,6 +187,13 @@ impl Tuning {
                     })?,
             );
         }
+        if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
+            t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
+                var: "PIGPU_VK_MEM_LIMIT",
+                value: v,
+                expected: "a size such as 512M or 6G (K, M, G, T: powers of 1024; a plain number is MiB), more than 0",
+            })?);
+        }
         if get("PIGPU_NO_PIPELINE_CACHE").is_none() {
             t.pipeline_cache = get("XDG_CACHE_HOME")
                 .map(PathBuf::from)
@@ -218,6 +244,7 @@ mod tests {
             ("PIGPU_VK_TILE", "m"),
             ("PIGPU_VK_UBATCH", "70"),
             ("PIGPU_VK_ATTN_CHUNK", "256"),
+            ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("HOME", "/home/pi"),
         ])
         .unwrap();
@@ -229,6 +256,7 @@ mod tests {
         assert_eq!(t.tile, Some("m"));
         assert_eq!(t.ubatch, Some(70));
         assert_eq!(t.attn_chunk, Some(256));
+        assert_eq!(t.mem_limit, Some(6 << 30));
         assert_eq!(
             t.pipeline_cache,
             Some(PathBuf::from("/home/pi/.cache/pigpu"))
@@ -244,6 +272,15 @@ mod tests {
     }
 
     #[test]
+    fn memory_limits_take_binary_units() {
+        let cap = |v: &str| parse(&[("PIGPU_VK_MEM_LIMIT", v)]).unwrap().mem_limit;
+        assert_eq!(cap("300"), Some(300 << 20));
+        assert_eq!(cap("512M"), Some(512 << 20));
+        assert_eq!(cap("2 GiB"), Some(2 << 30));
+        assert_eq!(cap("64k"), Some(64 << 10));
+    }
+
+    #[test]
     fn malformed_values_name_the_variable() {
         for (var, bad) in [
             ("PIGPU_VK_MATVEC", "128,2"),
@@ -255,6 +292,10 @@ mod tests {
             ("PIGPU_VK_TILE", "xl"),
             ("PIGPU_VK_UBATCH", "0"),
             ("PIGPU_VK_ATTN_CHUNK", "100"),
+            ("PIGPU_VK_MEM_LIMIT", "0"),
+            ("PIGPU_VK_MEM_LIMIT", "lots"),
+            ("PIGPU_VK_MEM_LIMIT", "5X"),
+            ("PIGPU_VK_MEM_LIMIT", "99999999999999999999"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pigpu::engine::cpu::kernels::Isa;
 use pigpu::engine::cpu::CpuOptions;
 use pigpu::engine::fallback::{is_gpu_failure, Fallback};
-use pigpu::engine::{Engine, SamplingParams};
+use pigpu::engine::{Engine, EngineError, SamplingParams};
 use pigpu::model::Model;
 
 use super::{no_validation_errors, tokens, vulkan, PROMPTS};
@@ -17,7 +17,7 @@ use crate::util;
 fn greedy(e: &mut dyn Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<u32>> {
     e.prefill(prompt)?;
     (0..n)
-        .map(|_| e.step(&SamplingParams::greedy(), 0.0))
+        .map(|_| Ok(e.step(&SamplingParams::greedy(), 0.0)?))
         .collect()
 }
 
@@ -69,9 +69,11 @@ fn smollm_fallback_passes_input_errors_through() {
     let gpu = vulkan(&model, 8);
     let mut e = Fallback::new(Box::new(gpu), Arc::clone(&model), CpuOptions::default());
     let err = e.prefill(&[1; 9]).unwrap_err();
-    assert!(!is_gpu_failure(&err), "{err:#}");
+    assert!(!err.is_gpu_failure(), "{err:#}");
+    assert!(matches!(err, EngineError::ContextFull(_)), "{err:?}");
     assert!(err.to_string().contains("context length 8"), "{err}");
     let err = e.prefill(&[u32::MAX]).unwrap_err();
+    assert!(matches!(err, EngineError::BadInput(_)), "{err:?}");
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");
     assert!(!e.fell_back());
     assert!(e.describe().starts_with("vulkan"), "{}", e.describe());
