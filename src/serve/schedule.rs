@@ -1,7 +1,8 @@
 //! The slots: engines (each with its own KV cache, all over the one shared model) taking jobs
 //! from the queue. On the CPU engine one thread drives every slot and decodes the busy ones
 //! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); on the Vulkan
-//! engine one thread drives every slot over one upload of the weights (`VulkanSlots`); other
+//! engine one thread drives every slot over one upload of the weights and batches their decode
+//! the same way (`VulkanSlots::feed_pending`); other
 //! engines get a thread per slot, each decoding alone. Either way a job runs the same steps as
 //! `session::generate` (so greedy output equals `pigpu run`'s), checking after every token
 //! whether its client is still there.
@@ -138,7 +139,7 @@ pub fn start(
         Engines::VulkanShared(factory) => {
             handles.push(one_thread(Box::new(move || {
                 let mut v = factory(n)?;
-                let d = format!("{}, weights shared", v.engine(0).describe());
+                let d = format!("{}, weights shared, decode batched", v.engine(0).describe());
                 Ok((Box::new(v) as Box<dyn SlotSet>, d))
             }))?);
             drop(tx);

@@ -26,6 +26,8 @@ pub struct Cmd {
     /// Dispatches recorded in the current contents.
     pub dispatches: u64,
     pending_barrier: bool,
+    /// Inside `group(true)`: commands get no barrier among themselves.
+    grouped: bool,
     in_flight: Cell<bool>,
     /// Timestamp queries (only for `Cmd::timed`).
     timing: Option<Timing>,
@@ -79,6 +81,7 @@ impl Cmd {
                 fence,
                 dispatches: 0,
                 pending_barrier: false,
+                grouped: false,
                 in_flight: Cell::new(false),
                 timing: None,
             })
@@ -199,6 +202,7 @@ impl Cmd {
         }
         self.dispatches = 0;
         self.pending_barrier = false;
+        self.grouped = false;
         if let Some(t) = &mut self.timing {
             t.stamps.clear();
             t.next = None;
@@ -227,7 +231,7 @@ impl Cmd {
     /// A full memory dependency between everything before and after (compute and transfer).
     /// Called before each command that reads what an earlier one wrote.
     pub fn barrier(&mut self) {
-        if !self.pending_barrier {
+        if !self.pending_barrier || self.grouped {
             return;
         }
         let mb = [vk::MemoryBarrier::default()
@@ -252,6 +256,17 @@ impl Cmd {
             )
         };
         self.pending_barrier = false;
+    }
+
+    /// `true`: the commands that follow, until `group(false)`, are independent of each other
+    /// (e.g. the same op for several slots, each on its own rows and cache): the first waits for
+    /// what came before, the others get no barrier, so the GPU may overlap them. `false`: back
+    /// to a barrier before each command.
+    pub fn group(&mut self, on: bool) {
+        if on {
+            self.barrier();
+        }
+        self.grouped = on;
     }
 
     fn barrier_to_host(&mut self) {

@@ -67,7 +67,7 @@ pub struct VulkanEngine {
     graph: Graph,
     arena: DescriptorArena,
     /// Held for the descriptor sets that point into them (batch.rs binds them too).
-    pub(super) _kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
+    pub(super) kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
     pub(super) acts: Acts,
     /// The weights and kernels, shared with the other engines of `pigpu serve --parallel`.
     shared: Rc<Shared>,
@@ -146,7 +146,7 @@ impl VulkanEngine {
             batch: Cmd::new(&dev)?,
             graph,
             arena,
-            _kv: kv,
+            kv,
             acts,
             shared,
             dev,

@@ -34,7 +34,7 @@ mod weights;
 #[cfg(test)]
 mod tests;
 
-pub use batch::VulkanSlots;
+pub use batch::{BatchStats, VulkanSlots};
 pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::{VulkanEngine, VulkanOptions};
 pub use error::VkError;

@@ -1,7 +1,8 @@
 //! Several engines over one model on one device (`pigpu serve --parallel N --backend vulkan`):
-//! the weights are uploaded once and shared, each engine keeps its own KV cache and state.
+//! the weights are uploaded once and shared, each engine keeps its own KV cache and state, and
+//! the busy slots decode together in one pass over the weights (`VulkanSlots::feed_pending`).
 
-use pigpu::engine::vulkan::{Shared, VulkanEngine, VulkanOptions};
+use pigpu::engine::vulkan::{Shared, VulkanEngine, VulkanOptions, VulkanSlots};
 use pigpu::engine::{Engine, SamplingParams};
 use pigpu::model::Model;
 
@@ -85,4 +86,133 @@ fn smollm_engines_share_one_weight_upload() {
         weights,
         "the engines' memory is freed"
     );
+}
+
+/// Decodes `prompts[j]` in slot `slots[j]`, all together: each step one batched pass feeds
+/// every slot's pending token, then each slot samples its own. `n` greedy tokens per slot.
+fn batched(set: &mut VulkanSlots, slots: &[usize], prompts: &[&[u32]], n: usize) -> Vec<Vec<u32>> {
+    let g = SamplingParams::greedy();
+    for (&s, p) in slots.iter().zip(prompts) {
+        set.engine(s).reset();
+        set.engine(s).prefill(p).unwrap();
+        set.engine(s).reset_stats();
+    }
+    let mut out = vec![Vec::new(); slots.len()];
+    for _ in 0..n {
+        set.feed_pending(slots).unwrap();
+        for (j, &s) in slots.iter().enumerate() {
+            out[j].push(set.engine(s).step(&g, 0.0).unwrap());
+        }
+    }
+    for &s in slots {
+        let st = set.engine(s).stats();
+        assert_eq!(
+            st.command_buffers_recorded, 0,
+            "slot {s} recorded while decoding"
+        );
+        assert_eq!(st.descriptor_updates, 0);
+        assert_eq!(st.tokens, n as u64);
+    }
+    out
+}
+
+/// B slots decoded together give each the greedy tokens it gets decoded alone (SmolLM2, four
+/// prompts of different lengths, B = 4 and B = 2 on slots 1 and 3 so a row in between idles),
+/// with the validation layer on; one recording per set of busy slots, none per token.
+#[test]
+fn smollm_batched_decode_equals_each_alone() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let mut set = VulkanSlots::new(model.clone(), 4, &opts(96)).expect("slots on lavapipe");
+    let prompts: Vec<Vec<u32>> = PROMPTS[..4].iter().map(|p| tokens(&model, p)).collect();
+    let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
+    assert!(lens.windows(2).any(|w| w[0] != w[1]), "{lens:?}");
+    let n = 6;
+    let alone: Vec<Vec<u32>> = (0..4)
+        .map(|i| greedy(set.engine(i), &prompts[i], n))
+        .collect();
+    assert_eq!(
+        set.batch_stats().passes,
+        0,
+        "decoded alone, nothing batched"
+    );
+
+    let p: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let four = batched(&mut set, &[0, 1, 2, 3], &p, n);
+    assert_eq!(four, alone, "B = 4");
+    let st = set.batch_stats();
+    // The first step after a prefill only samples; every later one is a batched pass.
+    assert_eq!((st.passes, st.tokens), (n as u64 - 1, 4 * (n as u64 - 1)));
+    assert_eq!(st.recorded, 1, "one recording for the set, replayed");
+
+    let two = batched(&mut set, &[1, 3], &[p[1], p[3]], n);
+    assert_eq!(two, vec![alone[1].clone(), alone[3].clone()], "B = 2");
+    let st = set.batch_stats();
+    assert_eq!(st.recorded, 2);
+    assert_eq!(st.descriptor_updates, 0);
+    eprintln!("batched decode on lavapipe: {st:?}");
+    let errs = set.engine(0).take_validation_errors();
+    assert!(
+        errs.is_empty(),
+        "Vulkan validation errors:\n{}",
+        errs.join("\n")
+    );
+}
+
+/// Aggregate decode tokens/s on lavapipe at B = 1, 2, 4 streams, batched (one pass per step)
+/// against B streams each decoding alone (its own pass per token). Run by hand:
+/// `cargo test --release --test it vulkan::batch::smollm_batched_throughput -- --ignored --nocapture`.
+/// Lavapipe is a CPU driver: the figures say little about a GPU.
+#[test]
+#[ignore]
+fn smollm_batched_throughput() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let o = VulkanOptions {
+        tuning: pigpu::engine::vulkan::Tuning {
+            validation: false,
+            ..lavapipe()
+        },
+        ..opts(128)
+    };
+    let mut set = VulkanSlots::new(model.clone(), 4, &o).unwrap();
+    let prompt = tokens(&model, PROMPTS[0]);
+    let g = SamplingParams::greedy();
+    let n = 16;
+    for b in [1usize, 2, 4] {
+        let slots: Vec<usize> = (0..b).collect();
+        for together in [false, true] {
+            for &s in &slots {
+                set.engine(s).reset();
+                set.engine(s).prefill(&prompt).unwrap();
+                set.engine(s).step(&g, 0.0).unwrap();
+            }
+            // Warm-up step (records the pass for this set).
+            if together {
+                set.feed_pending(&slots).unwrap();
+            }
+            for &s in &slots {
+                set.engine(s).step(&g, 0.0).unwrap();
+            }
+            let t0 = std::time::Instant::now();
+            for _ in 0..n {
+                if together {
+                    set.feed_pending(&slots).unwrap();
+                }
+                for &s in &slots {
+                    set.engine(s).step(&g, 0.0).unwrap();
+                }
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!(
+                "B = {b}, {}: {:.2} tok/s aggregate ({n} tokens per stream in {secs:.2} s)",
+                if together { "batched" } else { "unbatched" },
+                (b * n) as f64 / secs
+            );
+        }
+    }
 }
