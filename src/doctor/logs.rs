@@ -105,6 +105,8 @@ const SUBSUMED: &[(&str, &[&str])] = &[(
         "driver-proprietary",
         "gpu-no-gsp",
         "gpu-firmware-boot",
+        "gpu-needs-reset",
+        "driver-too-old",
         "gsp-firmware-missing",
         "kernel-page-size",
         "driver-version-mismatch",
@@ -147,12 +149,32 @@ pub fn merge(findings: Vec<Finding>) -> Vec<Finding> {
         }
     }
     for (id, by) in SUBSUMED {
-        let covered = out
-            .iter()
-            .any(|(f, _, _)| by.contains(&f.id.as_str()) && f.status >= Status::Warn);
-        if covered {
-            out.retain(|(f, _, _)| f.id != *id);
+        let Some(generic) = out.iter().position(|(f, _, _)| f.id == *id) else {
+            continue;
+        };
+        let covering: Vec<usize> = (0..out.len())
+            .filter(|&i| by.contains(&out[i].0.id.as_str()) && out[i].0.status >= Status::Warn)
+            .collect();
+        let Some(&first) = covering.first() else {
+            continue;
+        };
+        // The specific finding explains a failure the generic one saw, so it takes that
+        // severity: the proprietary banner (a warning) beside `RmInitAdapter failed!` with any
+        // code means the closed module failed, not just that it is loaded.
+        let worst = covering.iter().map(|&i| out[i].0.status).max();
+        let (g, _, g_more) = out[generic].clone();
+        if worst.is_some_and(|w| g.status > w) {
+            let (f, seen, more) = &mut out[first];
+            f.status = g.status;
+            f.summary = format!("{}; {}", f.summary, g.summary);
+            for e in g.evidence {
+                if seen.insert(e.clone()) {
+                    f.evidence.push(e);
+                }
+            }
+            *more += g_more;
         }
+        out.remove(generic);
     }
     out.into_iter()
         .map(|(mut f, _, mut more)| {

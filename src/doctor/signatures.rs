@@ -1,5 +1,6 @@
 //! The known kernel-log and tool-output lines of a Pi + NVIDIA system (the table in
-//! docs/doctor.md, from the public reports in tests/fixtures/doctor/real-logs/), each mapped to a
+//! docs/doctor.md, from the public reports in tests/fixtures/doctor/real-logs/; checked against
+//! the held-out ones in tests/fixtures/doctor/held-out/), each mapped to a
 //! finding id, a severity and the fix. Matching is per logical line (see `text`), with a
 //! fallback over two adjacent lines for messages a terminal or an issue tracker wrapped.
 
@@ -50,7 +51,9 @@ pub const SIGNATURES: &[Signature] = &[
     Signature {
         finding: "driver-unpatched",
         status: Status::Fail,
-        pattern: r"no initialized WPR2 found|Cannot initialize GSP firmware RM|RmInitAdapter failed! ?\(0x62:0xffff:",
+        // Not `Cannot initialize GSP firmware RM` alone: it follows every GSP boot failure (a GPU
+        // left in a bad state, firmware that never booted), on any machine.
+        pattern: r"no initialized WPR2 found|RmInitAdapter failed! ?\(0x62:0xffff:",
         summary: "the open NVIDIA modules are not patched for the Pi's PCIe (GSP firmware never started)",
         fix: FIX_PATCH,
     },
@@ -91,6 +94,22 @@ pub const SIGNATURES: &[Signature] = &[
         pattern: r"gpuWaitForGfwBootComplete|kgspWaitForGfwBootOk|RmInitAdapter failed! ?\(0x62:0x55:",
         summary: "the GPU's own firmware did not finish booting",
         fix: "switch everything off, power the GPU's supply on before the Pi, and retry; if it persists this card does not work on the Pi (seen with a Quadro RTX 8000)",
+    },
+    // --- GSP still up from an earlier driver load
+    Signature {
+        finding: "gpu-needs-reset",
+        status: Status::Fail,
+        pattern: r"unexpected WPR2 already up",
+        summary: "the GPU's GSP firmware is still running from an earlier driver load (WPR2 already up): the driver cannot boot it again until the GPU is reset",
+        fix: "power the machine (and the GPU's supply) fully off for a few seconds, not just a reboot; if it comes back after reloading the driver, report it with the driver version",
+    },
+    // --- GPU newer than the driver
+    Signature {
+        finding: "driver-too-old",
+        status: Status::Fail,
+        pattern: r"not supported by the\s*NVIDIA \d+\.\d+(?:\.\d+)? driver release",
+        summary: "this driver release does not know the GPU (the GPU is newer than the driver)",
+        fix: "install a newer NVIDIA driver release, one whose README (Appendix A) lists this GPU's PCI ID",
     },
     // --- GSP firmware file
     Signature {
@@ -214,6 +233,13 @@ pub const SIGNATURES: &[Signature] = &[
     },
     Signature {
         finding: "vulkan-icd-broken",
+        status: Status::Fail,
+        pattern: r"Attempt to retrieve either 'vkGetInstanceProcAddr' or 'vk_icdGetInstanceProcAddr' from ICD \S+ failed",
+        summary: "a Vulkan ICD manifest names a library that is not a Vulkan driver (it exports no vk_icdGetInstanceProcAddr)",
+        fix: "reinstall the NVIDIA userspace so nvidia_icd.json names libGLX_nvidia.so.0 of the module's version: sudo pigpu setup",
+    },
+    Signature {
+        finding: "vulkan-icd-broken",
         status: Status::Warn,
         pattern: r"Failed to CreateInstance in ICD",
         summary: "the Vulkan loader skipped a driver that failed to start",
@@ -222,7 +248,9 @@ pub const SIGNATURES: &[Signature] = &[
     Signature {
         finding: "vulkan-no-gpu",
         status: Status::Fail,
-        pattern: r"ggml_vulkan: No devices found|(?i)found 0 vulkan devices|vkEnumeratePhysicalDevices.*(?:count|devices).*\b0\b|ERROR_INITIALIZATION_FAILED",
+        // The instance-level INCOMPATIBLE_DRIVER (vulkaninfo's `…: failed with …`, or `Cannot
+        // create Vulkan instance`), not one driver's own: Mesa prints that per unsupported GPU.
+        pattern: r"ggml_vulkan: No devices found|(?i)found 0 vulkan devices|vkEnumeratePhysicalDevices.*(?:count|devices).*\b0\b|ERROR_INITIALIZATION_FAILED|failed with (?:VK_)?ERROR_INCOMPATIBLE_DRIVER|Cannot create Vulkan instance",
         summary: "Vulkan found no usable GPU",
         fix: "install the NVIDIA userspace (it provides nvidia_icd.json) and make sure the kernel driver works: sudo pigpu setup",
     },
@@ -438,6 +466,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found wrong on held-out logs (tests/fixtures/doctor/held-out/INDEX.md): the GSP line that
+    /// follows every GSP boot failure is no longer taken for the missing Pi patches, a stale GSP
+    /// and a GPU newer than the driver are named, and so are an ICD library without the Vulkan
+    /// entry point and a loader that could create no instance.
+    #[test]
+    fn causes_first_missed_on_held_out_logs() {
+        assert!(ids("NVRM: RmInitAdapter: Cannot initialize GSP firmware RM").is_empty());
+        assert_eq!(
+            ids(
+                "NVRM: _kgspBootGspRm: unexpected WPR2 already up, cannot proceed with booting GSP"
+            ),
+            vec!["gpu-needs-reset"]
+        );
+        assert_eq!(
+            ids("NVRM: installed in this system is not supported by the\nNVRM: NVIDIA 520.56.06 driver release."),
+            vec!["driver-too-old"]
+        );
+        assert_eq!(
+            ids("loader_scanned_icd_add: Attempt to retrieve either 'vkGetInstanceProcAddr' or 'vk_icdGetInstanceProcAddr' from ICD libGL.so.1 failed."),
+            vec!["vulkan-icd-broken"]
+        );
+        assert_eq!(
+            ids("ERROR at ./vulkaninfo/vulkaninfo.h:649:vkCreateInstance failed with ERROR_INCOMPATIBLE_DRIVER"),
+            vec!["vulkan-no-gpu"]
+        );
+        // One Mesa driver refusing its GPU is not the instance failing.
+        assert!(ids(
+            "ERROR: [../src/intel/vulkan/anv_device.c:1228] Code 0 : VK_ERROR_INCOMPATIBLE_DRIVER"
+        )
+        .is_empty());
     }
 
     /// Benign: seen with the patched open module too (#480), so never a finding at all,

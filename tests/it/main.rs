@@ -9,6 +9,7 @@ mod compat;
 mod completions;
 mod cpu_engine;
 mod doctor;
+mod doctor_held_out;
 mod doctor_platform;
 mod fake_root;
 mod fuzz;
