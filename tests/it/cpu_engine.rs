@@ -71,7 +71,7 @@ fn top_n(logits: &[f32], n: usize) -> Vec<u32> {
 /// step our argmax must equal llama.cpp's unless llama.cpp's own top-two gap is a near-tie; the
 /// reference token is fed either way (teacher forcing), so that before the first divergence this
 /// *is* free-running greedy generation, and after it every step is still compared.
-fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
+fn check_model(file: &str, max_logit_diff: f32, max_gap: f64, strict_prompts: usize, tie: f64) {
     let Some(path) = test_model(file) else { return };
     let Some(r) = reference(file) else { return };
     let model = Model::load(&path).unwrap();
@@ -144,7 +144,7 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
         if want.len() >= STRICT_STEPS
             && excused
                 .iter()
-                .all(|&(i, gap)| i >= STRICT_STEPS || gap < TIE)
+                .all(|&(i, gap)| i >= STRICT_STEPS || gap < tie)
         {
             strict_ok.push(id.to_string());
         }
@@ -165,13 +165,13 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
     }
     eprintln!("{file} vs llama.cpp:\n{}", report.join("\n"));
     eprintln!(
-        "{file}: {} prompts identical for {STRICT_STEPS} greedy steps except at near-ties (gap < {TIE}): {strict_ok:?}",
+        "{file}: {} prompts identical for {STRICT_STEPS} greedy steps except at near-ties (gap < {tie}): {strict_ok:?}",
         strict_ok.len()
     );
     assert!(failures.is_empty(), "{file}:\n{}", failures.join("\n"));
     assert!(
-        strict_ok.len() >= STRICT_PROMPTS,
-        "{file}: only {} prompts ({strict_ok:?}) match llama.cpp for {STRICT_STEPS} greedy steps excusing only near-ties below {TIE}; {STRICT_PROMPTS} needed",
+        strict_ok.len() >= strict_prompts,
+        "{file}: only {} prompts ({strict_ok:?}) match llama.cpp for {STRICT_STEPS} greedy steps excusing only near-ties below {tie}; {strict_prompts} needed",
         strict_ok.len()
     );
     assert!(
@@ -182,12 +182,12 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64) {
 
 #[test]
 fn smollm_matches_llama_cpp() {
-    check_model(SMOLLM, MAX_LOGIT_DIFF, MAX_GAP);
+    check_model(SMOLLM, MAX_LOGIT_DIFF, MAX_GAP, STRICT_PROMPTS, TIE);
 }
 
 #[test]
 fn qwen_matches_llama_cpp() {
-    check_model(QWEN, MAX_LOGIT_DIFF, MAX_GAP);
+    check_model(QWEN, MAX_LOGIT_DIFF, MAX_GAP, STRICT_PROMPTS, TIE);
 }
 
 /// Perplexity on `ppl.txt` at ctx 128 within 2 % of llama.cpp's, with our own tokenizer, over
@@ -230,14 +230,28 @@ fn check_perplexity(file: &str) {
     assert!(rel < 0.02, "{file}: perplexity {ppl} vs llama.cpp {want}");
 }
 
-// First run in CI (2026-12-05): logits within reach (top-10 overlap 9-10/10) but greedy text
-// diverges from llama.cpp beyond near-ties on 3 of 6 prompts (gaps 0.11-0.25), so 3 prompts
-// match where 5 are required. Not yet explained (f32 activations against llama.cpp's 8-bit ones
-// under Gemma's sqrt(n_embd) embedding scale, or a real difference): open in issue 16.
+/// Gemma 3 270M against llama.cpp. Its bounds are wider because the model is more sensitive to
+/// rounding, not because it computes something else (docs/models.md, "Gemma 3 270M and
+/// llama.cpp"): fed llama.cpp's own input to each layer, every layer's output agrees with
+/// llama.cpp's to ~1e-7 (relative), yet a difference of 3e-5 after layer 1 grows to 2 % of the
+/// residual stream by layer 17, through the 8-bit activation rounding of each mat-vec.
+/// pigpu against *itself* shows the same size: its portable and AVX2 kernels, which differ only
+/// in float summation order, differ by 0.35-0.84 on the top-64 logits of these six prompts
+/// (llama.cpp vs pigpu: 0.28-0.84), and the portable kernels leave the AVX2 greedy text on
+/// `story` at step 7 with a top-two gap of 0.26. Hence: logits within 1.0, and the strict rule
+/// with near-ties below 0.3 (measured divergences: gaps 0.25, 0.11, 0.066, 0.035 and below).
+const GEMMA_MAX_LOGIT_DIFF: f32 = 1.0;
+const GEMMA_TIE: f64 = 0.3;
+
 #[test]
-#[ignore = "Gemma 3 greedy diverges from llama.cpp on 3 of 6 prompts; see the comment (issue 16)"]
 fn gemma3_matches_llama_cpp() {
-    check_model(GEMMA, MAX_LOGIT_DIFF, MAX_GAP);
+    check_model(
+        GEMMA,
+        GEMMA_MAX_LOGIT_DIFF,
+        MAX_GAP,
+        STRICT_PROMPTS,
+        GEMMA_TIE,
+    );
 }
 
 #[test]
