@@ -49,6 +49,8 @@ pub enum ModelError {
         ty: GgmlType,
         supported: String,
     },
+    #[error("this is part {part} of a model split into {count} files (split.count); pigpu loads one-file models only: merge the parts with llama.cpp's `llama-gguf-split --merge FIRST-PART.gguf OUT.gguf`, or pick a quant published as one file")]
+    SplitFile { part: u64, count: u64 },
 }
 
 /// A loaded (memory-mapped, validated) model: the file, its hyper-parameters and its weights.
@@ -75,6 +77,13 @@ impl Model {
     }
 
     pub fn from_gguf(file: GgufFile) -> Result<Arc<Model>, ModelError> {
+        // Parts of a split model (llama.cpp's gguf-split: `split.no` counts from 0) hold only some
+        // tensors, and only the first has the hyper-parameters: without this check they would
+        // fail later with a missing tensor or key, which hides the real cause.
+        if let Some(count) = file.get_u64("split.count")?.filter(|&n| n > 1) {
+            let part = file.get_u64("split.no")?.unwrap_or(0) + 1;
+            return Err(ModelError::SplitFile { part, count });
+        }
         let config = Config::from_gguf(&file)?;
         let weights = Weights::from_gguf(&file, &config)?;
         Ok(Arc::new(Model {

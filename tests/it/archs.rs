@@ -341,3 +341,54 @@ fn gemma3_270m_matches_llama_cpp_on_cpu() {
         NEAR_TIE_REAL,
     );
 }
+
+/// A model split into parts (llama.cpp's gguf-split: `split.no`, `split.count`) is refused with
+/// the part named and the merge command, for the first part (which has the hyper-parameters)
+/// and for a later one (which has only the split keys), by the real binary with exit code 2.
+#[test]
+fn split_gguf_parts_are_refused_with_the_merge_command() {
+    use pigpu::gguf::{GgufWriter, Value};
+    use pigpu::quant::GgmlType;
+    let t = tempfile::tempdir().unwrap();
+    let part = |no: u16, with_model: bool| {
+        let mut w = GgufWriter::new()
+            .kv("split.no", Value::U16(no))
+            .kv("split.count", Value::U16(2))
+            .kv("split.tensors.count", Value::I32(2));
+        if with_model {
+            w = w
+                .kv("general.architecture", Value::String("llama".into()))
+                .kv("llama.block_count", Value::U32(1))
+                .kv("llama.embedding_length", Value::U32(8))
+                .kv("llama.feed_forward_length", Value::U32(16))
+                .kv("llama.attention.head_count", Value::U32(2));
+        }
+        let name = if no == 0 {
+            "token_embd.weight"
+        } else {
+            "output_norm.weight"
+        };
+        let shape: &[u64] = if no == 0 { &[8, 4] } else { &[8] };
+        let n: u64 = shape.iter().product();
+        w.tensor(name, shape, GgmlType::F32, vec![0; 4 * n as usize])
+            .to_bytes()
+    };
+    for (no, file) in [
+        (0u16, "m-00001-of-00002.gguf"),
+        (1, "m-00002-of-00002.gguf"),
+    ] {
+        let p = t.path().join(file);
+        std::fs::write(&p, part(no, no == 0)).unwrap();
+        let o = crate::util::pigpu()
+            .args(["run", "--backend", "cpu", "-p", "hi"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{file}: {err}");
+        let want = format!("part {} of a model split into 2 files", no + 1);
+        assert!(err.contains(&want), "{file}: {err}");
+        assert!(err.contains("llama-gguf-split --merge"), "{file}: {err}");
+        assert!(!err.contains("panicked"), "{file}: {err}");
+    }
+}
