@@ -4,7 +4,7 @@
 //! split among the pool's threads; within a thread, a tile of rows is reused across the whole
 //! batch so the weights stay in cache during prompt processing.
 
-use super::kernels::{self, ActFormat, BlockQ8, BlockQ8K, Dot, Isa, Tile};
+use super::kernels::{self, ActBlockQ8K, ActFormat, BlockQ8, Dot, Isa, Tile};
 use super::pool::{chunk_size, Pool};
 use crate::model::{Model, ModelError, Weight};
 
@@ -61,7 +61,7 @@ pub struct Acts {
     f32: Vec<f32>,
     q8_0: Vec<BlockQ8>,
     q8_1: Vec<BlockQ8>,
-    q8k: Vec<BlockQ8K>,
+    q8k: Vec<ActBlockQ8K>,
     have: [bool; 3],
 }
 
@@ -95,7 +95,7 @@ impl Acts {
             }
             ActFormat::Q8K => {
                 if !self.have[2] && k % 256 == 0 {
-                    self.q8k.resize(n * k / 256, BlockQ8K::default());
+                    self.q8k.resize(n * k / 256, ActBlockQ8K::default());
                     kernels::quantize_q8k(&self.f32, &mut self.q8k);
                     self.have[2] = true;
                 }

@@ -10,11 +10,11 @@ use std::rc::Rc;
 use ash::vk;
 
 use super::buffer::BufRange;
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::{Device, DeviceKind};
 use super::error::Result;
 use super::kernels::Kernels;
-use super::pipeline::Kernel;
+use super::pipeline::GpuKernel;
 use super::profile::Stamp;
 use super::shaders;
 
@@ -75,8 +75,8 @@ impl Splits {
 /// The split decode attention of one op: its two kernels and its splits.
 #[derive(Clone)]
 pub struct SplitAttention {
-    pub split: Rc<Kernel>,
-    pub combine: Rc<Kernel>,
+    pub split: Rc<GpuKernel>,
+    pub combine: Rc<GpuKernel>,
     pub splits: Splits,
     /// Query heads per KV head.
     pub group: u32,
@@ -116,7 +116,7 @@ impl SplitAttention {
     /// Records the decode attention (one token): the split pass, then, with more than one
     /// split, the combine pass (the recorder puts a barrier between them).
     /// `push`: n_head, n_kv, head_dim, n_tok, scale, window.
-    pub fn record(&self, cmd: &mut Cmd, set: vk::DescriptorSet, push: &[u32; 6], n_kv: u32) {
+    pub fn record(&self, cmd: &mut CmdBuffer, set: vk::DescriptorSet, push: &[u32; 6], n_kv: u32) {
         let p = [
             push[0],
             push[1],

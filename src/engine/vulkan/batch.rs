@@ -21,10 +21,10 @@ use std::sync::Arc;
 use anyhow::bail;
 
 use super::buffer::{Buffer, MemKind};
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::engine::{VulkanEngine, VulkanOptions};
 use super::error::Result as VkResult;
-use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, F_ACC, F_GELU, F_GLU};
+use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, F_ACC, F_GELU, F_GLU};
 use super::pipeline::DescriptorArena;
 use super::shared::Shared;
 use crate::engine::Engine;
@@ -61,19 +61,19 @@ impl Rows {
 
 /// The per-slot ops of one layer, bound to the slot's row of the batch buffers and its cache.
 struct SlotLayer {
-    qk_norm: Option<Op>,
-    rope: Op,
-    attn: Op,
-    attn_post: Option<Op>,
-    ffn_post: Option<Op>,
+    qk_norm: Option<GpuOp>,
+    rope: GpuOp,
+    attn: GpuOp,
+    attn_post: Option<GpuOp>,
+    ffn_post: Option<GpuOp>,
 }
 
 /// One layer's matrix products over all rows.
 struct BatchLayer {
-    qkv: Op,
-    o: Op,
-    gate_up: Op,
-    down: Op,
+    qkv: GpuOp,
+    o: GpuOp,
+    gate_up: GpuOp,
+    down: GpuOp,
 }
 
 /// Counters of the batched decode (tests check the steady state).
@@ -92,11 +92,11 @@ pub struct BatchStats {
 pub struct VulkanSlots {
     // Field order is drop order: command buffers first, the engines before what they share.
     /// Recorded passes by set of busy slots (bit s: slot s).
-    passes: HashMap<u64, Cmd>,
+    passes: HashMap<u64, CmdBuffer>,
     layers: Vec<BatchLayer>,
-    head: Op,
+    head: GpuOp,
     /// Per slot: the embedding of its sampled token into its row, and its layers' ops.
-    embed: Vec<Op>,
+    embed: Vec<GpuOp>,
     slot_layers: Vec<Vec<SlotLayer>>,
     arena: DescriptorArena,
     updates_base: u64,
@@ -166,7 +166,7 @@ impl VulkanSlots {
                   yr: &Rows,
                   k: usize,
                   flags: u32|
-         -> VkResult<Op> {
+         -> VkResult<GpuOp> {
             b.matvec(MatvecSpec {
                 x: xr.buf.all(),
                 segs,
@@ -252,7 +252,7 @@ impl VulkanSlots {
         }
         let attn_grouped = engines[0].acts.splits.is_none_or(|s| s.n_split <= 1);
         // Rows of slots not in a pass still go through the matrix products: start them at 0.
-        let mut clear = Cmd::new(dev)?;
+        let mut clear = CmdBuffer::new(dev)?;
         clear.begin(false)?;
         for r in [&x, &qkv, &q, &attn, &ffn, &proj, &logits] {
             clear.fill(&r.buf, 0, r.buf.size, 0);
@@ -329,7 +329,7 @@ impl VulkanSlots {
         }
         let mask = idx.iter().fold(0u64, |m, &i| m | 1 << i);
         if !self.passes.contains_key(&mask) {
-            let mut cmd = Cmd::new(&self.shared.dev)?;
+            let mut cmd = CmdBuffer::new(&self.shared.dev)?;
             self.record(&mut cmd, &idx)?;
             self.passes.insert(mask, cmd);
             self.stats.recorded += 1;
@@ -352,7 +352,7 @@ impl VulkanSlots {
     }
 
     /// Records the pass over the slots `idx` (ascending).
-    fn record(&self, cmd: &mut Cmd, idx: &[usize]) -> VkResult<()> {
+    fn record(&self, cmd: &mut CmdBuffer, idx: &[usize]) -> VkResult<()> {
         let rows = *idx.last().unwrap() as u32 + 1;
         cmd.begin(true)?;
         let each = each_slot;
@@ -389,7 +389,12 @@ impl VulkanSlots {
 
 /// Records `f(s)` for each slot `s` of `idx` that has such an op, as a group (no barriers
 /// among them) when `grouped`.
-fn each_slot<'a>(cmd: &mut Cmd, idx: &[usize], f: &dyn Fn(usize) -> Option<&'a Op>, grouped: bool) {
+fn each_slot<'a>(
+    cmd: &mut CmdBuffer,
+    idx: &[usize],
+    f: &dyn Fn(usize) -> Option<&'a GpuOp>,
+    grouped: bool,
+) {
     cmd.group(grouped);
     for &s in idx {
         if let Some(op) = f(s) {
@@ -408,7 +413,7 @@ fn slot_ops(
     eng: &VulkanEngine,
     s: usize,
     [x, qkv, q, attn, proj]: [&Rows; 5],
-) -> VkResult<(Op, Vec<SlotLayer>)> {
+) -> VkResult<(GpuOp, Vec<SlotLayer>)> {
     let w = &shared.weights;
     let a = &eng.acts;
     let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
@@ -482,7 +487,7 @@ fn slot_ops(
                 split: None,
             },
         )?;
-        let post = |b: &mut OpBuilder<'_>, pn: &Option<Buffer>| -> VkResult<Option<Op>> {
+        let post = |b: &mut OpBuilder<'_>, pn: &Option<Buffer>| -> VkResult<Option<GpuOp>> {
             pn.as_ref()
                 .map(|pn| {
                     let kind = OpKind::NormAdd {

@@ -1,7 +1,7 @@
-//! Command buffers: one pool + buffer + fence per `Cmd`, a recorder that counts dispatches and puts
+//! Command buffers: one pool + buffer + fence per `CmdBuffer`, a recorder that counts dispatches and puts
 //! a compute barrier between dependent commands, and submit-and-wait with a timeout (a hung GPU is
-//! an error, not a hang). A `Cmd` made with `Cmd::timed` also writes a GPU timestamp after every
-//! command (`--profile`, see `profile.rs`); a plain `Cmd` records no queries at all.
+//! an error, not a hang). A `CmdBuffer` made with `CmdBuffer::timed` also writes a GPU timestamp after every
+//! command (`--profile`, see `profile.rs`); a plain `CmdBuffer` records no queries at all.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -12,13 +12,13 @@ use ash::vk;
 use super::buffer::Buffer;
 use super::device::Device;
 use super::error::{vkerr, Result, VkError};
-use super::pipeline::Kernel;
+use super::pipeline::GpuKernel;
 use super::profile::Stamp;
 
 /// How long one submit may take before we call the GPU hung (prompt processing on lavapipe is slow).
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub struct Cmd {
+pub struct CmdBuffer {
     dev: Arc<Device>,
     pool: vk::CommandPool,
     pub(crate) cb: vk::CommandBuffer,
@@ -29,7 +29,7 @@ pub struct Cmd {
     /// Inside `group(true)`: commands get no barrier among themselves.
     grouped: bool,
     in_flight: Cell<bool>,
-    /// Timestamp queries (only for `Cmd::timed`).
+    /// Timestamp queries (only for `CmdBuffer::timed`).
     timing: Option<Timing>,
 }
 
@@ -39,14 +39,14 @@ struct Timing {
     cap: u32,
     /// What each interval (stamp i -> i + 1) measured, in recording order.
     stamps: Vec<Stamp>,
-    /// The label the next command's interval gets (set by `Cmd::label`).
+    /// The label the next command's interval gets (set by `CmdBuffer::label`).
     next: Option<Stamp>,
     /// Commands recorded after the pool was full (not timed).
     untimed: u32,
 }
 
-impl Cmd {
-    pub fn new(dev: &Arc<Device>) -> Result<Cmd> {
+impl CmdBuffer {
+    pub fn new(dev: &Arc<Device>) -> Result<CmdBuffer> {
         let pi = vk::CommandPoolCreateInfo::default()
             .queue_family_index(dev.queue_family)
             .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
@@ -74,7 +74,7 @@ impl Cmd {
                     return Err(VkError::from_vk("vkCreateFence", e));
                 }
             };
-            Ok(Cmd {
+            Ok(CmdBuffer {
                 dev: dev.clone(),
                 pool,
                 cb,
@@ -91,8 +91,8 @@ impl Cmd {
     /// A command buffer that writes a timestamp before its first command and after each
     /// command, for at most `cap - 1` commands (later ones run untimed and are counted). The
     /// device must support timestamps on its queue (`profile::timestamp_support`).
-    pub fn timed(dev: &Arc<Device>, cap: u32) -> Result<Cmd> {
-        let mut cmd = Cmd::new(dev)?;
+    pub fn timed(dev: &Arc<Device>, cap: u32) -> Result<CmdBuffer> {
+        let mut cmd = CmdBuffer::new(dev)?;
         let cap = cap.max(2);
         let qi = vk::QueryPoolCreateInfo::default()
             .query_type(vk::QueryType::TIMESTAMP)
@@ -291,7 +291,7 @@ impl Cmd {
     /// `groups` workgroups (x is folded into z when it exceeds the device limit).
     pub fn dispatch(
         &mut self,
-        kernel: &Kernel,
+        kernel: &GpuKernel,
         set: vk::DescriptorSet,
         push: &[u32],
         groups: [u32; 3],
@@ -430,7 +430,7 @@ impl Cmd {
     }
 }
 
-impl Drop for Cmd {
+impl Drop for CmdBuffer {
     fn drop(&mut self) {
         // SAFETY: wait for any pending work using this buffer, then destroy once.
         unsafe {

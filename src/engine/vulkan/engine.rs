@@ -13,11 +13,11 @@ use anyhow::Context;
 
 use super::attention::Splits;
 use super::buffer::u32_bytes;
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
-use super::kernels::{sample_params, Op, OpBuilder, OpKind, S_TOKEN};
+use super::kernels::{sample_params, GpuOp, OpBuilder, OpKind, S_TOKEN};
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
 use super::shared::Shared;
@@ -49,7 +49,7 @@ impl Default for VulkanOptions {
 
 /// What a profiled engine has on top: the timed decode recording and the sums.
 struct Prof {
-    decode: Cmd,
+    decode: CmdBuffer,
     ts: TimestampSupport,
     calibration: Calibration,
     profiler: Profiler,
@@ -60,10 +60,10 @@ pub struct VulkanEngine {
     /// `--profile`: `None` when off (then nothing timed is recorded or submitted).
     prof: Option<Box<Prof>>,
     /// Feed the unfed token, run the model, sample (steady state).
-    decode: Cmd,
+    decode: CmdBuffer,
     /// Sample only (the first step after a prefill, whose logits are already there).
-    sample_only: Cmd,
-    batch: Cmd,
+    sample_only: CmdBuffer,
+    batch: CmdBuffer,
     graph: Graph,
     arena: DescriptorArena,
     /// Held for the descriptor sets that point into them (batch.rs binds them too).
@@ -141,9 +141,9 @@ impl VulkanEngine {
         kernels.save_cache();
         let mut e = VulkanEngine {
             prof: None,
-            decode: Cmd::new(&dev)?,
-            sample_only: Cmd::new(&dev)?,
-            batch: Cmd::new(&dev)?,
+            decode: CmdBuffer::new(&dev)?,
+            sample_only: CmdBuffer::new(&dev)?,
+            batch: CmdBuffer::new(&dev)?,
             graph,
             arena,
             kv,
@@ -170,7 +170,7 @@ impl VulkanEngine {
     }
 
     /// The decode step: embed the sampled token -> layers -> head -> sample -> token to host.
-    fn record_decode_into(graph: &Graph, acts: &Acts, cmd: &mut Cmd) -> VkResult<()> {
+    fn record_decode_into(graph: &Graph, acts: &Acts, cmd: &mut CmdBuffer) -> VkResult<()> {
         cmd.begin(true)?;
         graph.embed_state.record(cmd, 1);
         for l in &graph.layers {
@@ -211,15 +211,15 @@ impl VulkanEngine {
         }
         if !on {
             self.prof = None;
-            self.batch = Cmd::new(&self.dev)?;
+            self.batch = CmdBuffer::new(&self.dev)?;
             return Ok(());
         }
         let ts = profile::timestamp_support(&self.dev)?;
         let calibration = profile::calibrate(&self.dev, &self.shared.kernels, &mut self.arena, ts)?;
         let cap = self.stamp_capacity();
-        let mut decode = Cmd::timed(&self.dev, cap)?;
+        let mut decode = CmdBuffer::timed(&self.dev, cap)?;
         Self::record_decode_into(&self.graph, &self.acts, &mut decode)?;
-        self.batch = Cmd::timed(&self.dev, cap)?;
+        self.batch = CmdBuffer::timed(&self.dev, cap)?;
         self.prof = Some(Box::new(Prof {
             decode,
             ts,
@@ -245,12 +245,12 @@ impl VulkanEngine {
     }
 
     /// The head reading x from row `row` on, writing logits from row 0 on.
-    fn head_at(&self, row: u32) -> Op {
+    fn head_at(&self, row: u32) -> GpuOp {
         let mut kind = self.graph.head.kind.clone();
         if let OpKind::Matvec { x_off, .. } = &mut kind {
             *x_off = row * self.model.config.n_embd as u32;
         }
-        Op {
+        GpuOp {
             kernel: self.graph.head.kernel.clone(),
             set: self.graph.head.set,
             kind,
@@ -274,7 +274,7 @@ impl VulkanEngine {
         } else {
             self.head_at(n - 1)
         };
-        let advance = Op {
+        let advance = GpuOp {
             kernel: self.graph.advance.kernel.clone(),
             set: self.graph.advance.set,
             kind: OpKind::Advance { hist_from },

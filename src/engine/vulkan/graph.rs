@@ -22,7 +22,9 @@ use super::attention::{AttnScratch, Splits};
 use super::buffer::{Buffer, MemKind};
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
-use super::kernels::{MatvecSpec, Op, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU, STATE_WORDS};
+use super::kernels::{
+    GpuOp, MatvecSpec, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU, STATE_WORDS,
+};
 use super::weights::{GpuMatrix, GpuWeights};
 use crate::model::{Activation, Config, RopeStyle};
 
@@ -154,15 +156,15 @@ pub fn kv_cache(dev: &Arc<Device>, c: &Config, n_ctx: usize) -> Result<Vec<(Buff
 
 pub struct Graph {
     /// Embedding of the token the sampler wrote into the state (decoding).
-    pub embed_state: Op,
+    pub embed_state: GpuOp,
     /// Embedding of the prompt tokens.
-    pub embed_tokens: Op,
+    pub embed_tokens: GpuOp,
     /// Position bookkeeping at the start of a prompt batch.
-    pub advance: Op,
-    pub layers: Vec<Vec<Op>>,
+    pub advance: GpuOp,
+    pub layers: Vec<Vec<GpuOp>>,
     /// Output norm + head for the token at `x_off` into logits row 0 (and onward for batches).
-    pub head: Op,
-    pub sample: Op,
+    pub head: GpuOp,
+    pub sample: GpuOp,
 }
 
 fn one(m: &GpuMatrix) -> Result<Seg> {

@@ -1,5 +1,5 @@
-//! The engine's kernels: one `Kernel` per shader variant (created lazily, only for the weight
-//! types a model uses), their push-constant layouts, and `Op`, a dispatch whose descriptor set is
+//! The engine's kernels: one `GpuKernel` per shader variant (created lazily, only for the weight
+//! types a model uses), their push-constant layouts, and `GpuOp`, a dispatch whose descriptor set is
 //! written once and whose push constants depend only on the batch size — so the decode command
 //! buffer can be recorded once and replayed.
 
@@ -12,10 +12,10 @@ use ash::vk;
 
 use super::attention::{AttnScratch, SplitAttention, ATTN_BINDINGS, ATTN_PUSH};
 use super::buffer::BufRange;
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::pipeline::{DescriptorArena, Kernel, PipelineCache};
+use super::pipeline::{DescriptorArena, GpuKernel, PipelineCache};
 use super::shaders;
 use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use super::tiled::{PromptAttention, Tiled};
@@ -51,7 +51,7 @@ pub fn supported(ty: GgmlType) -> bool {
 pub struct Kernels {
     pub(super) dev: Arc<Device>,
     cache: PipelineCache,
-    built: RefCell<HashMap<String, Rc<Kernel>>>,
+    built: RefCell<HashMap<String, Rc<GpuKernel>>>,
     /// (workgroup size, rows per workgroup, path: `shapes::PATH_*`) of the mat-vec and mat-mat
     /// variants, fitted to the device's limits.
     matvec_shape: [u32; 3],
@@ -125,7 +125,7 @@ impl Kernels {
         counts: &[u32],
         push: u32,
         spec: &[u32],
-    ) -> Result<Rc<Kernel>> {
+    ) -> Result<Rc<GpuKernel>> {
         if let Some(k) = self.built.borrow().get(name) {
             return Ok(k.clone());
         }
@@ -133,7 +133,7 @@ impl Kernels {
         let full = name.starts_with("matvecsg")
             && self.dev.features.full_subgroups
             && spec[0].is_multiple_of(self.dev.features.max_subgroup.max(1));
-        let k = Rc::new(Kernel::new(
+        let k = Rc::new(GpuKernel::new(
             &self.dev,
             &self.cache,
             name,
@@ -149,7 +149,7 @@ impl Kernels {
 
     /// Mat-vec (`batch` = false, one token per workgroup) or mat-mat (8 tokens) for weights of
     /// type `ty` (`None`: the variant that reads the type per segment).
-    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>) -> Result<Rc<Kernel>> {
+    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>) -> Result<Rc<GpuKernel>> {
         let spec = if batch {
             self.matmul_shape
         } else {
@@ -160,7 +160,7 @@ impl Kernels {
 
     /// The decode mat-vec for a `rows` × `k` matrix (`shapes::for_matrix`: narrower workgroups
     /// for very tall or short matrices on the subgroup path).
-    pub fn matvec_decode(&self, ty: Option<GgmlType>, rows: u32, k: u32) -> Result<Rc<Kernel>> {
+    pub fn matvec_decode(&self, ty: Option<GgmlType>, rows: u32, k: u32) -> Result<Rc<GpuKernel>> {
         let spec = shapes::for_matrix(self.matvec_shape, rows, k, &self.limits);
         self.matvec_shaped(false, ty, spec)
     }
@@ -170,7 +170,7 @@ impl Kernels {
         batch: bool,
         ty: Option<GgmlType>,
         spec: [u32; 3],
-    ) -> Result<Rc<Kernel>> {
+    ) -> Result<Rc<GpuKernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         let prefix = if batch {
             "matmul"
@@ -208,7 +208,7 @@ impl Kernels {
         self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)
     }
 
-    pub fn embed(&self) -> Result<Rc<Kernel>> {
+    pub fn embed(&self) -> Result<Rc<GpuKernel>> {
         self.get(
             "embed",
             shaders::EMBED,
@@ -217,10 +217,10 @@ impl Kernels {
             &[64],
         )
     }
-    pub fn rope_kv(&self) -> Result<Rc<Kernel>> {
+    pub fn rope_kv(&self) -> Result<Rc<GpuKernel>> {
         self.get("rope_kv", shaders::ROPE_KV, &[1, 1, 1, 1, 1, 1], 6, &[])
     }
-    pub fn attention(&self) -> Result<Rc<Kernel>> {
+    pub fn attention(&self) -> Result<Rc<GpuKernel>> {
         self.get(
             "attention",
             shaders::ATTENTION,
@@ -229,14 +229,14 @@ impl Kernels {
             &[64],
         )
     }
-    pub fn sample(&self) -> Result<Rc<Kernel>> {
+    pub fn sample(&self) -> Result<Rc<GpuKernel>> {
         self.get("sample", shaders::SAMPLE, &[1, 1, 1, 1], 2, &[128])
     }
-    pub fn advance(&self) -> Result<Rc<Kernel>> {
+    pub fn advance(&self) -> Result<Rc<GpuKernel>> {
         self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])
     }
     /// One workgroup doing nothing: the profiler's per-stage floor.
-    pub fn empty(&self) -> Result<Rc<Kernel>> {
+    pub fn empty(&self) -> Result<Rc<GpuKernel>> {
         self.get("empty", shaders::EMPTY, &[1], 0, &[])
     }
 
@@ -269,7 +269,7 @@ pub enum OpKind {
         y_off: u32,
         segs: Vec<(u32, GgmlType, Option<u32>)>,
         /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
-        batch_kernel: Rc<Kernel>,
+        batch_kernel: Rc<GpuKernel>,
         /// The tiled mat-mat for batches of more than `MATMUL_NT` tokens (same set), if used.
         tiled: Option<Rc<Tiled>>,
     },
@@ -325,8 +325,8 @@ pub enum OpKind {
 }
 
 /// A dispatch with its descriptor set written once.
-pub struct Op {
-    pub kernel: Rc<Kernel>,
+pub struct GpuOp {
+    pub kernel: Rc<GpuKernel>,
     pub set: vk::DescriptorSet,
     pub kind: OpKind,
 }
@@ -339,10 +339,10 @@ fn four(v: impl Iterator<Item = u32>) -> [u32; 4] {
     out
 }
 
-impl Op {
+impl GpuOp {
     /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
     /// the logits row).
-    pub fn record(&self, cmd: &mut Cmd, n_tok: u32) {
+    pub fn record(&self, cmd: &mut CmdBuffer, n_tok: u32) {
         // Names the dispatch on a timed command buffer (`--profile`); nothing otherwise.
         cmd.label(|| self.stamp(n_tok));
         match &self.kind {
@@ -510,7 +510,7 @@ pub struct MatvecSpec<'a> {
 }
 
 impl OpBuilder<'_> {
-    pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<Op> {
+    pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<GpuOp> {
         assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
         let ty0 = s.segs[0].ty;
         let same = s.segs.iter().all(|g| g.ty == ty0);
@@ -538,7 +538,7 @@ impl OpBuilder<'_> {
         if s.segs.iter().any(|g| g.bias.is_some()) {
             flags |= F_BIAS;
         }
-        Ok(Op {
+        Ok(GpuOp {
             kernel,
             set,
             kind: OpKind::Matvec {
@@ -567,13 +567,13 @@ impl OpBuilder<'_> {
         dim: u32,
         from_state: bool,
         out: BufRange,
-    ) -> Result<Op> {
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.embed()?;
         let ws: Vec<BufRange> = pieces.iter().map(|p| p.0).collect();
         let set = self
             .arena
             .set(&kernel, &[&[state], &[tokens], &ws, &[out]])?;
-        Ok(Op {
+        Ok(GpuOp {
             kernel,
             set,
             kind: OpKind::Embed {
@@ -596,13 +596,13 @@ impl OpBuilder<'_> {
         vc: BufRange,
         inv_freq: BufRange,
         kind: OpKind,
-    ) -> Result<Op> {
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.rope_kv()?;
         let set = self.arena.set(
             &kernel,
             &[&[state], &[qkv], &[q], &[kc], &[vc], &[inv_freq]],
         )?;
-        Ok(Op { kernel, set, kind })
+        Ok(GpuOp { kernel, set, kind })
     }
 
     /// Attention over the cache; with `scratch`, decoding (one token) takes the split kernel
@@ -617,7 +617,7 @@ impl OpBuilder<'_> {
         out: BufRange,
         scratch: Option<AttnScratch>,
         mut kind: OpKind,
-    ) -> Result<Op> {
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.attention()?;
         // Without scratch the partials binding points at the output (never read as partials).
         let part = scratch.map_or(out, |s| s.part);
@@ -647,7 +647,7 @@ impl OpBuilder<'_> {
                 _ => None,
             };
         }
-        Ok(Op { kernel, set, kind })
+        Ok(GpuOp { kernel, set, kind })
     }
 
     pub fn sample(
@@ -657,22 +657,22 @@ impl OpBuilder<'_> {
         scratch: BufRange,
         params: BufRange,
         n_vocab: u32,
-    ) -> Result<Op> {
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.sample()?;
         let set = self
             .arena
             .set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
-        Ok(Op {
+        Ok(GpuOp {
             kernel,
             set,
             kind: OpKind::Sample { n_vocab },
         })
     }
 
-    pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<Op> {
+    pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<GpuOp> {
         let kernel = self.kernels.advance()?;
         let set = self.arena.set(&kernel, &[&[state], &[tokens]])?;
-        Ok(Op {
+        Ok(GpuOp {
             kernel,
             set,
             kind: OpKind::Advance { hist_from: 0 },

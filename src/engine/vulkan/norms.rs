@@ -4,17 +4,17 @@
 
 use super::buffer::BufRange;
 use super::error::Result;
-use super::kernels::{Kernels, Op};
+use super::kernels::{GpuOp, Kernels};
 use super::kernels::{OpBuilder, OpKind};
-use super::pipeline::Kernel;
+use super::pipeline::GpuKernel;
 use super::shaders;
 use std::rc::Rc;
 
 impl Kernels {
-    pub fn qk_norm(&self) -> Result<Rc<Kernel>> {
+    pub fn qk_norm(&self) -> Result<Rc<GpuKernel>> {
         self.get("qk_norm", shaders::QK_NORM, &[1, 1, 1], 5, &[])
     }
-    pub fn norm_add(&self) -> Result<Rc<Kernel>> {
+    pub fn norm_add(&self) -> Result<Rc<GpuKernel>> {
         self.get("norm_add", shaders::NORM_ADD, &[1, 1, 1], 3, &[])
     }
 }
@@ -28,16 +28,22 @@ impl OpBuilder<'_> {
         wq: BufRange,
         wk: BufRange,
         kind: OpKind,
-    ) -> Result<Op> {
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.qk_norm()?;
         let set = self.arena.set(&kernel, &[&[qkv], &[wq], &[wk]])?;
-        Ok(Op { kernel, set, kind })
+        Ok(GpuOp { kernel, set, kind })
     }
 
     /// `x[t] += rms_norm(y[t]) · w` for each token row.
-    pub fn norm_add(&mut self, y: BufRange, w: BufRange, x: BufRange, kind: OpKind) -> Result<Op> {
+    pub fn norm_add(
+        &mut self,
+        y: BufRange,
+        w: BufRange,
+        x: BufRange,
+        kind: OpKind,
+    ) -> Result<GpuOp> {
         let kernel = self.kernels.norm_add()?;
         let set = self.arena.set(&kernel, &[&[y], &[w], &[x]])?;
-        Ok(Op { kernel, set, kind })
+        Ok(GpuOp { kernel, set, kind })
     }
 }

@@ -178,7 +178,7 @@ impl Drop for PipelineCache {
 }
 
 /// One compute pipeline.
-pub struct Kernel {
+pub struct GpuKernel {
     dev: Arc<Device>,
     pub name: String,
     pub layout: Arc<Layout>,
@@ -187,7 +187,7 @@ pub struct Kernel {
     pub spec: Vec<u32>,
 }
 
-impl Kernel {
+impl GpuKernel {
     /// Builds `spirv` with binding array sizes `counts`, `push_words` words of push constants and
     /// specialization constants 0..n = `spec`; with `full_subgroups` the pipeline requires full
     /// subgroups (`computeFullSubgroups` must be enabled and the workgroup a multiple of the
@@ -202,7 +202,7 @@ impl Kernel {
         push_words: u32,
         spec: &[u32],
         full_subgroups: bool,
-    ) -> Result<Kernel> {
+    ) -> Result<GpuKernel> {
         let layout = cache.layout(counts, push_words)?;
         let code = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
             .map_err(|_| VkError::Unsupported(format!("shader {name}: malformed SPIR-V")))?;
@@ -241,7 +241,7 @@ impl Kernel {
             let r = dev.raw.create_compute_pipelines(cache.raw, &ci, None);
             dev.raw.destroy_shader_module(module, None);
             let pipeline = r.map_err(|(_, e)| VkError::from_vk("vkCreateComputePipelines", e))?[0];
-            Ok(Kernel {
+            Ok(GpuKernel {
                 dev: dev.clone(),
                 name: name.to_string(),
                 layout,
@@ -252,7 +252,7 @@ impl Kernel {
     }
 }
 
-impl Drop for Kernel {
+impl Drop for GpuKernel {
     fn drop(&mut self) {
         // SAFETY: no command buffer using it is pending (the engine waits before dropping).
         unsafe { self.dev.raw.destroy_pipeline(self.pipeline, None) };
@@ -288,7 +288,11 @@ impl DescriptorArena {
 
     /// Allocates a set for `kernel` and writes `bindings[i]` (one range per array element;
     /// missing array elements repeat the last range, so unused segments stay valid).
-    pub fn set(&mut self, kernel: &Kernel, bindings: &[&[BufRange]]) -> Result<vk::DescriptorSet> {
+    pub fn set(
+        &mut self,
+        kernel: &GpuKernel,
+        bindings: &[&[BufRange]],
+    ) -> Result<vk::DescriptorSet> {
         let counts = &kernel.layout.counts;
         assert_eq!(
             bindings.len(),

@@ -1,12 +1,12 @@
 //! Per-op GPU timing (`pigpu run --profile`, `pigpu bench --profile`). A profiled engine replays
-//! a second, "timed" recording of its decode step (`Cmd::timed`: the query pool is reset inside
+//! a second, "timed" recording of its decode step (`CmdBuffer::timed`: the query pool is reset inside
 //! the buffer, a timestamp follows every command) and records its prompt batches the same way;
 //! the normal recordings carry no queries, so decoding without `--profile` costs what it did.
 //!
 //! Each interval between two timestamps is one command: its time includes the drain that the
 //! global barrier between commands forces anyway, so the sum of the op times is the GPU's busy
 //! time for the submit. Intervals are grouped by a label that the op itself derives from what it
-//! computes (`Op::stamp`: e.g. `matvec q4_K 3072x3072 norm`), so new op kinds get a label
+//! computes (`GpuOp::stamp`: e.g. `matvec q4_K 3072x3072 norm`), so new op kinds get a label
 //! (their kernel's name) without changes here. Two yardsticks are measured once per device: the
 //! device-to-device copy bandwidth of one large `vkCmdCopyBuffer`, and the per-stage floor (the
 //! mean time of a few hundred empty one-workgroup dispatches, timed exactly like the ops).
@@ -16,10 +16,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::buffer::{Buffer, MemKind};
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, Op, OpKind, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
+use super::kernels::{GpuOp, Kernels, OpKind, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
 use super::pipeline::DescriptorArena;
 
 /// What one timed interval measured: its label, the weight bytes it read (mat-vec / mat-mat)
@@ -41,7 +41,7 @@ impl Stamp {
     }
 }
 
-impl Op {
+impl GpuOp {
     /// The label of this op recorded for `n_tok` tokens. Mat-vecs say their variant (`matvec`
     /// for one token, `matmul` for the 8-token mat-vec over a batch, `tiled/<tile>` for the tiled
     /// mat-mat), weight types, rows × columns of weights read and what is fused (`norm`, `glu`,
@@ -172,7 +172,7 @@ pub fn calibrate(
     };
     let src = Buffer::new(dev, copy_bytes, MemKind::Device, "the profiler's copy test")?;
     let dst = Buffer::new(dev, copy_bytes, MemKind::Device, "the profiler's copy test")?;
-    let mut cmd = Cmd::timed(dev, 4)?;
+    let mut cmd = CmdBuffer::timed(dev, 4)?;
     cmd.begin(false)?;
     cmd.fill(&src, 0, copy_bytes, 0x3f80_0000);
     cmd.end()?;
@@ -198,7 +198,7 @@ pub fn calibrate(
     let empty = kernels.empty()?;
     let scratch = Buffer::new(dev, 16, MemKind::Device, "the profiler's empty dispatch")?;
     let set = arena.set(&empty, &[&[scratch.all()]])?;
-    let mut cmd = Cmd::timed(dev, FLOOR_DISPATCHES + 2)?;
+    let mut cmd = CmdBuffer::timed(dev, FLOOR_DISPATCHES + 2)?;
     cmd.begin(false)?;
     for _ in 0..FLOOR_DISPATCHES {
         // A barrier between each two, as between the engine's ops.

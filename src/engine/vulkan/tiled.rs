@@ -7,10 +7,10 @@ use std::rc::Rc;
 
 use ash::vk;
 
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::error::{Result, VkError};
 use super::kernels::{Kernels, MATVEC_BINDINGS, MATVEC_PUSH};
-use super::pipeline::Kernel;
+use super::pipeline::GpuKernel;
 use super::shaders;
 use crate::quant::GgmlType;
 
@@ -92,14 +92,14 @@ impl Tile {
 /// The tiled kernels of one weight type (or of the `any` variant), one per usable tile shape.
 pub struct Tiled {
     /// Smallest first; never empty.
-    kernels: Vec<(Tile, Rc<Kernel>)>,
+    kernels: Vec<(Tile, Rc<GpuKernel>)>,
     forced: Option<usize>,
 }
 
 impl Tiled {
     /// The tile for `m` output rows and `n` tokens: small when either is at most 32, medium
     /// when at most 64, else large (llama.cpp's rule) — among the shapes the device runs.
-    pub fn pick(&self, m: u32, n: u32) -> &(Tile, Rc<Kernel>) {
+    pub fn pick(&self, m: u32, n: u32) -> &(Tile, Rc<GpuKernel>) {
         if let Some(i) = self.forced {
             return &self.kernels[i];
         }
@@ -120,7 +120,7 @@ impl Tiled {
     /// Records the dispatch for `rows` output rows (per matrix with SwiGLU) and `n_tok` tokens.
     pub fn record(
         &self,
-        cmd: &mut Cmd,
+        cmd: &mut CmdBuffer,
         set: vk::DescriptorSet,
         push: &[u32],
         rows: u32,
@@ -174,7 +174,7 @@ impl Kernels {
 /// The prompt attention kernel and its query rows per workgroup.
 #[derive(Clone)]
 pub struct PromptAttention {
-    pub kernel: Rc<Kernel>,
+    pub kernel: Rc<GpuKernel>,
     pub rows: u32,
 }
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::buffer::{Buffer, MemKind};
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::Result;
 
@@ -22,7 +22,7 @@ const FILL_MIN_PER_THREAD: usize = 1 << 20;
 
 struct Slot {
     staging: Buffer,
-    cmd: Cmd,
+    cmd: CmdBuffer,
 }
 
 pub struct Uploader {
@@ -43,7 +43,7 @@ impl Uploader {
         for _ in 0..SLOTS {
             slots.push(Slot {
                 staging: Buffer::new(dev, chunk, MemKind::Upload, "upload staging buffer")?,
-                cmd: Cmd::new(dev)?,
+                cmd: CmdBuffer::new(dev)?,
             });
         }
         let threads = std::thread::available_parallelism()
@@ -137,7 +137,7 @@ fn fill_parallel(dst: &mut [u8], src: &[u8], threads: usize) {
 /// Reads `len` bytes at `off` of a device buffer back to the host (slow path: tests, logits).
 pub fn download(dev: &Arc<Device>, src: &Buffer, off: u64, len: u64) -> Result<Vec<u8>> {
     let rb = Buffer::new(dev, len, MemKind::Readback, "readback buffer")?;
-    let mut cmd = Cmd::new(dev)?;
+    let mut cmd = CmdBuffer::new(dev)?;
     cmd.begin(false)?;
     cmd.copy(src, off, &rb, 0, len);
     cmd.end()?;

@@ -16,7 +16,7 @@ use std::ops::Range;
 
 use half::f16;
 
-use super::{BlockQ8, BlockQ8K, Dot, Tile};
+use super::{ActBlockQ8K, BlockQ8, Dot, Tile};
 use crate::engine::cpu::ops::KvKernels;
 use crate::quant::GgmlType;
 
@@ -369,7 +369,7 @@ macro_rules! matrix_kernels {
         unsafe fn micro_q4k<const R: usize, const C: usize>(
             w: *const u8,
             row_bytes: usize,
-            a: *const BlockQ8K,
+            a: *const ActBlockQ8K,
             nb: usize,
             out: Out,
             (r0, t0): (usize, usize),
@@ -449,7 +449,7 @@ macro_rules! matrix_kernels {
         unsafe fn micro_q6k<const R: usize, const C: usize>(
             w: *const u8,
             row_bytes: usize,
-            a: *const BlockQ8K,
+            a: *const ActBlockQ8K,
             nb: usize,
             out: Out,
             (r0, t0): (usize, usize),
@@ -535,16 +535,16 @@ macro_rules! matrix_kernels {
         tiler!($features, tile_q5_0, micro32, BlockQ8, 22, 8, 4, Q5_0);
         tiler!($features, tile_q5_1, micro32, BlockQ8, 24, 4, 4, Q5_1);
         tiler!($features, tile_q8_0, micro32, BlockQ8, 34, 8, 4, Q8_0);
-        tiler!($features, tile_q4_k, micro_q4k, BlockQ8K, 144, 8, 2);
-        tiler!($features, tile_q6_k, micro_q6k, BlockQ8K, 210, 8, 1);
+        tiler!($features, tile_q4_k, micro_q4k, ActBlockQ8K, 144, 8, 2);
+        tiler!($features, tile_q6_k, micro_q6k, ActBlockQ8K, 210, 8, 1);
 
         single!(q4_0, tile_q4_0, BlockQ8, 18);
         single!(q4_1, tile_q4_1, BlockQ8, 20);
         single!(q5_0, tile_q5_0, BlockQ8, 22);
         single!(q5_1, tile_q5_1, BlockQ8, 24);
         single!(q8_0, tile_q8_0, BlockQ8, 34);
-        single!(q4_k, tile_q4_k, BlockQ8K, 144);
-        single!(q6_k, tile_q6_k, BlockQ8K, 210);
+        single!(q4_k, tile_q4_k, ActBlockQ8K, 144);
+        single!(q6_k, tile_q6_k, ActBlockQ8K, 210);
 
         pub fn dot(ty: GgmlType) -> Option<Dot> {
             Some(match ty {
@@ -653,7 +653,7 @@ pub unsafe fn quantize_q8(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
 /// # Safety
 /// AVX2 available; `x.len() == 256 · out.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+pub unsafe fn quantize_q8k(x: &[f32], out: &mut [ActBlockQ8K]) {
     let sign = _mm256_set1_ps(-0.0);
     for (xb, y) in x.chunks_exact(256).zip(out.iter_mut()) {
         // SAFETY: xb has 256 floats.
@@ -667,7 +667,7 @@ pub unsafe fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
         let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
         if amax == 0.0 {
-            *y = BlockQ8K::default();
+            *y = ActBlockQ8K::default();
             continue;
         }
         // The first element whose magnitude is the maximum gives the sign.

@@ -29,7 +29,7 @@ pub struct BlockQ8 {
 /// (llama.cpp's `block_q8_K`), the partner of the k-quants.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(8))]
-pub struct BlockQ8K {
+pub struct ActBlockQ8K {
     pub d: f32,
     pub qs: [i8; 256],
     pub bsums: [i16; 16],
@@ -44,9 +44,9 @@ impl Default for BlockQ8 {
         }
     }
 }
-impl Default for BlockQ8K {
+impl Default for ActBlockQ8K {
     fn default() -> Self {
-        BlockQ8K {
+        ActBlockQ8K {
             d: 0.0,
             qs: [0; 256],
             bsums: [0; 16],
@@ -111,7 +111,7 @@ pub fn quantize_q8_portable(x: &[f32], out: &mut [BlockQ8], with_sum: bool) {
 
 /// Quantizes `x` (a multiple of 256 long) to Q8_K blocks as llama.cpp does: the scale comes from
 /// the element of largest magnitude *with its sign* (`iscale = −127 / max`), values clamp at 127.
-pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+pub fn quantize_q8k(x: &[f32], out: &mut [ActBlockQ8K]) {
     assert_eq!(x.len(), 256 * out.len(), "quantize_q8k: input length");
     #[cfg(target_arch = "x86_64")]
     if have_avx2() {
@@ -123,7 +123,7 @@ pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
 }
 
 /// The portable form of [`quantize_q8k`] (the definition the SIMD form must match exactly).
-pub fn quantize_q8k_portable(x: &[f32], out: &mut [BlockQ8K]) {
+pub fn quantize_q8k_portable(x: &[f32], out: &mut [ActBlockQ8K]) {
     for (xb, y) in x.chunks_exact(256).zip(out.iter_mut()) {
         let (mut amax, mut max) = (0.0f32, 0.0f32);
         for &v in xb {
@@ -133,7 +133,7 @@ pub fn quantize_q8k_portable(x: &[f32], out: &mut [BlockQ8K]) {
             }
         }
         if amax == 0.0 {
-            *y = BlockQ8K::default();
+            *y = ActBlockQ8K::default();
             continue;
         }
         let iscale = -127.0 / max;
@@ -233,7 +233,7 @@ impl ActFormat {
 }
 
 pub type DotQ8 = fn(&[u8], &[BlockQ8]) -> f32;
-pub type DotQ8K = fn(&[u8], &[BlockQ8K]) -> f32;
+pub type DotQ8K = fn(&[u8], &[ActBlockQ8K]) -> f32;
 pub type DotF32 = fn(&[u8], &[f32]) -> f32;
 
 /// A tile kernel: `out[t · m + r] = W[r] · a[t]` for the weight rows `rows` of the matrix `w`
@@ -247,7 +247,7 @@ pub type TileQ8 =
     unsafe fn(&[u8], usize, std::ops::Range<usize>, &[BlockQ8], usize, *mut f32, usize);
 /// As [`TileQ8`], against Q8_K activations.
 pub type TileQ8K =
-    unsafe fn(&[u8], usize, std::ops::Range<usize>, &[BlockQ8K], usize, *mut f32, usize);
+    unsafe fn(&[u8], usize, std::ops::Range<usize>, &[ActBlockQ8K], usize, *mut f32, usize);
 
 /// A matrix kernel that covers many rows and tokens in one call (see [`TileQ8`]).
 #[derive(Clone, Copy)]

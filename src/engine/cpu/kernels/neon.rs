@@ -6,7 +6,7 @@ use std::arch::aarch64::*;
 
 use std::ops::Range;
 
-use super::{f16_at, BlockQ8, BlockQ8K, Dot, Tile};
+use super::{f16_at, ActBlockQ8K, BlockQ8, Dot, Tile};
 use crate::engine::cpu::ops::{self, KvKernels};
 use crate::quant::GgmlType;
 
@@ -62,8 +62,8 @@ safe!(q4_1, q4_1_neon, BlockQ8);
 safe!(q5_0, q5_0_neon, BlockQ8);
 safe!(q5_1, q5_1_neon, BlockQ8);
 safe!(q8_0, q8_0_neon, BlockQ8);
-safe!(q4_k, q4_k_neon, BlockQ8K);
-safe!(q6_k, q6_k_neon, BlockQ8K);
+safe!(q4_k, q4_k_neon, ActBlockQ8K);
+safe!(q6_k, q6_k_neon, ActBlockQ8K);
 
 /// The two 16-byte halves of a Q8 block's quants.
 ///
@@ -216,7 +216,7 @@ unsafe fn q8_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
 /// # Safety
 /// NEON with dotprod available.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q4_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
+unsafe fn q4_k_neon(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
     let mut sum = 0.0f32;
     for (b, y) in w.chunks_exact(144).zip(a) {
         let scales = &b[4..16];
@@ -258,7 +258,7 @@ unsafe fn q4_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
 /// # Safety
 /// NEON with dotprod available.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q6_k_neon(w: &[u8], a: &[BlockQ8K]) -> f32 {
+unsafe fn q6_k_neon(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
     let mut sum = 0.0f32;
     let m4 = vdupq_n_u8(0x0F);
     let m2 = vdupq_n_u8(0x03);

@@ -6,7 +6,7 @@
 // Index loops mirror the block layouts (element j and j + 16 share a byte), so keep them.
 #![allow(clippy::needless_range_loop)]
 
-use super::{f16_at, BlockQ8, BlockQ8K};
+use super::{f16_at, ActBlockQ8K, BlockQ8};
 
 /// Q4_0 (18 B: f16 d, 16 B of nibbles; value = d·(q − 8)) · Q8_0.
 pub fn dot_q4_0(w: &[u8], a: &[BlockQ8]) -> f32 {
@@ -108,7 +108,7 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 
 /// Σ over sub-blocks of 32 of min·(Σ activations), from the Q8_K group-of-16 sums.
 #[inline]
-fn mins_dot(scales: &[u8], y: &BlockQ8K) -> i32 {
+fn mins_dot(scales: &[u8], y: &ActBlockQ8K) -> i32 {
     (0..8)
         .map(|j| {
             scale_min_k4(j, scales).1 as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32)
@@ -117,7 +117,7 @@ fn mins_dot(scales: &[u8], y: &BlockQ8K) -> i32 {
 }
 
 /// Q4_K (144 B: f16 d, f16 dmin, 12 B scales, 128 B nibbles; value = d·sc·q − dmin·m) · Q8_K.
-pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q4_k(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
     let mut sum = 0.0f32;
     for (b, y) in w.chunks_exact(144).zip(a) {
         let scales = &b[4..16];
@@ -142,7 +142,7 @@ pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
 }
 
 /// Q5_K (176 B: f16 d, f16 dmin, 12 B scales, 32 B high bits, 128 B nibbles) · Q8_K.
-pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q5_k(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
     let mut sum = 0.0f32;
     for (b, y) in w.chunks_exact(176).zip(a) {
         let scales = &b[4..16];
@@ -186,7 +186,7 @@ fn q6(ql: &[u8], qh: &[u8], l: usize, k: usize) -> i32 {
 
 /// Q6_K (210 B: 128 B low nibbles, 64 B high 2 bits, 16 × i8 scales, f16 d;
 /// value = d·sc·(q − 32)) · Q8_K.
-pub fn dot_q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q6_k(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
     let mut sum = 0.0f32;
     for (b, y) in w.chunks_exact(210).zip(a) {
         let sc = &b[192..208];

@@ -94,7 +94,7 @@ fn dot_both(ty: GgmlType, isa: Isa, row: &[u8], x: &[f32]) -> (f32, f64, f64) {
             f(row, &a)
         }
         Dot::Q8K(f) => {
-            let mut a = vec![BlockQ8K::default(); k / 256];
+            let mut a = vec![ActBlockQ8K::default(); k / 256];
             quantize_q8k(x, &mut a);
             xq = a
                 .iter()
@@ -205,7 +205,7 @@ fn q8_quantization_matches_llama_cpp_rules() {
     // Q8_K takes the sign of the largest-magnitude element: here it is negative.
     let mut x = vec![0.5f32; 256];
     x[3] = -2.0;
-    let mut k = [BlockQ8K::default()];
+    let mut k = [ActBlockQ8K::default()];
     quantize_q8k(&x, &mut k);
     assert_eq!(k[0].qs[3], -127);
     assert!((k[0].d - 2.0 / 127.0).abs() < 1e-7);
@@ -253,7 +253,7 @@ fn tile_kernels_equal_one_row_dots() {
             for n in [1, 2, 3, 4, 5, 9, 13] {
                 let x: Vec<f32> = (0..n).flat_map(|_| random_acts(k, &mut rng)).collect();
                 let mut a8 = vec![BlockQ8::default(); n * k / 32];
-                let mut ak = vec![BlockQ8K::default(); n * k / 256];
+                let mut ak = vec![ActBlockQ8K::default(); n * k / 256];
                 quantize_q8(&x, &mut a8, fmt == ActFormat::Q8_1);
                 quantize_q8k(&x, &mut ak);
                 // Rows 3..rows (an odd start and count) into a buffer of all rows.
@@ -343,8 +343,8 @@ fn q8_quantization_simd_equals_portable() {
             (i % 200) as f32 - 99.5
         };
     }
-    let mut a = vec![BlockQ8K::default(); 8];
-    let mut b = vec![BlockQ8K::default(); 8];
+    let mut a = vec![ActBlockQ8K::default(); 8];
+    let mut b = vec![ActBlockQ8K::default(); 8];
     quantize_q8k(&x, &mut a);
     quantize_q8k_portable(&x, &mut b);
     assert_eq!(a, b);
@@ -399,7 +399,7 @@ fn kernel_throughput() {
                 let (fmt, dot) = kernel(ty, isa).unwrap();
                 let mut out = vec![0.0f32; n * rows];
                 let mut a8 = vec![BlockQ8::default(); n * k / 32];
-                let mut ak = vec![BlockQ8K::default(); n * k / 256];
+                let mut ak = vec![ActBlockQ8K::default(); n * k / 256];
                 quantize_q8(&x, &mut a8, fmt == ActFormat::Q8_1);
                 quantize_q8k(&x, &mut ak);
                 let blocks = (rows * n * k / ty.block_size()) as f64;

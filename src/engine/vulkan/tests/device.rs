@@ -87,7 +87,7 @@ fn validation_layer_reports_misuse() {
     let b = Buffer::new(&gpu.dev, 64, MemKind::Device, "test").unwrap();
     // A copy past the end of the destination: invalid usage the layer must report.
     let src = Buffer::new(&gpu.dev, 1024, MemKind::Upload, "test").unwrap();
-    let mut cmd = crate::engine::vulkan::command::Cmd::new(&gpu.dev).unwrap();
+    let mut cmd = crate::engine::vulkan::command::CmdBuffer::new(&gpu.dev).unwrap();
     cmd.begin(false).unwrap();
     cmd.copy(&src, 0, &b, 0, 1024);
     cmd.end().unwrap();

@@ -13,9 +13,9 @@ mod upload;
 use std::sync::Arc;
 
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
-use super::command::Cmd;
+use super::command::CmdBuffer;
 use super::device::Device;
-use super::kernels::{Kernels, Op, OpBuilder, OpKind, STATE_WORDS};
+use super::kernels::{GpuOp, Kernels, OpBuilder, OpKind, STATE_WORDS};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};
 
@@ -151,8 +151,8 @@ impl Gpu {
     }
 
     /// Records `ops` (each with its batch size) into one command buffer and runs it.
-    pub fn run(&self, ops: &[(&Op, u32)]) {
-        let mut cmd = Cmd::new(&self.dev).unwrap();
+    pub fn run(&self, ops: &[(&GpuOp, u32)]) {
+        let mut cmd = CmdBuffer::new(&self.dev).unwrap();
         cmd.begin(false).unwrap();
         for (op, n) in ops {
             op.record(&mut cmd, *n);
@@ -163,9 +163,9 @@ impl Gpu {
 
     /// Like `run`, but with a timestamp after each dispatch: the GPU nanoseconds of each (an op
     /// that records two dispatches, like the split attention's combine pass, gives two).
-    pub fn run_timed(&self, ops: &[(&Op, u32)]) -> Vec<f64> {
+    pub fn run_timed(&self, ops: &[(&GpuOp, u32)]) -> Vec<f64> {
         let ts = super::profile::timestamp_support(&self.dev).unwrap();
-        let mut cmd = Cmd::timed(&self.dev, ops.len() as u32 + 1).unwrap();
+        let mut cmd = CmdBuffer::timed(&self.dev, ops.len() as u32 + 1).unwrap();
         cmd.begin(false).unwrap();
         for (op, n) in ops {
             op.record(&mut cmd, *n);

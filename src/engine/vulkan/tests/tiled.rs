@@ -5,13 +5,13 @@
 
 use super::kernels::{assert_close, dequant, matmul_ref, random_weights, width_for, TYPES};
 use super::{attention_kind, attention_ref, Gpu, Rng};
-use crate::engine::vulkan::kernels::{MatvecSpec, Op, OpKind, Seg, F_ACC, F_GLU};
+use crate::engine::vulkan::kernels::{GpuOp, MatvecSpec, OpKind, Seg, F_ACC, F_GLU};
 use crate::engine::vulkan::tiled::TILES;
 use crate::quant::GgmlType;
 
 /// (rows, tokens) that pick the small, medium and large tile.
 /// Fails unless `op` runs batches on the tiled kernel (not a silent mat-vec fallback).
-fn assert_tiled(op: &Op) {
+fn assert_tiled(op: &GpuOp) {
     assert!(
         matches!(&op.kind, OpKind::Matvec { tiled: Some(_), .. }),
         "the op has no tiled kernel"
