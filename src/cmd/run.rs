@@ -1,6 +1,8 @@
 //! `pigpu run MODEL`: text completion (`-p`) streamed to stdout, or a chat (`cmd/chat.rs`) using
 //! the model's chat template. Only generated text goes to stdout (plus the prompt with
 //! `--echo`); logs and timings go to stderr, so `pigpu run m.gguf -p … > out.txt` captures text.
+//! `--stop` strings and `--format json` (sampling constrained to JSON) come from `session`,
+//! which `serve` shares.
 
 use std::io::{IsTerminal, Write};
 
@@ -8,12 +10,14 @@ use anyhow::{bail, Context, Result};
 
 use super::model_args;
 pub use super::run_shared::Args;
-use super::run_shared::{print_timings, take_profile, JsonOut, RunStats};
+use super::run_shared::{print_timings, take_profile, JsonOut, OutputFormat, RunStats};
 use super::Outcome;
 use crate::engine::SamplingParams;
 use crate::model::sampler::Rng;
 use crate::model::tokenizer::StreamDecoder;
-use crate::session::{check_fits, generate, Flow, Session};
+use crate::session::constrain::{JsonConstraint, TokenTrie, Top};
+use crate::session::stop::StopText;
+use crate::session::{check_fits, generate_with, Constrained, Flow, Session, StopReason};
 
 pub fn run(a: Args) -> Result<Outcome> {
     if a.list_devices {
@@ -38,6 +42,17 @@ pub fn run(a: Args) -> Result<Outcome> {
     }
     if a.n_predict == Some(0) {
         bail!("-n 0 generates nothing; give at least 1");
+    }
+    if a.chat || prompt.is_none() {
+        if !a.stop.is_empty() {
+            bail!("--stop works in completion mode (-p without --chat); chat ends each answer at the end-of-turn token");
+        }
+        if a.format.is_some() {
+            bail!("--format works in completion mode (-p without --chat)");
+        }
+    }
+    if a.stop.iter().any(String::is_empty) {
+        bail!("--stop \"\": a stop string must not be empty");
     }
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -92,18 +107,37 @@ fn completion(
     }
     let shared = s.shared.clone();
     let tok = &shared.tokenizer;
+    let mut json = match a.format {
+        Some(OutputFormat::Json) => {
+            let t0 = std::time::Instant::now();
+            let trie = std::sync::Arc::new(TokenTrie::new(tok));
+            log::debug!(
+                "--format json: vocabulary trie built in {} ms",
+                t0.elapsed().as_millis()
+            );
+            Some(JsonConstraint::new(trie, Top::Object))
+        }
+        None => None,
+    };
+    let constrained = json.as_mut().map(|json| Constrained {
+        json,
+        context: &ids,
+    });
     let mut dec = StreamDecoder::new(tok, false);
+    let mut stops = StopText::new(a.stop.clone());
     let mut text = String::new();
     let mut io_err = None;
-    let mut g = generate(
+    let mut g = generate_with(
         s.engine.as_mut(),
         &[],
         a.n_predict(),
         params,
         rng,
         &|t| tok.is_eog(t),
+        constrained,
         &mut |t| {
-            let piece = dec.push(t);
+            // Text is released once it cannot be the start of a stop string.
+            let (piece, hit) = stops.push(&dec.push(t));
             text.push_str(&piece);
             if !a.json {
                 if let Err(e) = out.write_all(piece.as_bytes()).and_then(|_| out.flush()) {
@@ -111,14 +145,28 @@ fn completion(
                     return Flow::Stop;
                 }
             }
-            Flow::Continue
+            if hit {
+                Flow::StopString
+            } else {
+                Flow::Continue
+            }
         },
     )?;
     if let Some(e) = io_err {
         return Err(e).context("writing to stdout");
     }
     g.prompt_time = prompt_time;
-    let rest = dec.finish();
+    // What the decoder and the stop matcher still hold (a stop string may end in it).
+    let mut rest = String::new();
+    if g.stop != StopReason::StopString {
+        let (tail, hit) = stops.push(&dec.finish());
+        rest = tail;
+        if hit {
+            g.stop = StopReason::StopString;
+        } else {
+            rest.push_str(&stops.finish());
+        }
+    }
     text.push_str(&rest);
     let t = g.timings(s.load_time, ids.len());
     let profile = take_profile(s.engine.as_mut());
@@ -129,6 +177,7 @@ fn completion(
             tokens: &g.tokens,
             text,
             stop: g.stop,
+            stop_string: stops.matched().map(str::to_string),
             timings: t,
             engine: s.engine.describe(),
             stats: RunStats::of(s.engine.as_ref()),

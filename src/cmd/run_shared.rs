@@ -15,6 +15,8 @@ use crate::session::{StopReason, Timings};
   pigpu run model.gguf                       # interactive chat (stdin is a terminal)
   pigpu run model.gguf --chat -p \"Why is the sky blue?\" --system \"Be brief.\"
   pigpu run model.gguf -p \"Hello\" --json     # one JSON object with ids, text and timings
+  pigpu run model.gguf -p \"Q: 2+2?\\nA:\" --stop \"\\n\"   # end before the first newline
+  pigpu run model.gguf --format json -p \"A user record as JSON:\"   # the output is a JSON object
   pigpu run --list-devices                   # the Vulkan devices and which one would be used
   pigpu run model.gguf --backend vulkan --device llvmpipe -p \"Hi\"   # a CPU Vulkan, on request
   pigpu run model.gguf --backend vulkan -p \"Hi\" -n 64 --profile   # GPU time per op on stderr")]
@@ -58,6 +60,19 @@ pub struct Args {
     /// Also print the prompt (completion mode).
     #[arg(long)]
     pub echo: bool,
+    /// End the output before the first occurrence of this text (repeatable; the text itself is
+    /// not printed). llama.cpp's `-r` / `--reverse-prompt` are the same flag.
+    #[arg(
+        long = "stop",
+        short = 'r',
+        visible_alias = "reverse-prompt",
+        value_name = "STR"
+    )]
+    pub stop: Vec<String>,
+    /// Constrain the output while sampling: `json` makes it a JSON object (tokens that would
+    /// break it are never picked) and ends it when the object closes. Completion mode only.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<OutputFormat>,
     /// Print one JSON object at the end (prompt_tokens, tokens, text, timings) instead of
     /// streaming text.
     #[arg(long)]
@@ -76,6 +91,13 @@ impl Args {
     }
 }
 
+/// What `--format` constrains the output to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A JSON object.
+    Json,
+}
+
 /// The JSON `--json` prints (for a completion, and for each chat turn).
 #[derive(serde::Serialize)]
 pub struct JsonOut<'a> {
@@ -84,6 +106,9 @@ pub struct JsonOut<'a> {
     pub tokens: &'a [u32],
     pub text: String,
     pub stop: StopReason,
+    /// The stop string that ended the text (`stop` is then `stop_string`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_string: Option<String>,
     pub timings: Timings,
     pub engine: String,
     /// Engine counters averaged per generated token.

@@ -42,6 +42,8 @@ pub struct Request {
     pub max_tokens: Option<usize>,
     pub seed: Option<u64>,
     pub stop: Vec<String>,
+    /// `response_format: {"type": "json_object"}`: the output is constrained to a JSON object.
+    pub json: bool,
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with only `usage`.
     pub include_usage: bool,
@@ -155,6 +157,7 @@ pub fn parse(body: &[u8], chat: bool, limits: &Limits) -> Result<Request, ApiErr
             format!("`stop` takes at most {MAX_STOPS} strings of at most {MAX_STOP_BYTES} bytes"),
         ));
     }
+    let json = response_format(&v)?;
     let include_usage = match v.get("stream_options") {
         None | Some(Value::Null) => false,
         Some(o) => field::<bool>(o, "include_usage")?.unwrap_or(false),
@@ -165,9 +168,30 @@ pub fn parse(body: &[u8], chat: bool, limits: &Limits) -> Result<Request, ApiErr
         max_tokens,
         seed: field(&v, "seed")?,
         stop,
+        json,
         stream: field(&v, "stream")?.unwrap_or(false),
         include_usage,
     })
+}
+
+/// `response_format`: `{"type": "text"}` (the default) or `{"type": "json_object"}` (sampling
+/// constrained to a JSON object, as `run --format json`); anything else is refused.
+fn response_format(v: &Value) -> Result<bool, ApiError> {
+    let bad = |m: String| ApiError::invalid(Some("response_format"), m);
+    let f = match v.get("response_format") {
+        None | Some(Value::Null) => return Ok(false),
+        Some(f) => f,
+    };
+    match f.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(false),
+        Some("json_object") => Ok(true),
+        Some(t) => Err(bad(format!(
+            "`response_format.type` is {t:?}; this server supports \"text\" and \"json_object\""
+        ))),
+        None => Err(bad(
+            "`response_format` must be an object with a string `type` (\"text\" or \"json_object\")".into(),
+        )),
+    }
 }
 
 /// `messages`: a non-empty array of `{role, content}`, content a string or text parts.
@@ -273,6 +297,16 @@ mod tests {
         assert_eq!((r.seed, r.max_tokens), (Some(7), Some(9)));
         assert_eq!(r.stop, vec!["\n".to_string()]);
         assert!(r.stream && r.include_usage);
+        assert!(!r.json);
+        let j = |f: &str| {
+            chat(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}],"response_format":{f}}}"#
+            ))
+            .unwrap()
+            .json
+        };
+        assert!(j(r#"{"type":"json_object"}"#));
+        assert!(!j(r#"{"type":"text"}"#));
     }
 
     #[test]
@@ -327,6 +361,16 @@ mod tests {
                 r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
                 "stop",
                 "at most 4",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}}"#,
+                "response_format",
+                "\"json_object\"",
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"response_format":"json"}"#,
+                "response_format",
+                "string `type`",
             ),
             (r#"{"messages":[]}"#, "messages", "empty"),
             (r#"{"messages":[{"content":"x"}]}"#, "messages", "role"),

@@ -287,6 +287,7 @@ fn start(
         params: req.params,
         seed,
         stop: req.stop,
+        json: req.json,
         events: tx,
         queued_at: Instant::now(),
     };

@@ -5,7 +5,9 @@
 //! the same way (`VulkanSlots::feed_pending`); other
 //! engines get a thread per slot, each decoding alone. Either way a job runs the same steps as
 //! `session::generate` (so greedy output equals `pigpu run`'s), checking after every token
-//! whether its client is still there.
+//! whether its client is still there. A job constrained to JSON (`response_format`) samples on
+//! the host instead, as `session::generate_with` does: it feeds its last token alone, reads the
+//! logits back and masks them, so it does not share the batched pass.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,12 +16,13 @@ use std::time::Instant;
 
 use super::metrics::{Metrics, Outcome};
 use super::slots::{Done, Event, Finish, Job, Queue};
-use super::stop::StopText;
 use crate::engine::cpu::CpuEngine;
 use crate::engine::vulkan::VulkanSlots;
 use crate::engine::Engine;
-use crate::model::sampler::Rng;
+use crate::model::sampler::{self, Rng};
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
+use crate::session::constrain::{JsonConstraint, TokenTrie, Top};
+use crate::session::stop::StopText;
 
 /// How slots get their engines.
 pub enum Engines {
@@ -204,6 +207,9 @@ struct Active<'t> {
     rng: Rng,
     stop: StopText,
     dec: StreamDecoder<'t>,
+    /// `response_format: json_object`: the constraint, and the prompt and generated tokens
+    /// (the host sampler's history; the last one is fed at the next step).
+    json: Option<(JsonConstraint, Vec<u32>)>,
     tokens: usize,
     queued: std::time::Duration,
     prompt_time: std::time::Duration,
@@ -222,6 +228,8 @@ enum Next {
 /// closed and every slot is idle.
 fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metrics) {
     let mut slots: Vec<Option<Active<'_>>> = (0..set.len()).map(|_| None).collect();
+    // The vocabulary's trie, built when the first JSON job arrives.
+    let mut trie: Option<Arc<TokenTrie>> = None;
     loop {
         // Fill free slots: wait for a job only when nothing is running.
         for i in 0..slots.len() {
@@ -237,7 +245,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
                 break;
             };
             metrics.busy_slots.fetch_add(1, Ordering::Relaxed);
-            match begin(set.engine(i), job, tok) {
+            match begin(set.engine(i), job, tok, &mut trie) {
                 Ok(a) => slots[i] = Some(a),
                 Err(o) => {
                     metrics.busy_slots.fetch_sub(1, Ordering::Relaxed);
@@ -294,10 +302,22 @@ fn release(metrics: &Metrics, o: Outcome) {
 }
 
 /// Starts a job in a slot: empty the cache, prefill the prompt.
-fn begin<'t>(engine: &mut dyn Engine, job: Job, tok: &'t Tokenizer) -> Result<Active<'t>, Outcome> {
+fn begin<'t>(
+    engine: &mut dyn Engine,
+    job: Job,
+    tok: &'t Tokenizer,
+    trie: &mut Option<Arc<TokenTrie>>,
+) -> Result<Active<'t>, Outcome> {
     if job.events.is_closed() {
         return Err(Outcome::Cancelled);
     }
+    let json = job.json.then(|| {
+        let trie = trie.get_or_insert_with(|| Arc::new(TokenTrie::new(tok)));
+        (
+            JsonConstraint::new(trie.clone(), Top::Object),
+            job.prompt.clone(),
+        )
+    });
     let queued = job.queued_at.elapsed();
     engine.reset();
     let t0 = Instant::now();
@@ -309,6 +329,7 @@ fn begin<'t>(engine: &mut dyn Engine, job: Job, tok: &'t Tokenizer) -> Result<Ac
         rng: Rng::new(job.seed),
         stop: StopText::new(job.stop.clone()),
         dec: StreamDecoder::new(tok, false),
+        json,
         tokens: 0,
         queued,
         prompt_time: t0.elapsed(),
@@ -319,7 +340,12 @@ fn begin<'t>(engine: &mut dyn Engine, job: Job, tok: &'t Tokenizer) -> Result<Ac
 
 /// One token for a busy slot (its pending token was fed already).
 fn step(engine: &mut dyn Engine, a: &mut Active<'_>, tok: &Tokenizer, metrics: &Metrics) -> Next {
-    let t = match engine.step(&a.job.params, a.rng.next_f32()) {
+    let u = a.rng.next_f32();
+    let sampled = match a.json.as_mut() {
+        None => engine.step(&a.job.params, u).map_err(anyhow::Error::from),
+        Some((c, history)) => host_step(engine, c, history, a.tokens > 0, &a.job, u, tok),
+    };
+    let t = match sampled {
         Ok(t) => t,
         Err(e) => {
             let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
@@ -339,7 +365,34 @@ fn step(engine: &mut dyn Engine, a: &mut Active<'_>, tok: &Tokenizer, metrics: &
     if hit {
         return Next::StopString;
     }
+    if a.json.as_ref().is_some_and(|(c, _)| c.is_done()) {
+        return Next::End(Outcome::Ok);
+    }
     Next::Continue
+}
+
+/// One constrained token: feed the previous one (if any), read the logits back, mask them and
+/// sample on the host.
+fn host_step(
+    engine: &mut dyn Engine,
+    c: &mut JsonConstraint,
+    history: &mut Vec<u32>,
+    feed_last: bool,
+    job: &Job,
+    u: f32,
+    tok: &Tokenizer,
+) -> anyhow::Result<u32> {
+    if let (true, Some(&last)) = (feed_last, history.last()) {
+        engine.prefill(&[last])?;
+    }
+    let mut logits = engine.logits()?;
+    c.mask(&mut logits)?;
+    let t = sampler::sample(&mut logits, history, &job.params, u);
+    if !tok.is_eog(t) {
+        c.accept(t)?;
+        history.push(t);
+    }
+    Ok(t)
 }
 
 /// Ends a job: releases held-back text (unless a stop string ended it) and sends the figures.

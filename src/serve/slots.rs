@@ -18,6 +18,8 @@ pub struct Job {
     pub params: SamplingParams,
     pub seed: u64,
     pub stop: Vec<String>,
+    /// Sampling constrained to a JSON object (`response_format: json_object`).
+    pub json: bool,
     pub events: UnboundedSender<Event>,
     pub queued_at: Instant,
 }
@@ -153,6 +155,7 @@ mod tests {
             params: SamplingParams::greedy(),
             seed: 0,
             stop: vec![],
+            json: false,
             events: tx,
             queued_at: Instant::now(),
         };

@@ -1,17 +1,25 @@
 //! The generation loop, independent of text: prefill the prompt, then step until a stop token,
 //! the token budget, or the end of the context. The caller turns tokens into text (streaming)
 //! through the callback; the timings and counters of one generation come back with it.
+//!
+//! A constrained generation ([`Constrained`], e.g. `--format json`) samples on the host: each
+//! step feeds the previous token with `prefill`, reads the logits back, masks them and draws with
+//! the host sampler. That works on every engine through the `Engine` trait, at the cost of one
+//! logits read-back (4 × n_vocab bytes) and one pass over the vocabulary's trie per token.
 
 use std::time::{Duration, Instant};
 
+use super::constrain::JsonConstraint;
 use crate::engine::{Engine, SamplingParams};
-use crate::model::sampler::Rng;
+use crate::model::sampler::{self, Rng};
 
 /// What the callback tells the loop after each token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     Stop,
+    /// A stop string was found in the text.
+    StopString,
 }
 
 /// Why generation ended.
@@ -24,8 +32,20 @@ pub enum StopReason {
     Length,
     /// The context is full.
     Context,
-    /// The callback asked to stop (Ctrl-C, a stop string).
+    /// The callback asked to stop (Ctrl-C, a write error).
     Interrupted,
+    /// A stop string was found (the text ends before it).
+    StopString,
+    /// The JSON value the output was constrained to is complete.
+    JsonComplete,
+}
+
+/// What a constrained generation needs besides the engine.
+pub struct Constrained<'a> {
+    pub json: &'a mut JsonConstraint,
+    /// The tokens in the engine before this generation (the prompt), for the repetition
+    /// penalty, which the host sampler applies over them and the generated ones.
+    pub context: &'a [u32],
 }
 
 /// The outcome of one generation.
@@ -85,6 +105,25 @@ pub fn generate(
     is_stop: &dyn Fn(u32) -> bool,
     on_token: &mut dyn FnMut(u32) -> Flow,
 ) -> anyhow::Result<Generation> {
+    generate_with(
+        engine, prompt, max_tokens, params, rng, is_stop, None, on_token,
+    )
+}
+
+/// [`generate`], optionally under a constraint. A constrained generation ends when its value is
+/// complete ([`StopReason::JsonComplete`]) and its last token is not held by the engine (it was
+/// sampled on the host), so `stop_token` is then `None` and nothing is pending.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with(
+    engine: &mut dyn Engine,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    rng: &mut Rng,
+    is_stop: &dyn Fn(u32) -> bool,
+    mut constrained: Option<Constrained<'_>>,
+    on_token: &mut dyn FnMut(u32) -> Flow,
+) -> anyhow::Result<Generation> {
     let t0 = Instant::now();
     if !prompt.is_empty() {
         engine.prefill(prompt)?;
@@ -93,6 +132,9 @@ pub fn generate(
     let t1 = Instant::now();
     let mut tokens = Vec::new();
     let mut stop_token = None;
+    // Host time spent masking and sampling under the constraint (reported with -v).
+    let mut constrain_time = Duration::ZERO;
+    let mut constrained_steps = 0usize;
     let stop = loop {
         if tokens.len() >= max_tokens {
             break StopReason::Length;
@@ -101,16 +143,48 @@ pub fn generate(
         if !tokens.is_empty() && engine.n_past() + 1 > engine.n_ctx() {
             break StopReason::Context;
         }
-        let t = engine.step(params, rng.next_f32())?;
+        let u = rng.next_f32();
+        let t = match constrained.as_mut() {
+            None => engine.step(params, u)?,
+            Some(c) => {
+                if let Some(&last) = tokens.last() {
+                    engine.prefill(&[last])?;
+                }
+                let mut logits = engine.logits()?;
+                let tc = Instant::now();
+                c.json.mask(&mut logits)?;
+                let history: Vec<u32> = c.context.iter().chain(&tokens).copied().collect();
+                let t = sampler::sample(&mut logits, &history, params, u);
+                if !is_stop(t) {
+                    c.json.accept(t)?;
+                }
+                constrain_time += tc.elapsed();
+                constrained_steps += 1;
+                t
+            }
+        };
         if is_stop(t) {
-            stop_token = Some(t);
+            // A constrained token was drawn on the host: the engine does not hold it.
+            stop_token = constrained.is_none().then_some(t);
             break StopReason::EndOfText;
         }
         tokens.push(t);
-        if on_token(t) == Flow::Stop {
-            break StopReason::Interrupted;
+        match on_token(t) {
+            Flow::Continue => {}
+            Flow::Stop => break StopReason::Interrupted,
+            Flow::StopString => break StopReason::StopString,
+        }
+        if constrained.as_ref().is_some_and(|c| c.json.is_done()) {
+            break StopReason::JsonComplete;
         }
     };
+    if constrained.is_some() {
+        log::info!(
+            "json constraint: {:.2} ms per token masking and sampling on the host ({} tokens)",
+            constrain_time.as_secs_f64() * 1e3 / constrained_steps.max(1) as f64,
+            constrained_steps
+        );
+    }
     Ok(Generation {
         tokens,
         stop,

@@ -10,8 +10,10 @@
 //! [`Session::attach`]; the CPU engine then computes from the same memory map, while a Vulkan
 //! engine uploads its own copy of the weights to the device.
 
+pub mod constrain;
 pub mod conversation;
 pub mod generate;
+pub mod stop;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use generate::{check_fits, generate, Flow, Generation, StopReason, Timings};
+pub use generate::{
+    check_fits, generate, generate_with, Constrained, Flow, Generation, StopReason, Timings,
+};
 
 use crate::engine::{self, Backend, Engine, EngineOptions, EngineTuning};
 use crate::model::tokenizer::Tokenizer;

@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod compat;
 mod completions;
+mod constrain;
 mod cpu_engine;
 mod doctor;
 mod doctor_held_out;

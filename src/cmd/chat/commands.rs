@@ -210,6 +210,9 @@ fn stats(chat: &Chat, s: &Session) -> String {
         StopReason::Length => "the token limit",
         StopReason::Context => "the full context",
         StopReason::Interrupted => "Ctrl-C",
+        // Chat uses neither stop strings nor --format (run refuses them with --chat).
+        StopReason::StopString => "a stop string",
+        StopReason::JsonComplete => "the end of its JSON object",
     };
     format!(
         "last answer: {answer} tokens in {:.0} ms ({:.1} t/s), ended by {why}\n\

@@ -176,6 +176,7 @@ impl Chat {
                 tokens: &g.tokens,
                 text: reply,
                 stop: g.stop,
+                stop_string: None,
                 timings: t.clone(),
                 engine: s.engine.describe(),
                 // In chat the turn's prompt is included (the engine's counters since the turn began).
@@ -196,7 +197,8 @@ impl Chat {
                     "[answer stopped: the context of {n_ctx} tokens is full; the next turn drops the oldest turns]"
                 )),
                 StopReason::Interrupted => dim("[answer stopped by Ctrl-C]"),
-                StopReason::EndOfText => {}
+                // Not produced in chat: run refuses --stop and --format with --chat.
+                StopReason::EndOfText | StopReason::StopString | StopReason::JsonComplete => {}
             }
             print_timings(&t, new.len(), g.tokens.len());
         }

@@ -1,6 +1,7 @@
 //! Stop strings over streamed text: generated text is released to the client only once it can
 //! no longer turn out to be the start of a stop string, and a stop string found ends the text
-//! just before it (the stop string itself is never sent, as in OpenAI's API).
+//! just before it (the stop string itself is never sent, as in OpenAI's API). `run --stop` and
+//! `serve`'s `stop` both use this one implementation.
 
 /// Generated text so far, what of it was released, and the stop strings to look for.
 #[derive(Debug, Default)]
@@ -8,6 +9,8 @@ pub struct StopText {
     stops: Vec<String>,
     text: String,
     sent: usize,
+    /// Index into `stops` of the string that ended the text, once one did.
+    matched: Option<usize>,
 }
 
 impl StopText {
@@ -17,6 +20,7 @@ impl StopText {
             stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
             text: String::new(),
             sent: 0,
+            matched: None,
         }
     }
 
@@ -26,12 +30,15 @@ impl StopText {
         self.text.push_str(piece);
         // A stop string cannot start before `sent`: the longest tail that could begin one was
         // always held back, so searching the whole text finds the earliest real match.
+        // The earliest match wins; at the same position the first stop string given.
         let hit = self
             .stops
             .iter()
-            .filter_map(|s| self.text.find(s.as_str()))
+            .enumerate()
+            .filter_map(|(i, s)| self.text.find(s.as_str()).map(|p| (p, i)))
             .min();
-        if let Some(pos) = hit {
+        if let Some((pos, i)) = hit {
+            self.matched = Some(i);
             let pos = pos.max(self.sent);
             let out = self.text[self.sent..pos].to_string();
             self.text.truncate(pos);
@@ -54,6 +61,11 @@ impl StopText {
     /// All the text kept (released or not), without any stop string.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The stop string that ended the text, if one did.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.map(|i| self.stops[i].as_str())
     }
 
     /// Length in bytes of the longest unreleased tail that is a proper prefix of a stop string.
@@ -99,8 +111,10 @@ mod tests {
         let mut s = StopText::new(vec!["STOP".into()]);
         assert_eq!(s.push("hello ST"), ("hello ".to_string(), false));
         assert_eq!(s.push("O"), (String::new(), false));
+        assert_eq!(s.matched(), None);
         assert_eq!(s.push("P and more"), (String::new(), true));
         assert_eq!(s.text(), "hello ");
+        assert_eq!(s.matched(), Some("STOP"));
     }
 
     #[test]
@@ -115,6 +129,9 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins() {
         assert_eq!(feed(&["b", "a"], &["xxab"]), ("xx".into(), true));
+        let mut s = StopText::new(vec!["b".into(), String::new(), "a".into()]);
+        s.push("xxab");
+        assert_eq!(s.matched(), Some("a"));
         // "abcdef" starts before "cd": it is the earlier match.
         assert_eq!(feed(&["cd", "abcdef"], &["ab", "cdef"]), ("".into(), true));
         assert_eq!(feed(&["cd", "abcdef"], &["ab", "cdx"]), ("ab".into(), true));
