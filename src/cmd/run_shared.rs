@@ -15,7 +15,7 @@ use crate::session::{StopReason, Timings};
   pigpu run model.gguf                       # interactive chat (stdin is a terminal)
   pigpu run model.gguf --chat -p \"Why is the sky blue?\" --system \"Be brief.\"
   pigpu run model.gguf -p \"Hello\" --json     # one JSON object with ids, text and timings
-  pigpu run model.gguf -p \"Q: 2+2?\\nA:\" --stop \"\\n\"   # end before the first newline
+  pigpu run model.gguf -p \"Q: 2+2? A:\" --stop $'\\n'   # end before the first newline
   pigpu run model.gguf --format json -p \"A user record as JSON:\"   # the output is a JSON object
   pigpu run --list-devices                   # the Vulkan devices and which one would be used
   pigpu run model.gguf --backend vulkan --device llvmpipe -p \"Hi\"   # a CPU Vulkan, on request
