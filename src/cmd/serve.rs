@@ -11,17 +11,14 @@ use anyhow::{bail, Context, Result};
 
 use super::model_args::BackendArg;
 use super::Outcome;
-use crate::engine::cpu::{CpuEngine, CpuOptions};
-use crate::engine::vulkan::{VulkanOptions, VulkanSlots};
-use crate::engine::{self, Backend, EngineOptions};
+use crate::engine::Backend;
 use crate::model::chat::ChatTemplate;
-use crate::model::tokenizer::Tokenizer;
-use crate::model::Model;
 use crate::serve::api::Limits;
 use crate::serve::http::{self, AppState, Ready};
 use crate::serve::metrics::Metrics;
-use crate::serve::schedule::{self, Engines};
+use crate::serve::schedule;
 use crate::serve::slots::Queue;
+use crate::session::SessionOptions;
 
 /// Arguments of `pigpu serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,7 +38,8 @@ pub struct Args {
     /// Port to listen on (0: any free port, printed at start).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Requests generated at once: each slot has its own engine and KV cache of --ctx tokens.
+    /// Requests generated at once: each slot has its own engine and KV cache of --ctx tokens (on
+    /// the CPU engine the slots decode together, one pass over the weights per token).
     #[arg(long, short = 'P', default_value_t = 1)]
     pub parallel: usize,
     /// Requests that may wait for a free slot; beyond that new ones get 503 with Retry-After.
@@ -58,7 +56,7 @@ pub struct Args {
     #[arg(long, value_name = "INDEX|NAME")]
     pub device: Option<String>,
     /// CPU threads (default: one per core). On the CPU engine all slots decode together with
-    /// them; with --backend vulkan/auto it is per slot.
+    /// them.
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
     /// Store the KV cache as f32 instead of f16.
@@ -240,7 +238,8 @@ async fn signal() {
     }
 }
 
-/// Reads the model and tokenizer, starts the slots and marks the server ready.
+/// Loads the model through the session layer (the checks, warm-up and engine choice of `pigpu
+/// run`), starts the slots and marks the server ready.
 fn load(
     a: &Args,
     state: &AppState,
@@ -248,19 +247,19 @@ fn load(
     metrics: Arc<Metrics>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>> {
     let t0 = Instant::now();
-    let path = &a.model;
-    let model = Model::load(path).with_context(|| format!("loading model {}", path.display()))?;
-    let tokenizer = Arc::new(
-        Tokenizer::from_gguf(&model.file)
-            .with_context(|| format!("reading the tokenizer of {}", path.display()))?,
-    );
-    crate::session::check_vocab(path, &model, &tokenizer)?;
-    let c = &model.config;
-    let n_ctx = a.ctx.unwrap_or(c.n_ctx_train.min(4096));
-    if n_ctx < 2 {
-        bail!("--ctx {n_ctx} is too small (at least 2 tokens)");
-    }
-    let template = match model.file.get_str("tokenizer.chat_template")? {
+    let opts = SessionOptions {
+        backend: Backend::from(a.backend),
+        ctx: a.ctx,
+        threads: a.threads,
+        kv_f16: !a.kv_f32,
+        device: a.device.clone(),
+        tuning: super::engine_tuning()?,
+        progress: super::progress::Display::stderr().reporter(),
+    };
+    let (handles, started) = schedule::start(a.parallel, a.model.clone(), opts, queue, metrics)?;
+    let shared = started.shared;
+    let tokenizer = &shared.tokenizer;
+    let template = match shared.model.file.get_str("tokenizer.chat_template")? {
         Some(src) => {
             let text = |id: Option<u32>| id.map(|i| tokenizer.token_text(i).to_string());
             Some(ChatTemplate::new(
@@ -274,60 +273,21 @@ fn load(
             None
         }
     };
-    let m = model.clone();
-    let tuning = super::engine_tuning()?;
-    // On the CPU the slots decode together (one pass over the weights for all), each engine
-    // with every core; other engines get a thread per slot.
-    let engines = if Backend::from(a.backend) == Backend::Cpu {
-        let opts = CpuOptions {
-            n_ctx,
-            threads: a.threads.unwrap_or(0),
-            kv_f16: !a.kv_f32,
-            isa: tuning.cpu_isa,
-        };
-        Engines::CpuBatched(Box::new(move |_slot| Ok(CpuEngine::new(m.clone(), &opts)?)))
-    } else if Backend::from(a.backend) == Backend::Vulkan {
-        // One upload of the weights for every slot, one thread driving them.
-        let mut o = VulkanOptions {
-            n_ctx,
-            progress: super::progress::Display::stderr().reporter(),
-            tuning: tuning.vulkan,
-        };
-        if a.device.is_some() {
-            o.tuning.device = a.device.clone();
-        }
-        Engines::VulkanShared(Box::new(move |n| Ok(VulkanSlots::new(m, n, &o)?)))
-    } else {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let opts = EngineOptions {
-            n_ctx,
-            threads: a.threads.unwrap_or((cores / a.parallel).max(1)),
-            kv_f16: !a.kv_f32,
-            device: a.device.clone(),
-            tuning,
-            progress: super::progress::Display::stderr().reporter(),
-        };
-        let backend = Backend::from(a.backend);
-        Engines::PerSlot(Arc::new(move |_slot| {
-            Ok(engine::create(backend, m.clone(), &opts)?)
-        }))
-    };
-    let (handles, describe) =
-        schedule::start(a.parallel, engines, tokenizer.clone(), queue, metrics)?;
-    let _ = state.ready.set(Ready {
-        tokenizer,
-        template,
-        n_ctx,
-    });
+    let c = &shared.model.config;
     eprintln!(
         "pigpu: {} ({}, {} layers) on {}, {} slot(s) of {} tokens, ready in {} ms",
-        path.file_name().unwrap_or_default().to_string_lossy(),
+        a.model.file_name().unwrap_or_default().to_string_lossy(),
         c.arch.name(),
         c.n_layer,
-        describe,
+        started.describe,
         a.parallel,
-        n_ctx,
+        started.n_ctx,
         t0.elapsed().as_millis()
     );
+    let _ = state.ready.set(Ready {
+        shared: shared.clone(),
+        template,
+        n_ctx: started.n_ctx,
+    });
     Ok(handles)
 }

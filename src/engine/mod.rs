@@ -144,6 +144,11 @@ pub trait Engine {
     fn take_profile(&mut self) -> Option<vulkan::Profile> {
         None
     }
+    /// The CPU engine itself, for a caller that decodes several of them in one pass (`serve`'s
+    /// batched slots); `None` for every other engine.
+    fn as_cpu_mut(&mut self) -> Option<&mut cpu::CpuEngine> {
+        None
+    }
 }
 
 /// Which engine to build. The command layer maps its `--backend` flag onto this.

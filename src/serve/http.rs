@@ -26,14 +26,22 @@ use super::metrics::{Metrics, Outcome};
 use super::slots::{Done, Event, Job, Queue, QueueError};
 use crate::model::chat::ChatTemplate;
 use crate::model::tokenizer::Tokenizer;
+use crate::session::SharedModel;
 
 /// What exists once the model is loaded.
 pub struct Ready {
-    pub tokenizer: Arc<Tokenizer>,
+    /// The loaded model and its tokenizer (shared with the slots).
+    pub shared: Arc<SharedModel>,
     /// `None` when the model has no chat template (chat requests then get a 400).
     pub template: Option<ChatTemplate>,
     /// Context of each slot.
     pub n_ctx: usize,
+}
+
+impl Ready {
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.shared.tokenizer
+    }
 }
 
 /// Shared by every request.
@@ -248,9 +256,9 @@ fn start(
             let text = t
                 .render(messages, true)
                 .map_err(|e| ApiError::invalid(Some("messages"), format!("{e}")))?;
-            ready.tokenizer.encode(&text, false, true)
+            ready.tokenizer().encode(&text, false, true)
         }
-        Input::Text(p) => ready.tokenizer.encode(p, true, true),
+        Input::Text(p) => ready.tokenizer().encode(p, true, true),
     }
     .map_err(|e| ApiError::invalid(None, format!("tokenizing the prompt: {e}")))?;
     if ids.is_empty() {

@@ -1,15 +1,19 @@
-//! The slots: engines (each with its own KV cache, all over the one shared model) taking jobs
-//! from the queue. On the CPU engine one thread drives every slot and decodes the busy ones
-//! together, one pass over the weights per step (`CpuEngine::feed_pending_batch`); on the Vulkan
-//! engine one thread drives every slot over one upload of the weights and batches their decode
-//! the same way (`VulkanSlots::feed_pending`); other
-//! engines get a thread per slot, each decoding alone. Either way a job runs the same steps as
-//! `session::generate` (so greedy output equals `pigpu run`'s), checking after every token
-//! whether its client is still there. A job constrained to JSON (`response_format`) samples on
-//! the host instead, as `session::generate_with` does: it feeds its last token alone, reads the
-//! logits back and masks them, so it does not share the batched pass.
+//! The slots: sessions (each an engine with its own KV cache, all over the one shared model
+//! that `session` loaded) taking jobs from the queue. When the first session's engine is the CPU
+//! engine (`--backend cpu`, or `auto` without a usable GPU) one thread drives every slot and
+//! decodes the busy ones together, one pass over the weights per step
+//! (`CpuEngine::feed_pending_batch`); with `--backend vulkan` one thread drives every slot over
+//! one upload of the weights and batches their decode the same way (`VulkanSlots::feed_pending`);
+//! other engines (`auto` with a GPU) get a thread per slot, each decoding alone.
+//! Either way a job runs the same steps as `session::generate` (so greedy output equals `pigpu
+//! run`'s), checking after every token whether its client is still there.
+//! A job constrained to JSON (`response_format`) samples on the host instead, as
+//! `session::generate_with` does: it feeds its last token alone, reads the logits back and masks
+//! them, so it does not share the batched pass.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -17,23 +21,23 @@ use std::time::Instant;
 use super::metrics::{Metrics, Outcome};
 use super::slots::{Done, Event, Finish, Job, Queue};
 use crate::engine::cpu::CpuEngine;
-use crate::engine::vulkan::VulkanSlots;
-use crate::engine::Engine;
+use crate::engine::vulkan::{VulkanOptions, VulkanSlots};
+use crate::engine::{Backend, Engine};
 use crate::model::sampler::{self, Rng};
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 use crate::session::constrain::{JsonConstraint, TokenTrie, Top};
 use crate::session::stop::StopText;
+use crate::session::{Session, SessionOptions, SharedModel};
 
-/// How slots get their engines.
-pub enum Engines {
-    /// CPU engines (one per slot) decoded in batches by one thread.
-    CpuBatched(Box<dyn Fn(usize) -> anyhow::Result<CpuEngine> + Send + Sync>),
-    /// Vulkan slots over one weight upload, built (given the number of slots) and driven by one
-    /// thread.
-    VulkanShared(Box<dyn FnOnce(usize) -> anyhow::Result<VulkanSlots> + Send>),
-    /// Any engine, one thread per slot (engines need not be `Send`: each is built on its
-    /// slot's thread).
-    PerSlot(Arc<dyn Fn(usize) -> anyhow::Result<Box<dyn Engine>> + Send + Sync>),
+/// What the slots run, once every one has its engine.
+pub struct Started {
+    pub shared: Arc<SharedModel>,
+    /// What runs, for the log: the engine, and `decode batched` when the slots share passes.
+    pub describe: String,
+    /// Context of each slot.
+    pub n_ctx: usize,
+    /// Whether one thread drives every slot (the CPU engine, batched; the Vulkan slots).
+    pub one_thread: bool,
 }
 
 /// A set of engines driven by one thread.
@@ -44,23 +48,25 @@ trait SlotSet {
     fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()>;
 }
 
-struct CpuSet(Vec<CpuEngine>);
+/// CPU sessions over one model, decoded together.
+struct CpuSet(Vec<Session>);
 
 impl SlotSet for CpuSet {
     fn len(&self) -> usize {
         self.0.len()
     }
     fn engine(&mut self, i: usize) -> &mut dyn Engine {
-        &mut self.0[i]
+        self.0[i].engine.as_mut()
     }
     fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
-        let mut refs: Vec<&mut CpuEngine> = self
-            .0
-            .iter_mut()
-            .enumerate()
-            .filter(|(i, _)| busy.contains(i))
-            .map(|(_, e)| e)
-            .collect();
+        let mut refs: Vec<&mut CpuEngine> = Vec::with_capacity(busy.len());
+        for (i, s) in self.0.iter_mut().enumerate() {
+            if busy.contains(&i) {
+                refs.push(s.engine.as_cpu_mut().ok_or_else(|| {
+                    anyhow::anyhow!("slot {i} is not on the CPU engine; it cannot join the batch")
+                })?);
+            }
+        }
         CpuEngine::feed_pending_batch(&mut refs)
     }
 }
@@ -77,17 +83,15 @@ impl SlotSet for VulkanSlots {
     }
 }
 
-/// Builds the slot set of one driving thread; returns it with what runs (for the log).
-type BuildSet = Box<dyn FnOnce() -> anyhow::Result<(Box<dyn SlotSet>, String)> + Send>;
-
-struct OneSet(Box<dyn Engine>);
+/// One session alone on its thread.
+struct OneSet(Session);
 
 impl SlotSet for OneSet {
     fn len(&self) -> usize {
         1
     }
     fn engine(&mut self, _: usize) -> &mut dyn Engine {
-        self.0.as_mut()
+        self.0.engine.as_mut()
     }
     fn feed_pending(&mut self, _: &[usize]) -> anyhow::Result<()> {
         // `step` feeds the pending token itself.
@@ -95,110 +99,184 @@ impl SlotSet for OneSet {
     }
 }
 
-/// Starts `n` slots and waits until each has its engine; returns the threads and what runs (for
-/// the log). On failure the queue is closed and the first error returned.
+/// A slot thread's report: its start, or why it could not start.
+type Report = anyhow::Result<Started>;
+
+/// Starts `n` slots and waits until each has its engine; returns the threads and what runs. The
+/// first slot loads the model from `path` as `pigpu run` does (`Session::load`: checks, warm-up,
+/// engine choice); when its engine is the CPU engine the other slots attach CPU engines on the
+/// same thread and all decode batched; `--backend vulkan` builds every slot over one upload on
+/// one thread; else each slot attaches its own engine with `opts` on a thread of its own
+/// (engines need not be `Send`: each is built on the thread that drives it). On failure the
+/// queue is closed and the first error returned.
 pub fn start(
     n: usize,
-    engines: Engines,
-    tokenizer: Arc<Tokenizer>,
+    path: PathBuf,
+    opts: SessionOptions,
     queue: Arc<Queue>,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<(Vec<JoinHandle<()>>, String)> {
-    let (tx, rx) = std::sync::mpsc::channel::<anyhow::Result<String>>();
+) -> anyhow::Result<(Vec<JoinHandle<()>>, Started)> {
+    let (tx, rx) = std::sync::mpsc::channel::<Report>();
     let mut handles = Vec::new();
-    let spawn =
-        |name: String, f: Box<dyn FnOnce() + Send>| std::thread::Builder::new().name(name).spawn(f);
-    let one_thread = |build: BuildSet| -> anyhow::Result<JoinHandle<()>> {
-        let (tok, q, m, tx) = (
-            tokenizer.clone(),
+    let (q, m, o) = (queue.clone(), metrics.clone(), opts.clone());
+    handles.push(spawn("slot-0".into(), move || {
+        first_slot(n, &path, &o, tx, &q, &m)
+    })?);
+    let started = recv(&rx, &queue)?;
+    if started.one_thread {
+        return Ok((handles, started));
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<Report>();
+    for i in 1..n {
+        let (shared, q, m, o, tx) = (
+            started.shared.clone(),
             queue.clone(),
             metrics.clone(),
+            opts.clone(),
             tx.clone(),
         );
-        Ok(spawn(
-            "slots".into(),
-            Box::new(move || match build() {
-                Ok((mut set, describe)) => {
-                    let _ = tx.send(Ok(describe));
+        handles.push(spawn(format!("slot-{i}"), move || {
+            match Session::attach(shared, &o) {
+                Ok(s) => {
+                    let _ = tx.send(Ok(started_by(&s, false)));
                     drop(tx);
-                    drive(set.as_mut(), &q, &tok, &m);
+                    let shared = s.shared.clone();
+                    drive(&mut OneSet(s), &q, &shared.tokenizer, &m);
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(e));
+                    let _ = tx.send(Err(e.context(format!("slot {i}"))));
                 }
-            }),
-        )?)
-    };
-    match engines {
-        Engines::CpuBatched(factory) => {
-            handles.push(one_thread(Box::new(move || {
-                let v = (0..n).map(&factory).collect::<anyhow::Result<Vec<_>>>()?;
-                let d = format!("{}, decode batched", v[0].describe());
-                Ok((Box::new(CpuSet(v)) as Box<dyn SlotSet>, d))
-            }))?);
-            drop(tx);
-            recv(&rx, 1, &queue)
-        }
-        Engines::VulkanShared(factory) => {
-            handles.push(one_thread(Box::new(move || {
-                let mut v = factory(n)?;
-                let d = format!("{}, weights shared, decode batched", v.engine(0).describe());
-                Ok((Box::new(v) as Box<dyn SlotSet>, d))
-            }))?);
-            drop(tx);
-            recv(&rx, 1, &queue)
-        }
-        Engines::PerSlot(factory) => {
-            for i in 0..n {
-                let (f, tok, q, m, tx) = (
-                    factory.clone(),
-                    tokenizer.clone(),
-                    queue.clone(),
-                    metrics.clone(),
-                    tx.clone(),
-                );
-                handles.push(spawn(
-                    format!("slot-{i}"),
-                    Box::new(move || match f(i) {
-                        Ok(e) => {
-                            let _ = tx.send(Ok(e.describe()));
-                            drop(tx);
-                            drive(&mut OneSet(e), &q, &tok, &m);
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e.context(format!("slot {i}"))));
-                        }
-                    }),
-                )?);
             }
-            drop(tx);
-            recv(&rx, n, &queue)
-        }
+        })?);
     }
-    .map(|d| (handles, d))
+    drop(tx);
+    for _ in 1..n {
+        recv(&rx, &queue)?;
+    }
+    Ok((handles, started))
 }
 
-/// Waits for `n` start reports.
-fn recv(
-    rx: &std::sync::mpsc::Receiver<anyhow::Result<String>>,
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+    Ok(std::thread::Builder::new().name(name).spawn(f)?)
+}
+
+/// What `s` runs, as a report.
+fn started_by(s: &Session, one_thread: bool) -> Started {
+    let describe = s.engine.describe();
+    Started {
+        shared: s.shared.clone(),
+        describe: if one_thread {
+            format!("{describe}, decode batched")
+        } else {
+            describe
+        },
+        n_ctx: s.engine.n_ctx(),
+        one_thread,
+    }
+}
+
+/// Slot 0: loads the model, then drives either every slot (CPU engine, batched; Vulkan slots) or
+/// itself.
+fn first_slot(
     n: usize,
+    path: &std::path::Path,
+    opts: &SessionOptions,
+    tx: Sender<Report>,
     queue: &Queue,
-) -> anyhow::Result<String> {
-    let mut describe = String::new();
-    for _ in 0..n {
-        match rx.recv() {
-            Ok(Ok(d)) => describe = d,
-            Ok(Err(e)) => {
-                queue.close();
-                return Err(e);
+    metrics: &Metrics,
+) {
+    if opts.backend == Backend::Vulkan {
+        match vulkan_slots(n, path, opts) {
+            Ok((mut set, started)) => {
+                let shared = started.shared.clone();
+                let _ = tx.send(Ok(started));
+                drop(tx);
+                drive(&mut set, queue, &shared.tokenizer, metrics);
             }
-            Err(_) => {
-                queue.close();
-                anyhow::bail!("a slot thread ended before building its engine");
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+        return;
+    }
+    let mut s0 = match Session::load(path, opts) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    log::info!("{}", s0.summary());
+    let shared = s0.shared.clone();
+    if s0.engine.as_cpu_mut().is_none() {
+        let _ = tx.send(Ok(started_by(&s0, false)));
+        drive(&mut OneSet(s0), queue, &shared.tokenizer, metrics);
+        return;
+    }
+    // The CPU engine (chosen, or `auto` without a usable GPU): the other slots are CPU engines
+    // over the same memory map, decoded with the first.
+    let cpu = SessionOptions {
+        backend: Backend::Cpu,
+        ..opts.clone()
+    };
+    let mut set = vec![s0];
+    for i in 1..n {
+        match Session::attach(shared.clone(), &cpu) {
+            Ok(s) => set.push(s),
+            Err(e) => {
+                let _ = tx.send(Err(e.context(format!("slot {i}"))));
+                return;
             }
         }
     }
-    Ok(describe)
+    let _ = tx.send(Ok(started_by(&set[0], true)));
+    drop(tx);
+    drive(&mut CpuSet(set), queue, &shared.tokenizer, metrics);
+}
+
+/// `--backend vulkan`: the model loaded and checked by the session layer, then `n` engines over
+/// one upload of its weights.
+fn vulkan_slots(
+    n: usize,
+    path: &std::path::Path,
+    opts: &SessionOptions,
+) -> anyhow::Result<(VulkanSlots, Started)> {
+    let (shared, n_ctx) = SharedModel::load(path, opts)?;
+    let mut o = VulkanOptions {
+        n_ctx,
+        progress: opts.progress.clone(),
+        tuning: opts.tuning.vulkan.clone(),
+    };
+    if opts.device.is_some() {
+        o.tuning.device = opts.device.clone();
+    }
+    let mut set = VulkanSlots::new(shared.model.clone(), n, &o)?;
+    let describe = format!(
+        "{}, weights shared, decode batched",
+        set.engine(0).describe()
+    );
+    let started = Started {
+        shared,
+        describe,
+        n_ctx,
+        one_thread: true,
+    };
+    Ok((set, started))
+}
+
+/// Waits for one start report.
+fn recv(rx: &Receiver<Report>, queue: &Queue) -> anyhow::Result<Started> {
+    match rx.recv() {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => {
+            queue.close();
+            Err(e)
+        }
+        Err(_) => {
+            queue.close();
+            anyhow::bail!("a slot thread ended before building its engine");
+        }
+    }
 }
 
 /// A job in a slot: what `session::generate` keeps on its stack, kept between steps.

@@ -112,6 +112,15 @@ impl SharedModel {
         }))
     }
 
+    /// What [`Session::load`] does before it builds an engine: opens `path` and checks `opts`
+    /// against the model and this machine. Returns the model and the context length; for a caller that builds its engines itself (`serve`'s Vulkan slots over
+    /// one upload).
+    pub fn load(path: &Path, opts: &SessionOptions) -> anyhow::Result<(Arc<SharedModel>, usize)> {
+        let shared = SharedModel::open(path)?;
+        let n_ctx = check_options(&shared.model.config, opts)?;
+        Ok((shared, n_ctx))
+    }
+
     /// Touches every page of the weights once, reporting the bytes done after each 16 MiB: on a
     /// Pi reading from an SD card or USB disk this is where the loading time goes, and it is
     /// better spent under a progress bar than hidden inside the first token.

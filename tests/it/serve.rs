@@ -24,19 +24,25 @@ struct Server {
 
 impl Server {
     fn start(model: &Path, extra: &[&str]) -> Server {
+        Server::start_env(model, extra, &[])
+    }
+
+    /// As `start`, with environment variables set for the server (`--backend cpu` and `--ctx
+    /// 512` unless `extra` gives them).
+    fn start_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let default = |flag: &'static str, value: &'static str| {
+            if extra.contains(&flag) {
+                vec![]
+            } else {
+                vec![flag, value]
+            }
+        };
         let mut child = pigpu()
             .args(["serve", model.to_str().unwrap(), "--port", "0"])
-            .args(if extra.contains(&"--backend") {
-                &[][..]
-            } else {
-                &["--backend", "cpu"][..]
-            })
-            .args(if extra.contains(&"--ctx") {
-                &[][..]
-            } else {
-                &["--ctx", "512"][..]
-            })
+            .args(default("--backend", "cpu"))
+            .args(default("--ctx", "512"))
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("PIGPU_API_KEY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -404,6 +410,41 @@ fn serve_vulkan_concurrent_clients_equal_sequential() {
     assert_eq!(s.metric("pigpu_slots"), 2.0);
 }
 
+/// `--backend auto` on a machine without a usable GPU (no Vulkan driver can load here) takes the
+/// CPU engine through the session layer as `run` does, and its slots decode batched: the ready
+/// line says so, and two clients at once get `run`'s greedy answers.
+#[test]
+fn serve_auto_without_a_gpu_decodes_batched_on_the_cpu() {
+    let Some(m) = test_model(SMOLLM) else { return };
+    let s = Server::start_env(
+        &m,
+        &["--backend", "auto", "--parallel", "2"],
+        &[("VK_ICD_FILENAMES", "/nonexistent")],
+    );
+    let log = s.log();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("slot(s) of"))
+        .unwrap_or_else(|| panic!("no ready line in\n{log}"));
+    assert!(
+        ready.contains(" on cpu (") && ready.contains("decode batched, 2 slot(s)"),
+        "{ready}"
+    );
+    assert!(log.contains("no usable GPU"), "{log}");
+    let prompts = ["The capital of France is", "Once upon a time"];
+    let s = Arc::new(s);
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, p) = (s.clone(), p.to_string());
+            std::thread::spawn(move || s.complete(&p, 8))
+        })
+        .collect();
+    let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let want: Vec<String> = prompts.iter().map(|p| run_text(&m, p, 8)).collect();
+    assert_eq!(got, want);
+}
+
 /// Reads a streamed reply's `data:` lines until `until` says stop; returns them.
 fn read_events(r: reqwest::blocking::Response, until: impl Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
@@ -602,21 +643,31 @@ fn serve_official_openai_python_client() {
 
 /// The CPU engine's batched decode (what `serve --parallel` uses): three sequences decoded
 /// together give, token for token, what each gives alone (greedy), and the caches end where they
-/// should.
+/// should. On SmolLM2 and on the tiny gemma3 shape (Q/K norms, post-norms, GeGLU, embedding
+/// scale, and a sliding window of 8 that these positions cross), since the batched pass is the
+/// engine's own forward pass for every architecture.
 #[test]
 fn serve_cpu_batched_decode_equals_one_at_a_time() {
+    use pigpu::model::shapes::{self, ShapeSpec};
+    if let Some(path) = test_model(SMOLLM) {
+        batched_equals_alone(pigpu::model::Model::load(&path).unwrap());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-gemma3.gguf");
+    let spec: ShapeSpec = "tiny-gemma3:Q8_0".parse().unwrap();
+    shapes::write(&spec, 1, &path, 1).unwrap();
+    batched_equals_alone(pigpu::model::Model::load(&path).unwrap());
+}
+
+fn batched_equals_alone(model: Arc<pigpu::model::Model>) {
     use pigpu::engine::cpu::{CpuEngine, CpuOptions};
     use pigpu::engine::{Engine, SamplingParams};
-    let Some(path) = test_model(SMOLLM) else {
-        return;
-    };
-    let model = pigpu::model::Model::load(&path).unwrap();
     let opts = CpuOptions {
         n_ctx: 64,
         threads: 2,
         ..Default::default()
     };
-    let prompts: [&[u32]; 3] = [&[1, 504, 3458], &[1, 9, 1326, 314, 2], &[1, 42]];
+    let prompts: [&[u32]; 3] = [&[1, 504, 1458], &[1, 9, 1326, 314, 2], &[1, 42]];
     let greedy = SamplingParams::greedy();
     let engine = |p: &[u32]| {
         let mut e = CpuEngine::new(model.clone(), &opts).unwrap();
@@ -644,12 +695,13 @@ fn serve_cpu_batched_decode_equals_one_at_a_time() {
             out.push(e.step(&greedy, 0.0).unwrap());
         }
     }
-    assert_eq!(together, alone);
+    let arch = model.config.arch.name();
+    assert_eq!(together, alone, "{arch}");
     for (e, p) in engines.iter().zip(prompts) {
         assert_eq!(
             e.n_past(),
             p.len() + 9,
-            "prompt and 9 fed tokens (the 10th is pending)"
+            "{arch}: prompt and 9 fed tokens (the 10th is pending)"
         );
     }
 }

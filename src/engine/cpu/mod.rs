@@ -237,11 +237,32 @@ impl CpuEngine {
     /// Runs the model over `tokens` at positions `n_past..` and appends them to the KV cache.
     /// Returns the logits of every token (`all`) or of the last one.
     fn forward(&mut self, tokens: &[u32], all: bool) -> Vec<f32> {
+        // The cache moves into a one-sequence pass and back (moving a `Vec` copies no data).
+        let mut seq = [Seq {
+            k: std::mem::take(&mut self.k_cache),
+            v: std::mem::take(&mut self.v_cache),
+            pos: self.n_past,
+            rows: tokens.len(),
+        }];
+        let logits = self.forward_seqs(tokens, &mut seq, all);
+        let [s] = seq;
+        self.k_cache = s.k;
+        self.v_cache = s.v;
+        self.n_past += tokens.len();
+        logits
+    }
+
+    /// The forward pass over one or more sequences at once: `tokens` holds each sequence's rows
+    /// in turn (`seqs[i].rows` tokens at positions `seqs[i].pos..`, written into `seqs[i]`'s
+    /// cache). A prompt is one sequence of many rows; `serve`'s batched decode is many sequences
+    /// of one row each. Every matrix product runs once over all rows, and each row's result is
+    /// the same whatever else is in the pass. Returns the logits of every row (`all`) or of
+    /// each sequence's last row, `rows × n_vocab`.
+    fn forward_seqs(&self, tokens: &[u32], seqs: &mut [Seq], all: bool) -> Vec<f32> {
         let model = self.model.clone();
         let c = &model.config;
-        let (n, d, qd, kvd, hd) = (tokens.len(), c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
-        let pos0 = self.n_past;
-        let pool = &self.pool;
+        let (n, d) = (tokens.len(), c.n_embd);
+        debug_assert_eq!(n, seqs.iter().map(|s| s.rows).sum::<usize>());
 
         // x: n × d, the residual stream.
         let mut x = vec![0.0f32; n * d];
@@ -255,8 +276,43 @@ impl CpuEngine {
         if c.embd_scale != 1.0 {
             x.iter_mut().for_each(|v| *v *= c.embd_scale);
         }
-        // One table per distinct (base, scale) among the layers (gemma3: global and sliding).
-        let mut ropes: Vec<((f32, f32), Rope)> = Vec::new();
+        let ropes: Vec<Ropes> = seqs.iter().map(|s| self.ropes(s.pos, s.rows)).collect();
+        let mut s = Scratch::new(c, n);
+        for (li, l) in self.layers.iter().enumerate() {
+            self.layer(li, l, &mut x, &mut s, seqs, &ropes);
+        }
+
+        // Output: all rows, or each sequence's last.
+        let last: Vec<usize> = if all {
+            (0..n).collect()
+        } else {
+            seqs.iter()
+                .scan(0, |end, s| {
+                    *end += s.rows;
+                    Some(*end - 1)
+                })
+                .collect()
+        };
+        let mut normed = vec![0.0f32; last.len() * d];
+        for (o, &t) in last.iter().enumerate() {
+            ops::rms_norm(
+                &x[t * d..(t + 1) * d],
+                &self.output_norm,
+                c.rms_eps,
+                &mut normed[o * d..(o + 1) * d],
+            );
+        }
+        s.acts.set(&normed, last.len(), d);
+        let mut logits = vec![0.0f32; last.len() * c.n_vocab];
+        matmul(&model, &self.output, &mut s.acts, &mut logits, &self.pool);
+        logits
+    }
+
+    /// The rotation tables for `rows` positions from `pos`: one per distinct (base, scale) among
+    /// the layers (gemma3 has two: global and sliding).
+    fn ropes(&self, pos: usize, rows: usize) -> Ropes {
+        let c = &self.model.config;
+        let mut ropes: Ropes = Vec::new();
         for il in 0..c.n_layer {
             if let Some(bs) = c.layer_rope(il) {
                 if !ropes.iter().any(|(k, _)| *k == bs) {
@@ -266,119 +322,114 @@ impl CpuEngine {
                         bs.0,
                         bs.1,
                         self.rope_freqs.as_deref(),
-                        pos0,
-                        n,
+                        pos,
+                        rows,
                     );
                     ropes.push((bs, r));
                 }
             }
         }
+        ropes
+    }
 
-        let mut xn = vec![0.0f32; n * d]; // normed input, n × d
-        let mut q = vec![0.0f32; n * qd]; // n × q_dim
-        let mut k = vec![0.0f32; n * kvd]; // n × kv_dim
-        let mut v = vec![0.0f32; n * kvd];
-        let mut att = vec![0.0f32; n * qd]; // attention output, n × q_dim
-        let mut proj = vec![0.0f32; n * d]; // projections back to d, n × d
-        let mut gate = vec![0.0f32; n * c.n_ff]; // n × n_ff
-        let mut up = vec![0.0f32; n * c.n_ff];
-        let mut acts = Acts::default();
+    /// Layer `li` over the rows of `x`: each sequence's rows rotate by its own positions
+    /// (`ropes[i]`), write its own KV cache and attend over it.
+    fn layer(
+        &self,
+        li: usize,
+        l: &Layer,
+        x: &mut [f32],
+        s: &mut Scratch,
+        seqs: &mut [Seq],
+        ropes: &[Ropes],
+    ) {
+        let model = &self.model;
+        let c = &model.config;
+        let (n, d, qd, kvd, hd) = (s.n, c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
+        let pool = &self.pool;
 
-        for (li, l) in self.layers.iter().enumerate() {
-            // Attention block.
-            for t in 0..n {
-                ops::rms_norm(
-                    &x[t * d..(t + 1) * d],
-                    &l.attn_norm,
-                    c.rms_eps,
-                    &mut xn[t * d..(t + 1) * d],
-                );
-            }
-            acts.set(&xn, n, d);
-            matmul_many(
-                &model,
-                &mut [(&l.wq, &mut q), (&l.wk, &mut k), (&l.wv, &mut v)],
-                &mut acts,
-                pool,
-            );
-            for (buf, bias, w) in [
-                (&mut q, &l.bq, qd),
-                (&mut k, &l.bk, kvd),
-                (&mut v, &l.bv, kvd),
-            ] {
-                if let Some(b) = bias {
-                    for row in buf.chunks_exact_mut(w) {
-                        row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
-                    }
-                }
-            }
-            if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
-                let mut tmp = vec![0.0f32; hd];
-                for (buf, w) in [(&mut q, qn), (&mut k, kn)] {
-                    for head in buf.chunks_exact_mut(hd) {
-                        ops::rms_norm(head, w, c.rms_eps, &mut tmp);
-                        head.copy_from_slice(&tmp);
-                    }
-                }
-            }
-            let rope = c
-                .layer_rope(li)
-                .and_then(|bs| ropes.iter().find(|(k, _)| *k == bs).map(|(_, r)| r));
-            for t in 0..n {
-                if let Some(rope) = rope {
-                    rope.apply(&mut q[t * qd..(t + 1) * qd], hd, t);
-                    rope.apply(&mut k[t * kvd..(t + 1) * kvd], hd, t);
-                }
-                self.k_cache[li].write((pos0 + t) * kvd, &k[t * kvd..(t + 1) * kvd]);
-                self.v_cache[li].write((pos0 + t) * kvd, &v[t * kvd..(t + 1) * kvd]);
-            }
-            self.attention(li, &q, &mut att, pos0, n);
-            acts.set(&att, n, qd);
-            matmul(&model, &l.wo, &mut acts, &mut proj, pool);
-            post_norm(&mut proj, l.attn_post_norm.as_deref(), d, c.rms_eps);
-            x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
-
-            // Feed-forward block.
-            for t in 0..n {
-                ops::rms_norm(
-                    &x[t * d..(t + 1) * d],
-                    &l.ffn_norm,
-                    c.rms_eps,
-                    &mut xn[t * d..(t + 1) * d],
-                );
-            }
-            acts.set(&xn, n, d);
-            matmul_many(
-                &model,
-                &mut [(&l.gate, &mut gate), (&l.up, &mut up)],
-                &mut acts,
-                pool,
-            );
-            self.glu(&mut gate, &up);
-            acts.set(&gate, n, c.n_ff);
-            matmul(&model, &l.down, &mut acts, &mut proj, pool);
-            post_norm(&mut proj, l.ffn_post_norm.as_deref(), d, c.rms_eps);
-            x.iter_mut().zip(&proj).for_each(|(a, &b)| *a += b);
-        }
-        self.n_past += n;
-
-        // Output: all rows, or just the last.
-        let first = if all { 0 } else { n - 1 };
-        let rows = n - first;
-        let mut normed = vec![0.0f32; rows * d];
-        for t in first..n {
-            let o = (t - first) * d;
+        // Attention block.
+        for t in 0..n {
             ops::rms_norm(
                 &x[t * d..(t + 1) * d],
-                &self.output_norm,
+                &l.attn_norm,
                 c.rms_eps,
-                &mut normed[o..o + d],
+                &mut s.xn[t * d..(t + 1) * d],
             );
         }
-        acts.set(&normed, rows, d);
-        let mut logits = vec![0.0f32; rows * c.n_vocab];
-        matmul(&model, &self.output, &mut acts, &mut logits, pool);
-        logits
+        s.acts.set(&s.xn, n, d);
+        matmul_many(
+            model,
+            &mut [(&l.wq, &mut s.q), (&l.wk, &mut s.k), (&l.wv, &mut s.v)],
+            &mut s.acts,
+            pool,
+        );
+        for (buf, bias, w) in [
+            (&mut s.q, &l.bq, qd),
+            (&mut s.k, &l.bk, kvd),
+            (&mut s.v, &l.bv, kvd),
+        ] {
+            if let Some(b) = bias {
+                for row in buf.chunks_exact_mut(w) {
+                    row.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                }
+            }
+        }
+        if let (Some(qn), Some(kn)) = (&l.q_norm, &l.k_norm) {
+            let mut tmp = vec![0.0f32; hd];
+            for (buf, w) in [(&mut s.q, qn), (&mut s.k, kn)] {
+                for head in buf.chunks_exact_mut(hd) {
+                    ops::rms_norm(head, w, c.rms_eps, &mut tmp);
+                    head.copy_from_slice(&tmp);
+                }
+            }
+        }
+        let bs = c.layer_rope(li);
+        let mut row = 0;
+        for (seq, ropes) in seqs.iter_mut().zip(ropes) {
+            let rope = bs.and_then(|bs| ropes.iter().find(|(k, _)| *k == bs).map(|(_, r)| r));
+            for t in 0..seq.rows {
+                let (q, k) = (
+                    &mut s.q[row * qd..(row + 1) * qd],
+                    &mut s.k[row * kvd..(row + 1) * kvd],
+                );
+                if let Some(rope) = rope {
+                    rope.apply(q, hd, t);
+                    rope.apply(k, hd, t);
+                }
+                let at = (seq.pos + t) * kvd;
+                seq.k[li].write(at, k);
+                seq.v[li].write(at, &s.v[row * kvd..(row + 1) * kvd]);
+                row += 1;
+            }
+        }
+        self.attention(li, &s.q, &mut s.att, seqs);
+        s.acts.set(&s.att, n, qd);
+        matmul(model, &l.wo, &mut s.acts, &mut s.proj, pool);
+        post_norm(&mut s.proj, l.attn_post_norm.as_deref(), d, c.rms_eps);
+        x.iter_mut().zip(&s.proj).for_each(|(a, &b)| *a += b);
+
+        // Feed-forward block.
+        for t in 0..n {
+            ops::rms_norm(
+                &x[t * d..(t + 1) * d],
+                &l.ffn_norm,
+                c.rms_eps,
+                &mut s.xn[t * d..(t + 1) * d],
+            );
+        }
+        s.acts.set(&s.xn, n, d);
+        matmul_many(
+            model,
+            &mut [(&l.gate, &mut s.gate), (&l.up, &mut s.up)],
+            &mut s.acts,
+            pool,
+        );
+        self.glu(&mut s.gate, &s.up);
+        s.acts.set(&s.gate, n, c.n_ff);
+        matmul(model, &l.down, &mut s.acts, &mut s.proj, pool);
+        post_norm(&mut s.proj, l.ffn_post_norm.as_deref(), d, c.rms_eps);
+        x.iter_mut().zip(&s.proj).for_each(|(a, &b)| *a += b);
     }
 
     /// `gate = act(gate) · up` (SwiGLU or GeGLU), in chunks over the threads (an exp or tanh per
@@ -405,37 +456,42 @@ impl CpuEngine {
         });
     }
 
-    /// Causal attention for the `n` new positions `pos0..pos0 + n` of layer `li`, in chunks of
-    /// (position, head) pairs shared among the threads.
-    fn attention(&self, li: usize, q: &[f32], att: &mut [f32], pos0: usize, n: usize) {
+    /// Causal attention of layer `li` for every row: each sequence's rows over its own cache
+    /// (within the sliding window on such layers), in chunks of (row, head) pairs shared among
+    /// the threads.
+    fn attention(&self, li: usize, q: &[f32], att: &mut [f32], seqs: &[Seq]) {
         let c = &self.model.config;
         let (qd, kvd, hd) = (c.q_dim(), c.kv_dim(), c.head_dim);
         let group = c.n_head / c.n_head_kv;
         let scale = c.attn_scale;
         let window = c.layer_window(li);
-        let (kc, vc) = (&self.k_cache[li], &self.v_cache[li]);
         let kk = self.kv_kernels;
-        let jobs = n * c.n_head;
+        // Row r belongs to sequence rows[r].0 at position rows[r].1.
+        let rows: Vec<(usize, usize)> = seqs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| (s.pos..s.pos + s.rows).map(move |p| (i, p)))
+            .collect();
+        let jobs = rows.len() * c.n_head;
         let outp = AttPtr(att.as_mut_ptr());
-        let n_past_total = pos0 + n;
+        let longest = seqs.iter().map(|s| s.pos + s.rows).max().unwrap_or(1);
         let size = pool::chunk_size(jobs, self.pool.threads(), 4, 1);
         self.pool.run(jobs.div_ceil(size), &|chunk| {
-            let mut scores = vec![0.0f32; n_past_total];
+            let mut scores = vec![0.0f32; longest];
             for job in chunk * size..((chunk + 1) * size).min(jobs) {
                 let (t, h) = (job / c.n_head, job % c.n_head);
-                let kvh = h / group;
+                let (si, p) = rows[t];
                 let qrow = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 // SAFETY: each (t, h) pair owns the disjoint slice `att[t·qd + h·hd ..][..hd]`,
                 // and `run` returns only when every chunk is done, before `att` is read.
                 let out =
                     unsafe { std::slice::from_raw_parts_mut(outp.get().add(t * qd + h * hd), hd) };
-                let p = pos0 + t;
                 ops::attend(
                     qrow,
-                    kc,
-                    vc,
+                    &seqs[si].k[li],
+                    &seqs[si].v[li],
                     kvd,
-                    kvh * hd,
+                    (h / group) * hd,
                     window.map_or(0, |w| (p + 1).saturating_sub(w)),
                     p,
                     scale,
@@ -445,6 +501,50 @@ impl CpuEngine {
                 );
             }
         });
+    }
+}
+
+/// One sequence's part of a forward pass: its KV cache (moved out of its engine for the pass)
+/// and the positions `pos..pos + rows` its rows go to.
+struct Seq {
+    k: Vec<KvBuf>,
+    v: Vec<KvBuf>,
+    pos: usize,
+    rows: usize,
+}
+
+/// Rotation tables of one sequence's rows, by (base, scale).
+type Ropes = Vec<((f32, f32), Rope)>;
+
+/// The per-pass buffers of the layers, for `n` rows.
+struct Scratch {
+    n: usize,
+    xn: Vec<f32>,   // normed input, n × d
+    q: Vec<f32>,    // n × q_dim
+    k: Vec<f32>,    // n × kv_dim
+    v: Vec<f32>,    // n × kv_dim
+    att: Vec<f32>,  // attention output, n × q_dim
+    proj: Vec<f32>, // projections back to d, n × d
+    gate: Vec<f32>, // n × n_ff
+    up: Vec<f32>,   // n × n_ff
+    acts: Acts,
+}
+
+impl Scratch {
+    fn new(c: &crate::model::Config, n: usize) -> Scratch {
+        let (d, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
+        Scratch {
+            n,
+            xn: vec![0.0; n * d],
+            q: vec![0.0; n * qd],
+            k: vec![0.0; n * kvd],
+            v: vec![0.0; n * kvd],
+            att: vec![0.0; n * qd],
+            proj: vec![0.0; n * d],
+            gate: vec![0.0; n * c.n_ff],
+            up: vec![0.0; n * c.n_ff],
+            acts: Acts::default(),
+        }
     }
 }
 
@@ -558,6 +658,9 @@ impl Engine for CpuEngine {
     }
     fn reset_stats(&mut self) {
         self.stats = Stats::default();
+    }
+    fn as_cpu_mut(&mut self) -> Option<&mut CpuEngine> {
+        Some(self)
     }
 }
 
