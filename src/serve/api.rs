@@ -309,82 +309,69 @@ mod tests {
         assert!(!j(r#"{"type":"text"}"#));
     }
 
+    /// A 400 naming `param` with `needle` in its message.
+    fn refused(r: Result<Request, ApiError>, body: &str, param: &str, needle: &str) {
+        let e = r.expect_err(body);
+        assert_eq!(e.status, 400, "{body}");
+        assert_eq!(e.param.as_deref(), Some(param), "{body}");
+        assert!(e.message.contains(needle), "{body}: {}", e.message);
+    }
+
     #[test]
     fn bad_values_name_the_field() {
-        for (body, param, needle) in [
+        // The sampling and length fields are checked by one validator for both endpoints: each
+        // bad value is refused alike beside `messages` and beside `prompt`.
+        for (fields, param, needle) in [
+            (r#""temperature":"hot""#, "temperature", "invalid type"),
+            (r#""temperature":1e300"#, "temperature", "between 0 and 2"),
+            (r#""max_tokens":-5"#, "max_tokens", "invalid value"),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
-                "temperature",
-                "invalid type",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"temperature":1e300}"#,
-                "temperature",
-                "between 0 and 2",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":-5}"#,
-                "max_tokens",
-                "invalid value",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":101}"#,
+                r#""max_tokens":101"#,
                 "max_tokens",
                 "more than this server allows",
             ),
+            (r#""max_tokens":0"#, "max_tokens", "at least 1"),
+            (r#""n":2"#, "n", "n = 1"),
+            (r#""top_k":-1"#, "top_k", "0 (off) or more"),
+            (r#""seed":-1"#, "seed", "invalid value"),
+            (r#""stop":[1]"#, "stop", "array of strings"),
+            (r#""stop":["a","b","c","d","e"]"#, "stop", "at most 4"),
+        ] {
+            for (input, is_chat) in [
+                (r#""messages":[{"role":"user","content":"x"}]"#, true),
+                (r#""prompt":"x""#, false),
+            ] {
+                let body = format!("{{{input},{fields}}}");
+                refused(
+                    parse(body.as_bytes(), is_chat, &limits()),
+                    &body,
+                    param,
+                    needle,
+                );
+            }
+        }
+        for (body, needle) in [
+            (r#"{"messages":[]}"#, "empty"),
+            (r#"{"messages":[{"content":"x"}]}"#, "role"),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
-                "max_tokens",
-                "at least 1",
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
+                "text parts",
             ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
-                "n",
-                "n = 1",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"top_k":-1}"#,
-                "top_k",
-                "0 (off) or more",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"seed":-1}"#,
-                "seed",
-                "invalid value",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"stop":[1]}"#,
-                "stop",
-                "array of strings",
-            ),
-            (
-                r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#,
-                "stop",
-                "at most 4",
-            ),
+            (r#"{"model":"x"}"#, "missing"),
+        ] {
+            refused(chat(body), body, "messages", needle);
+        }
+        for (body, needle) in [
             (
                 r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema"}}"#,
-                "response_format",
                 "\"json_object\"",
             ),
             (
                 r#"{"messages":[{"role":"user","content":"x"}],"response_format":"json"}"#,
-                "response_format",
                 "string `type`",
             ),
-            (r#"{"messages":[]}"#, "messages", "empty"),
-            (r#"{"messages":[{"content":"x"}]}"#, "messages", "role"),
-            (
-                r#"{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}"#,
-                "messages",
-                "text parts",
-            ),
-            (r#"{"model":"x"}"#, "messages", "missing"),
         ] {
-            let e = chat(body).expect_err(body);
-            assert_eq!(e.status, 400, "{body}");
-            assert_eq!(e.param.as_deref(), Some(param), "{body}");
-            assert!(e.message.contains(needle), "{body}: {}", e.message);
+            refused(chat(body), body, "response_format", needle);
         }
         let e = chat("{not json").unwrap_err();
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
