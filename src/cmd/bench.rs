@@ -124,14 +124,15 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
         .iter()
         .map(|m| super::pull::model_path(m))
         .collect::<anyhow::Result<_>>()?;
+    let shape_dir = shapes::cache_dir_from(|k| std::env::var(k).ok());
     for spec in &args.shapes {
-        if !shapes::cache_path(spec, 1).exists() {
+        if !shapes::cache_path(&shape_dir, spec, 1).exists() {
             eprintln!(
                 "bench: writing shape {spec} to {} (once; later runs reuse it)",
-                shapes::cache_dir().display()
+                shape_dir.display()
             );
         }
-        args.models.push(shapes::cached(spec, 1)?.path);
+        args.models.push(shapes::cached(&shape_dir, spec, 1)?.path);
     }
     Ok(Suite {
         tests,

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::Outcome;
 use crate::doctor::logs::{self, Source};
-use crate::doctor::{self, report, Finding, Host, Report};
+use crate::doctor::{self, report, Finding, Patient, Report};
 use crate::sys::Root;
 
 /// Arguments of `pigpu doctor`.
@@ -44,7 +44,7 @@ pub struct Args {
 }
 
 /// The Vulkan engine's device list, as doctor shows it.
-fn vulkan_devices() -> Result<Vec<doctor::host::VulkanDevice>, String> {
+fn vulkan_devices() -> Result<Vec<doctor::patient::VulkanDevice>, String> {
     let selector = super::engine_tuning()
         .map_err(|e| e.to_string())?
         .vulkan
@@ -52,7 +52,7 @@ fn vulkan_devices() -> Result<Vec<doctor::host::VulkanDevice>, String> {
     crate::engine::vulkan::list_devices_with(selector.as_deref())
         .map(|list| {
             list.into_iter()
-                .map(|d| doctor::host::VulkanDevice {
+                .map(|d| doctor::patient::VulkanDevice {
                     name: d.name,
                     kind: format!("{:?}", d.kind).to_lowercase(),
                     problem: d.problem,
@@ -208,7 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         } else {
             format!("the system under {}", root.dir().display())
         };
-        let mut host = Host::new(root);
+        let mut host = Patient::new(root);
         if host.is_live() {
             // What Vulkan really enumerates, from the engine itself; other roots are not this
             // machine, so there only the loader and ICD files are checked.

@@ -459,7 +459,7 @@ fn finish(root: &Root, running: bool) -> Outcome {
         );
         return Outcome::Ok;
     }
-    let host = doctor::host::Host::new(root.clone());
+    let host = doctor::patient::Patient::new(root.clone());
     let report = doctor::diagnose_system(&host, &[]);
     let title = if root.is_live() {
         "this system, after setup".to_string()

@@ -1,11 +1,11 @@
 //! `pigpu doctor`: read-only checks of a Pi + NVIDIA GPU system (one file per area under
 //! `checks/`), the kernel-log / tool-output signatures (`signatures`, `logs`), and the report
-//! (`report`). Checks see the system only through [`host::Host`], so tests run them on fake roots.
+//! (`report`). Checks see the system only through [`patient::Patient`], so tests run them on fake roots.
 
 pub mod checks;
 pub mod fixes;
-pub mod host;
 pub mod logs;
+pub mod patient;
 pub mod report;
 pub mod signatures;
 pub mod text;
@@ -15,7 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::Serialize;
 
-pub use host::Host;
+pub use patient::Patient;
 
 /// How a finding reads. Order matters: worse is greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Hash)]
@@ -121,7 +121,7 @@ impl Report {
 /// A check: a stable id (the area) and a function from the host to findings.
 pub struct Check {
     pub id: &'static str,
-    pub run: fn(&Host) -> anyhow::Result<Vec<Finding>>,
+    pub run: fn(&Patient) -> anyhow::Result<Vec<Finding>>,
 }
 
 thread_local! {
@@ -130,7 +130,7 @@ thread_local! {
 
 /// Runs each check in turn; a check that panics becomes a `fail` finding and one that returns
 /// an error a `skip` finding, both under the check's own id, and the remaining checks still run.
-pub fn run_checks(host: &Host, checks: &[Check]) -> Report {
+pub fn run_checks(host: &Patient, checks: &[Check]) -> Report {
     // Keep panic messages out of the user's terminal: they become findings instead.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {
@@ -180,7 +180,7 @@ pub fn run_checks(host: &Host, checks: &[Check]) -> Report {
 }
 
 /// Doctor on the system behind `host`: every area check, in order.
-pub fn diagnose_system(host: &Host, only: &[String]) -> Report {
+pub fn diagnose_system(host: &Patient, only: &[String]) -> Report {
     let selected: Vec<Check> = checks::all()
         .into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|o| o == c.id))
@@ -192,23 +192,23 @@ pub fn diagnose_system(host: &Host, only: &[String]) -> Report {
 mod tests {
     use super::*;
 
-    fn boom(_: &Host) -> anyhow::Result<Vec<Finding>> {
+    fn boom(_: &Patient) -> anyhow::Result<Vec<Finding>> {
         let v: Vec<u8> = Vec::new();
         // An out-of-bounds index: the kind of bug isolation must survive.
         let i = v.len() + 3;
         Ok(vec![Finding::ok("never", format!("{}", v[i]))])
     }
-    fn erring(_: &Host) -> anyhow::Result<Vec<Finding>> {
+    fn erring(_: &Patient) -> anyhow::Result<Vec<Finding>> {
         anyhow::bail!("cannot read /proc/nothing")
     }
-    fn fine(_: &Host) -> anyhow::Result<Vec<Finding>> {
+    fn fine(_: &Patient) -> anyhow::Result<Vec<Finding>> {
         Ok(vec![Finding::ok("fine", "all good")])
     }
 
     #[test]
     fn a_crashing_or_failing_check_does_not_stop_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::fake(dir.path());
+        let host = Patient::fake(dir.path());
         let r = run_checks(
             &host,
             &[

@@ -4,15 +4,15 @@
 //! for 4K pages).
 
 use super::setup_or;
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 use crate::platform::{Board, ConfigTxt};
 
 /// The PCIe generation config.txt asks for on the external port, if any.
-pub fn configured_gen(host: &Host) -> Option<u32> {
+pub fn configured_gen(host: &Patient) -> Option<u32> {
     host.platform().config.as_ref()?.pciex1_gen()
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let p = host.platform();
     let b = p.board;
     if !p.is_raspberry_pi() {
@@ -101,7 +101,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// `boot-kernel-image`: the image that boots must be the 4K one for the NVIDIA driver.
-fn kernel_image(host: &Host, c: &ConfigTxt, b: Board) -> Option<Finding> {
+fn kernel_image(host: &Patient, c: &ConfigTxt, b: Board) -> Option<Finding> {
     let image = c.kernel_image(b);
     let fix = || {
         setup_or(

@@ -5,18 +5,18 @@
 use std::os::unix::fs::MetadataExt;
 
 use super::nvidia_gpus;
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 use crate::sys::kmod;
 
 /// The name of group `gid` from `ROOT/etc/group`.
-fn group_name(host: &Host, gid: u32) -> Option<String> {
+fn group_name(host: &Patient, gid: u32) -> Option<String> {
     host.read("/etc/group")?.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
         (f.len() >= 3 && f[2].parse() == Ok(gid)).then(|| f[0].to_string())
     })
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let loaded = kmod::loaded_modules(&host.root)
         .ok()
         .flatten()

@@ -6,12 +6,12 @@
 //! under `/lib/firmware`) are then `info`, not failures.
 
 use super::{find_library, library_files, nvidia_expected, nvidia_gpus, on_pi, setup_or};
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 pub use crate::platform::nvidia::proc_version;
 use crate::sys::kmod::{self, ModuleInfo};
 
 /// How to get modules for the running kernel, on this machine.
-fn fix_modules(host: &Host) -> String {
+fn fix_modules(host: &Patient) -> String {
     setup_or(
         host,
         "build and install the patched open modules for this kernel",
@@ -20,7 +20,7 @@ fn fix_modules(host: &Host) -> String {
 }
 
 /// How to get NVIDIA's userspace of the module's version, on this machine.
-fn fix_userspace(host: &Host) -> String {
+fn fix_userspace(host: &Patient) -> String {
     setup_or(
         host,
         "install the NVIDIA userspace of the module's version",
@@ -47,7 +47,7 @@ fn lib_version(path: &str, prefix: &str) -> Option<String> {
 }
 
 /// Versions that have GSP firmware installed (`/lib/firmware/nvidia/<ver>/gsp_*.bin`).
-fn firmware_versions(host: &Host) -> Vec<(String, Vec<String>)> {
+fn firmware_versions(host: &Patient) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for base in ["/lib/firmware/nvidia", "/usr/lib/firmware/nvidia"] {
         for v in host.root.list_dir(base).unwrap_or_default() {
@@ -67,7 +67,7 @@ fn firmware_versions(host: &Host) -> Vec<(String, Vec<String>)> {
     out
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     let Some(rel) = host.kernel_release() else {
         return Ok(vec![Finding::skip(
@@ -378,7 +378,7 @@ pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
 }
 
 /// `blacklist nouveau` in a modprobe.d file, or `modprobe.blacklist=nouveau` on the command line.
-fn blacklists_nouveau(host: &Host) -> bool {
+fn blacklists_nouveau(host: &Patient) -> bool {
     for dir in [
         "/etc/modprobe.d",
         "/lib/modprobe.d",

@@ -3,10 +3,10 @@
 //! the modules) — asked only where an NVIDIA driver is expected and not already working.
 
 use super::{nvidia_expected, setup_or};
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 use crate::platform::kernel::{headers_package, major_minor};
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let Some(rel) = host.kernel_release() else {
         return Ok(vec![Finding::skip(
             "kernel",

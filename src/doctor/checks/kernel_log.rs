@@ -3,9 +3,9 @@
 //! under a fake root.
 
 use crate::doctor::logs::{analyze, Source};
-use crate::doctor::{Finding, Host, Status};
+use crate::doctor::{Finding, Patient, Status};
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let (text, source) = match host.kernel_log() {
         Ok(x) => x,
         Err(why) => {

@@ -11,7 +11,7 @@ pub mod platform;
 pub mod power;
 pub mod vulkan;
 
-use super::{Check, Host};
+use super::{Check, Patient};
 use crate::sys::pci::PciDevice;
 
 /// Every check, by stable id.
@@ -62,17 +62,17 @@ pub fn ids() -> Vec<&'static str> {
 }
 
 /// NVIDIA GPUs on the PCI bus (empty when enumeration failed; the pcie check reports that).
-pub fn nvidia_gpus(host: &Host) -> Vec<PciDevice> {
+pub fn nvidia_gpus(host: &Patient) -> Vec<PciDevice> {
     host.platform().nvidia_gpus().into_iter().cloned().collect()
 }
 
 /// The system path of a library by file name (`libvulkan.so.1`), if installed.
-pub fn find_library(host: &Host, name: &str) -> Option<String> {
+pub fn find_library(host: &Patient, name: &str) -> Option<String> {
     crate::platform::vulkan::find_library(&host.root, name)
 }
 
 /// Files in the library directories whose names start with `prefix`, as system paths.
-pub fn library_files(host: &Host, prefix: &str) -> Vec<String> {
+pub fn library_files(host: &Patient, prefix: &str) -> Vec<String> {
     let mut out = Vec::new();
     for d in crate::platform::vulkan::LIB_DIRS {
         for n in host.root.list_dir(d).unwrap_or_default() {
@@ -85,17 +85,17 @@ pub fn library_files(host: &Host, prefix: &str) -> Vec<String> {
 }
 
 /// Whether anything says this system is meant to run an NVIDIA GPU.
-pub fn nvidia_expected(host: &Host) -> bool {
+pub fn nvidia_expected(host: &Patient) -> bool {
     host.platform().nvidia_expected()
 }
 
 /// Whether Pi-only fixes (config.txt edits, `pigpu setup`) apply here.
-pub fn on_pi(host: &Host) -> bool {
+pub fn on_pi(host: &Patient) -> bool {
     host.platform().is_raspberry_pi()
 }
 
 /// `sudo pigpu setup` on a Pi 5 family board; elsewhere what to do instead (`other`).
-pub fn setup_or(host: &Host, why: &str, other: &str) -> String {
+pub fn setup_or(host: &Patient, why: &str, other: &str) -> String {
     if host.platform().is_pi5_family() {
         format!("{why}: {}", super::fixes::SETUP)
     } else {

@@ -3,7 +3,7 @@
 //! (assigned or not: the Pi's window is small) and AER error counters.
 
 use super::boot;
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 use crate::sys::pci::{generation, PciDevice};
 
 const FIX_LINK_DOWN: &str = "enable the port ('dtparam=pciex1' in /boot/firmware/config.txt on a Pi 5), try 'dtparam=pciex1_gen=2', check the ribbon cable / riser and its power, and power the GPU on before the Pi";
@@ -30,7 +30,7 @@ fn describe(d: &PciDevice) -> String {
     s
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let devices = match host.pci_devices() {
         Ok(d) => d,
         Err(e) => {

@@ -2,10 +2,10 @@
 //! the Pi 5 / CM5 (BCM2712) with the patched open modules; the Pi 4 / CM4 is not supported; on
 //! any other machine the Pi-specific checks and fixes do not apply.
 
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 use crate::platform::Board;
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let p = host.platform();
     let shown = p.model.clone().unwrap_or_default();
     let evidence = format!("/proc/device-tree/model: {shown}");

@@ -2,7 +2,7 @@
 //! thermal throttling, now and since boot), the PMIC's under-voltage alarm and the SoC
 //! temperature. A GPU pulls its power from its own supply, but a browning-out Pi drops the link.
 
-use crate::doctor::{Finding, Host};
+use crate::doctor::{Finding, Patient};
 
 /// Bits of `get_throttled` (the same as `vcgencmd get_throttled`).
 const FLAGS: &[(u32, &str)] = &[
@@ -18,7 +18,7 @@ const FLAGS: &[(u32, &str)] = &[
 
 /// Where the firmware driver exposes `get_throttled` (its platform device name differs between
 /// the Pi 4 and the Pi 5 device trees).
-fn throttled_path(host: &Host) -> Option<String> {
+fn throttled_path(host: &Patient) -> Option<String> {
     let base = "/sys/devices/platform";
     for soc in host.root.list_dir(base).unwrap_or_default() {
         if !soc.starts_with("soc") {
@@ -40,7 +40,7 @@ fn throttled_path(host: &Host) -> Option<String> {
     None
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     if let Some(p) = throttled_path(host) {
         let text = host.read(&p).unwrap_or_default();

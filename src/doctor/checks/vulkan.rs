@@ -4,11 +4,11 @@
 //! when the binary provides a device lister (the Vulkan engine's) — the devices Vulkan sees.
 
 use super::{nvidia_expected, setup_or};
-use crate::doctor::host::VulkanDevice;
-use crate::doctor::{Finding, Host};
+use crate::doctor::patient::VulkanDevice;
+use crate::doctor::{Finding, Patient};
 use crate::platform::vulkan::{self as pv, Load};
 
-fn fix_userspace(host: &Host) -> String {
+fn fix_userspace(host: &Patient) -> String {
     setup_or(
         host,
         "install the NVIDIA userspace of the module's version (it provides /usr/share/vulkan/icd.d/nvidia_icd.json and libGLX_nvidia.so.0)",
@@ -16,7 +16,7 @@ fn fix_userspace(host: &Host) -> String {
     )
 }
 
-pub fn run(host: &Host) -> anyhow::Result<Vec<Finding>> {
+pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     let mut out = Vec::new();
     let v = host.platform().vulkan();
     match &v.loader {

@@ -229,38 +229,40 @@ fn written(
 }
 
 /// Where [`cached`] keeps shaped models: `$PIGPU_SHAPE_CACHE`, else `$XDG_CACHE_HOME/pigpu/shapes`,
-/// else `~/.cache/pigpu/shapes`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("PIGPU_SHAPE_CACHE") {
+/// else `~/.cache/pigpu/shapes` (else the temporary directory). `var` looks a variable up (the
+/// environment, in `cmd/`; a map in tests).
+pub fn cache_dir_from(var: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    if let Some(d) = set("PIGPU_SHAPE_CACHE") {
         return PathBuf::from(d);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    let base = set("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
     base.join("pigpu").join("shapes")
 }
 
-/// Where [`cached`] keeps `spec` with `seed` (the file may not exist yet).
-pub fn cache_path(spec: &ShapeSpec, seed: u64) -> PathBuf {
-    cache_dir().join(format!(
+/// Where [`cached`] keeps `spec` with `seed` under the cache directory `dir` (the file may not
+/// exist yet).
+pub fn cache_path(dir: &Path, spec: &ShapeSpec, seed: u64) -> PathBuf {
+    dir.join(format!(
         "{}-{}-seed{seed}-v{GENERATOR_VERSION}.gguf",
         spec.shape.name, spec.mix
     ))
 }
 
-/// The cached file for `spec` and `seed`, written first if it is not there yet (or has the
-/// wrong length, e.g. from a crash of an older pigpu).
-pub fn cached(spec: &ShapeSpec, seed: u64) -> Result<Written, ShapeError> {
-    let dir = cache_dir();
-    let path = cache_path(spec, seed);
+/// The cached file for `spec` and `seed` in `dir`, written first if it is not there yet (or has
+/// the wrong length, e.g. from a crash of an older pigpu).
+pub fn cached(dir: &Path, spec: &ShapeSpec, seed: u64) -> Result<Written, ShapeError> {
+    let path = cache_path(dir, spec, seed);
     let t0 = Instant::now();
     let plan = plan(spec, seed);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == plan.layout.file_len) {
         return Ok(written(spec, seed, &path, &plan, t0, false));
     }
-    std::fs::create_dir_all(&dir).map_err(|source| ShapeError::Io {
-        path: dir.clone(),
+    std::fs::create_dir_all(dir).map_err(|source| ShapeError::Io {
+        path: dir.to_path_buf(),
         source,
     })?;
     write::write_file(&plan, seed, &path, 0).map_err(|source| ShapeError::Io {

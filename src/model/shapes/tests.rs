@@ -196,13 +196,42 @@ fn same_seed_same_bytes_whatever_the_threads() {
 #[test]
 fn cached_writes_once() {
     let dir = tempfile::tempdir().unwrap();
-    // The variable is process-wide: this is the only test that reads or sets it.
-    std::env::set_var("PIGPU_SHAPE_CACHE", dir.path());
     let s = spec("tiny-llama");
-    let first = cached(&s, 9).unwrap();
-    let second = cached(&s, 9).unwrap();
-    std::env::remove_var("PIGPU_SHAPE_CACHE");
+    let first = cached(dir.path(), &s, 9).unwrap();
+    let second = cached(dir.path(), &s, 9).unwrap();
     assert!(first.generated && !second.generated);
     assert_eq!(first.path, second.path);
     assert!(first.path.starts_with(dir.path()));
+}
+
+#[test]
+fn cache_dir_follows_the_variables_in_order() {
+    fn vars<'a>(pairs: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+    let all = [
+        ("PIGPU_SHAPE_CACHE", "/s"),
+        ("XDG_CACHE_HOME", "/x"),
+        ("HOME", "/h"),
+    ];
+    assert_eq!(cache_dir_from(vars(&all)), Path::new("/s"));
+    assert_eq!(
+        cache_dir_from(vars(&all[1..])),
+        Path::new("/x/pigpu/shapes")
+    );
+    assert_eq!(
+        cache_dir_from(vars(&all[2..])),
+        Path::new("/h/.cache/pigpu/shapes")
+    );
+    // An empty value counts as unset.
+    let empty = [("PIGPU_SHAPE_CACHE", ""), ("HOME", "/h")];
+    assert_eq!(
+        cache_dir_from(vars(&empty)),
+        Path::new("/h/.cache/pigpu/shapes")
+    );
 }

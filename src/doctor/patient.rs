@@ -28,32 +28,33 @@ pub struct VulkanDevice {
 /// the loader and ICD files.
 pub type VulkanLister = fn() -> Result<Vec<VulkanDevice>, String>;
 
-/// The system doctor examines.
-pub struct Host {
+/// The system doctor examines (a patient, not a `Host`: that name is provision's trait for the
+/// effects setup performs).
+pub struct Patient {
     pub root: Root,
     pub pci_source: PciSource,
     pub vulkan_lister: Option<VulkanLister>,
     platform: OnceCell<Platform>,
 }
 
-impl Host {
+impl Patient {
     /// The machine doctor runs on.
-    pub fn live() -> Host {
-        Host::new(Root::live())
+    pub fn live() -> Patient {
+        Patient::new(Root::live())
     }
     /// A system under `dir` (tests, mounted images).
-    pub fn fake(dir: impl AsRef<Path>) -> Host {
-        Host::new(Root::new(dir.as_ref()))
+    pub fn fake(dir: impl AsRef<Path>) -> Patient {
+        Patient::new(Root::new(dir.as_ref()))
     }
-    pub fn new(root: Root) -> Host {
-        Host {
+    pub fn new(root: Root) -> Patient {
+        Patient {
             pci_source: PciSource::for_root(&root),
             root,
             vulkan_lister: None,
             platform: OnceCell::new(),
         }
     }
-    pub fn with_pci_source(mut self, source: PciSource) -> Host {
+    pub fn with_pci_source(mut self, source: PciSource) -> Patient {
         self.pci_source = source;
         self
     }
