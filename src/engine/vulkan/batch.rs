@@ -22,9 +22,10 @@ use anyhow::bail;
 
 use super::buffer::{Buffer, MemKind};
 use super::command::CmdBuffer;
-use super::engine::{VulkanEngine, VulkanOptions};
+use super::engine::VulkanEngine;
 use super::error::Result as VkResult;
 use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, F_ACC, F_GELU, F_GLU};
+use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::shared::Shared;
 use crate::engine::Engine;

@@ -18,34 +18,13 @@ use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_params, GpuOp, OpBuilder, OpKind, S_TOKEN};
+use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
 use super::shared::Shared;
-use super::tuning::Tuning;
 use super::upload::download;
 use crate::engine::{Engine, EngineError, EngineResult, SamplingParams, Stats};
 use crate::model::Model;
-
-/// How to open the engine.
-#[derive(Debug, Clone)]
-pub struct VulkanOptions {
-    /// Context length (KV cache positions).
-    pub n_ctx: usize,
-    /// Hears how far the weights' upload is (the command layer draws it).
-    pub progress: crate::sys::progress::Reporter,
-    /// Device choice, validation, shapes and paths (every knob documented there).
-    pub tuning: Tuning,
-}
-
-impl Default for VulkanOptions {
-    fn default() -> Self {
-        VulkanOptions {
-            n_ctx: 2048,
-            progress: Default::default(),
-            tuning: Tuning::default(),
-        }
-    }
-}
 
 /// What a profiled engine has on top: the timed decode recording and the sums.
 struct Prof {

@@ -3,10 +3,11 @@
 //!
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `shared` (what the engines of one model share),
-//! `batch` (serve's slots over one weight upload), `memory` (the check before upload), `profile`
-//! (per-op GPU timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md
-//! for the design.
+//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `shared`
+//! (what the engines of one model share), `options` (how to open an engine), `batch` (serve's
+//! slots over one weight upload), `memory` (the check before upload), `profile` (per-op GPU
+//! timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md for the
+//! design.
 
 mod attention;
 mod batch;
@@ -21,6 +22,7 @@ mod instance;
 mod kernels;
 mod memory;
 mod norms;
+mod options;
 mod pipeline;
 mod profile;
 mod shaders;
@@ -36,8 +38,9 @@ mod tests;
 
 pub use batch::{BatchStats, VulkanSlots};
 pub use device::{list_devices_with, DeviceInfo, DeviceKind};
-pub use engine::{VulkanEngine, VulkanOptions};
+pub use engine::VulkanEngine;
 pub use error::VkError;
+pub use options::VulkanOptions;
 pub use profile::{OpReport, PhaseReport, Profile};
 pub use shared::Shared;
 pub use tuning::{Tuning, TuningError};

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::device::Device;
-use super::engine::VulkanOptions;
 use super::error::Result;
 use super::kernels::Kernels;
+use super::options::VulkanOptions;
 use super::weights::{self, GpuWeights};
 use crate::model::Model;
 use crate::sys::progress::Reporter;
