@@ -47,11 +47,6 @@ impl Display {
         }
     }
 
-    /// Whether anything is drawn at all.
-    pub fn is_on(&self) -> bool {
-        self.on
-    }
-
     /// The handle library code reports to (silent when the display is off, so the library does
     /// not even format task names).
     pub fn reporter(self: &Arc<Display>) -> Reporter {

@@ -30,18 +30,6 @@ pub enum Status {
     Fail,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Skip => "skip",
-            Status::Ok => "ok",
-            Status::Info => "info",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
-    }
-}
-
 /// One line of the report: a stable kebab-case id, what was found, the lines that show it,
 /// and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,13 +91,6 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn worst(&self) -> Status {
-        self.checks
-            .iter()
-            .map(|f| f.status)
-            .max()
-            .unwrap_or(Status::Skip)
-    }
     pub fn has_failures(&self) -> bool {
         self.checks.iter().any(|f| f.status == Status::Fail)
     }

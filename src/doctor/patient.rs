@@ -38,10 +38,6 @@ pub struct Patient {
 }
 
 impl Patient {
-    /// The machine doctor runs on.
-    pub fn live() -> Patient {
-        Patient::new(Root::live())
-    }
     /// A system under `dir` (tests, mounted images).
     pub fn fake(dir: impl AsRef<Path>) -> Patient {
         Patient::new(Root::new(dir.as_ref()))
@@ -53,10 +49,6 @@ impl Patient {
             vulkan_lister: None,
             platform: OnceCell::new(),
         }
-    }
-    pub fn with_pci_source(mut self, source: PciSource) -> Patient {
-        self.pci_source = source;
-        self
     }
     pub fn is_live(&self) -> bool {
         self.root.is_live()

@@ -326,8 +326,6 @@ fn compiled() -> &'static Compiled {
 pub struct Hit {
     pub signature: usize,
     pub lines: Vec<usize>,
-    /// The matched text (for details such as the failing symbol).
-    pub matched: String,
 }
 
 /// Every signature hit in `lines` (indices into `SIGNATURES` and `lines`).
@@ -337,11 +335,10 @@ pub fn scan(lines: &[Line]) -> Vec<Hit> {
     for (i, line) in lines.iter().enumerate() {
         let here = c.set.matches(&line.text);
         for s in here.iter() {
-            if let Some(m) = c.each[s].find(&line.text) {
+            if c.each[s].is_match(&line.text) {
                 hits.push(Hit {
                     signature: s,
                     lines: vec![i],
-                    matched: m.as_str().to_string(),
                 });
             }
         }
@@ -368,11 +365,10 @@ pub fn scan(lines: &[Line]) -> Vec<Hit> {
                     {
                         continue;
                     }
-                    if let Some(m) = c.each[s].find(&joined) {
+                    if c.each[s].is_match(&joined) {
                         hits.push(Hit {
                             signature: s,
                             lines: vec![i, i + 1],
-                            matched: m.as_str().to_string(),
                         });
                     }
                 }

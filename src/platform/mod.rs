@@ -80,12 +80,6 @@ impl Platform {
         }
     }
 
-    /// The live machine.
-    pub fn live() -> Platform {
-        let root = Root::live();
-        Platform::probe(&root, PciSource::for_root(&root))
-    }
-
     /// A Raspberry Pi of any model, or an image with a Pi boot partition (`config.txt`) and no
     /// device tree to say otherwise. Pi-only fixes (`config.txt`, `pigpu setup`) are offered only here.
     pub fn is_raspberry_pi(&self) -> bool {
@@ -130,10 +124,6 @@ impl Platform {
             .as_ref()
             .map(Vec::as_slice)
             .map_err(Clone::clone)
-    }
-
-    pub fn pci_source(&self) -> &PciSource {
-        &self.pci_source
     }
 
     /// NVIDIA GPUs on the bus (empty when enumeration failed).

@@ -78,11 +78,6 @@ pub fn managed_lines(text: &str) -> Vec<String> {
     out
 }
 
-/// Whether the text contains pigpu's block.
-pub fn has_block(text: &str) -> bool {
-    text.lines().any(|l| l.trim() == BEGIN)
-}
-
 /// Removes every pigpu block (an unterminated one runs to the end of the file) and the blank
 /// line pigpu put before it, leaving every other byte as it was.
 pub fn remove_block(text: &str) -> String {

@@ -365,11 +365,6 @@ impl Probe {
     }
 }
 
-/// Where pigpu's own data lives inside the root.
-pub fn data_dir() -> &'static Path {
-    Path::new("/var/lib/pigpu")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

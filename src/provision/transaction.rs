@@ -59,10 +59,6 @@ impl<'r> Transaction<'r> {
         }
     }
 
-    pub fn root(&self) -> &Root {
-        self.root
-    }
-
     fn journal(&mut self, r: Record) -> Result<(), TxError> {
         self.state.in_progress.push(r);
         state::save(self.root, &self.state)?;

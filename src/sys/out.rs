@@ -8,17 +8,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static KEEP_GOING: AtomicBool = AtomicBool::new(false);
-static LOST: AtomicBool = AtomicBool::new(false);
 
 /// From now on a closed stdout does not end the program. `setup` calls this before it may
 /// change anything: exiting 0 there would look like success with the run cut off half-way.
 pub fn keep_going_when_closed() {
     KEEP_GOING.store(true, Ordering::Relaxed);
-}
-
-/// Whether stdout was found closed after [`keep_going_when_closed`] (output was dropped).
-pub fn stdout_lost() -> bool {
-    LOST.load(Ordering::Relaxed)
 }
 
 /// Writes to stdout; when the reader has gone away, exits 0 (or, after
@@ -28,7 +22,6 @@ pub fn stdout(args: std::fmt::Arguments) {
     if let Err(e) = out.write_fmt(args) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             if KEEP_GOING.load(Ordering::Relaxed) {
-                LOST.store(true, Ordering::Relaxed);
                 return;
             }
             // Nothing more can be shown, and nothing is half-done.

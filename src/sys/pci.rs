@@ -11,8 +11,6 @@ use super::Root;
 
 /// NVIDIA's PCI vendor id.
 pub const VENDOR_NVIDIA: u16 = 0x10de;
-/// Broadcom: the BCM2712 (Pi 5 / CM5) root port is `14e4:2712`.
-pub const VENDOR_BROADCOM: u16 = 0x14e4;
 
 /// `IORESOURCE_IO` / `IORESOURCE_MEM` / `IORESOURCE_PREFETCH` / `IORESOURCE_MEM_64` /
 /// `IORESOURCE_UNSET` from the kernel's `include/linux/ioport.h` (the flags column of sysfs `resource`).
@@ -160,9 +158,6 @@ impl PciDevice {
     pub fn has_gsp(&self) -> bool {
         self.is_nvidia_gpu() && self.device >= 0x1e00
     }
-    pub fn is_bridge(&self) -> bool {
-        self.class >> 8 == 0x0604
-    }
     /// "10de:24b0".
     pub fn id(&self) -> String {
         format!("{:04x}:{:04x}", self.vendor, self.device)
@@ -177,14 +172,6 @@ pub fn devices(source: &PciSource) -> Result<Vec<PciDevice>, PciError> {
     };
     out.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(out)
-}
-
-/// Only the NVIDIA GPUs (display-class functions with vendor 0x10de).
-pub fn nvidia_gpus(source: &PciSource) -> Result<Vec<PciDevice>, PciError> {
-    Ok(devices(source)?
-        .into_iter()
-        .filter(PciDevice::is_nvidia_gpu)
-        .collect())
 }
 
 fn udev_devices() -> Result<Vec<PciDevice>, PciError> {

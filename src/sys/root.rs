@@ -257,15 +257,6 @@ impl Root {
         self.resolve(abs).is_some()
     }
 
-    pub fn read_to_string(&self, abs: impl AsRef<Path>) -> io::Result<String> {
-        self.read_optional(abs.as_ref())?.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{}: no such file", abs.as_ref().display()),
-            )
-        })
-    }
-
     /// Reads a file that may be missing: `Ok(None)` when it does not exist. Only regular files
     /// are read (a FIFO, a device or a directory is an error naming it), at most
     /// [`MAX_READ`] bytes of them; invalid UTF-8 is replaced (see [`Root::read_bytes`]).
