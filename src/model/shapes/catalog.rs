@@ -2,61 +2,10 @@
 //! as llama.cpp's converter writes them into GGUF metadata), plus two tiny shapes for tests.
 //! Adding a model of a supported family is one entry here.
 
-use super::family::Family;
 use super::mix::Mix;
-use super::vocab::VocabStyle;
+use super::shape::{Family, RopeScaling, Shape, VocabStyle};
 use Family as F;
 use VocabStyle as V;
-
-/// How RoPE frequencies are scaled for long context.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RopeScaling {
-    None,
-    /// Llama 3.1's scheme (`rope_type: "llama3"` in `config.json`); llama.cpp's converter stores
-    /// it as the per-dimension divisors of a `rope_freqs.weight` tensor.
-    Llama3 {
-        factor: f32,
-        low_freq_factor: f32,
-        high_freq_factor: f32,
-        original_context: u32,
-    },
-}
-
-/// One named shape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    /// What users type: `llama-3.2-3b`.
-    pub name: &'static str,
-    /// The model it mirrors (`general.name` gets " (random weights)" appended).
-    pub model: &'static str,
-    /// `general.size_label`.
-    pub size_label: &'static str,
-    pub family: Family,
-    pub n_layer: u32,
-    pub n_embd: u32,
-    pub n_ff: u32,
-    pub n_head: u32,
-    pub n_head_kv: u32,
-    pub head_dim: u32,
-    /// Rows of the embedding (and output) matrix; the tokenizer has exactly this many tokens.
-    pub n_vocab: u32,
-    /// Tokens at the end of the vocabulary that are padding (`[PAD151665]` in Qwen2.5).
-    pub n_vocab_pad: u32,
-    pub vocab: VocabStyle,
-    pub n_ctx_train: u32,
-    pub rope_freq_base: f32,
-    pub rope_scaling: RopeScaling,
-    pub rms_eps: f32,
-    /// Sliding-window width of gemma3's local layers (`{arch}.attention.sliding_window`; 0 for
-    /// families without one).
-    pub sliding_window: u32,
-    /// No `output.weight`: the output projection is the token embedding.
-    pub tied_embeddings: bool,
-    /// The mix used when the name has no `:mix`.
-    pub default_mix: Mix,
-    /// Part of the test suite's tiny set (not a real model).
-    pub tiny: bool,
-}
 
 const LLAMA32_ROPE: RopeScaling = RopeScaling::Llama3 {
     factor: 32.0,
@@ -155,15 +104,4 @@ const fn row(
 /// The shape called `name` (case-insensitive).
 pub fn find(name: &str) -> Option<&'static Shape> {
     SHAPES.iter().find(|s| s.name.eq_ignore_ascii_case(name))
-}
-
-impl Shape {
-    /// Width of Q (all heads).
-    pub fn q_dim(&self) -> u64 {
-        u64::from(self.n_head) * u64::from(self.head_dim)
-    }
-    /// Width of K and of V (all KV heads).
-    pub fn kv_dim(&self) -> u64 {
-        u64::from(self.n_head_kv) * u64::from(self.head_dim)
-    }
 }

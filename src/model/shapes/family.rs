@@ -1,26 +1,12 @@
 //! Model families: the GGUF tensor names, shapes and metadata keys an architecture uses, as
-//! llama.cpp's converter writes them. A new family (gemma3, qwen3, ...) is a new variant here:
-//! its extra tensors (QK norms, post-norms) and keys; the catalog, the mix rules, the random
-//! fill and the writer stay as they are.
+//! llama.cpp's converter writes them. A new family (gemma3, qwen3, ...) is a new variant of
+//! `Family` (in `shape`) and its arms here: its extra tensors (QK norms, post-norms) and keys;
+//! the catalog, the mix rules, the random fill and the writer stay as they are.
 
 use crate::gguf::Value;
 
-use super::catalog::{RopeScaling, Shape};
 use super::mix::Role;
-
-/// An architecture family (`general.architecture`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Llama,
-    /// Llama plus biases on Q, K and V.
-    Qwen2,
-    /// Qwen2 without the biases, with per-head Q/K norms.
-    Qwen3,
-    /// Q/K norms, post-attention and post-FFN norms, sliding-window layers.
-    Gemma3,
-    /// Llama tensors; every fourth layer skips RoPE (a property of the architecture, no key).
-    Smollm3,
-}
+use super::shape::{Family, RopeScaling, Shape};
 
 /// How a tensor's values are made.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,15 +12,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The parts: `catalog` (the named shapes), `family` (tensor names and metadata per
-//! architecture), `mix` (llama-quantize's per-tensor type rules), `vocab` (a synthetic BPE
-//! tokenizer of the right size), `fill` (random finite blocks per format), `write` (parallel
-//! streaming to disk).
+//! The parts, bottom up: `mix` (llama-quantize's per-tensor type rules), `shape` (what a shape
+//! is: the struct and the enums it names), `family` (tensor names and metadata per
+//! architecture), `vocab` (a synthetic BPE tokenizer of the right size), `catalog` (the named
+//! shapes), `fill` (random finite blocks per format), `write` (parallel streaming to disk).
 
 mod catalog;
 mod family;
 mod fill;
 mod mix;
+mod shape;
 mod vocab;
 mod write;
 
@@ -28,10 +29,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use catalog::{find, RopeScaling, Shape, SHAPES};
-pub use family::{Family, Values};
+pub use catalog::{find, SHAPES};
+pub use family::Values;
 pub use mix::{Mix, Role};
-pub use vocab::VocabStyle;
+pub use shape::{Family, RopeScaling, Shape, VocabStyle};
 
 use crate::gguf::{Layout, TensorEntry, Value};
 

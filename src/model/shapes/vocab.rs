@@ -7,18 +7,7 @@
 
 use crate::gguf::{Array, Value, ValueType};
 
-use super::catalog::Shape;
-
-/// Which real tokenizer a shape imitates: its pre-tokenizer, special tokens and template.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VocabStyle {
-    /// Llama 3: 256 control tokens after the ordinary ones, BOS `<|begin_of_text|>`.
-    Llama3,
-    /// Qwen2.5: 22 special tokens after the ordinary ones, then `[PADn]` padding.
-    Qwen2,
-    /// SmolLM2: 17 control tokens first (`<|endoftext|>`, `<|im_start|>`, ...).
-    SmolLm,
-}
+use super::shape::{Shape, VocabStyle};
 
 /// `tokenizer.ggml.token_type` values.
 const NORMAL: i32 = 1;
