@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The ratio table of scripts/gpu-bench.sh: reads the JSON that `pigpu bench -o json` and
+"""The tables of scripts/gpu-bench.sh: reads the JSON that `pigpu bench -o json` and
 `llama-bench -o json` wrote into a results folder and prints a markdown table (pigpu beside
-llama.cpp, same file, same test) ready for docs/benchmarks.md; writes summary.json beside it.
+llama.cpp, same file, same test) ready for docs/benchmarks.md; then, where the folder holds
+scripts/serve_bench.py's results (NAME.serve-N.json), a second table: `pigpu serve --parallel N`
+aggregate generation t/s against one stream. Writes summary.json beside them.
 
 Usage: scripts/gpu_bench_table.py RESULTS_DIR SPEC...   (SPEC as given to `pigpu shape write`)
 """
@@ -96,9 +98,55 @@ def main():
     print("|---|---|---|---|---|")
     for line in lines:
         print(line)
+    serve_table(out, specs, summary)
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
+
+
+def serve_table(out, specs, summary):
+    """Issue 15's GPU target: N concurrent streams against one (aggregate t/s, ratio to N = 1)."""
+    rows = []
+    for spec in specs:
+        name = spec.replace(":", "-")
+        found = {}
+        for entry in os.listdir(out):
+            prefix = f"{name}.serve-"
+            if entry.startswith(prefix) and entry.endswith(".json"):
+                try:
+                    n = int(entry[len(prefix):-len(".json")])
+                    with open(os.path.join(out, entry), encoding="utf-8") as f:
+                        found[n] = json.loads(f.read().strip().splitlines()[-1])
+                except (OSError, ValueError, IndexError):
+                    continue
+        one = found.get(1, {}).get("tokens_per_s")
+        for n in sorted(found):
+            r = found[n]
+            ts = r.get("tokens_per_s")
+            ratio = ts / one if ts and one else None
+            rows.append({"model": spec, "n": n, "tokens_per_s": ts, "ratio_to_1": ratio,
+                         "tokens": r.get("tokens"), "min_tokens": r.get("min_tokens"),
+                         "ttft_ms": r.get("ttft_ms")})
+    summary["serve"] = rows
+    if not rows:
+        return
+    print()
+    print("`pigpu serve --backend vulkan --parallel N`, N concurrent greedy chat streams "
+          "(scripts/serve_bench.py; aggregate generated t/s, best round):")
+    print()
+    print("| model | N | aggregate t/s | × one stream | tokens (fewest per stream) | TTFT idle |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        ts = f"{r['tokens_per_s']:.1f}" if r["tokens_per_s"] is not None else "—"
+        ratio = f"**{r['ratio_to_1']:.2f}×**" if r["ratio_to_1"] is not None else "—"
+        ttft = f"{r['ttft_ms']:.0f} ms" if r["ttft_ms"] is not None else "—"
+        print(f"| {r['model']} | {r['n']} | {ts} | {ratio} | {r['tokens']} ({r['min_tokens']}) "
+              f"| {ttft} |")
+    for r in rows:
+        if r["n"] == 4 and r["ratio_to_1"] is not None:
+            verdict = "met" if r["ratio_to_1"] >= 2.5 else "not met"
+            print(f"\n{r['model']}: 4 streams = {r['ratio_to_1']:.2f}× one stream "
+                  f"(issue 15's GPU target ≥ 2.5×: {verdict})")
 
 
 if __name__ == "__main__":
