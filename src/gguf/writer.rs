@@ -2,8 +2,6 @@
 //! [`Layout`] plans a file whose tensor data is streamed afterwards (shaped models of gigabytes,
 //! see `crate::model::shapes`), so both write exactly the layout the reader expects.
 
-use std::io::Write;
-
 use super::{Value, ValueType, DEFAULT_ALIGNMENT};
 use crate::quant::GgmlType;
 
@@ -127,11 +125,6 @@ impl Layout {
     /// Absolute file offset of tensor `i`'s data.
     pub fn file_offset(&self, i: usize) -> u64 {
         self.header.len() as u64 + self.offsets[i]
-    }
-
-    /// Writes the header (the data section is written separately, at [`Layout::file_offset`]).
-    pub fn write_header(&self, out: &mut impl Write) -> std::io::Result<()> {
-        out.write_all(&self.header)
     }
 }
 

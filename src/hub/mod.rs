@@ -17,8 +17,8 @@ use thiserror::Error;
 
 use crate::sys::download::DownloadError;
 
-pub use cache::{list, matching, remove, CachedModel, Removed};
-pub use names::{candidates, choose, quant_of, split_part, Candidate, ModelRef, DEFAULT_ORDER};
+pub use cache::{list, matching, remove};
+pub use names::ModelRef;
 pub use pull::{pull, Pulled};
 
 /// The public Hub.

@@ -44,14 +44,6 @@ impl Arch {
             Arch::Smollm3 => "smollm3",
         }
     }
-    /// Every architecture this build runs, for error messages and docs.
-    pub const ALL: [Arch; 5] = [
-        Arch::Llama,
-        Arch::Qwen2,
-        Arch::Qwen3,
-        Arch::Gemma3,
-        Arch::Smollm3,
-    ];
     /// How this architecture pairs the dimensions RoPE rotates (llama.cpp's arch table: `llama`
     /// is `LLAMA_ROPE_TYPE_NORM`, `qwen2` is `LLAMA_ROPE_TYPE_NEOX`). The llama converter permutes
     /// Q/K rows so that interleaved pairs are right for llama GGUFs; qwen2 GGUFs keep HF order.

@@ -12,8 +12,8 @@ pub mod weights;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use config::{Activation, Arch, Config, RopeStyle};
-pub use weights::{LayerWeights, Weight, Weights};
+pub use config::{Activation, Config, RopeStyle};
+pub use weights::{Weight, Weights};
 
 use crate::gguf::{GgufError, GgufFile};
 use crate::quant::GgmlType;

@@ -5,7 +5,7 @@
 //! Half-precision fields hold the raw little-endian f16 bits (`u16`); read them with
 //! [`f16_to_f32`] (or the `d()`-style accessors), which is bit-exact with numpy and gguf-py.
 //! Every bit pattern is a valid value of every struct here, and none has padding, which is what
-//! makes [`cast_blocks`] sound.
+//! makes [`read_block`] sound.
 
 use super::{GgmlType, QK_K};
 use std::mem::{align_of, size_of};
@@ -308,23 +308,6 @@ pub fn k_scale_min(scales: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     (sc, mn)
 }
 
-/// Views `data` as blocks without copying, when it is a whole number of blocks and suitably
-/// aligned (tensor data in a memory-mapped GGUF file always is: offsets are multiples of the
-/// file's alignment). Returns `None` otherwise; [`read_block`] works on any bytes.
-pub fn cast_blocks<B: Block>(data: &[u8]) -> Option<&[B]> {
-    if !data.len().is_multiple_of(size_of::<B>())
-        || !(data.as_ptr() as usize).is_multiple_of(align_of::<B>())
-    {
-        return None;
-    }
-    // SAFETY: the pointer is aligned for B and the length is a whole number of B; the Block
-    // contract says every bit pattern is a valid B and B has no padding. The lifetime is tied to
-    // `data`.
-    Some(unsafe {
-        std::slice::from_raw_parts(data.as_ptr().cast::<B>(), data.len() / size_of::<B>())
-    })
-}
-
 /// Copies one block out of `bytes` (which must be exactly one block long), at any alignment.
 ///
 /// # Panics
@@ -422,14 +405,12 @@ mod tests {
     }
 
     #[test]
-    fn cast_checks_length_and_alignment() {
-        let buf = [0u16; 100];
-        // SAFETY: viewing initialised u16s as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), 200) };
-        assert_eq!(cast_blocks::<BlockQ4_1>(bytes).map(|b| b.len()), Some(10));
-        assert!(cast_blocks::<BlockQ4_1>(&bytes[..199]).is_none());
-        assert!(cast_blocks::<BlockQ4_1>(&bytes[1..181]).is_none());
+    fn read_block_takes_any_alignment() {
+        // Starting at an odd address: the f16 scale `d` is the first two bytes, little-endian.
+        let mut bytes = [0u8; 21];
+        bytes[1] = 0x34;
+        bytes[2] = 0x12;
         let b: BlockQ4_1 = read_block(&bytes[1..21]);
-        assert_eq!(b.d, 0);
+        assert_eq!(b.d, 0x1234);
     }
 }

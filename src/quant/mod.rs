@@ -7,13 +7,10 @@ mod dequant;
 
 use std::fmt;
 
-pub use blocks::{
-    cast_blocks, f16_to_f32, k_scale_min, read_block, Block, BlockQ2K, BlockQ3K, BlockQ4K,
-    BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, QK,
-};
+pub use blocks::{f16_to_f32, read_block, Block};
 pub use dequant::{
     block_q2_k, block_q3_k, block_q4_0, block_q4_1, block_q4_k, block_q5_0, block_q5_1, block_q5_k,
-    block_q6_k, block_q8_0, block_q8_k, dequantize, dequantize_to_vec, is_supported,
+    block_q6_k, block_q8_0, dequantize, dequantize_to_vec, is_supported,
 };
 
 /// Why a dequantization was refused.

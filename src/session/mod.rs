@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-pub use generate::{
-    check_fits, generate, generate_with, Constrained, Flow, Generation, StopReason, Timings,
-};
+pub use generate::{check_fits, generate, generate_with, Constrained, Flow, StopReason, Timings};
 
 use crate::engine::{self, Backend, Engine, EngineOptions, EngineTuning};
 use crate::model::tokenizer::Tokenizer;
@@ -220,11 +218,6 @@ impl Session {
             self.engine.n_ctx(),
             self.load_time.as_millis()
         )
-    }
-
-    /// Whether `t` ends a generation (end of text or of a turn).
-    pub fn is_eog(&self, t: u32) -> bool {
-        self.shared.tokenizer.is_eog(t)
     }
 }
 

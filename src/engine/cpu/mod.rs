@@ -25,7 +25,6 @@ use self::ops::{KvBuf, KvKernels, Rope};
 use self::pool::Pool;
 use super::{Engine, SamplingParams, Stats};
 use crate::model::{sampler, Activation, Model, ModelError};
-use crate::quant::GgmlType;
 
 /// How to build a CPU engine.
 #[derive(Debug, Clone)]
@@ -170,23 +169,6 @@ impl CpuEngine {
             stats: Stats::default(),
             model,
         })
-    }
-
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
-    }
-
-    pub fn isa(&self) -> Isa {
-        self.isa
-    }
-
-    /// Bytes of the KV cache.
-    pub fn kv_bytes(&self) -> usize {
-        self.k_cache
-            .iter()
-            .chain(&self.v_cache)
-            .map(|b| b.bytes())
-            .sum()
     }
 
     fn check_tokens(&self, tokens: &[u32], extra: usize) -> Result<()> {
@@ -662,15 +644,4 @@ impl Engine for CpuEngine {
     fn as_cpu_mut(&mut self) -> Option<&mut CpuEngine> {
         Some(self)
     }
-}
-
-/// Weight types of `model` that the CPU engine has no kernel for (empty when it can run it).
-pub fn unsupported_types(model: &Model) -> Vec<(String, GgmlType)> {
-    model
-        .weights
-        .all()
-        .into_iter()
-        .filter(|w| w.shape.len() > 1 && kernels::kernel(w.ty, Isa::Portable).is_none())
-        .map(|w| (w.name.clone(), w.ty))
-        .collect()
 }

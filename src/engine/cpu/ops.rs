@@ -130,12 +130,6 @@ impl KvBuf {
             KvBuf::F32(v) => v[at..at + x.len()].copy_from_slice(x),
         }
     }
-    pub fn bytes(&self) -> usize {
-        match self {
-            KvBuf::F16(v) => v.len() * 2,
-            KvBuf::F32(v) => v.len() * 4,
-        }
-    }
 }
 
 /// Dot of an f32 vector with a stored row.

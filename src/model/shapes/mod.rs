@@ -93,7 +93,6 @@ impl std::fmt::Display for ShapeSpec {
 /// Everything about a file before its data is generated.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub metadata: Vec<(String, Value)>,
     /// Per tensor (same order as `layout.tensors`): how its values are made.
     pub tensors: Vec<family::TensorPlan>,
     pub layout: Layout,
@@ -171,11 +170,7 @@ pub fn plan(spec: &ShapeSpec, seed: u64) -> Plan {
     metadata.extend(s.family.metadata(s));
     metadata.extend(vocab::metadata(s));
     let layout = Layout::new(3, &metadata, entries);
-    Plan {
-        metadata,
-        tensors,
-        layout,
-    }
+    Plan { tensors, layout }
 }
 
 /// What [`write`] produced.

@@ -213,13 +213,6 @@ impl Tokenizer {
     pub fn eot_id(&self) -> Option<u32> {
         self.vocab.special.eot
     }
-    pub fn eom_id(&self) -> Option<u32> {
-        self.vocab.special.eom
-    }
-    /// All special ids the file names or llama.cpp would detect by text.
-    pub fn special_ids(&self) -> &SpecialIds {
-        &self.vocab.special
-    }
     /// Whether `encode(.., add_special = true, ..)` starts with BOS.
     pub fn add_bos(&self) -> bool {
         self.vocab.add_bos

@@ -35,18 +35,6 @@ impl TokenType {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            TokenType::Undefined => "undefined",
-            TokenType::Normal => "normal",
-            TokenType::Unknown => "unknown",
-            TokenType::Control => "control",
-            TokenType::UserDefined => "user-defined",
-            TokenType::Unused => "unused",
-            TokenType::Byte => "byte",
-        }
-    }
-
     /// Control and unknown tokens: matched in text only when parsing special tokens, and
     /// rendered as text only when asked to.
     pub fn is_special(self) -> bool {
