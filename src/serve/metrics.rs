@@ -53,11 +53,6 @@ impl Metrics {
         self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn count(&self, o: Outcome) -> u64 {
-        let i = OUTCOMES.iter().position(|(x, _)| *x == o).unwrap_or(0);
-        self.requests[i].load(Ordering::Relaxed)
-    }
-
     /// One generated token, now.
     pub fn token(&self) {
         self.generated_tokens.fetch_add(1, Ordering::Relaxed);

@@ -293,11 +293,6 @@ impl VulkanSlots {
         &mut self.engines[i]
     }
 
-    /// What the slots share: the device and the weights on it.
-    pub fn shared(&self) -> &Rc<Shared> {
-        &self.shared
-    }
-
     /// The batched decode's counters so far.
     pub fn batch_stats(&self) -> BatchStats {
         BatchStats {

@@ -410,11 +410,6 @@ impl Device {
     pub(crate) fn test_hook_lost(&self) -> bool {
         false
     }
-
-    pub fn wait_idle(&self) {
-        // SAFETY: the device is alive; errors (device lost) surface on the next submit instead.
-        let _ = unsafe { self.raw.device_wait_idle() };
-    }
 }
 
 impl Drop for Device {

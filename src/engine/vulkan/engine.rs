@@ -312,10 +312,6 @@ impl VulkanEngine {
         Ok(())
     }
 
-    pub fn device_info(&self) -> &super::DeviceInfo {
-        &self.dev.info
-    }
-
     /// The decode mat-vec shape in use: (workgroup size, rows per workgroup, path), path 0 =
     /// shared-memory tree, 1 = lane per row (CPU implementations), 2 = subgroup (GPUs).
     pub fn matvec_shape(&self) -> [u32; 3] {

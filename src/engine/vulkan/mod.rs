@@ -41,6 +41,6 @@ pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::VulkanEngine;
 pub use error::VkError;
 pub use options::VulkanOptions;
-pub use profile::{OpReport, PhaseReport, Profile};
+pub use profile::{PhaseReport, Profile};
 pub use shared::Shared;
 pub use tuning::{Tuning, TuningError};
