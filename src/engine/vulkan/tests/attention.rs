@@ -4,9 +4,8 @@
 //! workgroup serves, a fixed chunk, and head sizes 64 to 256; and the one-row kernel it
 //! replaces for decoding, on the same data, where the two must agree.
 
-use super::{attention_kind, attention_ref, Gpu, Rng};
+use super::{attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{AttnScratch, Splits};
-use crate::engine::vulkan::buffer::Buffer;
 use crate::engine::vulkan::kernels::OpKind;
 
 struct Case {
@@ -27,33 +26,17 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
     let split_out = gpu.buf_f32(&vec![f32::NAN; qd]);
     let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
     let part = gpu.buf_f32(&vec![f32::NAN; c.splits.part_floats(n_head, d).max(1)]);
-    let op = |gpu: &mut Gpu, out: &Buffer, scratch: Option<AttnScratch>| {
-        gpu.ops()
-            .attention(
-                sbuf.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                out.all(),
-                scratch,
-                attention_kind(c.heads),
-            )
-            .unwrap()
+    let scratch = AttnScratch {
+        part: part.all(),
+        splits: c.splits,
     };
-    let split = op(
-        gpu,
-        &split_out,
-        Some(AttnScratch {
-            part: part.all(),
-            splits: c.splits,
-        }),
-    );
+    let split = gpu.attention_op(&sbuf, &qbuf, &cache, &split_out, Some(scratch), c.heads);
     assert!(
         matches!(&split.kind, OpKind::Attention { split: Some(_), .. }),
         "no split kernel for {:?}",
         c.heads
     );
-    let row = op(gpu, &row_out, None);
+    let row = gpu.attention_op(&sbuf, &qbuf, &cache, &row_out, None, c.heads);
     gpu.run(&[(&split, 1), (&row, 1)]);
     let want = attention_ref(&q, &cache.k, &cache.v, c.heads, c.n);
     let got = gpu.read_f32(&split_out, qd);
@@ -83,79 +66,35 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
 fn split_attention_matches_reference_at_every_depth() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(41);
-    let dynamic = |n_split| Splits {
-        n_split,
-        chunk: 0,
-        heads_per_wg: 8,
-    };
+    // (query heads, KV heads, head size), positions attended to, splits, chunk (0: the
+    // positions shared out evenly), query heads per workgroup.
     let cases = [
         // One position: every split but the first is empty.
-        Case {
-            heads: (6, 2, 64),
-            n: 1,
-            splits: dynamic(4),
-        },
+        ((6, 2, 64), 1, 4, 0, 8),
         // SmolLM2's heads (9 query, 3 KV), one split: the split kernel writes the output.
-        Case {
-            heads: (9, 3, 64),
-            n: 70,
-            splits: dynamic(1),
-        },
+        ((9, 3, 64), 70, 1, 0, 8),
         // The same, one query head per workgroup (CPU implementations' default).
-        Case {
-            heads: (9, 3, 64),
-            n: 70,
-            splits: Splits {
-                heads_per_wg: 1,
-                ..dynamic(1)
-            },
-        },
+        ((9, 3, 64), 70, 1, 0, 1),
         // One query head per workgroup, several splits, at depth.
-        Case {
-            heads: (14, 2, 64),
-            n: 2100,
-            splits: Splits {
-                heads_per_wg: 1,
-                ..dynamic(3)
-            },
-        },
+        ((14, 2, 64), 2100, 3, 0, 1),
         // Not a multiple of 64 positions, splits partly empty (chunk rounds up to 64).
-        Case {
-            heads: (9, 3, 64),
-            n: 300,
-            splits: dynamic(8),
-        },
+        ((9, 3, 64), 300, 8, 0, 8),
         // Qwen2.5-0.5B's group of 7 at depth 3000.
-        Case {
-            heads: (14, 2, 64),
-            n: 3000,
-            splits: dynamic(8),
-        },
+        ((14, 2, 64), 3000, 8, 0, 8),
         // A group of 9 (two workgroup slices of query heads), head size 128.
-        Case {
-            heads: (18, 2, 128),
-            n: 2500,
-            splits: dynamic(5),
-        },
+        ((18, 2, 128), 2500, 5, 0, 8),
         // No grouping, 32 splits (a GPU's default), past 4096 positions.
-        Case {
-            heads: (4, 4, 128),
-            n: 4100,
-            splits: dynamic(32),
-        },
+        ((4, 4, 128), 4100, 32, 0, 8),
         // A fixed chunk (`PIGPU_VK_ATTN_CHUNK`), head size 256.
-        Case {
-            heads: (4, 1, 256),
-            n: 1000,
-            splits: Splits {
-                n_split: 8,
-                chunk: 128,
-                heads_per_wg: 8,
-            },
-        },
+        ((4, 1, 256), 1000, 8, 128, 8),
     ];
-    for c in &cases {
-        run_case(&mut gpu, &mut rng, c);
+    for (heads, n, n_split, chunk, heads_per_wg) in cases {
+        let splits = Splits {
+            n_split,
+            chunk,
+            heads_per_wg,
+        };
+        run_case(&mut gpu, &mut rng, &Case { heads, n, splits });
     }
 }
 
@@ -198,19 +137,8 @@ fn bench_split_attention() {
                     splits,
                 }),
             ] {
-                ops.push(
-                    gpu.ops()
-                        .attention(
-                            sbuf.all(),
-                            qbuf.all(),
-                            cache.kbuf.all(),
-                            cache.vbuf.all(),
-                            obuf.all(),
-                            scratch,
-                            attention_kind((n_head, n_kv, d)),
-                        )
-                        .unwrap(),
-                );
+                let heads = (n_head, n_kv, d);
+                ops.push(gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, scratch, heads));
             }
             // Best of 5 (one-row, split pass [, combine pass]) per kernel.
             let (mut row, mut split) = (f64::MAX, f64::MAX);

@@ -5,6 +5,7 @@
 mod attention;
 mod device;
 mod kernels;
+mod matmul;
 mod sampler;
 mod shapes;
 mod tiled;
@@ -12,6 +13,7 @@ mod upload;
 
 use std::sync::Arc;
 
+use super::attention::AttnScratch;
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::device::Device;
@@ -116,16 +118,11 @@ impl Gpu {
     /// A KV cache of `n_ctx` rows of `kv_dim` random values (K drawn first, then V), in f16 on
     /// the device as the engine keeps it, and rounded the same way for the reference.
     pub fn kv_cache(&mut self, rng: &mut Rng, n_ctx: usize, kv_dim: usize) -> KvCache {
-        let k: Vec<f32> = rng
-            .vec(n_ctx * kv_dim, 1.0)
-            .into_iter()
-            .map(f16_round)
-            .collect();
-        let v: Vec<f32> = rng
-            .vec(n_ctx * kv_dim, 1.0)
-            .into_iter()
-            .map(f16_round)
-            .collect();
+        let mut draw = || -> Vec<f32> {
+            let v = rng.vec(n_ctx * kv_dim, 1.0);
+            v.into_iter().map(f16_round).collect()
+        };
+        let (k, v) = (draw(), draw());
         KvCache {
             kbuf: self.buf(&f16_pack(&k)),
             vbuf: self.buf(&f16_pack(&v)),
@@ -134,31 +131,63 @@ impl Gpu {
         }
     }
 
-    pub fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
+    /// The attention op for `heads` (see `attention_kind`): queries from `q`, keys and values
+    /// from `cache`, the batch's position from `state`, output to `out`; `scratch` picks the
+    /// split kernel.
+    pub fn attention_op(
+        &mut self,
+        state: &Buffer,
+        q: &Buffer,
+        cache: &KvCache,
+        out: &Buffer,
+        scratch: Option<AttnScratch>,
+        heads: (usize, usize, usize),
+    ) -> GpuOp {
+        self.ops()
+            .attention(
+                state.all(),
+                q.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                out.all(),
+                scratch,
+                attention_kind(heads),
+            )
+            .unwrap()
+    }
+
+    /// The first `n` 32-bit words of `b`.
+    fn read_words(&self, b: &Buffer, n: usize) -> Vec<[u8; 4]> {
         let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
         bytes
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| c.try_into().unwrap())
             .collect()
     }
 
+    pub fn read_f32(&self, b: &Buffer, n: usize) -> Vec<f32> {
+        let words = self.read_words(b, n);
+        words.into_iter().map(f32::from_le_bytes).collect()
+    }
+
     pub fn read_u32(&self, b: &Buffer, n: usize) -> Vec<u32> {
-        let bytes = download(&self.dev, b, 0, n as u64 * 4).unwrap();
-        bytes
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-            .collect()
+        let words = self.read_words(b, n);
+        words.into_iter().map(u32::from_le_bytes).collect()
+    }
+
+    /// Records `ops` (each with its batch size) into `cmd` and runs it to completion.
+    fn submit(cmd: &mut CmdBuffer, ops: &[(&GpuOp, u32)]) {
+        cmd.begin(false).unwrap();
+        for (op, n) in ops {
+            op.record(cmd, *n);
+        }
+        cmd.end().unwrap();
+        cmd.submit_wait().unwrap();
     }
 
     /// Records `ops` (each with its batch size) into one command buffer and runs it.
     pub fn run(&self, ops: &[(&GpuOp, u32)]) {
-        let mut cmd = CmdBuffer::new(&self.dev).unwrap();
-        cmd.begin(false).unwrap();
-        for (op, n) in ops {
-            op.record(&mut cmd, *n);
-        }
-        cmd.end().unwrap();
-        cmd.submit_wait().unwrap();
+        Self::submit(&mut CmdBuffer::new(&self.dev).unwrap(), ops);
     }
 
     /// Like `run`, but with a timestamp after each dispatch: the GPU nanoseconds of each (an op
@@ -166,12 +195,7 @@ impl Gpu {
     pub fn run_timed(&self, ops: &[(&GpuOp, u32)]) -> Vec<f64> {
         let ts = super::profile::timestamp_support(&self.dev).unwrap();
         let mut cmd = CmdBuffer::timed(&self.dev, ops.len() as u32 + 1).unwrap();
-        cmd.begin(false).unwrap();
-        for (op, n) in ops {
-            op.record(&mut cmd, *n);
-        }
-        cmd.end().unwrap();
-        cmd.submit_wait().unwrap();
+        Self::submit(&mut cmd, ops);
         let t = cmd.times(ts.period_ns, ts.valid_bits).unwrap();
         assert!(
             t.len() >= ops.len(),
@@ -273,6 +297,33 @@ pub fn attention_ref(
         }
     }
     out
+}
+
+/// Checks a batch's attention output `got` (tokens of n_head × d) against `attention_ref`:
+/// token t of the batch sits at position `pos0 + t` and sees the cache `(k, v)` up to there;
+/// each element within `tol`, failing as "`what` t= h= i=".
+pub fn assert_attention(
+    what: &str,
+    got: &[f32],
+    q: &[f32],
+    (k, v): (&[f32], &[f32]),
+    heads: (usize, usize, usize),
+    pos0: usize,
+    tol: f64,
+) {
+    let (n_head, _, d) = heads;
+    let qd = n_head * d;
+    for t in 0..got.len() / qd {
+        let want = attention_ref(&q[t * qd..(t + 1) * qd], k, v, heads, pos0 + t + 1);
+        for (j, want) in want.iter().enumerate() {
+            let got = got[t * qd + j] as f64;
+            let (h, i) = (j / d, j % d);
+            assert!(
+                (got - want).abs() < tol,
+                "{what} t={t} h={h} i={i}: {got} vs {want}"
+            );
+        }
+    }
 }
 
 /// Test data from the sampler's seeded generator (the same SplitMix64 the host uses).

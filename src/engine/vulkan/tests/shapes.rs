@@ -2,9 +2,8 @@
 //! subgroup-32 GPU and lavapipe), the path each device gets, and a matrix tall enough that its
 //! workgroups spill from the grid's x dimension onto z.
 
-use super::kernels::random_weights;
+use super::matmul::{dense, random_weights, seg};
 use super::{Gpu, Rng};
-use crate::engine::vulkan::kernels::{MatvecSpec, Seg};
 use crate::engine::vulkan::shapes::{self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use crate::quant::{dequantize, GgmlType};
 
@@ -108,27 +107,10 @@ fn matvec_taller_than_one_grid_dimension() {
         let wbuf = gpu.buf(&wb);
         let xbuf = gpu.buf_f32(&x);
         let ybuf = gpu.buf_f32(&vec![0.0; rows]);
+        let segs = [seg(&wbuf, GgmlType::Q8_0, rows)];
         let op = gpu
             .ops()
-            .matvec(MatvecSpec {
-                x: xbuf.all(),
-                segs: &[Seg {
-                    w: wbuf.all(),
-                    rows: rows as u32,
-                    ty: GgmlType::Q8_0,
-                    bias: None,
-                }],
-                norm: None,
-                bias: None,
-                y: ybuf.all(),
-                k: k as u32,
-                x_stride: k as u32,
-                y_stride: rows as u32,
-                x_off: 0,
-                y_off: 0,
-                flags: 0,
-                eps: 0.0,
-            })
+            .matvec(dense(&xbuf, &segs, &ybuf, k, rows))
             .unwrap();
         gpu.run(&[(&op, 1)]);
         let got = gpu.read_f32(&ybuf, rows);
