@@ -4,6 +4,9 @@
 # generation tokens/s with N = 1, 2, 4, 8 concurrent streams (`--parallel N` on both), the ratio,
 # and time to first token on an idle server against `pigpu run`'s prompt time.
 # The servers run one at a time, alternating, on loopback; the client is scripts/serve_bench.py.
+# Both get the same thread budget, THREADS: llama-server runs every slot's tokens in one batch on
+# its `-t` threads, and pigpu's CPU slots are decoded together in one pass on the first slot's
+# `--threads` (each slot does not get threads of its own), so both get `THREADS` whatever N is.
 # Usage: scripts/serve-bench.sh [MODEL] [MAX_TOKENS] [ROUNDS]   (env NS="1 2 4 8", THREADS=cores)
 set -euo pipefail
 
@@ -48,7 +51,7 @@ echo "model $(basename "$model"), $max_tokens tokens per stream, best of $rounds
 printf '%-3s %14s %14s %7s %12s %12s\n' N pigpu_t/s llama_t/s ratio pigpu_ttft llama_ttft
 for n in $ns; do
   p=$(measure pigpu "$n" "$pigpu" serve "$model" --backend cpu --port $port --parallel "$n" \
-        --ctx $ctx --threads "$(( threads / n > 0 ? threads / n : 1 ))")
+        --ctx $ctx --threads "$threads")
   l=$(measure llama "$n" "$llama_server" -m "$model" --port $port --parallel "$n" \
         -c $(( ctx * n )) -t "$threads" --no-webui)
   python3 - "$n" "$p" "$l" <<'PY'
