@@ -43,9 +43,12 @@ def completion(i, out):
 
 def ttft():
     """Seconds from sending a streamed request to its first content chunk (to the end of the
-    stream when no chunk has content, as when the first tokens are special or empty)."""
+    stream when no chunk has content, as when the first tokens are special or empty). The
+    request says `cache_prompt: false` (both servers read it), so its whole prompt is evaluated
+    as `pigpu run` evaluates it, instead of being found in the slot's cache from the request
+    before."""
     body = {"messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 4,
-            "temperature": 0, "stream": True}
+            "temperature": 0, "stream": True, "cache_prompt": False}
     t0 = time.perf_counter()
     first = None
     with post("/v1/chat/completions", body) as r:

@@ -47,6 +47,9 @@ pub struct Request {
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with only `usage`.
     pub include_usage: bool,
+    /// `cache_prompt` (llama-server's field, default true): false feeds the whole prompt even
+    /// when the slot's cache starts with it.
+    pub cache_prompt: bool,
 }
 
 /// Reads `name` from the object as `T`; absent or `null` is `None`.
@@ -171,6 +174,7 @@ pub fn parse(body: &[u8], chat: bool, limits: &Limits) -> Result<Request, ApiErr
         json,
         stream: field(&v, "stream")?.unwrap_or(false),
         include_usage,
+        cache_prompt: field(&v, "cache_prompt")?.unwrap_or(true),
     })
 }
 
@@ -298,6 +302,12 @@ mod tests {
         assert_eq!(r.stop, vec!["\n".to_string()]);
         assert!(r.stream && r.include_usage);
         assert!(!r.json);
+        assert!(
+            r.cache_prompt,
+            "the prompt cache is on unless a request turns it off"
+        );
+        let off = chat(r#"{"messages":[{"role":"user","content":"x"}],"cache_prompt":false}"#);
+        assert!(!off.unwrap().cache_prompt);
         let j = |f: &str| {
             chat(&format!(
                 r#"{{"messages":[{{"role":"user","content":"x"}}],"response_format":{f}}}"#
@@ -334,6 +344,7 @@ mod tests {
             (r#""n":2"#, "n", "n = 1"),
             (r#""top_k":-1"#, "top_k", "0 (off) or more"),
             (r#""seed":-1"#, "seed", "invalid value"),
+            (r#""cache_prompt":"no""#, "cache_prompt", "invalid type"),
             (r#""stop":[1]"#, "stop", "array of strings"),
             (r#""stop":["a","b","c","d","e"]"#, "stop", "at most 4"),
         ] {

@@ -296,6 +296,7 @@ fn start(
         seed,
         stop: req.stop,
         json: req.json,
+        cache_prompt: req.cache_prompt,
         events: tx,
         queued_at: Instant::now(),
     };
@@ -326,6 +327,7 @@ fn usage(d: &Done) -> Value {
         "prompt_tokens": d.prompt_tokens,
         "completion_tokens": d.completion_tokens,
         "total_tokens": d.prompt_tokens + d.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": d.cached_tokens},
     })
 }
 

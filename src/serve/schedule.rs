@@ -7,6 +7,9 @@
 //! other engines (`auto` with a GPU) get a thread per slot, each decoding alone.
 //! Either way a job runs the same steps as `session::generate` (so greedy output equals `pigpu
 //! run`'s), checking after every token whether its client is still there.
+//! A CPU slot keeps its cache after a job: the next job whose prompt starts with the same tokens
+//! (a chat's next turn, a shared system prompt, a repeated request) goes to the free slot that
+//! shares the longest prefix and feeds only the rest, as llama-server's `cache_prompt` does.
 //! A job constrained to JSON (`response_format`) samples on the host instead, as
 //! `session::generate_with` does: it feeds its last token alone, reads the logits back and masks
 //! them, so it does not share the batched pass.
@@ -289,6 +292,8 @@ struct Active<'t> {
     /// (the host sampler's history; the last one is fed at the next step).
     json: Option<(JsonConstraint, Vec<u32>)>,
     tokens: usize,
+    /// Prompt tokens found in the slot's cache (not fed again).
+    cached_tokens: usize,
     queued: std::time::Duration,
     prompt_time: std::time::Duration,
     gen_start: Instant,
@@ -306,15 +311,21 @@ enum Next {
 /// closed and every slot is idle.
 fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metrics) {
     let mut slots: Vec<Option<Active<'_>>> = (0..set.len()).map(|_| None).collect();
+    // Per slot: the tokens its cache was fed, in order (its first `n_past` are in the cache).
+    let mut fed: Vec<Vec<u32>> = vec![Vec::new(); set.len()];
+    // Per slot: when it last took a job (a count), to reuse the least recently used.
+    let mut used: Vec<u64> = vec![0; set.len()];
+    let mut jobs = 0u64;
     // The vocabulary's trie, built when the first JSON job arrives.
     let mut trie: Option<Arc<TokenTrie>> = None;
     loop {
         // Fill free slots: wait for a job only when nothing is running.
-        for i in 0..slots.len() {
-            if slots[i].is_some() {
-                continue;
+        loop {
+            let free: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
+            if free.is_empty() {
+                break;
             }
-            let idle = slots.iter().all(Option::is_none);
+            let idle = free.len() == slots.len();
             let job = if idle { queue.pop() } else { queue.try_pop() };
             let Some(job) = job else {
                 if idle {
@@ -322,8 +333,11 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
                 }
                 break;
             };
+            let i = choose_slot(&free, &fed, &used, &job.prompt);
+            jobs += 1;
+            used[i] = jobs;
             metrics.busy_slots.fetch_add(1, Ordering::Relaxed);
-            match begin(set.engine(i), job, tok, &mut trie) {
+            match begin(set.engine(i), job, tok, &mut trie, &mut fed[i]) {
                 Ok(a) => slots[i] = Some(a),
                 Err(o) => {
                     metrics.busy_slots.fetch_sub(1, Ordering::Relaxed);
@@ -348,6 +362,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
         }
         if let Err(e) = set.feed_pending(&busy) {
             for &i in &busy {
+                fed[i].clear();
                 let a = slots[i].take().unwrap();
                 let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
                 release(metrics, Outcome::Failed);
@@ -356,7 +371,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
         }
         for &i in &busy {
             let a = slots[i].as_mut().unwrap();
-            let next = step(set.engine(i), a, tok, metrics);
+            let next = step(set.engine(i), a, tok, metrics, &mut fed[i]);
             let o = match next {
                 Next::Continue => continue,
                 Next::StopString => finish(slots[i].take().unwrap(), Finish::Stop, true, metrics),
@@ -379,12 +394,39 @@ fn release(metrics: &Metrics, o: Outcome) {
     metrics.request(o);
 }
 
-/// Starts a job in a slot: empty the cache, prefill the prompt.
+/// The free slot for `prompt`: the one whose cache starts with most of it when that is at least
+/// half the prompt (as llama-server's `--slot-prompt-similarity` 0.5), else the least recently
+/// used, so a prompt that shares little (a BOS, a short system prompt) does not evict a cache a
+/// later request could reuse.
+fn choose_slot(free: &[usize], fed: &[Vec<u32>], used: &[u64], prompt: &[u32]) -> usize {
+    let (best, shared) = free
+        .iter()
+        .map(|&i| (i, common_prefix(&fed[i], prompt)))
+        .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)))
+        .expect("a free slot");
+    if shared > 0 && 2 * shared >= prompt.len() {
+        return best;
+    }
+    *free
+        .iter()
+        .min_by_key(|&&i| (used[i], i))
+        .expect("a free slot")
+}
+
+/// How many tokens `a` and `b` share at their start.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Starts a job in a slot: keep the part of the cache that the prompt starts with (CPU engines,
+/// unless the job says `cache_prompt: false`), empty the rest, prefill the rest of the prompt.
+/// `fed` is what the slot's cache was fed; it becomes the prompt.
 fn begin<'t>(
     engine: &mut dyn Engine,
     job: Job,
     tok: &'t Tokenizer,
     trie: &mut Option<Arc<TokenTrie>>,
+    fed: &mut Vec<u32>,
 ) -> Result<Active<'t>, Outcome> {
     if job.events.is_closed() {
         return Err(Outcome::Cancelled);
@@ -397,9 +439,19 @@ fn begin<'t>(
         )
     });
     let queued = job.queued_at.elapsed();
-    engine.reset();
+    // At least the prompt's last token is fed again: its logits give the first new token.
+    let shared = common_prefix(fed, &job.prompt).min(job.prompt.len().saturating_sub(1));
+    let keep = match engine.as_cpu_mut() {
+        Some(cpu) if job.cache_prompt && shared > 0 => cpu.keep_prefix(shared),
+        _ => {
+            engine.reset();
+            0
+        }
+    };
+    fed.clone_from(&job.prompt);
     let t0 = Instant::now();
-    if let Err(e) = engine.prefill(&job.prompt) {
+    if let Err(e) = engine.prefill(&job.prompt[keep..]) {
+        fed.clear();
         let _ = job.events.send(Event::Failed(format!("{e:#}")));
         return Err(Outcome::Failed);
     }
@@ -409,6 +461,7 @@ fn begin<'t>(
         dec: StreamDecoder::new(tok, false),
         json,
         tokens: 0,
+        cached_tokens: keep,
         queued,
         prompt_time: t0.elapsed(),
         gen_start: Instant::now(),
@@ -416,8 +469,15 @@ fn begin<'t>(
     })
 }
 
-/// One token for a busy slot (its pending token was fed already).
-fn step(engine: &mut dyn Engine, a: &mut Active<'_>, tok: &Tokenizer, metrics: &Metrics) -> Next {
+/// One token for a busy slot (its pending token was fed already); a sampled token is added to
+/// `fed`, as the next step feeds it.
+fn step(
+    engine: &mut dyn Engine,
+    a: &mut Active<'_>,
+    tok: &Tokenizer,
+    metrics: &Metrics,
+    fed: &mut Vec<u32>,
+) -> Next {
     let u = a.rng.next_f32();
     let sampled = match a.json.as_mut() {
         None => engine.step(&a.job.params, u).map_err(anyhow::Error::from),
@@ -433,6 +493,7 @@ fn step(engine: &mut dyn Engine, a: &mut Active<'_>, tok: &Tokenizer, metrics: &
     if tok.is_eog(t) {
         return Next::End(Outcome::Ok);
     }
+    fed.push(t);
     a.tokens += 1;
     metrics.token();
     let (out, hit) = a.stop.push(&a.dec.push(t));
@@ -492,6 +553,7 @@ fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome
     let done = Done {
         finish,
         prompt_tokens: a.job.prompt.len(),
+        cached_tokens: a.cached_tokens,
         completion_tokens: a.tokens,
         queued: a.queued,
         prompt_time: a.prompt_time,
@@ -501,4 +563,27 @@ fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome
         return Outcome::Cancelled;
     }
     Outcome::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_goes_to_the_slot_that_shares_most_of_it_else_the_least_recently_used() {
+        let fed = vec![vec![1, 2, 3, 4], vec![1, 9], vec![], vec![1, 2, 3, 4, 5, 6]];
+        let used = [3, 1, 0, 2];
+        // Shares 5 of 6 with slot 3, 4 with slot 0.
+        assert_eq!(
+            choose_slot(&[0, 1, 2, 3], &fed, &used, &[1, 2, 3, 4, 5, 7]),
+            3
+        );
+        // Slot 3 busy: slot 0 shares 4 of 6.
+        assert_eq!(choose_slot(&[0, 1, 2], &fed, &used, &[1, 2, 3, 4, 5, 7]), 0);
+        // Only the BOS in common: the least recently used (never used) slot 2, not slot 0.
+        assert_eq!(choose_slot(&[0, 1, 2, 3], &fed, &used, &[1, 7, 7, 7]), 2);
+        assert_eq!(choose_slot(&[0, 1, 3], &fed, &used, &[1, 7, 7, 7]), 1);
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2]), 2);
+        assert_eq!(common_prefix(&[], &[1]), 0);
+    }
 }

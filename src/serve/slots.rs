@@ -20,6 +20,9 @@ pub struct Job {
     pub stop: Vec<String>,
     /// Sampling constrained to a JSON object (`response_format: json_object`).
     pub json: bool,
+    /// Whether the prompt may start from tokens already in the slot's cache (llama-server's
+    /// `cache_prompt`; default true).
+    pub cache_prompt: bool,
     pub events: UnboundedSender<Event>,
     pub queued_at: Instant,
 }
@@ -47,6 +50,8 @@ impl Finish {
 pub struct Done {
     pub finish: Finish,
     pub prompt_tokens: usize,
+    /// Of `prompt_tokens`, how many were already in the slot's cache.
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     pub queued: Duration,
     pub prompt_time: Duration,
@@ -156,6 +161,7 @@ mod tests {
             seed: 0,
             stop: vec![],
             json: false,
+            cache_prompt: true,
             events: tx,
             queued_at: Instant::now(),
         };

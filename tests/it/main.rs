@@ -25,6 +25,7 @@ mod quant;
 mod robust;
 mod run;
 mod serve;
+mod serve_cache;
 mod setup;
 mod shapes;
 mod tokenizer;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::util::{pigpu, root, test_model, SMOLLM};
 
 /// A `pigpu serve` child on a free loopback port, killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     log: Arc<Mutex<String>>,
@@ -23,7 +23,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(model: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(model: &Path, extra: &[&str]) -> Server {
         Server::start_env(model, extra, &[])
     }
 
@@ -95,7 +95,7 @@ impl Server {
         s
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -116,7 +116,7 @@ impl Server {
     }
 
     /// POSTs `body`; returns the status and the JSON reply.
-    fn post(&self, path: &str, body: &str) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let r = self.request(path, Some(body)).send().expect("request");
         let status = r.status().as_u16();
         let text = r.text().unwrap();
@@ -171,7 +171,7 @@ impl Drop for Server {
 }
 
 /// `pigpu run`'s greedy completion of `prompt` (the reference for the server's answers).
-fn run_text(model: &Path, prompt: &str, n: usize) -> String {
+pub(crate) fn run_text(model: &Path, prompt: &str, n: usize) -> String {
     let n = n.to_string();
     let out = pigpu()
         .args([

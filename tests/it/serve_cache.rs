@@ -1,0 +1,55 @@
+//! `pigpu serve`'s prompt cache on the SmolLM2 test model: a slot keeps its cache after a job, and
+//! a request whose prompt starts with those tokens feeds only the rest (reported as OpenAI's
+//! `usage.prompt_tokens_details.cached_tokens`), with exactly the answer of a full prefill.
+
+use serde_json::{json, Value};
+
+use crate::serve::{run_text, Server};
+use crate::util::{test_model, SMOLLM};
+
+/// A greedy completion: (text, prompt tokens, cached prompt tokens).
+fn complete(s: &Server, prompt: &str, n: usize, cache: bool) -> (String, u64, u64) {
+    let body = json!({"prompt": prompt, "max_tokens": n, "temperature": 0, "cache_prompt": cache});
+    let (st, v): (u16, Value) = s.post("/v1/completions", &body.to_string());
+    assert_eq!(st, 200, "{v}\n{}", s.log());
+    let u = &v["usage"];
+    (
+        v["choices"][0]["text"].as_str().unwrap().to_string(),
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn serve_reuses_a_slots_cached_prompt_with_the_same_answers() {
+    let Some(m) = test_model(SMOLLM) else { return };
+    let s = Server::start(&m, &["--parallel", "2"]);
+    let p1 = "The capital of France is";
+    let expected = run_text(&m, p1, 12);
+
+    let (t, n, cached) = complete(&s, p1, 12, true);
+    assert_eq!((t.as_str(), cached), (expected.as_str(), 0), "a fresh slot");
+    // The same prompt again: all but its last token come from the cache.
+    let (t, n2, cached) = complete(&s, p1, 12, true);
+    assert_eq!((t.as_str(), n2, cached), (expected.as_str(), n, n - 1));
+    // `cache_prompt: false` feeds it all again.
+    let (t, _, cached) = complete(&s, p1, 12, false);
+    assert_eq!((t.as_str(), cached), (expected.as_str(), 0));
+
+    // A prompt sharing only the BOS goes to the other (unused) slot, so the first one's cache
+    // survives it and a continuation of the first conversation still finds it.
+    let p2 = "Once upon a time";
+    let (t, _, cached) = complete(&s, p2, 8, true);
+    assert_eq!((t, cached), (run_text(&m, p2, 8), 0));
+    // The first prompt, its answer and more: the slot fed all of p1 and 11 of its 12 answer
+    // tokens (the last one sampled was never fed); the answer is `pigpu run`'s for the whole.
+    let p3 = format!("{p1}{expected} The capital of Spain is");
+    let (t, n3, cached) = complete(&s, &p3, 12, true);
+    assert_eq!(t, run_text(&m, &p3, 12));
+    assert!(
+        cached >= n && cached < n3,
+        "cached {cached} of {n3} tokens; the first prompt alone was {n}"
+    );
+}
