@@ -9,8 +9,9 @@
 //! rows: each weight block read once for every row); everything that depends on a slot's
 //! position or cache runs per busy slot on its own row: the embedding of the token its sampler
 //! wrote (which also advances its position), Q/K norms, RoPE and the KV write, attention over
-//! its cache, post-norms; then each slot's logits row is copied to the slot, whose `step`
-//! samples it (the slot's own recorded sample-only command). One command buffer per set of busy
+//! its cache, post-norms (layer.rs builds and records a layer for the slots as for one engine
+//! alone); then each slot's logits row is copied to the slot, whose `step` samples it (the
+//! slot's own recorded sample-only command). One command buffer per set of busy
 //! slots, recorded the first time that set decodes and replayed after: no recording and no
 //! descriptor update per token in steady state.
 
@@ -20,16 +21,19 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use super::buffer::{Buffer, MemKind};
+use super::attention::AttnScratch;
+use super::buffer::{BufRange, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::engine::VulkanEngine;
 use super::error::Result as VkResult;
-use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, F_ACC, F_GELU, F_GLU};
+use super::graph;
+use super::kernels::{GpuOp, OpBuilder};
+use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::shared::Shared;
 use crate::engine::Engine;
-use crate::model::{Activation, Config, Model, RopeStyle};
+use crate::model::Model;
 
 /// A batch buffer: `rows` rows of `stride` floats (`stride` ≥ the row's width, padded so each
 /// row starts at an offset a descriptor may bind).
@@ -54,27 +58,18 @@ impl Rows {
     }
 
     /// Row `r` (`width` floats) as a descriptor range.
-    fn row(&self, r: usize, width: u32) -> super::buffer::BufRange {
+    fn row(&self, r: usize, width: usize) -> BufRange {
         self.buf
             .range(r as u64 * self.stride as u64 * 4, width as u64 * 4)
     }
-}
 
-/// The per-slot ops of one layer, bound to the slot's row of the batch buffers and its cache.
-struct SlotLayer {
-    qk_norm: Option<GpuOp>,
-    rope: GpuOp,
-    attn: GpuOp,
-    attn_post: Option<GpuOp>,
-    ffn_post: Option<GpuOp>,
-}
-
-/// One layer's matrix products over all rows.
-struct BatchLayer {
-    qkv: GpuOp,
-    o: GpuOp,
-    gate_up: GpuOp,
-    down: GpuOp,
+    /// Every row, as the matrix products see them.
+    fn act(&self) -> Act {
+        Act {
+            buf: self.buf.all(),
+            stride: self.stride,
+        }
+    }
 }
 
 /// Counters of the batched decode (tests check the steady state).
@@ -94,11 +89,12 @@ pub struct VulkanSlots {
     // Field order is drop order: command buffers first, the engines before what they share.
     /// Recorded passes by set of busy slots (bit s: slot s).
     passes: HashMap<u64, CmdBuffer>,
-    layers: Vec<BatchLayer>,
+    /// Per layer, the matrix products over every row.
+    layers: Vec<Products>,
     head: GpuOp,
     /// Per slot: the embedding of its sampled token into its row, and its layers' ops.
     embed: Vec<GpuOp>,
-    slot_layers: Vec<Vec<SlotLayer>>,
+    slot_layers: Vec<Vec<SeqOps>>,
     arena: DescriptorArena,
     updates_base: u64,
     /// x, qkv, q, attn, ffn, proj: held for the descriptor sets that point into them.
@@ -155,101 +151,50 @@ impl VulkanSlots {
             arena: &mut arena,
         };
         let w = &shared.weights;
-        let glu_flags = match c.act {
-            Activation::Silu => F_GLU,
-            Activation::Gelu => F_GLU | F_GELU,
+        let io = ProductIo {
+            x: x.act(),
+            qkv: qkv.act(),
+            attn: attn.act(),
+            ffn: ffn.act(),
+            proj: proj.act(),
         };
-        let mm = |b: &mut OpBuilder<'_>,
-                  xr: &Rows,
-                  segs: &[super::kernels::Seg],
-                  norm,
-                  bias,
-                  yr: &Rows,
-                  k: usize,
-                  flags: u32|
-         -> VkResult<GpuOp> {
-            b.matvec(MatvecSpec {
-                x: xr.buf.all(),
-                segs,
-                norm,
-                bias,
-                y: yr.buf.all(),
-                k: k as u32,
-                x_stride: xr.stride,
-                y_stride: yr.stride,
-                x_off: 0,
-                y_off: 0,
-                flags,
-                eps: if norm.is_some() { c.rms_eps } else { 0.0 },
-            })
-        };
-        let mut layers = Vec::with_capacity(c.n_layer);
-        for l in &w.layers {
-            let (mut sq, mut sk, mut sv) = (l.q.seg(), l.k.seg(), l.v.seg());
-            if l.qkv_bias.is_some() {
-                sq.bias = Some(0);
-                sk.bias = Some(qd as u32);
-                sv.bias = Some((qd + kvd) as u32);
-            }
-            let (o_out, o_flags) = match &l.attn_post_norm {
-                None => (&x, F_ACC),
-                Some(_) => (&proj, 0),
-            };
-            let (d_out, d_flags) = match &l.ffn_post_norm {
-                None => (&x, F_ACC),
-                Some(_) => (&proj, 0),
-            };
-            layers.push(BatchLayer {
-                qkv: mm(
-                    &mut b,
-                    &x,
-                    &[sq, sk, sv],
-                    Some(l.attn_norm.all()),
-                    l.qkv_bias.as_ref().map(|b| b.all()),
-                    &qkv,
-                    e,
-                    0,
-                )?,
-                o: mm(&mut b, &attn, &[l.o.seg()], None, None, o_out, qd, o_flags)?,
-                gate_up: mm(
-                    &mut b,
-                    &x,
-                    &[l.gate.seg(), l.up.seg()],
-                    Some(l.ffn_norm.all()),
-                    None,
-                    &ffn,
-                    e,
-                    glu_flags,
-                )?,
-                down: mm(
-                    &mut b,
-                    &ffn,
-                    &[l.down.seg()],
-                    None,
-                    None,
-                    d_out,
-                    c.n_ff,
-                    d_flags,
-                )?,
-            });
-        }
-        let out = w.output.as_ref().unwrap_or(&w.token_embd);
-        let head = mm(
-            &mut b,
-            &x,
-            &out.segs(),
-            Some(w.output_norm.all()),
-            None,
-            &logits,
-            e,
-            0,
-        )?;
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| layer::products(&mut b, c, l, &io))
+            .collect::<VkResult<Vec<_>>>()?;
+        let head = graph::head(&mut b, c, w, io.x, logits.act())?;
         let mut embed = Vec::with_capacity(n);
         let mut slot_layers = Vec::with_capacity(n);
         for (s, eng) in engines.iter().enumerate() {
-            let (op, ls) = slot_ops(&mut b, c, &shared, eng, s, [&x, &qkv, &q, &attn, &proj])?;
-            embed.push(op);
-            slot_layers.push(ls);
+            let a = &eng.acts;
+            let seq = SeqIo {
+                state: a.state.all(),
+                x: x.row(s, e),
+                qkv: qkv.row(s, qd + 2 * kvd),
+                q: q.row(s, qd),
+                attn: attn.row(s, qd),
+                proj: proj.row(s, e),
+                kv: &eng.kv,
+                scratch: a.splits.map(|splits| AttnScratch {
+                    part: a.attn_part.all(),
+                    splits,
+                }),
+            };
+            embed.push(graph::embed(
+                &mut b,
+                c,
+                w,
+                seq.state,
+                a.tokens.all(),
+                true,
+                seq.x,
+            )?);
+            slot_layers.push(
+                (0..c.n_layer)
+                    .map(|il| layer::seq_ops(&mut b, c, w, il, &seq))
+                    .collect::<VkResult<Vec<_>>>()?,
+            );
         }
         let attn_grouped = engines[0].acts.splits.is_none_or(|s| s.n_split <= 1);
         // Rows of slots not in a pass still go through the matrix products: start them at 0.
@@ -351,19 +296,14 @@ impl VulkanSlots {
     fn record(&self, cmd: &mut CmdBuffer, idx: &[usize]) -> VkResult<()> {
         let rows = *idx.last().unwrap() as u32 + 1;
         cmd.begin(true)?;
-        let each = each_slot;
-        each(cmd, idx, &|s| Some(&self.embed[s]), true);
-        for (il, l) in self.layers.iter().enumerate() {
-            let sl = |s: usize| &self.slot_layers[s][il];
-            l.qkv.record(cmd, rows);
-            each(cmd, idx, &|s| sl(s).qk_norm.as_ref(), true);
-            each(cmd, idx, &|s| Some(&sl(s).rope), true);
-            each(cmd, idx, &|s| Some(&sl(s).attn), self.attn_grouped);
-            l.o.record(cmd, rows);
-            each(cmd, idx, &|s| sl(s).attn_post.as_ref(), true);
-            l.gate_up.record(cmd, rows);
-            l.down.record(cmd, rows);
-            each(cmd, idx, &|s| sl(s).ffn_post.as_ref(), true);
+        cmd.group(true);
+        for &s in idx {
+            self.embed[s].record(cmd, 1);
+        }
+        cmd.group(false);
+        for (il, p) in self.layers.iter().enumerate() {
+            let seqs: Vec<&SeqOps> = idx.iter().map(|&s| &self.slot_layers[s][il]).collect();
+            layer::record(cmd, p, &seqs, rows, 1, self.attn_grouped);
         }
         self.head.record(cmd, rows);
         let row_bytes = self.model.config.n_vocab as u64 * 4;
@@ -381,126 +321,4 @@ impl VulkanSlots {
         cmd.group(false);
         cmd.end()
     }
-}
-
-/// Records `f(s)` for each slot `s` of `idx` that has such an op, as a group (no barriers
-/// among them) when `grouped`.
-fn each_slot<'a>(
-    cmd: &mut CmdBuffer,
-    idx: &[usize],
-    f: &dyn Fn(usize) -> Option<&'a GpuOp>,
-    grouped: bool,
-) {
-    cmd.group(grouped);
-    for &s in idx {
-        if let Some(op) = f(s) {
-            op.record(cmd, 1);
-        }
-    }
-    cmd.group(false);
-}
-
-/// Slot `s`'s ops: the embedding of its sampled token into its row of `x`, and per layer the
-/// ops that read its position and cache, bound to its rows of `[x, qkv, q, attn, proj]`.
-fn slot_ops(
-    b: &mut OpBuilder<'_>,
-    c: &Config,
-    shared: &Shared,
-    eng: &VulkanEngine,
-    s: usize,
-    [x, qkv, q, attn, proj]: [&Rows; 5],
-) -> VkResult<(GpuOp, Vec<SlotLayer>)> {
-    let w = &shared.weights;
-    let a = &eng.acts;
-    let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
-    let pieces: Vec<_> = w
-        .token_embd
-        .pieces
-        .iter()
-        .map(|(buf, r)| (buf.all(), *r))
-        .collect();
-    let mut embed = b.embed(
-        a.state.all(),
-        a.tokens.all(),
-        &pieces,
-        w.token_embd.ty,
-        e,
-        true,
-        x.row(s, e),
-    )?;
-    if let OpKind::Embed { scale, .. } = &mut embed.kind {
-        *scale = c.embd_scale;
-    }
-    let mut layers = Vec::with_capacity(c.n_layer);
-    for (il, (l, (kc, vc))) in w.layers.iter().zip(&eng.kv).enumerate() {
-        let qkv_row = qkv.row(s, qd + 2 * kvd);
-        let qk_norm = match &l.qk_norm {
-            Some((wq, wk)) => Some(b.qk_norm(
-                qkv_row,
-                wq.all(),
-                wk.all(),
-                OpKind::QkNorm {
-                    q_dim: qd,
-                    kv_dim: kvd,
-                    head_dim: c.head_dim as u32,
-                    eps: c.rms_eps,
-                },
-            )?),
-            None => None,
-        };
-        let rope = b.rope_kv(
-            a.state.all(),
-            qkv_row,
-            q.row(s, qd),
-            kc.all(),
-            vc.all(),
-            w.inv_freq[w.layer_rope[il]].all(),
-            OpKind::RopeKv {
-                q_dim: qd,
-                kv_dim: kvd,
-                head_dim: c.head_dim as u32,
-                n_rot: c.n_rot as u32,
-                neox: c.rope_style == RopeStyle::Neox,
-            },
-        )?;
-        let attn_op = b.attention(
-            a.state.all(),
-            q.row(s, qd),
-            kc.all(),
-            vc.all(),
-            attn.row(s, qd),
-            a.splits.map(|splits| super::attention::AttnScratch {
-                part: a.attn_part.all(),
-                splits,
-            }),
-            OpKind::Attention {
-                n_head: c.n_head as u32,
-                n_kv: c.n_head_kv as u32,
-                head_dim: c.head_dim as u32,
-                scale: c.attn_scale,
-                window: c.layer_window(il).unwrap_or(0) as u32,
-                prompt: None,
-                split: None,
-            },
-        )?;
-        let post = |b: &mut OpBuilder<'_>, pn: &Option<Buffer>| -> VkResult<Option<GpuOp>> {
-            pn.as_ref()
-                .map(|pn| {
-                    let kind = OpKind::NormAdd {
-                        n: e,
-                        eps: c.rms_eps,
-                    };
-                    b.norm_add(proj.row(s, e), pn.all(), x.row(s, e), kind)
-                })
-                .transpose()
-        };
-        layers.push(SlotLayer {
-            qk_norm,
-            rope,
-            attn: attn_op,
-            attn_post: post(b, &l.attn_post_norm)?,
-            ffn_post: post(b, &l.ffn_post_norm)?,
-        });
-    }
-    Ok((embed, layers))
 }

@@ -153,9 +153,7 @@ impl VulkanEngine {
         cmd.begin(true)?;
         graph.embed_state.record(cmd, 1);
         for l in &graph.layers {
-            for op in l {
-                op.record(cmd, 1);
-            }
+            l.record(cmd, 1);
         }
         graph.head.record(cmd, 1);
         graph.sample.record(cmd, 1);
@@ -178,7 +176,7 @@ impl VulkanEngine {
     /// Timestamps a command buffer of this graph may need: every op of a prompt batch or a
     /// decode step, the copies, and room for a few more.
     fn stamp_capacity(&self) -> u32 {
-        let ops: usize = self.graph.layers.iter().map(Vec::len).sum();
+        let ops: usize = self.graph.layers.iter().map(graph::Layer::len).sum();
         (ops + 16) as u32
     }
 
@@ -264,9 +262,7 @@ impl VulkanEngine {
         advance.record(cmd, n);
         self.graph.embed_tokens.record(cmd, n);
         for l in &self.graph.layers {
-            for op in l {
-                op.record(cmd, n);
-            }
+            l.record(cmd, n);
         }
         if head {
             head_op.record(cmd, if all_logits { n } else { 1 });

@@ -15,18 +15,21 @@
 //!      (gemma3: proj = Wo · attn, then 4b. x += RMSNorm(proj))
 //!   5. RMSNorm(x) fused in, gate and up, SwiGLU or GeGLU -> ffn
 //!   6. down projection + residual: x += Wdown · ffn (gemma3: through a norm, as 4)
+//!
+//! layer.rs builds and records a layer (for this one sequence here, for serve's slots in
+//! batch.rs); this file holds the buffers, the embedding, the head and the sampler.
 
 use std::sync::Arc;
 
 use super::attention::{AttnScratch, Splits};
-use super::buffer::{Buffer, MemKind};
+use super::buffer::{BufRange, Buffer, MemKind};
+use super::command::CmdBuffer;
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
-use super::kernels::{
-    GpuOp, MatvecSpec, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU, STATE_WORDS,
-};
-use super::weights::{GpuMatrix, GpuWeights};
-use crate::model::{Activation, Config, RopeStyle};
+use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, STATE_WORDS};
+use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
+use super::weights::GpuWeights;
+use crate::model::Config;
 
 /// Most tokens per prompt-processing submit on GPUs (activation buffers are sized for this many):
 /// enough tiles of the prompt mat-mat to cover every SM of a large GPU.
@@ -154,6 +157,24 @@ pub fn kv_cache(dev: &Arc<Device>, c: &Config, n_ctx: usize) -> Result<Vec<(Buff
     Ok(out)
 }
 
+/// One layer of an engine alone: its products and its one sequence's ops (layer.rs).
+pub struct Layer {
+    pub products: Products,
+    pub seq: SeqOps,
+}
+
+impl Layer {
+    /// Records the layer for a batch of `n_tok` tokens.
+    pub fn record(&self, cmd: &mut CmdBuffer, n_tok: u32) {
+        layer::record(cmd, &self.products, &[&self.seq], n_tok, n_tok, false);
+    }
+
+    /// Dispatch-recording ops.
+    pub fn len(&self) -> usize {
+        layer::PRODUCTS + self.seq.len()
+    }
+}
+
 pub struct Graph {
     /// Embedding of the token the sampler wrote into the state (decoding).
     pub embed_state: GpuOp,
@@ -161,20 +182,67 @@ pub struct Graph {
     pub embed_tokens: GpuOp,
     /// Position bookkeeping at the start of a prompt batch.
     pub advance: GpuOp,
-    pub layers: Vec<Vec<GpuOp>>,
+    pub layers: Vec<Layer>,
     /// Output norm + head for the token at `x_off` into logits row 0 (and onward for batches).
     pub head: GpuOp,
     pub sample: GpuOp,
 }
 
-fn one(m: &GpuMatrix) -> Result<Seg> {
-    if m.pieces.len() != 1 {
-        return Err(VkError::Unsupported(format!(
-            "a layer matrix larger than maxStorageBufferRange ({} rows of type {})",
-            m.rows, m.ty
-        )));
+/// The embedding lookup into `out`: of the token the sampler left in `state` (`from_state`,
+/// decoding) or of the tokens in `tokens` (a prompt batch).
+pub fn embed(
+    b: &mut OpBuilder<'_>,
+    c: &Config,
+    w: &GpuWeights,
+    state: BufRange,
+    tokens: BufRange,
+    from_state: bool,
+    out: BufRange,
+) -> Result<GpuOp> {
+    let pieces: Vec<_> = w
+        .token_embd
+        .pieces
+        .iter()
+        .map(|(buf, r)| (buf.all(), *r))
+        .collect();
+    let mut op = b.embed(
+        state,
+        tokens,
+        &pieces,
+        w.token_embd.ty,
+        c.n_embd as u32,
+        from_state,
+        out,
+    )?;
+    if let OpKind::Embed { scale, .. } = &mut op.kind {
+        *scale = c.embd_scale;
     }
-    Ok(m.seg())
+    Ok(op)
+}
+
+/// Output norm + head: logits rows from the rows of `x`.
+pub fn head(
+    b: &mut OpBuilder<'_>,
+    c: &Config,
+    w: &GpuWeights,
+    x: Act,
+    logits: Act,
+) -> Result<GpuOp> {
+    let out = w.output.as_ref().unwrap_or(&w.token_embd);
+    b.matvec(MatvecSpec {
+        x: x.buf,
+        segs: &out.segs(),
+        norm: Some(w.output_norm.all()),
+        bias: None,
+        y: logits.buf,
+        k: c.n_embd as u32,
+        x_stride: x.stride,
+        y_stride: logits.stride,
+        x_off: 0,
+        y_off: 0,
+        flags: 0,
+        eps: c.rms_eps,
+    })
 }
 
 pub fn build(
@@ -184,202 +252,46 @@ pub fn build(
     a: &Acts,
     kv: &[(Buffer, Buffer)],
 ) -> Result<Graph> {
-    let (e, qd, kvd) = (c.n_embd as u32, c.q_dim() as u32, c.kv_dim() as u32);
-    let qkv_w = qd + 2 * kvd;
-    let embd_pieces: Vec<_> = w
-        .token_embd
-        .pieces
-        .iter()
-        .map(|(buf, r)| (buf.all(), *r))
-        .collect();
-    let mut embed_state = b.embed(
-        a.state.all(),
-        a.tokens.all(),
-        &embd_pieces,
-        w.token_embd.ty,
-        e,
-        true,
-        a.x.all(),
-    )?;
-    let mut embed_tokens = b.embed(
-        a.state.all(),
-        a.tokens.all(),
-        &embd_pieces,
-        w.token_embd.ty,
-        e,
-        false,
-        a.x.all(),
-    )?;
-    for op in [&mut embed_state, &mut embed_tokens] {
-        if let OpKind::Embed { scale, .. } = &mut op.kind {
-            *scale = c.embd_scale;
-        }
-    }
-    let glu_flags = match c.act {
-        Activation::Silu => F_GLU,
-        Activation::Gelu => F_GLU | F_GELU,
+    let (st, tok) = (a.state.all(), a.tokens.all());
+    let embed_state = embed(b, c, w, st, tok, true, a.x.all())?;
+    let embed_tokens = embed(b, c, w, st, tok, false, a.x.all())?;
+    let advance = b.advance(st, tok)?;
+    // Rows of one token each, packed.
+    let act = |buf: &Buffer, width: usize| Act {
+        buf: buf.all(),
+        stride: width as u32,
     };
-    let advance = b.advance(a.state.all(), a.tokens.all())?;
-    let mut layers = Vec::with_capacity(c.n_layer);
-    for (il, (l, (kc, vc))) in w.layers.iter().zip(kv).enumerate() {
-        let mut ops = Vec::with_capacity(9);
-        let mut q = one(&l.q)?;
-        let mut k = one(&l.k)?;
-        let mut v = one(&l.v)?;
-        if l.qkv_bias.is_some() {
-            q.bias = Some(0);
-            k.bias = Some(qd);
-            v.bias = Some(qd + kvd);
-        }
-        let qkv = b.matvec(MatvecSpec {
-            x: a.x.all(),
-            segs: &[q, k, v],
-            norm: Some(l.attn_norm.all()),
-            bias: l.qkv_bias.as_ref().map(|b| b.all()),
-            y: a.qkv.all(),
-            k: e,
-            x_stride: e,
-            y_stride: qkv_w,
-            x_off: 0,
-            y_off: 0,
-            flags: 0,
-            eps: c.rms_eps,
-        })?;
-        ops.push(qkv);
-        if let Some((wq, wk)) = &l.qk_norm {
-            ops.push(b.qk_norm(
-                a.qkv.all(),
-                wq.all(),
-                wk.all(),
-                OpKind::QkNorm {
-                    q_dim: qd,
-                    kv_dim: kvd,
-                    head_dim: c.head_dim as u32,
-                    eps: c.rms_eps,
-                },
-            )?);
-        }
-        let rope = b.rope_kv(
-            a.state.all(),
-            a.qkv.all(),
-            a.q.all(),
-            kc.all(),
-            vc.all(),
-            w.inv_freq[w.layer_rope[il]].all(),
-            OpKind::RopeKv {
-                q_dim: qd,
-                kv_dim: kvd,
-                head_dim: c.head_dim as u32,
-                n_rot: c.n_rot as u32,
-                neox: c.rope_style == RopeStyle::Neox,
-            },
-        )?;
-        let attn = b.attention(
-            a.state.all(),
-            a.q.all(),
-            kc.all(),
-            vc.all(),
-            a.attn.all(),
-            a.splits.map(|splits| AttnScratch {
-                part: a.attn_part.all(),
-                splits,
-            }),
-            OpKind::Attention {
-                n_head: c.n_head as u32,
-                n_kv: c.n_head_kv as u32,
-                head_dim: c.head_dim as u32,
-                scale: c.attn_scale,
-                window: c.layer_window(il).unwrap_or(0) as u32,
-                prompt: None,
-                split: None,
-            },
-        )?;
-        ops.extend([rope, attn]);
-        // Without a post-norm the projection adds into x itself; with one it goes through proj.
-        let (o_out, o_flags) = match &l.attn_post_norm {
-            None => (a.x.all(), F_ACC),
-            Some(_) => (a.proj.all(), 0),
-        };
-        ops.push(b.matvec(MatvecSpec {
-            x: a.attn.all(),
-            segs: &[one(&l.o)?],
-            norm: None,
-            bias: None,
-            y: o_out,
-            k: qd,
-            x_stride: qd,
-            y_stride: e,
-            x_off: 0,
-            y_off: 0,
-            flags: o_flags,
-            eps: 0.0,
-        })?);
-        if let Some(pn) = &l.attn_post_norm {
-            let kind = OpKind::NormAdd {
-                n: e,
-                eps: c.rms_eps,
-            };
-            ops.push(b.norm_add(a.proj.all(), pn.all(), a.x.all(), kind)?);
-        }
-        ops.push(b.matvec(MatvecSpec {
-            x: a.x.all(),
-            segs: &[one(&l.gate)?, one(&l.up)?],
-            norm: Some(l.ffn_norm.all()),
-            bias: None,
-            y: a.ffn.all(),
-            k: e,
-            x_stride: e,
-            y_stride: c.n_ff as u32,
-            x_off: 0,
-            y_off: 0,
-            flags: glu_flags,
-            eps: c.rms_eps,
-        })?);
-        let (d_out, d_flags) = match &l.ffn_post_norm {
-            None => (a.x.all(), F_ACC),
-            Some(_) => (a.proj.all(), 0),
-        };
-        ops.push(b.matvec(MatvecSpec {
-            x: a.ffn.all(),
-            segs: &[one(&l.down)?],
-            norm: None,
-            bias: None,
-            y: d_out,
-            k: c.n_ff as u32,
-            x_stride: c.n_ff as u32,
-            y_stride: e,
-            x_off: 0,
-            y_off: 0,
-            flags: d_flags,
-            eps: 0.0,
-        })?);
-        if let Some(pn) = &l.ffn_post_norm {
-            let kind = OpKind::NormAdd {
-                n: e,
-                eps: c.rms_eps,
-            };
-            ops.push(b.norm_add(a.proj.all(), pn.all(), a.x.all(), kind)?);
-        }
-        layers.push(ops);
-    }
-    let out = w.output.as_ref().unwrap_or(&w.token_embd);
-    let head = b.matvec(MatvecSpec {
+    let rows = ProductIo {
+        x: act(&a.x, c.n_embd),
+        qkv: act(&a.qkv, c.q_dim() + 2 * c.kv_dim()),
+        attn: act(&a.attn, c.q_dim()),
+        ffn: act(&a.ffn, c.n_ff),
+        proj: act(&a.proj, c.n_embd),
+    };
+    let seq = SeqIo {
+        state: st,
         x: a.x.all(),
-        segs: &out.segs(),
-        norm: Some(w.output_norm.all()),
-        bias: None,
-        y: a.logits.all(),
-        k: e,
-        x_stride: e,
-        y_stride: c.n_vocab as u32,
-        x_off: 0,
-        y_off: 0,
-        flags: 0,
-        eps: c.rms_eps,
-    })?;
+        qkv: a.qkv.all(),
+        q: a.q.all(),
+        attn: a.attn.all(),
+        proj: a.proj.all(),
+        kv,
+        scratch: a.splits.map(|splits| AttnScratch {
+            part: a.attn_part.all(),
+            splits,
+        }),
+    };
+    let mut layers = Vec::with_capacity(c.n_layer);
+    for (il, l) in w.layers.iter().enumerate() {
+        layers.push(Layer {
+            products: layer::products(b, c, l, &rows)?,
+            seq: layer::seq_ops(b, c, w, il, &seq)?,
+        });
+    }
+    let head = head(b, c, w, rows.x, act(&a.logits, c.n_vocab))?;
     let sample = b.sample(
         a.logits.all(),
-        a.state.all(),
+        st,
         a.scratch.all(),
         a.params.all(),
         c.n_vocab as u32,

@@ -3,7 +3,8 @@
 //!
 //! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
 //! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops), `tiled` (the prompt mat-mat's tile shapes), `shared`
+//! `kernels` (shader variants and ops), `layer` (a layer's ops, built and recorded the same way
+//! for one engine and for serve's slots), `tiled` (the prompt mat-mat's tile shapes), `shared`
 //! (what the engines of one model share), `options` (how to open an engine), `batch` (serve's
 //! slots over one weight upload), `memory` (the check before upload), `profile` (per-op GPU
 //! timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md for the
@@ -20,6 +21,7 @@ mod features;
 mod graph;
 mod instance;
 mod kernels;
+mod layer;
 mod memory;
 mod norms;
 mod options;

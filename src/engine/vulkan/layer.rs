@@ -1,0 +1,300 @@
+//! One transformer layer as ops, built and recorded the same way for one sequence (an engine's
+//! decode step and prompt batches, graph.rs) and for several (serve's batched slots, batch.rs),
+//! as the CPU engine's one `layer` function serves both there. A layer splits into:
+//!   - its matrix products (`Products`), which run once over every row of the activations
+//!     (tokens of a prompt, or one row per slot), each weight block read once for all rows;
+//!   - what depends on a sequence's position or KV cache (`SeqOps`): Q/K norms, RoPE and the
+//!     KV write, attention over the cache, post-norms; one set per sequence, bound to its rows
+//!     of the activations, its device state and its cache.
+//!
+//! Data order per layer (graph.rs has the long form): QKV -> [Q/K norm] -> RoPE + KV write ->
+//! attention -> output projection (+ residual, or through a post-norm) -> gate/up -> down
+//! (+ residual, or through a post-norm).
+
+use super::attention::AttnScratch;
+use super::buffer::{BufRange, Buffer};
+use super::command::CmdBuffer;
+use super::error::{Result, VkError};
+use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU};
+use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
+use crate::model::{Activation, Config, RopeStyle};
+
+/// An activation buffer as the matrix products see it: rows `stride` floats apart.
+#[derive(Debug, Clone, Copy)]
+pub struct Act {
+    pub buf: BufRange,
+    pub stride: u32,
+}
+
+/// The activation buffers a layer's matrix products run over (every row at once).
+pub struct ProductIo {
+    /// The residual stream.
+    pub x: Act,
+    /// Q, K, V projections.
+    pub qkv: Act,
+    /// Attention output.
+    pub attn: Act,
+    /// Gated FFN output.
+    pub ffn: Act,
+    /// A projection on its way to a post-norm (gemma3).
+    pub proj: Act,
+}
+
+/// What one sequence's position-dependent ops bind: its rows of the activations (the whole
+/// buffers for an engine alone), its device state and its KV cache.
+pub struct SeqIo<'a> {
+    pub state: BufRange,
+    pub x: BufRange,
+    pub qkv: BufRange,
+    /// Rotated queries.
+    pub q: BufRange,
+    pub attn: BufRange,
+    pub proj: BufRange,
+    /// Per layer, K and V.
+    pub kv: &'a [(Buffer, Buffer)],
+    /// The split decode attention's scratch (attention.rs); `None`: the one-row kernel.
+    pub scratch: Option<AttnScratch>,
+}
+
+/// One layer's matrix products over all rows.
+pub struct Products {
+    qkv: GpuOp,
+    o: GpuOp,
+    gate_up: GpuOp,
+    down: GpuOp,
+}
+
+/// One layer's ops for one sequence.
+pub struct SeqOps {
+    qk_norm: Option<GpuOp>,
+    rope: GpuOp,
+    attn: GpuOp,
+    attn_post: Option<GpuOp>,
+    ffn_post: Option<GpuOp>,
+}
+
+impl SeqOps {
+    /// Dispatch-recording ops (for sizing a timed command buffer).
+    pub fn len(&self) -> usize {
+        3 + [&self.qk_norm, &self.attn_post, &self.ffn_post]
+            .iter()
+            .filter(|o| o.is_some())
+            .count()
+    }
+}
+
+/// Products per layer (4).
+pub const PRODUCTS: usize = 4;
+
+/// `m` as one segment; a layer matrix must fit one binding.
+fn one(m: &GpuMatrix) -> Result<Seg> {
+    if m.pieces.len() != 1 {
+        return Err(VkError::Unsupported(format!(
+            "a layer matrix larger than maxStorageBufferRange ({} rows of type {})",
+            m.rows, m.ty
+        )));
+    }
+    Ok(m.seg())
+}
+
+/// Layer `l`'s matrix products over the rows of `io`.
+pub fn products(
+    b: &mut OpBuilder<'_>,
+    c: &Config,
+    l: &GpuLayer,
+    io: &ProductIo,
+) -> Result<Products> {
+    let (qd, kvd) = (c.q_dim() as u32, c.kv_dim() as u32);
+    let mut mm = |x: Act,
+                  segs: &[Seg],
+                  norm: Option<&Buffer>,
+                  bias: Option<&Buffer>,
+                  y: Act,
+                  k: u32,
+                  flags: u32| {
+        b.matvec(MatvecSpec {
+            x: x.buf,
+            segs,
+            norm: norm.map(Buffer::all),
+            bias: bias.map(Buffer::all),
+            y: y.buf,
+            k,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            x_off: 0,
+            y_off: 0,
+            flags,
+            eps: if norm.is_some() { c.rms_eps } else { 0.0 },
+        })
+    };
+    let (mut q, mut k, mut v) = (one(&l.q)?, one(&l.k)?, one(&l.v)?);
+    if l.qkv_bias.is_some() {
+        q.bias = Some(0);
+        k.bias = Some(qd);
+        v.bias = Some(qd + kvd);
+    }
+    let e = c.n_embd as u32;
+    let qkv = mm(
+        io.x,
+        &[q, k, v],
+        Some(&l.attn_norm),
+        l.qkv_bias.as_ref(),
+        io.qkv,
+        e,
+        0,
+    )?;
+    // Without a post-norm a projection adds into x itself; with one it goes through proj.
+    let out = |post: &Option<Buffer>| match post {
+        None => (io.x, F_ACC),
+        Some(_) => (io.proj, 0),
+    };
+    let (o_out, o_flags) = out(&l.attn_post_norm);
+    let o = mm(io.attn, &[one(&l.o)?], None, None, o_out, qd, o_flags)?;
+    let glu = match c.act {
+        Activation::Silu => F_GLU,
+        Activation::Gelu => F_GLU | F_GELU,
+    };
+    let gate_up = mm(
+        io.x,
+        &[one(&l.gate)?, one(&l.up)?],
+        Some(&l.ffn_norm),
+        None,
+        io.ffn,
+        e,
+        glu,
+    )?;
+    let (d_out, d_flags) = out(&l.ffn_post_norm);
+    let down = mm(
+        io.ffn,
+        &[one(&l.down)?],
+        None,
+        None,
+        d_out,
+        c.n_ff as u32,
+        d_flags,
+    )?;
+    Ok(Products {
+        qkv,
+        o,
+        gate_up,
+        down,
+    })
+}
+
+/// Layer `il`'s position-dependent ops for the sequence `io`.
+pub fn seq_ops(
+    b: &mut OpBuilder<'_>,
+    c: &Config,
+    w: &GpuWeights,
+    il: usize,
+    io: &SeqIo<'_>,
+) -> Result<SeqOps> {
+    let l = &w.layers[il];
+    let (kc, vc) = &io.kv[il];
+    let (e, qd, kvd, hd) = (
+        c.n_embd as u32,
+        c.q_dim() as u32,
+        c.kv_dim() as u32,
+        c.head_dim as u32,
+    );
+    let qk_norm = match &l.qk_norm {
+        Some((wq, wk)) => Some(b.qk_norm(
+            io.qkv,
+            wq.all(),
+            wk.all(),
+            OpKind::QkNorm {
+                q_dim: qd,
+                kv_dim: kvd,
+                head_dim: hd,
+                eps: c.rms_eps,
+            },
+        )?),
+        None => None,
+    };
+    let rope = b.rope_kv(
+        io.state,
+        io.qkv,
+        io.q,
+        kc.all(),
+        vc.all(),
+        w.inv_freq[w.layer_rope[il]].all(),
+        OpKind::RopeKv {
+            q_dim: qd,
+            kv_dim: kvd,
+            head_dim: hd,
+            n_rot: c.n_rot as u32,
+            neox: c.rope_style == RopeStyle::Neox,
+        },
+    )?;
+    let attn = b.attention(
+        io.state,
+        io.q,
+        kc.all(),
+        vc.all(),
+        io.attn,
+        io.scratch,
+        OpKind::Attention {
+            n_head: c.n_head as u32,
+            n_kv: c.n_head_kv as u32,
+            head_dim: hd,
+            scale: c.attn_scale,
+            window: c.layer_window(il).unwrap_or(0) as u32,
+            prompt: None,
+            split: None,
+        },
+    )?;
+    let mut post = |pn: &Option<Buffer>| -> Result<Option<GpuOp>> {
+        pn.as_ref()
+            .map(|pn| {
+                let kind = OpKind::NormAdd {
+                    n: e,
+                    eps: c.rms_eps,
+                };
+                b.norm_add(io.proj, pn.all(), io.x, kind)
+            })
+            .transpose()
+    };
+    let attn_post = post(&l.attn_post_norm)?;
+    let ffn_post = post(&l.ffn_post_norm)?;
+    Ok(SeqOps {
+        qk_norm,
+        rope,
+        attn,
+        attn_post,
+        ffn_post,
+    })
+}
+
+/// Records one layer: the products over `rows` rows, each sequence's ops over `n_tok` tokens
+/// (an engine alone: one sequence, `rows` = `n_tok` = the batch; serve's slots: one token per
+/// slot, `rows` up to the last busy slot's). Several sequences' ops run as a group, without
+/// barriers among them (they touch different rows and caches); their attention too when
+/// `attn_grouped` (each is one dispatch: no split-KV combine pass that must wait for it).
+pub fn record(
+    cmd: &mut CmdBuffer,
+    p: &Products,
+    seqs: &[&SeqOps],
+    rows: u32,
+    n_tok: u32,
+    attn_grouped: bool,
+) {
+    let group = seqs.len() > 1;
+    let each = |cmd: &mut CmdBuffer, f: &dyn Fn(&SeqOps) -> Option<&GpuOp>, grouped: bool| {
+        cmd.group(grouped);
+        for s in seqs {
+            if let Some(op) = f(s) {
+                op.record(cmd, n_tok);
+            }
+        }
+        cmd.group(false);
+    };
+    p.qkv.record(cmd, rows);
+    each(cmd, &|s| s.qk_norm.as_ref(), group);
+    each(cmd, &|s| Some(&s.rope), group);
+    each(cmd, &|s| Some(&s.attn), group && attn_grouped);
+    p.o.record(cmd, rows);
+    each(cmd, &|s| s.attn_post.as_ref(), group);
+    p.gate_up.record(cmd, rows);
+    p.down.record(cmd, rows);
+    each(cmd, &|s| s.ffn_post.as_ref(), group);
+}
