@@ -10,20 +10,13 @@ use std::rc::Rc;
 use ash::vk;
 
 use super::buffer::BufRange;
-use super::command::CmdBuffer;
+use super::command::{CmdBuffer, Stamp};
 use super::device::{Device, DeviceKind};
 use super::error::Result;
-use super::kernels::Kernels;
+use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
 use super::pipeline::GpuKernel;
-use super::profile::Stamp;
 use super::shaders;
 
-/// Storage bindings of every attention kernel (state, q, K cache, V cache, out, partials): one
-/// descriptor set serves the decode, split, combine and prompt kernels.
-pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
-/// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk, window (sliding window in
-/// positions, 0 = none).
-pub const ATTN_PUSH: u32 = 8;
 /// Invocations per workgroup of the split and combine kernels, and the granularity of a split.
 pub const SPLIT_WG: u32 = 64;
 /// Most query heads one split workgroup serves (shaders/attention_split.comp: GMAX).

@@ -13,10 +13,28 @@ use super::buffer::Buffer;
 use super::device::Device;
 use super::error::{vkerr, Result, VkError};
 use super::pipeline::GpuKernel;
-use super::profile::Stamp;
 
 /// How long one submit may take before we call the GPU hung (prompt processing on lavapipe is slow).
 pub const SUBMIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What one timed interval measured: its label, the weight bytes it read (mat-vec / mat-mat)
+/// and the floating-point operations it did (mat-mat), for the GB/s and GFLOP/s columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamp {
+    pub label: String,
+    pub weight_bytes: u64,
+    pub flops: u64,
+}
+
+impl Stamp {
+    pub fn named(label: String) -> Stamp {
+        Stamp {
+            label,
+            weight_bytes: 0,
+            flops: 0,
+        }
+    }
+}
 
 pub struct CmdBuffer {
     dev: Arc<Device>,

@@ -26,8 +26,9 @@ use super::buffer::{BufRange, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
-use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, STATE_WORDS};
+use super::kernels::STATE_WORDS;
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
+use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
 use super::weights::GpuWeights;
 use crate::model::Config;
 

@@ -15,7 +15,8 @@ use super::attention::AttnScratch;
 use super::buffer::{BufRange, Buffer};
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{GpuOp, MatvecSpec, OpBuilder, OpKind, Seg, F_ACC, F_GELU, F_GLU};
+use super::kernels::{Seg, F_ACC, F_GELU, F_GLU};
+use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
 use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
 use crate::model::{Activation, Config, RopeStyle};
 

@@ -1,14 +1,18 @@
 //! The Vulkan engine: pigpu's GPU runtime. The only module that imports `ash`; the Vulkan loader
 //! is opened at run time, so pigpu (and its CPU engine) works on machines without one.
 //!
-//! Files by noun: `instance` (loader, validation), `device` (choice, features), `buffer`
-//! (memory), `pipeline` (layouts, pipeline cache, descriptors), `command` (recording, submits),
-//! `kernels` (shader variants and ops), `layer` (a layer's ops, built and recorded the same way
-//! for one engine and for serve's slots), `tiled` (the prompt mat-mat's tile shapes), `shared`
-//! (what the engines of one model share), `options` (how to open an engine), `batch` (serve's
-//! slots over one weight upload), `memory` (the check before upload), `profile` (per-op GPU
-//! timing), `tuning` (every knob, resolved by the command layer). See docs/vulkan.md for the
-//! design.
+//! Files by noun, bottom up (each imports only files listed before it): `error`, `tuning`
+//! (every knob, resolved by the command layer), `options` (how to open an engine), `shaders`
+//! (the compiled SPIR-V), `instance` (loader, validation), `features`, `device` (choice), `shapes`
+//! (workgroup shapes fitted to the device), `buffer` (memory), `pipeline` (layouts, pipeline
+//! cache, descriptors), `command` (recording, submits, the timed recording's labels), `kernels`
+//! (shader variants, binding layouts), `attention` (the split decode attention), `tiled` (the
+//! prompt mat-mat's tile shapes), `upload`, `ops` (`GpuOp`: dispatches with their descriptor
+//! sets written once), `weights`, `norms`, `profile` (per-op GPU timing), `layer` (a layer's
+//! ops, built and recorded the same way for one engine and for serve's slots), `graph` (the
+//! forward pass as ops), `memory` (the check before upload), `shared` (what the engines of one
+//! model share), `engine`, `batch` (serve's slots over one weight upload). See docs/vulkan.md
+//! for the design.
 
 mod attention;
 mod batch;
@@ -24,6 +28,7 @@ mod kernels;
 mod layer;
 mod memory;
 mod norms;
+mod ops;
 mod options;
 mod pipeline;
 mod profile;

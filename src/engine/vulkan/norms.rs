@@ -4,8 +4,8 @@
 
 use super::buffer::BufRange;
 use super::error::Result;
-use super::kernels::{GpuOp, Kernels};
-use super::kernels::{OpBuilder, OpKind};
+use super::kernels::Kernels;
+use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use std::rc::Rc;

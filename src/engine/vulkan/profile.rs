@@ -16,30 +16,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::buffer::{Buffer, MemKind};
-use super::command::CmdBuffer;
+use super::command::{CmdBuffer, Stamp};
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::kernels::{GpuOp, Kernels, OpKind, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
+use super::kernels::{Kernels, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
+use super::ops::{GpuOp, OpKind};
 use super::pipeline::DescriptorArena;
-
-/// What one timed interval measured: its label, the weight bytes it read (mat-vec / mat-mat)
-/// and the floating-point operations it did (mat-mat), for the GB/s and GFLOP/s columns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stamp {
-    pub label: String,
-    pub weight_bytes: u64,
-    pub flops: u64,
-}
-
-impl Stamp {
-    pub fn named(label: String) -> Stamp {
-        Stamp {
-            label,
-            weight_bytes: 0,
-            flops: 0,
-        }
-    }
-}
 
 impl GpuOp {
     /// The label of this op recorded for `n_tok` tokens. Mat-vecs say their variant (`matvec`

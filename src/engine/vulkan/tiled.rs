@@ -9,7 +9,7 @@ use ash::vk;
 
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, MATVEC_BINDINGS, MATVEC_PUSH};
+use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, MATVEC_BINDINGS, MATVEC_PUSH};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use crate::quant::GgmlType;
@@ -207,8 +207,8 @@ impl Kernels {
         let kernel = self.get(
             &format!("attention_prompt_{d}_{bc}"),
             shaders::ATTENTION_PROMPT,
-            &super::attention::ATTN_BINDINGS,
-            super::attention::ATTN_PUSH,
+            &ATTN_BINDINGS,
+            ATTN_PUSH,
             &[ATTN_WG, ATTN_BR, bc, d],
         )?;
         Ok(Some(PromptAttention {

@@ -6,7 +6,7 @@
 
 use super::{attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{AttnScratch, Splits};
-use crate::engine::vulkan::kernels::OpKind;
+use crate::engine::vulkan::ops::OpKind;
 
 struct Case {
     heads: (usize, usize, usize),

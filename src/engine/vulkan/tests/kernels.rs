@@ -4,7 +4,8 @@
 use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix};
 use super::matmul::{random_weights, width_for, TYPES};
 use super::{assert_attention, f16_round, Gpu, Rng};
-use crate::engine::vulkan::kernels::{MatvecSpec, OpKind, STATE_WORDS};
+use crate::engine::vulkan::kernels::STATE_WORDS;
+use crate::engine::vulkan::ops::{MatvecSpec, OpKind};
 use crate::quant::GgmlType;
 
 #[test]

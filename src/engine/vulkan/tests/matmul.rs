@@ -5,7 +5,8 @@
 
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::Buffer;
-use crate::engine::vulkan::kernels::{GpuOp, MatvecSpec, Seg, F_ACC, F_GLU};
+use crate::engine::vulkan::kernels::{Seg, F_ACC, F_GLU};
+use crate::engine::vulkan::ops::{GpuOp, MatvecSpec};
 use crate::quant::{dequantize, GgmlType};
 
 fn f16_bits(x: f32) -> [u8; 2] {

@@ -17,7 +17,8 @@ use super::attention::AttnScratch;
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::device::Device;
-use super::kernels::{GpuOp, Kernels, OpBuilder, OpKind, STATE_WORDS};
+use super::kernels::{Kernels, STATE_WORDS};
+use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};
 

@@ -5,7 +5,7 @@
 
 use super::matmul::{check_fused, check_matmul, check_swiglu, width_for, Matrix, TYPES};
 use super::{assert_attention, Gpu, Rng};
-use crate::engine::vulkan::kernels::{GpuOp, OpKind};
+use crate::engine::vulkan::ops::{GpuOp, OpKind};
 use crate::engine::vulkan::tiled::TILES;
 use crate::quant::GgmlType;
 

@@ -1,0 +1,442 @@
+//! Ops: `GpuOp`, a dispatch whose descriptor set is written once and whose push constants
+//! depend only on the batch size (so the decode command buffer is recorded once and replayed),
+//! `OpKind` (what it computes), and `OpBuilder`, which writes each op's set once. The kernels
+//! they dispatch come from `kernels` (and `attention`, `tiled` for the split and prompt ones).
+
+use std::rc::Rc;
+
+use ash::vk;
+
+use super::attention::{AttnScratch, SplitAttention};
+use super::buffer::BufRange;
+use super::command::CmdBuffer;
+use super::error::Result;
+use super::kernels::{Kernels, Seg, F_BIAS, F_GLU, F_NORM, MATMUL_NT, MAX_SEG};
+use super::pipeline::{DescriptorArena, GpuKernel};
+use super::shapes::PATH_LANE;
+use super::tiled::{PromptAttention, Tiled};
+use crate::quant::GgmlType;
+
+/// What a dispatch computes; the push constants and grid follow from this and the batch size.
+#[derive(Clone)]
+pub enum OpKind {
+    Matvec {
+        k: u32,
+        x_stride: u32,
+        y_stride: u32,
+        flags: u32,
+        eps: f32,
+        x_off: u32,
+        y_off: u32,
+        segs: Vec<(u32, GgmlType, Option<u32>)>,
+        /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
+        batch_kernel: Rc<GpuKernel>,
+        /// The tiled mat-mat for batches of more than `MATMUL_NT` tokens (same set), if used.
+        tiled: Option<Rc<Tiled>>,
+    },
+    Embed {
+        dim: u32,
+        from_state: bool,
+        ty: GgmlType,
+        seg_rows: Vec<u32>,
+        /// Factor on every element (gemma3: sqrt(dim)); `OpBuilder::embed` sets 1.
+        scale: f32,
+    },
+    RopeKv {
+        q_dim: u32,
+        kv_dim: u32,
+        head_dim: u32,
+        n_rot: u32,
+        neox: bool,
+    },
+    Attention {
+        n_head: u32,
+        n_kv: u32,
+        head_dim: u32,
+        /// Factor on q·k (usually 1/sqrt(head_dim)).
+        scale: f32,
+        /// Sliding window in positions; 0 = none.
+        window: u32,
+        /// The prompt kernel (tiled.rs: query rows per workgroup) for batches of more than one
+        /// token; set by `OpBuilder::attention` (pass `None`).
+        prompt: Option<PromptAttention>,
+        /// The split decode attention (attention.rs) for one token; set by
+        /// `OpBuilder::attention` when given scratch for it (pass `None`).
+        split: Option<SplitAttention>,
+    },
+    Sample {
+        n_vocab: u32,
+    },
+    /// Per-head Q/K RMS norm in place in the QKV buffer (norms.rs).
+    QkNorm {
+        q_dim: u32,
+        kv_dim: u32,
+        head_dim: u32,
+        eps: f32,
+    },
+    /// `x += rms_norm(y) · w` per token row of `n` (norms.rs).
+    NormAdd {
+        n: u32,
+        eps: f32,
+    },
+    /// `hist_from`: tokens before this index are not added to the history.
+    Advance {
+        hist_from: u32,
+    },
+}
+
+/// A dispatch with its descriptor set written once.
+pub struct GpuOp {
+    pub kernel: Rc<GpuKernel>,
+    pub set: vk::DescriptorSet,
+    pub kind: OpKind,
+}
+
+fn four(v: impl Iterator<Item = u32>) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = x;
+    }
+    out
+}
+
+impl GpuOp {
+    /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
+    /// the logits row).
+    pub fn record(&self, cmd: &mut CmdBuffer, n_tok: u32) {
+        // Names the dispatch on a timed command buffer (`--profile`); nothing otherwise.
+        cmd.label(|| self.stamp(n_tok));
+        match &self.kind {
+            OpKind::Matvec {
+                k,
+                x_stride,
+                y_stride,
+                flags,
+                eps,
+                x_off,
+                y_off,
+                segs,
+                batch_kernel,
+                tiled,
+            } => {
+                let glu = flags & F_GLU != 0;
+                let rows: u32 = if glu {
+                    segs[0].0
+                } else {
+                    segs.iter().map(|s| s.0).sum()
+                };
+                let mut push = vec![
+                    *k,
+                    n_tok,
+                    *x_stride,
+                    *y_stride,
+                    *flags,
+                    eps.to_bits(),
+                    *y_off,
+                    segs.len() as u32,
+                    *x_off,
+                    0,
+                    0,
+                    0,
+                ];
+                push.extend(four(segs.iter().map(|s| s.0)));
+                push.extend(four(segs.iter().map(|s| s.1.id())));
+                push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
+                if let Some(t) = tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+                    t.record(cmd, self.set, &push, rows, n_tok, glu);
+                    return;
+                }
+                let batch = n_tok > 1;
+                let (kernel, nt) = if batch {
+                    (batch_kernel, MATMUL_NT)
+                } else {
+                    (&self.kernel, 1)
+                };
+                // Rows per workgroup: ROWS per invocation on the lane-per-row path.
+                let rpw = if kernel.spec[2] == PATH_LANE {
+                    kernel.spec[0] * kernel.spec[1]
+                } else {
+                    kernel.spec[1]
+                };
+                // Workgroups beyond the 65535 of one grid dimension go on to z (the shaders
+                // number them x + z·x_count and skip rows past the end).
+                let groups = rows.div_ceil(rpw);
+                let z = groups.div_ceil(65535).max(1);
+                cmd.dispatch(
+                    kernel,
+                    self.set,
+                    &push,
+                    [groups.div_ceil(z), n_tok.div_ceil(nt), z],
+                );
+            }
+            OpKind::Embed {
+                dim,
+                from_state,
+                ty,
+                seg_rows,
+                scale,
+            } => {
+                let mut push = vec![*dim, *from_state as u32, ty.id(), seg_rows.len() as u32];
+                push.extend(four(seg_rows.iter().copied()));
+                push.push(scale.to_bits());
+                cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
+            }
+            OpKind::RopeKv {
+                q_dim,
+                kv_dim,
+                head_dim,
+                n_rot,
+                neox,
+            } => {
+                let push = [*q_dim, *kv_dim, *head_dim, *n_rot, n_tok, *neox as u32];
+                let items = q_dim / 2 + kv_dim;
+                cmd.dispatch(
+                    &self.kernel,
+                    self.set,
+                    &push,
+                    [items.div_ceil(64), n_tok, 1],
+                );
+            }
+            OpKind::Attention {
+                n_head,
+                n_kv,
+                head_dim,
+                scale,
+                window,
+                prompt,
+                split,
+            } => {
+                let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits(), *window];
+                if let Some(s) = split.as_ref().filter(|_| n_tok == 1) {
+                    s.record(cmd, self.set, &push, *n_kv);
+                    return;
+                }
+                // The single-pass kernels read the same 8 push words (n_split and chunk unused).
+                let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
+                match prompt.as_ref().filter(|_| n_tok > 1) {
+                    Some(p) => cmd.dispatch(
+                        &p.kernel,
+                        self.set,
+                        &push,
+                        [*n_head, n_tok.div_ceil(p.rows), 1],
+                    ),
+                    None => cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]),
+                }
+            }
+            OpKind::Sample { n_vocab } => {
+                cmd.dispatch(&self.kernel, self.set, &[*n_vocab, 0], [1, 1, 1]);
+            }
+            OpKind::Advance { hist_from } => {
+                cmd.dispatch(&self.kernel, self.set, &[n_tok, *hist_from], [1, 1, 1]);
+            }
+            OpKind::QkNorm {
+                q_dim,
+                kv_dim,
+                head_dim,
+                eps,
+            } => {
+                let push = [*q_dim, *kv_dim, *head_dim, n_tok, eps.to_bits()];
+                let heads = (q_dim + kv_dim) / head_dim;
+                cmd.dispatch(&self.kernel, self.set, &push, [heads, n_tok, 1]);
+            }
+            OpKind::NormAdd { n, eps } => {
+                let push = [*n, n_tok, eps.to_bits()];
+                cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
+            }
+        }
+    }
+}
+
+/// Builders: allocate and write the descriptor set of each op once.
+pub struct OpBuilder<'a> {
+    pub kernels: &'a Kernels,
+    pub arena: &'a mut DescriptorArena,
+}
+
+/// Inputs of a mat-vec op.
+pub struct MatvecSpec<'a> {
+    pub x: BufRange,
+    pub segs: &'a [Seg],
+    pub norm: Option<BufRange>,
+    pub bias: Option<BufRange>,
+    pub y: BufRange,
+    pub k: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    /// First float of `x` read (the last token's row, for logits after a batch).
+    pub x_off: u32,
+    pub y_off: u32,
+    pub flags: u32,
+    pub eps: f32,
+}
+
+impl OpBuilder<'_> {
+    pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<GpuOp> {
+        assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
+        let ty0 = s.segs[0].ty;
+        let same = s.segs.iter().all(|g| g.ty == ty0);
+        let ty = if same { Some(ty0) } else { None };
+        let glu = s.flags & F_GLU != 0;
+        let rows: u32 = if glu {
+            s.segs[0].rows
+        } else {
+            s.segs.iter().map(|g| g.rows).sum()
+        };
+        let kernel = self.kernels.matvec_decode(ty, rows, s.k)?;
+        let batch_kernel = self.kernels.matvec(true, ty)?;
+        let tiled = self.kernels.tiled(ty)?;
+        let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
+        // Unused optional bindings point at the input (never read: the flags say so).
+        let norm = s.norm.unwrap_or(s.x);
+        let bias = s.bias.unwrap_or(s.x);
+        let set = self
+            .arena
+            .set(&kernel, &[&[s.x], &ws, &[norm], &[bias], &[s.y]])?;
+        let mut flags = s.flags;
+        if s.norm.is_some() {
+            flags |= F_NORM;
+        }
+        if s.segs.iter().any(|g| g.bias.is_some()) {
+            flags |= F_BIAS;
+        }
+        Ok(GpuOp {
+            kernel,
+            set,
+            kind: OpKind::Matvec {
+                k: s.k,
+                x_stride: s.x_stride,
+                y_stride: s.y_stride,
+                flags,
+                eps: s.eps,
+                x_off: s.x_off,
+                y_off: s.y_off,
+                segs: s.segs.iter().map(|g| (g.rows, g.ty, g.bias)).collect(),
+                batch_kernel,
+                tiled,
+            },
+        })
+    }
+
+    /// Embedding lookup from `pieces` (each a whole number of rows) into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed(
+        &mut self,
+        state: BufRange,
+        tokens: BufRange,
+        pieces: &[(BufRange, u32)],
+        ty: GgmlType,
+        dim: u32,
+        from_state: bool,
+        out: BufRange,
+    ) -> Result<GpuOp> {
+        let kernel = self.kernels.embed()?;
+        let ws: Vec<BufRange> = pieces.iter().map(|p| p.0).collect();
+        let set = self
+            .arena
+            .set(&kernel, &[&[state], &[tokens], &ws, &[out]])?;
+        Ok(GpuOp {
+            kernel,
+            set,
+            kind: OpKind::Embed {
+                dim,
+                from_state,
+                ty,
+                seg_rows: pieces.iter().map(|p| p.1).collect(),
+                scale: 1.0,
+            },
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv(
+        &mut self,
+        state: BufRange,
+        qkv: BufRange,
+        q: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        inv_freq: BufRange,
+        kind: OpKind,
+    ) -> Result<GpuOp> {
+        let kernel = self.kernels.rope_kv()?;
+        let set = self.arena.set(
+            &kernel,
+            &[&[state], &[qkv], &[q], &[kc], &[vc], &[inv_freq]],
+        )?;
+        Ok(GpuOp { kernel, set, kind })
+    }
+
+    /// Attention over the cache; with `scratch`, decoding (one token) takes the split kernel
+    /// (attention.rs), whose partials go to `scratch.part`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &mut self,
+        state: BufRange,
+        q: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        out: BufRange,
+        scratch: Option<AttnScratch>,
+        mut kind: OpKind,
+    ) -> Result<GpuOp> {
+        let kernel = self.kernels.attention()?;
+        // Without scratch the partials binding points at the output (never read as partials).
+        let part = scratch.map_or(out, |s| s.part);
+        let set = self
+            .arena
+            .set(&kernel, &[&[state], &[q], &[kc], &[vc], &[out], &[part]])?;
+        if let OpKind::Attention {
+            n_head,
+            n_kv,
+            head_dim,
+            prompt,
+            split,
+            ..
+        } = &mut kind
+        {
+            *prompt = self.kernels.prompt_attention(*head_dim)?;
+            *split = match scratch {
+                Some(s) if *head_dim <= 256 && *n_kv > 0 && n_head.is_multiple_of(*n_kv) => {
+                    let need = s.splits.part_floats(*n_head as usize, *head_dim as usize);
+                    assert!(
+                        s.splits.n_split == 1 || s.part.len >= need as u64 * 4,
+                        "attention partials: {} bytes for {need} floats",
+                        s.part.len
+                    );
+                    Some(self.kernels.split_attention(*n_head / *n_kv, s.splits)?)
+                }
+                _ => None,
+            };
+        }
+        Ok(GpuOp { kernel, set, kind })
+    }
+
+    pub fn sample(
+        &mut self,
+        logits: BufRange,
+        state: BufRange,
+        scratch: BufRange,
+        params: BufRange,
+        n_vocab: u32,
+    ) -> Result<GpuOp> {
+        let kernel = self.kernels.sample()?;
+        let set = self
+            .arena
+            .set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
+        Ok(GpuOp {
+            kernel,
+            set,
+            kind: OpKind::Sample { n_vocab },
+        })
+    }
+
+    pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<GpuOp> {
+        let kernel = self.kernels.advance()?;
+        let set = self.arena.set(&kernel, &[&[state], &[tokens]])?;
+        Ok(GpuOp {
+            kernel,
+            set,
+            kind: OpKind::Advance { hist_from: 0 },
+        })
+    }
+}
