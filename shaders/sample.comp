@@ -8,7 +8,9 @@
 // Thresholds are found without sorting by a 4-bit radix search (8 passes) over the float bits of
 // the keys, counting tokens (top-k) or summing their mass (top-p, draw); ties at the threshold
 // are resolved in id order. The token is written to the state (where the next step's embedding
-// lookup reads it) and appended to the history.
+// lookup reads it) and appended to the history. A logit that is NaN or infinite (broken weights)
+// is flagged in the state's S_BAD word, which the host reads back beside the token, and the token
+// is then 0 (an id the next step can embed).
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
 layout(local_size_x_id = 0) in;
@@ -33,7 +35,7 @@ layout(push_constant) uniform PC {
 
 shared float hm[16u * WG];
 shared uint hc[16u * WG];
-shared uint s_key, s_cut, s_cnt_eq, s_above_c;
+shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_bad;
 shared float s_above_m;
 
 // Order-preserving map of a float to a uint (for logits, which may be negative).
@@ -206,8 +208,18 @@ float reduce_f(float v, bool is_max) {
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint n = pc.n_vocab;
+    if (tid == 0u) {
+        s_bad = 0u;
+    }
+    sync();
+    uint bad = 0u;
     for (uint i = tid; i < n; i += WG) {
-        sc[i] = logits[pc.logits_off + i];
+        float v = logits[pc.logits_off + i];
+        sc[i] = v;
+        bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+    }
+    if (bad != 0u) {
+        atomicOr(s_bad, bad);
     }
     sync();
 
@@ -317,6 +329,11 @@ void main() {
     }
 
     if (tid == 0u) {
+        const uint verdict = s_bad;
+        if (verdict != 0u) {
+            token = 0u;
+        }
+        state[S_BAD] = verdict;
         state[S_TOKEN] = token;
         state[S_HIST + nh % HIST] = token;
         state[S_NHIST] = nh + 1u;

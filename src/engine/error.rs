@@ -25,6 +25,15 @@ pub enum EngineError {
     /// Refused before loading: the model and its KV cache do not fit in the memory there is.
     #[error(transparent)]
     DoesNotFit(Box<Refusal>),
+    /// The model computed logits that are NaN or infinite (broken weights or hyper-parameters):
+    /// sampling from them would give garbage, so generation stops, naming the position.
+    #[error("the model computed {what} logits at position {position}: its weights or hyper-parameters are not usable (a broken or mis-converted file?)")]
+    NonFinite {
+        /// Tokens in the KV cache when the logits were computed.
+        position: usize,
+        /// `NaN` or `infinite`.
+        what: &'static str,
+    },
     /// Anything else (a CPU engine that cannot start, an I/O error).
     #[error(transparent)]
     Other(#[from] anyhow::Error),

@@ -239,23 +239,31 @@ pub fn create(
         // A GPU that fails later (device lost, out of memory) hands over to the CPU engine.
         Backend::Auto => match create_vulkan(model.clone(), opts) {
             Ok(e) => Ok(Box::new(fallback::Fallback::new(e, model, o.clone()))),
-            Err(EngineError::DoesNotFit(r)) => {
-                let e = cpu(model)?;
-                log::warn!(
-                    "the model does not fit in the GPU's memory ({} needed at --ctx {}, {} there); \
-                     using the CPU",
-                    fit::size(r.need.total()),
-                    r.need.n_ctx,
-                    fit::size(r.available)
-                );
-                Ok(e)
-            }
             Err(e) => {
-                log::warn!("no usable GPU, using the CPU (-v says why)");
-                log::info!("no Vulkan engine: {e:#}");
-                cpu(model)
+                let c = cpu(model)?;
+                auto_on_cpu(&e);
+                Ok(c)
             }
         },
+    }
+}
+
+/// Says (one warning line) why `--backend auto` took the CPU: the GPU engine failed with `e`
+/// (no usable GPU, with the cause at `-v`, or a model too large for it). `serve`, which builds
+/// its GPU slots itself, says it the same way.
+pub fn auto_on_cpu(e: &EngineError) {
+    match e {
+        EngineError::DoesNotFit(r) => log::warn!(
+            "the model does not fit in the GPU's memory ({} needed at --ctx {}, {} there); \
+             using the CPU",
+            fit::size(r.need.total()),
+            r.need.n_ctx,
+            fit::size(r.available)
+        ),
+        e => {
+            log::warn!("no usable GPU, using the CPU (-v says why)");
+            log::info!("no Vulkan engine: {e:#}");
+        }
     }
 }
 

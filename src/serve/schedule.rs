@@ -1,10 +1,10 @@
-//! The slots: sessions (each an engine with its own KV cache, all over the one shared model
-//! that `session` loaded) taking jobs from the queue. When the first session's engine is the CPU
-//! engine (`--backend cpu`, or `auto` without a usable GPU) one thread drives every slot and
-//! decodes the busy ones together, one pass over the weights per step
-//! (`CpuEngine::feed_pending_batch`); with `--backend vulkan` one thread drives every slot over
-//! one upload of the weights and batches their decode the same way (`VulkanSlots::feed_pending`);
-//! other engines (`auto` with a GPU) get a thread per slot, each decoding alone.
+//! The slots: engines (each with its own KV cache, all over the one shared model that `session`
+//! loaded) taking jobs from the queue, all driven by one thread that decodes the busy ones
+//! together. With `--backend vulkan`, or `auto` where a GPU is usable, the slots share one
+//! upload of the weights and each step is one submit: one pass over the weights for every busy
+//! slot, then each slot's sampler with its own settings (`VulkanSlots::step_all`). On the CPU
+//! engine (`--backend cpu`, or `auto` without a usable GPU) the busy slots' pending tokens go
+//! through one pass (`CpuEngine::feed_pending_batch`) and each samples on the host.
 //! Either way a job runs the same steps as `session::generate` (so greedy output equals `pigpu
 //! run`'s), checking after every token whether its client is still there.
 //! A CPU slot keeps its cache after a job: the next job whose prompt starts with the same tokens
@@ -16,16 +16,18 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+use anyhow::Context;
 
 use super::metrics::{Metrics, Outcome};
 use super::slots::{Done, Event, Finish, Job, Queue};
 use crate::engine::cpu::CpuEngine;
 use crate::engine::vulkan::{VulkanOptions, VulkanSlots};
-use crate::engine::{Backend, Engine};
+use crate::engine::{Backend, Engine, EngineError, EngineResult, SamplingParams};
 use crate::model::sampler::{self, Rng};
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 use crate::session::constrain::{JsonConstraint, TokenTrie, Top};
@@ -39,16 +41,19 @@ pub struct Started {
     pub describe: String,
     /// Context of each slot.
     pub n_ctx: usize,
-    /// Whether one thread drives every slot (the CPU engine, batched; the Vulkan slots).
-    pub one_thread: bool,
 }
+
+/// A slot's draw for one step: the slot, its sampling parameters, its uniform number.
+type Draw<'a> = (usize, &'a SamplingParams, f32);
 
 /// A set of engines driven by one thread.
 trait SlotSet {
     fn len(&self) -> usize;
     fn engine(&mut self, i: usize) -> &mut dyn Engine;
-    /// Feeds the pending tokens of the slots `busy` (all of them at once where the engine can).
-    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()>;
+    /// One token for each slot of `draws`: feeds its pending token and samples, all of them
+    /// together where the engine can. Err: a shared pass failed (every slot in it fails); else
+    /// each slot's own result, in the order of `draws`.
+    fn step_all(&mut self, draws: &[Draw<'_>]) -> anyhow::Result<Vec<EngineResult<u32>>>;
 }
 
 /// CPU sessions over one model, decoded together.
@@ -61,16 +66,21 @@ impl SlotSet for CpuSet {
     fn engine(&mut self, i: usize) -> &mut dyn Engine {
         self.0[i].engine.as_mut()
     }
-    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
-        let mut refs: Vec<&mut CpuEngine> = Vec::with_capacity(busy.len());
+    fn step_all(&mut self, draws: &[Draw<'_>]) -> anyhow::Result<Vec<EngineResult<u32>>> {
+        let mut refs: Vec<&mut CpuEngine> = Vec::with_capacity(draws.len());
         for (i, s) in self.0.iter_mut().enumerate() {
-            if busy.contains(&i) {
+            if draws.iter().any(|d| d.0 == i) {
                 refs.push(s.engine.as_cpu_mut().ok_or_else(|| {
                     anyhow::anyhow!("slot {i} is not on the CPU engine; it cannot join the batch")
                 })?);
             }
         }
-        CpuEngine::feed_pending_batch(&mut refs)
+        CpuEngine::feed_pending_batch(&mut refs)?;
+        // Sampling on the host: each slot's `step` (its pending token is fed).
+        Ok(draws
+            .iter()
+            .map(|&(i, p, u)| self.0[i].engine.step(p, u))
+            .collect())
     }
 }
 
@@ -81,37 +91,21 @@ impl SlotSet for VulkanSlots {
     fn engine(&mut self, i: usize) -> &mut dyn Engine {
         VulkanSlots::engine(self, i)
     }
-    fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
-        VulkanSlots::feed_pending(self, busy)
-    }
-}
-
-/// One session alone on its thread.
-struct OneSet(Session);
-
-impl SlotSet for OneSet {
-    fn len(&self) -> usize {
-        1
-    }
-    fn engine(&mut self, _: usize) -> &mut dyn Engine {
-        self.0.engine.as_mut()
-    }
-    fn feed_pending(&mut self, _: &[usize]) -> anyhow::Result<()> {
-        // `step` feeds the pending token itself.
-        Ok(())
+    fn step_all(&mut self, draws: &[Draw<'_>]) -> anyhow::Result<Vec<EngineResult<u32>>> {
+        VulkanSlots::step_all(self, draws)
     }
 }
 
 /// A slot thread's report: its start, or why it could not start.
 type Report = anyhow::Result<Started>;
 
-/// Starts `n` slots and waits until each has its engine; returns the threads and what runs. The
-/// first slot loads the model from `path` as `pigpu run` does (`Session::load`: checks, warm-up,
-/// engine choice); when its engine is the CPU engine the other slots attach CPU engines on the
-/// same thread and all decode batched; `--backend vulkan` builds every slot over one upload on
-/// one thread; else each slot attaches its own engine with `opts` on a thread of its own
-/// (engines need not be `Send`: each is built on the thread that drives it). On failure the
-/// queue is closed and the first error returned.
+/// Starts `n` slots on one thread and waits until each has its engine; returns the thread and
+/// what runs. The model is loaded and checked by the session layer as for `pigpu run`;
+/// `--backend vulkan`, or `auto` where a GPU is usable, builds every slot over one upload of the
+/// weights (`VulkanSlots`); the CPU engine (`--backend cpu`, or `auto` without a usable GPU or
+/// with a model too large for it) gives every slot a CPU engine over the one memory map. Either
+/// way the slots decode batched. Engines need not be `Send`: they are built on the thread that
+/// drives them. On failure the queue is closed and the error returned.
 pub fn start(
     n: usize,
     path: PathBuf,
@@ -120,131 +114,108 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Vec<JoinHandle<()>>, Started)> {
     let (tx, rx) = std::sync::mpsc::channel::<Report>();
-    let mut handles = Vec::new();
-    let (q, m, o) = (queue.clone(), metrics.clone(), opts.clone());
-    handles.push(spawn("slot-0".into(), move || {
-        first_slot(n, &path, &o, tx, &q, &m)
-    })?);
-    let started = recv(&rx, &queue)?;
-    if started.one_thread {
-        return Ok((handles, started));
-    }
-    let (tx, rx) = std::sync::mpsc::channel::<Report>();
-    for i in 1..n {
-        let (shared, q, m, o, tx) = (
-            started.shared.clone(),
-            queue.clone(),
-            metrics.clone(),
-            opts.clone(),
-            tx.clone(),
-        );
-        handles.push(spawn(format!("slot-{i}"), move || {
-            match Session::attach(shared, &o) {
-                Ok(s) => {
-                    let _ = tx.send(Ok(started_by(&s, false)));
-                    drop(tx);
-                    let shared = s.shared.clone();
-                    drive(&mut OneSet(s), &q, &shared.tokenizer, &m);
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.context(format!("slot {i}"))));
-                }
-            }
-        })?);
-    }
-    drop(tx);
-    for _ in 1..n {
-        recv(&rx, &queue)?;
-    }
-    Ok((handles, started))
+    let (q, m) = (queue.clone(), metrics.clone());
+    let handle = std::thread::Builder::new()
+        .name("slots".into())
+        .spawn(move || slots(n, &path, opts, tx, &q, &m))?;
+    let started = match rx.recv() {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            queue.close();
+            return Err(e);
+        }
+        Err(_) => {
+            queue.close();
+            anyhow::bail!("the slots' thread ended before building its engines");
+        }
+    };
+    Ok((vec![handle], started))
 }
 
-fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
-    Ok(std::thread::Builder::new().name(name).spawn(f)?)
-}
-
-/// What `s` runs, as a report.
-fn started_by(s: &Session, one_thread: bool) -> Started {
-    let describe = s.engine.describe();
-    Started {
-        shared: s.shared.clone(),
-        describe: if one_thread {
-            format!("{describe}, decode batched")
-        } else {
-            describe
-        },
-        n_ctx: s.engine.n_ctx(),
-        one_thread,
-    }
-}
-
-/// Slot 0: loads the model, then drives either every slot (CPU engine, batched; Vulkan slots) or
-/// itself.
-fn first_slot(
+/// The slots' thread: builds the engines (the GPU's first, for `vulkan` and `auto`), reports,
+/// then drives them until the queue closes.
+fn slots(
     n: usize,
     path: &std::path::Path,
-    opts: &SessionOptions,
+    mut opts: SessionOptions,
     tx: Sender<Report>,
     queue: &Queue,
     metrics: &Metrics,
 ) {
-    if opts.backend == Backend::Vulkan {
-        match vulkan_slots(n, path, opts) {
-            Ok((mut set, started)) => {
+    if matches!(opts.backend, Backend::Vulkan | Backend::Auto) {
+        // The GPU failing to start is `auto`'s cue for the CPU; a bad file or option is not.
+        let built = SharedModel::load(path, &opts)
+            .map(|(shared, n_ctx)| vulkan_slots(n, shared, n_ctx, &opts));
+        match built {
+            Ok(Ok((mut set, started))) => {
                 let shared = started.shared.clone();
                 let _ = tx.send(Ok(started));
                 drop(tx);
                 drive(&mut set, queue, &shared.tokenizer, metrics);
+                return;
+            }
+            Ok(Err(e)) if opts.backend == Backend::Auto => {
+                crate::engine::auto_on_cpu(&e);
+                opts.backend = Backend::Cpu;
+            }
+            Ok(Err(e)) => {
+                let e = anyhow::Error::from(e).context(format!(
+                    "preparing {} for the Vulkan engine",
+                    path.display()
+                ));
+                let _ = tx.send(Err(e));
+                return;
             }
             Err(e) => {
                 let _ = tx.send(Err(e));
-            }
-        }
-        return;
-    }
-    let mut s0 = match Session::load(path, opts) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tx.send(Err(e));
-            return;
-        }
-    };
-    log::info!("{}", s0.summary());
-    let shared = s0.shared.clone();
-    if s0.engine.as_cpu_mut().is_none() {
-        let _ = tx.send(Ok(started_by(&s0, false)));
-        drive(&mut OneSet(s0), queue, &shared.tokenizer, metrics);
-        return;
-    }
-    // The CPU engine (chosen, or `auto` without a usable GPU): the other slots are CPU engines
-    // over the same memory map, decoded with the first.
-    let cpu = SessionOptions {
-        backend: Backend::Cpu,
-        ..opts.clone()
-    };
-    let mut set = vec![s0];
-    for i in 1..n {
-        match Session::attach(shared.clone(), &cpu) {
-            Ok(s) => set.push(s),
-            Err(e) => {
-                let _ = tx.send(Err(e.context(format!("slot {i}"))));
                 return;
             }
         }
     }
-    let _ = tx.send(Ok(started_by(&set[0], true)));
-    drop(tx);
-    drive(&mut CpuSet(set), queue, &shared.tokenizer, metrics);
+    match cpu_slots(n, path, &opts) {
+        Ok((mut set, started)) => {
+            let shared = started.shared.clone();
+            let _ = tx.send(Ok(started));
+            drop(tx);
+            drive(&mut set, queue, &shared.tokenizer, metrics);
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+        }
+    }
 }
 
-/// `--backend vulkan`: the model loaded and checked by the session layer, then `n` engines over
-/// one upload of its weights.
-fn vulkan_slots(
+/// The CPU engine: the first session loads the model (checks, warm-up), the other slots attach
+/// CPU engines over the same memory map.
+fn cpu_slots(
     n: usize,
     path: &std::path::Path,
     opts: &SessionOptions,
-) -> anyhow::Result<(VulkanSlots, Started)> {
-    let (shared, n_ctx) = SharedModel::load(path, opts)?;
+) -> anyhow::Result<(CpuSet, Started)> {
+    let s0 = Session::load(path, opts)?;
+    log::info!("{}", s0.summary());
+    let started = Started {
+        shared: s0.shared.clone(),
+        describe: format!("{}, decode batched", s0.engine.describe()),
+        n_ctx: s0.engine.n_ctx(),
+    };
+    let mut set = vec![s0];
+    for i in 1..n {
+        set.push(
+            Session::attach(started.shared.clone(), opts).with_context(|| format!("slot {i}"))?,
+        );
+    }
+    Ok((CpuSet(set), started))
+}
+
+/// `--backend vulkan` or `auto`: `n` engines over one upload of the weights of the model the
+/// session layer loaded and checked (`shared`, with a context of `n_ctx`).
+fn vulkan_slots(
+    n: usize,
+    shared: Arc<SharedModel>,
+    n_ctx: usize,
+    opts: &SessionOptions,
+) -> Result<(VulkanSlots, Started), EngineError> {
     let mut o = VulkanOptions {
         n_ctx,
         progress: opts.progress.clone(),
@@ -262,24 +233,8 @@ fn vulkan_slots(
         shared,
         describe,
         n_ctx,
-        one_thread: true,
     };
     Ok((set, started))
-}
-
-/// Waits for one start report.
-fn recv(rx: &Receiver<Report>, queue: &Queue) -> anyhow::Result<Started> {
-    match rx.recv() {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => {
-            queue.close();
-            Err(e)
-        }
-        Err(_) => {
-            queue.close();
-            anyhow::bail!("a slot thread ended before building its engine");
-        }
-    }
 }
 
 /// A job in a slot: what `session::generate` keeps on its stack, kept between steps.
@@ -360,18 +315,50 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
         if busy.is_empty() {
             continue;
         }
-        if let Err(e) = set.feed_pending(&busy) {
-            for &i in &busy {
-                fed[i].clear();
-                let a = slots[i].take().unwrap();
-                let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
-                release(metrics, Outcome::Failed);
+        // Every busy slot draws its number, in slot order, whichever way it samples.
+        let us: Vec<f32> = busy
+            .iter()
+            .map(|&i| slots[i].as_mut().unwrap().rng.next_f32())
+            .collect();
+        let mut sampled: Vec<Option<EngineResult<u32>>> = (0..slots.len()).map(|_| None).collect();
+        {
+            // Jobs sampling on the device, all in one step (a JSON job samples on the host).
+            let draws: Vec<Draw<'_>> = busy
+                .iter()
+                .zip(&us)
+                .filter_map(|(&i, &u)| {
+                    let a = slots[i].as_ref().unwrap();
+                    a.json.is_none().then_some((i, &a.job.params, u))
+                })
+                .collect();
+            match set.step_all(&draws) {
+                Ok(r) => {
+                    for (d, t) in draws.iter().zip(r) {
+                        sampled[d.0] = Some(t);
+                    }
+                }
+                Err(e) => {
+                    drop(draws);
+                    for &i in &busy {
+                        fed[i].clear();
+                        let a = slots[i].take().unwrap();
+                        let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
+                        release(metrics, Outcome::Failed);
+                    }
+                    continue;
+                }
             }
-            continue;
         }
-        for &i in &busy {
+        for (&i, &u) in busy.iter().zip(&us) {
             let a = slots[i].as_mut().unwrap();
-            let next = step(set.engine(i), a, tok, metrics, &mut fed[i]);
+            let t = match (sampled[i].take(), a.json.as_mut()) {
+                (Some(t), _) => t.map_err(anyhow::Error::from),
+                (None, Some((c, history))) => {
+                    host_step(set.engine(i), c, history, a.tokens > 0, &a.job, u, tok)
+                }
+                (None, None) => Err(anyhow::anyhow!("slot {i} was not stepped")),
+            };
+            let next = after(a, t, tok, metrics, &mut fed[i]);
             let o = match next {
                 Next::Continue => continue,
                 Next::StopString => finish(slots[i].take().unwrap(), Finish::Stop, true, metrics),
@@ -469,20 +456,15 @@ fn begin<'t>(
     })
 }
 
-/// One token for a busy slot (its pending token was fed already); a sampled token is added to
-/// `fed`, as the next step feeds it.
-fn step(
-    engine: &mut dyn Engine,
+/// What a busy slot does with the token it sampled this step (or the error it got instead); a
+/// sampled token is added to `fed`, as the next step feeds it.
+fn after(
     a: &mut Active<'_>,
+    sampled: anyhow::Result<u32>,
     tok: &Tokenizer,
     metrics: &Metrics,
     fed: &mut Vec<u32>,
 ) -> Next {
-    let u = a.rng.next_f32();
-    let sampled = match a.json.as_mut() {
-        None => engine.step(&a.job.params, u).map_err(anyhow::Error::from),
-        Some((c, history)) => host_step(engine, c, history, a.tokens > 0, &a.job, u, tok),
-    };
     let t = match sampled {
         Ok(t) => t,
         Err(e) => {

@@ -379,29 +379,65 @@ fn serve_greedy_equals_run_and_concurrent_clients_equal_sequential() {
     assert_eq!(s.metric("pigpu_requests_total{outcome=\"ok\"}"), 12.0);
 }
 
-/// `--backend vulkan` (lavapipe): the slots share one upload of the weights and one driving
-/// thread; two concurrent greedy clients get exactly the sequential answers.
+/// `--backend auto` with a GPU (lavapipe, named by `--device`) takes the batched Vulkan slots as
+/// `--backend vulkan` does: the ready line says the weights are shared and the decode batched,
+/// and two concurrent greedy clients get exactly the sequential answers. `--backend vulkan`
+/// without a usable GPU is an error (only `auto` moves to the CPU).
 #[test]
-fn serve_vulkan_concurrent_clients_equal_sequential() {
+fn serve_auto_with_a_gpu_takes_the_batched_vulkan_slots() {
     let Some(m) = test_model(SMOLLM) else { return };
+    let mut child = pigpu()
+        .args([
+            "serve",
+            m.to_str().unwrap(),
+            "--port",
+            "0",
+            "--backend",
+            "vulkan",
+        ])
+        .env("VK_ICD_FILENAMES", "/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("serve --backend vulkan without a GPU did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("for the Vulkan engine") && !err.contains("using the CPU"),
+        "{err}"
+    );
+
     let prompts = ["The capital of France is", "def fibonacci(n):"];
     let args = [
+        "--ctx",
+        "128",
         "--parallel",
         "2",
         "--backend",
-        "vulkan",
+        "auto",
         "--device",
         "llvmpipe",
     ];
-    let s = Arc::new(Server::start(
-        &m,
-        &["--ctx", "128"]
-            .iter()
-            .chain(&args)
-            .copied()
-            .collect::<Vec<_>>(),
-    ));
-    assert!(s.log().contains("weights shared"), "{}", s.log());
+    let s = Arc::new(Server::start(&m, &args));
+    let log = s.log();
+    let ready = log
+        .lines()
+        .find(|l| l.contains("slot(s) of"))
+        .unwrap_or_else(|| panic!("no ready line in\n{log}"));
+    assert!(
+        ready.contains("on vulkan: llvmpipe")
+            && ready.contains("weights shared, decode batched, 2 slot(s)"),
+        "{ready}"
+    );
     let sequential: Vec<String> = prompts.iter().map(|p| s.complete(p, 6)).collect();
     let handles: Vec<_> = prompts
         .iter()

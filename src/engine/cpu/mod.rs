@@ -624,11 +624,10 @@ impl Engine for CpuEngine {
         // NaN logits (broken weights or hyper-parameters) would quietly sample token 0 again
         // and again; say what happened instead.
         if self.logits.iter().any(|x| x.is_nan()) {
-            return Err(EngineError::Other(anyhow::anyhow!(
-                "the model computed NaN logits at position {}: its weights or hyper-parameters \
-                 are not usable (a broken or mis-converted file?)",
-                self.n_past
-            )));
+            return Err(EngineError::NonFinite {
+                position: self.n_past,
+                what: "NaN",
+            });
         }
         let start = Instant::now();
         let mut l = self.logits.clone();

@@ -32,7 +32,7 @@ use super::ops::{GpuOp, OpBuilder};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::shared::Shared;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineResult, SamplingParams};
 use crate::model::Model;
 
 /// A batch buffer: `rows` rows of `stride` floats (`stride` ≥ the row's width, padded so each
@@ -75,7 +75,7 @@ impl Rows {
 /// Counters of the batched decode (tests check the steady state).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchStats {
-    /// Batched decode passes submitted.
+    /// Batched decode steps submitted (one submit each: the pass and every slot's sampler).
     pub passes: u64,
     /// Tokens fed by them.
     pub tokens: u64,
@@ -246,20 +246,35 @@ impl VulkanSlots {
         }
     }
 
-    /// Feeds the pending token of each slot in `busy` that has one (the token its `step`
-    /// returned last), in one pass over the weights when there are several, leaving each one's
-    /// logits pending for its next `step`. Fails, changing nothing, if a context is full.
-    pub fn feed_pending(&mut self, busy: &[usize]) -> anyhow::Result<()> {
-        let idx: Vec<usize> = busy
-            .iter()
-            .copied()
-            .filter(|&i| i < self.engines.len() && self.engines[i].unfed.is_some())
-            .collect();
-        if idx.len() < 2 {
-            // One slot: its own recorded decode step (sampling included) feeds it in `step`.
-            return Ok(());
+    /// One token for each slot of `draws` (slot, sampling parameters, uniform draw in [0, 1)).
+    /// The slots with a pending token (the one their last step returned) are fed and sampled
+    /// together, in one submit, when there are two or more: one pass over the weights, then each
+    /// slot's own sampler with its own parameters. A slot alone, or one fresh from a prefill
+    /// (its logits are there: it only samples), runs its own recorded step. Err: the shared
+    /// pass failed or a pending token does not fit its context (nothing changed then); else
+    /// each slot's own result, in the order of `draws` (non-finite logits fail that slot only).
+    pub fn step_all(
+        &mut self,
+        draws: &[(usize, &SamplingParams, f32)],
+    ) -> anyhow::Result<Vec<EngineResult<u32>>> {
+        let n = self.engines.len();
+        if let Some(&(i, ..)) = draws.iter().find(|d| d.0 >= n) {
+            bail!("slot {i} does not exist (there are {n})");
         }
-        for &i in &idx {
+        let mut fed: Vec<usize> = draws
+            .iter()
+            .map(|d| d.0)
+            .filter(|&i| self.engines[i].unfed.is_some())
+            .collect();
+        fed.sort_unstable();
+        fed.dedup();
+        if fed.len() < 2 {
+            return Ok(draws
+                .iter()
+                .map(|&(i, p, u)| self.engines[i].step(p, u))
+                .collect());
+        }
+        for &i in &fed {
             let e = &self.engines[i];
             if e.n_past + 1 > e.n_ctx() {
                 bail!(
@@ -268,10 +283,15 @@ impl VulkanSlots {
                 );
             }
         }
-        let mask = idx.iter().fold(0u64, |m, &i| m | 1 << i);
+        for &(i, p, u) in draws {
+            if fed.contains(&i) {
+                self.engines[i].set_draw(p, u);
+            }
+        }
+        let mask = fed.iter().fold(0u64, |m, &i| m | 1 << i);
         if !self.passes.contains_key(&mask) {
             let mut cmd = CmdBuffer::new(&self.shared.dev)?;
-            self.record(&mut cmd, &idx)?;
+            self.record(&mut cmd, &fed)?;
             self.passes.insert(mask, cmd);
             self.stats.recorded += 1;
         }
@@ -280,16 +300,21 @@ impl VulkanSlots {
         cmd.submit_wait()
             .map_err(anyhow::Error::from)
             .map_err(|e| e.context("running a batched decode step on the GPU"))?;
-        let ns = t0.elapsed().as_nanos() as u64 / idx.len() as u64;
-        for &i in &idx {
-            let e = &mut self.engines[i];
-            e.unfed = None;
-            e.n_past += 1;
-            e.stats.host_ns += ns;
-        }
+        let ns = t0.elapsed().as_nanos() as u64 / fed.len() as u64;
         self.stats.passes += 1;
-        self.stats.tokens += idx.len() as u64;
-        Ok(())
+        self.stats.tokens += fed.len() as u64;
+        Ok(draws
+            .iter()
+            .map(|&(i, p, u)| {
+                let e = &mut self.engines[i];
+                if fed.contains(&i) {
+                    e.stats.host_ns += ns;
+                    e.take_sampled(true)
+                } else {
+                    e.step(p, u)
+                }
+            })
+            .collect())
     }
 
     /// Records the pass over the slots `idx` (ascending).
@@ -319,6 +344,18 @@ impl VulkanSlots {
             );
         }
         cmd.group(false);
+        // Each slot's sampler over its row (its own parameters, state and history), then the
+        // tokens and verdicts to the host: independent per slot, so no barriers among them.
+        for rec in [
+            VulkanEngine::record_sample,
+            VulkanEngine::record_sample_readback,
+        ] {
+            cmd.group(true);
+            for &s in idx {
+                rec(&self.engines[s], cmd);
+            }
+            cmd.group(false);
+        }
         cmd.end()
     }
 }

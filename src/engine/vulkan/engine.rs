@@ -2,7 +2,8 @@
 //! recorded once at load, runs the model on the token sampled last step (the embedding lookup
 //! reads it from device memory, where the sampler wrote it), samples the next token on the device
 //! and copies its id out; per step the host writes 32 bytes of sampling parameters, submits
-//! once, and reads back a 4-byte token id. With profiling on (`set_profiling`), a second, timed
+//! once, and reads back 8 bytes: the token id and the sampler's verdict on the logits (a NaN or
+//! infinite logit is the typed error `EngineError::NonFinite`, naming the position). With profiling on (`set_profiling`), a second, timed
 //! recording of the decode step replaces it and prompt batches are recorded with timestamps.
 
 use std::rc::Rc;
@@ -17,7 +18,7 @@ use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
-use super::kernels::{sample_params, S_TOKEN};
+use super::kernels::{sample_params, BAD_NAN, S_BAD, S_TOKEN};
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
@@ -158,20 +159,73 @@ impl VulkanEngine {
         }
         graph.head.record(cmd, 1);
         graph.sample.record(cmd, 1);
-        let tok = (S_TOKEN * 4) as u64;
-        cmd.copy(&acts.state, tok, &acts.readback, 0, 4);
+        Self::record_readback(acts, cmd);
         cmd.end()
+    }
+
+    /// Records the copy of what the sampler left in the state to the host: the token, then the
+    /// verdict on the logits (`S_BAD`), 8 bytes.
+    fn record_readback(acts: &Acts, cmd: &mut CmdBuffer) {
+        cmd.copy(&acts.state, (S_TOKEN * 4) as u64, &acts.readback, 0, 4);
+        // Another word of the state to another range of the readback: no order needed.
+        cmd.copy_unordered(&acts.state, (S_BAD * 4) as u64, &acts.readback, 4, 4);
     }
 
     /// Records the decode step and the sample-only step, once.
     fn record_decode(&mut self) -> VkResult<()> {
         Self::record_decode_into(&self.graph, &self.acts, &mut self.decode)?;
-        let tok = (S_TOKEN * 4) as u64;
         let cmd = &mut self.sample_only;
         cmd.begin(true)?;
         self.graph.sample.record(cmd, 1);
-        cmd.copy(&self.acts.state, tok, &self.acts.readback, 0, 4);
+        Self::record_readback(&self.acts, cmd);
         cmd.end()
+    }
+
+    /// Records this engine's sampler (over its logits row 0) into a batched pass (batch.rs).
+    pub(super) fn record_sample(&self, cmd: &mut CmdBuffer) {
+        self.graph.sample.record(cmd, 1);
+    }
+
+    /// Records the copy of this engine's sampled token and verdict to its readback (batch.rs).
+    pub(super) fn record_sample_readback(&self, cmd: &mut CmdBuffer) {
+        Self::record_readback(&self.acts, cmd);
+    }
+
+    /// Writes the next sample's parameters and uniform draw where the recorded sampler reads
+    /// them (a host-visible buffer: a write, not a descriptor update).
+    pub(super) fn set_draw(&mut self, params: &SamplingParams, u: f32) {
+        let p = sample_params(params, u);
+        self.acts.params.write(0, u32_bytes(&p));
+        self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
+    }
+
+    /// Takes what a completed sample left in the readback: the token, or the typed error when
+    /// the logits were not finite. `fed`: the step also ran the pending token through the model.
+    pub(super) fn take_sampled(&mut self, fed: bool) -> EngineResult<u32> {
+        let mut rb = [0u8; 8];
+        self.acts.readback.read(0, &mut rb);
+        self.stats.readback_bytes += rb.len() as u64;
+        if fed {
+            self.n_past += 1;
+        }
+        let token = u32::from_le_bytes(rb[..4].try_into().unwrap());
+        let verdict = u32::from_le_bytes(rb[4..].try_into().unwrap());
+        if verdict != 0 {
+            // Nothing to continue from: the next call must prefill (after a reset).
+            self.pending = false;
+            self.unfed = None;
+            return Err(EngineError::NonFinite {
+                position: self.n_past,
+                what: if verdict & BAD_NAN != 0 {
+                    "NaN"
+                } else {
+                    "infinite"
+                },
+            });
+        }
+        self.unfed = Some(token);
+        self.stats.tokens += 1;
+        Ok(token)
     }
 
     /// Timestamps a command buffer of this graph may need: every op of a prompt batch or a
@@ -391,8 +445,7 @@ impl Engine for VulkanEngine {
                 self.n_ctx
             )));
         }
-        let p = sample_params(params, u);
-        self.acts.params.write(0, u32_bytes(&p));
+        self.set_draw(params, u);
         let cmd = match (&self.prof, feed) {
             (Some(p), true) => &p.decode,
             (None, true) => &self.decode,
@@ -414,20 +467,11 @@ impl Engine for VulkanEngine {
             let untimed = p.decode.untimed();
             p.profiler.decode.add(1, wall, times, untimed);
         }
-        let mut tok = [0u8; 4];
-        self.acts.readback.read(0, &mut tok);
-        let token = u32::from_le_bytes(tok);
-        if feed {
-            self.n_past += 1;
-        }
-        self.unfed = Some(token);
-        self.stats.tokens += 1;
         self.stats.submits += 1;
         self.stats.dispatches += dispatches;
-        self.stats.readback_bytes += 4;
-        self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
+        let sampled = self.take_sampled(feed);
         self.stats.host_ns += (t0.elapsed() - waited).as_nanos() as u64;
-        Ok(token)
+        sampled
     }
 
     fn logits(&mut self) -> EngineResult<Vec<f32>> {

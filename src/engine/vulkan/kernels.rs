@@ -22,8 +22,12 @@ pub const MATMUL_NT: u32 = 8;
 /// Length of the token-history ring in the device state (shaders/common/state.glsl: HIST).
 pub const HIST: usize = 256;
 /// Words of the device state buffer.
-pub const STATE_WORDS: usize = 4 + HIST;
+pub const STATE_WORDS: usize = 5 + HIST;
 pub const S_TOKEN: usize = 2;
+/// The sampler's verdict on the logits it read: 0 finite, bit 0 a NaN, bit 1 an infinity
+/// (shaders/common/state.glsl).
+pub const S_BAD: usize = 4 + HIST;
+pub const BAD_NAN: u32 = 1;
 
 // Mat-vec flags (shaders/matvec.comp).
 pub const F_NORM: u32 = 1;

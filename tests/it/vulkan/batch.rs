@@ -1,6 +1,7 @@
 //! Several engines over one model on one device (`pigpu serve --parallel N --backend vulkan`):
 //! the weights are uploaded once and shared, each engine keeps its own KV cache and state, and
-//! the busy slots decode together in one pass over the weights (`VulkanSlots::feed_pending`).
+//! the busy slots decode together in one pass over the weights and sample in the same submit
+//! (`VulkanSlots::step_all`).
 
 use pigpu::engine::vulkan::{Shared, VulkanEngine, VulkanOptions, VulkanSlots};
 use pigpu::engine::{Engine, SamplingParams};
@@ -88,20 +89,47 @@ fn smollm_engines_share_one_weight_upload() {
     );
 }
 
-/// Decodes `prompts[j]` in slot `slots[j]`, all together: each step one batched pass feeds
-/// every slot's pending token, then each slot samples its own. `n` greedy tokens per slot.
-fn batched(set: &mut VulkanSlots, slots: &[usize], prompts: &[&[u32]], n: usize) -> Vec<Vec<u32>> {
-    let g = SamplingParams::greedy();
+/// Slot `s`'s sampling settings and its stream of uniform numbers (`u(s, step)`).
+type Sampler = (SamplingParams, fn(usize, usize) -> f32);
+
+fn greedy_sampler() -> Sampler {
+    (SamplingParams::greedy(), |_, _| 0.0)
+}
+
+/// Decodes `prompts[j]` in slot `slots[j]`, all together, `n` tokens each with `samplers[j]`:
+/// each step is one `step_all` over every slot. Checks the counters: the first step after the
+/// prefills only samples (one submit per slot); every later one is one submit for all slots
+/// (the pass and every slot's sampler), with no recording and no descriptor update, and each
+/// slot reads back at most 16 bytes per token.
+fn batched(
+    set: &mut VulkanSlots,
+    slots: &[usize],
+    prompts: &[&[u32]],
+    samplers: &[Sampler],
+    n: usize,
+) -> Vec<Vec<u32>> {
     for (&s, p) in slots.iter().zip(prompts) {
         set.engine(s).reset();
         set.engine(s).prefill(p).unwrap();
         set.engine(s).reset_stats();
     }
+    let submits = |set: &mut VulkanSlots| -> u64 {
+        let own: u64 = slots.iter().map(|&s| set.engine(s).stats().submits).sum();
+        own + set.batch_stats().passes
+    };
     let mut out = vec![Vec::new(); slots.len()];
-    for _ in 0..n {
-        set.feed_pending(slots).unwrap();
-        for (j, &s) in slots.iter().enumerate() {
-            out[j].push(set.engine(s).step(&g, 0.0).unwrap());
+    for step in 0..n {
+        let draws: Vec<(usize, &SamplingParams, f32)> = slots
+            .iter()
+            .zip(samplers)
+            .map(|(&s, (p, u))| (s, p, u(s, step)))
+            .collect();
+        let before = submits(set);
+        let got = set.step_all(&draws).unwrap();
+        let want = if step == 0 { slots.len() as u64 } else { 1 };
+        assert_eq!(submits(set) - before, want, "submits at step {step}");
+        for (j, t) in got.into_iter().enumerate() {
+            out[j].push(t.unwrap());
         }
     }
     for &s in slots {
@@ -112,13 +140,30 @@ fn batched(set: &mut VulkanSlots, slots: &[usize], prompts: &[&[u32]], n: usize)
         );
         assert_eq!(st.descriptor_updates, 0);
         assert_eq!(st.tokens, n as u64);
+        assert!(
+            st.readback_bytes <= 16 * n as u64,
+            "slot {s} read back {} bytes for {n} tokens",
+            st.readback_bytes
+        );
     }
     out
 }
 
-/// B slots decoded together give each the greedy tokens it gets decoded alone (SmolLM2, four
-/// prompts of different lengths, B = 4 and B = 2 on slots 1 and 3 so a row in between idles),
-/// with the validation layer on; one recording per set of busy slots, none per token.
+/// `n` tokens of `prompt` in slot `s` alone (its own recorded steps) with `sampler`.
+fn alone(set: &mut VulkanSlots, s: usize, prompt: &[u32], sampler: &Sampler, n: usize) -> Vec<u32> {
+    let e = set.engine(s);
+    e.reset();
+    e.prefill(prompt).unwrap();
+    (0..n)
+        .map(|step| e.step(&sampler.0, (sampler.1)(s, step)).unwrap())
+        .collect()
+}
+
+/// B slots decoded together give each the tokens it gets decoded alone (SmolLM2, four prompts
+/// of different lengths): greedy at B = 4; at B = 2 on slots 1 and 3 (so a row in between
+/// idles) each slot samples with its own settings and random numbers, which the one submit per
+/// step must keep apart. Validation layer on; one recording per set of busy slots, none per
+/// token.
 #[test]
 fn smollm_batched_decode_equals_each_alone() {
     let Some(path) = util::test_model(util::SMOLLM) else {
@@ -130,8 +175,9 @@ fn smollm_batched_decode_equals_each_alone() {
     let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
     assert!(lens.windows(2).any(|w| w[0] != w[1]), "{lens:?}");
     let n = 6;
-    let alone: Vec<Vec<u32>> = (0..4)
-        .map(|i| greedy(set.engine(i), &prompts[i], n))
+    let g = greedy_sampler();
+    let alone_greedy: Vec<Vec<u32>> = (0..4)
+        .map(|i| alone(&mut set, i, &prompts[i], &g, n))
         .collect();
     assert_eq!(
         set.batch_stats().passes,
@@ -140,15 +186,36 @@ fn smollm_batched_decode_equals_each_alone() {
     );
 
     let p: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
-    let four = batched(&mut set, &[0, 1, 2, 3], &p, n);
-    assert_eq!(four, alone, "B = 4");
+    let four = batched(&mut set, &[0, 1, 2, 3], &p, &vec![g.clone(); 4], n);
+    assert_eq!(four, alone_greedy, "B = 4");
     let st = set.batch_stats();
     // The first step after a prefill only samples; every later one is a batched pass.
     assert_eq!((st.passes, st.tokens), (n as u64 - 1, 4 * (n as u64 - 1)));
     assert_eq!(st.recorded, 1, "one recording for the set, replayed");
 
-    let two = batched(&mut set, &[1, 3], &[p[1], p[3]], n);
-    assert_eq!(two, vec![alone[1].clone(), alone[3].clone()], "B = 2");
+    let hot = SamplingParams {
+        temperature: 1.2,
+        top_k: 40,
+        ..SamplingParams::greedy()
+    };
+    let warm = SamplingParams {
+        temperature: 0.7,
+        top_p: 0.9,
+        repeat_penalty: 1.3,
+        ..SamplingParams::greedy()
+    };
+    let samplers: [Sampler; 2] = [
+        (hot, |s, step| ((s * 7 + step * 13) % 17) as f32 / 17.0),
+        (warm, |s, step| ((s * 5 + step * 11) % 19) as f32 / 19.0),
+    ];
+    let want: Vec<Vec<u32>> = [1, 3]
+        .iter()
+        .zip(&samplers)
+        .map(|(&s, sm)| alone(&mut set, s, &prompts[s], sm, n))
+        .collect();
+    let two = batched(&mut set, &[1, 3], &[p[1], p[3]], &samplers, n);
+    assert_eq!(two, want, "B = 2, each slot sampling with its own settings");
+    assert_ne!(want[0], alone_greedy[1], "the settings change the tokens");
     let st = set.batch_stats();
     assert_eq!(st.recorded, 2);
     assert_eq!(st.descriptor_updates, 0);
@@ -191,21 +258,22 @@ fn smollm_batched_throughput() {
                 set.engine(s).prefill(&prompt).unwrap();
                 set.engine(s).step(&g, 0.0).unwrap();
             }
+            let draws: Vec<(usize, &SamplingParams, f32)> =
+                slots.iter().map(|&s| (s, &g, 0.0)).collect();
+            let one_step = |set: &mut VulkanSlots| {
+                if together {
+                    set.step_all(&draws).unwrap();
+                } else {
+                    for &s in &slots {
+                        set.engine(s).step(&g, 0.0).unwrap();
+                    }
+                }
+            };
             // Warm-up step (records the pass for this set).
-            if together {
-                set.feed_pending(&slots).unwrap();
-            }
-            for &s in &slots {
-                set.engine(s).step(&g, 0.0).unwrap();
-            }
+            one_step(&mut set);
             let t0 = std::time::Instant::now();
             for _ in 0..n {
-                if together {
-                    set.feed_pending(&slots).unwrap();
-                }
-                for &s in &slots {
-                    set.engine(s).step(&g, 0.0).unwrap();
-                }
+                one_step(&mut set);
             }
             let secs = t0.elapsed().as_secs_f64();
             eprintln!(

@@ -267,7 +267,8 @@ fn smollm_first_token_matches_cpu_engine() {
 }
 
 /// Steady-state decoding: the command buffer is replayed (nothing recorded, no descriptor
-/// written), one submit and a 4-byte readback per token, few dispatches per layer.
+/// written), one submit and an 8-byte readback (token and verdict) per token, few dispatches
+/// per layer.
 #[test]
 fn smollm_decode_counters() {
     decode_counters(None);

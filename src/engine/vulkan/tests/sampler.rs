@@ -3,7 +3,7 @@
 
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::u32_bytes;
-use crate::engine::vulkan::kernels::{sample_params, HIST, STATE_WORDS};
+use crate::engine::vulkan::kernels::{sample_params, HIST, STATE_WORDS, S_BAD, S_TOKEN};
 use crate::engine::SamplingParams;
 
 /// The reference: penalty -> greedy | top-k -> softmax(temp) -> top-p -> min-p -> draw, in the
@@ -137,4 +137,48 @@ fn gpu_sampler_matches_reference() {
     }
     // Greedy ties go to the lowest id.
     assert_eq!(sample_ref(&logits, &hist, &cases[0], 0.0), 17);
+}
+
+/// A NaN or infinite logit anywhere in the row is flagged in the state's `S_BAD` word (bit 0
+/// NaN, bit 1 infinite), greedy or sampling, and the token is then 0 (an id the next step can
+/// embed); finite logits leave the word 0 and sample as before.
+#[test]
+fn gpu_sampler_flags_non_finite_logits() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(9);
+    let n = 1001usize;
+    let scratch = gpu.buf_f32(&vec![0.0; n]);
+    let cases = [
+        (None, 0),
+        (Some(f32::NAN), 1),
+        (Some(f32::INFINITY), 2),
+        (Some(f32::NEG_INFINITY), 2),
+    ];
+    for (bad, want_flag) in cases {
+        let mut logits = rng.vec(n, 4.0);
+        logits[321] = 50.0;
+        if let Some(v) = bad {
+            logits[n - 1] = v;
+        }
+        let lbuf = gpu.buf_f32(&logits);
+        for p in [
+            params(0.0, 0, 1.0, 0.0, 1.0),
+            params(0.8, 40, 0.95, 0.0, 1.0),
+        ] {
+            let mut state = vec![0u32; STATE_WORDS];
+            // A verdict left from an earlier step is overwritten.
+            state[S_BAD] = 7;
+            let sbuf = gpu.buf_u32(&state);
+            let pbuf = gpu.buf(u32_bytes(&sample_params(&p, 0.5)));
+            let op = gpu
+                .ops()
+                .sample(lbuf.all(), sbuf.all(), scratch.all(), pbuf.all(), n as u32)
+                .unwrap();
+            gpu.run(&[(&op, 1)]);
+            let st = gpu.read_u32(&sbuf, STATE_WORDS);
+            assert_eq!(st[S_BAD], want_flag, "{bad:?} {p:?}");
+            let want_token = if want_flag == 0 { 321 } else { 0 };
+            assert_eq!(st[S_TOKEN], want_token, "{bad:?} {p:?}");
+        }
+    }
 }
