@@ -9,7 +9,9 @@
 //   - activations (and RMSNorm weights) are read as vec4s matching each chunk's weights;
 //   - Q4_K/Q5_K factor the min term out: d·Σ(sc·q·x) − dmin·Σ(m·x);
 //   - reductions are subgroupAdd, one shared slot per subgroup and one barrier;
-//   - the RMSNorm sum of squares rides in the same reduction (its scale is a common factor).
+//   - the RMSNorm sum of squares comes from the activation loads of the workgroup's first row
+//     (its lanes read every element of x exactly once) and rides in the same reduction (its
+//     scale is a common factor), so x is not read a second time for it.
 // Needs subgroup arithmetic; any subgroup size works (the engine requires full subgroups where
 // the device allows it). WTYPE (ggml type id) is defined per variant; without it the type
 // comes from seg_type. Grid: (ceil(rows / ROWS) split over x and z, 1 token per y).
@@ -72,6 +74,10 @@ uint seg_type_of(uint seg) {
 uint g_xb;
 bool g_x4;
 bool g_norm;
+// While g_ss_on (the first row's first pass, with the norm on), xv and xs add the squares of
+// the raw activations they load to g_ss: this lane's share of the RMSNorm sum of squares.
+bool g_ss_on;
+float g_ss;
 
 // x[e..e+4) (times the norm weights), e a multiple of 4 with e + 4 <= k.
 vec4 xv(uint e) {
@@ -83,6 +89,9 @@ vec4 xv(uint e) {
         v = vec4(x[i], x[i + 1u], x[i + 2u], x[i + 3u]);
     }
     if (g_norm) {
+        if (g_ss_on) {
+            g_ss += dot(v, v);
+        }
         v *= nw4[e >> 2];
     }
     return v;
@@ -94,6 +103,9 @@ float xs(uint e) {
         return 0.0;
     }
     const float v = x[g_xb + e];
+    if (g_norm && g_ss_on) {
+        g_ss += v * v;
+    }
     return g_norm ? v * nw[e] : v;
 }
 
@@ -304,6 +316,7 @@ void main() {
     for (uint a = 0u; a < ROWS * 2u; a++) {
         acc[a] = 0.0;
     }
+    g_ss = 0.0;
     for (uint r = 0u; r < ROWS; r++) {
         const uint row = wg * ROWS + r;
         if (row >= total) {
@@ -321,6 +334,8 @@ void main() {
             const uint ty = seg_type_of(seg);
             const uint rb = srow * row_bytes(ty, pc.k);
             const uint nc = chunks_of(ty, pc.k);
+            // The chunks of one row cover x once, whatever the type and segment.
+            g_ss_on = g_norm && r == 0u && h == 0u;
             float a = 0.0;
             for (uint c = tid; c < nc; c += WG) {
                 a += chunk_dot(seg, ty, rb, c);
@@ -328,19 +343,10 @@ void main() {
             acc[r * 2u + h] = a;
         }
     }
-    // RMSNorm: the sum of squares of x (the scale multiplies every dot product of the row).
-    float ss = 0.0;
-    if (g_norm) {
-        const uint k4 = g_x4 ? pc.k / 4u : 0u;
-        for (uint i = tid; i < k4; i += WG) {
-            const vec4 v = x4[(g_xb >> 2) + i];
-            ss += dot(v, v);
-        }
-        for (uint i = 4u * k4 + tid; i < pc.k; i += WG) {
-            const float v = x[g_xb + i];
-            ss += v * v;
-        }
-    }
+    // RMSNorm: the sum of squares of x, gathered above (its scale multiplies every dot product
+    // of the row).
+    g_ss_on = false;
+    const float ss = g_ss;
 
     const uint sg = gl_SubgroupID;
     for (uint a = 0u; a < ROWS * 2u; a++) {

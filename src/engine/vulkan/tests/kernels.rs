@@ -70,6 +70,21 @@ fn fused_norm_bias_segments_and_residual() {
     }
 }
 
+/// The fused RMSNorm on the GPUs' subgroup path for every weight type: its sum of squares is
+/// gathered from each type's own activation loads, so each type's chunks must cover x exactly
+/// once (wide widths too, and a second token whose x is not vec4-aligned when k is odd).
+#[test]
+fn fused_norm_matches_cpu_for_every_weight_type_on_the_subgroup_path() {
+    let (mut gpu, mut rng) = (Gpu::with_lane(2), Rng::new(4));
+    for ty in TYPES {
+        for k in [width_for(ty), wide_width_for(ty)] {
+            let label = format!("norm {ty} k={k}");
+            check_fused(&mut gpu, &mut rng, k, &[(ty, 37)], &[1, 2], |_| {}, &label);
+        }
+    }
+    gpu.check();
+}
+
 /// Gate and up in one dispatch with SwiGLU: y = silu(gate·x) * (up·x).
 #[test]
 fn fused_swiglu() {
