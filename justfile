@@ -25,11 +25,12 @@ demo: deps models
 [group('test')]
 test: deps models lint test-native test-cross test-install
 
-# rustfmt and clippy (warnings are errors).
+# rustfmt, clippy (warnings are errors), and no import circles between modules or files.
 [group('test')]
 lint:
     cargo fmt --check
     cargo clippy --release --all-targets -- -D warnings
+    python3 scripts/import_circles.py src
 
 # cargo-fuzz (installed on first use) runs on stable via RUSTC_BOOTSTRAP; see docs/formats.md.
 # Fuzz the GGUF reader (or the `dequantize` target) for SECONDS; not part of `test`.

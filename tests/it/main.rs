@@ -16,6 +16,7 @@ mod fake_root;
 mod fuzz;
 mod gguf;
 mod hub;
+mod imports;
 mod inspect;
 mod logging;
 mod memory;
