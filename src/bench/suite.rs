@@ -18,6 +18,7 @@ use crate::engine::{
 };
 use crate::model::tokenizer::{StreamDecoder, Tokenizer};
 use crate::model::Model;
+use crate::platform::vulkan::VulkanEnv;
 use crate::session::{Session, SessionOptions, SharedModel};
 
 /// What to measure.
@@ -172,7 +173,10 @@ fn measure_one(
                     .device
                     .as_ref()
                     .or(suite.tuning.vulkan.device.as_ref());
-                vulkan_driver(selector.map(String::as_str))
+                vulkan_driver(
+                    selector.map(String::as_str),
+                    &suite.tuning.vulkan.vulkan_env,
+                )
             }
         },
     };
@@ -300,8 +304,8 @@ impl Common {
 
 /// The chosen Vulkan device's driver and API version (`llvmpipe Mesa 22.3.6 (LLVM 15.0.6),
 /// Vulkan 1.3.230`), found the way the engine chose it; empty if the listing fails.
-fn vulkan_driver(selector: Option<&str>) -> String {
-    engine::vulkan::list_devices_with(selector)
+fn vulkan_driver(selector: Option<&str>, env: &VulkanEnv) -> String {
+    engine::vulkan::list_devices_with(selector, env)
         .ok()
         .and_then(|infos| infos.into_iter().find(|d| d.chosen))
         .map_or_else(String::new, |d| {

@@ -45,11 +45,8 @@ pub struct Args {
 
 /// The Vulkan engine's device list, as doctor shows it.
 fn vulkan_devices() -> Result<Vec<doctor::patient::VulkanDevice>, String> {
-    let selector = super::engine_tuning()
-        .map_err(|e| e.to_string())?
-        .vulkan
-        .device;
-    crate::engine::vulkan::list_devices_with(selector.as_deref())
+    let tuning = super::engine_tuning().map_err(|e| e.to_string())?.vulkan;
+    crate::engine::vulkan::list_devices_with(tuning.device.as_deref(), &tuning.vulkan_env)
         .map(|list| {
             list.into_iter()
                 .map(|d| doctor::patient::VulkanDevice {
@@ -209,6 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             format!("the system under {}", root.dir().display())
         };
         let mut host = Patient::new(root);
+        host.vulkan_env = super::vulkan_env();
         if host.is_live() {
             // What Vulkan really enumerates, from the engine itself; other roots are not this
             // machine, so there only the loader and ICD files are checked.

@@ -48,11 +48,18 @@ impl Outcome {
 }
 
 /// The engines' knobs from the environment (`PIGPU_DEVICE`, `PIGPU_VK_*`, `PIGPU_CPU_ISA`, the
-/// pipeline cache's directory; docs/vulkan.md "Tuning"): read here, once, and passed down.
+/// pipeline cache's directory; docs/vulkan.md "Tuning"), and the Vulkan loader's variables
+/// ([`vulkan_env`]): read here, once, and passed down.
 pub fn engine_tuning() -> anyhow::Result<crate::engine::EngineTuning> {
-    Ok(crate::engine::EngineTuning::from_lookup(|name| {
-        std::env::var(name).ok()
-    })?)
+    let mut t = crate::engine::EngineTuning::from_lookup(|name| std::env::var(name).ok())?;
+    t.vulkan.vulkan_env = vulkan_env();
+    Ok(t)
+}
+
+/// `VK_DRIVER_FILES` / `VK_ICD_FILENAMES` as the Vulkan loader in this process reads them, for
+/// doctor's Vulkan check and the "no device" cause (`platform::vulkan::VulkanEnv`).
+pub fn vulkan_env() -> crate::platform::vulkan::VulkanEnv {
+    crate::platform::vulkan::VulkanEnv::from_lookup(|name| std::env::var_os(name))
 }
 
 /// The most text `run`, `tokenize` and `perplexity` take from stdin or a file: far more than

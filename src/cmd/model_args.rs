@@ -139,14 +139,16 @@ pub fn load(path: &Path, opts: &SessionOptions) -> Result<Session> {
 
 /// `run --list-devices`: every Vulkan device and why it is or is not the one `run` would use.
 pub fn list_devices(e: &EngineArgs, json: bool) -> Result<Outcome> {
-    let selector = e.selector(&e.tuning()?);
-    let devs =
-        engine::vulkan::list_devices_with(selector.as_deref()).context("listing Vulkan devices")?;
+    let tuning = e.tuning()?;
+    let selector = e.selector(&tuning);
+    let env = &tuning.vulkan.vulkan_env;
+    let devs = engine::vulkan::list_devices_with(selector.as_deref(), env)
+        .context("listing Vulkan devices")?;
     if json {
         println!("{}", serde_json::to_string(&devs)?);
     } else if devs.is_empty() {
         // The same cause doctor's vulkan check and the engine's "no device" error give.
-        match crate::platform::vulkan_no_device_cause() {
+        match crate::platform::vulkan_no_device_cause(env) {
             Some(cause) => println!("no Vulkan devices: {cause}"),
             None => println!("no Vulkan devices (the loader found none)"),
         }
@@ -171,7 +173,7 @@ pub fn list_devices(e: &EngineArgs, json: bool) -> Result<Outcome> {
         }
     }
     if !json && !devs.is_empty() && !devs.iter().any(|d| d.chosen) {
-        if let Some(cause) = crate::platform::vulkan_no_device_cause() {
+        if let Some(cause) = crate::platform::vulkan_no_device_cause(env) {
             println!("no GPU to choose; a Vulkan driver cannot load: {cause}");
         }
     }

@@ -16,6 +16,7 @@ use crate::provision::plan::{self, Options, Persist};
 use crate::provision::probe::{self, Probe};
 use crate::provision::state::{self, Record};
 use crate::provision::transaction;
+use crate::sys::command::ProgramPath;
 use crate::sys::download::Downloader;
 use crate::sys::prompt::{Prompter, Prompts};
 use crate::sys::Root;
@@ -105,7 +106,10 @@ impl From<PersistArg> for Persist {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut prompts = Prompts::new(args.yes);
-    let mut host = SystemHost;
+    // PATH is read here, once: setup finds `depmod` and `patch` through it.
+    let mut host = SystemHost {
+        programs: ProgramPath::new(std::env::var_os("PATH").as_deref()),
+    };
     run_with(args, &mut host, &mut prompts)
 }
 
@@ -459,7 +463,8 @@ fn finish(root: &Root, running: bool) -> Outcome {
         );
         return Outcome::Ok;
     }
-    let host = doctor::patient::Patient::new(root.clone());
+    let mut host = doctor::patient::Patient::new(root.clone());
+    host.vulkan_env = super::vulkan_env();
     let report = doctor::diagnose_system(&host, &[]);
     let title = if root.is_live() {
         "this system, after setup".to_string()

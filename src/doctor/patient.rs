@@ -6,6 +6,7 @@
 use std::cell::OnceCell;
 use std::path::Path;
 
+use crate::platform::vulkan::VulkanEnv;
 use crate::platform::{PageSize, Platform};
 use crate::sys::pci::{PciDevice, PciSource};
 use crate::sys::Root;
@@ -34,6 +35,9 @@ pub struct Patient {
     pub root: Root,
     pub pci_source: PciSource,
     pub vulkan_lister: Option<VulkanLister>,
+    /// The Vulkan loader's variables as the command layer resolved them (the live system's
+    /// driver manifests may be chosen by them); empty by default.
+    pub vulkan_env: VulkanEnv,
     platform: OnceCell<Platform>,
 }
 
@@ -47,6 +51,7 @@ impl Patient {
             pci_source: PciSource::for_root(&root),
             root,
             vulkan_lister: None,
+            vulkan_env: VulkanEnv::default(),
             platform: OnceCell::new(),
         }
     }
@@ -56,8 +61,9 @@ impl Patient {
 
     /// The platform model (probed once, shared by the checks).
     pub fn platform(&self) -> &Platform {
-        self.platform
-            .get_or_init(|| Platform::probe(&self.root, self.pci_source.clone()))
+        self.platform.get_or_init(|| {
+            Platform::probe(&self.root, self.pci_source.clone(), self.vulkan_env.clone())
+        })
     }
 
     /// All PCI functions (enumerated once, shared by the checks).

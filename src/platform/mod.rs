@@ -34,12 +34,16 @@ pub struct Platform {
     pub running_kernel: Option<String>,
     pub nvidia: nvidia::Nvidia,
     pci_source: PciSource,
+    /// The loader's variables, resolved by the command layer (used on the live system only).
+    vulkan_env: vulkan::VulkanEnv,
     pci: OnceCell<Result<Vec<PciDevice>, String>>,
     vulkan: OnceCell<vulkan::Vulkan>,
 }
 
 impl Platform {
-    pub fn probe(root: &Root, pci_source: PciSource) -> Platform {
+    /// The machine under `root`: PCI through `pci_source`, Vulkan's drivers as the loader would
+    /// find them with `vulkan_env` (see [`vulkan::VulkanEnv`]).
+    pub fn probe(root: &Root, pci_source: PciSource, vulkan_env: vulkan::VulkanEnv) -> Platform {
         let read = |p: &str| {
             root.resolve(p)
                 .and_then(|path| root.read_optional(path).ok().flatten())
@@ -75,6 +79,7 @@ impl Platform {
             running_kernel,
             nvidia: nvidia::probe(root),
             pci_source,
+            vulkan_env,
             pci: OnceCell::new(),
             vulkan: OnceCell::new(),
         }
@@ -135,7 +140,8 @@ impl Platform {
 
     /// Vulkan's loader and drivers (probed once).
     pub fn vulkan(&self) -> &vulkan::Vulkan {
-        self.vulkan.get_or_init(|| vulkan::probe(&self.root))
+        self.vulkan
+            .get_or_init(|| vulkan::probe(&self.root, &self.vulkan_env))
     }
 
     /// Whether anything says this system is meant to run an NVIDIA GPU (a GPU on the bus, a
@@ -152,6 +158,6 @@ impl Platform {
 
 /// The Vulkan cause line for the live system, for `run --list-devices` and the engine's "no
 /// device" error: `None` when the driver files look loadable.
-pub fn vulkan_no_device_cause() -> Option<String> {
-    vulkan::no_device_cause(&vulkan::probe(&Root::live()))
+pub fn vulkan_no_device_cause(env: &vulkan::VulkanEnv) -> Option<String> {
+    vulkan::no_device_cause(&vulkan::probe(&Root::live(), env))
 }

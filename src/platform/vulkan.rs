@@ -8,7 +8,7 @@
 //! root (`elf`).
 
 use std::collections::BTreeSet;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsString};
 
 use serde::Serialize;
 
@@ -162,26 +162,47 @@ pub fn find_library(root: &Root, name: &str) -> Option<String> {
         .find(|p| root.exists_resolved(p))
 }
 
-/// Probes the loader and every ICD manifest under `root`.
-pub fn probe(root: &Root) -> Vulkan {
+/// What the Vulkan loader inside pigpu takes from pigpu's own environment: the manifests that
+/// `VK_DRIVER_FILES` (or the older `VK_ICD_FILENAMES`) names, which it loads instead of
+/// searching [`ICD_DIRS`]. The command layer resolves it once ([`VulkanEnv::from_lookup`] over
+/// the process environment) and passes it down, so the live probe describes the drivers the
+/// loader will really try; nothing here reads the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VulkanEnv {
+    /// The variable that chose the manifests and its value; `None` when neither is set.
+    pub driver_files: Option<(&'static str, OsString)>,
+}
+
+impl VulkanEnv {
+    /// The loader's variables in its order of precedence (an empty value counts as unset).
+    const DRIVER_FILES_VARS: [&'static str; 2] = ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"];
+
+    /// Resolves the variables through `get` (the command layer passes `std::env::var_os`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> VulkanEnv {
+        VulkanEnv {
+            driver_files: Self::DRIVER_FILES_VARS
+                .iter()
+                .find_map(|&var| Some((var, get(var).filter(|s| !s.is_empty())?))),
+        }
+    }
+}
+
+/// Probes the loader and every ICD manifest under `root`. `env` counts only on the live system
+/// (an image's drivers are not chosen by this process's environment).
+pub fn probe(root: &Root, env: &VulkanEnv) -> Vulkan {
     let mut v = Vulkan {
         loader: find_library(root, "libvulkan.so.1"),
         ..Vulkan::default()
     };
     let mut manifests = Vec::new();
-    if root.is_live() {
-        for var in ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"] {
-            if let Some(val) = std::env::var_os(var).filter(|s| !s.is_empty()) {
-                v.override_var = Some(var.to_string());
-                manifests.extend(
-                    val.to_string_lossy()
-                        .split(':')
-                        .filter(|p| p.ends_with(".json"))
-                        .map(String::from),
-                );
-                break;
-            }
-        }
+    if let Some((var, val)) = env.driver_files.as_ref().filter(|_| root.is_live()) {
+        v.override_var = Some(var.to_string());
+        manifests.extend(
+            val.to_string_lossy()
+                .split(':')
+                .filter(|p| p.ends_with(".json"))
+                .map(String::from),
+        );
     }
     if v.override_var.is_none() {
         for dir in ICD_DIRS {
@@ -445,5 +466,54 @@ mod tests {
         assert!(matches!(l, Load::Fails { .. }));
         assert_eq!(package_for("libXext.so.6"), Some("libxext6"));
         assert_eq!(package_for("libnvidia-glcore.so.580.95.05"), None);
+    }
+
+    #[test]
+    fn driver_files_follow_the_loaders_precedence() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            VulkanEnv::from_lookup(|name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            })
+        };
+        assert_eq!(env(&[]).driver_files, None);
+        assert_eq!(
+            env(&[("VK_ICD_FILENAMES", "/a.json")]).driver_files,
+            Some(("VK_ICD_FILENAMES", "/a.json".into()))
+        );
+        // VK_DRIVER_FILES wins; an empty value counts as unset.
+        assert_eq!(
+            env(&[
+                ("VK_ICD_FILENAMES", "/a.json"),
+                ("VK_DRIVER_FILES", "/b.json")
+            ])
+            .driver_files,
+            Some(("VK_DRIVER_FILES", "/b.json".into()))
+        );
+        assert_eq!(
+            env(&[("VK_DRIVER_FILES", ""), ("VK_ICD_FILENAMES", "/a.json")]).driver_files,
+            Some(("VK_ICD_FILENAMES", "/a.json".into()))
+        );
+    }
+
+    #[test]
+    fn another_root_ignores_this_processs_driver_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let icd = dir.path().join("usr/share/vulkan/icd.d");
+        std::fs::create_dir_all(&icd).unwrap();
+        std::fs::write(
+            icd.join("lvp_icd.x86_64.json"),
+            r#"{"ICD": {"library_path": "/usr/lib/libvulkan_lvp.so"}}"#,
+        )
+        .unwrap();
+        let env = VulkanEnv {
+            driver_files: Some(("VK_DRIVER_FILES", "/elsewhere/nvidia_icd.json".into())),
+        };
+        let v = probe(&Root::new(dir.path()), &env);
+        assert_eq!(v.override_var, None);
+        let manifests: Vec<&str> = v.icds.iter().map(|i| i.manifest.as_str()).collect();
+        assert_eq!(manifests, ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"]);
     }
 }

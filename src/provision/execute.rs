@@ -21,7 +21,7 @@ use super::plan::{Op, Plan, Step};
 use super::probe::{self, Probe};
 use super::state::{self, Accepted, PendingReboot, Record, State};
 use super::transaction::{self, Transaction, TxError};
-use crate::sys::command::{depmod, find_program, Cmd, CommandError};
+use crate::sys::command::{depmod, Cmd, CommandError};
 use crate::sys::download::{DownloadError, Downloader};
 use crate::sys::Root;
 
@@ -459,7 +459,10 @@ impl Exec<'_> {
         fs::rename(&top, &tmp).map_err(|e| other(format!("{}: {e}", tmp.display())))?;
         let _ = fs::remove_dir_all(&pristine);
         let log = self.log_path(&format!("prepare-{}.log", m.driver));
-        let patch = find_program("patch")
+        let patch = self
+            .host
+            .programs()
+            .find("patch")
             .ok_or_else(|| other("`patch` is not installed (apt-get install patch)"))?;
         for a in m.patch_artifacts() {
             let file = self.cached(&a)?;
@@ -507,7 +510,7 @@ impl Exec<'_> {
             let file = work.join(format!("compat-{}.patch", i + 1));
             fs::write(&file, bytes).map_err(|e| other(format!("{}: {e}", file.display())))?;
             self.note(format!("applying compatibility patch {}", c.file));
-            apply_patch(&tmp, &file, &log).map_err(|e| {
+            apply_patch(self.host.programs(), &tmp, &file, &log).map_err(|e| {
                 other(format!(
                     "compatibility patch {} does not apply: {e}",
                     c.file
@@ -677,7 +680,7 @@ impl Exec<'_> {
                 .collect();
             tx.record_depmod_index(release, made)?;
         }
-        depmod(self.root.dir(), release, &log)?;
+        depmod(self.host.programs(), self.root.dir(), release, &log)?;
         let _ = fs::remove_dir_all(&stage);
         self.note(format!("installed {}", installed.join(", ")));
         Ok(())

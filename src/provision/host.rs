@@ -7,7 +7,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::sys::command::{Cmd, CommandError};
+use crate::sys::command::{Cmd, CommandError, ProgramPath};
 use crate::sys::Root;
 
 #[derive(Debug, Error)]
@@ -56,11 +56,17 @@ pub trait Host {
     fn load_modules(&mut self, root: &Root, names: &[String]) -> Result<(), HostError>;
     /// Runs `argv` as a program of the target system (paths in it are target paths).
     fn run_in_target(&mut self, root: &Root, argv: &[String], log: &Path) -> Result<(), HostError>;
+    /// Where this machine's own tools are found (`depmod -b ROOT`, `patch`: they run here, on
+    /// files under the root, so they come from this machine, not the target).
+    fn programs(&self) -> &ProgramPath;
 }
 
 /// The real thing: commands on `/`, or in `chroot ROOT` for another root.
 #[derive(Debug, Default)]
-pub struct SystemHost;
+pub struct SystemHost {
+    /// The tools' search path, with the `PATH` the command layer read.
+    pub programs: ProgramPath,
+}
 
 impl SystemHost {
     fn cmd(root: &Root, argv: &[String]) -> Cmd {
@@ -86,6 +92,9 @@ fn argv(words: &[&str], rest: &[String]) -> Vec<String> {
 }
 
 impl Host for SystemHost {
+    fn programs(&self) -> &ProgramPath {
+        &self.programs
+    }
     fn apt_install(
         &mut self,
         root: &Root,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::probe;
-use crate::sys::command::{find_program, Cmd, CommandError};
+use crate::sys::command::{Cmd, CommandError, ProgramPath};
 use crate::sys::Root;
 
 #[derive(Debug, Error)]
@@ -48,8 +48,14 @@ pub fn first_error(log: &str) -> Option<String> {
 }
 
 /// `patch -p1` of `file` onto `tree`, as the prepare step applies every patch.
-pub fn apply_patch(tree: &Path, file: &Path, log: &Path) -> Result<(), KbuildError> {
-    let patch = find_program("patch")
+pub fn apply_patch(
+    programs: &ProgramPath,
+    tree: &Path,
+    file: &Path,
+    log: &Path,
+) -> Result<(), KbuildError> {
+    let patch = programs
+        .find("patch")
         .ok_or_else(|| refused("`patch` is not installed (apt-get install patch)"))?;
     Ok(Cmd::new(&patch)
         .args(["-p1", "--batch", "--no-backup-if-mismatch", "-d"])

@@ -13,6 +13,7 @@ use super::files;
 use super::kapi;
 use super::manifest::Manifest;
 use super::state::{self, State};
+use crate::platform::vulkan::VulkanEnv;
 use crate::platform::Platform;
 use crate::sys::{kmod, pci, Root};
 
@@ -183,7 +184,8 @@ pub fn release_key(r: &str) -> Vec<u64> {
 /// under `/lib/modules` is chosen (the running one when it qualifies).
 pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> Probe {
     // Board, config.txt and GPUs come from the platform model doctor reads too.
-    let platform = Platform::probe(root, pci::PciSource::for_root(root));
+    // Setup reads no Vulkan facts, so the loader's variables do not matter here.
+    let platform = Platform::probe(root, pci::PciSource::for_root(root), VulkanEnv::default());
     let model = platform.model.clone();
     let board = platform.board;
     let os = root

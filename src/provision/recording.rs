@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::host::{Host, HostError};
-use crate::sys::command::Cmd;
+use crate::sys::command::{Cmd, ProgramPath};
 use crate::sys::Root;
 
 /// Records every call; applies the visible result a real run would leave in the root.
@@ -16,6 +16,8 @@ use crate::sys::Root;
 pub struct RecordingHost {
     /// Each call as one line (`apt-get install dkms`, `dkms add -m nvidia -v 580.95.05`, …).
     pub calls: Vec<String>,
+    /// The real tools `depmod` and `patch` run on test roots too (the system directories).
+    pub programs: ProgramPath,
 }
 
 impl RecordingHost {
@@ -70,6 +72,9 @@ impl RecordingHost {
 }
 
 impl Host for RecordingHost {
+    fn programs(&self) -> &ProgramPath {
+        &self.programs
+    }
     fn apt_install(
         &mut self,
         root: &Root,

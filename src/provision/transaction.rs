@@ -325,7 +325,7 @@ pub fn revert_all(
         })
         .collect();
     for rel in depmod_for.iter().filter(|r| !created.contains(r)) {
-        if let Err(e) = depmod(root.dir(), rel, log) {
+        if let Err(e) = depmod(host.programs(), root.dir(), rel, log) {
             problems.push(format!("depmod for {rel}: {e}"));
         }
     }

@@ -224,8 +224,15 @@ impl Cmd {
 
 /// `depmod -b DIR RELEASE`: rebuilds the module index of `release` in the system tree at
 /// `root_dir` (`/` or an image), logging to `log`. Real on test roots too.
-pub fn depmod(root_dir: &Path, release: &str, log: &Path) -> Result<(), CommandError> {
-    let prog = find_program("depmod").unwrap_or_else(|| PathBuf::from("depmod"));
+pub fn depmod(
+    programs: &ProgramPath,
+    root_dir: &Path,
+    release: &str,
+    log: &Path,
+) -> Result<(), CommandError> {
+    let prog = programs
+        .find("depmod")
+        .unwrap_or_else(|| PathBuf::from("depmod"));
     Cmd::new(prog)
         .arg("-b")
         .arg(root_dir)
@@ -233,22 +240,62 @@ pub fn depmod(root_dir: &Path, release: &str, log: &Path) -> Result<(), CommandE
         .run_logged(log, &mut |_| {})
 }
 
-/// Finds a program in the usual system directories and then `PATH` (root's tools such as
-/// `depmod` live in /usr/sbin, which a normal user's PATH may lack).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
+/// Where the tools pigpu runs by path (`depmod`, `patch`) are looked for: the usual system
+/// directories first (root's tools such as `depmod` live in /usr/sbin, which a normal user's
+/// `PATH` may lack), then the directories of a `PATH` value that the command layer read and
+/// passed down. `ProgramPath::default()` is the system directories alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramPath {
+    dirs: Vec<PathBuf>,
+}
+
+impl ProgramPath {
+    /// The system directories, then those of `path_var` (a `PATH` value, `:`-separated).
+    pub fn new(path_var: Option<&OsStr>) -> ProgramPath {
+        let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        if let Some(path) = path_var {
+            dirs.extend(std::env::split_paths(path));
+        }
+        ProgramPath { dirs }
     }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+
+    /// The first regular file called `name` in these directories.
+    pub fn find(&self, name: &str) -> Option<PathBuf> {
+        self.dirs.iter().map(|d| d.join(name)).find(|p| p.is_file())
+    }
+}
+
+impl Default for ProgramPath {
+    fn default() -> Self {
+        ProgramPath::new(None)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_are_found_in_the_system_dirs_then_the_given_path() {
+        let t = tempfile::tempdir().unwrap();
+        let tool = t.path().join("pigpu-test-tool");
+        fs::write(&tool, "").unwrap();
+        assert_eq!(ProgramPath::default().find("pigpu-test-tool"), None);
+        let path = std::env::join_paths(["/nonexistent", t.path().to_str().unwrap()]).unwrap();
+        let programs = ProgramPath::new(Some(&path));
+        assert_eq!(programs.find("pigpu-test-tool"), Some(tool));
+        // A directory of that name is not a program.
+        assert_eq!(programs.find("."), None);
+        // The system directories come first (`sh` is in /bin or /usr/bin everywhere).
+        let sh = programs.find("sh").unwrap();
+        assert!(
+            sh.starts_with("/usr/bin") || sh.starts_with("/bin"),
+            "{sh:?}"
+        );
+    }
 
     #[test]
     fn arguments_are_never_shell_interpreted() {

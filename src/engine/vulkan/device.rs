@@ -15,6 +15,7 @@ use super::error::{vkerr, Result, VkError};
 use super::features::{self as feat, Features};
 use super::instance::Instance;
 use super::tuning::Tuning;
+use crate::platform::vulkan::VulkanEnv;
 
 /// The storage range the engine needs at least (weights are bound in pieces of this or more).
 const MIN_STORAGE_RANGE: u64 = 16 << 20;
@@ -292,10 +293,10 @@ pub fn choose(infos: &mut [DeviceInfo], selector: Option<&str>) -> Result<usize>
 }
 
 /// Every Vulkan device with the reason it would or would not be chosen with `selector`
-/// (`Tuning::device`: `--device` or `PIGPU_DEVICE`; `None`: the automatic choice). For
-/// `--list-devices` and `doctor`.
-pub fn list_devices_with(selector: Option<&str>) -> Result<Vec<DeviceInfo>> {
-    let instance = Instance::new(false, false)?;
+/// (`Tuning::device`: `--device` or `PIGPU_DEVICE`; `None`: the automatic choice); `env` as in
+/// `Tuning::vulkan_env`. For `--list-devices` and `doctor`.
+pub fn list_devices_with(selector: Option<&str>, env: &VulkanEnv) -> Result<Vec<DeviceInfo>> {
+    let instance = Instance::new(false, false, env)?;
     let mut infos: Vec<DeviceInfo> = probe_all(&instance)?.into_iter().map(|p| p.info).collect();
     // A failed choice still leaves the reasons filled in, which is what a listing wants.
     let _ = choose(&mut infos, selector);
@@ -329,7 +330,7 @@ impl Device {
     /// Opens the device `tuning.device` names (or the automatic choice), with the validation
     /// layer when `tuning.validation`.
     pub fn open(tuning: &Tuning) -> Result<Arc<Device>> {
-        let instance = Instance::new(tuning.validation, tuning.debug_echo)?;
+        let instance = Instance::new(tuning.validation, tuning.debug_echo, &tuning.vulkan_env)?;
         let probes = probe_all(&instance)?;
         let mut infos: Vec<DeviceInfo> = probes.iter().map(|p| p.info.clone()).collect();
         let i = choose(&mut infos, tuning.device.as_deref())?;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use ash::vk;
 
 use super::error::{vkerr, Result, VkError};
+use crate::platform::vulkan::VulkanEnv;
 
 const VALIDATION_LAYER: &CStr = c"VK_LAYER_KHRONOS_validation";
 
@@ -58,8 +59,9 @@ unsafe extern "system" fn on_message(
 impl Instance {
     /// Opens the loader and creates an instance. `validation` enables the Khronos validation
     /// layer (an error if it is not installed); `echo` logs every message it and the driver
-    /// send, warnings included (`Tuning::validation`, `Tuning::debug_echo`).
-    pub fn new(validation: bool, echo: bool) -> Result<Arc<Instance>> {
+    /// send, warnings included (`Tuning::validation`, `Tuning::debug_echo`). `env` is what the
+    /// loader read (`Tuning::vulkan_env`), to name the cause when it finds no driver.
+    pub fn new(validation: bool, echo: bool, env: &VulkanEnv) -> Result<Arc<Instance>> {
         // SAFETY: loading libvulkan runs its initialisers; it is the system's Vulkan loader.
         let entry = unsafe { ash::Entry::load() }.map_err(|e| VkError::NoLoader(e.to_string()))?;
         // SAFETY: plain queries on a loaded entry.
@@ -113,11 +115,11 @@ impl Instance {
             .enabled_extension_names(&ext_ptrs);
         // SAFETY: `info` and everything it points to live until the call returns.
         let raw = unsafe { entry.create_instance(&info, None) }.map_err(|e| match e {
-            vk::Result::ERROR_INCOMPATIBLE_DRIVER => VkError::NoDevice(
-                crate::platform::vulkan_no_device_cause().unwrap_or_else(|| {
-                    "no Vulkan driver is installed (the loader found none)".into()
-                }),
-            ),
+            vk::Result::ERROR_INCOMPATIBLE_DRIVER => {
+                VkError::NoDevice(crate::platform::vulkan_no_device_cause(env).unwrap_or_else(
+                    || "no Vulkan driver is installed (the loader found none)".into(),
+                ))
+            }
             e => VkError::from_vk("vkCreateInstance", e),
         })?;
 

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::platform::vulkan::VulkanEnv;
+
 /// The engine's knobs. `Tuning::default()` is "no knob set": automatic device choice (which
 /// skips CPU implementations), device-chosen shapes, no validation, no pipeline cache on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,6 +47,11 @@ pub struct Tuning {
     /// `512M`, `6G`; a plain number is MiB): the memory check before upload refuses a model
     /// that does not fit under it. For a GPU shared with other programs, and for tests.
     pub mem_limit: Option<u64>,
+    /// The loader's `VK_DRIVER_FILES` / `VK_ICD_FILENAMES`, which the loader itself obeys; the
+    /// engine uses them only to name why no driver loads (the "no device" error), probing the
+    /// same manifests the loader tried. Not parsed by [`Tuning::from_lookup`]: the command layer
+    /// sets it from `VulkanEnv::from_lookup`.
+    pub vulkan_env: VulkanEnv,
     /// Test builds only (`--features testing`): after this many queue submits, every submit
     /// fails as a lost device (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N`), to test recovery.
     #[cfg(feature = "testing")]

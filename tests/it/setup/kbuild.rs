@@ -104,7 +104,7 @@ fn prepare(top: &Path, trees: &KernelTrees, log: &Path) -> Vec<String> {
     for c in &d.apply {
         let f = top.join("compat.patch");
         fs::write(&f, m.compat_bytes(c).unwrap()).unwrap();
-        kbuild::apply_patch(top, &f, log).unwrap();
+        kbuild::apply_patch(&Default::default(), top, &f, log).unwrap();
     }
     d.reasons
 }

@@ -53,7 +53,7 @@ fn opt_outs_stick_and_undo_keeps_an_index_that_was_there_before() {
     text.push_str("\nPackage: linux-image-rpi-v8\nStatus: install ok installed\nVersion: 1\n");
     fs::write(&status, text).unwrap();
     let log = t.path().join("depmod.log");
-    pigpu::sys::command::depmod(&root, &rel, &log).unwrap();
+    pigpu::sys::command::depmod(&Default::default(), &root, &rel, &log).unwrap();
     let kdir = root.join("lib/modules").join(&rel);
     let index_before = entries(&kdir);
     assert!(index_before.contains(&"modules.dep".to_string()));

@@ -69,7 +69,7 @@ fn automatic_choice_prefers_discrete_and_never_takes_v3d_or_cpu() {
 
 #[test]
 fn lavapipe_is_listed_but_only_chosen_when_asked() {
-    let devs = list_devices_with(None).unwrap();
+    let devs = list_devices_with(None, &Default::default()).unwrap();
     let lp = devs
         .iter()
         .find(|d| d.name.contains("llvmpipe"))
@@ -77,7 +77,7 @@ fn lavapipe_is_listed_but_only_chosen_when_asked() {
     assert_eq!(lp.kind, DeviceKind::Cpu);
     assert!(!lp.chosen && !lp.auto_ok, "{lp:?}");
     assert!(lp.problem.is_none(), "{lp:?}");
-    let devs = list_devices_with(Some("llvmpipe")).unwrap();
+    let devs = list_devices_with(Some("llvmpipe"), &Default::default()).unwrap();
     assert!(devs.iter().any(|d| d.chosen && d.name.contains("llvmpipe")));
 }
 
