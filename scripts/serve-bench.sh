@@ -7,7 +7,8 @@
 # Both get the same thread budget, THREADS: llama-server runs every slot's tokens in one batch on
 # its `-t` threads, and pigpu's CPU slots are decoded together in one pass on the first slot's
 # `--threads` (each slot does not get threads of its own), so both get `THREADS` whatever N is.
-# Usage: scripts/serve-bench.sh [MODEL] [MAX_TOKENS] [ROUNDS]   (env NS="1 2 4 8", THREADS=cores)
+# Usage: scripts/serve-bench.sh [MODEL] [MAX_TOKENS] [ROUNDS]
+#   (env NS="1 2 4 8", THREADS=cores, PORT=18181: the loopback port both servers take in turn)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,10 +24,13 @@ pigpu="$here/../target/release/pigpu"
 llama_server=$("$here/ref/build-llama-cpp.sh" --server | tail -n 1)
 [ -x "$llama_server" ] || { echo "serve-bench: llama-server not built" >&2; exit 2; }
 
-port=18181
-pid=""
-cleanup() { [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; }
+port="${PORT:-18181}"
+# `measure` runs in a command substitution (a subshell), so the server's pid is kept in a file
+# that the exit trap reads: a benchmark stopped early (Ctrl-C, timeout) leaves no server behind.
+pidfile=$(mktemp)
+cleanup() { kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 wait_ready() {
   for _ in $(seq 1 600); do
@@ -38,8 +42,13 @@ wait_ready() {
 
 measure() { # name n cmd...
   local name=$1 n=$2; shift 2
+  if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+    echo "serve-bench: something already answers on port $port (another benchmark?); set PORT" >&2
+    exit 2
+  fi
   "$@" >/tmp/serve-bench-$name.log 2>&1 &
   pid=$!
+  echo "$pid" >"$pidfile"
   wait_ready
   python3 "$here/serve_bench.py" "http://127.0.0.1:$port" "$n" "$max_tokens" "$rounds" \
     | tee -a /tmp/serve-bench-results.txt | sed "s/^/$name /" >&2
