@@ -48,7 +48,7 @@ impl TestSpec {
 
 /// Every combination, in llama-bench's order: prompt tests, then generation tests, then
 /// prompt+generation pairs, each for every depth. Zero values are skipped.
-pub fn expand(
+fn expand(
     prompts: &[usize],
     gens: &[usize],
     pairs: &[(usize, usize)],
@@ -100,7 +100,7 @@ pub fn parse_pair(s: &str) -> Result<(usize, usize), String> {
 
 /// More repetitions than this are refused: an absurd `-r` (a typo, or 2^64 − 1) would
 /// otherwise run until killed and print nothing.
-pub const MAX_REPS: usize = 10_000;
+const MAX_REPS: usize = 10_000;
 
 /// Flag values that describe no bench.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn plan(
 
 /// Random prompt tokens, from the sampler's seeded generator, so two runs with the same seed
 /// measure the same work.
-pub fn random_tokens(rng: &mut Rng, n: usize, n_vocab: usize) -> Vec<u32> {
+fn random_tokens(rng: &mut Rng, n: usize, n_vocab: usize) -> Vec<u32> {
     (0..n)
         .map(|_| (rng.next_u64() % n_vocab as u64) as u32)
         .collect()

@@ -122,7 +122,7 @@ pub fn mean_sd(xs: &[f64]) -> (f64, f64) {
 }
 
 /// `636.18 MiB` / `1.87 GiB`, as llama-bench prints model sizes.
-pub fn format_size(bytes: u64) -> String {
+fn format_size(bytes: u64) -> String {
     const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
     let b = bytes as f64;
     if b < GIB {
@@ -133,7 +133,7 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// `134.52 M` / `1.10 B`, as llama-bench prints parameter counts.
-pub fn format_params(n: u64) -> String {
+fn format_params(n: u64) -> String {
     let n = n as f64;
     if n < 1e9 {
         format!("{:.2} M", n / 1e6)
@@ -279,7 +279,7 @@ pub const LLAMA_BENCH_CSV_COLUMNS: [&str; 42] = [
 /// pigpu's columns after llama-bench's: the row name, what ran, the unit of `avg_ts` when it
 /// is not tokens/s, the samples (space-separated), the per-token engine counters (empty on rows
 /// without them) and the `--profile` report as JSON text (empty without `--profile`).
-pub const PIGPU_CSV_COLUMNS: [&str; 14] = [
+const PIGPU_CSV_COLUMNS: [&str; 14] = [
     "test",
     "device",
     "driver",

@@ -58,7 +58,7 @@ pub fn run(args: Args, mut cli: clap::Command) -> anyhow::Result<Outcome> {
 
 /// Writes pigpu.1 and pigpu-SUBCOMMAND.1 for every visible subcommand of `cli` into `dir`;
 /// returns the paths in the order written (top-level page first).
-pub fn write_man_pages(dir: &Path, cli: clap::Command) -> anyhow::Result<Vec<PathBuf>> {
+fn write_man_pages(dir: &Path, cli: clap::Command) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the man page directory {}", dir.display()))?;
     let mut cmd = cli.disable_help_subcommand(true);

@@ -33,7 +33,7 @@ fn unix(t: Option<SystemTime>) -> Option<u64> {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (days to a civil date: the proleptic Gregorian
 /// calendar's 400-year cycle, counted from 0000-03-01 so that leap days fall at a cycle's end).
-pub fn utc(secs: u64) -> String {
+fn utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

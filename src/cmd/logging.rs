@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use log::LevelFilter;
 
 /// The environment variable that sets the default level when neither `-q` nor `-v` is given.
-pub const ENV: &str = "PIGPU_LOG";
+const ENV: &str = "PIGPU_LOG";
 
 /// Logging flags, accepted before or after the subcommand.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -25,7 +25,7 @@ pub struct LogArgs {
 }
 
 /// Parses a `PIGPU_LOG` value: `off`, `error`, `warn`, `info`, `debug` or `trace`.
-pub fn parse_level(s: &str) -> Result<LevelFilter> {
+fn parse_level(s: &str) -> Result<LevelFilter> {
     match s.trim().to_ascii_lowercase().as_str() {
         "off" => Ok(LevelFilter::Off),
         "error" => Ok(LevelFilter::Error),

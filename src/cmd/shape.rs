@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// The summary of a written shape: one line per type on stderr-friendly text, or JSON.
-pub fn print_written(w: &Written, json: bool) -> anyhow::Result<()> {
+fn print_written(w: &Written, json: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(w)?)?;

@@ -111,7 +111,7 @@ thread_local! {
 
 /// Runs each check in turn; a check that panics becomes a `fail` finding and one that returns
 /// an error a `skip` finding, both under the check's own id, and the remaining checks still run.
-pub fn run_checks(host: &Patient, checks: &[Check]) -> Report {
+fn run_checks(host: &Patient, checks: &[Check]) -> Report {
     // Keep panic messages out of the user's terminal: they become findings instead.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {

@@ -25,7 +25,7 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 }
 
 /// Removes ANSI escape sequences (CSI and OSC) and other control characters except tab.
-pub fn strip_ansi(s: &str) -> String {
+fn strip_ansi(s: &str) -> String {
     static ANSI: OnceLock<Regex> = OnceLock::new();
     let no_esc = re(
         &ANSI,
@@ -40,7 +40,7 @@ pub fn strip_ansi(s: &str) -> String {
 
 /// Strips the prefixes a log line can carry; returns the message and whether it looked like a
 /// kernel-log record.
-pub fn strip_prefixes(line: &str) -> (String, bool) {
+fn strip_prefixes(line: &str) -> (String, bool) {
     static QUOTE: OnceLock<Regex> = OnceLock::new();
     static STAMP: OnceLock<Regex> = OnceLock::new();
     static STAMP_T: OnceLock<Regex> = OnceLock::new();

@@ -10,7 +10,7 @@ use crate::model::{Config, Model};
 
 /// Below this many positions a context is of no use, so a model that leaves room for fewer is
 /// refused outright (a smaller model or quantization is the answer, not `--ctx 3`).
-pub const MIN_USEFUL_CTX: usize = 64;
+const MIN_USEFUL_CTX: usize = 64;
 
 /// What loading a model at a context needs, in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl Need {
 
     /// The largest context whose total fits in `available` bytes, if it is at least
     /// `MIN_USEFUL_CTX` positions.
-    pub fn largest_ctx(&self, available: u64) -> Option<usize> {
+    fn largest_ctx(&self, available: u64) -> Option<usize> {
         let free = available.checked_sub(self.weights.saturating_add(self.scratch))?;
         let n = match self.kv_per_pos {
             0 => usize::MAX,

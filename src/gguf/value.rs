@@ -42,7 +42,7 @@ impl ValueType {
     }
 
     /// Bytes one value of this type takes on disk, for fixed-size types.
-    pub fn fixed_size(self) -> Option<usize> {
+    fn fixed_size(self) -> Option<usize> {
         use ValueType::*;
         match self {
             U8 | I8 | Bool => Some(1),

@@ -57,7 +57,7 @@ fn is_sha256(s: &str) -> bool {
 
 /// A path from the server that is safe to create under a snapshot directory: relative, no
 /// `.`/`..` or empty segments (a hostile listing must not write outside the cache).
-pub fn safe_repo_path(p: &str) -> bool {
+fn safe_repo_path(p: &str) -> bool {
     !p.is_empty()
         && !p.contains('\\')
         && !p.contains('\0')

@@ -83,11 +83,6 @@ impl ModelRef {
     pub fn looks_like_name(text: &str) -> bool {
         !text.to_ascii_lowercase().ends_with(".gguf") && ModelRef::parse(text).is_ok()
     }
-
-    /// The cache directory name: `models--ORG--NAME` (the Hugging Face cache layout).
-    pub fn cache_dir_name(&self) -> String {
-        format!("models--{}", self.repo.replace('/', "--"))
-    }
 }
 
 fn quant_re() -> &'static Regex {
@@ -115,7 +110,7 @@ pub fn quant_of(file: &str) -> Option<String> {
 }
 
 /// `(part, of)` for a split GGUF (`name-00001-of-00003.gguf`).
-pub fn split_part(file: &str) -> Option<(u32, u32)> {
+fn split_part(file: &str) -> Option<(u32, u32)> {
     let c = split_re().captures(file)?;
     Some((c[1].parse().ok()?, c[2].parse().ok()?))
 }
@@ -130,7 +125,7 @@ pub fn is_model_file(file: &str) -> bool {
 /// The quants taken when none is asked for, best first: Q4_K_M is the usual balance of size
 /// and quality (llama.cpp's `-hf` and Ollama default to it); then other block formats pigpu's
 /// engines run; the IQ formats last (not supported by pigpu's engines yet).
-pub const DEFAULT_ORDER: &[&str] = &[
+const DEFAULT_ORDER: &[&str] = &[
     "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q6_K", "Q8_0",
     "Q3_K_M", "Q3_K_L", "Q3_K_S", "Q2_K", "F16", "BF16", "F32",
 ];
@@ -223,10 +218,6 @@ mod tests {
         assert_eq!(r.repo, "bartowski/Llama-3.2-1B-Instruct-GGUF");
         assert_eq!(r.quant.as_deref(), Some("Q4_K_M"));
         assert_eq!(r.to_string(), "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M");
-        assert_eq!(
-            r.cache_dir_name(),
-            "models--bartowski--Llama-3.2-1B-Instruct-GGUF"
-        );
         let r = ModelRef::parse("https://huggingface.co/a/b:Q8_0").unwrap();
         assert_eq!((r.repo.as_str(), r.quant.as_deref()), ("a/b", Some("Q8_0")));
         for bad in [

@@ -72,7 +72,7 @@ pub fn argmax(v: &[f32]) -> usize {
 /// Applies the repetition penalty in place to the logits of tokens among the last
 /// `params.repeat_last_n` of `history` (each distinct token once): positive logits are divided
 /// by the penalty, negative ones multiplied, as llama.cpp does.
-pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], params: &SamplingParams) {
+fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], params: &SamplingParams) {
     if params.repeat_penalty == 1.0 || params.repeat_last_n == 0 {
         return;
     }

@@ -20,7 +20,7 @@ pub enum Board {
 impl Board {
     /// From `/proc/device-tree/model` ("Raspberry Pi 5 Model B Rev 1.0",
     /// "Raspberry Pi Compute Module 5 Rev 1.0", "Raspberry Pi 500 Rev 1.0").
-    pub fn from_model(model: &str) -> Board {
+    fn from_model(model: &str) -> Board {
         let m = model.trim_end_matches('\0').trim();
         if m.starts_with("Raspberry Pi Compute Module 5") {
             Board::Cm5

@@ -16,7 +16,7 @@ use super::elf;
 use crate::sys::Root;
 
 /// Where the loader looks for ICD manifests (system scope, in its search order).
-pub const ICD_DIRS: &[&str] = &[
+const ICD_DIRS: &[&str] = &[
     "/etc/vulkan/icd.d",
     "/usr/local/share/vulkan/icd.d",
     "/usr/share/vulkan/icd.d",
@@ -36,10 +36,10 @@ pub const LIB_DIRS: &[&str] = &[
 
 /// Libraries libGLX_nvidia.so.0 cannot load without, checked by name when the library itself
 /// cannot be read (a stand-in file): "libXext.so.6: cannot open shared object file".
-pub const NVIDIA_ICD_DEPS: &[&str] = &["libX11.so.6", "libXext.so.6"];
+const NVIDIA_ICD_DEPS: &[&str] = &["libX11.so.6", "libXext.so.6"];
 
 /// The Debian / Pi OS package that provides a soname, for the libraries Vulkan drivers need.
-pub fn package_for(soname: &str) -> Option<&'static str> {
+fn package_for(soname: &str) -> Option<&'static str> {
     Some(match soname {
         "libGLdispatch.so.0" => "libglvnd0",
         "libGLX.so.0" => "libglx0",
@@ -294,7 +294,7 @@ pub fn dlopen(path: &str) -> Load {
 
 /// Turns the loader's message into a [`Load`]: "libGLdispatch.so.0: cannot open shared object
 /// file: No such file or directory" names the missing dependency.
-pub fn from_loader_error(path: &str, msg: &str) -> Load {
+fn from_loader_error(path: &str, msg: &str) -> Load {
     if let Some((soname, _)) = msg.split_once(": cannot open shared object file") {
         let soname = soname
             .rsplit('/')

@@ -8,10 +8,10 @@
 //! narrow it and lines appended after it by hand are not caught in its `[pi5]` section.
 
 /// First line of pigpu's block.
-pub const BEGIN: &str =
+const BEGIN: &str =
     "# >>> pigpu setup: begin (managed by `pigpu setup`; `pigpu setup --undo` removes it)";
 /// Last line of pigpu's block.
-pub const END: &str = "# <<< pigpu setup: end";
+const END: &str = "# <<< pigpu setup: end";
 
 use crate::platform::config_txt;
 /// The one board type ([`crate::platform::Board`]), re-exported for the plan.

@@ -7,11 +7,11 @@ use super::manifest::Manifest;
 /// Keeps nouveau off the card (it binds first and breaks the NVIDIA driver's probe).
 pub const BLACKLIST: &str = "/etc/modprobe.d/pigpu-blacklist-nouveau.conf";
 /// Device-node ownership and mode for the NVIDIA driver.
-pub const OPTIONS: &str = "/etc/modprobe.d/pigpu-nvidia.conf";
+const OPTIONS: &str = "/etc/modprobe.d/pigpu-nvidia.conf";
 /// Creates `/dev/nvidia*` when the modules load.
-pub const UDEV_RULES: &str = "/etc/udev/rules.d/70-pigpu-nvidia.rules";
+const UDEV_RULES: &str = "/etc/udev/rules.d/70-pigpu-nvidia.rules";
 /// Loads the compute modules at boot.
-pub const MODULES_LOAD: &str = "/etc/modules-load.d/pigpu-nvidia.conf";
+const MODULES_LOAD: &str = "/etc/modules-load.d/pigpu-nvidia.conf";
 
 /// Keeps Debian's NVIDIA packages from replacing NVIDIA's userspace of the module's version.
 pub const APT_PIN: &str = "/etc/apt/preferences.d/pigpu-nvidia.pref";
@@ -19,7 +19,7 @@ pub const APT_PIN: &str = "/etc/apt/preferences.d/pigpu-nvidia.pref";
 pub const APT_PINNED: &[&str] = &["nvidia-*", "libnvidia-*", "libcuda1", "firmware-nvidia-gsp"];
 
 /// The `video` group's id on Raspberry Pi OS / Debian when `/etc/group` does not say.
-pub const DEFAULT_VIDEO_GID: u32 = 44;
+const DEFAULT_VIDEO_GID: u32 = 44;
 
 /// Every configuration file setup may write (not the module files or the userspace).
 pub fn owned_paths(_m: &Manifest) -> Vec<String> {

@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::sys::Root;
 
 /// The lock file, as a system path.
-pub const LOCK_FILE: &str = "/var/lib/pigpu/lock";
+const LOCK_FILE: &str = "/var/lib/pigpu/lock";
 
 #[derive(Debug, Error)]
 pub enum LockError {

@@ -19,7 +19,7 @@ pub const BUILTIN: &[(&str, &str)] = &[(
 
 /// pigpu's own compatibility patches (`patches/compat/`), compiled in: (path relative to
 /// `patches/`, contents). A manifest names them by that path and pins them by sha256.
-pub const BUILTIN_COMPAT: &[(&str, &str)] = &[(
+const BUILTIN_COMPAT: &[(&str, &str)] = &[(
     "compat/pci-resize-resource-exclude-bars.patch",
     include_str!("../../patches/compat/pci-resize-resource-exclude-bars.patch"),
 )];

@@ -100,7 +100,7 @@ pub use crate::platform::kernel::{config_facts, page_size_from_release};
 
 /// Resolves a symlink found inside the root, mapping absolute targets into the root (an image's
 /// `build` link names `/usr/src/…` of the image, not of the host).
-pub fn resolve_in_root(root: &Root, abs: &str) -> PathBuf {
+fn resolve_in_root(root: &Root, abs: &str) -> PathBuf {
     let mut path = root.path(abs);
     for _ in 0..16 {
         match std::fs::read_link(&path) {
@@ -150,7 +150,7 @@ pub fn kernel_facts(root: &Root, release: &str) -> Kernel {
 }
 
 /// Parses `/var/lib/dpkg/status` into package → (installed, held).
-pub fn parse_dpkg_status(text: &str) -> BTreeMap<String, (bool, bool)> {
+fn parse_dpkg_status(text: &str) -> BTreeMap<String, (bool, bool)> {
     let mut out = BTreeMap::new();
     for para in text.split("\n\n") {
         let mut name = None;
@@ -173,7 +173,7 @@ pub fn parse_dpkg_status(text: &str) -> BTreeMap<String, (bool, bool)> {
 }
 
 /// Orders kernel releases by their numeric parts (`6.12.47+rpt` > `6.12.9`).
-pub fn release_key(r: &str) -> Vec<u64> {
+fn release_key(r: &str) -> Vec<u64> {
     r.split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
         .filter_map(|s| s.parse().ok())

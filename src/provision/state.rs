@@ -211,7 +211,7 @@ impl State {
     }
 
     /// The `File` record for a path.
-    pub fn file_record(&self, path: &str) -> Option<&Record> {
+    fn file_record(&self, path: &str) -> Option<&Record> {
         self.records
             .iter()
             .rev()

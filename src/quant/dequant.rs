@@ -249,7 +249,7 @@ pub fn block_q6_k(b: &BlockQ6K, out: &mut [f32; QK_K]) {
 }
 
 /// Dequantizes one Q8_K block.
-pub fn block_q8_k(b: &BlockQ8K, out: &mut [f32; QK_K]) {
+fn block_q8_k(b: &BlockQ8K, out: &mut [f32; QK_K]) {
     let d = b.d();
     for (o, &q) in out.iter_mut().zip(&b.qs) {
         *o = d * f32::from(q);

@@ -21,8 +21,8 @@ pub struct Limits {
 }
 
 /// At most this many stop strings (OpenAI allows 4), each at most this many bytes.
-pub const MAX_STOPS: usize = 4;
-pub const MAX_STOP_BYTES: usize = 256;
+const MAX_STOPS: usize = 4;
+const MAX_STOP_BYTES: usize = 256;
 
 /// What is to be completed.
 #[derive(Debug, Clone, PartialEq)]

@@ -189,7 +189,7 @@ impl Conversation {
     /// Reads what [`Conversation::to_json`] wrote. `path` only names the source in errors. A
     /// leading `system` message is taken as the system prompt (the form OpenAI-style tools save);
     /// other roles must be `user` or `assistant`.
-    pub fn from_json(text: &str, path: &Path) -> Result<Conversation, ConversationError> {
+    fn from_json(text: &str, path: &Path) -> Result<Conversation, ConversationError> {
         let bad = |reason: String| ConversationError::Format {
             path: path.to_path_buf(),
             reason,

@@ -122,7 +122,7 @@ impl SharedModel {
     /// Touches every page of the weights once, reporting the bytes done after each 16 MiB: on a
     /// Pi reading from an SD card or USB disk this is where the loading time goes, and it is
     /// better spent under a progress bar than hidden inside the first token.
-    pub fn warm_up(&self, progress: &Reporter) {
+    fn warm_up(&self, progress: &Reporter) {
         let bytes = self.model.file.bytes();
         let name = self.path.file_name().unwrap_or_default().to_string_lossy();
         let mut task = progress.task(&format!("loading {name}"), Some(bytes.len() as u64));
@@ -139,7 +139,7 @@ impl SharedModel {
 
 /// Refuses a tokenizer whose token list is not as long as the embedding (probe G9: ids past the
 /// token list were generated silently; ids past the embedding would index beyond it).
-pub fn check_vocab(path: &Path, model: &Model, tokenizer: &Tokenizer) -> Result<(), SessionError> {
+fn check_vocab(path: &Path, model: &Model, tokenizer: &Tokenizer) -> Result<(), SessionError> {
     if tokenizer.n_vocab() != model.config.n_vocab {
         return Err(SessionError::VocabMismatch {
             path: path.to_path_buf(),

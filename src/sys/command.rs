@@ -26,12 +26,6 @@ pub enum CommandError {
         status: String,
         log: PathBuf,
     },
-    #[error("`{cmd}` failed ({status}): {output}")]
-    FailedCaptured {
-        cmd: String,
-        status: String,
-        output: String,
-    },
     #[error("cannot write log {}: {source}", path.display())]
     Log {
         path: PathBuf,
@@ -199,27 +193,6 @@ impl Cmd {
         }
         Ok(())
     }
-
-    /// Runs a short command and returns its stdout; its stderr goes into the error on failure.
-    pub fn run_capture(&self) -> Result<String, CommandError> {
-        let out = self
-            .expression(None)
-            .stdout_capture()
-            .stderr_capture()
-            .run()
-            .map_err(|source| CommandError::Spawn {
-                cmd: self.display(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(CommandError::FailedCaptured {
-                cmd: self.display(),
-                status: out.status.to_string(),
-                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
 }
 
 /// `depmod -b DIR RELEASE`: rebuilds the module index of `release` in the system tree at
@@ -327,7 +300,9 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("fail.log") && msg.contains('3'), "{msg}");
         assert!(fs::read_to_string(&log).unwrap().contains("to-stderr"));
-        let err = Cmd::new("/nonexistent/prog").run_capture().unwrap_err();
+        let err = Cmd::new("/nonexistent/prog")
+            .run_logged(&log, &mut |_| {})
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/prog"), "{err}");
         assert_eq!(Cmd::new("echo").arg("a b").display(), "echo 'a b'");
     }

@@ -169,7 +169,7 @@ impl Downloader {
     }
 
     /// Where `file` lives in the cache.
-    pub fn cached_path(&self, file: &str) -> PathBuf {
+    fn cached_path(&self, file: &str) -> PathBuf {
         self.cache.join(file)
     }
 

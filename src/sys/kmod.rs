@@ -147,7 +147,7 @@ pub fn loaded_modules(root: &Root) -> Result<Option<Vec<LoadedModule>>, KmodErro
 }
 
 /// `nvidia 8437760 … ` lines: name size refcount used-by state address.
-pub fn parse_proc_modules(text: &str) -> Vec<LoadedModule> {
+fn parse_proc_modules(text: &str) -> Vec<LoadedModule> {
     text.lines()
         .filter_map(|line| {
             let mut w = line.split_whitespace();

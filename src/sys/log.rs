@@ -66,7 +66,7 @@ pub fn set_file(file: std::fs::File) -> bool {
 }
 
 /// `2026-12-04T22:30:01.123Z`, from the system clock (no time-zone database needed).
-pub fn utc_now() -> String {
+fn utc_now() -> String {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::Root;
 
 /// NVIDIA's PCI vendor id.
-pub const VENDOR_NVIDIA: u16 = 0x10de;
+const VENDOR_NVIDIA: u16 = 0x10de;
 
 /// `IORESOURCE_IO` / `IORESOURCE_MEM` / `IORESOURCE_PREFETCH` / `IORESOURCE_MEM_64` /
 /// `IORESOURCE_UNSET` from the kernel's `include/linux/ioport.h` (the flags column of sysfs `resource`).
@@ -73,7 +73,7 @@ impl Bar {
     pub fn is_mem(&self) -> bool {
         self.flags & IORESOURCE_MEM != 0
     }
-    pub fn is_io(&self) -> bool {
+    fn is_io(&self) -> bool {
         self.flags & IORESOURCE_IO != 0
     }
     pub fn is_prefetchable(&self) -> bool {
@@ -364,7 +364,7 @@ fn parse_hex(s: &str) -> Option<u64> {
 }
 
 /// "8.0 GT/s PCIe" → 8.0; "Unknown" or garbage → None.
-pub fn parse_speed(s: &str) -> Option<f64> {
+fn parse_speed(s: &str) -> Option<f64> {
     let v: f64 = s.split_whitespace().next()?.parse().ok()?;
     (v > 0.0).then_some(v)
 }

@@ -97,7 +97,7 @@ impl LineEditor {
 
 /// `$XDG_STATE_HOME/pigpu/chat_history`, else `~/.local/state/pigpu/chat_history` (None when
 /// neither is set: no history is kept).
-pub fn history_path(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+fn history_path(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     let base = set("XDG_STATE_HOME")
         .filter(|p| p.is_absolute())

@@ -31,7 +31,7 @@ impl Rng {
         (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     }
     /// Fills `out` with random bytes.
-    pub fn fill_bytes(&mut self, out: &mut [u8]) {
+    fn fill_bytes(&mut self, out: &mut [u8]) {
         let mut chunks = out.chunks_exact_mut(8);
         for c in &mut chunks {
             c.copy_from_slice(&self.next_u64().to_le_bytes());

@@ -38,7 +38,7 @@ use crate::gguf::{Layout, TensorEntry, Value};
 
 /// Bumped whenever the bytes written for a given shape, mix and seed change, so cached files
 /// from an older pigpu are not reused.
-pub const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 1;
 
 /// Why a shape could not be named or written.
 #[derive(Debug, thiserror::Error)]

@@ -95,7 +95,7 @@ impl Tokenizer {
     }
 
     /// [`Tokenizer::decode`] as bytes, with the choice of rendering special tokens.
-    pub fn decode_bytes(&self, ids: &[u32], special: bool) -> Vec<u8> {
+    fn decode_bytes(&self, ids: &[u32], special: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut strip_space = self.vocab.add_space_prefix;
         for &id in ids {

@@ -4,11 +4,11 @@
 //! throw the copy away; that is what keeps masking a whole vocabulary cheap.
 
 /// Containers nest at most this deep (one bit of the stack each); deeper is refused.
-pub const MAX_DEPTH: u8 = 128;
+const MAX_DEPTH: u8 = 128;
 
 /// At most this many whitespace bytes in a row are accepted: without a bound a model can emit
 /// newlines for ever while staying "valid" (llama.cpp's JSON grammar bounds it too).
-pub const MAX_WS_RUN: u8 = 24;
+const MAX_WS_RUN: u8 = 24;
 
 /// What the top-level value may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
