@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::hub;
+use crate::sys::clock::utc;
 
 /// Arguments of `pigpu list`.
 #[derive(Debug, clap::Args)]
@@ -29,28 +30,6 @@ pub struct Args {
 fn unix(t: Option<SystemTime>) -> Option<u64> {
     t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (days to a civil date: the proleptic Gregorian
-/// calendar's 400-year cycle, counted from 0000-03-01 so that leap days fall at a cycle's end).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 /// "5 minutes ago" style, for the table.
@@ -159,10 +138,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_ages() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_796_425_200), "2026-12-04T23:00:00Z");
+    fn ages() {
         assert_eq!(ago(Some(100), 100), "just now");
         assert_eq!(ago(Some(0), 120), "2 minutes ago");
         assert_eq!(ago(Some(0), 3_600), "1 hour ago");

@@ -2,6 +2,7 @@
 //! prompts) behind small types and traits, with real implementations and test ones, so that
 //! doctor and setup can be tested against fake systems.
 
+pub mod clock;
 pub mod kmod;
 pub mod log;
 pub mod out;
