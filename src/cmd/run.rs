@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::model_args;
 pub use super::run_shared::Args;
-use super::run_shared::{print_timings, take_profile, JsonOut, OutputFormat, RunStats};
+use super::run_shared::{print_timings, take_profile, JsonOut, OutputFormat};
 use super::Outcome;
 use crate::engine::SamplingParams;
 use crate::model::sampler::Rng;
@@ -172,19 +172,10 @@ fn completion(
     let profile = take_profile(s.engine.as_mut());
     if a.json {
         let j = JsonOut {
-            prompt_tokens: ids.len(),
-            prompt_ids: &ids,
-            tokens: &g.tokens,
-            text,
-            stop: g.stop,
             stop_string: stops.matched().map(str::to_string),
-            timings: t,
-            engine: s.engine.describe(),
-            stats: RunStats::of(s.engine.as_ref()),
-            profile,
+            ..JsonOut::new(ids.len(), &ids, &g, text, t, s.engine.as_ref(), profile)
         };
-        serde_json::to_writer(&mut out, &j)?;
-        writeln!(out)?;
+        j.write_line(&mut out)?;
     } else {
         write!(out, "{rest}")?;
         writeln!(out)?;

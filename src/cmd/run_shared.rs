@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::model_args::{EngineArgs, SamplingArgs};
 use crate::engine::{self, Engine, StatsPerToken};
+use crate::session::generate::Generation;
 use crate::session::{StopReason, Timings};
 
 /// Arguments of `pigpu run`.
@@ -116,6 +117,41 @@ pub struct JsonOut<'a> {
     /// `--profile`: GPU time per op kind (prompt and decode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<engine::vulkan::Profile>,
+}
+
+impl<'a> JsonOut<'a> {
+    /// The record for one completion or chat turn. `prompt_tokens` counts the whole prompt,
+    /// `prompt_ids` are the ids fed for it (in chat only the new part); the engine's description
+    /// and counters are read now. `stop_string` starts empty: run sets it when a `--stop` hit.
+    pub fn new(
+        prompt_tokens: usize,
+        prompt_ids: &'a [u32],
+        g: &'a Generation,
+        text: String,
+        timings: Timings,
+        engine: &dyn Engine,
+        profile: Option<engine::vulkan::Profile>,
+    ) -> JsonOut<'a> {
+        JsonOut {
+            prompt_tokens,
+            prompt_ids,
+            tokens: &g.tokens,
+            text,
+            stop: g.stop,
+            stop_string: None,
+            timings,
+            engine: engine.describe(),
+            stats: RunStats::of(engine),
+            profile,
+        }
+    }
+
+    /// Writes the record as one line of JSON.
+    pub fn write_line(&self, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *out, self)?;
+        writeln!(out)?;
+        Ok(())
+    }
 }
 
 /// The engine's counters since they were last reset, per token, with the token count.

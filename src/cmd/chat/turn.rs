@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
-use crate::cmd::run_shared::{print_timings, take_profile, Args, JsonOut, RunStats};
+use crate::cmd::run_shared::{print_timings, take_profile, Args, JsonOut};
 use crate::engine::SamplingParams;
 use crate::model::chat::{ChatTemplate, Message};
 use crate::model::sampler::Rng;
@@ -170,21 +170,18 @@ impl Chat {
         let t = g.timings(s.load_time, new.len());
         let profile = take_profile(s.engine.as_mut());
         if a.json {
-            let j = JsonOut {
-                prompt_tokens: ids.len(),
-                prompt_ids: &new,
-                tokens: &g.tokens,
-                text: reply,
-                stop: g.stop,
-                stop_string: None,
-                timings: t.clone(),
-                engine: s.engine.describe(),
-                // In chat the turn's prompt is included (the engine's counters since the turn began).
-                stats: RunStats::of(s.engine.as_ref()),
+            // In chat the stats include the turn's prompt (the engine's counters since the turn
+            // began).
+            let j = JsonOut::new(
+                ids.len(),
+                &new,
+                &g,
+                reply,
+                t.clone(),
+                s.engine.as_ref(),
                 profile,
-            };
-            serde_json::to_writer(&mut out, &j)?;
-            writeln!(out)?;
+            );
+            j.write_line(&mut out)?;
         } else {
             writeln!(out, "{rest}")?;
             drop(out);
