@@ -15,6 +15,7 @@ mod doctor_platform;
 mod fake_root;
 mod fuzz;
 mod gguf;
+mod http;
 mod hub;
 mod imports;
 mod inspect;

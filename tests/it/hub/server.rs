@@ -5,14 +5,14 @@
 //! can be told to answer a path with a status code, and can cut one download half-way.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+
+use crate::http::{self, reply, Cut, Request};
 
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -75,16 +75,9 @@ pub struct HubServer {
 
 impl HubServer {
     pub fn start() -> HubServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Shared::default());
-        let (s, b) = (shared.clone(), base.clone());
-        thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (s, b) = (s.clone(), b.clone());
-                thread::spawn(move || handle(conn, &s, &b));
-            }
-        });
+        let s = shared.clone();
+        let base = http::start(move |conn, req, base| handle(conn, &req, &s, base));
         HubServer { base, shared }
     }
 
@@ -117,19 +110,6 @@ impl HubServer {
     }
 }
 
-fn reply(conn: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(body);
-}
-
 fn listing(files: &[HubFile]) -> Vec<u8> {
     let siblings: Vec<serde_json::Value> = files
         .iter()
@@ -149,36 +129,15 @@ fn listing(files: &[HubFile]) -> Vec<u8> {
     .unwrap()
 }
 
-fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    let mut parts = request.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("/").to_string();
-    let (mut auth, mut range) = (None, None);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("range") {
-                range = Some(v.trim().to_string());
-            } else if k.eq_ignore_ascii_case("authorization") {
-                auth = Some(v.trim().to_string());
-            }
-        }
-    }
+fn handle(conn: &mut TcpStream, req: &Request, s: &Shared, base: &str) {
+    let range = req.header("range");
     s.seen.lock().unwrap().push(Seen {
-        method: method.clone(),
-        path: target.clone(),
-        auth,
+        method: req.method.clone(),
+        path: req.target.clone(),
+        auth: req.header("authorization"),
         range: range.clone(),
     });
-    let path = target.split('?').next().unwrap_or("").to_string();
+    let path = req.path();
     let forced = s
         .forced
         .lock()
@@ -195,7 +154,7 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
             _ => "500 Internal Server Error",
         };
         reply(
-            &mut conn,
+            conn,
             text,
             &[("Retry-After", "7".into())],
             b"{\"error\":\"no\"}",
@@ -213,16 +172,16 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
     let repos = s.repos.lock().unwrap().clone();
     if let Some(rest) = path.strip_prefix("/api/models/") {
         let Some(id) = rest.strip_suffix("/revision/main") else {
-            return not_found(&mut conn);
+            return not_found(conn);
         };
         match repos.get(id) {
             Some(files) => reply(
-                &mut conn,
+                conn,
                 "200 OK",
                 &[("Content-Type", "application/json".into())],
                 &listing(files),
             ),
-            None => not_found(&mut conn),
+            None => not_found(conn),
         }
         return;
     }
@@ -233,9 +192,9 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
             .get(id)
             .and_then(|fs| fs.iter().find(|f| f.sha256 == sha));
         let Some(f) = found.cloned() else {
-            return not_found(&mut conn);
+            return not_found(conn);
         };
-        return cdn(&mut conn, s, sha, &f.bytes, range.as_deref());
+        return cdn(conn, s, sha, &f.bytes, range.as_deref());
     }
     // /ORG/NAME/resolve/COMMIT/FILE
     let segs: Vec<&str> = path.trim_start_matches('/').splitn(5, '/').collect();
@@ -245,7 +204,7 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
             .get(&id)
             .and_then(|fs| fs.iter().find(|f| f.path == segs[4]).cloned());
         let Some(f) = file.filter(|_| segs[3] == COMMIT || segs[3] == "main") else {
-            return not_found(&mut conn);
+            return not_found(conn);
         };
         let headers = [
             (
@@ -260,51 +219,20 @@ fn handle(mut conn: TcpStream, s: &Shared, base: &str) {
             ("X-Linked-Size", f.bytes.len().to_string()),
             ("ETag", "\"0a1b2c3d\"".to_string()),
         ];
-        return reply(&mut conn, "302 Found", &headers, b"");
+        return reply(conn, "302 Found", &headers, b"");
     }
-    not_found(&mut conn)
+    not_found(conn)
 }
 
 fn cdn(conn: &mut TcpStream, s: &Shared, sha: &str, body: &[u8], range: Option<&str>) {
-    let start: usize = range
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-        .min(body.len());
-    let part = &body[start..];
-    let head = if range.is_some() {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-            part.len(),
-            body.len() - 1,
-            body.len()
-        )
-    } else {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            part.len()
-        )
-    };
-    let _ = conn.write_all(head.as_bytes());
     let cut = {
         let mut c = s.cut.lock().unwrap();
-        if c.as_deref() == Some(sha) {
-            *c = None;
-            true
-        } else {
-            false
-        }
+        c.as_deref() == Some(sha) && c.take().is_some()
     };
-    if cut {
-        let _ = conn.write_all(&part[..part.len() / 2]);
-        let _ = conn.flush();
-        thread::sleep(Duration::from_millis(300));
-        s.cut_reached.store(true, Ordering::SeqCst);
-        // Hold the half-done download open while the test looks at the cache, then drop it.
-        thread::sleep(Duration::from_millis(1500));
-        let _ = conn.shutdown(std::net::Shutdown::Both);
-        return;
-    }
-    let _ = conn.write_all(part);
+    // Hold the half-done download open while the test looks at the cache, then drop it.
+    let cut = cut.then_some(Cut {
+        reached: &s.cut_reached,
+        hold: Duration::from_millis(1500),
+    });
+    http::send_file(conn, body, range, cut);
 }

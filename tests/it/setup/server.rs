@@ -3,12 +3,12 @@
 //! through one file (to interrupt a download the way a dropped connection does).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
+
+use crate::http::{self, Cut, Request};
 
 /// One request seen: path and the Range header, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,16 +33,9 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let s = s.clone();
-                thread::spawn(move || handle(conn, &s));
-            }
-        });
+        let base = http::start(move |conn, req, _| handle(conn, &req, &s));
         Server { base, shared }
     }
 
@@ -68,66 +61,20 @@ impl Server {
     }
 }
 
-fn handle(mut conn: TcpStream, s: &Shared) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut request = String::new();
-    if reader.read_line(&mut request).is_err() {
-        return;
-    }
-    let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("range") {
-                range = Some(v.trim().to_string());
-            }
-        }
-    }
+fn handle(conn: &mut TcpStream, req: &Request, s: &Shared) {
+    let range = req.header("range");
     s.seen.lock().unwrap().push(Seen {
-        path: path.clone(),
+        path: req.target.clone(),
         range: range.clone(),
     });
-    let Some(body) = s.files.lock().unwrap().get(&path).cloned() else {
-        let _ = conn
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return;
+    let Some(body) = s.files.lock().unwrap().get(&req.target).cloned() else {
+        return http::reply(conn, "404 Not Found", &[], b"");
     };
-    let start: usize = range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.strip_suffix('-'))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let part = &body[start.min(body.len())..];
-    let head = if range.is_some() {
-        format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {}-{}/{}\r\nConnection: close\r\n\r\n",
-            part.len(),
-            start,
-            body.len() - 1,
-            body.len()
-        )
-    } else {
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            part.len()
-        )
-    };
-    let _ = conn.write_all(head.as_bytes());
-    let stall = s.stall.lock().unwrap().as_deref() == Some(path.as_str());
-    if stall {
-        let half = part.len() / 2;
-        let _ = conn.write_all(&part[..half]);
-        let _ = conn.flush();
-        // Give the client time to write what it got, then report the stall and hold on.
-        thread::sleep(Duration::from_millis(300));
-        s.stalled.store(true, Ordering::SeqCst);
-        thread::sleep(Duration::from_secs(30));
-        return;
-    }
-    let _ = conn.write_all(part);
+    // A stalled download holds on long enough for the test to kill the client first.
+    let stall = s.stall.lock().unwrap().as_deref() == Some(req.target.as_str());
+    let cut = stall.then_some(Cut {
+        reached: &s.stalled,
+        hold: Duration::from_secs(30),
+    });
+    http::send_file(conn, &body, range.as_deref(), cut);
 }
