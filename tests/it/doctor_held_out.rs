@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::fake_root::{doctor, findings, has, problems};
+use crate::fake_root::check_real_log;
 use crate::util::root as project_root;
 
 fn held_out() -> PathBuf {
@@ -56,27 +56,7 @@ fn held_out_real_logs_give_the_recorded_cause() {
     );
     assert!(rows.len() >= 10, "only {} held-out logs", rows.len());
     for (name, want) in &rows {
-        let path = held_out().join(name);
-        let text = fs::read_to_string(&path).unwrap();
-        assert!(
-            text.starts_with("# source: https://"),
-            "{name}: line 1 must name its source"
-        );
-        let (code, json, stdout, _) = doctor(&["--json", "--log", path.to_str().unwrap()], None);
-        let f = findings(&json);
-        for (id, status) in want {
-            assert!(
-                has(&f, id, status),
-                "{name}: expected {id}={status}, got {f:?}\n{stdout}"
-            );
-        }
-        for (id, status) in problems(&f) {
-            assert!(
-                want.iter().any(|(i, s)| *i == id && *s == status),
-                "{name}: {id}={status} is not the recorded cause\n{stdout}"
-            );
-        }
-        let failing = f.iter().any(|(_, s)| s == "fail");
-        assert_eq!(code, i32::from(failing), "{name}: exit code");
+        let want: Vec<(&str, &str)> = want.iter().map(|(i, s)| (i.as_str(), s.as_str())).collect();
+        check_real_log(&held_out().join(name), &want);
     }
 }

@@ -6,7 +6,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -89,6 +89,39 @@ pub(crate) fn problems(f: &[(String, String)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The exit code doctor gives for `f`: 1 when a check failed, else 0.
+pub(crate) fn exit_code(f: &[(String, String)]) -> i32 {
+    i32::from(f.iter().any(|(_, s)| s == "fail"))
+}
+
+/// Runs `doctor --json --log` on the real log at `path` and checks that its first line names
+/// its source, that it gives each (id, status) of `want` and no warning or failure beyond them,
+/// and the exit code; returns the findings.
+pub(crate) fn check_real_log(path: &Path, want: &[(&str, &str)]) -> Vec<(String, String)> {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let text = fs::read_to_string(path).unwrap();
+    assert!(
+        text.starts_with("# source: https://"),
+        "{name}: line 1 must name its source"
+    );
+    let (code, json, stdout, _) = doctor(&["--json", "--log", path.to_str().unwrap()], None);
+    let f = findings(&json);
+    for (id, status) in want {
+        assert!(
+            has(&f, id, status),
+            "{name}: expected {id}={status}, got {f:?}\n{stdout}"
+        );
+    }
+    for (id, status) in problems(&f) {
+        assert!(
+            want.iter().any(|(i, s)| *i == id && *s == status),
+            "{name}: unexpected {id}={status} (not the recorded cause)\n{stdout}"
+        );
+    }
+    assert_eq!(code, exit_code(&f), "{name}: exit code");
+    f
+}
+
 pub(crate) const GPU: &str =
     "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0";
 pub(crate) const PORT: &str = "sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0";
@@ -152,13 +185,19 @@ impl Fake {
         (code, findings(&json), stdout)
     }
 
+    /// The device tree's board: `model` and `compatible` (NUL-separated), each NUL-terminated
+    /// as the firmware writes them.
+    pub(crate) fn board(&self, model: &str, compatible: &str) {
+        self.write("proc/device-tree/model", format!("{model}\0"));
+        self.write("proc/device-tree/compatible", format!("{compatible}\0"));
+    }
+
     /// The files that make a root a Raspberry Pi 5 on kernel `rel` with `page` (4K or 16K)
     /// pages: device-tree model and compatible, the running release and its build config.
     pub(crate) fn pi5(&self, rel: &str, page: &str) {
-        self.write("proc/device-tree/model", "Raspberry Pi 5 Model B Rev 1.0\0");
-        self.write(
-            "proc/device-tree/compatible",
-            "raspberrypi,5-model-b\0brcm,bcm2712\0",
+        self.board(
+            "Raspberry Pi 5 Model B Rev 1.0",
+            "raspberrypi,5-model-b\0brcm,bcm2712",
         );
         self.write("proc/sys/kernel/osrelease", format!("{rel}\n"));
         self.write(
