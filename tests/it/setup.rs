@@ -71,6 +71,17 @@ struct RootOpts {
     only_16k: bool,
 }
 
+/// A root with NVIDIA GPU `gpu` on the bus and nothing else out of the ordinary.
+fn gpu_root(dir: &Path, gpu: u16) -> (PathBuf, String) {
+    make_root(
+        dir,
+        &RootOpts {
+            gpu: Some(gpu),
+            ..Default::default()
+        },
+    )
+}
+
 const PI_OS_CONFIG: &str = "config/pios-bookworm.txt";
 
 fn make_root(dir: &Path, o: &RootOpts) -> (PathBuf, String) {
@@ -219,6 +230,28 @@ fn setup(
     run_with(w.args, host, &mut Prompts::Defaults)
 }
 
+/// Where setup installs the fixture's `nvidia.ko` for kernel `rel`.
+fn nvidia_ko(root: &Path, rel: &str) -> PathBuf {
+    root.join("lib/modules")
+        .join(rel)
+        .join("kernel/drivers/video/nvidia.ko")
+}
+
+/// The directories setup made in a root that had none of them are gone after `--undo`.
+fn assert_setup_dirs_gone(root: &Path) {
+    for d in [
+        "etc/udev",
+        "etc/modules-load.d",
+        "etc/modprobe.d",
+        "etc/apt",
+    ] {
+        assert!(
+            !root.join(d).exists(),
+            "{d} was made by setup and is left after --undo"
+        );
+    }
+}
+
 fn chain(e: &anyhow::Error) -> String {
     e.chain()
         .map(|c| c.to_string())
@@ -344,13 +377,7 @@ fn contains_bytes(hay: &[u8], needle: &str) -> bool {
 #[test]
 fn image_first_run_does_everything_second_nothing_undo_restores() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2204);
     // The Pi's kernel package, which setup holds.
     let dpkg = root.join("var/lib/dpkg/status");
     let mut status = fs::read_to_string(&dpkg).unwrap();
@@ -510,17 +537,7 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
             .map(|n| n.to_string())
             .collect()
     );
-    for d in [
-        "etc/udev",
-        "etc/modules-load.d",
-        "etc/modprobe.d",
-        "etc/apt",
-    ] {
-        assert!(
-            !root.join(d).exists(),
-            "{d} was made by setup and is left after --undo"
-        );
-    }
+    assert_setup_dirs_gone(&root);
     assert!(!root.join("lib/firmware/nvidia/1.0.0").exists());
     assert!(!root.join("usr/src/nvidia-1.0.0").exists());
     assert!(!root.join("etc/modprobe.d/pigpu-nvidia.conf").exists());
@@ -547,13 +564,7 @@ fn image_first_run_does_everything_second_nothing_undo_restores() {
 #[test]
 fn wrong_digest_or_tree_refuses_and_changes_nothing() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2204);
     let s = serve(t.path());
     let config = root.join("boot/firmware/config.txt");
     let original = fs::read(&config).unwrap();
@@ -599,13 +610,7 @@ fn wrong_digest_or_tree_refuses_and_changes_nothing() {
 #[test]
 fn download_killed_half_way_resumes() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2684),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2684);
     let s = serve(t.path());
     let m = manifest(t.path(), &s.base, |x| x);
     s.stall_on(Some("/fake-installer.run"));
@@ -662,23 +667,13 @@ fn download_killed_half_way_resumes() {
     assert!(root
         .join("lib/firmware/nvidia/1.0.0/gsp_tu10x.bin")
         .is_file());
-    assert!(root
-        .join("lib/modules")
-        .join(&rel)
-        .join("kernel/drivers/video/nvidia.ko")
-        .is_file());
+    assert!(nvidia_ko(&root, &rel).is_file());
 }
 
 #[test]
 fn failing_build_rolls_back_and_names_the_first_error() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2204);
     let s = serve(t.path());
     let with_bad_patch = |x: String| {
         x.replace("result_tree = \"91a5c096b47a8f3cc04f41cb36bf1edad3fc7b18\"\n", "")
@@ -882,13 +877,7 @@ fn plans_for_16k_no_gpu_and_pre_turing_roots() {
     assert!(!ids(&p).contains(&"load-modules"));
 
     let old = TempDir::new().unwrap();
-    let (root, _) = make_root(
-        old.path(),
-        &RootOpts {
-            gpu: Some(0x1b80),
-            ..Default::default()
-        },
-    );
+    let (root, _) = gpu_root(old.path(), 0x1b80);
     let e = plan_for(&root, &m).unwrap_err().to_string();
     assert!(
         e.contains("10de:1b80 at 0001:01:00.0") && e.contains("older than Turing"),
@@ -909,13 +898,7 @@ fn plans_for_16k_no_gpu_and_pre_turing_roots() {
 #[test]
 fn dry_run_json_through_the_binary() {
     let t = TempDir::new().unwrap();
-    let (root, _) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, _) = gpu_root(t.path(), 0x2204);
     let m = manifest(t.path(), "http://127.0.0.1:9", |x| x);
     let out = util::pigpu()
         .args(["setup", "--dry-run", "--json", "--root"])
@@ -957,13 +940,7 @@ fn dry_run_json_through_the_binary() {
 #[test]
 fn choices_are_asked_on_a_terminal_and_no_changes_nothing() {
     let t = TempDir::new().unwrap();
-    let (root, _) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, _) = gpu_root(t.path(), 0x2204);
     let m = manifest(t.path(), "http://127.0.0.1:9", |x| x);
     let config = fs::read(root.join("boot/firmware/config.txt")).unwrap();
     let argv = [

@@ -39,13 +39,7 @@ fn driver_modules(root: &Path) -> (String, String) {
 #[test]
 fn opt_outs_stick_and_undo_keeps_an_index_that_was_there_before() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2204);
     // A kernel package to hold (so the hold would be planned if the opt-out were forgotten),
     // and a module index from before pigpu, as every real system has.
     let status = root.join("var/lib/dpkg/status");
@@ -104,17 +98,7 @@ fn opt_outs_stick_and_undo_keeps_an_index_that_was_there_before() {
     );
     assert_eq!(entries(&kdir), index_before);
     assert_eq!(fs::read(kdir.join("modules.dep")).unwrap(), dep_before);
-    for d in [
-        "etc/udev",
-        "etc/modules-load.d",
-        "etc/modprobe.d",
-        "etc/apt",
-    ] {
-        assert!(
-            !root.join(d).exists(),
-            "{d} was made by setup and is left after --undo"
-        );
-    }
+    assert_setup_dirs_gone(&root);
 }
 
 #[test]

@@ -20,13 +20,7 @@ fn state_json(p: &Path) -> serde_json::Value {
 /// A fake root where the binary with `--persist none` needs no apt, DKMS or userspace step
 /// (so it runs with the real host and no chroot), as the probe's `mkroot.sh` makes it.
 fn binary_ready_root(dir: &Path) -> (PathBuf, String) {
-    let (root, rel) = make_root(
-        dir,
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(dir, 0x2204);
     for f in [
         "lib/firmware/nvidia/1.0.0/gsp_ga10x.bin",
         "lib/firmware/nvidia/1.0.0/gsp_tu10x.bin",
@@ -123,13 +117,7 @@ fn tampered_tarball(dir: &Path) -> Vec<u8> {
 #[test]
 fn links_out_of_the_root_latin1_config_bad_modes_and_a_damaged_state() {
     let t = TempDir::new().unwrap();
-    let (root, rel) = make_root(
-        t.path(),
-        &RootOpts {
-            gpu: Some(0x2204),
-            ..Default::default()
-        },
-    );
+    let (root, rel) = gpu_root(t.path(), 0x2204);
     let s = serve(t.path());
     s.add(
         "/archive/fixture-modules-1.0.0.tar.gz",
@@ -414,11 +402,7 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     assert_eq!(status.code(), Some(0), "{status}");
     let st = state_json(&root.join("var/lib/pigpu/state.json"));
     assert_eq!(st["in_progress"].as_array().unwrap().len(), 0, "{st}");
-    assert!(root
-        .join("lib/modules")
-        .join(&rel)
-        .join("kernel/drivers/video/nvidia.ko")
-        .is_file());
+    assert!(nvidia_ko(&root, &rel).is_file());
 }
 
 #[test]
@@ -437,14 +421,7 @@ fn refusals_before_any_build_change_nothing_and_name_the_cause() {
     let fresh = |name: &str| {
         let d = t.path().join(name);
         fs::create_dir_all(&d).unwrap();
-        make_root(
-            &d,
-            &RootOpts {
-                gpu: Some(0x2204),
-                ..Default::default()
-            },
-        )
-        .0
+        gpu_root(&d, 0x2204).0
     };
     let untouched = |root: &Path| {
         assert!(!root.join("var/lib/pigpu").exists(), "{}", root.display());
