@@ -15,8 +15,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pigpu::engine::cpu::{CpuEngine, CpuOptions};
-use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
 use pigpu::engine::Engine;
 use pigpu::model::sampler::argmax;
 use pigpu::model::shapes::{self, ShapeSpec};
@@ -25,6 +23,7 @@ use pigpu::model::Model;
 use serde_json::Value as J;
 use sha2::Digest;
 
+use crate::engines;
 use crate::util::{root, test_model};
 
 /// How far the Vulkan engine's logits may be from the CPU engine's. The CPU engine quantizes
@@ -120,25 +119,8 @@ fn gap(l: &[f32]) -> f32 {
 fn check(model: Arc<Model>, r: &J, what: &str, vulkan: bool, near_tie: f32) {
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
     let n = r["n_gen"].as_u64().unwrap() as usize;
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 256,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut gpu = vulkan.then(|| {
-        VulkanEngine::new(
-            model.clone(),
-            &VulkanOptions {
-                n_ctx: 256,
-                progress: Default::default(),
-                tuning: crate::vulkan::lavapipe(),
-            },
-        )
-        .expect("vulkan engine on lavapipe")
-    });
+    let mut cpu = engines::cpu(&model, 256);
+    let mut gpu = vulkan.then(|| engines::vulkan(&model, 256));
     for p in r["prompts"].as_array().unwrap() {
         let text = p["prompt"].as_str().unwrap();
         let prompt = ids(&p["prompt_ids"]);
@@ -277,24 +259,9 @@ fn check_shape(name: &str) {
         lr["sha256"], r["sha256"],
         "{name}: both references ran one file"
     );
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 128,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut cpu = engines::cpu(&model, 128);
     let a = check_logits(&mut cpu, &lr, &format!("{name} cpu"), MAX_CPU_DIFF, 0.05);
-    let mut gpu = VulkanEngine::new(
-        model,
-        &VulkanOptions {
-            n_ctx: 128,
-            progress: Default::default(),
-            tuning: crate::vulkan::lavapipe(),
-        },
-    )
-    .expect("vulkan engine on lavapipe");
+    let mut gpu = engines::vulkan(&model, 128);
     let tie = 2.0 * f64::from(MAX_VK_DIFF + MAX_CPU_DIFF);
     let b = check_logits(
         &mut gpu,
@@ -409,24 +376,9 @@ fn gemma3_270m_on_lavapipe_follows_the_cpu_engine() {
     let prompt = ids(&r["prompts"][0]["prompt_ids"]);
     let model = Model::load(&path).unwrap();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 64,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut cpu = engines::cpu(&model, 64);
     let (toks, logits) = greedy(&mut cpu, &tok, &prompt, 6);
-    let mut gpu = VulkanEngine::new(
-        model,
-        &VulkanOptions {
-            n_ctx: 64,
-            progress: Default::default(),
-            tuning: crate::vulkan::lavapipe(),
-        },
-    )
-    .expect("vulkan engine on lavapipe");
+    let mut gpu = engines::vulkan(&model, 64);
     gpu.prefill(&prompt).unwrap();
     let mut worst = 0.0f32;
     let mut same = 0;

@@ -12,6 +12,7 @@ mod cpu_engine;
 mod doctor;
 mod doctor_held_out;
 mod doctor_platform;
+mod engines;
 mod fake_root;
 mod fuzz;
 mod gguf;

@@ -2,17 +2,13 @@
 //! shape run on the CPU engine and benchmarked by name (`bench --shape`), and the same file on
 //! the Vulkan engine on lavapipe (validation layer on) against the CPU engine's exact mode.
 
-use std::sync::Arc;
-
-use pigpu::engine::cpu::kernels::Isa;
-use pigpu::engine::cpu::{CpuEngine, CpuOptions};
-use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions};
 use pigpu::engine::{Engine, SamplingParams};
 use pigpu::model::shapes::{self, ShapeSpec};
 use pigpu::model::tokenizer::Tokenizer;
 use pigpu::model::Model;
 use serde_json::Value as J;
 
+use crate::engines;
 use crate::util;
 
 #[test]
@@ -171,22 +167,8 @@ fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
     let spec: ShapeSpec = "tiny-llama:q4_k_m".parse().unwrap();
     shapes::write(&spec, 2, &path, 0).unwrap();
     let model = Model::load(&path).unwrap();
-    let opts = VulkanOptions {
-        n_ctx: 64,
-        progress: Default::default(),
-        tuning: crate::vulkan::lavapipe(),
-    };
-    let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
-    let mut cpu = CpuEngine::new(
-        Arc::clone(&model),
-        &CpuOptions {
-            n_ctx: 64,
-            kv_f16: true,
-            isa: Some(Isa::Reference),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut gpu = engines::vulkan(&model, 64);
+    let mut cpu = engines::cpu_reference(&model, 64);
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
     let prompt = tok
         .encode("The quick brown fox jumps over", true, true)
@@ -209,16 +191,7 @@ fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
         if a != b {
             // Where they part, the CPU reference mode's logits for this context must show a
             // near tie between the two tokens.
-            let mut referee = CpuEngine::new(
-                Arc::clone(&model),
-                &CpuOptions {
-                    n_ctx: 64,
-                    kv_f16: true,
-                    isa: Some(Isa::Reference),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let mut referee = engines::cpu_reference(&model, 64);
             referee.prefill(&ctx).unwrap();
             let l = referee.logits().unwrap();
             let gap = (l[a as usize] - l[b as usize]).abs();

@@ -15,14 +15,15 @@ mod reference;
 
 use std::sync::Arc;
 
-use pigpu::engine::cpu::kernels::Isa;
-use pigpu::engine::cpu::{CpuEngine, CpuOptions};
 use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
 use pigpu::engine::{Engine, SamplingParams};
 use pigpu::model::tokenizer::Tokenizer;
 use pigpu::model::Model;
 
 use self::reference::Reference;
+use crate::engines::{cpu, cpu_reference, vulkan_tuned};
+// Shared with the other model tests, and named here for the files of this folder.
+pub use crate::engines::{lavapipe, vulkan};
 use crate::util;
 
 /// Five varied prompts (prose, code, a list, a question, chat markup).
@@ -37,40 +38,17 @@ pub const PROMPTS: [&str; 5] = [
 /// Logits this close count as a tie (the CPU issue's rule).
 const TIE: f64 = 0.05;
 
-/// Lavapipe with the validation layer on; the pipeline cache where the environment puts it
-/// (as the commands would: shaders compile once per machine, not once per test).
-pub fn lavapipe() -> Tuning {
-    Tuning {
-        device: Some("llvmpipe".into()),
-        validation: true,
-        ..Tuning::from_lookup(|n| std::env::var(n).ok()).expect("PIGPU_* variables")
-    }
-}
-
-fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
-    let opts = VulkanOptions {
-        n_ctx,
-        progress: Default::default(),
-        tuning: lavapipe(),
-    };
-    VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
-}
-
 /// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
 /// path, forced on lavapipe, with the split decode attention); `None`: the device's default.
 fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
-    let opts = VulkanOptions {
-        n_ctx,
-        progress: Default::default(),
-        tuning: Tuning {
-            matvec: shape,
-            // The GPU path forced: the split decode attention too (64 positions per split,
-            // query heads grouped), which lavapipe does not use by default.
-            attn_chunk: shape.map(|_| 64),
-            ..lavapipe()
-        },
+    let tuning = Tuning {
+        matvec: shape,
+        // The GPU path forced: the split decode attention too (64 positions per split,
+        // query heads grouped), which lavapipe does not use by default.
+        attn_chunk: shape.map(|_| 64),
+        ..lavapipe()
     };
-    let gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
+    let gpu = vulkan_tuned(model, n_ctx, tuning);
     if let Some(want) = shape {
         assert_eq!(gpu.matvec_shape(), want, "the shape asked for");
     }
@@ -115,14 +93,7 @@ fn logits_match_reference(file: &str) {
     let mut gpu = vulkan(&model, 64);
     gpu.prefill(&prompt).unwrap();
     let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 64,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut cpu = cpu(&model, 64);
     cpu.prefill(&prompt).unwrap();
     let (dc, _) = max_diff(&cpu.logits().unwrap(), &reference);
     eprintln!("{file}: max |logit - f64 reference|: vulkan {d:.4} (at {i}), cpu {dc:.4}");
@@ -170,16 +141,7 @@ fn greedy_matches_cpu_reference_with(
         return;
     };
     let model = Model::load(&path).unwrap();
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 256,
-            kv_f16: true,
-            isa: Some(Isa::Reference),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut cpu = cpu_reference(&model, 256);
     let mut gpu = vulkan_with(&model, 256, shape);
     let mut referee: Option<Reference> = None;
     let p = SamplingParams::greedy();
@@ -229,14 +191,7 @@ fn first_token_matches_cpu(file: &str) {
         return;
     };
     let model = Model::load(&path).unwrap();
-    let mut cpu = CpuEngine::new(
-        model.clone(),
-        &CpuOptions {
-            n_ctx: 64,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut cpu = cpu(&model, 64);
     let mut gpu = vulkan(&model, 64);
     let mut referee: Option<Reference> = None;
     let p = SamplingParams::greedy();

@@ -2,12 +2,13 @@
 //! implementations do not use by default) and a batch of more than 64 tokens, so every tile
 //! shape the engine picks for a real model runs; last-token logits against the f64 reference.
 
-use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
+use pigpu::engine::vulkan::Tuning;
 use pigpu::engine::Engine;
 use pigpu::model::Model;
 
 use super::reference::Reference;
 use super::{max_diff, no_validation_errors, tokens, PROMPTS};
+use crate::engines::vulkan_tuned;
 use crate::util;
 
 #[test]
@@ -24,16 +25,12 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
         "prompt of {} tokens",
         prompt.len()
     );
-    let opts = VulkanOptions {
-        n_ctx: 256,
-        progress: Default::default(),
-        tuning: Tuning {
-            prompt_tiled: Some(true),
-            ubatch: Some(70),
-            ..super::lavapipe()
-        },
+    let tuning = Tuning {
+        prompt_tiled: Some(true),
+        ubatch: Some(70),
+        ..super::lavapipe()
     };
-    let mut gpu = VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe");
+    let mut gpu = vulkan_tuned(&model, 256, tuning);
     for part in [&prompt[..110], &prompt[110..]] {
         gpu.prefill(part).unwrap();
     }

@@ -1,0 +1,62 @@
+//! The engines the model tests build, made one way everywhere: the CPU engine with default
+//! options, the CPU engine's reference mode (f16 KV cache, scalar kernels) that referees the
+//! Vulkan engine, and the Vulkan engine on lavapipe with the validation layer on.
+
+use std::sync::Arc;
+
+use pigpu::engine::cpu::kernels::Isa;
+use pigpu::engine::cpu::{CpuEngine, CpuOptions};
+use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
+use pigpu::model::Model;
+
+/// The CPU engine with default options and a context of `n_ctx`.
+pub fn cpu(model: &Arc<Model>, n_ctx: usize) -> CpuEngine {
+    CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// The CPU engine's reference mode: an f16 KV cache like the Vulkan engine's and the scalar
+/// kernels, so the two compute the same thing up to rounding.
+pub fn cpu_reference(model: &Arc<Model>, n_ctx: usize) -> CpuEngine {
+    CpuEngine::new(
+        model.clone(),
+        &CpuOptions {
+            n_ctx,
+            kv_f16: true,
+            isa: Some(Isa::Reference),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Lavapipe with the validation layer on; the pipeline cache where the environment puts it
+/// (as the commands would: shaders compile once per machine, not once per test).
+pub fn lavapipe() -> Tuning {
+    Tuning {
+        device: Some("llvmpipe".into()),
+        validation: true,
+        ..Tuning::from_lookup(|n| std::env::var(n).ok()).expect("PIGPU_* variables")
+    }
+}
+
+/// The Vulkan engine on lavapipe with `tuning` (start from [`lavapipe`]).
+pub fn vulkan_tuned(model: &Arc<Model>, n_ctx: usize, tuning: Tuning) -> VulkanEngine {
+    let opts = VulkanOptions {
+        n_ctx,
+        progress: Default::default(),
+        tuning,
+    };
+    VulkanEngine::new(model.clone(), &opts).expect("vulkan engine on lavapipe")
+}
+
+/// The Vulkan engine on lavapipe with the validation layer on.
+pub fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
+    vulkan_tuned(model, n_ctx, lavapipe())
+}
