@@ -54,16 +54,24 @@ fn markdown_matches_a_real_llama_bench_table() {
     assert!(markdown(&[row("tg128", 1.0, 0.0)]).contains(build));
 }
 
+/// Runs `pigpu bench -m SMOLLM ARGS`, checks that it succeeded (showing its stderr if not) and
+/// returns its stdout; `None` (the test skips) when the model was not fetched.
+fn bench_smollm(args: &[&str]) -> Option<Vec<u8>> {
+    let m = crate::util::test_model(crate::util::SMOLLM)?;
+    let mut all = vec!["bench", "-m", m.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = crate::util::run(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(out.stdout)
+}
+
 #[test]
 fn json_output_on_a_real_model_has_llama_bench_fields() {
-    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
-        return;
-    };
-    let m = m.to_str().unwrap();
-    let out = crate::util::run(&[
-        "bench",
-        "-m",
-        m,
+    let Some(stdout) = bench_smollm(&[
         "-p",
         "16",
         "-n",
@@ -76,13 +84,10 @@ fn json_output_on_a_real_model_has_llama_bench_fields() {
         "cpu",
         "-o",
         "json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    ]) else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_slice(&stdout).expect("valid JSON");
     let rows = v.as_array().unwrap();
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["load", "pp16", "tg4", "e2e4"]);
@@ -209,14 +214,7 @@ fn help_has_examples_and_says_what_ctrl_c_does() {
 fn short_tests_leave_room_for_the_end_to_end_row() {
     // pp4 and tg2 need a context of 5 tokens; the e2e row's real prompt alone is longer, so
     // the context must be sized for it too (this run used to fail with "do not fit").
-    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
-        return;
-    };
-    let m = m.to_str().unwrap();
-    let out = crate::util::run(&[
-        "bench",
-        "-m",
-        m,
+    let Some(stdout) = bench_smollm(&[
         "-p",
         "4",
         "-n",
@@ -229,10 +227,10 @@ fn short_tests_leave_room_for_the_end_to_end_row() {
         "cpu",
         "-o",
         "jsonl",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let tests: Vec<String> = String::from_utf8(out.stdout)
+    ]) else {
+        return;
+    };
+    let tests: Vec<String> = String::from_utf8(stdout)
         .unwrap()
         .lines()
         .map(|l| {
@@ -379,13 +377,7 @@ fn ctrl_c_prints_the_finished_rows_and_exits_130() {
 #[test]
 fn vulkan_rows_on_lavapipe_carry_driver_upload_and_per_token_stats() {
     // lavapipe (Mesa's CPU Vulkan) is slow, so the smallest run that has every row kind.
-    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
-        return;
-    };
-    let out = crate::util::run(&[
-        "bench",
-        "-m",
-        m.to_str().unwrap(),
+    let Some(stdout) = bench_smollm(&[
         "-p",
         "4",
         "-n",
@@ -398,10 +390,10 @@ fn vulkan_rows_on_lavapipe_carry_driver_upload_and_per_token_stats() {
         "llvmpipe",
         "-o",
         "json",
-    ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    ]) else {
+        return;
+    };
+    let v: serde_json::Value = serde_json::from_slice(&stdout).expect("valid JSON");
     let rows = v.as_array().unwrap();
     let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
     assert_eq!(tests, ["load", "upload", "pp4", "tg2", "e2e2"]);
@@ -493,13 +485,7 @@ fn csv_rows_of_every_kind_have_llama_bench_columns() {
 /// the values llama-bench would put there.
 #[test]
 fn csv_output_on_a_real_model_reads_back_with_a_csv_reader() {
-    let Some(m) = crate::util::test_model(crate::util::SMOLLM) else {
-        return;
-    };
-    let out = crate::util::run(&[
-        "bench",
-        "-m",
-        m.to_str().unwrap(),
+    let Some(stdout) = bench_smollm(&[
         "-p",
         "8",
         "-n",
@@ -512,13 +498,10 @@ fn csv_output_on_a_real_model_reads_back_with_a_csv_reader() {
         "cpu",
         "-o",
         "csv",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (header, rows) = read_csv(&String::from_utf8(out.stdout).unwrap());
+    ]) else {
+        return;
+    };
+    let (header, rows) = read_csv(&String::from_utf8(stdout).unwrap());
     assert_eq!(
         header[..pigpu::bench::report::LLAMA_BENCH_CSV_COLUMNS.len()],
         pigpu::bench::report::LLAMA_BENCH_CSV_COLUMNS

@@ -2,10 +2,7 @@
 //! should, seeds reproduce, chat works from stdin, and every kind of bad input is a clear error
 //! with exit code 2 and no panic.
 
-use std::io::Write;
-use std::process::Stdio;
-
-use crate::util::{pigpu, run, test_model, SMOLLM};
+use crate::util::{run, run_with_stdin, test_model, SMOLLM};
 use pigpu::gguf::{GgufWriter, Value};
 use pigpu::quant::GgmlType;
 
@@ -106,8 +103,8 @@ fn same_seed_same_text_when_sampling() {
 #[test]
 fn chat_reads_turns_from_stdin_and_stops_at_end_of_turn() {
     let Some(m) = test_model(SMOLLM) else { return };
-    let mut child = pigpu()
-        .args([
+    let o = run_with_stdin(
+        &[
             "run",
             m.to_str().unwrap(),
             "--chat",
@@ -118,19 +115,9 @@ fn chat_reads_turns_from_stdin_and_stops_at_end_of_turn() {
             "--backend",
             "cpu",
             "--json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"What is the capital of France?\nAnd of Germany?\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+        ],
+        b"What is the capital of France?\nAnd of Germany?\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let turns: Vec<serde_json::Value> = String::from_utf8(o.stdout)
         .unwrap()

@@ -192,7 +192,7 @@ fn vocab_fixtures_match_their_checksums() {
 
 // `pigpu tokenize` on the real models.
 
-use crate::util::{pigpu, run};
+use crate::util::{run, run_with_stdin};
 
 fn ids_of(out: &std::process::Output) -> Vec<u32> {
     assert!(
@@ -237,24 +237,12 @@ fn tokenize_parses_special_tokens_unless_raw() {
 
 #[test]
 fn tokenize_reads_stdin_and_shows_pieces() {
-    use std::io::Write;
-    use std::process::Stdio;
     let Some(p) = test_model(SMOLLM) else { return };
     let text = "Ünïcode — and <|im_end|> too\n";
-    let mut child = pigpu()
-        .args(["tokenize", p.to_str().unwrap(), "-", "--pieces"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        &["tokenize", p.to_str().unwrap(), "-", "--pieces"],
+        text.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "{}",

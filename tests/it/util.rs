@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// The built `pigpu` binary.
 pub fn pigpu() -> Command {
@@ -13,6 +14,19 @@ pub fn pigpu() -> Command {
 /// Runs pigpu with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
     pigpu().args(args).output().expect("spawn pigpu")
+}
+
+/// Runs pigpu with `args`, writing `input` to its stdin (then closing it), and returns its output.
+pub fn run_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = pigpu()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pigpu");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// The directory where `scripts/fetch-models.sh` caches the test models
