@@ -546,31 +546,7 @@ macro_rules! matrix_kernels {
         single!(q4_k, tile_q4_k, ActBlockQ8K, 144);
         single!(q6_k, tile_q6_k, ActBlockQ8K, 210);
 
-        pub fn dot(ty: GgmlType) -> Option<Dot> {
-            Some(match ty {
-                GgmlType::Q4_0 => Dot::Q8(q4_0),
-                GgmlType::Q4_1 => Dot::Q8(q4_1),
-                GgmlType::Q5_0 => Dot::Q8(q5_0),
-                GgmlType::Q5_1 => Dot::Q8(q5_1),
-                GgmlType::Q8_0 => Dot::Q8(q8_0),
-                GgmlType::Q4_K => Dot::Q8K(q4_k),
-                GgmlType::Q6_K => Dot::Q8K(q6_k),
-                _ => return None,
-            })
-        }
-
-        pub fn tile(ty: GgmlType) -> Option<Tile> {
-            Some(match ty {
-                GgmlType::Q4_0 => Tile::Q8(tile_q4_0),
-                GgmlType::Q4_1 => Tile::Q8(tile_q4_1),
-                GgmlType::Q5_0 => Tile::Q8(tile_q5_0),
-                GgmlType::Q5_1 => Tile::Q8(tile_q5_1),
-                GgmlType::Q8_0 => Tile::Q8(tile_q8_0),
-                GgmlType::Q4_K => Tile::Q8K(tile_q4_k),
-                GgmlType::Q6_K => Tile::Q8K(tile_q6_k),
-                _ => return None,
-            })
-        }
+        simd_lookup!(k_tiles: [Q4_K => tile_q4_k, Q6_K => tile_q6_k]);
     };
 }
 

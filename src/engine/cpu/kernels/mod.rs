@@ -4,6 +4,41 @@
 //! chosen once at run time. Weights are never dequantized as a whole: each kernel reads the
 //! packed blocks straight from the memory map.
 
+/// A SIMD module's lookups `dot(ty)` and `tile(ty)`, over the kernels it defines under fixed
+/// names: one-row `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0` (Q8 activations) and `q4_k`, `q6_k`
+/// (Q8_K); tiles `tile_q4_0` … `tile_q8_0`, and the k-quant tiles it lists. Every instruction
+/// set covers these types with the same activation formats, so the table is written once.
+macro_rules! simd_lookup {
+    (k_tiles: [$($kt:ident => $tf:ident),* $(,)?]) => {
+        /// This instruction set's one-row kernel for `ty`, if it has one.
+        pub fn dot(ty: GgmlType) -> Option<Dot> {
+            Some(match ty {
+                GgmlType::Q4_0 => Dot::Q8(q4_0),
+                GgmlType::Q4_1 => Dot::Q8(q4_1),
+                GgmlType::Q5_0 => Dot::Q8(q5_0),
+                GgmlType::Q5_1 => Dot::Q8(q5_1),
+                GgmlType::Q8_0 => Dot::Q8(q8_0),
+                GgmlType::Q4_K => Dot::Q8K(q4_k),
+                GgmlType::Q6_K => Dot::Q8K(q6_k),
+                _ => return None,
+            })
+        }
+
+        /// This instruction set's tile kernel for `ty`, if it has one.
+        pub fn tile(ty: GgmlType) -> Option<Tile> {
+            Some(match ty {
+                GgmlType::Q4_0 => Tile::Q8(tile_q4_0),
+                GgmlType::Q4_1 => Tile::Q8(tile_q4_1),
+                GgmlType::Q5_0 => Tile::Q8(tile_q5_0),
+                GgmlType::Q5_1 => Tile::Q8(tile_q5_1),
+                GgmlType::Q8_0 => Tile::Q8(tile_q8_0),
+                $(GgmlType::$kt => Tile::Q8K($tf),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
 pub mod portable;
 pub mod reference;
 
@@ -298,7 +333,7 @@ pub fn kernel(ty: GgmlType, isa: Isa) -> Option<(ActFormat, Dot)> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Vnni => avx2::kernel(ty, true),
         #[cfg(target_arch = "aarch64")]
-        Isa::NeonDot => neon::kernel(ty),
+        Isa::NeonDot => neon::dot(ty),
         #[allow(unreachable_patterns)]
         _ => None,
     };

@@ -10,32 +10,9 @@ use super::{f16_at, ActBlockQ8K, BlockQ8, Dot, Tile};
 use crate::engine::cpu::ops::{self, KvKernels};
 use crate::quant::GgmlType;
 
-/// The NEON kernel for `ty`, if there is one. Only called after `Isa::detect` found `dotprod`.
-pub fn kernel(ty: GgmlType) -> Option<Dot> {
-    Some(match ty {
-        GgmlType::Q4_0 => Dot::Q8(q4_0),
-        GgmlType::Q4_1 => Dot::Q8(q4_1),
-        GgmlType::Q5_0 => Dot::Q8(q5_0),
-        GgmlType::Q5_1 => Dot::Q8(q5_1),
-        GgmlType::Q8_0 => Dot::Q8(q8_0),
-        GgmlType::Q4_K => Dot::Q8K(q4_k),
-        GgmlType::Q6_K => Dot::Q8K(q6_k),
-        _ => return None,
-    })
-}
-
-/// The tile kernel for `ty` (the 32-element block formats), if there is one. Only called after
-/// `Isa::detect` found `dotprod`.
-pub fn tile(ty: GgmlType) -> Option<Tile> {
-    Some(match ty {
-        GgmlType::Q4_0 => Tile::Q8(tile_q4_0),
-        GgmlType::Q4_1 => Tile::Q8(tile_q4_1),
-        GgmlType::Q5_0 => Tile::Q8(tile_q5_0),
-        GgmlType::Q5_1 => Tile::Q8(tile_q5_1),
-        GgmlType::Q8_0 => Tile::Q8(tile_q8_0),
-        _ => return None,
-    })
-}
+// `dot(ty)` and `tile(ty)`: only called after `Isa::detect` found `dotprod`. No k-quant tiles
+// here yet (their one-row kernels serve the matrix product).
+simd_lookup!(k_tiles: []);
 
 /// f16 KV-cache helpers: the portable ones (the `half` crate converts with the FP16
 /// instructions of the A76 when they are present).
@@ -46,22 +23,43 @@ pub fn kv_kernels() -> KvKernels {
     }
 }
 
-// Safe entry points. SAFETY (all of them): `kernel` is only used when `Isa::detect` reported
+// The 32-element block formats, as const generic parameters of `dot_q8`, `decode32` and the
+// tiles.
+const Q4_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+const Q8_0: u8 = 4;
+
+const fn block_bytes(t: u8) -> usize {
+    match t {
+        Q4_0 => 18,
+        Q4_1 => 20,
+        Q5_0 => 22,
+        Q5_1 => 24,
+        _ => 34,
+    }
+}
+const fn has_min(t: u8) -> bool {
+    matches!(t, Q4_1 | Q5_1)
+}
+
+// Safe entry points. SAFETY (all of them): `dot` is only used when `Isa::detect` reported
 // NEON with `dotprod` on this CPU, and the inner functions read only inside the slices they are
 // given (lengths checked by `chunks_exact`/`zip`).
 macro_rules! safe {
-    ($name:ident, $inner:ident, $a:ty) => {
+    ($name:ident, $inner:expr, $a:ty) => {
         fn $name(w: &[u8], a: &[$a]) -> f32 {
             // SAFETY: see above.
             unsafe { $inner(w, a) }
         }
     };
 }
-safe!(q4_0, q4_0_neon, BlockQ8);
-safe!(q4_1, q4_1_neon, BlockQ8);
-safe!(q5_0, q5_0_neon, BlockQ8);
-safe!(q5_1, q5_1_neon, BlockQ8);
-safe!(q8_0, q8_0_neon, BlockQ8);
+safe!(q4_0, dot_q8::<Q4_0>, BlockQ8);
+safe!(q4_1, dot_q8::<Q4_1>, BlockQ8);
+safe!(q5_0, dot_q8::<Q5_0>, BlockQ8);
+safe!(q5_1, dot_q8::<Q5_1>, BlockQ8);
+safe!(q8_0, dot_q8::<Q8_0>, BlockQ8);
 safe!(q4_k, q4_k_neon, ActBlockQ8K);
 safe!(q6_k, q6_k_neon, ActBlockQ8K);
 
@@ -127,90 +125,27 @@ fn dot32(x0: int8x16_t, x1: int8x16_t, y0: int8x16_t, y1: int8x16_t) -> i32 {
     vaddvq_s32(sdot(acc, x1, y1))
 }
 
+/// One row of a 32-element block format `T` against Q8 activations: each block decoded as the
+/// tiles decode it (`decode32`), the minimum terms summed apart in llama.cpp's order.
+///
 /// # Safety
 /// NEON with dotprod available.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q4_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, y) in w.chunks_exact(18).zip(a) {
-        // SAFETY: nibbles at bytes 2..18 of an 18-byte block.
-        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(2)), act32(&y.qs)) };
-        let eight = vdupq_n_s8(8);
-        let x0 = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
-        let x1 = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
-        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
-    }
-    sum
-}
-
-/// # Safety
-/// NEON with dotprod available.
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn q4_1_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
+unsafe fn dot_q8<const T: u8>(w: &[u8], a: &[BlockQ8]) -> f32 {
     let (mut sum, mut mins) = (0.0f32, 0.0f32);
-    for (b, y) in w.chunks_exact(20).zip(a) {
-        // SAFETY: nibbles at bytes 4..20 of a 20-byte block.
-        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(4)), act32(&y.qs)) };
-        let si = dot32(vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi), y0, y1);
-        sum += si as f32 * (f16_at(b, 0) * y.d);
-        mins += f16_at(b, 2) * y.s;
+    for (b, y) in w.chunks_exact(block_bytes(T)).zip(a) {
+        // SAFETY: `b` is a whole block of format T; `y.qs` holds 32 quants.
+        let ((x0, x1, dw, mw), (y0, y1)) = unsafe { (decode32::<T>(b.as_ptr()), act32(&y.qs)) };
+        sum += dot32(x0, x1, y0, y1) as f32 * (dw * y.d);
+        if has_min(T) {
+            mins += mw * y.s;
+        }
     }
-    sum + mins
-}
-
-/// # Safety
-/// NEON with dotprod available.
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn q5_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, y) in w.chunks_exact(22).zip(a) {
-        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-        // SAFETY: nibbles at bytes 6..22 of a 22-byte block.
-        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(6)), act32(&y.qs)) };
-        // q − 16 is the nibble with 0xF0 or-ed in where the fifth bit is clear.
-        let f0 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 0));
-        let f1 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 1));
-        let x0 = vreinterpretq_s8_u8(vorrq_u8(lo, f0));
-        let x1 = vreinterpretq_s8_u8(vorrq_u8(hi, f1));
-        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
+    if has_min(T) {
+        sum + mins
+    } else {
+        sum
     }
-    sum
-}
-
-/// # Safety
-/// NEON with dotprod available.
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn q5_1_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let (mut sum, mut mins) = (0.0f32, 0.0f32);
-    for (b, y) in w.chunks_exact(24).zip(a) {
-        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        // SAFETY: nibbles at bytes 8..24 of a 24-byte block.
-        let ((lo, hi), (y0, y1)) = unsafe { (nibbles(b.as_ptr().add(8)), act32(&y.qs)) };
-        let f0 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 0));
-        let f1 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 1));
-        let x0 = vreinterpretq_s8_u8(vorrq_u8(lo, f0));
-        let x1 = vreinterpretq_s8_u8(vorrq_u8(hi, f1));
-        let si = dot32(x0, x1, y0, y1);
-        sum += si as f32 * (f16_at(b, 0) * y.d);
-        mins += f16_at(b, 2) * y.s;
-    }
-    sum + mins
-}
-
-/// # Safety
-/// NEON with dotprod available.
-#[target_feature(enable = "neon,dotprod")]
-unsafe fn q8_0_neon(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut sum = 0.0f32;
-    for (b, y) in w.chunks_exact(34).zip(a) {
-        // SAFETY: quants at bytes 2..34 of a 34-byte block.
-        let (x0, x1, (y0, y1)) = unsafe {
-            let p = b.as_ptr().add(2) as *const i8;
-            (vld1q_s8(p), vld1q_s8(p.add(16)), act32(&y.qs))
-        };
-        sum += dot32(x0, x1, y0, y1) as f32 * (f16_at(b, 0) * y.d);
-    }
-    sum
 }
 
 /// # Safety
@@ -308,26 +243,8 @@ unsafe fn q6_k_neon(w: &[u8], a: &[ActBlockQ8K]) -> f32 {
 }
 
 // Tiles: as the x86 ones (see `avx2.rs`), R rows × C tokens per micro-kernel with the float
-// operations per (row, token) in the order of the one-row kernels above, so both agree bit for
-// bit.
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
-
-const fn block_bytes(t: u8) -> usize {
-    match t {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        Q5_0 => 22,
-        Q5_1 => 24,
-        _ => 34,
-    }
-}
-const fn has_min(t: u8) -> bool {
-    matches!(t, Q4_1 | Q5_1)
-}
+// operations per (row, token) in the order of the one-row kernel `dot_q8`, so both agree bit
+// for bit.
 
 /// One block of format `T` unpacked: the 32 quants as two signed halves (as the one-row kernels
 /// form them), the scale and the minimum.
@@ -363,6 +280,7 @@ unsafe fn decode32<const T: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32
             Q5_0 => {
                 let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
                 let (lo, hi) = nibbles(p.add(6));
+                // q − 16 is the nibble with 0xF0 or-ed in where the fifth bit is clear.
                 let f0 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 0));
                 let f1 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 1));
                 (
