@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A model file truncated while mapped: an error naming it, not "Bus error".
+    pigpu::sys::sigbus::install();
     let cli = pigpu::cli::Cli::parse_from(pigpu::cli::normalize_args(std::env::args_os()));
     match cli.log.install().and_then(|()| pigpu::cli::dispatch(cli)) {
         Ok(outcome) => outcome.exit_code(),

@@ -67,7 +67,11 @@ impl TensorInfo {
 
 /// The bytes behind a file: a read-only memory map, or an owned buffer (for tests and fuzzing).
 enum Storage {
-    Mmap(memmap2::Mmap),
+    /// The watch is declared first so that it ends before the map does (fields drop in order).
+    Mmap {
+        _watch: crate::sys::sigbus::Watch,
+        map: memmap2::Mmap,
+    },
     Owned(Vec<u8>),
 }
 
@@ -75,7 +79,7 @@ impl Deref for Storage {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Storage::Mmap(m) => m,
+            Storage::Mmap { map, .. } => map,
             Storage::Owned(v) => v,
         }
     }
@@ -144,9 +148,11 @@ impl GgufFile {
         }
         // SAFETY: the map is read-only and private to this process. If another process truncates
         // the file while it is mapped, reads may fault (SIGBUS); every GGUF runtime accepts that
-        // risk to avoid copying gigabytes of weights, and pigpu never writes model files.
-        let mmap = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|e| err(e.into()))?;
-        Self::parse(path, Storage::Mmap(mmap))
+        // risk to avoid copying gigabytes of weights, and pigpu never writes model files. The
+        // binary turns such a fault inside this map into an error naming the file (sys::sigbus).
+        let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|e| err(e.into()))?;
+        let _watch = crate::sys::sigbus::watch(map.as_ptr(), map.len(), path);
+        Self::parse(path, Storage::Mmap { _watch, map })
     }
 
     /// Parses an in-memory file; `name` is used in error messages.

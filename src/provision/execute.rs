@@ -202,6 +202,8 @@ impl Exec<'_> {
                 });
             }
         }
+        // A test kills pigpu here: every step done and journaled, nothing committed.
+        crate::sys::stall::stall(format_args!("commit"));
         let st = tx.commit().map_err(|e| ExecError::Step {
             id: "commit".to_string(),
             source: Box::new(e.into()),
@@ -747,9 +749,18 @@ fn config_bytes(root: &Root, path: &str, text: &str) -> Vec<u8> {
 /// `--undo`: reverses everything pigpu recorded, newest first, and removes its work files.
 pub fn undo(root: &Root, st: &State, host: &mut dyn Host) -> Vec<String> {
     let log = root.path(format!("{}/undo.log", state::LOG_DIR));
-    let mut all: Vec<Record> = st.records.clone();
-    all.extend(st.in_progress.iter().cloned());
-    let problems = transaction::revert_all(root, &all, host, &log, false);
+    // A run that was stopped (killed, perhaps again during its rollback) left its journal: it is
+    // reversed first and as its rollback would, strictly, so a file that rollback restored
+    // already is no "edited after pigpu" problem. Then the committed records, where a file the
+    // user edited since is left alone.
+    let mut problems = transaction::revert_all(root, &st.in_progress, host, &log, true);
+    problems.extend(transaction::revert_all(
+        root,
+        &st.records,
+        host,
+        &log,
+        false,
+    ));
     let _ = fs::remove_dir_all(root.path(state::WORK_DIR));
     let left = State {
         accepted_unpinned: Vec::new(),

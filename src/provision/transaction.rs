@@ -311,10 +311,12 @@ pub fn revert_all(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let mut depmod_for: Vec<String> = Vec::new();
-    for r in records.iter().rev() {
+    for (i, r) in records.iter().rev().enumerate() {
         if let Err(e) = revert(root, r, host, log, strict, &mut depmod_for) {
             problems.push(e);
         }
+        // A test kills pigpu here, after `i + 1` reversals and before the state says so.
+        crate::sys::stall::stall(format_args!("revert:{}", i + 1));
     }
     // A release whose index pigpu created has it removed instead (its DepmodIndex record).
     let created: Vec<&String> = records

@@ -15,3 +15,5 @@ pub mod download;
 pub mod group;
 pub mod progress;
 pub mod prompt;
+pub mod sigbus;
+pub mod stall;

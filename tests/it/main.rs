@@ -21,6 +21,7 @@ mod hub;
 mod imports;
 mod inspect;
 mod logging;
+mod mapped;
 mod memory;
 mod perplexity;
 mod pty;

@@ -3,6 +3,7 @@
 //! kernel headers, real `depmod`, real file edits; apt/DKMS/module loading go through the
 //! recording host (they cannot run against a fake root).
 
+mod interrupted;
 mod kbuild;
 mod rerun;
 mod robust;

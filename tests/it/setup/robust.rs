@@ -19,7 +19,7 @@ fn state_json(p: &Path) -> serde_json::Value {
 
 /// A fake root where the binary with `--persist none` needs no apt, DKMS or userspace step
 /// (so it runs with the real host and no chroot), as the probe's `mkroot.sh` makes it.
-fn binary_ready_root(dir: &Path) -> (PathBuf, String) {
+pub(super) fn binary_ready_root(dir: &Path) -> (PathBuf, String) {
     let (root, rel) = gpu_root(dir, 0x2204);
     for f in [
         "lib/firmware/nvidia/1.0.0/gsp_ga10x.bin",
@@ -33,7 +33,7 @@ fn binary_ready_root(dir: &Path) -> (PathBuf, String) {
     (root, rel)
 }
 
-fn pigpu_setup(root: &Path, m: &Path) -> Command {
+pub(super) fn pigpu_setup(root: &Path, m: &Path) -> Command {
     let mut c = util::pigpu();
     c.args(["setup", "--root"])
         .arg(root)
@@ -193,7 +193,7 @@ fn links_out_of_the_root_latin1_config_bad_modes_and_a_damaged_state() {
     assert!(walk(&out).is_empty());
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir(dir) else {
         return out;
