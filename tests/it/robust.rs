@@ -112,6 +112,82 @@ fn doctor_log_counts_every_line_left_out() {
     assert!(out.contains("… and 19994 more"), "{out}");
 }
 
+/// Probe cases 5 and 12 at size: a 200 MiB log (sparse: a hole, then text) whose last 100,000
+/// lines all match. Before, the whole file was read (about 1 GB resident for 200 MB), the merge
+/// was quadratic in matching lines (100,000 took 14 s on an idle machine) and the count was
+/// wrong. Now only the last 32 MiB are read, in one linear pass, and every line is counted.
+#[test]
+fn a_huge_log_is_cut_to_its_tail_and_merged_in_linear_time() {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("huge.log");
+    let matching: usize = 100_000;
+    let mut tail = Vec::with_capacity(33 << 20);
+    let filler = "usb 1-1: new high-speed USB device number 3 using xhci-hcd ".repeat(16);
+    let line = |i: usize| {
+        format!(
+            "[{:12.6}] NVRM: memmgrAllocResources_IMPL: memmgrDeterminePageSize failed, status: 0x40\n",
+            i as f64 * 0.001
+        )
+    };
+    let matching_bytes: usize = (0..matching).map(|i| line(i).len()).sum();
+    while tail.len() + filler.len() + 1 + matching_bytes < 33 << 20 {
+        tail.extend_from_slice(filler.as_bytes());
+        tail.push(b'\n');
+    }
+    for i in 0..matching {
+        tail.extend_from_slice(line(i).as_bytes());
+    }
+    let total: u64 = 200 << 20;
+    let mut f = fs::File::create(&log).unwrap();
+    f.set_len(total).unwrap();
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(total - tail.len() as u64)).unwrap();
+    f.write_all(&tail).unwrap();
+    drop(f);
+
+    let t0 = Instant::now();
+    let child = util::pigpu()
+        .args(["doctor", "--log"])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let out = std::thread::spawn(move || {
+        let mut child = child;
+        let mut s = String::new();
+        use std::io::Read;
+        child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    });
+    // wait4 gives this child's own peak memory (other tests' children do not count).
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    let took = t0.elapsed();
+    let out = out.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 1,
+        "{status}: {out}"
+    );
+    assert!(
+        out.contains("is 200 MiB: only its last 32 MiB were read"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("… and {} more", matching - 6)),
+        "{out}"
+    );
+    let peak_mib = usage.ru_maxrss / 1024;
+    assert!(peak_mib < 400, "peak resident memory {peak_mib} MiB");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}
+
 #[test]
 fn endless_device_and_binary_inputs_are_refused_quickly() {
     let t = tempfile::tempdir().unwrap();

@@ -606,6 +606,8 @@ fn wrong_digest_or_tree_refuses_and_changes_nothing() {
     assert!(host.calls.is_empty());
     assert_eq!(fs::read(&config).unwrap(), original);
     assert!(!root.join("var/lib/pigpu/state.json").exists());
+    // Probe case 14 (D17): the refused tree leaves no work directory behind.
+    assert!(!root.join("var/lib/pigpu/work").exists());
 }
 
 #[test]

@@ -168,6 +168,19 @@ fn links_out_of_the_root_latin1_config_bad_modes_and_a_damaged_state() {
         assert!(!f.components().any(|c| c.as_os_str() == ".git"), "{f:?}");
     }
 
+    // The probe's recipe for case 3: the state file moved away, as pigpu's advice for a damaged
+    // one once said. The copy beside it still knows the install, so the rerun changes nothing
+    // and backs up none of pigpu's own modules as "originals".
+    fs::rename(&state, t.path().join("moved.json")).unwrap();
+    let mut host1 = RecordingHost::default();
+    assert_eq!(setup(&root, &m, &[], &mut host1).unwrap(), Outcome::Ok);
+    assert!(host1.calls.is_empty(), "{:?}", host1.calls);
+    let kos: Vec<PathBuf> = walk(&inner.join("v/backup"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".ko"))
+        .collect();
+    assert!(kos.is_empty(), "pigpu's own modules backed up: {kos:?}");
+
     // A damaged state file: the copy pigpu keeps beside it still knows what it installed, so a
     // rerun does not take pigpu's own modules for originals, and --undo removes everything.
     fs::write(&state, "{ not json").unwrap();
