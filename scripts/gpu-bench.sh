@@ -18,8 +18,10 @@
 # tokens with the validation layer on, writes the shaped models with `pigpu shape write` (real
 # models do not fit in 64 MiB), runs `llama-bench -ngl 99` and `pigpu bench --backend vulkan` on
 # each (tg, pp, tg at depth), `pigpu serve --backend vulkan --parallel N` with N concurrent
-# clients (scripts/serve_bench.py) on some, and prints two markdown tables: the ratios to
-# llama.cpp, and serve's aggregate t/s against one stream. $OUT (or DIR/results) gets table.md,
+# clients (scripts/serve_bench.py) on some, per-op profiles, then in the time left before the
+# limit a sweep of the engine's PIGPU_VK_* knobs on the first model, and prints three markdown
+# tables: the ratios to llama.cpp, serve's aggregate t/s against one stream, and each knob
+# variant's t/s against the defaults. $OUT (or DIR/results) gets table.md,
 # summary.json, environment.txt and results.tar.gz (every tool's JSON and log): the device tool
 # brings back at most 8 files, so the rest travels packed.
 #
@@ -35,6 +37,14 @@
 # "llvmpipe" tries the run on lavapipe and makes llama.cpp use it too), GPU_BENCH_VALIDATE (1:
 # 16 greedy tokens of the first model with the Khronos validation layer on; 0: skip),
 # GPU_BENCH_KERNEL_TESTS (1: the Vulkan kernel tests, validation on, at most 120 s; 0: skip).
+# The knob sweep (last, in the time left up to GPU_BENCH_LIMIT_S, see sweep() below):
+# GPU_BENCH_SWEEP (1; 0: skip), GPU_BENCH_SWEEP_MODEL (the first of GPU_BENCH_MODELS),
+# GPU_BENCH_SWEEP_S (150: most seconds it takes), GPU_BENCH_SWEEP_PP (GPU_BENCH_PP),
+# GPU_BENCH_SWEEP_TG (64, or GPU_BENCH_TG if smaller), GPU_BENCH_SWEEP_DEPTH (GPU_BENCH_DEPTH;
+# 0: no variants at depth), GPU_BENCH_SWEEP_REPS (2), GPU_BENCH_SWEEP_VARIANTS (the list, one
+# "KIND VAR=VALUE..." a line, KIND tg, pp, depth or serve; default: sweep_variants below).
+# For prepare: GPU_BENCH_LLAMA (1; 0: no llama-bench is built or carried, so `run` measures
+# pigpu alone: for a trial on lavapipe where the static llama-bench is not built yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
@@ -82,11 +92,16 @@ for line in sys.stdin:
     cp -L "$lib" "$dir/lib/"
   done
   local bin
-  bin=$(scripts/ref/build-llama-cpp.sh --static-vulkan)
-  # Built once (15 to 60 min on 2 cores) and reused; compressed again only when rebuilt.
-  if [ ! "$dir/bin/llama-bench.xz" -nt "$bin/llama-bench" ]; then
-    strip -o "$dir/bin/llama-bench" "$bin/llama-bench"
-    xz -T0 -9 -f "$dir/bin/llama-bench"
+  if [ "${GPU_BENCH_LLAMA:-1}" = 0 ]; then
+    rm -f "$dir/bin/llama-bench.xz"
+    say "GPU_BENCH_LLAMA=0: no llama-bench carried; run will measure pigpu alone (no ratios)"
+  else
+    bin=$(scripts/ref/build-llama-cpp.sh --static-vulkan)
+    # Built once (15 to 60 min on 2 cores) and reused; compressed again only when rebuilt.
+    if [ ! "$dir/bin/llama-bench.xz" -nt "$bin/llama-bench" ]; then
+      strip -o "$dir/bin/llama-bench" "$bin/llama-bench"
+      xz -T0 -9 -f "$dir/bin/llama-bench"
+    fi
   fi
   say "downloading ${debs[*]}"
   rm -f "$dir"/debs/*.deb
@@ -195,8 +210,9 @@ run() {
   local reps="${GPU_BENCH_REPS:-3}" depth_reps="${GPU_BENCH_DEPTH_REPS:-2}"
   local depth_models="${GPU_BENCH_DEPTH_MODELS:-1}"
   local budget="${GPU_BENCH_BUDGET_S:-300}" limit="${GPU_BENCH_LIMIT_S:-450}"
+  local sweep_model="${GPU_BENCH_SWEEP_MODEL:-${models[0]}}"
   local specs=("${models[@]}") m
-  for m in $served; do
+  for m in $served $sweep_model; do
     [[ " ${specs[*]} " == *" $m "* ]] || specs+=("$m")
   done
   local profile=()
@@ -258,14 +274,21 @@ run() {
   if [ ${#profile[@]} -gt 0 ]; then
     for m in "${models[@]}"; do steps+=("profile $m"); done
   fi
+  # Last, and the one step that may start after the budget: the knob sweep fills the time the
+  # others leave before the limit (it stops itself in time; see sweep()).
+  [ "${GPU_BENCH_SWEEP:-1}" = 0 ] || steps+=("sweep $sweep_model")
   say "steps: ${steps[*]}"
 
   local step kind file name first=1
   for step in "${steps[@]}"; do
     kind=${step%% *}
     m=${step#* }
-    if [ "$(elapsed)" -ge "$budget" ]; then
+    if [ "$kind" != sweep ] && [ "$(elapsed)" -ge "$budget" ]; then
       say "skipping $step: $(elapsed) s used, no step starts after ${budget} s"
+      continue
+    fi
+    if [ "$kind" = sweep ] && [ "$(left)" -lt 30 ]; then
+      say "skipping $step: $(left) s left before the ${limit} s limit"
       continue
     fi
     name=${m//:/-}
@@ -309,6 +332,7 @@ run() {
           -r "$depth_reps" --no-extra -o json >"$raw/$name.pigpu-depth.json" 2>>"$raw/$name.pigpu-depth.log" \
           || say "$m: pigpu bench at depth failed or cut short"
         ;;
+      sweep) sweep "$m" "$file" "$name" ;;
       profile)
         timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p "$pp" -n "$tg" -r 1 \
           --no-extra "${profile[@]}" -o json >"$raw/$name.profile.json" 2>"$raw/$name.profile.txt" \
@@ -356,8 +380,198 @@ serve_scaling() { # spec file name
   done
 }
 
+# The knob sweep's variants, in order of expected information: KIND (tg: decode, -p 0 -n T;
+# pp: prompt, -p P -n 0; depth: decode at depth, -p 0 -n T -d D; serve: `pigpu serve
+# --parallel 4` with 4 clients of T tokens, whose batched decode runs the 8-token mat-mat) and
+# the PIGPU_VK_* settings that make the variant, one knob changed from the defaults
+# (docs/vulkan.md, "Tuning from the sweep"). ONE in a value is a PIGPU_VK_ATTN_CHUNK covering
+# the whole context: one split, the split attention off. Decode is pigpu's largest gap to
+# llama.cpp, so its mat-vec shapes come first, then the prompt tile, the split count at depth
+# (each depth call prefills D tokens per repetition, so those are the dearest) and the
+# batched decode's mat-mat shape. On the 3B shape at pp512 the automatic tile is l everywhere,
+# so TILE=l is a control (it should read 1.00×).
+sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
+tg PIGPU_VK_MATVEC=128,4,2
+pp PIGPU_VK_TILE=m
+depth PIGPU_VK_ATTN_CHUNK=ONE
+tg PIGPU_VK_MATVEC=256,2,2
+tg PIGPU_VK_MATVEC=128,2,0
+pp PIGPU_VK_TILE=s
+serve PIGPU_VK_MATMUL=64,2,0
+depth PIGPU_VK_ATTN_CHUNK=128
+tg PIGPU_VK_MATVEC=128,1,2
+pp PIGPU_VK_PROMPT=matvec
+serve PIGPU_VK_MATMUL=32,4,0
+tg PIGPU_VK_MATVEC=32,2,2
+depth PIGPU_VK_ATTN_CHUNK=512
+pp PIGPU_VK_UBATCH=256
+serve PIGPU_VK_MATMUL=32,2,1
+tg PIGPU_VK_MATVEC=32,1,1
+tg PIGPU_VK_MATVEC=64,4,2
+depth PIGPU_VK_ATTN_CHUNK=64
+pp PIGPU_VK_TILE=l
+serve PIGPU_VK_MATMUL=128,2,0
+tg PIGPU_VK_MATVEC=32,4,0"
+
+# Seconds a depth call should take, from the default pp and tg calls: the pp call's wall time
+# less its runs is the load; then a warm-up and the repetitions, each prefilling D tokens at
+# the pp call's rate and decoding as the tg call did.
+sweep_depth_cost() { # pp.json pp_wall_s tg.json reps depth pp
+  python3 - "$@" <<'PY'
+import json, sys
+pp_json, pp_wall, tg_json, reps, depth, pp = sys.argv[1:]
+def run_s(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return sum(r["avg_ns"] for r in json.load(f)) / 1e9
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+p, t, runs = run_s(pp_json), run_s(tg_json), int(reps) + 1
+if p is None or t is None:
+    print(60)
+else:
+    load = max(float(pp_wall) - 2 - runs * p, 0.0)
+    print(int(load + runs * (p * int(depth) / int(pp) + t)) + 2)
+PY
+}
+
+# One knob at a time on one model file: each variant is one `pigpu bench -o json` call (a
+# fresh process: the knobs are read once at start), its JSON in NAME.sweep-NN.json and its
+# settings in NAME.sweep.tsv (seq, kind, env, role, wall s, exit status) for
+# scripts/gpu_bench_table.py. The default of a kind is measured before its first variant and
+# again at the end ("again": the drift between the two is the noise to read the ratios
+# against). Runs inside run(), whose locals it reads; takes at most GPU_BENCH_SWEEP_S seconds
+# and ends 10 s before the limit, keeping time for the closing defaults: a variant starts only
+# if its estimated cost (its kind's default call, plus 2 s) fits beside them, and is stopped at
+# three times that.
+sweep() { # spec file name
+  local m=$1 file=$2 name=$3
+  local s_pp="${GPU_BENCH_SWEEP_PP:-$pp}" s_tg="${GPU_BENCH_SWEEP_TG:-}" s_depth="${GPU_BENCH_SWEEP_DEPTH:-$depth}"
+  local s_reps="${GPU_BENCH_SWEEP_REPS:-2}" stop index line kind seen=" " item
+  if [ -z "$s_tg" ]; then
+    s_tg=64
+    [ "$tg" -ge 64 ] || s_tg=$tg
+  fi
+  stop=$(( $(date +%s) + ${GPU_BENCH_SWEEP_S:-150} ))
+  [ "$stop" -le $(( deadline - 10 )) ] || stop=$(( deadline - 10 ))
+  index="$raw/$name.sweep.tsv"
+  printf 'seq\tkind\tenv\trole\twall_s\trc\n' >"$index"
+  # The queue: each kind's default before its first variant, the defaults again at the end.
+  local queue=()
+  while IFS= read -r line; do
+    line=$(echo "${line%%#*}" | xargs)
+    [ -n "$line" ] || continue
+    kind=${line%% *}
+    case "$kind" in
+      tg | pp | serve) ;;
+      depth) [ "$s_depth" -gt 0 ] || continue ;;
+      *) say "sweep: '$line' skipped: the kind must be tg, pp, depth or serve"; continue ;;
+    esac
+    [ "$line" != "$kind" ] || { say "sweep: '$line' skipped: no setting"; continue; }
+    if [[ "$seen" != *" $kind "* ]]; then
+      queue+=("$kind default -")
+      seen+="$kind "
+    fi
+    queue+=("$kind variant ${line#* }")
+  done <<<"${GPU_BENCH_SWEEP_VARIANTS:-$sweep_variants}"
+  for kind in tg pp serve depth; do
+    [[ "$seen" != *" $kind "* ]] || queue+=("$kind again -")
+  done
+  say "sweep of $m: ${#queue[@]} calls (tg$s_tg, pp$s_pp, tg$s_tg @ d$s_depth; -r $s_reps) until $(( stop - start )) s"
+  local -A est=() measured=() first=()
+  local seq=0 role vars v args tag t0 wall rc need reserve now l one
+  for item in "${queue[@]}"; do
+    read -r kind role vars <<<"$item"
+    now=$(date +%s)
+    # What a kind's call costs: its default's wall time; before that, a guess from the others
+    # (a depth call prefills D tokens per repetition, where a pp call prefills P).
+    if [ -n "${est[$kind]:-}" ]; then
+      need=${est[$kind]}
+    elif [ "$kind" = depth ] && [ -n "${est[pp]:-}" ] && [ -n "${est[tg]:-}" ]; then
+      need=$(sweep_depth_cost "$raw/$name.sweep-${first[pp]}.json" "${est[pp]}" \
+        "$raw/$name.sweep-${first[tg]}.json" "$s_reps" "$s_depth" "$s_pp")
+    else
+      need=20
+    fi
+    reserve=0
+    if [ "$role" != again ]; then
+      reserve=$(( ${est[tg]:-0} + ${est[pp]:-0} ))
+      if [ "$role" = variant ] && [ -z "${measured[$kind]:-}" ]; then
+        say "sweep: $kind $vars skipped: its default was not measured"
+        continue
+      fi
+    elif [ -z "${measured[$kind]:-}" ]; then
+      continue
+    fi
+    l=$(( stop - now - reserve ))
+    if [ "$l" -lt "$need" ]; then
+      say "sweep: $kind $role $vars skipped: ${l} s left for it, it takes about ${need} s"
+      continue
+    fi
+    # A variant three times as dear as its defaults is slow enough to know without its figure
+    # (on lavapipe the tree path took 7× the lane path's time): cut it there, keep the time.
+    [ "$role" != variant ] || [ "$l" -le $(( 3 * need )) ] || l=$(( 3 * need ))
+    case "$kind" in
+      tg) args=(-p 0 -n "$s_tg"); one=$(( s_tg + 1 )) ;;
+      pp) args=(-p "$s_pp" -n 0); one=$(( s_pp + 1 )) ;;
+      depth) args=(-p 0 -n "$s_tg" -d "$s_depth"); one=$(( s_depth + s_tg + 1 )) ;;
+      serve) one=1024 ;;
+    esac
+    one=$(( (one + 63) / 64 * 64 ))
+    local env_args=()
+    for v in $vars; do
+      [ "$v" = - ] || env_args+=("${v//=ONE/=$one}")
+    done
+    seq=$(( seq + 1 ))
+    tag=$(printf '%02d' "$seq")
+    say "[$(elapsed) s] sweep $tag: $kind $role ${env_args[*]:-(defaults)}"
+    t0=$(date +%s)
+    rc=0
+    if [ "$kind" = serve ]; then
+      sweep_serve "$raw/$name.sweep-$tag" "$l" "$s_tg" "${env_args[@]}" || rc=$?
+    else
+      timeout -s INT -k 10 "$l" env "${env_args[@]}" "$pigpu" bench -m "$file" --backend vulkan \
+        "${dev_args[@]}" "${args[@]}" -r "$s_reps" --no-extra -o json \
+        >"$raw/$name.sweep-$tag.json" 2>"$raw/$name.sweep-$tag.log" || rc=$?
+    fi
+    wall=$(( $(date +%s) - t0 ))
+    [ "$rc" = 0 ] || say "sweep $tag: exit status $rc (see $name.sweep-$tag.log)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$tag" "$kind" "${env_args[*]:--}" "$role" "$wall" "$rc" >>"$index"
+    if [ "$role" = default ] && [ "$rc" = 0 ]; then
+      measured[$kind]=1
+      first[$kind]=$tag
+      est[$kind]=$(( wall + 2 ))
+    fi
+    pack
+  done
+}
+
+# One serve call of the sweep: `pigpu serve --parallel 4` on run()'s model file with the
+# variant's settings, 4 concurrent clients of TOKENS tokens (best of GPU_BENCH_SERVE_ROUNDS), at
+# most LIMIT seconds in all; serve_bench.py's JSON line in PREFIX.json, the server's log in
+# PREFIX.log. Runs inside sweep(), whose locals it reads.
+sweep_serve() { # prefix limit tokens VAR=VALUE...
+  local prefix=$1 stop=$(( $(date +%s) + $2 )) tokens=$3 port=18124 rc=0 l
+  shift 3
+  env "$@" "$pigpu" serve "$file" --backend vulkan "${dev_args[@]}" --parallel 4 --ctx 1024 \
+    --port "$port" >"$prefix.log" 2>&1 &
+  serve_pid=$!
+  if wait_ready "http://127.0.0.1:$port" "$(( stop - $(date +%s) ))"; then
+    l=$(( stop - $(date +%s) ))
+    [ "$l" -gt 5 ] || l=5
+    timeout -k 5 "$l" python3 scripts/serve_bench.py "http://127.0.0.1:$port" 4 "$tokens" \
+      "${GPU_BENCH_SERVE_ROUNDS:-2}" >"$prefix.json" 2>>"$prefix.log" || rc=$?
+  else
+    rc=1
+  fi
+  kill "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  serve_pid=""
+  return "$rc"
+}
+
 case "$mode" in
   prepare) prepare ;;
   run) run ;;
-  *) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

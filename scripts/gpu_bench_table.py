@@ -3,7 +3,9 @@
 `llama-bench -o json` wrote into a results folder and prints a markdown table (pigpu beside
 llama.cpp, same file, same test) ready for docs/benchmarks.md; then, where the folder holds
 scripts/serve_bench.py's results (NAME.serve-N.json), a second table: `pigpu serve --parallel N`
-aggregate generation t/s against one stream. Writes summary.json beside them.
+aggregate generation t/s against one stream; and where it holds the knob sweep's index
+(NAME.sweep.tsv, one `pigpu bench` call per row, NAME.sweep-NN.json), a third: each PIGPU_VK_*
+variant's t/s against the defaults. Writes summary.json beside them.
 
 Usage: scripts/gpu_bench_table.py RESULTS_DIR SPEC...   (SPEC as given to `pigpu shape write`)
 """
@@ -99,6 +101,7 @@ def main():
     for line in lines:
         print(line)
     serve_table(out, specs, summary)
+    sweep_table(out, specs, summary)
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
@@ -147,6 +150,115 @@ def serve_table(out, specs, summary):
             verdict = "met" if r["ratio_to_1"] >= 2.5 else "not met"
             print(f"\n{r['model']}: 4 streams = {r['ratio_to_1']:.2f}× one stream "
                   f"(issue 15's GPU target ≥ 2.5×: {verdict})")
+
+
+def serve_result(path):
+    """scripts/serve_bench.py's JSON line (its last line), or {} when missing or cut short."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def sweep_rows(out, spec):
+    """The sweep's calls for one model, in the order they ran: the index's fields, the test and
+    its t/s (None when the call failed before finishing a row), and the ratio to the kind's
+    first default call."""
+    name = spec.replace(":", "-")
+    try:
+        with open(os.path.join(out, f"{name}.sweep.tsv"), encoding="utf-8") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return []
+    rows, ref = [], {}
+    for line in lines:
+        fields = line.split("\t")
+        if len(fields) != 6:
+            continue
+        seq, kind, env, role, wall, rc = fields
+        path = os.path.join(out, f"{name}.sweep-{seq}.json")
+        if kind == "serve":
+            served = serve_result(path)
+            ts = served.get("tokens_per_s") or None
+            test, sd = (f"serve ×{served.get('n')}" if ts else None), None
+        else:
+            found = [r for r in load(path) if r.get("avg_ts")]
+            r = found[0] if found else None
+            ts = r["avg_ts"] if r else None
+            test, sd = (test_name(key(r)), r.get("stddev_ts")) if r else (None, None)
+        if role == "default" and ts and kind not in ref:
+            ref[kind] = ts
+        base = ref.get(kind)
+        if role == "default":
+            ratio = 1.0 if ts else None
+        else:
+            ratio = ts / base if ts and base else None
+        rows.append({
+            "model": spec, "seq": seq, "kind": kind, "env": "" if env == "-" else env,
+            "role": role, "test": test, "ts": ts, "sd": sd,
+            "ratio": ratio,
+            "wall_s": int(wall) if wall.isdigit() else None,
+            "rc": int(rc) if rc.lstrip("-").isdigit() else None,
+        })
+    return rows
+
+
+def sweep_table(out, specs, summary):
+    """Issue 11's tuning: one PIGPU_VK_* knob changed at a time from the defaults."""
+    rows = [r for spec in specs for r in sweep_rows(out, spec)]
+    summary["sweep"] = rows
+    if not rows:
+        return
+    # One column per kind, named by the test it ran (tg64, pp512, tg64 @ d4096).
+    kinds = []
+    for r in rows:
+        if r["kind"] not in kinds:
+            kinds.append(r["kind"])
+    heads = {k: next((r["test"] for r in rows if r["kind"] == k and r["test"]), k)
+             for k in kinds}
+    print()
+    print(f"Knob sweep on {', '.join(sorted({r['model'] for r in rows}))} "
+          "(scripts/gpu-bench.sh sweep: one `pigpu bench --backend vulkan -o json` call per "
+          "row, one knob changed from the defaults; × default: t/s over the first call with "
+          "the defaults; \"defaults again\" repeats them last, its ratio is the drift to read "
+          "the others against):")
+    print()
+    print("| # | variant | " + " | ".join(f"{heads[k]} t/s" for k in kinds)
+          + " | × default | wall s |")
+    print("|---|---|" + "---|" * len(kinds) + "---|---|")
+    for r in rows:
+        label = {"default": "defaults", "again": "defaults again"}.get(r["role"], "")
+        label = label or " ".join(f"`{e}`" for e in r["env"].split())
+        cells = []
+        for k in kinds:
+            if k != r["kind"]:
+                cells.append("")
+            elif r["ts"] is None:
+                # 124: stopped by the sweep's time limit for the call (timeout's status).
+                why = "cut short, no row" if r["rc"] == 124 else f"exit {r['rc']}"
+                cells.append(f"— ({why})")
+            else:
+                cut = " (cut short)" if r["rc"] not in (0, None) else ""
+                sd = "" if r["sd"] is None else f" ± {r['sd']:.1f}"
+                cells.append(f"{r['ts']:.1f}{sd}{cut}")
+        ratio = f"**{r['ratio']:.2f}×**" if r["ratio"] is not None else "—"
+        if r["role"] == "default":
+            ratio = "1.00 (reference)" if r["ts"] else "—"
+        wall = "—" if r["wall_s"] is None else str(r["wall_s"])
+        print(f"| {r['seq']} | {label} | " + " | ".join(cells) + f" | {ratio} | {wall} |")
+    for k in kinds:
+        mine = [r for r in rows if r["kind"] == k and r["ratio"] is not None]
+        variants = [r for r in mine if r["role"] == "variant"]
+        again = [r["ratio"] for r in mine if r["role"] == "again"]
+        drift = f"{again[0]:.2f}×" if again else "not measured"
+        if variants:
+            best = max(variants, key=lambda r: r["ratio"])
+            print(f"\n{heads[k]}: fastest variant {best['env']} at {best['ratio']:.2f}× the "
+                  f"defaults; the defaults again: {drift}")
+        elif mine:
+            print(f"\n{heads[k]}: no variant finished; the defaults again: {drift}")
 
 
 if __name__ == "__main__":
