@@ -162,6 +162,16 @@ def serve_result(path):
     return data if isinstance(data, dict) else {}
 
 
+def one_split(env, n_ctx):
+    """Whether `env` sets a PIGPU_VK_ATTN_CHUNK that covers the test's whole context (one split:
+    the split attention off; the sweep's ONE)."""
+    for e in env.split():
+        var, _, value = e.partition("=")
+        if var == "PIGPU_VK_ATTN_CHUNK" and value.isdigit() and n_ctx:
+            return int(value) >= n_ctx
+    return False
+
+
 def sweep_rows(out, spec):
     """The sweep's calls for one model, in the order they ran: the index's fields, the test and
     its t/s (None when the call failed before finishing a row), and the ratio to the kind's
@@ -183,11 +193,13 @@ def sweep_rows(out, spec):
             served = serve_result(path)
             ts = served.get("tokens_per_s") or None
             test, sd = (f"serve ×{served.get('n')}" if ts else None), None
+            n_ctx = None
         else:
             found = [r for r in load(path) if r.get("avg_ts")]
             r = found[0] if found else None
             ts = r["avg_ts"] if r else None
             test, sd = (test_name(key(r)), r.get("stddev_ts")) if r else (None, None)
+            n_ctx = sum(key(r)) + 1 if r else None
         if role == "default" and ts and kind not in ref:
             ref[kind] = ts
         base = ref.get(kind)
@@ -197,7 +209,7 @@ def sweep_rows(out, spec):
             ratio = ts / base if ts and base else None
         rows.append({
             "model": spec, "seq": seq, "kind": kind, "env": "" if env == "-" else env,
-            "role": role, "test": test, "ts": ts, "sd": sd,
+            "role": role, "test": test, "ts": ts, "sd": sd, "one_split": one_split(env, n_ctx),
             "ratio": ratio,
             "wall_s": int(wall) if wall.isdigit() else None,
             "rc": int(rc) if rc.lstrip("-").isdigit() else None,
@@ -231,6 +243,8 @@ def sweep_table(out, specs, summary):
     for r in rows:
         label = {"default": "defaults", "again": "defaults again"}.get(r["role"], "")
         label = label or " ".join(f"`{e}`" for e in r["env"].split())
+        if r["one_split"]:
+            label += " (one split: split attention off)"
         cells = []
         for k in kinds:
             if k != r["kind"]:
