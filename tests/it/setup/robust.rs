@@ -522,3 +522,29 @@ fn refusals_before_any_build_change_nothing_and_name_the_cause() {
     assert!(!Path::new("PWNED").exists() && !t.path().join("PWNED").exists());
     assert!(host.calls.is_empty(), "{:?}", host.calls);
 }
+
+/// Probe case 7 to the end: a captive portal's page left in the download cache no longer blocks
+/// setup for good. With a good mirror the bad entry is named, removed and fetched again, and the
+/// run completes with the real archive in the cache (before the fix every run reused the page).
+#[test]
+fn a_bad_cached_download_is_replaced_from_a_good_mirror() {
+    let t = TempDir::new().unwrap();
+    let (root, rel) = gpu_root(t.path(), 0x2204);
+    let s = serve(t.path());
+    let m = manifest(t.path(), &s.base, |x| x);
+    let file = Manifest::load(&m).unwrap().source_artifact().file;
+    let cached = root.join("var/cache/pigpu").join(file);
+    fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    let page = b"<html>login</html>\n";
+    fs::write(&cached, page).unwrap();
+
+    let mut host = RecordingHost::default();
+    assert_eq!(setup(&root, &m, &[], &mut host).unwrap(), Outcome::Ok);
+    let now = fs::read(&cached).expect("the archive is cached again");
+    assert_ne!(now, page.to_vec(), "the portal page is still cached");
+    assert_eq!(&now[..2], b"\x1f\x8b", "the cache holds the gzip archive");
+    assert!(
+        nvidia_ko(&root, &rel).exists(),
+        "the run built and installed"
+    );
+}
