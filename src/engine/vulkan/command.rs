@@ -365,6 +365,25 @@ impl CmdBuffer {
         self.stamp(|| "copy".into());
     }
 
+    /// Records one copy command of several `(src_off, dst_off, len)` ranges between two buffers
+    /// (one barrier, one command: e.g. a few scattered words of state read back together).
+    pub fn copy_ranges(&mut self, src: &Buffer, dst: &Buffer, ranges: &[(u64, u64, u64)]) {
+        self.barrier();
+        let r: Vec<vk::BufferCopy> = ranges
+            .iter()
+            .map(|&(src_offset, dst_offset, size)| vk::BufferCopy {
+                src_offset,
+                dst_offset,
+                size,
+            })
+            .collect();
+        // SAFETY: recording; ranges are inside both buffers (callers size them) and do not
+        // overlap in the destination.
+        unsafe { self.dev.raw.cmd_copy_buffer(self.cb, src.raw, dst.raw, &r) };
+        self.pending_barrier = true;
+        self.stamp(|| "copy".into());
+    }
+
     /// Records a copy that needs no ordering against the commands before it (it writes a range
     /// nothing earlier in this buffer touches, e.g. one of several staging uploads): no barrier.
     pub fn copy_unordered(

@@ -166,9 +166,8 @@ impl VulkanEngine {
     /// Records the copy of what the sampler left in the state to the host: the token, then the
     /// verdict on the logits (`S_BAD`), 8 bytes.
     fn record_readback(acts: &Acts, cmd: &mut CmdBuffer) {
-        cmd.copy(&acts.state, (S_TOKEN * 4) as u64, &acts.readback, 0, 4);
-        // Another word of the state to another range of the readback: no order needed.
-        cmd.copy_unordered(&acts.state, (S_BAD * 4) as u64, &acts.readback, 4, 4);
+        let ranges = [((S_TOKEN * 4) as u64, 0, 4), ((S_BAD * 4) as u64, 4, 4)];
+        cmd.copy_ranges(&acts.state, &acts.readback, &ranges);
     }
 
     /// Records the decode step and the sample-only step, once.
