@@ -5,6 +5,7 @@
 //!
 //! Layout (little-endian): magic `GGUF`, u32 version, u64 tensor count, u64 metadata count,
 //! metadata key/value pairs, tensor infos, padding to `general.alignment` (default 32), data.
+#![warn(missing_docs)]
 
 mod error;
 mod reader;
@@ -41,9 +42,11 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// One tensor's entry in the file's tensor table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
+    /// Tensor name, e.g. `blk.0.attn_q.weight`.
     pub name: String,
     /// Dimensions, innermost (contiguous) first, as ggml's `ne`.
     pub shape: Vec<u64>,
+    /// Element type (float or quantized block format).
     pub ty: GgmlType,
     /// Offset relative to the start of the data section.
     pub offset: u64,
@@ -52,6 +55,7 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// Elements in the tensor (product of the dimensions).
     pub fn n_elements(&self) -> u64 {
         self.shape.iter().product()
     }
@@ -187,12 +191,15 @@ impl GgufFile {
         })
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The GGUF version in the header (2 or 3).
     pub fn version(&self) -> u32 {
         self.version
     }
+    /// Alignment of the data section and of every tensor in it, in bytes.
     pub fn alignment(&self) -> u64 {
         self.alignment
     }
@@ -200,6 +207,7 @@ impl GgufFile {
     pub fn data_offset(&self) -> u64 {
         self.data_offset
     }
+    /// Length of the whole file, in bytes.
     pub fn file_len(&self) -> u64 {
         self.storage.len() as u64
     }
@@ -208,6 +216,7 @@ impl GgufFile {
     pub fn metadata(&self) -> &[(String, Value)] {
         &self.metadata
     }
+    /// The value of a metadata key; `None` when absent.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.index.get(key).map(|&i| &self.metadata[i].1)
     }
@@ -261,6 +270,7 @@ impl GgufFile {
                 .ok_or_else(|| self.wrong_type(key, "a number", v)),
         }
     }
+    /// A boolean key; `Ok(None)` when absent, an error naming the key when it is not a bool.
     pub fn get_bool(&self, key: &str) -> Result<Option<bool>, GgufError> {
         match self.get(key) {
             None => Ok(None),
@@ -270,6 +280,7 @@ impl GgufFile {
                 .ok_or_else(|| self.wrong_type(key, "bool", v)),
         }
     }
+    /// A string key; `Ok(None)` when absent, an error naming the key when it is not a string.
     pub fn get_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
         match self.get(key) {
             None => Ok(None),
@@ -301,6 +312,7 @@ impl GgufFile {
     pub fn tensors(&self) -> &[TensorInfo] {
         &self.tensors
     }
+    /// A tensor's entry by name; `None` when the file has no such tensor.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensor_index.get(name).map(|&i| &self.tensors[i])
     }

@@ -5,22 +5,36 @@ use std::fmt;
 /// The type tag of a metadata value (`gguf_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueType {
+    /// Type id 0: unsigned 8-bit integer.
     U8,
+    /// Type id 1: signed 8-bit integer.
     I8,
+    /// Type id 2: unsigned 16-bit integer.
     U16,
+    /// Type id 3: signed 16-bit integer.
     I16,
+    /// Type id 4: unsigned 32-bit integer.
     U32,
+    /// Type id 5: signed 32-bit integer.
     I32,
+    /// Type id 6: 32-bit float.
     F32,
+    /// Type id 7: boolean stored as one byte (0 or 1).
     Bool,
+    /// Type id 8: UTF-8 string with a u64 length prefix.
     String,
+    /// Type id 9: array (element type, u64 count, elements).
     Array,
+    /// Type id 10: unsigned 64-bit integer.
     U64,
+    /// Type id 11: signed 64-bit integer.
     I64,
+    /// Type id 12: 64-bit float.
     F64,
 }
 
 impl ValueType {
+    /// The type for a type id read from a file; `None` outside 0..=12.
     pub fn from_id(id: u32) -> Option<ValueType> {
         use ValueType::*;
         Some(match id {
@@ -64,6 +78,7 @@ impl ValueType {
         }
     }
 
+    /// Lower-case name used in messages and `pigpu inspect` (`u8`, `string`, `array`, …).
     pub fn name(self) -> &'static str {
         use ValueType::*;
         match self {
@@ -93,29 +108,45 @@ impl fmt::Display for ValueType {
 /// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// A `u8` value (type id 0).
     U8(u8),
+    /// An `i8` value (type id 1).
     I8(i8),
+    /// A `u16` value (type id 2).
     U16(u16),
+    /// An `i16` value (type id 3).
     I16(i16),
+    /// A `u32` value (type id 4).
     U32(u32),
+    /// An `i32` value (type id 5).
     I32(i32),
+    /// An `f32` value (type id 6).
     F32(f32),
+    /// A boolean (type id 7).
     Bool(bool),
+    /// A string (type id 8).
     String(String),
+    /// An array (type id 9).
     Array(Array),
+    /// A `u64` value (type id 10).
     U64(u64),
+    /// An `i64` value (type id 11).
     I64(i64),
+    /// An `f64` value (type id 12).
     F64(f64),
 }
 
 /// An array value: its element type and its elements (which are arrays again when nested).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array {
+    /// Type of every element (all elements of a GGUF array share one type).
     pub elem_type: ValueType,
+    /// The elements, in file order.
     pub values: Vec<Value>,
 }
 
 impl Value {
+    /// The type tag this value is written with.
     pub fn value_type(&self) -> ValueType {
         match self {
             Value::U8(_) => ValueType::U8,
@@ -159,6 +190,7 @@ impl Value {
         }
     }
 
+    /// The string, when this is a string value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -166,6 +198,7 @@ impl Value {
         }
     }
 
+    /// The boolean, when this is a boolean value.
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             Value::Bool(b) => Some(b),
@@ -173,6 +206,7 @@ impl Value {
         }
     }
 
+    /// The array, when this is an array value.
     pub fn as_array(&self) -> Option<&Array> {
         match self {
             Value::Array(a) => Some(a),

@@ -8,8 +8,11 @@ use crate::quant::GgmlType;
 /// Builds a GGUF file in memory.
 #[derive(Debug, Clone)]
 pub struct GgufWriter {
+    /// GGUF version written in the header (3 by default).
     pub version: u32,
+    /// Metadata key/value pairs, written in this order.
     pub metadata: Vec<(String, Value)>,
+    /// Tensors in file order: name, shape (innermost first), type, data bytes.
     pub tensors: Vec<(String, Vec<u64>, GgmlType, Vec<u8>)>,
 }
 
@@ -24,9 +27,11 @@ impl Default for GgufWriter {
 }
 
 impl GgufWriter {
+    /// An empty version-3 file.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Appends a metadata key/value pair.
     pub fn kv(mut self, key: &str, value: Value) -> Self {
         self.metadata.push((key.to_string(), value));
         self
@@ -38,6 +43,7 @@ impl GgufWriter {
         self
     }
 
+    /// The whole file: header, metadata, tensor table, padding, aligned tensor data.
     pub fn to_bytes(&self) -> Vec<u8> {
         let entries: Vec<TensorEntry> = self
             .tensors
@@ -62,9 +68,11 @@ impl GgufWriter {
 /// One entry of a file's tensor table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorEntry {
+    /// Tensor name.
     pub name: String,
     /// Dimensions, innermost first (ggml's `ne`).
     pub shape: Vec<u64>,
+    /// Element type.
     pub ty: GgmlType,
     /// Size of the tensor's data in bytes.
     pub bytes: u64,
@@ -75,8 +83,11 @@ pub struct TensorEntry {
 /// tensor `i` starts `offsets[i]` bytes into it, and the gaps between tensors are zeros.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// Encoded header, tensor table and padding; the data section starts at its end.
     pub header: Vec<u8>,
+    /// Offset of each tensor's data in the data section, in the order of `tensors`.
     pub offsets: Vec<u64>,
+    /// The tensor table, in file order.
     pub tensors: Vec<TensorEntry>,
     /// Length of the whole file.
     pub file_len: u64,

@@ -1,6 +1,7 @@
 //! Tensor element types as GGUF/ggml numbers them, their block geometry, and CPU
 //! dequantization. The block layouts here are the ground truth the CPU engine's kernels and the
 //! Vulkan shaders are tested against.
+#![warn(missing_docs)]
 
 mod blocks;
 mod dequant;
@@ -16,19 +17,29 @@ pub use dequant::{
 /// Why a dequantization was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuantError {
+    /// The type has no dequantizer in this build.
     #[error("dequantizing tensor type {0} is not supported (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K)")]
     Unsupported(GgmlType),
+    /// The element count does not fill whole blocks of the type.
     #[error("{n_elements} elements of type {ty} is not a whole number of {block}-element blocks")]
     NotWholeBlocks {
+        /// The tensor type.
         ty: GgmlType,
+        /// Elements asked for.
         n_elements: u64,
+        /// Elements per block of the type.
         block: usize,
     },
+    /// The byte slice is not the size the element count needs.
     #[error("{n_elements} elements of type {ty} take {expected} bytes, got {found}")]
     SizeMismatch {
+        /// The tensor type.
         ty: GgmlType,
+        /// Elements asked for.
         n_elements: u64,
+        /// Bytes those elements take.
         expected: u64,
+        /// Bytes given.
         found: u64,
     },
 }
@@ -37,37 +48,79 @@ pub enum QuantError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)]
 pub enum GgmlType {
+    /// 32-bit float (id 0).
     F32,
+    /// IEEE half float (id 1).
     F16,
+    /// 32-element blocks: one f16 scale and 4-bit weights, 4.5 bits per weight (id 2).
     Q4_0,
+    /// 32-element blocks: f16 scale and minimum, 4-bit weights, 5 bits per weight (id 3).
     Q4_1,
+    /// 32-element blocks: f16 scale, 5-bit weights (high bits packed apart), 5.5 bits per weight
+    /// (id 6).
     Q5_0,
+    /// 32-element blocks: f16 scale and minimum, 5-bit weights, 6 bits per weight (id 7).
     Q5_1,
+    /// 32-element blocks: one f16 scale and 32 signed bytes, 8.5 bits per weight (id 8).
     Q8_0,
+    /// Q8_0 with the scaled block sum added, 9 bits per weight; ggml's activation format (id 9).
     Q8_1,
+    /// 256-element super-blocks of 16×16, 4-bit scales and minimums, 2-bit weights; 2.625 bits per
+    /// weight (id 10).
     Q2_K,
+    /// 256-element super-blocks of 16×16, 6-bit scales, 3-bit weights; 3.4375 bits per weight (id
+    /// 11).
     Q3_K,
+    /// 256-element super-blocks of 8×32, 6-bit scales and minimums, 4-bit weights; 4.5 bits per
+    /// weight (id 12).
     Q4_K,
+    /// 256-element super-blocks of 8×32, 6-bit scales and minimums, 5-bit weights; 5.5 bits per
+    /// weight (id 13).
     Q5_K,
+    /// 256-element super-blocks of 16×16, 8-bit scales, 6-bit weights; 6.5625 bits per weight (id
+    /// 14).
     Q6_K,
+    /// 256-element blocks: f32 scale, 256 signed bytes and 16 partial sums; ggml's activation
+    /// format for k-quant dot products (id 15).
     Q8_K,
+    /// Codebook quantization, 2.0625 bits per weight; read but not dequantized here (id 16).
     IQ2_XXS,
+    /// Codebook quantization, 2.3125 bits per weight; read but not dequantized here (id 17).
     IQ2_XS,
+    /// Codebook quantization, 3.0625 bits per weight; read but not dequantized here (id 18).
     IQ3_XXS,
+    /// Codebook quantization, 1.5625 bits per weight; read but not dequantized here (id 19).
     IQ1_S,
+    /// 32-element blocks with a non-linear 4-bit table, 4.5 bits per weight; not dequantized here
+    /// (id 20).
     IQ4_NL,
+    /// Codebook quantization, 3.4375 bits per weight; read but not dequantized here (id 21).
     IQ3_S,
+    /// Codebook quantization, 2.5625 bits per weight; read but not dequantized here (id 22).
     IQ2_S,
+    /// 256-element super-blocks of the IQ4_NL table, 4.25 bits per weight; not dequantized here (id
+    /// 23).
     IQ4_XS,
+    /// Signed 8-bit integer (id 24).
     I8,
+    /// Signed 16-bit integer (id 25).
     I16,
+    /// Signed 32-bit integer (id 26).
     I32,
+    /// Signed 64-bit integer (id 27).
     I64,
+    /// 64-bit float (id 28).
     F64,
+    /// Codebook quantization, 1.75 bits per weight; read but not dequantized here (id 29).
     IQ1_M,
+    /// bfloat16: the top half of an f32 (id 30).
     BF16,
+    /// Ternary weights, 1.6875 bits per weight; read but not dequantized here (id 34).
     TQ1_0,
+    /// Ternary weights, 2.0625 bits per weight; read but not dequantized here (id 35).
     TQ2_0,
+    /// 32-element blocks of 4-bit floats with a shared 8-bit exponent, 4.25 bits per weight; not
+    /// dequantized here (id 39).
     MXFP4,
 }
 
@@ -150,6 +203,7 @@ impl GgmlType {
         }
     }
 
+    /// The type for a `ggml_type` number; `None` for numbers that are unused or unknown.
     pub fn from_id(id: u32) -> Option<GgmlType> {
         Self::ALL.iter().copied().find(|t| t.id() == id)
     }
@@ -193,6 +247,7 @@ impl GgmlType {
         }
     }
 
+    /// The type for a ggml name, ignoring case (`q4_k` finds `Q4_K`); `None` when unknown.
     pub fn from_name(name: &str) -> Option<GgmlType> {
         Self::ALL
             .iter()
