@@ -7,11 +7,14 @@ use minijinja::{Environment, Error, ErrorKind};
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Message {
+    /// Who speaks: `system`, `user` or `assistant` (passed to the template as given).
     pub role: String,
+    /// The message text.
     pub content: String,
 }
 
 impl Message {
+    /// A message from `role` with `content`.
     pub fn new(role: &str, content: impl Into<String>) -> Message {
         Message {
             role: role.to_string(),
@@ -20,12 +23,16 @@ impl Message {
     }
 }
 
+/// Why the chat template could not format a conversation.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
+    /// The file has no `tokenizer.chat_template`.
     #[error("the model has no tokenizer.chat_template, so chat mode cannot format messages (use -p for plain completion)")]
     NoTemplate,
+    /// The template is not valid Jinja (as minijinja reads it).
     #[error("tokenizer.chat_template does not parse: {0:#}")]
     Parse(Error),
+    /// Rendering failed, or the template raised an exception for these messages.
     #[error("tokenizer.chat_template failed to render: {0:#}")]
     Render(Error),
 }

@@ -25,6 +25,7 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The architecture for a `general.architecture` value; `None` when this build cannot run it.
     pub fn from_name(name: &str) -> Option<Arch> {
         match name {
             "llama" => Some(Arch::Llama),
@@ -35,6 +36,7 @@ impl Arch {
             _ => None,
         }
     }
+    /// The `general.architecture` value for this architecture.
     pub fn name(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
@@ -91,7 +93,9 @@ pub enum Activation {
 /// The hyper-parameters an engine needs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Config {
+    /// The model architecture (`general.architecture`).
     pub arch: Arch,
+    /// Transformer blocks (`{arch}.block_count`).
     pub n_layer: usize,
     /// Model width (`{arch}.embedding_length`).
     pub n_embd: usize,
@@ -103,11 +107,13 @@ pub struct Config {
     pub head_dim: usize,
     /// Hidden width of the feed-forward block.
     pub n_ff: usize,
+    /// Tokens in the vocabulary: rows of the embedding and output matrices.
     pub n_vocab: usize,
     /// Context the model was trained for (`{arch}.context_length`).
     pub n_ctx_train: usize,
     /// Dimensions of each head that RoPE rotates (`{arch}.rope.dimension_count`).
     pub n_rot: usize,
+    /// How RoPE pairs dimensions, from the architecture.
     pub rope_style: RopeStyle,
     /// `{arch}.rope.freq_base` (default 10000).
     pub rope_freq_base: f32,
@@ -115,6 +121,7 @@ pub struct Config {
     pub rope_freq_scale: f32,
     /// `{arch}.attention.layer_norm_rms_epsilon`.
     pub rms_eps: f32,
+    /// Whether Q, K and V carry bias vectors (qwen2).
     pub qkv_bias: bool,
     /// Per-head RMS norm of Q and K before RoPE (qwen3, gemma3).
     pub qk_norm: bool,
@@ -122,6 +129,7 @@ pub struct Config {
     pub post_norms: bool,
     /// Factor on the embedding rows as they enter the first layer (gemma3: sqrt(n_embd); else 1).
     pub embd_scale: f32,
+    /// The gate activation of the feed-forward block.
     pub act: Activation,
     /// Factor on q·k before the softmax (1/sqrt(head_dim) unless the architecture says else).
     pub attn_scale: f32,

@@ -1,6 +1,7 @@
 //! Model layer: hyper-parameters from GGUF metadata, weights by tensor name, tokenizer, chat
 //! template and sampler (the generation loop is `crate::session`'s). Engines take a [`Model`]
 //! and never parse GGUF metadata themselves.
+#![warn(missing_docs)]
 
 pub mod chat;
 pub mod config;
@@ -21,43 +22,77 @@ use crate::quant::GgmlType;
 /// Why a GGUF file cannot be run as a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// The file itself could not be read as GGUF.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// `general.architecture` names an architecture this build cannot run.
     #[error("architecture '{arch}' is not supported (this build runs: llama, qwen2, qwen3, gemma3, smollm3)")]
-    UnsupportedArch { arch: String },
+    UnsupportedArch {
+        /// The architecture named in the file.
+        arch: String,
+    },
+    /// A hyper-parameter the architecture needs is absent.
     #[error("metadata key '{key}' is missing")]
-    MissingKey { key: String },
+    MissingKey {
+        /// The metadata key.
+        key: String,
+    },
+    /// A hyper-parameter is out of range or inconsistent with another.
     #[error("metadata key '{key}' is {value}, expected {expected}")]
     BadValue {
+        /// The metadata key.
         key: String,
+        /// Its value in the file, as text.
         value: String,
+        /// What was expected, in words.
         expected: String,
     },
+    /// A weight tensor the architecture needs is absent.
     #[error("tensor '{name}' is missing")]
-    MissingTensor { name: String },
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+    },
+    /// A weight tensor's dimensions disagree with the hyper-parameters.
     #[error("tensor '{name}' has shape {shape:?}, expected {expected:?}")]
     BadShape {
+        /// The tensor name.
         name: String,
+        /// Its dimensions in the file, innermost first.
         shape: Vec<u64>,
+        /// The dimensions the hyper-parameters imply.
         expected: Vec<u64>,
     },
     #[error(
         "tensor '{name}' has type {ty}, which this engine cannot run (supported: {supported})"
     )]
+    /// A weight tensor's type has no kernel in the engine that was asked for.
     UnsupportedType {
+        /// The tensor name.
         name: String,
+        /// Its type.
         ty: GgmlType,
+        /// The types that engine runs, comma-separated.
         supported: String,
     },
+    /// The file is one part of a split model (`split.count` > 1).
     #[error("this is part {part} of a model split into {count} files (split.count); pigpu loads one-file models only: merge the parts with llama.cpp's `llama-gguf-split --merge FIRST-PART.gguf OUT.gguf`, or pick a quant published as one file")]
-    SplitFile { part: u64, count: u64 },
+    SplitFile {
+        /// Which part, counting from 1.
+        part: u64,
+        /// How many parts the model has.
+        count: u64,
+    },
 }
 
 /// A loaded (memory-mapped, validated) model: the file, its hyper-parameters and its weights.
 /// Shared between the engine and the host code through an `Arc`.
 pub struct Model {
+    /// The mapped GGUF file the weights point into.
     pub file: GgufFile,
+    /// Hyper-parameters read from the metadata.
     pub config: Config,
+    /// Every weight tensor, looked up and shape-checked.
     pub weights: Weights,
 }
 
@@ -76,6 +111,7 @@ impl Model {
         Self::from_gguf(GgufFile::open(path)?)
     }
 
+    /// Reads the hyper-parameters from an opened file and looks up every weight.
     pub fn from_gguf(file: GgufFile) -> Result<Arc<Model>, ModelError> {
         // Parts of a split model (llama.cpp's gguf-split: `split.no` counts from 0) hold only some
         // tensors, and only the first has the hyper-parameters: without this check they would

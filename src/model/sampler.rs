@@ -8,9 +8,11 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`; the same seed gives the same sequence.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
+    /// The next 64 uniformly distributed bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -31,6 +33,7 @@ impl Rng {
 /// draw with the host-supplied uniform number `u` in [0, 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
+    /// Divides the logits before the softmax; `<= 0` means greedy.
     pub temperature: f32,
     /// 0 = off.
     pub top_k: usize,
@@ -40,10 +43,12 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// 1.0 = off.
     pub repeat_penalty: f32,
+    /// How many of the most recent tokens the repetition penalty looks at (0 = none).
     pub repeat_last_n: usize,
 }
 
 impl SamplingParams {
+    /// Argmax sampling with every filter off.
     pub fn greedy() -> Self {
         SamplingParams {
             temperature: 0.0,

@@ -13,11 +13,13 @@ use super::{Config, ModelError};
 pub struct Weight {
     /// GGUF tensor name, verbatim (`blk.3.attn_q.weight`).
     pub name: String,
+    /// Element type.
     pub ty: GgmlType,
     /// ggml order, innermost first: a matrix is `[k (input width), m (output rows)]`.
     pub shape: Vec<u64>,
     /// Absolute byte offset of the tensor data in the file.
     pub file_offset: u64,
+    /// Size of the tensor data, in bytes.
     pub bytes: u64,
 }
 
@@ -48,23 +50,35 @@ impl Weight {
 /// The weights of one transformer block.
 #[derive(Debug, Clone)]
 pub struct LayerWeights {
+    /// RMS norm before attention, `[n_embd]` (`blk.N.attn_norm.weight`).
     pub attn_norm: Weight,
+    /// Query projection, `[n_embd, n_head·head_dim]`.
     pub attn_q: Weight,
+    /// Key projection, `[n_embd, n_head_kv·head_dim]`.
     pub attn_k: Weight,
+    /// Value projection, `[n_embd, n_head_kv·head_dim]`.
     pub attn_v: Weight,
     /// Present exactly when the architecture has QKV biases (qwen2).
     pub attn_q_bias: Option<Weight>,
+    /// Key bias, with `attn_q_bias`.
     pub attn_k_bias: Option<Weight>,
+    /// Value bias, with `attn_q_bias`.
     pub attn_v_bias: Option<Weight>,
     /// Per-head Q and K norm weights, `[head_dim]` (qwen3, gemma3).
     pub attn_q_norm: Option<Weight>,
+    /// Per-head K norm weight, with `attn_q_norm`.
     pub attn_k_norm: Option<Weight>,
+    /// Attention output projection, `[n_head·head_dim, n_embd]`.
     pub attn_output: Weight,
     /// Norm of the attention output before the residual add (gemma3).
     pub attn_post_norm: Option<Weight>,
+    /// RMS norm before the feed-forward block, `[n_embd]`.
     pub ffn_norm: Weight,
+    /// FFN gate projection, `[n_embd, n_ff]`.
     pub ffn_gate: Weight,
+    /// FFN up projection, `[n_embd, n_ff]`.
     pub ffn_up: Weight,
+    /// FFN down projection, `[n_ff, n_embd]`.
     pub ffn_down: Weight,
     /// Norm of the FFN output before the residual add (gemma3).
     pub ffn_post_norm: Option<Weight>,
@@ -73,7 +87,9 @@ pub struct LayerWeights {
 /// All weights of the model.
 #[derive(Debug, Clone)]
 pub struct Weights {
+    /// Token embedding matrix, `[n_embd, n_vocab]`: row `t` is token `t`'s input vector.
     pub token_embd: Weight,
+    /// RMS norm after the last block, `[n_embd]`.
     pub output_norm: Weight,
     /// The output projection: `output.weight`, or `token_embd.weight` when the file has no
     /// separate one (tied embeddings).
@@ -82,6 +98,7 @@ pub struct Weights {
     pub tied_output: bool,
     /// Per-dimension RoPE frequency divisors (`rope_freqs.weight`, Llama 3.1 style), if any.
     pub rope_freqs: Option<Weight>,
+    /// One entry per transformer block, in order.
     pub layers: Vec<LayerWeights>,
 }
 

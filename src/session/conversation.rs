@@ -10,23 +10,40 @@ use crate::model::chat::Message;
 /// Why a conversation cannot be loaded, saved or extended.
 #[derive(Debug, thiserror::Error)]
 pub enum ConversationError {
+    /// The file could not be read.
     #[error("cannot read conversation {}: {source}", path.display())]
     Read {
+        /// The conversation file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file could not be written.
     #[error("cannot write conversation {}: {source}", path.display())]
     Write {
+        /// The conversation file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not the JSON a conversation is saved as.
     #[error("{} is not a conversation file: {reason} (expected JSON like {{\"system\": \"…\", \"messages\": [{{\"role\": \"user\", \"content\": \"…\"}}]}})", path.display())]
-    Format { path: PathBuf, reason: String },
+    Format {
+        /// The conversation file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The new message alone (with the system prompt, if any) does not fit the context.
     #[error("the message is {n_tokens} tokens with the chat template{}, and the context of {n_ctx} tokens keeps {reserve} for the answer, so a message can take at most {} (shorten it, or raise --ctx)", if *with_system { " and the system prompt" } else { "" }, n_ctx.saturating_sub(*reserve))]
     TooLong {
+        /// Tokens of the rendered prompt with only this message.
         n_tokens: usize,
+        /// Context length, in tokens.
         n_ctx: usize,
+        /// Tokens kept free for the answer.
         reserve: usize,
+        /// Whether the system prompt counts in `n_tokens`.
         with_system: bool,
     },
 }
@@ -34,6 +51,7 @@ pub enum ConversationError {
 /// The system prompt and the turns (user and assistant messages, in order).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conversation {
+    /// The system prompt, sent before every turn when set.
     pub system: Option<String>,
     turns: Vec<Message>,
 }
@@ -58,11 +76,14 @@ struct FileMessage {
 /// dropped to make room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fitted {
+    /// The rendered prompt's tokens, ready to feed.
     pub ids: Vec<u32>,
+    /// How many of the oldest messages were left out so the prompt fits.
     pub dropped_messages: usize,
 }
 
 impl Conversation {
+    /// An empty conversation with an optional system prompt.
     pub fn new(system: Option<String>) -> Conversation {
         Conversation {
             system,

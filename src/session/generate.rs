@@ -16,7 +16,9 @@ use crate::model::sampler::{self, Rng};
 /// What the callback tells the loop after each token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Go on generating.
     Continue,
+    /// Stop now: the generation ends as `Interrupted` (Ctrl-C, a write error).
     Stop,
     /// A stop string was found in the text.
     StopString,
@@ -42,6 +44,7 @@ pub enum StopReason {
 
 /// What a constrained generation needs besides the engine.
 pub struct Constrained<'a> {
+    /// The JSON recogniser each sampled token must satisfy.
     pub json: &'a mut JsonConstraint,
     /// The tokens in the engine before this generation (the prompt), for the repetition
     /// penalty, which the host sampler applies over them and the generated ones.
@@ -53,12 +56,15 @@ pub struct Constrained<'a> {
 pub struct Generation {
     /// Generated token ids (without the stop token).
     pub tokens: Vec<u32>,
+    /// Why it ended.
     pub stop: StopReason,
     /// The end-of-generation token that ended it, if one did. Like every sampled token it is
     /// held by the engine and fed before the next prompt, so a caller tracking the context must
     /// count it.
     pub stop_token: Option<u32>,
+    /// Time spent on the prompt (prefill).
     pub prompt_time: Duration,
+    /// Time from the end of the prompt to the end of generation.
     pub gen_time: Duration,
 }
 
@@ -66,10 +72,15 @@ pub struct Generation {
 /// `timings`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Timings {
+    /// Opening the model to ready engine, in milliseconds.
     pub load_ms: f64,
+    /// Prompt processing time, in milliseconds.
     pub prompt_ms: f64,
+    /// Prompt tokens processed per second.
     pub prompt_tokens_per_s: f64,
+    /// Generation time, in milliseconds.
     pub gen_ms: f64,
+    /// Tokens generated per second.
     pub gen_tokens_per_s: f64,
 }
 

@@ -9,6 +9,7 @@
 //! with it a KV cache, and runs one generation at a time. A second session attaches with
 //! [`Session::attach`]; the CPU engine then computes from the same memory map, while a Vulkan
 //! engine uploads its own copy of the weights to the device.
+#![warn(missing_docs)]
 
 pub mod constrain;
 pub mod conversation;
@@ -31,30 +32,62 @@ use crate::sys::progress::Reporter;
 /// Why a model cannot be loaded or a request does not fit, before any engine runs.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    /// The model file does not exist.
     #[error("model file {} does not exist", path.display())]
-    NoFile { path: PathBuf },
+    NoFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The tokenizer and the embedding disagree on the vocabulary size.
     #[error("{}: the tokenizer has {n_tokens} tokens (tokenizer.ggml.tokens) but the embedding has {n_vocab} rows (token_embd.weight); they must match, as llama.cpp also requires (a model could otherwise produce ids no token stands for, or be fed ids beyond its embedding)", path.display())]
     VocabMismatch {
+        /// The model file.
         path: PathBuf,
+        /// Tokens in `tokenizer.ggml.tokens`.
         n_tokens: usize,
+        /// Rows of `token_embd.weight`.
         n_vocab: usize,
     },
+    /// `--ctx` below 2.
     #[error("--ctx {n_ctx} is too small (at least 2 tokens)")]
-    CtxTooSmall { n_ctx: usize },
+    CtxTooSmall {
+        /// The context length asked for.
+        n_ctx: usize,
+    },
+    /// `--threads` beyond what the machine can use.
     #[error("--threads {threads} is more than this machine can use: it has {cores} CPU(s); give at most {max} (the default is one per core)")]
     TooManyThreads {
+        /// Threads asked for.
         threads: usize,
+        /// CPU cores available.
         cores: usize,
+        /// The most threads allowed.
         max: usize,
     },
+    /// The KV cache for `--ctx` would need more than a petabyte.
     #[error("--ctx {n_ctx} is far beyond any memory (the model was trained for {trained} tokens)")]
-    CtxBeyondMemory { n_ctx: usize, trained: usize },
+    CtxBeyondMemory {
+        /// The context length asked for.
+        n_ctx: usize,
+        /// The model's training context.
+        trained: usize,
+    },
+    /// The prompt alone is longer than the context.
     #[error("the prompt is {n_prompt} tokens, longer than the context of {n_ctx} (raise --ctx)")]
-    PromptTooLong { n_prompt: usize, n_ctx: usize },
+    PromptTooLong {
+        /// Prompt tokens.
+        n_prompt: usize,
+        /// Context length.
+        n_ctx: usize,
+    },
+    /// Prompt plus `-n` new tokens do not fit the context.
     #[error("-n {n} after a prompt of {n_prompt} tokens needs {} positions, more than the context of {n_ctx} (lower -n or raise --ctx)", *n_prompt as u128 + *n as u128)]
     TooManyTokens {
+        /// Prompt tokens.
         n_prompt: usize,
+        /// New tokens asked for.
         n: usize,
+        /// Context length.
         n_ctx: usize,
     },
 }
@@ -62,6 +95,7 @@ pub enum SessionError {
 /// How to load: which engine, how large a context, how many threads.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
+    /// Which engine to run on (CPU, Vulkan, or automatic).
     pub backend: Backend,
     /// Context length (default: the model's training context, at most 4096).
     pub ctx: Option<usize>,
@@ -79,8 +113,11 @@ pub struct SessionOptions {
 
 /// The part of a loaded model that sessions share: the file, weights and tokenizer.
 pub struct SharedModel {
+    /// The model file's path.
     pub path: PathBuf,
+    /// The mapped model: hyper-parameters and weights.
     pub model: Arc<Model>,
+    /// The tokenizer read from the model's metadata.
     pub tokenizer: Tokenizer,
 }
 
@@ -152,7 +189,9 @@ fn check_vocab(path: &Path, model: &Model, tokenizer: &Tokenizer) -> Result<(), 
 
 /// One engine (and its KV cache) over a shared model: one conversation or run at a time.
 pub struct Session {
+    /// The loaded model this session runs.
     pub shared: Arc<SharedModel>,
+    /// The engine, holding its own KV cache.
     pub engine: Box<dyn Engine>,
     /// From opening the file to the engine being ready.
     pub load_time: Duration,
@@ -192,10 +231,12 @@ impl Session {
         })
     }
 
+    /// The loaded model (hyper-parameters and weights).
     pub fn model(&self) -> &Arc<Model> {
         &self.shared.model
     }
 
+    /// The model's tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.shared.tokenizer
     }

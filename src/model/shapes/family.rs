@@ -12,7 +12,10 @@ use super::shape::{Family, RopeScaling, Shape};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     /// Random with roughly this standard deviation (quantized in the tensor's type).
-    Random { sigma: f32 },
+    Random {
+        /// Standard deviation of the values before quantization.
+        sigma: f32,
+    },
     /// Every element 1.0 (norm weights, so activations keep their scale).
     Ones,
     /// These exact values (F32).

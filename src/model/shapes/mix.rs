@@ -16,32 +16,49 @@ use crate::quant::GgmlType;
 /// A named mix (llama.cpp's `llama_ftype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mix {
+    /// Every matrix F16.
     F16,
+    /// Q4_0 for every matrix but the output projection (Q6_K).
     Q4_0,
+    /// Q4_1 for every matrix but the output projection (Q6_K).
     Q4_1,
+    /// Q8_0 for every matrix, the output projection too.
     Q8_0,
+    /// Q4_K_M: Q4_K, with Q6_K for `attn_v` and `ffn_down` in the layers `use_more_bits` picks.
     Q4KM,
+    /// Q5_K_M: Q5_K, with Q6_K for `attn_v` and `ffn_down` in the layers `use_more_bits` picks.
     Q5KM,
+    /// Q6_K for every matrix (Q8_0 where rows are not a multiple of 256).
     Q6K,
 }
 
 /// What a tensor is, as far as the mix rules care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The token embedding matrix (`token_embd.weight`).
     TokenEmbd,
+    /// The output projection (`output.weight`).
     Output,
     /// Any one-dimensional tensor: norms, biases, RoPE factors.
     Vector,
+    /// `blk.N.attn_q.weight`.
     AttnQ,
+    /// `blk.N.attn_k.weight`.
     AttnK,
+    /// `blk.N.attn_v.weight`.
     AttnV,
+    /// `blk.N.attn_output.weight`.
     AttnOutput,
+    /// `blk.N.ffn_gate.weight`.
     FfnGate,
+    /// `blk.N.ffn_up.weight`.
     FfnUp,
+    /// `blk.N.ffn_down.weight`.
     FfnDown,
 }
 
 impl Mix {
+    /// Every mix, in the order `pigpu shape list` shows them.
     pub const ALL: [Mix; 7] = [
         Mix::Q4KM,
         Mix::Q5KM,
@@ -65,6 +82,7 @@ impl Mix {
         }
     }
 
+    /// The mix for a name, ignoring case (`Q4_K_M` finds `q4_k_m`); `None` when unknown.
     pub fn from_name(name: &str) -> Option<Mix> {
         Mix::ALL
             .into_iter()

@@ -43,13 +43,28 @@ const GENERATOR_VERSION: u32 = 1;
 /// Why a shape could not be named or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
+    /// No shape has this name.
     #[error("unknown shape '{name}' (known: {known}; see `pigpu shape list`)")]
-    UnknownShape { name: String, known: String },
+    UnknownShape {
+        /// The name asked for.
+        name: String,
+        /// Every shape name, comma-separated.
+        known: String,
+    },
+    /// No quantization mix has this name.
     #[error("unknown quantization mix '{name}' (known: {known})")]
-    UnknownMix { name: String, known: String },
+    UnknownMix {
+        /// The name asked for.
+        name: String,
+        /// Every mix name, comma-separated.
+        known: String,
+    },
+    /// Writing or renaming the shaped file failed.
     #[error("writing shaped model {path}: {source}")]
     Io {
+        /// The file being written.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
 }
@@ -57,7 +72,9 @@ pub enum ShapeError {
 /// A shape with a mix: what `llama-3.2-3b:q4_k_m` names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShapeSpec {
+    /// The shape (dimensions, family, tokenizer style).
     pub shape: &'static Shape,
+    /// Which ggml type each tensor gets.
     pub mix: Mix,
 }
 
@@ -95,6 +112,7 @@ impl std::fmt::Display for ShapeSpec {
 pub struct Plan {
     /// Per tensor (same order as `layout.tensors`): how its values are made.
     pub tensors: Vec<family::TensorPlan>,
+    /// The encoded header and where each tensor's data goes.
     pub layout: Layout,
 }
 
@@ -176,13 +194,19 @@ pub fn plan(spec: &ShapeSpec, seed: u64) -> Plan {
 /// What [`write`] produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Written {
+    /// The shape and mix, as `NAME:MIX`.
     pub shape: String,
+    /// Where the file is.
     pub path: PathBuf,
+    /// Length of the file, in bytes.
     pub bytes: u64,
+    /// Number of tensors in it.
     pub tensors: usize,
+    /// Seed the random weights were generated from.
     pub seed: u64,
     /// Tensor count and bytes per ggml type.
     pub types: BTreeMap<&'static str, (usize, u64)>,
+    /// Seconds spent writing (near 0 when a cached file was used).
     pub seconds: f64,
     /// False when an existing cached file was used as it was.
     pub generated: bool,

@@ -8,6 +8,7 @@ use super::mix::Mix;
 /// An architecture family (`general.architecture`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// Llama: the reference dense transformer; the others are described by how they differ from it.
     Llama,
     /// Llama plus biases on Q, K and V.
     Qwen2,
@@ -33,13 +34,18 @@ pub enum VocabStyle {
 /// How RoPE frequencies are scaled for long context.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RopeScaling {
+    /// Plain RoPE at every context length.
     None,
     /// Llama 3.1's scheme (`rope_type: "llama3"` in `config.json`); llama.cpp's converter stores
     /// it as the per-dimension divisors of a `rope_freqs.weight` tensor.
     Llama3 {
+        /// Context length multiplier (8 for Llama 3.1).
         factor: f32,
+        /// Wavelengths longer than `original_context / low_freq_factor` are scaled by `factor`.
         low_freq_factor: f32,
+        /// Wavelengths shorter than `original_context / high_freq_factor` are left as they are.
         high_freq_factor: f32,
+        /// Context length the model was pre-trained with before the extension.
         original_context: u32,
     },
 }
@@ -53,21 +59,33 @@ pub struct Shape {
     pub model: &'static str,
     /// `general.size_label`.
     pub size_label: &'static str,
+    /// The architecture family.
     pub family: Family,
+    /// Transformer blocks.
     pub n_layer: u32,
+    /// Model width.
     pub n_embd: u32,
+    /// Hidden width of the feed-forward block.
     pub n_ff: u32,
+    /// Query heads.
     pub n_head: u32,
+    /// Key/value heads (grouped-query attention).
     pub n_head_kv: u32,
+    /// Width of one head.
     pub head_dim: u32,
     /// Rows of the embedding (and output) matrix; the tokenizer has exactly this many tokens.
     pub n_vocab: u32,
     /// Tokens at the end of the vocabulary that are padding (`[PAD151665]` in Qwen2.5).
     pub n_vocab_pad: u32,
+    /// Which real tokenizer the vocabulary imitates.
     pub vocab: VocabStyle,
+    /// Context length written to `{arch}.context_length`.
     pub n_ctx_train: u32,
+    /// `{arch}.rope.freq_base`.
     pub rope_freq_base: f32,
+    /// Long-context RoPE scaling, if any.
     pub rope_scaling: RopeScaling,
+    /// `{arch}.attention.layer_norm_rms_epsilon`.
     pub rms_eps: f32,
     /// Sliding-window width of gemma3's local layers (`{arch}.attention.sliding_window`; 0 for
     /// families without one).

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 pub use decode::StreamDecoder;
 pub use error::TokenizerError;
 pub use pre::PreSpec;
-pub use vocab::{SpecialIds, TokenType};
+pub use vocab::TokenType;
 
 use crate::gguf::GgufFile;
 use vocab::{Kind, Vocab};
@@ -204,12 +204,15 @@ impl Tokenizer {
     fn is_spm(&self) -> bool {
         matches!(self.vocab.kind, Kind::Spm)
     }
+    /// Id of the beginning-of-sequence token, if the file names one.
     pub fn bos_id(&self) -> Option<u32> {
         self.vocab.special.bos
     }
+    /// Id of the end-of-sequence token, if the file names one.
     pub fn eos_id(&self) -> Option<u32> {
         self.vocab.special.eos
     }
+    /// Id of the end-of-turn token (`<|eot_id|>`, `<|im_end|>`), if the file names or implies one.
     pub fn eot_id(&self) -> Option<u32> {
         self.vocab.special.eot
     }

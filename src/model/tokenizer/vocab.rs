@@ -13,16 +13,24 @@ use crate::gguf::{GgufFile, Value, ValueType};
 /// A token's type, as `tokenizer.ggml.token_type` numbers them (llama.cpp's `llama_token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenType {
+    /// Type 0, or any number outside 1..=6.
     Undefined,
+    /// Type 1: an ordinary token, matched and rendered as text.
     Normal,
+    /// Type 2: the unknown token.
     Unknown,
+    /// Type 3: a control token (BOS, EOS, chat markers).
     Control,
+    /// Type 4: a token added by the user, matched as a whole in text.
     UserDefined,
+    /// Type 5: a reserved slot that never appears in text.
     Unused,
+    /// Type 6: one raw byte (`<0xNN>` in SentencePiece vocabularies).
     Byte,
 }
 
 impl TokenType {
+    /// The type for a `tokenizer.ggml.token_type` number; unknown numbers give `Undefined`.
     pub fn from_id(id: i128) -> TokenType {
         match id {
             1 => TokenType::Normal,

@@ -6,24 +6,33 @@
 //! starts with it. The recogniser's state repeats often (every token inside one string value
 //! starts from the same state), so the allowed set is cached per state.
 
-pub mod json;
+mod json;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub use json::{JsonState, Top};
+use json::JsonState;
+pub use json::Top;
 
 use crate::model::tokenizer::Tokenizer;
 
 /// Why a constrained generation cannot go on.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConstraintError {
+    /// No token at all can continue the output as JSON.
     #[error("json: no token of the vocabulary can continue the output {text:?} as JSON")]
-    NoToken { text: String },
+    NoToken {
+        /// The output so far.
+        text: String,
+    },
+    /// The sampled token does not continue the output as JSON.
     #[error("json: token {token} ({piece:?}) does not continue the output {text:?} as JSON")]
     Rejected {
+        /// The token id.
         token: u32,
+        /// Its text.
         piece: String,
+        /// The output before it.
         text: String,
     },
 }
@@ -184,6 +193,7 @@ pub struct JsonConstraint {
 }
 
 impl JsonConstraint {
+    /// A constraint to one JSON value whose top level is `top`, over the vocabulary in `trie`.
     pub fn new(trie: Arc<TokenTrie>, top: Top) -> JsonConstraint {
         JsonConstraint {
             trie,
