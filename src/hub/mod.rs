@@ -3,6 +3,7 @@
 //! in the Hugging Face cache layout so other tools (huggingface_hub, llama.cpp) share the files.
 //! The environment (`HF_ENDPOINT`, `HF_TOKEN`, cache dirs) is read in `cmd/` and passed down here
 //! as a [`HubConfig`]; nothing in this module reads the environment.
+#![warn(missing_docs)]
 
 mod api;
 mod cache;
@@ -79,79 +80,154 @@ pub fn cache_dir_from(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
     set("HOME").map(|h| Path::new(&h).join(".cache/huggingface/hub"))
 }
 
+/// Why a Hugging Face Hub lookup, pull or cache lookup failed; each message says what to do.
 #[derive(Debug, Error)]
 pub enum HubError {
+    /// The argument is not `ORG/NAME[:QUANT]`.
     #[error("'{name}' is not a model name: expected ORG/NAME or ORG/NAME:QUANT (optionally after hf.co/), e.g. HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:Q4_K_M")]
-    BadName { name: String },
+    BadName {
+        /// The argument as given.
+        name: String,
+    },
+    /// The request got no HTTP answer (DNS, TLS, connection, timeout).
     #[error("hub: no answer from {url}")]
     Http {
+        /// The URL asked.
         url: String,
+        /// The transport error.
         #[source]
         source: reqwest::Error,
     },
+    /// 404: no such repo or file.
     #[error("hub: {what} not found at {endpoint} (404); check the name (private repos also need HF_TOKEN)")]
-    NotFound { what: String, endpoint: String },
+    NotFound {
+        /// What was asked for ("repo ORG/NAME", "file …").
+        what: String,
+        /// The Hub endpoint (`https://huggingface.co` or `HF_ENDPOINT`).
+        endpoint: String,
+    },
+    /// 401: the repo needs a login.
     #[error("hub: {what}: {endpoint} wants a login (401); {}", if *.token_sent { "HF_TOKEN was sent and refused: check that it is valid" } else { "set HF_TOKEN to an access token (private or gated repo)" })]
     Unauthorized {
+        /// What was asked for.
         what: String,
+        /// The Hub endpoint.
         endpoint: String,
+        /// Whether an `HF_TOKEN` was sent (and refused).
         token_sent: bool,
     },
+    /// 403: a gated repo whose terms the token's account has not accepted.
     #[error("hub: {what}: access refused (403); a gated repo needs its terms accepted at {endpoint}/{repo} with the account whose HF_TOKEN is used")]
     Forbidden {
+        /// What was asked for.
         what: String,
+        /// The Hub endpoint.
         endpoint: String,
+        /// The repo, `ORG/NAME`.
         repo: String,
     },
+    /// 429: too many requests.
     #[error("hub: {what}: rate-limited by {endpoint} (429); wait{} and run again (a token via HF_TOKEN raises the limit)", retry_after.as_ref().map(|s| format!(" {s} s")).unwrap_or_default())]
     RateLimited {
+        /// What was asked for.
         what: String,
+        /// The Hub endpoint.
         endpoint: String,
+        /// The server's `Retry-After` value in seconds, when it sent one.
         retry_after: Option<String>,
     },
+    /// Any other non-success HTTP status.
     #[error("hub: {url}: server answered {status}")]
-    Status { url: String, status: StatusCode },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The status the server answered.
+        status: StatusCode,
+    },
+    /// The answer did not parse as the listing the Hub API documents.
     #[error("hub: {url}: unexpected answer: {message}")]
-    BadListing { url: String, message: String },
+    BadListing {
+        /// The URL asked.
+        url: String,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The repo has no `.gguf` files at all.
     #[error("hub: {repo} has no GGUF files (pigpu runs GGUF models; look for a repo named like '{repo}-GGUF')")]
-    NoGguf { repo: String },
+    NoGguf {
+        /// The repo, `ORG/NAME`.
+        repo: String,
+    },
+    /// The repo has GGUF files, but none of the quant asked for.
     #[error("hub: {repo} has no {quant} GGUF; available: {}", available.join(", "))]
     NoSuchQuant {
+        /// The repo, `ORG/NAME`.
         repo: String,
+        /// The quant asked for (`Q4_K_M`).
         quant: String,
+        /// The quants the repo does have.
         available: Vec<String>,
     },
+    /// The quant asked for exists only as a split model (`-00001-of-0000N.gguf`).
     #[error("hub: {repo}: {file} is split into {parts} files; split GGUFs are not supported yet: pick a quant that is one file{}", if others.is_empty() { String::new() } else { format!(" ({})", others.join(", ")) })]
     Split {
+        /// The repo, `ORG/NAME`.
         repo: String,
+        /// The first part's path inside the repo.
         file: String,
+        /// How many parts it has.
         parts: u32,
+        /// Quants of the same repo that are one file.
         others: Vec<String>,
     },
+    /// The file is not stored in LFS, so the Hub gives no sha256 to verify it against.
     #[error("hub: {repo}/{file}: the Hub gives no sha256 for it (not an LFS file), so it cannot be verified; refusing it")]
-    NoChecksum { repo: String, file: String },
+    NoChecksum {
+        /// The repo, `ORG/NAME`.
+        repo: String,
+        /// Path inside the repo.
+        file: String,
+    },
+    /// The tree listing and the file endpoint give different sha256 values.
     #[error("hub: {repo}/{file}: the listing says sha256 {listed} but the file endpoint says {linked}; refusing it")]
     ChecksumConflict {
+        /// The repo, `ORG/NAME`.
         repo: String,
+        /// Path inside the repo.
         file: String,
+        /// The sha256 in the tree listing (hex).
         listed: String,
+        /// The sha256 the file endpoint links (hex).
         linked: String,
     },
+    /// Downloading or verifying the file failed.
     #[error("hub: {repo}/{file}: {source}")]
     Download {
+        /// The repo, `ORG/NAME`.
         repo: String,
+        /// Path inside the repo.
         file: String,
+        /// What went wrong.
         #[source]
         source: Box<DownloadError>,
     },
+    /// Reading or writing the model cache failed.
     #[error("hub cache: {}: {source}", path.display())]
     Io {
+        /// The cache path involved.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A model name was given to a command that does not download, and it is not cached.
     #[error("{name} is not in the model cache ({}); run `pigpu pull {name}` first (`pigpu list` shows what is there)", cache.display())]
-    NotCached { name: String, cache: PathBuf },
+    NotCached {
+        /// The model name as given.
+        name: String,
+        /// The model cache directory.
+        cache: PathBuf,
+    },
 }
 
 /// `io::Error` → [`HubError::Io`] for `path`.
@@ -168,7 +244,12 @@ pub enum Resolved {
     /// A file path (existing, or not a model name: the caller reports it missing).
     Path(PathBuf),
     /// A model name found in the cache: the snapshot path of its file.
-    Cached { name: ModelRef, path: PathBuf },
+    Cached {
+        /// The name, with the quant the cached file has.
+        name: ModelRef,
+        /// The snapshot path of the file.
+        path: PathBuf,
+    },
     /// A model name that is not in the cache.
     Missing(ModelRef),
 }

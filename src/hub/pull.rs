@@ -21,7 +21,9 @@ pub struct Pulled {
     pub file: String,
     /// The snapshot path (what commands open).
     pub path: PathBuf,
+    /// sha256 of the file (hex), checked against the Hub's.
     pub sha256: String,
+    /// Size of the file, in bytes.
     pub size: u64,
     /// Bytes transferred now (0: it was already cached and verified).
     pub transferred: u64,

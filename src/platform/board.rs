@@ -7,8 +7,11 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Board {
+    /// Raspberry Pi 5 (`[pi5]`).
     Pi5,
+    /// Raspberry Pi 500 keyboard computer (`[pi500]`).
     Pi500,
+    /// Compute Module 5 (`[cm5]`).
     Cm5,
     /// Another device-tree machine: a Pi 4 / CM4 / older Pi, or not a Raspberry Pi at all
     /// (`Platform::is_raspberry_pi` tells which). Setup refuses it.

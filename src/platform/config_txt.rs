@@ -14,7 +14,9 @@ pub const CONFIG_PATHS: &[&str] = &["/boot/firmware/config.txt", "/boot/config.t
 /// One `key=value` setting. `dtparam=a,b=c` lines give one `dtparam` setting per parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Setting {
+    /// The setting's name (`dtoverlay`, `kernel`, `dtparam`).
     pub key: String,
+    /// Its value as written after the first `=` (one parameter for `dtparam` lists).
     pub value: String,
     /// 1-based line number.
     pub line: usize,
@@ -28,7 +30,9 @@ pub struct Setting {
 /// A parsed config.txt: its system path and settings in file order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigTxt {
+    /// The system path the text was read from (`/boot/firmware/config.txt`).
     pub path: String,
+    /// Every setting, in file order.
     pub settings: Vec<Setting>,
 }
 
@@ -105,6 +109,7 @@ pub fn parse(text: &str, board: Board) -> Vec<Setting> {
 }
 
 impl ConfigTxt {
+    /// Parses `text` (read from `path`), resolving section filters for `board`.
     pub fn new(path: &str, text: &str, board: Board) -> ConfigTxt {
         ConfigTxt {
             path: path.to_string(),

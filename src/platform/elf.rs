@@ -5,16 +5,28 @@
 
 use thiserror::Error;
 
+/// Why an ELF file could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ElfError {
+    /// The file does not start with `\x7fELF`.
     #[error("elf: not an ELF file")]
     NotElf,
+    /// Not a 64-bit little-endian file.
     #[error("elf: only 64-bit little-endian files are read (class {class}, data {data})")]
-    Unsupported { class: u8, data: u8 },
+    Unsupported {
+        /// `EI_CLASS` (1: 32-bit, 2: 64-bit).
+        class: u8,
+        /// `EI_DATA` (1: little-endian, 2: big-endian).
+        data: u8,
+    },
+    /// A header or table points past the end of the file.
     #[error("elf: {what} at offset {offset} runs past the end of the {len}-byte file")]
     Truncated {
+        /// The structure being read.
         what: &'static str,
+        /// Its offset in the file, in bytes.
         offset: u64,
+        /// Length of the file, in bytes.
         len: usize,
     },
 }
@@ -22,7 +34,9 @@ pub enum ElfError {
 /// What the dynamic linker reads from a library before it can load it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dynamic {
+    /// `DT_NEEDED` entries: the sonames the library links against, in order.
     pub needed: Vec<String>,
+    /// Directories from `DT_RUNPATH` and `DT_RPATH`, split at `:`, `$ORIGIN` unexpanded.
     pub runpath: Vec<String>,
 }
 

@@ -5,7 +5,9 @@
 /// Page size in bytes and what said so.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PageSize {
+    /// Page size in bytes (4096 or 16384 on a Pi).
     pub bytes: u32,
+    /// What said so, in words (the build-config line, or the release name and its flavour).
     pub source: String,
 }
 

@@ -3,6 +3,7 @@
 //! driver's state and Vulkan's drivers (with whether each one loads). Doctor's checks and
 //! setup's probe are views over it, so they agree by construction. Read-only, through a
 //! [`Root`], so a test's temp dir or a mounted image is examined exactly like `/`.
+#![warn(missing_docs)]
 
 pub mod board;
 pub mod config_txt;
@@ -22,9 +23,11 @@ use crate::sys::Root;
 
 /// The machine under a root. Cheap facts are read at once; PCI and Vulkan on first use.
 pub struct Platform {
+    /// The root every path is read under (`/` on the live system).
     pub root: Root,
     /// `/proc/device-tree/model`, trimmed.
     pub model: Option<String>,
+    /// Which board the device-tree model names.
     pub board: Board,
     /// The config.txt that exists, parsed for this board.
     pub config: Option<ConfigTxt>,
@@ -32,6 +35,7 @@ pub struct Platform {
     pub config_text: Option<String>,
     /// `uname -r`: `ROOT/proc/sys/kernel/osrelease` (on the live system `uname(2)` without /proc).
     pub running_kernel: Option<String>,
+    /// The NVIDIA kernel driver's state.
     pub nvidia: nvidia::Nvidia,
     pci_source: PciSource,
     /// The loader's variables, resolved by the command layer (used on the live system only).

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::sys::{kmod, Root};
 
+/// The NVIDIA kernel driver as the running kernel reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Nvidia {
     /// `nvidia` is in `/proc/modules` (or `/sys/module/nvidia` exists).
@@ -38,6 +39,7 @@ pub fn proc_version(text: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Reads the driver's state under `root`; missing files mean not loaded.
 pub fn probe(root: &Root) -> Nvidia {
     // /proc/modules when it can be read (a module that is not loaded may leave nothing else);
     // /sys/module/nvidia otherwise.

@@ -89,14 +89,23 @@ pub enum Load {
     NoLibrary,
     /// A dependency is missing: which one, which library needs it, which package has it.
     Missing {
+        /// The missing library (`libnvidia-glsi.so.580.95.05`).
         soname: String,
+        /// The library that needs it.
         needed_by: String,
+        /// The Debian package that ships it, when known.
         package: Option<String>,
     },
     /// The loader refused it for another reason (its message).
-    Fails { error: String },
+    Fails {
+        /// The loader's message.
+        error: String,
+    },
     /// Could not be checked (not an ELF file pigpu reads, e.g. a test's stand-in).
-    Unverified { why: String },
+    Unverified {
+        /// Why it could not be checked.
+        why: String,
+    },
 }
 
 /// One ICD manifest.
@@ -108,7 +117,9 @@ pub struct Icd {
     pub library: String,
     /// Where that library is (system path), when it exists.
     pub resolved: Option<String>,
+    /// Whether the library or manifest path names `nvidia`.
     pub is_nvidia: bool,
+    /// Whether the library loads.
     pub load: Load,
 }
 
@@ -147,6 +158,7 @@ impl Icd {
 pub struct Vulkan {
     /// `libvulkan.so.1` (system path), when installed.
     pub loader: Option<String>,
+    /// Every ICD manifest found in the loader's search directories.
     pub icds: Vec<Icd>,
     /// Manifests that are not ICD manifests or cannot be read: `path: why`.
     pub bad_manifests: Vec<String>,

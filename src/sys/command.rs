@@ -12,23 +12,34 @@ use thiserror::Error;
 
 use super::group::ProcessGroup;
 
+/// Why an external command could not be run or did not succeed.
 #[derive(Debug, Error)]
 pub enum CommandError {
+    /// The program could not be started (not found, not executable).
     #[error("cannot start `{cmd}`: {source}")]
     Spawn {
+        /// The command line, as shown to the user.
         cmd: String,
+        /// The error from `spawn`.
         #[source]
         source: std::io::Error,
     },
+    /// The command ran and exited non-zero or was killed.
     #[error("`{cmd}` failed ({status}); its output is in {}", log.display())]
     Failed {
+        /// The command line, as shown to the user.
         cmd: String,
+        /// Its exit status, in words.
         status: String,
+        /// The log file holding its output.
         log: PathBuf,
     },
+    /// The log file for the command's output could not be written.
     #[error("cannot write log {}: {source}", path.display())]
     Log {
+        /// The log file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -37,9 +48,13 @@ pub enum CommandError {
 /// A command line as argv, with an optional working directory and extra environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cmd {
+    /// The program: a name looked up in `PATH`, or a path.
     pub program: OsString,
+    /// Arguments after the program name.
     pub args: Vec<OsString>,
+    /// Working directory; `None` keeps pigpu's.
     pub dir: Option<PathBuf>,
+    /// Variables added to (or replacing in) the inherited environment.
     pub env: Vec<(OsString, OsString)>,
     /// Runs in a process group of its own that is killed whole when the command ends, when
     /// pigpu is interrupted and when pigpu dies, even by SIGKILL (see `sys::group`).
@@ -47,6 +62,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
+    /// A command running `program` with no arguments, in pigpu's directory and environment.
     pub fn new(program: impl AsRef<OsStr>) -> Cmd {
         Cmd {
             program: program.as_ref().to_owned(),
@@ -56,10 +72,12 @@ impl Cmd {
             own_group: false,
         }
     }
+    /// Appends one argument.
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Cmd {
         self.args.push(a.as_ref().to_owned());
         self
     }
+    /// Appends several arguments.
     pub fn args<I, S>(mut self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
@@ -69,10 +87,12 @@ impl Cmd {
             .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
+    /// Runs the command in `d`.
     pub fn dir(mut self, d: impl Into<PathBuf>) -> Cmd {
         self.dir = Some(d.into());
         self
     }
+    /// Sets the variable `k` to `v` for the command.
     pub fn env(mut self, k: impl AsRef<OsStr>, v: impl AsRef<OsStr>) -> Cmd {
         self.env
             .push((k.as_ref().to_owned(), v.as_ref().to_owned()));

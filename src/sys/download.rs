@@ -16,34 +16,62 @@ use thiserror::Error;
 
 use super::progress::{Reporter, Task};
 
+/// Why a download did not give the pinned bytes.
 #[derive(Debug, Error)]
 pub enum DownloadError {
+    /// The URL is neither https nor plain http to the local machine.
     #[error("download {url}: refused: only https:// is allowed (plain http only to 127.0.0.1/::1/localhost)")]
-    Insecure { url: String },
+    Insecure {
+        /// The URL refused.
+        url: String,
+    },
+    /// The URL does not parse.
     #[error("download {url}: not a valid URL: {message}")]
-    BadUrl { url: String, message: String },
+    BadUrl {
+        /// The text given.
+        url: String,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// No HTTP answer (DNS, TLS, connection, timeout).
     #[error("download {url}: {source}")]
     Http {
+        /// The URL asked (empty when building the client failed).
         url: String,
+        /// The transport error.
         #[source]
         source: reqwest::Error,
     },
+    /// The server answered with a non-success status.
     #[error("download {url}: server answered {status}")]
-    Status { url: String, status: StatusCode },
+    Status {
+        /// The URL asked.
+        url: String,
+        /// The status answered.
+        status: StatusCode,
+    },
     #[error(
         "download {url}: connection ended after {got} of {expected} bytes; run again to resume"
     )]
+    /// The connection ended before `Content-Length` bytes arrived; a rerun resumes.
     Truncated {
+        /// The URL asked.
         url: String,
+        /// Bytes received so far (including a resumed part).
         got: u64,
+        /// Bytes the server announced.
         expected: u64,
     },
+    /// Reading or writing the cache failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The path involved.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },
+    /// The bytes arrived but their sha256 is not the pinned one.
     #[error(transparent)]
     Checksum(#[from] ChecksumError),
 }
@@ -52,16 +80,22 @@ pub enum DownloadError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("checksum mismatch for {what} from {location}: expected sha256 {expected}, got {actual} (the file was deleted; nothing was installed)")]
 pub struct ChecksumError {
+    /// What was fetched (a driver source, a model file).
     pub what: String,
+    /// Where it came from (URL or repo path).
     pub location: String,
+    /// The pinned sha256 (hex).
     pub expected: String,
+    /// The sha256 of the bytes received (hex).
     pub actual: String,
 }
 
 /// A file in the cache and what it took to get it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
+    /// Where the file is in the cache.
     pub path: PathBuf,
+    /// Its sha256 (hex), equal to the pinned one.
     pub sha256: String,
     /// Bytes transferred by this call (0: served from the cache).
     pub transferred: u64,
@@ -129,6 +163,7 @@ fn hash_into(r: &mut dyn Read, h: &mut Sha256) -> io::Result<u64> {
 }
 
 impl Downloader {
+    /// A downloader that keeps files under `cache` and reports progress to `progress`.
     pub fn new(cache: impl Into<PathBuf>, progress: Reporter) -> Result<Downloader, DownloadError> {
         let client = reqwest::blocking::Client::builder()
             .connect_timeout(Duration::from_secs(30))
@@ -164,6 +199,7 @@ impl Downloader {
         self
     }
 
+    /// The directory files are cached in.
     pub fn cache_dir(&self) -> &Path {
         &self.cache
     }

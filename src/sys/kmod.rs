@@ -10,15 +10,26 @@ use thiserror::Error;
 
 use super::Root;
 
+/// Why kernel module information could not be read.
 #[derive(Debug, Error)]
 pub enum KmodError {
+    /// libkmod could not open the module directory.
     #[error("kmod: cannot open a libkmod context for {dir}: {msg}")]
-    Context { dir: PathBuf, msg: String },
+    Context {
+        /// The `/lib/modules/<release>` directory (inside the root).
+        dir: PathBuf,
+        /// libkmod's error, as text.
+        msg: String,
+    },
+    /// A module name with a NUL byte, which libkmod cannot take.
     #[error("kmod: module name {0:?} contains a NUL byte")]
     BadName(String),
+    /// Reading `/proc/modules` or a module file failed.
     #[error("kmod: cannot read {path}: {source}")]
     Read {
+        /// The file read.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -35,6 +46,7 @@ pub struct ModuleInfo {
     pub version: Option<String>,
     /// `modinfo -F vermagic`: the kernel release (and flags) it was built for.
     pub vermagic: Option<String>,
+    /// `modinfo -F license`.
     pub license: Option<String>,
     /// `modinfo -F depends`, split.
     pub depends: Vec<String>,
@@ -43,8 +55,11 @@ pub struct ModuleInfo {
 /// A line of `/proc/modules`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LoadedModule {
+    /// Module name as `/proc/modules` gives it.
     pub name: String,
+    /// Memory the module takes, in bytes.
     pub size: u64,
+    /// Use count (0 when the field does not parse).
     pub refcount: i64,
     /// Modules that use this one.
     pub used_by: Vec<String>,

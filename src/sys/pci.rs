@@ -20,13 +20,18 @@ const IORESOURCE_PREFETCH: u64 = 0x2000;
 const IORESOURCE_MEM_64: u64 = 0x0010_0000;
 const IORESOURCE_UNSET: u64 = 0x2000_0000;
 
+/// Why the PCI devices could not be listed.
 #[derive(Debug, Error)]
 pub enum PciError {
+    /// udev could not enumerate the `pci` subsystem.
     #[error("pci: udev enumeration of subsystem 'pci' failed: {0}")]
     Udev(#[source] std::io::Error),
+    /// Listing or reading `/sys/bus/pci/devices` (inside a root) failed.
     #[error("pci: cannot list {path}: {source}")]
     Sysfs {
+        /// The path involved.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -57,12 +62,16 @@ impl PciSource {
 pub struct Bar {
     /// Line number in `resource`: 0..=5 are BARs, 6 the expansion ROM, 7+ bridge windows.
     pub index: usize,
+    /// First bus address of the region.
     pub start: u64,
+    /// Last bus address of the region (inclusive).
     pub end: u64,
+    /// `IORESOURCE_*` flags as the kernel prints them.
     pub flags: u64,
 }
 
 impl Bar {
+    /// Length of the region in bytes; 0 for an unused line.
     pub fn size(&self) -> u64 {
         if self.end >= self.start && (self.end != 0 || self.start != 0) {
             self.end - self.start + 1
@@ -70,15 +79,18 @@ impl Bar {
             0
         }
     }
+    /// A memory (not I/O port) region.
     pub fn is_mem(&self) -> bool {
         self.flags & IORESOURCE_MEM != 0
     }
     fn is_io(&self) -> bool {
         self.flags & IORESOURCE_IO != 0
     }
+    /// Prefetchable memory.
     pub fn is_prefetchable(&self) -> bool {
         self.flags & IORESOURCE_PREFETCH != 0
     }
+    /// A 64-bit memory BAR.
     pub fn is_64bit(&self) -> bool {
         self.flags & IORESOURCE_MEM_64 != 0
     }
@@ -96,16 +108,22 @@ impl Bar {
 pub struct Link {
     /// GT/s.
     pub current_speed: Option<f64>,
+    /// Lanes in use.
     pub current_width: Option<u32>,
+    /// Fastest speed the device supports, in GT/s.
     pub max_speed: Option<f64>,
+    /// Most lanes the device supports.
     pub max_width: Option<u32>,
 }
 
 /// Advanced Error Reporting totals (`aer_dev_correctable` etc., `TOTAL_ERR_*` lines).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Aer {
+    /// Corrected errors since boot (`aer_dev_correctable`).
     pub correctable: u64,
+    /// Uncorrected non-fatal errors since boot (`aer_dev_nonfatal`).
     pub nonfatal: u64,
+    /// Uncorrected fatal errors since boot (`aer_dev_fatal`).
     pub fatal: u64,
 }
 
@@ -116,11 +134,15 @@ pub struct PciDevice {
     pub address: String,
     /// The sysfs path as the kernel names it (`/sys/devices/platform/axi/1000110000.pcie/…`).
     pub syspath: PathBuf,
+    /// PCI vendor id (`0x10de` NVIDIA).
     pub vendor: u16,
+    /// PCI device id.
     pub device: u16,
     /// 24-bit class code (`0x030000` VGA, `0x030200` 3D controller, `0x060400` PCI bridge).
     pub class: u32,
+    /// Subsystem vendor id (the board maker), when sysfs has it.
     pub subsystem_vendor: Option<u16>,
+    /// Subsystem device id, when sysfs has it.
     pub subsystem_device: Option<u16>,
     /// The bound kernel driver (`nvidia`, `nouveau`, `pcieport`), if any.
     pub driver: Option<String>,
@@ -131,8 +153,11 @@ pub struct PciDevice {
     pub root_port: Option<String>,
     /// The PCI device directly upstream (a bridge or the root port).
     pub upstream: Option<String>,
+    /// PCIe link speed and width.
     pub link: Link,
+    /// The lines of sysfs `resource`, BARs first.
     pub bars: Vec<Bar>,
+    /// AER error totals, when the kernel exposes them.
     pub aer: Option<Aer>,
     /// sysfs `enable`: whether a driver enabled the device.
     pub enabled: Option<bool>,
@@ -141,6 +166,7 @@ pub struct PciDevice {
 }
 
 impl PciDevice {
+    /// Vendor id `0x10de`.
     pub fn is_nvidia(&self) -> bool {
         self.vendor == VENDOR_NVIDIA
     }

@@ -6,14 +6,29 @@ use std::io::IsTerminal;
 
 use thiserror::Error;
 
+/// Why a question got no answer.
 #[derive(Debug, Error)]
 pub enum PromptError {
+    /// No terminal to ask on and no `--yes`.
     #[error("{question}: no terminal to ask on; pass --yes to take the defaults (or the option that answers it)")]
-    NoTerminal { question: String },
+    NoTerminal {
+        /// The question.
+        question: String,
+    },
+    /// The user pressed Esc or Ctrl-C at the question.
     #[error("{question}: cancelled")]
-    Cancelled { question: String },
+    Cancelled {
+        /// The question.
+        question: String,
+    },
+    /// The terminal prompt failed.
     #[error("{question}: {message}")]
-    Failed { question: String, message: String },
+    Failed {
+        /// The question.
+        question: String,
+        /// The error, as text.
+        message: String,
+    },
 }
 
 /// Something that can answer setup's questions.
@@ -41,6 +56,8 @@ pub enum Prompts {
 }
 
 impl Prompts {
+    /// `Defaults` when `yes`, else `Terminal` when stdin and stderr are terminals, else
+    /// `NoTerminal`.
     pub fn new(yes: bool) -> Prompts {
         if yes {
             Prompts::Defaults
@@ -105,6 +122,8 @@ impl Prompter for Prompts {
 /// Answers from a list, in order (tests of the interactive paths).
 #[derive(Debug, Default)]
 pub struct Scripted {
+    /// Answers to give, in order: an option index for `select`, 1 (yes) or other (no) for
+    /// `confirm`; the default once empty.
     pub answers: std::collections::VecDeque<usize>,
     /// The questions asked, in order.
     pub asked: Vec<String>,

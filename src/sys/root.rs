@@ -121,9 +121,11 @@ impl Root {
             dir: PathBuf::from("/"),
         }
     }
+    /// A root at `dir` (a fake system tree in tests, a mounted image).
     pub fn new(dir: impl Into<PathBuf>) -> Root {
         Root { dir: dir.into() }
     }
+    /// Whether this is the live system (`/`).
     pub fn is_live(&self) -> bool {
         self.dir == Path::new("/")
     }
@@ -176,6 +178,7 @@ impl Root {
         Ok(self.lexical(&sys))
     }
 
+    /// Whether `abs` (an absolute path as seen inside the root) exists, following symlinks.
     pub fn exists(&self, abs: impl AsRef<Path>) -> bool {
         self.path(abs).exists()
     }
