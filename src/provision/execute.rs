@@ -25,42 +25,65 @@ use crate::sys::command::{depmod, Cmd, CommandError};
 use crate::sys::download::{DownloadError, Downloader};
 use crate::sys::Root;
 
+/// Why one step of the plan failed.
 #[derive(Debug, Error)]
 pub enum StepError {
+    /// A download failed or did not match its pin.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// An unpacked source or patched tree is not the pinned git tree.
     #[error("{what}: git tree {actual} is not the pinned tree {expected} (nothing was installed)")]
     Tree {
+        /// What was checked (the driver source, the patched tree).
         what: String,
+        /// The pinned git tree id.
         expected: String,
+        /// The tree id computed from the files.
         actual: String,
     },
+    /// The module build failed.
     #[error("build failed: {first_error}\n  full log: {}", log.display())]
-    Build { first_error: String, log: PathBuf },
+    Build {
+        /// The first compiler or make error line in the log.
+        first_error: String,
+        /// The full build log.
+        log: PathBuf,
+    },
+    /// An external command failed.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// A host operation (apt, dkms, module loading) failed.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// Journaling or undoing a change failed.
     #[error(transparent)]
     Tx(#[from] TxError),
+    /// Finding or checking the kernel trees failed.
     #[error(transparent)]
     Kbuild(#[from] KbuildError),
+    /// Anything else, in words (a missing file, an unexpected tree).
     #[error("{0}")]
     Other(String),
 }
 
+/// Why a run of the plan stopped.
 #[derive(Debug, Error)]
 pub enum ExecError {
     #[error(
         "step {id} failed; this run's changes were rolled back{}",
         problems_text(problems)
     )]
+    /// A step failed; what this run changed was rolled back.
     Step {
+        /// The step's id (`build`, `install-modules`, …).
         id: String,
+        /// Why it failed.
         #[source]
         source: Box<StepError>,
+        /// Changes the rollback could not undo, each in words.
         problems: Vec<String>,
     },
+    /// A reboot that pigpu asked for has not happened: the plan's `blocked` message.
     #[error("{0}")]
     Blocked(String),
 }
@@ -77,9 +100,17 @@ fn problems_text(p: &[String]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunEnd {
     /// Every step ran.
-    Complete { ran: Vec<String> },
+    Complete {
+        /// Ids of the steps that ran, in order.
+        ran: Vec<String>,
+    },
     /// A step that needs a reboot ran; the next run continues.
-    Reboot { ran: Vec<String>, step: String },
+    Reboot {
+        /// Ids of the steps that ran, in order.
+        ran: Vec<String>,
+        /// The step that needs the reboot.
+        step: String,
+    },
 }
 
 /// What a run reports as it goes.
@@ -87,9 +118,13 @@ pub enum RunEnd {
 pub enum Event<'e> {
     /// Step `index` (from 1) of `count` begins.
     Step {
+        /// Its position, from 1.
         index: usize,
+        /// Steps in the plan.
         count: usize,
+        /// The step's id.
         id: &'e str,
+        /// What it does, in words.
         action: &'e str,
     },
     /// A line about the step in progress: a digest, a tree id, a patch applied, a warning.
@@ -102,9 +137,13 @@ pub enum Event<'e> {
 
 /// What the executor works with.
 pub struct Exec<'a> {
+    /// The root the plan changes (`/` on the live system).
     pub root: &'a Root,
+    /// The driver manifest the plan was made from.
     pub manifest: &'a Manifest,
+    /// Runs apt, dkms, depmod, module loading and NVIDIA's installer.
     pub host: &'a mut dyn Host,
+    /// Fetches and caches the pinned artifacts.
     pub downloader: &'a Downloader,
     /// Where progress goes: the command layer renders it (library code never prints).
     pub events: &'a dyn Fn(Event),

@@ -43,6 +43,7 @@ pub fn apt_pin() -> String {
     )
 }
 
+/// The text of `/etc/modprobe.d/` blacklist file that keeps nouveau off the card.
 pub fn blacklist() -> String {
     "# Written by `pigpu setup`: nouveau must not bind the NVIDIA card (the open NVIDIA modules drive it).\n\
      blacklist nouveau\n\

@@ -10,17 +10,34 @@ use thiserror::Error;
 use crate::sys::command::{Cmd, CommandError, ProgramPath};
 use crate::sys::Root;
 
+/// Why a host operation failed.
 #[derive(Debug, Error)]
 pub enum HostError {
+    /// The command it runs failed.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The operation cannot be done on this root.
     #[error("{what}: {why}")]
-    Refused { what: String, why: String },
+    Refused {
+        /// The operation.
+        what: String,
+        /// Why not.
+        why: String,
+    },
+    /// libkmod could not load a module.
     #[error("loading module {name}: {message}")]
-    Load { name: String, message: String },
+    Load {
+        /// The module (or modules, comma-separated).
+        name: String,
+        /// libkmod's error, as text.
+        message: String,
+    },
+    /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The path involved.
         path: std::path::PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

@@ -18,6 +18,7 @@ pub enum ApiChange {
 }
 
 impl ApiChange {
+    /// Every change the probe knows, in the order it checks them.
     pub const ALL: &'static [ApiChange] = &[ApiChange::PciResizeResourceExcludeBars];
 
     /// What changed, in words.
@@ -42,17 +43,28 @@ impl ApiChange {
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum Verdict {
     /// The kernel has the change.
-    Present { evidence: String },
+    Present {
+        /// The header line (file and text) that shows it.
+        evidence: String,
+    },
     /// The kernel does not have it.
-    Absent { evidence: String },
+    Absent {
+        /// The header line that shows the old form.
+        evidence: String,
+    },
     /// The headers could not tell (missing file, declaration not found).
-    Unknown { why: String },
+    Unknown {
+        /// What could not be found.
+        why: String,
+    },
 }
 
 /// One probed change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// The change probed.
     pub change: ApiChange,
+    /// What the target kernel's headers say about it.
     #[serde(flatten)]
     pub verdict: Verdict,
 }

@@ -12,10 +12,13 @@ use super::probe;
 use crate::sys::command::{Cmd, CommandError, ProgramPath};
 use crate::sys::Root;
 
+/// Why the kernel trees for a module build could not be found or used.
 #[derive(Debug, Error)]
 pub enum KbuildError {
+    /// A command (`make`, the kernel's scripts) failed.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The trees are missing or do not fit the release, in words.
     #[error("{0}")]
     Refused(String),
 }
@@ -68,6 +71,7 @@ pub fn apply_patch(
 /// The kernel trees a module build is pointed at, as host paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelTrees {
+    /// The kernel release the trees are for (`uname -r` form).
     pub release: String,
     /// Where the kernel's Makefile and `include/` are (`/lib/modules/<rel>/source` with split
     /// headers; the build tree otherwise).

@@ -17,6 +17,7 @@ use crate::sys::Root;
 /// The lock file, as a system path.
 const LOCK_FILE: &str = "/var/lib/pigpu/lock";
 
+/// Why setup's lock could not be taken.
 #[derive(Debug, Error)]
 pub enum LockError {
     #[error(
@@ -25,14 +26,21 @@ pub enum LockError {
         root.display(),
         path.display()
     )]
+    /// Another pigpu holds the lock for this root.
     Busy {
+        /// The root being changed.
         root: PathBuf,
+        /// The lock file.
         path: PathBuf,
+        /// The PID the holder wrote into the lock file, when it can be read.
         holder: Option<u32>,
     },
+    /// The lock file could not be created or locked.
     #[error("lock file {}: {source}", path.display())]
     Io {
+        /// The lock file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },

@@ -24,21 +24,36 @@ const BUILTIN_COMPAT: &[(&str, &str)] = &[(
     include_str!("../../patches/compat/pci-resize-resource-exclude-bars.patch"),
 )];
 
+/// Why a driver manifest could not be read.
 #[derive(Debug, Error)]
 pub enum ManifestError {
+    /// The file could not be read.
     #[error("manifest {origin}: cannot read: {source}")]
     Read {
+        /// Where the manifest comes from (`builtin:…` or a path).
         origin: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The text is not TOML, or not the fields a manifest has.
     #[error("manifest {origin}: not valid TOML for a driver manifest: {message}")]
-    Parse { origin: String, message: String },
+    Parse {
+        /// Where the manifest comes from.
+        origin: String,
+        /// The TOML parser's complaint.
+        message: String,
+    },
+    /// A field has a value pigpu cannot use (a bad URL, checksum or version).
     #[error("manifest {origin}: {field} = {value:?}: expected {expected}")]
     Invalid {
+        /// Where the manifest comes from.
         origin: String,
+        /// The field, as a TOML path (`source.url`).
         field: String,
+        /// Its value.
         value: String,
+        /// What was expected, in words.
         expected: &'static str,
     },
 }
@@ -53,6 +68,7 @@ pub struct Manifest {
     pub driver: String,
     /// The CPU architecture the modules and userspace are built for (`aarch64`).
     pub arch: String,
+    /// One line on what this manifest installs, shown when choosing between manifests.
     pub summary: String,
     /// Offered first when several manifests are available (and taken by `--yes`).
     #[serde(default)]
@@ -73,12 +89,15 @@ pub struct Manifest {
     /// Debian's `nvidia-open-kernel-source`: that directory). Empty: the top.
     #[serde(default)]
     pub make_dir: String,
+    /// The module source archive.
     pub source: Source,
+    /// The patches applied on the source.
     pub series: Series,
     /// pigpu's own compatibility patches, each applied after the series only when the probe
     /// finds its kernel API change in the target kernel's headers.
     #[serde(default)]
     pub compat: Vec<Compat>,
+    /// NVIDIA's userspace installer.
     pub userspace: Userspace,
     /// Where the manifest came from (`builtin:nvidia-580.95.05.toml` or a path).
     #[serde(skip)]
@@ -113,18 +132,22 @@ pub struct Series {
     pub upstream: String,
     /// Git tree id of the source after the whole series is applied: pins every patch at once.
     pub result_tree: Option<String>,
+    /// The patches, in the order they are applied.
     #[serde(default)]
     pub patch: Vec<Patch>,
 }
 
+/// One patch of the series.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Patch {
     /// Upstream commit id (for patches of others).
     pub commit: Option<String>,
+    /// The patch's subject line.
     pub subject: String,
     /// Where to fetch it: a URL, or a path relative to the manifest (patches of our own).
     pub url: String,
+    /// sha256 of the patch bytes; `None` leaves it to `result_tree` (or `--accept-unpinned`).
     pub sha256: Option<String>,
 }
 
@@ -134,6 +157,7 @@ pub struct Patch {
 pub struct Compat {
     /// The change that makes it needed (the probe's name for it).
     pub change: ApiChange,
+    /// The patch's subject line.
     pub subject: String,
     /// Path relative to the manifest, or to `patches/` for the ones compiled into pigpu.
     pub file: String,
@@ -145,7 +169,9 @@ pub struct Compat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Userspace {
+    /// Where to fetch the installer: `https://…` or a path relative to the manifest.
     pub url: String,
+    /// sha256 of the installer, when known.
     pub sha256: Option<String>,
     /// Arguments after the installer (always including `--no-kernel-modules`).
     pub args: Vec<String>,

@@ -20,6 +20,7 @@ use crate::sys::{kmod, pci, Root};
 /// One kernel found under `/lib/modules`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kernel {
+    /// The release (`uname -r` form), the directory name under `/lib/modules`.
     pub release: String,
     /// Page size in bytes from the kernel's config (or its release suffix), when known.
     pub page_size: Option<u32>,
@@ -40,8 +41,11 @@ pub struct Kernel {
 /// An NVIDIA GPU on the PCI bus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Gpu {
+    /// PCI address (`0000:01:00.0`).
     pub address: String,
+    /// `vendor:device` in hex (`10de:2684`).
     pub id: String,
+    /// The bound kernel driver, if any.
     pub driver: Option<String>,
     /// Turing or newer (has a GSP): the open modules can drive it.
     pub supported: bool,
@@ -50,32 +54,47 @@ pub struct Gpu {
 /// Everything setup knows about the system before planning.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
+    /// The root probed (`/` on the live system).
     pub root: PathBuf,
+    /// Whether the root is the running system.
     pub live: bool,
+    /// `/proc/device-tree/model`, trimmed.
     pub model: Option<String>,
+    /// The board the model names.
     pub board: Board,
+    /// `PRETTY_NAME` from `/etc/os-release`.
     pub os: Option<String>,
+    /// The CPU architecture pigpu runs on (Rust's name: `aarch64`, `x86_64`).
     pub host_arch: String,
     /// From `ROOT/proc/sys/kernel/osrelease`; `None` for an image that is not running.
     pub running_kernel: Option<String>,
+    /// `/proc/sys/kernel/random/boot_id`: changes at every boot.
     pub boot_id: Option<String>,
+    /// Every kernel with a `/lib/modules` directory.
     pub kernels: Vec<Kernel>,
     /// The kernel release to build for, and why it was chosen.
     pub target: Option<String>,
+    /// Why `target` was chosen, in words.
     pub target_reason: String,
     /// `config.txt` as a system path, and its text.
     pub config_path: Option<String>,
+    /// Its text, when it exists.
     pub config_text: Option<String>,
+    /// What `config.txt` says for this board's settings that setup cares about.
     pub boot: Effective,
+    /// The kernel image that boots (the `kernel=` setting, else the board's default).
     pub kernel_image: String,
     /// `kernel8.img` (the 4K-page kernel image) sits beside `config.txt`.
     pub kernel8_present: bool,
     /// `ROOT/var/lib/dpkg/status` as package → (installed, held); `None` when there is none.
     pub packages: Option<BTreeMap<String, (bool, bool)>>,
+    /// NVIDIA GPUs on the PCI bus.
     pub gpus: Vec<Gpu>,
+    /// Why the PCI bus could not be listed, when it could not.
     pub pci_error: Option<String>,
     /// Loaded module names (`ROOT/proc/modules`), `None` when unknown.
     pub loaded: Option<Vec<String>>,
+    /// Free space under the root, in MiB.
     pub free_mib: Option<u64>,
     /// Contents of the files pigpu writes, by system path (`None`: absent).
     pub owned_files: BTreeMap<String, Option<String>>,
@@ -91,7 +110,9 @@ pub struct Probe {
     pub video_gid: u32,
     /// The uid setup runs as is 0.
     pub as_root: bool,
+    /// pigpu's state file: what earlier runs did and chose.
     pub state: State,
+    /// Why the state file could not be read, when it could not.
     pub state_error: Option<String>,
 }
 
@@ -348,19 +369,23 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
 }
 
 impl Probe {
+    /// The kernel with release `release`, if installed.
     pub fn kernel(&self, release: &str) -> Option<&Kernel> {
         self.kernels.iter().find(|k| k.release == release)
     }
+    /// Whether dpkg lists `pkg` as installed.
     pub fn installed(&self, pkg: &str) -> bool {
         self.packages
             .as_ref()
             .is_some_and(|p| p.get(pkg).is_some_and(|(i, _)| *i))
     }
+    /// Whether `pkg` is on hold (`apt-mark hold`).
     pub fn held(&self, pkg: &str) -> bool {
         self.packages
             .as_ref()
             .is_some_and(|p| p.get(pkg).is_some_and(|(_, h)| *h))
     }
+    /// Whether `module` is loaded (dashes and underscores are the same).
     pub fn is_loaded(&self, module: &str) -> bool {
         let name = module.replace('-', "_");
         self.loaded.as_ref().is_some_and(|l| l.contains(&name))

@@ -25,16 +25,26 @@ pub const WORK_DIR: &str = "/var/lib/pigpu/work";
 /// Build and install logs.
 pub const LOG_DIR: &str = "/var/log/pigpu";
 
+/// Why the state file could not be read or written.
 #[derive(Debug, Error)]
 pub enum StateError {
+    /// Reading or writing the file failed.
     #[error("state file {}: {source}", path.display())]
     Io {
+        /// The state file (or its copy).
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not the JSON pigpu writes.
     #[error("state file {}: not pigpu state JSON: {message}", path.display())]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The state file (or its copy).
+        path: PathBuf,
+        /// The JSON parser's complaint.
+        message: String,
+    },
 }
 
 /// One thing pigpu did, enough to undo it.
@@ -43,40 +53,72 @@ pub enum StateError {
 pub enum Record {
     /// A file written: `backup` holds the original (none: pigpu created it).
     File {
+        /// The file, as a system path.
         path: String,
+        /// Where the original was copied (under `/var/lib/pigpu/backup`).
         backup: Option<String>,
+        /// sha256 of what pigpu wrote (hex; empty until written): undo leaves a file changed since
+        /// alone.
         sha256_after: String,
     },
     /// A directory tree pigpu created whole.
-    Dir { path: String },
+    Dir {
+        /// The tree's system path.
+        path: String,
+    },
     /// Packages pigpu had apt install.
-    Packages { names: Vec<String> },
+    Packages {
+        /// Debian package names.
+        names: Vec<String>,
+    },
     /// Packages pigpu put on hold.
-    Hold { names: Vec<String> },
+    Hold {
+        /// Debian package names.
+        names: Vec<String>,
+    },
     /// A DKMS registration.
-    Dkms { module: String, version: String },
+    Dkms {
+        /// DKMS module name (`nvidia`).
+        module: String,
+        /// Registered version (the driver version).
+        version: String,
+    },
     /// NVIDIA's userspace, with the argv that uninstalls it.
     Userspace {
+        /// The driver version installed.
         version: String,
+        /// Command line that uninstalls it.
         uninstall: Vec<String>,
     },
     /// Kernel modules installed for a release (their files are `File` records too).
     Modules {
+        /// The driver version the modules are.
         driver: String,
+        /// The kernel release they are installed for.
         release: String,
+        /// System paths of the installed module files.
         files: Vec<String>,
     },
     /// A directory pigpu created for a file it wrote (`/etc/udev/rules.d` on a minimal image);
     /// undo removes it when it is empty again.
-    MadeDir { path: String },
+    MadeDir {
+        /// The directory's system path.
+        path: String,
+    },
     /// Module index files (`modules.dep`, `modules.alias`, …) of a release that pigpu's depmod
     /// created where there were none: undo removes them instead of running depmod again.
-    DepmodIndex { release: String, files: Vec<String> },
+    DepmodIndex {
+        /// The kernel release.
+        release: String,
+        /// System paths of the index files created.
+        files: Vec<String>,
+    },
 }
 
 /// A reboot-needing step that ran; the next run continues after a reboot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingReboot {
+    /// Id of the step that ran.
     pub step: String,
     /// `/proc/sys/kernel/random/boot_id` when it ran (a different one means a reboot happened).
     pub boot_id: Option<String>,
@@ -85,8 +127,11 @@ pub struct PendingReboot {
 /// A digest recorded for an artifact that had no pin (`--accept-unpinned`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accepted {
+    /// What the artifact is.
     pub what: String,
+    /// Where it was fetched from.
     pub location: String,
+    /// sha256 of the bytes accepted (hex).
     pub digest: String,
 }
 
@@ -106,7 +151,9 @@ pub enum Persist {
 /// ask again nor quietly change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choices {
+    /// PCIe generation chosen for the external connector.
     pub pcie_gen: u32,
+    /// How the modules survive kernel updates.
     pub persist: Persist,
     /// `apt-mark hold` the kernel packages (`--no-kernel-hold` turns it off). State files from
     /// before this field was kept read as on, the default then too.
@@ -121,23 +168,31 @@ fn on() -> bool {
     true
 }
 
+/// pigpu's record of a root (`/var/lib/pigpu/state.json`): choices, what was done, what is pending.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// The first run's choices; `None` before any run.
     #[serde(default)]
     pub choices: Option<Choices>,
+    /// Driver version installed; `None` when none is.
     #[serde(default)]
     pub driver: Option<String>,
+    /// Finished changes, oldest first: what undo reverses.
     #[serde(default)]
     pub records: Vec<Record>,
     /// Changes of a run that has not finished (rolled back if pigpu died).
     #[serde(default)]
     pub in_progress: Vec<Record>,
+    /// A reboot-needing step that ran, until the reboot is seen.
     #[serde(default)]
     pub pending_reboot: Option<PendingReboot>,
+    /// Digests taken for unpinned artifacts, so later runs check against them.
     #[serde(default)]
     pub accepted_unpinned: Vec<Accepted>,
 }
 
+/// Reads the state of `root`, falling back to the copy when the main file is missing or corrupt;
+/// empty when there is neither.
 pub fn load(root: &Root) -> Result<State, StateError> {
     let main = load_file(root, STATE_FILE);
     if matches!(main, Ok(Some(_))) {
@@ -178,6 +233,7 @@ fn load_file(root: &Root, abs: &str) -> Result<Option<State>, StateError> {
     }
 }
 
+/// Writes `state` atomically, main file and copy.
 pub fn save(root: &Root, state: &State) -> Result<(), StateError> {
     let path = root.path(STATE_FILE);
     let io = |source| StateError::Io {
@@ -228,6 +284,7 @@ impl State {
         })
     }
 
+    /// Whether any finished change matches `pred`.
     pub fn has(&self, pred: impl Fn(&Record) -> bool) -> bool {
         self.records.iter().any(pred)
     }

@@ -17,15 +17,21 @@ use crate::sys::download::sha256_file;
 use crate::sys::root::{atomic_replace, atomic_write};
 use crate::sys::Root;
 
+/// Why a change could not be made or journaled.
 #[derive(Debug, Error)]
 pub enum TxError {
+    /// A file operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
+        /// What was being done (`writing`, `backing up`, `creating`).
         action: &'static str,
+        /// The path involved.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: io::Error,
     },
+    /// The state (journal) could not be saved.
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -41,6 +47,7 @@ fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) ->
 /// The changes of one run.
 pub struct Transaction<'r> {
     root: &'r Root,
+    /// The state as changed so far (journaled before each change).
     pub state: State,
     /// Paths already backed up in this run.
     touched: Vec<String>,
@@ -49,6 +56,7 @@ pub struct Transaction<'r> {
 }
 
 impl<'r> Transaction<'r> {
+    /// Starts a run on `root` over its current `state`.
     pub fn begin(root: &'r Root, state: State) -> Transaction<'r> {
         let accepted_before = state.accepted_unpinned.len();
         Transaction {

@@ -23,9 +23,13 @@ pub use super::state::Persist;
 /// The choices the plan depends on (already answered: flags, prompts or defaults).
 #[derive(Debug, Clone, Serialize)]
 pub struct Options {
+    /// PCIe generation to set for the external connector (`dtparam=pciex1_gen`).
     pub pcie_gen: u32,
+    /// How the change survives kernel upgrades (hold the kernel, or DKMS).
     pub persist: Persist,
+    /// Parallel jobs for the module build (`make -j`).
     pub jobs: usize,
+    /// Go ahead with artifacts that have no pinned checksum.
     pub accept_unpinned: bool,
     /// `apt-mark hold` the kernel packages (default on; always with `--persist hold`).
     pub hold_kernel: bool,
@@ -37,50 +41,82 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Op {
+    /// Download and verify the pinned sources and installer.
     Fetch {
+        /// What to fetch, each with its pin.
         artifacts: Vec<Artifact>,
     },
+    /// `apt-get install` packages the build needs.
     AptInstall {
+        /// Debian package names.
         packages: Vec<String>,
     },
     /// Install the 4K kernel and its headers, then boot it.
     Kernel4k {
+        /// The kernel packages to install.
         packages: Vec<String>,
+        /// The `config.txt` path to edit.
         config: String,
+        /// Its new text.
         text: String,
     },
+    /// Unpack the driver source and apply the patch series, checking both against their pins.
     Prepare {
+        /// The work directory (absolute path inside the root).
         work: String,
+        /// Kernel release the build is for.
         release: String,
     },
+    /// Build the kernel modules.
     Build {
+        /// The work directory.
         work: String,
+        /// Kernel release to build against.
         release: String,
+        /// Parallel `make` jobs.
         jobs: usize,
+        /// Build log path.
         log: String,
     },
+    /// Install the built modules into `/lib/modules/<release>` and run depmod.
     InstallModules {
+        /// The work directory.
         work: String,
+        /// Kernel release to install for.
         release: String,
+        /// Install log path.
         log: String,
     },
+    /// Register the patched source with DKMS so it is rebuilt for new kernels.
     Dkms {
+        /// The work directory holding the patched source.
         work: String,
     },
+    /// `apt-mark hold` packages (the kernel, so an upgrade cannot break the modules).
     Hold {
+        /// Debian package names.
         packages: Vec<String>,
     },
+    /// Run NVIDIA's installer for the userspace driver only.
     Userspace {
+        /// Arguments to the installer.
         args: Vec<String>,
     },
+    /// Write whole files (module blacklist, apt pin, device-node options).
     WriteFiles {
+        /// Path and text of each file.
         files: Vec<(String, String)>,
     },
+    /// Write pigpu's block into `config.txt`.
     BootConfig {
+        /// The `config.txt` path.
         path: String,
+        /// Its new text.
         text: String,
     },
+    /// Load kernel modules now (no reboot needed).
     LoadModules {
+        /// Module names, in load order.
         names: Vec<String>,
     },
 }
@@ -88,10 +124,15 @@ pub enum Op {
 /// One step of the plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// Stable id (`fetch`, `build`, …): what the journal and `--json` name it by.
     pub id: &'static str,
+    /// What it does, in one line.
     pub action: String,
+    /// The exact paths, versions and pins involved.
     pub detail: String,
+    /// Whether a reboot is needed after it before the next step.
     pub reboot: bool,
+    /// What the executor does for it.
     pub op: Op,
 }
 
@@ -110,18 +151,26 @@ impl Serialize for Step {
 /// A step that is not needed, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
+    /// The step's id.
     pub id: &'static str,
+    /// Why it is not needed.
     pub reason: String,
 }
 
+/// What `pigpu setup` will do on this system: the steps to run, those skipped, and notes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The driver version the manifest pins.
     pub driver: String,
+    /// The kernel release the modules are built for; `None` when no kernel was found.
     pub target: Option<String>,
     /// Why this kernel: how it was chosen, and what its headers say about the kernel API.
     pub target_reason: Vec<String>,
+    /// Steps to run, in order.
     pub steps: Vec<Step>,
+    /// Steps not needed on this system.
     pub skipped: Vec<Skipped>,
+    /// What the user should know before going ahead: assumptions made, leftovers, conflicts.
     pub notes: Vec<String>,
     /// Set when a reboot pigpu asked for has not happened yet: nothing can proceed.
     pub blocked: Option<String>,
