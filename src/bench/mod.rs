@@ -3,6 +3,7 @@
 //! tests one token per step, tokenisation excluded, mean ± sample standard deviation of tokens/s.
 //! `suite` runs a whole bench (models × threads × tests) and builds the rows; `report` renders
 //! them.
+#![warn(missing_docs)]
 
 pub mod describe;
 pub mod report;
@@ -19,8 +20,11 @@ pub use suite::{measure, Observer, Suite};
 /// (untimed) context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TestSpec {
+    /// Prompt tokens processed in one batch pass (0: none).
     pub n_prompt: usize,
+    /// Tokens generated one at a time after the prompt (0: none).
     pub n_gen: usize,
+    /// Tokens of context filled before the timed part (0: none).
     pub n_depth: usize,
 }
 
@@ -105,12 +109,16 @@ const MAX_REPS: usize = 10_000;
 /// Flag values that describe no bench.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
+    /// No test has any tokens to process.
     #[error("nothing to measure: every -p, -n and -pg value is 0")]
     NothingToMeasure,
+    /// `-r 0`.
     #[error("-r must be at least 1")]
     NoRepetitions,
+    /// `-r` above the cap.
     #[error("-r {0} is more than {MAX_REPS} repetitions per test")]
     TooManyRepetitions(usize),
+    /// `-b 0`.
     #[error("-b (batch size) must be at least 1")]
     NoBatch,
 }
@@ -154,6 +162,7 @@ fn random_tokens(rng: &mut Rng, n: usize, n_vocab: usize) -> Vec<u32> {
 /// The timed samples of one test.
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
+    /// Wall time of each timed repetition, in nanoseconds.
     pub ns: Vec<u64>,
     /// Engine counters over all timed generation steps.
     pub stats: Stats,
@@ -162,8 +171,11 @@ pub struct Samples {
 /// How each test is repeated.
 #[derive(Debug, Clone, Copy)]
 pub struct RunConfig {
+    /// Timed repetitions per test.
     pub reps: usize,
+    /// Prompt tokens fed to the engine per call (`-b`).
     pub n_batch: usize,
+    /// Vocabulary size: random prompt tokens are drawn below it.
     pub n_vocab: usize,
 }
 

@@ -10,30 +10,46 @@ use serde::Serialize;
 /// One finished test (a row of the table).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
+    /// The git commit pigpu was built from (`unknown` when the build had none).
     pub build_commit: String,
+    /// llama-bench's build number; always 0 for pigpu.
     pub build_number: u32,
+    /// The model file's name.
     pub model_filename: String,
     /// `<arch> <size> <ftype>`, e.g. `llama 135M Q4_1`.
     pub model_type: String,
     /// Bytes of tensor data.
     pub model_size: u64,
+    /// Parameters in the model (elements of all its tensors).
     pub model_n_params: u64,
+    /// Prompt tokens fed per engine call (`-b`).
     pub n_batch: usize,
+    /// CPU threads the engine ran with.
     pub n_threads: usize,
+    /// llama-bench's GPU layers: 99 on the Vulkan engine (every layer), 0 on the CPU.
     pub n_gpu_layers: u32,
+    /// Prompt tokens of the test.
     pub n_prompt: usize,
+    /// Generated tokens of the test.
     pub n_gen: usize,
+    /// Context tokens filled before the test.
     pub n_depth: usize,
     /// The row's name in pigpu's own vocabulary: `pp512`, `tg128`, `pp512+tg128`, `load`,
     /// `upload`, `e2e128` (with ` @ dN` for a depth).
     pub test: String,
     /// RFC 3339 time the test started.
     pub test_time: String,
+    /// Mean time per repetition, in nanoseconds.
     pub avg_ns: u64,
+    /// Sample standard deviation of the times, in nanoseconds.
     pub stddev_ns: u64,
+    /// Mean rate over the repetitions, in tokens/s (or `unit`).
     pub avg_ts: f64,
+    /// Sample standard deviation of the rates.
     pub stddev_ts: f64,
+    /// Each repetition's time, in nanoseconds.
     pub samples_ns: Vec<u64>,
+    /// Each repetition's rate, in tokens/s (or `unit`).
     pub samples_ts: Vec<f64>,
     /// pigpu: `CPU` or `Vulkan`.
     pub backend: String,
@@ -59,9 +75,13 @@ pub use crate::engine::StatsPerToken;
 /// `-o`: the output formats, as llama-bench's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// llama-bench's markdown table (`-o md`, the default).
     Md,
+    /// One JSON array of results (`-o json`).
     Json,
+    /// One JSON object per line, printed as each test finishes (`-o jsonl`).
     Jsonl,
+    /// CSV with llama-bench's columns first (`-o csv`).
     Csv,
 }
 

@@ -24,13 +24,17 @@ use crate::session::{Session, SessionOptions, SharedModel};
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Suite {
+    /// Model files to measure, each loaded in turn.
     pub models: Vec<PathBuf>,
     /// Every test, in the order they run for each model and thread count.
     pub tests: Vec<TestSpec>,
     /// CPU thread counts to run with (0 = one per core); each is a separate load.
     pub threads: Vec<usize>,
+    /// Timed repetitions per test (`-r`).
     pub reps: usize,
+    /// Prompt tokens fed per engine call (`-b`).
     pub n_batch: usize,
+    /// Which engine to run on.
     pub backend: Backend,
     /// The Vulkan device from `--device` (`None`: `tuning.vulkan.device`, else automatic).
     pub device: Option<String>,

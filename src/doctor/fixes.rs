@@ -29,18 +29,22 @@ const PI_ONLY: &[&str] = &["pigpu setup", "config.txt", "dtparam=", "kernel8.img
 /// One command and the findings it addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FixGroup {
+    /// The command to run (a `pigpu setup …` line, or a shell command).
     pub command: String,
+    /// Ids of the findings it addresses.
     pub findings: Vec<String>,
 }
 
 /// The step to take first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Next {
+    /// The command to run first.
     pub command: String,
     /// How many findings (warnings and failures) it addresses.
     pub addresses: usize,
     /// How many warnings and failures there are in all.
     pub of: usize,
+    /// Ids of the findings it addresses.
     pub findings: Vec<String>,
 }
 

@@ -32,7 +32,9 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 
 /// A named text to analyse (`--log FILE` or the live kernel log).
 pub struct Source<'a> {
+    /// Where the text came from (a file path, `dmesg`), shown in evidence.
     pub label: &'a str,
+    /// The log text.
     pub text: &'a str,
 }
 

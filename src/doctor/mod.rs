@@ -1,6 +1,7 @@
 //! `pigpu doctor`: read-only checks of a Pi + NVIDIA GPU system (one file per area under
 //! `checks/`), the kernel-log / tool-output signatures (`signatures`, `logs`), and the report
 //! (`report`). Checks see the system only through [`patient::Patient`], so tests run them on fake roots.
+#![warn(missing_docs)]
 
 pub mod checks;
 pub mod fixes;
@@ -23,10 +24,14 @@ pub use patient::Patient;
 pub enum Status {
     /// Could not be checked (not applicable, or the data was unavailable).
     Skip,
+    /// Checked and fine.
     Ok,
     /// Worth knowing, not a problem (known-harmless kernel lines, facts).
     Info,
+    /// Worth fixing, though it does not stop the GPU from working by itself (a slow link, a missing
+    /// option).
     Warn,
+    /// Something that stops the GPU or the driver from working.
     Fail,
 }
 
@@ -34,14 +39,21 @@ pub enum Status {
 /// and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// Stable kebab-case id (`pcie-link`, `driver-version`): what `--check` and `--json` name it
+    /// by.
     pub id: String,
+    /// How it reads.
     pub status: Status,
+    /// What was found, in one line.
     pub summary: String,
+    /// The lines (file contents, log lines, values) that show it.
     pub evidence: Vec<String>,
+    /// How to fix it: a command or an instruction; `None` when nothing is to be done.
     pub fix: Option<String>,
 }
 
 impl Finding {
+    /// A finding with no evidence and no fix.
     pub fn new(id: &str, status: Status, summary: impl Into<String>) -> Finding {
         Finding {
             id: id.to_string(),
@@ -51,29 +63,37 @@ impl Finding {
             fix: None,
         }
     }
+    /// An `Ok` finding.
     pub fn ok(id: &str, summary: impl Into<String>) -> Finding {
         Finding::new(id, Status::Ok, summary)
     }
+    /// An `Info` finding.
     pub fn info(id: &str, summary: impl Into<String>) -> Finding {
         Finding::new(id, Status::Info, summary)
     }
+    /// A `Warn` finding.
     pub fn warn(id: &str, summary: impl Into<String>) -> Finding {
         Finding::new(id, Status::Warn, summary)
     }
+    /// A `Fail` finding.
     pub fn fail(id: &str, summary: impl Into<String>) -> Finding {
         Finding::new(id, Status::Fail, summary)
     }
+    /// A `Skip` finding.
     pub fn skip(id: &str, summary: impl Into<String>) -> Finding {
         Finding::new(id, Status::Skip, summary)
     }
+    /// Adds one line of evidence.
     pub fn evidence(mut self, line: impl Into<String>) -> Finding {
         self.evidence.push(line.into());
         self
     }
+    /// Adds several lines of evidence.
     pub fn evidence_all<I: IntoIterator<Item = S>, S: Into<String>>(mut self, lines: I) -> Finding {
         self.evidence.extend(lines.into_iter().map(Into::into));
         self
     }
+    /// Sets the fix.
     pub fn fix(mut self, fix: impl Into<String>) -> Finding {
         self.fix = Some(fix.into());
         self
@@ -83,6 +103,7 @@ impl Finding {
 /// Everything doctor found, in check order, and what to do about it ([`fixes::plan`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// Every finding, in check order.
     pub checks: Vec<Finding>,
     /// The distinct fix commands, in the order to apply them, with the findings each addresses.
     pub fixes: Vec<fixes::FixGroup>,
@@ -91,9 +112,11 @@ pub struct Report {
 }
 
 impl Report {
+    /// Whether any finding is `Fail` (doctor exits 1 then).
     pub fn has_failures(&self) -> bool {
         self.checks.iter().any(|f| f.status == Status::Fail)
     }
+    /// The first finding with this id.
     pub fn find(&self, id: &str) -> Option<&Finding> {
         self.checks.iter().find(|f| f.id == id)
     }
@@ -101,7 +124,9 @@ impl Report {
 
 /// A check: a stable id (the area) and a function from the host to findings.
 pub struct Check {
+    /// The area's id, as `--check` takes it (`pcie`, `driver`).
     pub id: &'static str,
+    /// Examines the patient and returns the area's findings.
     pub run: fn(&Patient) -> anyhow::Result<Vec<Finding>>,
 }
 

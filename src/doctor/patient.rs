@@ -17,6 +17,7 @@ const KERNEL_LOG_TAIL: u64 = 4 << 20;
 /// A Vulkan physical device as doctor reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VulkanDevice {
+    /// The device name the driver reports.
     pub name: String,
     /// "discrete", "integrated", "cpu", "virtual", "other".
     pub kind: String,
@@ -32,8 +33,11 @@ pub type VulkanLister = fn() -> Result<Vec<VulkanDevice>, String>;
 /// The system doctor examines (a patient, not a `Host`: that name is provision's trait for the
 /// effects setup performs).
 pub struct Patient {
+    /// The root examined (`/` on the live system).
     pub root: Root,
+    /// Where PCI devices are read from (udev on the live system, sysfs files under a fake root).
     pub pci_source: PciSource,
+    /// Lists real Vulkan devices; `None` under a fake root.
     pub vulkan_lister: Option<VulkanLister>,
     /// The Vulkan loader's variables as the command layer resolved them (the live system's
     /// driver manifests may be chosen by them); empty by default.
@@ -46,6 +50,7 @@ impl Patient {
     pub fn fake(dir: impl AsRef<Path>) -> Patient {
         Patient::new(Root::new(dir.as_ref()))
     }
+    /// A patient at `root`, PCI read the way that root needs, no Vulkan lister.
     pub fn new(root: Root) -> Patient {
         Patient {
             pci_source: PciSource::for_root(&root),
@@ -55,6 +60,7 @@ impl Patient {
             platform: OnceCell::new(),
         }
     }
+    /// Whether the root is the running system.
     pub fn is_live(&self) -> bool {
         self.root.is_live()
     }

@@ -13,10 +13,15 @@ use super::Status;
 
 /// One known line.
 pub struct Signature {
+    /// Id of the finding a match produces.
     pub finding: &'static str,
+    /// Status of that finding.
     pub status: Status,
+    /// Regular expression matched against each log line.
     pub pattern: &'static str,
+    /// What the line means, in one sentence.
     pub summary: &'static str,
+    /// How to fix it.
     pub fix: &'static str,
 }
 
@@ -325,7 +330,9 @@ fn compiled() -> &'static Compiled {
 /// A signature that matched, with the line(s) it matched.
 #[derive(Debug, Clone)]
 pub struct Hit {
+    /// Index into `SIGNATURES`.
     pub signature: usize,
+    /// Indices of the matched lines.
     pub lines: Vec<usize>,
 }
 

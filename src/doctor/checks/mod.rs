@@ -1,15 +1,15 @@
 //! The system checks, one file per area, in the order the report shows them: views over the
 //! [`crate::platform::Platform`] model, plus the fix texts several of them share.
 
-pub mod boot;
-pub mod devnodes;
-pub mod driver;
-pub mod kernel;
-pub mod kernel_log;
-pub mod pcie;
-pub mod platform;
-pub mod power;
-pub mod vulkan;
+mod boot;
+mod devnodes;
+mod driver;
+mod kernel;
+mod kernel_log;
+mod pcie;
+mod platform;
+mod power;
+mod vulkan;
 
 use super::{Check, Patient};
 use crate::sys::pci::PciDevice;
