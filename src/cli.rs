@@ -1,6 +1,7 @@
 //! The command line, as clap derive types. Each subcommand's arguments live beside its
 //! implementation in `src/cmd/<name>.rs`; this file only lists the subcommands and dispatches
 //! to them.
+#![warn(missing_docs)]
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -12,10 +13,11 @@ use crate::cmd::{self, Outcome};
 #[command(name = "pigpu", version, propagate_version = true)]
 #[command(after_help = "Exit codes: 0 ok, 1 ran and found problems, 2 failure.")]
 pub struct Cli {
+    /// `-v`/`-q` and the log format, global to every subcommand.
     #[command(flatten)]
     pub log: cmd::logging::LogArgs,
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 /// Rewrites llama-bench's multi-letter short flags (`-pg 512,128`) into the long form clap
@@ -35,8 +37,9 @@ pub fn normalize_args(
     })
 }
 
+// The subcommands. No `///` here: clap would take it as the top-level `about` text.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Provision the patched NVIDIA open kernel modules, userspace and boot config on a Pi.
     Setup(cmd::setup::Args),
     /// Find what is wrong with a Pi + GPU setup (or explain saved logs) and say how to fix it.

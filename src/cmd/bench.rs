@@ -75,6 +75,7 @@ pub struct Args {
     /// Batch size for prompt processing.
     #[arg(short = 'b', long = "batch-size", default_value_t = 512)]
     pub n_batch: usize,
+    /// Engine choice and Vulkan device (`--backend`, `--device`).
     #[command(flatten)]
     pub engine: EngineArgs,
     /// CPU threads to test with (default: all cores).
@@ -150,7 +151,7 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
     })
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let output = args.output;
     let suite = suite(args)?;
     let cancel = Arc::new(AtomicBool::new(false));

@@ -20,12 +20,22 @@ use std::ffi::{OsStr, OsString};
 /// A llama.cpp flag whose value pigpu cannot honour.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CompatError {
+    /// A layer count other than 0 or all (`-ngl 20`): pigpu has no partial offload.
     #[error("{flag} {value}: pigpu runs every layer on the GPU or none (no partial offload); use {flag} 99 (all layers; the default when a GPU is found) or {flag} 0 (the CPU, same as --backend cpu)")]
-    PartialOffload { flag: String, value: String },
+    PartialOffload {
+        /// The flag as given (`-ngl`, `--n-gpu-layers`).
+        flag: String,
+        /// Its value.
+        value: String,
+    },
     #[error(
         "{flag} needs a value (a layer count: 0 for the CPU, 99 or -1 for all layers on the GPU)"
     )]
-    MissingValue { flag: String },
+    /// The flag is last on the command line, with no value after it.
+    MissingValue {
+        /// The flag as given.
+        flag: String,
+    },
 }
 
 /// Global flags that take a value, so the subcommand can be found after them.

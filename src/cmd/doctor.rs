@@ -134,7 +134,7 @@ fn check_text(head: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let known = doctor::checks::ids();
     for c in &args.checks {
         if !known.contains(&c.as_str()) {

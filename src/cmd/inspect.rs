@@ -41,7 +41,7 @@ const MAX_ARRAY: usize = 16;
 /// Strings longer than this are shortened in the text output unless `--full`.
 const MAX_STRING: usize = 200;
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let f = GgufFile::open(&super::pull::model_path(&args.model)?)?;
     // A file without a usable tokenizer is still worth inspecting: report why, do not fail.
     let tok = match f.get("tokenizer.ggml.model") {

@@ -56,7 +56,7 @@ fn size(n: u64) -> String {
     }
 }
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub(crate) fn run(a: Args) -> Result<Outcome> {
     let cfg = super::pull::hub_config()?;
     let models = hub::list(&cfg.cache);
     if a.json {

@@ -2,9 +2,10 @@
 //! `gguf`, `model`, `engine`, `session`, `doctor`, `provision` and `sys` do not know about each
 //! other's command-line flags. `cli.rs` lists the subcommands and dispatches to them; nothing
 //! here imports it back.
+#![warn(missing_docs)]
 
 pub mod bench;
-pub mod chat;
+pub(crate) mod chat;
 pub mod compat;
 pub mod completions;
 pub mod doctor;
@@ -38,6 +39,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The process exit status for this outcome: 0, 1 or 130.
     pub fn exit_code(self) -> ExitCode {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,

@@ -46,6 +46,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// The engine `--backend` asks for.
     pub fn backend(&self) -> Backend {
         self.backend.into()
     }

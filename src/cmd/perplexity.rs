@@ -34,6 +34,7 @@ pub struct Args {
     /// Score only the first K windows.
     #[arg(long)]
     pub chunks: Option<usize>,
+    /// Engine choice and Vulkan device (`--backend`, `--device`).
     #[command(flatten)]
     pub engine: EngineArgs,
     /// CPU threads (default: one per core).
@@ -105,7 +106,9 @@ pub struct Perplexity {
     pub ppl: f64,
     /// llama-perplexity's ± estimate: `ppl × sqrt(var(NLL) / (n − 1))`.
     pub ppl_err: f64,
+    /// Tokens whose negative log-likelihood was counted (the second half of each window).
     pub n_scored: usize,
+    /// Windows of `--ctx` tokens evaluated.
     pub n_windows: usize,
     /// The running perplexity after each window.
     pub window_ppl: Vec<f64>,
@@ -173,7 +176,7 @@ pub fn llama_perplexity(
     })
 }
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub(crate) fn run(a: Args) -> Result<Outcome> {
     if a.ctx < 4 {
         bail!(
             "--ctx {} is too small: a window needs at least 4 tokens (its second half is scored)",

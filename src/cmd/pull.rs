@@ -115,7 +115,7 @@ fn pull_and_report(name: &ModelRef, cfg: &HubConfig) -> Result<hub::Pulled> {
     Ok(p)
 }
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub(crate) fn run(a: Args) -> Result<Outcome> {
     let name = ModelRef::parse(&a.name)?;
     let cfg = hub_config()?;
     let p = pull_and_report(&name, &cfg)?;

@@ -25,7 +25,7 @@ pub struct Args {
     pub yes: bool,
 }
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub(crate) fn run(a: Args) -> Result<Outcome> {
     let name = ModelRef::parse(&a.name)?;
     let cfg = super::pull::hub_config()?;
     let found = hub::matching(&cfg.cache, &name);

@@ -19,7 +19,7 @@ use crate::session::constrain::{JsonConstraint, TokenTrie, Top};
 use crate::session::stop::StopText;
 use crate::session::{check_fits, generate_with, Constrained, Flow, Session, StopReason};
 
-pub fn run(a: Args) -> Result<Outcome> {
+pub(crate) fn run(a: Args) -> Result<Outcome> {
     if a.list_devices {
         return model_args::list_devices(&a.engine, a.json);
     }

@@ -36,11 +36,13 @@ pub struct Args {
     /// context, at most 4096).
     #[arg(long)]
     pub ctx: Option<usize>,
+    /// Sampling flags (`--temp`, `--top-k`, …).
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Random seed; the same seed and settings give the same output (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Engine choice and Vulkan device (`--backend`, `--device`).
     #[command(flatten)]
     pub engine: EngineArgs,
     /// List the Vulkan devices, say which one would be used and why, and exit.
@@ -102,15 +104,22 @@ pub enum OutputFormat {
 /// The JSON `--json` prints (for a completion, and for each chat turn).
 #[derive(serde::Serialize)]
 pub struct JsonOut<'a> {
+    /// Tokens in the prompt (with the chat template, for a chat turn).
     pub prompt_tokens: usize,
+    /// The prompt's token ids.
     pub prompt_ids: &'a [u32],
+    /// The generated token ids.
     pub tokens: &'a [u32],
+    /// The generated text.
     pub text: String,
+    /// Why generation ended.
     pub stop: StopReason,
     /// The stop string that ended the text (`stop` is then `stop_string`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_string: Option<String>,
+    /// Load, prompt and generation times, with rates.
     pub timings: Timings,
+    /// What ran, as the engine describes itself (`Engine::describe`).
     pub engine: String,
     /// Engine counters averaged per generated token.
     pub stats: RunStats,
@@ -163,6 +172,7 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// The counters of `engine` so far, averaged per generated token.
     pub fn of(engine: &dyn Engine) -> RunStats {
         let s = engine.stats();
         RunStats {
@@ -179,6 +189,7 @@ pub fn take_profile(engine: &mut dyn Engine) -> Option<engine::vulkan::Profile> 
     Some(p)
 }
 
+/// Prints the one-line prompt and generation speeds on stderr.
 pub fn print_timings(t: &Timings, n_prompt: usize, n_gen: usize) {
     eprintln!(
         "pigpu: prompt {n_prompt} tokens in {:.0} ms ({:.1} t/s), generated {n_gen} tokens in {:.0} ms ({:.1} t/s)",

@@ -112,7 +112,7 @@ fn check(a: &Args) -> Result<()> {
     Ok(())
 }
 
-pub fn run(mut a: Args) -> Result<Outcome> {
+pub(crate) fn run(mut a: Args) -> Result<Outcome> {
     a.model = super::pull::model_path(&a.model)?;
     check(&a)?;
     let addr: SocketAddr = format!("{}:{}", a.host, a.port)

@@ -104,7 +104,7 @@ impl From<PersistArg> for Persist {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut prompts = Prompts::new(args.yes);
     // PATH is read here, once: setup finds `depmod` and `patch` through it.
     let mut host = SystemHost {

@@ -23,11 +23,12 @@ A shape is a real model's architecture, sizes, vocabulary size and quantization 
 load in pigpu and in llama.cpp alike, so both can be measured on the same file.")]
 pub struct Args {
     #[command(subcommand)]
-    pub action: Action,
+    action: Action,
 }
 
+// No `///` here: clap would take it as `pigpu shape`'s `about` text.
 #[derive(Debug, clap::Subcommand)]
-pub enum Action {
+enum Action {
     /// List the shapes and mixes this build can write.
     List {
         /// One JSON document instead of a table.
@@ -52,7 +53,7 @@ pub enum Action {
     },
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.action {
         Action::List { json } => list(json),
         Action::Write {

@@ -35,7 +35,7 @@ pub struct Args {
     pub raw: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
+pub(crate) fn run(args: Args) -> anyhow::Result<Outcome> {
     let f = GgufFile::open(&super::pull::model_path(&args.model)?)?;
     let tok = Tokenizer::from_gguf(&f)?;
     let text = if args.text == "-" {
