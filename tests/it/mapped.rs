@@ -2,12 +2,13 @@
 //! before the run, the file is a named GGUF error; truncated while `run --chat` is between
 //! turns, the next turn reads a page past the new end, which raises SIGBUS. Before, that killed
 //! pigpu with no word ("Bus error" from the shell, status 135); now the binary's handler names
-//! the file and exits 2.
+//! the file and exits 2. The Vulkan engine holds its own copy of the weights once loaded, so
+//! there a truncated file changes nothing: the next answer is the same.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util;
@@ -115,6 +116,109 @@ fn a_model_truncated_before_or_during_a_run_is_a_named_error() {
     );
     assert!(
         !err.contains("panicked") && !err.contains("Bus error"),
+        "{err}"
+    );
+}
+
+/// Collects what `r` yields, line by line, into `into` until it ends (the thread's end).
+fn collect(
+    r: impl Read + Send + 'static,
+    into: &Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    let into = into.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    })
+}
+
+/// The Vulkan engine copies every weight into device memory while it loads (norms and biases
+/// as f32 vectors, the matrices through staging buffers), embeds tokens on the device, and
+/// the tokenizer and chat template are parsed out of the file at open; so once loaded it never
+/// reads the map again, and a truncated file changes nothing. (A `--backend auto` run that
+/// falls back to the CPU after a GPU failure would read it: the CPU engine's case above.)
+#[test]
+fn the_vulkan_engine_answers_on_after_its_model_is_truncated() {
+    let Some(m) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let model = t.path().join("model-in-use.gguf");
+    fs::copy(&m, &model).unwrap();
+    let full = fs::metadata(&model).unwrap().len();
+    let mut child = util::pigpu()
+        .arg("run")
+        .arg(&model)
+        .args(["--chat", "--backend", "vulkan", "--device", "llvmpipe"])
+        .args(["-n", "2", "--temp", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(String::new()));
+    let err = Arc::new(Mutex::new(String::new()));
+    let readers = [
+        collect(child.stdout.take().unwrap(), &out),
+        collect(child.stderr.take().unwrap(), &err),
+    ];
+    let turns = || err.lock().unwrap().matches(" generated ").count();
+    let mut stdin = child.stdin.take().unwrap();
+    // Turn 1 on the whole file; its statistics line says it is over.
+    writeln!(stdin, "Hello").unwrap();
+    let t0 = Instant::now();
+    while turns() < 1 {
+        if t0.elapsed() > Duration::from_secs(300) || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!("no first answer:\n{}", err.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::File::options()
+        .write(true)
+        .open(&model)
+        .unwrap()
+        .set_len(full / 2)
+        .unwrap();
+    // Turn 2 asks the same from a cleared conversation: the engine is reset and runs the same
+    // prompt through every layer again, so the greedy answer must be turn 1's, token for token.
+    writeln!(stdin, "/clear\nHello").unwrap();
+    drop(stdin);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("pigpu still runs 300 s after its model was truncated");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The pipes close with pigpu.
+    for r in readers {
+        r.join().unwrap();
+    }
+    let (out, err) = (out.lock().unwrap().clone(), err.lock().unwrap().clone());
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        None,
+        "pigpu died of a signal ({status}):\n{err}"
+    );
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(fs::metadata(&model).unwrap().len(), full / 2);
+    assert_eq!(err.matches(" generated ").count(), 2, "{err}");
+    let answers: Vec<&str> = out.lines().collect();
+    assert_eq!(answers.len(), 2, "{out:?}\n{err}");
+    assert!(!answers[0].trim().is_empty(), "{out:?}");
+    assert_eq!(answers[0], answers[1], "{err}");
+    assert!(
+        !err.contains("shrank") && !err.contains("panicked") && !err.contains("Bus error"),
         "{err}"
     );
 }

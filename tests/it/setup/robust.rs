@@ -334,19 +334,12 @@ fn assert_group_dies(pgid: i32, what: &str) {
     }
 }
 
-#[test]
-fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
-    use std::os::unix::process::ExitStatusExt;
-    let t = TempDir::new().unwrap();
-    let (root, rel) = binary_ready_root(t.path());
-    let s = serve(t.path());
-    // A compiler that waits (up to 60 s, printing nothing) over each module source until the
-    // test says go, as gcc does over one of NVIDIA's big files: make has nothing to write to
-    // pigpu's pipe meanwhile, so only what pigpu arranges can stop it. Before the fix, make
-    // and its jobs lived on after pigpu was killed (GNU make forwards a signal only to the
-    // children it has recorded).
-    let go = t.path().join("go");
-    let cc = t.path().join("slow-cc");
+/// A manifest whose build compiles through a `CC` that waits (up to 60 s, printing nothing)
+/// over each module source until the file `go` exists, as gcc does over one of NVIDIA's big
+/// files. Returns the manifest and `go`.
+fn held_compile_manifest(dir: &Path, base: &str) -> (PathBuf, PathBuf) {
+    let go = dir.join("go");
+    let cc = dir.join("slow-cc");
     fs::write(
         &cc,
         format!(
@@ -356,12 +349,25 @@ fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
     )
     .unwrap();
     fs::set_permissions(&cc, fs::Permissions::from_mode(0o755)).unwrap();
-    let slow = manifest(t.path(), &s.base, |x| {
+    let m = manifest(dir, base, |x| {
         x.replace(
             "disk_mib = 20\n",
             &format!("disk_mib = 20\nmake_args = [\"CC={}\"]\n", cc.display()),
         )
     });
+    (m, go)
+}
+
+#[test]
+fn a_kill_during_the_build_stops_make_and_a_closed_pipe_does_not_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TempDir::new().unwrap();
+    let (root, rel) = binary_ready_root(t.path());
+    let s = serve(t.path());
+    // make has nothing to write to pigpu's pipe while the compile is held, so only what pigpu
+    // arranges can stop it. Before the fix, make and its jobs lived on after pigpu was killed
+    // (GNU make forwards a signal only to the children it has recorded).
+    let (slow, go) = held_compile_manifest(t.path(), &s.base);
     let log = root.join(format!("var/log/pigpu/build-1.0.0-{rel}.log"));
     let work = root.join("var/lib/pigpu/work");
     let needle = work.display().to_string();
@@ -547,4 +553,162 @@ fn a_bad_cached_download_is_replaced_from_a_good_mirror() {
         nvidia_ko(&root, &rel).exists(),
         "the run built and installed"
     );
+}
+
+/// `chattr +i` on a file, undone when dropped whatever the test's end (an immutable file would
+/// also stop its temporary directory from being removed).
+struct Immutable(PathBuf);
+
+impl Immutable {
+    /// `None` when the user or the file system does not allow the flag.
+    fn set(path: &Path) -> Option<Immutable> {
+        Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            .then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Every directory, file and link under `root` (a file with its bytes, a link with its
+/// target), except pigpu's download cache and logs, which a failed run keeps on purpose.
+fn tree_of(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fn visit(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if rel.starts_with("var/cache") || rel.starts_with("var/log") {
+                continue;
+            }
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                let to = fs::read_link(&p).unwrap();
+                out.insert(rel, format!("-> {}", to.display()).into_bytes());
+            } else if ft.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                visit(root, &p, out);
+            } else {
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    visit(root, root, &mut out);
+    out
+}
+
+/// Probe case D9, its second half: config.txt was writable while planning and becomes
+/// immutable while the build runs, so the boot-config step, the last, fails after the modules
+/// and modprobe files are in place. The rollback must take them all away, keep config.txt as it
+/// was, and not report a failure to restore the file it never changed. Before, it said "except:
+/// restoring /boot/firmware/config.txt from …: Operation not permitted" and left the backup
+/// and the work tree under var/lib/pigpu.
+#[test]
+fn config_txt_locked_during_the_build_fails_the_last_step_and_rolls_back_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TempDir::new().unwrap();
+    // Root ignores file modes, so only the immutable flag can make config.txt unwritable; it is
+    // tried first on a file of the same file system.
+    let probe = t.path().join("chattr-probe");
+    fs::write(&probe, "").unwrap();
+    if Immutable::set(&probe).is_none() {
+        eprintln!(
+            "SKIPPED: `chattr +i` is not permitted on {} (not root, or a file system without the \
+             immutable flag), so config.txt cannot be made unwritable during the run",
+            t.path().display()
+        );
+        return;
+    }
+    let (root, rel) = binary_ready_root(t.path());
+    let s = serve(t.path());
+    let (m, go) = held_compile_manifest(t.path(), &s.base);
+    let config = root.join("boot/firmware/config.txt");
+    let before = tree_of(&root);
+    let original = fs::read(&config).unwrap();
+    let log = root.join(format!("var/log/pigpu/build-1.0.0-{rel}.log"));
+    let err_file = t.path().join("stderr");
+    let mut a = pigpu_setup(&root, &m)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err_file).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || fs::read_to_string(&err_file).unwrap();
+    let t0 = Instant::now();
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("CC [M]")) {
+        if let Some(st) = a.try_wait().unwrap() {
+            panic!(
+                "setup ended ({st}) before its build compiled:\n{}",
+                stderr()
+            );
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The plan found config.txt writable (the run got this far); from now on it is not.
+    let _locked = Immutable::set(&config).expect("chattr +i worked on the probe file");
+    fs::write(&go, "").unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = a.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            let _ = a.kill();
+            panic!(
+                "setup still runs 180 s after the build went on:\n{}",
+                stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = stderr();
+    assert_eq!(status.signal(), None, "{status}:\n{err}");
+    assert_eq!(status.code(), Some(2), "{err}");
+    // The build and the module install ran; boot-config, the last step, failed on config.txt.
+    for step in ["build", "install-modules", "boot-config"] {
+        assert!(
+            err.contains(&format!("] {step}: ")),
+            "no step {step}:\n{err}"
+        );
+    }
+    assert!(
+        err.contains(
+            "pigpu: error: step boot-config failed; this run's changes were rolled back\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("writing {}", config.display())),
+        "{err}"
+    );
+    // No false report about the file it never changed.
+    for word in ["except:", "could not", "restoring", "roll back:"] {
+        assert!(!err.contains(word), "{word:?} in:\n{err}");
+    }
+    // Nothing left: no state, backup, work tree or lock; modules, index files and modprobe
+    // files gone with the directories made for them; config.txt byte for byte as it was.
+    assert!(
+        !root.join("var/lib/pigpu").exists(),
+        "{:?}",
+        walk(&root.join("var/lib/pigpu"))
+    );
+    assert_eq!(fs::read(&config).unwrap(), original);
+    let after = tree_of(&root);
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "left changed: {changed:?}\n{err}");
 }
