@@ -25,6 +25,13 @@ demo: deps models
 [group('test')]
 test: deps models lint test-native test-cross test-install
 
+# Greedy and seeded text, --json values and shapes, chat, perplexity, bench fields, inspect,
+# tokenize, doctor --log, setup --dry-run, run by both binaries (not part of `test`).
+# Compare two pigpu builds' outputs on the test models (OLD is the reference; exit 1 on a difference).
+[group('test')]
+compare-outputs old new: models
+    scripts/compare-outputs.sh "{{old}}" "{{new}}" "{{models_dir}}"
+
 # rustfmt, clippy (warnings are errors), and no import circles between modules or files.
 [group('test')]
 lint:
