@@ -249,8 +249,9 @@ fn written(
 }
 
 /// Where [`cached`] keeps shaped models: `$PIGPU_SHAPE_CACHE`, else `$XDG_CACHE_HOME/pigpu/shapes`,
-/// else `~/.cache/pigpu/shapes` (else the temporary directory). `var` looks a variable up (the
-/// environment, in `cmd/`; a map in tests).
+/// else `~/.cache/pigpu/shapes`, else under the temporary directory (`$TMPDIR`, else `/tmp`, as
+/// `std::env::temp_dir` has it on Linux). `var` looks a variable up (the environment, in `cmd/`; a
+/// map in tests), so nothing here reads the environment itself.
 pub fn cache_dir_from(var: impl Fn(&str) -> Option<String>) -> PathBuf {
     let set = |k: &str| var(k).filter(|v| !v.is_empty());
     if let Some(d) = set("PIGPU_SHAPE_CACHE") {
@@ -259,7 +260,8 @@ pub fn cache_dir_from(var: impl Fn(&str) -> Option<String>) -> PathBuf {
     let base = set("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| set("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
+        .or_else(|| set("TMPDIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     base.join("pigpu").join("shapes")
 }
 

@@ -234,4 +234,10 @@ fn cache_dir_follows_the_variables_in_order() {
         cache_dir_from(vars(&empty)),
         Path::new("/h/.cache/pigpu/shapes")
     );
+    // No cache or home directory: the temporary directory the lookup names, else /tmp.
+    assert_eq!(
+        cache_dir_from(vars(&[("TMPDIR", "/t")])),
+        Path::new("/t/pigpu/shapes")
+    );
+    assert_eq!(cache_dir_from(vars(&[])), Path::new("/tmp/pigpu/shapes"));
 }
