@@ -1,4 +1,4 @@
-//! `pigpu run MODEL`: text completion (`-p`) streamed to stdout, or a chat (`cmd/chat.rs`) using
+//! `pigpu run MODEL`: text completion (`-p`) streamed to stdout, or a chat (`cmd/chat/`) using
 //! the model's chat template. Only generated text goes to stdout (plus the prompt with
 //! `--echo`); logs and timings go to stderr, so `pigpu run m.gguf -p … > out.txt` captures text.
 //! `--stop` strings and `--format json` (sampling constrained to JSON) come from `session`,

@@ -1,4 +1,4 @@
-//! What `pigpu run`'s completion (`cmd/run.rs`) and chat (`cmd/chat.rs`) share: the flags,
+//! What `pigpu run`'s completion (`cmd/run.rs`) and chat (`cmd/chat/`) share: the flags,
 //! the `--json` object, the timing line and the `--profile` output. Kept apart so that the two
 //! files import this one and not each other.
 

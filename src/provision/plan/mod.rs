@@ -207,8 +207,9 @@ pub fn work_dir(m: &Manifest) -> String {
     format!("{}/nvidia-{}", state::WORK_DIR, m.driver)
 }
 
-/// Makes the plan: the refusals first ([`refuse::check`], all in one place), then each step of
-/// [`steps::STEPS`] in order, each adding itself or the reason it is skipped.
+/// Makes the plan: the refusals first (all in `refuse.rs`: `refuse::system`, then
+/// `refuse::target` once the facts are known), then each step of [`steps::STEPS`] in order, each
+/// adding itself or the reason it is skipped.
 pub fn plan(p: &Probe, m: &Manifest, o: &Options) -> Result<Plan, Refusal> {
     refuse::system(p, m, o)?;
     let mut plan = Plan {
