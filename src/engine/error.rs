@@ -4,6 +4,7 @@
 
 use super::fit::Refusal;
 
+/// What went wrong at the engine boundary; the CPU fallback matches on it.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The GPU stopped working: the device was lost (driver crash, reset) or a submit hung.

@@ -14,6 +14,8 @@ use super::cpu::{CpuEngine, CpuOptions};
 use super::{Engine, EngineError, EngineResult as Result, SamplingParams, Stats};
 use crate::model::Model;
 
+/// An engine that starts on the GPU and, when the GPU fails, replays the context on the CPU engine
+/// and goes on there.
 pub struct Fallback {
     inner: Box<dyn Engine>,
     /// Still on the first engine (the GPU).

@@ -31,6 +31,7 @@ impl Need {
         self.kv_per_pos.saturating_mul(self.n_ctx as u64)
     }
 
+    /// Weights, scratch and KV cache together, in bytes (saturating).
     pub fn total(&self) -> u64 {
         self.weights
             .saturating_add(self.scratch)
@@ -52,6 +53,7 @@ impl Need {
 /// A refused load: what was needed, what there is, where, and the largest context that fits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// What the load needs.
     pub need: Need,
     /// Bytes usable in `place`.
     pub available: u64,

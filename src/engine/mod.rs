@@ -28,12 +28,19 @@ pub type EngineResult<T> = Result<T, EngineError>;
 /// `pigpu run --json` and `pigpu bench` report these averaged per generated token.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Stats {
+    /// Tokens generated (the counters below are over these).
     pub tokens: u64,
+    /// Compute dispatches recorded.
     pub dispatches: u64,
+    /// Queue submits.
     pub submits: u64,
+    /// Command buffers recorded (the rest were replayed).
     pub command_buffers_recorded: u64,
+    /// Descriptor-set writes.
     pub descriptor_updates: u64,
+    /// Bytes read back from the device (logits, sampled ids).
     pub readback_bytes: u64,
+    /// Bytes uploaded to the device after load (token ids, sampling parameters).
     pub upload_bytes: u64,
     /// Host time spent inside the engine, in nanoseconds.
     pub host_ns: u64,
@@ -43,12 +50,19 @@ pub struct Stats {
 /// (`pigpu run --json`'s `stats`, with the count beside it, and `pigpu bench`'s per-row `stats`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StatsPerToken {
+    /// Compute dispatches per token.
     pub dispatches: f64,
+    /// Queue submits per token.
     pub submits: f64,
+    /// Command buffers recorded per token.
     pub command_buffers_recorded: f64,
+    /// Descriptor-set writes per token.
     pub descriptor_updates: f64,
+    /// Bytes read back from the device per token.
     pub readback_bytes: f64,
+    /// Bytes uploaded to the device per token.
     pub upload_bytes: f64,
+    /// Host time inside the engine per token, in microseconds.
     pub host_us: f64,
 }
 
@@ -78,7 +92,9 @@ impl StatsPerToken {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
+    /// The CPU engine.
     Cpu,
+    /// The Vulkan engine.
     Vulkan,
 }
 
@@ -124,6 +140,7 @@ pub trait Engine {
     fn prefill_all_logits(&mut self, tokens: &[u32]) -> EngineResult<Vec<f32>>;
     /// Counters since the last `reset_stats`.
     fn stats(&self) -> Stats;
+    /// Zeroes the counters.
     fn reset_stats(&mut self);
     /// Bytes and nanoseconds of the host → device weight upload at load time, for engines that
     /// have one (`pigpu bench`'s `upload` row). The CPU engine reads the memory map in place.
@@ -186,6 +203,7 @@ pub struct EngineOptions {
 /// `Tuning` and the CPU engine's instruction-set override.
 #[derive(Debug, Clone, Default)]
 pub struct EngineTuning {
+    /// The Vulkan engine's knobs (`PIGPU_VK_*`, `PIGPU_DEVICE`).
     pub vulkan: vulkan::Tuning,
     /// `PIGPU_CPU_ISA=portable|avx2|reference`; `None`: the best the CPU has.
     pub cpu_isa: Option<cpu::kernels::Isa>,

@@ -11,8 +11,8 @@
 mod batch;
 pub mod kernels;
 mod matmul;
-pub mod ops;
-pub mod pool;
+pub(crate) mod ops;
+pub(crate) mod pool;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +73,7 @@ struct Layer {
     ffn_post_norm: Option<Vec<f32>>,
 }
 
+/// The CPU engine: runs a model on the host's cores with the SIMD kernels `Isa::detect` picks.
 pub struct CpuEngine {
     model: Arc<Model>,
     isa: Isa,

@@ -85,6 +85,8 @@ pub struct BatchStats {
     pub descriptor_updates: u64,
 }
 
+/// `n` Vulkan engines over one upload of the weights, whose decode steps run as one batched pass:
+/// the slots of `pigpu serve`.
 pub struct VulkanSlots {
     // Field order is drop order: command buffers first, the engines before what they share.
     /// Recorded passes by set of busy slots (bit s: slot s).
@@ -120,7 +122,7 @@ impl VulkanSlots {
         Self::with_shared(shared, model, n, opts)
     }
 
-    pub fn with_shared(
+    pub(crate) fn with_shared(
         shared: Rc<Shared>,
         model: Arc<Model>,
         n: usize,
@@ -225,10 +227,12 @@ impl VulkanSlots {
         })
     }
 
+    /// Number of slots.
     pub fn len(&self) -> usize {
         self.engines.len()
     }
 
+    /// Whether there are no slots.
     pub fn is_empty(&self) -> bool {
         self.engines.is_empty()
     }

@@ -22,34 +22,50 @@ const MIN_STORAGE_RANGE: u64 = 16 << 20;
 /// Shared memory the sampler needs (two 16-bin histograms for 128 invocations, plus a little).
 const MIN_SHARED_MEMORY: u32 = 17 * 1024;
 
+/// The Vulkan physical device type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    /// A discrete GPU.
     Discrete,
+    /// A GPU integrated with the CPU (sharing its memory).
     Integrated,
+    /// A virtual GPU (a VM's).
     Virtual,
+    /// A CPU implementation (lavapipe, SwiftShader).
     Cpu,
+    /// Anything else the driver reports.
     Other,
 }
 
 /// What `--list-devices` and `doctor` show about one Vulkan device.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeviceInfo {
+    /// Position in the loader's device list: what `--device INDEX` takes.
     pub index: usize,
+    /// Device name as the driver reports it.
     pub name: String,
+    /// Discrete, integrated, CPU, …
     pub kind: DeviceKind,
+    /// PCI vendor id (`0x10de` NVIDIA).
     pub vendor_id: u32,
+    /// The vendor's device id.
     pub device_id: u32,
+    /// Vulkan API version the device supports (`1.3.280`).
     pub api_version: String,
+    /// Driver name and version as the driver reports them.
     pub driver: String,
     /// Largest device-local heap, MiB.
     pub memory_mib: u64,
+    /// Invocations per subgroup (32 on NVIDIA).
     pub subgroup_size: u32,
+    /// `maxStorageBufferRange`, in bytes.
     pub max_storage_buffer_range: u64,
     /// Why the engine cannot use it at all (`None` = usable).
     pub problem: Option<String>,
     /// Whether automatic choice may take it (CPU implementations and V3D: only when asked).
     pub auto_ok: bool,
+    /// Whether this is the device the engine would use.
     pub chosen: bool,
     /// Why it was or was not chosen.
     pub reason: String,

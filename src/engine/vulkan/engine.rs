@@ -36,6 +36,7 @@ struct Prof {
     profiler: Profiler,
 }
 
+/// The Vulkan engine: the model's weights and KV cache in device memory, every layer on the GPU.
 pub struct VulkanEngine {
     // Field order is drop order: command buffers (which wait for their work) first.
     /// `--profile`: `None` when off (then nothing timed is recorded or submitted).
@@ -77,7 +78,7 @@ impl VulkanEngine {
         Self::with_device(dev, model, opts)
     }
 
-    pub fn with_device(
+    pub(crate) fn with_device(
         dev: Arc<Device>,
         model: Arc<Model>,
         opts: &VulkanOptions,

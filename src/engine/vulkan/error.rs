@@ -6,6 +6,7 @@ use ash::vk;
 use crate::engine::fit::Refusal;
 use crate::engine::EngineError;
 
+/// Why the Vulkan engine could not load or run; each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VkError {
     #[error(
@@ -13,29 +14,48 @@ pub enum VkError {
          (Debian / Raspberry Pi OS: `sudo apt-get install libvulkan1` plus a driver such as the \
          NVIDIA driver or mesa-vulkan-drivers), or use `--backend cpu`"
     )]
+    /// `libvulkan.so.1` could not be opened (its error).
     NoLoader(String),
+    /// No device the engine can use (why each was skipped).
     #[error("vulkan: no usable device: {0}. `pigpu run --list-devices` shows what exists and why each one was skipped")]
     NoDevice(String),
+    /// The device lacks a feature or limit the engine needs (which one).
     #[error("vulkan: {0} is not supported; use another device (`--device`) or `--backend cpu`")]
     Unsupported(String),
     #[error(
         "vulkan: out of device memory allocating {what} ({mib:.1} MiB); use a smaller `--ctx`, \
          a smaller model, or a device with more memory"
     )]
-    OutOfDeviceMemory { what: String, mib: f64 },
+    /// A device allocation failed.
+    OutOfDeviceMemory {
+        /// What was being allocated.
+        what: String,
+        /// Its size, in MiB.
+        mib: f64,
+    },
     #[error(
         "vulkan: the device was lost (driver crash, reset or a GPU hang); check `dmesg` and \
          `pigpu doctor`, then try again"
     )]
+    /// `VK_ERROR_DEVICE_LOST`: the driver reset or lost the GPU.
     DeviceLost,
+    /// A wait on the GPU did not finish in time.
     #[error("vulkan: {what} timed out after {secs} s (the GPU stopped responding)")]
-    Timeout { what: &'static str, secs: u64 },
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// The timeout, in seconds.
+        secs: u64,
+    },
     /// The memory check before upload refused the model (fit.rs).
     #[error("vulkan: {0}")]
     DoesNotFit(Box<Refusal>),
+    /// Bytes uploaded to the device after load (token ids, sampling parameters).
     #[error("vulkan: {what} failed: {result}")]
     Other {
+        /// The call, in words.
         what: &'static str,
+        /// The `VkResult` it returned.
         result: vk::Result,
     },
 }

@@ -326,11 +326,14 @@ pub struct OpReport {
     pub gflops: Option<f64>,
 }
 
+/// One phase's profile: times per token and per op kind.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PhaseReport {
     /// `decode` (one token per submit) or `prompt` (batches).
     pub phase: &'static str,
+    /// Submits timed.
     pub submits: u64,
+    /// Tokens processed in them.
     pub tokens: u64,
     /// Host time per token from submit to the end of the wait, µs.
     pub wall_us_per_token: f64,
@@ -347,9 +350,13 @@ pub struct PhaseReport {
 /// The `--profile` report (the `profile` object of `--json` / `-o json` output).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Profile {
+    /// Device name.
     pub device: String,
+    /// Timestamp period and valid bits of the compute queue.
     pub timestamps: TimestampSupport,
+    /// Measured memory bandwidth and stage cost.
     pub calibration: Calibration,
+    /// Decode and prompt phases, each when it ran.
     pub phases: Vec<PhaseReport>,
 }
 

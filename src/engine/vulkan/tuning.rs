@@ -61,8 +61,11 @@ pub struct Tuning {
 /// A knob's value that does not parse: names the variable, the value and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TuningError {
+    /// The environment variable.
     pub var: &'static str,
+    /// Its value.
     pub value: String,
+    /// What was expected, in words.
     pub expected: &'static str,
 }
 

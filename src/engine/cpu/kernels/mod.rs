@@ -39,13 +39,13 @@ macro_rules! simd_lookup {
     };
 }
 
-pub mod portable;
-pub mod reference;
+pub(crate) mod portable;
+pub(crate) mod reference;
 
 #[cfg(target_arch = "x86_64")]
-pub mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "aarch64")]
-pub mod neon;
+pub(crate) mod neon;
 
 use crate::quant::GgmlType;
 
@@ -55,8 +55,11 @@ use crate::quant::GgmlType;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(8))]
 pub struct BlockQ8 {
+    /// Scale: `x ≈ d·q`.
     pub d: f32,
+    /// `d·Σq` (Q8_1 only; 0 for Q8_0).
     pub s: f32,
+    /// The quantized activations.
     pub qs: [i8; 32],
 }
 
@@ -65,8 +68,11 @@ pub struct BlockQ8 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C, align(8))]
 pub struct ActBlockQ8K {
+    /// Scale: `x ≈ d·q`.
     pub d: f32,
+    /// The quantized activations.
     pub qs: [i8; 256],
+    /// Sum of `qs` over each group of 16.
     pub bsums: [i16; 16],
 }
 
@@ -185,6 +191,7 @@ pub fn quantize_q8k_portable(x: &[f32], out: &mut [ActBlockQ8K]) {
 /// Which instruction set the kernels use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// Plain Rust, no SIMD: runs everywhere, the baseline the others are tested against.
     Portable,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
@@ -236,6 +243,7 @@ impl Isa {
         }
         Isa::Portable
     }
+    /// The name `PIGPU_CPU_ISA` and `describe()` use (`avx2+vnni`, `neon+dotprod`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
@@ -250,9 +258,13 @@ impl Isa {
 /// The activation format a weight type's kernels take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActFormat {
+    /// [`BlockQ8`] blocks of 32, no sum (Q4_0, Q5_0, Q8_0 weights).
     Q8_0,
+    /// [`BlockQ8`] blocks of 32 with the scaled sum (Q4_1, Q5_1 weights, which have a minimum).
     Q8_1,
+    /// [`ActBlockQ8K`] blocks of 256 (the k-quants).
     Q8K,
+    /// Plain f32 (F32, F16, BF16 weights, and the `Reference` kernels).
     F32,
 }
 
@@ -267,8 +279,11 @@ impl ActFormat {
     }
 }
 
+/// Dot product of one weight row (raw block bytes) with Q8_0/Q8_1 activations.
 pub type DotQ8 = fn(&[u8], &[BlockQ8]) -> f32;
+/// Dot product of one weight row (raw block bytes) with Q8_K activations.
 pub type DotQ8K = fn(&[u8], &[ActBlockQ8K]) -> f32;
+/// Dot product of one weight row (raw bytes) with f32 activations.
 pub type DotF32 = fn(&[u8], &[f32]) -> f32;
 
 /// A tile kernel: `out[t · m + r] = W[r] · a[t]` for the weight rows `rows` of the matrix `w`
@@ -287,15 +302,20 @@ pub type TileQ8K =
 /// A matrix kernel that covers many rows and tokens in one call (see [`TileQ8`]).
 #[derive(Clone, Copy)]
 pub enum Tile {
+    /// Against Q8_0/Q8_1 activations.
     Q8(TileQ8),
+    /// Against Q8_K activations.
     Q8K(TileQ8K),
 }
 
 /// A dot-product kernel for one weight type, by the activation format it takes.
 #[derive(Clone, Copy)]
 pub enum Dot {
+    /// Against Q8_0/Q8_1 activations.
     Q8(DotQ8),
+    /// Against Q8_K activations.
     Q8K(DotQ8K),
+    /// Against f32 activations.
     F32(DotF32),
 }
 
