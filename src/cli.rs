@@ -1,7 +1,6 @@
 //! The command line, as clap derive types. Each subcommand's arguments live beside its
 //! implementation in `src/cmd/<name>.rs`; this file only lists the subcommands and dispatches
 //! to them.
-#![warn(missing_docs)]
 
 use clap::{CommandFactory, Parser, Subcommand};
 

@@ -1,5 +1,6 @@
 //! pigpu as a library: the binary in `main.rs` is a thin shell over these modules, and the
 //! integration tests in `tests/it/` drive the same code.
+#![warn(missing_docs)]
 
 // `print!`/`println!`/`eprint!`/`eprintln!` for the whole crate (macro_rules shadow the std ones
 // in every module below): std's panic when the stream is closed (`pigpu setup --dry-run | true`,
@@ -32,6 +33,6 @@ pub mod model;
 pub mod platform;
 pub mod provision;
 pub mod quant;
-pub mod serve;
+pub(crate) mod serve;
 pub mod session;
 pub mod sys;

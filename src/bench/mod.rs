@@ -3,7 +3,6 @@
 //! tests one token per step, tokenisation excluded, mean ± sample standard deviation of tokens/s.
 //! `suite` runs a whole bench (models × threads × tests) and builds the rows; `report` renders
 //! them.
-#![warn(missing_docs)]
 
 pub mod describe;
 pub mod report;

@@ -2,7 +2,6 @@
 //! `gguf`, `model`, `engine`, `session`, `doctor`, `provision` and `sys` do not know about each
 //! other's command-line flags. `cli.rs` lists the subcommands and dispatches to them; nothing
 //! here imports it back.
-#![warn(missing_docs)]
 
 pub mod bench;
 pub(crate) mod chat;

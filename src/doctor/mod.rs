@@ -1,7 +1,6 @@
 //! `pigpu doctor`: read-only checks of a Pi + NVIDIA GPU system (one file per area under
 //! `checks/`), the kernel-log / tool-output signatures (`signatures`, `logs`), and the report
 //! (`report`). Checks see the system only through [`patient::Patient`], so tests run them on fake roots.
-#![warn(missing_docs)]
 
 pub mod checks;
 pub mod fixes;

@@ -5,7 +5,6 @@
 //!
 //! Layout (little-endian): magic `GGUF`, u32 version, u64 tensor count, u64 metadata count,
 //! metadata key/value pairs, tensor infos, padding to `general.alignment` (default 32), data.
-#![warn(missing_docs)]
 
 mod error;
 mod reader;

@@ -3,7 +3,6 @@
 //! in the Hugging Face cache layout so other tools (huggingface_hub, llama.cpp) share the files.
 //! The environment (`HF_ENDPOINT`, `HF_TOKEN`, cache dirs) is read in `cmd/` and passed down here
 //! as a [`HubConfig`]; nothing in this module reads the environment.
-#![warn(missing_docs)]
 
 mod api;
 mod cache;

@@ -1,7 +1,6 @@
 //! Model layer: hyper-parameters from GGUF metadata, weights by tensor name, tokenizer, chat
 //! template and sampler (the generation loop is `crate::session`'s). Engines take a [`Model`]
 //! and never parse GGUF metadata themselves.
-#![warn(missing_docs)]
 
 pub mod chat;
 pub mod config;

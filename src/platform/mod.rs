@@ -3,7 +3,6 @@
 //! driver's state and Vulkan's drivers (with whether each one loads). Doctor's checks and
 //! setup's probe are views over it, so they agree by construction. Read-only, through a
 //! [`Root`], so a test's temp dir or a mounted image is examined exactly like `/`.
-#![warn(missing_docs)]
 
 pub mod board;
 pub mod config_txt;

@@ -1,6 +1,5 @@
 //! `pigpu setup`'s machinery: probe (read-only facts) → plan (pure data) → execute (effects
 //! through `sys` and a [`host::Host`], inside a [`transaction::Transaction`] that rolls back).
-#![warn(missing_docs)]
 
 pub mod bootconfig;
 pub mod execute;

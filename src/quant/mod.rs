@@ -1,7 +1,6 @@
 //! Tensor element types as GGUF/ggml numbers them, their block geometry, and CPU
 //! dequantization. The block layouts here are the ground truth the CPU engine's kernels and the
 //! Vulkan shaders are tested against.
-#![warn(missing_docs)]
 
 mod blocks;
 mod dequant;

@@ -9,7 +9,6 @@
 //! with it a KV cache, and runs one generation at a time. A second session attaches with
 //! [`Session::attach`]; the CPU engine then computes from the same memory map, while a Vulkan
 //! engine uploads its own copy of the weights to the device.
-#![warn(missing_docs)]
 
 pub mod constrain;
 pub mod conversation;

@@ -1,7 +1,6 @@
 //! All host access (files under a root, commands, kernel modules, PCI devices, downloads,
 //! prompts) behind small types and traits, with real implementations and test ones, so that
 //! doctor and setup can be tested against fake systems.
-#![warn(missing_docs)]
 
 pub mod clock;
 pub mod kmod;
