@@ -12,7 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
 use super::{HubConfig, HubError};
-use crate::sys::download::url_allowed;
+use crate::sys::download::{allowed_redirects, url_allowed};
 
 /// A file of the repo at the listed commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,18 +92,9 @@ fn build(policy: reqwest::redirect::Policy) -> Result<Client, HubError> {
 
 impl<'a> Api<'a> {
     pub fn new(cfg: &'a HubConfig) -> Result<Api<'a>, HubError> {
-        let follow = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() > 10 {
-                attempt.error("too many redirects")
-            } else if url_allowed(attempt.url()) {
-                attempt.follow()
-            } else {
-                attempt.error("redirect to a non-https URL refused")
-            }
-        });
         Ok(Api {
             cfg,
-            client: build(follow)?,
+            client: build(allowed_redirects())?,
             no_redirect: build(reqwest::redirect::Policy::none())?,
         })
     }

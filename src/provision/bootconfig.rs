@@ -81,67 +81,13 @@ pub fn managed_lines(text: &str) -> Vec<String> {
 /// Removes every pigpu block (an unterminated one runs to the end of the file) and the blank
 /// line pigpu put before it, leaving every other byte as it was.
 pub fn remove_block(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut inside = false;
-    for line in text.split_inclusive('\n') {
-        let t = line.trim();
-        if !inside && t == BEGIN {
-            inside = true;
-            // The separator blank line pigpu adds before its block.
-            if out.ends_with("\n\n") {
-                out.pop();
-            }
-            continue;
-        }
-        if inside {
-            if t == END {
-                inside = false;
-            }
-            continue;
-        }
-        out.push_str(line);
-    }
-    out
+    // Only whole lines go, so what is left of UTF-8 text is UTF-8 (the lossy step copies it).
+    String::from_utf8_lossy(&remove_block_bytes(text.as_bytes())).into_owned()
 }
 
-/// The text with pigpu's block holding exactly `settings` (each a `key=value` line), at the end
-/// of the file; with no settings the block is removed. Applying it twice gives the same text.
-pub fn set_block(text: &str, settings: &[String]) -> String {
-    let mut out = remove_block(text);
-    if settings.is_empty() {
-        return out;
-    }
-    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push_str(newline);
-    }
-    if !out.is_empty() {
-        out.push_str(newline);
-    }
-    let mut block = vec![
-        BEGIN.to_string(),
-        "# [all] first: filters above cannot narrow this block; [pi5] covers Pi 5, Pi 500 and CM5."
-            .to_string(),
-        "[all]".to_string(),
-        "[pi5]".to_string(),
-    ];
-    block.extend(settings.iter().cloned());
-    block.push("[all]".to_string());
-    block.push(END.to_string());
-    for l in block {
-        out.push_str(&l);
-        out.push_str(newline);
-    }
-    out
-}
-
-/// [`set_block`] on bytes: every line outside pigpu's block is kept byte for byte, even when
-/// the file is not UTF-8 (a comment in Latin-1); only pigpu's own (ASCII) lines are written.
-pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        return set_block(text, settings).into_bytes();
-    }
-    // Each line is judged by its lossy text (pigpu's markers are ASCII) and copied as bytes.
+/// [`remove_block`] on bytes. Each line is judged by its lossy text (pigpu's markers are ASCII)
+/// and kept as bytes, so a file that is not UTF-8 (a comment in Latin-1) keeps its other lines.
+fn remove_block_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut inside = false;
     for line in bytes.split_inclusive(|&b| b == b'\n') {
@@ -149,6 +95,7 @@ pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
         let t = t.trim();
         if !inside && t == BEGIN {
             inside = true;
+            // The separator blank line pigpu adds before its block.
             if out.ends_with(b"\n\n") {
                 out.pop();
             }
@@ -162,10 +109,23 @@ pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
         }
         out.extend_from_slice(line);
     }
+    out
+}
+
+/// The text with pigpu's block holding exactly `settings` (each a `key=value` line), at the end
+/// of the file; with no settings the block is removed. Applying it twice gives the same text.
+pub fn set_block(text: &str, settings: &[String]) -> String {
+    // Lines are added and removed whole, so UTF-8 text stays UTF-8.
+    String::from_utf8_lossy(&set_block_bytes(text.as_bytes(), settings)).into_owned()
+}
+
+/// [`set_block`] on bytes: every line outside pigpu's block is kept byte for byte, even when
+/// the file is not UTF-8 (a comment in Latin-1); only pigpu's own (ASCII) lines are written.
+pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
+    let mut out = remove_block_bytes(bytes);
     if settings.is_empty() {
         return out;
     }
-    // The block itself is ASCII: build it on an empty text, then join.
     let crlf = bytes.windows(2).any(|w| w == b"\r\n");
     let newline: &[u8] = if crlf { b"\r\n" } else { b"\n" };
     if !out.is_empty() && !out.ends_with(b"\n") {
@@ -174,11 +134,18 @@ pub fn set_block_bytes(bytes: &[u8], settings: &[String]) -> Vec<u8> {
     if !out.is_empty() {
         out.extend_from_slice(newline);
     }
-    let mut block = set_block("", settings);
-    if crlf {
-        block = block.replace('\n', "\r\n");
+    let mut block = vec![
+        BEGIN,
+        "# [all] first: filters above cannot narrow this block; [pi5] covers Pi 5, Pi 500 and CM5.",
+        "[all]",
+        "[pi5]",
+    ];
+    block.extend(settings.iter().map(String::as_str));
+    block.extend(["[all]", END]);
+    for l in block {
+        out.extend_from_slice(l.as_bytes());
+        out.extend_from_slice(newline);
     }
-    out.extend_from_slice(block.as_bytes());
     out
 }
 

@@ -67,6 +67,13 @@ impl<'r> Transaction<'r> {
         }
     }
 
+    /// The host path of the system path `abs` inside the root.
+    fn resolve(&self, abs: &str) -> Result<PathBuf, TxError> {
+        self.root
+            .inside(abs)
+            .map_err(io_err("resolving", Path::new(abs)))
+    }
+
     fn journal(&mut self, r: Record) -> Result<(), TxError> {
         self.state.in_progress.push(r);
         state::save(self.root, &self.state)?;
@@ -78,10 +85,7 @@ impl<'r> Transaction<'r> {
         if self.touched.iter().any(|t| t == abs) {
             return Ok(());
         }
-        let path = self
-            .root
-            .inside(abs)
-            .map_err(io_err("resolving", Path::new(abs)))?;
+        let path = self.resolve(abs)?;
         self.journal_missing_dirs(abs)?;
         let backup = if path.exists() {
             let n = self.state.records.len() + self.state.in_progress.len();
@@ -109,10 +113,7 @@ impl<'r> Transaction<'r> {
     fn journal_missing_dirs(&mut self, abs: &str) -> Result<(), TxError> {
         // The directories as the write will create them: links on the way resolved inside the
         // root (`/etc/modprobe.d` may lead elsewhere in it), the missing rest as named.
-        let host = self
-            .root
-            .inside(abs)
-            .map_err(io_err("resolving", Path::new(abs)))?;
+        let host = self.resolve(abs)?;
         let sys = Path::new("/").join(host.strip_prefix(self.root.dir()).unwrap_or(&host));
         let mut missing = Vec::new();
         let mut dir = sys.parent();
@@ -169,13 +170,7 @@ impl<'r> Transaction<'r> {
         bytes: &[u8],
         mode: Option<u32>,
     ) -> Result<(), TxError> {
-        self.before_change(abs)?;
-        let path = self
-            .root
-            .inside(abs)
-            .map_err(io_err("resolving", Path::new(abs)))?;
-        atomic_write(&path, bytes, mode).map_err(io_err("writing", &path))?;
-        self.after_change(abs)
+        self.replace_file(abs, mode, "writing", |tmp| fs::write(tmp, bytes))
     }
 
     /// Copies a host file into the root (system path) atomically, with a backup.
@@ -185,22 +180,30 @@ impl<'r> Transaction<'r> {
         from: &Path,
         mode: Option<u32>,
     ) -> Result<(), TxError> {
+        self.replace_file(abs, mode, "installing", |tmp| {
+            fs::copy(from, tmp).map(|_| ())
+        })
+    }
+
+    /// Replaces the file at `abs` (system path) atomically with what `fill` writes into a temp
+    /// file beside it ([`atomic_replace`]), backed up and journalled; `action` names the step
+    /// in an error.
+    fn replace_file(
+        &mut self,
+        abs: &str,
+        mode: Option<u32>,
+        action: &'static str,
+        fill: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<(), TxError> {
         self.before_change(abs)?;
-        let path = self
-            .root
-            .inside(abs)
-            .map_err(io_err("resolving", Path::new(abs)))?;
-        atomic_replace(&path, mode, |tmp| fs::copy(from, tmp).map(|_| ()))
-            .map_err(io_err("installing", &path))?;
+        let path = self.resolve(abs)?;
+        atomic_replace(&path, mode, fill).map_err(io_err(action, &path))?;
         self.after_change(abs)
     }
 
     /// Copies a whole directory tree to a system path that must not exist yet.
     pub fn create_tree(&mut self, abs: &str, from: &Path) -> Result<(), TxError> {
-        let dest = self
-            .root
-            .inside(abs)
-            .map_err(io_err("resolving", Path::new(abs)))?;
+        let dest = self.resolve(abs)?;
         if dest.exists() {
             return Err(TxError::Io {
                 action: "creating",

@@ -206,31 +206,33 @@ pub fn block_q3_k(b: &BlockQ3K, out: &mut [f32; QK_K]) {
 
 /// Dequantizes one Q4_K block.
 pub fn block_q4_k(b: &BlockQ4K, out: &mut [f32; QK_K]) {
-    let (d, dmin) = (b.d(), b.dmin());
-    let (sc, mn) = k_scale_min(&b.scales);
-    for (j, group) in out.chunks_exact_mut(32).enumerate() {
-        let d1 = d * f32::from(sc[j]);
-        let m1 = dmin * f32::from(mn[j]);
-        let qs = &b.qs[32 * (j / 2)..32 * (j / 2) + 32];
-        let shift = 4 * (j % 2);
-        for (o, &q) in group.iter_mut().zip(qs) {
-            *o = d1 * f32::from((q >> shift) & 0x0f) - m1;
-        }
-    }
+    k_nibble_groups((b.d(), b.dmin()), &b.scales, &b.qs, None, out);
 }
 
 /// Dequantizes one Q5_K block.
 pub fn block_q5_k(b: &BlockQ5K, out: &mut [f32; QK_K]) {
-    let (d, dmin) = (b.d(), b.dmin());
-    let (sc, mn) = k_scale_min(&b.scales);
+    k_nibble_groups((b.d(), b.dmin()), &b.scales, &b.qs, Some(&b.qh), out);
+}
+
+/// Q4_K and Q5_K: eight groups of 32, each `d·sc[j]·q − dmin·m[j]`, with `q` the low nibbles of
+/// `qs[32c..32c+32]` for group `2c` and the high ones for `2c+1`, plus (Q5_K) bit `j` of `qh[l]`
+/// as the fifth bit of element `32j + l`.
+fn k_nibble_groups(
+    (d, dmin): (f32, f32),
+    scales: &[u8; 12],
+    qs: &[u8; QK_K / 2],
+    qh: Option<&[u8; QK_K / 8]>,
+    out: &mut [f32; QK_K],
+) {
+    let (sc, mn) = k_scale_min(scales);
     for (j, group) in out.chunks_exact_mut(32).enumerate() {
         let d1 = d * f32::from(sc[j]);
         let m1 = dmin * f32::from(mn[j]);
-        let qs = &b.qs[32 * (j / 2)..32 * (j / 2) + 32];
+        let qs = &qs[32 * (j / 2)..32 * (j / 2) + 32];
         let shift = 4 * (j % 2);
         for (l, o) in group.iter_mut().enumerate() {
-            let q = ((qs[l] >> shift) & 0x0f) | (((b.qh[l] >> j) & 1) << 4);
-            *o = d1 * f32::from(q) - m1;
+            let fifth = qh.map_or(0, |qh| ((qh[l] >> j) & 1) << 4);
+            *o = d1 * f32::from(((qs[l] >> shift) & 0x0f) | fifth) - m1;
         }
     }
 }

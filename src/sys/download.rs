@@ -121,6 +121,20 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DownloadError + '_ {
     }
 }
 
+/// The redirect policy of pigpu's HTTP clients: up to 10 redirects, each to a URL that
+/// [`url_allowed`] (so never down to plain http off this machine).
+pub fn allowed_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if url_allowed(attempt.url()) {
+            attempt.follow()
+        } else {
+            attempt.error("redirect to a non-https URL refused")
+        }
+    })
+}
+
 /// Whether a URL may be fetched: https anywhere, http only to loopback.
 pub fn url_allowed(url: &reqwest::Url) -> bool {
     match url.scheme() {
@@ -171,15 +185,7 @@ impl Downloader {
             .timeout(None::<Duration>)
             .user_agent(concat!("pigpu/", env!("CARGO_PKG_VERSION")))
             // Follow redirects (GitHub archives go to codeload) but never down to plain http.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                if attempt.previous().len() > 10 {
-                    attempt.error("too many redirects")
-                } else if url_allowed(attempt.url()) {
-                    attempt.follow()
-                } else {
-                    attempt.error("redirect to a non-https URL refused")
-                }
-            }))
+            .redirect(allowed_redirects())
             .build()
             .map_err(|source| DownloadError::Http {
                 url: String::new(),

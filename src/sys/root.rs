@@ -9,11 +9,9 @@ use std::path::{Component, Path, PathBuf};
 /// so a bigger one is a mistake (or `/dev/zero` behind a link) and is refused, not loaded.
 pub const MAX_READ: u64 = 64 << 20;
 
-/// Reads a regular file of at most `cap` bytes. The type is checked on the opened file (opened
-/// non-blocking, so a FIFO cannot hang the open), and the read stops at `cap` + 1 bytes whatever
-/// the file claims, so a growing file cannot exceed it either.
-pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
+/// Opens `path` for reading, non-blocking (so a FIFO cannot hang the open), and checks on the
+/// opened file that it is a regular file; an error names the path otherwise.
+fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -26,6 +24,15 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
             format!("{}: not a regular file", path.display()),
         ));
     }
+    Ok((f, meta))
+}
+
+/// Reads a regular file of at most `cap` bytes. The type is checked on the opened file (opened
+/// non-blocking, so a FIFO cannot hang the open), and the read stops at `cap` + 1 bytes whatever
+/// the file claims, so a growing file cannot exceed it either.
+pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let (f, meta) = open_regular(path)?;
     let mut out = Vec::with_capacity(meta.len().min(cap) as usize);
     f.take(cap + 1).read_to_end(&mut out)?;
     if out.len() as u64 > cap {
@@ -42,18 +49,7 @@ pub fn read_regular(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
 /// cannot hang the open).
 pub fn read_regular_tail(path: &Path, keep: u64) -> io::Result<(Vec<u8>, bool)> {
     use std::io::{Read, Seek, SeekFrom};
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{}: not a regular file", path.display()),
-        ));
-    }
+    let (mut f, meta) = open_regular(path)?;
     let cut = meta.len() > keep;
     if cut {
         f.seek(SeekFrom::Start(meta.len() - keep))?;

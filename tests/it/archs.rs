@@ -24,7 +24,7 @@ use serde_json::Value as J;
 use sha2::Digest;
 
 use crate::engines;
-use crate::util::{root, test_model};
+use crate::util::{hex, root, test_model, token_ids};
 
 /// How far the Vulkan engine's logits may be from the CPU engine's. The CPU engine quantizes
 /// activations to 8 bits as llama.cpp does; the Vulkan engine computes in f32. Measured on the
@@ -42,18 +42,6 @@ const NEAR_TIE_SHAPED: f32 = 0.1;
 /// ... and on the real Q4_K_M model, where that order moves logits by up to ~0.5 (the bound
 /// `cpu_engine.rs` uses for SmolLM2 and Qwen2.5 as well).
 const NEAR_TIE_REAL: f32 = 0.45;
-
-fn ids(v: &J) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn reference(rel: &str) -> J {
     let p = root().join("tests/fixtures/reference").join(rel);
@@ -123,7 +111,7 @@ fn check(model: Arc<Model>, r: &J, what: &str, vulkan: bool, near_tie: f32) {
     let mut gpu = vulkan.then(|| engines::vulkan(&model, 256));
     for p in r["prompts"].as_array().unwrap() {
         let text = p["prompt"].as_str().unwrap();
-        let prompt = ids(&p["prompt_ids"]);
+        let prompt = token_ids(&p["prompt_ids"]);
         assert_eq!(
             tok.encode(text, true, true).unwrap(),
             prompt,
@@ -222,14 +210,14 @@ fn check_logits(e: &mut dyn Engine, r: &J, what: &str, max_diff: f32, tie: f64) 
     for p in r["prompts"].as_array().unwrap() {
         let id = p["id"].as_str().unwrap();
         e.reset();
-        e.prefill(&ids(&p["prompt_ids"])).unwrap();
+        e.prefill(&token_ids(&p["prompt_ids"])).unwrap();
         let first = e.logits().unwrap();
         for t in p["top"].as_array().unwrap() {
             let (tok, want) = (t[0].as_u64().unwrap() as usize, t[1].as_f64().unwrap());
             worst = worst.max((first[tok] - want as f32).abs());
         }
         let gaps = p["greedy"]["top2_gap"].as_array().unwrap();
-        for (i, &w) in ids(&p["greedy"]["ids"]).iter().enumerate() {
+        for (i, &w) in token_ids(&p["greedy"]["ids"]).iter().enumerate() {
             let l = e.logits().unwrap();
             let got = argmax(&l) as u32;
             let g = gaps[i].as_f64().unwrap();
@@ -373,7 +361,7 @@ fn gemma3_270m_on_lavapipe_follows_the_cpu_engine() {
         return;
     };
     let r = reference("gemma-3-270m-q4_k_m.completion.json");
-    let prompt = ids(&r["prompts"][0]["prompt_ids"]);
+    let prompt = token_ids(&r["prompts"][0]["prompt_ids"]);
     let model = Model::load(&path).unwrap();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
     let mut cpu = engines::cpu(&model, 64);

@@ -69,6 +69,20 @@ fn bench_smollm(args: &[&str]) -> Option<Vec<u8>> {
     Some(out.stdout)
 }
 
+/// The rows of `bench -o json` output (which must be one complete JSON array) and their `test`
+/// names, in order.
+fn json_rows(stdout: &[u8]) -> (Vec<serde_json::Value>, Vec<String>) {
+    let v: serde_json::Value = serde_json::from_slice(stdout).expect("complete, valid JSON");
+    let serde_json::Value::Array(rows) = v else {
+        panic!("not a JSON array of rows: {v}")
+    };
+    let tests = rows
+        .iter()
+        .map(|r| r["test"].as_str().expect("a test name").to_string())
+        .collect();
+    (rows, tests)
+}
+
 #[test]
 fn json_output_on_a_real_model_has_llama_bench_fields() {
     let Some(stdout) = bench_smollm(&[
@@ -87,11 +101,9 @@ fn json_output_on_a_real_model_has_llama_bench_fields() {
     ]) else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_slice(&stdout).expect("valid JSON");
-    let rows = v.as_array().unwrap();
-    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    let (rows, tests) = json_rows(&stdout);
     assert_eq!(tests, ["load", "pp16", "tg4", "e2e4"]);
-    for r in rows {
+    for r in &rows {
         for field in [
             "model_filename",
             "model_type",
@@ -354,9 +366,7 @@ fn ctrl_c_prints_the_finished_rows_and_exits_130() {
     // The interrupt came during tg4000 (or, on a very slow machine, pp16): that test and the
     // end-to-end row after it never finished.
     assert!(!finished.iter().any(|t| t == "e2e4000"), "{finished:?}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).expect("complete, valid JSON");
-    let rows = v.as_array().unwrap();
-    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    let (rows, tests) = json_rows(stdout.as_bytes());
     assert_eq!(tests, finished);
     // pp8 ran all its repetitions before the interrupt.
     assert_eq!(rows[1]["samples_ts"].as_array().unwrap().len(), 3);
@@ -393,11 +403,9 @@ fn vulkan_rows_on_lavapipe_carry_driver_upload_and_per_token_stats() {
     ]) else {
         return;
     };
-    let v: serde_json::Value = serde_json::from_slice(&stdout).expect("valid JSON");
-    let rows = v.as_array().unwrap();
-    let tests: Vec<&str> = rows.iter().map(|r| r["test"].as_str().unwrap()).collect();
+    let (rows, tests) = json_rows(&stdout);
     assert_eq!(tests, ["load", "upload", "pp4", "tg2", "e2e2"]);
-    for r in rows {
+    for r in &rows {
         assert_eq!(r["backend"], "Vulkan");
         assert_eq!(r["n_gpu_layers"], 99);
         assert!(r["device"].as_str().unwrap().contains("llvmpipe"), "{r}");

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::util::{root, test_model, GEMMA, QWEN, SMOLLM};
+use crate::util::{root, test_model, token_ids, GEMMA, QWEN, SMOLLM};
 use pigpu::engine::cpu::{CpuEngine, CpuOptions};
 use pigpu::engine::Engine;
 use pigpu::gguf::{GgufFile, GgufWriter, Value};
@@ -48,14 +48,6 @@ fn reference(model_file: &str) -> Option<J> {
     Some(serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
 }
 
-fn ids(v: &J) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn top_n(logits: &[f32], n: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     idx.sort_by(|&a, &b| {
@@ -86,7 +78,7 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64, strict_prompts: us
     let mut failures = Vec::new();
     for p in r["prompts"].as_array().unwrap() {
         let id = p["id"].as_str().unwrap();
-        let prompt = ids(&p["prompt_ids"]);
+        let prompt = token_ids(&p["prompt_ids"]);
         e.reset();
         e.prefill(&prompt).unwrap();
 
@@ -112,7 +104,7 @@ fn check_model(file: &str, max_logit_diff: f32, max_gap: f64, strict_prompts: us
         worst = worst.max(max_diff);
 
         // Greedy, teacher-forced after any divergence.
-        let want = ids(&p["greedy"]["ids"]);
+        let want = token_ids(&p["greedy"]["ids"]);
         let gaps: Vec<f64> = p["greedy"]["top2_gap"]
             .as_array()
             .unwrap()

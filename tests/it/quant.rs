@@ -2,7 +2,7 @@
 //! type, and every tensor of both real test models. The expected data was made by
 //! `scripts/ref/quant_reference.py` (see tests/fixtures/quant/README.md).
 
-use crate::util::{root, test_model, QWEN, SMOLLM};
+use crate::util::{hex, root, test_model, QWEN, SMOLLM};
 use pigpu::gguf::GgufFile;
 use pigpu::quant::{dequantize, dequantize_to_vec, GgmlType};
 use serde_json::Value;
@@ -22,10 +22,6 @@ fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn le_bytes(v: &[f32]) -> Vec<u8> {

@@ -134,6 +134,18 @@ impl Server {
         v["choices"][0]["text"].as_str().unwrap().to_string()
     }
 
+    /// Each prompt completed greedily by a client thread of its own, all at once; the texts in
+    /// the prompts' order.
+    fn complete_at_once(&self, prompts: &[&str], n: usize) -> Vec<String> {
+        std::thread::scope(|scope| {
+            let clients: Vec<_> = prompts
+                .iter()
+                .map(|p| scope.spawn(move || self.complete(p, n)))
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect()
+        })
+    }
+
     fn metric(&self, name: &str) -> f64 {
         let text = self
             .request("/metrics", None)
@@ -357,17 +369,8 @@ fn serve_greedy_equals_run_and_concurrent_clients_equal_sequential() {
     let sequential: Vec<String> = prompts.iter().map(|p| s.complete(p, 12)).collect();
     assert_eq!(sequential[0], run_text(&m, prompts[0], 12));
     assert_eq!(sequential[3], run_text(&m, prompts[3], 12));
-    let s = Arc::new(s);
     for _round in 0..2 {
-        let handles: Vec<_> = prompts
-            .iter()
-            .map(|p| {
-                let (s, p) = (s.clone(), p.to_string());
-                std::thread::spawn(move || s.complete(&p, 12))
-            })
-            .collect();
-        let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(got, sequential);
+        assert_eq!(s.complete_at_once(&prompts, 12), sequential);
     }
     assert_eq!(s.metric("pigpu_slots"), 4.0);
     // A slot counts a request just after sending its last event, so the client may read its
@@ -427,7 +430,7 @@ fn serve_auto_with_a_gpu_takes_the_batched_vulkan_slots() {
         "--device",
         "llvmpipe",
     ];
-    let s = Arc::new(Server::start(&m, &args));
+    let s = Server::start(&m, &args);
     let log = s.log();
     let ready = log
         .lines()
@@ -439,15 +442,7 @@ fn serve_auto_with_a_gpu_takes_the_batched_vulkan_slots() {
         "{ready}"
     );
     let sequential: Vec<String> = prompts.iter().map(|p| s.complete(p, 6)).collect();
-    let handles: Vec<_> = prompts
-        .iter()
-        .map(|p| {
-            let (s, p) = (s.clone(), p.to_string());
-            std::thread::spawn(move || s.complete(&p, 6))
-        })
-        .collect();
-    let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert_eq!(got, sequential);
+    assert_eq!(s.complete_at_once(&prompts, 6), sequential);
     assert_ne!(sequential[0], sequential[1]);
     assert_eq!(s.metric("pigpu_slots"), 2.0);
 }
@@ -474,17 +469,8 @@ fn serve_auto_without_a_gpu_decodes_batched_on_the_cpu() {
     );
     assert!(log.contains("no usable GPU"), "{log}");
     let prompts = ["The capital of France is", "Once upon a time"];
-    let s = Arc::new(s);
-    let handles: Vec<_> = prompts
-        .iter()
-        .map(|p| {
-            let (s, p) = (s.clone(), p.to_string());
-            std::thread::spawn(move || s.complete(&p, 8))
-        })
-        .collect();
-    let got: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let want: Vec<String> = prompts.iter().map(|p| run_text(&m, p, 8)).collect();
-    assert_eq!(got, want);
+    assert_eq!(s.complete_at_once(&prompts, 8), want);
 }
 
 /// Reads a streamed reply's `data:` lines until `until` says stop; returns them.

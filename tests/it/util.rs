@@ -103,3 +103,17 @@ pub fn meta<'a>(
         .unwrap_or_else(|| panic!("no metadata key {key}"))
         .1
 }
+
+/// The token ids of a JSON array of numbers (the reference files' `prompt_ids`, `greedy.ids`).
+pub fn token_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array of token ids: {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap_or_else(|| panic!("not a token id: {x}")) as u32)
+        .collect()
+}
+
+/// Lower-case hex of `bytes` (for digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

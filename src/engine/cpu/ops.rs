@@ -295,35 +295,19 @@ mod tests {
             dot: dot_f16_portable,
             axpy: axpy_f16_portable,
         };
-        let mut out = vec![0.0; 2];
-        attend(
-            &[1.0, 0.0],
-            &k,
-            &v,
-            2,
-            0,
-            1,
-            1,
-            1.0,
-            &mut [0.0; 2],
-            &mut out,
-            kk,
+        // The query against positions lo..=1.
+        let attend_from = |lo: usize| {
+            let mut out = vec![0.0; 2];
+            let q = [1.0, 0.0];
+            attend(&q, &k, &v, 2, 0, lo, 1, 1.0, &mut [0.0; 2], &mut out, kk);
+            out
+        };
+        assert_eq!(attend_from(1), vec![1.0, 2.0]);
+        assert_eq!(
+            attend_from(0),
+            vec![50.5, 51.0],
+            "both positions, equal weights"
         );
-        assert_eq!(out, vec![1.0, 2.0]);
-        attend(
-            &[1.0, 0.0],
-            &k,
-            &v,
-            2,
-            0,
-            0,
-            1,
-            1.0,
-            &mut [0.0; 2],
-            &mut out,
-            kk,
-        );
-        assert_eq!(out, vec![50.5, 51.0], "both positions, equal weights");
     }
 
     #[test]
