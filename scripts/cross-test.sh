@@ -32,6 +32,13 @@ target=$cross_target
 # c_char signedness and similar mistakes show up).
 skip=(--skip engine::vulkan::tests::)
 
+# The Pi 5's CPU, not qemu's default `max` (which has far more than a Cortex-A76): a kernel that
+# used an instruction the Pi lacks would fail here. And the NEON kernels must be what is tested:
+# the kernel tests fail when the detected instruction set is not this one (see
+# `the_expected_instruction_set_is_detected` in src/engine/cpu/kernels/tests.rs).
+export QEMU_CPU=cortex-a76
+export PIGPU_EXPECT_ISA=neon+dotprod
+
 start=$(date +%s)
 say "building and running the library's unit tests for $target under qemu-aarch64"
 cargo test --release --target "$target" --lib -- "${skip[@]}" "$@"

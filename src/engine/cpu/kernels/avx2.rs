@@ -16,6 +16,7 @@ use std::ops::Range;
 
 use half::f16;
 
+use super::fmt32::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use super::{ActBlockQ8K, BlockQ8, Dot, Tile};
 use crate::engine::cpu::ops::KvKernels;
 use crate::quant::GgmlType;
@@ -56,27 +57,6 @@ fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
 fn axpy_f16(acc: &mut [f32], a: f32, v: &[f16]) {
     // SAFETY: AVX2/FMA/F16C were detected (see above).
     unsafe { axpy_f16_avx2(acc, a, v) }
-}
-
-/// Weight formats with blocks of 32 against Q8_0/Q8_1 activations (the `T` of `micro32`).
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
-
-const fn block_bytes(t: u8) -> usize {
-    match t {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        Q5_0 => 22,
-        Q5_1 => 24,
-        _ => 34,
-    }
-}
-/// Signed quants (dotted with the sign trick) rather than unsigned quants plus a minimum.
-const fn signed(t: u8) -> bool {
-    matches!(t, Q4_0 | Q5_0 | Q8_0)
 }
 
 #[inline]
@@ -147,8 +127,9 @@ fn bits_to_bytes(bits: u32) -> __m256i {
     _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask)
 }
 
-/// One weight block of 32 unpacked: the 32 quants as bytes (signed for the `signed` formats,
-/// unsigned otherwise), the scale and the minimum (0 for signed formats).
+/// One weight block of 32 unpacked: the 32 quants as bytes (signed for the formats without a
+/// minimum, which are dotted with the sign trick; unsigned otherwise), the scale and the
+/// minimum (0 for the signed formats).
 ///
 /// # Safety
 /// `p` must point to a whole block of format `T`.
@@ -329,7 +310,7 @@ macro_rules! matrix_kernels {
                     // SAFETY: block b of row r is inside the rows the caller vouched for.
                     (x[r], dw[r], mw[r]) =
                         unsafe { decode32::<T>(w.add(r * row_bytes + b * block_bytes(T))) };
-                    if signed(T) {
+                    if !has_min(T) {
                         ax[r] = _mm256_sign_epi8(x[r], x[r]);
                     }
                 }
@@ -339,14 +320,14 @@ macro_rules! matrix_kernels {
                     // SAFETY: `qs` is 32 bytes.
                     let q = unsafe { _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i) };
                     for r in 0..R {
-                        let s = if signed(T) {
+                        let s = if !has_min(T) {
                             dpbusd(zero, ax[r], _mm256_sign_epi8(q, x[r]))
                         } else {
                             dpbusd(zero, x[r], q)
                         };
                         let d = _mm256_set1_ps(dw[r] * y.d);
                         acc[r][c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s), acc[r][c]);
-                        if !signed(T) {
+                        if has_min(T) {
                             mins[r][c] += mw[r] * y.s;
                         }
                     }

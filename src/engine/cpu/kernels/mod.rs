@@ -42,6 +42,34 @@ macro_rules! simd_lookup {
 pub(crate) mod portable;
 pub(crate) mod reference;
 
+/// The 32-element weight formats against Q8_0/Q8_1 activations, as the const generic `T` of
+/// the SIMD modules' block decoder `decode32`, one-row kernels and tiles.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+mod fmt32 {
+    pub const Q4_0: u8 = 0;
+    pub const Q4_1: u8 = 1;
+    pub const Q5_0: u8 = 2;
+    pub const Q5_1: u8 = 3;
+    pub const Q8_0: u8 = 4;
+
+    /// Bytes per block of format `t`.
+    pub const fn block_bytes(t: u8) -> usize {
+        match t {
+            Q4_0 => 18,
+            Q4_1 => 20,
+            Q5_0 => 22,
+            Q5_1 => 24,
+            _ => 34,
+        }
+    }
+
+    /// Whether format `t` stores unsigned quants plus a minimum (`d·q + m`); the others store
+    /// signed quants (`d·q`).
+    pub const fn has_min(t: u8) -> bool {
+        matches!(t, Q4_1 | Q5_1)
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "aarch64")]

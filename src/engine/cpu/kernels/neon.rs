@@ -6,6 +6,7 @@ use std::arch::aarch64::*;
 
 use std::ops::Range;
 
+use super::fmt32::{block_bytes, has_min, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 use super::{f16_at, ActBlockQ8K, BlockQ8, Dot, Tile};
 use crate::engine::cpu::ops::{self, KvKernels};
 use crate::quant::GgmlType;
@@ -21,27 +22,6 @@ pub fn kv_kernels() -> KvKernels {
         dot: ops::dot_f16_portable,
         axpy: ops::axpy_f16_portable,
     }
-}
-
-// The 32-element block formats, as const generic parameters of `dot_q8`, `decode32` and the
-// tiles.
-const Q4_0: u8 = 0;
-const Q4_1: u8 = 1;
-const Q5_0: u8 = 2;
-const Q5_1: u8 = 3;
-const Q8_0: u8 = 4;
-
-const fn block_bytes(t: u8) -> usize {
-    match t {
-        Q4_0 => 18,
-        Q4_1 => 20,
-        Q5_0 => 22,
-        Q5_1 => 24,
-        _ => 34,
-    }
-}
-const fn has_min(t: u8) -> bool {
-    matches!(t, Q4_1 | Q5_1)
 }
 
 // Safe entry points. SAFETY (all of them): `dot` is only used when `Isa::detect` reported
@@ -95,6 +75,31 @@ fn fifth_bits(bits: u32, half: u32) -> uint8x16_t {
     let v = vcombine_u8(vdup_n_u8(b0), vdup_n_u8(b1));
     let mask = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
     vtstq_u8(v, mask)
+}
+
+/// The 32 quants of a 5-bit block as two halves: the nibbles at `p`, each with `if_set` or-ed
+/// in where its fifth bit (bit i of the little-endian `qh`) is set and `if_clear` where not.
+///
+/// # Safety
+/// `p` points to 16 readable bytes; NEON available.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn with_fifth_bit(
+    qh: &[u8],
+    p: *const u8,
+    if_set: u8,
+    if_clear: u8,
+) -> (int8x16_t, int8x16_t) {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    // SAFETY: the caller guarantees 16 readable bytes.
+    let (lo, hi) = unsafe { nibbles(p) };
+    let (set, clear) = (vdupq_n_u8(if_set), vdupq_n_u8(if_clear));
+    let f0 = vbslq_u8(fifth_bits(qh, 0), set, clear);
+    let f1 = vbslq_u8(fifth_bits(qh, 1), set, clear);
+    (
+        vreinterpretq_s8_u8(vorrq_u8(lo, f0)),
+        vreinterpretq_s8_u8(vorrq_u8(hi, f1)),
+    )
 }
 
 /// `acc[i] += Σ_{j<4} a[4i + j]·b[4i + j]`: the `sdot` instruction. (`vdotq_s32` is still an
@@ -278,29 +283,13 @@ unsafe fn decode32<const T: u8>(p: *const u8) -> (int8x16_t, int8x16_t, f32, f32
                 )
             }
             Q5_0 => {
-                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                let (lo, hi) = nibbles(p.add(6));
                 // q − 16 is the nibble with 0xF0 or-ed in where the fifth bit is clear.
-                let f0 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 0));
-                let f1 = vbicq_u8(vdupq_n_u8(0xF0), fifth_bits(qh, 1));
-                (
-                    vreinterpretq_s8_u8(vorrq_u8(lo, f0)),
-                    vreinterpretq_s8_u8(vorrq_u8(hi, f1)),
-                    f16_at(b, 0),
-                    0.0,
-                )
+                let (x0, x1) = with_fifth_bit(&b[2..6], p.add(6), 0x00, 0xF0);
+                (x0, x1, f16_at(b, 0), 0.0)
             }
             Q5_1 => {
-                let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-                let (lo, hi) = nibbles(p.add(8));
-                let f0 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 0));
-                let f1 = vandq_u8(vdupq_n_u8(0x10), fifth_bits(qh, 1));
-                (
-                    vreinterpretq_s8_u8(vorrq_u8(lo, f0)),
-                    vreinterpretq_s8_u8(vorrq_u8(hi, f1)),
-                    f16_at(b, 0),
-                    f16_at(b, 2),
-                )
+                let (x0, x1) = with_fifth_bit(&b[4..8], p.add(8), 0x10, 0x00);
+                (x0, x1, f16_at(b, 0), f16_at(b, 2))
             }
             _ => {
                 let q = p.add(2) as *const i8;

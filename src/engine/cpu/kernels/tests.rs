@@ -168,6 +168,17 @@ fn reference_kernels_are_exact_up_to_f32_rounding() {
     }
 }
 
+/// The instruction set named in `PIGPU_EXPECT_ISA` is the one detected, so a run meant to test
+/// SIMD kernels cannot quietly test the portable ones twice. `scripts/cross-test.sh` sets it to
+/// `neon+dotprod` under qemu-aarch64; unset, there is nothing to check.
+#[test]
+fn the_expected_instruction_set_is_detected() {
+    let Ok(want) = std::env::var("PIGPU_EXPECT_ISA") else {
+        return;
+    };
+    assert_eq!(Isa::detect().name(), want, "PIGPU_EXPECT_ISA");
+}
+
 #[test]
 fn simd_kernels_match_portable_kernels() {
     let isa = Isa::detect();
