@@ -111,6 +111,11 @@ impl Engine for Fallback {
         self.tokens.clear();
         self.inner.reset();
     }
+    fn keep_prefix(&mut self, n: usize) -> Result<usize> {
+        let k = self.call(|e| e.keep_prefix(n))?;
+        self.tokens.truncate(k);
+        Ok(k)
+    }
     fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
         self.call(|e| e.prefill(tokens))?;
         self.tokens.extend_from_slice(tokens);

@@ -122,6 +122,18 @@ pub trait Engine {
     /// Empties the KV cache, drops any unfed sampled token and the token history used by the
     /// repetition penalty.
     fn reset(&mut self);
+    /// Keeps the first `n` positions of the KV cache (at most `n_past()`) and forgets the rest,
+    /// as if only those tokens had been fed since `reset`: no unfed token, no pending logits,
+    /// the repetition-penalty history cut to them. Returns how many were kept; `prefill` goes
+    /// on from there. A position's keys and values depend only on the tokens up to it, so
+    /// feeding the rest of a prompt gives the logits of feeding all of it. `serve`'s slots
+    /// start a prompt after the part already in their cache this way; `keep_prefix(0)` is
+    /// `reset`. An engine that cannot keep a prefix resets and returns 0.
+    fn keep_prefix(&mut self, n: usize) -> EngineResult<usize> {
+        let _ = n;
+        self.reset();
+        Ok(0)
+    }
     /// Feeds the token last returned by `step` (if not fed yet), then runs the model over
     /// `tokens` at the following positions, batched. Afterwards the logits of the last token are
     /// pending for `step` / `logits`. Fails, changing nothing, if the tokens do not fit in

@@ -7,9 +7,10 @@
 //! through one pass (`CpuEngine::feed_pending_batch`) and each samples on the host.
 //! Either way a job runs the same steps as `session::generate` (so greedy output equals `pigpu
 //! run`'s), checking after every token whether its client is still there.
-//! A CPU slot keeps its cache after a job: the next job whose prompt starts with the same tokens
-//! (a chat's next turn, a shared system prompt, a repeated request) goes to the free slot that
-//! shares the longest prefix and feeds only the rest, as llama-server's `cache_prompt` does.
+//! A slot keeps its cache after a job, on either engine: the next job whose prompt starts with
+//! the same tokens (a chat's next turn, a shared system prompt, a repeated request) goes to the
+//! free slot that shares the longest prefix, which keeps that part (`Engine::keep_prefix`) and
+//! feeds only the rest, as llama-server's `cache_prompt` does.
 //! A job constrained to JSON (`response_format`) samples on the host instead, as
 //! `session::generate_with` does: it feeds its last token alone, reads the logits back and masks
 //! them, so it does not share the batched pass.
@@ -405,9 +406,9 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Starts a job in a slot: keep the part of the cache that the prompt starts with (CPU engines,
-/// unless the job says `cache_prompt: false`), empty the rest, prefill the rest of the prompt.
-/// `fed` is what the slot's cache was fed; it becomes the prompt.
+/// Starts a job in a slot: keep the part of the cache that the prompt starts with (unless the
+/// job says `cache_prompt: false`), empty the rest, prefill the rest of the prompt. `fed` is
+/// what the slot's cache was fed; it becomes the prompt.
 fn begin<'t>(
     engine: &mut dyn Engine,
     job: Job,
@@ -428,20 +429,20 @@ fn begin<'t>(
     let queued = job.queued_at.elapsed();
     // At least the prompt's last token is fed again: its logits give the first new token.
     let shared = common_prefix(fed, &job.prompt).min(job.prompt.len().saturating_sub(1));
-    let keep = match engine.as_cpu_mut() {
-        Some(cpu) if job.cache_prompt && shared > 0 => cpu.keep_prefix(shared),
-        _ => {
-            engine.reset();
-            0
+    let t0 = Instant::now();
+    let keep = if job.cache_prompt { shared } else { 0 };
+    let fed_rest = engine
+        .keep_prefix(keep)
+        .and_then(|keep| engine.prefill(&job.prompt[keep..]).map(|()| keep));
+    fed.clone_from(&job.prompt);
+    let keep = match fed_rest {
+        Ok(keep) => keep,
+        Err(e) => {
+            fed.clear();
+            let _ = job.events.send(Event::Failed(format!("{e:#}")));
+            return Err(Outcome::Failed);
         }
     };
-    fed.clone_from(&job.prompt);
-    let t0 = Instant::now();
-    if let Err(e) = engine.prefill(&job.prompt[keep..]) {
-        fed.clear();
-        let _ = job.events.send(Event::Failed(format!("{e:#}")));
-        return Err(Outcome::Failed);
-    }
     Ok(Active {
         rng: Rng::new(job.seed),
         stop: StopText::new(job.stop.clone()),

@@ -29,7 +29,7 @@ impl Server {
 
     /// As `start`, with environment variables set for the server (`--backend cpu` and `--ctx
     /// 512` unless `extra` gives them).
-    fn start_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_env(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let default = |flag: &'static str, value: &'static str| {
             if extra.contains(&flag) {
                 vec![]
@@ -184,16 +184,15 @@ impl Drop for Server {
 
 /// `pigpu run`'s greedy completion of `prompt` (the reference for the server's answers).
 pub(crate) fn run_text(model: &Path, prompt: &str, n: usize) -> String {
+    run_text_with(model, prompt, n, &["--backend", "cpu", "--ctx", "512"])
+}
+
+/// As `run_text`, on the engine that `engine` (`--backend`, `--device`, `--ctx`) picks.
+pub(crate) fn run_text_with(model: &Path, prompt: &str, n: usize, engine: &[&str]) -> String {
     let n = n.to_string();
     let out = pigpu()
-        .args([
-            "run",
-            model.to_str().unwrap(),
-            "--backend",
-            "cpu",
-            "--ctx",
-            "512",
-        ])
+        .args(["run", model.to_str().unwrap()])
+        .args(engine)
         .args(["--temp", "0", "-n", &n, "--json", "-p", prompt])
         .output()
         .unwrap();

@@ -1,10 +1,11 @@
-//! `pigpu serve`'s prompt cache on the SmolLM2 test model: a slot keeps its cache after a job, and
-//! a request whose prompt starts with those tokens feeds only the rest (reported as OpenAI's
-//! `usage.prompt_tokens_details.cached_tokens`), with exactly the answer of a full prefill.
+//! `pigpu serve`'s prompt cache on the SmolLM2 test model, on the CPU and the Vulkan engine: a slot
+//! keeps its cache after a job, and a request whose prompt starts with those tokens feeds only the
+//! rest (reported as OpenAI's `usage.prompt_tokens_details.cached_tokens`), with the answer of a
+//! full prefill.
 
 use serde_json::{json, Value};
 
-use crate::serve::{run_text, Server};
+use crate::serve::{run_text, run_text_with, Server};
 use crate::util::{test_model, SMOLLM};
 
 /// A greedy completion: (text, prompt tokens, cached prompt tokens).
@@ -52,4 +53,61 @@ fn serve_reuses_a_slots_cached_prompt_with_the_same_answers() {
         cached >= n && cached < n3,
         "cached {cached} of {n3} tokens; the first prompt alone was {n}"
     );
+}
+
+/// The same on the Vulkan engine (lavapipe, validation layer on): a repeated prompt and a
+/// conversation's next turn start from the slot's cache (the engine rewound to the shared
+/// part) with `pigpu run --backend vulkan`'s answers, `cache_prompt: false` reports nothing
+/// cached, and a cached continuation decoded together with a new prompt (one batched pass)
+/// still gets the sequential answers.
+#[test]
+fn serve_vulkan_reuses_a_slots_cached_prompt_with_the_same_answers() {
+    let Some(m) = test_model(SMOLLM) else { return };
+    let engine = [
+        "--backend",
+        "vulkan",
+        "--device",
+        "llvmpipe",
+        "--ctx",
+        "128",
+    ];
+    let args = [&engine[..], &["--parallel", "2"]].concat();
+    let s = Server::start_env(&m, &args, &[("PIGPU_VK_VALIDATION", "1")]);
+    assert!(s.log().contains("on vulkan: llvmpipe"), "{}", s.log());
+    let run = |p: &str, n: usize| run_text_with(&m, p, n, &engine);
+    let p1 = "The capital of France is";
+    let expected = run(p1, 8);
+
+    let (t, n, cached) = complete(&s, p1, 8, true);
+    assert_eq!((t.as_str(), cached), (expected.as_str(), 0), "a fresh slot");
+    let (t, n2, cached) = complete(&s, p1, 8, true);
+    assert_eq!((t.as_str(), n2, cached), (expected.as_str(), n, n - 1));
+    let (t, _, cached) = complete(&s, p1, 8, false);
+    assert_eq!((t.as_str(), cached), (expected.as_str(), 0));
+
+    let p3 = format!("{p1}{expected} The capital of Spain is");
+    let want3 = run(&p3, 8);
+    let (t, n3, cached) = complete(&s, &p3, 8, true);
+    assert_eq!(t, want3);
+    assert!(
+        cached >= n && cached < n3,
+        "cached {cached} of {n3} tokens; the first prompt alone was {n}"
+    );
+
+    // Together: p3 again (from its slot's cache) and a new prompt in the other slot.
+    let p2 = "Once upon a time";
+    let want2 = run(p2, 8);
+    let (a, b) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| complete(&s, &p3, 8, true));
+        let b = sc.spawn(|| complete(&s, p2, 8, true));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(
+        (a.0.as_str(), a.2),
+        (want3.as_str(), n3 - 1),
+        "the cached one"
+    );
+    assert_eq!(b.0, want2);
+    let log = s.log();
+    assert!(!log.contains("validation error"), "{log}");
 }

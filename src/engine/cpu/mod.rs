@@ -190,20 +190,6 @@ impl CpuEngine {
         Ok(())
     }
 
-    /// Keeps the first `n` positions of the cache (at most what was fed) and forgets the rest,
-    /// as if only those tokens had been fed since `reset`; returns how many were kept. A server
-    /// slot whose next prompt starts with tokens already in its cache feeds only the rest: a
-    /// position's keys and values depend only on the tokens up to it (and each row of a pass is
-    /// computed alone), so the logits are exactly those of feeding the whole prompt.
-    pub fn keep_prefix(&mut self, n: usize) -> usize {
-        let n = n.min(self.n_past);
-        self.n_past = n;
-        self.unfed = None;
-        self.history.truncate(n);
-        self.logits.clear();
-        n
-    }
-
     /// Feeds `tokens` (after any unfed sampled token); returns the logits of every fed token
     /// when `all`, else leaves only the last one's pending.
     fn feed(&mut self, tokens: &[u32], all: bool) -> Result<Vec<f32>> {
@@ -609,6 +595,16 @@ impl Engine for CpuEngine {
         self.unfed = None;
         self.history.clear();
         self.logits.clear();
+    }
+    /// Each row of a pass is computed alone, so the logits after feeding the rest are exactly
+    /// those of feeding the whole prompt.
+    fn keep_prefix(&mut self, n: usize) -> Result<usize> {
+        let n = n.min(self.n_past);
+        self.n_past = n;
+        self.unfed = None;
+        self.history.truncate(n);
+        self.logits.clear();
+        Ok(n)
     }
     fn prefill(&mut self, tokens: &[u32]) -> Result<()> {
         self.feed(tokens, false).map(|_| ())

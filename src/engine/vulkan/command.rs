@@ -418,6 +418,18 @@ impl CmdBuffer {
         self.stamp(|| "fill".into());
     }
 
+    /// Records a write of `data` (at most 65536 bytes, a multiple of 4) at `off` in `dst`, the
+    /// bytes carried in the command buffer itself (`vkCmdUpdateBuffer`): no staging buffer.
+    pub fn update(&mut self, dst: &Buffer, off: u64, data: &[u8]) {
+        debug_assert!(data.len().is_multiple_of(4) && data.len() <= 65536);
+        self.barrier();
+        // SAFETY: recording; the range is inside the buffer (callers size it) and `data` obeys
+        // vkCmdUpdateBuffer's size rules (checked above in debug builds).
+        unsafe { self.dev.raw.cmd_update_buffer(self.cb, dst.raw, off, data) };
+        self.pending_barrier = true;
+        self.stamp(|| "update".into());
+    }
+
     /// Submits and returns without waiting (`wait` completes it).
     pub fn submit(&self) -> Result<()> {
         if self.dev.test_hook_lost() {

@@ -18,7 +18,7 @@ use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
-use super::kernels::{sample_params, BAD_NAN, S_BAD, S_TOKEN};
+use super::kernels::{sample_params, state_after, BAD_NAN, S_BAD, S_TOKEN};
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
@@ -61,6 +61,9 @@ pub struct VulkanEngine {
     pending: bool,
     /// The token `step` returned last, not yet run through the model (it is in device state).
     pub(super) unfed: Option<u32>,
+    /// What the device's history ring was given since the last reset, in order (every token
+    /// fed, and the one sampled last): kept on the host so `keep_prefix` can rewrite the ring.
+    history: Vec<u32>,
     pub(super) stats: Stats,
     /// `arena.updates` at the last `reset_stats`.
     updates_base: u64,
@@ -136,6 +139,7 @@ impl VulkanEngine {
             n_past: 0,
             pending: false,
             unfed: None,
+            history: Vec::new(),
             stats: Stats::default(),
             updates_base: 0,
             load_upload_bytes,
@@ -143,7 +147,7 @@ impl VulkanEngine {
             model,
         };
         e.record_decode()?;
-        e.clear_state()?;
+        e.write_state(&state_after(&[]))?;
         #[cfg(feature = "testing")]
         if let Some(n) = e.dev.tuning.lose_device_after {
             e.dev.lose_after_submits(n);
@@ -210,6 +214,8 @@ impl VulkanEngine {
         }
         let token = u32::from_le_bytes(rb[..4].try_into().unwrap());
         let verdict = u32::from_le_bytes(rb[4..].try_into().unwrap());
+        // The sampler put it in the ring (0 with a bad verdict).
+        self.history.push(token);
         if verdict != 0 {
             // Nothing to continue from: the next call must prefill (after a reset).
             self.pending = false;
@@ -268,12 +274,36 @@ impl VulkanEngine {
         Some(p.profiler.take(&name, p.ts, &p.calibration))
     }
 
-    fn clear_state(&mut self) -> VkResult<()> {
+    /// Overwrites the whole device state (`kernels::state_after`'s words).
+    fn write_state(&mut self, words: &[u32]) -> VkResult<()> {
         let cmd = &mut self.batch;
         cmd.begin(false)?;
-        cmd.fill(&self.acts.state, 0, self.acts.state.size, 0);
+        cmd.update(&self.acts.state, 0, u32_bytes(words));
         cmd.end()?;
         cmd.submit_wait()
+    }
+
+    /// Keeps the first `n` (≤ `n_past`) positions: the host's view cut to them and the device
+    /// state rewritten as it is after feeding exactly those tokens. The KV cache past `n` is
+    /// left as it is (attention reads only positions up to the current one, and the next batch
+    /// overwrites them), and the recorded steps read everything else from the state, so the
+    /// engine goes on as one fed only those tokens; `n` = 0 is a fresh engine's state.
+    fn rewind(&mut self, n: usize) -> VkResult<()> {
+        self.n_past = n;
+        self.pending = false;
+        self.unfed = None;
+        self.history.truncate(n);
+        self.write_state(&state_after(&self.history))
+    }
+
+    /// The device state's words (tests compare them with `kernels::state_after`).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn device_state(&self) -> VkResult<Vec<u32>> {
+        let bytes = download(&self.dev, &self.acts.state, 0, self.acts.state.size)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
     }
 
     /// The head reading x from row `row` on, writing logits from row 0 on.
@@ -337,6 +367,9 @@ impl VulkanEngine {
         self.stats.dispatches += dispatches;
         self.stats.upload_bytes += 4 * n as u64;
         self.n_past += tokens.len();
+        // What `advance` put in the ring.
+        self.history
+            .extend_from_slice(&tokens[(hist_from as usize).min(tokens.len())..]);
         Ok(())
     }
 
@@ -410,11 +443,16 @@ impl Engine for VulkanEngine {
     }
 
     fn reset(&mut self) {
-        self.n_past = 0;
-        self.pending = false;
-        self.unfed = None;
         // A failure here (device lost) resurfaces on the next submit.
-        let _ = self.clear_state();
+        let _ = self.rewind(0);
+    }
+
+    fn keep_prefix(&mut self, n: usize) -> EngineResult<usize> {
+        let n = n.min(self.n_past);
+        self.rewind(n)
+            .context("rewinding the decoding state on the GPU")
+            .map_err(to_engine)?;
+        Ok(n)
     }
 
     fn prefill(&mut self, tokens: &[u32]) -> EngineResult<()> {

@@ -23,10 +23,16 @@ pub const MATMUL_NT: u32 = 8;
 pub const HIST: usize = 256;
 /// Words of the device state buffer.
 pub const STATE_WORDS: usize = 5 + HIST;
+/// Words of the device state (shaders/common/state.glsl): tokens in the KV cache, (1: the
+/// position of the batch being run,) the last sampled token, tokens ever put in the history
+/// ring, the ring.
+pub const S_NPAST: usize = 0;
 pub const S_TOKEN: usize = 2;
+pub const S_NHIST: usize = 3;
+pub const S_HIST: usize = 4;
 /// The sampler's verdict on the logits it read: 0 finite, bit 0 a NaN, bit 1 an infinity
 /// (shaders/common/state.glsl).
-pub const S_BAD: usize = 4 + HIST;
+pub const S_BAD: usize = S_HIST + HIST;
 pub const BAD_NAN: u32 = 1;
 
 // Mat-vec flags (shaders/matvec.comp).
@@ -273,4 +279,44 @@ pub fn sample_params(p: &crate::engine::SamplingParams, u: f32) -> [u32; 8] {
         u.to_bits(),
         0,
     ]
+}
+
+/// The device state of an engine fed exactly `history` (every token fed since a reset, in
+/// order) with nothing sampled since: n_past and the ring's count are its length, the ring
+/// holds its last `HIST` tokens where the kernels put them, every other word is 0 (the next
+/// batch or step sets the position; the sampler writes the token and its verdict). `&[]` is a
+/// fresh engine's state. `VulkanEngine::keep_prefix` writes this to rewind an engine.
+pub fn state_after(history: &[u32]) -> Vec<u32> {
+    let mut s = vec![0u32; STATE_WORDS];
+    let n = history.len();
+    s[S_NPAST] = n as u32;
+    s[S_NHIST] = n as u32;
+    for (j, &t) in history.iter().enumerate().skip(n.saturating_sub(HIST)) {
+        s[S_HIST + j % HIST] = t;
+    }
+    s
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn the_state_after_a_history_holds_its_last_tokens_in_the_ring() {
+        assert_eq!(state_after(&[]), vec![0; STATE_WORDS], "fresh: all zero");
+        let s = state_after(&[7, 8, 9]);
+        assert_eq!(&s[..S_HIST + 4], &[3, 0, 0, 3, 7, 8, 9, 0]);
+        assert_eq!(s[S_BAD], 0);
+        // Past HIST tokens the ring wraps: token j sits at j % HIST, the oldest are gone.
+        let long: Vec<u32> = (1000..1000 + HIST as u32 + 10).collect();
+        let s = state_after(&long);
+        assert_eq!(
+            (s[S_NPAST], s[S_NHIST]),
+            (long.len() as u32, long.len() as u32)
+        );
+        for (j, &t) in long.iter().enumerate().skip(10) {
+            assert_eq!(s[S_HIST + j % HIST], t, "token {j}");
+        }
+        assert_eq!(s.len(), STATE_WORDS);
+    }
 }

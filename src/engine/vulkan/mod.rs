@@ -47,6 +47,7 @@ pub use batch::{BatchStats, VulkanSlots};
 pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::VulkanEngine;
 pub use error::VkError;
+pub use kernels::state_after;
 pub use options::VulkanOptions;
 pub use profile::{PhaseReport, Profile};
 pub use shared::Shared;

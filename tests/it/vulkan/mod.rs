@@ -12,6 +12,7 @@ mod fallback;
 mod profile;
 mod prompt;
 mod reference;
+mod rewind;
 
 use std::sync::Arc;
 
