@@ -515,6 +515,17 @@ fn serve_disconnected_stream_frees_its_slot_and_queue_full_is_503() {
 
     // One slot busy with a long stream, one request queued: the next gets 503 + Retry-After.
     let long = s.request("/v1/completions", Some(body)).send().unwrap();
+    // Only once the slot has taken it: until then it holds the one queue place itself, and the
+    // request meant to wait would get the 503 (seen under load).
+    let t0 = Instant::now();
+    while s.metric("pigpu_slots_busy") < 1.0 || s.metric("pigpu_queue_depth") > 0.0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the long stream never got the slot: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let s = Arc::new(s);
     let queued = {
         let s = s.clone();
