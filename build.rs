@@ -36,6 +36,7 @@ const SINGLE: &[&str] = &[
     "empty",
     "attention_prompt",
     "attention_split",
+    "attention_staged",
     "attention_combine",
     "qk_norm",
     "norm_add",

@@ -4,6 +4,13 @@
 //! and output (`shaders/attention_combine.comp`). The number of splits is fixed when the graph
 //! is built (the decode command buffer is recorded once); the positions per split follow the
 //! device-held position, so short contexts leave the later splits empty.
+//!
+//! Two split kernels share the grid, bindings, partials and combine pass: the staged kernel for
+//! GPUs (`shaders/attention_staged.comp`: K/V tiles staged in shared memory with uvec4 loads,
+//! the head dimension split over a few lanes, subgroup reductions; shaped by `staged_shape` from
+//! the device's limits) and the one-key-per-invocation kernel (`shaders/attention_split.comp`,
+//! "rows"), the fallback without subgroup arithmetic and shuffles and the A/B baseline
+//! (`Tuning::attn_staged`, `PIGPU_VK_ATTN=staged|rows`).
 
 use std::rc::Rc;
 
@@ -16,6 +23,7 @@ use super::error::Result;
 use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
 use super::pipeline::GpuKernel;
 use super::shaders;
+use super::shapes::Limits;
 
 /// Invocations per workgroup of the split and combine kernels, and the granularity of a split.
 pub const SPLIT_WG: u32 = 64;
@@ -24,12 +32,14 @@ pub const MAX_GROUP: u32 = 8;
 
 /// How the decode attention splits the KV range: `n_split` workgroups per KV head, each over
 /// `chunk` positions (0: the positions so far divided evenly, in multiples of 64), serving at
-/// most `heads_per_wg` query heads of the KV head's group (1..=8).
+/// most `heads_per_wg` query heads of the KV head's group (1..=8); `staged`: on the staged
+/// kernel where the device and head size allow it (else the rows kernel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Splits {
     pub n_split: u32,
     pub chunk: u32,
     pub heads_per_wg: u32,
+    pub staged: bool,
 }
 
 impl Splits {
@@ -42,11 +52,13 @@ impl Splits {
     /// (docs/benchmarks.md), so decoding keeps it.
     pub fn for_context(dev: &Device, n_ctx: usize) -> Option<Splits> {
         let n_ctx = n_ctx.max(1) as u32;
+        let staged = dev.tuning.attn_staged.unwrap_or(true);
         if let Some(chunk) = dev.tuning.attn_chunk {
             return Some(Splits {
                 n_split: n_ctx.div_ceil(chunk).max(1),
                 chunk,
                 heads_per_wg: MAX_GROUP,
+                staged,
             });
         }
         if dev.info.kind == DeviceKind::Cpu {
@@ -56,6 +68,7 @@ impl Splits {
             n_split: n_ctx.div_ceil(SPLIT_WG).clamp(1, 32),
             chunk: 0,
             heads_per_wg: MAX_GROUP,
+            staged,
         })
     }
 
@@ -63,6 +76,95 @@ impl Splits {
     pub fn part_floats(&self, n_head: usize, head_dim: usize) -> usize {
         n_head * self.n_split as usize * (head_dim + 2)
     }
+}
+
+/// The staged kernel's shape (shaders/attention_staged.comp's specialization constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagedShape {
+    /// Invocations per workgroup, a multiple of the largest subgroup size.
+    pub wg: u32,
+    /// Query heads per workgroup.
+    pub g: u32,
+    /// Head size.
+    pub d: u32,
+    /// Keys per tile.
+    pub bc: u32,
+    /// Lanes per (query head, key) score, summed by subgroup shuffles.
+    pub ds: u32,
+    /// Key phases of the output accumulation (lanes per 4 output dimensions).
+    pub kp: u32,
+}
+
+impl StagedShape {
+    /// Shared memory the shader declares for this shape, bytes: the K and V tiles, the queries,
+    /// scores, per-subgroup maxima, running maxima and the key phases' reduction.
+    pub fn shared_bytes(&self) -> u64 {
+        let [_, g, d, bc, _, kp] = self.spec().map(u64::from);
+        let red = if kp > 1 { g * kp * (d / 4) } else { 1 };
+        2 * bc * d * 2 + g * d * 4 + 2 * g * bc * 4 + 2 * g * 4 + red * 20
+    }
+
+    /// The specialization constants, in the shader's order.
+    pub fn spec(&self) -> [u32; 6] {
+        [self.wg, self.g, self.d, self.bc, self.ds, self.kp]
+    }
+}
+
+/// Invocations per workgroup of the staged kernel where the device allows (llama.cpp's decode
+/// flash attention also runs 128).
+const STAGED_WG: u32 = 128;
+
+/// The staged kernel's shape for head size `d` and `g` query heads per workgroup on a device with
+/// `lim` and subgroups of `min_sg..=max_sg` lanes (`shuffle`: subgroup shuffles in compute), or
+/// `None` where it cannot run: no subgroup arithmetic or shuffles, `d` not a multiple of 8 or
+/// over 256, or no tile that fits. The shape never exceeds the limits: the workgroup is at most
+/// `max_wg` and a multiple of `max_sg`, a score's lanes (`ds` ≤ 8) fit in the smallest
+/// subgroup, a tile's score lanes (`bc · ds`) fill whole subgroups, and the largest tile of 32,
+/// 16 or 8 keys whose shared memory fits is taken.
+pub fn staged_shape(
+    lim: &Limits,
+    (min_sg, max_sg): (u32, u32),
+    shuffle: bool,
+    d: u32,
+    g: u32,
+) -> Option<StagedShape> {
+    if !lim.subgroup_arith || !shuffle || d == 0 || !d.is_multiple_of(8) || d > 256 {
+        return None;
+    }
+    if min_sg == 0 || !min_sg.is_power_of_two() || !max_sg.is_power_of_two() || max_sg < min_sg {
+        return None;
+    }
+    let g = g.clamp(1, MAX_GROUP);
+    let cap = if lim.max_wg.is_power_of_two() {
+        lim.max_wg
+    } else {
+        lim.max_wg.checked_next_power_of_two()? / 2
+    };
+    let wg = STAGED_WG.max(max_sg);
+    if wg > cap {
+        return None;
+    }
+    let ds = min_sg.min(8);
+    let d4 = g * d / 4;
+    let kp = if d4 >= wg {
+        1
+    } else {
+        // The largest power of two with g·d/4·kp <= wg.
+        let q = wg / d4;
+        1 << (31 - q.leading_zeros())
+    };
+    [32, 16, 8].into_iter().find_map(|bc: u32| {
+        let s = StagedShape {
+            wg,
+            g,
+            d,
+            bc,
+            ds,
+            kp: kp.min(bc),
+        };
+        ((bc * ds).is_multiple_of(max_sg) && s.shared_bytes() <= u64::from(lim.shared_bytes))
+            .then_some(s)
+    })
 }
 
 /// The split decode attention of one op: its two kernels and its splits.
@@ -73,21 +175,53 @@ pub struct SplitAttention {
     pub splits: Splits,
     /// Query heads per KV head.
     pub group: u32,
-    /// Query heads per workgroup (the split kernel's GMAX).
+    /// Query heads per workgroup (the split kernel's GMAX, the staged kernel's G).
     pub per_wg: u32,
 }
 
 impl Kernels {
-    /// The split decode attention for `group` query heads per KV head.
-    pub fn split_attention(&self, group: u32, splits: Splits) -> Result<SplitAttention> {
+    /// The split decode attention for `group` query heads per KV head of size `head_dim`: the
+    /// staged kernel (named `attention_staged_…`) when `splits.staged` and the device can run it
+    /// for this head size, else the rows kernel (`attention_split_…`).
+    pub fn split_attention(
+        &self,
+        group: u32,
+        head_dim: u32,
+        splits: Splits,
+    ) -> Result<SplitAttention> {
         let g = group.clamp(1, splits.heads_per_wg.clamp(1, MAX_GROUP));
-        let split = self.get(
-            &format!("attention_split_g{g}"),
-            shaders::ATTENTION_SPLIT,
-            &ATTN_BINDINGS,
-            ATTN_PUSH,
-            &[SPLIT_WG, g],
-        )?;
+        let f = &self.dev.features;
+        let staged = splits
+            .staged
+            .then(|| {
+                staged_shape(
+                    &Limits::of(&self.dev),
+                    (f.min_subgroup, f.max_subgroup),
+                    f.subgroup_shuffle,
+                    head_dim,
+                    g,
+                )
+            })
+            .flatten();
+        let split = match staged {
+            Some(sh) => {
+                let [wg, g, d, bc, ds, kp] = sh.spec();
+                self.get(
+                    &format!("attention_staged_{wg}_g{g}_d{d}_bc{bc}_ds{ds}_kp{kp}"),
+                    shaders::ATTENTION_STAGED,
+                    &ATTN_BINDINGS,
+                    ATTN_PUSH,
+                    &sh.spec(),
+                )?
+            }
+            None => self.get(
+                &format!("attention_split_g{g}"),
+                shaders::ATTENTION_SPLIT,
+                &ATTN_BINDINGS,
+                ATTN_PUSH,
+                &[SPLIT_WG, g],
+            )?,
+        };
         let combine = self.get(
             "attention_combine",
             shaders::ATTENTION_COMBINE,

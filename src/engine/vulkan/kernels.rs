@@ -140,8 +140,9 @@ impl Kernels {
         if let Some(k) = self.built.borrow().get(name) {
             return Ok(k.clone());
         }
-        // The subgroup mat-vec runs with full subgroups where the device can promise them.
-        let full = name.starts_with("matvecsg")
+        // The subgroup mat-vec and the staged attention run with full subgroups where the
+        // device can promise them.
+        let full = (name.starts_with("matvecsg") || name.starts_with("attention_staged"))
             && self.dev.features.full_subgroups
             && spec[0].is_multiple_of(self.dev.features.max_subgroup.max(1));
         let k = Rc::new(GpuKernel::new(

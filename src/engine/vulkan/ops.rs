@@ -403,7 +403,10 @@ impl OpBuilder<'_> {
                         "attention partials: {} bytes for {need} floats",
                         s.part.len
                     );
-                    Some(self.kernels.split_attention(*n_head / *n_kv, s.splits)?)
+                    Some(
+                        self.kernels
+                            .split_attention(*n_head / *n_kv, *head_dim, s.splits)?,
+                    )
                 }
                 _ => None,
             };

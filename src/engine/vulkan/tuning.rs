@@ -39,6 +39,12 @@ pub struct Tuning {
     /// KV positions per workgroup of the split decode attention (`PIGPU_VK_ATTN_CHUNK`, a
     /// multiple of 64); `None`: chosen from the context length and the device.
     pub attn_chunk: Option<u32>,
+    /// The split decode attention's kernel: the staged one for GPUs (`Some(true)`,
+    /// `PIGPU_VK_ATTN=staged`: K/V tiles in shared memory, subgroup reductions) or the one key
+    /// per invocation "rows" kernel (`Some(false)`, `=rows`), for A/B runs; `None`: staged where
+    /// the device has subgroup arithmetic and shuffles. Decoding on CPU implementations keeps
+    /// the one-row kernel either way unless `attn_chunk` forces the split path.
+    pub attn_staged: Option<bool>,
     /// Directory of the on-disk pipeline cache (`$XDG_CACHE_HOME/pigpu`, else
     /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
     /// shaders are compiled on every start and nothing is written.
@@ -197,6 +203,19 @@ impl Tuning {
                     })?,
             );
         }
+        if let Some(v) = get("PIGPU_VK_ATTN") {
+            t.attn_staged = Some(match v.trim() {
+                "staged" => true,
+                "rows" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_ATTN",
+                        value: v,
+                        expected: "staged or rows",
+                    })
+                }
+            });
+        }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
             t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
                 var: "PIGPU_VK_MEM_LIMIT",
@@ -254,6 +273,7 @@ mod tests {
             ("PIGPU_VK_TILE", "m"),
             ("PIGPU_VK_UBATCH", "70"),
             ("PIGPU_VK_ATTN_CHUNK", "256"),
+            ("PIGPU_VK_ATTN", "rows"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("HOME", "/home/pi"),
         ])
@@ -266,6 +286,9 @@ mod tests {
         assert_eq!(t.tile, Some("m"));
         assert_eq!(t.ubatch, Some(70));
         assert_eq!(t.attn_chunk, Some(256));
+        assert_eq!(t.attn_staged, Some(false));
+        let staged = parse(&[("PIGPU_VK_ATTN", " staged ")]).unwrap();
+        assert_eq!(staged.attn_staged, Some(true));
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert_eq!(
             t.pipeline_cache,
@@ -302,6 +325,7 @@ mod tests {
             ("PIGPU_VK_TILE", "xl"),
             ("PIGPU_VK_UBATCH", "0"),
             ("PIGPU_VK_ATTN_CHUNK", "100"),
+            ("PIGPU_VK_ATTN", "tiled"),
             ("PIGPU_VK_MEM_LIMIT", "0"),
             ("PIGPU_VK_MEM_LIMIT", "lots"),
             ("PIGPU_VK_MEM_LIMIT", "5X"),

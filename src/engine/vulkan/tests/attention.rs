@@ -1,18 +1,23 @@
 //! The split decode attention (attention.rs: flash-decoding with grouped query heads) against
 //! an f64 reference, from one cached position to thousands, with one split (final output
 //! written directly), several (combine pass), empty trailing splits, groups larger than one
-//! workgroup serves, a fixed chunk, and head sizes 64 to 256; and the one-row kernel it
-//! replaces for decoding, on the same data, where the two must agree.
+//! workgroup serves, a fixed chunk, a sliding window and head sizes 64 to 256; each case on
+//! both split kernels (the staged one for GPUs and the rows one) and on the one-row kernel they
+//! replace for decoding, on the same data, where all must agree. And the staged kernel's shapes
+//! against the limits of the devices it may meet.
 
-use super::{attention_ref, Gpu, Rng};
-use crate::engine::vulkan::attention::{AttnScratch, Splits};
+use super::{attention_kind, attention_ref, Gpu, Rng};
+use crate::engine::vulkan::attention::{staged_shape, AttnScratch, Splits, StagedShape};
 use crate::engine::vulkan::ops::OpKind;
+use crate::engine::vulkan::shapes::Limits;
 
 struct Case {
     heads: (usize, usize, usize),
     /// Positions attended to (the current token's included).
     n: usize,
     splits: Splits,
+    /// Sliding window in positions (0: none).
+    window: usize,
 }
 
 fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
@@ -23,43 +28,103 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
     // At the current token's position.
     let sbuf = gpu.state_at(c.n - 1);
     let qbuf = gpu.buf_f32(&q);
-    let split_out = gpu.buf_f32(&vec![f32::NAN; qd]);
-    let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
-    let part = gpu.buf_f32(&vec![f32::NAN; c.splits.part_floats(n_head, d).max(1)]);
-    let scratch = AttnScratch {
-        part: part.all(),
-        splits: c.splits,
+    let kind = || {
+        let mut k = attention_kind(c.heads);
+        if let OpKind::Attention { window, .. } = &mut k {
+            *window = c.window as u32;
+        }
+        k
     };
-    let split = gpu.attention_op(&sbuf, &qbuf, &cache, &split_out, Some(scratch), c.heads);
-    assert!(
-        matches!(&split.kind, OpKind::Attention { split: Some(_), .. }),
-        "no split kernel for {:?}",
-        c.heads
+    let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
+    let row = gpu
+        .ops()
+        .attention(
+            sbuf.all(),
+            qbuf.all(),
+            cache.kbuf.all(),
+            cache.vbuf.all(),
+            row_out.all(),
+            None,
+            kind(),
+        )
+        .unwrap();
+    // The window's keys are the last `window` positions: the reference over those alone.
+    let w0 = if c.window > 0 {
+        c.n.saturating_sub(c.window)
+    } else {
+        0
+    };
+    let want = attention_ref(
+        &q,
+        &cache.k[w0 * kvd..],
+        &cache.v[w0 * kvd..],
+        c.heads,
+        c.n - w0,
     );
-    let row = gpu.attention_op(&sbuf, &qbuf, &cache, &row_out, None, c.heads);
-    gpu.run(&[(&split, 1), (&row, 1)]);
-    let want = attention_ref(&q, &cache.k, &cache.v, c.heads, c.n);
-    let got = gpu.read_f32(&split_out, qd);
-    let got_row = gpu.read_f32(&row_out, qd);
-    let what = format!(
-        "heads {:?}, depth {}, {} splits (chunk {})",
-        c.heads, c.n, c.splits.n_split, c.splits.chunk
-    );
-    for i in 0..qd {
-        assert!(
-            (got[i] as f64 - want[i]).abs() < 2e-3,
-            "{what}: out[{i}] = {} vs {}",
-            got[i],
-            want[i]
+    let f = gpu.dev.features;
+    for staged in [true, false] {
+        let splits = Splits { staged, ..c.splits };
+        let split_out = gpu.buf_f32(&vec![f32::NAN; qd]);
+        let part = gpu.buf_f32(&vec![f32::NAN; splits.part_floats(n_head, d).max(1)]);
+        let scratch = AttnScratch {
+            part: part.all(),
+            splits,
+        };
+        let split = gpu
+            .ops()
+            .attention(
+                sbuf.all(),
+                qbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                split_out.all(),
+                Some(scratch),
+                kind(),
+            )
+            .unwrap();
+        let OpKind::Attention { split: Some(s), .. } = &split.kind else {
+            panic!("no split kernel for {:?}", c.heads);
+        };
+        // Every head size here is a multiple of 8 up to 256: the staged kernel runs wherever
+        // the device has subgroup arithmetic and shuffles (lavapipe has).
+        let can_stage = f.subgroup_arith && f.subgroup_shuffle;
+        let ran_staged = s.split.name.starts_with("attention_staged");
+        assert_eq!(
+            ran_staged,
+            staged && can_stage,
+            "staged kernel for {:?}, asked {staged}",
+            c.heads
         );
-        assert!(
-            (got[i] - got_row[i]).abs() < 2e-3,
-            "{what}: out[{i}] = {} vs the one-row kernel's {}",
-            got[i],
-            got_row[i]
+        gpu.run(&[(&split, 1), (&row, 1)]);
+        let got = gpu.read_f32(&split_out, qd);
+        let got_row = gpu.read_f32(&row_out, qd);
+        let what = format!(
+            "{} kernel, heads {:?}, depth {}, window {}, {} splits (chunk {}, {} heads per \
+             workgroup)",
+            if ran_staged { "staged" } else { "rows" },
+            c.heads,
+            c.n,
+            c.window,
+            splits.n_split,
+            splits.chunk,
+            splits.heads_per_wg
         );
+        for i in 0..qd {
+            assert!(
+                (got[i] as f64 - want[i]).abs() < 2e-3,
+                "{what}: out[{i}] = {} vs {}",
+                got[i],
+                want[i]
+            );
+            assert!(
+                (got[i] - got_row[i]).abs() < 2e-3,
+                "{what}: out[{i}] = {} vs the one-row kernel's {}",
+                got[i],
+                got_row[i]
+            );
+        }
+        gpu.check();
     }
-    gpu.check();
 }
 
 #[test]
@@ -67,91 +132,195 @@ fn split_attention_matches_reference_at_every_depth() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(41);
     // (query heads, KV heads, head size), positions attended to, splits, chunk (0: the
-    // positions shared out evenly), query heads per workgroup.
+    // positions shared out evenly), query heads per workgroup, sliding window (0: none).
     let cases = [
         // One position: every split but the first is empty.
-        ((6, 2, 64), 1, 4, 0, 8),
+        ((6, 2, 64), 1, 4, 0, 8, 0),
         // SmolLM2's heads (9 query, 3 KV), one split: the split kernel writes the output.
-        ((9, 3, 64), 70, 1, 0, 8),
+        ((9, 3, 64), 70, 1, 0, 8, 0),
         // The same, one query head per workgroup (CPU implementations' default).
-        ((9, 3, 64), 70, 1, 0, 1),
+        ((9, 3, 64), 70, 1, 0, 1, 0),
         // One query head per workgroup, several splits, at depth.
-        ((14, 2, 64), 2100, 3, 0, 1),
+        ((14, 2, 64), 2100, 3, 0, 1, 0),
         // Not a multiple of 64 positions, splits partly empty (chunk rounds up to 64).
-        ((9, 3, 64), 300, 8, 0, 8),
+        ((9, 3, 64), 300, 8, 0, 8, 0),
         // Qwen2.5-0.5B's group of 7 at depth 3000.
-        ((14, 2, 64), 3000, 8, 0, 8),
+        ((14, 2, 64), 3000, 8, 0, 8, 0),
         // A group of 9 (two workgroup slices of query heads), head size 128.
-        ((18, 2, 128), 2500, 5, 0, 8),
+        ((18, 2, 128), 2500, 5, 0, 8, 0),
         // No grouping, 32 splits (a GPU's default), past 4096 positions.
-        ((4, 4, 128), 4100, 32, 0, 8),
+        ((4, 4, 128), 4100, 32, 0, 8, 0),
         // A fixed chunk (`PIGPU_VK_ATTN_CHUNK`), head size 256.
-        ((4, 1, 256), 1000, 8, 128, 8),
+        ((4, 1, 256), 1000, 8, 128, 8, 0),
+        // A sliding window of 300 at depth 1200: the splits before it stay empty.
+        ((8, 2, 64), 1200, 8, 0, 8, 300),
+        // A window inside one split and one tile, group of 3, head size 128.
+        ((6, 2, 128), 500, 4, 0, 8, 20),
     ];
-    for (heads, n, n_split, chunk, heads_per_wg) in cases {
+    for (heads, n, n_split, chunk, heads_per_wg, window) in cases {
         let splits = Splits {
             n_split,
             chunk,
             heads_per_wg,
+            staged: true,
         };
-        run_case(&mut gpu, &mut rng, &Case { heads, n, splits });
+        let c = Case {
+            heads,
+            n,
+            splits,
+            window,
+        };
+        run_case(&mut gpu, &mut rng, &c);
     }
 }
 
-/// GPU time of the split decode attention against the one-row kernel it replaced, at depths up
-/// to 4096 with SmolLM2's and Qwen2.5-0.5B's heads (a report, not a check: timing on a shared
-/// machine is noise-prone). `cargo test --release --lib bench_split_attention -- --ignored
-/// --nocapture`; `PIGPU_VK_BENCH_SPLITS` sets the split count (default 4, lavapipe's cap),
-/// `PIGPU_VK_BENCH_GROUP` the query heads per workgroup (default 1, lavapipe's choice).
+/// Every staged shape the chooser returns, for head sizes 8..=256 and 1..=8 query heads per
+/// workgroup, fits the device it was chosen for: shared memory, workgroup size, a whole number
+/// of subgroups per workgroup and per tile's score lanes, a score's lanes within the smallest
+/// subgroup; devices without subgroup shuffles, and odd or too large head sizes, get none.
+#[test]
+fn staged_shapes_fit_every_device() {
+    let amd = Limits {
+        shared_bytes: 64 * 1024,
+        max_wg: 1024,
+        subgroup_arith: true,
+    };
+    let small = Limits {
+        shared_bytes: 16 * 1024,
+        max_wg: 256,
+        subgroup_arith: true,
+    };
+    // (limits, smallest and largest subgroup): NVIDIA, lavapipe, AMD (wave32/64), Intel (8-32),
+    // a small device with 16 KiB.
+    let devices = [
+        (Limits::NVIDIA_48K, (32, 32)),
+        (Limits::LAVAPIPE, (8, 8)),
+        (amd, (32, 64)),
+        (Limits::NVIDIA_48K, (8, 32)),
+        (small, (16, 16)),
+    ];
+    for (lim, (min_sg, max_sg)) in devices {
+        for d in (8..=256).step_by(8) {
+            for g in 1..=8 {
+                let what = format!("{lim:?}, subgroups {min_sg}..{max_sg}, d {d}, g {g}");
+                let Some(s) = staged_shape(&lim, (min_sg, max_sg), true, d, g) else {
+                    // Only the small device may lack room, and only for the largest groups.
+                    assert!(lim == small && g * d >= 1024, "no shape: {what}");
+                    continue;
+                };
+                assert_eq!((s.d, s.g), (d, g), "{what}");
+                assert!(
+                    s.shared_bytes() <= u64::from(lim.shared_bytes),
+                    "{what}: {s:?}"
+                );
+                assert!(
+                    s.wg <= lim.max_wg && s.wg.is_multiple_of(max_sg),
+                    "{what}: {s:?}"
+                );
+                assert!((s.bc * s.ds).is_multiple_of(max_sg), "{what}: {s:?}");
+                assert!(s.ds <= min_sg && s.ds.is_power_of_two(), "{what}: {s:?}");
+                assert!(s.kp >= 1 && s.kp <= s.bc, "{what}: {s:?}");
+                assert!(
+                    s.g * s.kp * (d / 4) <= s.wg.max(s.g * d / 4),
+                    "{what}: {s:?}"
+                );
+            }
+        }
+    }
+    // On NVIDIA: 128 lanes, 32-key tiles, 8 lanes per score, and at head size 64 with one query
+    // head the output spreads over 8 key phases (16 lanes each).
+    let nv = staged_shape(&Limits::NVIDIA_48K, (32, 32), true, 64, 1).unwrap();
+    assert_eq!(
+        nv,
+        StagedShape {
+            wg: 128,
+            g: 1,
+            d: 64,
+            bc: 32,
+            ds: 8,
+            kp: 8
+        }
+    );
+    // Head size 256 with 8 query heads: 32 keys fit 48 KiB, lavapipe's 32 KiB takes 16.
+    let big = |lim, sg| staged_shape(lim, sg, true, 256, 8).map(|s| s.bc);
+    assert_eq!(big(&Limits::NVIDIA_48K, (32, 32)), Some(32));
+    assert_eq!(big(&Limits::LAVAPIPE, (8, 8)), Some(16));
+    let no_arith = Limits {
+        subgroup_arith: false,
+        ..Limits::NVIDIA_48K
+    };
+    for (lim, shuffle, d) in [
+        (Limits::NVIDIA_48K, false, 128),
+        (no_arith, true, 128),
+        (Limits::NVIDIA_48K, true, 100),
+        (Limits::NVIDIA_48K, true, 264),
+        (Limits::NVIDIA_48K, true, 0),
+    ] {
+        assert_eq!(staged_shape(&lim, (32, 32), shuffle, d, 4), None, "d {d}");
+    }
+}
+
+/// GPU time of the split decode attention's two kernels (staged and rows) against the one-row
+/// kernel, at depths up to 4096 with SmolLM2's, Qwen2.5-0.5B's and Llama-3.2-3B's heads (a
+/// report, not a check: timing on a shared machine is noise-prone, and lavapipe's times say
+/// nothing about a GPU's). `cargo test --release --lib bench_split_attention -- --ignored
+/// --nocapture`; `PIGPU_VK_BENCH_SPLITS` sets the split count (default 4),
+/// `PIGPU_VK_BENCH_GROUP` the query heads per workgroup (default 8, the GPUs' choice).
 #[test]
 #[ignore = "benchmark"]
 fn bench_split_attention() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(7);
-    let n_split: u32 = std::env::var("PIGPU_VK_BENCH_SPLITS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    for (n_head, n_kv, d) in [(9usize, 3usize, 64usize), (14, 2, 64)] {
+    let knob = |name: &str, default: u32| -> u32 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let n_split = knob("PIGPU_VK_BENCH_SPLITS", 4);
+    let heads_per_wg = knob("PIGPU_VK_BENCH_GROUP", 8);
+    for (n_head, n_kv, d) in [(9usize, 3usize, 64usize), (14, 2, 64), (24, 8, 128)] {
         for n in [256usize, 1024, 4096] {
             let (qd, kvd) = (n_head * d, n_kv * d);
             let cache = gpu.kv_cache(&mut rng, n, kvd);
             let sbuf = gpu.state_at(n - 1);
             let qbuf = gpu.buf_f32(&rng.vec(qd, 1.0));
             let obuf = gpu.buf_f32(&vec![0.0; qd]);
-            let heads_per_wg: u32 = std::env::var("PIGPU_VK_BENCH_GROUP")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            let splits = Splits {
-                n_split,
-                chunk: 0,
-                heads_per_wg,
-            };
-            let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
-            let mut ops = Vec::new();
-            for scratch in [
-                None,
-                Some(AttnScratch {
+            let heads = (n_head, n_kv, d);
+            let mut ops = vec![gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, heads)];
+            let mut parts = Vec::new();
+            for staged in [false, true] {
+                let splits = Splits {
+                    n_split,
+                    chunk: 0,
+                    heads_per_wg,
+                    staged,
+                };
+                let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
+                let scratch = AttnScratch {
                     part: part.all(),
                     splits,
-                }),
-            ] {
-                let heads = (n_head, n_kv, d);
-                ops.push(gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, scratch, heads));
+                };
+                ops.push(gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, Some(scratch), heads));
+                parts.push(part);
             }
-            // Best of 5 (one-row, split pass [, combine pass]) per kernel.
-            let (mut row, mut split) = (f64::MAX, f64::MAX);
+            // Dispatches per split op: the split pass, and the combine pass with > 1 split.
+            let per = if n_split > 1 { 2 } else { 1 };
+            // Best of 5 per kernel: one-row, rows split (+ combine), staged split (+ combine).
+            let (mut row, mut rows, mut staged) = (f64::MAX, f64::MAX, f64::MAX);
             for _ in 0..5 {
-                let t = gpu.run_timed(&[(&ops[0], 1), (&ops[1], 1)]);
+                let t = gpu.run_timed(&[(&ops[0], 1), (&ops[1], 1), (&ops[2], 1)]);
                 row = row.min(t[0]);
-                split = split.min(t[1..].iter().sum());
+                rows = rows.min(t[1..1 + per].iter().sum());
+                staged = staged.min(t[1 + per..1 + 2 * per].iter().sum());
             }
             eprintln!(
-                "heads {n_head}/{n_kv} d {d} depth {n}: one-row {:.0} us, split ({n_split}) {:.0} us, {:.2}x",
+                "heads {n_head}/{n_kv} d {d} depth {n}, {n_split} splits, {heads_per_wg} heads per \
+                 workgroup: one-row {:.0} us, rows {:.0} us, staged {:.0} us (staged {:.2}x rows)",
                 row / 1e3,
-                split / 1e3,
-                row / split
+                rows / 1e3,
+                staged / 1e3,
+                rows / staged
             );
         }
     }

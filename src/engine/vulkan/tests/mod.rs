@@ -195,7 +195,8 @@ impl Gpu {
     /// that records two dispatches, like the split attention's combine pass, gives two).
     pub fn run_timed(&self, ops: &[(&GpuOp, u32)]) -> Vec<f64> {
         let ts = super::profile::timestamp_support(&self.dev).unwrap();
-        let mut cmd = CmdBuffer::timed(&self.dev, ops.len() as u32 + 1).unwrap();
+        // Room for two dispatches per op (the split attention's split and combine passes).
+        let mut cmd = CmdBuffer::timed(&self.dev, 2 * ops.len() as u32 + 1).unwrap();
         Self::submit(&mut cmd, ops);
         let t = cmd.times(ts.period_ns, ts.valid_bits).unwrap();
         assert!(
