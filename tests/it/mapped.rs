@@ -7,7 +7,8 @@
 
 use std::fs;
 use std::io::{BufRead, Read, Write};
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,42 @@ use crate::util;
 
 fn text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Cuts the file at `path` to half its length.
+fn halve(path: &Path) {
+    let full = fs::metadata(path).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(full / 2)
+        .unwrap();
+}
+
+/// Cuts `model` to half its length under the running `child`, sends it `turn` and closes its
+/// stdin, then waits for it to exit; past `limit_s` seconds it is killed and the test fails.
+fn truncate_then_wait(
+    child: &mut Child,
+    mut stdin: ChildStdin,
+    model: &Path,
+    turn: &str,
+    limit_s: u64,
+) -> ExitStatus {
+    halve(model);
+    writeln!(stdin, "{turn}").unwrap();
+    drop(stdin);
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > Duration::from_secs(limit_s) {
+            let _ = child.kill();
+            panic!("pigpu still runs {limit_s} s after its model was truncated");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -25,17 +62,11 @@ fn a_model_truncated_before_or_during_a_run_is_a_named_error() {
     let t = tempfile::tempdir().unwrap();
     let model = t.path().join("model-in-use.gguf");
     fs::copy(&m, &model).unwrap();
-    let full = fs::metadata(&model).unwrap().len();
 
     // Before: the open checks every tensor against the bytes that are there.
     let short = t.path().join("short.gguf");
     fs::copy(&m, &short).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&short)
-        .unwrap()
-        .set_len(full / 2)
-        .unwrap();
+    halve(&short);
     let o = util::pigpu()
         .arg("run")
         .arg(&short)
@@ -74,25 +105,7 @@ fn a_model_truncated_before_or_during_a_run_is_a_named_error() {
     writeln!(stdin, "Hello").unwrap();
     rx.recv_timeout(Duration::from_secs(60))
         .expect("no answer to the first turn within 60 s");
-    fs::File::options()
-        .write(true)
-        .open(&model)
-        .unwrap()
-        .set_len(full / 2)
-        .unwrap();
-    writeln!(stdin, "And again?").unwrap();
-    drop(stdin);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("pigpu still runs 60 s after its model was truncated");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = truncate_then_wait(&mut child, stdin, &model, "And again?", 60);
     let mut err = String::new();
     child
         .stderr
@@ -178,27 +191,9 @@ fn the_vulkan_engine_answers_on_after_its_model_is_truncated() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    fs::File::options()
-        .write(true)
-        .open(&model)
-        .unwrap()
-        .set_len(full / 2)
-        .unwrap();
     // Turn 2 asks the same from a cleared conversation: the engine is reset and runs the same
     // prompt through every layer again, so the greedy answer must be turn 1's, token for token.
-    writeln!(stdin, "/clear\nHello").unwrap();
-    drop(stdin);
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(300) {
-            let _ = child.kill();
-            panic!("pigpu still runs 300 s after its model was truncated");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = truncate_then_wait(&mut child, stdin, &model, "/clear\nHello", 300);
     // The pipes close with pigpu.
     for r in readers {
         r.join().unwrap();
