@@ -1,12 +1,14 @@
 //! The engines the model tests build, made one way everywhere: the CPU engine with default
 //! options, the CPU engine's reference mode (f16 KV cache, scalar kernels) that referees the
-//! Vulkan engine, and the Vulkan engine on lavapipe with the validation layer on.
+//! Vulkan engine, and the Vulkan engine on lavapipe with the validation layer on; and the tiny
+//! shaped models they run where a trained model proves nothing more.
 
 use std::sync::Arc;
 
 use pigpu::engine::cpu::kernels::Isa;
 use pigpu::engine::cpu::{CpuEngine, CpuOptions};
 use pigpu::engine::vulkan::{Tuning, VulkanEngine, VulkanOptions};
+use pigpu::model::shapes::{self, ShapeSpec};
 use pigpu::model::Model;
 
 /// The CPU engine with default options and a context of `n_ctx`.
@@ -59,4 +61,16 @@ pub fn vulkan_tuned(model: &Arc<Model>, n_ctx: usize, tuning: Tuning) -> VulkanE
 /// The Vulkan engine on lavapipe with the validation layer on.
 pub fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
     vulkan_tuned(model, n_ctx, lavapipe())
+}
+
+/// A shaped model (`pigpu shape`: a real architecture with random finite weights) written with
+/// `seed` into a temporary file and loaded, e.g. `"tiny-llama:q4_k_m"`: for tests whose point
+/// does not need a trained model, at a fraction of a real one's cost on lavapipe. (The file is
+/// removed at once; the model keeps its mapping.)
+pub fn shaped(spec: &str, seed: u64) -> Arc<Model> {
+    let spec: ShapeSpec = spec.parse().expect("a shape name");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shaped.gguf");
+    shapes::write(&spec, seed, &path, 1).expect("write the shaped model");
+    Model::load(&path).expect("load the shaped model")
 }

@@ -3,9 +3,7 @@
 //! the Vulkan engine on lavapipe (validation layer on) against the CPU engine's exact mode.
 
 use pigpu::engine::{Engine, SamplingParams};
-use pigpu::model::shapes::{self, ShapeSpec};
 use pigpu::model::tokenizer::Tokenizer;
-use pigpu::model::Model;
 use serde_json::Value as J;
 
 use crate::engines;
@@ -162,11 +160,7 @@ fn bench_shape_writes_to_the_cache_once() {
 /// near tie (0.05) of the CPU reference mode, and no validation-layer errors.
 #[test]
 fn tiny_shape_on_lavapipe_matches_cpu_reference_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tiny.gguf");
-    let spec: ShapeSpec = "tiny-llama:q4_k_m".parse().unwrap();
-    shapes::write(&spec, 2, &path, 0).unwrap();
-    let model = Model::load(&path).unwrap();
+    let model = engines::shaped("tiny-llama:q4_k_m", 2);
     let mut gpu = engines::vulkan(&model, 64);
     let mut cpu = engines::cpu_reference(&model, 64);
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
