@@ -50,8 +50,12 @@ const MATVEC: &[(&str, &str, u32)] = &[
     ("matvecsg", "matvec_sg.comp", 1),
 ];
 
-/// Per-weight-type shaders besides the mat-vec: (variant prefix, source file).
-const TYPED: &[(&str, &str)] = &[("tiled", "matmul_tiled.comp")];
+/// Per-weight-type shaders besides the mat-vec: (variant prefix, source file). `tiledv` is the
+/// prompt mat-mat's second form (vec4 shared reads, shared dequantization; `PIGPU_VK_TILED`).
+const TYPED: &[(&str, &str)] = &[
+    ("tiled", "matmul_tiled.comp"),
+    ("tiledv", "matmul_tiled_vec4.comp"),
+];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

@@ -386,13 +386,17 @@ serve_scaling() { # spec file name
 # the PIGPU_VK_* settings that make the variant, one knob changed from the defaults
 # (docs/vulkan.md, "Tuning from the sweep"). ONE in a value is a PIGPU_VK_ATTN_CHUNK covering
 # the whole context: one split, the split attention off. Decode is pigpu's largest gap to
-# llama.cpp, so its mat-vec shapes come first, then the prompt tile, the split attention's
-# kernel at depth (PIGPU_VK_ATTN=rows: the one-key-per-lane kernel against the default staged
-# one), the split count at depth (each depth call prefills D tokens per repetition, so those
-# are the dearest) and the batched decode's mat-mat shape. On the 3B shape at pp512 the automatic tile is l everywhere,
-# so TILE=l is a control (it should read 1.00×).
+# llama.cpp, so its mat-vec shapes come first, interleaved with the prompt mat-mat's vec4 forms
+# (PIGPU_VK_TILED: the candidates for the prompt default), then the prompt tile, the split
+# attention's kernel at depth (PIGPU_VK_ATTN=rows: the one-key-per-lane kernel against the
+# default staged one), the split count at depth (each depth call prefills D tokens per
+# repetition, so those are the dearest) and the batched decode's mat-mat shape. On the 3B
+# shape at pp512 the automatic tile is l everywhere, so TILE=l is a control (it should read
+# 1.00×).
 sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
+pp PIGPU_VK_TILED=vec4
 tg PIGPU_VK_MATVEC=128,4,2
+pp PIGPU_VK_TILED=vec4pf
 pp PIGPU_VK_TILE=m
 depth PIGPU_VK_ATTN=rows
 depth PIGPU_VK_ATTN_CHUNK=ONE

@@ -244,3 +244,172 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
         }
     }
 }
+
+// A quarter of unit `u`: its weights 8*qt .. 8*qt+7 (qt < 4), the same values as dq32's
+// v[8*qt ..], for kernels where 4 invocations share a unit (matmul_tiled_vec4.comp): each reads
+// its own 8 bytes of quants (neighbouring invocations, neighbouring bytes of one row) and the
+// unit's scales. For F32/F16 rows whose length `k` is not a multiple of 32, elements past the
+// end read as 0.
+void dq8(uint s, uint ty, uint rb, uint u, uint qt, uint k, out float v[8]) {
+    switch (ty) {
+    case T_F32: {
+        uint e0 = u * 32u + 8u * qt;
+        for (uint i = 0u; i < 8u; i++) {
+            v[i] = (e0 + i < k) ? uintBitsToFloat(WLOAD(s, (rb >> 2) + e0 + i)) : 0.0;
+        }
+        break;
+    }
+    case T_F16: {
+        uint e0 = u * 32u + 8u * qt;
+        if (e0 + 8u <= k) {
+            uint w[4];
+            LD_RUN(s, rb + 2u * e0, w, 4u);
+            for (uint j = 0u; j < 4u; j++) {
+                vec2 h = unpackHalf2x16(w[j]);
+                v[2u * j] = h.x;
+                v[2u * j + 1u] = h.y;
+            }
+        } else {
+            for (uint i = 0u; i < 8u; i++) {
+                v[i] = (e0 + i < k) ? ld_f16(s, rb + 2u * (e0 + i)) : 0.0;
+            }
+        }
+        break;
+    }
+    case T_Q4_0:
+    case T_Q4_1: {
+        // Quarters 0, 1: low nibbles of quant bytes 0-7, 8-15; quarters 2, 3: their high nibbles.
+        bool q41 = ty == T_Q4_1;
+        uint b = rb + u * (q41 ? 20u : 18u);
+        float d = ld_f16(s, b);
+        float m = q41 ? ld_f16(s, b + 2u) : -8.0 * d;
+        uint qs[2];
+        LD_RUN(s, b + (q41 ? 4u : 2u) + 8u * (qt & 1u), qs, 2u);
+        uint sh = (qt >> 1) * 4u;
+        for (uint j = 0u; j < 2u; j++) {
+            for (uint i = 0u; i < 4u; i++) {
+                v[4u * j + i] = d * float((qs[j] >> (8u * i + sh)) & 0xFu) + m;
+            }
+        }
+        break;
+    }
+    case T_Q5_0:
+    case T_Q5_1: {
+        bool q51 = ty == T_Q5_1;
+        uint b = rb + u * (q51 ? 24u : 22u);
+        float d = ld_f16(s, b);
+        float m = q51 ? ld_f16(s, b + 2u) : -16.0 * d;
+        uint qh = ld_u32(s, b + (q51 ? 4u : 2u));
+        uint qs[2];
+        LD_RUN(s, b + (q51 ? 8u : 6u) + 8u * (qt & 1u), qs, 2u);
+        uint sh = (qt >> 1) * 4u;
+        for (uint j = 0u; j < 2u; j++) {
+            for (uint i = 0u; i < 4u; i++) {
+                uint e = 8u * qt + 4u * j + i;
+                uint val = ((qs[j] >> (8u * i + sh)) & 0xFu) | (((qh >> e) & 1u) << 4);
+                v[4u * j + i] = d * float(val) + m;
+            }
+        }
+        break;
+    }
+    case T_Q8_0: {
+        uint b = rb + u * 34u;
+        float d = ld_f16(s, b);
+        uint qs[2];
+        LD_RUN(s, b + 2u + 8u * qt, qs, 2u);
+        for (uint j = 0u; j < 2u; j++) {
+            for (uint i = 0u; i < 4u; i++) {
+                v[4u * j + i] = d * float(bitfieldExtract(int(qs[j]), int(8u * i), 8));
+            }
+        }
+        break;
+    }
+    case T_Q2_K: {
+        uint sb = u >> 3, sub = u & 7u, h = sub >> 2, j = sub & 3u, half_ = qt >> 1;
+        uint b = rb + sb * 84u;
+        float d = ld_f16(s, b + 80u), dmin = ld_f16(s, b + 82u);
+        uint sc = ld_u8(s, b + 8u * h + 2u * j + half_);
+        float dl = d * float(sc & 0xFu), ml = dmin * float(sc >> 4);
+        uint qs[2];
+        LD_RUN(s, b + 16u + 32u * h + 8u * qt, qs, 2u);
+        for (uint w = 0u; w < 2u; w++) {
+            for (uint i = 0u; i < 4u; i++) {
+                v[4u * w + i] = dl * float((qs[w] >> (8u * i + 2u * j)) & 3u) - ml;
+            }
+        }
+        break;
+    }
+    case T_Q3_K: {
+        uint sb = u >> 3, sub = u & 7u, h = sub >> 2, j = sub & 3u, half_ = qt >> 1;
+        uint b = rb + sb * 110u;
+        float d = ld_f16(s, b + 108u);
+        uint is = 8u * h + 2u * j + half_;
+        uint bi = is & 3u, g = is >> 2;
+        uint lo = ld_u8(s, b + 96u + 4u * (g & 1u) + bi);
+        lo = (g >= 2u) ? (lo >> 4) : (lo & 0xFu);
+        uint hi = (ld_u8(s, b + 96u + 8u + bi) >> (2u * g)) & 3u;
+        float dl = d * float(int(lo | (hi << 4)) - 32);
+        uint qs[2], hm[2];
+        LD_RUN(s, b + 32u + 32u * h + 8u * qt, qs, 2u);
+        LD_RUN(s, b + 8u * qt, hm, 2u);
+        for (uint w = 0u; w < 2u; w++) {
+            for (uint i = 0u; i < 4u; i++) {
+                int qv = int((qs[w] >> (8u * i + 2u * j)) & 3u);
+                int hb = int((hm[w] >> (8u * i + 4u * h + j)) & 1u);
+                v[4u * w + i] = dl * float(qv - (hb == 1 ? 0 : 4));
+            }
+        }
+        break;
+    }
+    case T_Q4_K:
+    case T_Q5_K: {
+        bool q5 = ty == T_Q5_K;
+        uint sb = u >> 3, sub = u & 7u, p = sub >> 1;
+        uint b = rb + sb * (q5 ? 176u : 144u);
+        float d = ld_f16(s, b), dmin = ld_f16(s, b + 2u);
+        float sc, mn;
+        scale_min_k4(s, b + 4u, sub, sc, mn);
+        float dl = d * sc, ml = dmin * mn;
+        uint shift = (sub & 1u) * 4u;
+        uint qs[2], qh[2];
+        LD_RUN(s, b + (q5 ? 48u : 16u) + 32u * p + 8u * qt, qs, 2u);
+        if (q5) {
+            LD_RUN(s, b + 16u + 8u * qt, qh, 2u);
+        } else {
+            qh[0] = 0u;
+            qh[1] = 0u;
+        }
+        for (uint w = 0u; w < 2u; w++) {
+            for (uint i = 0u; i < 4u; i++) {
+                uint val = (qs[w] >> (8u * i + shift)) & 0xFu;
+                val |= ((qh[w] >> (8u * i + sub)) & 1u) << 4;
+                v[4u * w + i] = dl * float(val) - ml;
+            }
+        }
+        break;
+    }
+    case T_Q6_K: {
+        uint sb = u >> 3, sub = u & 7u, h = sub >> 2, c = sub & 3u;
+        uint b = rb + sb * 210u;
+        float d = ld_f16(s, b + 208u);
+        uint nib = (c >> 1) * 4u;
+        uint qls[2], qhs[2];
+        LD_RUN(s, b + 64u * h + (c & 1u) * 32u + 8u * qt, qls, 2u);
+        LD_RUN(s, b + 128u + 32u * h + 8u * qt, qhs, 2u);
+        // One scale per 16 weights: quarters 0-1 take the first, 2-3 the second.
+        int scv = bitfieldExtract(int(ld_u8(s, b + 192u + 8u * h + (qt >> 1) + 2u * c)), 0, 8);
+        float dl = d * float(scv);
+        for (uint w = 0u; w < 2u; w++) {
+            for (uint i = 0u; i < 4u; i++) {
+                uint q = ((qls[w] >> (8u * i + nib)) & 0xFu) | (((qhs[w] >> (8u * i + 2u * c)) & 3u) << 4);
+                v[4u * w + i] = dl * float(int(q) - 32);
+            }
+        }
+        break;
+    }
+    default:
+        for (uint i = 0u; i < 8u; i++) {
+            v[i] = 0.0;
+        }
+    }
+}

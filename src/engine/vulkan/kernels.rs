@@ -13,6 +13,7 @@ use super::error::{Result, VkError};
 use super::pipeline::{GpuKernel, PipelineCache};
 use super::shaders;
 use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
+use super::tuning::TiledKernel;
 use crate::quant::GgmlType;
 
 /// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
@@ -69,6 +70,8 @@ pub struct Kernels {
     matmul_shape: [u32; 3],
     /// Prompt batches of more than `MATMUL_NT` tokens use the tiled mat-mat (tiled.rs).
     pub(super) prompt_tiled: Cell<bool>,
+    /// The form of the tiled mat-mat (`Tuning::tiled_kernel`, default the scalar one).
+    pub(super) tiled_form: Cell<TiledKernel>,
     limits: Limits,
 }
 
@@ -114,6 +117,7 @@ impl Kernels {
             matmul_shape: shapes::fit(matmul, MATMUL_NT, &limits),
             limits,
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
+            tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
         })
     }
 
@@ -127,6 +131,13 @@ impl Kernels {
     #[cfg(test)]
     pub fn set_prompt_tiled(&self, on: bool) {
         self.prompt_tiled.set(on);
+    }
+
+    /// Forces the form of the tiled mat-mat for ops built after this call (tests run every
+    /// form on one device).
+    #[cfg(test)]
+    pub fn set_tiled_form(&self, form: TiledKernel) {
+        self.tiled_form.set(form);
     }
 
     pub(super) fn get(

@@ -51,4 +51,4 @@ pub use kernels::state_after;
 pub use options::VulkanOptions;
 pub use profile::{PhaseReport, Profile};
 pub use shared::Shared;
-pub use tuning::{Tuning, TuningError};
+pub use tuning::{TiledKernel, Tuning, TuningError};

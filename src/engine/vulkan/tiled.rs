@@ -1,5 +1,6 @@
-//! The prompt kernels: the tiled mat-mat (`shaders/matmul_tiled.comp`) with its tile shapes,
-//! which of them a device can run (shared memory, workgroup size) and which one a batch of `n`
+//! The prompt kernels: the tiled mat-mat (`shaders/matmul_tiled.comp`, or its vec4 form
+//! `shaders/matmul_tiled_vec4.comp`: `Tuning::tiled_kernel`) with its tile shapes, which of
+//! them a device can run (shared memory, workgroup size) and which one a batch of `n`
 //! tokens over `m` output rows uses (batches of at most `MATMUL_NT` tokens keep the mat-vec);
 //! and the prompt attention (`shaders/attention_prompt.comp`), query rows per workgroup.
 
@@ -12,6 +13,7 @@ use super::error::{Result, VkError};
 use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, MATVEC_BINDINGS, MATVEC_PUSH};
 use super::pipeline::GpuKernel;
 use super::shaders;
+use super::tuning::TiledKernel;
 use crate::quant::GgmlType;
 
 /// One tile shape: specialization constants 0..6 of the shader.
@@ -72,7 +74,24 @@ impl Tile {
         4 * self.bk * (self.bm + self.bn)
     }
 
-    /// Whether the shape is consistent (the shader's layout rules) and within `limits`.
+    /// Whether the shape is consistent with the layout rules of `kernel`'s shader and within
+    /// `limits`. The vec4 form also needs TM and TN multiples of 4 (vec4 reads), BM a multiple
+    /// of 32 (its k swizzle of As spans 8 row groups) and the same number of weight quarters for
+    /// every invocation.
+    pub fn fits_for(&self, kernel: TiledKernel, limits: &vk::PhysicalDeviceLimits) -> bool {
+        let vec4 = match kernel {
+            TiledKernel::Scalar => true,
+            TiledKernel::Vec4 | TiledKernel::Vec4Prefetch => {
+                self.tm.is_multiple_of(4)
+                    && self.tn.is_multiple_of(4)
+                    && self.bm.is_multiple_of(32)
+                    && (4 * self.bm * (self.bk / 32)).is_multiple_of(self.wg)
+            }
+        };
+        vec4 && self.fits(limits)
+    }
+
+    /// Whether the shape is consistent (the scalar shader's layout rules) and within `limits`.
     pub fn fits(&self, limits: &vk::PhysicalDeviceLimits) -> bool {
         let consistent = (self.bm / self.tm) * (self.bn / self.tn) == self.wg
             && self.bm.is_multiple_of(self.tm)
@@ -145,21 +164,43 @@ impl Kernels {
         if !self.prompt_tiled.get() {
             return Ok(None);
         }
+        // `Tuning::tiled_kernel` (`PIGPU_VK_TILED`): which form of the shader.
+        let form = self.tiled_form.get();
+        let scalar = form == TiledKernel::Scalar;
+        let (prefix, any) = if scalar {
+            ("tiled", shaders::TILED_ANY)
+        } else {
+            ("tiledv", shaders::TILEDV_ANY)
+        };
+        let pick = |id| {
+            if scalar {
+                shaders::tiled_for(id)
+            } else {
+                shaders::tiledv_for(id)
+            }
+        };
         let (name, spirv) = match ty {
             Some(t) => (
-                format!("tiled_{t}"),
-                shaders::tiled_for(t.id()).ok_or_else(|| {
+                format!("{prefix}_{t}"),
+                pick(t.id()).ok_or_else(|| {
                     VkError::Unsupported(format!("weights of type {t} on the GPU"))
                 })?,
             ),
-            None => ("tiled_any".to_string(), shaders::TILED_ANY),
+            None => (format!("{prefix}_any"), any),
         };
         // `Tuning::tile` (`PIGPU_VK_TILE=s|m|l`): this tile for every prompt mat-mat, if it fits.
         let forced = self.dev.tuning.tile;
         let mut kernels = Vec::new();
-        for tile in TILES.iter().filter(|t| t.fits(&self.dev.limits)) {
-            let spec = tile.spec();
-            let kname = format!("{name}_{}", tile.name);
+        for tile in TILES.iter().filter(|t| t.fits_for(form, &self.dev.limits)) {
+            let mut spec = tile.spec().to_vec();
+            let mut kname = format!("{name}_{}", tile.name);
+            if !scalar {
+                let pf = form == TiledKernel::Vec4Prefetch;
+                spec.push(u32::from(pf));
+                if pf {
+                    kname.push_str("_pf");
+                }
+            }
             let k = self.get(&kname, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)?;
             kernels.push((*tile, k));
         }

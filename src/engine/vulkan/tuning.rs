@@ -33,6 +33,9 @@ pub struct Tuning {
     /// Force one tile shape of the prompt mat-mat, `"s"`, `"m"` or `"l"` (`PIGPU_VK_TILE`),
     /// where the device can run it; `None`: chosen per matrix and batch size.
     pub tile: Option<&'static str>,
+    /// Which form of the tiled prompt mat-mat runs (`PIGPU_VK_TILED=scalar|vec4|vec4pf`);
+    /// `None`: [`TiledKernel::Scalar`] (the others wait for a GPU sweep to measure them).
+    pub tiled_kernel: Option<TiledKernel>,
     /// Tokens per prompt batch (`PIGPU_VK_UBATCH`); `None`: 512 on GPUs, 64 on CPU
     /// implementations. Capped by device memory either way.
     pub ubatch: Option<usize>,
@@ -62,6 +65,38 @@ pub struct Tuning {
     /// fails as a lost device (`PIGPU_TEST_VK_LOSE_DEVICE_AFTER=N`), to test recovery.
     #[cfg(feature = "testing")]
     pub lose_device_after: Option<u64>,
+}
+
+/// The forms of the tiled prompt mat-mat, for A/B runs on a GPU (docs/vulkan.md, "Prompt
+/// processing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TiledKernel {
+    /// `shaders/matmul_tiled.comp`: one invocation decodes a whole 32-weight unit, scalar
+    /// shared-memory reads in the k loop.
+    Scalar,
+    /// `shaders/matmul_tiled_vec4.comp`: 4 invocations share a unit, vec4 shared-memory reads.
+    Vec4,
+    /// The same with the next step's loads and decoding in registers during this step's
+    /// products (spec constant `PF`).
+    Vec4Prefetch,
+}
+
+impl TiledKernel {
+    /// Every form, in the order of `PIGPU_VK_TILED`'s values.
+    pub const ALL: [TiledKernel; 3] = [
+        TiledKernel::Scalar,
+        TiledKernel::Vec4,
+        TiledKernel::Vec4Prefetch,
+    ];
+
+    /// The knob's value for this form.
+    pub fn name(self) -> &'static str {
+        match self {
+            TiledKernel::Scalar => "scalar",
+            TiledKernel::Vec4 => "vec4",
+            TiledKernel::Vec4Prefetch => "vec4pf",
+        }
+    }
 }
 
 /// A knob's value that does not parse: names the variable, the value and what was expected.
@@ -181,6 +216,18 @@ impl Tuning {
                 }
             });
         }
+        if let Some(v) = get("PIGPU_VK_TILED") {
+            t.tiled_kernel = Some(
+                TiledKernel::ALL
+                    .into_iter()
+                    .find(|k| k.name() == v.trim())
+                    .ok_or(TuningError {
+                        var: "PIGPU_VK_TILED",
+                        value: v,
+                        expected: "scalar, vec4 or vec4pf",
+                    })?,
+            );
+        }
         if let Some(v) = get("PIGPU_VK_UBATCH") {
             t.ubatch = Some(v.trim().parse::<usize>().ok().filter(|&n| n >= 1).ok_or(
                 TuningError {
@@ -271,6 +318,7 @@ mod tests {
             ("PIGPU_VK_MATMUL", "32,8,1"),
             ("PIGPU_VK_PROMPT", "matvec"),
             ("PIGPU_VK_TILE", "m"),
+            ("PIGPU_VK_TILED", "vec4pf"),
             ("PIGPU_VK_UBATCH", "70"),
             ("PIGPU_VK_ATTN_CHUNK", "256"),
             ("PIGPU_VK_ATTN", "rows"),
@@ -284,6 +332,7 @@ mod tests {
         assert_eq!(t.matmul, Some([32, 8, 1]));
         assert_eq!(t.prompt_tiled, Some(false));
         assert_eq!(t.tile, Some("m"));
+        assert_eq!(t.tiled_kernel, Some(TiledKernel::Vec4Prefetch));
         assert_eq!(t.ubatch, Some(70));
         assert_eq!(t.attn_chunk, Some(256));
         assert_eq!(t.attn_staged, Some(false));
@@ -294,6 +343,15 @@ mod tests {
             t.pipeline_cache,
             Some(PathBuf::from("/home/pi/.cache/pigpu"))
         );
+    }
+
+    #[test]
+    fn every_tiled_kernel_parses_by_its_name() {
+        for k in TiledKernel::ALL {
+            let t = parse(&[("PIGPU_VK_TILED", k.name())]).unwrap();
+            assert_eq!(t.tiled_kernel, Some(k));
+        }
+        assert_eq!(parse(&[]).unwrap().tiled_kernel, None);
     }
 
     #[test]
@@ -323,6 +381,7 @@ mod tests {
             ("PIGPU_VK_VALIDATION", "yes"),
             ("PIGPU_VK_PROMPT", "fast"),
             ("PIGPU_VK_TILE", "xl"),
+            ("PIGPU_VK_TILED", "vec8"),
             ("PIGPU_VK_UBATCH", "0"),
             ("PIGPU_VK_ATTN_CHUNK", "100"),
             ("PIGPU_VK_ATTN", "tiled"),

@@ -1,8 +1,9 @@
 //! The prompt path on lavapipe with the GPU's choices forced: the tiled mat-mat (which CPU
 //! implementations do not use by default) and a batch of more than 64 tokens, so every tile
-//! shape the engine picks for a real model runs; last-token logits against the f64 reference.
+//! shape the engine picks for a real model runs; last-token logits against the f64 reference,
+//! for the default form of the tiled kernel and the vec4 one (`PIGPU_VK_TILED`).
 
-use pigpu::engine::vulkan::Tuning;
+use pigpu::engine::vulkan::{TiledKernel, Tuning};
 use pigpu::engine::Engine;
 use pigpu::model::Model;
 
@@ -25,24 +26,30 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
         "prompt of {} tokens",
         prompt.len()
     );
-    let tuning = Tuning {
-        prompt_tiled: Some(true),
-        ubatch: Some(70),
-        ..super::lavapipe()
-    };
-    let mut gpu = vulkan_tuned(&model, 256, tuning);
-    for part in [&prompt[..110], &prompt[110..]] {
-        gpu.prefill(part).unwrap();
-    }
     let reference = Reference::new(&model).logits(&prompt);
-    let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
-    eprintln!(
-        "tiled prompt of {} tokens: max |logit - f64 reference| {d:.4} (at {i})",
-        prompt.len()
-    );
-    assert!(
-        d < 0.05,
-        "tiled prompt: logits differ from the f64 reference by {d} at token {i}"
-    );
-    no_validation_errors(&gpu);
+    // The default form and the vec4 one with prefetch (which runs all of `vec4`'s code; the lib's
+    // tiled_ tests cover every form on every weight type and fusion): ~1 CPU-min each.
+    for form in [TiledKernel::Scalar, TiledKernel::Vec4Prefetch] {
+        let tuning = Tuning {
+            prompt_tiled: Some(true),
+            tiled_kernel: Some(form),
+            ubatch: Some(70),
+            ..super::lavapipe()
+        };
+        let mut gpu = vulkan_tuned(&model, 256, tuning);
+        for part in [&prompt[..110], &prompt[110..]] {
+            gpu.prefill(part).unwrap();
+        }
+        let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
+        let name = form.name();
+        eprintln!(
+            "tiled ({name}) prompt of {} tokens: max |logit - f64 reference| {d:.4} (at {i})",
+            prompt.len()
+        );
+        assert!(
+            d < 0.05,
+            "tiled ({name}) prompt: logits differ from the f64 reference by {d} at token {i}"
+        );
+        no_validation_errors(&gpu);
+    }
 }
