@@ -42,6 +42,13 @@ const SINGLE: &[&str] = &[
     "norm_add",
 ];
 
+/// Shaders compiled once per set of defines: (output name, source file, defines). `rms_norm_sg`
+/// is the norm pass's subgroup reduction (shaders/rms_norm.comp).
+const DEFINED: &[(&str, &str, &[&str])] = &[
+    ("rms_norm", "rms_norm.comp", &[]),
+    ("rms_norm_sg", "rms_norm.comp", &["SUBGROUP"]),
+];
+
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup). `matvecsg` is the subgroup
 /// decode mat-vec for GPUs (shaders/matvec_sg.comp).
 const MATVEC: &[(&str, &str, u32)] = &[
@@ -78,6 +85,10 @@ fn main() {
     let mut jobs: Vec<(String, String, Vec<String>)> = Vec::new();
     for s in SINGLE {
         jobs.push((s.to_string(), format!("{s}.comp"), vec![]));
+    }
+    for (name, src, defs) in DEFINED {
+        let defs = defs.iter().map(|d| d.to_string()).collect();
+        jobs.push((name.to_string(), src.to_string(), defs));
     }
     for (prefix, src, nt) in MATVEC {
         for (name, id) in WEIGHT_TYPES {

@@ -337,6 +337,15 @@ run() {
         timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" -p "$pp" -n "$tg" -r 1 \
           --no-extra "${profile[@]}" -o json >"$raw/$name.profile.json" 2>"$raw/$name.profile.txt" \
           || say "$m: profile failed"
+        # The first model again with the RMSNorm as its own pass: its `rms_norm` op beside the
+        # un-fused products, against the fused ones above (docs/vulkan.md, "RMSNorm once per
+        # token").
+        if [ "$m" = "${models[0]}" ]; then
+          PIGPU_VK_NORM=pass timed "$pigpu" bench -m "$file" --backend vulkan "${dev_args[@]}" \
+            -p "$pp" -n "$tg" -r 1 --no-extra "${profile[@]}" -o json \
+            >"$raw/$name.profile-norm-pass.json" 2>"$raw/$name.profile-norm-pass.txt" \
+            || say "$m: profile with PIGPU_VK_NORM=pass failed"
+        fi
         ;;
     esac
     pack
@@ -390,15 +399,18 @@ serve_scaling() { # spec file name
 # (PIGPU_VK_TILED: the candidates for the prompt default), then the prompt tile, the split
 # attention's kernel at depth (PIGPU_VK_ATTN=rows: the one-key-per-lane kernel against the
 # default staged one), the split count at depth (each depth call prefills D tokens per
-# repetition, so those are the dearest) and the batched decode's mat-mat shape. On the 3B
-# shape at pp512 the automatic tile is l everywhere, so TILE=l is a control (it should read
-# 1.00×).
+# repetition, so those are the dearest) and the batched decode's mat-mat shape. NORM=pass is
+# the RMSNorm as a pass of its own before the norm-fused products (decode and prompt; its
+# per-op profile is NAME.profile-norm-pass.txt). On the 3B shape at pp512 the automatic tile
+# is l everywhere, so TILE=l is a control (it should read 1.00×).
 sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
+tg PIGPU_VK_NORM=pass
 pp PIGPU_VK_TILED=vec4
 tg PIGPU_VK_MATVEC=128,4,2
 pp PIGPU_VK_TILED=vec4pf
 pp PIGPU_VK_TILE=m
 depth PIGPU_VK_ATTN=rows
+pp PIGPU_VK_NORM=pass
 depth PIGPU_VK_ATTN_CHUNK=ONE
 tg PIGPU_VK_MATVEC=256,2,2
 tg PIGPU_VK_MATVEC=128,2,0

@@ -5,7 +5,9 @@ llama.cpp, same file, same test) ready for docs/benchmarks.md; then, where the f
 scripts/serve_bench.py's results (NAME.serve-N.json), a second table: `pigpu serve --parallel N`
 aggregate generation t/s against one stream; and where it holds the knob sweep's index
 (NAME.sweep.tsv, one `pigpu bench` call per row, NAME.sweep-NN.json), a third: each PIGPU_VK_*
-variant's t/s against the defaults. Writes summary.json beside them.
+variant's t/s against the defaults; and where it holds the per-op profiles of a model with the
+RMSNorm fused (NAME.profile.json) and as its own pass (NAME.profile-norm-pass.json,
+PIGPU_VK_NORM=pass), a fourth: what the norm costs either way. Writes summary.json beside them.
 
 Usage: scripts/gpu_bench_table.py RESULTS_DIR SPEC...   (SPEC as given to `pigpu shape write`)
 """
@@ -102,6 +104,7 @@ def main():
         print(line)
     serve_table(out, specs, summary)
     sweep_table(out, specs, summary)
+    norm_table(out, specs, summary)
     with open(os.path.join(out, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
@@ -273,6 +276,75 @@ def sweep_table(out, specs, summary):
                   f"defaults; the defaults again: {drift}")
         elif mine:
             print(f"\n{heads[k]}: no variant finished; the defaults again: {drift}")
+
+
+def profile_phases(path):
+    """`pigpu bench --profile -o json`'s phases by name (decode from the tg row, prompt from the
+    pp row), with the calibration's stage floor; {} when missing or cut short."""
+    phases = {}
+    for row in load(path):
+        prof = row.get("profile") or {}
+        floor = (prof.get("calibration") or {}).get("stage_floor_us")
+        for ph in prof.get("phases") or []:
+            phases.setdefault(ph.get("phase"), dict(ph, stage_floor_us=floor))
+    return phases
+
+
+def unfused(label):
+    """A product's label without its fused-norm tag (what the same dispatch is called after the
+    norm pass)."""
+    return " ".join(w for w in label.split() if w != "norm")
+
+
+def norm_table(out, specs, summary):
+    """Issue 11's "RMSNorm once per token" (docs/vulkan.md): per phase, the GPU time per token of
+    the norm-fused products against the norm pass plus the same products without the norm."""
+    rows = []
+    for spec in specs:
+        name = spec.replace(":", "-")
+        fused = profile_phases(os.path.join(out, f"{name}.profile.json"))
+        passed = profile_phases(os.path.join(out, f"{name}.profile-norm-pass.json"))
+        for phase in ("decode", "prompt"):
+            f, p = fused.get(phase), passed.get(phase)
+            if not f or not p:
+                continue
+            normed = [o for o in f.get("ops", []) if "norm" in o["label"].split()]
+            p_ops = {o["label"]: o for o in p.get("ops", [])}
+            products = [p_ops.get(unfused(o["label"])) for o in normed]
+            norm = p_ops.get("rms_norm")
+            complete = bool(normed) and norm is not None and all(products)
+            fused_us = sum(o["us_per_token"] for o in normed)
+            pass_us = (norm["us_per_token"] + sum(o["us_per_token"] for o in products)
+                       if complete else None)
+            rows.append({
+                "model": spec, "phase": phase, "fused_us": fused_us,
+                "rms_norm_us": norm and norm["us_per_token"],
+                "products_us": sum(o["us_per_token"] for o in products) if complete else None,
+                "pass_us": pass_us,
+                "ratio": pass_us / fused_us if pass_us and fused_us else None,
+                "gpu_us_fused": f.get("gpu_us_per_token"), "gpu_us_pass": p.get("gpu_us_per_token"),
+                "stage_floor_us": p.get("stage_floor_us"),
+            })
+    summary["norm"] = rows
+    if not rows:
+        return
+
+    def us(v):
+        return "—" if v is None else f"{v:.1f}"
+
+    print()
+    print("RMSNorm fused into QKV, gate/up and the head, or as its own pass (PIGPU_VK_NORM=pass), "
+          "from the per-op profiles (NAME.profile.txt, NAME.profile-norm-pass.txt), GPU µs per "
+          "token; pass / fused below 1 means the pass pays for that phase:")
+    print()
+    print("| model | phase | fused: norm-fused products | pass: rms_norm | pass: the same "
+          "products | pass / fused | all ops fused | all ops pass | stage floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = "—" if r["ratio"] is None else f"**{r['ratio']:.2f}×**"
+        print(f"| {r['model']} | {r['phase']} | {us(r['fused_us'])} | {us(r['rms_norm_us'])} | "
+              f"{us(r['products_us'])} | {ratio} | {us(r['gpu_us_fused'])} | "
+              f"{us(r['gpu_us_pass'])} | {us(r['stage_floor_us'])} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ use super::engine::VulkanEngine;
 use super::error::Result as VkResult;
 use super::graph;
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
+use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
@@ -93,13 +94,13 @@ pub struct VulkanSlots {
     passes: HashMap<u64, CmdBuffer>,
     /// Per layer, the matrix products over every row.
     layers: Vec<Products>,
-    head: GpuOp,
+    head: Normed,
     /// Per slot: the embedding of its sampled token into its row, and its layers' ops.
     embed: Vec<GpuOp>,
     slot_layers: Vec<Vec<SeqOps>>,
     arena: DescriptorArena,
     updates_base: u64,
-    /// x, qkv, q, attn, ffn, proj: held for the descriptor sets that point into them.
+    /// x, qkv, q, attn, ffn, proj (and xn): held for the descriptor sets that point into them.
     _rows: Vec<Rows>,
     logits: Rows,
     engines: Vec<VulkanEngine>,
@@ -145,8 +146,11 @@ impl VulkanSlots {
             rows(c.n_ff)?,
             rows(e)?,
         );
+        // The norm pass's output, laid out as x (`Tuning::norm_pass`; else the norms are fused).
+        let xn = dev.tuning.norm_pass.then(|| rows(e)).transpose()?;
         let logits = Rows::new(&shared, n, c.n_vocab, 1)?;
-        let sets = (4 * c.n_layer + 8 + n * (1 + 5 * c.n_layer)) as u32;
+        // Per layer 4 products and 2 norm passes; per slot its embedding and 5 ops a layer.
+        let sets = (6 * c.n_layer + 8 + n * (1 + 5 * c.n_layer)) as u32;
         let mut arena = DescriptorArena::new(dev, sets, sets * 8)?;
         let mut b = OpBuilder {
             kernels: &shared.kernels,
@@ -159,13 +163,14 @@ impl VulkanSlots {
             attn: attn.act(),
             ffn: ffn.act(),
             proj: proj.act(),
+            xn: xn.as_ref().map(Rows::act),
         };
         let layers = w
             .layers
             .iter()
             .map(|l| layer::products(&mut b, c, l, &io))
             .collect::<VkResult<Vec<_>>>()?;
-        let head = graph::head(&mut b, c, w, io.x, logits.act())?;
+        let head = graph::head(&mut b, c, w, io.x, io.xn, logits.act())?;
         let mut embed = Vec::with_capacity(n);
         let mut slot_layers = Vec::with_capacity(n);
         for (s, eng) in engines.iter().enumerate() {
@@ -202,7 +207,10 @@ impl VulkanSlots {
         // Rows of slots not in a pass still go through the matrix products: start them at 0.
         let mut clear = CmdBuffer::new(dev)?;
         clear.begin(false)?;
-        for r in [&x, &qkv, &q, &attn, &ffn, &proj, &logits] {
+        for r in [&x, &qkv, &q, &attn, &ffn, &proj, &logits]
+            .into_iter()
+            .chain(xn.as_ref())
+        {
             clear.fill(&r.buf, 0, r.buf.size, 0);
         }
         clear.end()?;
@@ -217,7 +225,7 @@ impl VulkanSlots {
             slot_layers,
             arena,
             updates_base,
-            _rows: vec![x, qkv, q, attn, ffn, proj],
+            _rows: [x, qkv, q, attn, ffn, proj].into_iter().chain(xn).collect(),
             logits,
             engines,
             shared,

@@ -19,6 +19,7 @@ use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_params, state_after, BAD_NAN, S_BAD, S_TOKEN};
+use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
@@ -110,8 +111,9 @@ impl VulkanEngine {
         let splits = Splits::for_context(&dev, n_ctx);
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
         let kernels = &shared.kernels;
-        // Up to 9 ops per layer (graph.rs: Q/K norms and post-norms add three).
-        let sets = (9 * c.n_layer + 16) as u32;
+        // Up to 11 ops per layer (graph.rs: Q/K norms and post-norms add three, the norm pass
+        // two).
+        let sets = (11 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
             &mut OpBuilder {
@@ -306,17 +308,10 @@ impl VulkanEngine {
             .collect())
     }
 
-    /// The head reading x from row `row` on, writing logits from row 0 on.
-    fn head_at(&self, row: u32) -> GpuOp {
-        let mut kind = self.graph.head.kind.clone();
-        if let OpKind::Matvec { x_off, .. } = &mut kind {
-            *x_off = row * self.model.config.n_embd as u32;
-        }
-        GpuOp {
-            kernel: self.graph.head.kernel.clone(),
-            set: self.graph.head.set,
-            kind,
-        }
+    /// The head (and its norm pass, if any) reading x from row `row` on, writing logits from
+    /// row 0 on.
+    fn head_at(&self, row: u32) -> Normed {
+        self.graph.head.at(row * self.model.config.n_embd as u32)
     }
 
     /// Runs one batch of at most `acts.ubatch` tokens through the layers. `all_logits`: the head over
@@ -562,7 +557,7 @@ impl Engine for VulkanEngine {
             cmd.submit_wait()?;
             self.stats.submits += 1;
             self.stats.command_buffers_recorded += 1;
-            self.stats.dispatches += 1;
+            self.stats.dispatches += op.len() as u64;
         }
         self.pending = true;
         self.stats.host_ns += t0.elapsed().as_nanos() as u64;

@@ -2,7 +2,9 @@
 //! descriptor set is written here and never again, and the same ops serve decoding (1 token) and
 //! prompt processing (up to `Acts::ubatch` tokens), which differ only in push constants.
 //!
-//! Per layer, 6 dispatches (up to 9 where the architecture adds norms):
+//! Per layer, 6 dispatches (up to 9 where the architecture adds norms; 2 more with the norm
+//! pass, `Tuning::norm_pass`, which runs 1 and 5's RMSNorm as a dispatch of its own into `xn`
+//! and the products without their fused norm, and the head's likewise):
 //!   1. QKV: RMSNorm(x) fused in, Q/K/V (mixed weight types allowed) and biases -> qkv
 //!      (1b. qwen3, gemma3: per-head RMSNorm of Q and K in place)
 //!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position (the
@@ -28,6 +30,7 @@ use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
 use super::kernels::STATE_WORDS;
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
+use super::norms::Normed;
 use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
 use super::weights::GpuWeights;
 use crate::model::Config;
@@ -49,9 +52,16 @@ pub fn ubatch_for(dev: &Device, c: &Config) -> usize {
         } else {
             UBATCH_GPU
         });
-    let per_token = 4 * (2 * c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
+    let per_token = act_bytes_per_token(dev, c);
     let budget = (dev.info.memory_mib << 20) / 32;
     b.min((budget / per_token.max(1)) as usize).max(1)
+}
+
+/// Bytes of the activation buffers per token of a prompt batch (`Acts`: x, proj, qkv, q, attn,
+/// ffn, and the norm pass's `xn` when it is on); memory.rs counts them too.
+pub fn act_bytes_per_token(dev: &Device, c: &Config) -> u64 {
+    let xn = if dev.tuning.norm_pass { c.n_embd } else { 0 };
+    4 * (2 * c.n_embd + xn + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64
 }
 
 /// Activation and state buffers, each with the shape noted (B = `ubatch`).
@@ -77,6 +87,8 @@ pub struct Acts {
     pub attn_part: Buffer,
     /// [B][n_embd] f32: a projection on its way to a post-norm (gemma3).
     pub proj: Buffer,
+    /// [B][n_embd] f32: the norm pass's output (`Tuning::norm_pass`); `None`: norms fused.
+    pub xn: Option<Buffer>,
     /// [logits_rows][n_vocab] f32: logits (row 0: the pending token's).
     pub logits: Buffer,
     /// [n_vocab] f32: the sampler's working copy.
@@ -126,6 +138,11 @@ impl Acts {
                 "attention partials",
             )?,
             proj: f(b * c.n_embd, "activations")?,
+            xn: dev
+                .tuning
+                .norm_pass
+                .then(|| f(b * c.n_embd, "activations"))
+                .transpose()?,
             logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
             state: f(STATE_WORDS, "decoding state")?,
@@ -172,7 +189,7 @@ impl Layer {
 
     /// Dispatch-recording ops.
     pub fn len(&self) -> usize {
-        layer::PRODUCTS + self.seq.len()
+        self.products.len() + self.seq.len()
     }
 }
 
@@ -185,7 +202,7 @@ pub struct Graph {
     pub advance: GpuOp,
     pub layers: Vec<Layer>,
     /// Output norm + head for the token at `x_off` into logits row 0 (and onward for batches).
-    pub head: GpuOp,
+    pub head: Normed,
     pub sample: GpuOp,
 }
 
@@ -221,29 +238,34 @@ pub fn embed(
     Ok(op)
 }
 
-/// Output norm + head: logits rows from the rows of `x`.
+/// Output norm + head: logits rows from the rows of `x` (the norm fused, or as a pass into
+/// `xn`, laid out as `x`).
 pub fn head(
     b: &mut OpBuilder<'_>,
     c: &Config,
     w: &GpuWeights,
     x: Act,
+    xn: Option<Act>,
     logits: Act,
-) -> Result<GpuOp> {
+) -> Result<Normed> {
     let out = w.output.as_ref().unwrap_or(&w.token_embd);
-    b.matvec(MatvecSpec {
-        x: x.buf,
-        segs: &out.segs(),
-        norm: Some(w.output_norm.all()),
-        bias: None,
-        y: logits.buf,
-        k: c.n_embd as u32,
-        x_stride: x.stride,
-        y_stride: logits.stride,
-        x_off: 0,
-        y_off: 0,
-        flags: 0,
-        eps: c.rms_eps,
-    })
+    b.normed_matvec(
+        MatvecSpec {
+            x: x.buf,
+            segs: &out.segs(),
+            norm: Some(w.output_norm.all()),
+            bias: None,
+            y: logits.buf,
+            k: c.n_embd as u32,
+            x_stride: x.stride,
+            y_stride: logits.stride,
+            x_off: 0,
+            y_off: 0,
+            flags: 0,
+            eps: c.rms_eps,
+        },
+        xn.map(|a| a.buf),
+    )
 }
 
 pub fn build(
@@ -268,6 +290,7 @@ pub fn build(
         attn: act(&a.attn, c.q_dim()),
         ffn: act(&a.ffn, c.n_ff),
         proj: act(&a.proj, c.n_embd),
+        xn: a.xn.as_ref().map(|xn| act(xn, c.n_embd)),
     };
     let seq = SeqIo {
         state: st,
@@ -289,7 +312,7 @@ pub fn build(
             seq: layer::seq_ops(b, c, w, il, &seq)?,
         });
     }
-    let head = head(b, c, w, rows.x, act(&a.logits, c.n_vocab))?;
+    let head = head(b, c, w, rows.x, rows.xn, act(&a.logits, c.n_vocab))?;
     let sample = b.sample(
         a.logits.all(),
         st,

@@ -16,6 +16,7 @@ use super::buffer::{BufRange, Buffer};
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
 use super::kernels::{Seg, F_ACC, F_GELU, F_GLU};
+use super::norms::Normed;
 use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
 use super::weights::{GpuLayer, GpuMatrix, GpuWeights};
 use crate::model::{Activation, Config, RopeStyle};
@@ -39,6 +40,8 @@ pub struct ProductIo {
     pub ffn: Act,
     /// A projection on its way to a post-norm (gemma3).
     pub proj: Act,
+    /// The norm pass's output (`Tuning::norm_pass`), laid out as `x`; `None`: norms fused.
+    pub xn: Option<Act>,
 }
 
 /// What one sequence's position-dependent ops bind: its rows of the activations (the whole
@@ -57,12 +60,20 @@ pub struct SeqIo<'a> {
     pub scratch: Option<AttnScratch>,
 }
 
-/// One layer's matrix products over all rows.
+/// One layer's matrix products over all rows (QKV and gate/up with their input norm, fused or
+/// as a pass of its own).
 pub struct Products {
-    qkv: GpuOp,
+    qkv: Normed,
     o: GpuOp,
-    gate_up: GpuOp,
+    gate_up: Normed,
     down: GpuOp,
+}
+
+impl Products {
+    /// Dispatch-recording ops: 4, plus the two norm passes when they are separate.
+    pub fn len(&self) -> usize {
+        self.qkv.len() + self.gate_up.len() + 2
+    }
 }
 
 /// One layer's ops for one sequence.
@@ -84,8 +95,38 @@ impl SeqOps {
     }
 }
 
-/// Products per layer (4).
-pub const PRODUCTS: usize = 4;
+/// The mat-vec over the rows of `x` with its input norm `norm` (weights, eps): fused, or as a
+/// pass into `xn` when given.
+#[allow(clippy::too_many_arguments)]
+fn normed(
+    b: &mut OpBuilder<'_>,
+    x: Act,
+    xn: Option<Act>,
+    segs: &[Seg],
+    (norm, eps): (&Buffer, f32),
+    bias: Option<&Buffer>,
+    y: Act,
+    k: u32,
+    flags: u32,
+) -> Result<Normed> {
+    b.normed_matvec(
+        MatvecSpec {
+            x: x.buf,
+            segs,
+            norm: Some(norm.all()),
+            bias: bias.map(Buffer::all),
+            y: y.buf,
+            k,
+            x_stride: x.stride,
+            y_stride: y.stride,
+            x_off: 0,
+            y_off: 0,
+            flags,
+            eps,
+        },
+        xn.map(|a| a.buf),
+    )
+}
 
 /// `m` as one segment; a layer matrix must fit one binding.
 fn one(m: &GpuMatrix) -> Result<Seg> {
@@ -106,18 +147,12 @@ pub fn products(
     io: &ProductIo,
 ) -> Result<Products> {
     let (qd, kvd) = (c.q_dim() as u32, c.kv_dim() as u32);
-    let mut mm = |x: Act,
-                  segs: &[Seg],
-                  norm: Option<&Buffer>,
-                  bias: Option<&Buffer>,
-                  y: Act,
-                  k: u32,
-                  flags: u32| {
+    let mm = |b: &mut OpBuilder<'_>, x: Act, segs: &[Seg], y: Act, k: u32, flags: u32| {
         b.matvec(MatvecSpec {
             x: x.buf,
             segs,
-            norm: norm.map(Buffer::all),
-            bias: bias.map(Buffer::all),
+            norm: None,
+            bias: None,
             y: y.buf,
             k,
             x_stride: x.stride,
@@ -125,7 +160,7 @@ pub fn products(
             x_off: 0,
             y_off: 0,
             flags,
-            eps: if norm.is_some() { c.rms_eps } else { 0.0 },
+            eps: 0.0,
         })
     };
     let (mut q, mut k, mut v) = (one(&l.q)?, one(&l.k)?, one(&l.v)?);
@@ -135,10 +170,12 @@ pub fn products(
         v.bias = Some(qd + kvd);
     }
     let e = c.n_embd as u32;
-    let qkv = mm(
+    let qkv = normed(
+        b,
         io.x,
+        io.xn,
         &[q, k, v],
-        Some(&l.attn_norm),
+        (&l.attn_norm, c.rms_eps),
         l.qkv_bias.as_ref(),
         io.qkv,
         e,
@@ -150,30 +187,24 @@ pub fn products(
         Some(_) => (io.proj, 0),
     };
     let (o_out, o_flags) = out(&l.attn_post_norm);
-    let o = mm(io.attn, &[one(&l.o)?], None, None, o_out, qd, o_flags)?;
+    let o = mm(b, io.attn, &[one(&l.o)?], o_out, qd, o_flags)?;
     let glu = match c.act {
         Activation::Silu => F_GLU,
         Activation::Gelu => F_GLU | F_GELU,
     };
-    let gate_up = mm(
+    let gate_up = normed(
+        b,
         io.x,
+        io.xn,
         &[one(&l.gate)?, one(&l.up)?],
-        Some(&l.ffn_norm),
+        (&l.ffn_norm, c.rms_eps),
         None,
         io.ffn,
         e,
         glu,
     )?;
     let (d_out, d_flags) = out(&l.ffn_post_norm);
-    let down = mm(
-        io.ffn,
-        &[one(&l.down)?],
-        None,
-        None,
-        d_out,
-        c.n_ff as u32,
-        d_flags,
-    )?;
+    let down = mm(b, io.ffn, &[one(&l.down)?], d_out, c.n_ff as u32, d_flags)?;
     Ok(Products {
         qkv,
         o,

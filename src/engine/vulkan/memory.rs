@@ -11,7 +11,7 @@ use ash::vk;
 use super::attention::Splits;
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::graph::ubatch_for;
+use super::graph::{act_bytes_per_token, ubatch_for};
 use super::upload::CHUNK;
 use crate::engine::fit::{self, Need};
 use crate::model::Model;
@@ -97,7 +97,7 @@ fn need(dev: &Device, model: &Model, n_ctx: usize, weights: bool) -> Need {
     let ub = ubatch_for(dev, c) as u64;
     let row = 4 * c.n_vocab as u64;
     let logits_rows = ub.min(dev.max_binding().min(256 << 20) / row.max(1));
-    let per_token = 4 * (2 * c.n_embd + 3 * c.q_dim() + 2 * c.kv_dim() + c.n_ff) as u64;
+    let per_token = act_bytes_per_token(dev, c);
     let parts = 4 * Splits::for_context(dev, n_ctx)
         .map_or(1, |s| s.part_floats(c.n_head, c.head_dim)) as u64;
     Need {

@@ -79,6 +79,14 @@ pub enum OpKind {
         n: u32,
         eps: f32,
     },
+    /// `y = rms_norm(x) · w` per row of `n`, rows `stride` floats apart from float `off` on in
+    /// both (norms.rs: the norm pass).
+    RmsNorm {
+        n: u32,
+        eps: f32,
+        stride: u32,
+        off: u32,
+    },
     /// `hist_from`: tokens before this index are not added to the history.
     Advance {
         hist_from: u32,
@@ -243,6 +251,31 @@ impl GpuOp {
                 let push = [*n, n_tok, eps.to_bits()];
                 cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
+            OpKind::RmsNorm {
+                n,
+                eps,
+                stride,
+                off,
+            } => {
+                let push = [*n, n_tok, eps.to_bits(), *stride, *off];
+                cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
+            }
+        }
+    }
+
+    /// This op (same kernel and descriptor set) reading its input from float `off` on: a
+    /// mat-vec's `x_off`, a norm pass's `off`; other ops unchanged.
+    pub fn with_x_off(&self, off: u32) -> GpuOp {
+        let mut kind = self.kind.clone();
+        match &mut kind {
+            OpKind::Matvec { x_off, .. } => *x_off = off,
+            OpKind::RmsNorm { off: o, .. } => *o = off,
+            _ => {}
+        }
+        GpuOp {
+            kernel: self.kernel.clone(),
+            set: self.set,
+            kind,
         }
     }
 }

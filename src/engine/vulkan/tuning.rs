@@ -48,6 +48,10 @@ pub struct Tuning {
     /// the device has subgroup arithmetic and shuffles. Decoding on CPU implementations keeps
     /// the one-row kernel either way unless `attn_chunk` forces the split path.
     pub attn_staged: Option<bool>,
+    /// RMSNorm as its own pass (`PIGPU_VK_NORM=pass`): one small dispatch per norm writes the
+    /// normed rows once, and the QKV, gate/up and head products read them without their fused
+    /// norm. `false` (`=fused`, the default): the norm is fused into those products' prologue.
+    pub norm_pass: bool,
     /// Directory of the on-disk pipeline cache (`$XDG_CACHE_HOME/pigpu`, else
     /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
     /// shaders are compiled on every start and nothing is written.
@@ -263,6 +267,19 @@ impl Tuning {
                 }
             });
         }
+        if let Some(v) = get("PIGPU_VK_NORM") {
+            t.norm_pass = match v.trim() {
+                "pass" => true,
+                "fused" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_NORM",
+                        value: v,
+                        expected: "fused or pass",
+                    })
+                }
+            };
+        }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
             t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
                 var: "PIGPU_VK_MEM_LIMIT",
@@ -323,6 +340,7 @@ mod tests {
             ("PIGPU_VK_ATTN_CHUNK", "256"),
             ("PIGPU_VK_ATTN", "rows"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
+            ("PIGPU_VK_NORM", "pass"),
             ("HOME", "/home/pi"),
         ])
         .unwrap();
@@ -339,6 +357,7 @@ mod tests {
         let staged = parse(&[("PIGPU_VK_ATTN", " staged ")]).unwrap();
         assert_eq!(staged.attn_staged, Some(true));
         assert_eq!(t.mem_limit, Some(6 << 30));
+        assert!(t.norm_pass);
         assert_eq!(
             t.pipeline_cache,
             Some(PathBuf::from("/home/pi/.cache/pigpu"))
@@ -352,6 +371,15 @@ mod tests {
             assert_eq!(t.tiled_kernel, Some(k));
         }
         assert_eq!(parse(&[]).unwrap().tiled_kernel, None);
+    }
+
+    #[test]
+    fn the_norm_is_fused_unless_a_pass_is_asked_for() {
+        let pass = |v: &str| parse(&[("PIGPU_VK_NORM", v)]).unwrap().norm_pass;
+        assert!(!parse(&[]).unwrap().norm_pass);
+        assert!(!pass("fused"));
+        assert!(pass(" pass "));
+        assert!(!pass(""), "empty is unset");
     }
 
     #[test]
@@ -389,6 +417,7 @@ mod tests {
             ("PIGPU_VK_MEM_LIMIT", "lots"),
             ("PIGPU_VK_MEM_LIMIT", "5X"),
             ("PIGPU_VK_MEM_LIMIT", "99999999999999999999"),
+            ("PIGPU_VK_NORM", "separate"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!(e.var, var);

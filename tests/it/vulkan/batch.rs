@@ -228,6 +228,39 @@ fn smollm_batched_decode_equals_each_alone() {
     );
 }
 
+/// With the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`: the pass over every row of
+/// the batch, into a batched scratch the products read): three slots decoded together give each
+/// its tokens alone, greedy, in one submit per step.
+#[test]
+fn smollm_batched_decode_with_the_norm_pass_equals_each_alone() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let o = VulkanOptions {
+        tuning: pigpu::engine::vulkan::Tuning {
+            norm_pass: true,
+            ..lavapipe()
+        },
+        ..opts(96)
+    };
+    let mut set = VulkanSlots::new(model.clone(), 3, &o).expect("slots on lavapipe");
+    let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tokens(&model, p)).collect();
+    let (n, g) = (5, greedy_sampler());
+    let want: Vec<Vec<u32>> = (0..3)
+        .map(|i| alone(&mut set, i, &prompts[i], &g, n))
+        .collect();
+    let p: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let got = batched(&mut set, &[0, 1, 2], &p, &vec![g.clone(); 3], n);
+    assert_eq!(got, want, "B = 3 with the norm pass");
+    let st = set.batch_stats();
+    assert_eq!(
+        (st.passes, st.recorded, st.descriptor_updates),
+        (n as u64 - 1, 1, 0)
+    );
+    no_validation_errors(set.engine(0));
+}
+
 /// Aggregate decode tokens/s on lavapipe at B = 1, 2, 4 streams, batched (one pass per step)
 /// against B streams each decoding alone (its own pass per token). Run by hand:
 /// `cargo test --release --test it vulkan::batch::smollm_batched_throughput -- --ignored --nocapture`.

@@ -41,9 +41,16 @@ const TIE: f64 = 0.05;
 
 /// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
 /// path, forced on lavapipe, with the split decode attention); `None`: the device's default.
-fn vulkan_with(model: &Arc<Model>, n_ctx: usize, shape: Option<[u32; 3]>) -> VulkanEngine {
+/// `norm_pass`: the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`), else fused.
+fn vulkan_with(
+    model: &Arc<Model>,
+    n_ctx: usize,
+    shape: Option<[u32; 3]>,
+    norm_pass: bool,
+) -> VulkanEngine {
     let tuning = Tuning {
         matvec: shape,
+        norm_pass,
         // The GPU path forced: the split decode attention too (64 positions per split,
         // query heads grouped), which lavapipe does not use by default.
         attn_chunk: shape.map(|_| 64),
@@ -129,12 +136,13 @@ fn referee_split(reference: &Reference, what: &str, ctx: &[u32], (a, b): (u32, u
 /// tie of the f64 reference (both tokens within 0.05 of its best logit), and ends the comparison
 /// for that prompt.
 fn greedy_matches_cpu_reference(file: &str) {
-    greedy_matches_cpu_reference_with(file, None, &PROMPTS, 32);
+    greedy_matches_cpu_reference_with(file, None, false, &PROMPTS, 32);
 }
 
 fn greedy_matches_cpu_reference_with(
     file: &str,
     shape: Option<[u32; 3]>,
+    norm_pass: bool,
     prompts: &[&str],
     n: usize,
 ) {
@@ -143,7 +151,7 @@ fn greedy_matches_cpu_reference_with(
     };
     let model = Model::load(&path).unwrap();
     let mut cpu = cpu_reference(&model, 256);
-    let mut gpu = vulkan_with(&model, 256, shape);
+    let mut gpu = vulkan_with(&model, 256, shape, norm_pass);
     let mut referee: Option<Reference> = None;
     let p = SamplingParams::greedy();
     for &text in prompts {
@@ -181,7 +189,16 @@ fn smollm_greedy_matches_cpu_reference_mode() {
 /// path there).
 #[test]
 fn smollm_greedy_matches_cpu_reference_mode_on_the_gpu_path() {
-    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), &PROMPTS[..2], 16);
+    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), false, &PROMPTS[..2], 16);
+}
+
+/// The same with the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`): the prompt on the
+/// 8-token mat-vec and decoding on lavapipe's lane path (three prompts), then on the GPUs'
+/// subgroup path (one, shorter: the slow path there).
+#[test]
+fn smollm_greedy_matches_cpu_reference_mode_with_the_norm_pass() {
+    greedy_matches_cpu_reference_with(util::SMOLLM, None, true, &PROMPTS[..3], 32);
+    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), true, &PROMPTS[3..4], 12);
 }
 
 /// The looser comparison with the CPU engine as it runs by default (8-bit activations, like
@@ -227,22 +244,37 @@ fn smollm_first_token_matches_cpu_engine() {
 /// per layer.
 #[test]
 fn smollm_decode_counters() {
-    decode_counters(None);
+    decode_counters(None, false);
 }
 
 /// The same counters on the GPUs' subgroup mat-vec path (forced on lavapipe).
 #[test]
 fn smollm_decode_counters_on_the_gpu_path() {
-    decode_counters(Some([128, 2, 2]));
+    decode_counters(Some([128, 2, 2]), false);
 }
 
-fn decode_counters(shape: Option<[u32; 3]>) {
+/// With the norm pass (`PIGPU_VK_NORM=pass`) the same steady state (no recording, no
+/// descriptor write, one submit per token), and exactly one more dispatch per norm: two per
+/// layer (before QKV and gate/up) and the head's.
+#[test]
+fn smollm_decode_counters_with_the_norm_pass() {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
     };
+    let n_layer = Model::load(&path).unwrap().config.n_layer as u64;
+    let fused = decode_counters(None, false);
+    let pass = decode_counters(None, true);
+    assert_eq!(pass, fused + 2 * n_layer + 1, "dispatches per token");
+}
+
+/// Checks the steady state of decoding; returns the dispatches per token.
+fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return 0;
+    };
     let model = Model::load(&path).unwrap();
     let n_layer = model.config.n_layer as f64;
-    let mut gpu = vulkan_with(&model, 128, shape);
+    let mut gpu = vulkan_with(&model, 128, shape, norm_pass);
     gpu.prefill(&tokens(&model, PROMPTS[0])).unwrap();
     let p = SamplingParams {
         temperature: 0.8,
@@ -262,7 +294,7 @@ fn decode_counters(shape: Option<[u32; 3]>) {
     let secs = t0.elapsed().as_secs_f64();
     let s = gpu.stats();
     eprintln!(
-        "lavapipe decode, mat-vec {:?}: {:.2} tok/s; per token: {} dispatches ({:.2} per layer), {} submits, {} recorded, {} descriptor updates, {} B read back, {} B uploaded, {:.0} µs host",
+        "lavapipe decode, mat-vec {:?}, norm pass {norm_pass}: {:.2} tok/s; per token: {} dispatches ({:.2} per layer), {} submits, {} recorded, {} descriptor updates, {} B read back, {} B uploaded, {:.0} µs host",
         gpu.matvec_shape(),
         n as f64 / secs,
         s.dispatches / n,
@@ -278,8 +310,10 @@ fn decode_counters(shape: Option<[u32; 3]>) {
     assert_eq!(s.command_buffers_recorded, 0);
     assert_eq!(s.descriptor_updates, 0);
     assert!(s.submits <= 2 * n, "{} submits for {n} tokens", s.submits);
+    // Two more a layer with the norm pass (and the head's, inside the slack).
+    let per_layer = if norm_pass { 10.0 } else { 8.0 };
     assert!(
-        s.dispatches as f64 / n as f64 <= 8.0 * n_layer,
+        s.dispatches as f64 / n as f64 <= per_layer * n_layer,
         "{} dispatches",
         s.dispatches
     );
@@ -288,7 +322,9 @@ fn decode_counters(shape: Option<[u32; 3]>) {
         "{} bytes read back",
         s.readback_bytes
     );
+    assert_eq!(s.dispatches % n, 0, "the same dispatches every token");
     no_validation_errors(&gpu);
+    s.dispatches / n
 }
 
 /// The same seed and settings give the same tokens; sampled output stays in the vocabulary.

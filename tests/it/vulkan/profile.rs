@@ -233,3 +233,44 @@ fn bench_profile_rows_exclude_the_warm_up() {
     assert_eq!(tg["tokens"], 2, "{tg}");
     assert!(tg["ops"].as_array().unwrap().len() >= 6, "{tg}");
 }
+
+/// `PIGPU_VK_NORM=pass` (read by the command layer): the profile shows the norm pass as an op of
+/// its own, `rms_norm`, once per norm (two a layer and the head's, in decoding and in the
+/// prompt's one batch), and no product with its norm fused in: the labels by which the next GPU
+/// run's profile answers whether the pass pays (docs/vulkan.md, "RMSNorm once per token").
+#[test]
+fn run_profile_shows_the_norm_pass() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let n_norms = 2 * Model::load(&path).unwrap().config.n_layer as u64 + 1;
+    let o = util::pigpu()
+        .args(["run", path.to_str().unwrap(), "-p", "Hi", "-n", "3"])
+        .args(["--temp", "0", "--ctx", "32", "--profile", "--json"])
+        .args(["--backend", "vulkan", "--device", "llvmpipe"])
+        .env("PIGPU_VK_NORM", "pass")
+        .output()
+        .expect("spawn pigpu");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let phases = j["profile"]["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{j}");
+    for ph in phases {
+        let ops = ph["ops"].as_array().unwrap();
+        let norm = ops
+            .iter()
+            .find(|o| o["label"] == "rms_norm")
+            .unwrap_or_else(|| panic!("no rms_norm op in {ph}"));
+        let per_batch =
+            norm["count"].as_u64().unwrap() as f64 / ph["submits"].as_u64().unwrap() as f64;
+        assert_eq!(per_batch, n_norms as f64, "{ph}");
+        for o in ops {
+            let label = o["label"].as_str().unwrap();
+            assert!(
+                !label.split(' ').any(|w| w == "norm"),
+                "{label}: a fused norm beside the pass"
+            );
+        }
+    }
+}

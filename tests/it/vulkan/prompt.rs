@@ -14,6 +14,17 @@ use crate::util;
 
 #[test]
 fn smollm_tiled_prompt_logits_match_f64_reference() {
+    tiled_prompt(false);
+}
+
+/// The same with the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`), the head's over
+/// the last token's row only.
+#[test]
+fn smollm_tiled_prompt_logits_with_the_norm_pass_match_f64_reference() {
+    tiled_prompt(true);
+}
+
+fn tiled_prompt(norm_pass: bool) {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
     };
@@ -28,12 +39,19 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
     );
     let reference = Reference::new(&model).logits(&prompt);
     // The default form and the vec4 one with prefetch (which runs all of `vec4`'s code; the lib's
-    // tiled_ tests cover every form on every weight type and fusion): ~1 CPU-min each.
-    for form in [TiledKernel::Scalar, TiledKernel::Vec4Prefetch] {
+    // tiled_ tests cover every form on every weight type and fusion): ~1 CPU-min each. With the
+    // norm pass, the default form only.
+    let forms: &[TiledKernel] = if norm_pass {
+        &[TiledKernel::Scalar]
+    } else {
+        &[TiledKernel::Scalar, TiledKernel::Vec4Prefetch]
+    };
+    for &form in forms {
         let tuning = Tuning {
             prompt_tiled: Some(true),
             tiled_kernel: Some(form),
             ubatch: Some(70),
+            norm_pass,
             ..super::lavapipe()
         };
         let mut gpu = vulkan_tuned(&model, 256, tuning);
@@ -43,7 +61,7 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
         let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
         let name = form.name();
         eprintln!(
-            "tiled ({name}) prompt of {} tokens: max |logit - f64 reference| {d:.4} (at {i})",
+            "tiled ({name}) prompt of {} tokens, norm pass {norm_pass}: max |logit - f64 reference| {d:.4} (at {i})",
             prompt.len()
         );
         assert!(

@@ -210,7 +210,8 @@ pub fn check_matmul(
 
 /// QKV-style: the matrices `segs` (type, rows) of width `k` in one dispatch, RMSNorm fused in,
 /// a bias per row, the result added onto y (residual), for each batch size in `n_toks`; checked
-/// as "`label` n_tok=N". `inspect` sees each op before it runs.
+/// as "`label` n_tok=N". `inspect` sees each op before it runs (the product). With
+/// `gpu.norm_pass` the norm runs as its own pass (norms.rs) and the product without it.
 pub fn check_fused(
     gpu: &mut Gpu,
     rng: &mut Rng,
@@ -256,9 +257,24 @@ pub fn check_fused(
             eps,
             ..dense(&xbuf, &seg_list, &ybuf, k, total)
         };
-        let op = gpu.ops().matvec(spec).unwrap();
-        inspect(&op);
-        gpu.run(&[(&op, n_tok as u32)]);
+        // With `gpu.norm_pass`: the norm as a pass of its own into xn (NaN until written),
+        // then the product without its fused norm.
+        let xn = gpu
+            .norm_pass
+            .then(|| gpu.buf_f32(&vec![f32::NAN; n_tok * k]));
+        let op = gpu
+            .ops()
+            .normed_matvec(spec, xn.as_ref().map(Buffer::all))
+            .unwrap();
+        assert_eq!(op.pass.is_some(), gpu.norm_pass);
+        inspect(&op.product);
+        let ops: Vec<(&GpuOp, u32)> = op
+            .pass
+            .iter()
+            .chain([&op.product])
+            .map(|o| (o, n_tok as u32))
+            .collect();
+        gpu.run(&ops);
         let got = gpu.read_f32(&ybuf, n_tok * total);
         // Reference: normalise, multiply, add bias, add the previous y.
         let mut xn = x.clone();

@@ -6,6 +6,7 @@ mod attention;
 mod device;
 mod kernels;
 mod matmul;
+mod norm;
 mod sampler;
 mod shapes;
 mod tiled;
@@ -38,6 +39,8 @@ pub struct Gpu {
     pub kernels: Kernels,
     pub arena: DescriptorArena,
     pub up: Uploader,
+    /// Products over normed rows (`check_fused`) take the norm pass instead of the fused norm.
+    pub norm_pass: bool,
 }
 
 impl Gpu {
@@ -83,6 +86,7 @@ impl Gpu {
             kernels,
             arena: DescriptorArena::new(&dev, 64, 512).unwrap(),
             up: Uploader::new(&dev, 1 << 20).unwrap(),
+            norm_pass: false,
             dev,
         }
     }
