@@ -32,6 +32,7 @@ const SINGLE: &[&str] = &[
     "rope_kv",
     "attention",
     "sample",
+    "sample_pre",
     "advance",
     "empty",
     "attention_prompt",

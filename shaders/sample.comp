@@ -1,23 +1,28 @@
 #version 450
-// Sampling on the GPU, in one workgroup, so only the chosen token id ever leaves the device.
-// Semantics (mirrored by the CPU reference in src/engine/vulkan/tests): repetition penalty on the
-// distinct tokens among the last `last_n` of the history -> greedy argmax (ties: lowest id) when
-// temp <= 0; otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p
-// (smallest prefix whose mass >= top_p * total) -> min-p (w >= min_p; the top w is 1) -> draw:
-// the first token in that order whose cumulative mass exceeds u * total.
+// The sampler's second stage, in one workgroup, over the candidates sample_pre.comp kept (its
+// penalized logits in `sc`, their ids in `ids`, in id order: common/candidates.glsl), so only
+// the chosen token id ever leaves the device. Semantics (mirrored by the CPU reference in
+// src/engine/vulkan/tests): repetition penalty on the distinct tokens among the last `last_n` of
+// the history (applied by the prefilter) -> greedy argmax (ties: lowest id) when temp <= 0;
+// otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p (smallest
+// prefix whose mass >= top_p * total) -> min-p (w >= min_p; the top w is 1) -> draw: the first
+// token in that order whose cumulative mass exceeds u * total.
 // Thresholds are found without sorting by a 4-bit radix search (8 passes) over the float bits of
-// the keys, counting tokens (top-k) or summing their mass (top-p, draw); ties at the threshold
-// are resolved in id order. The token is written to the state (where the next step's embedding
-// lookup reads it) and appended to the history. A logit that is NaN or infinite (broken weights)
-// is flagged in the state's S_BAD word, which the host reads back beside the token, and the token
-// is then 0 (an id the next step can embed).
+// the keys, counting candidates (top-k) or summing their mass (top-p, draw); ties at the
+// threshold are resolved in index order, which is id order. The token is written to the state
+// (where the next step's embedding lookup reads it) and appended to the history. A logit that
+// is NaN or infinite (broken weights), flagged by the prefilter per slice, sets the state's
+// S_BAD word, which the host reads back beside the token, and the token is then 0 (an id the
+// next step can embed).
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
 layout(local_size_x_id = 0) in;
+// Binding 0 (the logits) is read by the prefilter only; both stages share one descriptor set.
 layout(set = 0, binding = 0) readonly buffer Logits { float logits[]; };
 layout(set = 0, binding = 1) coherent buffer State { uint state[]; };
 layout(set = 0, binding = 2) coherent buffer Scratch { float sc[]; };
-layout(set = 0, binding = 3) readonly buffer Params {
+layout(set = 0, binding = 3) readonly buffer Ids { uint ids[]; };
+layout(set = 0, binding = 4) readonly buffer Params {
     float temp;
     uint top_k;
     float top_p;
@@ -32,11 +37,14 @@ layout(push_constant) uniform PC {
     uint logits_off;
 } pc;
 #include "common/state.glsl"
+#include "common/candidates.glsl"
 
 shared float hm[16u * WG];
 shared uint hc[16u * WG];
 shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_bad;
 shared float s_above_m;
+// Candidates (set at the start of main; the same in every invocation).
+uint n_cand;
 
 // Order-preserving map of a float to a uint (for logits, which may be negative).
 uint okey(float f) {
@@ -69,7 +77,7 @@ void sync() {
 // number of elements equal to T in s_cnt_eq.
 void search(bool by_mass, uint tcount, float tmass, bool strict) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = pc.n_vocab;
+    const uint n = n_cand;
     uint prefix = 0u;
     for (uint pass_ = 0u; pass_ < 8u; pass_++) {
         const uint shift = 28u - 4u * pass_;
@@ -149,7 +157,7 @@ void search(bool by_mass, uint tcount, float tmass, bool strict) {
 // The id of the r-th (0-based) element, in id order, whose key equals s_key. Leaves it in s_cut.
 void nth_equal(bool by_mass, uint r) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = pc.n_vocab;
+    const uint n = n_cand;
     const uint T = s_key;
     const uint chunk = (n + WG - 1u) / WG;
     const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
@@ -207,39 +215,21 @@ float reduce_f(float v, bool is_max) {
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = pc.n_vocab;
+    n_cand = cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
+    const uint n = n_cand;
     if (tid == 0u) {
         s_bad = 0u;
     }
     sync();
     uint bad = 0u;
-    for (uint i = tid; i < n; i += WG) {
-        float v = logits[pc.logits_off + i];
-        sc[i] = v;
-        bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+    for (uint j = tid; j < n_slices(pc.n_vocab); j += WG) {
+        bad |= ids[pc.n_vocab + j];
     }
     if (bad != 0u) {
         atomicOr(s_bad, bad);
     }
     sync();
-
-    // Repetition penalty, once per distinct token among the last `last_n`.
     const uint nh = state[S_NHIST];
-    const uint last_n = min(min(prm.last_n, nh), HIST);
-    if (prm.penalty != 1.0) {
-        for (uint j = tid; j < last_n; j += WG) {
-            uint tok = state[S_HIST + (nh - 1u - j) % HIST];
-            bool dup = false;
-            for (uint i = 0u; i < j; i++) {
-                dup = dup || state[S_HIST + (nh - 1u - i) % HIST] == tok;
-            }
-            if (!dup && tok < n) {
-                float v = sc[tok];
-                sc[tok] = v > 0.0 ? v / prm.penalty : v * prm.penalty;
-            }
-        }
-    }
-    sync();
 
     uint token = 0u;
     if (prm.temp <= 0.0) {
@@ -266,7 +256,7 @@ void main() {
             }
             sync();
         }
-        token = hc[0];
+        token = hc[0] < n ? ids[hc[0]] : 0u;
     } else {
         if (prm.top_k > 0u && prm.top_k < n) {
             search(false, prm.top_k, 0.0, false);
@@ -325,7 +315,7 @@ void main() {
         float idx = floor((target - s_above_m) / tw);
         uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
         nth_equal(true, r);
-        token = s_cut;
+        token = s_cut < n ? ids[s_cut] : 0u;
     }
 
     if (tid == 0u) {

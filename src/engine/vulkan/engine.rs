@@ -187,9 +187,15 @@ impl VulkanEngine {
         cmd.end()
     }
 
-    /// Records this engine's sampler (over its logits row 0) into a batched pass (batch.rs).
-    pub(super) fn record_sample(&self, cmd: &mut CmdBuffer) {
-        self.graph.sample.record(cmd, 1);
+    /// Records this engine's sampler prefilter (over its logits row 0) into a batched pass
+    /// (batch.rs records it for every slot as a group, then each slot's selection).
+    pub(super) fn record_sample_pre(&self, cmd: &mut CmdBuffer) {
+        self.graph.sample.record_sample_stage(cmd, true);
+    }
+
+    /// Records this engine's sampler selection (after its prefilter) into a batched pass.
+    pub(super) fn record_sample_select(&self, cmd: &mut CmdBuffer) {
+        self.graph.sample.record_sample_stage(cmd, false);
     }
 
     /// Records the copy of this engine's sampled token and verdict to its readback (batch.rs).

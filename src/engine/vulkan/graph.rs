@@ -28,7 +28,7 @@ use super::buffer::{BufRange, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::device::{Device, DeviceKind};
 use super::error::{Result, VkError};
-use super::kernels::STATE_WORDS;
+use super::kernels::{sample_id_words, STATE_WORDS};
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
 use super::norms::Normed;
 use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
@@ -91,8 +91,11 @@ pub struct Acts {
     pub xn: Option<Buffer>,
     /// [logits_rows][n_vocab] f32: logits (row 0: the pending token's).
     pub logits: Buffer,
-    /// [n_vocab] f32: the sampler's working copy.
+    /// [n_vocab] f32: the sampler's candidates (their penalized logits, then its working copy).
     pub scratch: Buffer,
+    /// [kernels::sample_id_words(n_vocab)] u32: the candidates' ids, then each vocabulary
+    /// slice's NaN/infinity bits.
+    pub cand_ids: Buffer,
     /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl).
     pub state: Buffer,
     /// [B] u32: prompt tokens, copied from `tokens_up`.
@@ -145,6 +148,7 @@ impl Acts {
                 .transpose()?,
             logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
+            cand_ids: f(sample_id_words(c.n_vocab), "sampler scratch")?,
             state: f(STATE_WORDS, "decoding state")?,
             tokens: f(b, "prompt tokens")?,
             tokens_up: Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens")?,
@@ -317,6 +321,7 @@ pub fn build(
         a.logits.all(),
         st,
         a.scratch.all(),
+        a.cand_ids.all(),
         a.params.all(),
         c.n_vocab as u32,
     )?;

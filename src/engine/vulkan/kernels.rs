@@ -54,6 +54,26 @@ pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
 /// positions, 0 = none).
 pub const ATTN_PUSH: u32 = 8;
 
+/// Storage bindings of both sampler kernels (logits, state, candidates' logits, candidates' ids,
+/// parameters): one descriptor set serves the prefilter and the selection.
+pub const SAMPLE_BINDINGS: [u32; 5] = [1; 5];
+/// Tokens per prefilter workgroup (shaders/common/candidates.glsl: SLICE).
+pub const SAMPLE_SLICE: usize = 1024;
+/// Most candidates a slice keeps for top-k (shaders/common/candidates.glsl: K_MAX); a larger
+/// top_k keeps the whole vocabulary.
+#[cfg(test)]
+pub const SAMPLE_K_MAX: usize = 128;
+
+/// Prefilter workgroups (vocabulary slices) for a vocabulary of `n_vocab` tokens.
+pub fn sample_slices(n_vocab: usize) -> usize {
+    n_vocab.div_ceil(SAMPLE_SLICE)
+}
+
+/// Words of the candidates' id buffer: an id per token, then each slice's NaN/infinity bits.
+pub fn sample_id_words(n_vocab: usize) -> usize {
+    n_vocab + sample_slices(n_vocab)
+}
+
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
     shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
@@ -252,8 +272,18 @@ impl Kernels {
             &[64],
         )
     }
-    pub fn sample(&self) -> Result<Rc<GpuKernel>> {
-        self.get("sample", shaders::SAMPLE, &[1, 1, 1, 1], 2, &[128])
+    /// The sampler's two stages: the prefilter over the vocabulary's slices, the selection
+    /// over the candidates (one workgroup).
+    pub fn sample(&self) -> Result<(Rc<GpuKernel>, Rc<GpuKernel>)> {
+        let pre = self.get(
+            "sample_pre",
+            shaders::SAMPLE_PRE,
+            &SAMPLE_BINDINGS,
+            2,
+            &[128],
+        )?;
+        let select = self.get("sample", shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &[128])?;
+        Ok((pre, select))
     }
     pub fn advance(&self) -> Result<Rc<GpuKernel>> {
         self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])

@@ -12,6 +12,7 @@ use super::attention::Splits;
 use super::device::Device;
 use super::error::{Result, VkError};
 use super::graph::{act_bytes_per_token, ubatch_for};
+use super::kernels::sample_id_words;
 use super::upload::CHUNK;
 use crate::engine::fit::{self, Need};
 use crate::model::Model;
@@ -103,10 +104,14 @@ fn need(dev: &Device, model: &Model, n_ctx: usize, weights: bool) -> Need {
     Need {
         weights: if weights { weight_bytes } else { 0 },
         kv_per_pos: fit::kv_per_pos(c, 2),
-        // Activations, logits rows, the sampler's copy, the attention partials, and the
-        // staging buffer the upload streams through (host memory on a discrete GPU, the same
-        // memory on lavapipe and integrated GPUs: counted either way).
-        scratch: per_token * ub + (logits_rows + 1) * row + parts + CHUNK,
+        // Activations, logits rows, the sampler's candidates (logits and ids), the attention
+        // partials, and the staging buffer the upload streams through (host memory on a
+        // discrete GPU, the same memory on lavapipe and integrated GPUs: counted either way).
+        scratch: per_token * ub
+            + (logits_rows + 1) * row
+            + 4 * sample_id_words(c.n_vocab) as u64
+            + parts
+            + CHUNK,
         n_ctx,
     }
 }

@@ -11,7 +11,7 @@ use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::Result;
-use super::kernels::{Kernels, Seg, F_BIAS, F_GLU, F_NORM, MATMUL_NT, MAX_SEG};
+use super::kernels::{sample_slices, Kernels, Seg, F_BIAS, F_GLU, F_NORM, MATMUL_NT, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
 use super::shapes::PATH_LANE;
 use super::tiled::{PromptAttention, Tiled};
@@ -66,6 +66,9 @@ pub enum OpKind {
     },
     Sample {
         n_vocab: u32,
+        /// The selection over the candidates (one workgroup) after the prefilter (the op's
+        /// kernel, one workgroup per vocabulary slice), on the same descriptor set.
+        select: Rc<GpuKernel>,
     },
     /// Per-head Q/K RMS norm in place in the QKV buffer (norms.rs).
     QkNorm {
@@ -75,10 +78,7 @@ pub enum OpKind {
         eps: f32,
     },
     /// `x += rms_norm(y) · w` per token row of `n` (norms.rs).
-    NormAdd {
-        n: u32,
-        eps: f32,
-    },
+    NormAdd { n: u32, eps: f32 },
     /// `y = rms_norm(x) · w` per row of `n`, rows `stride` floats apart from float `off` on in
     /// both (norms.rs: the norm pass).
     RmsNorm {
@@ -88,9 +88,7 @@ pub enum OpKind {
         off: u32,
     },
     /// `hist_from`: tokens before this index are not added to the history.
-    Advance {
-        hist_from: u32,
-    },
+    Advance { hist_from: u32 },
 }
 
 /// A dispatch with its descriptor set written once.
@@ -231,8 +229,9 @@ impl GpuOp {
                     None => cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]),
                 }
             }
-            OpKind::Sample { n_vocab } => {
-                cmd.dispatch(&self.kernel, self.set, &[*n_vocab, 0], [1, 1, 1]);
+            OpKind::Sample { .. } => {
+                self.record_sample_stage(cmd, true);
+                self.record_sample_stage(cmd, false);
             }
             OpKind::Advance { hist_from } => {
                 cmd.dispatch(&self.kernel, self.set, &[n_tok, *hist_from], [1, 1, 1]);
@@ -276,6 +275,24 @@ impl GpuOp {
             kernel: self.kernel.clone(),
             set: self.set,
             kind,
+        }
+    }
+}
+
+impl GpuOp {
+    /// Records one stage of a `Sample` op: the prefilter (`first`) or the selection, which
+    /// reads what the prefilter wrote (the recorder's barrier between them, unless grouped:
+    /// batch.rs records each stage as a group over its slots). Nothing for other ops.
+    pub fn record_sample_stage(&self, cmd: &mut CmdBuffer, first: bool) {
+        let OpKind::Sample { n_vocab, select } = &self.kind else {
+            return;
+        };
+        let push = [*n_vocab, 0];
+        if first {
+            let slices = sample_slices(*n_vocab as usize) as u32;
+            cmd.dispatch(&self.kernel, self.set, &push, [slices, 1, 1]);
+        } else {
+            cmd.dispatch(select, self.set, &push, [1, 1, 1]);
         }
     }
 }
@@ -447,22 +464,26 @@ impl OpBuilder<'_> {
         Ok(GpuOp { kernel, set, kind })
     }
 
+    /// The sampler over the logits row at the start of `logits`: `scratch` (`n_vocab` floats)
+    /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages.
     pub fn sample(
         &mut self,
         logits: BufRange,
         state: BufRange,
         scratch: BufRange,
+        ids: BufRange,
         params: BufRange,
         n_vocab: u32,
     ) -> Result<GpuOp> {
-        let kernel = self.kernels.sample()?;
-        let set = self
-            .arena
-            .set(&kernel, &[&[logits], &[state], &[scratch], &[params]])?;
+        let (kernel, select) = self.kernels.sample()?;
+        let set = self.arena.set(
+            &kernel,
+            &[&[logits], &[state], &[scratch], &[ids], &[params]],
+        )?;
         Ok(GpuOp {
             kernel,
             set,
-            kind: OpKind::Sample { n_vocab },
+            kind: OpKind::Sample { n_vocab, select },
         })
     }
 

@@ -284,7 +284,18 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
         repeat_penalty: 1.1,
         repeat_last_n: 64,
     };
+    gpu.reset_stats();
     gpu.step(&p, 0.5).unwrap(); // the first step only samples (the prompt's logits are ready)
+    let first = gpu.stats();
+    assert_eq!(
+        (
+            first.dispatches,
+            first.submits,
+            first.command_buffers_recorded
+        ),
+        (2, 1, 0),
+        "the sample-only step: the sampler's prefilter and selection, one submit"
+    );
     gpu.reset_stats();
     let n = 8u64;
     let t0 = std::time::Instant::now();
@@ -317,6 +328,11 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
         "{} dispatches",
         s.dispatches
     );
+    if shape.is_none() {
+        // lavapipe's default path: the embedding, 6 per layer (one-row attention), the head,
+        // the sampler's prefilter and selection.
+        assert_eq!(s.dispatches, n * (6 * model.config.n_layer as u64 + 4));
+    }
     assert!(
         s.readback_bytes <= 16 * n,
         "{} bytes read back",

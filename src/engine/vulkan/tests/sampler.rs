@@ -1,30 +1,22 @@
-//! The GPU sampler against a CPU reference of the same semantics (see shaders/sample.comp), on
-//! random logits over a vocabulary that is not a multiple of the workgroup size, with ties.
+//! The GPU sampler (the prefilter shaders/sample_pre.comp, then the selection
+//! shaders/sample.comp) against a CPU reference of the same semantics, on random logits over
+//! vocabularies that are not a multiple of the workgroup size or of the prefilter's slice, with
+//! ties within and across slices, penalized tokens in several slices, and top-k on both sides
+//! of the prefilter's limit (`SAMPLE_K_MAX`, past which it keeps the whole vocabulary).
 
 use super::{Gpu, Rng};
-use crate::engine::vulkan::buffer::u32_bytes;
-use crate::engine::vulkan::kernels::{sample_params, HIST, STATE_WORDS, S_BAD, S_TOKEN};
+use crate::engine::vulkan::buffer::{u32_bytes, Buffer};
+use crate::engine::vulkan::kernels::{
+    sample_id_words, sample_params, sample_slices, HIST, SAMPLE_K_MAX, SAMPLE_SLICE, STATE_WORDS,
+    S_BAD, S_TOKEN,
+};
 use crate::engine::SamplingParams;
 
 /// The reference: penalty -> greedy | top-k -> softmax(temp) -> top-p -> min-p -> draw, in the
 /// order (logit desc, id asc).
 pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u32 {
     let n = logits.len();
-    let mut l = logits.to_vec();
-    if p.repeat_penalty != 1.0 {
-        let mut seen = Vec::new();
-        for &t in hist.iter().rev().take(p.repeat_last_n.min(HIST)) {
-            if !seen.contains(&t) && (t as usize) < n {
-                seen.push(t);
-                let v = &mut l[t as usize];
-                *v = if *v > 0.0 {
-                    *v / p.repeat_penalty
-                } else {
-                    *v * p.repeat_penalty
-                };
-            }
-        }
-    }
+    let l = penalized(logits, hist, p);
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap().then(a.cmp(&b)));
     if p.temperature <= 0.0 {
@@ -82,6 +74,140 @@ fn params(
     }
 }
 
+/// The repetition penalty as the reference applies it: `logits` with each distinct token among
+/// the last `repeat_last_n` of `hist` penalized once.
+fn penalized(logits: &[f32], hist: &[u32], p: &SamplingParams) -> Vec<f32> {
+    let mut l = logits.to_vec();
+    if p.repeat_penalty != 1.0 {
+        let mut seen = Vec::new();
+        for &t in hist.iter().rev().take(p.repeat_last_n.min(HIST)) {
+            if !seen.contains(&t) && (t as usize) < l.len() {
+                seen.push(t);
+                let v = &mut l[t as usize];
+                *v = if *v > 0.0 {
+                    *v / p.repeat_penalty
+                } else {
+                    *v * p.repeat_penalty
+                };
+            }
+        }
+    }
+    l
+}
+
+/// The sampler op over one logits row on the device, with its candidate buffers.
+struct Sampler {
+    n: usize,
+    logits: Buffer,
+    scratch: Buffer,
+    ids: Buffer,
+}
+
+/// What one run left: the state words and the candidates' id buffer.
+struct Run {
+    state: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Sampler {
+    fn new(gpu: &mut Gpu, logits: &[f32]) -> Sampler {
+        let n = logits.len();
+        Sampler {
+            n,
+            logits: gpu.buf_f32(logits),
+            scratch: gpu.buf_f32(&vec![0.0; n]),
+            // Poisoned, so a word the prefilter should have written and did not shows.
+            ids: gpu.buf_u32(&vec![0xDEAD_BEEF; sample_id_words(n)]),
+        }
+    }
+
+    /// Samples with `p` and `u` from a state whose history is `hist` (n_past 12; `bad`: a stale
+    /// verdict the sampler must overwrite).
+    fn run(&self, gpu: &mut Gpu, hist: &[u32], p: &SamplingParams, u: f32, bad: u32) -> Run {
+        let mut state = vec![0u32; STATE_WORDS];
+        state[0] = 12; // n_past
+        state[3] = hist.len() as u32;
+        for (i, &t) in hist.iter().enumerate() {
+            state[4 + i] = t;
+        }
+        state[S_BAD] = bad;
+        let sbuf = gpu.buf_u32(&state);
+        let pbuf = gpu.buf(u32_bytes(&sample_params(p, u)));
+        let op = gpu
+            .ops()
+            .sample(
+                self.logits.all(),
+                sbuf.all(),
+                self.scratch.all(),
+                self.ids.all(),
+                pbuf.all(),
+                self.n as u32,
+            )
+            .unwrap();
+        let mut cmd = crate::engine::vulkan::command::CmdBuffer::new(&gpu.dev).unwrap();
+        cmd.begin(false).unwrap();
+        op.record(&mut cmd, 1);
+        cmd.end().unwrap();
+        assert_eq!(cmd.dispatches, 2, "the prefilter and the selection");
+        cmd.submit_wait().unwrap();
+        Run {
+            state: gpu.read_u32(&sbuf, STATE_WORDS),
+            ids: gpu.read_u32(&self.ids, sample_id_words(self.n)),
+        }
+    }
+
+    /// Runs every case at several `u` and checks each token against the reference, the state
+    /// bookkeeping, and which candidates the prefilter kept.
+    fn check(&self, gpu: &mut Gpu, logits: &[f32], hist: &[u32], cases: &[SamplingParams]) {
+        for (ci, p) in cases.iter().enumerate() {
+            for u in [0.0f32, 0.13, 0.5, 0.77, 0.999] {
+                let r = self.run(gpu, hist, p, u, 0);
+                let want = sample_ref(logits, hist, p, u);
+                let what = format!("n={} case {ci} {p:?} u={u}", self.n);
+                assert_eq!(r.state[S_TOKEN], want, "{what}");
+                assert_eq!(
+                    r.state[0], 12,
+                    "n_past untouched (the token is fed next step)"
+                );
+                assert_eq!(r.state[3], hist.len() as u32 + 1, "history count: {what}");
+                assert_eq!(r.state[4 + hist.len()], want, "appended: {what}");
+                assert_eq!(r.state[S_BAD], 0, "finite logits: {what}");
+                expect_candidates(&r.ids, &penalized(logits, hist, p), p, &what);
+            }
+        }
+    }
+}
+
+/// Candidates per slice the prefilter keeps for `p` over `n` tokens (shaders/common/
+/// candidates.glsl), written out again so the test checks the shader's rule.
+fn per_slice(p: &SamplingParams, n: usize) -> usize {
+    if p.temperature <= 0.0 {
+        1
+    } else if p.top_k > 0 && p.top_k < n && p.top_k <= SAMPLE_K_MAX {
+        p.top_k
+    } else {
+        SAMPLE_SLICE
+    }
+}
+
+/// The prefilter kept, for each slice at slice·k, exactly the slice's top k of the penalized
+/// logits `l` (order: logit desc, id asc), in id order; each slice's NaN/infinity word is 0.
+fn expect_candidates(ids: &[u32], l: &[f32], p: &SamplingParams, what: &str) {
+    let n = l.len();
+    let k = per_slice(p, n);
+    for s in 0..sample_slices(n) {
+        let lo = s * SAMPLE_SLICE;
+        let hi = (lo + SAMPLE_SLICE).min(n);
+        let mut best: Vec<u32> = (lo as u32..hi as u32).collect();
+        best.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
+        best.truncate(k);
+        best.sort_unstable();
+        let got = &ids[s * k..s * k + best.len()];
+        assert_eq!(got, &best[..], "slice {s}'s candidates (k = {k}): {what}");
+        assert_eq!(ids[n + s], 0, "slice {s}'s verdict: {what}");
+    }
+}
+
 #[test]
 fn gpu_sampler_matches_reference() {
     let mut gpu = Gpu::new();
@@ -107,47 +233,104 @@ fn gpu_sampler_matches_reference() {
         params(0.8, 50, 0.95, 0.02, 1.1),
         params(1.5, 7, 1.0, 0.0, 1.0),
     ];
-    let lbuf = gpu.buf_f32(&logits);
-    let scratch = gpu.buf_f32(&vec![0.0; n]);
-    for (ci, p) in cases.iter().enumerate() {
-        for u in [0.0f32, 0.13, 0.5, 0.77, 0.999] {
-            let mut state = vec![0u32; STATE_WORDS];
-            state[0] = 12; // n_past
-            state[3] = hist.len() as u32;
-            for (i, &t) in hist.iter().enumerate() {
-                state[4 + i] = t;
-            }
-            let sbuf = gpu.buf_u32(&state);
-            let pbuf = gpu.buf(u32_bytes(&sample_params(p, u)));
-            let op = gpu
-                .ops()
-                .sample(lbuf.all(), sbuf.all(), scratch.all(), pbuf.all(), n as u32)
-                .unwrap();
-            gpu.run(&[(&op, 1)]);
-            let st = gpu.read_u32(&sbuf, 4 + hist.len() + 1);
-            let want = sample_ref(&logits, &hist, p, u);
-            assert_eq!(st[2], want, "case {ci} {p:?} u={u}");
-            assert_eq!(
-                st[0], 12,
-                "n_past untouched (the token is fed by the next step)"
-            );
-            assert_eq!(st[3], hist.len() as u32 + 1, "history count");
-            assert_eq!(st[4 + hist.len()], want, "token appended to the history");
-        }
-    }
+    Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
     // Greedy ties go to the lowest id.
     assert_eq!(sample_ref(&logits, &hist, &cases[0], 0.0), 17);
 }
 
-/// A NaN or infinite logit anywhere in the row is flagged in the state's `S_BAD` word (bit 0
-/// NaN, bit 1 infinite), greedy or sampling, and the token is then 0 (an id the next step can
-/// embed); finite logits leave the word 0 and sample as before.
+/// The prefilter's boundaries: five slices, the last one short; logits on a coarse grid, so
+/// every top-k cut falls inside a run of equal logits spread over all the slices (ties across
+/// slice boundaries, kept in id order); penalized tokens in four slices, one of them the
+/// greedy winner; top_k = 1, 2, K_MAX (the prefilter's largest) and K_MAX + 1 (the whole
+/// vocabulary), top_k = n - 1 and top_k = n.
+#[test]
+fn gpu_sampler_candidates_across_slices() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(11);
+    let n = 4 * SAMPLE_SLICE + 333;
+    let mut logits: Vec<f32> = (0..n).map(|_| (rng.sym(4.0) * 4.0).round() / 4.0).collect();
+    // The maximum at the last id of slice 0 and the first of slice 1 (greedy: the lower id),
+    // above it a token in slice 4 that the penalty pushes below.
+    logits[SAMPLE_SLICE - 1] = 6.0;
+    logits[SAMPLE_SLICE] = 6.0;
+    logits[4 * SAMPLE_SLICE + 100] = 7.0;
+    let hist: Vec<u32> = vec![
+        5,
+        4 * SAMPLE_SLICE as u32 + 100,
+        1030,
+        2047,
+        n as u32 - 1,
+        5,
+        3000,
+    ];
+    let k = SAMPLE_K_MAX;
+    let cases = [
+        params(0.0, 0, 1.0, 0.0, 1.0),
+        params(0.0, 0, 1.0, 0.0, 1.3),
+        params(0.9, 1, 1.0, 0.0, 1.2),
+        params(0.9, 2, 1.0, 0.0, 1.0),
+        params(1.0, k, 1.0, 0.0, 1.0),
+        params(0.6, k, 0.8, 0.01, 1.3),
+        params(1.0, k + 1, 1.0, 0.0, 1.0),
+        params(0.6, k + 1, 0.8, 0.01, 1.3),
+        params(0.8, 0, 0.5, 0.0, 1.1),
+        params(1.2, n - 1, 1.0, 0.0, 1.0),
+        params(1.2, n, 1.0, 0.1, 1.0),
+    ];
+    let s = Sampler::new(&mut gpu, &logits);
+    s.check(&mut gpu, &logits, &hist, &cases);
+    assert_eq!(sample_ref(&logits, &hist, &cases[0], 0.0), 4 * 1024 + 100);
+    assert_eq!(
+        sample_ref(&logits, &hist, &cases[1], 0.0),
+        SAMPLE_SLICE as u32 - 1
+    );
+    // The whole vocabulary past K_MAX: every id in place.
+    let r = s.run(&mut gpu, &hist, &cases[6], 0.5, 0);
+    assert!(r.ids[..n]
+        .iter()
+        .enumerate()
+        .all(|(i, &id)| id as usize == i));
+
+    // The top K_MAX all in one slice (slice 2): the other slices' candidates are all dropped
+    // by the selection's top-k, whose cut falls among equal logits.
+    let mut crowded = logits.clone();
+    for (j, v) in crowded[2 * SAMPLE_SLICE..2 * SAMPLE_SLICE + 300]
+        .iter_mut()
+        .enumerate()
+    {
+        *v = 10.0 + (j % 7) as f32 * 0.25;
+    }
+    let s = Sampler::new(&mut gpu, &crowded);
+    s.check(&mut gpu, &crowded, &hist, &cases[2..8]);
+}
+
+/// A vocabulary smaller than one slice and smaller than top_k: one prefilter workgroup, top-k
+/// a no-op as over the whole vocabulary.
+#[test]
+fn gpu_sampler_small_vocabulary() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(3);
+    let n = 77;
+    let logits = rng.vec(n, 3.0);
+    let hist = vec![3u32, 76, 3, 40];
+    let cases = [
+        params(0.0, 0, 1.0, 0.0, 1.2),
+        params(0.8, 20, 0.9, 0.0, 1.2),
+        params(0.8, 76, 1.0, 0.05, 1.0),
+        params(0.8, 100, 1.0, 0.0, 1.0),
+    ];
+    Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
+}
+
+/// A NaN or infinite logit anywhere in the row (the first slice, or the last, short one) is
+/// flagged in the state's `S_BAD` word (bit 0 NaN, bit 1 infinite), greedy or sampling,
+/// whatever the candidates, and the token is then 0 (an id the next step can embed); finite
+/// logits leave the word 0 and sample as before.
 #[test]
 fn gpu_sampler_flags_non_finite_logits() {
     let mut gpu = Gpu::new();
     let mut rng = Rng::new(9);
-    let n = 1001usize;
-    let scratch = gpu.buf_f32(&vec![0.0; n]);
+    let n = 2 * SAMPLE_SLICE + 1001;
     let cases = [
         (None, 0),
         (Some(f32::NAN), 1),
@@ -155,30 +338,24 @@ fn gpu_sampler_flags_non_finite_logits() {
         (Some(f32::NEG_INFINITY), 2),
     ];
     for (bad, want_flag) in cases {
-        let mut logits = rng.vec(n, 4.0);
-        logits[321] = 50.0;
-        if let Some(v) = bad {
-            logits[n - 1] = v;
-        }
-        let lbuf = gpu.buf_f32(&logits);
-        for p in [
-            params(0.0, 0, 1.0, 0.0, 1.0),
-            params(0.8, 40, 0.95, 0.0, 1.0),
-        ] {
-            let mut state = vec![0u32; STATE_WORDS];
-            // A verdict left from an earlier step is overwritten.
-            state[S_BAD] = 7;
-            let sbuf = gpu.buf_u32(&state);
-            let pbuf = gpu.buf(u32_bytes(&sample_params(&p, 0.5)));
-            let op = gpu
-                .ops()
-                .sample(lbuf.all(), sbuf.all(), scratch.all(), pbuf.all(), n as u32)
-                .unwrap();
-            gpu.run(&[(&op, 1)]);
-            let st = gpu.read_u32(&sbuf, STATE_WORDS);
-            assert_eq!(st[S_BAD], want_flag, "{bad:?} {p:?}");
-            let want_token = if want_flag == 0 { 321 } else { 0 };
-            assert_eq!(st[S_TOKEN], want_token, "{bad:?} {p:?}");
+        for at in [3usize, n - 1] {
+            let mut logits = rng.vec(n, 4.0);
+            logits[1321] = 50.0;
+            if let Some(v) = bad {
+                logits[at] = v;
+            }
+            let s = Sampler::new(&mut gpu, &logits);
+            for p in [
+                params(0.0, 0, 1.0, 0.0, 1.0),
+                params(0.8, 40, 0.95, 0.0, 1.0),
+                params(0.8, 0, 0.95, 0.0, 1.0),
+            ] {
+                // A verdict left from an earlier step is overwritten.
+                let st = s.run(&mut gpu, &[], &p, 0.5, 7).state;
+                assert_eq!(st[S_BAD], want_flag, "{bad:?} at {at} {p:?}");
+                let want_token = if want_flag == 0 { 1321 } else { 0 };
+                assert_eq!(st[S_TOKEN], want_token, "{bad:?} at {at} {p:?}");
+            }
         }
     }
 }
