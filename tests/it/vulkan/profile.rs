@@ -50,9 +50,12 @@ fn smollm_profile_times_every_op() {
     for label in ["attention", "rope_kv"] {
         assert_eq!(op(dec, label).per_token, n_layer, "{label}");
     }
-    for label in ["embed", "sample", "copy"] {
+    for label in ["embed", "sample_pre", "copy"] {
         assert_eq!(op(dec, label).per_token, 1.0, "{label}");
     }
+    // The sampler's selection, by its exact label (the prefilter's also starts with it).
+    let select = dec.ops.iter().find(|o| o.label == "sample");
+    assert_eq!(select.map(|o| o.per_token), Some(1.0), "{:?}", dec.ops);
     // SmolLM2: Q4_1 layers, a Q8_0 (tied) head. (Labels are matched by prefix: what is fused
     // in, the tags after the shape, may change with the kernels.)
     let qkv = op(dec, "matvec Q4_1 960x576");
@@ -69,9 +72,10 @@ fn smollm_profile_times_every_op() {
     assert!((sum - dec.gpu_us_per_token).abs() <= 1e-6 * sum);
     let per_token: f64 = dec.ops.iter().map(|o| o.per_token).sum();
     assert!((dec.commands_per_token - per_token).abs() < 1e-9);
-    // embed, 6 per layer, head, sample, the token copy (more per layer if kernels split ops).
+    // embed, 6 per layer, head, the sampler's two stages, the token copy (more per layer if
+    // kernels split ops).
     assert!(
-        dec.commands_per_token >= 6.0 * n_layer + 4.0,
+        dec.commands_per_token >= 6.0 * n_layer + 5.0,
         "{}",
         dec.commands_per_token
     );
