@@ -111,21 +111,31 @@ fn normed(
 ) -> Result<Normed> {
     b.normed_matvec(
         MatvecSpec {
-            x: x.buf,
-            segs,
             norm: Some(norm.all()),
             bias: bias.map(Buffer::all),
-            y: y.buf,
-            k,
-            x_stride: x.stride,
-            y_stride: y.stride,
-            x_off: 0,
-            y_off: 0,
-            flags,
             eps,
+            ..plain(x, segs, y, k, flags)
         },
         xn.map(|a| a.buf),
     )
+}
+
+/// The product of `segs` over all rows of `x` into `y`, with no norm and no bias.
+fn plain<'a>(x: Act, segs: &'a [Seg], y: Act, k: u32, flags: u32) -> MatvecSpec<'a> {
+    MatvecSpec {
+        x: x.buf,
+        segs,
+        norm: None,
+        bias: None,
+        y: y.buf,
+        k,
+        x_stride: x.stride,
+        y_stride: y.stride,
+        x_off: 0,
+        y_off: 0,
+        flags,
+        eps: 0.0,
+    }
 }
 
 /// `m` as one segment; a layer matrix must fit one binding.
@@ -148,20 +158,7 @@ pub fn products(
 ) -> Result<Products> {
     let (qd, kvd) = (c.q_dim() as u32, c.kv_dim() as u32);
     let mm = |b: &mut OpBuilder<'_>, x: Act, segs: &[Seg], y: Act, k: u32, flags: u32| {
-        b.matvec(MatvecSpec {
-            x: x.buf,
-            segs,
-            norm: None,
-            bias: None,
-            y: y.buf,
-            k,
-            x_stride: x.stride,
-            y_stride: y.stride,
-            x_off: 0,
-            y_off: 0,
-            flags,
-            eps: 0.0,
-        })
+        b.matvec(plain(x, segs, y, k, flags))
     };
     let (mut q, mut k, mut v) = (one(&l.q)?, one(&l.k)?, one(&l.v)?);
     if l.qkv_bias.is_some() {
