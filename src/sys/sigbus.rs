@@ -9,7 +9,7 @@
 //! before (Rust's, or the default action), as if this module did not exist.
 //!
 //! Everything the handler touches is a fixed-size static of atomics, so it reads no lock and no
-//! heap memory and calls only `write(2)`, `sigaction(2)`, `raise(3)` and `_exit(2)`.
+//! heap memory and calls only `write(2)`, `pause(2)`, `sigaction(2)`, `raise(3)` and `_exit(2)`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -44,6 +44,10 @@ static WATCHED: [Slot; SLOTS] = [const {
 /// The SIGBUS action that was in place before [`install`], restored for faults that are not ours.
 static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+/// Set by the first thread that reports a fault in a watched mapping: several threads reading
+/// the shrunk file fault together, and only one writes the message (the others wait for its
+/// `_exit`), so the line is never interleaved with itself.
+static REPORTING: AtomicBool = AtomicBool::new(false);
 
 /// A watched mapping; dropping it stops the watch (drop it before unmapping).
 #[derive(Debug)]
@@ -130,6 +134,13 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         let start = s.start.load(Ordering::Relaxed);
         if len == 0 || addr < start || addr - start >= len {
             continue;
+        }
+        if REPORTING.swap(true, Ordering::AcqRel) {
+            // Another thread is writing the message and ends the process.
+            loop {
+                // SAFETY: pause(2) is async-signal-safe; it only waits.
+                unsafe { libc::pause() };
+            }
         }
         write_stderr(b"pigpu: error: the model file ");
         let n = s.name_len.load(Ordering::Relaxed).min(NAME_BYTES);
