@@ -3,6 +3,7 @@
 //! Vulkan engine, and the Vulkan engine on lavapipe with the validation layer on; and the tiny
 //! shaped models they run where a trained model proves nothing more.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pigpu::engine::cpu::kernels::Isa;
@@ -68,9 +69,28 @@ pub fn vulkan(model: &Arc<Model>, n_ctx: usize) -> VulkanEngine {
 /// does not need a trained model, at a fraction of a real one's cost on lavapipe. (The file is
 /// removed at once; the model keeps its mapping.)
 pub fn shaped(spec: &str, seed: u64) -> Arc<Model> {
-    let spec: ShapeSpec = spec.parse().expect("a shape name");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shaped.gguf");
-    shapes::write(&spec, seed, &path, 1).expect("write the shaped model");
+    let path = shaped_file(spec, seed, dir.path());
     Model::load(&path).expect("load the shaped model")
+}
+
+/// The tiny shaped model the engine-bookkeeping tests run: `tiny-llama:q4_k_m` (2 layers,
+/// width 256, 2,048 tokens with a byte-level BPE tokenizer and ChatML template, random
+/// weights), seed 7. Batched slots, a shared weight upload, a rewind, a device lost mid-run
+/// and the decode counters are the same host and device bookkeeping on any model, so a trained
+/// one proves nothing more there and costs lavapipe far more.
+pub const TINY: (&str, u64) = ("tiny-llama:q4_k_m", 7);
+
+/// [`TINY`], loaded.
+pub fn tiny() -> Arc<Model> {
+    shaped(TINY.0, TINY.1)
+}
+
+/// A shaped model written with `seed` into `dir` (as `shaped.gguf`), for tests that run the
+/// binary on a file; returns its path.
+pub fn shaped_file(spec: &str, seed: u64, dir: &Path) -> PathBuf {
+    let spec: ShapeSpec = spec.parse().expect("a shape name");
+    let path = dir.join("shaped.gguf");
+    shapes::write(&spec, seed, &path, 1).expect("write the shaped model");
+    path
 }

@@ -23,13 +23,12 @@ fn greedy(e: &mut dyn Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<u3
 
 /// The device is lost after the prompt and six decode steps; the fallback re-runs the tokens so
 /// far on the CPU engine (in its exact-activation mode, which matches this GPU token for token
-/// on this prompt) and the output is the same as a run that never failed.
+/// on this prompt) and the output is the same as a run that never failed. On the tiny shaped
+/// model (`engines::tiny`; SmolLM2 until 2026-12-06): the hand-over is bookkeeping (submits
+/// counted, tokens re-fed, positions), the same on any model.
 #[test]
-fn smollm_device_lost_mid_generation_continues_on_the_cpu() {
-    let Some(path) = util::test_model(util::SMOLLM) else {
-        return;
-    };
-    let model = Model::load(&path).unwrap();
+fn tiny_device_lost_mid_generation_continues_on_the_cpu() {
+    let model = crate::engines::tiny();
     let prompt = tokens(&model, PROMPTS[0]);
     let n = 16;
     let mut gpu = vulkan(&model, 128);

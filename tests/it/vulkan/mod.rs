@@ -241,15 +241,16 @@ fn smollm_first_token_matches_cpu_engine() {
 
 /// Steady-state decoding: the command buffer is replayed (nothing recorded, no descriptor
 /// written), one submit and an 8-byte readback (token and verdict) per token, few dispatches
-/// per layer.
+/// per layer. On the tiny shaped model (`engines::tiny`; SmolLM2 until 2026-12-06): the
+/// counters are the engine's bookkeeping, computed from the layer count on any model.
 #[test]
-fn smollm_decode_counters() {
+fn tiny_decode_counters() {
     decode_counters(None, false);
 }
 
 /// The same counters on the GPUs' subgroup mat-vec path (forced on lavapipe).
 #[test]
-fn smollm_decode_counters_on_the_gpu_path() {
+fn tiny_decode_counters_on_the_gpu_path() {
     decode_counters(Some([128, 2, 2]), false);
 }
 
@@ -257,11 +258,8 @@ fn smollm_decode_counters_on_the_gpu_path() {
 /// descriptor write, one submit per token), and exactly one more dispatch per norm: two per
 /// layer (before QKV and gate/up) and the head's.
 #[test]
-fn smollm_decode_counters_with_the_norm_pass() {
-    let Some(path) = util::test_model(util::SMOLLM) else {
-        return;
-    };
-    let n_layer = Model::load(&path).unwrap().config.n_layer as u64;
+fn tiny_decode_counters_with_the_norm_pass() {
+    let n_layer = crate::engines::tiny().config.n_layer as u64;
     let fused = decode_counters(None, false);
     let pass = decode_counters(None, true);
     assert_eq!(pass, fused + 2 * n_layer + 1, "dispatches per token");
@@ -269,10 +267,7 @@ fn smollm_decode_counters_with_the_norm_pass() {
 
 /// Checks the steady state of decoding; returns the dispatches per token.
 fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
-    let Some(path) = util::test_model(util::SMOLLM) else {
-        return 0;
-    };
-    let model = Model::load(&path).unwrap();
+    let model = crate::engines::tiny();
     let n_layer = model.config.n_layer as f64;
     let mut gpu = vulkan_with(&model, 128, shape, norm_pass);
     gpu.prefill(&tokens(&model, PROMPTS[0])).unwrap();
@@ -321,10 +316,12 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     assert_eq!(s.command_buffers_recorded, 0);
     assert_eq!(s.descriptor_updates, 0);
     assert!(s.submits <= 2 * n, "{} submits for {n} tokens", s.submits);
-    // Two more a layer with the norm pass (and the head's, inside the slack).
-    let per_layer = if norm_pass { 10.0 } else { 8.0 };
+    // Two more a layer with the norm pass, and the head's. Besides the layers: the embedding,
+    // the head and the sampler's two stages (on a 30-layer model the per-layer slack hid them;
+    // on the tiny model's 2 layers it does not).
+    let (per_layer, fixed) = if norm_pass { (10.0, 5.0) } else { (8.0, 4.0) };
     assert!(
-        s.dispatches as f64 / n as f64 <= per_layer * n_layer,
+        s.dispatches as f64 / n as f64 <= per_layer * n_layer + fixed,
         "{} dispatches",
         s.dispatches
     );

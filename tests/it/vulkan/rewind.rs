@@ -6,14 +6,11 @@
 //! (`VulkanSlots::step_all`) as it does alone. Lavapipe, validation layer on, on a tiny shaped
 //! model (random weights): the point is the engine's bookkeeping, which is the same on any model.
 
-use std::sync::Arc;
-
 use pigpu::engine::vulkan::{VulkanEngine, VulkanOptions, VulkanSlots};
 use pigpu::engine::{Engine, SamplingParams};
-use pigpu::model::Model;
 
 use super::{lavapipe, max_diff, no_validation_errors, vulkan};
-use crate::engines;
+use crate::engines::tiny;
 
 /// Sampling that reads the history ring: a repetition penalty over the last 64 tokens.
 fn penalized() -> SamplingParams {
@@ -64,13 +61,6 @@ fn token_run(start: usize, n: usize, n_vocab: usize) -> Vec<u32> {
     (start..start + n)
         .map(|i| ((i * 37 + 11) % (n_vocab - 1)) as u32 + 1)
         .collect()
-}
-
-/// The tiny shaped model these tests run (2 layers, width 256, 2,048 tokens, random weights):
-/// a rewind is the same host and device bookkeeping on any model, so a trained one proves
-/// nothing more here and costs lavapipe far more.
-fn tiny() -> Arc<Model> {
-    engines::shaped("tiny-llama:q4_k_m", 7)
 }
 
 /// A prompt, an answer, then more: the engine that fed the prompt and sampled the answer is
