@@ -207,75 +207,131 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
     // Board, config.txt and GPUs come from the platform model doctor reads too.
     // Setup reads no Vulkan facts, so the loader's variables do not matter here.
     let platform = Platform::probe(root, pci::PciSource::for_root(root), VulkanEnv::default());
-    let model = platform.model.clone();
     let board = platform.board;
-    let os = root
-        .read_optional("/etc/os-release")
-        .ok()
-        .flatten()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("PRETTY_NAME=")
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-        });
-    let read_trim = |p: &str| {
-        root.read_optional(p)
-            .ok()
-            .flatten()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
-    let running_kernel = read_trim("/proc/sys/kernel/osrelease");
-    let boot_id = read_trim("/proc/sys/kernel/random/boot_id");
+    let running_kernel = read_trimmed(root, "/proc/sys/kernel/osrelease");
 
     let releases = root.list_dir("/lib/modules").unwrap_or_default();
     let kernels: Vec<Kernel> = releases.iter().map(|r| kernel_facts(root, r)).collect();
-    let (target, target_reason) = match kernel_release {
-        Some(r) => (
-            Some(r.to_string()),
-            "given with --kernel-release".to_string(),
-        ),
-        None => {
-            let four_k: Vec<&Kernel> = kernels
-                .iter()
-                .filter(|k| k.page_size == Some(4096))
-                .collect();
-            if let Some(k) = four_k
-                .iter()
-                .find(|k| Some(&k.release) == running_kernel.as_ref())
-            {
-                (
-                    Some(k.release.clone()),
-                    "the running kernel (4K pages)".to_string(),
-                )
-            } else if let Some(k) = four_k.iter().max_by_key(|k| release_key(&k.release)) {
-                (
-                    Some(k.release.clone()),
-                    "the newest 4K-page kernel under /lib/modules".to_string(),
-                )
-            } else {
-                (None, "no 4K-page kernel under /lib/modules".to_string())
-            }
-        }
-    };
+    let (target, target_reason) =
+        choose_target(&kernels, running_kernel.as_deref(), kernel_release);
 
     let config_path = platform.config.as_ref().map(|c| c.path.clone());
     let config_text = platform.config_text.clone();
     let boot = bootconfig::effective(config_text.as_deref().unwrap_or(""), board);
     let kernel_image = boot.kernel_image(board);
-    let kernel8_present = config_path.as_deref().is_some_and(|c| {
-        let dir = Path::new(c).parent().unwrap_or(Path::new("/"));
-        root.path(dir.join("kernel8.img")).is_file()
-    });
+    let kernel8_present = kernel8_beside(root, config_path.as_deref());
 
-    let packages = root
-        .read_optional("/var/lib/dpkg/status")
+    let (gpus, pci_error) = nvidia_gpus(&platform);
+
+    let (state, state_error) = load_state(root);
+    let (foreign_modules, modules_intact) = match &target {
+        Some(t) => target_modules(root, manifest, &state, t),
+        None => (Vec::new(), false),
+    };
+
+    Probe {
+        root: root.dir().to_path_buf(),
+        live: root.is_live(),
+        model: platform.model.clone(),
+        board,
+        os: os_name(root),
+        host_arch: std::env::consts::ARCH.to_string(),
+        running_kernel,
+        boot_id: read_trimmed(root, "/proc/sys/kernel/random/boot_id"),
+        kernels,
+        target,
+        target_reason,
+        config_path,
+        config_text,
+        boot,
+        kernel_image,
+        kernel8_present,
+        packages: dpkg_packages(root),
+        gpus,
+        pci_error,
+        loaded: loaded_modules(root),
+        free_mib: free_mib(root),
+        owned_files: owned_files(root, manifest),
+        userspace_files: userspace_files(root, manifest),
+        dkms_registered: root.exists(format!("/var/lib/dkms/nvidia/{}", manifest.driver)),
+        foreign_modules,
+        modules_intact,
+        video_gid: files::video_gid(root.read_optional("/etc/group").ok().flatten().as_deref()),
+        as_root: nix::unistd::geteuid().is_root(),
+        state,
+        state_error,
+    }
+}
+
+/// The file at `path` under `root`, trimmed; `None` when it is absent, unreadable or empty.
+fn read_trimmed(root: &Root, path: &str) -> Option<String> {
+    root.read_optional(path)
         .ok()
         .flatten()
-        .map(|t| parse_dpkg_status(&t));
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
 
-    let (gpus, pci_error) = match platform.pci_devices() {
+/// `PRETTY_NAME` from `ROOT/etc/os-release`, unquoted.
+fn os_name(root: &Root) -> Option<String> {
+    let text = root.read_optional("/etc/os-release").ok().flatten()?;
+    text.lines().find_map(|l| {
+        l.strip_prefix("PRETTY_NAME=")
+            .map(|v| v.trim_matches('"').to_string())
+    })
+}
+
+/// The kernel release to build for, and why, in words: `pinned` when given, else the running
+/// kernel when it has 4K pages, else the newest 4K-page kernel of `kernels`.
+fn choose_target(
+    kernels: &[Kernel],
+    running: Option<&str>,
+    pinned: Option<&str>,
+) -> (Option<String>, String) {
+    if let Some(r) = pinned {
+        return (
+            Some(r.to_string()),
+            "given with --kernel-release".to_string(),
+        );
+    }
+    let four_k: Vec<&Kernel> = kernels
+        .iter()
+        .filter(|k| k.page_size == Some(4096))
+        .collect();
+    if let Some(k) = four_k.iter().find(|k| Some(k.release.as_str()) == running) {
+        (
+            Some(k.release.clone()),
+            "the running kernel (4K pages)".to_string(),
+        )
+    } else if let Some(k) = four_k.iter().max_by_key(|k| release_key(&k.release)) {
+        (
+            Some(k.release.clone()),
+            "the newest 4K-page kernel under /lib/modules".to_string(),
+        )
+    } else {
+        (None, "no 4K-page kernel under /lib/modules".to_string())
+    }
+}
+
+/// Whether `kernel8.img` (the 4K-page kernel image) sits beside `config.txt` (a system path).
+fn kernel8_beside(root: &Root, config_path: Option<&str>) -> bool {
+    config_path.is_some_and(|c| {
+        let dir = Path::new(c).parent().unwrap_or(Path::new("/"));
+        root.path(dir.join("kernel8.img")).is_file()
+    })
+}
+
+/// `ROOT/var/lib/dpkg/status` as package → (installed, held); `None` when there is none.
+fn dpkg_packages(root: &Root) -> Option<BTreeMap<String, (bool, bool)>> {
+    root.read_optional("/var/lib/dpkg/status")
+        .ok()
+        .flatten()
+        .map(|t| parse_dpkg_status(&t))
+}
+
+/// The NVIDIA GPUs on the platform's PCI bus, or why the bus could not be listed.
+fn nvidia_gpus(platform: &Platform) -> (Vec<Gpu>, Option<String>) {
+    match platform.pci_devices() {
         Ok(list) => (
             list.iter()
                 .filter(|d| d.is_nvidia_gpu())
@@ -289,83 +345,74 @@ pub fn probe(root: &Root, manifest: &Manifest, kernel_release: Option<&str>) -> 
             None,
         ),
         Err(e) => (Vec::new(), Some(e)),
-    };
-    let loaded = kmod::loaded_modules(root)
+    }
+}
+
+/// The names of the loaded modules (`ROOT/proc/modules`), `None` when unknown.
+fn loaded_modules(root: &Root) -> Option<Vec<String>> {
+    kmod::loaded_modules(root)
         .ok()
         .flatten()
-        .map(|l| l.into_iter().map(|m| m.name).collect());
-    let free_mib = nix::sys::statvfs::statvfs(root.dir())
+        .map(|l| l.into_iter().map(|m| m.name).collect())
+}
+
+/// Free space under the root, in MiB, `None` when it cannot be asked.
+fn free_mib(root: &Root) -> Option<u64> {
+    nix::sys::statvfs::statvfs(root.dir())
         .ok()
         // The field types are narrower on 32-bit systems.
         .map(|s| {
             #[allow(clippy::unnecessary_cast)]
             let bytes = s.blocks_available() as u64 * s.fragment_size() as u64;
             bytes / (1 << 20)
-        });
+        })
+}
 
-    let (state, state_error) = match state::load(root) {
+/// pigpu's state file, or the default state and why the file could not be read.
+fn load_state(root: &Root) -> (State, Option<String>) {
+    match state::load(root) {
         Ok(s) => (s, None),
         Err(e) => (State::default(), Some(e.to_string())),
-    };
-    let owned_files = files::owned_paths(manifest)
+    }
+}
+
+/// The contents of the files pigpu writes, by system path (`None`: absent).
+fn owned_files(root: &Root, manifest: &Manifest) -> BTreeMap<String, Option<String>> {
+    files::owned_paths(manifest)
         .into_iter()
         .map(|p| {
             let content = root.read_optional(&p).ok().flatten();
             (p, content)
         })
-        .collect();
-    let userspace_files = manifest
+        .collect()
+}
+
+/// Whether each of the userspace installer's files is present.
+fn userspace_files(root: &Root, manifest: &Manifest) -> Vec<(String, bool)> {
+    manifest
         .userspace
         .installs
         .iter()
         .map(|p| (p.clone(), root.exists(p)))
-        .collect();
-    let dkms_registered = root.exists(format!("/var/lib/dkms/nvidia/{}", manifest.driver));
-    let mut foreign_modules = Vec::new();
-    let mut modules_intact = false;
-    if let Some(t) = &target {
-        let ours = state.modules_for(&manifest.driver, t);
-        for f in kmod::module_files(root, t, "nvidia") {
-            let f = f.display().to_string();
-            if !ours.contains(&f) {
-                foreign_modules.push(f);
-            }
-        }
-        modules_intact = !ours.is_empty() && state.files_unchanged(root, &ours);
-    }
+        .collect()
+}
 
-    Probe {
-        root: root.dir().to_path_buf(),
-        live: root.is_live(),
-        model,
-        board,
-        os,
-        host_arch: std::env::consts::ARCH.to_string(),
-        running_kernel,
-        boot_id,
-        kernels,
-        target,
-        target_reason,
-        config_path,
-        config_text,
-        boot,
-        kernel_image,
-        kernel8_present,
-        packages,
-        gpus,
-        pci_error,
-        loaded,
-        free_mib,
-        owned_files,
-        userspace_files,
-        dkms_registered,
-        foreign_modules,
-        modules_intact,
-        video_gid: files::video_gid(root.read_optional("/etc/group").ok().flatten().as_deref()),
-        as_root: nix::unistd::geteuid().is_root(),
-        state,
-        state_error,
-    }
+/// The NVIDIA module files for kernel `target` that pigpu did not install, and whether the
+/// ones it did install are all present and unchanged.
+fn target_modules(
+    root: &Root,
+    manifest: &Manifest,
+    state: &State,
+    target: &str,
+) -> (Vec<String>, bool) {
+    let ours = state.modules_for(&manifest.driver, target);
+    let foreign = kmod::module_files(root, target, "nvidia")
+        .into_iter()
+        .map(|f| f.display().to_string())
+        .filter(|f| !ours.contains(f))
+        .collect();
+    let intact = !ours.is_empty() && state.files_unchanged(root, &ours);
+    (foreign, intact)
 }
 
 impl Probe {
