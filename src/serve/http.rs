@@ -22,8 +22,8 @@ use tokio_stream::Stream;
 
 use super::api::{self, Input, Limits};
 use super::error::ApiError;
-use super::metrics::{Metrics, Outcome};
-use super::slots::{Done, Event, Job, Queue, QueueError};
+use super::metrics::{Metrics, RequestOutcome};
+use super::slots::{Done, Job, JobEvent, Queue, QueueError};
 use crate::model::chat::ChatTemplate;
 use crate::model::tokenizer::Tokenizer;
 use crate::session::SharedModel;
@@ -137,7 +137,7 @@ async fn auth(State(s): State<Arc<AppState>>, req: HttpRequest, next: Next) -> R
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
         if !same {
-            s.metrics.request(Outcome::Invalid);
+            s.metrics.request(RequestOutcome::Invalid);
             return ApiError::unauthorized().into_response();
         }
     }
@@ -195,9 +195,9 @@ async fn completions(
 /// Counts an error reply by its status and returns it.
 fn failed(s: &AppState, e: ApiError) -> Response {
     s.metrics.request(match e.status.as_u16() {
-        503 => Outcome::Rejected,
-        400..=499 => Outcome::Invalid,
-        _ => Outcome::Failed,
+        503 => RequestOutcome::Rejected,
+        400..=499 => RequestOutcome::Invalid,
+        _ => RequestOutcome::Failed,
     });
     e.into_response()
 }
@@ -238,7 +238,7 @@ fn start(
     s: &AppState,
     chat: bool,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(UnboundedReceiver<Event>, bool, bool), ApiError> {
+) -> Result<(UnboundedReceiver<JobEvent>, bool, bool), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let ready = s
         .ready
@@ -342,14 +342,14 @@ fn timings(d: &Done) -> Value {
 }
 
 /// Waits for the whole completion (not streamed).
-async fn collect(s: &AppState, mut rx: UnboundedReceiver<Event>, r: Reply) -> Response {
+async fn collect(s: &AppState, mut rx: UnboundedReceiver<JobEvent>, r: Reply) -> Response {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
         match ev {
-            Event::Text(t) => text.push_str(&t),
+            JobEvent::Text(t) => text.push_str(&t),
             // Counted by the slot.
-            Event::Failed(m) => return ApiError::internal(m).into_response(),
-            Event::Done(d) => {
+            JobEvent::Failed(m) => return ApiError::internal(m).into_response(),
+            JobEvent::Done(d) => {
                 let choice = if r.chat {
                     json!({"index": 0, "message": {"role": "assistant", "content": text},
                            "logprobs": null, "finish_reason": d.finish.as_str()})
@@ -379,7 +379,7 @@ async fn collect(s: &AppState, mut rx: UnboundedReceiver<Event>, r: Reply) -> Re
 /// The event stream of a `stream: true` request. It owns the job's receiver, so when the client
 /// disconnects and axum drops the stream, the slot sees the channel closed at its next token.
 struct EventStream {
-    rx: UnboundedReceiver<Event>,
+    rx: UnboundedReceiver<JobEvent>,
     reply: Reply,
     first: bool,
     include_usage: bool,
@@ -416,14 +416,14 @@ impl EventStream {
             .push_back(SseEvent::default().data(v.to_string()));
     }
 
-    fn on_event(&mut self, ev: Event) {
+    fn on_event(&mut self, ev: JobEvent) {
         match ev {
-            Event::Text(t) => {
+            JobEvent::Text(t) => {
                 let role = std::mem::take(&mut self.first);
                 let c = self.chunk(Some(&t), None, role);
                 self.push(c);
             }
-            Event::Done(d) => {
+            JobEvent::Done(d) => {
                 let role = std::mem::take(&mut self.first);
                 let mut c = self.chunk(None, Some(d.finish.as_str()), role);
                 c["usage"] = usage(&d);
@@ -438,7 +438,7 @@ impl EventStream {
                 self.pending.push_back(SseEvent::default().data("[DONE]"));
                 self.finished = true;
             }
-            Event::Failed(m) => {
+            JobEvent::Failed(m) => {
                 self.push(ApiError::internal(m).body());
                 self.finished = true;
             }

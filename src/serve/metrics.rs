@@ -12,7 +12,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// How a request ended, for `pigpu_requests_total{outcome=...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum RequestOutcome {
     Ok,
     /// 4xx: the request was wrong.
     Invalid,
@@ -24,12 +24,12 @@ pub enum Outcome {
     Failed,
 }
 
-const OUTCOMES: [(Outcome, &str); 5] = [
-    (Outcome::Ok, "ok"),
-    (Outcome::Invalid, "invalid"),
-    (Outcome::Rejected, "rejected"),
-    (Outcome::Cancelled, "cancelled"),
-    (Outcome::Failed, "failed"),
+const OUTCOMES: [(RequestOutcome, &str); 5] = [
+    (RequestOutcome::Ok, "ok"),
+    (RequestOutcome::Invalid, "invalid"),
+    (RequestOutcome::Rejected, "rejected"),
+    (RequestOutcome::Cancelled, "cancelled"),
+    (RequestOutcome::Failed, "failed"),
 ];
 
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, o: Outcome) {
+    pub fn request(&self, o: RequestOutcome) {
         let i = OUTCOMES.iter().position(|(x, _)| *x == o).unwrap_or(0);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -175,9 +175,9 @@ mod tests {
     #[test]
     fn render_has_every_metric_with_its_value() {
         let m = Metrics::default();
-        m.request(Outcome::Ok);
-        m.request(Outcome::Rejected);
-        m.request(Outcome::Rejected);
+        m.request(RequestOutcome::Ok);
+        m.request(RequestOutcome::Rejected);
+        m.request(RequestOutcome::Rejected);
         for _ in 0..20 {
             m.token();
         }

@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::metrics::{Metrics, Outcome};
-use super::slots::{Done, Event, Finish, Job, Queue};
+use super::metrics::{Metrics, RequestOutcome};
+use super::slots::{Done, Finish, Job, JobEvent, Queue};
 use crate::engine::cpu::CpuEngine;
 use crate::engine::vulkan::{VulkanOptions, VulkanSlots};
 use crate::engine::{Backend, Engine, EngineError, EngineResult, SamplingParams};
@@ -260,7 +260,7 @@ enum Next {
     Continue,
     /// A stop string was found: the job is done.
     StopString,
-    End(Outcome),
+    End(RequestOutcome),
 }
 
 /// The slots' loop: take jobs into free slots, then step every busy slot, until the queue is
@@ -343,8 +343,8 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
                     for &i in &busy {
                         fed[i].clear();
                         let a = slots[i].take().unwrap();
-                        let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
-                        release(metrics, Outcome::Failed);
+                        let _ = a.job.events.send(JobEvent::Failed(format!("{e:#}")));
+                        release(metrics, RequestOutcome::Failed);
                     }
                     continue;
                 }
@@ -363,7 +363,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
             let o = match next {
                 Next::Continue => continue,
                 Next::StopString => finish(slots[i].take().unwrap(), Finish::Stop, true, metrics),
-                Next::End(Outcome::Ok) => {
+                Next::End(RequestOutcome::Ok) => {
                     finish(slots[i].take().unwrap(), Finish::Stop, false, metrics)
                 }
                 Next::End(o) => {
@@ -377,7 +377,7 @@ fn drive(set: &mut dyn SlotSet, queue: &Queue, tok: &Tokenizer, metrics: &Metric
     }
 }
 
-fn release(metrics: &Metrics, o: Outcome) {
+fn release(metrics: &Metrics, o: RequestOutcome) {
     metrics.busy_slots.fetch_sub(1, Ordering::Relaxed);
     metrics.request(o);
 }
@@ -415,9 +415,9 @@ fn begin<'t>(
     tok: &'t Tokenizer,
     trie: &mut Option<Arc<TokenTrie>>,
     fed: &mut Vec<u32>,
-) -> Result<Active<'t>, Outcome> {
+) -> Result<Active<'t>, RequestOutcome> {
     if job.events.is_closed() {
-        return Err(Outcome::Cancelled);
+        return Err(RequestOutcome::Cancelled);
     }
     let json = job.json.then(|| {
         let trie = trie.get_or_insert_with(|| Arc::new(TokenTrie::new(tok)));
@@ -439,8 +439,8 @@ fn begin<'t>(
         Ok(keep) => keep,
         Err(e) => {
             fed.clear();
-            let _ = job.events.send(Event::Failed(format!("{e:#}")));
-            return Err(Outcome::Failed);
+            let _ = job.events.send(JobEvent::Failed(format!("{e:#}")));
+            return Err(RequestOutcome::Failed);
         }
     };
     Ok(Active {
@@ -469,26 +469,27 @@ fn after(
     let t = match sampled {
         Ok(t) => t,
         Err(e) => {
-            let _ = a.job.events.send(Event::Failed(format!("{e:#}")));
-            return Next::End(Outcome::Failed);
+            let _ = a.job.events.send(JobEvent::Failed(format!("{e:#}")));
+            return Next::End(RequestOutcome::Failed);
         }
     };
     if tok.is_eog(t) {
-        return Next::End(Outcome::Ok);
+        return Next::End(RequestOutcome::Ok);
     }
     fed.push(t);
     a.tokens += 1;
     metrics.token();
     let (out, hit) = a.stop.push(&a.dec.push(t));
-    if (!out.is_empty() && a.job.events.send(Event::Text(out)).is_err()) || a.job.events.is_closed()
+    if (!out.is_empty() && a.job.events.send(JobEvent::Text(out)).is_err())
+        || a.job.events.is_closed()
     {
-        return Next::End(Outcome::Cancelled);
+        return Next::End(RequestOutcome::Cancelled);
     }
     if hit {
         return Next::StopString;
     }
     if a.json.as_ref().is_some_and(|(c, _)| c.is_done()) {
-        return Next::End(Outcome::Ok);
+        return Next::End(RequestOutcome::Ok);
     }
     Next::Continue
 }
@@ -518,7 +519,7 @@ fn host_step(
 }
 
 /// Ends a job: releases held-back text (unless a stop string ended it) and sends the figures.
-fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome {
+fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> RequestOutcome {
     let gen_time = a.gen_start.elapsed();
     metrics.finished(a.job.prompt.len(), a.prompt_time, gen_time);
     let mut finish = f;
@@ -530,7 +531,7 @@ fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome
             out.push_str(&a.stop.finish());
         }
         if !out.is_empty() {
-            let _ = a.job.events.send(Event::Text(out));
+            let _ = a.job.events.send(JobEvent::Text(out));
         }
     }
     let done = Done {
@@ -542,10 +543,10 @@ fn finish(mut a: Active<'_>, f: Finish, hit: bool, metrics: &Metrics) -> Outcome
         prompt_time: a.prompt_time,
         gen_time,
     };
-    if a.job.events.send(Event::Done(done)).is_err() {
-        return Outcome::Cancelled;
+    if a.job.events.send(JobEvent::Done(done)).is_err() {
+        return RequestOutcome::Cancelled;
     }
-    Outcome::Ok
+    RequestOutcome::Ok
 }
 
 #[cfg(test)]

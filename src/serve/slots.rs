@@ -23,7 +23,7 @@ pub struct Job {
     /// Whether the prompt may start from tokens already in the slot's cache (llama-server's
     /// `cache_prompt`; default true).
     pub cache_prompt: bool,
-    pub events: UnboundedSender<Event>,
+    pub events: UnboundedSender<JobEvent>,
     pub queued_at: Instant,
 }
 
@@ -60,7 +60,7 @@ pub struct Done {
 
 /// What a slot sends back while working on a job.
 #[derive(Debug, Clone)]
-pub enum Event {
+pub enum JobEvent {
     /// More text (never part of a stop string).
     Text(String),
     Done(Done),
@@ -152,7 +152,7 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn job() -> (Job, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    fn job() -> (Job, tokio::sync::mpsc::UnboundedReceiver<JobEvent>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let j = Job {
             prompt: vec![1],
