@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ErrorKind, GgufError};
 pub use value::{Array, Value, ValueType};
-pub use writer::{GgufWriter, Layout, TensorEntry};
+pub use writer::{FileLayout, GgufWriter, TensorEntry};
 
 use crate::quant::GgmlType;
 

@@ -1,6 +1,6 @@
 //! GGUF writing: [`GgufWriter`] builds small files in memory (tests, fuzz seeds, tiny fixtures);
-//! [`Layout`] plans a file whose tensor data is streamed afterwards (shaped models of gigabytes,
-//! see `crate::model::shapes`), so both write exactly the layout the reader expects.
+//! [`FileLayout`] plans a file whose tensor data is streamed afterwards (shaped models of
+//! gigabytes, see `crate::model::shapes`), so both write exactly the layout the reader expects.
 
 use super::{Value, ValueType, DEFAULT_ALIGNMENT};
 use crate::quant::GgmlType;
@@ -55,7 +55,7 @@ impl GgufWriter {
                 bytes: data.len() as u64,
             })
             .collect();
-        let layout = Layout::new(self.version, &self.metadata, entries);
+        let layout = FileLayout::new(self.version, &self.metadata, entries);
         let mut out = layout.header.clone();
         for ((_, _, _, data), off) in self.tensors.iter().zip(&layout.offsets) {
             out.resize(layout.header.len() + *off as usize, 0);
@@ -82,7 +82,7 @@ pub struct TensorEntry {
 /// section) and where each tensor's data goes. The data section starts at `header.len()`;
 /// tensor `i` starts `offsets[i]` bytes into it, and the gaps between tensors are zeros.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct FileLayout {
     /// Encoded header, tensor table and padding; the data section starts at its end.
     pub header: Vec<u8>,
     /// Offset of each tensor's data in the data section, in the order of `tensors`.
@@ -93,10 +93,14 @@ pub struct Layout {
     pub file_len: u64,
 }
 
-impl Layout {
+impl FileLayout {
     /// Plans a file of GGUF `version` with `metadata` and `tensors` in the given order, aligned to
     /// `general.alignment` when the metadata sets a power of two, else to 32 bytes.
-    pub fn new(version: u32, metadata: &[(String, Value)], tensors: Vec<TensorEntry>) -> Layout {
+    pub fn new(
+        version: u32,
+        metadata: &[(String, Value)],
+        tensors: Vec<TensorEntry>,
+    ) -> FileLayout {
         let align = alignment(metadata);
         let mut out = Vec::new();
         out.extend_from_slice(b"GGUF");
@@ -125,7 +129,7 @@ impl Layout {
         }
         let data_start = (out.len() as u64).div_ceil(align) * align;
         out.resize(data_start as usize, 0);
-        Layout {
+        FileLayout {
             header: out,
             offsets,
             tensors,

@@ -34,7 +34,7 @@ pub use family::Values;
 pub use mix::{Mix, Role};
 pub use shape::{Family, RopeScaling, Shape, VocabStyle};
 
-use crate::gguf::{Layout, TensorEntry, Value};
+use crate::gguf::{FileLayout, TensorEntry, Value};
 
 /// Bumped whenever the bytes written for a given shape, mix and seed change, so cached files
 /// from an older pigpu are not reused.
@@ -113,7 +113,7 @@ pub struct Plan {
     /// Per tensor (same order as `layout.tensors`): how its values are made.
     pub tensors: Vec<family::TensorPlan>,
     /// The encoded header and where each tensor's data goes.
-    pub layout: Layout,
+    pub layout: FileLayout,
 }
 
 impl Plan {
@@ -187,7 +187,7 @@ pub fn plan(spec: &ShapeSpec, seed: u64) -> Plan {
     ];
     metadata.extend(s.family.metadata(s));
     metadata.extend(vocab::metadata(s));
-    let layout = Layout::new(3, &metadata, entries);
+    let layout = FileLayout::new(3, &metadata, entries);
     Plan { tensors, layout }
 }
 

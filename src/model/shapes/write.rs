@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use half::f16;
 
-use crate::gguf::Layout;
+use crate::gguf::FileLayout;
 
 use super::family::Values;
 use super::fill::{random, stream_seed, Rng};
@@ -29,7 +29,7 @@ struct Job {
     n_rows: u64,
 }
 
-fn jobs(plan: &Plan, layout: &Layout) -> Vec<Job> {
+fn jobs(plan: &Plan, layout: &FileLayout) -> Vec<Job> {
     let mut jobs = Vec::new();
     for (i, t) in layout.tensors.iter().enumerate() {
         let rows: u64 = t.shape.iter().skip(1).product();
@@ -56,7 +56,7 @@ fn jobs(plan: &Plan, layout: &Layout) -> Vec<Job> {
 }
 
 /// Fills `buf` with job `j`'s bytes.
-fn generate(plan: &Plan, layout: &Layout, seed: u64, j: &Job, buf: &mut Vec<u8>) {
+fn generate(plan: &Plan, layout: &FileLayout, seed: u64, j: &Job, buf: &mut Vec<u8>) {
     let t = &layout.tensors[j.tensor];
     let rows: u64 = t.shape.iter().skip(1).product();
     let row_bytes = t.bytes / rows.max(1);
@@ -105,7 +105,7 @@ pub fn write_file(plan: &Plan, seed: u64, path: &Path, threads: usize) -> std::i
 
 fn write_to(
     plan: &Plan,
-    layout: &Layout,
+    layout: &FileLayout,
     seed: u64,
     path: &Path,
     threads: usize,
