@@ -11,7 +11,7 @@ use pigpu::engine::fallback::{is_gpu_failure, Fallback};
 use pigpu::engine::{Engine, EngineError, SamplingParams};
 use pigpu::model::Model;
 
-use super::{no_validation_errors, tokens, vulkan, PROMPTS};
+use super::{max_diff, no_validation_errors, tokens, vulkan, PROMPTS, TIE};
 use crate::util;
 
 fn greedy(e: &mut dyn Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<u32>> {
@@ -25,7 +25,8 @@ fn greedy(e: &mut dyn Engine, prompt: &[u32], n: usize) -> anyhow::Result<Vec<u3
 /// far on the CPU engine (in its exact-activation mode, which matches this GPU token for token
 /// on this prompt) and the output is the same as a run that never failed. On the tiny shaped
 /// model (`engines::tiny`; SmolLM2 until 2026-12-06): the hand-over is bookkeeping (submits
-/// counted, tokens re-fed, positions), the same on any model.
+/// counted, tokens re-fed, positions), the same on any model; the last step's logits are
+/// compared too (within the tie margin, [`TIE`]: the two engines differ by f32 rounding).
 #[test]
 fn tiny_device_lost_mid_generation_continues_on_the_cpu() {
     let model = crate::engines::tiny();
@@ -33,6 +34,7 @@ fn tiny_device_lost_mid_generation_continues_on_the_cpu() {
     let n = 16;
     let mut gpu = vulkan(&model, 128);
     let want = greedy(&mut gpu, &prompt, n).unwrap();
+    let want_logits: Vec<f64> = gpu.logits().unwrap().iter().map(|&x| x as f64).collect();
     no_validation_errors(&gpu);
 
     // Alone, the lost device is an error that says so.
@@ -55,6 +57,13 @@ fn tiny_device_lost_mid_generation_continues_on_the_cpu() {
     assert!(e.fell_back(), "the induced device loss did not happen");
     assert!(e.describe().starts_with("cpu"), "{}", e.describe());
     assert_eq!(got, want, "the output changed across the fallback");
+    // The tiny model's greedy tokens soon repeat, so the tokens alone would miss a re-run that
+    // fed the wrong context; the logits of the last step would not.
+    let (d, i) = max_diff(&e.logits().unwrap(), &want_logits);
+    assert!(
+        d < TIE,
+        "the last step's logits differ across the fallback by {d} at token {i}"
+    );
     assert_eq!(e.n_past(), prompt.len() + n - 1);
 }
 
