@@ -1,7 +1,10 @@
 #version 450
 // The sampler's second stage, in one workgroup, over the candidates sample_pre.comp kept (its
 // penalized logits in `sc`, their ids in `ids`, in id order: common/candidates.glsl), so only
-// the chosen token id ever leaves the device. Semantics (mirrored by the CPU reference in
+// the chosen token id ever leaves the device. With ONE_STAGE (the path CPU implementations take:
+// docs/vulkan.md "Sampling on the GPU") it is the whole sampler instead: it reads the logits
+// itself, applies the penalty and flags NaN/inf, and its candidates are the whole vocabulary
+// (candidate i is token i); sample_pre.comp is not run. Semantics (mirrored by the CPU reference in
 // src/engine/vulkan/tests): repetition penalty on the distinct tokens among the last `last_n` of
 // the history (applied by the prefilter) -> greedy argmax (ties: lowest id) when temp <= 0;
 // otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p (smallest
@@ -16,8 +19,11 @@
 // next step can embed).
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
+// 1: the one-stage sampler over the logits (no prefilter); 0: the selection after sample_pre.
+layout(constant_id = 1) const uint ONE_STAGE = 0;
 layout(local_size_x_id = 0) in;
-// Binding 0 (the logits) is read by the prefilter only; both stages share one descriptor set.
+// Binding 0 (the logits) is read by the prefilter, or here with ONE_STAGE; binding 3 (the ids)
+// only without it. Both stages share one descriptor set.
 layout(set = 0, binding = 0) readonly buffer Logits { float logits[]; };
 layout(set = 0, binding = 1) coherent buffer State { uint state[]; };
 layout(set = 0, binding = 2) coherent buffer Scratch { float sc[]; };
@@ -213,23 +219,55 @@ float reduce_f(float v, bool is_max) {
     return r;
 }
 
+// The token of candidate i.
+uint cand_id(uint i) {
+    return ONE_STAGE != 0u ? i : ids[i];
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    n_cand = cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
+    n_cand = ONE_STAGE != 0u
+        ? pc.n_vocab
+        : cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
     const uint n = n_cand;
     if (tid == 0u) {
         s_bad = 0u;
     }
     sync();
     uint bad = 0u;
-    for (uint j = tid; j < n_slices(pc.n_vocab); j += WG) {
-        bad |= ids[pc.n_vocab + j];
+    if (ONE_STAGE != 0u) {
+        for (uint i = tid; i < n; i += WG) {
+            float v = logits[pc.logits_off + i];
+            sc[i] = v;
+            bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+        }
+    } else {
+        for (uint j = tid; j < n_slices(pc.n_vocab); j += WG) {
+            bad |= ids[pc.n_vocab + j];
+        }
     }
     if (bad != 0u) {
         atomicOr(s_bad, bad);
     }
     sync();
     const uint nh = state[S_NHIST];
+    if (ONE_STAGE != 0u && prm.penalty != 1.0) {
+        // The repetition penalty (the prefilter's, without it): once per distinct token among
+        // the last `last_n`, by the invocation that holds its most recent occurrence.
+        const uint last_n = min(min(prm.last_n, nh), HIST);
+        for (uint j = tid; j < last_n; j += WG) {
+            const uint tok = state[S_HIST + (nh - 1u - j) % HIST];
+            bool dup = false;
+            for (uint i = 0u; i < j; i++) {
+                dup = dup || state[S_HIST + (nh - 1u - i) % HIST] == tok;
+            }
+            if (!dup && tok < n) {
+                const float v = sc[tok];
+                sc[tok] = v > 0.0 ? v / prm.penalty : v * prm.penalty;
+            }
+        }
+        sync();
+    }
 
     uint token = 0u;
     if (prm.temp <= 0.0) {
@@ -256,7 +294,7 @@ void main() {
             }
             sync();
         }
-        token = hc[0] < n ? ids[hc[0]] : 0u;
+        token = hc[0] < n ? cand_id(hc[0]) : 0u;
     } else {
         if (prm.top_k > 0u && prm.top_k < n) {
             search(false, prm.top_k, 0.0, false);
@@ -315,7 +353,7 @@ void main() {
         float idx = floor((target - s_above_m) / tw);
         uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
         nth_equal(true, r);
-        token = s_cut < n ? ids[s_cut] : 0u;
+        token = s_cut < n ? cand_id(s_cut) : 0u;
     }
 
     if (tid == 0u) {

@@ -357,8 +357,9 @@ impl VulkanSlots {
         }
         cmd.group(false);
         // Each slot's sampler over its row (its own parameters, state and history: the
-        // prefilters, then the selections), then the tokens and verdicts to the host:
-        // independent per slot, so no barriers among the slots of a group.
+        // prefilters, then the selections; on the one-stage path the prefilter group records
+        // nothing), then the tokens and verdicts to the host: independent per slot, so no
+        // barriers among the slots of a group.
         for rec in [
             VulkanEngine::record_sample_pre,
             VulkanEngine::record_sample_select,

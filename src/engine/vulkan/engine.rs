@@ -187,8 +187,9 @@ impl VulkanEngine {
         cmd.end()
     }
 
-    /// Records this engine's sampler prefilter (over its logits row 0) into a batched pass
-    /// (batch.rs records it for every slot as a group, then each slot's selection).
+    /// Records this engine's sampler prefilter (over its logits row 0; nothing on the one-stage
+    /// path) into a batched pass (batch.rs records it for every slot as a group, then each
+    /// slot's selection).
     pub(super) fn record_sample_pre(&self, cmd: &mut CmdBuffer) {
         self.graph.sample.record_sample_stage(cmd, true);
     }

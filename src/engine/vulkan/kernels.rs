@@ -92,6 +92,8 @@ pub struct Kernels {
     pub(super) prompt_tiled: Cell<bool>,
     /// The form of the tiled mat-mat (`Tuning::tiled_kernel`, default the scalar one).
     pub(super) tiled_form: Cell<TiledKernel>,
+    /// The sampler in two stages (prefilter, selection) or in one (`sampler_two_stage_default`).
+    sample_two_stage: Cell<bool>,
     limits: Limits,
 }
 
@@ -100,6 +102,15 @@ pub struct Kernels {
 fn prompt_tiled_default(dev: &Device) -> bool {
     dev.tuning
         .prompt_tiled
+        .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
+}
+
+/// The two-stage sampler spreads the vocabulary over many workgroups for GPUs; on CPU
+/// implementations (lavapipe) its 48+ workgroups cost more than the one-workgroup sampler over
+/// the whole vocabulary (docs/benchmarks.md). `Tuning::sampler_two_stage` overrides the choice.
+fn sampler_two_stage_default(dev: &Device) -> bool {
+    dev.tuning
+        .sampler_two_stage
         .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
 }
 
@@ -138,6 +149,7 @@ impl Kernels {
             limits,
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
+            sample_two_stage: Cell::new(sampler_two_stage_default(dev)),
         })
     }
 
@@ -151,6 +163,13 @@ impl Kernels {
     #[cfg(test)]
     pub fn set_prompt_tiled(&self, on: bool) {
         self.prompt_tiled.set(on);
+    }
+
+    /// Forces the sampler's path, two stages (`true`) or one, for ops built after this call
+    /// (tests run the sampler's cases on both paths on one device).
+    #[cfg(test)]
+    pub fn set_sample_two_stage(&self, on: bool) {
+        self.sample_two_stage.set(on);
     }
 
     /// Forces the form of the tiled mat-mat for ops built after this call (tests run every
@@ -272,9 +291,21 @@ impl Kernels {
             &[64],
         )
     }
-    /// The sampler's two stages: the prefilter over the vocabulary's slices, the selection
-    /// over the candidates (one workgroup).
-    pub fn sample(&self) -> Result<(Rc<GpuKernel>, Rc<GpuKernel>)> {
+    /// The sampler: on the two-stage path the prefilter over the vocabulary's slices and the
+    /// selection over their candidates (one workgroup); on the one-stage path no prefilter and
+    /// `sample_one`, one workgroup over the whole vocabulary (the same shader, spec constant
+    /// ONE_STAGE).
+    pub fn sample(&self) -> Result<(Option<Rc<GpuKernel>>, Rc<GpuKernel>)> {
+        if !self.sample_two_stage.get() {
+            let one = self.get(
+                "sample_one",
+                shaders::SAMPLE,
+                &SAMPLE_BINDINGS,
+                2,
+                &[128, 1],
+            )?;
+            return Ok((None, one));
+        }
         let pre = self.get(
             "sample_pre",
             shaders::SAMPLE_PRE,
@@ -282,8 +313,8 @@ impl Kernels {
             2,
             &[128],
         )?;
-        let select = self.get("sample", shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &[128])?;
-        Ok((pre, select))
+        let select = self.get("sample", shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &[128, 0])?;
+        Ok((Some(pre), select))
     }
     pub fn advance(&self) -> Result<Rc<GpuKernel>> {
         self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])

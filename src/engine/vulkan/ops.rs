@@ -66,9 +66,10 @@ pub enum OpKind {
     },
     Sample {
         n_vocab: u32,
-        /// The selection over the candidates (one workgroup) after the prefilter (the op's
-        /// kernel, one workgroup per vocabulary slice), on the same descriptor set.
-        select: Rc<GpuKernel>,
+        /// The prefilter (one workgroup per vocabulary slice) that runs before the op's kernel,
+        /// the selection over its candidates, on the same descriptor set; `None`: the one-stage
+        /// sampler, whose kernel reads the whole vocabulary (`Kernels::sample`).
+        pre: Option<Rc<GpuKernel>>,
     },
     /// Per-head Q/K RMS norm in place in the QKV buffer (norms.rs).
     QkNorm {
@@ -280,19 +281,22 @@ impl GpuOp {
 }
 
 impl GpuOp {
-    /// Records one stage of a `Sample` op: the prefilter (`first`) or the selection, which
-    /// reads what the prefilter wrote (the recorder's barrier between them, unless grouped:
-    /// batch.rs records each stage as a group over its slots). Nothing for other ops.
+    /// Records one stage of a `Sample` op: the prefilter (`first`; nothing on the one-stage
+    /// path) or the selection, which reads what the prefilter wrote (the recorder's barrier
+    /// between them, unless grouped: batch.rs records each stage as a group over its slots).
+    /// Nothing for other ops.
     pub fn record_sample_stage(&self, cmd: &mut CmdBuffer, first: bool) {
-        let OpKind::Sample { n_vocab, select } = &self.kind else {
+        let OpKind::Sample { n_vocab, pre } = &self.kind else {
             return;
         };
         let push = [*n_vocab, 0];
-        if first {
-            let slices = sample_slices(*n_vocab as usize) as u32;
-            cmd.dispatch(&self.kernel, self.set, &push, [slices, 1, 1]);
-        } else {
-            cmd.dispatch(select, self.set, &push, [1, 1, 1]);
+        match (first, pre) {
+            (true, Some(pre)) => {
+                let slices = sample_slices(*n_vocab as usize) as u32;
+                cmd.dispatch(pre, self.set, &push, [slices, 1, 1]);
+            }
+            (true, None) => {}
+            (false, _) => cmd.dispatch(&self.kernel, self.set, &push, [1, 1, 1]),
         }
     }
 }
@@ -465,7 +469,8 @@ impl OpBuilder<'_> {
     }
 
     /// The sampler over the logits row at the start of `logits`: `scratch` (`n_vocab` floats)
-    /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages.
+    /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages
+    /// (the one-stage sampler uses `scratch` only). Two stages or one: `Kernels::sample`.
     pub fn sample(
         &mut self,
         logits: BufRange,
@@ -475,7 +480,7 @@ impl OpBuilder<'_> {
         params: BufRange,
         n_vocab: u32,
     ) -> Result<GpuOp> {
-        let (kernel, select) = self.kernels.sample()?;
+        let (pre, kernel) = self.kernels.sample()?;
         let set = self.arena.set(
             &kernel,
             &[&[logits], &[state], &[scratch], &[ids], &[params]],
@@ -483,7 +488,7 @@ impl OpBuilder<'_> {
         Ok(GpuOp {
             kernel,
             set,
-            kind: OpKind::Sample { n_vocab, select },
+            kind: OpKind::Sample { n_vocab, pre },
         })
     }
 

@@ -52,6 +52,11 @@ pub struct Tuning {
     /// normed rows once, and the QKV, gate/up and head products read them without their fused
     /// norm. `false` (`=fused`, the default): the norm is fused into those products' prologue.
     pub norm_pass: bool,
+    /// The sampler in two stages (`Some(true)`, `PIGPU_VK_SAMPLER=two`: a prefilter over
+    /// 1024-token slices of the vocabulary, many workgroups, then the selection over their
+    /// candidates) or in one (`Some(false)`, `=one`: one workgroup reads the whole vocabulary);
+    /// `None`: two stages on GPUs, one on CPU implementations.
+    pub sampler_two_stage: Option<bool>,
     /// Directory of the on-disk pipeline cache (`$XDG_CACHE_HOME/pigpu`, else
     /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
     /// shaders are compiled on every start and nothing is written.
@@ -280,6 +285,19 @@ impl Tuning {
                 }
             };
         }
+        if let Some(v) = get("PIGPU_VK_SAMPLER") {
+            t.sampler_two_stage = Some(match v.trim() {
+                "two" => true,
+                "one" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_SAMPLER",
+                        value: v,
+                        expected: "one or two (stages)",
+                    })
+                }
+            });
+        }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
             t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
                 var: "PIGPU_VK_MEM_LIMIT",
@@ -341,6 +359,7 @@ mod tests {
             ("PIGPU_VK_ATTN", "rows"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("PIGPU_VK_NORM", "pass"),
+            ("PIGPU_VK_SAMPLER", "one"),
             ("HOME", "/home/pi"),
         ])
         .unwrap();
@@ -358,6 +377,7 @@ mod tests {
         assert_eq!(staged.attn_staged, Some(true));
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert!(t.norm_pass);
+        assert_eq!(t.sampler_two_stage, Some(false));
         assert_eq!(
             t.pipeline_cache,
             Some(PathBuf::from("/home/pi/.cache/pigpu"))
@@ -380,6 +400,15 @@ mod tests {
         assert!(!pass("fused"));
         assert!(pass(" pass "));
         assert!(!pass(""), "empty is unset");
+    }
+
+    #[test]
+    fn the_sampler_path_is_the_devices_unless_one_is_asked_for() {
+        let stages = |v: &str| parse(&[("PIGPU_VK_SAMPLER", v)]).unwrap().sampler_two_stage;
+        assert_eq!(parse(&[]).unwrap().sampler_two_stage, None);
+        assert_eq!(stages("one"), Some(false));
+        assert_eq!(stages(" two "), Some(true));
+        assert_eq!(stages(""), None, "empty is unset");
     }
 
     #[test]
@@ -418,6 +447,8 @@ mod tests {
             ("PIGPU_VK_MEM_LIMIT", "5X"),
             ("PIGPU_VK_MEM_LIMIT", "99999999999999999999"),
             ("PIGPU_VK_NORM", "separate"),
+            ("PIGPU_VK_SAMPLER", "2"),
+            ("PIGPU_VK_SAMPLER", "three"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!(e.var, var);

@@ -236,14 +236,17 @@ fn tiny_batched_decode_equals_each_alone() {
 }
 
 /// With the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`: the pass over every row of
-/// the batch, into a batched scratch the products read): three slots decoded together give each
-/// its tokens alone, greedy, in one submit per step.
+/// the batch, into a batched scratch the products read) and the two-stage sampler (GPUs'
+/// default, `PIGPU_VK_SAMPLER=two`: every slot's prefilter as one group, then the selections;
+/// the test above covers lavapipe's one stage): three slots decoded together give each its
+/// tokens alone, greedy, in one submit per step.
 #[test]
 fn tiny_batched_decode_with_the_norm_pass_equals_each_alone() {
     let model = tiny();
     let o = VulkanOptions {
         tuning: pigpu::engine::vulkan::Tuning {
             norm_pass: true,
+            sampler_two_stage: Some(true),
             ..lavapipe()
         },
         ..opts(96)

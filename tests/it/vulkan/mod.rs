@@ -40,7 +40,8 @@ pub const PROMPTS: [&str; 5] = [
 const TIE: f64 = 0.05;
 
 /// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
-/// path, forced on lavapipe, with the split decode attention); `None`: the device's default.
+/// path, forced on lavapipe, with the split decode attention and the two-stage sampler);
+/// `None`: the device's default.
 /// `norm_pass`: the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`), else fused.
 fn vulkan_with(
     model: &Arc<Model>,
@@ -54,6 +55,7 @@ fn vulkan_with(
         // The GPU path forced: the split decode attention too (64 positions per split,
         // query heads grouped), which lavapipe does not use by default.
         attn_chunk: shape.map(|_| 64),
+        sampler_two_stage: shape.map(|_| true),
         ..lavapipe()
     };
     let gpu = vulkan_tuned(model, n_ctx, tuning);
@@ -282,14 +284,16 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     gpu.reset_stats();
     gpu.step(&p, 0.5).unwrap(); // the first step only samples (the prompt's logits are ready)
     let first = gpu.stats();
+    // The GPU path forced: the sampler's prefilter and selection; lavapipe's own: one stage.
+    let sampler = if shape.is_some() { 2 } else { 1 };
     assert_eq!(
         (
             first.dispatches,
             first.submits,
             first.command_buffers_recorded
         ),
-        (2, 1, 0),
-        "the sample-only step: the sampler's prefilter and selection, one submit"
+        (sampler, 1, 0),
+        "the sample-only step: the sampler's dispatches, one submit"
     );
     gpu.reset_stats();
     let n = 8u64;
@@ -327,8 +331,8 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     );
     if shape.is_none() && !norm_pass {
         // lavapipe's default path: the embedding, 6 per layer (one-row attention), the head,
-        // the sampler's prefilter and selection.
-        assert_eq!(s.dispatches, n * (6 * model.config.n_layer as u64 + 4));
+        // the one-stage sampler.
+        assert_eq!(s.dispatches, n * (6 * model.config.n_layer as u64 + 3));
     }
     assert!(
         s.readback_bytes <= 16 * n,
@@ -340,14 +344,21 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     s.dispatches / n
 }
 
-/// The same seed and settings give the same tokens; sampled output stays in the vocabulary.
+/// The same seed and settings give the same tokens; sampled output stays in the vocabulary;
+/// the two-stage sampler (`PIGPU_VK_SAMPLER=two`, GPUs' default) draws the same tokens as
+/// lavapipe's one-stage sampler.
 #[test]
 fn smollm_sampling_is_reproducible() {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
     };
     let model = Model::load(&path).unwrap();
+    let two = Tuning {
+        sampler_two_stage: Some(true),
+        ..lavapipe()
+    };
     let mut gpu = vulkan(&model, 64);
+    let mut gpu_two = vulkan_tuned(&model, 64, two);
     let p = SamplingParams {
         temperature: 0.9,
         top_k: 50,
@@ -358,19 +369,23 @@ fn smollm_sampling_is_reproducible() {
     };
     let prompt = tokens(&model, PROMPTS[2]);
     let mut runs = Vec::new();
-    for _ in 0..2 {
-        gpu.reset();
-        gpu.prefill(&prompt).unwrap();
+    for run in 0..3 {
+        // Twice one stage, then two stages.
+        let g = if run < 2 { &mut gpu } else { &mut gpu_two };
+        g.reset();
+        g.prefill(&prompt).unwrap();
         let mut rng = pigpu::model::sampler::Rng::new(42);
         runs.push(
             (0..6)
-                .map(|_| gpu.step(&p, rng.next_f32()).unwrap())
+                .map(|_| g.step(&p, rng.next_f32()).unwrap())
                 .collect::<Vec<u32>>(),
         );
     }
     assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2], "one stage against two");
     assert!(runs[0].iter().all(|&t| (t as usize) < model.config.n_vocab));
     no_validation_errors(&gpu);
+    no_validation_errors(&gpu_two);
 }
 
 /// Bad input and resource limits are clear errors, not panics or hangs.

@@ -50,12 +50,17 @@ fn smollm_profile_times_every_op() {
     for label in ["attention", "rope_kv"] {
         assert_eq!(op(dec, label).per_token, n_layer, "{label}");
     }
-    for label in ["embed", "sample_pre", "copy"] {
+    for label in ["embed", "sample_one", "copy"] {
         assert_eq!(op(dec, label).per_token, 1.0, "{label}");
     }
-    // The sampler's selection, by its exact label (the prefilter's also starts with it).
-    let select = dec.ops.iter().find(|o| o.label == "sample");
-    assert_eq!(select.map(|o| o.per_token), Some(1.0), "{:?}", dec.ops);
+    // lavapipe's sampler is one stage: no prefilter, no selection after one.
+    assert!(
+        !dec.ops
+            .iter()
+            .any(|o| o.label == "sample_pre" || o.label == "sample"),
+        "{:?}",
+        dec.ops
+    );
     // SmolLM2: Q4_1 layers, a Q8_0 (tied) head. (Labels are matched by prefix: what is fused
     // in, the tags after the shape, may change with the kernels.)
     let qkv = op(dec, "matvec Q4_1 960x576");
@@ -72,10 +77,10 @@ fn smollm_profile_times_every_op() {
     assert!((sum - dec.gpu_us_per_token).abs() <= 1e-6 * sum);
     let per_token: f64 = dec.ops.iter().map(|o| o.per_token).sum();
     assert!((dec.commands_per_token - per_token).abs() < 1e-9);
-    // embed, 6 per layer, head, the sampler's two stages, the token copy (more per layer if
-    // kernels split ops).
+    // embed, 6 per layer, head, the sampler, the token copy (more per layer if kernels split
+    // ops).
     assert!(
-        dec.commands_per_token >= 6.0 * n_layer + 5.0,
+        dec.commands_per_token >= 6.0 * n_layer + 4.0,
         "{}",
         dec.commands_per_token
     );
@@ -277,4 +282,39 @@ fn run_profile_shows_the_norm_pass() {
             );
         }
     }
+}
+
+/// `PIGPU_VK_SAMPLER=two` (read by the command layer): lavapipe then samples in two stages, as
+/// GPUs do by default; the profile shows the prefilter `sample_pre` and the selection `sample`
+/// once per decoded token and no one-stage `sample_one`.
+#[test]
+fn run_profile_shows_the_two_stage_sampler() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let o = util::pigpu()
+        .args(["run", path.to_str().unwrap(), "-p", "Hi", "-n", "3"])
+        .args(["--temp", "0", "--ctx", "32", "--profile", "--json"])
+        .args(["--backend", "vulkan", "--device", "llvmpipe"])
+        .env("PIGPU_VK_SAMPLER", "two")
+        .output()
+        .expect("spawn pigpu");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let dec = j["profile"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "decode")
+        .unwrap_or_else(|| panic!("no decode phase in {j}"));
+    let ops = dec["ops"].as_array().unwrap();
+    let per_token = |label: &str| {
+        ops.iter()
+            .find(|o| o["label"] == label)
+            .map(|o| o["per_token"].as_f64().unwrap())
+    };
+    assert_eq!(per_token("sample_pre"), Some(1.0), "{dec}");
+    assert_eq!(per_token("sample"), Some(1.0), "{dec}");
+    assert_eq!(per_token("sample_one"), None, "{dec}");
 }

@@ -1,8 +1,10 @@
-//! The GPU sampler (the prefilter shaders/sample_pre.comp, then the selection
-//! shaders/sample.comp) against a CPU reference of the same semantics, on random logits over
-//! vocabularies that are not a multiple of the workgroup size or of the prefilter's slice, with
-//! ties within and across slices, penalized tokens in several slices, and top-k on both sides
-//! of the prefilter's limit (`SAMPLE_K_MAX`, past which it keeps the whole vocabulary).
+//! The GPU sampler on both its paths — two stages (the prefilter shaders/sample_pre.comp, then
+//! the selection shaders/sample.comp) and one (shaders/sample.comp alone over the whole
+//! vocabulary, CPU implementations' default) — against a CPU reference of the same semantics,
+//! on random logits over vocabularies that are not a multiple of the workgroup size or of the
+//! prefilter's slice, with ties within and across slices, penalized tokens in several slices,
+//! and top-k on both sides of the prefilter's limit (`SAMPLE_K_MAX`, past which it keeps the
+//! whole vocabulary).
 
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::{u32_bytes, Buffer};
@@ -95,13 +97,15 @@ fn penalized(logits: &[f32], hist: &[u32], p: &SamplingParams) -> Vec<f32> {
     l
 }
 
-/// The sampler op over one logits row on the device, with its candidate buffers.
+/// The sampler op over one logits row on the device, with its scratch buffer.
 struct Sampler {
     n: usize,
     logits: Buffer,
     scratch: Buffer,
-    ids: Buffer,
 }
+
+/// Both paths: two stages, then one.
+const PATHS: [bool; 2] = [true, false];
 
 /// What one run left: the state words and the candidates' id buffer.
 struct Run {
@@ -116,14 +120,20 @@ impl Sampler {
             n,
             logits: gpu.buf_f32(logits),
             scratch: gpu.buf_f32(&vec![0.0; n]),
-            // Poisoned, so a word the prefilter should have written and did not shows.
-            ids: gpu.buf_u32(&vec![0xDEAD_BEEF; sample_id_words(n)]),
         }
     }
 
     /// Samples with `p` and `u` from a state whose history is `hist` (n_past 12; `bad`: a stale
-    /// verdict the sampler must overwrite).
-    fn run(&self, gpu: &mut Gpu, hist: &[u32], p: &SamplingParams, u: f32, bad: u32) -> Run {
+    /// verdict the sampler must overwrite), in two stages (`two`) or one.
+    fn run(
+        &self,
+        gpu: &mut Gpu,
+        two: bool,
+        hist: &[u32],
+        p: &SamplingParams,
+        u: f32,
+        bad: u32,
+    ) -> Run {
         let mut state = vec![0u32; STATE_WORDS];
         state[0] = 12; // n_past
         state[3] = hist.len() as u32;
@@ -133,13 +143,17 @@ impl Sampler {
         state[S_BAD] = bad;
         let sbuf = gpu.buf_u32(&state);
         let pbuf = gpu.buf(u32_bytes(&sample_params(p, u)));
+        // Poisoned for every run, so a word the prefilter should have written and did not (or
+        // wrote on the one-stage path) shows.
+        let ids = gpu.buf_u32(&vec![0xDEAD_BEEF; sample_id_words(self.n)]);
+        gpu.kernels.set_sample_two_stage(two);
         let op = gpu
             .ops()
             .sample(
                 self.logits.all(),
                 sbuf.all(),
                 self.scratch.all(),
-                self.ids.all(),
+                ids.all(),
                 pbuf.all(),
                 self.n as u32,
             )
@@ -148,22 +162,31 @@ impl Sampler {
         cmd.begin(false).unwrap();
         op.record(&mut cmd, 1);
         cmd.end().unwrap();
-        assert_eq!(cmd.dispatches, 2, "the prefilter and the selection");
+        if two {
+            assert_eq!(cmd.dispatches, 2, "the prefilter and the selection");
+        } else {
+            assert_eq!(cmd.dispatches, 1, "one stage: no prefilter");
+        }
         cmd.submit_wait().unwrap();
         Run {
             state: gpu.read_u32(&sbuf, STATE_WORDS),
-            ids: gpu.read_u32(&self.ids, sample_id_words(self.n)),
+            ids: gpu.read_u32(&ids, sample_id_words(self.n)),
         }
     }
 
-    /// Runs every case at several `u` and checks each token against the reference, the state
-    /// bookkeeping, and which candidates the prefilter kept.
+    /// Runs every case at several `u` on both paths and checks each token against the
+    /// reference, the state bookkeeping, and which candidates the prefilter kept (two stages)
+    /// or that nothing wrote candidates (one stage).
     fn check(&self, gpu: &mut Gpu, logits: &[f32], hist: &[u32], cases: &[SamplingParams]) {
-        for (ci, p) in cases.iter().enumerate() {
+        for ((ci, p), two) in cases
+            .iter()
+            .enumerate()
+            .flat_map(|c| PATHS.map(|two| (c, two)))
+        {
             for u in [0.0f32, 0.13, 0.5, 0.77, 0.999] {
-                let r = self.run(gpu, hist, p, u, 0);
+                let r = self.run(gpu, two, hist, p, u, 0);
                 let want = sample_ref(logits, hist, p, u);
-                let what = format!("n={} case {ci} {p:?} u={u}", self.n);
+                let what = format!("n={} two stages {two} case {ci} {p:?} u={u}", self.n);
                 assert_eq!(r.state[S_TOKEN], want, "{what}");
                 assert_eq!(
                     r.state[0], 12,
@@ -172,7 +195,14 @@ impl Sampler {
                 assert_eq!(r.state[3], hist.len() as u32 + 1, "history count: {what}");
                 assert_eq!(r.state[4 + hist.len()], want, "appended: {what}");
                 assert_eq!(r.state[S_BAD], 0, "finite logits: {what}");
-                expect_candidates(&r.ids, &penalized(logits, hist, p), p, &what);
+                if two {
+                    expect_candidates(&r.ids, &penalized(logits, hist, p), p, &what);
+                } else {
+                    assert!(
+                        r.ids.iter().all(|&w| w == 0xDEAD_BEEF),
+                        "one stage wrote candidates: {what}"
+                    );
+                }
             }
         }
     }
@@ -285,7 +315,7 @@ fn gpu_sampler_candidates_across_slices() {
         SAMPLE_SLICE as u32 - 1
     );
     // The whole vocabulary past K_MAX: every id in place.
-    let r = s.run(&mut gpu, &hist, &cases[6], 0.5, 0);
+    let r = s.run(&mut gpu, true, &hist, &cases[6], 0.5, 0);
     assert!(r.ids[..n]
         .iter()
         .enumerate()
@@ -324,8 +354,8 @@ fn gpu_sampler_small_vocabulary() {
 
 /// A NaN or infinite logit anywhere in the row (the first slice, or the last, short one) is
 /// flagged in the state's `S_BAD` word (bit 0 NaN, bit 1 infinite), greedy or sampling,
-/// whatever the candidates, and the token is then 0 (an id the next step can embed); finite
-/// logits leave the word 0 and sample as before.
+/// whatever the candidates, on both paths, and the token is then 0 (an id the next step can
+/// embed); finite logits leave the word 0 and sample as before.
 #[test]
 fn gpu_sampler_flags_non_finite_logits() {
     let mut gpu = Gpu::new();
@@ -350,11 +380,14 @@ fn gpu_sampler_flags_non_finite_logits() {
                 params(0.8, 40, 0.95, 0.0, 1.0),
                 params(0.8, 0, 0.95, 0.0, 1.0),
             ] {
-                // A verdict left from an earlier step is overwritten.
-                let st = s.run(&mut gpu, &[], &p, 0.5, 7).state;
-                assert_eq!(st[S_BAD], want_flag, "{bad:?} at {at} {p:?}");
-                let want_token = if want_flag == 0 { 1321 } else { 0 };
-                assert_eq!(st[S_TOKEN], want_token, "{bad:?} at {at} {p:?}");
+                for two in PATHS {
+                    // A verdict left from an earlier step is overwritten.
+                    let st = s.run(&mut gpu, two, &[], &p, 0.5, 7).state;
+                    let what = format!("{bad:?} at {at} {p:?}, two stages {two}");
+                    assert_eq!(st[S_BAD], want_flag, "{what}");
+                    let want_token = if want_flag == 0 { 1321 } else { 0 };
+                    assert_eq!(st[S_TOKEN], want_token, "{what}");
+                }
             }
         }
     }
