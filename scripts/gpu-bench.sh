@@ -401,7 +401,8 @@ serve_scaling() { # spec file name
 # default staged one), the split count at depth (each depth call prefills D tokens per
 # repetition, so those are the dearest) and the batched decode's mat-mat shape. NORM=pass is
 # the RMSNorm as a pass of its own before the norm-fused products (decode and prompt; its
-# per-op profile is NAME.profile-norm-pass.txt). On the 3B shape at pp512 the automatic tile
+# per-op profile is NAME.profile-norm-pass.txt). SAMPLER=one is the one-workgroup sampler
+# (what CPU implementations run) against the default two-stage one. On the 3B shape at pp512 the automatic tile
 # is l everywhere, so TILE=l is a control (it should read 1.00×).
 sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
 tg PIGPU_VK_NORM=pass
@@ -411,6 +412,7 @@ pp PIGPU_VK_TILED=vec4pf
 pp PIGPU_VK_TILE=m
 depth PIGPU_VK_ATTN=rows
 pp PIGPU_VK_NORM=pass
+tg PIGPU_VK_SAMPLER=one
 depth PIGPU_VK_ATTN_CHUNK=ONE
 tg PIGPU_VK_MATVEC=256,2,2
 tg PIGPU_VK_MATVEC=128,2,0
