@@ -8,7 +8,8 @@
 use super::{find_library, library_files, nvidia_expected, nvidia_gpus, on_pi, setup_or};
 use crate::doctor::{Finding, Patient};
 pub use crate::platform::nvidia::proc_version;
-use crate::sys::kmod::{self, ModuleInfo};
+use crate::sys::kmod::{self, LoadedModule, ModuleInfo};
+use crate::sys::pci::PciDevice;
 
 /// How to get modules for the running kernel, on this machine.
 fn fix_modules(host: &Patient) -> String {
@@ -67,174 +68,227 @@ fn firmware_versions(host: &Patient) -> Vec<(String, Vec<String>)> {
     out
 }
 
+/// What the parts of the check share: the running kernel, its nvidia module, the GPUs, what is
+/// loaded, and whether a driver is expected and working.
+struct Seen<'h> {
+    host: &'h Patient,
+    /// The running kernel's release.
+    rel: String,
+    gpus: Vec<PciDevice>,
+    /// An NVIDIA GPU is on the bus (or the board is one that gets one).
+    expected: bool,
+    /// The loaded driver has initialised its GPUs.
+    working: bool,
+    /// `/proc/modules`, `None` when unknown.
+    loaded: Option<Vec<LoadedModule>>,
+    /// The nvidia module modprobe would load for `rel`.
+    nvidia: Option<ModuleInfo>,
+}
+
+impl Seen<'_> {
+    /// Whether module `name` is loaded; `None` when `/proc/modules` cannot say.
+    fn is_loaded(&self, name: &str) -> Option<bool> {
+        if name == "nvidia" && self.host.platform().nvidia.loaded {
+            return Some(true);
+        }
+        self.loaded
+            .as_ref()
+            .map(|l| l.iter().any(|m| m.name == name))
+    }
+}
+
 pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
-    let mut out = Vec::new();
     let Some(rel) = host.kernel_release() else {
         return Ok(vec![Finding::skip(
             "driver",
             "cannot tell the running kernel's release",
         )]);
     };
-    let gpus = nvidia_gpus(host);
-    let expected = nvidia_expected(host);
-    let platform = host.platform();
-    let working = platform.nvidia.working();
-    let loaded = kmod::loaded_modules(&host.root).unwrap_or(None);
-    let is_loaded = |name: &str| {
-        if name == "nvidia" && platform.nvidia.loaded {
-            return Some(true);
-        }
-        loaded.as_ref().map(|l| l.iter().any(|m| m.name == name))
+    let seen = Seen {
+        host,
+        gpus: nvidia_gpus(host),
+        expected: nvidia_expected(host),
+        working: host.platform().nvidia.working(),
+        loaded: kmod::loaded_modules(&host.root).unwrap_or(None),
+        nvidia: kmod::find_module(&host.root, &rel, "nvidia")?,
+        rel,
     };
 
-    // --- installed modules
-    let nvidia: Option<ModuleInfo> = kmod::find_module(&host.root, &rel, "nvidia")?;
-    match &nvidia {
+    let mut out = Vec::new();
+    match &seen.nvidia {
         Some(m) => {
-            let companions: Vec<String> = ["nvidia-uvm", "nvidia-modeset", "nvidia-drm"]
-                .iter()
-                .filter(|n| {
-                    kmod::find_module(&host.root, &rel, n)
-                        .ok()
-                        .flatten()
-                        .is_none()
-                })
-                .map(|n| n.to_string())
-                .collect();
-            let built_for = m
-                .vermagic
-                .as_deref()
-                .and_then(|v| v.split_whitespace().next())
-                .unwrap_or("");
-            if !built_for.is_empty() && built_for != rel {
-                out.push(
-                    Finding::fail(
-                        "driver-modules",
-                        format!("nvidia.ko was built for kernel {built_for}, but {rel} is running"),
-                    )
-                    .evidence(format!(
-                        "{}: vermagic {}",
-                        m.path.display(),
-                        m.vermagic.clone().unwrap_or_default()
-                    ))
-                    .fix(fix_modules(host)),
-                );
-            } else {
-                let mut f = Finding::ok(
-                    "driver-modules",
-                    format!(
-                        "nvidia.ko {} is installed for {rel}",
-                        m.version.as_deref().unwrap_or("(no version)")
-                    ),
-                )
-                .evidence(m.path.display().to_string());
-                if !companions.is_empty() {
-                    f.summary
-                        .push_str(&format!(" (not installed: {})", companions.join(", ")));
-                }
-                out.push(f);
-            }
-            match m.license.as_deref() {
-                Some(l) if l.contains("NVIDIA") && !l.contains("GPL") && !on_pi(host) => out.push(
-                    Finding::ok("driver-open", "the installed nvidia.ko is NVIDIA's proprietary module (fine off a Pi)")
-                        .evidence(format!("modinfo nvidia: license {l}")),
-                ),
-                Some(l) if l.contains("NVIDIA") && !l.contains("GPL") => out.push(
-                    Finding::fail("driver-proprietary", "the installed nvidia.ko is the proprietary (closed) module; only the patched open modules work on a Pi")
-                        .evidence(format!("modinfo nvidia: license {l}"))
-                        .fix("install the patched open modules instead: sudo pigpu setup"),
-                ),
-                Some(l) => out.push(
-                    Finding::ok("driver-open", "the installed nvidia.ko is the open kernel module")
-                        .evidence(format!("modinfo nvidia: license {l}")),
-                ),
-                None => {}
-            }
+            out.push(module_installed(&seen, m));
+            out.extend(module_license(&seen, m));
         }
-        None => {
-            let files = kmod::module_files(&host.root, &rel, "nvidia");
-            if !files.is_empty() {
-                out.push(
-                    Finding::fail("driver-modules", format!("NVIDIA modules are on disk for {rel} but not in the module index, so modprobe cannot find them"))
-                        .evidence_all(files.iter().map(|p| p.display().to_string()))
-                        .fix("sudo depmod -a"),
-                );
-            } else if is_loaded("nvidia") == Some(true) {
-                // Loaded from somewhere else (a driver container, an installer that put it
-                // outside /lib/modules/<rel>): what runs is what counts.
-                let version = platform
-                    .nvidia
-                    .version
-                    .as_deref()
-                    .unwrap_or("(version unknown)");
-                out.push(
-                    Finding::info(
-                        "driver-modules",
-                        if working {
-                            format!("the nvidia module {version} is loaded and has initialised {} GPU(s), though it is not installed under /lib/modules/{rel}", platform.nvidia.initialised.len())
-                        } else {
-                            format!("the nvidia module {version} is loaded, though it is not installed under /lib/modules/{rel}")
-                        },
-                    )
-                    .evidence("/proc/modules: nvidia")
-                    .evidence_all(platform.nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}"))),
-                );
-            } else if expected {
-                let other: Vec<String> = host
-                    .root
-                    .list_dir("/lib/modules")
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|r| {
-                        *r != rel && !kmod::module_files(&host.root, r, "nvidia").is_empty()
-                    })
-                    .collect();
-                let mut f = Finding::fail(
-                    "driver-modules",
-                    format!("no NVIDIA kernel module is installed for the running kernel {rel}"),
-                )
-                .fix(fix_modules(host));
-                if !other.is_empty() {
-                    f.summary.push_str(&format!(
-                        " (there are modules for {}: the kernel was updated since they were built)",
-                        other.join(", ")
-                    ));
-                    f = f.fix(setup_or(host, "rebuild the modules for the running kernel (setup also holds the kernel packages, apt-mark hold, so an upgrade cannot do this again)", &fix_modules(host)));
-                }
-                out.push(f);
-            } else {
-                out.push(Finding::skip(
-                    "driver-modules",
-                    format!("no NVIDIA GPU and no NVIDIA module for {rel}"),
-                ));
-            }
-        }
+        None => out.push(module_missing(&seen)),
     }
+    out.extend(module_loaded(&seen));
+    let kernel_side = kernel_versions(&seen);
+    out.extend(versions_agree(&seen, &kernel_side));
+    if let Some((v, _)) = kernel_side.first() {
+        out.push(gsp_firmware(&seen, v));
+    }
+    out.extend(seen.gpus.iter().map(|g| gpu_driver(&seen, g)));
+    if seen.expected
+        && !seen
+            .gpus
+            .iter()
+            .any(|g| g.driver.as_deref() == Some("nouveau"))
+    {
+        out.push(nouveau_kept_away(&seen));
+    }
+    Ok(out)
+}
 
-    // --- loaded
-    match is_loaded("nvidia") {
-        Some(true) => out.push(
+/// The installed nvidia module `m`: built for the running kernel, and its companions.
+fn module_installed(seen: &Seen, m: &ModuleInfo) -> Finding {
+    let (host, rel) = (seen.host, &seen.rel);
+    let companions: Vec<String> = ["nvidia-uvm", "nvidia-modeset", "nvidia-drm"]
+        .iter()
+        .filter(|n| {
+            kmod::find_module(&host.root, rel, n)
+                .ok()
+                .flatten()
+                .is_none()
+        })
+        .map(|n| n.to_string())
+        .collect();
+    let built_for = m
+        .vermagic
+        .as_deref()
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("");
+    if !built_for.is_empty() && built_for != rel {
+        Finding::fail(
+            "driver-modules",
+            format!("nvidia.ko was built for kernel {built_for}, but {rel} is running"),
+        )
+        .evidence(format!(
+            "{}: vermagic {}",
+            m.path.display(),
+            m.vermagic.clone().unwrap_or_default()
+        ))
+        .fix(fix_modules(host))
+    } else {
+        let mut f = Finding::ok(
+            "driver-modules",
+            format!(
+                "nvidia.ko {} is installed for {rel}",
+                m.version.as_deref().unwrap_or("(no version)")
+            ),
+        )
+        .evidence(m.path.display().to_string());
+        if !companions.is_empty() {
+            f.summary
+                .push_str(&format!(" (not installed: {})", companions.join(", ")));
+        }
+        f
+    }
+}
+
+/// Whether the installed module `m` is the open one (the proprietary one is fine off a Pi).
+fn module_license(seen: &Seen, m: &ModuleInfo) -> Option<Finding> {
+    let host = seen.host;
+    match m.license.as_deref() {
+        Some(l) if l.contains("NVIDIA") && !l.contains("GPL") && !on_pi(host) => Some(
+            Finding::ok("driver-open", "the installed nvidia.ko is NVIDIA's proprietary module (fine off a Pi)")
+                .evidence(format!("modinfo nvidia: license {l}")),
+        ),
+        Some(l) if l.contains("NVIDIA") && !l.contains("GPL") => Some(
+            Finding::fail("driver-proprietary", "the installed nvidia.ko is the proprietary (closed) module; only the patched open modules work on a Pi")
+                .evidence(format!("modinfo nvidia: license {l}"))
+                .fix("install the patched open modules instead: sudo pigpu setup"),
+        ),
+        Some(l) => Some(
+            Finding::ok("driver-open", "the installed nvidia.ko is the open kernel module")
+                .evidence(format!("modinfo nvidia: license {l}")),
+        ),
+        None => None,
+    }
+}
+
+/// No nvidia module in the running kernel's index: files outside the index, a module loaded
+/// from elsewhere, modules left for another kernel, or none at all.
+fn module_missing(seen: &Seen) -> Finding {
+    let (host, rel) = (seen.host, &seen.rel);
+    let platform = host.platform();
+    let files = kmod::module_files(&host.root, rel, "nvidia");
+    if !files.is_empty() {
+        Finding::fail("driver-modules", format!("NVIDIA modules are on disk for {rel} but not in the module index, so modprobe cannot find them"))
+            .evidence_all(files.iter().map(|p| p.display().to_string()))
+            .fix("sudo depmod -a")
+    } else if seen.is_loaded("nvidia") == Some(true) {
+        // Loaded from somewhere else (a driver container, an installer that put it
+        // outside /lib/modules/<rel>): what runs is what counts.
+        let version = platform
+            .nvidia
+            .version
+            .as_deref()
+            .unwrap_or("(version unknown)");
+        Finding::info(
+            "driver-modules",
+            if seen.working {
+                format!("the nvidia module {version} is loaded and has initialised {} GPU(s), though it is not installed under /lib/modules/{rel}", platform.nvidia.initialised.len())
+            } else {
+                format!("the nvidia module {version} is loaded, though it is not installed under /lib/modules/{rel}")
+            },
+        )
+        .evidence("/proc/modules: nvidia")
+        .evidence_all(platform.nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}")))
+    } else if seen.expected {
+        let other: Vec<String> = host
+            .root
+            .list_dir("/lib/modules")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r != rel && !kmod::module_files(&host.root, r, "nvidia").is_empty())
+            .collect();
+        let mut f = Finding::fail(
+            "driver-modules",
+            format!("no NVIDIA kernel module is installed for the running kernel {rel}"),
+        )
+        .fix(fix_modules(host));
+        if !other.is_empty() {
+            f.summary.push_str(&format!(
+                " (there are modules for {}: the kernel was updated since they were built)",
+                other.join(", ")
+            ));
+            f = f.fix(setup_or(host, "rebuild the modules for the running kernel (setup also holds the kernel packages, apt-mark hold, so an upgrade cannot do this again)", &fix_modules(host)));
+        }
+        f
+    } else {
+        Finding::skip(
+            "driver-modules",
+            format!("no NVIDIA GPU and no NVIDIA module for {rel}"),
+        )
+    }
+}
+
+/// Whether nvidia is loaded (nothing to say when it is neither loaded nor installed).
+fn module_loaded(seen: &Seen) -> Option<Finding> {
+    match seen.is_loaded("nvidia") {
+        Some(true) => Some(
             Finding::ok("driver-loaded", "the nvidia module is loaded")
                 .evidence("/proc/modules: nvidia"),
         ),
-        Some(false) if nvidia.is_some() => out.push(
+        Some(false) if seen.nvidia.is_some() => Some(
             Finding::warn("driver-loaded", "nvidia is installed but not loaded")
                 .evidence("/proc/modules: no nvidia")
                 .fix("sudo modprobe nvidia; if that fails, look at: sudo dmesg | grep NVRM"),
         ),
-        _ => {}
+        _ => None,
     }
+}
 
-    // --- versions
+/// The kernel side's versions, each with where it was read: the installed module, the loaded
+/// one, `/proc/driver/nvidia/version`.
+fn kernel_versions(seen: &Seen) -> Vec<(String, String)> {
+    let host = seen.host;
     let mut versions: Vec<(String, String)> = Vec::new();
-    if let Some(v) = nvidia.as_ref().and_then(|m| m.version.clone()) {
-        versions.push((
-            v,
-            format!(
-                "modinfo nvidia ({}): version",
-                nvidia.as_ref().unwrap().path.display()
-            ),
-        ));
+    if let Some(m) = &seen.nvidia {
+        if let Some(v) = m.version.clone() {
+            versions.push((v, format!("modinfo nvidia ({}): version", m.path.display())));
+        }
     }
     if let Some(v) = kmod::loaded_version(&host.root, "nvidia") {
         versions.push((v, "/sys/module/nvidia/version".into()));
@@ -246,6 +300,13 @@ pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     {
         versions.push((v, "/proc/driver/nvidia/version".into()));
     }
+    versions
+}
+
+/// Whether the kernel side (`kernel_side`, from [`kernel_versions`]) and the userspace
+/// libraries are all one version, or the userspace is missing.
+fn versions_agree(seen: &Seen, kernel_side: &[(String, String)]) -> Option<Finding> {
+    let host = seen.host;
     let mut user_versions = Vec::new();
     for prefix in USERSPACE_LIBS {
         for p in library_files(host, prefix) {
@@ -254,127 +315,146 @@ pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
             }
         }
     }
-    let kernel_side = versions.first().map(|(v, _)| v.clone());
-    let mut all = versions.clone();
+    let mut all = kernel_side.to_vec();
     all.extend(user_versions.iter().cloned());
     if all.len() >= 2 {
         let first = &all[0].0;
         if all.iter().any(|(v, _)| v != first) {
-            out.push(
+            Some(
                 Finding::fail("driver-version-mismatch", "the NVIDIA module, the loaded driver and the userspace libraries are not all the same version")
                     .evidence_all(all.iter().map(|(v, w)| format!("{w}: {v}")))
                     .fix(setup_or(host, "rebuild the modules for the installed userspace version (or install the userspace of the module's version), then reboot", "install the NVIDIA userspace and kernel module of one version, then reboot")),
-            );
+            )
         } else {
-            out.push(
+            Some(
                 Finding::ok(
                     "driver-version",
                     format!("kernel module and userspace are both {first}"),
                 )
                 .evidence_all(all.iter().map(|(v, w)| format!("{w}: {v}"))),
-            );
+            )
         }
-    } else if kernel_side.is_some()
+    } else if !kernel_side.is_empty()
         && user_versions.is_empty()
         && find_library(host, "libGLX_nvidia.so.0").is_none()
     {
-        out.push(
+        Some(
             Finding::warn(
                 "driver-version",
                 "the NVIDIA userspace (libnvidia-ml, libGLX_nvidia) is not installed",
             )
             .fix(fix_userspace(host)),
-        );
+        )
+    } else {
+        None
     }
+}
 
-    // --- GSP firmware for the kernel side's version
-    if let Some(v) = &kernel_side {
-        let fw = firmware_versions(host);
-        match fw.iter().find(|(fv, _)| fv == v) {
-            Some((_, files)) => out.push(
-                Finding::ok("gsp-firmware", format!("GSP firmware for {v} is installed"))
-                    .evidence_all(files.clone()),
-            ),
-            None if working => out.push(
-                Finding::info(
-                    "gsp-firmware",
-                    format!("no GSP firmware for {v} under /lib/firmware, but the driver has initialised the GPU(s), so it had what it needed"),
-                )
+/// GSP firmware for the kernel side's version `v`.
+fn gsp_firmware(seen: &Seen, v: &str) -> Finding {
+    let host = seen.host;
+    let fw = firmware_versions(host);
+    match fw.iter().find(|(fv, _)| fv == v) {
+        Some((_, files)) => Finding::ok("gsp-firmware", format!("GSP firmware for {v} is installed"))
+            .evidence_all(files.clone()),
+        None if seen.working => Finding::info(
+            "gsp-firmware",
+            format!("no GSP firmware for {v} under /lib/firmware, but the driver has initialised the GPU(s), so it had what it needed"),
+        )
+        .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
+        .evidence_all(host.platform().nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}"))),
+        None => {
+            let mut f = Finding::fail("gsp-firmware-missing", format!("no GSP firmware for {v}: the driver cannot start the GPU"))
                 .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
-                .evidence_all(platform.nvidia.initialised.iter().map(|g| format!("/proc/driver/nvidia/gpus/{g}"))),
-            ),
-            None => {
-                let mut f = Finding::fail("gsp-firmware-missing", format!("no GSP firmware for {v}: the driver cannot start the GPU"))
-                    .evidence(format!("/lib/firmware/nvidia/{v}/gsp_*.bin: missing"))
-                    .fix(fix_userspace(host));
-                if !fw.is_empty() {
-                    f.summary.push_str(&format!(
-                        " (firmware present for: {})",
-                        fw.iter()
-                            .map(|(v, _)| v.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                out.push(f);
+                .fix(fix_userspace(host));
+            if !fw.is_empty() {
+                f.summary.push_str(&format!(
+                    " (firmware present for: {})",
+                    fw.iter()
+                        .map(|(v, _)| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
+            f
         }
     }
+}
 
-    // --- which driver has the GPU
-    let nvidia_loaded = is_loaded("nvidia") == Some(true);
-    for g in &gpus {
-        match g.driver.as_deref() {
-            Some("nvidia") => out.push(Finding::ok("gpu-driver-bound", format!("{} is driven by nvidia", g.address))),
-            Some("nouveau") => out.push(
-                Finding::fail("nouveau-bound", format!("{} is driven by nouveau, which does not work on the Pi and keeps nvidia off it", g.address))
-                    .evidence(format!("{}/driver -> nouveau", g.syspath.display()))
-                    .fix(FIX_NOUVEAU),
+/// Which driver has GPU `g`.
+fn gpu_driver(seen: &Seen, g: &PciDevice) -> Finding {
+    let host = seen.host;
+    let nvidia_loaded = seen.is_loaded("nvidia") == Some(true);
+    match g.driver.as_deref() {
+        Some("nvidia") => Finding::ok(
+            "gpu-driver-bound",
+            format!("{} is driven by nvidia", g.address),
+        ),
+        Some("nouveau") => Finding::fail(
+            "nouveau-bound",
+            format!(
+                "{} is driven by nouveau, which does not work on the Pi and keeps nvidia off it",
+                g.address
             ),
-            Some(other) => out.push(Finding::warn("gpu-driver-bound", format!("{} is driven by {other}", g.address))
-                .fix(if nvidia.is_some() { "unbind it and load nvidia: sudo modprobe nvidia".to_string() } else { fix_modules(host) })),
-            None if nvidia_loaded => out.push(
-                Finding::fail("gpu-driver-bound", format!("nvidia is loaded but did not take {}: it failed to initialise the GPU", g.address))
-                    .fix("see the kernel-log findings (sudo dmesg | grep NVRM) for why"),
-            ),
-            // modprobe only helps when there is a module to load.
-            None => out.push(
-                Finding::warn("gpu-driver-bound", format!("no driver is bound to {}", g.address))
-                    .fix(if nvidia.is_some() { "sudo modprobe nvidia".to_string() } else { fix_modules(host) }),
-            ),
-        }
-    }
-
-    // --- nouveau kept away
-    if expected && !gpus.iter().any(|g| g.driver.as_deref() == Some("nouveau")) {
-        let blacklisted = blacklists_nouveau(host);
-        if is_loaded("nouveau") == Some(true) {
-            out.push(
-                Finding::warn(
-                    "nouveau-bound",
-                    "nouveau is loaded (not bound to the GPU now, but it may take it)",
-                )
-                .evidence("/proc/modules: nouveau")
-                .fix(FIX_NOUVEAU),
-            );
-        } else if !blacklisted
-            && kmod::find_module(&host.root, &rel, "nouveau")
-                .ok()
-                .flatten()
-                .is_some()
-        {
-            out.push(
-                Finding::warn("nouveau-bound", "nouveau is installed and not blacklisted: it can take the GPU before nvidia at boot")
-                    .fix(FIX_NOUVEAU),
-            );
+        )
+        .evidence(format!("{}/driver -> nouveau", g.syspath.display()))
+        .fix(FIX_NOUVEAU),
+        Some(other) => Finding::warn(
+            "gpu-driver-bound",
+            format!("{} is driven by {other}", g.address),
+        )
+        .fix(if seen.nvidia.is_some() {
+            "unbind it and load nvidia: sudo modprobe nvidia".to_string()
         } else {
-            out.push(Finding::ok(
-                "nouveau-bound",
-                "nouveau is not bound to the GPU",
-            ));
-        }
+            fix_modules(host)
+        }),
+        None if nvidia_loaded => Finding::fail(
+            "gpu-driver-bound",
+            format!(
+                "nvidia is loaded but did not take {}: it failed to initialise the GPU",
+                g.address
+            ),
+        )
+        .fix("see the kernel-log findings (sudo dmesg | grep NVRM) for why"),
+        // modprobe only helps when there is a module to load.
+        None => Finding::warn(
+            "gpu-driver-bound",
+            format!("no driver is bound to {}", g.address),
+        )
+        .fix(if seen.nvidia.is_some() {
+            "sudo modprobe nvidia".to_string()
+        } else {
+            fix_modules(host)
+        }),
     }
-    Ok(out)
+}
+
+/// That nouveau is neither loaded nor able to take the GPU at boot (asked only where a GPU is
+/// expected and nouveau does not hold one now).
+fn nouveau_kept_away(seen: &Seen) -> Finding {
+    let host = seen.host;
+    let blacklisted = blacklists_nouveau(host);
+    if seen.is_loaded("nouveau") == Some(true) {
+        Finding::warn(
+            "nouveau-bound",
+            "nouveau is loaded (not bound to the GPU now, but it may take it)",
+        )
+        .evidence("/proc/modules: nouveau")
+        .fix(FIX_NOUVEAU)
+    } else if !blacklisted
+        && kmod::find_module(&host.root, &seen.rel, "nouveau")
+            .ok()
+            .flatten()
+            .is_some()
+    {
+        Finding::warn(
+            "nouveau-bound",
+            "nouveau is installed and not blacklisted: it can take the GPU before nvidia at boot",
+        )
+        .fix(FIX_NOUVEAU)
+    } else {
+        Finding::ok("nouveau-bound", "nouveau is not bound to the GPU")
+    }
 }
 
 /// `blacklist nouveau` in a modprobe.d file, or `modprobe.blacklist=nouveau` on the command line.
