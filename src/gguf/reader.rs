@@ -83,8 +83,31 @@ fn check_count(
     Ok(count as usize)
 }
 
+/// Parses a whole file in its order: the header, the metadata, the tensor table; then checks
+/// that every tensor's data lies inside the file and no two overlap.
 pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
     let mut cur = Cursor { buf, pos: 0 };
+    let version = read_magic_and_version(&mut cur)?;
+    let n_tensors = cur.u64(&|| "the tensor count".into())?;
+    let n_kv = cur.u64(&|| "the metadata count".into())?;
+    let metadata = read_metadata(&mut cur, n_kv)?;
+    let alignment = alignment_of(&metadata)?;
+    let tensors = read_tensor_table(&mut cur, n_tensors, alignment)?;
+    let data_offset = (cur.pos as u64).div_ceil(alignment) * alignment;
+    check_placement(&tensors, data_offset, buf.len() as u64)?;
+    Ok(Parsed {
+        version,
+        alignment,
+        data_offset,
+        metadata,
+        tensors,
+    })
+}
+
+/// The magic `GGUF` and a version this reader knows (2 or 3; a byte-swapped one is a
+/// big-endian file).
+fn read_magic_and_version(cur: &mut Cursor) -> Result<u32, ErrorKind> {
+    let buf = cur.buf;
     let magic = cur
         .take(4, &|| "the magic".into())
         .map_err(|_| ErrorKind::BadMagic {
@@ -97,17 +120,16 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
     }
     let version = cur.u32(&|| "the version".into())?;
     match version {
-        2 | 3 => {}
-        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => return Err(ErrorKind::BigEndian),
-        v => return Err(ErrorKind::UnsupportedVersion(v)),
+        2 | 3 => Ok(version),
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => Err(ErrorKind::BigEndian),
+        v => Err(ErrorKind::UnsupportedVersion(v)),
     }
-    let n_tensors = cur.u64(&|| "the tensor count".into())?;
-    let n_kv = cur.u64(&|| "the metadata count".into())?;
-    // A key/value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
-    let n_kv = check_count(&cur, n_kv, MAX_METADATA, 13, &|| {
-        "the metadata count".into()
-    })?;
+}
 
+/// `n_kv` metadata pairs, each key once.
+fn read_metadata(cur: &mut Cursor, n_kv: u64) -> Result<Vec<(String, Value)>, ErrorKind> {
+    // A key/value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
+    let n_kv = check_count(cur, n_kv, MAX_METADATA, 13, &|| "the metadata count".into())?;
     let mut metadata: Vec<(String, Value)> = Vec::with_capacity(n_kv);
     let mut seen = std::collections::HashSet::with_capacity(n_kv);
     let mut values = 0u64;
@@ -122,104 +144,129 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
             key: key.clone(),
             type_id,
         })?;
-        let value = read_value(&mut cur, &key, ty, 0, &mut values)?;
+        let value = read_value(cur, &key, ty, 0, &mut values)?;
         if !seen.insert(key.clone()) {
             return Err(ErrorKind::DuplicateKey { key });
         }
         metadata.push((key, value));
     }
+    Ok(metadata)
+}
 
-    let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
-        None => DEFAULT_ALIGNMENT,
+/// `general.alignment` (a power of two), else the default.
+fn alignment_of(metadata: &[(String, Value)]) -> Result<u64, ErrorKind> {
+    match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        None => Ok(DEFAULT_ALIGNMENT),
         Some((_, v)) => {
             let a = v.as_int().unwrap_or(0);
             let a = u64::try_from(a).unwrap_or(0);
             if a == 0 || !a.is_power_of_two() {
                 return Err(ErrorKind::BadAlignment(a));
             }
-            a
+            Ok(a)
         }
-    };
+    }
+}
 
+/// `n_tensors` tensor infos, each name once.
+fn read_tensor_table(
+    cur: &mut Cursor,
+    n_tensors: u64,
+    alignment: u64,
+) -> Result<Vec<TensorInfo>, ErrorKind> {
     // A tensor info takes at least 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 + 8 bytes.
-    let n_tensors = check_count(&cur, n_tensors, MAX_TENSORS, 32, &|| {
+    let n_tensors = check_count(cur, n_tensors, MAX_TENSORS, 32, &|| {
         "the tensor count".into()
     })?;
     let mut tensors: Vec<TensorInfo> = Vec::with_capacity(n_tensors);
     let mut names = std::collections::HashSet::with_capacity(n_tensors);
     for i in 0..n_tensors {
-        let name_offset = cur.pos as u64;
-        let name = cur.bytes(&|| format!("the name of tensor #{i}"))?;
-        let name = std::str::from_utf8(name)
-            .map_err(|_| ErrorKind::TensorNameNotUtf8 {
-                offset: name_offset,
-            })?
-            .to_string();
-        let n_dims = cur.u32(&|| format!("the dimension count of tensor '{name}'"))?;
-        if n_dims == 0 || n_dims as usize > MAX_DIMS {
-            return Err(ErrorKind::BadDims {
-                name,
-                n_dims,
-                max: MAX_DIMS,
-            });
+        let t = read_tensor_info(cur, i, alignment)?;
+        if !names.insert(t.name.clone()) {
+            return Err(ErrorKind::DuplicateTensor { name: t.name });
         }
-        let mut shape = Vec::with_capacity(n_dims as usize);
-        for _ in 0..n_dims {
-            shape.push(cur.u64(&|| format!("the shape of tensor '{name}'"))?);
-        }
-        let type_id = cur.u32(&|| format!("the type of tensor '{name}'"))?;
-        let offset = cur.u64(&|| format!("the offset of tensor '{name}'"))?;
-        let ty = GgmlType::from_id(type_id).ok_or_else(|| ErrorKind::UnknownTensorType {
-            name: name.clone(),
-            type_id,
-        })?;
-        let n_elements = shape
-            .iter()
-            .try_fold(
-                1u64,
-                |acc, &d| if d == 0 { None } else { acc.checked_mul(d) },
-            )
-            .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(|| ErrorKind::BadShape {
-                name: name.clone(),
-                shape: shape.clone(),
-            })?;
-        if shape[0] % ty.block_size() as u64 != 0 {
-            return Err(ErrorKind::RowNotBlockMultiple {
-                name,
-                ty: ty.name(),
-                ne0: shape[0],
-                block: ty.block_size(),
-            });
-        }
-        let bytes = ty
-            .bytes_for(n_elements)
-            .ok_or_else(|| ErrorKind::BadShape {
-                name: name.clone(),
-                shape: shape.clone(),
-            })?;
-        if offset % alignment != 0 {
-            return Err(ErrorKind::Misaligned {
-                name,
-                offset,
-                alignment,
-            });
-        }
-        if !names.insert(name.clone()) {
-            return Err(ErrorKind::DuplicateTensor { name });
-        }
-        tensors.push(TensorInfo {
+        tensors.push(t);
+    }
+    Ok(tensors)
+}
+
+/// Tensor info `i`: name, shape, type and offset, checked (dimensions, size, whole blocks per
+/// row, the offset a multiple of `alignment`).
+fn read_tensor_info(cur: &mut Cursor, i: usize, alignment: u64) -> Result<TensorInfo, ErrorKind> {
+    let name_offset = cur.pos as u64;
+    let name = cur.bytes(&|| format!("the name of tensor #{i}"))?;
+    let name = std::str::from_utf8(name)
+        .map_err(|_| ErrorKind::TensorNameNotUtf8 {
+            offset: name_offset,
+        })?
+        .to_string();
+    let n_dims = cur.u32(&|| format!("the dimension count of tensor '{name}'"))?;
+    if n_dims == 0 || n_dims as usize > MAX_DIMS {
+        return Err(ErrorKind::BadDims {
             name,
-            shape,
-            ty,
-            offset,
-            bytes,
+            n_dims,
+            max: MAX_DIMS,
         });
     }
+    let mut shape = Vec::with_capacity(n_dims as usize);
+    for _ in 0..n_dims {
+        shape.push(cur.u64(&|| format!("the shape of tensor '{name}'"))?);
+    }
+    let type_id = cur.u32(&|| format!("the type of tensor '{name}'"))?;
+    let offset = cur.u64(&|| format!("the offset of tensor '{name}'"))?;
+    let ty = GgmlType::from_id(type_id).ok_or_else(|| ErrorKind::UnknownTensorType {
+        name: name.clone(),
+        type_id,
+    })?;
+    let n_elements = shape
+        .iter()
+        .try_fold(
+            1u64,
+            |acc, &d| if d == 0 { None } else { acc.checked_mul(d) },
+        )
+        .filter(|&n| n <= i64::MAX as u64)
+        .ok_or_else(|| ErrorKind::BadShape {
+            name: name.clone(),
+            shape: shape.clone(),
+        })?;
+    if shape[0] % ty.block_size() as u64 != 0 {
+        return Err(ErrorKind::RowNotBlockMultiple {
+            name,
+            ty: ty.name(),
+            ne0: shape[0],
+            block: ty.block_size(),
+        });
+    }
+    let bytes = ty
+        .bytes_for(n_elements)
+        .ok_or_else(|| ErrorKind::BadShape {
+            name: name.clone(),
+            shape: shape.clone(),
+        })?;
+    if offset % alignment != 0 {
+        return Err(ErrorKind::Misaligned {
+            name,
+            offset,
+            alignment,
+        });
+    }
+    Ok(TensorInfo {
+        name,
+        shape,
+        ty,
+        offset,
+        bytes,
+    })
+}
 
-    let data_offset = (cur.pos as u64).div_ceil(alignment) * alignment;
-    let file_len = buf.len() as u64;
-    for t in &tensors {
+/// Every tensor's data inside the file (`file_len` bytes, data section at `data_offset`), and no
+/// two tensors' data overlapping.
+fn check_placement(
+    tensors: &[TensorInfo],
+    data_offset: u64,
+    file_len: u64,
+) -> Result<(), ErrorKind> {
+    for t in tensors {
         let start = data_offset.checked_add(t.offset);
         let end = start.and_then(|s| s.checked_add(t.bytes));
         match end {
@@ -244,14 +291,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Parsed, ErrorKind> {
             });
         }
     }
-
-    Ok(Parsed {
-        version,
-        alignment,
-        data_offset,
-        metadata,
-        tensors,
-    })
+    Ok(())
 }
 
 fn read_value(
