@@ -1,6 +1,6 @@
 //! The slots of `pigpu serve --parallel N --backend vulkan`: N engines over one upload of the
-//! weights (`Shared`), each with its own KV cache, activations and device state, driven by one
-//! thread, and their decode batched: the busy slots' pending tokens go through the model in one
+//! weights (`SharedWeights`), each with its own KV cache, activations and device state, driven by
+//! one thread, and their decode batched: the busy slots' pending tokens go through the model in one
 //! pass over the weights (decode is bound by reading them, so B streams cost little more than one).
 //!
 //! Batch buffers have one row per slot (row s belongs to slot s), with row strides padded to the
@@ -32,7 +32,7 @@ use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
-use super::shared::Shared;
+use super::shared::SharedWeights;
 use crate::engine::{Engine, EngineResult, SamplingParams};
 use crate::model::Model;
 
@@ -44,7 +44,12 @@ struct Rows {
 }
 
 impl Rows {
-    fn new(shared: &Shared, rows: usize, width: usize, align_floats: usize) -> VkResult<Rows> {
+    fn new(
+        shared: &SharedWeights,
+        rows: usize,
+        width: usize,
+        align_floats: usize,
+    ) -> VkResult<Rows> {
         let stride = width.div_ceil(align_floats) * align_floats;
         let buf = Buffer::new(
             &shared.dev,
@@ -104,7 +109,7 @@ pub struct VulkanSlots {
     _rows: Vec<Rows>,
     logits: Rows,
     engines: Vec<VulkanEngine>,
-    shared: Rc<Shared>,
+    shared: Rc<SharedWeights>,
     model: Arc<Model>,
     /// Group the slots' attention dispatches (no barrier among them): only when each is one
     /// dispatch (no split-KV combine pass after it).
@@ -119,12 +124,12 @@ impl VulkanSlots {
     /// Opens the device, uploads the weights once, builds `n` engines over them and the ops of
     /// the batched decode.
     pub fn new(model: Arc<Model>, n: usize, opts: &VulkanOptions) -> VkResult<VulkanSlots> {
-        let shared = Shared::open(&model, opts)?;
+        let shared = SharedWeights::open(&model, opts)?;
         Self::with_shared(shared, model, n, opts)
     }
 
     pub(crate) fn with_shared(
-        shared: Rc<Shared>,
+        shared: Rc<SharedWeights>,
         model: Arc<Model>,
         n: usize,
         opts: &VulkanOptions,

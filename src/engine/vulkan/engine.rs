@@ -24,7 +24,7 @@ use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
-use super::shared::Shared;
+use super::shared::SharedWeights;
 use super::upload::download;
 use crate::engine::{Engine, EngineError, EngineResult, SamplingParams, Stats};
 use crate::model::Model;
@@ -53,7 +53,7 @@ pub struct VulkanEngine {
     pub(super) kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
     pub(super) acts: Acts,
     /// The weights and kernels, shared with the other engines of `pigpu serve --parallel`.
-    shared: Rc<Shared>,
+    shared: Rc<SharedWeights>,
     dev: Arc<Device>,
     model: Arc<Model>,
     n_ctx: usize,
@@ -89,15 +89,15 @@ impl VulkanEngine {
     ) -> VkResult<VulkanEngine> {
         // Refuse what will not fit before uploading anything.
         super::memory::check(&dev, &model, opts.n_ctx.max(1), true)?;
-        let shared = Shared::load(dev, &model, &opts.progress)?;
+        let shared = SharedWeights::load(dev, &model, &opts.progress)?;
         Self::with_shared(shared, model, opts)
     }
 
-    /// An engine over weights already on the device (`Shared::load`): its own KV cache,
+    /// An engine over weights already on the device (`SharedWeights::load`): its own KV cache,
     /// activations, state and recordings, nothing uploaded. `model` must be the one `shared`
     /// was loaded from.
     pub fn with_shared(
-        shared: Rc<Shared>,
+        shared: Rc<SharedWeights>,
         model: Arc<Model>,
         opts: &VulkanOptions,
     ) -> VkResult<VulkanEngine> {

@@ -50,5 +50,5 @@ pub use error::VkError;
 pub use kernels::state_after;
 pub use options::VulkanOptions;
 pub use profile::{PhaseReport, Profile};
-pub use shared::Shared;
+pub use shared::SharedWeights;
 pub use tuning::{TiledKernel, Tuning, TuningError};

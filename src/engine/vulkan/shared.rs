@@ -1,7 +1,7 @@
 //! What the engines of one model on one device share: the device, the weights (uploaded once)
-//! and the kernels (pipelines). `pigpu serve --parallel N` builds N engines over one `Shared`,
-//! so the weights sit on the device once whatever N is; each engine keeps its own KV cache,
-//! activations, device state and command buffers.
+//! and the kernels (pipelines). `pigpu serve --parallel N` builds N engines over one
+//! `SharedWeights`, so the weights sit on the device once whatever N is; each engine keeps its
+//! own KV cache, activations, device state and command buffers.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,10 +15,11 @@ use super::weights::{self, GpuWeights};
 use crate::model::Model;
 use crate::sys::progress::Reporter;
 
-/// The device-wide part of an engine. `Rc`, not `Arc`: the kernels cache pipelines in a
+/// The device-wide part of an engine: the weights on the device, with the device and the
+/// kernels that go with them. `Rc`, not `Arc`: the kernels cache pipelines in a
 /// `RefCell`, so the engines sharing them live on one thread (serve drives its Vulkan slots
 /// from one thread for this reason and to batch them).
-pub struct Shared {
+pub struct SharedWeights {
     pub(super) weights: GpuWeights,
     /// Owns the pipelines (and saves the pipeline cache when dropped).
     pub(super) kernels: Kernels,
@@ -29,9 +30,9 @@ pub struct Shared {
     pub upload_ns: u64,
 }
 
-impl Shared {
+impl SharedWeights {
     /// Opens the device `opts.tuning` names and uploads the weights of `model` to it.
-    pub fn open(model: &Model, opts: &VulkanOptions) -> Result<Rc<Shared>> {
+    pub fn open(model: &Model, opts: &VulkanOptions) -> Result<Rc<SharedWeights>> {
         let dev = Device::open(&opts.tuning)?;
         // The first engine's KV cache and scratch counted with the weights, before the upload.
         super::memory::check(&dev, model, opts.n_ctx.max(1), true)?;
@@ -40,12 +41,16 @@ impl Shared {
 
     /// Uploads the weights of `model` to `dev` (reporting the bytes done to `progress`) and
     /// builds its kernels' home.
-    pub(super) fn load(dev: Arc<Device>, model: &Model, progress: &Reporter) -> Result<Rc<Shared>> {
+    pub(super) fn load(
+        dev: Arc<Device>,
+        model: &Model,
+        progress: &Reporter,
+    ) -> Result<Rc<SharedWeights>> {
         let t = Instant::now();
         let (weights, upload_bytes) = weights::upload(&dev, model, progress)?;
         let upload_ns = t.elapsed().as_nanos() as u64;
         let kernels = Kernels::new(&dev)?;
-        Ok(Rc::new(Shared {
+        Ok(Rc::new(SharedWeights {
             weights,
             kernels,
             dev,

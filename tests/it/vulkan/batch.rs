@@ -7,7 +7,7 @@
 //! upload and keeping the slots apart is bookkeeping, the same on any model; they ran on
 //! SmolLM2 until 2026-12-06.
 
-use pigpu::engine::vulkan::{Shared, VulkanEngine, VulkanOptions, VulkanSlots};
+use pigpu::engine::vulkan::{SharedWeights, VulkanEngine, VulkanOptions, VulkanSlots};
 use pigpu::engine::{Engine, SamplingParams};
 use pigpu::model::Model;
 
@@ -30,8 +30,8 @@ fn greedy(e: &mut dyn Engine, prompt: &[u32], n: usize) -> Vec<u32> {
     (0..n).map(|_| e.step(&g, 0.0).unwrap()).collect()
 }
 
-/// Engines built over one `Shared` allocate their caches and activations only: the weights'
-/// device memory is there once (the device's own count of device-local bytes), the upload ran
+/// Engines built over one `SharedWeights` allocate their caches and activations only: the
+/// weights' device memory is there once (the device's own count of device-local bytes), the upload ran
 /// once, and the engines decode independently (interleaved steps give each its own answer).
 /// Prompt batches of 8 tokens: an engine's activations and logits rows scale with the batch,
 /// and at lavapipe's default batch they are as large as the tiny model's 1.3 MiB of weights.
@@ -45,7 +45,7 @@ fn tiny_engines_share_one_weight_upload() {
         },
         ..opts(64)
     };
-    let shared = Shared::open(&model, &o).expect("weights on lavapipe");
+    let shared = SharedWeights::open(&model, &o).expect("weights on lavapipe");
     let weights = shared.device_local_bytes();
     assert!(
         weights >= model.weight_bytes() && shared.upload_bytes >= model.weight_bytes(),
