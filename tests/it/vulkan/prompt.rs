@@ -3,6 +3,8 @@
 //! shape the engine picks for a real model runs; last-token logits against the f64 reference,
 //! for the default form of the tiled kernel and the vec4 one (`PIGPU_VK_TILED`).
 
+use std::sync::OnceLock;
+
 use pigpu::engine::vulkan::{TiledKernel, Tuning};
 use pigpu::engine::Engine;
 use pigpu::model::Model;
@@ -24,6 +26,25 @@ fn smollm_tiled_prompt_logits_with_the_norm_pass_match_f64_reference() {
     tiled_prompt(true);
 }
 
+/// The f64 reference's last-token logits for the one prompt both tests run, computed once for
+/// the test binary: the reference's forward pass over 126 tokens of SmolLM2 is ~20 s of one
+/// core under load, and the two tests asked for the same numbers.
+fn reference_logits(model: &Model, prompt: &[u32]) -> &'static [f64] {
+    static LOGITS: OnceLock<(Vec<u32>, Vec<f64>)> = OnceLock::new();
+    let (p, l) = LOGITS.get_or_init(|| {
+        let t0 = std::time::Instant::now();
+        let l = Reference::new(model).logits(prompt);
+        eprintln!(
+            "f64 reference over {} tokens: {:.1} s",
+            prompt.len(),
+            t0.elapsed().as_secs_f64()
+        );
+        (prompt.to_vec(), l)
+    });
+    assert_eq!(p, prompt, "the reference was computed for another prompt");
+    l
+}
+
 fn tiled_prompt(norm_pass: bool) {
     let Some(path) = util::test_model(util::SMOLLM) else {
         return;
@@ -37,7 +58,7 @@ fn tiled_prompt(norm_pass: bool) {
         "prompt of {} tokens",
         prompt.len()
     );
-    let reference = Reference::new(&model).logits(&prompt);
+    let reference = reference_logits(&model, &prompt);
     // The default form and the vec4 one with prefetch (which runs all of `vec4`'s code; the lib's
     // tiled_ tests cover every form on every weight type and fusion): ~1 CPU-min each. With the
     // norm pass, the default form only.
@@ -58,7 +79,7 @@ fn tiled_prompt(norm_pass: bool) {
         for part in [&prompt[..110], &prompt[110..]] {
             gpu.prefill(part).unwrap();
         }
-        let (d, i) = max_diff(&gpu.logits().unwrap(), &reference);
+        let (d, i) = max_diff(&gpu.logits().unwrap(), reference);
         let name = form.name();
         eprintln!(
             "tiled ({name}) prompt of {} tokens, norm pass {norm_pass}: max |logit - f64 reference| {d:.4} (at {i})",
