@@ -321,8 +321,8 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     assert_eq!(s.descriptor_updates, 0);
     assert!(s.submits <= 2 * n, "{} submits for {n} tokens", s.submits);
     // Two more a layer with the norm pass, and the head's. Besides the layers: the embedding,
-    // the head and the sampler's two stages (on a 30-layer model the per-layer slack hid them;
-    // on the tiny model's 2 layers it does not).
+    // the head and the sampler, at most two stages (on a 30-layer model the per-layer slack hid
+    // them; on the tiny model's 2 layers it does not).
     let (per_layer, fixed) = if norm_pass { (10.0, 5.0) } else { (8.0, 4.0) };
     assert!(
         s.dispatches as f64 / n as f64 <= per_layer * n_layer + fixed,
