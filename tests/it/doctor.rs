@@ -695,6 +695,43 @@ fn each_broken_thing_is_found_with_its_fix() {
     }
 }
 
+/// A GPU that the installed nvidia module does not hold gets the fix that loads it (unbinding
+/// the other driver first). (Without a module the fix is the modules' own, and the report then
+/// points it at `driver-modules`.)
+#[test]
+fn a_gpu_nvidia_does_not_hold_gets_the_fix_that_loads_it() {
+    let cases = [
+        (
+            Some("vfio-pci"),
+            "unbind it and load nvidia: sudo modprobe nvidia",
+        ),
+        (None, "sudo modprobe nvidia"),
+    ];
+    for (driver, want) in cases {
+        let Some(f) = Fake::healthy() else {
+            return;
+        };
+        f.write("proc/modules", "snd 1 0 - Live 0x0\n");
+        match driver {
+            Some(d) => f.pci(GPU, &[], Some(d)),
+            None => f.remove(&format!("{GPU}/driver")),
+        }
+        let (_, got, stdout) = f.run();
+        assert!(
+            has(&got, "gpu-driver-bound", "warn"),
+            "{driver:?}:\n{stdout}"
+        );
+        let json: Value = serde_json::from_str(&stdout).expect("doctor --json prints JSON");
+        let fix = json["checks"]
+            .as_array()
+            .expect("checks is an array")
+            .iter()
+            .find(|c| c["id"] == "gpu-driver-bound")
+            .and_then(|c| c["fix"].as_str());
+        assert_eq!(fix, Some(want), "{driver:?}:\n{stdout}");
+    }
+}
+
 #[test]
 fn a_cm5_needs_no_pciex1_and_16k_without_nvidia_is_only_info() {
     let Some(f) = Fake::healthy() else {

@@ -383,8 +383,12 @@ fn gsp_firmware(seen: &Seen, v: &str) -> Finding {
 
 /// Which driver has GPU `g`.
 fn gpu_driver(seen: &Seen, g: &PciDevice) -> Finding {
-    let host = seen.host;
     let nvidia_loaded = seen.is_loaded("nvidia") == Some(true);
+    // modprobe only helps when there is a module to load.
+    let load = |how: &str| match seen.nvidia {
+        Some(_) => how.to_string(),
+        None => fix_modules(seen.host),
+    };
     match g.driver.as_deref() {
         Some("nvidia") => Finding::ok(
             "gpu-driver-bound",
@@ -403,11 +407,7 @@ fn gpu_driver(seen: &Seen, g: &PciDevice) -> Finding {
             "gpu-driver-bound",
             format!("{} is driven by {other}", g.address),
         )
-        .fix(if seen.nvidia.is_some() {
-            "unbind it and load nvidia: sudo modprobe nvidia".to_string()
-        } else {
-            fix_modules(host)
-        }),
+        .fix(load("unbind it and load nvidia: sudo modprobe nvidia")),
         None if nvidia_loaded => Finding::fail(
             "gpu-driver-bound",
             format!(
@@ -416,16 +416,11 @@ fn gpu_driver(seen: &Seen, g: &PciDevice) -> Finding {
             ),
         )
         .fix("see the kernel-log findings (sudo dmesg | grep NVRM) for why"),
-        // modprobe only helps when there is a module to load.
         None => Finding::warn(
             "gpu-driver-bound",
             format!("no driver is bound to {}", g.address),
         )
-        .fix(if seen.nvidia.is_some() {
-            "sudo modprobe nvidia".to_string()
-        } else {
-            fix_modules(host)
-        }),
+        .fix(load("sudo modprobe nvidia")),
     }
 }
 
