@@ -50,12 +50,15 @@ const DEFINED: &[(&str, &str, &[&str])] = &[
     ("rms_norm_sg", "rms_norm.comp", &["SUBGROUP"]),
 ];
 
-/// Mat-vec shapes: (variant prefix, source, tokens per workgroup). `matvecsg` is the subgroup
-/// decode mat-vec for GPUs (shaders/matvec_sg.comp).
-const MATVEC: &[(&str, &str, u32)] = &[
-    ("matvec", "matvec.comp", 1),
-    ("matmul", "matvec.comp", 8),
-    ("matvecsg", "matvec_sg.comp", 1),
+/// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines). `matvecsg` is
+/// the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); `matvect` / `matmult` read
+/// the weights through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`).
+const MATVEC: &[(&str, &str, u32, &[&str])] = &[
+    ("matvec", "matvec.comp", 1, &[]),
+    ("matmul", "matvec.comp", 8, &[]),
+    ("matvecsg", "matvec_sg.comp", 1, &[]),
+    ("matvect", "matvec.comp", 1, &["TEXEL"]),
+    ("matmult", "matvec.comp", 8, &["TEXEL"]),
 ];
 
 /// Per-weight-type shaders besides the mat-vec: (variant prefix, source file). `tiledv` is the
@@ -91,19 +94,17 @@ fn main() {
         let defs = defs.iter().map(|d| d.to_string()).collect();
         jobs.push((name.to_string(), src.to_string(), defs));
     }
-    for (prefix, src, nt) in MATVEC {
+    for (prefix, src, nt, extra) in MATVEC {
+        let defs = |ty: Option<u32>| -> Vec<String> {
+            let mut d = vec![format!("NT={nt}")];
+            d.extend(ty.map(|id| format!("WTYPE={id}")));
+            d.extend(extra.iter().map(|e| e.to_string()));
+            d
+        };
         for (name, id) in WEIGHT_TYPES {
-            jobs.push((
-                format!("{prefix}_{name}"),
-                src.to_string(),
-                vec![format!("NT={nt}"), format!("WTYPE={id}")],
-            ));
+            jobs.push((format!("{prefix}_{name}"), src.to_string(), defs(Some(*id))));
         }
-        jobs.push((
-            format!("{prefix}_any"),
-            src.to_string(),
-            vec![format!("NT={nt}")],
-        ));
+        jobs.push((format!("{prefix}_any"), src.to_string(), defs(None)));
     }
     for (prefix, src) in TYPED {
         for (name, id) in WEIGHT_TYPES {

@@ -55,7 +55,50 @@ layout(push_constant) uniform PC {
 #define F_GLU 8u
 #include "common/act.glsl"
 
+#ifdef TEXEL
+// The same weights as uniform texel buffers (R32_UINT views, binding 5): lavapipe fetches texels
+// with a vector gather, where it turns every storage-buffer load into a loop over the SIMD lanes
+// (docs/vulkan.md, "Reading weights through texel buffers"). Texel-buffer arrays may only be
+// indexed by constants there (shaderUniformTexelBufferArrayDynamicIndexing), so the segment is
+// picked by comparisons; SEGS (the dispatch's segment count, a specialization constant) lets
+// the compiler drop the comparisons with segments the dispatch does not have.
+layout(constant_id = 3) const uint SEGS = MAX_SEG;
+layout(set = 0, binding = 5) uniform usamplerBuffer WT[MAX_SEG];
+uint wload(uint s, uint i) {
+    uint v = texelFetch(WT[0], int(i)).x;
+    if (SEGS > 1u && s == 1u) {
+        v = texelFetch(WT[1], int(i)).x;
+    }
+    if (SEGS > 2u && s == 2u) {
+        v = texelFetch(WT[2], int(i)).x;
+    }
+    if (SEGS > 3u && s == 3u) {
+        v = texelFetch(WT[3], int(i)).x;
+    }
+    return v;
+}
+#define WLOAD(s, i) wload(s, i)
+// x and the norm weights as texel buffers too (binding 6, 7): every invocation of the lane path
+// reads the same activations, each vec4 of them a loop over the lanes as a storage load.
+layout(set = 0, binding = 6) uniform usamplerBuffer XT;
+layout(set = 0, binding = 7) uniform usamplerBuffer NWT;
+float x_at(uint i) { return uintBitsToFloat(texelFetch(XT, int(i)).x); }
+float nw_at(uint i) { return uintBitsToFloat(texelFetch(NWT, int(i)).x); }
+vec4 x4_at(uint i4) {
+    uint i = 4u * i4;
+    return vec4(x_at(i), x_at(i + 1u), x_at(i + 2u), x_at(i + 3u));
+}
+vec4 nw4_at(uint i4) {
+    uint i = 4u * i4;
+    return vec4(nw_at(i), nw_at(i + 1u), nw_at(i + 2u), nw_at(i + 3u));
+}
+#else
 #define WLOAD(s, i) W[s].d[i]
+float x_at(uint i) { return x[i]; }
+float nw_at(uint i) { return nw[i]; }
+vec4 x4_at(uint i4) { return x4[i4]; }
+vec4 nw4_at(uint i4) { return nw4[i4]; }
+#endif
 #include "common/dequant.glsl"
 
 shared float red[ROWS * 2u * NT * WG];
@@ -144,12 +187,12 @@ void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
                     const uint xb = pc.x_off + (t0 + t) * pc.x_stride + e0;
                     if (full && x_vec4) {
                         for (uint i4 = 0u; i4 < 8u; i4++) {
-                            vec4 xv = x4[(xb >> 2) + i4];
+                            vec4 xv = x4_at((xb >> 2) + i4);
                             if (norm) {
                                 if (h == 0u) {
                                     ss[t] += dot(xv, xv);
                                 }
-                                xv *= nw4[(e0 >> 2) + i4];
+                                xv *= nw4_at((e0 >> 2) + i4);
                             }
                             for (uint c = 0u; c < 4u; c++) {
                                 for (uint r = 0u; r < ROWS; r++) {
@@ -162,12 +205,12 @@ void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
                     for (uint i = 0u; i < 32u; i++) {
                         float xi = 0.0;
                         if (full || e0 + i < pc.k) {
-                            xi = x[xb + i];
+                            xi = x_at(xb + i);
                             if (norm) {
                                 if (h == 0u) {
                                     ss[t] += xi * xi;
                                 }
-                                xi *= nw[e0 + i];
+                                xi *= nw_at(e0 + i);
                             }
                         }
                         for (uint r = 0u; r < ROWS; r++) {

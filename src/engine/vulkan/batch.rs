@@ -140,7 +140,12 @@ impl VulkanSlots {
             .collect::<VkResult<Vec<_>>>()?;
         let c = &model.config;
         let dev = &shared.dev;
-        let align = (dev.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        // Rows are bound at offsets: storage (and with texel weights, texel-buffer) alignment.
+        let mut align_bytes = dev.limits.min_storage_buffer_offset_alignment;
+        if dev.texel_weights() {
+            align_bytes = align_bytes.max(dev.limits.min_texel_buffer_offset_alignment);
+        }
+        let align = (align_bytes as usize / 4).max(1);
         let (e, qd, kvd) = (c.n_embd, c.q_dim(), c.kv_dim());
         let rows = |w: usize| Rows::new(&shared, n, w, align);
         let (x, qkv, q, attn, ffn, proj) = (

@@ -60,9 +60,13 @@ impl Buffer {
     /// may read one word past a 2-byte-aligned end). `what` names it in errors.
     pub fn new(dev: &Arc<Device>, size: u64, kind: MemKind, what: &str) -> Result<Buffer> {
         let alloc_size = (size.max(16) + 4 + 15) & !15;
-        let usage = vk::BufferUsageFlags::STORAGE_BUFFER
+        let mut usage = vk::BufferUsageFlags::STORAGE_BUFFER
             | vk::BufferUsageFlags::TRANSFER_SRC
             | vk::BufferUsageFlags::TRANSFER_DST;
+        // Device-local buffers may be viewed as texel buffers (`Device::texel_weights`).
+        if kind == MemKind::Device && dev.texel_weights() {
+            usage |= vk::BufferUsageFlags::UNIFORM_TEXEL_BUFFER;
+        }
         let info = vk::BufferCreateInfo::default()
             .size(alloc_size)
             .usage(usage)

@@ -391,6 +391,28 @@ impl Device {
         (self.limits.max_storage_buffer_range as u64).min(1 << 31)
     }
 
+    /// Whether the `matvec.comp` mat-vecs read weights (and x, the norm weights) through
+    /// uniform texel buffers (`Tuning::texel_weights`; default: on CPU implementations, where
+    /// lavapipe gathers texels but loops over the SIMD lanes for every storage-buffer load, if
+    /// a texel view reaches as far as a storage binding, so no tensor needs more pieces).
+    pub fn texel_weights(&self) -> bool {
+        let texel_bytes = self.limits.max_texel_buffer_elements as u64 * 4;
+        self.tuning
+            .texel_weights
+            .unwrap_or(self.info.kind == DeviceKind::Cpu && texel_bytes >= self.max_binding())
+    }
+
+    /// Largest range one weight binding may cover: a storage binding, and with texel weights
+    /// also an `R32_UINT` texel-buffer view (`maxTexelBufferElements` words).
+    pub fn max_weight_binding(&self) -> u64 {
+        let b = self.max_binding();
+        if self.texel_weights() {
+            b.min(self.limits.max_texel_buffer_elements as u64 * 4)
+        } else {
+            b
+        }
+    }
+
     /// Device-local bytes allocated by the buffers alive now.
     pub fn device_local_bytes(&self) -> u64 {
         self.device_local.load(Ordering::Relaxed)

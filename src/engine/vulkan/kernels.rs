@@ -45,6 +45,13 @@ pub const F_GLU: u32 = 8;
 pub const F_GELU: u32 = 16;
 
 pub(super) const MATVEC_BINDINGS: [u32; 5] = [1, MAX_SEG as u32, 1, 1, 1];
+/// With texel weights (`Device::texel_weights`): the same, plus bindings 5-7, `R32_UINT`
+/// uniform texel buffers over the weight segments, x and the norm weights again
+/// (shaders/matvec.comp: `TEXEL`).
+pub(super) const MATVEC_TEXEL_BINDINGS: [u32; 8] =
+    [1, MAX_SEG as u32, 1, 1, 1, MAX_SEG as u32, 1, 1];
+/// The first texel binding of `MATVEC_TEXEL_BINDINGS` (the rest are texel bindings too).
+pub(super) const MATVEC_TEXEL_BINDING: u32 = 5;
 pub(super) const MATVEC_PUSH: u32 = 24;
 
 /// Storage bindings of every attention kernel (state, q, K cache, V cache, out, partials): one
@@ -95,6 +102,9 @@ pub struct Kernels {
     /// The sampler in two stages (prefilter, selection) or in one (`sampler_two_stage_default`).
     sample_two_stage: Cell<bool>,
     limits: Limits,
+    /// `Device::texel_weights`: the mat-vec family's layout has the texel binding, and the
+    /// `matvec.comp` variants read weights through it.
+    texel: bool,
 }
 
 /// The tiled mat-mat serves prompts on GPUs; on CPU implementations (lavapipe) the lane-path
@@ -150,6 +160,7 @@ impl Kernels {
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
             sample_two_stage: Cell::new(sampler_two_stage_default(dev)),
+            texel: dev.texel_weights(),
         })
     }
 
@@ -187,6 +198,40 @@ impl Kernels {
         push: u32,
         spec: &[u32],
     ) -> Result<Rc<GpuKernel>> {
+        self.get_in(name, spirv, counts, None, push, spec)
+    }
+
+    /// Whether the mat-vec family's descriptor sets have the texel binding (then its ops write
+    /// the weight segments there too).
+    pub fn texel_weights(&self) -> bool {
+        self.texel
+    }
+
+    /// A kernel of the mat-vec family (mat-vec, mat-mat, tiled mat-mat): all on one layout, so
+    /// an op's one descriptor set serves each of them.
+    pub(super) fn get_matvec(
+        &self,
+        name: &str,
+        spirv: &[u8],
+        spec: &[u32],
+    ) -> Result<Rc<GpuKernel>> {
+        if self.texel {
+            let (b, t) = (&MATVEC_TEXEL_BINDINGS, Some(MATVEC_TEXEL_BINDING));
+            self.get_in(name, spirv, b, t, MATVEC_PUSH, spec)
+        } else {
+            self.get_in(name, spirv, &MATVEC_BINDINGS, None, MATVEC_PUSH, spec)
+        }
+    }
+
+    fn get_in(
+        &self,
+        name: &str,
+        spirv: &[u8],
+        counts: &[u32],
+        texel: Option<u32>,
+        push: u32,
+        spec: &[u32],
+    ) -> Result<Rc<GpuKernel>> {
         if let Some(k) = self.built.borrow().get(name) {
             return Ok(k.clone());
         }
@@ -201,6 +246,7 @@ impl Kernels {
             name,
             spirv,
             counts,
+            texel,
             push,
             spec,
             full,
@@ -210,45 +256,54 @@ impl Kernels {
     }
 
     /// Mat-vec (`batch` = false, one token per workgroup) or mat-mat (8 tokens) for weights of
-    /// type `ty` (`None`: the variant that reads the type per segment).
-    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>) -> Result<Rc<GpuKernel>> {
+    /// type `ty` (`None`: the variant that reads the type per segment) in `nseg` segments.
+    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>, nseg: u32) -> Result<Rc<GpuKernel>> {
         let spec = if batch {
             self.matmul_shape
         } else {
             self.matvec_shape
         };
-        self.matvec_shaped(batch, ty, spec)
+        self.matvec_shaped(batch, ty, nseg, spec)
     }
 
-    /// The decode mat-vec for a `rows` × `k` matrix (`shapes::for_matrix`: narrower workgroups
-    /// for very tall or short matrices on the subgroup path).
-    pub fn matvec_decode(&self, ty: Option<GgmlType>, rows: u32, k: u32) -> Result<Rc<GpuKernel>> {
+    /// The decode mat-vec for a `rows` × `k` matrix in `nseg` segments (`shapes::for_matrix`:
+    /// narrower workgroups for very tall or short matrices on the subgroup path).
+    pub fn matvec_decode(
+        &self,
+        ty: Option<GgmlType>,
+        nseg: u32,
+        rows: u32,
+        k: u32,
+    ) -> Result<Rc<GpuKernel>> {
         let spec = shapes::for_matrix(self.matvec_shape, rows, k, &self.limits);
-        self.matvec_shaped(false, ty, spec)
+        self.matvec_shaped(false, ty, nseg, spec)
     }
 
     fn matvec_shaped(
         &self,
         batch: bool,
         ty: Option<GgmlType>,
+        nseg: u32,
         spec: [u32; 3],
     ) -> Result<Rc<GpuKernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
-        let prefix = if batch {
-            "matmul"
-        } else if sg {
-            "matvecsg"
-        } else {
-            "matvec"
+        // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
+        let texel = self.texel && !sg;
+        let prefix = match (batch, sg, texel) {
+            (true, _, false) => "matmul",
+            (true, _, true) => "matmult",
+            (false, true, _) => "matvecsg",
+            (false, false, false) => "matvec",
+            (false, false, true) => "matvect",
         };
         let (name, spirv) = match ty {
             Some(t) => {
-                let code = if batch {
-                    shaders::matmul_for(t.id())
-                } else if sg {
-                    shaders::matvecsg_for(t.id())
-                } else {
-                    shaders::matvec_for(t.id())
+                let code = match prefix {
+                    "matmul" => shaders::matmul_for(t.id()),
+                    "matmult" => shaders::matmult_for(t.id()),
+                    "matvecsg" => shaders::matvecsg_for(t.id()),
+                    "matvect" => shaders::matvect_for(t.id()),
+                    _ => shaders::matvec_for(t.id()),
                 };
                 let code = code.ok_or_else(|| {
                     VkError::Unsupported(format!("weights of type {t} on the GPU"))
@@ -257,17 +312,23 @@ impl Kernels {
             }
             None => (
                 format!("{prefix}_any"),
-                if batch {
-                    shaders::MATMUL_ANY
-                } else if sg {
-                    shaders::MATVECSG_ANY
-                } else {
-                    shaders::MATVEC_ANY
+                match prefix {
+                    "matmul" => shaders::MATMUL_ANY,
+                    "matmult" => shaders::MATMULT_ANY,
+                    "matvecsg" => shaders::MATVECSG_ANY,
+                    "matvect" => shaders::MATVECT_ANY,
+                    _ => shaders::MATVEC_ANY,
                 },
             ),
         };
         let name = format!("{name}_{}x{}x{}", spec[0], spec[1], spec[2]);
-        self.get(&name, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)
+        if texel {
+            let nseg = nseg.clamp(1, MAX_SEG as u32);
+            let spec = [spec[0], spec[1], spec[2], nseg];
+            self.get_matvec(&format!("{name}_s{nseg}"), spirv, &spec)
+        } else {
+            self.get_matvec(&name, spirv, &spec)
+        }
     }
 
     pub fn embed(&self) -> Result<Rc<GpuKernel>> {

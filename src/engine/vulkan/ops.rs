@@ -336,16 +336,22 @@ impl OpBuilder<'_> {
         } else {
             s.segs.iter().map(|g| g.rows).sum()
         };
-        let kernel = self.kernels.matvec_decode(ty, rows, s.k)?;
-        let batch_kernel = self.kernels.matvec(true, ty)?;
+        let nseg = s.segs.len() as u32;
+        let kernel = self.kernels.matvec_decode(ty, nseg, rows, s.k)?;
+        let batch_kernel = self.kernels.matvec(true, ty, nseg)?;
         let tiled = self.kernels.tiled(ty)?;
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
         // Unused optional bindings point at the input (never read: the flags say so).
         let norm = s.norm.unwrap_or(s.x);
         let bias = s.bias.unwrap_or(s.x);
-        let set = self
-            .arena
-            .set(&kernel, &[&[s.x], &ws, &[norm], &[bias], &[s.y]])?;
+        let (x, norm, bias, y) = ([s.x], [norm], [bias], [s.y]);
+        let mut bindings: Vec<&[BufRange]> = vec![&x, &ws, &norm, &bias, &y];
+        if self.kernels.texel_weights() {
+            // The segments, x and the norm weights again, as texel buffers
+            // (`MATVEC_TEXEL_BINDINGS`).
+            bindings.extend([&ws[..], &x, &norm]);
+        }
+        let set = self.arena.set(&kernel, &bindings)?;
         let mut flags = s.flags;
         if s.norm.is_some() {
             flags |= F_NORM;

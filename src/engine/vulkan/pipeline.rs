@@ -12,24 +12,33 @@ use super::buffer::BufRange;
 use super::device::Device;
 use super::error::{vkerr, Result, VkError};
 
-/// A descriptor-set layout (storage buffers; binding `i` is an array of `counts[i]`) and the
-/// pipeline layout built from it with `push_words` words of push constants.
+/// A descriptor-set layout (storage buffers, but from binding `texel` on, uniform texel buffers;
+/// binding `i` is an array of `counts[i]`) and the pipeline layout built from it with
+/// `push_words` words of push constants.
 pub struct Layout {
     dev: Arc<Device>,
     pub counts: Vec<u32>,
+    /// The first binding of `R32_UINT` uniform texel buffers (texel weights), if any: it and
+    /// every later binding.
+    pub texel: Option<u32>,
     pub set_layout: vk::DescriptorSetLayout,
     pub pipeline_layout: vk::PipelineLayout,
 }
 
 impl Layout {
-    fn new(dev: &Arc<Device>, counts: &[u32], push_words: u32) -> Result<Layout> {
+    fn new(
+        dev: &Arc<Device>,
+        counts: &[u32],
+        texel: Option<u32>,
+        push_words: u32,
+    ) -> Result<Layout> {
         let bindings: Vec<vk::DescriptorSetLayoutBinding> = counts
             .iter()
             .enumerate()
             .map(|(i, &n)| {
                 vk::DescriptorSetLayoutBinding::default()
                     .binding(i as u32)
-                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
+                    .descriptor_type(descriptor_type(texel, i))
                     .descriptor_count(n)
                     .stage_flags(vk::ShaderStageFlags::COMPUTE)
             })
@@ -62,6 +71,7 @@ impl Layout {
             Ok(Layout {
                 dev: dev.clone(),
                 counts: counts.to_vec(),
+                texel,
                 set_layout,
                 pipeline_layout,
             })
@@ -83,8 +93,23 @@ impl Drop for Layout {
     }
 }
 
-/// Binding array sizes and push-constant words: layouts with the same key are shared.
-type LayoutKey = (Vec<u32>, u32);
+/// The descriptor type of binding `i` of a layout whose texel bindings start at `texel`.
+fn descriptor_type(texel: Option<u32>, i: usize) -> vk::DescriptorType {
+    if is_texel(texel, i) {
+        vk::DescriptorType::UNIFORM_TEXEL_BUFFER
+    } else {
+        vk::DescriptorType::STORAGE_BUFFER
+    }
+}
+
+/// Whether binding `i` is a texel binding of a layout whose texel bindings start at `texel`.
+fn is_texel(texel: Option<u32>, i: usize) -> bool {
+    texel.is_some_and(|t| i as u32 >= t)
+}
+
+/// Binding array sizes, the first texel binding and push-constant words: layouts with the same key
+/// are shared.
+type LayoutKey = (Vec<u32>, Option<u32>, u32);
 
 /// The pipeline cache, loaded from and saved to `~/.cache/pigpu/` (keyed by the device's
 /// pipeline-cache UUID, so a driver update starts a fresh file) so later runs skip shader
@@ -142,12 +167,12 @@ impl PipelineCache {
         })
     }
 
-    fn layout(&self, counts: &[u32], push_words: u32) -> Result<Arc<Layout>> {
-        let key = (counts.to_vec(), push_words);
+    fn layout(&self, counts: &[u32], texel: Option<u32>, push_words: u32) -> Result<Arc<Layout>> {
+        let key = (counts.to_vec(), texel, push_words);
         if let Some(l) = self.layouts.borrow().get(&key) {
             return Ok(l.clone());
         }
-        let l = Arc::new(Layout::new(&self.dev, counts, push_words)?);
+        let l = Arc::new(Layout::new(&self.dev, counts, texel, push_words)?);
         self.layouts.borrow_mut().insert(key, l.clone());
         Ok(l)
     }
@@ -188,7 +213,8 @@ pub struct GpuKernel {
 }
 
 impl GpuKernel {
-    /// Builds `spirv` with binding array sizes `counts`, `push_words` words of push constants and
+    /// Builds `spirv` with binding array sizes `counts` (from binding `texel` on, if given,
+    /// uniform texel buffers; storage buffers before), `push_words` words of push constants and
     /// specialization constants 0..n = `spec`; with `full_subgroups` the pipeline requires full
     /// subgroups (`computeFullSubgroups` must be enabled and the workgroup a multiple of the
     /// largest subgroup size).
@@ -199,11 +225,12 @@ impl GpuKernel {
         name: &str,
         spirv: &[u8],
         counts: &[u32],
+        texel: Option<u32>,
         push_words: u32,
         spec: &[u32],
         full_subgroups: bool,
     ) -> Result<GpuKernel> {
-        let layout = cache.layout(counts, push_words)?;
+        let layout = cache.layout(counts, texel, push_words)?;
         let code = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
             .map_err(|_| VkError::Unsupported(format!("shader {name}: malformed SPIR-V")))?;
         let entries: Vec<vk::SpecializationMapEntry> = (0..spec.len() as u32)
@@ -260,19 +287,28 @@ impl Drop for GpuKernel {
 }
 
 /// A descriptor pool from which sets are allocated and written once; it counts the writes so
-/// `Stats::descriptor_updates` is honest.
+/// `Stats::descriptor_updates` is honest. It owns the texel-buffer views its sets refer to.
 pub struct DescriptorArena {
     dev: Arc<Device>,
     pool: vk::DescriptorPool,
+    views: Vec<vk::BufferView>,
     pub updates: u64,
 }
 
 impl DescriptorArena {
+    /// A pool for `max_sets` sets of at most `max_buffers` storage buffers in all (and as many
+    /// texel buffers where the device reads weights through them).
     pub fn new(dev: &Arc<Device>, max_sets: u32, max_buffers: u32) -> Result<DescriptorArena> {
-        let sizes = [vk::DescriptorPoolSize {
+        let mut sizes = vec![vk::DescriptorPoolSize {
             ty: vk::DescriptorType::STORAGE_BUFFER,
             descriptor_count: max_buffers,
         }];
+        if dev.texel_weights() {
+            sizes.push(vk::DescriptorPoolSize {
+                ty: vk::DescriptorType::UNIFORM_TEXEL_BUFFER,
+                descriptor_count: max_buffers,
+            });
+        }
         let info = vk::DescriptorPoolCreateInfo::default()
             .max_sets(max_sets)
             .pool_sizes(&sizes);
@@ -282,8 +318,25 @@ impl DescriptorArena {
         Ok(DescriptorArena {
             dev: dev.clone(),
             pool,
+            views: Vec::new(),
             updates: 0,
         })
+    }
+
+    /// An `R32_UINT` view of `r` (whose offset and length are whole words), kept until the
+    /// arena is dropped.
+    fn view(&mut self, r: BufRange) -> Result<vk::BufferView> {
+        let info = vk::BufferViewCreateInfo::default()
+            .buffer(r.buffer)
+            .format(vk::Format::R32_UINT)
+            .offset(r.offset)
+            .range(r.len & !3);
+        // SAFETY: the buffer was created with UNIFORM_TEXEL_BUFFER usage (`Buffer::new` under
+        // `Device::texel_weights`) and outlives the sets written with the view; destroyed in Drop.
+        let v = unsafe { self.dev.raw.create_buffer_view(&info, None) }
+            .map_err(vkerr("vkCreateBufferView"))?;
+        self.views.push(v);
+        Ok(v)
     }
 
     /// Allocates a set for `kernel` and writes `bindings[i]` (one range per array element;
@@ -307,31 +360,39 @@ impl DescriptorArena {
         // SAFETY: the pool outlives the set (sets are freed with the pool).
         let set = unsafe { self.dev.raw.allocate_descriptor_sets(&ai) }
             .map_err(vkerr("vkAllocateDescriptorSets"))?[0];
-        let infos: Vec<Vec<vk::DescriptorBufferInfo>> = bindings
-            .iter()
-            .zip(counts)
-            .map(|(ranges, &n)| {
-                (0..n as usize)
-                    .map(|i| {
-                        let r = ranges[i.min(ranges.len() - 1)];
-                        vk::DescriptorBufferInfo {
-                            buffer: r.buffer,
-                            offset: r.offset,
-                            range: r.len,
-                        }
+        let texel = kernel.layout.texel;
+        // Per binding, one range per array element (storage buffers) or one view (texel).
+        let mut infos: Vec<Vec<vk::DescriptorBufferInfo>> = Vec::new();
+        let mut views: Vec<Vec<vk::BufferView>> = Vec::new();
+        for (i, (ranges, &n)) in bindings.iter().zip(counts).enumerate() {
+            let each = (0..n as usize).map(|e| ranges[e.min(ranges.len() - 1)]);
+            if is_texel(texel, i) {
+                infos.push(Vec::new());
+                let v = each.map(|r| self.view(r)).collect::<Result<Vec<_>>>()?;
+                views.push(v);
+            } else {
+                infos.push(
+                    each.map(|r| vk::DescriptorBufferInfo {
+                        buffer: r.buffer,
+                        offset: r.offset,
+                        range: r.len,
                     })
-                    .collect()
-            })
-            .collect();
-        let writes: Vec<vk::WriteDescriptorSet> = infos
-            .iter()
-            .enumerate()
-            .map(|(i, inf)| {
-                vk::WriteDescriptorSet::default()
+                    .collect(),
+                );
+                views.push(Vec::new());
+            }
+        }
+        let writes: Vec<vk::WriteDescriptorSet> = (0..counts.len())
+            .map(|i| {
+                let w = vk::WriteDescriptorSet::default()
                     .dst_set(set)
                     .dst_binding(i as u32)
-                    .descriptor_type(vk::DescriptorType::STORAGE_BUFFER)
-                    .buffer_info(inf)
+                    .descriptor_type(descriptor_type(texel, i));
+                if is_texel(texel, i) {
+                    w.texel_buffer_view(&views[i])
+                } else {
+                    w.buffer_info(&infos[i])
+                }
             })
             .collect();
         // SAFETY: the set is not in use by any pending command buffer (fresh).
@@ -343,7 +404,12 @@ impl DescriptorArena {
 
 impl Drop for DescriptorArena {
     fn drop(&mut self) {
-        // SAFETY: no pending command buffer uses its sets (the engine waits first).
-        unsafe { self.dev.raw.destroy_descriptor_pool(self.pool, None) };
+        // SAFETY: no pending command buffer uses its sets or views (the engine waits first).
+        unsafe {
+            self.dev.raw.destroy_descriptor_pool(self.pool, None);
+            for v in self.views.drain(..) {
+                self.dev.raw.destroy_buffer_view(v, None);
+            }
+        }
     }
 }

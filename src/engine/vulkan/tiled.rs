@@ -10,7 +10,7 @@ use ash::vk;
 
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, MATVEC_BINDINGS, MATVEC_PUSH};
+use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use super::tuning::TiledKernel;
@@ -201,7 +201,7 @@ impl Kernels {
                     kname.push_str("_pf");
                 }
             }
-            let k = self.get(&kname, spirv, &MATVEC_BINDINGS, MATVEC_PUSH, &spec)?;
+            let k = self.get_matvec(&kname, spirv, &spec)?;
             kernels.push((*tile, k));
         }
         if kernels.is_empty() {

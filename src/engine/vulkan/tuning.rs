@@ -57,6 +57,11 @@ pub struct Tuning {
     /// candidates) or in one (`Some(false)`, `=one`: one workgroup reads the whole vocabulary);
     /// `None`: two stages on GPUs, one on CPU implementations.
     pub sampler_two_stage: Option<bool>,
+    /// How the `matvec.comp` mat-vecs (paths 0 and 1) read weights: through uniform texel
+    /// buffers (`Some(true)`, `PIGPU_VK_WEIGHTS=texel`: gathers on lavapipe) or storage buffers
+    /// (`Some(false)`, `=storage`); `None`: texel buffers on CPU implementations, storage
+    /// buffers on GPUs (`Device::texel_weights`).
+    pub texel_weights: Option<bool>,
     /// Directory of the on-disk pipeline cache (`$XDG_CACHE_HOME/pigpu`, else
     /// `$HOME/.cache/pigpu`); `None` (`PIGPU_NO_PIPELINE_CACHE` set, or neither variable):
     /// shaders are compiled on every start and nothing is written.
@@ -298,6 +303,19 @@ impl Tuning {
                 }
             });
         }
+        if let Some(v) = get("PIGPU_VK_WEIGHTS") {
+            t.texel_weights = Some(match v.trim() {
+                "texel" => true,
+                "storage" => false,
+                _ => {
+                    return Err(TuningError {
+                        var: "PIGPU_VK_WEIGHTS",
+                        value: v,
+                        expected: "texel or storage",
+                    })
+                }
+            });
+        }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
             t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
                 var: "PIGPU_VK_MEM_LIMIT",
@@ -360,6 +378,7 @@ mod tests {
             ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("PIGPU_VK_NORM", "pass"),
             ("PIGPU_VK_SAMPLER", "one"),
+            ("PIGPU_VK_WEIGHTS", "storage"),
             ("HOME", "/home/pi"),
         ])
         .unwrap();
@@ -378,6 +397,10 @@ mod tests {
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert!(t.norm_pass);
         assert_eq!(t.sampler_two_stage, Some(false));
+        assert_eq!(t.texel_weights, Some(false));
+        let texel = parse(&[("PIGPU_VK_WEIGHTS", " texel ")]).unwrap();
+        assert_eq!(texel.texel_weights, Some(true));
+        assert_eq!(parse(&[]).unwrap().texel_weights, None);
         assert_eq!(
             t.pipeline_cache,
             Some(PathBuf::from("/home/pi/.cache/pigpu"))
@@ -449,6 +472,7 @@ mod tests {
             ("PIGPU_VK_NORM", "separate"),
             ("PIGPU_VK_SAMPLER", "2"),
             ("PIGPU_VK_SAMPLER", "three"),
+            ("PIGPU_VK_WEIGHTS", "uniform"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!(e.var, var);

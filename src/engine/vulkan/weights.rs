@@ -104,14 +104,14 @@ impl Loader<'_> {
         let rows = w.rows() as u64;
         let row_bytes = w.row_bytes() as u64;
         // Keep a little under the limit: ranges are widened by a slack word.
-        let per_piece = ((self.dev.max_binding() - 64) / row_bytes.max(1)).max(1);
+        let per_piece = ((self.dev.max_weight_binding() - 64) / row_bytes.max(1)).max(1);
         let n_pieces = rows.div_ceil(per_piece);
         if n_pieces as usize > MAX_SEG {
             return Err(VkError::Unsupported(format!(
-                "tensor '{}' ({} MiB): more than {MAX_SEG} pieces of maxStorageBufferRange {} MiB",
+                "tensor '{}' ({} MiB): more than {MAX_SEG} pieces of {} MiB (maxStorageBufferRange, maxTexelBufferElements)",
                 w.name,
                 w.bytes >> 20,
-                self.dev.max_binding() >> 20
+                self.dev.max_weight_binding() >> 20
             )));
         }
         let data = self.model.data(w);

@@ -10,8 +10,8 @@ use crate::quant::GgmlType;
 
 #[test]
 fn matvec_and_matmul_match_cpu_for_every_weight_type() {
-    for lane in [0, 1, 2] {
-        matvec_every_type(lane);
+    for (lane, texel) in Gpu::PATHS {
+        matvec_every_type(lane, texel);
     }
 }
 
@@ -25,8 +25,9 @@ fn wide_width_for(ty: GgmlType) -> usize {
     }
 }
 
-fn matvec_every_type(lane: u32) {
-    let mut gpu = Gpu::with_lane(lane);
+fn matvec_every_type(lane: u32, texel: bool) {
+    let mut gpu = Gpu::with_lane_weights(lane, texel);
+    assert_eq!(gpu.kernels.texel_weights(), texel);
     let mut rng = Rng::new(1);
     let rows = 37;
     let widths: &[fn(GgmlType) -> usize] = if lane == 2 {
@@ -48,7 +49,7 @@ fn matvec_every_type(lane: u32) {
         }
         let m = Matrix::random(&mut gpu, &mut rng, ty, rows, k);
         for n_tok in [1usize, 11] {
-            let what = format!("{ty} k={k} n_tok={n_tok} lane={lane}");
+            let what = format!("{ty} k={k} n_tok={n_tok} lane={lane} texel={texel}");
             check_matmul(&mut gpu, &mut rng, &m, n_tok, |_| {}, &what);
         }
         gpu.check();
@@ -64,9 +65,28 @@ fn fused_norm_bias_segments_and_residual() {
         (GgmlType::Q8_0, 6),
         (GgmlType::Q4_1, 6),
     ];
-    for lane in [0, 1, 2] {
-        let (mut gpu, mut rng) = (Gpu::with_lane(lane), Rng::new(2));
-        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 9], |_| {}, "fused");
+    for (lane, texel) in Gpu::PATHS {
+        let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(2));
+        let label = format!("fused lane={lane} texel={texel}");
+        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 9], |_| {}, &label);
+    }
+}
+
+/// One weight type in two, three and four segments (a matrix in pieces, as a tensor larger
+/// than one binding is bound): the typed kernels, built for that many segments (texel
+/// weights pick the segment by comparisons up to the count), stack the segments' rows.
+#[test]
+fn segments_of_one_type_stack_their_rows() {
+    let rows = [9usize, 16, 5, 3];
+    for (lane, texel) in Gpu::PATHS {
+        let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(5));
+        for n in 2..=rows.len() {
+            let segs: Vec<(GgmlType, usize)> =
+                rows[..n].iter().map(|&r| (GgmlType::Q4_K, r)).collect();
+            let label = format!("{n} segments lane={lane} texel={texel}");
+            check_fused(&mut gpu, &mut rng, 512, &segs, &[1, 3], |_| {}, &label);
+        }
+        gpu.check();
     }
 }
 
@@ -88,9 +108,10 @@ fn fused_norm_matches_cpu_for_every_weight_type_on_the_subgroup_path() {
 /// Gate and up in one dispatch with SwiGLU: y = silu(gate·x) * (up·x).
 #[test]
 fn fused_swiglu() {
-    for lane in [0, 1, 2] {
-        let (mut gpu, mut rng) = (Gpu::with_lane(lane), Rng::new(3));
-        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 10], |_| {}, "swiglu");
+    for (lane, texel) in Gpu::PATHS {
+        let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(3));
+        let label = format!("swiglu lane={lane} texel={texel}");
+        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 10], |_| {}, &label);
     }
 }
 

@@ -54,6 +54,16 @@ impl Gpu {
         Self::open(Some(lane))
     }
 
+    /// As `with_lane`, the `matvec.comp` paths reading weights through texel buffers (`true`)
+    /// or storage buffers (`false`, as GPUs do), whatever the device's default.
+    pub fn with_lane_weights(lane: u32, texel: bool) -> Gpu {
+        Self::open_with(Some(lane), Some(texel))
+    }
+
+    /// The paths and weight reads the mat-vec tests cover: (lane, texel) for the tree and lane
+    /// paths with each way of reading weights, and the subgroup path (storage only).
+    pub const PATHS: [(u32, bool); 5] = [(0, false), (0, true), (1, false), (1, true), (2, false)];
+
     /// With explicit mat-vec / mat-mat shapes (workgroup size, rows per workgroup, lane).
     pub fn open_shapes(matvec: [u32; 3], matmul: [u32; 3]) -> Gpu {
         let mut g = Self::open(None);
@@ -69,8 +79,16 @@ impl Gpu {
     }
 
     fn open(lane: Option<u32>) -> Gpu {
+        Self::open_with(lane, None)
+    }
+
+    fn open_with(lane: Option<u32>, texel: Option<bool>) -> Gpu {
         let sel = std::env::var("PIGPU_TEST_DEVICE").unwrap_or_else(|_| "llvmpipe".into());
-        let dev = Device::open(&test_tuning(&sel))
+        let mut tuning = test_tuning(&sel);
+        if texel.is_some() {
+            tuning.texel_weights = texel;
+        }
+        let dev = Device::open(&tuning)
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));
         let kernels = match lane {
             None => Kernels::new(&dev).unwrap(),
