@@ -121,8 +121,43 @@ fn measure_one(
     let t0 = Instant::now();
     let model = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
     let open_time = t0.elapsed();
-    // Past the trained context the figures mean little, and a typo like -p 5120000 would
-    // otherwise reserve a KV cache of many gigabytes and run for hours.
+    refuse_past_trained_context(suite, &model, path)?;
+    // The tokenizer (for the e2e row) is read outside the `load` row's time, which covers
+    // opening the file and building the engine.
+    let shared = SharedModel::with_model(path, model.clone())?;
+    let mut s = Session::attach(shared, &session_options(suite, t))?;
+    let engine = s.engine.as_mut();
+    if suite.profile {
+        engine.set_profiling(true).context("--profile")?;
+    }
+    let load_ns = (open_time + s.load_time).as_nanos() as u64;
+    let common = Common::new(suite, path, &model, engine, t);
+    obs.loaded(&common.model_type, &common.device);
+    if suite.extra_rows {
+        push_load_rows(&common, engine, load_ns, started, obs, results);
+    }
+    if !run_tests(suite, &model, &common, engine, cancel, obs, results)? {
+        return Ok(false);
+    }
+    if let Some(g) = suite.e2e {
+        let tok = &s.shared.tokenizer;
+        let row = end_to_end(tok, s.engine.as_mut(), &common, g, suite.reps, cancel, obs)?;
+        if let Some(row) = row {
+            obs.finished(&row, suite.reps);
+            results.push(row);
+        }
+    }
+    Ok(true)
+}
+
+/// Refuses a suite with a test longer than the context `model` was trained for: past it the
+/// figures mean little, and a typo like -p 5120000 would otherwise reserve a KV cache of many
+/// gigabytes and run for hours.
+fn refuse_past_trained_context(
+    suite: &Suite,
+    model: &Model,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let trained = model.config.n_ctx_train;
     if let Some(long) = suite.tests.iter().find(|t| t.n_ctx() > trained) {
         anyhow::bail!(
@@ -134,10 +169,12 @@ fn measure_one(
             model.config.arch.name()
         );
     }
-    // The tokenizer (for the e2e row) is read outside the `load` row's time, which covers
-    // opening the file and building the engine.
-    let shared = SharedModel::with_model(path, model.clone())?;
-    let opts = SessionOptions {
+    Ok(())
+}
+
+/// The session for `suite` with `t` threads (0 = one per core).
+fn session_options(suite: &Suite, t: usize) -> SessionOptions {
+    SessionOptions {
         backend: suite.backend,
         ctx: Some(suite.n_ctx()),
         threads: (t != 0).then_some(t),
@@ -146,60 +183,44 @@ fn measure_one(
         tuning: suite.tuning.clone(),
         // Bench draws its own progress lines; an upload bar would cut through them.
         progress: Default::default(),
-    };
-    let mut s = Session::attach(shared, &opts)?;
-    let engine = s.engine.as_mut();
-    if suite.profile {
-        engine.set_profiling(true).context("--profile")?;
     }
-    let load_ns = (open_time + s.load_time).as_nanos() as u64;
-    let n_params: u64 = model.file.tensors().iter().map(|t| t.n_elements()).sum();
-    let size = model.weight_bytes();
-    let used_threads = if t == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        t
-    };
-    let kind = engine.kind();
-    let common = Common {
-        filename: path.display().to_string(),
-        model_type: describe_model(&model, n_params),
-        size,
-        n_params,
-        n_batch: suite.n_batch,
-        threads: used_threads,
-        kind,
-        device: engine.describe(),
-        driver: match kind {
-            EngineKind::Cpu => format!("pigpu {}", env!("CARGO_PKG_VERSION")),
-            EngineKind::Vulkan => {
-                let selector = suite
-                    .device
-                    .as_ref()
-                    .or(suite.tuning.vulkan.device.as_ref());
-                vulkan_driver(
-                    selector.map(String::as_str),
-                    &suite.tuning.vulkan.vulkan_env,
-                )
-            }
-        },
-    };
-    obs.loaded(&common.model_type, &common.device);
-    if suite.extra_rows {
-        let mbs = size as f64 / 1e6 / (load_ns as f64 / 1e9);
-        let mut row = common.row("load".into(), None, &[load_ns], vec![mbs]);
-        row.unit = Some("MB/s".into());
-        row.test_time = started;
+}
+
+/// pigpu's `load` row (MB/s of weights over the load time, opening the file included) and,
+/// where the engine uploads its weights, the `upload` row (GB/s).
+fn push_load_rows(
+    common: &Common,
+    engine: &dyn Engine,
+    load_ns: u64,
+    started: String,
+    obs: &mut dyn Observer,
+    results: &mut Vec<BenchResult>,
+) {
+    let mbs = common.size as f64 / 1e6 / (load_ns as f64 / 1e9);
+    let mut row = common.row("load".into(), None, &[load_ns], vec![mbs]);
+    row.unit = Some("MB/s".into());
+    row.test_time = started;
+    obs.finished(&row, 1);
+    results.push(row);
+    if let Some((bytes, ns)) = engine.weight_upload().filter(|&(_, ns)| ns > 0) {
+        let gbs = bytes as f64 / 1e9 / (ns as f64 / 1e9);
+        let mut row = common.row("upload".into(), None, &[ns], vec![gbs]);
+        row.unit = Some("GB/s".into());
         obs.finished(&row, 1);
         results.push(row);
-        if let Some((bytes, ns)) = engine.weight_upload().filter(|&(_, ns)| ns > 0) {
-            let gbs = bytes as f64 / 1e9 / (ns as f64 / 1e9);
-            let mut row = common.row("upload".into(), None, &[ns], vec![gbs]);
-            row.unit = Some("GB/s".into());
-            obs.finished(&row, 1);
-            results.push(row);
-        }
     }
+}
+
+/// Runs each test of `suite` in turn, a row each; `false` when cancelled part-way.
+fn run_tests(
+    suite: &Suite,
+    model: &Model,
+    common: &Common,
+    engine: &mut dyn Engine,
+    cancel: &AtomicBool,
+    obs: &mut dyn Observer,
+    results: &mut Vec<BenchResult>,
+) -> anyhow::Result<bool> {
     let mut rng = Rng::new(suite.seed);
     let cfg = RunConfig {
         reps: suite.reps,
@@ -236,14 +257,6 @@ fn measure_one(
             return Ok(false);
         }
     }
-    if let Some(g) = suite.e2e {
-        let tok = &s.shared.tokenizer;
-        let row = end_to_end(tok, s.engine.as_mut(), &common, g, suite.reps, cancel, obs)?;
-        if let Some(row) = row {
-            obs.finished(&row, suite.reps);
-            results.push(row);
-        }
-    }
     Ok(true)
 }
 
@@ -261,6 +274,46 @@ struct Common {
 }
 
 impl Common {
+    /// The fields every row of `model` on `engine` with `t` threads (0 = one per core) shares.
+    fn new(
+        suite: &Suite,
+        path: &std::path::Path,
+        model: &Model,
+        engine: &dyn Engine,
+        t: usize,
+    ) -> Common {
+        let n_params: u64 = model.file.tensors().iter().map(|t| t.n_elements()).sum();
+        let threads = if t == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            t
+        };
+        let kind = engine.kind();
+        Common {
+            filename: path.display().to_string(),
+            model_type: describe_model(model, n_params),
+            size: model.weight_bytes(),
+            n_params,
+            n_batch: suite.n_batch,
+            threads,
+            kind,
+            device: engine.describe(),
+            driver: match kind {
+                EngineKind::Cpu => format!("pigpu {}", env!("CARGO_PKG_VERSION")),
+                EngineKind::Vulkan => {
+                    let selector = suite
+                        .device
+                        .as_ref()
+                        .or(suite.tuning.vulkan.device.as_ref());
+                    vulkan_driver(
+                        selector.map(String::as_str),
+                        &suite.tuning.vulkan.vulkan_env,
+                    )
+                }
+            },
+        }
+    }
+
     fn row(&self, test: String, spec: Option<TestSpec>, ns: &[u64], ts: Vec<f64>) -> BenchResult {
         let (avg_ts, stddev_ts) = report::mean_sd(&ts);
         let nsf: Vec<f64> = ns.iter().map(|&n| n as f64).collect();
