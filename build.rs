@@ -51,14 +51,14 @@ const DEFINED: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines). `matvecsg` is
-/// the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); `matvect` / `matmult` read
-/// the weights through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`).
+/// the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); `matvect` reads the weights
+/// through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`). The 8-token mat-mat
+/// has no texel form: on lavapipe it was slower with texel reads (docs/vulkan.md).
 const MATVEC: &[(&str, &str, u32, &[&str])] = &[
     ("matvec", "matvec.comp", 1, &[]),
     ("matmul", "matvec.comp", 8, &[]),
     ("matvecsg", "matvec_sg.comp", 1, &[]),
     ("matvect", "matvec.comp", 1, &["TEXEL"]),
-    ("matmult", "matvec.comp", 8, &["TEXEL"]),
 ];
 
 /// Per-weight-type shaders besides the mat-vec: (variant prefix, source file). `tiledv` is the

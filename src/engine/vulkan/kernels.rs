@@ -288,10 +288,11 @@ impl Kernels {
     ) -> Result<Rc<GpuKernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
-        let texel = self.texel && !sg;
+        // Decode only: the 8-token mat-mat reads storage buffers, which the texel layout has
+        // too (with texel reads it was 1.08-1.18x slower on lavapipe, docs/vulkan.md).
+        let texel = self.texel && !sg && !batch;
         let prefix = match (batch, sg, texel) {
-            (true, _, false) => "matmul",
-            (true, _, true) => "matmult",
+            (true, _, _) => "matmul",
             (false, true, _) => "matvecsg",
             (false, false, false) => "matvec",
             (false, false, true) => "matvect",
@@ -300,7 +301,6 @@ impl Kernels {
             Some(t) => {
                 let code = match prefix {
                     "matmul" => shaders::matmul_for(t.id()),
-                    "matmult" => shaders::matmult_for(t.id()),
                     "matvecsg" => shaders::matvecsg_for(t.id()),
                     "matvect" => shaders::matvect_for(t.id()),
                     _ => shaders::matvec_for(t.id()),
@@ -314,7 +314,6 @@ impl Kernels {
                 format!("{prefix}_any"),
                 match prefix {
                     "matmul" => shaders::MATMUL_ANY,
-                    "matmult" => shaders::MATMULT_ANY,
                     "matvecsg" => shaders::MATVECSG_ANY,
                     "matvect" => shaders::MATVECT_ANY,
                     _ => shaders::MATVEC_ANY,
