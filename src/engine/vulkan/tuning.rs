@@ -139,6 +139,25 @@ impl std::error::Error for TuningError {}
 const SHAPE_EXPECTED: &str =
     "WG,ROWS,PATH (WG a power of two, ROWS 1..=16, PATH 0 tree, 1 lane, 2 subgroup), e.g. 128,2,2";
 
+/// A knob with two values: `on.0` is true, `on.1` false; anything else names the variable and
+/// what it takes (`expected`).
+fn two_way(
+    var: &'static str,
+    v: String,
+    on: (&str, &str),
+    expected: &'static str,
+) -> Result<bool, TuningError> {
+    match v.trim() {
+        s if s == on.0 => Ok(true),
+        s if s == on.1 => Ok(false),
+        _ => Err(TuningError {
+            var,
+            value: v,
+            expected,
+        }),
+    }
+}
+
 fn shape(var: &'static str, v: &str, max_path: u32) -> Result<[u32; 3], TuningError> {
     let err = || TuningError {
         var,
@@ -185,17 +204,7 @@ impl Tuning {
             ..Tuning::default()
         };
         if let Some(v) = get("PIGPU_VK_VALIDATION") {
-            t.validation = match v.trim() {
-                "1" => true,
-                "0" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_VALIDATION",
-                        value: v,
-                        expected: "1 (on) or 0 (off)",
-                    })
-                }
-            };
+            t.validation = two_way("PIGPU_VK_VALIDATION", v, ("1", "0"), "1 (on) or 0 (off)")?;
         }
         if let Some(v) = get("PIGPU_VK_MATVEC") {
             t.matvec = Some(shape("PIGPU_VK_MATVEC", &v, 2)?);
@@ -204,17 +213,12 @@ impl Tuning {
             t.matmul = Some(shape("PIGPU_VK_MATMUL", &v, 1)?);
         }
         if let Some(v) = get("PIGPU_VK_PROMPT") {
-            t.prompt_tiled = Some(match v.trim() {
-                "tiled" => true,
-                "matvec" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_PROMPT",
-                        value: v,
-                        expected: "tiled or matvec",
-                    })
-                }
-            });
+            t.prompt_tiled = Some(two_way(
+                "PIGPU_VK_PROMPT",
+                v,
+                ("tiled", "matvec"),
+                "tiled or matvec",
+            )?);
         }
         if let Some(v) = get("PIGPU_VK_TILE") {
             t.tile = Some(match v.trim() {
@@ -265,56 +269,31 @@ impl Tuning {
             );
         }
         if let Some(v) = get("PIGPU_VK_ATTN") {
-            t.attn_staged = Some(match v.trim() {
-                "staged" => true,
-                "rows" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_ATTN",
-                        value: v,
-                        expected: "staged or rows",
-                    })
-                }
-            });
+            t.attn_staged = Some(two_way(
+                "PIGPU_VK_ATTN",
+                v,
+                ("staged", "rows"),
+                "staged or rows",
+            )?);
         }
         if let Some(v) = get("PIGPU_VK_NORM") {
-            t.norm_pass = match v.trim() {
-                "pass" => true,
-                "fused" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_NORM",
-                        value: v,
-                        expected: "fused or pass",
-                    })
-                }
-            };
+            t.norm_pass = two_way("PIGPU_VK_NORM", v, ("pass", "fused"), "fused or pass")?;
         }
         if let Some(v) = get("PIGPU_VK_SAMPLER") {
-            t.sampler_two_stage = Some(match v.trim() {
-                "two" => true,
-                "one" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_SAMPLER",
-                        value: v,
-                        expected: "one or two (stages)",
-                    })
-                }
-            });
+            t.sampler_two_stage = Some(two_way(
+                "PIGPU_VK_SAMPLER",
+                v,
+                ("two", "one"),
+                "one or two (stages)",
+            )?);
         }
         if let Some(v) = get("PIGPU_VK_WEIGHTS") {
-            t.texel_weights = Some(match v.trim() {
-                "texel" => true,
-                "storage" => false,
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_WEIGHTS",
-                        value: v,
-                        expected: "texel or storage",
-                    })
-                }
-            });
+            t.texel_weights = Some(two_way(
+                "PIGPU_VK_WEIGHTS",
+                v,
+                ("texel", "storage"),
+                "texel or storage",
+            )?);
         }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
             t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
