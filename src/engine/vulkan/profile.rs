@@ -212,6 +212,8 @@ pub fn calibrate(
 struct Agg {
     count: u64,
     ns: f64,
+    /// The shortest single run (0 before the first).
+    min_ns: f64,
     weight_bytes: u64,
     flops: u64,
 }
@@ -236,6 +238,7 @@ impl Phase {
         self.untimed += untimed as u64;
         for (s, ns) in times {
             let a = self.ops.entry(s.label).or_default();
+            a.min_ns = if a.count == 0 { ns } else { a.min_ns.min(ns) };
             a.count += 1;
             a.ns += ns;
             a.weight_bytes += s.weight_bytes;
@@ -256,6 +259,7 @@ impl Phase {
                     count: a.count,
                     per_token: a.count as f64 / tok,
                     mean_us: mean_ns / 1e3,
+                    min_us: a.min_ns / 1e3,
                     us_per_token: a.ns / tok / 1e3,
                     share: if total_ns > 0.0 { a.ns / total_ns } else { 0.0 },
                     weight_gbs: (a.weight_bytes > 0 && a.ns > 0.0)
@@ -320,6 +324,9 @@ pub struct OpReport {
     pub per_token: f64,
     /// Mean GPU time of one run, µs.
     pub mean_us: f64,
+    /// The shortest run, µs: on a shared machine (lavapipe) the figure least inflated by the
+    /// other processes, for comparing small ops whose mean is mostly scheduling noise.
+    pub min_us: f64,
     /// GPU time per token, µs (`per_token` × `mean_us`).
     pub us_per_token: f64,
     /// Fraction of the summed op time.
@@ -417,8 +424,8 @@ impl Profile {
             );
             let _ = writeln!(
                 s,
-                "  {:<40} {:>7} {:>10} {:>10} {:>6} {:>8} {:>6} {:>8}",
-                "op", "n/tok", "mean µs", "µs/tok", "share", "GB/s", "% bw", "GFLOP/s"
+                "  {:<40} {:>7} {:>10} {:>10} {:>6} {:>8} {:>6} {:>8} {:>10}",
+                "op", "n/tok", "mean µs", "µs/tok", "share", "GB/s", "% bw", "GFLOP/s", "min µs"
             );
             for o in &p.ops {
                 let gbs = o.weight_gbs.map_or(String::new(), |g| format!("{g:.1}"));
@@ -429,7 +436,7 @@ impl Profile {
                 let fl = o.gflops.map_or(String::new(), |g| format!("{g:.1}"));
                 let _ = writeln!(
                     s,
-                    "  {:<40} {:>7.2} {:>10.1} {:>10.1} {:>5.1}% {:>8} {:>6} {:>8}",
+                    "  {:<40} {:>7.2} {:>10.1} {:>10.1} {:>5.1}% {:>8} {:>6} {:>8} {:>10.1}",
                     o.label,
                     o.per_token,
                     o.mean_us,
@@ -437,10 +444,46 @@ impl Profile {
                     100.0 * o.share,
                     gbs,
                     bw,
-                    fl
+                    fl,
+                    o.min_us
                 );
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_is_the_shortest_run_of_each_op() {
+        let mut p = Phase::default();
+        let s = |l: &str| Stamp::named(l.to_string());
+        p.add(1, 10.0, vec![(s("rope_kv"), 3000.0), (s("copy"), 500.0)], 0);
+        p.add(1, 10.0, vec![(s("rope_kv"), 1000.0), (s("copy"), 700.0)], 0);
+        p.add(1, 10.0, vec![(s("rope_kv"), 2000.0)], 0);
+        let r = p.report("decode");
+        let op = |l: &str| r.ops.iter().find(|o| o.label == l).unwrap();
+        assert_eq!(op("rope_kv").min_us, 1.0);
+        assert_eq!(op("rope_kv").mean_us, 2.0);
+        assert_eq!(op("copy").min_us, 0.5);
+        assert!(Profile {
+            device: "d".into(),
+            timestamps: TimestampSupport {
+                period_ns: 1.0,
+                valid_bits: 64
+            },
+            calibration: Calibration {
+                copy_bytes: 0,
+                copy_gbs: 0.0,
+                floor_dispatches: 0,
+                stage_floor_us: 0.0,
+            },
+            phases: vec![r],
+        }
+        .text()
+        .contains("min µs"));
     }
 }

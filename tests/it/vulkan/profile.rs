@@ -71,6 +71,14 @@ fn smollm_profile_times_every_op() {
     let mut sum = 0.0;
     for o in &dec.ops {
         assert!(o.mean_us > 0.0, "{} took no time", o.label);
+        // The shortest run is a run: above zero, at most the mean.
+        assert!(
+            o.min_us > 0.0 && o.min_us <= o.mean_us * (1.0 + 1e-9),
+            "{}: min {} µs, mean {} µs",
+            o.label,
+            o.min_us,
+            o.mean_us
+        );
         assert!((o.us_per_token - o.per_token * o.mean_us).abs() <= 1e-6 * o.us_per_token);
         sum += o.us_per_token;
     }
@@ -174,6 +182,7 @@ fn run_profile_flag_text_and_json() {
         assert!(ops.iter().any(|o| o["label"] == "attention"), "{ph}");
         for o in ops {
             assert!(o["mean_us"].as_f64().unwrap() > 0.0, "{o}");
+            assert!(o["min_us"].as_f64().unwrap() > 0.0, "{o}");
             assert!(o["count"].as_u64().unwrap() > 0, "{o}");
         }
         assert!(ph["gpu_us_per_token"].as_f64() <= ph["wall_us_per_token"].as_f64());
