@@ -349,6 +349,8 @@ fn host_msg(what: &str, e: HostError) -> String {
     format!("{what}: {e}")
 }
 
+/// Reverses one record. A module install only notes its release in `depmod` (its index is
+/// rebuilt once, after every record); the rest is undone here.
 fn revert(
     root: &Root,
     r: &Record,
@@ -362,62 +364,7 @@ fn revert(
             path,
             backup,
             sha256_after,
-        } => {
-            let p = root.inside(path).map_err(|e| format!("{path}: {e}"))?;
-            let now = sha256_file(&p).ok();
-            let unchanged =
-                now.as_deref() == Some(sha256_after.as_str()) || sha256_after.is_empty();
-            if !strict && !unchanged {
-                if path.ends_with("config.txt") {
-                    if let Ok(bytes) = fs::read(&p) {
-                        let cleaned = super::bootconfig::set_block_bytes(&bytes, &[]);
-                        atomic_write(&p, &cleaned, None).map_err(|e| format!("{path}: {e}"))?;
-                    }
-                    return Err(format!(
-                        "{path} was edited after pigpu changed it: only pigpu's block was removed{}",
-                        backup.as_ref().map(|b| format!(" (the original is kept at {b})")).unwrap_or_default()
-                    ));
-                }
-                return Err(format!(
-                    "{path} was changed after pigpu wrote it; left as it is{}",
-                    backup
-                        .as_ref()
-                        .map(|b| format!(" (the original is kept at {b})"))
-                        .unwrap_or_default()
-                ));
-            }
-            match backup {
-                Some(b) => {
-                    let bp = root.path(b);
-                    let current = fs::read(&p).ok();
-                    if !bp.exists() && !unchanged {
-                        // An earlier rollback restored it and was stopped before it could
-                        // record that: nothing left to do.
-                        return Ok(());
-                    }
-                    if current.is_some() && fs::read(&bp).ok() == current {
-                        // Never changed (the write failed), or restored already.
-                        let _ = fs::remove_file(&bp);
-                        return Ok(());
-                    }
-                    atomic_replace(
-                        &p,
-                        fs::metadata(&bp)
-                            .ok()
-                            .map(|m| m.permissions().mode() & 0o7777),
-                        |tmp| fs::copy(&bp, tmp).map(|_| ()),
-                    )
-                    .map_err(|e| format!("restoring {path} from {b}: {e}"))?;
-                    let _ = fs::remove_file(&bp);
-                }
-                None => match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(format!("removing {path}: {e}")),
-                },
-            }
-            Ok(())
-        }
+        } => revert_file(root, path, backup.as_deref(), sha256_after, strict),
         Record::Dir { path } => match fs::remove_dir_all(root.path(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -440,48 +387,142 @@ fn revert(
                 log,
             )
             .map_err(|e| host_msg("dkms remove", e)),
-        Record::Userspace { uninstall, .. } => {
-            if uninstall.first().is_some_and(|p| root.exists(p)) {
-                host.run_in_target(root, uninstall, log)
-                    .map_err(|e| host_msg("uninstalling NVIDIA userspace", e))
-            } else {
-                Err(format!(
-                    "NVIDIA's uninstaller {} is gone; remove the userspace by hand",
-                    uninstall.join(" ")
-                ))
-            }
-        }
+        Record::Userspace { uninstall, .. } => uninstall_userspace(root, uninstall, host, log),
         Record::Modules { release, .. } => {
             if !depmod.contains(release) {
                 depmod.push(release.clone());
             }
             Ok(())
         }
-        Record::DepmodIndex { release, files } => {
-            for f in files {
-                let p = root.path(format!("/lib/modules/{release}/{f}"));
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(format!("removing {}: {e}", p.display())),
-                }
-            }
-            Ok(())
-        }
-        // Only when empty: anything someone else put there since keeps it.
-        Record::MadeDir { path } => match fs::remove_dir(root.path(path)) {
+        Record::DepmodIndex { release, files } => remove_depmod_index(root, release, files),
+        Record::MadeDir { path } => remove_made_dir(root, path),
+    }
+}
+
+/// Puts a file pigpu wrote back as it was: the original from its backup, or no file where
+/// pigpu created it. Outside a rollback (`strict` false) a file changed since pigpu wrote it
+/// is left instead ([`edited_since`]).
+fn revert_file(
+    root: &Root,
+    path: &str,
+    backup: Option<&str>,
+    sha256_after: &str,
+    strict: bool,
+) -> Result<(), String> {
+    let p = root.inside(path).map_err(|e| format!("{path}: {e}"))?;
+    let now = sha256_file(&p).ok();
+    let unchanged = now.as_deref() == Some(sha256_after) || sha256_after.is_empty();
+    if !strict && !unchanged {
+        return Err(edited_since(&p, path, backup));
+    }
+    match backup {
+        Some(b) => restore_backup(root, &p, path, b, unchanged),
+        None => match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-                log::info!("{path} is left: it holds files pigpu did not put there");
-                Ok(())
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-                log::info!("{path} is left: it is no longer the directory pigpu made");
-                Ok(())
-            }
             Err(e) => Err(format!("removing {path}: {e}")),
         },
+    }
+}
+
+/// The problem of a file edited after pigpu changed it (at `p`, system path `path`), naming
+/// the original's `backup`: the file is left as it is, only `config.txt` loses pigpu's block.
+fn edited_since(p: &Path, path: &str, backup: Option<&str>) -> String {
+    let kept = backup
+        .map(|b| format!(" (the original is kept at {b})"))
+        .unwrap_or_default();
+    if !path.ends_with("config.txt") {
+        return format!("{path} was changed after pigpu wrote it; left as it is{kept}");
+    }
+    if let Ok(bytes) = fs::read(p) {
+        let cleaned = super::bootconfig::set_block_bytes(&bytes, &[]);
+        if let Err(e) = atomic_write(p, &cleaned, None) {
+            return format!("{path}: {e}");
+        }
+    }
+    format!("{path} was edited after pigpu changed it: only pigpu's block was removed{kept}")
+}
+
+/// Copies the original back from backup `b` over the file at `p` (system path `path`) and
+/// removes the backup; nothing to do where an earlier rollback restored it already or the
+/// write never changed it (`unchanged`: the file is as pigpu left it).
+fn restore_backup(
+    root: &Root,
+    p: &Path,
+    path: &str,
+    b: &str,
+    unchanged: bool,
+) -> Result<(), String> {
+    let bp = root.path(b);
+    let current = fs::read(p).ok();
+    if !bp.exists() && !unchanged {
+        // An earlier rollback restored it and was stopped before it could record that:
+        // nothing left to do.
+        return Ok(());
+    }
+    if current.is_some() && fs::read(&bp).ok() == current {
+        // Never changed (the write failed), or restored already.
+        let _ = fs::remove_file(&bp);
+        return Ok(());
+    }
+    atomic_replace(
+        p,
+        fs::metadata(&bp)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777),
+        |tmp| fs::copy(&bp, tmp).map(|_| ()),
+    )
+    .map_err(|e| format!("restoring {path} from {b}: {e}"))?;
+    let _ = fs::remove_file(&bp);
+    Ok(())
+}
+
+/// Runs NVIDIA's uninstaller (`uninstall`, its argv) in the target; a problem when it is gone.
+fn uninstall_userspace(
+    root: &Root,
+    uninstall: &[String],
+    host: &mut dyn Host,
+    log: &Path,
+) -> Result<(), String> {
+    if uninstall.first().is_some_and(|p| root.exists(p)) {
+        host.run_in_target(root, uninstall, log)
+            .map_err(|e| host_msg("uninstalling NVIDIA userspace", e))
+    } else {
+        Err(format!(
+            "NVIDIA's uninstaller {} is gone; remove the userspace by hand",
+            uninstall.join(" ")
+        ))
+    }
+}
+
+/// Removes the module index `files` that pigpu's depmod created for `release`.
+fn remove_depmod_index(root: &Root, release: &str, files: &[String]) -> Result<(), String> {
+    for f in files {
+        let p = root.path(format!("/lib/modules/{release}/{f}"));
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", p.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Removes a directory pigpu made, only when empty: anything someone else put there since
+/// keeps it.
+fn remove_made_dir(root: &Root, path: &str) -> Result<(), String> {
+    match fs::remove_dir(root.path(path)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+            log::info!("{path} is left: it holds files pigpu did not put there");
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            log::info!("{path} is left: it is no longer the directory pigpu made");
+            Ok(())
+        }
+        Err(e) => Err(format!("removing {path}: {e}")),
     }
 }
 
@@ -570,6 +611,174 @@ mod tests {
         let (_, problems) = Transaction::begin(&root, st).rollback(&mut host, &root.path("/log"));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(fs::read_to_string(&f).unwrap(), "original\n");
+    }
+
+    /// A failed run of every kind of change is reversed newest first: the host's calls in that
+    /// order, each file and directory put back, and the one change that cannot be reversed (a
+    /// vanished uninstaller) named while the rest still goes on.
+    #[test]
+    fn rollback_reverses_every_kind_of_change_newest_first() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        fs::create_dir_all(root.path("/etc")).unwrap();
+        fs::write(root.path("/etc/old.conf"), "original\n").unwrap();
+        let src = t.path().join("src-tree");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/f"), "x").unwrap();
+        let index = root.path("/lib/modules/6.12.1/modules.dep");
+        fs::create_dir_all(index.parent().unwrap()).unwrap();
+        fs::create_dir_all(root.path("/srv/kept")).unwrap();
+        fs::create_dir_all(root.path("/var/lib/dkms/nvidia/580.95.05")).unwrap();
+
+        let mut tx = Transaction::begin(&root, State::default());
+        tx.write_file("/etc/new.d/new.conf", b"new\n", None)
+            .unwrap();
+        tx.write_file("/etc/old.conf", b"pigpu\n", None).unwrap();
+        tx.create_tree("/opt/tree", &src).unwrap();
+        tx.record(Record::MadeDir {
+            path: "/srv/kept".into(),
+        })
+        .unwrap();
+        let names = |n: &str| vec![n.to_string()];
+        tx.record(Record::Packages {
+            names: names("dkms"),
+        })
+        .unwrap();
+        tx.record(Record::Hold {
+            names: names("linux-image"),
+        })
+        .unwrap();
+        tx.record(Record::Dkms {
+            module: "nvidia".into(),
+            version: "580.95.05".into(),
+        })
+        .unwrap();
+        tx.record(Record::Userspace {
+            version: "580.95.05".into(),
+            uninstall: vec!["/usr/bin/nvidia-uninstall".into(), "-s".into()],
+        })
+        .unwrap();
+        tx.record(Record::Modules {
+            driver: "580.95.05".into(),
+            release: "6.12.1".into(),
+            files: vec![],
+        })
+        .unwrap();
+        fs::write(&index, "").unwrap();
+        tx.record_depmod_index("6.12.1", vec!["modules.dep".into()])
+            .unwrap();
+        // Someone put a file into a directory pigpu made: it stays.
+        fs::write(root.path("/srv/kept/theirs"), "").unwrap();
+
+        let mut host = RecordingHost::default();
+        let (st, problems) = tx.rollback(&mut host, &root.path("/log"));
+        assert_eq!(
+            host.calls,
+            [
+                "dkms remove nvidia/580.95.05 --all",
+                "apt-mark unhold linux-image",
+                "apt-mark auto dkms",
+            ]
+        );
+        assert_eq!(
+            problems,
+            ["NVIDIA's uninstaller /usr/bin/nvidia-uninstall -s is gone; remove the userspace by hand"]
+        );
+        assert!(st.in_progress.is_empty() && st.records.is_empty(), "{st:?}");
+        assert!(!index.exists());
+        assert!(!root.path("/var/lib/dkms/nvidia/580.95.05").exists());
+        assert!(!root.path("/opt/tree").exists());
+        assert!(root.path("/srv/kept/theirs").exists());
+        assert_eq!(
+            fs::read_to_string(root.path("/etc/old.conf")).unwrap(),
+            "original\n"
+        );
+        assert!(!root.path("/etc/new.d").exists());
+        assert!(
+            !root.path(state::BACKUP_DIR).exists()
+                || root.list_dir(state::BACKUP_DIR).unwrap().is_empty()
+        );
+    }
+
+    /// Undo of files changed since pigpu wrote them: `config.txt` loses only pigpu's block, any
+    /// other file is left; both problems name the backup of the original. An uninstaller that
+    /// is there runs; a directory pigpu made that is now a file stays.
+    #[test]
+    fn undo_of_edited_files_and_the_userspace() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let cfg = root.path("/boot/firmware/config.txt");
+        fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        fs::create_dir_all(root.path("/etc")).unwrap();
+        fs::write(&cfg, "[all]\narm_64bit=1\n").unwrap();
+        fs::write(root.path("/etc/m.conf"), "original\n").unwrap();
+        let uninstaller = root.path("/usr/bin/nvidia-uninstall");
+        fs::create_dir_all(uninstaller.parent().unwrap()).unwrap();
+        fs::write(
+            &uninstaller,
+            "#!/bin/sh\necho \"$@\" > \"$DESTDIR/uninstalled\"\n",
+        )
+        .unwrap();
+        fs::set_permissions(&uninstaller, fs::Permissions::from_mode(0o755)).unwrap();
+
+        let mut tx = Transaction::begin(&root, State::default());
+        let with_block = super::super::bootconfig::set_block_bytes(
+            b"[all]\narm_64bit=1\n",
+            &["dtparam=pciex1".to_string()],
+        );
+        tx.write_file("/boot/firmware/config.txt", &with_block, None)
+            .unwrap();
+        tx.write_file("/etc/m.conf", b"pigpu\n", None).unwrap();
+        tx.record(Record::MadeDir {
+            path: "/srv/gone".into(),
+        })
+        .unwrap();
+        tx.record(Record::Userspace {
+            version: "580.95.05".into(),
+            uninstall: vec!["/usr/bin/nvidia-uninstall".into(), "-s".into()],
+        })
+        .unwrap();
+        let st = tx.commit().unwrap();
+        fs::create_dir_all(root.path("/srv")).unwrap();
+        fs::write(root.path("/srv/gone"), "a file now").unwrap();
+        let mut edited = fs::read(&cfg).unwrap();
+        edited.extend_from_slice(b"# mine\n");
+        fs::write(&cfg, &edited).unwrap();
+        fs::write(root.path("/etc/m.conf"), "by hand\n").unwrap();
+
+        let mut host = RecordingHost::default();
+        let problems = revert_all(&root, &st.records, &mut host, &root.path("/log"), false);
+        assert_eq!(host.calls, ["run /usr/bin/nvidia-uninstall -s"]);
+        assert_eq!(
+            fs::read_to_string(root.path("/uninstalled")).unwrap(),
+            "-s\n"
+        );
+        let backup = |n: &str| format!("{}/{n}", state::BACKUP_DIR);
+        assert_eq!(
+            problems,
+            [
+                format!(
+                    "/etc/m.conf was changed after pigpu wrote it; left as it is (the original is kept at {})",
+                    backup("0001-etc__m.conf")
+                ),
+                format!(
+                    "/boot/firmware/config.txt was edited after pigpu changed it: only pigpu's block was removed (the original is kept at {})",
+                    backup("0000-boot__firmware__config.txt")
+                ),
+            ]
+        );
+        let cfg_now = fs::read_to_string(&cfg).unwrap();
+        assert!(
+            cfg_now.starts_with("[all]\narm_64bit=1\n") && cfg_now.ends_with("# mine\n"),
+            "{cfg_now}"
+        );
+        assert!(!cfg_now.contains("pciex1"), "{cfg_now}");
+        assert_eq!(
+            fs::read_to_string(root.path("/etc/m.conf")).unwrap(),
+            "by hand\n"
+        );
+        assert!(root.path("/srv/gone").is_file());
+        assert!(root.exists(backup("0000-boot__firmware__config.txt")));
     }
 
     #[test]
