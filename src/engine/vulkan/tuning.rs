@@ -193,6 +193,64 @@ fn mem_size(v: &str) -> Option<u64> {
     n.checked_mul(1 << shift).filter(|&b| b > 0)
 }
 
+/// `PIGPU_VK_TILE`: one tile shape of the prompt mat-mat.
+fn tile(v: String) -> Result<&'static str, TuningError> {
+    match v.trim() {
+        "s" => Ok("s"),
+        "m" => Ok("m"),
+        "l" => Ok("l"),
+        _ => Err(TuningError {
+            var: "PIGPU_VK_TILE",
+            value: v,
+            expected: "s, m or l",
+        }),
+    }
+}
+
+/// `PIGPU_VK_TILED`: a form of the tiled prompt mat-mat by its name.
+fn tiled_kernel(v: String) -> Result<TiledKernel, TuningError> {
+    TiledKernel::ALL
+        .into_iter()
+        .find(|k| k.name() == v.trim())
+        .ok_or(TuningError {
+            var: "PIGPU_VK_TILED",
+            value: v,
+            expected: "scalar, vec4 or vec4pf",
+        })
+}
+
+/// A number for `var` that `ok` accepts; anything else is the error naming `var` and what
+/// was `expected`.
+fn number<T: std::str::FromStr>(
+    var: &'static str,
+    v: String,
+    ok: impl Fn(&T) -> bool,
+    expected: &'static str,
+) -> Result<T, TuningError> {
+    v.trim().parse::<T>().ok().filter(ok).ok_or(TuningError {
+        var,
+        value: v,
+        expected,
+    })
+}
+
+/// `PIGPU_VK_MEM_LIMIT`: a size in bytes ([`mem_size`]).
+fn mem_limit(v: String) -> Result<u64, TuningError> {
+    mem_size(&v).ok_or(TuningError {
+        var: "PIGPU_VK_MEM_LIMIT",
+        value: v,
+        expected: "a size such as 512M or 6G (K, M, G, T: powers of 1024; a plain number is MiB), more than 0",
+    })
+}
+
+/// The pipeline cache's directory: `pigpu` under `XDG_CACHE_HOME`, else under `HOME/.cache`.
+fn pipeline_cache_dir(get: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    get("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| get("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|base| base.join("pigpu"))
+}
+
 impl Tuning {
     /// Parses the `PIGPU_*` variables through `get` (unset and empty values mean "not set").
     /// Every malformed value is an error naming the variable; nothing is silently ignored.
@@ -221,52 +279,20 @@ impl Tuning {
             )?);
         }
         if let Some(v) = get("PIGPU_VK_TILE") {
-            t.tile = Some(match v.trim() {
-                "s" => "s",
-                "m" => "m",
-                "l" => "l",
-                _ => {
-                    return Err(TuningError {
-                        var: "PIGPU_VK_TILE",
-                        value: v,
-                        expected: "s, m or l",
-                    })
-                }
-            });
+            t.tile = Some(tile(v)?);
         }
         if let Some(v) = get("PIGPU_VK_TILED") {
-            t.tiled_kernel = Some(
-                TiledKernel::ALL
-                    .into_iter()
-                    .find(|k| k.name() == v.trim())
-                    .ok_or(TuningError {
-                        var: "PIGPU_VK_TILED",
-                        value: v,
-                        expected: "scalar, vec4 or vec4pf",
-                    })?,
-            );
+            t.tiled_kernel = Some(tiled_kernel(v)?);
         }
         if let Some(v) = get("PIGPU_VK_UBATCH") {
-            t.ubatch = Some(v.trim().parse::<usize>().ok().filter(|&n| n >= 1).ok_or(
-                TuningError {
-                    var: "PIGPU_VK_UBATCH",
-                    value: v,
-                    expected: "a number of tokens, at least 1",
-                },
-            )?);
+            let ok = |&n: &usize| n >= 1;
+            let expected = "a number of tokens, at least 1";
+            t.ubatch = Some(number("PIGPU_VK_UBATCH", v, ok, expected)?);
         }
         if let Some(v) = get("PIGPU_VK_ATTN_CHUNK") {
-            t.attn_chunk = Some(
-                v.trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n >= 64 && n.is_multiple_of(64))
-                    .ok_or(TuningError {
-                        var: "PIGPU_VK_ATTN_CHUNK",
-                        value: v,
-                        expected: "KV positions per workgroup, a multiple of 64",
-                    })?,
-            );
+            let ok = |&n: &u32| n >= 64 && n.is_multiple_of(64);
+            let expected = "KV positions per workgroup, a multiple of 64";
+            t.attn_chunk = Some(number("PIGPU_VK_ATTN_CHUNK", v, ok, expected)?);
         }
         if let Some(v) = get("PIGPU_VK_ATTN") {
             t.attn_staged = Some(two_way(
@@ -296,17 +322,10 @@ impl Tuning {
             )?);
         }
         if let Some(v) = get("PIGPU_VK_MEM_LIMIT") {
-            t.mem_limit = Some(mem_size(&v).ok_or(TuningError {
-                var: "PIGPU_VK_MEM_LIMIT",
-                value: v,
-                expected: "a size such as 512M or 6G (K, M, G, T: powers of 1024; a plain number is MiB), more than 0",
-            })?);
+            t.mem_limit = Some(mem_limit(v)?);
         }
         if get("PIGPU_NO_PIPELINE_CACHE").is_none() {
-            t.pipeline_cache = get("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| get("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|base| base.join("pigpu"));
+            t.pipeline_cache = pipeline_cache_dir(&get);
         }
         #[cfg(feature = "testing")]
         if let Some(v) = get("PIGPU_TEST_VK_LOSE_DEVICE_AFTER") {
@@ -428,6 +447,44 @@ mod tests {
         assert_eq!(cap("512M"), Some(512 << 20));
         assert_eq!(cap("2 GiB"), Some(2 << 30));
         assert_eq!(cap("64k"), Some(64 << 10));
+    }
+
+    /// With several values malformed, the error is the first variable's in this order, with the
+    /// value as given and what was expected.
+    #[test]
+    fn the_first_malformed_variable_in_order_is_the_error() {
+        let mut bad = vec![
+            ("PIGPU_VK_VALIDATION", " yes", "1 (on) or 0 (off)"),
+            ("PIGPU_VK_MATVEC", "128,2", SHAPE_EXPECTED),
+            ("PIGPU_VK_MATMUL", "32,8,2", SHAPE_EXPECTED),
+            ("PIGPU_VK_PROMPT", "fast", "tiled or matvec"),
+            ("PIGPU_VK_TILE", "xl ", "s, m or l"),
+            ("PIGPU_VK_TILED", "vec8", "scalar, vec4 or vec4pf"),
+            ("PIGPU_VK_UBATCH", "0", "a number of tokens, at least 1"),
+            (
+                "PIGPU_VK_ATTN_CHUNK",
+                "100",
+                "KV positions per workgroup, a multiple of 64",
+            ),
+            ("PIGPU_VK_ATTN", "tiled", "staged or rows"),
+            ("PIGPU_VK_NORM", "separate", "fused or pass"),
+            ("PIGPU_VK_SAMPLER", "2", "one or two (stages)"),
+            ("PIGPU_VK_WEIGHTS", "uniform", "texel or storage"),
+            (
+                "PIGPU_VK_MEM_LIMIT",
+                "lots",
+                "a size such as 512M or 6G (K, M, G, T: powers of 1024; a plain number is MiB), more than 0",
+            ),
+        ];
+        while !bad.is_empty() {
+            let vars: Vec<(&str, &str)> = bad.iter().map(|&(k, v, _)| (k, v)).collect();
+            let e = parse(&vars).unwrap_err();
+            let (var, value, expected) = bad.remove(0);
+            assert_eq!(
+                (e.var, e.value.as_str(), e.expected),
+                (var, value, expected)
+            );
+        }
     }
 
     #[test]
