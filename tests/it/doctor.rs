@@ -1067,3 +1067,167 @@ fn no_degraded_link_without_the_upstream_ports_numbers() {
         "{stdout}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The pcie check's whole findings
+
+/// `doctor --json --check pcie` on `f`: each finding as `status id: summary`, its evidence lines
+/// (`  - `) and fix (`  fix: `), with the fake root's directory written as `ROOT`.
+fn pcie_findings(f: &Fake) -> Vec<String> {
+    let dir = f.dir.path().to_str().unwrap();
+    let (_, json, stdout, _) = doctor(&["--json", "--check", "pcie", "--root", dir], None);
+    findings(&json);
+    let mut out = Vec::new();
+    for c in json["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{stdout}"))
+    {
+        let text = |v: &Value| v.as_str().unwrap_or("").replace(dir, "ROOT");
+        out.push(format!(
+            "{} {}: {}",
+            text(&c["status"]),
+            text(&c["id"]),
+            text(&c["summary"])
+        ));
+        for e in c["evidence"].as_array().unwrap() {
+            out.push(format!("  - {}", text(e)));
+        }
+        if !c["fix"].is_null() {
+            out.push(format!("  fix: {}", text(&c["fix"])));
+        }
+    }
+    out
+}
+
+/// Every way the pcie check ends, pinned whole (summaries, evidence, fixes, order): no PCI
+/// information, no NVIDIA GPU but another display device, no GPU on a PC and on a Pi 5 with
+/// something else behind its port, a GPU with fatal or corrected AER errors, one that reads
+/// back all ones.
+#[test]
+fn pcie_check_findings_whole() {
+    const REL: &str = "6.12.47+rpt-rpi-2712";
+    const GPU_SYS: &str =
+        "/sys/devices/platform/axi/1000110000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0";
+    const GPU_NAME: &str = "0000:01:00.0 (10de:24b0) on 1000110000.pcie";
+    let pi_with_gpu = |file: Option<(&str, &[u8])>| {
+        let f = Fake::new();
+        f.pi5(REL, "4K");
+        f.pi5_gpu(&[], Some("nvidia"));
+        if let Some((name, content)) = file {
+            f.write(&format!("{GPU}/{name}"), content);
+        }
+        pcie_findings(&f)
+    };
+    let gpu_ok_and_link = || {
+        vec![
+            format!("ok pcie-gpu: NVIDIA GPU {GPU_NAME}, driver nvidia"),
+            "ok pcie-link: 0000:01:00.0: link at Gen 2 (5 GT/s) x1, the most this port allows"
+                .to_string(),
+            format!("  - {GPU_SYS}: current_link_speed 5 GT/s x1, max_link_speed 16 GT/s x16"),
+            "  - upstream 0000:00:00.0: max_link_speed 5 GT/s x1".to_string(),
+        ]
+    };
+
+    // No /sys/bus/pci under the root.
+    let f = Fake::new();
+    f.pi5(REL, "4K");
+    assert_eq!(
+        pcie_findings(&f),
+        ["skip pcie: no PCI information under this root (no /sys/bus/pci)"]
+    );
+
+    // Another display device only (on a PC: no platform controller).
+    let f = Fake::new();
+    f.pci(
+        "sys/devices/pci0000:00/0000:00:01.0/0000:03:00.0",
+        &[
+            ("vendor", "0x1002"),
+            ("device", "0x73ff"),
+            ("class", "0x030000"),
+        ],
+        Some("amdgpu"),
+    );
+    assert_eq!(
+        pcie_findings(&f),
+        ["info pcie-gpu: no NVIDIA GPU, but another display device: 0000:03:00.0 (1002:73ff); the NVIDIA checks do not apply to it"]
+    );
+
+    // No GPU on a PC: a network card.
+    let f = Fake::new();
+    f.pci(
+        "sys/devices/pci0000:00/0000:00:1c.0/0000:02:00.0",
+        &[
+            ("vendor", "0x8086"),
+            ("device", "0x15b8"),
+            ("class", "0x020000"),
+        ],
+        Some("e1000e"),
+    );
+    assert_eq!(
+        pcie_findings(&f),
+        [
+            "fail pcie-link-down: no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
+            "  - 1 PCI functions enumerated, none with vendor 0x10de",
+            "  fix: reseat the card, check its power cables and any riser, and check that the slot is enabled in the firmware (BIOS) setup",
+        ]
+    );
+
+    // No GPU on a Pi 5, an NVMe drive behind the external port.
+    let f = Fake::new();
+    f.pi5(REL, "4K");
+    f.pci(
+        PORT,
+        &[
+            ("vendor", "0x14e4"),
+            ("device", "0x2712"),
+            ("class", "0x060400"),
+        ],
+        Some("pcieport"),
+    );
+    f.pci(
+        &format!("{PORT}/0000:01:00.0"),
+        &[
+            ("vendor", "0x144d"),
+            ("device", "0xa80a"),
+            ("class", "0x010802"),
+        ],
+        Some("nvme"),
+    );
+    assert_eq!(
+        pcie_findings(&f),
+        [
+            "fail pcie-link-down: no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
+            "  - 2 PCI functions enumerated, none with vendor 0x10de",
+            "  - behind the external port: 0000:01:00.0 (144d:a80a) on 1000110000.pcie",
+            "  fix: enable the port ('dtparam=pciex1' in /boot/firmware/config.txt on a Pi 5), try 'dtparam=pciex1_gen=2', check the ribbon cable / riser and its power, and power the GPU on before the Pi",
+        ]
+    );
+
+    // Fatal AER errors: a warning with the fix; corrected ones: information.
+    let mut want = gpu_ok_and_link();
+    want.extend([
+        format!("warn pcie-aer-errors: {GPU_NAME} reported 1 fatal and 0 non-fatal PCIe errors"),
+        format!("  - {GPU_SYS}/aer_dev_fatal, aer_dev_nonfatal"),
+        "  fix: reseat or replace the cable/riser and check its power; if Gen 3 is forced try 'dtparam=pciex1_gen=2'; if it started after a kernel update, pin a known-good 6.12.y kernel".to_string(),
+    ]);
+    let fatal: &[u8] = b"DLP 1\nTOTAL_ERR_FATAL 1\n";
+    assert_eq!(pi_with_gpu(Some(("aer_dev_fatal", fatal))), want);
+    let mut want = gpu_ok_and_link();
+    want.extend([
+        format!("info pcie-aer-errors: {GPU_NAME} reported 3 corrected PCIe errors (the link retried; many of them point at the cable)"),
+        format!("  - {GPU_SYS}/aer_dev_correctable: TOTAL_ERR_COR 3"),
+    ]);
+    let corrected: &[u8] = b"RxErr 3\nTOTAL_ERR_COR 3\n";
+    assert_eq!(pi_with_gpu(Some(("aer_dev_correctable", corrected))), want);
+    assert_eq!(pi_with_gpu(None), gpu_ok_and_link());
+
+    // Config space reads back all ones: only the dead-device failure for it.
+    assert_eq!(
+        pi_with_gpu(Some(("config", &[0xff; 64]))),
+        [
+            format!("fail pcie-device-dead: {GPU_NAME} reads back all ones: it dropped off the bus"),
+            format!("  - {GPU_SYS}/config: ff ff ff ff"),
+            "  fix: power everything off, check the GPU's PCIe power cables and the riser/cable, switch the GPU's power supply on before the Pi".to_string(),
+        ]
+    );
+}

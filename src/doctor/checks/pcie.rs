@@ -51,106 +51,125 @@ pub fn run(host: &Patient) -> anyhow::Result<Vec<Finding>> {
     }
     let pi = host.platform().is_raspberry_pi();
     let gpus: Vec<&PciDevice> = devices.iter().filter(|d| d.is_nvidia_gpu()).collect();
-    let mut out = Vec::new();
-
     if gpus.is_empty() {
-        let others: Vec<&PciDevice> = devices
-            .iter()
-            .filter(|d| d.is_display() && !d.is_nvidia())
-            .collect();
-        let on_port: Vec<&PciDevice> = devices
-            .iter()
-            .filter(|d| {
-                d.controller.as_deref() == Some("1000110000.pcie")
-                    && Some(d.address.as_str()) != d.root_port.as_deref()
-            })
-            .collect();
-        if !others.is_empty() {
-            out.push(Finding::info(
-                "pcie-gpu",
-                format!(
-                    "no NVIDIA GPU, but another display device: {}; the NVIDIA checks do not apply to it",
-                    others.iter().map(|d| describe(d)).collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        } else {
-            let mut f = Finding::fail(
-                "pcie-link-down",
-                "no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
-            )
-            .fix(if pi { FIX_LINK_DOWN } else { FIX_LINK_DOWN_PC });
-            f.evidence.push(format!(
-                "{} PCI functions enumerated, none with vendor 0x10de",
-                devices.len()
-            ));
-            if host.platform().is_pi5_family()
-                || devices
-                    .iter()
-                    .any(|d| d.controller.as_deref() == Some("1000110000.pcie"))
-            {
-                f.evidence.push(if on_port.is_empty() {
-                    "nothing enumerated behind the external port (1000110000.pcie): the link never came up".into()
-                } else {
-                    format!(
-                        "behind the external port: {}",
-                        on_port.iter().map(|d| describe(d)).collect::<Vec<_>>().join(", ")
-                    )
-                });
-            }
-            out.push(f);
-        }
-        return Ok(out);
+        return Ok(vec![no_nvidia_gpu(host, devices, pi)]);
     }
-
     let configured = boot::configured_gen(host);
+    let mut out = Vec::new();
     for g in gpus {
-        let name = describe(g);
-        // Dead: config space reads back all ones, or the ids do.
-        if g.config_all_ones || g.vendor == 0xffff {
-            out.push(
-                Finding::fail("pcie-device-dead", format!("{name} reads back all ones: it dropped off the bus"))
-                    .evidence(format!("{}/config: ff ff ff ff", g.syspath.display()))
-                    .fix("power everything off, check the GPU's PCIe power cables and the riser/cable, switch the GPU's power supply on before the Pi"),
-            );
-            continue;
-        }
-        out.push(Finding::ok(
-            "pcie-gpu",
-            format!(
-                "NVIDIA GPU {name}, driver {}",
-                g.driver.as_deref().unwrap_or("none")
-            ),
-        ));
-        out.extend(link(devices, g, configured, pi));
-        out.extend(bars(g, pi));
-        if let Some(aer) = &g.aer {
-            if aer.fatal + aer.nonfatal > 0 {
-                out.push(
-                    Finding::warn(
-                        "pcie-aer-errors",
-                        format!(
-                            "{name} reported {} fatal and {} non-fatal PCIe errors",
-                            aer.fatal, aer.nonfatal
-                        ),
-                    )
-                    .evidence(format!(
-                        "{}/aer_dev_fatal, aer_dev_nonfatal",
-                        g.syspath.display()
-                    ))
-                    .fix(if pi { FIX_DEGRADED } else { FIX_DEGRADED_PC }),
-                );
-            } else if aer.correctable > 0 {
-                out.push(
-                    Finding::info(
-                        "pcie-aer-errors",
-                        format!("{name} reported {} corrected PCIe errors (the link retried; many of them point at the cable)", aer.correctable),
-                    )
-                    .evidence(format!("{}/aer_dev_correctable: TOTAL_ERR_COR {}", g.syspath.display(), aer.correctable)),
-                );
-            }
-        }
+        out.extend(gpu(devices, g, configured, pi));
     }
     Ok(out)
+}
+
+/// With no NVIDIA GPU on the bus: another display device is only noted; else the link is down,
+/// with what was enumerated (and, on a Pi 5, what sits behind the external port).
+fn no_nvidia_gpu(host: &Patient, devices: &[PciDevice], pi: bool) -> Finding {
+    let others: Vec<&PciDevice> = devices
+        .iter()
+        .filter(|d| d.is_display() && !d.is_nvidia())
+        .collect();
+    if !others.is_empty() {
+        return Finding::info(
+            "pcie-gpu",
+            format!(
+                "no NVIDIA GPU, but another display device: {}; the NVIDIA checks do not apply to it",
+                others.iter().map(|d| describe(d)).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+    let on_port: Vec<&PciDevice> = devices
+        .iter()
+        .filter(|d| {
+            d.controller.as_deref() == Some("1000110000.pcie")
+                && Some(d.address.as_str()) != d.root_port.as_deref()
+        })
+        .collect();
+    let mut f = Finding::fail(
+        "pcie-link-down",
+        "no NVIDIA GPU (vendor 0x10de) is on the PCI bus",
+    )
+    .fix(if pi { FIX_LINK_DOWN } else { FIX_LINK_DOWN_PC });
+    f.evidence.push(format!(
+        "{} PCI functions enumerated, none with vendor 0x10de",
+        devices.len()
+    ));
+    if host.platform().is_pi5_family()
+        || devices
+            .iter()
+            .any(|d| d.controller.as_deref() == Some("1000110000.pcie"))
+    {
+        f.evidence.push(if on_port.is_empty() {
+            "nothing enumerated behind the external port (1000110000.pcie): the link never came up"
+                .into()
+        } else {
+            format!(
+                "behind the external port: {}",
+                on_port
+                    .iter()
+                    .map(|d| describe(d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
+    f
+}
+
+/// One NVIDIA GPU's findings: dead (config space reads back all ones, or the ids do) and
+/// nothing more, or present with its link, BARs and AER errors.
+fn gpu(all: &[PciDevice], g: &PciDevice, configured: Option<u32>, pi: bool) -> Vec<Finding> {
+    let name = describe(g);
+    if g.config_all_ones || g.vendor == 0xffff {
+        return vec![
+            Finding::fail("pcie-device-dead", format!("{name} reads back all ones: it dropped off the bus"))
+                .evidence(format!("{}/config: ff ff ff ff", g.syspath.display()))
+                .fix("power everything off, check the GPU's PCIe power cables and the riser/cable, switch the GPU's power supply on before the Pi"),
+        ];
+    }
+    let mut out = vec![Finding::ok(
+        "pcie-gpu",
+        format!(
+            "NVIDIA GPU {name}, driver {}",
+            g.driver.as_deref().unwrap_or("none")
+        ),
+    )];
+    out.extend(link(all, g, configured, pi));
+    out.extend(bars(g, pi));
+    out.extend(aer_errors(g, &name, pi));
+    out
+}
+
+/// The GPU's AER error counters: fatal or non-fatal ones a warning, corrected ones (the link
+/// retried) information; `None` without counters or errors.
+fn aer_errors(g: &PciDevice, name: &str, pi: bool) -> Option<Finding> {
+    let aer = g.aer.as_ref()?;
+    if aer.fatal + aer.nonfatal > 0 {
+        Some(
+            Finding::warn(
+                "pcie-aer-errors",
+                format!(
+                    "{name} reported {} fatal and {} non-fatal PCIe errors",
+                    aer.fatal, aer.nonfatal
+                ),
+            )
+            .evidence(format!(
+                "{}/aer_dev_fatal, aer_dev_nonfatal",
+                g.syspath.display()
+            ))
+            .fix(if pi { FIX_DEGRADED } else { FIX_DEGRADED_PC }),
+        )
+    } else if aer.correctable > 0 {
+        Some(
+            Finding::info(
+                "pcie-aer-errors",
+                format!("{name} reported {} corrected PCIe errors (the link retried; many of them point at the cable)", aer.correctable),
+            )
+            .evidence(format!("{}/aer_dev_correctable: TOTAL_ERR_COR {}", g.syspath.display(), aer.correctable)),
+        )
+    } else {
+        None
+    }
 }
 
 /// Compares the GPU's link with the most both ends allow (the upstream port's maximum, and the
