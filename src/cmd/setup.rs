@@ -136,25 +136,7 @@ pub fn run_with(
     host: &mut dyn Host,
     prompts: &mut dyn Prompter,
 ) -> anyhow::Result<Outcome> {
-    let root = match &args.root {
-        Some(d) => {
-            if !d.is_dir() {
-                bail!("--root {}: not a directory", d.display());
-            }
-            Root::new(
-                d.canonicalize()
-                    .with_context(|| format!("--root {}", d.display()))?,
-            )
-        }
-        None => Root::live(),
-    };
-    if !args.dry_run && !root.is_live() {
-        check_root_path(root.dir())?;
-    }
-    let as_root = nix::unistd::geteuid().is_root();
-    if root.is_live() && !as_root && !args.dry_run {
-        bail!("pigpu setup changes the system and must run as root (sudo pigpu setup); --dry-run shows the plan without root");
-    }
+    let root = target_root(&args)?;
     // A run that may change the root goes on to its end when stdout is closed (`| head`): it
     // finishes (or rolls back) and its exit status says which, rather than exiting 0 half-way.
     if !args.dry_run {
@@ -170,27 +152,7 @@ pub fn run_with(
         return undo(&args, &root, host, prompts);
     }
     let manifest = pick_manifest(&args, prompts)?;
-
-    // A run that died half-way is rolled back before anything else.
-    let st = state::load(&root).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}; its copy {} is unusable too, so pigpu cannot tell what it installed. Put back a \
-             good copy, or move both away to start over (then `--undo` cannot remove the earlier install)",
-            root.path(state::STATE_COPY).display()
-        )
-    })?;
-    if !st.in_progress.is_empty() && !args.dry_run {
-        eprintln!(
-            "pigpu: the previous run did not finish; rolling back its {} change(s)",
-            st.in_progress.len()
-        );
-        let log = root.path(format!("{}/rollback.log", state::LOG_DIR));
-        let tx = transaction::Transaction::begin(&root, st);
-        let (_, problems) = tx.rollback(host, &log);
-        for p in problems {
-            eprintln!("  could not roll back: {p}");
-        }
-    }
+    roll_back_unfinished_run(&args, &root, host)?;
 
     let probe = probe::probe(&root, &manifest, args.kernel_release.as_deref());
     if !args.json {
@@ -223,7 +185,70 @@ pub fn run_with(
         eprintln!("pigpu: nothing changed");
         return Ok(Outcome::Ok);
     }
+    apply(&args, &root, &manifest, &probe, &plan, &options, host)
+}
 
+/// The system tree setup works on: `--root` (a directory, its path fit for make and the shell
+/// where the run may change it), else the live system, which only root may change.
+fn target_root(args: &Args) -> anyhow::Result<Root> {
+    let root = match &args.root {
+        Some(d) => {
+            if !d.is_dir() {
+                bail!("--root {}: not a directory", d.display());
+            }
+            Root::new(
+                d.canonicalize()
+                    .with_context(|| format!("--root {}", d.display()))?,
+            )
+        }
+        None => Root::live(),
+    };
+    if !args.dry_run && !root.is_live() {
+        check_root_path(root.dir())?;
+    }
+    let as_root = nix::unistd::geteuid().is_root();
+    if root.is_live() && !as_root && !args.dry_run {
+        bail!("pigpu setup changes the system and must run as root (sudo pigpu setup); --dry-run shows the plan without root");
+    }
+    Ok(root)
+}
+
+/// Reads the state; a run that died half-way is rolled back before anything else (not on a
+/// dry run), each change that could not be reversed named on stderr.
+fn roll_back_unfinished_run(args: &Args, root: &Root, host: &mut dyn Host) -> anyhow::Result<()> {
+    let st = state::load(root).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; its copy {} is unusable too, so pigpu cannot tell what it installed. Put back a \
+             good copy, or move both away to start over (then `--undo` cannot remove the earlier install)",
+            root.path(state::STATE_COPY).display()
+        )
+    })?;
+    if !st.in_progress.is_empty() && !args.dry_run {
+        eprintln!(
+            "pigpu: the previous run did not finish; rolling back its {} change(s)",
+            st.in_progress.len()
+        );
+        let log = root.path(format!("{}/rollback.log", state::LOG_DIR));
+        let tx = transaction::Transaction::begin(root, st);
+        let (_, problems) = tx.rollback(host, &log);
+        for p in problems {
+            eprintln!("  could not roll back: {p}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs the confirmed `plan` (downloads into the cache, a line per step on stderr) and says how
+/// it ended: done, stopped for a reboot, or blocked.
+fn apply(
+    args: &Args,
+    root: &Root,
+    manifest: &Manifest,
+    probe: &Probe,
+    plan: &plan::Plan,
+    options: &Options,
+    host: &mut dyn Host,
+) -> anyhow::Result<Outcome> {
     let cache = args
         .cache_dir
         .clone()
@@ -232,8 +257,8 @@ pub fn run_with(
     let downloader = Downloader::new(cache, display.reporter())?;
     let events = |e: Event| show(&display, e);
     let mut exec = Exec {
-        root: &root,
-        manifest: &manifest,
+        root,
+        manifest,
         host,
         downloader: &downloader,
         events: &events,
@@ -244,10 +269,10 @@ pub fn run_with(
             apt_pin: options.apt_pin,
         },
     };
-    match exec.run(&plan, &probe) {
+    match exec.run(plan, probe) {
         Ok(RunEnd::Complete { ran }) => {
             eprintln!("pigpu: done ({} step(s): {})", ran.len(), ran.join(", "));
-            Ok(finish(&root, probe.running_kernel.is_some()))
+            Ok(finish(root, probe.running_kernel.is_some()))
         }
         Ok(RunEnd::Reboot { step, .. }) => {
             eprintln!(

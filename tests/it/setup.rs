@@ -1024,3 +1024,72 @@ fn accepted_unpinned_digests_are_recorded() {
         ]
     );
 }
+
+/// What setup refuses before it changes anything, in its order: a `--root` that is not a
+/// directory, then one whose path make and the shell would split, then a state file and its
+/// copy that are both unreadable. None of them calls the host or touches the root's files.
+#[test]
+fn a_bad_root_then_an_unusable_state_are_refused_in_order() {
+    let t = TempDir::new().unwrap();
+    let m = manifest(t.path(), "http://127.0.0.1:9", |x| x);
+    let mut host = RecordingHost::default();
+    let file = t.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let e = setup(&file, &m, &[], &mut host).unwrap_err();
+    assert_eq!(
+        chain(&e),
+        format!("--root {}: not a directory", file.display())
+    );
+
+    let unusable_state = |root: &Path| {
+        let dir = root.join("var/lib/pigpu");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("state.json"), "not json").unwrap();
+        fs::write(dir.join("state.json.copy"), "not json either").unwrap();
+    };
+    // A path with a space and an unusable state: the path is refused first.
+    let (root, _) = gpu_root(&t.path().join("with space"), 0x2204);
+    unusable_state(&root);
+    let e = setup(&root, &m, &[], &mut host).unwrap_err();
+    let dir = root.canonicalize().unwrap();
+    assert!(
+        chain(&e).starts_with(&format!(
+            "--root {}: the path holds ' '; the kernel build passes it to make and the shell",
+            dir.display()
+        )),
+        "{e:#}"
+    );
+
+    // The same state under a plain path: neither copy says what pigpu installed.
+    let (root, _) = gpu_root(&t.path().join("plain"), 0x2204);
+    unusable_state(&root);
+    let config = fs::read(root.join("boot/firmware/config.txt")).unwrap();
+    let e = setup(&root, &m, &[], &mut host).unwrap_err();
+    let dir = root.canonicalize().unwrap();
+    let msg = chain(&e);
+    assert!(
+        msg.starts_with(&format!(
+            "state file {}: not pigpu state JSON: ",
+            dir.join("var/lib/pigpu/state.json").display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(&format!(
+            "; its copy {} is unusable too, so pigpu cannot tell what it installed. Put back a \
+             good copy, or move both away to start over (then `--undo` cannot remove the \
+             earlier install)",
+            dir.join("var/lib/pigpu/state.json.copy").display()
+        )),
+        "{msg}"
+    );
+    assert!(host.calls.is_empty(), "{:?}", host.calls);
+    assert_eq!(
+        fs::read(root.join("boot/firmware/config.txt")).unwrap(),
+        config
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("var/lib/pigpu/state.json.copy")).unwrap(),
+        "not json either"
+    );
+}
