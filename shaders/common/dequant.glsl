@@ -83,6 +83,16 @@ void scale_min_k4(uint s, uint o, uint j, out float sc, out float mn) {
     }
 }
 
+// The same from the 12 scale bytes as 3 words (`s0` bytes 0-3, `s1` 4-7, `s2` 8-11): no loads,
+// no branch (lavapipe runs both sides of a branch, and every load of both).
+void scale_min_k4w(uint s0, uint s1, uint s2, uint j, out float sc, out float mn) {
+    uint sh = (j & 3u) * 8u;
+    uint b0 = (s0 >> sh) & 0xFFu, b1 = (s1 >> sh) & 0xFFu, b2 = (s2 >> sh) & 0xFFu;
+    bool lo = j < 4u;
+    sc = float(lo ? (b0 & 63u) : ((b2 & 0xFu) | ((b0 >> 6) << 4)));
+    mn = float(lo ? (b1 & 63u) : ((b2 >> 4) | ((b1 >> 6) << 4)));
+}
+
 // The 32 weights of unit `u` of the row starting at byte `rb` of buffer `s`. For F32/F16 rows
 // whose length `k` is not a multiple of 32, elements past the end read as 0.
 void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
@@ -195,18 +205,20 @@ void dq32(uint s, uint ty, uint rb, uint u, uint k, out float v[32]) {
     }
     case T_Q4_K:
     case T_Q5_K: {
+        // Blocks of 144 and 176 bytes in rows of whole blocks: every field is word-aligned, so
+        // each word is loaded once (d and dmin share one; the 12 scale bytes are 3 words).
         bool q5 = ty == T_Q5_K;
         uint sb = u >> 3, sub = u & 7u, p = sub >> 1;
-        uint b = rb + sb * (q5 ? 176u : 144u);
-        float d = ld_f16(s, b), dmin = ld_f16(s, b + 2u);
+        uint bw = (rb + sb * (q5 ? 176u : 144u)) >> 2;
+        vec2 dm = unpackHalf2x16(WLOAD(s, bw));
         float sc, mn;
-        scale_min_k4(s, b + 4u, sub, sc, mn);
-        float dl = d * sc, ml = dmin * mn;
+        scale_min_k4w(WLOAD(s, bw + 1u), WLOAD(s, bw + 2u), WLOAD(s, bw + 3u), sub, sc, mn);
+        float dl = dm.x * sc, ml = dm.y * mn;
         uint shift = (sub & 1u) * 4u;
-        uint qo = b + (q5 ? 48u : 16u) + 32u * p;
+        uint qw = bw + (q5 ? 12u : 4u) + 8u * p;
         for (uint w = 0u; w < 8u; w++) {
-            uint q = ld_u32(s, qo + 4u * w);
-            uint qh = q5 ? ld_u32(s, b + 16u + 4u * w) : 0u;
+            uint q = WLOAD(s, qw + w);
+            uint qh = q5 ? WLOAD(s, bw + 4u + w) : 0u;
             for (uint i = 0u; i < 4u; i++) {
                 uint val = (q >> (8u * i + shift)) & 0xFu;
                 val |= ((qh >> (8u * i + sub)) & 1u) << 4;
