@@ -107,6 +107,16 @@ fn four(v: impl Iterator<Item = u32>) -> [u32; 4] {
     out
 }
 
+/// The output rows of a mat-vec over `segs`: a GLU product's are its first (gate) matrix's,
+/// the others' all the matrices' together.
+fn output_rows(glu: bool, segs: &[(u32, GgmlType, Option<u32>)]) -> u32 {
+    if glu {
+        segs[0].0
+    } else {
+        segs.iter().map(|s| s.0).sum()
+    }
+}
+
 impl GpuOp {
     /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
     /// the logits row).
@@ -127,11 +137,7 @@ impl GpuOp {
                 tiled,
             } => {
                 let glu = flags & F_GLU != 0;
-                let rows: u32 = if glu {
-                    segs[0].0
-                } else {
-                    segs.iter().map(|s| s.0).sum()
-                };
+                let rows = output_rows(glu, segs);
                 let mut push = vec![
                     *k,
                     n_tok,
@@ -149,32 +155,10 @@ impl GpuOp {
                 push.extend(four(segs.iter().map(|s| s.0)));
                 push.extend(four(segs.iter().map(|s| s.1.id())));
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
-                if let Some(t) = tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
-                    t.record(cmd, self.set, &push, rows, n_tok, glu);
-                    return;
+                match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+                    Some(t) => t.record(cmd, self.set, &push, rows, n_tok, glu),
+                    None => self.record_matvec(cmd, &push, rows, n_tok, batch_kernel),
                 }
-                let batch = n_tok > 1;
-                let (kernel, nt) = if batch {
-                    (batch_kernel, MATMUL_NT)
-                } else {
-                    (&self.kernel, 1)
-                };
-                // Rows per workgroup: ROWS per invocation on the lane-per-row path.
-                let rpw = if kernel.spec[2] == PATH_LANE {
-                    kernel.spec[0] * kernel.spec[1]
-                } else {
-                    kernel.spec[1]
-                };
-                // Workgroups beyond the 65535 of one grid dimension go on to z (the shaders
-                // number them x + z·x_count and skip rows past the end).
-                let groups = rows.div_ceil(rpw);
-                let z = groups.div_ceil(65535).max(1);
-                cmd.dispatch(
-                    kernel,
-                    self.set,
-                    &push,
-                    [groups.div_ceil(z), n_tok.div_ceil(nt), z],
-                );
             }
             OpKind::Embed {
                 dim,
@@ -214,20 +198,9 @@ impl GpuOp {
                 split,
             } => {
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits(), *window];
-                if let Some(s) = split.as_ref().filter(|_| n_tok == 1) {
-                    s.record(cmd, self.set, &push, *n_kv);
-                    return;
-                }
-                // The single-pass kernels read the same 8 push words (n_split and chunk unused).
-                let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
-                match prompt.as_ref().filter(|_| n_tok > 1) {
-                    Some(p) => cmd.dispatch(
-                        &p.kernel,
-                        self.set,
-                        &push,
-                        [*n_head, n_tok.div_ceil(p.rows), 1],
-                    ),
-                    None => cmd.dispatch(&self.kernel, self.set, &push, [*n_head, n_tok, 1]),
+                match split.as_ref().filter(|_| n_tok == 1) {
+                    Some(s) => s.record(cmd, self.set, &push, *n_kv),
+                    None => self.record_attention(cmd, push, n_tok, prompt.as_ref()),
                 }
             }
             OpKind::Sample { .. } => {
@@ -260,6 +233,64 @@ impl GpuOp {
                 let push = [*n, n_tok, eps.to_bits(), *stride, *off];
                 cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
+        }
+    }
+
+    /// A mat-vec (one token, this op's kernel) or the 8-token mat-mat (`batch_kernel`) over
+    /// `rows` output rows with its `push` words.
+    fn record_matvec(
+        &self,
+        cmd: &mut CmdBuffer,
+        push: &[u32],
+        rows: u32,
+        n_tok: u32,
+        batch_kernel: &GpuKernel,
+    ) {
+        let batch = n_tok > 1;
+        let (kernel, nt) = if batch {
+            (batch_kernel, MATMUL_NT)
+        } else {
+            (&*self.kernel, 1)
+        };
+        // Rows per workgroup: ROWS per invocation on the lane-per-row path.
+        let rpw = if kernel.spec[2] == PATH_LANE {
+            kernel.spec[0] * kernel.spec[1]
+        } else {
+            kernel.spec[1]
+        };
+        // Workgroups beyond the 65535 of one grid dimension go on to z (the shaders number them
+        // x + z·x_count and skip rows past the end).
+        let groups = rows.div_ceil(rpw);
+        let z = groups.div_ceil(65535).max(1);
+        cmd.dispatch(
+            kernel,
+            self.set,
+            push,
+            [groups.div_ceil(z), n_tok.div_ceil(nt), z],
+        );
+    }
+
+    /// Single-pass attention: the prompt kernel for more than one token where there is one,
+    /// else this op's kernel, a workgroup per head (and query row block, or token). `push`: the
+    /// split attention's six words.
+    fn record_attention(
+        &self,
+        cmd: &mut CmdBuffer,
+        push: [u32; 6],
+        n_tok: u32,
+        prompt: Option<&PromptAttention>,
+    ) {
+        let n_head = push[0];
+        // The single-pass kernels read the same 8 push words (n_split and chunk unused).
+        let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
+        match prompt.filter(|_| n_tok > 1) {
+            Some(p) => cmd.dispatch(
+                &p.kernel,
+                self.set,
+                &push,
+                [n_head, n_tok.div_ceil(p.rows), 1],
+            ),
+            None => cmd.dispatch(&self.kernel, self.set, &push, [n_head, n_tok, 1]),
         }
     }
 
