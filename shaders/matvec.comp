@@ -10,6 +10,7 @@
 //   F_GELU  with F_GLU: gelu in place of silu (GeGLU, gemma3; common/act.glsl)
 // WTYPE (ggml type id) is defined per variant; without it the type comes from seg_type.
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint ROWS = 2;
@@ -242,6 +243,150 @@ void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
     }
 }
 
+// The LANE_ROWS path for NT > 1 tokens (the prompt's mat-mat on CPU implementations): the same
+// rows as lane_rows, shaped for how lavapipe compiles it. Every private array is indexed by
+// constants only inside the token loop, so it lives in registers: a unit's dequantized weights
+// (gate and, with F_GLU, up rows together, the norm weights folded in once per unit), and each
+// token's partial sums. Only acc and ss are indexed by the token, once per (unit, token, row):
+// arrays indexed at run time live in per-lane scratch memory, where every access is a gather or
+// scatter, and in lane_rows' form that was every multiply-add. The x loads of a token serve the
+// gate and up rows alike. ([[unroll]]: the loops with constant trip counts unroll whatever
+// their size; the token loop does not.) Variants with one weight type only: in the `any`
+// variant every unrolled row would carry the whole dequantizer switch, and it keeps lane_rows.
+// x[4*i4 .. 4*i4+4) of the unit at element `e0` of the token row starting at float `xb`,
+// zeros past k; `fast`: the whole unit lies within k and x is vec4-aligned.
+vec4 x4_of(uint xb, uint e0, uint i4, bool fast) {
+    if (fast) {
+        return x4_at(((xb + e0) >> 2) + i4);
+    }
+    vec4 xv = vec4(0.0);
+    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+        const uint i = e0 + i4 * 4u + c;
+        if (i < pc.k) {
+            xv[c] = x_at(xb + i);
+        }
+    }
+    return xv;
+}
+
+void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
+    if (row0 >= total) {
+        return;
+    }
+    const bool glu = (pc.flags & F_GLU) != 0u;
+    const bool norm = (pc.flags & F_NORM) != 0u;
+    float ss[NT];
+    float acc[ROWS * 2u * NT];
+    for (uint t = 0u; t < NT; t++) {
+        ss[t] = 0.0;
+        for (uint r = 0u; r < ROWS * 2u; r++) {
+            acc[r * NT + t] = 0.0;
+        }
+    }
+    uint segs[ROWS * 2u], rbs[ROWS * 2u];
+    for (uint h = 0u; h < 2u; h++) {
+        for (uint r = 0u; r < ROWS; r++) {
+            uint seg = h, srow = min(row0 + r, total - 1u);
+            if (!glu) {
+                seg = 0u;
+                while (srow >= pc.seg_rows[seg]) {
+                    srow -= pc.seg_rows[seg];
+                    seg++;
+                }
+            }
+            segs[h * ROWS + r] = seg;
+            rbs[h * ROWS + r] = srow * row_bytes(seg_type_of(seg), pc.k);
+        }
+    }
+    const bool x_vec4 = ((pc.x_off | pc.x_stride) & 3u) == 0u;
+    for (uint u = 0u; u < units; u++) {
+        const uint e0 = u * 32u;
+        const bool fast = e0 + 32u <= pc.k && x_vec4;
+        float wg[ROWS * 32u], wu[ROWS * 32u];
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            float w1[32];
+            dq32(segs[r], seg_type_of(segs[r]), rbs[r], u, pc.k, w1);
+            [[unroll]] for (uint i = 0u; i < 32u; i++) {
+                wg[r * 32u + i] = w1[i];
+            }
+            if (glu) {
+                dq32(segs[ROWS + r], seg_type_of(segs[ROWS + r]), rbs[ROWS + r], u, pc.k, w1);
+                [[unroll]] for (uint i = 0u; i < 32u; i++) {
+                    wu[r * 32u + i] = w1[i];
+                }
+            }
+        }
+        if (norm) {
+            [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
+                vec4 nv = vec4(0.0);
+                if (e0 + 32u <= pc.k) {
+                    nv = nw4_at((e0 >> 2) + i4);
+                } else {
+                    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+                        if (e0 + i4 * 4u + c < pc.k) {
+                            nv[c] = nw_at(e0 + i4 * 4u + c);
+                        }
+                    }
+                }
+                [[unroll]] for (uint c = 0u; c < 4u; c++) {
+                    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                        wg[r * 32u + i4 * 4u + c] *= nv[c];
+                        if (glu) {
+                            wu[r * 32u + i4 * 4u + c] *= nv[c];
+                        }
+                    }
+                }
+            }
+        }
+        for (uint t = 0u; t < nt; t++) {
+            const uint xb = pc.x_off + (t0 + t) * pc.x_stride;
+            float sg[ROWS], su[ROWS];
+            float sq = 0.0;
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                sg[r] = 0.0;
+                su[r] = 0.0;
+            }
+            [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
+                const vec4 xv = x4_of(xb, e0, i4, fast);
+                sq += dot(xv, xv);
+                [[unroll]] for (uint c = 0u; c < 4u; c++) {
+                    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                        sg[r] += wg[r * 32u + i4 * 4u + c] * xv[c];
+                    }
+                }
+                if (glu) {
+                    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+                        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                            su[r] += wu[r * 32u + i4 * 4u + c] * xv[c];
+                        }
+                    }
+                }
+            }
+            ss[t] += sq;
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                acc[r * NT + t] += sg[r];
+                acc[(ROWS + r) * NT + t] += su[r];
+            }
+        }
+    }
+    for (uint r = 0u; r < ROWS; r++) {
+        const uint row = row0 + r;
+        for (uint t = 0u; t < nt; t++) {
+            if (row < total) {
+                const float scale = norm ? inversesqrt(ss[t] / float(pc.k) + pc.eps) : 1.0;
+                float v = acc[r * NT + t] * scale;
+                if (glu) {
+                    float up = acc[(ROWS + r) * NT + t] * scale;
+                    v = glu_act(v, (pc.flags & F_GELU) != 0u) * up;
+                } else {
+                    v += bias_of(row);
+                }
+                store(row, t, v);
+            }
+        }
+    }
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
@@ -258,6 +403,12 @@ void main() {
     const uint units = (pc.k + 31u) / 32u;
     const uint nt = min(NT, pc.n_tok - t0);
     if (LANE_ROWS != 0u) {
+#ifdef WTYPE
+        if (NT > 1) {
+            lane_rows_batch((wg * WG + tid) * ROWS, total, units, t0, nt);
+            return;
+        }
+#endif
         lane_rows((wg * WG + tid) * ROWS, total, units, t0, nt);
         return;
     }
