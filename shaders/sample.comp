@@ -4,7 +4,8 @@
 // the chosen token id ever leaves the device. With ONE_STAGE (the path CPU implementations take:
 // docs/vulkan.md "Sampling on the GPU") it is the whole sampler instead: it reads the logits
 // itself, applies the penalty and flags NaN/inf, and its candidates are the whole vocabulary
-// (candidate i is token i); sample_pre.comp is not run. Semantics (mirrored by the CPU reference in
+// (candidate i is token i); sample_pre.comp is not run (greedy without a penalty there takes
+// one pass over the logits: greedy_direct). Semantics (mirrored by the CPU reference in
 // src/engine/vulkan/tests): repetition penalty on the distinct tokens among the last `last_n` of
 // the history (applied by the prefilter) -> greedy argmax (ties: lowest id) when temp <= 0;
 // otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p (smallest
@@ -224,8 +225,63 @@ uint cand_id(uint i) {
     return ONE_STAGE != 0u ? i : ids[i];
 }
 
+// Writes the chosen token (0 with a bad verdict) and the verdict to the state and appends the
+// token to the history (invocation 0 only).
+void finish(uint tid, uint token, uint verdict, uint nh) {
+    if (tid == 0u) {
+        if (verdict != 0u) {
+            token = 0u;
+        }
+        state[S_BAD] = verdict;
+        state[S_TOKEN] = token;
+        state[S_HIST + nh % HIST] = token;
+        state[S_NHIST] = nh + 1u;
+    }
+}
+
+// One-stage greedy without a penalty: one pass over the logits that keeps each invocation's
+// best (ties: lowest id) and its NaN/inf flags, then one tree over both. Nothing is copied to
+// the scratch and no shared flag is cleared or set atomically: the verdict rides the argmax's
+// own reduction (in hc's second WG words).
+void greedy_direct(uint tid) {
+    const uint n = pc.n_vocab;
+    const uint nh = state[S_NHIST];
+    float bv = -1.0 / 0.0;
+    uint bi = 0xFFFFFFFFu;
+    uint bad = 0u;
+    for (uint i = tid; i < n; i += WG) {
+        const float v = logits[pc.logits_off + i];
+        bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+        if (v > bv || bi == 0xFFFFFFFFu) {
+            bv = v;
+            bi = i;
+        }
+    }
+    hm[tid] = bv;
+    hc[tid] = bi;
+    hc[WG + tid] = bad;
+    sync();
+    for (uint st = WG / 2u; st > 0u; st >>= 1) {
+        if (tid < st) {
+            float ov = hm[tid + st];
+            uint oi = hc[tid + st];
+            if (oi != 0xFFFFFFFFu && (hc[tid] == 0xFFFFFFFFu || ov > hm[tid] || (ov == hm[tid] && oi < hc[tid]))) {
+                hm[tid] = ov;
+                hc[tid] = oi;
+            }
+            hc[WG + tid] |= hc[WG + tid + st];
+        }
+        sync();
+    }
+    finish(tid, hc[0] < n ? hc[0] : 0u, hc[WG], nh);
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
+    if (ONE_STAGE != 0u && prm.temp <= 0.0 && prm.penalty == 1.0) {
+        greedy_direct(tid);
+        return;
+    }
     n_cand = ONE_STAGE != 0u
         ? pc.n_vocab
         : cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
@@ -356,14 +412,5 @@ void main() {
         token = s_cut < n ? cand_id(s_cut) : 0u;
     }
 
-    if (tid == 0u) {
-        const uint verdict = s_bad;
-        if (verdict != 0u) {
-            token = 0u;
-        }
-        state[S_BAD] = verdict;
-        state[S_TOKEN] = token;
-        state[S_HIST + nh % HIST] = token;
-        state[S_NHIST] = nh + 1u;
-    }
+    finish(tid, token, s_bad, nh);
 }
