@@ -387,6 +387,133 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
     }
 }
 
+// The LANE_ROWS path for one token (decoding), in the variants with one weight type: the same
+// rows as lane_rows, shaped for how lavapipe (gallivm) compiles it. Every private array is
+// indexed by constants only ([[unroll]] loops), so it lives in registers; lane_rows indexed its
+// accumulators by the gate/up half of a loop that does not unroll, which keeps them in per-lane
+// scratch memory, where each access is a gather or a scatter. gallivm also runs both sides of
+// every branch, so the edges past k are selects rather than a second, guarded copy of the
+// product, and the up rows are a second trip of a loop that a product without F_GLU leaves
+// after one. Per unit: the 32 activations are read (and normalised) once for all ROWS rows,
+// then each row is dequantized and dotted with them.
+// x[xb + i] for the 4 elements i = e0 + 4*i4 .. of the row, 0 at or past k.
+vec4 x4_one(uint xb, uint e0, uint i4, bool fast) {
+#ifdef TEXEL
+    vec4 v;
+    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+        const uint i = e0 + i4 * 4u + c;
+        const float xi = x_at(xb + min(i, pc.k - 1u));
+        v[c] = i < pc.k ? xi : 0.0;
+    }
+    return v;
+#else
+    return x4_of(xb, e0, i4, fast);
+#endif
+}
+
+// The norm weights nw[e0 + 4*i4 ..], 0 at or past k.
+vec4 nw4_one(uint e0, uint i4) {
+#ifdef TEXEL
+    vec4 v;
+    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+        const uint i = e0 + i4 * 4u + c;
+        const float wi = nw_at(min(i, pc.k - 1u));
+        v[c] = i < pc.k ? wi : 0.0;
+    }
+    return v;
+#else
+    if (e0 + 32u <= pc.k) {
+        return nw4_at((e0 >> 2) + i4);
+    }
+    vec4 v = vec4(0.0);
+    [[unroll]] for (uint c = 0u; c < 4u; c++) {
+        const uint i = e0 + i4 * 4u + c;
+        if (i < pc.k) {
+            v[c] = nw_at(i);
+        }
+    }
+    return v;
+#endif
+}
+
+#ifdef WTYPE
+void lane_rows_one(uint row0, uint total, uint units, uint t0) {
+    if (row0 >= total) {
+        return;
+    }
+    const bool glu = (pc.flags & F_GLU) != 0u;
+    const bool norm = (pc.flags & F_NORM) != 0u;
+    const uint xb = pc.x_off + t0 * pc.x_stride;
+    const bool x_vec4 = (xb & 3u) == 0u;
+    float ag[ROWS], au[ROWS];
+    float ss = 0.0;
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+        ag[r] = 0.0;
+        au[r] = 0.0;
+    }
+    for (uint h = 0u; h < (glu ? 2u : 1u); h++) {
+        uint segs[ROWS], rbs[ROWS];
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            uint seg = h, srow = min(row0 + r, total - 1u);
+            if (!glu) {
+                seg = 0u;
+                while (srow >= pc.seg_rows[seg]) {
+                    srow -= pc.seg_rows[seg];
+                    seg++;
+                }
+            }
+            segs[r] = seg;
+            rbs[r] = srow * row_bytes(WTYPE, pc.k);
+        }
+        float a[ROWS];
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            a[r] = 0.0;
+        }
+        float sq = 0.0;
+        for (uint u = 0u; u < units; u++) {
+            const uint e0 = u * 32u;
+            const bool fast = e0 + 32u <= pc.k && x_vec4;
+            vec4 xs[8];
+            [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
+                vec4 xv = x4_one(xb, e0, i4, fast);
+                sq += dot(xv, xv);
+                if (norm) {
+                    xv *= nw4_one(e0, i4);
+                }
+                xs[i4] = xv;
+            }
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                float w[32];
+                dq32(segs[r], WTYPE, rbs[r], u, pc.k, w);
+                vec4 s4 = vec4(0.0);
+                [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
+                    s4 += vec4(w[4u * i4], w[4u * i4 + 1u], w[4u * i4 + 2u], w[4u * i4 + 3u]) * xs[i4];
+                }
+                a[r] += (s4.x + s4.y) + (s4.z + s4.w);
+            }
+        }
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            ag[r] = h == 0u ? a[r] : ag[r];
+            au[r] = h == 0u ? au[r] : a[r];
+        }
+        ss = h == 0u ? sq : ss;
+    }
+    const float scale = norm ? inversesqrt(ss / float(pc.k) + pc.eps) : 1.0;
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+        const uint row = row0 + r;
+        if (row < total) {
+            float v = ag[r] * scale;
+            if (glu) {
+                v = glu_act(v, (pc.flags & F_GELU) != 0u) * (au[r] * scale);
+            } else {
+                v += bias_of(row);
+            }
+            store(row, 0u, v);
+        }
+    }
+}
+#endif
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
@@ -408,6 +535,8 @@ void main() {
             lane_rows_batch((wg * WG + tid) * ROWS, total, units, t0, nt);
             return;
         }
+        lane_rows_one((wg * WG + tid) * ROWS, total, units, t0);
+        return;
 #endif
         lane_rows((wg * WG + tid) * ROWS, total, units, t0, nt);
         return;
