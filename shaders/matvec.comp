@@ -138,7 +138,9 @@ void store(uint row, uint t, float v) {
 // The LANE_ROWS path: this invocation computes ROWS consecutive output rows from `row0` for
 // its tokens. Each unit of 32 activations is read once for all ROWS rows: on lavapipe every
 // storage-buffer load costs a loop over the SIMD lanes, and the activations (one load per
-// weight) dominated. Loops over private arrays have constant trip counts so they unroll.
+// weight) dominated. Only the `any` variants (a type per segment) run it since lane_rows_one
+// and lane_rows_batch: on lavapipe its acc, indexed by the loop `h` (not unrolled), lives in
+// scratch memory.
 void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
     if (row0 >= total) {
         return;
