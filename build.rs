@@ -50,13 +50,14 @@ const DEFINED: &[(&str, &str, &[&str])] = &[
     ("rms_norm_sg", "rms_norm.comp", &["SUBGROUP"]),
 ];
 
-/// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines). `matvecsg` is
+/// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines; 0 tokens: a
+/// specialization constant, the mat-mat's NT, shaders/matvec.comp). `matvecsg` is
 /// the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); `matvect` reads the weights
 /// through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`). The 8-token mat-mat
 /// has no texel form: on lavapipe it was slower with texel reads (docs/vulkan.md).
 const MATVEC: &[(&str, &str, u32, &[&str])] = &[
     ("matvec", "matvec.comp", 1, &[]),
-    ("matmul", "matvec.comp", 8, &[]),
+    ("matmul", "matvec.comp", 0, &[]),
     ("matvecsg", "matvec_sg.comp", 1, &[]),
     ("matvect", "matvec.comp", 1, &["TEXEL"]),
 ];
@@ -110,7 +111,7 @@ fn jobs() -> Vec<Job> {
     }
     for (prefix, src, nt, extra) in MATVEC {
         let defs = |ty: Option<u32>| -> Vec<String> {
-            let mut d = vec![format!("NT={nt}")];
+            let mut d: Vec<String> = (*nt > 0).then(|| format!("NT={nt}")).into_iter().collect();
             d.extend(ty.map(|id| format!("WTYPE={id}")));
             d.extend(extra.iter().map(|e| e.to_string()));
             d

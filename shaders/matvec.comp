@@ -19,8 +19,22 @@ layout(constant_id = 1) const uint ROWS = 2;
 // GPUs use the cooperative path (0), where a workgroup shares the blocks of ROWS rows.
 layout(constant_id = 2) const uint LANE_ROWS = 0;
 layout(local_size_x_id = 0) in;
-#ifndef NT
-#define NT 1
+// Tokens per workgroup: the decode variants are built with `-D NT=1`; the mat-mat (`matmul_*`)
+// takes NT as a specialization constant (`Kernels::matmul`: 8 on GPUs, where larger batches go
+// to the tiled mat-mat, 16 on CPU implementations; `PIGPU_VK_MATMUL_NT`), and with it FIXED:
+// what the op fixes at pipeline creation for lane_rows_batch (F_GLU, F_NORM, X_WHOLE), or
+// FIXED_PUSH (nothing: the flags come from the push constants). Lavapipe (gallivm, Mesa 22.3)
+// runs both sides of every `if` under a lane mask, so only a constant spares a product without
+// F_GLU the up rows' work, one without F_NORM the sums of squares, and whole vec4-aligned units
+// the element-wise tail loads.
+#define FIXED_PUSH 256u
+// Every unit lies within k (k a multiple of 32) and x is vec4-aligned (x_off, x_stride).
+#define X_WHOLE 128u
+#ifdef NT
+const uint FIXED = FIXED_PUSH;
+#else
+layout(constant_id = 3) const uint NT = 8;
+layout(constant_id = 4) const uint FIXED = FIXED_PUSH;
 #endif
 #define MAX_SEG 4
 
@@ -55,6 +69,11 @@ layout(push_constant) uniform PC {
 #define F_BIAS 4u
 #define F_GLU 8u
 #include "common/act.glsl"
+
+// Whether fusion `f` (F_GLU, F_NORM) is on: a constant where FIXED says.
+bool fixed_flag(uint f) {
+    return FIXED == FIXED_PUSH ? (pc.flags & f) != 0u : (FIXED & f) != 0u;
+}
 
 #ifdef TEXEL
 // The same weights as uniform texel buffers (R32_UINT views, binding 5): lavapipe fetches texels
@@ -275,8 +294,9 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
     if (row0 >= total) {
         return;
     }
-    const bool glu = (pc.flags & F_GLU) != 0u;
-    const bool norm = (pc.flags & F_NORM) != 0u;
+    const bool glu = fixed_flag(F_GLU);
+    const bool norm = fixed_flag(F_NORM);
+    const bool whole = FIXED != FIXED_PUSH && (FIXED & X_WHOLE) != 0u;
     float ss[NT];
     float acc[ROWS * 2u * NT];
     for (uint t = 0u; t < NT; t++) {
@@ -303,7 +323,7 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
     const bool x_vec4 = ((pc.x_off | pc.x_stride) & 3u) == 0u;
     for (uint u = 0u; u < units; u++) {
         const uint e0 = u * 32u;
-        const bool fast = e0 + 32u <= pc.k && x_vec4;
+        const bool fast = whole || (e0 + 32u <= pc.k && x_vec4);
         float wg[ROWS * 32u], wu[ROWS * 32u];
         [[unroll]] for (uint r = 0u; r < ROWS; r++) {
             float w1[32];
@@ -321,7 +341,7 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
         if (norm) {
             [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
                 vec4 nv = vec4(0.0);
-                if (e0 + 32u <= pc.k) {
+                if (whole || e0 + 32u <= pc.k) {
                     nv = nw4_at((e0 >> 2) + i4);
                 } else {
                     [[unroll]] for (uint c = 0u; c < 4u; c++) {
@@ -350,7 +370,9 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
             }
             [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
                 const vec4 xv = x4_of(xb, e0, i4, fast);
-                sq += dot(xv, xv);
+                if (norm) {
+                    sq += dot(xv, xv);
+                }
                 [[unroll]] for (uint c = 0u; c < 4u; c++) {
                     [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                         sg[r] += wg[r * 32u + i4 * 4u + c] * xv[c];
@@ -364,10 +386,14 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
                     }
                 }
             }
-            ss[t] += sq;
+            if (norm) {
+                ss[t] += sq;
+            }
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                 acc[r * NT + t] += sg[r];
-                acc[(ROWS + r) * NT + t] += su[r];
+                if (glu) {
+                    acc[(ROWS + r) * NT + t] += su[r];
+                }
             }
         }
     }

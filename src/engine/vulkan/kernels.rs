@@ -18,8 +18,17 @@ use crate::quant::GgmlType;
 
 /// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
 pub const MAX_SEG: usize = 4;
-/// Tokens per workgroup of the mat-mat variant (shaders: NT of `matmul_*`).
+/// Tokens per workgroup of the mat-mat on GPUs (shaders: spec constant NT of `matmul_*`), where
+/// batches of more tokens go to the tiled mat-mat.
 pub const MATMUL_NT: u32 = 8;
+/// The same on CPU implementations (lavapipe), where the mat-mat serves whole prompts: each
+/// dequantized weight unit serves this many tokens (docs/vulkan.md).
+pub const MATMUL_NT_CPU: u32 = 16;
+/// The mat-mat's spec constant FIXED (shaders/matvec.comp) when the op fixes nothing: its
+/// lane path reads the flags from the push constants.
+pub const FIXED_PUSH: u32 = 256;
+/// FIXED bit: every 32-element unit lies within k and x is vec4-aligned.
+pub const X_WHOLE: u32 = 128;
 /// Length of the token-history ring in the device state (shaders/common/state.glsl: HIST).
 pub const HIST: usize = 256;
 /// Words of the device state buffer.
@@ -81,6 +90,11 @@ pub fn sample_id_words(n_vocab: usize) -> usize {
     n_vocab + sample_slices(n_vocab)
 }
 
+/// Tokens per workgroup of a mat-mat kernel (`Kernels::matmul`: its spec constant NT).
+pub fn matmul_nt_of(kernel: &GpuKernel) -> u32 {
+    kernel.spec[3]
+}
+
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
     shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
@@ -95,7 +109,10 @@ pub struct Kernels {
     /// variants, fitted to the device's limits.
     matvec_shape: [u32; 3],
     matmul_shape: [u32; 3],
-    /// Prompt batches of more than `MATMUL_NT` tokens use the tiled mat-mat (tiled.rs).
+    /// Tokens per workgroup of the mat-mat (`Tuning::matmul_nt`, else `MATMUL_NT` on GPUs and
+    /// `MATMUL_NT_CPU` on CPU implementations).
+    matmul_nt: u32,
+    /// Prompt batches of more than `matmul_nt` tokens use the tiled mat-mat (tiled.rs).
     pub(super) prompt_tiled: Cell<bool>,
     /// The form of the tiled mat-mat (`Tuning::tiled_kernel`, default the scalar one).
     pub(super) tiled_form: Cell<TiledKernel>,
@@ -150,18 +167,27 @@ impl Kernels {
     /// path), fitted to the device's limits; tests use it to cover every path on one device.
     pub fn with_shapes(dev: &Arc<Device>, matvec: [u32; 3], matmul: [u32; 3]) -> Result<Kernels> {
         let limits = Limits::of(dev);
+        let cpu = dev.info.kind == super::device::DeviceKind::Cpu;
+        let matmul_nt =
+            (dev.tuning.matmul_nt).unwrap_or(if cpu { MATMUL_NT_CPU } else { MATMUL_NT });
         Ok(Kernels {
             dev: dev.clone(),
             cache: PipelineCache::new(dev)?,
             built: RefCell::new(HashMap::new()),
             matvec_shape: shapes::fit(matvec, 1, &limits),
-            matmul_shape: shapes::fit(matmul, MATMUL_NT, &limits),
+            matmul_shape: shapes::fit(matmul, matmul_nt, &limits),
+            matmul_nt,
             limits,
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
             sample_two_stage: Cell::new(sampler_two_stage_default(dev)),
             texel: dev.texel_weights(),
         })
+    }
+
+    /// Tokens per workgroup of the prompt mat-mat.
+    pub fn matmul_nt(&self) -> u32 {
+        self.matmul_nt
     }
 
     /// The decode mat-vec shape (workgroup size, rows per workgroup, path) in use.
@@ -255,15 +281,32 @@ impl Kernels {
         Ok(k)
     }
 
-    /// Mat-vec (`batch` = false, one token per workgroup) or mat-mat (8 tokens) for weights of
-    /// type `ty` (`None`: the variant that reads the type per segment) in `nseg` segments.
-    pub fn matvec(&self, batch: bool, ty: Option<GgmlType>, nseg: u32) -> Result<Rc<GpuKernel>> {
-        let spec = if batch {
-            self.matmul_shape
-        } else {
-            self.matvec_shape
-        };
-        self.matvec_shaped(batch, ty, nseg, spec)
+    /// The prompt mat-mat (`matmul_nt` tokens per workgroup) for weights of type `ty` (`None`:
+    /// the variant that reads the type per segment) in `nseg` segments; `fixed`: what its
+    /// pipeline fixes (`matmul_fixed`).
+    pub fn matmul(&self, ty: Option<GgmlType>, nseg: u32, fixed: u32) -> Result<Rc<GpuKernel>> {
+        let [wg, rows, path] = self.matmul_shape;
+        self.matvec_shaped(true, ty, nseg, &[wg, rows, path, self.matmul_nt, fixed])
+    }
+
+    /// The mat-mat's spec constant FIXED for an op with push `flags`, input width `k` and x
+    /// read from float `x_off` every `x_stride` floats: on the lane path of the typed variants
+    /// (`lane_rows_batch`) its F_GLU and F_NORM and whether its units are whole and vec4-aligned
+    /// (`X_WHOLE`), so lavapipe compiles no code for what the op does not do (gallivm runs both
+    /// sides of a branch); elsewhere `FIXED_PUSH`, one pipeline for every op.
+    pub fn matmul_fixed(
+        &self,
+        ty: Option<GgmlType>,
+        flags: u32,
+        k: u32,
+        x_off: u32,
+        x_stride: u32,
+    ) -> u32 {
+        if self.matmul_shape[2] != PATH_LANE || ty.is_none() {
+            return FIXED_PUSH;
+        }
+        let whole = k.is_multiple_of(32) && (x_off | x_stride).is_multiple_of(4);
+        (flags & (F_GLU | F_NORM)) | if whole { X_WHOLE } else { 0 }
     }
 
     /// The decode mat-vec for a `rows` × `k` matrix in `nseg` segments (`shapes::for_matrix`:
@@ -276,15 +319,17 @@ impl Kernels {
         k: u32,
     ) -> Result<Rc<GpuKernel>> {
         let spec = shapes::for_matrix(self.matvec_shape, rows, k, &self.limits);
-        self.matvec_shaped(false, ty, nseg, spec)
+        self.matvec_shaped(false, ty, nseg, &spec)
     }
 
+    /// A `matvec.comp`-family kernel; `spec`: (workgroup size, rows, path) and for the mat-mat
+    /// (`batch`) NT and FIXED.
     fn matvec_shaped(
         &self,
         batch: bool,
         ty: Option<GgmlType>,
         nseg: u32,
-        spec: [u32; 3],
+        spec: &[u32],
     ) -> Result<Rc<GpuKernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
@@ -320,13 +365,16 @@ impl Kernels {
                 },
             ),
         };
-        let name = format!("{name}_{}x{}x{}", spec[0], spec[1], spec[2]);
+        let mut name = format!("{name}_{}x{}x{}", spec[0], spec[1], spec[2]);
+        if let [_, _, _, nt, fixed] = spec {
+            name = format!("{name}_t{nt}_f{fixed}");
+        }
         if texel {
             let nseg = nseg.clamp(1, MAX_SEG as u32);
             let spec = [spec[0], spec[1], spec[2], nseg];
             self.get_matvec(&format!("{name}_s{nseg}"), spirv, &spec)
         } else {
-            self.get_matvec(&name, spirv, &spec)
+            self.get_matvec(&name, spirv, spec)
         }
     }
 

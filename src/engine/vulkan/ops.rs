@@ -11,7 +11,7 @@ use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::Result;
-use super::kernels::{sample_slices, Kernels, Seg, F_BIAS, F_GLU, F_NORM, MATMUL_NT, MAX_SEG};
+use super::kernels::{matmul_nt_of, sample_slices, Kernels, Seg, F_BIAS, F_GLU, F_NORM, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
 use super::shapes::PATH_LANE;
 use super::tiled::{PromptAttention, Tiled};
@@ -31,7 +31,8 @@ pub enum OpKind {
         segs: Vec<(u32, GgmlType, Option<u32>)>,
         /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
         batch_kernel: Rc<GpuKernel>,
-        /// The tiled mat-mat for batches of more than `MATMUL_NT` tokens (same set), if used.
+        /// The tiled mat-mat for batches of more tokens than `batch_kernel` takes per workgroup
+        /// (same set), if used.
         tiled: Option<Rc<Tiled>>,
     },
     Embed {
@@ -155,7 +156,10 @@ impl GpuOp {
                 push.extend(four(segs.iter().map(|s| s.0)));
                 push.extend(four(segs.iter().map(|s| s.1.id())));
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
-                match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+                match tiled
+                    .as_ref()
+                    .filter(|_| n_tok > matmul_nt_of(batch_kernel))
+                {
                     Some(t) => t.record(cmd, self.set, &push, rows, n_tok, glu),
                     None => self.record_matvec(cmd, &push, rows, n_tok, batch_kernel),
                 }
@@ -236,8 +240,8 @@ impl GpuOp {
         }
     }
 
-    /// A mat-vec (one token, this op's kernel) or the 8-token mat-mat (`batch_kernel`) over
-    /// `rows` output rows with its `push` words.
+    /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
+    /// workgroup) over `rows` output rows with its `push` words.
     fn record_matvec(
         &self,
         cmd: &mut CmdBuffer,
@@ -248,7 +252,7 @@ impl GpuOp {
     ) {
         let batch = n_tok > 1;
         let (kernel, nt) = if batch {
-            (batch_kernel, MATMUL_NT)
+            (batch_kernel, matmul_nt_of(batch_kernel))
         } else {
             (&*self.kernel, 1)
         };
@@ -368,8 +372,16 @@ impl OpBuilder<'_> {
             s.segs.iter().map(|g| g.rows).sum()
         };
         let nseg = s.segs.len() as u32;
+        let mut flags = s.flags;
+        if s.norm.is_some() {
+            flags |= F_NORM;
+        }
+        if s.segs.iter().any(|g| g.bias.is_some()) {
+            flags |= F_BIAS;
+        }
         let kernel = self.kernels.matvec_decode(ty, nseg, rows, s.k)?;
-        let batch_kernel = self.kernels.matvec(true, ty, nseg)?;
+        let fixed = (self.kernels).matmul_fixed(ty, flags, s.k, s.x_off, s.x_stride);
+        let batch_kernel = self.kernels.matmul(ty, nseg, fixed)?;
         let tiled = self.kernels.tiled(ty)?;
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
         // Unused optional bindings point at the input (never read: the flags say so).
@@ -383,13 +395,6 @@ impl OpBuilder<'_> {
             bindings.extend([&ws[..], &x, &norm]);
         }
         let set = self.arena.set(&kernel, &bindings)?;
-        let mut flags = s.flags;
-        if s.norm.is_some() {
-            flags |= F_NORM;
-        }
-        if s.segs.iter().any(|g| g.bias.is_some()) {
-            flags |= F_BIAS;
-        }
         Ok(GpuOp {
             kernel,
             set,

@@ -19,7 +19,7 @@ use super::buffer::{Buffer, MemKind};
 use super::command::{CmdBuffer, Stamp};
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, F_ACC, F_BIAS, F_GLU, F_NORM, MATMUL_NT};
+use super::kernels::{matmul_nt_of, Kernels, F_ACC, F_BIAS, F_GLU, F_NORM};
 use super::ops::{GpuOp, OpKind};
 use super::pipeline::DescriptorArena;
 
@@ -40,6 +40,7 @@ impl GpuOp {
             flags,
             segs,
             tiled,
+            batch_kernel,
             ..
         } = &self.kind
         else {
@@ -58,7 +59,10 @@ impl GpuOp {
             .iter()
             .map(|(r, ty, _)| ty.bytes_for(*k as u64).unwrap_or(0) * *r as u64)
             .sum();
-        let variant = match tiled.as_ref().filter(|_| n_tok > MATMUL_NT) {
+        let variant = match tiled
+            .as_ref()
+            .filter(|_| n_tok > matmul_nt_of(batch_kernel))
+        {
             Some(t) => {
                 // The output rows the tiled kernel is picked for (gate and up give one each).
                 let out_rows = if flags & F_GLU != 0 {

@@ -24,8 +24,11 @@ pub struct Tuning {
     /// path 0: shared-memory tree, 1: whole rows per invocation, 2: subgroup kernel). Still
     /// fitted to the device's limits. `None`: by device kind.
     pub matvec: Option<[u32; 3]>,
-    /// The same for the 8-token prompt mat-mat (`PIGPU_VK_MATMUL`; paths 0 and 1 only).
+    /// The same for the prompt mat-mat (`PIGPU_VK_MATMUL`; paths 0 and 1 only).
     pub matmul: Option<[u32; 3]>,
+    /// Tokens per workgroup of the prompt mat-mat (`PIGPU_VK_MATMUL_NT`, 2 to 32); `None`: 8 on
+    /// GPUs (batches of more go to the tiled mat-mat), 16 on CPU implementations.
+    pub matmul_nt: Option<u32>,
     /// Prompt batches of more than 8 tokens on the tiled mat-mat (`Some(true)`,
     /// `PIGPU_VK_PROMPT=tiled`) or on the 8-token mat-vec (`Some(false)`, `=matvec`); `None`:
     /// tiled on GPUs, mat-vec on CPU implementations.
@@ -270,6 +273,11 @@ impl Tuning {
         if let Some(v) = get("PIGPU_VK_MATMUL") {
             t.matmul = Some(shape("PIGPU_VK_MATMUL", &v, 1)?);
         }
+        if let Some(v) = get("PIGPU_VK_MATMUL_NT") {
+            let ok = |n: &u32| (2..=32).contains(n);
+            let expected = "tokens per workgroup of the prompt mat-mat, 2 to 32";
+            t.matmul_nt = Some(number("PIGPU_VK_MATMUL_NT", v, ok, expected)?);
+        }
         if let Some(v) = get("PIGPU_VK_PROMPT") {
             t.prompt_tiled = Some(two_way(
                 "PIGPU_VK_PROMPT",
@@ -367,6 +375,7 @@ mod tests {
             ("PIGPU_VK_DEBUG", "yes"),
             ("PIGPU_VK_MATVEC", "128, 2, 2"),
             ("PIGPU_VK_MATMUL", "32,8,1"),
+            ("PIGPU_VK_MATMUL_NT", "12"),
             ("PIGPU_VK_PROMPT", "matvec"),
             ("PIGPU_VK_TILE", "m"),
             ("PIGPU_VK_TILED", "vec4pf"),
@@ -384,6 +393,11 @@ mod tests {
         assert!(t.validation && t.debug_echo);
         assert_eq!(t.matvec, Some([128, 2, 2]));
         assert_eq!(t.matmul, Some([32, 8, 1]));
+        assert_eq!(t.matmul_nt, Some(12));
+        for bad in ["1", "33", "x"] {
+            let e = parse(&[("PIGPU_VK_MATMUL_NT", bad)]).unwrap_err();
+            assert_eq!((e.var, e.value.as_str()), ("PIGPU_VK_MATMUL_NT", bad));
+        }
         assert_eq!(t.prompt_tiled, Some(false));
         assert_eq!(t.tile, Some("m"));
         assert_eq!(t.tiled_kernel, Some(TiledKernel::Vec4Prefetch));

@@ -48,7 +48,7 @@ fn matvec_every_type(lane: u32, texel: bool) {
             );
         }
         let m = Matrix::random(&mut gpu, &mut rng, ty, rows, k);
-        for n_tok in [1usize, 11] {
+        for n_tok in [1usize, 19] {
             let what = format!("{ty} k={k} n_tok={n_tok} lane={lane} texel={texel}");
             check_matmul(&mut gpu, &mut rng, &m, n_tok, |_| {}, &what);
         }
@@ -68,7 +68,7 @@ fn fused_norm_bias_segments_and_residual() {
     for (lane, texel) in Gpu::PATHS {
         let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(2));
         let label = format!("fused lane={lane} texel={texel}");
-        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 9], |_| {}, &label);
+        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 19], |_| {}, &label);
     }
 }
 
@@ -92,17 +92,21 @@ fn segments_of_one_type_stack_their_rows() {
 
 /// The fused RMSNorm on the GPUs' subgroup path for every weight type: its sum of squares is
 /// gathered from each type's own activation loads, so each type's chunks must cover x exactly
-/// once (wide widths too, and a second token whose x is not vec4-aligned when k is odd).
+/// once (wide widths too, and a second token whose x is not vec4-aligned when k is odd). On
+/// the lane path the same cases run the typed mat-mat's pipelines with F_NORM fixed, with and
+/// without whole vec4-aligned units (`X_WHOLE`: f32 and f16 widths are not multiples of 32).
 #[test]
-fn fused_norm_matches_cpu_for_every_weight_type_on_the_subgroup_path() {
-    let (mut gpu, mut rng) = (Gpu::with_lane(2), Rng::new(4));
-    for ty in TYPES {
-        for k in [width_for(ty), wide_width_for(ty)] {
-            let label = format!("norm {ty} k={k}");
-            check_fused(&mut gpu, &mut rng, k, &[(ty, 37)], &[1, 2], |_| {}, &label);
+fn fused_norm_matches_cpu_for_every_weight_type_on_the_subgroup_and_lane_paths() {
+    for lane in [2, 1] {
+        let (mut gpu, mut rng) = (Gpu::with_lane(lane), Rng::new(4));
+        for ty in TYPES {
+            for k in [width_for(ty), wide_width_for(ty)] {
+                let label = format!("norm {ty} k={k} lane={lane}");
+                check_fused(&mut gpu, &mut rng, k, &[(ty, 37)], &[1, 2], |_| {}, &label);
+            }
         }
+        gpu.check();
     }
-    gpu.check();
 }
 
 /// Gate and up in one dispatch with SwiGLU: y = silu(gate·x) * (up·x).
@@ -111,7 +115,7 @@ fn fused_swiglu() {
     for (lane, texel) in Gpu::PATHS {
         let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(3));
         let label = format!("swiglu lane={lane} texel={texel}");
-        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 10], |_| {}, &label);
+        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 19], |_| {}, &label);
     }
 }
 

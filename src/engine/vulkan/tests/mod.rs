@@ -18,7 +18,7 @@ use super::attention::AttnScratch;
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
 use super::command::CmdBuffer;
 use super::device::Device;
-use super::kernels::{Kernels, STATE_WORDS};
+use super::kernels::{Kernels, MATMUL_NT, STATE_WORDS};
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};
@@ -87,6 +87,11 @@ impl Gpu {
         let mut tuning = test_tuning(&sel);
         if texel.is_some() {
             tuning.texel_weights = texel;
+        }
+        if matches!(lane, Some(0) | Some(2)) {
+            // The GPUs' tokens per mat-mat workgroup with their shapes; the lane path keeps
+            // the device's (16 on lavapipe).
+            tuning.matmul_nt = Some(MATMUL_NT);
         }
         let dev = Device::open(&tuning)
             .unwrap_or_else(|e| panic!("opening Vulkan device '{sel}' with validation: {e}"));

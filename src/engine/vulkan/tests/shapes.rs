@@ -4,6 +4,8 @@
 
 use super::matmul::{dense, random_weights, seg};
 use super::{Gpu, Rng};
+use crate::engine::vulkan::kernels::{FIXED_PUSH, F_ACC, F_BIAS, F_GLU, F_NORM, X_WHOLE};
+use crate::engine::vulkan::kernels::{MATMUL_NT, MATMUL_NT_CPU};
 use crate::engine::vulkan::shapes::{self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use crate::quant::{dequantize, GgmlType};
 
@@ -90,6 +92,27 @@ fn lavapipe_probes_its_features_and_keeps_the_lane_path() {
     );
     assert_eq!(Limits::of(&gpu.dev), Limits::LAVAPIPE);
     assert_eq!(gpu.kernels.matvec_shape(), [32, 8, PATH_LANE]);
+    assert_eq!(gpu.kernels.matmul_nt(), MATMUL_NT_CPU);
+}
+
+/// The lane path's typed mat-mat fixes the op's GLU and norm, and whole vec4-aligned units,
+/// in its pipeline (its other flags stay push constants); the `any` variant and the GPUs'
+/// tree path fix nothing, so they keep one pipeline for every op.
+#[test]
+fn the_lane_mat_mat_fixes_what_the_op_does() {
+    let (q, all) = (Some(GgmlType::Q4_1), F_GLU | F_NORM | F_ACC | F_BIAS);
+    let lane = Gpu::with_lane(1);
+    let fixed =
+        |ty, flags, k, x_off, x_stride| lane.kernels.matmul_fixed(ty, flags, k, x_off, x_stride);
+    assert_eq!(fixed(q, all, 576, 0, 576), F_GLU | F_NORM | X_WHOLE);
+    assert_eq!(fixed(q, F_ACC, 1536, 0, 1536), X_WHOLE);
+    assert_eq!(fixed(q, F_NORM, 100, 0, 100), F_NORM, "k not whole units");
+    assert_eq!(fixed(q, 0, 576, 0, 578), 0, "x rows not vec4-aligned");
+    assert_eq!(fixed(q, 0, 576, 2, 576), 0, "x not vec4-aligned");
+    assert_eq!(fixed(None, all, 576, 0, 576), FIXED_PUSH);
+    let tree = Gpu::with_lane(0);
+    assert_eq!(tree.kernels.matmul_nt(), MATMUL_NT);
+    assert_eq!(tree.kernels.matmul_fixed(q, all, 576, 0, 576), FIXED_PUSH);
 }
 
 /// 140 000 rows: 70 000 two-row workgroups on the subgroup path, more than one grid dimension
