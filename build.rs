@@ -53,7 +53,7 @@ const DEFINED: &[(&str, &str, &[&str])] = &[
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines; 0 tokens: a
 /// specialization constant, the mat-mat's NT, shaders/matvec.comp). `matvecsg` is
 /// the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); `matvect` reads the weights
-/// through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`). The 8-token mat-mat
+/// through texel buffers (`TEXEL`: lavapipe's default, `PIGPU_VK_WEIGHTS`). The mat-mat
 /// has no texel form: on lavapipe it was slower with texel reads (docs/vulkan.md).
 const MATVEC: &[(&str, &str, u32, &[&str])] = &[
     ("matvec", "matvec.comp", 1, &[]),

@@ -5,7 +5,7 @@
 //!
 //! Batch buffers have one row per slot (row s belongs to slot s), with row strides padded to the
 //! device's storage-offset alignment so an op can bind one slot's row. The matrix products run
-//! once over rows 0..=last busy slot (the mat-vec's 8-token mat-mat, or the tiled mat-mat past 8
+//! once over rows 0..=last busy slot (the mat-vec's mat-mat, or the tiled mat-mat past 8
 //! rows: each weight block read once for every row); everything that depends on a slot's
 //! position or cache runs per busy slot on its own row: the embedding of the token its sampler
 //! wrote (which also advances its position), Q/K norms, RoPE and the KV write, attention over

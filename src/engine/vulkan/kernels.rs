@@ -125,7 +125,7 @@ pub struct Kernels {
 }
 
 /// The tiled mat-mat serves prompts on GPUs; on CPU implementations (lavapipe) the lane-path
-/// mat-vec over 8 tokens is faster. `Tuning::prompt_tiled` overrides the choice.
+/// mat-mat (16 tokens per workgroup) is faster. `Tuning::prompt_tiled` overrides the choice.
 fn prompt_tiled_default(dev: &Device) -> bool {
     dev.tuning
         .prompt_tiled
@@ -186,6 +186,7 @@ impl Kernels {
     }
 
     /// Tokens per workgroup of the prompt mat-mat.
+    #[cfg(test)]
     pub fn matmul_nt(&self) -> u32 {
         self.matmul_nt
     }
@@ -195,7 +196,7 @@ impl Kernels {
         self.matvec_shape
     }
 
-    /// Forces the prompt path: the tiled mat-mat (`true`) or the 8-token mat-vec, for ops built
+    /// Forces the prompt path: the tiled mat-mat (`true`) or the lane mat-mat, for ops built
     /// after this call (tests cover both on one device).
     #[cfg(test)]
     pub fn set_prompt_tiled(&self, on: bool) {
@@ -333,7 +334,7 @@ impl Kernels {
     ) -> Result<Rc<GpuKernel>> {
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
-        // Decode only: the 8-token mat-mat reads storage buffers, which the texel layout has
+        // Decode only: the mat-mat reads storage buffers, which the texel layout has
         // too (with texel reads it was 1.08-1.18x slower on lavapipe, docs/vulkan.md).
         let texel = self.texel && !sg && !batch;
         let prefix = match (batch, sg, texel) {

@@ -25,7 +25,7 @@ use super::pipeline::DescriptorArena;
 
 impl GpuOp {
     /// The label of this op recorded for `n_tok` tokens. Mat-vecs say their variant (`matvec`
-    /// for one token, `matmul` for the 8-token mat-vec over a batch, `tiled/<tile>` for the tiled
+    /// for one token, `matmul` for the mat-mat over a batch, `tiled/<tile>` for the tiled
     /// mat-mat), weight types, rows × columns of weights read and what is fused (`norm`, `glu`,
     /// `bias`, `+res`); the norm pass is `rms_norm`. `None` for other ops: the command buffer
     /// names them by the kernel it dispatches (`attention`, `attention_prompt_…`, `rope_kv`, …),

@@ -1,7 +1,7 @@
 //! The prompt kernels: the tiled mat-mat (`shaders/matmul_tiled.comp`, or its vec4 form
 //! `shaders/matmul_tiled_vec4.comp`: `Tuning::tiled_kernel`) with its tile shapes, which of
 //! them a device can run (shared memory, workgroup size) and which one a batch of `n`
-//! tokens over `m` output rows uses (batches of at most `MATMUL_NT` tokens keep the mat-vec);
+//! tokens over `m` output rows uses (batches of at most the mat-mat's NT tokens, 8 on GPUs, keep it);
 //! and the prompt attention (`shaders/attention_prompt.comp`), query rows per workgroup.
 
 use std::rc::Rc;

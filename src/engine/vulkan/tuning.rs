@@ -29,8 +29,8 @@ pub struct Tuning {
     /// Tokens per workgroup of the prompt mat-mat (`PIGPU_VK_MATMUL_NT`, 2 to 32); `None`: 8 on
     /// GPUs (batches of more go to the tiled mat-mat), 16 on CPU implementations.
     pub matmul_nt: Option<u32>,
-    /// Prompt batches of more than 8 tokens on the tiled mat-mat (`Some(true)`,
-    /// `PIGPU_VK_PROMPT=tiled`) or on the 8-token mat-vec (`Some(false)`, `=matvec`); `None`:
+    /// Prompt batches of more than the mat-mat's NT tokens on the tiled mat-mat (`Some(true)`,
+    /// `PIGPU_VK_PROMPT=tiled`) or on the mat-mat (`Some(false)`, `=matvec`); `None`:
     /// tiled on GPUs, mat-vec on CPU implementations.
     pub prompt_tiled: Option<bool>,
     /// Force one tile shape of the prompt mat-mat, `"s"`, `"m"` or `"l"` (`PIGPU_VK_TILE`),
