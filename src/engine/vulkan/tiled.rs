@@ -221,9 +221,9 @@ pub struct PromptAttention {
 
 /// Invocations, query rows and keys per tile of the prompt attention; the shared memory it
 /// declares for head dimension `d` (shaders/attention_prompt.comp: Qs, Ks, Vs, Ps, alpha_s, l_s).
-const ATTN_WG: u32 = 128;
-const ATTN_BR: u32 = 16;
-fn attn_shared_bytes(d: u32, bc: u32) -> u32 {
+pub(super) const ATTN_WG: u32 = 128;
+pub(super) const ATTN_BR: u32 = 16;
+pub(super) fn attn_shared_bytes(d: u32, bc: u32) -> u32 {
     4 * (ATTN_BR * d + 2 * bc * (d / 2 + 1) + ATTN_BR * bc + 2 * ATTN_BR)
 }
 

@@ -5,6 +5,7 @@
 mod attention;
 mod device;
 mod kernels;
+mod limits;
 mod matmul;
 mod norm;
 mod sampler;
