@@ -63,10 +63,15 @@ debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2 vulkan-val
 # The ones that may be unpacked into / when the private root is not enough (never libssl3 or the
 # layer: the system's own copies must stay).
 root_debs=(libvulkan1 libglvnd0 libglx0 libegl1 libgl1 libopengl0 libgles2)
+# The llama-cpp-python release whose llama.cpp scripts/ref/build-llama-cpp.sh builds.
+llama_version=$(sed -n 's/^version=//p' scripts/ref/build-llama-cpp.sh)
 
 prepare() {
   command -v xz >/dev/null || die "xz not found (apt install xz-utils)"
   command -v strip >/dev/null || die "strip not found (apt install binutils)"
+  command -v apt-get >/dev/null || die "apt-get not found (the .debs come from Debian's archive)"
+  local t0
+  t0=$(date +%s)
   # Leftovers of a local trial run would be carried too (and could pass 64 MiB).
   rm -rf "$dir/work" "$dir/root" "$dir/results"
   mkdir -p "$dir/bin" "$dir/lib" "$dir/debs"
@@ -96,6 +101,7 @@ for line in sys.stdin:
     rm -f "$dir/bin/llama-bench.xz"
     say "GPU_BENCH_LLAMA=0: no llama-bench carried; run will measure pigpu alone (no ratios)"
   else
+    say "the static Vulkan llama-bench (scripts/ref/build-llama-cpp.sh --static-vulkan: reused when built, else 40+ min on 2 cores)"
     bin=$(scripts/ref/build-llama-cpp.sh --static-vulkan)
     # Built once (15 to 60 min on 2 cores) and reused; compressed again only when rebuilt.
     if [ ! "$dir/bin/llama-bench.xz" -nt "$bin/llama-bench" ]; then
@@ -105,11 +111,31 @@ for line in sys.stdin:
   fi
   say "downloading ${debs[*]}"
   rm -f "$dir"/debs/*.deb
-  (cd "$dir/debs" && apt-get download "${debs[@]}" >/dev/null)
-  local size
+  (cd "$dir/debs" && apt-get download "${debs[@]}" >/dev/null) \
+    || die "apt-get download failed (run 'apt-get update' once first)"
+  # What the binaries were built from: the GPU machine's copy of the tree has no .git, so `run`
+  # prints this into environment.txt.
+  {
+    echo "prepared: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "pigpu commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+      "($(git status --porcelain --untracked-files=no 2>/dev/null | wc -l) files changed since)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    if [ -f "$dir/bin/llama-bench.xz" ]; then
+      echo "llama-bench: llama-cpp-python $llama_version's llama.cpp, static Vulkan (scripts/ref/build-llama-cpp.sh --static-vulkan)"
+    else
+      echo "llama-bench: none carried (GPU_BENCH_LLAMA=0)"
+    fi
+  } >"$dir/provenance.txt"
+  # The device tool carries the working tree (tracked and untracked files git does not ignore)
+  # and DIR together, 64 MiB at most.
+  local size tree
   size=$(du -sm "$dir" | cut -f1)
-  [ "$size" -lt 60 ] || die "$dir is $size MiB; the GPU machine takes 64 MiB with the repo"
-  say "prepared $dir ($size MiB): on the GPU machine run 'bash scripts/gpu-bench.sh run' from the repo root"
+  tree=$(git ls-files -co --exclude-standard -z 2>/dev/null | du --files0-from=- -cm 2>/dev/null | tail -1 | cut -f1)
+  tree=${tree:-0}
+  [ $(( size + tree )) -lt 62 ] \
+    || die "$dir is $size MiB and the working tree $tree MiB; the GPU machine takes 64 MiB in all"
+  say "prepared $dir ($size MiB, with the working tree $(( size + tree )) MiB of the 64 allowed) in $(( $(date +%s) - t0 )) s:"
+  say "on the GPU machine run 'bash scripts/gpu-bench.sh run' from the repo root"
 }
 
 unxz_to() { # file.xz dest
@@ -204,6 +230,19 @@ run() {
     # llama.cpp skips CPU-type devices unless told to use one.
     [ "$GPU_BENCH_DEVICE" = llvmpipe ] && export GGML_VK_VISIBLE_DEVICES=0
   fi
+  # No NVIDIA device after all that: every step would fail for the whole limit. Stop within
+  # seconds instead, with what the loader saw, so the session still has device time to retry.
+  if [ -z "${GPU_BENCH_DEVICE:-}" ] && ! "$pigpu" run --list-devices 2>/dev/null | grep -qi nvidia; then
+    {
+      echo "no NVIDIA Vulkan device; LD_LIBRARY_PATH=$LD_LIBRARY_PATH VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
+      VK_LOADER_DEBUG=error,warn,driver "$pigpu" run --list-devices 2>&1 | tail -40
+      ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d 2>&1
+      ldconfig -p 2>/dev/null | grep -E 'libvulkan|libGLdispatch|libGLX_nvidia|libnvidia' | head -20
+      if command -v nvidia-smi >/dev/null; then nvidia-smi -L; fi
+    } >"$out/no-device.txt" 2>&1 || true
+    cat "$out/no-device.txt" >&2
+    die "no NVIDIA device is listed (see no-device.txt); GPU_BENCH_DEVICE=llvmpipe runs on lavapipe"
+  fi
   local models=(${GPU_BENCH_MODELS:-llama-3.2-3b:q4_k_m smollm2-135m:q4_1 llama-3.2-1b:q4_k_m llama-3.1-8b:q4_k_m})
   local served="${GPU_BENCH_SERVE_MODELS-llama-3.2-3b:q4_k_m smollm2-135m:q4_1}"
   local pp="${GPU_BENCH_PP:-512}" tg="${GPU_BENCH_TG:-128}" depth="${GPU_BENCH_DEPTH:-4096}"
@@ -222,7 +261,11 @@ run() {
     echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     "$pigpu" --version
-    echo "pigpu commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [ -f "$dir/provenance.txt" ]; then
+      cat "$dir/provenance.txt"
+    else
+      echo "pigpu commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    fi
     "$pigpu" run --list-devices || true
     [ -x "$llama" ] && "$llama" --list-devices 2>&1 | tail -5 || true
   } 2>&1 | tee "$raw/environment.txt" >&2
@@ -403,7 +446,9 @@ serve_scaling() { # spec file name
 # the RMSNorm as a pass of its own before the norm-fused products (decode and prompt; its
 # per-op profile is NAME.profile-norm-pass.txt). SAMPLER=one is the one-workgroup sampler
 # (what CPU implementations run) against the default two-stage one. On the 3B shape at pp512 the automatic tile
-# is l everywhere, so TILE=l is a control (it should read 1.00×).
+# is l everywhere, so TILE=l is a control (it should read 1.00×). WEIGHTS=texel is the one
+# variant of two knobs: texel weight reads serve only the tree and lane paths, so it goes with
+# the tree-path shape of the row before it (its ratio against that row is the texel effect).
 sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
 tg PIGPU_VK_NORM=pass
 pp PIGPU_VK_TILED=vec4
@@ -416,6 +461,7 @@ tg PIGPU_VK_SAMPLER=one
 depth PIGPU_VK_ATTN_CHUNK=ONE
 tg PIGPU_VK_MATVEC=256,2,2
 tg PIGPU_VK_MATVEC=128,2,0
+tg PIGPU_VK_MATVEC=128,2,0 PIGPU_VK_WEIGHTS=texel
 pp PIGPU_VK_TILE=s
 serve PIGPU_VK_MATMUL=64,2,0
 depth PIGPU_VK_ATTN_CHUNK=128

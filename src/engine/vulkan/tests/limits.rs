@@ -93,7 +93,7 @@ const STORAGE_WORKGROUP: u32 = 4;
 impl Module {
     fn parse(name: &str, bytes: &[u8]) -> Module {
         assert!(
-            bytes.len() % 4 == 0 && bytes.len() >= 20,
+            bytes.len().is_multiple_of(4) && bytes.len() >= 20,
             "{name}: not SPIR-V"
         );
         let words: Vec<u32> = bytes
@@ -257,11 +257,8 @@ fn eval(
     let s = |x: u64| x as u32 as i32 as i64;
     let b = |c: bool| u64::from(c);
     let div = |x: u64, y: u64| {
-        if y == 0 {
-            Err(format!("op {op}: division by zero"))
-        } else {
-            Ok(x / y)
-        }
+        x.checked_div(y)
+            .ok_or_else(|| format!("op {op}: division by zero"))
     };
     Ok(match op {
         // OpCompositeExtract: composite, one literal index.
@@ -280,18 +277,11 @@ fn eval(
         134 => div(arg(0)?, arg(1)?)?,
         135 => {
             let (x, y) = (s(arg(0)?), s(arg(1)?));
-            if y == 0 {
-                return Err("op 135: division by zero".into());
-            }
-            m((x / y) as u64)
+            m(x.checked_div(y).ok_or("op 135: division by zero")? as u64)
         }
-        137 => {
-            let y = arg(1)?;
-            if y == 0 {
-                return Err("op 137: division by zero".into());
-            }
-            arg(0)? % y
-        }
+        137 => arg(0)?
+            .checked_rem(arg(1)?)
+            .ok_or("op 137: division by zero")?,
         164 | 170 => b(arg(0)? == arg(1)?),
         165 | 171 => b(arg(0)? != arg(1)?),
         166 => b(arg(0)? != 0 || arg(1)? != 0),
