@@ -3,8 +3,8 @@
 // Input: the fused QKV projection, per token [q (n_head*D) | k (n_kv*D) | v (n_kv*D)].
 // Output: rotated q (f32, for attention) and K/V rows of the cache, two f16 per uint.
 // Each invocation produces two adjacent output elements, so a packed f16 pair is written by one
-// invocation only. Styles: NORM rotates pairs (2i, 2i+1) (llama), NEOX pairs (i, i+n_rot/2)
-// (qwen2). Position of token t = state[S_POS] + t.
+// invocation only. Styles: common/rope.glsl. Position of token t = state[S_POS] + t.
+// Decoding on CPU implementations folds this into attention.comp's ROPE variant.
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
@@ -12,8 +12,7 @@ layout(set = 0, binding = 1) readonly buffer QKV { float qkv[]; };
 layout(set = 0, binding = 2) writeonly buffer Q { float q[]; };
 layout(set = 0, binding = 3) writeonly buffer KC { uint kc[]; };
 layout(set = 0, binding = 4) writeonly buffer VC { uint vc[]; };
-// Per rotated pair j: freq_scale * base^(-2j/n_rot) / freq_factor[j], computed on the host the
-// way the CPU engine does, so both rotate by the same angles.
+// Per rotated pair j (common/rope.glsl).
 layout(set = 0, binding = 5) readonly buffer Freq { float inv_freq[]; };
 layout(push_constant) uniform PC {
     uint q_dim;     // n_head * D
@@ -25,32 +24,10 @@ layout(push_constant) uniform PC {
 } pc;
 #include "common/state.glsl"
 
-const float TWO_PI = 6.283185307179586;
+#include "common/rope.glsl"
 
-// Element i of the head that starts at `hb` in qkv, rotated for position p.
 float rotated(uint hb, uint i, uint p) {
-    if (i >= pc.n_rot) {
-        return qkv[hb + i];
-    }
-    uint j, a, b;
-    bool first;
-    if (pc.neox != 0u) {
-        uint half_ = pc.n_rot / 2u;
-        j = i % half_;
-        first = i < half_;
-        a = first ? i : i - half_;
-        b = a + half_;
-    } else {
-        j = i / 2u;
-        first = (i & 1u) == 0u;
-        a = i & ~1u;
-        b = a + 1u;
-    }
-    float ang = float(p) * inv_freq[j];
-    ang -= TWO_PI * floor(ang / TWO_PI + 0.5);
-    float c = cos(ang), s = sin(ang);
-    float xa = qkv[hb + a], xb = qkv[hb + b];
-    return first ? xa * c - xb * s : xa * s + xb * c;
+    return rope_rotated(hb, i, p, pc.n_rot, pc.neox != 0u);
 }
 
 void main() {

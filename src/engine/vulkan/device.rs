@@ -402,6 +402,15 @@ impl Device {
             .unwrap_or(self.info.kind == DeviceKind::Cpu && texel_bytes >= self.max_binding())
     }
 
+    /// Whether the device state is host-visible and the host reads each step's token and
+    /// verdict from it directly, with no copy command (`Tuning::state_mapped`; default: on CPU
+    /// implementations).
+    pub fn state_mapped(&self) -> bool {
+        self.tuning
+            .state_mapped
+            .unwrap_or(self.info.kind == DeviceKind::Cpu)
+    }
+
     /// Largest range one weight binding may cover: a storage binding, and with texel weights
     /// also an `R32_UINT` texel-buffer view (`maxTexelBufferElements` words).
     pub fn max_weight_binding(&self) -> u64 {

@@ -111,9 +111,9 @@ impl VulkanEngine {
         let splits = Splits::for_context(&dev, n_ctx);
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
         let kernels = &shared.kernels;
-        // Up to 11 ops per layer (graph.rs: Q/K norms and post-norms add three, the norm pass
-        // two).
-        let sets = (11 * c.n_layer + 16) as u32;
+        // Up to 12 ops per layer (graph.rs: Q/K norms and post-norms add three, the norm pass
+        // two, the folded decode attention one).
+        let sets = (12 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         let graph = graph::build(
             &mut OpBuilder {
@@ -171,8 +171,12 @@ impl VulkanEngine {
     }
 
     /// Records the copy of what the sampler left in the state to the host: the token, then the
-    /// verdict on the logits (`S_BAD`), 8 bytes.
+    /// verdict on the logits (`S_BAD`), 8 bytes. Nothing where the host reads the state in
+    /// place (`Acts::state_mapped`).
     fn record_readback(acts: &Acts, cmd: &mut CmdBuffer) {
+        if acts.state_mapped {
+            return;
+        }
         let ranges = [((S_TOKEN * 4) as u64, 0, 4), ((S_BAD * 4) as u64, 4, 4)];
         cmd.copy_ranges(&acts.state, &acts.readback, &ranges);
     }
@@ -216,7 +220,13 @@ impl VulkanEngine {
     /// the logits were not finite. `fed`: the step also ran the pending token through the model.
     pub(super) fn take_sampled(&mut self, fed: bool) -> EngineResult<u32> {
         let mut rb = [0u8; 8];
-        self.acts.readback.read(0, &mut rb);
+        if self.acts.state_mapped {
+            let (tok, bad) = rb.split_at_mut(4);
+            self.acts.state.read((S_TOKEN * 4) as u64, tok);
+            self.acts.state.read((S_BAD * 4) as u64, bad);
+        } else {
+            self.acts.readback.read(0, &mut rb);
+        }
         self.stats.readback_bytes += rb.len() as u64;
         if fed {
             self.n_past += 1;

@@ -9,7 +9,8 @@
 //!      (1b. qwen3, gemma3: per-head RMSNorm of Q and K in place)
 //!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position (the
 //!      layer's own RoPE table: gemma3's sliding layers have another base, smollm3's NoPE
-//!      layers an all-zero one)
+//!      layers an all-zero one); decoding with the one-row attention (CPU implementations)
+//!      folds this into 3's dispatch (layer.rs, `Tuning::rope_pass`)
 //!   3. attention over the cache (within the sliding window on such layers) -> attn
 //!      (decoding: split over the KV range, plus a combine dispatch when there is more than
 //!      one split; attention.rs)
@@ -96,15 +97,20 @@ pub struct Acts {
     /// [kernels::sample_id_words(n_vocab)] u32: the candidates' ids, then each vocabulary
     /// slice's NaN/infinity bits.
     pub cand_ids: Buffer,
-    /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl).
+    /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl); host-visible
+    /// and read by the host in place when `state_mapped`.
     pub state: Buffer,
+    /// `Device::state_mapped`: the host reads the token and verdict from `state`, and no copy
+    /// to `readback` is recorded.
+    pub state_mapped: bool,
     /// [B] u32: prompt tokens, copied from `tokens_up`.
     pub tokens: Buffer,
     /// Host-visible [B] u32: prompt tokens written by the CPU.
     pub tokens_up: Buffer,
     /// Host-visible [8] u32: sampling parameters and the random number (kernels::sample_params).
     pub params: Buffer,
-    /// Host-visible [4] u32: the sampled token, copied back each step.
+    /// Host-visible [4] u32: the sampled token and verdict, copied back each step (unless
+    /// `state_mapped`).
     pub readback: Buffer,
 }
 
@@ -149,7 +155,17 @@ impl Acts {
             logits: f(logits_rows * c.n_vocab, "logits")?,
             scratch: f(c.n_vocab, "sampler scratch")?,
             cand_ids: f(sample_id_words(c.n_vocab), "sampler scratch")?,
-            state: f(STATE_WORDS, "decoding state")?,
+            state: Buffer::new(
+                dev,
+                (STATE_WORDS * 4) as u64,
+                if dev.state_mapped() {
+                    MemKind::Readback
+                } else {
+                    MemKind::Device
+                },
+                "decoding state",
+            )?,
+            state_mapped: dev.state_mapped(),
             tokens: f(b, "prompt tokens")?,
             tokens_up: Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens")?,
             params: Buffer::new(dev, 32, MemKind::Upload, "sampling parameters")?,

@@ -400,6 +400,18 @@ impl Kernels {
             &[64],
         )
     }
+    /// The one-row decode attention with RoPE and the KV write folded in (shaders/attention.comp,
+    /// `ROPE`): bindings state, QKV, K cache, V cache, out, RoPE table; the attention's push
+    /// words, then n_rot and neox.
+    pub fn attention_rope(&self) -> Result<Rc<GpuKernel>> {
+        self.get(
+            "attention_rope",
+            shaders::ATTENTION_ROPE,
+            &[1; 6],
+            ATTN_PUSH + 2,
+            &[64],
+        )
+    }
     /// The sampler: on the two-stage path the prefilter over the vocabulary's slices and the
     /// selection over their candidates (one workgroup); on the one-stage path no prefilter and
     /// `sample_one`, one workgroup over the whole vocabulary (the same shader, spec constant

@@ -5,7 +5,9 @@
 //!     (tokens of a prompt, or one row per slot), each weight block read once for all rows;
 //!   - what depends on a sequence's position or KV cache (`SeqOps`): Q/K norms, RoPE and the
 //!     KV write, attention over the cache, post-norms; one set per sequence, bound to its rows
-//!     of the activations, its device state and its cache.
+//!     of the activations, its device state and its cache. Where decoding takes the one-row
+//!     attention (CPU implementations) a decode step runs RoPE, the KV write and attention as
+//!     one dispatch (`attention_rope`, unless `Tuning::rope_pass`); prompt batches keep two.
 //!
 //! Data order per layer (graph.rs has the long form): QKV -> [Q/K norm] -> RoPE + KV write ->
 //! attention -> output projection (+ residual, or through a post-norm) -> gate/up -> down
@@ -81,6 +83,9 @@ pub struct SeqOps {
     qk_norm: Option<GpuOp>,
     rope: GpuOp,
     attn: GpuOp,
+    /// `rope` and `attn` in one dispatch for one token (`OpKind::AttentionRope`), where
+    /// decoding takes the one-row attention and `Tuning::rope_pass` is off.
+    rope_attn: Option<GpuOp>,
     attn_post: Option<GpuOp>,
     ffn_post: Option<GpuOp>,
 }
@@ -255,6 +260,8 @@ pub fn seq_ops(
             neox: c.rope_style == RopeStyle::Neox,
         },
     )?;
+    let (n_head, n_kv) = (c.n_head as u32, c.n_head_kv as u32);
+    let window = c.layer_window(il).unwrap_or(0) as u32;
     let attn = b.attention(
         io.state,
         io.q,
@@ -263,15 +270,42 @@ pub fn seq_ops(
         io.attn,
         io.scratch,
         OpKind::Attention {
-            n_head: c.n_head as u32,
-            n_kv: c.n_head_kv as u32,
+            n_head,
+            n_kv,
             head_dim: hd,
             scale: c.attn_scale,
-            window: c.layer_window(il).unwrap_or(0) as u32,
+            window,
             prompt: None,
             split: None,
         },
     )?;
+    // The fold needs the one-row kernel's shapes: whole groups, heads of at most 256 (MAX_D).
+    let fold = io.scratch.is_none()
+        && !b.kernels.dev.tuning.rope_pass
+        && n_kv > 0
+        && n_head.is_multiple_of(n_kv)
+        && hd <= 256;
+    let rope_attn = if fold {
+        Some(b.attention_rope(
+            io.state,
+            io.qkv,
+            kc.all(),
+            vc.all(),
+            io.attn,
+            w.inv_freq[w.layer_rope[il]].all(),
+            OpKind::AttentionRope {
+                n_head,
+                n_kv,
+                head_dim: hd,
+                scale: c.attn_scale,
+                window,
+                n_rot: c.n_rot as u32,
+                neox: c.rope_style == RopeStyle::Neox,
+            },
+        )?)
+    } else {
+        None
+    };
     let mut post = |pn: &Option<Buffer>| -> Result<Option<GpuOp>> {
         pn.as_ref()
             .map(|pn| {
@@ -289,6 +323,7 @@ pub fn seq_ops(
         qk_norm,
         rope,
         attn,
+        rope_attn,
         attn_post,
         ffn_post,
     })
@@ -299,6 +334,7 @@ pub fn seq_ops(
 /// slot, `rows` up to the last busy slot's). Several sequences' ops run as a group, without
 /// barriers among them (they touch different rows and caches); their attention too when
 /// `attn_grouped` (each is one dispatch: no split-KV combine pass that must wait for it).
+/// One token with the fold built: RoPE, the KV write and attention as one dispatch.
 pub fn record(
     cmd: &mut CmdBuffer,
     p: &Products,
@@ -319,8 +355,12 @@ pub fn record(
     };
     p.qkv.record(cmd, rows);
     each(cmd, &|s| s.qk_norm.as_ref(), group);
-    each(cmd, &|s| Some(&s.rope), group);
-    each(cmd, &|s| Some(&s.attn), group && attn_grouped);
+    if n_tok == 1 && seqs.iter().all(|s| s.rope_attn.is_some()) {
+        each(cmd, &|s| s.rope_attn.as_ref(), group && attn_grouped);
+    } else {
+        each(cmd, &|s| Some(&s.rope), group);
+        each(cmd, &|s| Some(&s.attn), group && attn_grouped);
+    }
     p.o.record(cmd, rows);
     each(cmd, &|s| s.attn_post.as_ref(), group);
     p.gate_up.record(cmd, rows);

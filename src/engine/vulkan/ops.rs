@@ -65,6 +65,18 @@ pub enum OpKind {
         /// `OpBuilder::attention` when given scratch for it (pass `None`).
         split: Option<SplitAttention>,
     },
+    /// Decode attention (one token, the one-row kernel) with RoPE and the KV write folded in
+    /// (`attention_rope`): replaces `RopeKv` + `Attention` where decoding takes the one-row
+    /// kernel (layer.rs); prompt batches keep the two.
+    AttentionRope {
+        n_head: u32,
+        n_kv: u32,
+        head_dim: u32,
+        scale: f32,
+        window: u32,
+        n_rot: u32,
+        neox: bool,
+    },
     Sample {
         n_vocab: u32,
         /// The prefilter (one workgroup per vocabulary slice) that runs before the op's kernel,
@@ -206,6 +218,30 @@ impl GpuOp {
                     Some(s) => s.record(cmd, self.set, &push, *n_kv),
                     None => self.record_attention(cmd, push, n_tok, prompt.as_ref()),
                 }
+            }
+            OpKind::AttentionRope {
+                n_head,
+                n_kv,
+                head_dim,
+                scale,
+                window,
+                n_rot,
+                neox,
+            } => {
+                debug_assert_eq!(n_tok, 1, "the folded attention decodes one token");
+                let push = [
+                    *n_head,
+                    *n_kv,
+                    *head_dim,
+                    1,
+                    scale.to_bits(),
+                    0,
+                    0,
+                    *window,
+                    *n_rot,
+                    *neox as u32,
+                ];
+                cmd.dispatch(&self.kernel, self.set, &push, [*n_head, 1, 1]);
             }
             OpKind::Sample { .. } => {
                 self.record_sample_stage(cmd, true);
@@ -507,6 +543,28 @@ impl OpBuilder<'_> {
                 _ => None,
             };
         }
+        Ok(GpuOp { kernel, set, kind })
+    }
+
+    /// Decode attention with RoPE and the KV write folded in (`OpKind::AttentionRope`): reads
+    /// the QKV projection `qkv` and the RoPE table `inv_freq`, writes K and V at the device-held
+    /// position into `kc`, `vc` and the attention output into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_rope(
+        &mut self,
+        state: BufRange,
+        qkv: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        out: BufRange,
+        inv_freq: BufRange,
+        kind: OpKind,
+    ) -> Result<GpuOp> {
+        let kernel = self.kernels.attention_rope()?;
+        let set = self.arena.set(
+            &kernel,
+            &[&[state], &[qkv], &[kc], &[vc], &[out], &[inv_freq]],
+        )?;
         Ok(GpuOp { kernel, set, kind })
     }
 

@@ -55,6 +55,17 @@ pub struct Tuning {
     /// normed rows once, and the QKV, gate/up and head products read them without their fused
     /// norm. `false` (`=fused`, the default): the norm is fused into those products' prologue.
     pub norm_pass: bool,
+    /// Decoding keeps RoPE and the KV write as a dispatch of their own (`PIGPU_VK_ROPE=pass`)
+    /// where it takes the one-row attention (CPU implementations). `false` (`=fold`, the
+    /// default): one dispatch rotates, writes the new K and V and attends (`attention_rope`).
+    /// Prompt batches and the split decode attention (GPUs) keep the separate `rope_kv`.
+    pub rope_pass: bool,
+    /// How the host gets each step's token and verdict: from the device state itself, mapped
+    /// (`Some(true)`, `PIGPU_VK_READBACK=mapped`: the state buffer host-visible, no copy
+    /// command), or copied into a readback buffer at the end of the step (`Some(false)`,
+    /// `=copy`); `None`: mapped on CPU implementations (all their memory is host memory), the
+    /// copy on GPUs (the state stays in device-local memory).
+    pub state_mapped: Option<bool>,
     /// The sampler in two stages (`Some(true)`, `PIGPU_VK_SAMPLER=two`: a prefilter over
     /// 1024-token slices of the vocabulary, many workgroups, then the selection over their
     /// candidates) or in one (`Some(false)`, `=one`: one workgroup reads the whole vocabulary);
@@ -313,6 +324,17 @@ impl Tuning {
         if let Some(v) = get("PIGPU_VK_NORM") {
             t.norm_pass = two_way("PIGPU_VK_NORM", v, ("pass", "fused"), "fused or pass")?;
         }
+        if let Some(v) = get("PIGPU_VK_ROPE") {
+            t.rope_pass = two_way("PIGPU_VK_ROPE", v, ("pass", "fold"), "fold or pass")?;
+        }
+        if let Some(v) = get("PIGPU_VK_READBACK") {
+            t.state_mapped = Some(two_way(
+                "PIGPU_VK_READBACK",
+                v,
+                ("mapped", "copy"),
+                "mapped or copy",
+            )?);
+        }
         if let Some(v) = get("PIGPU_VK_SAMPLER") {
             t.sampler_two_stage = Some(two_way(
                 "PIGPU_VK_SAMPLER",
@@ -384,6 +406,8 @@ mod tests {
             ("PIGPU_VK_ATTN", "rows"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("PIGPU_VK_NORM", "pass"),
+            ("PIGPU_VK_ROPE", "pass"),
+            ("PIGPU_VK_READBACK", "copy"),
             ("PIGPU_VK_SAMPLER", "one"),
             ("PIGPU_VK_WEIGHTS", "storage"),
             ("HOME", "/home/pi"),
@@ -408,6 +432,13 @@ mod tests {
         assert_eq!(staged.attn_staged, Some(true));
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert!(t.norm_pass);
+        assert!(t.rope_pass);
+        assert!(!parse(&[("PIGPU_VK_ROPE", " fold ")]).unwrap().rope_pass);
+        assert!(!parse(&[]).unwrap().rope_pass);
+        assert_eq!(t.state_mapped, Some(false));
+        let mapped = parse(&[("PIGPU_VK_READBACK", "mapped")]).unwrap();
+        assert_eq!(mapped.state_mapped, Some(true));
+        assert_eq!(parse(&[]).unwrap().state_mapped, None);
         assert_eq!(t.sampler_two_stage, Some(false));
         assert_eq!(t.texel_weights, Some(false));
         let texel = parse(&[("PIGPU_VK_WEIGHTS", " texel ")]).unwrap();
@@ -482,6 +513,8 @@ mod tests {
             ),
             ("PIGPU_VK_ATTN", "tiled", "staged or rows"),
             ("PIGPU_VK_NORM", "separate", "fused or pass"),
+            ("PIGPU_VK_ROPE", "fused", "fold or pass"),
+            ("PIGPU_VK_READBACK", "host", "mapped or copy"),
             ("PIGPU_VK_SAMPLER", "2", "one or two (stages)"),
             ("PIGPU_VK_WEIGHTS", "uniform", "texel or storage"),
             (
@@ -520,6 +553,8 @@ mod tests {
             ("PIGPU_VK_MEM_LIMIT", "5X"),
             ("PIGPU_VK_MEM_LIMIT", "99999999999999999999"),
             ("PIGPU_VK_NORM", "separate"),
+            ("PIGPU_VK_ROPE", "fused"),
+            ("PIGPU_VK_READBACK", "host"),
             ("PIGPU_VK_SAMPLER", "2"),
             ("PIGPU_VK_SAMPLER", "three"),
             ("PIGPU_VK_WEIGHTS", "uniform"),

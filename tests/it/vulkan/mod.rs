@@ -267,6 +267,48 @@ fn tiny_decode_counters_with_the_norm_pass() {
     assert_eq!(pass, fused + 2 * n_layer + 1, "dispatches per token");
 }
 
+/// lavapipe's defaults, RoPE and the KV write folded into the one-row decode attention and the
+/// token read from the mapped device state, against the separate `rope_kv` dispatch
+/// (`PIGPU_VK_ROPE=pass`) and the copy to a readback buffer (`PIGPU_VK_READBACK=copy`): the
+/// same greedy tokens over a prompt and 24 steps, the same device state after them, exactly one
+/// dispatch a layer fewer, and the same steady state (no recording, no descriptor write, one
+/// submit and 8 bytes read back per token).
+#[test]
+fn tiny_rope_fold_decodes_as_the_rope_pass() {
+    let model = crate::engines::tiny();
+    let n_layer = model.config.n_layer as u64;
+    let p = SamplingParams::greedy();
+    let run = |rope_pass: bool| {
+        let tuning = Tuning {
+            rope_pass,
+            state_mapped: rope_pass.then_some(false),
+            ..lavapipe()
+        };
+        let mut gpu = vulkan_tuned(&model, 128, tuning);
+        gpu.prefill(&tokens(&model, PROMPTS[1])).unwrap();
+        gpu.step(&p, 0.0).unwrap();
+        gpu.reset_stats();
+        let out: Vec<u32> = (0..24).map(|_| gpu.step(&p, 0.0).unwrap()).collect();
+        let s = gpu.stats();
+        assert_eq!(
+            (
+                s.command_buffers_recorded,
+                s.descriptor_updates,
+                s.submits,
+                s.readback_bytes
+            ),
+            (0, 0, 24, 8 * 24),
+            "rope pass {rope_pass}: the steady state"
+        );
+        no_validation_errors(&gpu);
+        (out, s.dispatches / 24, gpu.device_state().unwrap())
+    };
+    let (fold, pass) = (run(false), run(true));
+    assert_eq!(fold.0, pass.0, "greedy tokens, folded vs rope_kv pass");
+    assert_eq!(fold.2, pass.2, "device state after decoding");
+    assert_eq!(fold.1 + n_layer, pass.1, "dispatches per token");
+}
+
 /// Checks the steady state of decoding; returns the dispatches per token.
 fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     let model = crate::engines::tiny();
@@ -330,9 +372,9 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
         s.dispatches
     );
     if shape.is_none() && !norm_pass {
-        // lavapipe's default path: the embedding, 6 per layer (one-row attention), the head,
-        // the one-stage sampler.
-        assert_eq!(s.dispatches, n * (6 * model.config.n_layer as u64 + 3));
+        // lavapipe's default path: the embedding, 5 per layer (RoPE and the KV write folded
+        // into the one-row attention), the head, the one-stage sampler.
+        assert_eq!(s.dispatches, n * (5 * model.config.n_layer as u64 + 3));
     }
     assert!(
         s.readback_bytes <= 16 * n,

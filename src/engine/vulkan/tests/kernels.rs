@@ -3,7 +3,7 @@
 
 use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix};
 use super::matmul::{random_weights, width_for, TYPES};
-use super::{assert_attention, f16_round, Gpu, Rng};
+use super::{assert_attention, f16_pack, f16_round, Gpu, Rng};
 use crate::engine::vulkan::kernels::STATE_WORDS;
 use crate::engine::vulkan::ops::{MatvecSpec, OpKind};
 use crate::quant::GgmlType;
@@ -279,6 +279,135 @@ fn rope_kv_and_attention() {
             pos0,
             2e-3,
         );
+        gpu.check();
+    }
+}
+
+/// Decode attention with RoPE and the KV write folded in (`attention_rope`, CPU
+/// implementations' decode step) against `rope_kv` + the one-row attention on the same data:
+/// the same K and V rows in the cache, bit for bit, and the same output; and against the f64
+/// reference without a window. Both styles, partial rotation (`n_rot` < head size), groups of
+/// 1, 3 and 7, head sizes 64 to 256, a window, and positions 0, the first key of a chunk of 64
+/// (64) and others.
+#[test]
+fn rope_folded_into_decode_attention() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(17);
+    // (query heads, KV heads, head size), rotated dims, position, neox, window.
+    let cases = [
+        ((9, 3, 64), 64, 70, false, 0),
+        ((9, 3, 64), 64, 0, false, 0),
+        ((14, 2, 64), 64, 64, true, 0),
+        ((4, 4, 128), 32, 129, false, 0),
+        ((4, 1, 256), 256, 200, true, 0),
+        ((8, 2, 64), 64, 300, false, 100),
+    ];
+    for ((n_head, n_kv, d), n_rot, pos, neox, window) in cases {
+        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
+        let what = format!("heads {n_head}/{n_kv} d {d} n_rot {n_rot} pos {pos} neox {neox} window {window}");
+        let qkv = rng.vec(qd + 2 * kvd, 1.0);
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
+        // A second cache with the same contents for the folded kernel.
+        let kbuf2 = gpu.buf(&f16_pack(&cache.k));
+        let vbuf2 = gpu.buf(&f16_pack(&cache.v));
+        let sbuf = gpu.state_at(pos);
+        let qkvbuf = gpu.buf_f32(&qkv);
+        let freqs: Vec<f32> = (0..n_rot / 2)
+            .map(|j| 10000f32.powf(-2.0 * j as f32 / n_rot as f32))
+            .collect();
+        let fbuf = gpu.buf_f32(&freqs);
+        let qbuf = gpu.buf_f32(&vec![0.0; qd]);
+        let (o1, o2) = (gpu.buf_f32(&vec![f32::NAN; qd]), gpu.buf_f32(&vec![f32::NAN; qd]));
+        let rope = gpu
+            .ops()
+            .rope_kv(
+                sbuf.all(),
+                qkvbuf.all(),
+                qbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                fbuf.all(),
+                OpKind::RopeKv {
+                    q_dim: qd as u32,
+                    kv_dim: kvd as u32,
+                    head_dim: d as u32,
+                    n_rot: n_rot as u32,
+                    neox,
+                },
+            )
+            .unwrap();
+        let mut kind = super::attention_kind((n_head, n_kv, d));
+        if let OpKind::Attention { window: w, .. } = &mut kind {
+            *w = window as u32;
+        }
+        let attn = gpu
+            .ops()
+            .attention(
+                sbuf.all(),
+                qbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                o1.all(),
+                None,
+                kind,
+            )
+            .unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+        let folded = gpu
+            .ops()
+            .attention_rope(
+                sbuf.all(),
+                qkvbuf.all(),
+                kbuf2.all(),
+                vbuf2.all(),
+                o2.all(),
+                fbuf.all(),
+                OpKind::AttentionRope {
+                    n_head: n_head as u32,
+                    n_kv: n_kv as u32,
+                    head_dim: d as u32,
+                    scale,
+                    window: window as u32,
+                    n_rot: n_rot as u32,
+                    neox,
+                },
+            )
+            .unwrap();
+        gpu.run(&[(&rope, 1), (&attn, 1)]);
+        gpu.run(&[(&folded, 1)]);
+        let words = n_ctx * kvd / 2;
+        assert_eq!(
+            gpu.read_u32(&cache.kbuf, words),
+            gpu.read_u32(&kbuf2, words),
+            "{what}: K cache"
+        );
+        assert_eq!(
+            gpu.read_u32(&cache.vbuf, words),
+            gpu.read_u32(&vbuf2, words),
+            "{what}: V cache"
+        );
+        let (a, b) = (gpu.read_f32(&o1, qd), gpu.read_f32(&o2, qd));
+        for i in 0..qd {
+            assert!(
+                (a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1.0),
+                "{what}: out[{i}] folded {} vs rope_kv + attention {}",
+                b[i],
+                a[i]
+            );
+        }
+        if window == 0 {
+            // The reference: rotated queries, the new rows in f16.
+            let mut q = qkv[..qd].to_vec();
+            let mut k = qkv[qd..qd + kvd].to_vec();
+            rope_ref(&mut q, n_head, d, n_rot, pos, neox, 10000.0);
+            rope_ref(&mut k, n_kv, d, n_rot, pos, neox, 10000.0);
+            let (mut kc, mut vc) = (cache.k.clone(), cache.v.clone());
+            for i in 0..kvd {
+                kc[pos * kvd + i] = f16_round(k[i]);
+                vc[pos * kvd + i] = f16_round(qkv[qd + kvd + i]);
+            }
+            assert_attention(&what, &b, &q, (&kc, &vc), (n_head, n_kv, d), pos, 2e-3);
+        }
         gpu.check();
     }
 }
