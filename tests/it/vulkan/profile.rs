@@ -188,7 +188,8 @@ fn run_profile_flag_text_and_json() {
     for ph in phases {
         let ops = ph["ops"].as_array().unwrap();
         // Decoding on lavapipe: RoPE folded into the attention (`attention_rope`).
-        let attn = |o: &serde_json::Value| o["label"] == "attention" || o["label"] == "attention_rope";
+        let attn =
+            |o: &serde_json::Value| o["label"] == "attention" || o["label"] == "attention_rope";
         assert!(ops.iter().any(attn), "{ph}");
         for o in ops {
             assert!(o["mean_us"].as_f64().unwrap() > 0.0, "{o}");

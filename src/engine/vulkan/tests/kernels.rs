@@ -304,7 +304,9 @@ fn rope_folded_into_decode_attention() {
     ];
     for ((n_head, n_kv, d), n_rot, pos, neox, window) in cases {
         let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
-        let what = format!("heads {n_head}/{n_kv} d {d} n_rot {n_rot} pos {pos} neox {neox} window {window}");
+        let what = format!(
+            "heads {n_head}/{n_kv} d {d} n_rot {n_rot} pos {pos} neox {neox} window {window}"
+        );
         let qkv = rng.vec(qd + 2 * kvd, 1.0);
         let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
         // A second cache with the same contents for the folded kernel.
@@ -317,7 +319,10 @@ fn rope_folded_into_decode_attention() {
             .collect();
         let fbuf = gpu.buf_f32(&freqs);
         let qbuf = gpu.buf_f32(&vec![0.0; qd]);
-        let (o1, o2) = (gpu.buf_f32(&vec![f32::NAN; qd]), gpu.buf_f32(&vec![f32::NAN; qd]));
+        let (o1, o2) = (
+            gpu.buf_f32(&vec![f32::NAN; qd]),
+            gpu.buf_f32(&vec![f32::NAN; qd]),
+        );
         let rope = gpu
             .ops()
             .rope_kv(
