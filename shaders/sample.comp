@@ -3,21 +3,23 @@
 // penalized logits in `sc`, their ids in `ids`, in id order: common/candidates.glsl), so only
 // the chosen token id ever leaves the device. With ONE_STAGE (the path CPU implementations take:
 // docs/vulkan.md "Sampling on the GPU") it is the whole sampler instead: it reads the logits
-// itself, applies the penalty and flags NaN/inf, and its candidates are the whole vocabulary
-// (candidate i is token i); sample_pre.comp is not run (greedy without a penalty there takes
-// one pass over the logits: greedy_direct). Semantics (mirrored by the CPU reference in
-// src/engine/vulkan/tests): repetition penalty on the distinct tokens among the last `last_n` of
-// the history (applied by the prefilter) -> greedy argmax (ties: lowest id) when temp <= 0;
-// otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) -> top-p (smallest
-// prefix whose mass >= top_p * total) -> min-p (w >= min_p; the top w is 1) -> draw: the first
-// token in that order whose cumulative mass exceeds u * total.
+// itself, applies the penalty and flags NaN/inf on the way, and its candidates are the whole
+// vocabulary (candidate i is token i); sample_pre.comp is not run. Semantics (mirrored by the
+// CPU reference in src/engine/vulkan/tests): repetition penalty on the distinct tokens among the
+// last `last_n` of the history (applied by the prefilter) -> greedy argmax (ties: lowest id)
+// when temp <= 0; otherwise top-k (order: logit desc, id asc) -> w = exp((l - max) / temp) ->
+// top-p (smallest prefix whose mass >= top_p * total) -> min-p (w >= min_p; the top w is 1) ->
+// draw: the first token in that order whose cumulative mass exceeds u * total.
 // Thresholds are found without sorting by a 4-bit radix search (8 passes) over the float bits of
 // the keys, counting candidates (top-k) or summing their mass (top-p, draw); ties at the
 // threshold are resolved in index order, which is id order. The token is written to the state
 // (where the next step's embedding lookup reads it) and appended to the history. A logit that
-// is NaN or infinite (broken weights), flagged by the prefilter per slice, sets the state's
-// S_BAD word, which the host reads back beside the token, and the token is then 0 (an id the
-// next step can embed).
+// is NaN or infinite (broken weights; flagged per slice by the prefilter, or here with
+// ONE_STAGE) sets the state's S_BAD word, which the host reads back beside the token, and the
+// token is then 0 (an id the next step can embed). The verdict costs no pass or barrier of its
+// own: it is reduced in the tree of the first pass every path makes (greedy's argmax, or the
+// maximum for the softmax), and the cuts of top-k and top-p and min-p ride the passes after
+// them (reduce_best, main).
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
 // 1: the one-stage sampler over the logits (no prefilter); 0: the selection after sample_pre.
@@ -48,10 +50,14 @@ layout(push_constant) uniform PC {
 
 shared float hm[16u * WG];
 shared uint hc[16u * WG];
-shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_bad;
+shared uint s_key, s_cut, s_cnt_eq, s_above_c;
 shared float s_above_m;
-// Candidates (set at the start of main; the same in every invocation).
-uint n_cand;
+// Candidates: with one stage the whole vocabulary, read from the push constant (which the
+// compiler sees as uniform, unlike a variable), else set at the start of main.
+uint n_cand_two;
+uint n_cand() {
+    return ONE_STAGE != 0u ? pc.n_vocab : n_cand_two;
+}
 
 // Order-preserving map of a float to a uint (for logits, which may be negative).
 uint okey(float f) {
@@ -84,7 +90,7 @@ void sync() {
 // number of elements equal to T in s_cnt_eq.
 void search(bool by_mass, uint tcount, float tmass, bool strict) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = n_cand;
+    const uint n = n_cand();
     uint prefix = 0u;
     for (uint pass_ = 0u; pass_ < 8u; pass_++) {
         const uint shift = 28u - 4u * pass_;
@@ -164,7 +170,7 @@ void search(bool by_mass, uint tcount, float tmass, bool strict) {
 // The id of the r-th (0-based) element, in id order, whose key equals s_key. Leaves it in s_cut.
 void nth_equal(bool by_mass, uint r) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = n_cand;
+    const uint n = n_cand();
     const uint T = s_key;
     const uint chunk = (n + WG - 1u) / WG;
     const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
@@ -239,19 +245,93 @@ void finish(uint tid, uint token, uint verdict, uint nh) {
     }
 }
 
-// One-stage greedy without a penalty: one pass over the logits that keeps each invocation's
-// best (ties: lowest id) and its NaN/inf flags, then one tree over both. Nothing is copied to
-// the scratch and no shared flag is cleared or set atomically: the verdict rides the argmax's
-// own reduction (in hc's second WG words).
-void greedy_direct(uint tid) {
-    const uint n = pc.n_vocab;
-    const uint nh = state[S_NHIST];
+// NaN/inf flags of a logit: bit 0 NaN, bit 1 infinite (the S_BAD word's bits).
+uint bad_bits(float v) {
+    return isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+}
+
+// The repetition penalty of one logit.
+float penalize(float v) {
+    return v > 0.0 ? v / prm.penalty : v * prm.penalty;
+}
+
+// One stage applies the repetition penalty while it reads the logits, without a pass or a
+// barrier of its own: invocation `tid` reads tokens tid, tid + WG, ..., and this is the smallest
+// token >= lo in that class (token % WG == tid) among the last `last_n` of the history (below
+// n), or none (0xFFFFFFFF, which no index reaches). Asking again past it steps through the
+// class's distinct history tokens in order, so each is penalized once however often it occurs.
+uint pen_next(uint tid, uint nh, uint last_n, uint lo, uint n) {
+    uint best = 0xFFFFFFFFu;
+    for (uint j = 0u; j < last_n; j++) {
+        const uint tok = state[S_HIST + (nh - 1u - j) % HIST];
+        if (tok % WG == tid && tok >= lo && tok < n && tok < best) {
+            best = tok;
+        }
+    }
+    return best;
+}
+
+// The history entries the penalty looks at (0 without a penalty).
+uint pen_count(uint nh) {
+    return prm.penalty != 1.0 ? min(min(prm.last_n, nh), HIST) : 0u;
+}
+
+// This invocation's flags over the prefilter's per-slice NaN/inf words (two stages).
+uint slice_flags(uint tid) {
+    uint bad = 0u;
+    for (uint j = tid; j < n_slices(pc.n_vocab); j += WG) {
+        bad |= ids[pc.n_vocab + j];
+    }
+    return bad;
+}
+
+// One shared-memory tree over the invocations' values (hm), indices (hc) and NaN/inf flags
+// (hc's second WG words), which the caller has stored: leaves in slot 0 the largest value (with
+// `argmax` its index, ties to the lowest; index 0xFFFFFFFF is none) and in slot WG the OR of the
+// flags. The verdict rides the reduction the path makes anyway, so no shared word is cleared
+// or set atomically and no barrier is spent on it.
+void reduce_best(uint tid, bool argmax) {
+    sync();
+    for (uint st = WG / 2u; st > 0u; st >>= 1) {
+        if (tid < st) {
+            const float ov = hm[tid + st];
+            if (argmax) {
+                const uint oi = hc[tid + st];
+                if (oi != 0xFFFFFFFFu && (hc[tid] == 0xFFFFFFFFu || ov > hm[tid] || (ov == hm[tid] && oi < hc[tid]))) {
+                    hm[tid] = ov;
+                    hc[tid] = oi;
+                }
+            } else {
+                hm[tid] = max(hm[tid], ov);
+            }
+            hc[WG + tid] |= hc[WG + tid + st];
+        }
+        sync();
+    }
+}
+
+// Greedy: the argmax (ties: lowest id) with the verdict, in one pass and one tree. One stage
+// reads the logits themselves, penalized on the way (no copy to the scratch); two stages read
+// the candidates' penalized logits and the prefilter's per-slice flags.
+void greedy(uint tid, uint nh) {
+    const uint n = n_cand();
+    const uint last_n = ONE_STAGE != 0u ? pen_count(nh) : 0u;
+    uint np = pen_next(tid, nh, last_n, 0u, n);
     float bv = -1.0 / 0.0;
     uint bi = 0xFFFFFFFFu;
-    uint bad = 0u;
+    uint bad = ONE_STAGE != 0u ? 0u : slice_flags(tid);
     for (uint i = tid; i < n; i += WG) {
-        const float v = logits[pc.logits_off + i];
-        bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
+        float v;
+        if (ONE_STAGE != 0u) {
+            v = logits[pc.logits_off + i];
+            bad |= bad_bits(v);
+            if (i == np) {
+                v = penalize(v);
+                np = pen_next(tid, nh, last_n, i + 1u, n);
+            }
+        } else {
+            v = sc[i];
+        }
         if (v > bv || bi == 0xFFFFFFFFu) {
             bv = v;
             bi = i;
@@ -260,157 +340,114 @@ void greedy_direct(uint tid) {
     hm[tid] = bv;
     hc[tid] = bi;
     hc[WG + tid] = bad;
-    sync();
-    for (uint st = WG / 2u; st > 0u; st >>= 1) {
-        if (tid < st) {
-            float ov = hm[tid + st];
-            uint oi = hc[tid + st];
-            if (oi != 0xFFFFFFFFu && (hc[tid] == 0xFFFFFFFFu || ov > hm[tid] || (ov == hm[tid] && oi < hc[tid]))) {
-                hm[tid] = ov;
-                hc[tid] = oi;
+    reduce_best(tid, true);
+    finish(tid, hc[0] < n ? cand_id(hc[0]) : 0u, hc[WG], nh);
+}
+
+// Sampling's first pass: the maximum of the (penalized) candidates' logits, for the softmax,
+// with the verdict, in one pass and one tree. One stage reads the logits, penalizes them on the
+// way and copies them to the scratch (the selection's candidates); two stages read the
+// candidates and the prefilter's flags. The maximum is the one after top-k too, which always
+// keeps the top.
+float max_and_verdict(uint tid, uint nh, out uint verdict) {
+    const uint n = n_cand();
+    const uint last_n = ONE_STAGE != 0u ? pen_count(nh) : 0u;
+    uint np = pen_next(tid, nh, last_n, 0u, n);
+    float mx = -1.0 / 0.0;
+    uint bad = ONE_STAGE != 0u ? 0u : slice_flags(tid);
+    for (uint i = tid; i < n; i += WG) {
+        float v;
+        if (ONE_STAGE != 0u) {
+            v = logits[pc.logits_off + i];
+            bad |= bad_bits(v);
+            if (i == np) {
+                v = penalize(v);
+                np = pen_next(tid, nh, last_n, i + 1u, n);
             }
-            hc[WG + tid] |= hc[WG + tid + st];
+            sc[i] = v;
+        } else {
+            v = sc[i];
         }
-        sync();
+        mx = max(mx, v);
     }
-    finish(tid, hc[0] < n ? hc[0] : 0u, hc[WG], nh);
+    hm[tid] = mx;
+    hc[WG + tid] = bad;
+    reduce_best(tid, false);
+    mx = hm[0];
+    verdict = hc[WG];
+    sync();
+    return mx;
 }
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
-    if (ONE_STAGE != 0u && prm.temp <= 0.0 && prm.penalty == 1.0) {
-        greedy_direct(tid);
+    if (ONE_STAGE == 0u) {
+        n_cand_two = cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
+    }
+    const uint n = n_cand();
+    const uint nh = state[S_NHIST];
+    if (prm.temp <= 0.0) {
+        greedy(tid, nh);
         return;
     }
-    n_cand = ONE_STAGE != 0u
-        ? pc.n_vocab
-        : cand_count(pc.n_vocab, cand_per_slice(prm.temp, prm.top_k, pc.n_vocab));
-    const uint n = n_cand;
-    if (tid == 0u) {
-        s_bad = 0u;
-    }
-    sync();
-    uint bad = 0u;
-    if (ONE_STAGE != 0u) {
-        for (uint i = tid; i < n; i += WG) {
-            float v = logits[pc.logits_off + i];
-            sc[i] = v;
-            bad |= isnan(v) ? 1u : (isinf(v) ? 2u : 0u);
-        }
-    } else {
-        for (uint j = tid; j < n_slices(pc.n_vocab); j += WG) {
-            bad |= ids[pc.n_vocab + j];
-        }
-    }
-    if (bad != 0u) {
-        atomicOr(s_bad, bad);
-    }
-    sync();
-    const uint nh = state[S_NHIST];
-    if (ONE_STAGE != 0u && prm.penalty != 1.0) {
-        // The repetition penalty (the prefilter's, without it): once per distinct token among
-        // the last `last_n`, by the invocation that holds its most recent occurrence.
-        const uint last_n = min(min(prm.last_n, nh), HIST);
-        for (uint j = tid; j < last_n; j += WG) {
-            const uint tok = state[S_HIST + (nh - 1u - j) % HIST];
-            bool dup = false;
-            for (uint i = 0u; i < j; i++) {
-                dup = dup || state[S_HIST + (nh - 1u - i) % HIST] == tok;
-            }
-            if (!dup && tok < n) {
-                const float v = sc[tok];
-                sc[tok] = v > 0.0 ? v / prm.penalty : v * prm.penalty;
-            }
-        }
-        sync();
-    }
+    uint verdict;
+    const float mx = max_and_verdict(tid, nh, verdict);
 
-    uint token = 0u;
-    if (prm.temp <= 0.0) {
-        float bv = -1.0 / 0.0;
-        uint bi = 0xFFFFFFFFu;
-        for (uint i = tid; i < n; i += WG) {
-            float v = sc[i];
-            if (v > bv || bi == 0xFFFFFFFFu) {
-                bv = v;
-                bi = i;
-            }
+    // Top-k: the cut (key T, the last kept index among keys equal to T) is applied in the
+    // softmax pass, which weighs the tokens past it 0.
+    const bool top_k = prm.top_k > 0u && prm.top_k < n;
+    uint kT = 0u, kcut = n;
+    if (top_k) {
+        search(false, prm.top_k, 0.0, false);
+        nth_equal(false, prm.top_k - s_above_c - 1u);
+        kT = s_key;
+        kcut = s_cut;
+    }
+    // Without top-p, min-p is applied in the same pass (its total is then the softmax's).
+    const bool top_p = prm.top_p < 1.0;
+    const bool min_p_now = !top_p && prm.min_p > 0.0;
+    float s = 0.0;
+    for (uint i = tid; i < n; i += WG) {
+        const float v = sc[i];
+        float w = 0.0;
+        if (!top_k || okey(v) > kT || (okey(v) == kT && i <= kcut)) {
+            w = exp((v - mx) / prm.temp);
         }
-        hm[tid] = bv;
-        hc[tid] = bi;
-        sync();
-        for (uint st = WG / 2u; st > 0u; st >>= 1) {
-            if (tid < st) {
-                float ov = hm[tid + st];
-                uint oi = hc[tid + st];
-                if (oi != 0xFFFFFFFFu && (hc[tid] == 0xFFFFFFFFu || ov > hm[tid] || (ov == hm[tid] && oi < hc[tid]))) {
-                    hm[tid] = ov;
-                    hc[tid] = oi;
-                }
-            }
-            sync();
+        if (min_p_now && w < prm.min_p) {
+            w = 0.0;
         }
-        token = hc[0] < n ? cand_id(hc[0]) : 0u;
-    } else {
-        if (prm.top_k > 0u && prm.top_k < n) {
-            search(false, prm.top_k, 0.0, false);
-            nth_equal(false, prm.top_k - s_above_c - 1u);
-            const uint T = s_key, cut = s_cut;
-            for (uint i = tid; i < n; i += WG) {
-                uint key = okey(sc[i]);
-                if (key < T || (key == T && i > cut)) {
-                    sc[i] = -1.0 / 0.0;
-                }
-            }
-            sync();
-        }
-        float mx = -1.0 / 0.0;
-        for (uint i = tid; i < n; i += WG) {
-            mx = max(mx, sc[i]);
-        }
-        mx = reduce_f(mx, true);
-        float s = 0.0;
-        for (uint i = tid; i < n; i += WG) {
-            float w = exp((sc[i] - mx) / prm.temp);
-            sc[i] = w;
-            s += w;
-        }
-        s = reduce_f(s, false);
+        sc[i] = w;
+        s += w;
+    }
+    s = reduce_f(s, false);
 
-        if (prm.top_p < 1.0) {
-            const float target = prm.top_p * s;
-            search(true, 0u, target, false);
-            const float tw = uintBitsToFloat(s_key);
-            float need = ceil((target - s_above_m) / tw) - 1.0;
-            uint r = uint(clamp(need, 0.0, float(s_cnt_eq - 1u)));
-            nth_equal(true, r);
-            const uint T = s_key, cut = s_cut;
-            for (uint i = tid; i < n; i += WG) {
-                uint key = floatBitsToUint(sc[i]);
-                if (key < T || (key == T && i > cut)) {
-                    sc[i] = 0.0;
-                }
-            }
-            sync();
-        }
-        float s2 = 0.0;
+    float s2 = s;
+    if (top_p) {
+        const float target = prm.top_p * s;
+        search(true, 0u, target, false);
+        const float tw = uintBitsToFloat(s_key);
+        float need = ceil((target - s_above_m) / tw) - 1.0;
+        uint r = uint(clamp(need, 0.0, float(s_cnt_eq - 1u)));
+        nth_equal(true, r);
+        const uint T = s_key, cut = s_cut;
+        // The top-p cut, min-p and the draw's total in one pass.
+        s2 = 0.0;
         for (uint i = tid; i < n; i += WG) {
             float w = sc[i];
-            if (prm.min_p > 0.0 && w < prm.min_p) {
+            const uint key = floatBitsToUint(w);
+            if (key < T || (key == T && i > cut) || (prm.min_p > 0.0 && w < prm.min_p)) {
                 w = 0.0;
                 sc[i] = 0.0;
             }
             s2 += w;
         }
         s2 = reduce_f(s2, false);
-        const float target = prm.u * s2;
-        search(true, 0u, target, true);
-        const float tw = uintBitsToFloat(s_key);
-        float idx = floor((target - s_above_m) / tw);
-        uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
-        nth_equal(true, r);
-        token = s_cut < n ? cand_id(s_cut) : 0u;
     }
-
-    finish(tid, token, s_bad, nh);
+    const float target = prm.u * s2;
+    search(true, 0u, target, true);
+    const float tw = uintBitsToFloat(s_key);
+    float idx = floor((target - s_above_m) / tw);
+    uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
+    nth_equal(true, r);
+    finish(tid, s_cut < n ? cand_id(s_cut) : 0u, verdict, nh);
 }

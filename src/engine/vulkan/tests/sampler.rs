@@ -352,10 +352,54 @@ fn gpu_sampler_small_vocabulary() {
     Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
 }
 
+/// One stage penalizes while it reads the logits, each invocation stepping through the history
+/// tokens of its own class of ids (id mod 128, the workgroup size) in id order: several history
+/// tokens in one class (the four largest logits, so greedy must look past each), repeats, a
+/// token outside the vocabulary, a penalty below 1 (raising), and tokens older than
+/// `repeat_last_n` (not penalized: one of them is the greedy winner) must all give the
+/// reference's token, on both paths.
+#[test]
+fn gpu_sampler_penalty_same_class() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(21);
+    let n = 3001usize;
+    let mut logits = rng.vec(n, 2.0);
+    let class = [5usize, 133, 261, 5 + 23 * 128];
+    for (j, &t) in class.iter().enumerate() {
+        logits[t] = 9.0 - j as f32 * 0.1;
+    }
+    logits[700] = 8.0;
+    // Older than the last 64: 700 and 1000 (never penalized), then 70 random tokens (none of
+    // them 700), then the recent ones, repeats and an id past the vocabulary among them.
+    let mut hist: Vec<u32> = vec![700, 1000];
+    while hist.len() < 72 {
+        let t = (rng.next_u64() % n as u64) as u32;
+        if t != 700 && t != 1000 {
+            hist.push(t);
+        }
+    }
+    hist.extend([5, 133, 5, 261, n as u32 + 7, 2949, 133, 261]);
+    let last = |mut p: SamplingParams| {
+        p.repeat_last_n = 64;
+        p
+    };
+    let cases = [
+        last(params(0.0, 0, 1.0, 0.0, 2.0)),
+        last(params(0.0, 0, 1.0, 0.0, 0.7)),
+        last(params(0.8, 40, 0.95, 0.0, 2.0)),
+        last(params(0.8, 0, 1.0, 0.05, 1.5)),
+        last(params(1.0, 0, 0.9, 0.0, 0.7)),
+        last(params(1.0, 0, 0.9, 0.02, 1.3)),
+    ];
+    Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
+    assert_eq!(sample_ref(&logits, &hist, &cases[0], 0.0), 700);
+    assert_eq!(sample_ref(&logits, &hist, &cases[1], 0.0), 5);
+}
+
 /// A NaN or infinite logit anywhere in the row (the first slice, or the last, short one) is
-/// flagged in the state's `S_BAD` word (bit 0 NaN, bit 1 infinite), greedy or sampling,
-/// whatever the candidates, on both paths, and the token is then 0 (an id the next step can
-/// embed); finite logits leave the word 0 and sample as before.
+/// flagged in the state's `S_BAD` word (bit 0 NaN, bit 1 infinite), greedy or sampling, with a
+/// penalty or without, whatever the candidates, on both paths, and the token is then 0 (an id
+/// the next step can embed); finite logits leave the word 0 and sample as before.
 #[test]
 fn gpu_sampler_flags_non_finite_logits() {
     let mut gpu = Gpu::new();
@@ -375,15 +419,19 @@ fn gpu_sampler_flags_non_finite_logits() {
                 logits[at] = v;
             }
             let s = Sampler::new(&mut gpu, &logits);
-            for p in [
-                params(0.0, 0, 1.0, 0.0, 1.0),
-                params(0.8, 40, 0.95, 0.0, 1.0),
-                params(0.8, 0, 0.95, 0.0, 1.0),
+            // With a penalty, on a history that holds the bad logit's id and the winner's.
+            let hist = [at as u32, 1321, 7];
+            for (p, hist) in [
+                (params(0.0, 0, 1.0, 0.0, 1.0), &[][..]),
+                (params(0.8, 40, 0.95, 0.0, 1.0), &[]),
+                (params(0.8, 0, 0.95, 0.0, 1.0), &[]),
+                (params(0.0, 0, 1.0, 0.0, 1.3), &hist),
+                (params(0.8, 0, 1.0, 0.05, 1.1), &hist),
             ] {
                 for two in PATHS {
                     // A verdict left from an earlier step is overwritten.
-                    let st = s.run(&mut gpu, two, &[], &p, 0.5, 7).state;
-                    let what = format!("{bad:?} at {at} {p:?}, two stages {two}");
+                    let st = s.run(&mut gpu, two, hist, &p, 0.5, 7).state;
+                    let what = format!("{bad:?} at {at} {p:?} {hist:?}, two stages {two}");
                     assert_eq!(st[S_BAD], want_flag, "{what}");
                     let want_token = if want_flag == 0 { 1321 } else { 0 };
                     assert_eq!(st[S_TOKEN], want_token, "{what}");
