@@ -313,10 +313,12 @@ void reduce_best(uint tid, bool argmax) {
 // Greedy: the argmax (ties: lowest id) with the verdict, in one pass and one tree. One stage
 // reads the logits themselves, penalized on the way (no copy to the scratch); two stages read
 // the candidates' penalized logits and the prefilter's per-slice flags.
-void greedy(uint tid, uint nh) {
+// `pen` (one stage with a penalty) is a constant at each call, so the loop without a penalty
+// carries no check.
+void greedy(uint tid, uint nh, bool pen) {
     const uint n = n_cand();
-    const uint last_n = ONE_STAGE != 0u ? pen_count(nh) : 0u;
-    uint np = pen_next(tid, nh, last_n, 0u, n);
+    const uint last_n = pen ? pen_count(nh) : 0u;
+    uint np = pen ? pen_next(tid, nh, last_n, 0u, n) : 0xFFFFFFFFu;
     float bv = -1.0 / 0.0;
     uint bi = 0xFFFFFFFFu;
     uint bad = ONE_STAGE != 0u ? 0u : slice_flags(tid);
@@ -325,7 +327,7 @@ void greedy(uint tid, uint nh) {
         if (ONE_STAGE != 0u) {
             v = logits[pc.logits_off + i];
             bad |= bad_bits(v);
-            if (i == np) {
+            if (pen && i == np) {
                 v = penalize(v);
                 np = pen_next(tid, nh, last_n, i + 1u, n);
             }
@@ -348,11 +350,11 @@ void greedy(uint tid, uint nh) {
 // with the verdict, in one pass and one tree. One stage reads the logits, penalizes them on the
 // way and copies them to the scratch (the selection's candidates); two stages read the
 // candidates and the prefilter's flags. The maximum is the one after top-k too, which always
-// keeps the top.
-float max_and_verdict(uint tid, uint nh, out uint verdict) {
+// keeps the top. `pen` as for greedy.
+float max_and_verdict(uint tid, uint nh, bool pen, out uint verdict) {
     const uint n = n_cand();
-    const uint last_n = ONE_STAGE != 0u ? pen_count(nh) : 0u;
-    uint np = pen_next(tid, nh, last_n, 0u, n);
+    const uint last_n = pen ? pen_count(nh) : 0u;
+    uint np = pen ? pen_next(tid, nh, last_n, 0u, n) : 0xFFFFFFFFu;
     float mx = -1.0 / 0.0;
     uint bad = ONE_STAGE != 0u ? 0u : slice_flags(tid);
     for (uint i = tid; i < n; i += WG) {
@@ -360,7 +362,7 @@ float max_and_verdict(uint tid, uint nh, out uint verdict) {
         if (ONE_STAGE != 0u) {
             v = logits[pc.logits_off + i];
             bad |= bad_bits(v);
-            if (i == np) {
+            if (pen && i == np) {
                 v = penalize(v);
                 np = pen_next(tid, nh, last_n, i + 1u, n);
             }
@@ -386,12 +388,22 @@ void main() {
     }
     const uint n = n_cand();
     const uint nh = state[S_NHIST];
+    const bool pen = ONE_STAGE != 0u && pen_count(nh) != 0u;
     if (prm.temp <= 0.0) {
-        greedy(tid, nh);
+        if (pen) {
+            greedy(tid, nh, true);
+        } else {
+            greedy(tid, nh, false);
+        }
         return;
     }
     uint verdict;
-    const float mx = max_and_verdict(tid, nh, verdict);
+    float mx;
+    if (pen) {
+        mx = max_and_verdict(tid, nh, true, verdict);
+    } else {
+        mx = max_and_verdict(tid, nh, false, verdict);
+    }
 
     // Top-k: the cut (key T, the last kept index among keys equal to T) is applied in the
     // softmax pass, which weighs the tokens past it 0.
