@@ -462,6 +462,15 @@ fn the_reader_sees_what_the_shaders_declare() {
         sh.usage("attention", shaders::ATTENTION, &[], None).local,
         [1, 1, 1]
     );
+    // With RoPE folded in (`ROPE`), the new position's K and V rows are staged too (`ks`, `vs`).
+    let u = sh.usage("attention_rope", shaders::ATTENTION_ROPE, &[32], None);
+    assert_eq!(
+        u,
+        Usage {
+            shared: 4 * (3 * 256 + 2 * 32),
+            local: [32, 1, 1]
+        }
+    );
     // The mat-mat shape that failed on the H200: 8 rows of 128 lanes for 8 tokens ask 64 KiB,
     // more than the 48 KiB of an NVIDIA device; `shapes::fit` gives it 4 rows there.
     let asked = [128, 8, PATH_TREE];
@@ -612,6 +621,7 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
             None,
         );
         sh.check(&d, "attention", shaders::ATTENTION, &[64], None);
+        sh.check(&d, "attention_rope", shaders::ATTENTION_ROPE, &[64], None);
         for hd in (2..=256).step_by(2) {
             let mut fits = 0;
             for bc in [32, 16] {
