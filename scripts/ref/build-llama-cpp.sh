@@ -28,6 +28,9 @@
 set -euo pipefail
 
 version=0.3.36
+# The sdist's sha256, from PyPI's file listing for llama-cpp-python 0.3.36 (and checked against a
+# download on 2026-12-06): the reference is built only from these exact bytes.
+sdist_sha256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 vulkan=0
 static_vulkan=0
 server=0
@@ -63,10 +66,22 @@ src="$dir/llama_cpp_python-$version/vendor/llama.cpp"
 mkdir -p "$dir"
 
 if [ ! -f "$src/CMakeLists.txt" ]; then
-  say "downloading the llama-cpp-python $version sdist from PyPI"
-  "$python" -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
-    "llama-cpp-python==$version" -d "$dir"
-  tar -xzf "$dir/llama_cpp_python-$version.tar.gz" -C "$dir"
+  sdist="$dir/llama_cpp_python-$version.tar.gz"
+  if [ ! -f "$sdist" ]; then
+    say "downloading the llama-cpp-python $version sdist from PyPI"
+    # Source only for llama-cpp-python itself: pip still prepares the sdist's metadata, and with
+    # `--no-binary :all:` it built its build tools (ninja, cmake ...) from source too (8 minutes).
+    "$python" -m pip download --quiet --disable-pip-version-check --no-binary llama-cpp-python \
+      --no-deps "llama-cpp-python==$version" -d "$dir" \
+      || { say "error: pip download llama-cpp-python==$version failed (is PyPI reachable?)"; exit 2; }
+  fi
+  got=$(sha256sum "$sdist" | cut -d' ' -f1)
+  if [ "$got" != "$sdist_sha256" ]; then
+    say "error: $sdist has sha256 $got, expected $sdist_sha256 (removed; run again to download it anew)"
+    rm -f "$sdist"
+    exit 2
+  fi
+  tar -xzf "$sdist" -C "$dir"
   [ -f "$src/CMakeLists.txt" ] || { say "error: $src/CMakeLists.txt missing after unpacking"; exit 2; }
 fi
 
