@@ -36,6 +36,7 @@ const SINGLE: &[&str] = &[
     "advance",
     "empty",
     "attention_prompt",
+    "attention_lanes",
     "attention_split",
     "attention_staged",
     "attention_combine",

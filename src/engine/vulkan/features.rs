@@ -21,6 +21,8 @@ pub struct Features {
     pub subgroup_arith: bool,
     /// Subgroup shuffles in compute shaders.
     pub subgroup_shuffle: bool,
+    /// Subgroup ballot operations (`subgroupBroadcast`, ...) in compute shaders.
+    pub subgroup_ballot: bool,
     /// `subgroupSizeControl` (VK_EXT_subgroup_size_control, core in 1.3).
     pub size_control: bool,
     /// `computeFullSubgroups`: a pipeline may require every subgroup to be full.
@@ -78,6 +80,7 @@ pub(crate) fn probe(
         float16: v12 && f16.shader_float16 == vk::TRUE,
         subgroup_arith: compute && ops.contains(vk::SubgroupFeatureFlags::ARITHMETIC),
         subgroup_shuffle: compute && ops.contains(vk::SubgroupFeatureFlags::SHUFFLE),
+        subgroup_ballot: compute && ops.contains(vk::SubgroupFeatureFlags::BALLOT),
         size_control: ext_size && size.subgroup_size_control == vk::TRUE,
         full_subgroups: ext_size && size.compute_full_subgroups == vk::TRUE,
         min_subgroup: min_sg,

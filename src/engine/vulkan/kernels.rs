@@ -118,6 +118,9 @@ pub struct Kernels {
     pub(super) tiled_form: Cell<TiledKernel>,
     /// The sampler in two stages (prefilter, selection) or in one (`sampler_two_stage_default`).
     sample_two_stage: Cell<bool>,
+    /// Prompt batches off the tiled path take the lanes attention (`prompt_lanes_default`)
+    /// instead of the one-row kernel.
+    pub(super) prompt_lanes: Cell<bool>,
     limits: Limits,
     /// `Device::texel_weights`: the mat-vec family's layout has the texel binding, and the
     /// `matvec.comp` variants read weights through it.
@@ -139,6 +142,15 @@ fn sampler_two_stage_default(dev: &Device) -> bool {
     dev.tuning
         .sampler_two_stage
         .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
+}
+
+/// Prompt batches off the tiled path take the lanes attention on CPU implementations (one query
+/// row per SIMD lane, `shaders/attention_lanes.comp`); GPUs keep the one-row kernel there.
+/// `Tuning::prompt_attn_lanes` overrides the choice.
+fn prompt_lanes_default(dev: &Device) -> bool {
+    dev.tuning
+        .prompt_attn_lanes
+        .unwrap_or(dev.info.kind == super::device::DeviceKind::Cpu)
 }
 
 impl Kernels {
@@ -181,6 +193,7 @@ impl Kernels {
             prompt_tiled: Cell::new(prompt_tiled_default(dev)),
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
             sample_two_stage: Cell::new(sampler_two_stage_default(dev)),
+            prompt_lanes: Cell::new(prompt_lanes_default(dev)),
             texel: dev.texel_weights(),
         })
     }
@@ -201,6 +214,13 @@ impl Kernels {
     #[cfg(test)]
     pub fn set_prompt_tiled(&self, on: bool) {
         self.prompt_tiled.set(on);
+    }
+
+    /// Forces the prompt attention off the tiled path: the lanes kernel (`true`, where the
+    /// device can run it) or the one-row kernel, for ops built after this call.
+    #[cfg(test)]
+    pub fn set_prompt_lanes(&self, on: bool) {
+        self.prompt_lanes.set(on);
     }
 
     /// Forces the sampler's path, two stages (`true`) or one, for ops built after this call
@@ -264,7 +284,9 @@ impl Kernels {
         }
         // The subgroup mat-vec and the staged attention run with full subgroups where the
         // device can promise them.
-        let full = (name.starts_with("matvecsg") || name.starts_with("attention_staged"))
+        let full = (name.starts_with("matvecsg")
+            || name.starts_with("attention_staged")
+            || name.starts_with("attention_lanes"))
             && self.dev.features.full_subgroups
             && spec[0].is_multiple_of(self.dev.features.max_subgroup.max(1));
         let k = Rc::new(GpuKernel::new(

@@ -2,7 +2,9 @@
 //! `shaders/matmul_tiled_vec4.comp`: `Tuning::tiled_kernel`) with its tile shapes, which of
 //! them a device can run (shared memory, workgroup size) and which one a batch of `n`
 //! tokens over `m` output rows uses (batches of at most the mat-mat's NT tokens, 8 on GPUs, keep it);
-//! and the prompt attention (`shaders/attention_prompt.comp`), query rows per workgroup.
+//! and the prompt attention (`shaders/attention_prompt.comp`), query rows per workgroup; off
+//! the tiled path on CPU implementations, the lanes attention (`shaders/attention_lanes.comp`,
+//! one query row per invocation of a one-subgroup workgroup).
 
 use std::rc::Rc;
 
@@ -13,6 +15,7 @@ use super::error::{Result, VkError};
 use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
 use super::pipeline::GpuKernel;
 use super::shaders;
+use super::shapes::Limits;
 use super::tuning::TiledKernel;
 use crate::quant::GgmlType;
 
@@ -227,12 +230,43 @@ pub(super) fn attn_shared_bytes(d: u32, bc: u32) -> u32 {
     4 * (ATTN_BR * d + 2 * bc * (d / 2 + 1) + ATTN_BR * bc + 2 * ATTN_BR)
 }
 
+/// Largest subgroup the lanes attention serves (shaders/attention_lanes.comp: `LANES` names
+/// lanes 0..=15), and its keys per step.
+pub(super) const LANES_MAX_SG: u32 = 16;
+pub(super) const LANES_KB: u32 = 2;
+
+/// The lanes attention's workgroup (= query rows) on a device with subgroups of
+/// `min_sg..=max_sg` lanes and `ballot` (subgroupBroadcast), for head dimension `d`, or `None`
+/// where it cannot run: the subgroup size not fixed, not a power of two or over
+/// `LANES_MAX_SG`, no ballot, `d` odd, 0 or over 256, or a workgroup past `max_wg`.
+pub(super) fn lanes_shape(
+    (min_sg, max_sg): (u32, u32),
+    ballot: bool,
+    max_wg: u32,
+    d: u32,
+) -> Option<u32> {
+    let ok = ballot
+        && min_sg == max_sg
+        && min_sg.is_power_of_two()
+        && min_sg <= LANES_MAX_SG
+        && min_sg <= max_wg
+        && d > 0
+        && d <= 256
+        && d.is_multiple_of(2);
+    ok.then_some(min_sg)
+}
+
 impl Kernels {
-    /// The prompt attention for head dimension `d`, with 32 keys per tile (16 where shared
-    /// memory is short), or `None` (the one-row kernel serves prompts too) when prompts use the
-    /// mat-vec path, `d` is odd, or no tile fits the device.
+    /// The prompt attention for head dimension `d`: on the tiled path the tiled kernel with 32
+    /// keys per tile (16 where shared memory is short); off it, where `prompt_lanes` (CPU
+    /// implementations) and the device allow (`lanes_shape`), the lanes kernel, one query row
+    /// per invocation; else `None` (the one-row kernel serves prompts too): `d` odd, or no tile
+    /// fits the device.
     pub fn prompt_attention(&self, d: u32) -> Result<Option<PromptAttention>> {
-        if !self.prompt_tiled.get() || !d.is_multiple_of(2) || d == 0 {
+        if !self.prompt_tiled.get() {
+            return self.lanes_attention(d);
+        }
+        if !d.is_multiple_of(2) || d == 0 {
             return Ok(None);
         }
         let limits = &self.dev.limits;
@@ -256,5 +290,30 @@ impl Kernels {
             kernel,
             rows: ATTN_BR,
         }))
+    }
+
+    /// The lanes attention (`shaders/attention_lanes.comp`) for head dimension `d`, named
+    /// `attention_lanes_{SG}_{d}`, or `None` where it is off or cannot run.
+    fn lanes_attention(&self, d: u32) -> Result<Option<PromptAttention>> {
+        if !self.prompt_lanes.get() {
+            return Ok(None);
+        }
+        let f = &self.dev.features;
+        let Some(sg) = lanes_shape(
+            (f.min_subgroup, f.max_subgroup),
+            f.subgroup_ballot,
+            Limits::of(&self.dev).max_wg,
+            d,
+        ) else {
+            return Ok(None);
+        };
+        let kernel = self.get(
+            &format!("attention_lanes_{sg}_{d}"),
+            shaders::ATTENTION_LANES,
+            &ATTN_BINDINGS,
+            ATTN_PUSH,
+            &[sg, d, LANES_KB],
+        )?;
+        Ok(Some(PromptAttention { kernel, rows: sg }))
     }
 }

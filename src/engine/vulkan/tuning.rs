@@ -51,6 +51,12 @@ pub struct Tuning {
     /// the device has subgroup arithmetic and shuffles. Decoding on CPU implementations keeps
     /// the one-row kernel either way unless `attn_chunk` forces the split path.
     pub attn_staged: Option<bool>,
+    /// Prompt batches off the tiled path: the lanes attention (`Some(true)`,
+    /// `PIGPU_VK_PROMPT_ATTN=lanes`: one query row per invocation, a subgroup per workgroup) or
+    /// the one-row kernel (`Some(false)`, `=row`: a workgroup per query head and token), for
+    /// A/B runs; `None`: lanes on CPU implementations, the one-row kernel on GPUs (whose
+    /// prompts take the tiled path's prompt attention anyway).
+    pub prompt_attn_lanes: Option<bool>,
     /// RMSNorm as its own pass (`PIGPU_VK_NORM=pass`): one small dispatch per norm writes the
     /// normed rows once, and the QKV, gate/up and head products read them without their fused
     /// norm. `false` (`=fused`, the default): the norm is fused into those products' prologue.
@@ -321,6 +327,14 @@ impl Tuning {
                 "staged or rows",
             )?);
         }
+        if let Some(v) = get("PIGPU_VK_PROMPT_ATTN") {
+            t.prompt_attn_lanes = Some(two_way(
+                "PIGPU_VK_PROMPT_ATTN",
+                v,
+                ("lanes", "row"),
+                "lanes or row",
+            )?);
+        }
         if let Some(v) = get("PIGPU_VK_NORM") {
             t.norm_pass = two_way("PIGPU_VK_NORM", v, ("pass", "fused"), "fused or pass")?;
         }
@@ -404,6 +418,7 @@ mod tests {
             ("PIGPU_VK_UBATCH", "70"),
             ("PIGPU_VK_ATTN_CHUNK", "256"),
             ("PIGPU_VK_ATTN", "rows"),
+            ("PIGPU_VK_PROMPT_ATTN", "row"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
             ("PIGPU_VK_NORM", "pass"),
             ("PIGPU_VK_ROPE", "pass"),
@@ -430,6 +445,10 @@ mod tests {
         assert_eq!(t.attn_staged, Some(false));
         let staged = parse(&[("PIGPU_VK_ATTN", " staged ")]).unwrap();
         assert_eq!(staged.attn_staged, Some(true));
+        assert_eq!(t.prompt_attn_lanes, Some(false));
+        let lanes = parse(&[("PIGPU_VK_PROMPT_ATTN", " lanes ")]).unwrap();
+        assert_eq!(lanes.prompt_attn_lanes, Some(true));
+        assert_eq!(parse(&[]).unwrap().prompt_attn_lanes, None);
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert!(t.norm_pass);
         assert!(t.rope_pass);
@@ -512,6 +531,7 @@ mod tests {
                 "KV positions per workgroup, a multiple of 64",
             ),
             ("PIGPU_VK_ATTN", "tiled", "staged or rows"),
+            ("PIGPU_VK_PROMPT_ATTN", "rows", "lanes or row"),
             ("PIGPU_VK_NORM", "separate", "fused or pass"),
             ("PIGPU_VK_ROPE", "fused", "fold or pass"),
             ("PIGPU_VK_READBACK", "host", "mapped or copy"),
@@ -548,6 +568,7 @@ mod tests {
             ("PIGPU_VK_UBATCH", "0"),
             ("PIGPU_VK_ATTN_CHUNK", "100"),
             ("PIGPU_VK_ATTN", "tiled"),
+            ("PIGPU_VK_PROMPT_ATTN", "tiled"),
             ("PIGPU_VK_MEM_LIMIT", "0"),
             ("PIGPU_VK_MEM_LIMIT", "lots"),
             ("PIGPU_VK_MEM_LIMIT", "5X"),

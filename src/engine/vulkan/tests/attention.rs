@@ -4,12 +4,14 @@
 //! workgroup serves, a fixed chunk, a sliding window and head sizes 64 to 256; each case on
 //! both split kernels (the staged one for GPUs and the rows one) and on the one-row kernel they
 //! replace for decoding, on the same data, where all must agree. And the staged kernel's shapes
-//! against the limits of the devices it may meet.
+//! against the limits of the devices it may meet. And the lanes prompt attention (CPU
+//! implementations' prompt batches) against the reference and the one-row kernel.
 
 use super::{attention_kind, attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{staged_shape, AttnScratch, Splits, StagedShape};
 use crate::engine::vulkan::ops::OpKind;
 use crate::engine::vulkan::shapes::Limits;
+use crate::engine::vulkan::tiled::lanes_shape;
 
 struct Case {
     heads: (usize, usize, usize),
@@ -171,6 +173,134 @@ fn split_attention_matches_reference_at_every_depth() {
             window,
         };
         run_case(&mut gpu, &mut rng, &c);
+    }
+}
+
+/// The lanes prompt attention (`shaders/attention_lanes.comp`: one query row per invocation,
+/// a subgroup of rows per workgroup) against the f64 reference and the one-row kernel on the
+/// same data: SmolLM2's heads over a whole 64-token batch from position 0, a batch that is no
+/// multiple of the rows per workgroup starting deep in the cache (as a later ubatch of a long
+/// prompt does), grouped-query heads of 1, 3, 4 and 7, head sizes 6 to 256 (80: a row's pairs
+/// are no multiple of the subgroup), sliding windows that start inside a block (every row's
+/// window begins at another key, the block's first keys masked for its later rows) and one wider
+/// than the cache, two tokens, and sharp scores (the queries scaled by 8) that make the
+/// online softmax rescale.
+#[test]
+fn lanes_prompt_attention_matches_reference() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(53);
+    // (query heads, KV heads, head size), first position, tokens, window, query scale.
+    let cases = [
+        ((9, 3, 64), 0, 64, 0, 1.0),
+        ((6, 2, 64), 70, 37, 0, 1.0),
+        ((4, 1, 128), 5, 20, 0, 1.0),
+        ((8, 2, 256), 3, 11, 0, 1.0),
+        ((14, 2, 80), 40, 9, 0, 1.0),
+        ((2, 2, 6), 0, 13, 0, 1.0),
+        ((8, 2, 64), 100, 30, 20, 1.0),
+        ((4, 2, 128), 10, 17, 512, 1.0),
+        ((6, 2, 64), 33, 2, 0, 1.0),
+        ((9, 3, 64), 16, 24, 5, 8.0),
+    ];
+    for ((n_head, n_kv, d), pos0, n_tok, window, qs) in cases {
+        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos0 + n_tok + 3);
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
+        let q: Vec<f32> = rng.vec(n_tok * qd, 1.0).iter().map(|x| x * qs).collect();
+        let sbuf = gpu.state_at(pos0);
+        let qbuf = gpu.buf_f32(&q);
+        let mut outs = Vec::new();
+        for lanes in [true, false] {
+            gpu.kernels.set_prompt_lanes(lanes);
+            let obuf = gpu.buf_f32(&vec![f32::NAN; n_tok * qd]);
+            let mut kind = attention_kind((n_head, n_kv, d));
+            if let OpKind::Attention { window: w, .. } = &mut kind {
+                *w = window as u32;
+            }
+            let op = gpu
+                .ops()
+                .attention(
+                    sbuf.all(),
+                    qbuf.all(),
+                    cache.kbuf.all(),
+                    cache.vbuf.all(),
+                    obuf.all(),
+                    None,
+                    kind,
+                )
+                .unwrap();
+            let name = match &op.kind {
+                OpKind::Attention {
+                    prompt: Some(p), ..
+                } => Some(p.kernel.name.clone()),
+                _ => None,
+            };
+            if lanes {
+                let name = name.expect("lanes attention on lavapipe");
+                assert!(name.starts_with("attention_lanes_"), "{name}");
+            } else {
+                assert_eq!(name, None, "one-row kernel");
+            }
+            gpu.run(&[(&op, n_tok as u32)]);
+            outs.push(gpu.read_f32(&obuf, n_tok * qd));
+            gpu.check();
+        }
+        gpu.kernels.set_prompt_lanes(true);
+        let what = format!(
+            "heads {:?}, pos0 {pos0}, {n_tok} tokens, window {window}",
+            (n_head, n_kv, d)
+        );
+        for t in 0..n_tok {
+            let p = pos0 + t;
+            let w0 = if window > 0 {
+                (p + 1).saturating_sub(window)
+            } else {
+                0
+            };
+            let row = &q[t * qd..(t + 1) * qd];
+            let want = attention_ref(
+                row,
+                &cache.k[w0 * kvd..],
+                &cache.v[w0 * kvd..],
+                (n_head, n_kv, d),
+                p + 1 - w0,
+            );
+            for (j, want) in want.iter().enumerate() {
+                let (lanes, row) = (outs[0][t * qd + j], outs[1][t * qd + j]);
+                assert!(
+                    (lanes as f64 - want).abs() < 2e-4 * qs as f64,
+                    "{what}: t={t} out[{j}] = {lanes} vs {want}"
+                );
+                assert!(
+                    (lanes - row).abs() < 2e-4 * qs,
+                    "{what}: t={t} out[{j}] = {lanes} vs the one-row kernel's {row}"
+                );
+            }
+        }
+    }
+}
+
+/// Where the lanes attention runs: a fixed subgroup of at most 16 lanes (a power of two) with
+/// ballot, within the workgroup limit, and an even head size up to 256.
+#[test]
+fn lanes_shape_needs_a_fixed_subgroup_and_an_even_head() {
+    assert_eq!(lanes_shape((8, 8), true, 1024, 64), Some(8));
+    assert_eq!(lanes_shape((4, 4), true, 1024, 256), Some(4));
+    assert_eq!(lanes_shape((16, 16), true, 1024, 2), Some(16));
+    for (sg, ballot, max_wg, d) in [
+        ((8, 32), true, 1024, 64),
+        ((32, 32), true, 1024, 64),
+        ((12, 12), true, 1024, 64),
+        ((8, 8), false, 1024, 64),
+        ((8, 8), true, 4, 64),
+        ((8, 8), true, 1024, 65),
+        ((8, 8), true, 1024, 0),
+        ((8, 8), true, 1024, 258),
+    ] {
+        assert_eq!(
+            lanes_shape(sg, ballot, max_wg, d),
+            None,
+            "{sg:?} {ballot} {max_wg} {d}"
+        );
     }
 }
 

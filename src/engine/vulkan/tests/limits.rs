@@ -15,7 +15,9 @@ use crate::engine::vulkan::attention::{staged_shape, MAX_GROUP, SPLIT_WG};
 use crate::engine::vulkan::kernels::{MATMUL_NT, MAX_SEG};
 use crate::engine::vulkan::shaders;
 use crate::engine::vulkan::shapes::{self, Limits, PATH_SUBGROUP, PATH_TREE};
-use crate::engine::vulkan::tiled::{attn_shared_bytes, ATTN_BR, ATTN_WG, TILES};
+use crate::engine::vulkan::tiled::{
+    attn_shared_bytes, lanes_shape, ATTN_BR, ATTN_WG, LANES_KB, TILES,
+};
 use crate::engine::vulkan::TiledKernel;
 
 /// What a shader asks of the device for one set of specialization constants.
@@ -580,7 +582,9 @@ fn every_prompt_tile_the_engine_can_choose_fits_each_device() {
 
 /// The attention kernels: the staged split kernel at every head size and group it serves
 /// (`staged_shape`), the rows split kernel, the combine, the one-row kernel, and the prompt
-/// attention at every even head size with each key tile whose count fits.
+/// attention at every even head size with each key tile whose count fits, and the lanes
+/// prompt attention (`lanes_shape`: no shared memory, one subgroup per workgroup) at every even
+/// head size where the device's fixed subgroup allows it.
 #[test]
 fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
     let mut sh = Shaders::new();
@@ -640,6 +644,17 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
                     fits > 0,
                     "NVIDIA runs the prompt attention at head size {hd}"
                 );
+            }
+            let lanes = lanes_shape(d.subgroups, true, d.lim.max_wg, hd);
+            if let Some(sg) = lanes {
+                let spec = [sg, hd, LANES_KB];
+                let code = shaders::ATTENTION_LANES;
+                let u = sh.usage("attention_lanes", code, &spec, Some(0));
+                assert_eq!(u.local, [u64::from(sg), 1, 1], "{}: lanes at {hd}", d.name);
+                sh.check(&d, "attention_lanes", code, &spec, Some(0));
+            }
+            if d.name == "lavapipe" {
+                assert_eq!(lanes, Some(8), "lavapipe runs the lanes attention at {hd}");
             }
         }
     }

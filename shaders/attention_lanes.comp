@@ -1,0 +1,141 @@
+#version 450
+// Prompt attention for CPU implementations (lavapipe): one query row per invocation, a
+// workgroup of one subgroup (SG invocations) takes SG consecutive tokens of one query head and
+// walks the keys of their causal range together, KB at a time, with an online softmax per row.
+// Grid: (n_head, ceil(n_tok / SG)). Grouped-query: head h reads KV head h / (n_head / n_kv).
+// With a sliding window (window > 0) the query at p sees keys p - window + 1 ..= p only.
+//
+// Why this shape on gallivm (Mesa's JIT behind lavapipe; docs/vulkan.md, "The prompt attention
+// on lavapipe"): a storage-buffer load is a loop over the SIMD lanes whatever the address, a
+// shared-memory access too, `if` runs both sides, and barriers switch between the workgroup's
+// fibres. Here there is no shared memory and no barrier; each invocation loads NW distinct
+// words of a K or V row (the subgroup covers the row), and subgroupBroadcast with a constant
+// lane (an extract and a splat) hands every word to all rows. The query row and the output
+// accumulators are private arrays indexed by constants only ([[unroll]]), so they stay in
+// registers (or plain stack slots), never per-lane scratch. Every row of the block runs the
+// block's key range; a key outside a row's causal range or window is masked by selects.
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_ballot : require
+layout(constant_id = 0) const uint SG = 8;  // invocations = subgroup size = query rows (<= 16)
+layout(constant_id = 1) const uint D = 64;  // head size (even, <= 256)
+layout(constant_id = 2) const uint KB = 2;  // keys per step (one rescale of the output per step)
+layout(local_size_x_id = 0) in;
+layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
+layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
+layout(set = 0, binding = 2) readonly buffer KC { uint kc[]; };
+layout(set = 0, binding = 3) readonly buffer VC { uint vc[]; };
+layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
+layout(push_constant) uniform PC {
+    uint n_head;
+    uint n_kv;
+    uint head_dim;  // (D is the constant)
+    uint n_tok;
+    float scale;
+    uint n_split_;  // (split kernel only)
+    uint chunk_;    // (split kernel only)
+    uint window;    // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
+} pc;
+#include "common/state.glsl"
+
+const uint W = D / 2u;               // f16 pairs per K or V row of one head
+const uint NW = (W + SG - 1u) / SG;  // pairs each invocation loads per row
+const float NEG_INF = -1.0 / 0.0;
+
+// Lane I's pair of word c of the row in `f` (vec2 per invocation), handed to every row: `F(w, v2)`
+// for the pair index w = c·SG + I, where it exists. Lanes are literals (subgroupBroadcast takes
+// constants on SPIR-V 1.3); the `if`s on constants vanish when the pipeline is specialised.
+#define LANE(f, c, I, F)                                       \
+    if (I < SG && (c) * SG + I < W) {                          \
+        const vec2 v2_ = subgroupBroadcast(f[c], I);           \
+        F((c) * SG + I, v2_)                                   \
+    }
+#define LANES(f, c, F)                                                                         \
+    LANE(f, c, 0u, F) LANE(f, c, 1u, F) LANE(f, c, 2u, F) LANE(f, c, 3u, F)                    \
+    LANE(f, c, 4u, F) LANE(f, c, 5u, F) LANE(f, c, 6u, F) LANE(f, c, 7u, F)                    \
+    LANE(f, c, 8u, F) LANE(f, c, 9u, F) LANE(f, c, 10u, F) LANE(f, c, 11u, F)                  \
+    LANE(f, c, 12u, F) LANE(f, c, 13u, F) LANE(f, c, 14u, F) LANE(f, c, 15u, F)
+
+float qv[D];   // this row's query, scaled to log2 units
+float acc[D];  // this row's output, unnormalised
+float sc[4];   // partial dot products (independent chains)
+float ej;      // the current key's weight
+
+#define DOT(w, v2) sc[(w) & 3u] += qv[2u * (w)] * v2_.x + qv[2u * (w) + 1u] * v2_.y;
+#define AXPY(w, v2) acc[2u * (w)] += ej * v2_.x; acc[2u * (w) + 1u] += ej * v2_.y;
+
+void main() {
+    const uint lane = gl_SubgroupInvocationID;
+    const uint h = gl_WorkGroupID.x;
+    const uint t0 = gl_WorkGroupID.y * SG;
+    const uint t_last = min(t0 + SG, pc.n_tok) - 1u;
+    const uint t = min(t0 + lane, t_last);  // rows past the batch repeat its last (not written)
+    const uint kvh = h / (pc.n_head / pc.n_kv);
+    const uint rw = pc.n_kv * W;            // words per cache row
+    const uint base = kvh * W;
+    const uint pos0 = state[S_POS];
+    const uint p_row = pos0 + t;
+    const uint win = pc.window;
+    const uint row_first = win > 0u && p_row >= win ? p_row + 1u - win : 0u;
+    const uint p_top = pos0 + t0;
+    const uint p_lo = win > 0u && p_top >= win ? p_top + 1u - win : 0u;
+    const uint p_hi = pos0 + t_last;
+
+    const float qscale = pc.scale * 1.4426950408889634;
+    const uint qb = (t * pc.n_head + h) * D;
+    [[unroll]] for (uint d = 0u; d < D; d++) {
+        qv[d] = q[qb + d] * qscale;
+        acc[d] = 0.0;
+    }
+    float m = NEG_INF, l = 0.0;
+    for (uint p0 = p_lo; p0 <= p_hi; p0 += KB) {
+        float s[KB];
+        [[unroll]] for (uint j = 0u; j < KB; j++) {
+            const uint p = min(p0 + j, p_hi);
+            const uint kb = p * rw + base;
+            vec2 kf[NW];
+            [[unroll]] for (uint c = 0u; c < NW; c++) {
+                kf[c] = unpackHalf2x16(kc[kb + min(lane + c * SG, W - 1u)]);
+            }
+            [[unroll]] for (uint i = 0u; i < 4u; i++) {
+                sc[i] = 0.0;
+            }
+            [[unroll]] for (uint c = 0u; c < NW; c++) {
+                LANES(kf, c, DOT)
+            }
+            const bool ok = p0 + j <= p_row && p0 + j >= row_first;
+            s[j] = ok ? (sc[0] + sc[1]) + (sc[2] + sc[3]) : NEG_INF;
+        }
+        float m_new = m;
+        [[unroll]] for (uint j = 0u; j < KB; j++) {
+            m_new = max(m_new, s[j]);
+        }
+        // No key of this row yet (a window's start): nothing to rescale, every weight 0.
+        const float mb = m_new == NEG_INF ? 0.0 : m_new;
+        const float alpha = m == NEG_INF ? 0.0 : exp2(m - mb);
+        l *= alpha;
+        [[unroll]] for (uint d = 0u; d < D; d++) {
+            acc[d] *= alpha;
+        }
+        [[unroll]] for (uint j = 0u; j < KB; j++) {
+            ej = s[j] == NEG_INF ? 0.0 : exp2(s[j] - mb);
+            l += ej;
+            const uint vb = min(p0 + j, p_hi) * rw + base;
+            vec2 vf[NW];
+            [[unroll]] for (uint c = 0u; c < NW; c++) {
+                vf[c] = unpackHalf2x16(vc[vb + min(lane + c * SG, W - 1u)]);
+            }
+            [[unroll]] for (uint c = 0u; c < NW; c++) {
+                LANES(vf, c, AXPY)
+            }
+        }
+        m = m_new;
+    }
+    if (t0 + lane <= t_last) {
+        const float inv = 1.0 / l;
+        [[unroll]] for (uint d = 0u; d < D; d++) {
+            o[qb + d] = acc[d] * inv;
+        }
+    }
+}
