@@ -37,6 +37,19 @@ layout(constant_id = 3) const uint NT = 8;
 layout(constant_id = 4) const uint FIXED = FIXED_PUSH;
 #endif
 #define MAX_SEG 4
+// The `any` variant on the lane path: the type of each segment as a constant (LANE_T0..3), so
+// each invocation runs the register forms (lane_rows_one, lane_rows_batch) for its rows' type,
+// the dequantizer of that type only (`lane_rows_typed`). The host sets them where no
+// invocation's ROWS rows mix types (a type run's rows a multiple of ROWS; with F_GLU gate and
+// up of one type) and unused segments to segment 0's type; NO_TYPE (the default): lane_rows
+// reads the types from the push constants.
+#define NO_TYPE 0xFFFFFFFFu
+#ifndef WTYPE
+layout(constant_id = 5) const uint LANE_T0 = NO_TYPE;
+layout(constant_id = 6) const uint LANE_T1 = NO_TYPE;
+layout(constant_id = 7) const uint LANE_T2 = NO_TYPE;
+layout(constant_id = 8) const uint LANE_T3 = NO_TYPE;
+#endif
 
 layout(set = 0, binding = 0) readonly buffer X { float x[]; };
 layout(set = 0, binding = 1) readonly buffer Wt { uint d[]; } W[MAX_SEG];
@@ -158,8 +171,8 @@ void store(uint row, uint t, float v) {
 // its tokens. Each unit of 32 activations is read once for all ROWS rows: on lavapipe every
 // storage-buffer load costs a loop over the SIMD lanes, and the activations (one load per
 // weight) dominated. Only the `any` variants (a type per segment) run it since lane_rows_one
-// and lane_rows_batch: on lavapipe its acc, indexed by the loop `h` (not unrolled), lives in
-// scratch memory.
+// and lane_rows_batch, and only where an invocation's rows mix types (LANE_T0 == NO_TYPE): on
+// lavapipe its acc, indexed by the loop `h` (not unrolled), lives in scratch memory.
 void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
     if (row0 >= total) {
         return;
@@ -272,8 +285,8 @@ void lane_rows(uint row0, uint total, uint units, uint t0, uint nt) {
 // arrays indexed at run time live in per-lane scratch memory, where every access is a gather or
 // scatter, and in lane_rows' form that was every multiply-add. The x loads of a token serve the
 // gate and up rows alike. ([[unroll]]: the loops with constant trip counts unroll whatever
-// their size; the token loop does not.) Variants with one weight type only: in the `any`
-// variant every unrolled row would carry the whole dequantizer switch, and it keeps lane_rows.
+// their size; the token loop does not.) `ty` is a constant at every call (WTYPE, or one of the
+// `any` variant's LANE_T*: lane_rows_typed), so only that type's dequantizer is compiled in.
 // x[4*i4 .. 4*i4+4) of the unit at element `e0` of the token row starting at float `xb`,
 // zeros past k; `fast`: the whole unit lies within k and x is vec4-aligned.
 vec4 x4_of(uint xb, uint e0, uint i4, bool fast) {
@@ -290,7 +303,7 @@ vec4 x4_of(uint xb, uint e0, uint i4, bool fast) {
     return xv;
 }
 
-void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
+void lane_rows_batch(uint ty, uint row0, uint total, uint units, uint t0, uint nt) {
     if (row0 >= total) {
         return;
     }
@@ -317,7 +330,7 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
                 }
             }
             segs[h * ROWS + r] = seg;
-            rbs[h * ROWS + r] = srow * row_bytes(seg_type_of(seg), pc.k);
+            rbs[h * ROWS + r] = srow * row_bytes(ty, pc.k);
         }
     }
     const bool x_vec4 = ((pc.x_off | pc.x_stride) & 3u) == 0u;
@@ -327,12 +340,12 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
         float wg[ROWS * 32u], wu[ROWS * 32u];
         [[unroll]] for (uint r = 0u; r < ROWS; r++) {
             float w1[32];
-            dq32(segs[r], seg_type_of(segs[r]), rbs[r], u, pc.k, w1);
+            dq32(segs[r], ty, rbs[r], u, pc.k, w1);
             [[unroll]] for (uint i = 0u; i < 32u; i++) {
                 wg[r * 32u + i] = w1[i];
             }
             if (glu) {
-                dq32(segs[ROWS + r], seg_type_of(segs[ROWS + r]), rbs[ROWS + r], u, pc.k, w1);
+                dq32(segs[ROWS + r], ty, rbs[ROWS + r], u, pc.k, w1);
                 [[unroll]] for (uint i = 0u; i < 32u; i++) {
                     wu[r * 32u + i] = w1[i];
                 }
@@ -415,7 +428,8 @@ void lane_rows_batch(uint row0, uint total, uint units, uint t0, uint nt) {
     }
 }
 
-// The LANE_ROWS path for one token (decoding), in the variants with one weight type: the same
+// The LANE_ROWS path for one token (decoding), for weights of type `ty` (a constant, as in
+// lane_rows_batch): the same
 // rows as lane_rows, shaped for how lavapipe (gallivm) compiles it. Every private array is
 // indexed by constants only ([[unroll]] loops), so it lives in registers; lane_rows indexed its
 // accumulators by the gate/up half of a loop that does not unroll, which keeps them in per-lane
@@ -464,8 +478,7 @@ vec4 nw4_one(uint e0, uint i4) {
 #endif
 }
 
-#ifdef WTYPE
-void lane_rows_one(uint row0, uint total, uint units, uint t0) {
+void lane_rows_one(uint ty, uint row0, uint total, uint units, uint t0) {
     if (row0 >= total) {
         return;
     }
@@ -491,7 +504,7 @@ void lane_rows_one(uint row0, uint total, uint units, uint t0) {
                 }
             }
             segs[r] = seg;
-            rbs[r] = srow * row_bytes(WTYPE, pc.k);
+            rbs[r] = srow * row_bytes(ty, pc.k);
         }
         float a[ROWS];
         [[unroll]] for (uint r = 0u; r < ROWS; r++) {
@@ -512,7 +525,7 @@ void lane_rows_one(uint row0, uint total, uint units, uint t0) {
             }
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                 float w[32];
-                dq32(segs[r], WTYPE, rbs[r], u, pc.k, w);
+                dq32(segs[r], ty, rbs[r], u, pc.k, w);
                 vec4 s4 = vec4(0.0);
                 [[unroll]] for (uint i4 = 0u; i4 < 8u; i4++) {
                     s4 += vec4(w[4u * i4], w[4u * i4 + 1u], w[4u * i4 + 2u], w[4u * i4 + 3u]) * xs[i4];
@@ -540,6 +553,48 @@ void lane_rows_one(uint row0, uint total, uint units, uint t0) {
         }
     }
 }
+
+// The register forms for weights of type `ty` (a constant at every call, so only its
+// dequantizer is compiled in): the mat-mat's for NT > 1 tokens, the mat-vec's for one.
+void lane_rows_of(uint ty, uint row0, uint total, uint units, uint t0, uint nt) {
+    if (NT > 1) {
+        lane_rows_batch(ty, row0, total, units, t0, nt);
+    } else {
+        lane_rows_one(ty, row0, total, units, t0);
+    }
+}
+
+#ifndef WTYPE
+// The `any` variant's register form: the type of this invocation's rows (its first row's
+// segment: the host set LANE_T* only where an invocation's rows share one type), then the
+// typed form for it, one call per distinct type of the op. Lavapipe runs a SIMD vector of
+// invocations together and skips a call whose condition is false for all of them, so a vector
+// whose rows have one type runs one dequantizer, one that straddles a type change both.
+void lane_rows_typed(uint row0, uint total, uint units, uint t0, uint nt) {
+    if (row0 >= total) {
+        return;
+    }
+    uint seg = 0u, srow = row0;
+    if ((pc.flags & F_GLU) == 0u) {
+        while (srow >= pc.seg_rows[seg]) {
+            srow -= pc.seg_rows[seg];
+            seg++;
+        }
+    }
+    const uint ty = seg == 0u ? LANE_T0 : seg == 1u ? LANE_T1 : seg == 2u ? LANE_T2 : LANE_T3;
+    if (ty == LANE_T0) {
+        lane_rows_of(LANE_T0, row0, total, units, t0, nt);
+    }
+    if (LANE_T1 != LANE_T0 && ty == LANE_T1) {
+        lane_rows_of(LANE_T1, row0, total, units, t0, nt);
+    }
+    if (LANE_T2 != LANE_T0 && LANE_T2 != LANE_T1 && ty == LANE_T2) {
+        lane_rows_of(LANE_T2, row0, total, units, t0, nt);
+    }
+    if (LANE_T3 != LANE_T0 && LANE_T3 != LANE_T1 && LANE_T3 != LANE_T2 && ty == LANE_T3) {
+        lane_rows_of(LANE_T3, row0, total, units, t0, nt);
+    }
+}
 #endif
 
 void main() {
@@ -558,15 +613,16 @@ void main() {
     const uint units = (pc.k + 31u) / 32u;
     const uint nt = min(NT, pc.n_tok - t0);
     if (LANE_ROWS != 0u) {
+        const uint row0 = (wg * WG + tid) * ROWS;
 #ifdef WTYPE
-        if (NT > 1) {
-            lane_rows_batch((wg * WG + tid) * ROWS, total, units, t0, nt);
-            return;
+        lane_rows_of(WTYPE, row0, total, units, t0, nt);
+#else
+        if (LANE_T0 != NO_TYPE) {
+            lane_rows_typed(row0, total, units, t0, nt);
+        } else {
+            lane_rows(row0, total, units, t0, nt);
         }
-        lane_rows_one((wg * WG + tid) * ROWS, total, units, t0);
-        return;
 #endif
-        lane_rows((wg * WG + tid) * ROWS, total, units, t0, nt);
         return;
     }
 

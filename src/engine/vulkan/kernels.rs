@@ -95,6 +95,35 @@ pub fn matmul_nt_of(kernel: &GpuKernel) -> u32 {
     kernel.spec[3]
 }
 
+/// The one weight type of segments `segs` (rows, type), `None` when they mix types (the `any`
+/// variant).
+pub fn one_type(segs: &[(u32, GgmlType)]) -> Option<GgmlType> {
+    let ty = segs.first()?.1;
+    segs.iter().all(|s| s.1 == ty).then_some(ty)
+}
+
+/// The `any` variant's lane-path constants LANE_T0..3 (shaders/matvec.comp) for segments
+/// `segs` (rows, type) on a kernel of `rows` rows per invocation: each segment's type id
+/// (unused segments segment 0's), so that each invocation runs the register form of its rows'
+/// type. `None` where an invocation's rows would mix types: a type changes at a row that is
+/// not a multiple of `rows`, or a GLU product's gate and up differ (each invocation reads both).
+pub fn lane_types(segs: &[(u32, GgmlType)], glu: bool, rows: u32) -> Option<[u32; 4]> {
+    let first = segs.first()?.1;
+    if segs.len() > MAX_SEG || (glu && segs.iter().any(|s| s.1 != first)) {
+        return None;
+    }
+    let mut start = 0u32;
+    let mut out = [first.id(); 4];
+    for (i, s) in segs.iter().enumerate() {
+        if i > 0 && s.1 != segs[i - 1].1 && (rows == 0 || !start.is_multiple_of(rows)) {
+            return None;
+        }
+        out[i] = s.1.id();
+        start = start.checked_add(s.0)?;
+    }
+    Some(out)
+}
+
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
     shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
@@ -204,6 +233,12 @@ impl Kernels {
         self.matmul_nt
     }
 
+    /// The prompt mat-mat shape (workgroup size, rows per workgroup, path) in use.
+    #[cfg(test)]
+    pub fn matmul_shape(&self) -> [u32; 3] {
+        self.matmul_shape
+    }
+
     /// The decode mat-vec shape (workgroup size, rows per workgroup, path) in use.
     pub fn matvec_shape(&self) -> [u32; 3] {
         self.matvec_shape
@@ -304,56 +339,70 @@ impl Kernels {
         Ok(k)
     }
 
-    /// The prompt mat-mat (`matmul_nt` tokens per workgroup) for weights of type `ty` (`None`:
-    /// the variant that reads the type per segment) in `nseg` segments; `fixed`: what its
+    /// The prompt mat-mat (`matmul_nt` tokens per workgroup) for weight segments `segs` (rows,
+    /// type; mixed types: the `any` variant) of a product that is GLU or not; `fixed`: what its
     /// pipeline fixes (`matmul_fixed`).
-    pub fn matmul(&self, ty: Option<GgmlType>, nseg: u32, fixed: u32) -> Result<Rc<GpuKernel>> {
+    pub fn matmul(&self, segs: &[(u32, GgmlType)], glu: bool, fixed: u32) -> Result<Rc<GpuKernel>> {
         let [wg, rows, path] = self.matmul_shape;
-        self.matvec_shaped(true, ty, nseg, &[wg, rows, path, self.matmul_nt, fixed])
+        self.matvec_shaped(true, segs, glu, &[wg, rows, path, self.matmul_nt, fixed])
     }
 
-    /// The mat-mat's spec constant FIXED for an op with push `flags`, input width `k` and x
-    /// read from float `x_off` every `x_stride` floats: on the lane path of the typed variants
-    /// (`lane_rows_batch`) its F_GLU and F_NORM and whether its units are whole and vec4-aligned
-    /// (`X_WHOLE`), so lavapipe compiles no code for what the op does not do (gallivm runs both
-    /// sides of a branch); elsewhere `FIXED_PUSH`, one pipeline for every op.
+    /// The mat-mat's spec constant FIXED for an op over `segs` (rows, type) with push `flags`,
+    /// input width `k` and x read from float `x_off` every `x_stride` floats: where the lane
+    /// path runs `lane_rows_batch` (the typed variants, and the `any` variant where
+    /// `lane_types` gives its segments' types) its F_GLU and F_NORM and whether its units are
+    /// whole and vec4-aligned (`X_WHOLE`), so lavapipe compiles no code for what the op does
+    /// not do (gallivm runs both sides of a branch); elsewhere `FIXED_PUSH`, one pipeline for
+    /// every op.
     pub fn matmul_fixed(
         &self,
-        ty: Option<GgmlType>,
+        segs: &[(u32, GgmlType)],
         flags: u32,
         k: u32,
         x_off: u32,
         x_stride: u32,
     ) -> u32 {
-        if self.matmul_shape[2] != PATH_LANE || ty.is_none() {
+        let [_, rows, path] = self.matmul_shape;
+        let glu = flags & F_GLU != 0;
+        let registers = one_type(segs).is_some() || lane_types(segs, glu, rows).is_some();
+        if path != PATH_LANE || !registers {
             return FIXED_PUSH;
         }
         let whole = k.is_multiple_of(32) && (x_off | x_stride).is_multiple_of(4);
         (flags & (F_GLU | F_NORM)) | if whole { X_WHOLE } else { 0 }
     }
 
-    /// The decode mat-vec for a `rows` × `k` matrix in `nseg` segments (`shapes::for_matrix`:
-    /// narrower workgroups for very tall or short matrices on the subgroup path).
+    /// The decode mat-vec for a `rows` × `k` product over weight segments `segs` (rows, type),
+    /// GLU or not (`shapes::for_matrix`: narrower workgroups for very tall or short matrices on
+    /// the subgroup path).
     pub fn matvec_decode(
         &self,
-        ty: Option<GgmlType>,
-        nseg: u32,
+        segs: &[(u32, GgmlType)],
+        glu: bool,
         rows: u32,
         k: u32,
     ) -> Result<Rc<GpuKernel>> {
         let spec = shapes::for_matrix(self.matvec_shape, rows, k, &self.limits);
-        self.matvec_shaped(false, ty, nseg, &spec)
+        self.matvec_shaped(false, segs, glu, &spec)
     }
 
-    /// A `matvec.comp`-family kernel; `spec`: (workgroup size, rows, path) and for the mat-mat
-    /// (`batch`) NT and FIXED.
+    /// A `matvec.comp`-family kernel for weight segments `segs` (rows, type); `spec`:
+    /// (workgroup size, rows, path) and for the mat-mat (`batch`) NT and FIXED. The `any`
+    /// variant on the lane path gets its segments' types as constants 5-8 where `lane_types`
+    /// allows (LANE_T0..3: the register forms), else reads them from the push constants.
     fn matvec_shaped(
         &self,
         batch: bool,
-        ty: Option<GgmlType>,
-        nseg: u32,
+        segs: &[(u32, GgmlType)],
+        glu: bool,
         spec: &[u32],
     ) -> Result<Rc<GpuKernel>> {
+        let ty = one_type(segs);
+        let nseg = segs.len() as u32;
+        let lane = match ty {
+            None if spec[2] == PATH_LANE => lane_types(segs, glu, spec[1]),
+            _ => None,
+        };
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
         // Decode only: the mat-mat reads storage buffers, which the texel layout has
@@ -392,13 +441,19 @@ impl Kernels {
         if let [_, _, _, nt, fixed] = spec {
             name = format!("{name}_t{nt}_f{fixed}");
         }
+        let mut spec = spec.to_vec();
         if texel {
             let nseg = nseg.clamp(1, MAX_SEG as u32);
-            let spec = [spec[0], spec[1], spec[2], nseg];
-            self.get_matvec(&format!("{name}_s{nseg}"), spirv, &spec)
-        } else {
-            self.get_matvec(&name, spirv, spec)
+            spec.push(nseg);
+            name = format!("{name}_s{nseg}");
         }
+        if let Some(t) = lane {
+            // Constants 3 and 4 (NT and FIXED, or SEGS) as they are, then LANE_T0..3.
+            spec.resize(5, 0);
+            spec.extend(t);
+            name = format!("{name}_l{}.{}.{}.{}", t[0], t[1], t[2], t[3]);
+        }
+        self.get_matvec(&name, spirv, &spec)
     }
 
     pub fn embed(&self) -> Result<Rc<GpuKernel>> {

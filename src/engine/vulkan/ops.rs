@@ -11,7 +11,8 @@ use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::Result;
-use super::kernels::{matmul_nt_of, sample_slices, Kernels, Seg, F_BIAS, F_GLU, F_NORM, MAX_SEG};
+use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, Seg};
+use super::kernels::{F_BIAS, F_GLU, F_NORM, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
 use super::shapes::PATH_LANE;
 use super::tiled::{PromptAttention, Tiled};
@@ -398,16 +399,14 @@ pub struct MatvecSpec<'a> {
 impl OpBuilder<'_> {
     pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<GpuOp> {
         assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
-        let ty0 = s.segs[0].ty;
-        let same = s.segs.iter().all(|g| g.ty == ty0);
-        let ty = if same { Some(ty0) } else { None };
+        let types: Vec<(u32, GgmlType)> = s.segs.iter().map(|g| (g.rows, g.ty)).collect();
+        let ty = one_type(&types);
         let glu = s.flags & F_GLU != 0;
         let rows: u32 = if glu {
             s.segs[0].rows
         } else {
             s.segs.iter().map(|g| g.rows).sum()
         };
-        let nseg = s.segs.len() as u32;
         let mut flags = s.flags;
         if s.norm.is_some() {
             flags |= F_NORM;
@@ -415,9 +414,9 @@ impl OpBuilder<'_> {
         if s.segs.iter().any(|g| g.bias.is_some()) {
             flags |= F_BIAS;
         }
-        let kernel = self.kernels.matvec_decode(ty, nseg, rows, s.k)?;
-        let fixed = (self.kernels).matmul_fixed(ty, flags, s.k, s.x_off, s.x_stride);
-        let batch_kernel = self.kernels.matmul(ty, nseg, fixed)?;
+        let kernel = self.kernels.matvec_decode(&types, glu, rows, s.k)?;
+        let fixed = (self.kernels).matmul_fixed(&types, flags, s.k, s.x_off, s.x_stride);
+        let batch_kernel = self.kernels.matmul(&types, glu, fixed)?;
         let tiled = self.kernels.tiled(ty)?;
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
         // Unused optional bindings point at the input (never read: the flags say so).

@@ -5,7 +5,7 @@ use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix}
 use super::matmul::{random_weights, width_for, TYPES};
 use super::{assert_attention, f16_pack, f16_round, Gpu, Rng};
 use crate::engine::vulkan::kernels::STATE_WORDS;
-use crate::engine::vulkan::ops::{MatvecSpec, OpKind};
+use crate::engine::vulkan::ops::{GpuOp, MatvecSpec, OpKind};
 use crate::quant::GgmlType;
 
 #[test]
@@ -68,7 +68,42 @@ fn fused_norm_bias_segments_and_residual() {
     for (lane, texel) in Gpu::PATHS {
         let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(2));
         let label = format!("fused lane={lane} texel={texel}");
-        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 19], |_| {}, &label);
+        // A type change at row 21, inside an invocation: the `any` variant's `lane_rows`.
+        let lane_rows = |op: &GpuOp| assert!(!op.kernel.name.contains("_l"), "{label}");
+        check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 19], lane_rows, &label);
+    }
+}
+
+/// Mixed types in one dispatch where every type run's rows are a multiple of the lane path's 8
+/// rows per invocation (Qwen2.5's and gemma-3's QKV: Q5_0 for Q and K, Q8_0 for V): on the
+/// lane path the `any` variant runs the register forms with the segments' types as constants
+/// (a `_l` pipeline, in decode and prompt), each invocation with its rows' dequantizer; the
+/// last segment ends inside an invocation, a type run spans two segments whose boundary (rows
+/// 21 and 45) is inside one. Checked against the CPU dequantizer on every path.
+#[test]
+fn mixed_types_in_whole_invocations_take_the_register_form() {
+    use GgmlType::{Q4_1, Q4_K, Q5_0, Q6_K, Q8_0};
+    let cases: [(usize, [(GgmlType, usize); 4]); 2] = [
+        (96, [(Q5_0, 21), (Q5_0, 11), (Q8_0, 16), (Q4_1, 5)]),
+        (512, [(Q4_K, 40), (Q6_K, 5), (Q6_K, 3), (Q8_0, 13)]),
+    ];
+    for (lane, texel) in Gpu::PATHS {
+        let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(6));
+        for (k, segs) in &cases {
+            let label = format!("mixed k={k} lane={lane} texel={texel}");
+            let registers = |op: &GpuOp| {
+                let OpKind::Matvec { batch_kernel, .. } = &op.kind else {
+                    panic!("{label}: not a mat-vec");
+                };
+                for kn in [&op.kernel, batch_kernel] {
+                    let l = kn.name.contains("_l");
+                    assert!(kn.name.contains("_any"), "{label}: {}", kn.name);
+                    assert_eq!(l, lane == 1, "{label}: {} (register form)", kn.name);
+                }
+            };
+            check_fused(&mut gpu, &mut rng, *k, segs, &[1, 19], registers, &label);
+        }
+        gpu.check();
     }
 }
 

@@ -95,24 +95,82 @@ fn lavapipe_probes_its_features_and_keeps_the_lane_path() {
     assert_eq!(gpu.kernels.matmul_nt(), MATMUL_NT_CPU);
 }
 
-/// The lane path's typed mat-mat fixes the op's GLU and norm, and whole vec4-aligned units,
-/// in its pipeline (its other flags stay push constants); the `any` variant and the GPUs'
-/// tree path fix nothing, so they keep one pipeline for every op.
+/// The lane path's register mat-mat (`lane_rows_batch`: the typed variants, and the `any`
+/// variant where no invocation's rows mix types) fixes the op's GLU and norm, and whole
+/// vec4-aligned units, in its pipeline (its other flags stay push constants); the `any`
+/// variant's `lane_rows` and the GPUs' tree path fix nothing, so they keep one pipeline for
+/// every op.
 #[test]
 fn the_lane_mat_mat_fixes_what_the_op_does() {
-    let (q, all) = (Some(GgmlType::Q4_1), F_GLU | F_NORM | F_ACC | F_BIAS);
+    use GgmlType::{Q4_1, Q5_0, Q8_0};
+    let all = F_GLU | F_NORM | F_ACC | F_BIAS;
+    let q: &[(u32, GgmlType)] = &[(576, Q4_1)];
     let lane = Gpu::with_lane(1);
-    let fixed =
-        |ty, flags, k, x_off, x_stride| lane.kernels.matmul_fixed(ty, flags, k, x_off, x_stride);
+    let fixed = |segs: &[(u32, GgmlType)], flags, k, x_off, x_stride| {
+        lane.kernels.matmul_fixed(segs, flags, k, x_off, x_stride)
+    };
     assert_eq!(fixed(q, all, 576, 0, 576), F_GLU | F_NORM | X_WHOLE);
     assert_eq!(fixed(q, F_ACC, 1536, 0, 1536), X_WHOLE);
     assert_eq!(fixed(q, F_NORM, 100, 0, 100), F_NORM, "k not whole units");
     assert_eq!(fixed(q, 0, 576, 0, 578), 0, "x rows not vec4-aligned");
     assert_eq!(fixed(q, 0, 576, 2, 576), 0, "x not vec4-aligned");
-    assert_eq!(fixed(None, all, 576, 0, 576), FIXED_PUSH);
+    // Qwen2.5's QKV (Q5_0, Q5_0, Q8_0): the type changes at row 1024, a multiple of 8.
+    let qkv: &[(u32, GgmlType)] = &[(896, Q5_0), (128, Q5_0), (128, Q8_0)];
+    assert_eq!(lane.kernels.matmul_shape()[1], 8, "rows per invocation");
+    assert_eq!(fixed(qkv, F_NORM | F_BIAS, 896, 0, 896), F_NORM | X_WHOLE);
+    let odd: &[(u32, GgmlType)] = &[(21, Q5_0), (11, Q8_0)];
+    assert_eq!(
+        fixed(odd, F_NORM, 96, 0, 96),
+        FIXED_PUSH,
+        "a type change at row 21"
+    );
+    let glu: &[(u32, GgmlType)] = &[(64, Q5_0), (64, Q8_0)];
+    assert_eq!(
+        fixed(glu, F_GLU, 96, 0, 96),
+        FIXED_PUSH,
+        "gate and up of two types"
+    );
     let tree = Gpu::with_lane(0);
     assert_eq!(tree.kernels.matmul_nt(), MATMUL_NT);
     assert_eq!(tree.kernels.matmul_fixed(q, all, 576, 0, 576), FIXED_PUSH);
+    assert_eq!(
+        tree.kernels.matmul_fixed(qkv, F_NORM, 896, 0, 896),
+        FIXED_PUSH
+    );
+}
+
+/// Which segments the `any` variant's register form takes (LANE_T0..3): a type change only at
+/// a multiple of the rows per invocation, GLU only with gate and up of one type, unused
+/// segments filled with the first segment's type.
+#[test]
+fn lane_types_only_where_no_invocation_mixes_types() {
+    use crate::engine::vulkan::kernels::lane_types;
+    use GgmlType::{Q4_K, Q5_0, Q6_K, Q8_0};
+    let (q5, q8) = (Q5_0.id(), Q8_0.id());
+    let qkv = [(896, Q5_0), (128, Q5_0), (128, Q8_0)];
+    assert_eq!(lane_types(&qkv, false, 8), Some([q5, q5, q8, q5]));
+    assert_eq!(lane_types(&qkv, false, 256), Some([q5, q5, q8, q5]));
+    assert_eq!(lane_types(&qkv, false, 16), Some([q5, q5, q8, q5]));
+    assert_eq!(
+        lane_types(&qkv, false, 48),
+        None,
+        "1024 is no multiple of 48"
+    );
+    // The same type on both sides of an unaligned boundary needs no alignment.
+    let q = [(20, Q5_0), (4, Q5_0), (8, Q8_0), (5, Q4_K)];
+    assert_eq!(lane_types(&q, false, 8), Some([q5, q5, q8, Q4_K.id()]));
+    assert_eq!(lane_types(&q, false, 16), None, "a change at row 24");
+    assert_eq!(lane_types(&[(64, Q4_K), (64, Q6_K)], true, 8), None);
+    assert_eq!(
+        lane_types(&[(64, Q4_K), (64, Q4_K)], true, 8),
+        Some([Q4_K.id(); 4])
+    );
+    assert_eq!(lane_types(&[], false, 8), None);
+    assert_eq!(
+        lane_types(&[(8, Q5_0); 5], false, 8),
+        None,
+        "more than MAX_SEG"
+    );
 }
 
 /// 140 000 rows: 70 000 two-row workgroups on the subgroup path, more than one grid dimension
