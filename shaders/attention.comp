@@ -3,14 +3,19 @@
 // online softmax (keys processed WG at a time; no score buffer, so any context length works).
 // Grid: (n_head, n_tok). Grouped-query: head h reads KV head h / (n_head / n_kv).
 // With a sliding window (window > 0) the query at p sees keys p - window + 1 ..= p only.
+// Values are summed a packed f16 pair per invocation (a cache word), each invocation owning
+// output dimensions 2w and 2w + 1.
 //
 // ROPE (the `attention_rope` variant, decoding on CPU implementations: one token, n_tok = 1):
 // rope_kv.comp folded in, one dispatch less per layer. Binding 1 is the QKV projection instead
-// of the rotated queries; each workgroup rotates its own query head and computes its KV head's
-// new K (rotated) and V rows at the current position, rounded to f16 as the cache holds them,
-// into shared memory, and uses them for that position; the group's first query head writes
-// them into the cache for the next tokens. The other workgroups of the group read only earlier
-// positions from the cache, so no workgroup reads what another writes in this dispatch.
+// of the rotated queries. Each workgroup rotates its own query head and its KV head's new K row
+// (rounded to f16 as the cache holds it) and rounds the new V row, each invocation one rotated
+// pair: one angle, its cosine and sine, for the pair's query and key elements. The rows stay in
+// shared memory and serve the current position: its score is a tree sum of the invocations'
+// pair products (no invocation walks the row while the others wait), its value is added once
+// after the last chunk with its final weight. The group's first query head writes the rows into
+// the cache for the next tokens; the other workgroups of the group read only earlier positions
+// from the cache, so no workgroup reads what another writes in this dispatch.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 64;
 layout(local_size_x_id = 0) in;
@@ -46,7 +51,8 @@ layout(push_constant) uniform PC {
 #endif
 
 #define MAX_D 256u
-#define DPT (MAX_D / WG + 1u)
+// Cache words (f16 pairs) of the output per invocation.
+#define WPT (MAX_D / 2u / WG + 1u)
 shared float qs[MAX_D];
 shared float ps[WG];
 shared float red[WG];
@@ -64,30 +70,34 @@ void main() {
     const uint p_last = state[S_POS] + t;  // attends to positions 0..=p_last
 #ifdef ROPE
     {
-        // rope_kv.comp's work for this workgroup's heads (t = 0: decoding only).
-        const uint stride = (pc.n_head + 2u * pc.n_kv) * D;
-        const uint qb = t * stride + h * D;
-        const uint kb = t * stride + pc.n_head * D + kvh * D;
+        // rope_kv.comp's work for this workgroup's heads (t = 0: decoding only), a pair per
+        // invocation: rotated pair j < n_rot / 2 is (2j, 2j + 1) or, NEOX, (j, j + n_rot / 2);
+        // the pairs from n_rot / 2 on are (2j, 2j + 1) unrotated, so the pairs cover the head.
+        const uint qb = h * D;
+        const uint kb = pc.n_head * D + kvh * D;
         const uint vb = kb + kvd;
-        const bool neox = pc.neox != 0u;
-        const bool writer = h % (pc.n_head / pc.n_kv) == 0u;
-        for (uint i = 2u * tid; i < D; i += 2u * WG) {
-            qs[i] = rope_rotated(qb, i, p_last, pc.n_rot, neox);
-            qs[i + 1u] = rope_rotated(qb, i + 1u, p_last, pc.n_rot, neox);
-            const uint kw = packHalf2x16(vec2(rope_rotated(kb, i, p_last, pc.n_rot, neox),
-                                              rope_rotated(kb, i + 1u, p_last, pc.n_rot, neox)));
-            const uint vw = packHalf2x16(vec2(qkv[vb + i], qkv[vb + i + 1u]));
-            const vec2 k2 = unpackHalf2x16(kw), v2 = unpackHalf2x16(vw);
-            ks[i] = k2.x;
-            ks[i + 1u] = k2.y;
-            vs[i] = v2.x;
-            vs[i + 1u] = v2.y;
-            if (writer) {
-                const uint w = (p_last * kvd + kvh * D + i) / 2u;
-                kc[w] = kw;
-                vc[w] = vw;
-            }
+        const uint rh = pc.n_rot / 2u;
+        float part = 0.0;
+        for (uint j = tid; j < D / 2u; j += WG) {
+            const bool rot = j < rh;
+            const uint a = rot && pc.neox != 0u ? j : 2u * j;
+            const uint b = rot && pc.neox != 0u ? j + rh : 2u * j + 1u;
+            const vec2 cs = rope_cos_sin(rot ? j : 0u, p_last);
+            vec2 qv = vec2(qkv[qb + a], qkv[qb + b]);
+            vec2 kv = vec2(qkv[kb + a], qkv[kb + b]);
+            qv = rot ? rope_pair(qv.x, qv.y, cs) : qv;
+            kv = unpackHalf2x16(packHalf2x16(rot ? rope_pair(kv.x, kv.y, cs) : kv));
+            const vec2 vv = unpackHalf2x16(packHalf2x16(vec2(qkv[vb + a], qkv[vb + b])));
+            qs[a] = qv.x;
+            qs[b] = qv.y;
+            ks[a] = kv.x;
+            ks[b] = kv.y;
+            vs[a] = vv.x;
+            vs[b] = vv.y;
+            part += qv.x * kv.x + qv.y * kv.y;
         }
+        // The new position's score, summed below.
+        ps[tid] = part;
     }
 #else
     for (uint i = tid; i < D; i += WG) {
@@ -95,26 +105,39 @@ void main() {
     }
 #endif
     barrier();
+#ifdef ROPE
+    if (h % (pc.n_head / pc.n_kv) == 0u) {
+        // The group's first query head writes the new rows (f16 values: packing is exact).
+        const uint wb = (p_last * kvd + kvh * D) / 2u;
+        for (uint w = tid; w < D / 2u; w += WG) {
+            kc[wb + w] = packHalf2x16(vec2(ks[2u * w], ks[2u * w + 1u]));
+            vc[wb + w] = packHalf2x16(vec2(vs[2u * w], vs[2u * w + 1u]));
+        }
+    }
+    for (uint st = WG / 2u; st > 0u; st >>= 1) {
+        if (tid < st) {
+            ps[tid] += ps[tid + st];
+        }
+        barrier();
+    }
+    // Read before the first chunk's barriers; ps is written again after them.
+    const float s_new = ps[0] * pc.scale;
+    // Keys below p_end come from the cache; the new one (p_last) from shared memory.
+    const uint p_end = p_last;
+#else
+    const uint p_end = p_last + 1u;
+#endif
 
     float m = -1.0 / 0.0, l = 0.0;
-    float acc[DPT];
-    for (uint j = 0u; j < DPT; j++) {
-        acc[j] = 0.0;
+    vec2 acc[WPT];
+    for (uint j = 0u; j < WPT; j++) {
+        acc[j] = vec2(0.0);
     }
     const uint p_first = pc.window > 0u && p_last >= pc.window ? p_last + 1u - pc.window : 0u;
     for (uint c0 = p_first; c0 <= p_last; c0 += WG) {
         const uint p = c0 + tid;
         float s = -1.0 / 0.0;
-#ifdef ROPE
-        if (p == p_last) {
-            float dot_ = 0.0;
-            for (uint w = 0u; w < D / 2u; w++) {
-                dot_ += qs[2u * w] * ks[2u * w] + qs[2u * w + 1u] * ks[2u * w + 1u];
-            }
-            s = dot_ * pc.scale;
-        } else
-#endif
-        if (p <= p_last) {
+        if (p < p_end) {
             const uint kb = (p * kvd + kvh * D) / 2u;
             float dot_ = 0.0;
             for (uint w = 0u; w < D / 2u; w++) {
@@ -123,6 +146,9 @@ void main() {
             }
             s = dot_ * pc.scale;
         }
+#ifdef ROPE
+        s = p == p_last ? s_new : s;
+#endif
         red[tid] = s;
         barrier();
         for (uint st = WG / 2u; st > 0u; st >>= 1) {
@@ -145,38 +171,36 @@ void main() {
         }
         const float alpha = exp(m - m_new);
         l = l * alpha + red[0];
-        const uint nk = min(WG, p_last + 1u - c0);
-#ifdef ROPE
-        // The new position (the last key of the last chunk) from shared memory.
-        const bool last = c0 + nk == p_last + 1u;
-        const uint nc = last ? nk - 1u : nk;
-#else
-        const uint nc = nk;
-#endif
-        for (uint j = 0u; j < DPT; j++) {
-            const uint d = tid + j * WG;
-            if (d < D) {
-                float a = acc[j] * alpha;
+        // The chunk's keys from the cache (ROPE: the new position's value is added at the end).
+        const uint nc = min(WG, p_end - c0);
+        for (uint j = 0u; j < WPT; j++) {
+            const uint w = tid + j * WG;
+            if (w < D / 2u) {
+                vec2 a = acc[j] * alpha;
                 for (uint i = 0u; i < nc; i++) {
-                    const uint vi = (c0 + i) * kvd + kvh * D + d;
-                    vec2 vv = unpackHalf2x16(vc[vi / 2u]);
-                    a += ps[i] * ((vi & 1u) == 0u ? vv.x : vv.y);
+                    a += ps[i] * unpackHalf2x16(vc[((c0 + i) * kvd + kvh * D) / 2u + w]);
                 }
-#ifdef ROPE
-                if (last) {
-                    a += ps[nc] * vs[d];
-                }
-#endif
                 acc[j] = a;
             }
         }
         m = m_new;
         barrier();
     }
-    for (uint j = 0u; j < DPT; j++) {
-        const uint d = tid + j * WG;
-        if (d < D) {
-            o[t * pc.n_head * D + h * D + d] = acc[j] / l;
+#ifdef ROPE
+    // The new position's weight: the last chunk's, whose maximum is final.
+    const float e_new = ps[(p_last - p_first) % WG];
+#endif
+    for (uint j = 0u; j < WPT; j++) {
+        const uint w = tid + j * WG;
+        if (w < D / 2u) {
+#ifdef ROPE
+            const vec2 a = acc[j] + e_new * vec2(vs[2u * w], vs[2u * w + 1u]);
+#else
+            const vec2 a = acc[j];
+#endif
+            const uint ob = t * pc.n_head * D + h * D + 2u * w;
+            o[ob] = a.x / l;
+            o[ob + 1u] = a.y / l;
         }
     }
 }

@@ -7,6 +7,18 @@
 
 const float TWO_PI = 6.283185307179586;
 
+// Cosine and sine of rotated pair j's angle at position p.
+vec2 rope_cos_sin(uint j, uint p) {
+    float ang = float(p) * inv_freq[j];
+    ang -= TWO_PI * floor(ang / TWO_PI + 0.5);
+    return vec2(cos(ang), sin(ang));
+}
+
+// The pair (xa, xb) rotated by the angle whose cosine and sine are `cs`.
+vec2 rope_pair(float xa, float xb, vec2 cs) {
+    return vec2(xa * cs.x - xb * cs.y, xa * cs.y + xb * cs.x);
+}
+
 // Element i of the head that starts at `hb` in qkv, rotated for position p (elements from
 // n_rot on are not rotated).
 float rope_rotated(uint hb, uint i, uint p, uint n_rot, bool neox) {
@@ -27,9 +39,6 @@ float rope_rotated(uint hb, uint i, uint p, uint n_rot, bool neox) {
         a = i & ~1u;
         b = a + 1u;
     }
-    float ang = float(p) * inv_freq[j];
-    ang -= TWO_PI * floor(ang / TWO_PI + 0.5);
-    float c = cos(ang), s = sin(ang);
-    float xa = qkv[hb + a], xb = qkv[hb + b];
-    return first ? xa * c - xb * s : xa * s + xb * c;
+    const vec2 r = rope_pair(qkv[hb + a], qkv[hb + b], rope_cos_sin(j, p));
+    return first ? r.x : r.y;
 }

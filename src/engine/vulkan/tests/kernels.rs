@@ -452,6 +452,101 @@ fn rope_folded_into_decode_attention() {
     }
 }
 
+/// Times the folded decode attention (`attention_rope`) against `rope_kv` + the one-row
+/// `attention` on the same data by GPU timestamps, each the fastest and the median of 200
+/// runs, on SmolLM2's heads (9/3, 64) at two positions, Qwen2.5-0.5B's (14/2, NEOX) and a
+/// head of 256 (gemma-3-270m's group of 4 on one KV head). A tuning aid, not a test:
+/// `cargo test --release --lib bench_attention_rope -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark"]
+fn bench_attention_rope() {
+    let reps = 200;
+    let mut rng = Rng::new(3);
+    let stat = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0] / 1e3, v[v.len() / 2] / 1e3)
+    };
+    for ((n_head, n_kv, d), neox, pos) in [
+        ((9usize, 3usize, 64usize), false, 16usize),
+        ((9, 3, 64), false, 80),
+        ((14, 2, 64), true, 16),
+        ((4, 1, 256), true, 16),
+    ] {
+        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
+        let mut gpu = Gpu::new();
+        let qkv = gpu.buf_f32(&rng.vec(qd + 2 * kvd, 1.0));
+        let freqs: Vec<f32> = (0..d / 2)
+            .map(|j| 10000f32.powf(-2.0 * j as f32 / d as f32))
+            .collect();
+        let fbuf = gpu.buf_f32(&freqs);
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
+        let sbuf = gpu.state_at(pos);
+        let qbuf = gpu.buf_f32(&vec![0.0; qd]);
+        let out = gpu.buf_f32(&vec![0.0; qd]);
+        let rope = gpu
+            .ops()
+            .rope_kv(
+                sbuf.all(),
+                qkv.all(),
+                qbuf.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                fbuf.all(),
+                OpKind::RopeKv {
+                    q_dim: qd as u32,
+                    kv_dim: kvd as u32,
+                    head_dim: d as u32,
+                    n_rot: d as u32,
+                    neox,
+                },
+            )
+            .unwrap();
+        let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &out, None, (n_head, n_kv, d));
+        let folded = gpu
+            .ops()
+            .attention_rope(
+                sbuf.all(),
+                qkv.all(),
+                cache.kbuf.all(),
+                cache.vbuf.all(),
+                out.all(),
+                fbuf.all(),
+                OpKind::AttentionRope {
+                    n_head: n_head as u32,
+                    n_kv: n_kv as u32,
+                    head_dim: d as u32,
+                    scale: 1.0 / (d as f32).sqrt(),
+                    window: 0,
+                    n_rot: d as u32,
+                    neox,
+                },
+            )
+            .unwrap();
+        let (mut r, mut a, mut f) = (vec![], vec![], vec![]);
+        // Taking turns, so that both see the same load.
+        for _ in 0..reps {
+            let t = gpu.run_timed(&[(&rope, 1), (&attn, 1)]);
+            r.push(t[0]);
+            a.push(t[1]);
+            f.push(gpu.run_timed(&[(&folded, 1)])[0]);
+        }
+        let (r, a, f) = (stat(r), stat(a), stat(f));
+        eprintln!(
+            "heads {n_head}/{n_kv} d {d} neox {neox} pos {pos} (µs, min / median): rope_kv \
+             {:.1} / {:.1}, attention {:.1} / {:.1}, attention_rope {:.1} / {:.1}; folded / \
+             (rope_kv + attention) {:.2} / {:.2}",
+            r.0,
+            r.1,
+            a.0,
+            a.1,
+            f.0,
+            f.1,
+            f.0 / (r.0 + a.0),
+            f.1 / (r.1 + a.1)
+        );
+    }
+}
+
 /// CPU time of this process (all threads, lavapipe's included): on a shared machine a steadier
 /// measure than wall time.
 fn cpu_seconds() -> f64 {
