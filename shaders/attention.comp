@@ -53,9 +53,15 @@ layout(push_constant) uniform PC {
 #define MAX_D 256u
 // Cache words (f16 pairs) of the output per invocation.
 #define WPT (MAX_D / 2u / WG + 1u)
+// Reductions over the workgroup in two steps: NR invocations each fold a stride of WG / NR
+// values, then every invocation folds the NR partials (two barriers, not one per halving;
+// WG a multiple of NR).
+#define NR 8u
 shared float qs[MAX_D];
 shared float ps[WG];
 shared float red[WG];
+shared float part_max[NR];
+shared float part_sum[NR];
 #ifdef ROPE
 // The new position's K and V rows of this workgroup's KV head, as f16 values.
 shared float ks[MAX_D];
@@ -114,14 +120,20 @@ void main() {
             vc[wb + w] = packHalf2x16(vec2(vs[2u * w], vs[2u * w + 1u]));
         }
     }
-    for (uint st = WG / 2u; st > 0u; st >>= 1) {
-        if (tid < st) {
-            ps[tid] += ps[tid + st];
+    if (tid < NR) {
+        float x = ps[tid];
+        for (uint k = tid + NR; k < WG; k += NR) {
+            x += ps[k];
         }
-        barrier();
+        part_sum[tid] = x;
     }
-    // Read before the first chunk's barriers; ps is written again after them.
-    const float s_new = ps[0] * pc.scale;
+    barrier();
+    // Read before the first chunk's barriers; part_sum is written again after them.
+    float s_new = part_sum[0];
+    for (uint k = 1u; k < NR; k++) {
+        s_new += part_sum[k];
+    }
+    s_new *= pc.scale;
     // Keys below p_end come from the cache; the new one (p_last) from shared memory.
     const uint p_end = p_last;
 #else
@@ -151,26 +163,35 @@ void main() {
 #endif
         red[tid] = s;
         barrier();
-        for (uint st = WG / 2u; st > 0u; st >>= 1) {
-            if (tid < st) {
-                red[tid] = max(red[tid], red[tid + st]);
+        if (tid < NR) {
+            float x = red[tid];
+            for (uint k = tid + NR; k < WG; k += NR) {
+                x = max(x, red[k]);
             }
-            barrier();
+            part_max[tid] = x;
         }
-        const float m_new = max(m, red[0]);
         barrier();
+        float m_new = m;
+        for (uint k = 0u; k < NR; k++) {
+            m_new = max(m_new, part_max[k]);
+        }
         const float e = p <= p_last ? exp(s - m_new) : 0.0;
         ps[tid] = e;
-        red[tid] = e;
         barrier();
-        for (uint st = WG / 2u; st > 0u; st >>= 1) {
-            if (tid < st) {
-                red[tid] += red[tid + st];
+        if (tid < NR) {
+            float x = ps[tid];
+            for (uint k = tid + NR; k < WG; k += NR) {
+                x += ps[k];
             }
-            barrier();
+            part_sum[tid] = x;
+        }
+        barrier();
+        float sum = part_sum[0];
+        for (uint k = 1u; k < NR; k++) {
+            sum += part_sum[k];
         }
         const float alpha = exp(m - m_new);
-        l = l * alpha + red[0];
+        l = l * alpha + sum;
         // The chunk's keys from the cache (ROPE: the new position's value is added at the end).
         const uint nc = min(WG, p_end - c0);
         for (uint j = 0u; j < WPT; j++) {

@@ -451,12 +451,13 @@ fn the_reader_sees_what_the_shaders_declare() {
         );
     }
     // glslc gives the workgroup size its own constant under the same id, whose default is 1:
-    // the entry sets both (attention.comp: `qs[256]`, `ps[WG]`, `red[WG]`).
+    // the entry sets both (attention.comp: `qs[256]`, `ps[WG]`, `red[WG]`, and the reductions'
+    // eight partials `part_max[8]`, `part_sum[8]`).
     let u = sh.usage("attention", shaders::ATTENTION, &[32], None);
     assert_eq!(
         u,
         Usage {
-            shared: 4 * (256 + 2 * 32),
+            shared: 4 * (256 + 2 * 32 + 2 * 8),
             local: [32, 1, 1]
         }
     );
@@ -469,7 +470,7 @@ fn the_reader_sees_what_the_shaders_declare() {
     assert_eq!(
         u,
         Usage {
-            shared: 4 * (3 * 256 + 2 * 32),
+            shared: 4 * (3 * 256 + 2 * 32 + 2 * 8),
             local: [32, 1, 1]
         }
     );
