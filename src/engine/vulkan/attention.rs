@@ -18,7 +18,7 @@ use ash::vk;
 
 use super::buffer::BufRange;
 use super::command::{CmdBuffer, Stamp};
-use super::device::{Device, DeviceKind};
+use super::device::Device;
 use super::error::Result;
 use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
 use super::pipeline::GpuKernel;
@@ -61,7 +61,7 @@ impl Splits {
                 staged,
             });
         }
-        if dev.info.kind == DeviceKind::Cpu {
+        if !dev.choices.split_attention {
             return None;
         }
         Some(Splits {

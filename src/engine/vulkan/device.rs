@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use ash::vk;
 
+use super::choices::Choices;
 use super::error::{vkerr, Result, VkError};
 use super::features::{self as feat, Features};
 use super::instance::Instance;
@@ -334,6 +335,9 @@ pub struct Device {
     /// The engine's knobs, resolved by the command layer (kernels, graph and pipeline cache
     /// read them from here).
     pub(crate) tuning: Tuning,
+    /// Every choice made by device kind (`choices.rs`), made once here: the kernels, the
+    /// graph, the attention, the sampler and the readback read them, never the kind.
+    pub(crate) choices: Choices,
     /// Bytes of device-local memory held by live buffers (buffer.rs keeps it).
     pub(crate) device_local: AtomicU64,
     /// Test hook (test builds only: `cfg(test)` or `--features testing`): queue submits left
@@ -369,6 +373,14 @@ impl Device {
             .map_err(vkerr("vkCreateDevice"))?;
         // SAFETY: queue 0 of the family was requested above.
         let queue = unsafe { raw.get_device_queue(family, 0) };
+        let texel_reach = p.limits.max_texel_buffer_elements as u64 * 4
+            >= (p.limits.max_storage_buffer_range as u64).min(1 << 31);
+        let choices = Choices::new(
+            infos[i].kind == DeviceKind::Cpu,
+            p.features.subgroup_arith,
+            texel_reach,
+            tuning,
+        );
         Ok(Arc::new(Device {
             physical: p.physical,
             queue,
@@ -380,10 +392,16 @@ impl Device {
             raw,
             instance,
             tuning: tuning.clone(),
+            choices,
             device_local: AtomicU64::new(0),
             #[cfg(any(test, feature = "testing"))]
             lose_after: AtomicI64::new(-1),
         }))
+    }
+
+    /// The choices made for this device by kind (`choices.rs`).
+    pub fn choices(&self) -> &Choices {
+        &self.choices
     }
 
     /// Largest range one storage-buffer binding may cover.
@@ -396,19 +414,14 @@ impl Device {
     /// lavapipe gathers texels but loops over the SIMD lanes for every storage-buffer load, if
     /// a texel view reaches as far as a storage binding, so no tensor needs more pieces).
     pub fn texel_weights(&self) -> bool {
-        let texel_bytes = self.limits.max_texel_buffer_elements as u64 * 4;
-        self.tuning
-            .texel_weights
-            .unwrap_or(self.info.kind == DeviceKind::Cpu && texel_bytes >= self.max_binding())
+        self.choices.texel_weights
     }
 
     /// Whether the device state is host-visible and the host reads each step's token and
     /// verdict from it directly, with no copy command (`Tuning::state_mapped`; default: on CPU
     /// implementations).
     pub fn state_mapped(&self) -> bool {
-        self.tuning
-            .state_mapped
-            .unwrap_or(self.info.kind == DeviceKind::Cpu)
+        self.choices.state_mapped
     }
 
     /// Largest range one weight binding may cover: a storage binding, and with texel weights

@@ -14,6 +14,7 @@ use anyhow::Context;
 
 use super::attention::Splits;
 use super::buffer::u32_bytes;
+use super::choices::Choices;
 use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
@@ -414,6 +415,18 @@ impl VulkanEngine {
         self.shared.kernels.matvec_shape()
     }
 
+    /// The choices made by device kind (`PIGPU_VK_AS` or the device's own): what tests check to
+    /// know which paths really ran.
+    pub fn choices(&self) -> Choices {
+        *self.dev.choices()
+    }
+
+    /// Whether decoding runs the split attention (`Choices::split_attention`), and over how
+    /// many splits of the KV range.
+    pub fn attention_splits(&self) -> Option<u32> {
+        self.acts.splits.map(|s| s.n_split)
+    }
+
     /// Runs the token sampled last (if any) through the model, without logits.
     fn feed_unfed(&mut self) -> anyhow::Result<()> {
         if let Some(t) = self.unfed.take() {
@@ -443,7 +456,16 @@ impl Engine for VulkanEngine {
     }
 
     fn describe(&self) -> String {
-        format!("vulkan: {} ({:?})", self.dev.info.name, self.dev.info.kind)
+        let c = self.dev.choices();
+        let proxy = match (c.proxy, c.gpu) {
+            (false, _) => "",
+            (true, true) => ", choosing as a GPU",
+            (true, false) => ", choosing as a CPU implementation",
+        };
+        format!(
+            "vulkan: {} ({:?}{proxy})",
+            self.dev.info.name, self.dev.info.kind
+        )
     }
 
     fn n_ctx(&self) -> usize {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::attention::{AttnScratch, Splits};
 use super::buffer::{BufRange, Buffer, MemKind};
 use super::command::CmdBuffer;
-use super::device::{Device, DeviceKind};
+use super::device::Device;
 use super::error::{Result, VkError};
 use super::kernels::{sample_id_words, STATE_WORDS};
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
@@ -36,23 +36,11 @@ use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
 use super::weights::GpuWeights;
 use crate::model::Config;
 
-/// Most tokens per prompt-processing submit on GPUs (activation buffers are sized for this many):
-/// enough tiles of the prompt mat-mat to cover every SM of a large GPU.
-pub const UBATCH_GPU: usize = 512;
-/// On CPU implementations (lavapipe), where a bigger batch buys nothing.
-pub const UBATCH_CPU: usize = 64;
-
-/// Tokens per prompt batch on `dev` for model `c`: `Tuning::ubatch` if set, else by device
-/// kind; then capped so the activation buffers take at most 1/32 of device memory, and at least 1.
+/// Tokens per prompt batch on `dev` for model `c`: `Choices::ubatch` (`Tuning::ubatch` if set,
+/// else the kind's), capped so the activation buffers take at most 1/32 of device memory, and
+/// at least 1.
 pub fn ubatch_for(dev: &Device, c: &Config) -> usize {
-    let b = dev
-        .tuning
-        .ubatch
-        .unwrap_or(if dev.info.kind == DeviceKind::Cpu {
-            UBATCH_CPU
-        } else {
-            UBATCH_GPU
-        });
+    let b = dev.choices.ubatch;
     let per_token = act_bytes_per_token(dev, c);
     let budget = (dev.info.memory_mib << 20) / 32;
     b.min((budget / per_token.max(1)) as usize).max(1)

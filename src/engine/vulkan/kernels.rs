@@ -12,18 +12,12 @@ use super::device::Device;
 use super::error::{Result, VkError};
 use super::pipeline::{GpuKernel, PipelineCache};
 use super::shaders;
-use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
+use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP};
 use super::tuning::TiledKernel;
 use crate::quant::GgmlType;
 
 /// Matrices one mat-vec dispatch can cover (shaders: MAX_SEG).
 pub const MAX_SEG: usize = 4;
-/// Tokens per workgroup of the mat-mat on GPUs (shaders: spec constant NT of `matmul_*`), where
-/// batches of more tokens go to the tiled mat-mat.
-pub const MATMUL_NT: u32 = 8;
-/// The same on CPU implementations (lavapipe), where the mat-mat serves whole prompts: each
-/// dequantized weight unit serves this many tokens (docs/vulkan.md).
-pub const MATMUL_NT_CPU: u32 = 16;
 /// The mat-mat's spec constant FIXED (shaders/matvec.comp) when the op fixes nothing: its
 /// lane path reads the flags from the push constants.
 pub const FIXED_PUSH: u32 = 256;
@@ -138,16 +132,15 @@ pub struct Kernels {
     /// variants, fitted to the device's limits.
     matvec_shape: [u32; 3],
     matmul_shape: [u32; 3],
-    /// Tokens per workgroup of the mat-mat (`Tuning::matmul_nt`, else `MATMUL_NT` on GPUs and
-    /// `MATMUL_NT_CPU` on CPU implementations).
+    /// Tokens per workgroup of the mat-mat (`Choices::matmul_nt`).
     matmul_nt: u32,
     /// Prompt batches of more than `matmul_nt` tokens use the tiled mat-mat (tiled.rs).
     pub(super) prompt_tiled: Cell<bool>,
     /// The form of the tiled mat-mat (`Tuning::tiled_kernel`, default the scalar one).
     pub(super) tiled_form: Cell<TiledKernel>,
-    /// The sampler in two stages (prefilter, selection) or in one (`sampler_two_stage_default`).
+    /// The sampler in two stages (prefilter, selection) or in one (`Choices::sampler_two_stage`).
     sample_two_stage: Cell<bool>,
-    /// Prompt batches off the tiled path take the lanes attention (`prompt_lanes_default`)
+    /// Prompt batches off the tiled path take the lanes attention (`Choices::prompt_attn_lanes`)
     /// instead of the one-row kernel.
     pub(super) prompt_lanes: Cell<bool>,
     limits: Limits,
@@ -156,61 +149,18 @@ pub struct Kernels {
     texel: bool,
 }
 
-/// The tiled mat-mat serves prompts on GPUs; on CPU implementations (lavapipe) the lane-path
-/// mat-mat (16 tokens per workgroup) is faster. `Tuning::prompt_tiled` overrides the choice.
-fn prompt_tiled_default(dev: &Device) -> bool {
-    dev.tuning
-        .prompt_tiled
-        .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
-}
-
-/// The two-stage sampler spreads the vocabulary over many workgroups for GPUs; on CPU
-/// implementations (lavapipe) its 48+ workgroups cost more than the one-workgroup sampler over
-/// the whole vocabulary (docs/benchmarks.md). `Tuning::sampler_two_stage` overrides the choice.
-fn sampler_two_stage_default(dev: &Device) -> bool {
-    dev.tuning
-        .sampler_two_stage
-        .unwrap_or(dev.info.kind != super::device::DeviceKind::Cpu)
-}
-
-/// Prompt batches off the tiled path take the lanes attention on CPU implementations (one query
-/// row per SIMD lane, `shaders/attention_lanes.comp`); GPUs keep the one-row kernel there.
-/// `Tuning::prompt_attn_lanes` overrides the choice.
-fn prompt_lanes_default(dev: &Device) -> bool {
-    dev.tuning
-        .prompt_attn_lanes
-        .unwrap_or(dev.info.kind == super::device::DeviceKind::Cpu)
-}
-
 impl Kernels {
-    /// The kernels of `dev` with its default shapes, or those `Tuning::matvec` /
-    /// `Tuning::matmul` ask for (tests force the GPUs' subgroup path on lavapipe with them).
+    /// The kernels of `dev` with the shapes its choices name (`Choices::matvec`,
+    /// `Choices::matmul`: the kind's, or those `Tuning::matvec` / `Tuning::matmul` ask for).
     pub fn new(dev: &Arc<Device>) -> Result<Kernels> {
-        // CPU implementations run invocations as SIMD lanes and pay for every barrier and,
-        // per lane, for every load: there, each invocation computes 8 whole rows (sharing the
-        // activation loads); GPUs share a row's blocks across a workgroup, with subgroup
-        // reductions where the device has them.
-        let (matvec, matmul) = if dev.info.kind == super::device::DeviceKind::Cpu {
-            ([32, 8, PATH_LANE], [32, 8, PATH_LANE])
-        } else if dev.features.subgroup_arith {
-            ([128, 2, PATH_SUBGROUP], [32, 2, PATH_TREE])
-        } else {
-            ([32, 4, PATH_TREE], [32, 2, PATH_TREE])
-        };
-        Self::with_shapes(
-            dev,
-            dev.tuning.matvec.unwrap_or(matvec),
-            dev.tuning.matmul.unwrap_or(matmul),
-        )
+        Self::with_shapes(dev, dev.choices.matvec, dev.choices.matmul)
     }
 
     /// Kernels with explicit mat-vec / mat-mat shapes (workgroup size, rows per workgroup,
     /// path), fitted to the device's limits; tests use it to cover every path on one device.
     pub fn with_shapes(dev: &Arc<Device>, matvec: [u32; 3], matmul: [u32; 3]) -> Result<Kernels> {
         let limits = Limits::of(dev);
-        let cpu = dev.info.kind == super::device::DeviceKind::Cpu;
-        let matmul_nt =
-            (dev.tuning.matmul_nt).unwrap_or(if cpu { MATMUL_NT_CPU } else { MATMUL_NT });
+        let matmul_nt = dev.choices.matmul_nt;
         Ok(Kernels {
             dev: dev.clone(),
             cache: PipelineCache::new(dev)?,
@@ -219,10 +169,10 @@ impl Kernels {
             matmul_shape: shapes::fit(matmul, matmul_nt, &limits),
             matmul_nt,
             limits,
-            prompt_tiled: Cell::new(prompt_tiled_default(dev)),
+            prompt_tiled: Cell::new(dev.choices.prompt_tiled),
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
-            sample_two_stage: Cell::new(sampler_two_stage_default(dev)),
-            prompt_lanes: Cell::new(prompt_lanes_default(dev)),
+            sample_two_stage: Cell::new(dev.choices.sampler_two_stage),
+            prompt_lanes: Cell::new(dev.choices.prompt_attn_lanes),
             texel: dev.texel_weights(),
         })
     }

@@ -3,7 +3,8 @@
 //!
 //! Files by noun, bottom up (each imports only files listed before it): `error`, `tuning`
 //! (every knob, resolved by the command layer), `options` (how to open an engine), `shaders`
-//! (the compiled SPIR-V), `instance` (loader, validation), `features`, `device` (choice), `shapes`
+//! (the compiled SPIR-V), `instance` (loader, validation), `features`, `choices` (every default
+//! that depends on the device kind, or on the kind `PIGPU_VK_AS` names), `device` (choice), `shapes`
 //! (workgroup shapes fitted to the device), `buffer` (memory), `pipeline` (layouts, pipeline
 //! cache, descriptors), `command` (recording, submits, the timed recording's labels), `kernels`
 //! (shader variants, binding layouts), `attention` (the split decode attention), `tiled` (the
@@ -17,6 +18,7 @@
 mod attention;
 mod batch;
 mod buffer;
+mod choices;
 mod command;
 mod device;
 mod engine;
@@ -44,6 +46,7 @@ mod weights;
 mod tests;
 
 pub use batch::{BatchStats, VulkanSlots};
+pub use choices::Choices;
 pub use device::{list_devices_with, DeviceInfo, DeviceKind};
 pub use engine::VulkanEngine;
 pub use error::VkError;

@@ -7,7 +7,6 @@
 
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
-use super::device::DeviceKind;
 use super::error::Result;
 use super::kernels::Kernels;
 use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
@@ -28,11 +27,7 @@ impl Kernels {
     /// GPUs (a 3072-wide row is three vec4 loads each), 64 on CPU implementations, within the
     /// device's workgroup limits.
     pub fn rms_norm(&self, subgroup: bool) -> Result<Rc<GpuKernel>> {
-        let want: u32 = if self.dev.info.kind == DeviceKind::Cpu {
-            64
-        } else {
-            256
-        };
+        let want: u32 = self.dev.choices.norm_wg;
         let l = &self.dev.limits;
         let cap = l
             .max_compute_work_group_invocations

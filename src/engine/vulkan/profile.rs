@@ -154,12 +154,7 @@ pub fn calibrate(
     arena: &mut DescriptorArena,
     ts: TimestampSupport,
 ) -> Result<Calibration> {
-    // Large enough to dwarf the copy's start-up on a GPU, small for lavapipe's host memory.
-    let copy_bytes: u64 = if dev.info.kind == super::device::DeviceKind::Cpu {
-        64 << 20
-    } else {
-        256 << 20
-    };
+    let copy_bytes: u64 = dev.choices.profile_copy_bytes;
     let src = Buffer::new(dev, copy_bytes, MemKind::Device, "the profiler's copy test")?;
     let dst = Buffer::new(dev, copy_bytes, MemKind::Device, "the profiler's copy test")?;
     let mut cmd = CmdBuffer::timed(dev, 4)?;

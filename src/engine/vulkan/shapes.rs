@@ -4,13 +4,8 @@
 
 use super::device::Device;
 
-/// Mat-vec paths (the third number of a shape, `PIGPU_VK_MATVEC=WG,ROWS,PATH`).
-/// 0: shared-memory tree reduction, a workgroup shares the blocks of ROWS rows (shaders/matvec.comp).
-pub const PATH_TREE: u32 = 0;
-/// 1: each invocation computes ROWS whole rows, no barriers (lavapipe's fast path).
-pub const PATH_LANE: u32 = 1;
-/// 2: the subgroup decode mat-vec for GPUs (shaders/matvec_sg.comp); one token per workgroup.
-pub const PATH_SUBGROUP: u32 = 2;
+/// Mat-vec paths (the third number of a shape), defined beside the choices that pick them.
+pub use super::choices::{PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 
 /// Largest rows per workgroup a shape may ask for.
 pub const MAX_ROWS: u32 = 16;

@@ -20,6 +20,13 @@ pub struct Tuning {
     pub validation: bool,
     /// Log every validation and driver message (`PIGPU_VK_DEBUG`, any value), warnings included.
     pub debug_echo: bool,
+    /// Which kind of device the engine makes its choices for (`PIGPU_VK_AS=gpu|cpu`):
+    /// `Some(true)`, every default as on a discrete GPU (kernels, shapes, batch, attention,
+    /// sampler, readback, weight binding), on whatever device runs, so lavapipe runs the
+    /// GPU's exact configuration; `Some(false)`, as on a CPU implementation; `None`: by the
+    /// device's own kind. Limits (shared memory, subgroup and workgroup sizes) still come
+    /// from the real device, and every other knob still wins over it (`choices.rs`).
+    pub as_gpu: Option<bool>,
     /// Decode mat-vec shape `[workgroup size, rows per workgroup, path]` (`PIGPU_VK_MATVEC=WG,ROWS,PATH`;
     /// path 0: shared-memory tree, 1: whole rows per invocation, 2: subgroup kernel). Still
     /// fitted to the device's limits. `None`: by device kind.
@@ -284,6 +291,9 @@ impl Tuning {
         if let Some(v) = get("PIGPU_VK_VALIDATION") {
             t.validation = two_way("PIGPU_VK_VALIDATION", v, ("1", "0"), "1 (on) or 0 (off)")?;
         }
+        if let Some(v) = get("PIGPU_VK_AS") {
+            t.as_gpu = Some(two_way("PIGPU_VK_AS", v, ("gpu", "cpu"), "gpu or cpu")?);
+        }
         if let Some(v) = get("PIGPU_VK_MATVEC") {
             t.matvec = Some(shape("PIGPU_VK_MATVEC", &v, 2)?);
         }
@@ -409,6 +419,7 @@ mod tests {
             ("PIGPU_DEVICE", "llvmpipe"),
             ("PIGPU_VK_VALIDATION", "1"),
             ("PIGPU_VK_DEBUG", "yes"),
+            ("PIGPU_VK_AS", "gpu"),
             ("PIGPU_VK_MATVEC", "128, 2, 2"),
             ("PIGPU_VK_MATMUL", "32,8,1"),
             ("PIGPU_VK_MATMUL_NT", "12"),
@@ -430,6 +441,12 @@ mod tests {
         .unwrap();
         assert_eq!(t.device.as_deref(), Some("llvmpipe"));
         assert!(t.validation && t.debug_echo);
+        assert_eq!(t.as_gpu, Some(true));
+        assert_eq!(
+            parse(&[("PIGPU_VK_AS", " cpu ")]).unwrap().as_gpu,
+            Some(false)
+        );
+        assert_eq!(parse(&[]).unwrap().as_gpu, None);
         assert_eq!(t.matvec, Some([128, 2, 2]));
         assert_eq!(t.matmul, Some([32, 8, 1]));
         assert_eq!(t.matmul_nt, Some(12));
@@ -519,6 +536,7 @@ mod tests {
     fn the_first_malformed_variable_in_order_is_the_error() {
         let mut bad = vec![
             ("PIGPU_VK_VALIDATION", " yes", "1 (on) or 0 (off)"),
+            ("PIGPU_VK_AS", "discrete", "gpu or cpu"),
             ("PIGPU_VK_MATVEC", "128,2", SHAPE_EXPECTED),
             ("PIGPU_VK_MATMUL", "32,8,2", SHAPE_EXPECTED),
             ("PIGPU_VK_PROMPT", "fast", "tiled or matvec"),
@@ -562,6 +580,7 @@ mod tests {
             ("PIGPU_VK_MATVEC", "128,2,x"),
             ("PIGPU_VK_MATMUL", "32,8,2"),
             ("PIGPU_VK_VALIDATION", "yes"),
+            ("PIGPU_VK_AS", "nvidia"),
             ("PIGPU_VK_PROMPT", "fast"),
             ("PIGPU_VK_TILE", "xl"),
             ("PIGPU_VK_TILED", "vec8"),

@@ -12,7 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use ash::vk;
 
 use crate::engine::vulkan::attention::{staged_shape, MAX_GROUP, SPLIT_WG};
-use crate::engine::vulkan::kernels::{MATMUL_NT, MAX_SEG};
+use crate::engine::vulkan::choices::MATMUL_NT;
+use crate::engine::vulkan::kernels::MAX_SEG;
 use crate::engine::vulkan::shaders;
 use crate::engine::vulkan::shapes::{self, Limits, PATH_SUBGROUP, PATH_TREE};
 use crate::engine::vulkan::tiled::{

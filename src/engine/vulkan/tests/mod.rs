@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use super::attention::AttnScratch;
 use super::buffer::{f32_bytes, u32_bytes, Buffer, MemKind};
+use super::choices::MATMUL_NT;
 use super::command::CmdBuffer;
 use super::device::Device;
-use super::kernels::{Kernels, MATMUL_NT, STATE_WORDS};
+use super::kernels::{Kernels, STATE_WORDS};
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::pipeline::DescriptorArena;
 use super::upload::{download, Uploader};

@@ -4,8 +4,8 @@
 
 use super::matmul::{dense, random_weights, seg};
 use super::{Gpu, Rng};
+use crate::engine::vulkan::choices::{MATMUL_NT, MATMUL_NT_CPU};
 use crate::engine::vulkan::kernels::{FIXED_PUSH, F_ACC, F_BIAS, F_GLU, F_NORM, X_WHOLE};
-use crate::engine::vulkan::kernels::{MATMUL_NT, MATMUL_NT_CPU};
 use crate::engine::vulkan::shapes::{self, Limits, MAX_ROWS, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use crate::quant::{dequantize, GgmlType};
 
