@@ -3,7 +3,8 @@
 
 use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix};
 use super::matmul::{random_weights, width_for, TYPES};
-use super::{assert_attention, f16_pack, f16_round, Gpu, Rng};
+use super::{assert_attention, f16_pack, f16_round, Gpu, KvCache, Rng};
+use crate::engine::vulkan::buffer::Buffer;
 use crate::engine::vulkan::kernels::STATE_WORDS;
 use crate::engine::vulkan::ops::{GpuOp, MatvecSpec, OpKind};
 use crate::quant::GgmlType;
@@ -235,6 +236,59 @@ fn rope_ref(
     }
 }
 
+/// One rope test's layout: (query heads, KV heads, head size, rotated dims).
+type RopeDims = (usize, usize, usize, usize);
+
+/// The RoPE table of `n_rot` rotated dims (base^(-2j/n_rot)) on the device.
+fn rope_freqs(gpu: &mut Gpu, n_rot: usize, base: f32) -> Buffer {
+    let freqs: Vec<f32> = (0..n_rot / 2)
+        .map(|j| base.powf(-2.0 * j as f32 / n_rot as f32))
+        .collect();
+    gpu.buf_f32(&freqs)
+}
+
+/// The `rope_kv` op over `bufs` (state, QKV rows, rotated queries out, the RoPE table) writing
+/// the new rows into `cache`.
+fn rope_kv_op(
+    gpu: &mut Gpu,
+    [state, qkv, q, freqs]: [&Buffer; 4],
+    cache: &KvCache,
+    (n_head, n_kv, d, n_rot): RopeDims,
+    neox: bool,
+) -> GpuOp {
+    let kind = OpKind::RopeKv {
+        q_dim: (n_head * d) as u32,
+        kv_dim: (n_kv * d) as u32,
+        head_dim: d as u32,
+        n_rot: n_rot as u32,
+        neox,
+    };
+    let (k, v) = (cache.kbuf.all(), cache.vbuf.all());
+    gpu.ops()
+        .rope_kv(state.all(), qkv.all(), q.all(), k, v, freqs.all(), kind)
+        .unwrap()
+}
+
+/// The reference for one QKV `row` at `pos`: its queries rotated (returned), its K rotated and
+/// its V written into the f16 caches `kc`, `vc`.
+fn rope_kv_ref(
+    row: &[f32],
+    (n_head, n_kv, d, n_rot): RopeDims,
+    (pos, neox, base): (usize, bool, f32),
+    (kc, vc): (&mut [f32], &mut [f32]),
+) -> Vec<f32> {
+    let (qd, kvd) = (n_head * d, n_kv * d);
+    let mut q = row[..qd].to_vec();
+    let mut k = row[qd..qd + kvd].to_vec();
+    rope_ref(&mut q, n_head, d, n_rot, pos, neox, base);
+    rope_ref(&mut k, n_kv, d, n_rot, pos, neox, base);
+    for i in 0..kvd {
+        kc[pos * kvd + i] = f16_round(k[i]);
+        vc[pos * kvd + i] = f16_round(row[qd + kvd + i]);
+    }
+    q
+}
+
 /// RoPE (both styles) + KV write, then causal attention with grouped-query heads, against a CPU
 /// reference; the batch starts at a non-zero position so earlier cache rows are used too.
 #[test]
@@ -251,30 +305,11 @@ fn rope_kv_and_attention() {
         let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
         let sbuf = gpu.state_at(pos0);
         let qkvbuf = gpu.buf_f32(&qkv);
-        let freqs: Vec<f32> = (0..d / 2)
-            .map(|j| base.powf(-2.0 * j as f32 / d as f32))
-            .collect();
-        let fbuf = gpu.buf_f32(&freqs);
+        let fbuf = rope_freqs(&mut gpu, d, base);
         let qbuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
         let obuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
-        let rope = gpu
-            .ops()
-            .rope_kv(
-                sbuf.all(),
-                qkvbuf.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                fbuf.all(),
-                OpKind::RopeKv {
-                    q_dim: qd as u32,
-                    kv_dim: kvd as u32,
-                    head_dim: d as u32,
-                    n_rot: d as u32,
-                    neox,
-                },
-            )
-            .unwrap();
+        let dims = (n_head, n_kv, d, d);
+        let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
         let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, (n_head, n_kv, d));
         gpu.run(&[(&rope, n_tok as u32), (&attn, n_tok as u32)]);
 
@@ -283,15 +318,8 @@ fn rope_kv_and_attention() {
         let mut qr = vec![0f32; n_tok * qd];
         for t in 0..n_tok {
             let row = &qkv[t * (qd + 2 * kvd)..(t + 1) * (qd + 2 * kvd)];
-            let mut q = row[..qd].to_vec();
-            let mut k = row[qd..qd + kvd].to_vec();
-            rope_ref(&mut q, n_head, d, d, pos0 + t, neox, base);
-            rope_ref(&mut k, n_kv, d, d, pos0 + t, neox, base);
+            let q = rope_kv_ref(row, dims, (pos0 + t, neox, base), (&mut kc, &mut vc));
             qr[t * qd..(t + 1) * qd].copy_from_slice(&q);
-            for i in 0..kvd {
-                kc[(pos0 + t) * kvd + i] = f16_round(k[i]);
-                vc[(pos0 + t) * kvd + i] = f16_round(row[qd + kvd + i]);
-            }
         }
         let got_q = gpu.read_f32(&qbuf, n_tok * qd);
         for i in 0..got_q.len() {
@@ -349,33 +377,14 @@ fn rope_folded_into_decode_attention() {
         let vbuf2 = gpu.buf(&f16_pack(&cache.v));
         let sbuf = gpu.state_at(pos);
         let qkvbuf = gpu.buf_f32(&qkv);
-        let freqs: Vec<f32> = (0..n_rot / 2)
-            .map(|j| 10000f32.powf(-2.0 * j as f32 / n_rot as f32))
-            .collect();
-        let fbuf = gpu.buf_f32(&freqs);
+        let fbuf = rope_freqs(&mut gpu, n_rot, 10000.0);
         let qbuf = gpu.buf_f32(&vec![0.0; qd]);
         let (o1, o2) = (
             gpu.buf_f32(&vec![f32::NAN; qd]),
             gpu.buf_f32(&vec![f32::NAN; qd]),
         );
-        let rope = gpu
-            .ops()
-            .rope_kv(
-                sbuf.all(),
-                qkvbuf.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                fbuf.all(),
-                OpKind::RopeKv {
-                    q_dim: qd as u32,
-                    kv_dim: kvd as u32,
-                    head_dim: d as u32,
-                    n_rot: n_rot as u32,
-                    neox,
-                },
-            )
-            .unwrap();
+        let dims = (n_head, n_kv, d, n_rot);
+        let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
         let mut kind = super::attention_kind((n_head, n_kv, d));
         if let OpKind::Attention { window: w, .. } = &mut kind {
             *w = window as u32;
@@ -437,15 +446,8 @@ fn rope_folded_into_decode_attention() {
         }
         if window == 0 {
             // The reference: rotated queries, the new rows in f16.
-            let mut q = qkv[..qd].to_vec();
-            let mut k = qkv[qd..qd + kvd].to_vec();
-            rope_ref(&mut q, n_head, d, n_rot, pos, neox, 10000.0);
-            rope_ref(&mut k, n_kv, d, n_rot, pos, neox, 10000.0);
             let (mut kc, mut vc) = (cache.k.clone(), cache.v.clone());
-            for i in 0..kvd {
-                kc[pos * kvd + i] = f16_round(k[i]);
-                vc[pos * kvd + i] = f16_round(qkv[qd + kvd + i]);
-            }
+            let q = rope_kv_ref(&qkv, dims, (pos, neox, 10000.0), (&mut kc, &mut vc));
             assert_attention(&what, &b, &q, (&kc, &vc), (n_head, n_kv, d), pos, 2e-3);
         }
         gpu.check();
