@@ -34,7 +34,8 @@
 # GPU_BENCH_SERVE_ROUNDS (2, the best counts), GPU_BENCH_SERVE_S (100: seconds per served model),
 # GPU_BENCH_BUDGET_S (300: no model is started later than this), GPU_BENCH_LIMIT_S (450: every
 # tool is stopped at this, so the run ends within 8 minutes), GPU_BENCH_DEVICE (pigpu --device;
-# "llvmpipe" tries the run on lavapipe and makes llama.cpp use it too), GPU_BENCH_VALIDATE (1:
+# "llvmpipe" tries the run on lavapipe and makes llama.cpp use it too, with pigpu's choices made
+# as on a GPU: PIGPU_VK_AS=gpu unless set), GPU_BENCH_VALIDATE (1:
 # 16 greedy tokens of the first model with the Khronos validation layer on; 0: skip),
 # GPU_BENCH_KERNEL_TESTS (1: the Vulkan kernel tests, validation on, at most 120 s; 0: skip).
 # The knob sweep (last, in the time left up to GPU_BENCH_LIMIT_S, see sweep() below):
@@ -227,8 +228,12 @@ run() {
   if [ -n "${GPU_BENCH_DEVICE:-}" ]; then
     dev_args=(--device "$GPU_BENCH_DEVICE")
     test_dev=$GPU_BENCH_DEVICE
-    # llama.cpp skips CPU-type devices unless told to use one.
-    [ "$GPU_BENCH_DEVICE" = llvmpipe ] && export GGML_VK_VISIBLE_DEVICES=0
+    # llama.cpp skips CPU-type devices unless told to use one; pigpu makes every choice as
+    # on a GPU (PIGPU_VK_AS=gpu, unless set), so the trial runs the kernels the GPU will.
+    if [ "$GPU_BENCH_DEVICE" = llvmpipe ]; then
+      export GGML_VK_VISIBLE_DEVICES=0
+      export PIGPU_VK_AS="${PIGPU_VK_AS:-gpu}"
+    fi
   fi
   # No NVIDIA device after all that: every step would fail for the whole limit. Stop within
   # seconds instead, with what the loader saw, so the session still has device time to retry.
@@ -290,7 +295,8 @@ run() {
   if [ "${GPU_BENCH_KERNEL_TESTS:-1}" = 1 ] && [ -x "$tests" ]; then
     say "[$(elapsed) s] Vulkan kernel tests on '$test_dev', validation on"
     local l; l=$(left); [ "$l" -gt 120 ] && l=120
-    PIGPU_TEST_DEVICE=$test_dev timeout -k 5 "$l" "$tests" engine::vulkan::tests --test-threads 1 \
+    # The kernel tests choose their own paths (PIGPU_VK_AS would change the device's defaults).
+    PIGPU_TEST_DEVICE=$test_dev timeout -k 5 "$l" env -u PIGPU_VK_AS "$tests" engine::vulkan::tests --test-threads 1 \
       >"$raw/kernel-tests.txt" 2>&1 || say "kernel tests failed or cut short (see kernel-tests.txt)"
     say "kernel tests: $(grep -E '^test result' "$raw/kernel-tests.txt" || echo 'no result line')"
   fi

@@ -258,7 +258,21 @@ fn check_shape(name: &str) {
         MAX_VK_DIFF + MAX_CPU_DIFF,
         tie,
     );
-    eprintln!("{a}\n{b}");
+    // Every choice a GPU's (`PIGPU_VK_AS=gpu`): the tiled prompt path and its attention, the
+    // subgroup mat-vec, the split decode attention (2 splits; the sliding window inside it).
+    let mut as_gpu = engines::vulkan_tuned(&model, 128, engines::lavapipe_as_gpu());
+    assert!(as_gpu.choices().gpu && as_gpu.attention_splits() == Some(2));
+    assert_eq!(as_gpu.matvec_shape()[2], 2, "the subgroup mat-vec");
+    let c = check_logits(
+        &mut as_gpu,
+        &lr,
+        &format!("{name} vulkan as a GPU"),
+        MAX_VK_DIFF + MAX_CPU_DIFF,
+        tie,
+    );
+    let errs = as_gpu.take_validation_errors();
+    assert!(errs.is_empty(), "validation errors:\n{}", errs.join("\n"));
+    eprintln!("{a}\n{b}\n{c}");
 }
 
 #[test]

@@ -49,6 +49,16 @@ pub fn lavapipe() -> Tuning {
     }
 }
 
+/// [`lavapipe`] with every choice the engine makes by device kind made as on a discrete GPU
+/// (`PIGPU_VK_AS=gpu`), so lavapipe runs the paths a GPU will (docs/vulkan.md, "Choices by
+/// device kind").
+pub fn lavapipe_as_gpu() -> Tuning {
+    Tuning {
+        as_gpu: Some(true),
+        ..lavapipe()
+    }
+}
+
 /// The Vulkan engine on lavapipe with `tuning` (start from [`lavapipe`]).
 pub fn vulkan_tuned(model: &Arc<Model>, n_ctx: usize, tuning: Tuning) -> VulkanEngine {
     let opts = VulkanOptions {

@@ -268,6 +268,35 @@ fn tiny_batched_decode_with_the_norm_pass_equals_each_alone() {
     no_validation_errors(set.engine(0));
 }
 
+/// serve's batched decode with every choice a GPU's (`PIGPU_VK_AS=gpu`): the slots' pass on
+/// the 8-token mat-mat and the split attention (4 splits), every slot's two-stage sampler, the
+/// copied readback. Three slots decoded together give each its tokens alone (there on the
+/// subgroup mat-vec), greedy, in one submit per step.
+#[test]
+fn tiny_batched_decode_as_a_gpu_equals_each_alone() {
+    let model = tiny();
+    let o = VulkanOptions {
+        tuning: super::as_gpu::tuning(),
+        ..opts(256)
+    };
+    let mut set = VulkanSlots::new(model.clone(), 3, &o).expect("slots on lavapipe");
+    super::as_gpu::assert_gpu_choices(set.engine(0));
+    let prompts: Vec<Vec<u32>> = PROMPTS[..3].iter().map(|p| tokens(&model, p)).collect();
+    let (n, g) = (6, greedy_sampler());
+    let want: Vec<Vec<u32>> = (0..3)
+        .map(|i| alone(&mut set, i, &prompts[i], &g, n))
+        .collect();
+    let p: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+    let got = batched(&mut set, &[0, 1, 2], &p, &vec![g.clone(); 3], n);
+    assert_eq!(got, want, "B = 3 as a GPU");
+    let st = set.batch_stats();
+    assert_eq!(
+        (st.passes, st.recorded, st.descriptor_updates),
+        (n as u64 - 1, 1, 0)
+    );
+    no_validation_errors(set.engine(0));
+}
+
 /// Aggregate decode tokens/s on lavapipe at B = 1, 2, 4 streams, batched (one pass per step)
 /// against B streams each decoding alone (its own pass per token). Run by hand:
 /// `cargo test --release --test it vulkan::batch::smollm_batched_throughput -- --ignored --nocapture`.

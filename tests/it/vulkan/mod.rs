@@ -7,6 +7,7 @@
 //! llama.cpp, quantizes activations to 8 bits, so its logits are off the exact ones by ~0.1 on
 //! average; the Vulkan engine computes in f32 and lands within ~0.01.)
 
+mod as_gpu;
 mod batch;
 mod fallback;
 mod profile;
@@ -39,28 +40,18 @@ pub const PROMPTS: [&str; 5] = [
 /// Logits this close count as a tie (the CPU issue's rule).
 const TIE: f64 = 0.05;
 
-/// The engine with the decode mat-vec shape `shape` (e.g. `[128, 2, 2]`: the GPUs' subgroup
-/// path, forced on lavapipe, with the split decode attention and the two-stage sampler);
-/// `None`: the device's default.
+/// The engine on lavapipe's own choices, or (`as_gpu`) on a discrete GPU's
+/// (`PIGPU_VK_AS=gpu`: the subgroup mat-vec, the tiled prompt mat-mat, the split decode
+/// attention, the two-stage sampler, the copied readback; checked by [`assert_gpu_choices`]).
 /// `norm_pass`: the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`), else fused.
-fn vulkan_with(
-    model: &Arc<Model>,
-    n_ctx: usize,
-    shape: Option<[u32; 3]>,
-    norm_pass: bool,
-) -> VulkanEngine {
+fn vulkan_with(model: &Arc<Model>, n_ctx: usize, as_gpu: bool, norm_pass: bool) -> VulkanEngine {
     let tuning = Tuning {
-        matvec: shape,
         norm_pass,
-        // The GPU path forced: the split decode attention too (64 positions per split,
-        // query heads grouped), which lavapipe does not use by default.
-        attn_chunk: shape.map(|_| 64),
-        sampler_two_stage: shape.map(|_| true),
-        ..lavapipe()
+        ..if as_gpu { as_gpu::tuning() } else { lavapipe() }
     };
     let gpu = vulkan_tuned(model, n_ctx, tuning);
-    if let Some(want) = shape {
-        assert_eq!(gpu.matvec_shape(), want, "the shape asked for");
+    if as_gpu {
+        as_gpu::assert_gpu_choices(&gpu);
     }
     gpu
 }
@@ -138,12 +129,12 @@ fn referee_split(reference: &Reference, what: &str, ctx: &[u32], (a, b): (u32, u
 /// tie of the f64 reference (both tokens within 0.05 of its best logit), and ends the comparison
 /// for that prompt.
 fn greedy_matches_cpu_reference(file: &str) {
-    greedy_matches_cpu_reference_with(file, None, false, &PROMPTS, 32);
+    greedy_matches_cpu_reference_with(file, false, false, &PROMPTS, 32);
 }
 
 fn greedy_matches_cpu_reference_with(
     file: &str,
-    shape: Option<[u32; 3]>,
+    as_gpu: bool,
     norm_pass: bool,
     prompts: &[&str],
     n: usize,
@@ -153,7 +144,7 @@ fn greedy_matches_cpu_reference_with(
     };
     let model = Model::load(&path).unwrap();
     let mut cpu = cpu_reference(&model, 256);
-    let mut gpu = vulkan_with(&model, 256, shape, norm_pass);
+    let mut gpu = vulkan_with(&model, 256, as_gpu, norm_pass);
     let mut referee: Option<Reference> = None;
     let p = SamplingParams::greedy();
     for &text in prompts {
@@ -187,20 +178,14 @@ fn smollm_greedy_matches_cpu_reference_mode() {
     greedy_matches_cpu_reference(util::SMOLLM);
 }
 
-/// The same on the GPUs' subgroup mat-vec path, forced on lavapipe (two prompts: it is the slow
-/// path there).
-#[test]
-fn smollm_greedy_matches_cpu_reference_mode_on_the_gpu_path() {
-    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), false, &PROMPTS[..2], 16);
-}
-
 /// The same with the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`): the prompt on the
-/// 8-token mat-vec and decoding on lavapipe's lane path (three prompts), then on the GPUs'
-/// subgroup path (one, shorter: the slow path there).
+/// 16-token mat-mat and decoding on lavapipe's lane path (three prompts), then with every
+/// choice a GPU's (`PIGPU_VK_AS=gpu`: the tiled prompt, the subgroup mat-vec; one prompt,
+/// shorter: the slow path there).
 #[test]
 fn smollm_greedy_matches_cpu_reference_mode_with_the_norm_pass() {
-    greedy_matches_cpu_reference_with(util::SMOLLM, None, true, &PROMPTS[..3], 32);
-    greedy_matches_cpu_reference_with(util::SMOLLM, Some([128, 2, 2]), true, &PROMPTS[3..4], 12);
+    greedy_matches_cpu_reference_with(util::SMOLLM, false, true, &PROMPTS[..3], 32);
+    greedy_matches_cpu_reference_with(util::SMOLLM, true, true, &PROMPTS[3..4], 12);
 }
 
 /// The looser comparison with the CPU engine as it runs by default (8-bit activations, like
@@ -247,13 +232,14 @@ fn smollm_first_token_matches_cpu_engine() {
 /// counters are the engine's bookkeeping, computed from the layer count on any model.
 #[test]
 fn tiny_decode_counters() {
-    decode_counters(None, false);
+    decode_counters(false, false);
 }
 
-/// The same counters on the GPUs' subgroup mat-vec path (forced on lavapipe).
+/// The same counters with every choice a GPU's (`PIGPU_VK_AS=gpu`: the subgroup mat-vec, the
+/// split attention with its combine pass, the two-stage sampler, the copied readback).
 #[test]
 fn tiny_decode_counters_on_the_gpu_path() {
-    decode_counters(Some([128, 2, 2]), false);
+    decode_counters(true, false);
 }
 
 /// With the norm pass (`PIGPU_VK_NORM=pass`) the same steady state (no recording, no
@@ -262,8 +248,8 @@ fn tiny_decode_counters_on_the_gpu_path() {
 #[test]
 fn tiny_decode_counters_with_the_norm_pass() {
     let n_layer = crate::engines::tiny().config.n_layer as u64;
-    let fused = decode_counters(None, false);
-    let pass = decode_counters(None, true);
+    let fused = decode_counters(false, false);
+    let pass = decode_counters(false, true);
     assert_eq!(pass, fused + 2 * n_layer + 1, "dispatches per token");
 }
 
@@ -310,10 +296,10 @@ fn tiny_rope_fold_decodes_as_the_rope_pass() {
 }
 
 /// Checks the steady state of decoding; returns the dispatches per token.
-fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
+fn decode_counters(as_gpu: bool, norm_pass: bool) -> u64 {
     let model = crate::engines::tiny();
     let n_layer = model.config.n_layer as f64;
-    let mut gpu = vulkan_with(&model, 128, shape, norm_pass);
+    let mut gpu = vulkan_with(&model, 128, as_gpu, norm_pass);
     gpu.prefill(&tokens(&model, PROMPTS[0])).unwrap();
     let p = SamplingParams {
         temperature: 0.8,
@@ -327,7 +313,7 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
     gpu.step(&p, 0.5).unwrap(); // the first step only samples (the prompt's logits are ready)
     let first = gpu.stats();
     // The GPU path forced: the sampler's prefilter and selection; lavapipe's own: one stage.
-    let sampler = if shape.is_some() { 2 } else { 1 };
+    let sampler = if as_gpu { 2 } else { 1 };
     assert_eq!(
         (
             first.dispatches,
@@ -371,7 +357,7 @@ fn decode_counters(shape: Option<[u32; 3]>, norm_pass: bool) -> u64 {
         "{} dispatches",
         s.dispatches
     );
-    if shape.is_none() && !norm_pass {
+    if !as_gpu && !norm_pass {
         // lavapipe's default path: the embedding, 5 per layer (RoPE and the KV write folded
         // into the one-row attention), the head, the one-stage sampler.
         assert_eq!(s.dispatches, n * (5 * model.config.n_layer as u64 + 3));
@@ -520,7 +506,7 @@ fn qwen_logits_match_f64_reference() {
 /// it ran until 2026-12-06 took over 27 min under load).
 #[test]
 fn qwen_greedy_matches_cpu_reference_mode() {
-    greedy_matches_cpu_reference_with(util::QWEN, None, false, &PROMPTS[..2], 8);
+    greedy_matches_cpu_reference_with(util::QWEN, false, false, &PROMPTS[..2], 8);
 }
 
 /// A malformed tuning variable stops the command with exit 2 and a message naming it (read once

@@ -1,0 +1,214 @@
+//! `PIGPU_VK_AS=gpu` on lavapipe: every choice the engine makes by device kind made as on a
+//! discrete GPU (`Choices`), so the paths a GPU will run are run here first, with the
+//! validation layer on: the subgroup mat-vec (`matvec_sg.comp`), the tiled prompt mat-mat and
+//! the prompt attention over several batches, the 8-token mat-mat for a short batch, the split
+//! decode attention with its combine pass at a depth where several splits hold keys, RoPE and
+//! the KV write as their own pass, the two-stage sampler and the copied readback. Each test
+//! checks the engine really took them (its choices, its shapes, its splits, the profile's
+//! labels), so none can pass on lavapipe's own paths.
+
+use super::*;
+pub use crate::engines::lavapipe_as_gpu as tuning;
+
+/// Fails unless `gpu` made the GPU's choices on a device that is not one, with the subgroup
+/// mat-vec and the split decode attention (more than one split).
+pub fn assert_gpu_choices(gpu: &VulkanEngine) {
+    let c = gpu.choices();
+    assert!(c.gpu && c.proxy, "{c:?}");
+    assert!(c.prompt_tiled && c.sampler_two_stage && !c.state_mapped && !c.texel_weights);
+    assert_eq!(gpu.matvec_shape(), [128, 2, 2], "the subgroup mat-vec");
+    let splits = gpu.attention_splits();
+    assert!(splits.is_some_and(|n| n > 1), "split attention: {splits:?}");
+    let d = gpu.describe();
+    assert!(d.contains("choosing as a GPU"), "{d}");
+}
+
+/// The op labels of one phase of a profile.
+fn labels(p: &pigpu::engine::vulkan::Profile, phase: &str) -> Vec<String> {
+    let ph = p.phases.iter().find(|ph| ph.phase == phase);
+    let ph = ph.unwrap_or_else(|| panic!("no {phase} phase in {:?}", p.phases));
+    ph.ops.iter().map(|o| o.label.clone()).collect()
+}
+
+/// The tiny model's prompt of 40 tokens in batches of 16 (the tiled mat-mat's small tile and
+/// the prompt attention) and one of 8 (the mat-mat), then decoding: the profile names the GPU's
+/// ops and none of lavapipe's own, and the timed recording's tokens are the plain engine's.
+#[test]
+fn tiny_as_gpu_dispatches_the_gpus_kernels() {
+    let model = crate::engines::tiny();
+    let prompt: Vec<u32> = (0..40).map(|i| 3 + (i * 37) % 1000).collect();
+    let g = SamplingParams::greedy();
+    let run = |profile: bool| {
+        let t = Tuning {
+            ubatch: Some(16),
+            ..tuning()
+        };
+        let mut gpu = vulkan_tuned(&model, 256, t);
+        assert_gpu_choices(&gpu);
+        assert_eq!(gpu.attention_splits(), Some(4), "256 positions, 64 a split");
+        gpu.set_profiling(profile).unwrap();
+        gpu.prefill(&prompt).unwrap();
+        let out: Vec<u32> = (0..6).map(|_| gpu.step(&g, 0.0).unwrap()).collect();
+        no_validation_errors(&gpu);
+        (out, gpu.take_profile())
+    };
+    let (plain, _) = run(false);
+    let (timed, p) = run(true);
+    assert_eq!(plain, timed, "the timed recording's tokens");
+    let p = p.expect("profiling is on");
+    let (pre, dec) = (labels(&p, "prompt"), labels(&p, "decode"));
+    let has = |ls: &[String], l: &str| ls.iter().any(|x| x.starts_with(l));
+    for l in ["tiled/s", "matmul", "attention_prompt", "rope_kv"] {
+        assert!(has(&pre, l), "prompt: no {l} in {pre:?}");
+    }
+    for l in [
+        "rope_kv",
+        "attention combine",
+        "sample_pre",
+        "sample",
+        "matvec",
+    ] {
+        assert!(has(&dec, l), "decode: no {l} in {dec:?}");
+    }
+    for l in ["attention_rope", "sample_one", "tiled", "matmul"] {
+        assert!(!has(&dec, l), "decode: {l} in {dec:?}");
+    }
+}
+
+/// Greedy decoding of `file` with every choice a GPU's against the CPU reference mode: a prompt
+/// of `len` tokens prefilled in batches of `ubatch` (the tiled mat-mat, several batches) and a
+/// last call of 5 tokens (the 8-token mat-mat), then `n` tokens decoded over `n_ctx / 64`
+/// splits of the KV range, past the first split. A split from the CPU's token is allowed only
+/// at a tie of the f64 reference, as in `greedy_matches_cpu_reference`.
+fn greedy_long_prompt(file: &str, len: usize, (n_ctx, ubatch): (usize, usize), n: usize) {
+    let Some(path) = util::test_model(file) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let text = [PROMPTS.join("\n\n"), PROMPTS.join(" ")].join("\n");
+    let mut prompt = tokens(&model, &text);
+    assert!(prompt.len() >= len, "{} tokens", prompt.len());
+    prompt.truncate(len);
+    assert!(
+        len > 64 && len > 2 * ubatch,
+        "past one split, several batches"
+    );
+    let mut cpu = cpu_reference(&model, n_ctx);
+    let t = Tuning {
+        ubatch: Some(ubatch),
+        ..tuning()
+    };
+    let mut gpu = vulkan_tuned(&model, n_ctx, t);
+    assert_gpu_choices(&gpu);
+    assert_eq!(gpu.attention_splits(), Some((n_ctx / 64) as u32));
+    cpu.prefill(&prompt).unwrap();
+    gpu.prefill(&prompt[..len - 5]).unwrap();
+    gpu.prefill(&prompt[len - 5..]).unwrap();
+    let p = SamplingParams::greedy();
+    let mut ctx = prompt.clone();
+    for i in 0..n {
+        let (a, b) = (cpu.step(&p, 0.0).unwrap(), gpu.step(&p, 0.0).unwrap());
+        if a != b {
+            let r = Reference::new(&model);
+            let what = format!("{file} as a GPU: token {i}");
+            let gap = referee_split(&r, &what, &ctx, (a, b));
+            eprintln!("{what}: split at a tie: cpu {a} gpu {b}, f64 reference gap {gap:.4}");
+            break;
+        }
+        ctx.push(a);
+    }
+    eprintln!(
+        "{file} as a GPU: prompt {len} tokens in batches of {ubatch}, {} of {n} greedy tokens identical to the CPU reference mode",
+        ctx.len() - len
+    );
+    no_validation_errors(&gpu);
+}
+
+/// SmolLM2: 120 tokens in batches of 48 (the tiled mat-mat's medium tile), 19 (small) and 5
+/// (the mat-mat), then 16 tokens over 4 splits of 64 positions (three hold keys).
+#[test]
+fn smollm_as_gpu_greedy_matches_cpu_reference_mode() {
+    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 16);
+}
+
+/// Qwen2.5: the biases, the untied 145 MB head in segments on the subgroup mat-vec, the
+/// two-stage sampler over 149 slices; 72 tokens in batches of 32, 8 decoded over 2 splits.
+#[test]
+fn qwen_as_gpu_greedy_matches_cpu_reference_mode() {
+    greedy_long_prompt(util::QWEN, 72, (128, 32), 8);
+}
+
+/// Gemma 3 270M: head size 256 (the staged split attention's and the prompt attention's
+/// smaller tiles within lavapipe's 32 KiB), Q/K norms, post-norms, GELU; 72 tokens in batches
+/// of 32, 8 decoded over 2 splits.
+#[test]
+fn gemma3_as_gpu_greedy_matches_cpu_reference_mode() {
+    greedy_long_prompt(util::GEMMA, 72, (128, 32), 8);
+}
+
+/// The sampler's paths with every other choice a GPU's: the two-stage sampler (the GPU's)
+/// draws what the one-stage sampler draws from the same logits, for greedy with a penalty,
+/// top-k, top-p, min-p and the chat defaults together, over 6 steps each.
+#[test]
+fn tiny_as_gpu_samples_as_the_one_stage_sampler() {
+    let model = crate::engines::tiny();
+    let one = Tuning {
+        sampler_two_stage: Some(false),
+        ..tuning()
+    };
+    let mut two = vulkan_tuned(&model, 128, tuning());
+    let mut one = vulkan_tuned(&model, 128, one);
+    assert!(two.choices().sampler_two_stage && !one.choices().sampler_two_stage);
+    let prompt = tokens(&model, PROMPTS[2]);
+    let g = SamplingParams::greedy();
+    let cases = [
+        SamplingParams {
+            repeat_penalty: 1.3,
+            repeat_last_n: 16,
+            ..g
+        },
+        SamplingParams {
+            temperature: 1.1,
+            top_k: 5,
+            ..g
+        },
+        SamplingParams {
+            temperature: 0.9,
+            top_p: 0.8,
+            ..g
+        },
+        SamplingParams {
+            temperature: 1.0,
+            min_p: 0.1,
+            ..g
+        },
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+        },
+    ];
+    let mut draws = Vec::new();
+    for (i, p) in cases.iter().enumerate() {
+        let run = |e: &mut VulkanEngine| {
+            e.reset();
+            e.prefill(&prompt).unwrap();
+            let mut rng = pigpu::model::sampler::Rng::new(7 + i as u64);
+            (0..6)
+                .map(|_| e.step(p, rng.next_f32()).unwrap())
+                .collect::<Vec<u32>>()
+        };
+        let (a, b) = (run(&mut two), run(&mut one));
+        assert_eq!(a, b, "case {i} {p:?}: two stages against one");
+        draws.push(a);
+    }
+    assert!(
+        draws.windows(2).any(|w| w[0] != w[1]),
+        "the settings change the draws: {draws:?}"
+    );
+    no_validation_errors(&two);
+    no_validation_errors(&one);
+}
