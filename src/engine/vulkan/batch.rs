@@ -162,57 +162,61 @@ impl VulkanSlots {
         // Per layer 4 products and 2 norm passes; per slot its embedding and 6 ops a layer.
         let sets = (6 * c.n_layer + 8 + n * (1 + 6 * c.n_layer)) as u32;
         let mut arena = DescriptorArena::new(dev, sets, sets * 8)?;
-        let mut b = OpBuilder {
-            kernels: &shared.kernels,
-            arena: &mut arena,
-        };
-        let w = &shared.weights;
-        let io = ProductIo {
-            x: x.act(),
-            qkv: qkv.act(),
-            attn: attn.act(),
-            ffn: ffn.act(),
-            proj: proj.act(),
-            xn: xn.as_ref().map(Rows::act),
-        };
-        let layers = w
-            .layers
-            .iter()
-            .map(|l| layer::products(&mut b, c, l, &io))
-            .collect::<VkResult<Vec<_>>>()?;
-        let head = graph::head(&mut b, c, w, io.x, io.xn, logits.act())?;
-        let mut embed = Vec::with_capacity(n);
-        let mut slot_layers = Vec::with_capacity(n);
-        for (s, eng) in engines.iter().enumerate() {
-            let a = &eng.acts;
-            let seq = SeqIo {
-                state: a.state.all(),
-                x: x.row(s, e),
-                qkv: qkv.row(s, qd + 2 * kvd),
-                q: q.row(s, qd),
-                attn: attn.row(s, qd),
-                proj: proj.row(s, e),
-                kv: &eng.kv,
-                scratch: a.splits.map(|splits| AttnScratch {
-                    part: a.attn_part.all(),
-                    splits,
-                }),
+        // The pipelines these ops can dispatch that the engines' do not, created together.
+        let (layers, head, embed, slot_layers) = shared.kernels.all_at_once(|| {
+            let mut b = OpBuilder {
+                kernels: &shared.kernels,
+                arena: &mut arena,
             };
-            embed.push(graph::embed(
-                &mut b,
-                c,
-                w,
-                seq.state,
-                a.tokens.all(),
-                true,
-                seq.x,
-            )?);
-            slot_layers.push(
-                (0..c.n_layer)
-                    .map(|il| layer::seq_ops(&mut b, c, w, il, &seq))
-                    .collect::<VkResult<Vec<_>>>()?,
-            );
-        }
+            let w = &shared.weights;
+            let io = ProductIo {
+                x: x.act(),
+                qkv: qkv.act(),
+                attn: attn.act(),
+                ffn: ffn.act(),
+                proj: proj.act(),
+                xn: xn.as_ref().map(Rows::act),
+            };
+            let layers = w
+                .layers
+                .iter()
+                .map(|l| layer::products(&mut b, c, l, &io))
+                .collect::<VkResult<Vec<_>>>()?;
+            let head = graph::head(&mut b, c, w, io.x, io.xn, logits.act(), true)?;
+            let mut embed = Vec::with_capacity(n);
+            let mut slot_layers = Vec::with_capacity(n);
+            for (s, eng) in engines.iter().enumerate() {
+                let a = &eng.acts;
+                let seq = SeqIo {
+                    state: a.state.all(),
+                    x: x.row(s, e),
+                    qkv: qkv.row(s, qd + 2 * kvd),
+                    q: q.row(s, qd),
+                    attn: attn.row(s, qd),
+                    proj: proj.row(s, e),
+                    kv: &eng.kv,
+                    scratch: a.splits.map(|splits| AttnScratch {
+                        part: a.attn_part.all(),
+                        splits,
+                    }),
+                };
+                embed.push(graph::embed(
+                    &mut b,
+                    c,
+                    w,
+                    seq.state,
+                    a.tokens.all(),
+                    true,
+                    seq.x,
+                )?);
+                slot_layers.push(
+                    (0..c.n_layer)
+                        .map(|il| layer::seq_ops(&mut b, c, w, il, &seq))
+                        .collect::<VkResult<Vec<_>>>()?,
+                );
+            }
+            Ok((layers, head, embed, slot_layers))
+        })?;
         let attn_grouped = engines[0].acts.splits.is_none_or(|s| s.n_split <= 1);
         // Rows of slots not in a pass still go through the matrix products: start them at 0.
         let mut clear = CmdBuffer::new(dev)?;

@@ -321,11 +321,18 @@ impl CmdBuffer {
             z = x.div_ceil(max_x);
             x = max_x;
         }
+        let pipeline = kernel.pipeline();
+        // Kernels built inside `Kernels::all_at_once` get their pipelines at its end.
+        assert!(
+            pipeline != vk::Pipeline::null(),
+            "kernel {} recorded before its pipeline was created",
+            kernel.name
+        );
         // SAFETY: recording; the kernel's layout matches the set and push size (checked by the
         // kernel wrappers).
         unsafe {
             let d = &self.dev.raw;
-            d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, kernel.pipeline);
+            d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, pipeline);
             d.cmd_bind_descriptor_sets(
                 self.cb,
                 vk::PipelineBindPoint::COMPUTE,

@@ -49,6 +49,9 @@ pub struct VulkanEngine {
     sample_only: CmdBuffer,
     batch: CmdBuffer,
     graph: Graph,
+    /// The head over every row of a batch (`prefill_all_logits`), built when first asked:
+    /// `graph.head` runs one token, without the mat-mat pipeline only this path dispatches.
+    head_all: Option<Normed>,
     arena: DescriptorArena,
     /// Held for the descriptor sets that point into them (batch.rs binds them too).
     pub(super) kv: Vec<(super::buffer::Buffer, super::buffer::Buffer)>,
@@ -116,16 +119,19 @@ impl VulkanEngine {
         // two, the folded decode attention one).
         let sets = (12 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
-        let graph = graph::build(
-            &mut OpBuilder {
-                kernels,
-                arena: &mut arena,
-            },
-            c,
-            &shared.weights,
-            &acts,
-            &kv,
-        )?;
+        // Every pipeline the graph's ops can dispatch, created together before any recording.
+        let graph = kernels.all_at_once(|| {
+            graph::build(
+                &mut OpBuilder {
+                    kernels,
+                    arena: &mut arena,
+                },
+                c,
+                &shared.weights,
+                &acts,
+                &kv,
+            )
+        })?;
         kernels.save_cache();
         let mut e = VulkanEngine {
             prof: None,
@@ -133,6 +139,7 @@ impl VulkanEngine {
             sample_only: CmdBuffer::new(&dev)?,
             batch: CmdBuffer::new(&dev)?,
             graph,
+            head_all: None,
             arena,
             kv,
             acts,
@@ -332,6 +339,27 @@ impl VulkanEngine {
         self.graph.head.at(row * self.model.config.n_embd as u32)
     }
 
+    /// The head over every row of a batch (rows 0..n of x into logits rows 0..n); its
+    /// mat-mat's pipeline is created on the first call (the first all-logits batch).
+    fn head_all(&mut self) -> VkResult<&Normed> {
+        let head = match self.head_all.take() {
+            Some(h) => h,
+            None => {
+                let c = &self.model.config;
+                let (x, xn, logits) = graph::head_io(c, &self.acts);
+                let kernels = &self.shared.kernels;
+                kernels.all_at_once(|| {
+                    let mut b = OpBuilder {
+                        kernels,
+                        arena: &mut self.arena,
+                    };
+                    graph::head(&mut b, c, &self.shared.weights, x, xn, logits, true)
+                })?
+            }
+        };
+        Ok(self.head_all.insert(head))
+    }
+
     /// Runs one batch of at most `acts.ubatch` tokens through the layers. `all_logits`: the head over
     /// every token (rows 0..n of the logits), else only the last token's (row 0) when `head`.
     /// Tokens before `hist_from` are not added to the repetition-penalty history.
@@ -345,7 +373,7 @@ impl VulkanEngine {
         let n = tokens.len() as u32;
         self.acts.tokens_up.write(0, u32_bytes(tokens));
         let head_op = if all_logits {
-            self.head_at(0)
+            self.head_all()?.at(0)
         } else {
             self.head_at(n - 1)
         };

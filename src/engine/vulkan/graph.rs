@@ -209,7 +209,8 @@ pub struct Graph {
     /// Position bookkeeping at the start of a prompt batch.
     pub advance: GpuOp,
     pub layers: Vec<Layer>,
-    /// Output norm + head for the token at `x_off` into logits row 0 (and onward for batches).
+    /// Output norm + head for the token at `x_off` into logits row 0 (one token: its mat-vec
+    /// only; a batch of rows runs it a token per workgroup row).
     pub head: Normed,
     pub sample: GpuOp,
 }
@@ -247,7 +248,8 @@ pub fn embed(
 }
 
 /// Output norm + head: logits rows from the rows of `x` (the norm fused, or as a pass into
-/// `xn`, laid out as `x`).
+/// `xn`, laid out as `x`). `batch`: for batches of rows (serve's slots, all logits of a prompt),
+/// else for one row (the mat-vec only: the mat-mat's pipeline is not built).
 pub fn head(
     b: &mut OpBuilder<'_>,
     c: &Config,
@@ -255,9 +257,10 @@ pub fn head(
     x: Act,
     xn: Option<Act>,
     logits: Act,
+    batch: bool,
 ) -> Result<Normed> {
     let out = w.output.as_ref().unwrap_or(&w.token_embd);
-    b.normed_matvec(
+    b.normed_matvec_for(
         MatvecSpec {
             x: x.buf,
             segs: &out.segs(),
@@ -273,6 +276,21 @@ pub fn head(
             eps: c.rms_eps,
         },
         xn.map(|a| a.buf),
+        batch,
+    )
+}
+
+/// The rows `head` reads and writes over an engine's own buffers: x (or the norm pass's xn)
+/// and the logits, a token per row.
+pub fn head_io(c: &Config, a: &Acts) -> (Act, Option<Act>, Act) {
+    let act = |buf: &Buffer, width: usize| Act {
+        buf: buf.all(),
+        stride: width as u32,
+    };
+    (
+        act(&a.x, c.n_embd),
+        a.xn.as_ref().map(|xn| act(xn, c.n_embd)),
+        act(&a.logits, c.n_vocab),
     )
 }
 
@@ -320,7 +338,10 @@ pub fn build(
             seq: layer::seq_ops(b, c, w, il, &seq)?,
         });
     }
-    let head = head(b, c, w, rows.x, rows.xn, act(&a.logits, c.n_vocab))?;
+    // Decoding and prompts need one token's logits; `VulkanEngine` builds the head for all of
+    // a batch's rows when first asked (`prefill_all_logits`).
+    let (hx, hxn, logits) = head_io(c, a);
+    let head = head(b, c, w, hx, hxn, logits, false)?;
     let sample = b.sample(
         a.logits.all(),
         st,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::buffer::BufRange;
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::pipeline::{GpuKernel, PipelineCache};
+use super::pipeline::{GpuKernel, PipelineCache, PipelineJob};
 use super::shaders;
 use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP};
 use super::tuning::TiledKernel;
@@ -123,11 +123,22 @@ pub fn supported(ty: GgmlType) -> bool {
     shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
 }
 
+/// A kernel asked for inside `Kernels::all_at_once`, its pipeline not created yet.
+struct Pending {
+    kernel: Rc<GpuKernel>,
+    spirv: &'static [u8],
+    full_subgroups: bool,
+}
+
 /// Kernels of one device, built on first use.
 pub struct Kernels {
     pub(super) dev: Arc<Device>,
     cache: PipelineCache,
     built: RefCell<HashMap<String, Rc<GpuKernel>>>,
+    /// Inside `all_at_once`: the kernels asked for so far whose pipelines it creates at its end.
+    pending: RefCell<Option<Vec<Pending>>>,
+    /// Threads `all_at_once` creates pipelines on.
+    pipeline_threads: usize,
     /// (workgroup size, rows per workgroup, path: `shapes::PATH_*`) of the mat-vec and mat-mat
     /// variants, fitted to the device's limits.
     matvec_shape: [u32; 3],
@@ -165,6 +176,8 @@ impl Kernels {
             dev: dev.clone(),
             cache: PipelineCache::new(dev)?,
             built: RefCell::new(HashMap::new()),
+            pending: RefCell::new(None),
+            pipeline_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             matvec_shape: shapes::fit(matvec, 1, &limits),
             matmul_shape: shapes::fit(matmul, matmul_nt, &limits),
             matmul_nt,
@@ -225,7 +238,7 @@ impl Kernels {
     pub(super) fn get(
         &self,
         name: &str,
-        spirv: &[u8],
+        spirv: &'static [u8],
         counts: &[u32],
         push: u32,
         spec: &[u32],
@@ -244,7 +257,7 @@ impl Kernels {
     pub(super) fn get_matvec(
         &self,
         name: &str,
-        spirv: &[u8],
+        spirv: &'static [u8],
         spec: &[u32],
     ) -> Result<Rc<GpuKernel>> {
         if self.texel {
@@ -258,7 +271,7 @@ impl Kernels {
     fn get_in(
         &self,
         name: &str,
-        spirv: &[u8],
+        spirv: &'static [u8],
         counts: &[u32],
         texel: Option<u32>,
         push: u32,
@@ -274,19 +287,94 @@ impl Kernels {
             || name.starts_with("attention_lanes"))
             && self.dev.features.full_subgroups
             && spec[0].is_multiple_of(self.dev.features.max_subgroup.max(1));
-        let k = Rc::new(GpuKernel::new(
-            &self.dev,
-            &self.cache,
-            name,
-            spirv,
-            counts,
-            texel,
-            push,
-            spec,
-            full,
-        )?);
+        let k = match self.pending.borrow_mut().as_mut() {
+            Some(pending) => {
+                let k = Rc::new(GpuKernel::unbuilt(
+                    &self.dev,
+                    &self.cache,
+                    name,
+                    counts,
+                    texel,
+                    push,
+                    spec,
+                )?);
+                pending.push(Pending {
+                    kernel: k.clone(),
+                    spirv,
+                    full_subgroups: full,
+                });
+                k
+            }
+            None => Rc::new(GpuKernel::new(
+                &self.dev,
+                &self.cache,
+                name,
+                spirv,
+                counts,
+                texel,
+                push,
+                spec,
+                full,
+            )?),
+        };
         self.built.borrow_mut().insert(name.to_string(), k.clone());
         Ok(k)
+    }
+
+    /// Runs `build` (which asks for kernels and writes descriptor sets, recording nothing: an
+    /// engine's graph) with pipeline creation held back, then creates the pipelines of every
+    /// kernel it asked for at once, on as many threads as the machine has (drivers compile in
+    /// `vkCreateComputePipelines`, one pipeline per call and thread). Nested calls run inside
+    /// the outer one. On an error, the kernels without pipelines are forgotten.
+    pub fn all_at_once<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
+        if self.pending.borrow().is_some() {
+            return build();
+        }
+        *self.pending.borrow_mut() = Some(Vec::new());
+        let out = build();
+        let pending = self.pending.borrow_mut().take().unwrap_or_default();
+        let out = out.and_then(|v| self.create_pending(&pending).map(|()| v));
+        if out.is_err() {
+            let mut built = self.built.borrow_mut();
+            for p in &pending {
+                if p.kernel.pipeline() == ash::vk::Pipeline::null() {
+                    built.remove(&p.kernel.name);
+                }
+            }
+        }
+        out
+    }
+
+    /// Creates the pipelines of `pending` (`all_at_once`); the first error, if any.
+    fn create_pending(&self, pending: &[Pending]) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let jobs: Vec<PipelineJob<'_>> = pending
+            .iter()
+            .map(|p| PipelineJob {
+                name: &p.kernel.name,
+                spirv: p.spirv,
+                layout: p.kernel.layout.pipeline_layout,
+                spec: &p.kernel.spec,
+                full_subgroups: p.full_subgroups,
+            })
+            .collect();
+        let created = self.cache.create_all(&jobs, self.pipeline_threads);
+        log::debug!(
+            "vulkan: {} pipelines created in {:.0} ms on up to {} threads",
+            jobs.len(),
+            t0.elapsed().as_secs_f64() * 1e3,
+            self.pipeline_threads
+        );
+        let mut first_err = None;
+        for (p, r) in pending.iter().zip(created) {
+            match r {
+                Ok(pipeline) => p.kernel.set_pipeline(pipeline),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// The prompt mat-mat (`matmul_nt` tokens per workgroup) for weight segments `segs` (rows,

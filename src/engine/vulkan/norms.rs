@@ -124,10 +124,20 @@ impl OpBuilder<'_> {
     /// `None`, else as a norm pass over `spec.x`'s rows into `xn` (laid out like `spec.x`: the
     /// same row stride), which the mat-vec then reads without a norm.
     pub fn normed_matvec(&mut self, spec: MatvecSpec<'_>, xn: Option<BufRange>) -> Result<Normed> {
+        self.normed_matvec_for(spec, xn, true)
+    }
+
+    /// `normed_matvec`; without `batch` the product runs one token (`OpBuilder::matvec_for`).
+    pub fn normed_matvec_for(
+        &mut self,
+        spec: MatvecSpec<'_>,
+        xn: Option<BufRange>,
+        batch: bool,
+    ) -> Result<Normed> {
         let (Some(xn), Some(w)) = (xn, spec.norm) else {
             return Ok(Normed {
                 pass: None,
-                product: self.matvec(spec)?,
+                product: self.matvec_for(spec, batch)?,
             });
         };
         let pass = self.rms_norm(
@@ -141,12 +151,15 @@ impl OpBuilder<'_> {
                 off: spec.x_off,
             },
         )?;
-        let product = self.matvec(MatvecSpec {
-            x: xn,
-            norm: None,
-            eps: 0.0,
-            ..spec
-        })?;
+        let product = self.matvec_for(
+            MatvecSpec {
+                x: xn,
+                norm: None,
+                eps: 0.0,
+                ..spec
+            },
+            batch,
+        )?;
         Ok(Normed {
             pass: Some(pass),
             product,

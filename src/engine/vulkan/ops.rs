@@ -30,8 +30,10 @@ pub enum OpKind {
         x_off: u32,
         y_off: u32,
         segs: Vec<(u32, GgmlType, Option<u32>)>,
-        /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set).
-        batch_kernel: Rc<GpuKernel>,
+        /// Decode-time mat-vec and batch-time mat-mat variants (same layout, same set); `None`:
+        /// an op built for one token (`OpBuilder::matvec_for`), which runs a batch with its
+        /// mat-vec, a token per workgroup row.
+        batch_kernel: Option<Rc<GpuKernel>>,
         /// The tiled mat-mat for batches of more tokens than `batch_kernel` takes per workgroup
         /// (same set), if used.
         tiled: Option<Rc<Tiled>>,
@@ -171,10 +173,10 @@ impl GpuOp {
                 push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
                 match tiled
                     .as_ref()
-                    .filter(|_| n_tok > matmul_nt_of(batch_kernel))
+                    .filter(|_| beyond_matmul(batch_kernel, n_tok))
                 {
                     Some(t) => t.record(cmd, self.set, &push, rows, n_tok, glu),
-                    None => self.record_matvec(cmd, &push, rows, n_tok, batch_kernel),
+                    None => self.record_matvec(cmd, &push, rows, n_tok, batch_kernel.as_deref()),
                 }
             }
             OpKind::Embed {
@@ -278,20 +280,19 @@ impl GpuOp {
     }
 
     /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
-    /// workgroup) over `rows` output rows with its `push` words.
+    /// workgroup; without one the mat-vec, a token per workgroup row) over `rows` output rows
+    /// with its `push` words.
     fn record_matvec(
         &self,
         cmd: &mut CmdBuffer,
         push: &[u32],
         rows: u32,
         n_tok: u32,
-        batch_kernel: &GpuKernel,
+        batch_kernel: Option<&GpuKernel>,
     ) {
-        let batch = n_tok > 1;
-        let (kernel, nt) = if batch {
-            (batch_kernel, matmul_nt_of(batch_kernel))
-        } else {
-            (&*self.kernel, 1)
+        let (kernel, nt) = match batch_kernel.filter(|_| n_tok > 1) {
+            Some(b) => (b, matmul_nt_of(b)),
+            None => (&*self.kernel, 1),
         };
         // Rows per workgroup: ROWS per invocation on the lane-per-row path.
         let rpw = if kernel.spec[2] == PATH_LANE {
@@ -396,8 +397,24 @@ pub struct MatvecSpec<'a> {
     pub eps: f32,
 }
 
+/// Whether a batch of `n_tok` tokens is more than the mat-mat `batch_kernel` takes per
+/// workgroup (then the tiled mat-mat serves it, where there is one).
+pub fn beyond_matmul(batch_kernel: &Option<Rc<GpuKernel>>, n_tok: u32) -> bool {
+    batch_kernel
+        .as_ref()
+        .is_some_and(|b| n_tok > matmul_nt_of(b))
+}
+
 impl OpBuilder<'_> {
+    /// A mat-vec op for batches of any size (`matvec_for` with `batch`).
     pub fn matvec(&mut self, s: MatvecSpec<'_>) -> Result<GpuOp> {
+        self.matvec_for(s, true)
+    }
+
+    /// A mat-vec op; with `batch` it has the mat-mat kernels for batches (and their pipelines
+    /// are built), without it only the decode mat-vec (an op that runs one token: the engine's
+    /// head, whose prompt batches need only the last token's logits).
+    pub fn matvec_for(&mut self, s: MatvecSpec<'_>, batch: bool) -> Result<GpuOp> {
         assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
         let types: Vec<(u32, GgmlType)> = s.segs.iter().map(|g| (g.rows, g.ty)).collect();
         let ty = one_type(&types);
@@ -415,9 +432,15 @@ impl OpBuilder<'_> {
             flags |= F_BIAS;
         }
         let kernel = self.kernels.matvec_decode(&types, glu, rows, s.k)?;
-        let fixed = (self.kernels).matmul_fixed(&types, flags, s.k, s.x_off, s.x_stride);
-        let batch_kernel = self.kernels.matmul(&types, glu, fixed)?;
-        let tiled = self.kernels.tiled(ty)?;
+        let (batch_kernel, tiled) = if batch {
+            let fixed = (self.kernels).matmul_fixed(&types, flags, s.k, s.x_off, s.x_stride);
+            (
+                Some(self.kernels.matmul(&types, glu, fixed)?),
+                self.kernels.tiled(ty)?,
+            )
+        } else {
+            (None, None)
+        };
         let ws: Vec<BufRange> = s.segs.iter().map(|g| g.w).collect();
         // Unused optional bindings point at the input (never read: the flags say so).
         let norm = s.norm.unwrap_or(s.x);

@@ -2,8 +2,10 @@
 //! with the same binding shape, so one descriptor set serves several variants), specialization
 //! constants, the persistent on-disk VkPipelineCache, and the descriptor arena.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
@@ -202,14 +204,133 @@ impl Drop for PipelineCache {
     }
 }
 
-/// One compute pipeline.
+/// One compute pipeline. Its `vk::Pipeline` is created with it (`GpuKernel::new`), or later
+/// together with others (`GpuKernel::unbuilt`, then `PipelineCache::create_all` and
+/// `set_pipeline`: `Kernels::all_at_once`).
 pub struct GpuKernel {
     dev: Arc<Device>,
     pub name: String,
     pub layout: Arc<Layout>,
-    pub pipeline: vk::Pipeline,
+    /// Null until created.
+    pipeline: Cell<vk::Pipeline>,
     /// The specialization constants it was built with.
     pub spec: Vec<u32>,
+}
+
+/// What one compute pipeline is built from: `spirv` on `layout`, specialization constants
+/// 0..n = `spec`; with `full_subgroups` it requires full subgroups (`computeFullSubgroups` must
+/// be enabled and the workgroup a multiple of the largest subgroup size).
+pub struct PipelineJob<'a> {
+    pub name: &'a str,
+    pub spirv: &'a [u8],
+    pub layout: vk::PipelineLayout,
+    pub spec: &'a [u32],
+    pub full_subgroups: bool,
+}
+
+/// Creates the pipeline `job` describes through `cache` (a `VkPipelineCache` may be used from
+/// several threads at once).
+fn create_pipeline(
+    raw: &ash::Device,
+    cache: vk::PipelineCache,
+    job: &PipelineJob<'_>,
+) -> Result<vk::Pipeline> {
+    let name = job.name;
+    let code = ash::util::read_spv(&mut std::io::Cursor::new(job.spirv))
+        .map_err(|_| VkError::Unsupported(format!("shader {name}: malformed SPIR-V")))?;
+    let entries: Vec<vk::SpecializationMapEntry> = (0..job.spec.len() as u32)
+        .map(|i| vk::SpecializationMapEntry {
+            constant_id: i,
+            offset: i * 4,
+            size: 4,
+        })
+        .collect();
+    let spec_bytes: Vec<u8> = job.spec.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let si = vk::SpecializationInfo::default()
+        .map_entries(&entries)
+        .data(&spec_bytes);
+    // SAFETY: valid SPIR-V produced by glslc at build time; the module is destroyed right
+    // after pipeline creation, which is allowed.
+    unsafe {
+        let module = raw
+            .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
+            .map_err(vkerr("vkCreateShaderModule"))?;
+        let flags = if job.full_subgroups {
+            vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS
+        } else {
+            vk::PipelineShaderStageCreateFlags::empty()
+        };
+        let stage = vk::PipelineShaderStageCreateInfo::default()
+            .flags(flags)
+            .stage(vk::ShaderStageFlags::COMPUTE)
+            .module(module)
+            .name(c"main")
+            .specialization_info(&si);
+        let ci = [vk::ComputePipelineCreateInfo::default()
+            .stage(stage)
+            .layout(job.layout)];
+        let r = raw.create_compute_pipelines(cache, &ci, None);
+        raw.destroy_shader_module(module, None);
+        Ok(r.map_err(|(_, e)| VkError::from_vk("vkCreateComputePipelines", e))?[0])
+    }
+}
+
+impl PipelineCache {
+    /// Creates the pipelines of `jobs` (results in their order) on up to `threads` threads at
+    /// once: drivers compile in `vkCreateComputePipelines` (lavapipe its NIR, GPU drivers the
+    /// whole shader), and each call compiles one pipeline on its calling thread.
+    pub fn create_all(
+        &self,
+        jobs: &[PipelineJob<'_>],
+        threads: usize,
+    ) -> Vec<Result<vk::Pipeline>> {
+        let threads = threads.clamp(1, jobs.len().max(1));
+        let raw = &self.dev.raw;
+        let cache = self.raw;
+        if threads == 1 {
+            return jobs
+                .iter()
+                .map(|j| create_pipeline(raw, cache, j))
+                .collect();
+        }
+        // Each thread takes the next job not yet taken, so long compiles spread over threads.
+        let next = AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<vk::Pipeline>>> = (0..jobs.len()).map(|_| None).collect();
+        let done: Vec<Vec<(usize, Result<vk::Pipeline>)>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(job) = jobs.get(i) else { break };
+                            mine.push((i, create_pipeline(raw, cache, job)));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        for (i, r) in done.into_iter().flatten() {
+            out[i] = Some(r);
+        }
+        // A job whose thread panicked (a driver fault) has no result: an error naming it.
+        out.into_iter()
+            .zip(jobs)
+            .map(|(r, j)| {
+                r.unwrap_or_else(|| {
+                    Err(VkError::Unsupported(format!(
+                        "creating the pipeline of shader {} (its thread stopped)",
+                        j.name
+                    )))
+                })
+            })
+            .collect()
+    }
 }
 
 impl GpuKernel {
@@ -230,59 +351,55 @@ impl GpuKernel {
         spec: &[u32],
         full_subgroups: bool,
     ) -> Result<GpuKernel> {
-        let layout = cache.layout(counts, texel, push_words)?;
-        let code = ash::util::read_spv(&mut std::io::Cursor::new(spirv))
-            .map_err(|_| VkError::Unsupported(format!("shader {name}: malformed SPIR-V")))?;
-        let entries: Vec<vk::SpecializationMapEntry> = (0..spec.len() as u32)
-            .map(|i| vk::SpecializationMapEntry {
-                constant_id: i,
-                offset: i * 4,
-                size: 4,
-            })
-            .collect();
-        let spec_bytes: Vec<u8> = spec.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let si = vk::SpecializationInfo::default()
-            .map_entries(&entries)
-            .data(&spec_bytes);
-        // SAFETY: valid SPIR-V produced by glslc at build time; the module is destroyed right
-        // after pipeline creation, which is allowed.
-        unsafe {
-            let module = dev
-                .raw
-                .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
-                .map_err(vkerr("vkCreateShaderModule"))?;
-            let flags = if full_subgroups {
-                vk::PipelineShaderStageCreateFlags::REQUIRE_FULL_SUBGROUPS
-            } else {
-                vk::PipelineShaderStageCreateFlags::empty()
-            };
-            let stage = vk::PipelineShaderStageCreateInfo::default()
-                .flags(flags)
-                .stage(vk::ShaderStageFlags::COMPUTE)
-                .module(module)
-                .name(c"main")
-                .specialization_info(&si);
-            let ci = [vk::ComputePipelineCreateInfo::default()
-                .stage(stage)
-                .layout(layout.pipeline_layout)];
-            let r = dev.raw.create_compute_pipelines(cache.raw, &ci, None);
-            dev.raw.destroy_shader_module(module, None);
-            let pipeline = r.map_err(|(_, e)| VkError::from_vk("vkCreateComputePipelines", e))?[0];
-            Ok(GpuKernel {
-                dev: dev.clone(),
-                name: name.to_string(),
-                layout,
-                pipeline,
-                spec: spec.to_vec(),
-            })
-        }
+        let k = Self::unbuilt(dev, cache, name, counts, texel, push_words, spec)?;
+        let job = PipelineJob {
+            name,
+            spirv,
+            layout: k.layout.pipeline_layout,
+            spec,
+            full_subgroups,
+        };
+        k.set_pipeline(create_pipeline(&dev.raw, cache.raw, &job)?);
+        Ok(k)
+    }
+
+    /// The kernel with its layout but no pipeline yet: `set_pipeline` must give it one before
+    /// anything records it.
+    pub fn unbuilt(
+        dev: &Arc<Device>,
+        cache: &PipelineCache,
+        name: &str,
+        counts: &[u32],
+        texel: Option<u32>,
+        push_words: u32,
+        spec: &[u32],
+    ) -> Result<GpuKernel> {
+        Ok(GpuKernel {
+            dev: dev.clone(),
+            name: name.to_string(),
+            layout: cache.layout(counts, texel, push_words)?,
+            pipeline: Cell::new(vk::Pipeline::null()),
+            spec: spec.to_vec(),
+        })
+    }
+
+    /// Gives an unbuilt kernel its pipeline (which it then owns).
+    pub fn set_pipeline(&self, p: vk::Pipeline) {
+        debug_assert!(self.pipeline.get() == vk::Pipeline::null());
+        self.pipeline.set(p);
+    }
+
+    /// The pipeline (null while unbuilt).
+    pub fn pipeline(&self) -> vk::Pipeline {
+        self.pipeline.get()
     }
 }
 
 impl Drop for GpuKernel {
     fn drop(&mut self) {
-        // SAFETY: no command buffer using it is pending (the engine waits before dropping).
-        unsafe { self.dev.raw.destroy_pipeline(self.pipeline, None) };
+        // SAFETY: no command buffer using it is pending (the engine waits before dropping);
+        // destroying a null pipeline (never built) does nothing.
+        unsafe { self.dev.raw.destroy_pipeline(self.pipeline.get(), None) };
     }
 }
 

@@ -19,8 +19,8 @@ use super::buffer::{Buffer, MemKind};
 use super::command::{CmdBuffer, Stamp};
 use super::device::Device;
 use super::error::{Result, VkError};
-use super::kernels::{matmul_nt_of, Kernels, F_ACC, F_BIAS, F_GLU, F_NORM};
-use super::ops::{GpuOp, OpKind};
+use super::kernels::{Kernels, F_ACC, F_BIAS, F_GLU, F_NORM};
+use super::ops::{beyond_matmul, GpuOp, OpKind};
 use super::pipeline::DescriptorArena;
 
 impl GpuOp {
@@ -61,7 +61,7 @@ impl GpuOp {
             .sum();
         let variant = match tiled
             .as_ref()
-            .filter(|_| n_tok > matmul_nt_of(batch_kernel))
+            .filter(|_| beyond_matmul(batch_kernel, n_tok))
         {
             Some(t) => {
                 // The output rows the tiled kernel is picked for (gate and up give one each).
@@ -72,7 +72,7 @@ impl GpuOp {
                 };
                 format!("tiled/{}", t.pick(out_rows, n_tok).0.name)
             }
-            None if batch => "matmul".to_string(),
+            None if batch && batch_kernel.is_some() => "matmul".to_string(),
             None => "matvec".to_string(),
         };
         let mut label = format!("{variant} {} {rows}x{k}", types.join("+"));

@@ -92,3 +92,52 @@ fn tiled_prompt(norm_pass: bool) {
         no_validation_errors(&gpu);
     }
 }
+
+/// Every row of `prefill_all_logits` (perplexity's path: the head over all of a batch's rows,
+/// whose mat-mat the engine builds only when first asked) against the logits of the same
+/// engine kind after prefilling that row's prefix (the one-token head), fused norms and the
+/// norm pass; afterwards the engine holds the last row's logits, as after `prefill`.
+#[test]
+fn smollm_all_logits_match_each_prefix() {
+    let Some(path) = util::test_model(util::SMOLLM) else {
+        return;
+    };
+    let model = Model::load(&path).unwrap();
+    let prompt = tokens(&model, PROMPTS[0]);
+    let n_vocab = model.config.n_vocab;
+    assert!(prompt.len() > 2, "a prompt of several rows");
+    for norm_pass in [false, true] {
+        let tuning = Tuning {
+            norm_pass,
+            ..crate::engines::lavapipe()
+        };
+        let mut all = vulkan_tuned(&model, 64, tuning.clone());
+        let rows = all.prefill_all_logits(&prompt).unwrap();
+        assert_eq!(rows.len(), prompt.len() * n_vocab);
+        let after = all.logits().unwrap();
+        let mut one = vulkan_tuned(&model, 64, tuning);
+        for (i, row) in rows.chunks_exact(n_vocab).enumerate() {
+            one.reset();
+            one.prefill(&prompt[..=i]).unwrap();
+            let want: Vec<f64> = one.logits().unwrap().iter().map(|&v| v as f64).collect();
+            let (d, at) = max_diff(row, &want);
+            assert!(
+                d < 0.01,
+                "norm pass {norm_pass}: all-logits row {i} differs from its prefix's logits by {d} at {at}"
+            );
+        }
+        let last: Vec<f64> = rows[rows.len() - n_vocab..]
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let (d, _) = max_diff(&after, &last);
+        // Row 0 then holds the one-token head's mat-vec over the last row: another summation
+        // order than the mat-mat's.
+        assert!(
+            d < 0.01,
+            "norm pass {norm_pass}: logits after all-logits differ from its last row by {d}"
+        );
+        no_validation_errors(&all);
+        no_validation_errors(&one);
+    }
+}

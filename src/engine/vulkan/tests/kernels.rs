@@ -621,3 +621,97 @@ fn bench_matvec() {
         }
     }
 }
+
+/// Kernels asked for inside `Kernels::all_at_once` (as an engine builds its graph) have no
+/// pipeline until it ends, then each its own, created on several threads; they compute what
+/// kernels created one by one do (the same op run after); a nested call runs inside the outer
+/// one; an error inside forgets the kernels it asked for, so asking again creates them.
+#[test]
+fn kernels_built_all_at_once_get_their_pipelines_at_its_end() {
+    use crate::engine::vulkan::error::VkError;
+    use crate::engine::vulkan::ops::{GpuOp, OpBuilder, OpKind};
+    use ash::vk::Pipeline;
+    use std::rc::Rc;
+
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(11);
+    let (rows, k) = (37, 96);
+    let m = Matrix::random(&mut gpu, &mut rng, GgmlType::Q4_0, rows, k);
+    let x = gpu.buf_f32(&vec![0.0; 19 * k]);
+    let y = gpu.buf_f32(&vec![0.0; 19 * rows]);
+    let segs = [m.seg()];
+    let Gpu { kernels, arena, .. } = &mut gpu;
+    let kernels = &*kernels;
+    let (op, others) = kernels
+        .all_at_once(|| {
+            let op = OpBuilder { kernels, arena }.matvec(dense(&x, &segs, &y, k, rows))?;
+            let others = vec![kernels.embed()?, kernels.advance()?, kernels.rope_kv()?];
+            let OpKind::Matvec { batch_kernel, .. } = &op.kind else {
+                unreachable!("a mat-vec op")
+            };
+            let batch = batch_kernel.clone().expect("a batch op has its mat-mat");
+            for kern in others.iter().chain([&op.kernel, &batch]) {
+                assert_eq!(
+                    kern.pipeline(),
+                    Pipeline::null(),
+                    "{} before the end",
+                    kern.name
+                );
+            }
+            let again = kernels.all_at_once(|| kernels.embed())?;
+            assert!(Rc::ptr_eq(&again, &others[0]), "asked twice: one kernel");
+            assert_eq!(
+                again.pipeline(),
+                Pipeline::null(),
+                "nested: created by the outer call"
+            );
+            Ok((op, [others, vec![batch]].concat()))
+        })
+        .unwrap();
+    let all: Vec<_> = others.iter().chain([&op.kernel]).collect();
+    for kern in &all {
+        assert_ne!(
+            kern.pipeline(),
+            Pipeline::null(),
+            "{} after the end",
+            kern.name
+        );
+    }
+    let mut pipelines: Vec<u64> = all
+        .iter()
+        .map(|k| ash::vk::Handle::as_raw(k.pipeline()))
+        .collect();
+    pipelines.sort_unstable();
+    pipelines.dedup();
+    assert_eq!(pipelines.len(), all.len(), "each kernel its own pipeline");
+    // The same kernels (asked for again by name) compute the product, one token and a batch.
+    let same = |o: &GpuOp| {
+        assert!(
+            Rc::ptr_eq(&o.kernel, &op.kernel),
+            "the kernel built at once"
+        )
+    };
+    for n_tok in [1usize, 19] {
+        check_matmul(
+            &mut gpu,
+            &mut rng,
+            &m,
+            n_tok,
+            same,
+            &format!("at once n_tok={n_tok}"),
+        );
+    }
+    let kernels = &gpu.kernels;
+    let r = kernels.all_at_once(|| {
+        kernels.empty()?;
+        Err::<(), _>(VkError::Unsupported("a test's stop".into()))
+    });
+    assert!(r.is_err(), "the error comes out");
+    let empty = kernels.empty().unwrap();
+    assert_ne!(
+        empty.pipeline(),
+        Pipeline::null(),
+        "asked again after the error: created"
+    );
+    gpu.check();
+}
