@@ -7,7 +7,7 @@
 //! against the limits of the devices it may meet. And the lanes prompt attention (CPU
 //! implementations' prompt batches) against the reference and the one-row kernel.
 
-use super::{attention_kind, attention_ref, Gpu, Rng};
+use super::{attention_kind, attention_kind_window, attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{staged_shape, AttnScratch, Splits, StagedShape};
 use crate::engine::vulkan::ops::OpKind;
 use crate::engine::vulkan::shapes::Limits;
@@ -30,26 +30,9 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
     // At the current token's position.
     let sbuf = gpu.state_at(c.n - 1);
     let qbuf = gpu.buf_f32(&q);
-    let kind = || {
-        let mut k = attention_kind(c.heads);
-        if let OpKind::Attention { window, .. } = &mut k {
-            *window = c.window as u32;
-        }
-        k
-    };
+    let kind = || attention_kind_window(c.heads, c.window);
     let row_out = gpu.buf_f32(&vec![f32::NAN; qd]);
-    let row = gpu
-        .ops()
-        .attention(
-            sbuf.all(),
-            qbuf.all(),
-            cache.kbuf.all(),
-            cache.vbuf.all(),
-            row_out.all(),
-            None,
-            kind(),
-        )
-        .unwrap();
+    let row = gpu.attention_op(&sbuf, &qbuf, &cache, &row_out, None, kind());
     // The window's keys are the last `window` positions: the reference over those alone.
     let w0 = if c.window > 0 {
         c.n.saturating_sub(c.window)
@@ -72,18 +55,7 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: &Case) {
             part: part.all(),
             splits,
         };
-        let split = gpu
-            .ops()
-            .attention(
-                sbuf.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                split_out.all(),
-                Some(scratch),
-                kind(),
-            )
-            .unwrap();
+        let split = gpu.attention_op(&sbuf, &qbuf, &cache, &split_out, Some(scratch), kind());
         let OpKind::Attention { split: Some(s), .. } = &split.kind else {
             panic!("no split kernel for {:?}", c.heads);
         };
@@ -212,22 +184,8 @@ fn lanes_prompt_attention_matches_reference() {
         for lanes in [true, false] {
             gpu.kernels.set_prompt_lanes(lanes);
             let obuf = gpu.buf_f32(&vec![f32::NAN; n_tok * qd]);
-            let mut kind = attention_kind((n_head, n_kv, d));
-            if let OpKind::Attention { window: w, .. } = &mut kind {
-                *w = window as u32;
-            }
-            let op = gpu
-                .ops()
-                .attention(
-                    sbuf.all(),
-                    qbuf.all(),
-                    cache.kbuf.all(),
-                    cache.vbuf.all(),
-                    obuf.all(),
-                    None,
-                    kind,
-                )
-                .unwrap();
+            let kind = attention_kind_window((n_head, n_kv, d), window);
+            let op = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, kind);
             let name = match &op.kind {
                 OpKind::Attention {
                     prompt: Some(p), ..
@@ -417,7 +375,8 @@ fn bench_split_attention() {
             let qbuf = gpu.buf_f32(&rng.vec(qd, 1.0));
             let obuf = gpu.buf_f32(&vec![0.0; qd]);
             let heads = (n_head, n_kv, d);
-            let mut ops = vec![gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, heads)];
+            let mut ops =
+                vec![gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, attention_kind(heads))];
             let mut parts = Vec::new();
             for staged in [false, true] {
                 let splits = Splits {
@@ -431,7 +390,14 @@ fn bench_split_attention() {
                     part: part.all(),
                     splits,
                 };
-                ops.push(gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, Some(scratch), heads));
+                ops.push(gpu.attention_op(
+                    &sbuf,
+                    &qbuf,
+                    &cache,
+                    &obuf,
+                    Some(scratch),
+                    attention_kind(heads),
+                ));
                 parts.push(part);
             }
             // Dispatches per split op: the split pass, and the combine pass with > 1 split.

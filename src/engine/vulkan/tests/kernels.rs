@@ -311,7 +311,14 @@ fn rope_kv_and_attention() {
         let obuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
         let dims = (n_head, n_kv, d, d);
         let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
-        let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, (n_head, n_kv, d));
+        let attn = gpu.attention_op(
+            &sbuf,
+            &qbuf,
+            &cache,
+            &obuf,
+            None,
+            super::attention_kind((n_head, n_kv, d)),
+        );
         gpu.run(&[(&rope, n_tok as u32), (&attn, n_tok as u32)]);
 
         // Reference.
@@ -386,22 +393,8 @@ fn rope_folded_into_decode_attention() {
         );
         let dims = (n_head, n_kv, d, n_rot);
         let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
-        let mut kind = super::attention_kind((n_head, n_kv, d));
-        if let OpKind::Attention { window: w, .. } = &mut kind {
-            *w = window as u32;
-        }
-        let attn = gpu
-            .ops()
-            .attention(
-                sbuf.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                o1.all(),
-                None,
-                kind,
-            )
-            .unwrap();
+        let kind = super::attention_kind_window((n_head, n_kv, d), window);
+        let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &o1, None, kind);
         let scale = 1.0 / (d as f32).sqrt();
         let folded = gpu
             .ops()
@@ -504,7 +497,14 @@ fn bench_attention_rope() {
                 },
             )
             .unwrap();
-        let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &out, None, (n_head, n_kv, d));
+        let attn = gpu.attention_op(
+            &sbuf,
+            &qbuf,
+            &cache,
+            &out,
+            None,
+            super::attention_kind((n_head, n_kv, d)),
+        );
         let folded = gpu
             .ops()
             .attention_rope(

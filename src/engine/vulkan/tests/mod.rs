@@ -161,9 +161,9 @@ impl Gpu {
         }
     }
 
-    /// The attention op for `heads` (see `attention_kind`): queries from `q`, keys and values
-    /// from `cache`, the batch's position from `state`, output to `out`; `scratch` picks the
-    /// split kernel.
+    /// The attention op of `kind` (`attention_kind` / `attention_kind_window`): queries from
+    /// `q`, keys and values from `cache`, the batch's position from `state`, output to `out`;
+    /// `scratch` picks the split kernel.
     pub fn attention_op(
         &mut self,
         state: &Buffer,
@@ -171,7 +171,7 @@ impl Gpu {
         cache: &KvCache,
         out: &Buffer,
         scratch: Option<AttnScratch>,
-        heads: (usize, usize, usize),
+        kind: OpKind,
     ) -> GpuOp {
         self.ops()
             .attention(
@@ -181,7 +181,7 @@ impl Gpu {
                 cache.vbuf.all(),
                 out.all(),
                 scratch,
-                attention_kind(heads),
+                kind,
             )
             .unwrap()
     }
@@ -278,13 +278,18 @@ pub fn f16_pack(v: &[f32]) -> Vec<u8> {
 
 /// Plain causal attention over `(n_head, n_kv, head_dim)`: no sliding window, scale
 /// 1/sqrt(head_dim); the op builder picks the kernel (one-row, split or prompt).
-pub fn attention_kind((n_head, n_kv, d): (usize, usize, usize)) -> OpKind {
+pub fn attention_kind(heads: (usize, usize, usize)) -> OpKind {
+    attention_kind_window(heads, 0)
+}
+
+/// `attention_kind` over the last `window` positions only (0: no window).
+pub fn attention_kind_window((n_head, n_kv, d): (usize, usize, usize), window: usize) -> OpKind {
     OpKind::Attention {
         n_head: n_head as u32,
         n_kv: n_kv as u32,
         head_dim: d as u32,
         scale: 1.0 / (d as f32).sqrt(),
-        window: 0,
+        window: window as u32,
         prompt: None,
         split: None,
     }

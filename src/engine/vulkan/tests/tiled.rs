@@ -5,7 +5,7 @@
 //! kernel (`TiledKernel`: scalar, vec4, vec4 with prefetch); and the prompt attention.
 
 use super::matmul::{check_fused, check_matmul, check_swiglu, width_for, Matrix, TYPES};
-use super::{assert_attention, Gpu, Rng};
+use super::{assert_attention, attention_kind, Gpu, Rng};
 use crate::engine::vulkan::ops::{GpuOp, OpKind};
 use crate::engine::vulkan::tiled::TILES;
 use crate::engine::vulkan::TiledKernel;
@@ -143,7 +143,14 @@ fn prompt_attention_matches_cpu() {
         let sbuf = gpu.state_at(pos0);
         let qbuf = gpu.buf_f32(&q);
         let obuf = gpu.buf_f32(&vec![0.0; n_tok * qd]);
-        let op = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, (n_head, n_kv, d));
+        let op = gpu.attention_op(
+            &sbuf,
+            &qbuf,
+            &cache,
+            &obuf,
+            None,
+            attention_kind((n_head, n_kv, d)),
+        );
         assert!(
             matches!(
                 &op.kind,
