@@ -447,21 +447,25 @@ serve_scaling() { # spec file name
 # llama.cpp, so its mat-vec shapes come first, interleaved with the prompt mat-mat's vec4 forms
 # (PIGPU_VK_TILED: the candidates for the prompt default), then the prompt tile, the split
 # attention's kernel at depth (PIGPU_VK_ATTN=rows: the one-key-per-lane kernel against the
-# default staged one), the split count at depth (each depth call prefills D tokens per
-# repetition, so those are the dearest) and the batched decode's mat-mat shape. NORM=pass is
-# the RMSNorm as a pass of its own before the norm-fused products (decode and prompt; its
-# per-op profile is NAME.profile-norm-pass.txt). SAMPLER=one is the one-workgroup sampler
-# (what CPU implementations run) against the default two-stage one. On the 3B shape at pp512 the automatic tile
+# default staged one), RoPE and the KV write folded into the split attention
+# (PIGPU_VK_ROPE=fold: one dispatch a layer fewer, every split workgroup rotating its queries;
+# in decode and at depth, against the default rope_kv pass), the split count at depth (each
+# depth call prefills D tokens per repetition, so those are the dearest) and the batched
+# decode's mat-mat shape. NORM=pass is the RMSNorm as a pass of its own before the norm-fused
+# products (decode and prompt; its per-op profile is NAME.profile-norm-pass.txt). SAMPLER=one
+# is the one-workgroup sampler (what CPU implementations run) against the default two-stage one. On the 3B shape at pp512 the automatic tile
 # is l everywhere, so TILE=l is a control (it should read 1.00×). WEIGHTS=texel is the one
 # variant of two knobs: texel weight reads serve only the tree and lane paths, so it goes with
 # the tree-path shape of the row before it (its ratio against that row is the texel effect).
 sweep_variants="tg PIGPU_VK_MATVEC=64,2,2
 tg PIGPU_VK_NORM=pass
 pp PIGPU_VK_TILED=vec4
+tg PIGPU_VK_ROPE=fold
 tg PIGPU_VK_MATVEC=128,4,2
 pp PIGPU_VK_TILED=vec4pf
 pp PIGPU_VK_TILE=m
 depth PIGPU_VK_ATTN=rows
+depth PIGPU_VK_ROPE=fold
 pp PIGPU_VK_NORM=pass
 tg PIGPU_VK_SAMPLER=one
 depth PIGPU_VK_ATTN_CHUNK=ONE

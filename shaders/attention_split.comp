@@ -5,15 +5,30 @@
 // Per query head it writes the split's running max m, sum l and unnormalised output o[D];
 // attention_combine.comp merges the splits. With one split it writes the final output itself.
 // Grid: (n_kv, n_split, ceil(group / GMAX)); one token (decode).
+//
+// ROPE (the `attention_split_rope_…` variants, `PIGPU_VK_ROPE=fold` on the split path):
+// rope_kv.comp folded in, as in attention_staged.comp's ROPE. Binding 1 is the QKV projection,
+// binding 6 the RoPE table, n_rot and neox follow the push constants. Every workgroup rotates its
+// query heads itself; the split that owns the new position (n - 1, the last of its range) builds
+// that position's K row (rotated) and V row as rope_kv.comp packs them into shared memory and
+// scores and sums it from there, never from the cache; its first slice (z = 0) writes the rows
+// into the cache for the next tokens.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 64;
 // Query heads per workgroup: the group size, at most 8 (larger groups take several slices).
 layout(constant_id = 1) const uint GMAX = 8;
 layout(local_size_x_id = 0) in;
 layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
+#ifdef ROPE
+layout(set = 0, binding = 1) readonly buffer QKV { float qkv[]; };
+layout(set = 0, binding = 2) buffer KC { uint kc[]; };
+layout(set = 0, binding = 3) buffer VC { uint vc[]; };
+layout(set = 0, binding = 6) readonly buffer Freq { float inv_freq[]; };
+#else
 layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
 layout(set = 0, binding = 2) readonly buffer KC { uint kc[]; };
 layout(set = 0, binding = 3) readonly buffer VC { uint vc[]; };
+#endif
 layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
 // [n_head][n_split][2 + D]: m, l, o[D] of each split.
 layout(set = 0, binding = 5) writeonly buffer Part { float part[]; };
@@ -27,14 +42,35 @@ layout(push_constant) uniform PC {
     // KV positions per split; 0: ceil(n / n_split) rounded up to WG (n = positions so far).
     uint chunk;
     uint window;  // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
+#ifdef ROPE
+    uint n_rot;   // rotated dimensions per head (<= D)
+    uint neox;    // split-half pairs (qwen2) instead of adjacent ones
+#endif
 } pc;
 #include "common/state.glsl"
+#ifdef ROPE
+#include "common/rope.glsl"
+#endif
 
 #define MAX_D 256u
 #define DPT (MAX_D / WG + 1u)
 shared float qs[GMAX * MAX_D];
 shared float ps[GMAX * WG];
 shared float red[GMAX * WG];
+#ifdef ROPE
+// The new position's K and V rows of this KV head, as the cache words rope_kv.comp writes.
+shared uint kn[MAX_D / 2u];
+shared uint vn[MAX_D / 2u];
+#endif
+
+// Adds key word k (dimensions 2w, 2w + 1) to the scores of the group's ng query heads.
+void score_word(inout float sc[GMAX], vec2 k, uint w, uint ng) {
+    for (uint g = 0u; g < GMAX; g++) {
+        if (g < ng) {
+            sc[g] += qs[g * MAX_D + 2u * w] * k.x + qs[g * MAX_D + 2u * w + 1u] * k.y;
+        }
+    }
+}
 
 void main() {
     const uint kvh = gl_WorkGroupID.x, s = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
@@ -53,8 +89,38 @@ void main() {
 
     // The queries, pre-scaled, so a score is one dot product.
     for (uint i = tid; i < ng * D; i += WG) {
-        qs[(i / D) * MAX_D + i % D] = q[h0 * D + i] * pc.scale;
+#ifdef ROPE
+        // Rotated at the new position, as rope_kv.comp writes them.
+        const float qv = rope_rotated(h0 * D + (i / D) * D, i % D, n - 1u, pc.n_rot, pc.neox != 0u);
+#else
+        const float qv = q[h0 * D + i];
+#endif
+        qs[(i / D) * MAX_D + i % D] = qv * pc.scale;
     }
+#ifdef ROPE
+    // This split owns the new position: its range ends there (uniform in the workgroup).
+    const bool owner = begin < end && end == n;
+    if (owner) {
+        const uint kb = pc.n_head * D + kvh * D, vb = kb + kvd;
+        const uint wb = ((n - 1u) * kvd + kvh * D) / 2u;
+        for (uint w = tid; w < D / 2u; w += WG) {
+            const float k0 = rope_rotated(kb, 2u * w, n - 1u, pc.n_rot, pc.neox != 0u);
+            const float k1 = rope_rotated(kb, 2u * w + 1u, n - 1u, pc.n_rot, pc.neox != 0u);
+            const uint kw = packHalf2x16(vec2(k0, k1));
+            const uint vw = packHalf2x16(vec2(qkv[vb + 2u * w], qkv[vb + 2u * w + 1u]));
+            kn[w] = kw;
+            vn[w] = vw;
+            if (gl_WorkGroupID.z == 0u) {
+                kc[wb + w] = kw;
+                vc[wb + w] = vw;
+            }
+        }
+    }
+    // Keys below `cached` come from the cache, the one at n - 1 (if this split has it) from kn.
+    const uint cached = owner ? n - 1u : end;
+#else
+    const uint cached = end;
+#endif
     barrier();
 
     float m[GMAX], l[GMAX], acc[GMAX][DPT];
@@ -73,17 +139,19 @@ void main() {
         for (uint g = 0u; g < GMAX; g++) {
             sc[g] = 0.0;
         }
-        if (live) {
+        if (live && p < cached) {
             const uint kb = (p * kvd + kvh * D) / 2u;
             for (uint w = 0u; w < D / 2u; w++) {
-                const vec2 k = unpackHalf2x16(kc[kb + w]);
-                for (uint g = 0u; g < GMAX; g++) {
-                    if (g < ng) {
-                        sc[g] += qs[g * MAX_D + 2u * w] * k.x + qs[g * MAX_D + 2u * w + 1u] * k.y;
-                    }
-                }
+                score_word(sc, unpackHalf2x16(kc[kb + w]), w, ng);
             }
         }
+#ifdef ROPE
+        if (live && p >= cached) {
+            for (uint w = 0u; w < D / 2u; w++) {
+                score_word(sc, unpackHalf2x16(kn[w]), w, ng);
+            }
+        }
+#endif
         for (uint g = 0u; g < GMAX; g++) {
             red[g * WG + tid] = live ? sc[g] : -1.0 / 0.0;
         }
@@ -123,6 +191,8 @@ void main() {
         }
         // Values: one dimension per invocation, each V element read once for the group.
         const uint nk = min(WG, end - c0);
+        // Of which from the cache (the new position, if in this chunk, is its last key).
+        const uint nkc = min(nk, cached - min(cached, c0));
         for (uint j = 0u; j < DPT; j++) {
             const uint d = tid + j * WG;
             if (d < D) {
@@ -130,7 +200,7 @@ void main() {
                 for (uint g = 0u; g < GMAX; g++) {
                     a[g] = acc[g][j] * alpha[g];
                 }
-                for (uint i = 0u; i < nk; i++) {
+                for (uint i = 0u; i < nkc; i++) {
                     const uint vi = (c0 + i) * kvd + kvh * D + d;
                     const vec2 vv = unpackHalf2x16(vc[vi / 2u]);
                     const float v = (vi & 1u) == 0u ? vv.x : vv.y;
@@ -138,6 +208,15 @@ void main() {
                         a[g] += ps[g * WG + i] * v;
                     }
                 }
+#ifdef ROPE
+                if (nkc < nk) {
+                    const vec2 vv = unpackHalf2x16(vn[d / 2u]);
+                    const float v = (d & 1u) == 0u ? vv.x : vv.y;
+                    for (uint g = 0u; g < GMAX; g++) {
+                        a[g] += ps[g * WG + nkc] * v;
+                    }
+                }
+#endif
                 for (uint g = 0u; g < GMAX; g++) {
                     acc[g][j] = a[g];
                 }

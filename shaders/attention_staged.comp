@@ -19,6 +19,16 @@
 // that is a multiple of DS and divides BC * DS and WG, and full subgroups (the engine asks for
 // them where the device can promise them). D: head size, a multiple of 8 (at most 256).
 // Grid: (n_kv, n_split, ceil(group / G)); one token (decode).
+//
+// ROPE (the `attention_staged_rope_…` variants, `PIGPU_VK_ROPE=fold` on the split path):
+// rope_kv.comp folded in. Binding 1 is the QKV projection instead of the rotated queries, binding
+// 6 the RoPE table, and n_rot, neox follow the push constants. Every workgroup rotates its own
+// query heads (rope_rotated, the function rope_kv.comp runs, so the queries are its bits). The
+// new position (n - 1) is never read from the cache: the split that owns it (always the last
+// non-empty one, whose range ends at n) stages its K row rotated and its V row from the QKV
+// projection, each lane its 8 halves of the row as rope_kv.comp packs them, and the owner's
+// first slice (z = 0) also writes those words into the cache for the next tokens, so exactly one
+// workgroup per KV head writes and no workgroup reads what another writes in this dispatch.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -31,9 +41,16 @@ layout(constant_id = 4) const uint DS = 8;   // lanes per (head, key) score
 layout(constant_id = 5) const uint KP = 1;   // key phases of the output accumulation
 layout(local_size_x_id = 0) in;
 layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
+#ifdef ROPE
+layout(set = 0, binding = 1) readonly buffer QKV { float qkv[]; };
+layout(set = 0, binding = 2) buffer KC { uvec4 kc[]; };
+layout(set = 0, binding = 3) buffer VC { uvec4 vc[]; };
+layout(set = 0, binding = 6) readonly buffer Freq { float inv_freq[]; };
+#else
 layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
 layout(set = 0, binding = 2) readonly buffer KC { uvec4 kc[]; };
 layout(set = 0, binding = 3) readonly buffer VC { uvec4 vc[]; };
+#endif
 layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
 // [n_head][n_split][2 + D]: m, l, o[D] of each split.
 layout(set = 0, binding = 5) writeonly buffer Part { float part[]; };
@@ -47,8 +64,26 @@ layout(push_constant) uniform PC {
     // KV positions per split; 0: ceil(n / n_split) rounded up to 64 (n = positions so far).
     uint chunk;
     uint window;  // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
+#ifdef ROPE
+    uint n_rot;   // rotated dimensions per head (<= D)
+    uint neox;    // split-half pairs (qwen2) instead of adjacent ones
+#endif
 } pc;
 #include "common/state.glsl"
+#ifdef ROPE
+#include "common/rope.glsl"
+
+// Element i of the head starting at float hb of the QKV projection, rotated for position p as
+// rope_kv.comp rotates it.
+float rotated(uint hb, uint i, uint p) {
+    return rope_rotated(hb, i, p, pc.n_rot, pc.neox != 0u);
+}
+
+// Two elements as one f16 pair.
+uint pack2(float a, float b) {
+    return packHalf2x16(vec2(a, b));
+}
+#endif
 
 const uint R = D / 8u;                      // uvec4s per key row
 const uint RI = (R + DS - 1u) / DS;         // uvec4s per score lane
@@ -90,9 +125,18 @@ void main() {
         const uint g = i / R, u = i % R;
         vec4 lo = vec4(0.0), hi = vec4(0.0);
         if (g < ng) {
+#ifdef ROPE
+            // The query head rotated at the new position, as rope_kv.comp writes it.
+            const uint hb = (h0 + g) * D, e = 8u * u, p = n - 1u;
+            lo = vec4(rotated(hb, e, p), rotated(hb, e + 1u, p), rotated(hb, e + 2u, p),
+                      rotated(hb, e + 3u, p)) * pc.scale;
+            hi = vec4(rotated(hb, e + 4u, p), rotated(hb, e + 5u, p), rotated(hb, e + 6u, p),
+                      rotated(hb, e + 7u, p)) * pc.scale;
+#else
             const uint b = (h0 + g) * D + 8u * u;
             lo = vec4(q[b], q[b + 1u], q[b + 2u], q[b + 3u]) * pc.scale;
             hi = vec4(q[b + 4u], q[b + 5u], q[b + 6u], q[b + 7u]) * pc.scale;
+#endif
         }
         QL[i] = lo;
         QH[i] = hi;
@@ -117,8 +161,31 @@ void main() {
         for (uint i = tid; i < nc * R; i += WG) {
             const uint c = i / R, u = i % R;
             const uint gi = (c0 + c) * kvd8 + kvh * R + u;
+#ifdef ROPE
+            uvec4 kw, vw;
+            if (c0 + c == n - 1u) {
+                // The new position, from the QKV projection; the owner's first slice caches it.
+                const uint p = n - 1u, e = 8u * u;
+                const uint kb = pc.n_head * D + kvh * D, vb = kb + pc.n_kv * D + e;
+                kw = uvec4(pack2(rotated(kb, e, p), rotated(kb, e + 1u, p)),
+                           pack2(rotated(kb, e + 2u, p), rotated(kb, e + 3u, p)),
+                           pack2(rotated(kb, e + 4u, p), rotated(kb, e + 5u, p)),
+                           pack2(rotated(kb, e + 6u, p), rotated(kb, e + 7u, p)));
+                vw = uvec4(pack2(qkv[vb], qkv[vb + 1u]), pack2(qkv[vb + 2u], qkv[vb + 3u]),
+                           pack2(qkv[vb + 4u], qkv[vb + 5u]), pack2(qkv[vb + 6u], qkv[vb + 7u]));
+                if (gl_WorkGroupID.z == 0u) {
+                    kc[gi] = kw;
+                    vc[gi] = vw;
+                }
+            } else {
+                kw = kc[gi];
+                vw = vc[gi];
+            }
+            Ks[i] = kw;
+#else
             Ks[i] = kc[gi];
             const uvec4 vw = vc[gi];
+#endif
             Vs[2u * i] = vw.xy;
             Vs[2u * i + 1u] = vw.zw;
         }

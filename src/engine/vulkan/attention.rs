@@ -11,6 +11,12 @@
 //! the device's limits) and the one-key-per-invocation kernel (`shaders/attention_split.comp`,
 //! "rows"), the fallback without subgroup arithmetic and shuffles and the A/B baseline
 //! (`Tuning::attn_staged`, `PIGPU_VK_ATTN=staged|rows`).
+//!
+//! Each has a variant with RoPE and the KV write folded in (`ROPE`, `Tuning::rope_fold`,
+//! `PIGPU_VK_ROPE=fold`): it reads the QKV projection and the RoPE table instead of the rotated
+//! queries, every workgroup rotates its query heads itself, the split owning the new position
+//! takes that position's K and V rows from the projection (never from the cache) and its first
+//! slice writes them into the cache, so the decode step needs no `rope_kv` dispatch before it.
 
 use std::rc::Rc;
 
@@ -20,7 +26,7 @@ use super::buffer::BufRange;
 use super::command::{CmdBuffer, Stamp};
 use super::device::Device;
 use super::error::Result;
-use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
+use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, ATTN_ROPE_SPLIT_BINDINGS};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use super::shapes::Limits;
@@ -177,17 +183,23 @@ pub struct SplitAttention {
     pub group: u32,
     /// Query heads per workgroup (the split kernel's GMAX, the staged kernel's G).
     pub per_wg: u32,
+    /// The variant with RoPE and the KV write folded in (bindings `ATTN_ROPE_SPLIT_BINDINGS`,
+    /// two more push words: n_rot, neox).
+    pub rope: bool,
 }
 
 impl Kernels {
     /// The split decode attention for `group` query heads per KV head of size `head_dim`: the
     /// staged kernel (named `attention_staged_…`) when `splits.staged` and the device can run it
-    /// for this head size, else the rows kernel (`attention_split_…`).
+    /// for this head size, else the rows kernel (`attention_split_…`); with `rope`, their
+    /// variant with RoPE and the KV write folded in (`attention_staged_rope_…`,
+    /// `attention_split_rope_…`, and a combine pass on the same layout).
     pub fn split_attention(
         &self,
         group: u32,
         head_dim: u32,
         splits: Splits,
+        rope: bool,
     ) -> Result<SplitAttention> {
         let g = group.clamp(1, splits.heads_per_wg.clamp(1, MAX_GROUP));
         let f = &self.dev.features;
@@ -203,30 +215,44 @@ impl Kernels {
                 )
             })
             .flatten();
+        // The folded variants: one more binding (the RoPE table), two more push words.
+        let (tag, bindings, push): (_, &[u32], _) = if rope {
+            ("_rope", &ATTN_ROPE_SPLIT_BINDINGS, ATTN_PUSH + 2)
+        } else {
+            ("", &ATTN_BINDINGS, ATTN_PUSH)
+        };
         let split = match staged {
             Some(sh) => {
                 let [wg, g, d, bc, ds, kp] = sh.spec();
+                let code = if rope {
+                    shaders::ATTENTION_STAGED_ROPE
+                } else {
+                    shaders::ATTENTION_STAGED
+                };
                 self.get(
-                    &format!("attention_staged_{wg}_g{g}_d{d}_bc{bc}_ds{ds}_kp{kp}"),
-                    shaders::ATTENTION_STAGED,
-                    &ATTN_BINDINGS,
-                    ATTN_PUSH,
+                    &format!("attention_staged{tag}_{wg}_g{g}_d{d}_bc{bc}_ds{ds}_kp{kp}"),
+                    code,
+                    bindings,
+                    push,
                     &sh.spec(),
                 )?
             }
-            None => self.get(
-                &format!("attention_split_g{g}"),
-                shaders::ATTENTION_SPLIT,
-                &ATTN_BINDINGS,
-                ATTN_PUSH,
-                &[SPLIT_WG, g],
-            )?,
+            None => {
+                let code = if rope {
+                    shaders::ATTENTION_SPLIT_ROPE
+                } else {
+                    shaders::ATTENTION_SPLIT
+                };
+                let name = format!("attention_split{tag}_g{g}");
+                self.get(&name, code, bindings, push, &[SPLIT_WG, g])?
+            }
         };
+        // The combine pass runs on the split pass's descriptor set: the same layout.
         let combine = self.get(
-            "attention_combine",
+            &format!("attention_combine{tag}"),
             shaders::ATTENTION_COMBINE,
-            &ATTN_BINDINGS,
-            ATTN_PUSH,
+            bindings,
+            push,
             &[SPLIT_WG],
         )?;
         Ok(SplitAttention {
@@ -235,6 +261,7 @@ impl Kernels {
             splits,
             group,
             per_wg: g,
+            rope,
         })
     }
 }
@@ -242,8 +269,16 @@ impl Kernels {
 impl SplitAttention {
     /// Records the decode attention (one token): the split pass, then, with more than one
     /// split, the combine pass (the recorder puts a barrier between them).
-    /// `push`: n_head, n_kv, head_dim, n_tok, scale, window.
-    pub fn record(&self, cmd: &mut CmdBuffer, set: vk::DescriptorSet, push: &[u32; 6], n_kv: u32) {
+    /// `push`: n_head, n_kv, head_dim, n_tok, scale, window; `rope`: n_rot, neox for the folded
+    /// variant (whose split pass is labelled `attention_rope split`).
+    pub fn record(
+        &self,
+        cmd: &mut CmdBuffer,
+        set: vk::DescriptorSet,
+        push: &[u32; 6],
+        rope: [u32; 2],
+        n_kv: u32,
+    ) {
         let p = [
             push[0],
             push[1],
@@ -253,13 +288,20 @@ impl SplitAttention {
             self.splits.n_split,
             self.splits.chunk,
             push[5],
+            rope[0],
+            rope[1],
         ];
+        let (p, label) = if self.rope {
+            (&p[..], "attention_rope split")
+        } else {
+            (&p[..8], "attention")
+        };
         let slices = self.group.div_ceil(self.per_wg);
-        cmd.label(|| Some(Stamp::named("attention".into())));
-        cmd.dispatch(&self.split, set, &p, [n_kv, self.splits.n_split, slices]);
+        cmd.label(|| Some(Stamp::named(label.into())));
+        cmd.dispatch(&self.split, set, p, [n_kv, self.splits.n_split, slices]);
         if self.splits.n_split > 1 {
             cmd.label(|| Some(Stamp::named("attention combine".into())));
-            cmd.dispatch(&self.combine, set, &p, [push[0], 1, 1]);
+            cmd.dispatch(&self.combine, set, p, [push[0], 1, 1]);
         }
     }
 }

@@ -10,7 +10,8 @@
 //!   2. RoPE on Q and K, K and V written into the f16 cache at the device-held position (the
 //!      layer's own RoPE table: gemma3's sliding layers have another base, smollm3's NoPE
 //!      layers an all-zero one); decoding with the one-row attention (CPU implementations)
-//!      folds this into 3's dispatch (layer.rs, `Tuning::rope_pass`)
+//!      folds this into 3's dispatch, and on the split attention with `PIGPU_VK_ROPE=fold`
+//!      into its split pass (layer.rs, `Tuning::rope_fold`)
 //!   3. attention over the cache (within the sliding window on such layers) -> attn
 //!      (decoding: split over the KV range, plus a combine dispatch when there is more than
 //!      one split; attention.rs)

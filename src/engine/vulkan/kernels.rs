@@ -63,6 +63,9 @@ pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
 /// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk, window (sliding window in
 /// positions, 0 = none).
 pub const ATTN_PUSH: u32 = 8;
+/// Storage bindings of the split attention with RoPE and the KV write folded in: the split
+/// attention's (the QKV projection in place of the rotated queries), then the RoPE table.
+pub const ATTN_ROPE_SPLIT_BINDINGS: [u32; 7] = [1; 7];
 
 /// Storage bindings of both sampler kernels (logits, state, candidates' logits, candidates' ids,
 /// parameters): one descriptor set serves the prefilter and the selection.

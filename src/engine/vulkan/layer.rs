@@ -7,7 +7,9 @@
 //!     KV write, attention over the cache, post-norms; one set per sequence, bound to its rows
 //!     of the activations, its device state and its cache. Where decoding takes the one-row
 //!     attention (CPU implementations) a decode step runs RoPE, the KV write and attention as
-//!     one dispatch (`attention_rope`, unless `Tuning::rope_pass`); prompt batches keep two.
+//!     one dispatch (`attention_rope`, unless `Tuning::rope_fold` is `Some(false)`); on the
+//!     split attention (GPUs) only with `Tuning::rope_fold` `Some(true)` (the folded split
+//!     kernel, then its combine pass); prompt batches keep two.
 //!
 //! Data order per layer (graph.rs has the long form): QKV -> [Q/K norm] -> RoPE + KV write ->
 //! attention -> output projection (+ residual, or through a post-norm) -> gate/up -> down
@@ -83,8 +85,9 @@ pub struct SeqOps {
     qk_norm: Option<GpuOp>,
     rope: GpuOp,
     attn: GpuOp,
-    /// `rope` and `attn` in one dispatch for one token (`OpKind::AttentionRope`), where
-    /// decoding takes the one-row attention and `Tuning::rope_pass` is off.
+    /// `rope` and `attn` folded for one token (`OpKind::AttentionRope`): on the one-row
+    /// attention unless `Tuning::rope_fold` is `Some(false)`, on the split attention only when
+    /// it is `Some(true)`.
     rope_attn: Option<GpuOp>,
     attn_post: Option<GpuOp>,
     ffn_post: Option<GpuOp>,
@@ -279,32 +282,31 @@ pub fn seq_ops(
             split: None,
         },
     )?;
-    // The fold needs the one-row kernel's shapes: whole groups, heads of at most 256 (MAX_D).
-    let fold = io.scratch.is_none()
-        && !b.kernels.dev.tuning.rope_pass
-        && n_kv > 0
-        && n_head.is_multiple_of(n_kv)
-        && hd <= 256;
-    let rope_attn = if fold {
-        Some(b.attention_rope(
-            io.state,
-            io.qkv,
-            kc.all(),
-            vc.all(),
-            io.attn,
-            w.inv_freq[w.layer_rope[il]].all(),
-            OpKind::AttentionRope {
-                n_head,
-                n_kv,
-                head_dim: hd,
-                scale: c.attn_scale,
-                window,
-                n_rot: c.n_rot as u32,
-                neox: c.rope_style == RopeStyle::Neox,
-            },
-        )?)
-    } else {
-        None
+    // The fold needs the kernels' shapes: whole groups, heads of at most 256 (MAX_D). Unset,
+    // it is the one-row attention's default and not the split attention's (GPUs: unmeasured,
+    // docs/vulkan.md "Tuning from the sweep").
+    let shapes = n_kv > 0 && n_head.is_multiple_of(n_kv) && hd <= 256;
+    let asked = b.kernels.dev.tuning.rope_fold;
+    let fold = asked.unwrap_or(io.scratch.is_none()) && shapes;
+    let kind = OpKind::AttentionRope {
+        n_head,
+        n_kv,
+        head_dim: hd,
+        scale: c.attn_scale,
+        window,
+        n_rot: c.n_rot as u32,
+        neox: c.rope_style == RopeStyle::Neox,
+        split: None,
+    };
+    let freqs = w.inv_freq[w.layer_rope[il]].all();
+    let (st, qkv, out) = (io.state, io.qkv, io.attn);
+    let rope_attn = match io.scratch {
+        _ if !fold => None,
+        None => Some(b.attention_rope(st, qkv, kc.all(), vc.all(), out, freqs, kind)?),
+        Some(s) => {
+            let (k, v) = (kc.all(), vc.all());
+            Some(b.attention_rope_split(st, qkv, k, v, out, freqs, s, kind)?)
+        }
     };
     let mut post = |pn: &Option<Buffer>| -> Result<Option<GpuOp>> {
         pn.as_ref()

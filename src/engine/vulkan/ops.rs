@@ -10,7 +10,7 @@ use ash::vk;
 use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
-use super::error::Result;
+use super::error::{Result, VkError};
 use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, Seg};
 use super::kernels::{F_BIAS, F_GLU, F_NORM, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
@@ -68,9 +68,10 @@ pub enum OpKind {
         /// `OpBuilder::attention` when given scratch for it (pass `None`).
         split: Option<SplitAttention>,
     },
-    /// Decode attention (one token, the one-row kernel) with RoPE and the KV write folded in
-    /// (`attention_rope`): replaces `RopeKv` + `Attention` where decoding takes the one-row
-    /// kernel (layer.rs); prompt batches keep the two.
+    /// Decode attention (one token) with RoPE and the KV write folded in: replaces `RopeKv` +
+    /// `Attention` for the decode step (layer.rs); prompt batches keep the two. The one-row
+    /// kernel (`attention_rope`, CPU implementations), or with `split` the split attention's
+    /// folded variant (`PIGPU_VK_ROPE=fold` on GPUs).
     AttentionRope {
         n_head: u32,
         n_kv: u32,
@@ -79,6 +80,9 @@ pub enum OpKind {
         window: u32,
         n_rot: u32,
         neox: bool,
+        /// The split attention's folded variant (attention.rs); set by
+        /// `OpBuilder::attention_rope_split` (pass `None`).
+        split: Option<SplitAttention>,
     },
     Sample {
         n_vocab: u32,
@@ -218,7 +222,7 @@ impl GpuOp {
             } => {
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits(), *window];
                 match split.as_ref().filter(|_| n_tok == 1) {
-                    Some(s) => s.record(cmd, self.set, &push, *n_kv),
+                    Some(s) => s.record(cmd, self.set, &push, [0, 0], *n_kv),
                     None => self.record_attention(cmd, push, n_tok, prompt.as_ref()),
                 }
             }
@@ -230,8 +234,14 @@ impl GpuOp {
                 window,
                 n_rot,
                 neox,
+                split,
             } => {
                 debug_assert_eq!(n_tok, 1, "the folded attention decodes one token");
+                if let Some(s) = split {
+                    let push = [*n_head, *n_kv, *head_dim, 1, scale.to_bits(), *window];
+                    s.record(cmd, self.set, &push, [*n_rot, *neox as u32], *n_kv);
+                    return;
+                }
                 let push = [
                     *n_head,
                     *n_kv,
@@ -557,10 +567,12 @@ impl OpBuilder<'_> {
                         "attention partials: {} bytes for {need} floats",
                         s.part.len
                     );
-                    Some(
-                        self.kernels
-                            .split_attention(*n_head / *n_kv, *head_dim, s.splits)?,
-                    )
+                    Some(self.kernels.split_attention(
+                        *n_head / *n_kv,
+                        *head_dim,
+                        s.splits,
+                        false,
+                    )?)
                 }
                 _ => None,
             };
@@ -587,6 +599,68 @@ impl OpBuilder<'_> {
             &kernel,
             &[&[state], &[qkv], &[kc], &[vc], &[out], &[inv_freq]],
         )?;
+        Ok(GpuOp { kernel, set, kind })
+    }
+
+    /// The split decode attention with RoPE and the KV write folded in (`OpKind::AttentionRope`
+    /// with its `split` set; attention.rs): as `attention_rope`, the splits and their partials
+    /// from `scratch`. The caller checks the shapes the split kernel takes: whole groups of query
+    /// heads per KV head, heads of at most 256.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_rope_split(
+        &mut self,
+        state: BufRange,
+        qkv: BufRange,
+        kc: BufRange,
+        vc: BufRange,
+        out: BufRange,
+        inv_freq: BufRange,
+        scratch: AttnScratch,
+        mut kind: OpKind,
+    ) -> Result<GpuOp> {
+        let OpKind::AttentionRope {
+            n_head,
+            n_kv,
+            head_dim,
+            split,
+            ..
+        } = &mut kind
+        else {
+            return Err(VkError::Unsupported(
+                "attention_rope_split: an OpKind::AttentionRope".into(),
+            ));
+        };
+        if *head_dim > 256 || *n_kv == 0 || !n_head.is_multiple_of(*n_kv) {
+            return Err(VkError::Unsupported(format!(
+                "the folded split attention for {n_head} query heads over {n_kv} KV heads of \
+                 size {head_dim} (expected whole groups, heads of at most 256)"
+            )));
+        }
+        let s = scratch.splits;
+        let need = s.part_floats(*n_head as usize, *head_dim as usize) as u64 * 4;
+        if s.n_split > 1 && scratch.part.len < need {
+            return Err(VkError::Unsupported(format!(
+                "attention partials: {} bytes, expected at least {need}",
+                scratch.part.len
+            )));
+        }
+        let sa = self
+            .kernels
+            .split_attention(*n_head / *n_kv, *head_dim, s, true)?;
+        let set = self.arena.set(
+            &sa.split,
+            &[
+                &[state],
+                &[qkv],
+                &[kc],
+                &[vc],
+                &[out],
+                &[scratch.part],
+                &[inv_freq],
+            ],
+        )?;
+        let kernel = sa.split.clone();
+        *split = Some(sa);
         Ok(GpuOp { kernel, set, kind })
     }
 

@@ -68,11 +68,13 @@ pub struct Tuning {
     /// normed rows once, and the QKV, gate/up and head products read them without their fused
     /// norm. `false` (`=fused`, the default): the norm is fused into those products' prologue.
     pub norm_pass: bool,
-    /// Decoding keeps RoPE and the KV write as a dispatch of their own (`PIGPU_VK_ROPE=pass`)
-    /// where it takes the one-row attention (CPU implementations). `false` (`=fold`, the
-    /// default): one dispatch rotates, writes the new K and V and attends (`attention_rope`).
-    /// Prompt batches and the split decode attention (GPUs) keep the separate `rope_kv`.
-    pub rope_pass: bool,
+    /// Whether decoding folds RoPE and the KV write into the attention (`Some(true)`,
+    /// `PIGPU_VK_ROPE=fold`: one dispatch rotates, writes the new K and V and attends; on the
+    /// split attention its split pass does, the combine pass follows) or keeps them as the
+    /// `rope_kv` dispatch (`Some(false)`, `=pass`), for A/B runs; `None`: folded into the
+    /// one-row attention (CPU implementations: `attention_rope`), a pass before the split
+    /// attention (GPUs: unmeasured until a GPU's knob sweep). Prompt batches keep `rope_kv`.
+    pub rope_fold: Option<bool>,
     /// How the host gets each step's token and verdict: from the device state itself, mapped
     /// (`Some(true)`, `PIGPU_VK_READBACK=mapped`: the state buffer host-visible, no copy
     /// command), or copied into a readback buffer at the end of the step (`Some(false)`,
@@ -349,7 +351,12 @@ impl Tuning {
             t.norm_pass = two_way("PIGPU_VK_NORM", v, ("pass", "fused"), "fused or pass")?;
         }
         if let Some(v) = get("PIGPU_VK_ROPE") {
-            t.rope_pass = two_way("PIGPU_VK_ROPE", v, ("pass", "fold"), "fold or pass")?;
+            t.rope_fold = Some(two_way(
+                "PIGPU_VK_ROPE",
+                v,
+                ("fold", "pass"),
+                "fold or pass",
+            )?);
         }
         if let Some(v) = get("PIGPU_VK_READBACK") {
             t.state_mapped = Some(two_way(
@@ -468,9 +475,10 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().prompt_attn_lanes, None);
         assert_eq!(t.mem_limit, Some(6 << 30));
         assert!(t.norm_pass);
-        assert!(t.rope_pass);
-        assert!(!parse(&[("PIGPU_VK_ROPE", " fold ")]).unwrap().rope_pass);
-        assert!(!parse(&[]).unwrap().rope_pass);
+        assert_eq!(t.rope_fold, Some(false));
+        let fold = parse(&[("PIGPU_VK_ROPE", " fold ")]).unwrap();
+        assert_eq!(fold.rope_fold, Some(true));
+        assert_eq!(parse(&[]).unwrap().rope_fold, None);
         assert_eq!(t.state_mapped, Some(false));
         let mapped = parse(&[("PIGPU_VK_READBACK", "mapped")]).unwrap();
         assert_eq!(mapped.state_mapped, Some(true));

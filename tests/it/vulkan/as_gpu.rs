@@ -75,12 +75,74 @@ fn tiny_as_gpu_dispatches_the_gpus_kernels() {
     }
 }
 
+/// RoPE and the KV write folded into the split attention (`PIGPU_VK_ROPE=fold`) against the
+/// GPU's default `rope_kv` pass, on the tiny model: a prompt of 70 tokens, then 25 greedy steps
+/// at positions 70-94 (the second of 4 splits holds the new key). The same tokens and device
+/// state, exactly one dispatch a layer fewer, the same steady state (no recording, no
+/// descriptor write, one submit per token), and the profile names the folded split pass and
+/// its combine pass and no `rope_kv` while decoding (the timed recording's tokens the same).
+#[test]
+fn tiny_as_gpu_rope_fold_decodes_as_the_rope_pass() {
+    let model = crate::engines::tiny();
+    let n_layer = model.config.n_layer as u64;
+    let prompt: Vec<u32> = (0..70).map(|i| 3 + (i * 53) % 1000).collect();
+    let g = SamplingParams::greedy();
+    let engine = |fold: bool| {
+        let t = Tuning {
+            rope_fold: Some(fold),
+            ..tuning()
+        };
+        let mut gpu = vulkan_tuned(&model, 256, t);
+        assert_gpu_choices(&gpu);
+        assert_eq!(gpu.attention_splits(), Some(4), "256 positions, 64 a split");
+        gpu.prefill(&prompt).unwrap();
+        gpu
+    };
+    let run = |fold: bool| {
+        let mut gpu = engine(fold);
+        let mut out = vec![gpu.step(&g, 0.0).unwrap()];
+        gpu.reset_stats();
+        out.extend((0..24).map(|_| gpu.step(&g, 0.0).unwrap()));
+        let s = gpu.stats();
+        assert_eq!(
+            (s.command_buffers_recorded, s.descriptor_updates, s.submits),
+            (0, 0, 24),
+            "fold {fold}: the steady state"
+        );
+        no_validation_errors(&gpu);
+        (out, s.dispatches / 24, gpu.device_state().unwrap())
+    };
+    let (fold, pass) = (run(true), run(false));
+    assert_eq!(fold.0, pass.0, "greedy tokens, folded vs rope_kv pass");
+    assert_eq!(fold.2, pass.2, "device state after decoding");
+    assert_eq!(fold.1 + n_layer, pass.1, "dispatches per token");
+    let mut gpu = engine(true);
+    gpu.set_profiling(true).unwrap();
+    let timed: Vec<u32> = (0..6).map(|_| gpu.step(&g, 0.0).unwrap()).collect();
+    no_validation_errors(&gpu);
+    assert_eq!(timed, fold.0[..6], "the timed recording's tokens");
+    let p = gpu.take_profile().expect("profiling is on");
+    let dec = labels(&p, "decode");
+    let has = |l: &str| dec.iter().any(|x| x.starts_with(l));
+    for l in ["attention_rope split", "attention combine"] {
+        assert!(has(l), "decode: no {l} in {dec:?}");
+    }
+    assert!(!has("rope_kv"), "decode: rope_kv in {dec:?}");
+}
+
 /// Greedy decoding of `file` with every choice a GPU's against the CPU reference mode: a prompt
 /// of `len` tokens prefilled in batches of `ubatch` (the tiled mat-mat, several batches) and a
 /// last call of 5 tokens (the 8-token mat-mat), then `n` tokens decoded over `n_ctx / 64`
 /// splits of the KV range, past the first split. A split from the CPU's token is allowed only
-/// at a tie of the f64 reference, as in `greedy_matches_cpu_reference`.
-fn greedy_long_prompt(file: &str, len: usize, (n_ctx, ubatch): (usize, usize), n: usize) {
+/// at a tie of the f64 reference, as in `greedy_matches_cpu_reference`. `rope_fold`:
+/// `Tuning::rope_fold` where given (`PIGPU_VK_ROPE`).
+fn greedy_long_prompt(
+    file: &str,
+    len: usize,
+    (n_ctx, ubatch): (usize, usize),
+    n: usize,
+    rope_fold: Option<bool>,
+) {
     let Some(path) = util::test_model(file) else {
         return;
     };
@@ -94,9 +156,11 @@ fn greedy_long_prompt(file: &str, len: usize, (n_ctx, ubatch): (usize, usize), n
         "past one split, several batches"
     );
     let mut cpu = cpu_reference(&model, n_ctx);
+    let base = tuning();
     let t = Tuning {
         ubatch: Some(ubatch),
-        ..tuning()
+        rope_fold: rope_fold.or(base.rope_fold),
+        ..base
     };
     let mut gpu = vulkan_tuned(&model, n_ctx, t);
     assert_gpu_choices(&gpu);
@@ -128,7 +192,14 @@ fn greedy_long_prompt(file: &str, len: usize, (n_ctx, ubatch): (usize, usize), n
 /// (the mat-mat), then 16 tokens over 4 splits of 64 positions (three hold keys).
 #[test]
 fn smollm_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 16);
+    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 16, None);
+}
+
+/// The same with RoPE and the KV write folded into the split attention (`PIGPU_VK_ROPE=fold`):
+/// 8 tokens decoded at positions 120-127, in the second of 4 splits.
+#[test]
+fn smollm_as_gpu_rope_fold_greedy_matches_cpu_reference_mode() {
+    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 8, Some(true));
 }
 
 /// Qwen2.5: the biases, the untied 145 MB head in segments on the subgroup mat-vec, the
@@ -136,7 +207,7 @@ fn smollm_as_gpu_greedy_matches_cpu_reference_mode() {
 /// (637 s of wall time beside another heavy test at a load of 10 with 8 decoded).
 #[test]
 fn qwen_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::QWEN, 72, (128, 32), 4);
+    greedy_long_prompt(util::QWEN, 72, (128, 32), 4, None);
 }
 
 /// Gemma 3 270M: head size 256 (the staged split attention's and the prompt attention's
@@ -144,7 +215,7 @@ fn qwen_as_gpu_greedy_matches_cpu_reference_mode() {
 /// of 32, 8 decoded over 2 splits.
 #[test]
 fn gemma3_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::GEMMA, 72, (128, 32), 8);
+    greedy_long_prompt(util::GEMMA, 72, (128, 32), 8, None);
 }
 
 /// The sampler's paths with every other choice a GPU's: the two-stage sampler (the GPU's)

@@ -266,7 +266,7 @@ fn tiny_rope_fold_decodes_as_the_rope_pass() {
     let p = SamplingParams::greedy();
     let run = |rope_pass: bool| {
         let tuning = Tuning {
-            rope_pass,
+            rope_fold: rope_pass.then_some(false),
             state_mapped: rope_pass.then_some(false),
             ..lavapipe()
         };

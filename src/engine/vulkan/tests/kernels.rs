@@ -238,10 +238,10 @@ fn rope_ref(
 }
 
 /// One rope test's layout: (query heads, KV heads, head size, rotated dims).
-type RopeDims = (usize, usize, usize, usize);
+pub(super) type RopeDims = (usize, usize, usize, usize);
 
 /// The RoPE table of `n_rot` rotated dims (base^(-2j/n_rot)) on the device.
-fn rope_freqs(gpu: &mut Gpu, n_rot: usize, base: f32) -> Buffer {
+pub(super) fn rope_freqs(gpu: &mut Gpu, n_rot: usize, base: f32) -> Buffer {
     let freqs: Vec<f32> = (0..n_rot / 2)
         .map(|j| base.powf(-2.0 * j as f32 / n_rot as f32))
         .collect();
@@ -250,7 +250,7 @@ fn rope_freqs(gpu: &mut Gpu, n_rot: usize, base: f32) -> Buffer {
 
 /// The `rope_kv` op over `bufs` (state, QKV rows, rotated queries out, the RoPE table) writing
 /// the new rows into `cache`.
-fn rope_kv_op(
+pub(super) fn rope_kv_op(
     gpu: &mut Gpu,
     [state, qkv, q, freqs]: [&Buffer; 4],
     cache: &KvCache,
@@ -272,7 +272,7 @@ fn rope_kv_op(
 
 /// The reference for one QKV `row` at `pos`: its queries rotated (returned), its K rotated and
 /// its V written into the f16 caches `kc`, `vc`.
-fn rope_kv_ref(
+pub(super) fn rope_kv_ref(
     row: &[f32],
     (n_head, n_kv, d, n_rot): RopeDims,
     (pos, neox, base): (usize, bool, f32),
@@ -413,6 +413,7 @@ fn rope_folded_into_decode_attention() {
                     window: window as u32,
                     n_rot: n_rot as u32,
                     neox,
+                    split: None,
                 },
             )
             .unwrap();
@@ -522,6 +523,7 @@ fn bench_attention_rope() {
                     window: 0,
                     n_rot: d as u32,
                     neox,
+                    split: None,
                 },
             )
             .unwrap();

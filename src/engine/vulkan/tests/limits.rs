@@ -475,6 +475,20 @@ fn the_reader_sees_what_the_shaders_declare() {
             local: [32, 1, 1]
         }
     );
+    // The rows split kernel (attention_split.comp: `qs[8 * 256]`, `ps[8 * WG]`, `red[8 * WG]`
+    // at GMAX = 8); with RoPE folded in the new position's K and V rows as cache words too
+    // (`kn[128]`, `vn[128]`).
+    let split = sh.usage("attention_split", shaders::ATTENTION_SPLIT, &[64, 8], None);
+    assert_eq!(split.shared, 4 * (8 * 256 + 2 * 8 * 64));
+    let code = shaders::ATTENTION_SPLIT_ROPE;
+    let u = sh.usage("attention_split_rope", code, &[64, 8], None);
+    assert_eq!(
+        u,
+        Usage {
+            shared: split.shared + 4 * 2 * 128,
+            local: [64, 1, 1]
+        }
+    );
     // The mat-mat shape that failed on the H200: 8 rows of 128 lanes for 8 tokens ask 64 KiB,
     // more than the 48 KiB of an NVIDIA device; `shapes::fit` gives it 4 rows there.
     let asked = [128, 8, PATH_TREE];
@@ -603,6 +617,15 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
                         &s.spec(),
                         want,
                     );
+                    // RoPE folded in (`PIGPU_VK_ROPE=fold`): the same shared memory (the new
+                    // position's rows are staged in the K/V tiles).
+                    sh.check(
+                        &d,
+                        "attention_staged_rope",
+                        shaders::ATTENTION_STAGED_ROPE,
+                        &s.spec(),
+                        want,
+                    );
                     staged += 1;
                 }
             }
@@ -617,6 +640,8 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
         for g in 1..=MAX_GROUP {
             let spec = [SPLIT_WG, g];
             sh.check(&d, "attention_split", shaders::ATTENTION_SPLIT, &spec, None);
+            let code = shaders::ATTENTION_SPLIT_ROPE;
+            sh.check(&d, "attention_split_rope", code, &spec, None);
         }
         let combine = [SPLIT_WG];
         sh.check(

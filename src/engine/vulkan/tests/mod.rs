@@ -8,6 +8,7 @@ mod kernels;
 mod limits;
 mod matmul;
 mod norm;
+mod rope_split;
 mod sampler;
 mod shapes;
 mod tiled;
