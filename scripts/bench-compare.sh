@@ -3,16 +3,20 @@
 # prints both tables and the per-test ratio (pigpu / llama.cpp). llama.cpp is built from the
 # llama-cpp-python sdist by scripts/ref/build-llama-cpp.sh (outside the repo, cached).
 #
-# Usage: scripts/bench-compare.sh [-m MODEL]... [-p 64] [-n 32] [-r 3] [-t 2] [--vulkan] [--out FILE]
+# Usage: scripts/bench-compare.sh [-m MODEL]... [-p 64] [-n 32] [-r 3] [-t 2] [--vulkan]
+#          [--llama-bin DIR] [--pigpu BIN] [--out FILE]
 #   -m          model(s); default: the SmolLM2 test model from ~/.cache/pigpu/models
 #   --vulkan    compare Vulkan builds (llama.cpp -DGGML_VULKAN=ON vs pigpu --backend vulkan);
 #               on lavapipe set PIGPU_DEVICE=llvmpipe and GGML_VK_VISIBLE_DEVICES=0
+#   --llama-bin DIR  the llama-bench in DIR instead of building one (e.g. the static Vulkan
+#               build of scripts/gpu-bench.sh prepare: ~/.cache/pigpu/llama.cpp-*/build-vulkan-static/bin)
+#   --pigpu BIN this pigpu binary instead of `cargo build --release`'s
 #   --out FILE  also write the combined report (markdown) to FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${PIGPU_MODEL_CACHE:-$HOME/.cache/pigpu/models}"
-models=() p=64 n=32 r=3 t=2 vulkan=0 out="" llama_extra=()
+models=() p=64 n=32 r=3 t=2 vulkan=0 out="" llama_extra=() llama_bin="" pigpu=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -m) models+=("$2"); shift ;;
@@ -21,27 +25,33 @@ while [ $# -gt 0 ]; do
     -r) r="$2"; shift ;;
     -t) t="$2"; shift ;;
     --vulkan) vulkan=1 ;;
+    --llama-bin) llama_bin="$2"; shift ;;
+    --pigpu) pigpu="$2"; shift ;;
     --out) out="$2"; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-compare: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [ ${#models[@]} -gt 0 ] || models=("$cache/SmolLM2-135M-Instruct.Q4_1.gguf")
 
+llama_bin_arg=$llama_bin
 if [ "$vulkan" = 1 ]; then
-  bins=$(scripts/ref/build-llama-cpp.sh --vulkan)
-  llama_bin=$(echo "$bins" | sed -n 2p)
+  [ -n "$llama_bin" ] || llama_bin=$(scripts/ref/build-llama-cpp.sh --vulkan | sed -n 2p)
   backend=vulkan
   # Every layer on the GPU, as pigpu's Vulkan engine runs them (llama-bench's default is -1).
   llama_extra=(-ngl 99)
 else
-  llama_bin=$(scripts/ref/build-llama-cpp.sh | sed -n 1p)
+  [ -n "$llama_bin" ] || llama_bin=$(scripts/ref/build-llama-cpp.sh | sed -n 1p)
   backend=cpu
 fi
+pigpu_arg=$pigpu
 [ -x "$llama_bin/llama-bench" ] || { echo "bench-compare: no llama-bench in '$llama_bin'" >&2; exit 2; }
-cargo build --release --quiet
-pigpu=./target/release/pigpu
+if [ -z "$pigpu" ]; then
+  cargo build --release --quiet
+  pigpu=./target/release/pigpu
+fi
+[ -x "$pigpu" ] || { echo "bench-compare: pigpu binary '$pigpu' is not executable" >&2; exit 2; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -58,7 +68,10 @@ env_prefix=""
 for v in GGML_VK_VISIBLE_DEVICES PIGPU_DEVICE; do
   [ -z "${!v:-}" ] || env_prefix+="$v=${!v} "
 done
+extra_args=""
+[ -z "$llama_bin_arg" ] || extra_args+=" --llama-bin ${llama_bin_arg/#$HOME/\~}"
+[ -z "$pigpu_arg" ] || extra_args+=" --pigpu ${pigpu_arg/#$HOME/\~}"
 report=$(python3 scripts/bench_compare.py "$tmp" \
-  "${env_prefix}scripts/bench-compare.sh $(printf '%q ' "${models[@]/#$HOME/~}")-p $p -n $n -r $r -t $t$([ "$vulkan" = 1 ] && echo ' --vulkan')")
+  "${env_prefix}scripts/bench-compare.sh $(printf '%q ' "${models[@]/#$HOME/~}")-p $p -n $n -r $r -t $t$([ "$vulkan" = 1 ] && echo ' --vulkan')$extra_args")
 echo "$report"
 [ -z "$out" ] || echo "$report" > "$out"
