@@ -165,6 +165,23 @@ unpack_debs() {
   done
 }
 
+# Stops the server in serve_pid: SIGTERM, then SIGKILL if it is still up 10 s later. On SIGTERM
+# `pigpu serve` finishes the requests in flight, and a client cut by its time limit leaves one
+# running: on lavapipe (2026-12-06) that took 35 s past the serve budget, on a slow device it
+# could pass the run's limit.
+stop_server() {
+  [ -n "$serve_pid" ] || return 0
+  kill "$serve_pid" 2>/dev/null || true
+  local i
+  for i in $(seq 20); do
+    kill -0 "$serve_pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -9 "$serve_pid" 2>/dev/null || true
+  wait "$serve_pid" 2>/dev/null || true
+  serve_pid=""
+}
+
 # Waits until the server on $1 answers /health with 200 (it says 503 while loading), for at
 # most $2 seconds; fails if it does not.
 wait_ready() {
@@ -432,9 +449,7 @@ serve_scaling() { # spec file name
     else
       say "$m: serve --parallel $n did not become ready (see $name.serve-$n.log)"
     fi
-    kill "$serve_pid" 2>/dev/null || true
-    wait "$serve_pid" 2>/dev/null || true
-    serve_pid=""
+    stop_server
   done
 }
 
@@ -640,9 +655,7 @@ sweep_serve() { # prefix limit tokens VAR=VALUE...
   else
     rc=1
   fi
-  kill "$serve_pid" 2>/dev/null || true
-  wait "$serve_pid" 2>/dev/null || true
-  serve_pid=""
+  stop_server
   return "$rc"
 }
 

@@ -91,9 +91,12 @@ def main():
                 "llama_cpp_ts": l and l["avg_ts"], "llama_cpp_sd": l and l.get("stddev_ts"),
                 "ratio": ratio,
             })
-    print(f"pigpu on {env.get('pigpu_device', '?')} ({env.get('pigpu_driver', '?')}); "
-          f"llama.cpp {env.get('llama_cpp_build', '?')} {env.get('llama_cpp_backend', '')} "
-          f"on {env.get('llama_cpp_gpu', '?')}, flash_attn {env.get('llama_cpp_flash_attn', '?')}")
+    if "llama_cpp_build" in env:
+        llama = (f"llama.cpp {env['llama_cpp_build']} {env.get('llama_cpp_backend', '')} "
+                 f"on {env.get('llama_cpp_gpu', '?')}, flash_attn {env.get('llama_cpp_flash_attn', '?')}")
+    else:
+        llama = "llama.cpp: no results (none carried, or it failed)"
+    print(f"pigpu on {env.get('pigpu_device', '?')} ({env.get('pigpu_driver', '?')}); {llama}")
     if env.get("upload_gbps"):
         print("pigpu weight upload (GB/s): "
               + ", ".join(f"{k} {v}" for k, v in env["upload_gbps"].items()))
