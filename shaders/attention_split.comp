@@ -146,9 +146,13 @@ void main() {
             }
         }
 #ifdef ROPE
-        if (live && p >= cached) {
-            for (uint w = 0u; w < D / 2u; w++) {
-                score_word(sc, unpackHalf2x16(kn[w]), w, ng);
+        // Only the chunk that holds the new key (the owner's last) takes this branch, all of
+        // its invocations together; one of them scores that key from shared memory.
+        if (cached < end && cached - min(cached, c0) < WG) {
+            if (p == cached) {
+                for (uint w = 0u; w < D / 2u; w++) {
+                    score_word(sc, unpackHalf2x16(kn[w]), w, ng);
+                }
             }
         }
 #endif

@@ -115,6 +115,11 @@ void main() {
     const uint b0 = min(s * chunk, n);
     const uint end = min(b0 + chunk, n);
     const uint begin = max(b0, pc.window > 0u && n > pc.window ? n - pc.window : 0u);
+#ifdef ROPE
+    // This split owns the new position n - 1 when its range ends there: keys below `cached`
+    // come from the cache, that one from the QKV projection.
+    const uint cached = begin < end && end == n ? n - 1u : end;
+#endif
 
     // Lane numbering by subgroup, so the DS lanes of a score share a subgroup.
     const uint sg = gl_SubgroupSize;
@@ -158,37 +163,47 @@ void main() {
         const uint prev = cur ^ 1u;
         barrier();  // the previous tile is no longer read (and the queries are staged)
         // 1. Stage the K and V tiles.
-        for (uint i = tid; i < nc * R; i += WG) {
+#ifdef ROPE
+        // Keys before `cached` from the cache; the new one (the last of the owner's range, so
+        // the last of its last tile) from the QKV projection, outside the loop: a branch all
+        // lanes take or skip together, once a dispatch.
+        const uint ncc = min(nc, cached - min(cached, c0));
+#else
+        const uint ncc = nc;
+#endif
+        for (uint i = tid; i < ncc * R; i += WG) {
             const uint c = i / R, u = i % R;
             const uint gi = (c0 + c) * kvd8 + kvh * R + u;
-#ifdef ROPE
-            uvec4 kw, vw;
-            if (c0 + c == n - 1u) {
-                // The new position, from the QKV projection; the owner's first slice caches it.
-                const uint p = n - 1u, e = 8u * u;
-                const uint kb = pc.n_head * D + kvh * D, vb = kb + pc.n_kv * D + e;
-                kw = uvec4(pack2(rotated(kb, e, p), rotated(kb, e + 1u, p)),
-                           pack2(rotated(kb, e + 2u, p), rotated(kb, e + 3u, p)),
-                           pack2(rotated(kb, e + 4u, p), rotated(kb, e + 5u, p)),
-                           pack2(rotated(kb, e + 6u, p), rotated(kb, e + 7u, p)));
-                vw = uvec4(pack2(qkv[vb], qkv[vb + 1u]), pack2(qkv[vb + 2u], qkv[vb + 3u]),
-                           pack2(qkv[vb + 4u], qkv[vb + 5u]), pack2(qkv[vb + 6u], qkv[vb + 7u]));
-                if (gl_WorkGroupID.z == 0u) {
-                    kc[gi] = kw;
-                    vc[gi] = vw;
-                }
-            } else {
-                kw = kc[gi];
-                vw = vc[gi];
-            }
-            Ks[i] = kw;
-#else
             Ks[i] = kc[gi];
             const uvec4 vw = vc[gi];
-#endif
             Vs[2u * i] = vw.xy;
             Vs[2u * i + 1u] = vw.zw;
         }
+#ifdef ROPE
+        if (ncc < nc) {
+            // The new position; the owner's first slice caches it.
+            const uint p = n - 1u;
+            const uint kb = pc.n_head * D + kvh * D, vb0 = kb + pc.n_kv * D;
+            for (uint u = tid; u < R; u += WG) {
+                const uint e = 8u * u, vb = vb0 + e, i = ncc * R + u;
+                const uvec4 kw = uvec4(pack2(rotated(kb, e, p), rotated(kb, e + 1u, p)),
+                                       pack2(rotated(kb, e + 2u, p), rotated(kb, e + 3u, p)),
+                                       pack2(rotated(kb, e + 4u, p), rotated(kb, e + 5u, p)),
+                                       pack2(rotated(kb, e + 6u, p), rotated(kb, e + 7u, p)));
+                const uvec4 vw = uvec4(pack2(qkv[vb], qkv[vb + 1u]), pack2(qkv[vb + 2u], qkv[vb + 3u]),
+                                       pack2(qkv[vb + 4u], qkv[vb + 5u]),
+                                       pack2(qkv[vb + 6u], qkv[vb + 7u]));
+                Ks[i] = kw;
+                Vs[2u * i] = vw.xy;
+                Vs[2u * i + 1u] = vw.zw;
+                if (gl_WorkGroupID.z == 0u) {
+                    const uint gi = p * kvd8 + kvh * R + u;
+                    kc[gi] = kw;
+                    vc[gi] = vw;
+                }
+            }
+        }
+#endif
         barrier();
         // 2. Scores, DS lanes each; the tile max per head by subgroup.
         for (uint t = vl; t < (G * BC * DS + VW - 1u) / VW * VW; t += VW) {

@@ -189,3 +189,94 @@ fn rope_folded_into_split_attention() {
         }
     }
 }
+
+/// Times the folded split attention against `rope_kv` + the split attention on the same data
+/// by GPU timestamps (each pass's dispatches summed; the fastest and the median of 9 runs taking
+/// turns), on both split kernels, 8 splits, on SmolLM2's heads (9/3, 64), Qwen2.5-0.5B's (14/2, 64,
+/// NEOX) and Llama-3.2-3B's (24/8, 128) at depths 256 and 4096. On lavapipe this says what the
+/// fold costs in work, not what a GPU's stage saves: `cargo test --release --lib
+/// bench_rope_split -- --ignored --nocapture` (with `PIGPU_TEST_DEVICE` for another device).
+#[test]
+#[ignore = "benchmark"]
+fn bench_rope_split() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(31);
+    let n_split = 8;
+    for ((n_head, n_kv, d), neox) in [
+        ((9, 3, 64), false),
+        ((14, 2, 64), true),
+        ((24, 8, 128), false),
+    ] {
+        for (n, staged) in [(256usize, true), (4096, true), (256, false), (4096, false)] {
+            let (qd, kvd) = (n_head * d, n_kv * d);
+            let splits = Splits {
+                n_split,
+                chunk: 0,
+                heads_per_wg: 8,
+                staged,
+            };
+            let cache = gpu.kv_cache(&mut rng, n, kvd);
+            let (kbuf2, vbuf2) = (gpu.buf(&f16_pack(&cache.k)), gpu.buf(&f16_pack(&cache.v)));
+            let sbuf = gpu.state_at(n - 1);
+            let qkvbuf = gpu.buf_f32(&rng.vec(qd + 2 * kvd, 1.0));
+            let fbuf = rope_freqs(&mut gpu, d, 10000.0);
+            let qbuf = gpu.buf_f32(&vec![0.0; qd]);
+            let obuf = gpu.buf_f32(&vec![0.0; qd]);
+            let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
+            let part2 = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
+            let dims = (n_head, n_kv, d, d);
+            let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
+            let scratch = |part: &Buffer| AttnScratch {
+                part: part.all(),
+                splits,
+            };
+            let kind = attention_kind_window((n_head, n_kv, d), 0);
+            let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, Some(scratch(&part)), kind);
+            let folded = gpu
+                .ops()
+                .attention_rope_split(
+                    sbuf.all(),
+                    qkvbuf.all(),
+                    kbuf2.all(),
+                    vbuf2.all(),
+                    obuf.all(),
+                    fbuf.all(),
+                    scratch(&part2),
+                    OpKind::AttentionRope {
+                        n_head: n_head as u32,
+                        n_kv: n_kv as u32,
+                        head_dim: d as u32,
+                        scale: 1.0 / (d as f32).sqrt(),
+                        window: 0,
+                        n_rot: d as u32,
+                        neox,
+                        split: None,
+                    },
+                )
+                .unwrap();
+            let (mut pair, mut fold) = (Vec::new(), Vec::new());
+            for _ in 0..9 {
+                // rope_kv, split, combine; then the folded split and its combine.
+                let t = gpu.run_timed(&[(&rope, 1), (&attn, 1), (&folded, 1)]);
+                assert_eq!(t.len(), 5, "two passes of each attention");
+                pair.push(t[0] + t[1] + t[2]);
+                fold.push(t[3] + t[4]);
+            }
+            for v in [&mut pair, &mut fold] {
+                v.sort_by(f64::total_cmp);
+            }
+            eprintln!(
+                "{} kernel, heads {n_head}/{n_kv} d {d} neox {neox} depth {n}, {n_split} splits: rope_kv + \
+                 split + combine min {:.1} / median {:.1} us, folded split + combine {:.1} / \
+                 {:.1} us (folded / pair: min {:.2}, median {:.2})",
+                if staged { "staged" } else { "rows" },
+                pair[0] / 1e3,
+                pair[4] / 1e3,
+                fold[0] / 1e3,
+                fold[4] / 1e3,
+                fold[0] / pair[0],
+                fold[4] / pair[4]
+            );
+        }
+    }
+}
