@@ -1,8 +1,9 @@
 #version 450
-// Prompt attention for CPU implementations (lavapipe): one query row per invocation, a
-// workgroup of one subgroup (SG invocations) takes SG consecutive tokens of one query head and
-// walks the keys of their causal range together, KB at a time, with an online softmax per row.
-// Grid: (n_head, ceil(n_tok / SG)). Grouped-query: head h reads KV head h / (n_head / n_kv).
+// Prompt attention for CPU implementations (lavapipe): one query row per invocation and query
+// head, a workgroup of one subgroup (SG invocations) takes SG consecutive tokens of G query
+// heads that share one KV head, and walks the keys of their causal range together, KB at a time,
+// with an online softmax per row. Grid: (n_head / G, ceil(n_tok / SG)); the host picks G to
+// divide the grouped-query group n_head / n_kv. Head h reads KV head h / (n_head / n_kv).
 // With a sliding window (window > 0) the query at p sees keys p - window + 1 ..= p only.
 //
 // Why this shape on gallivm (Mesa's JIT behind lavapipe; docs/vulkan.md, "The prompt attention
@@ -10,10 +11,11 @@
 // shared-memory access too, `if` runs both sides, and barriers switch between the workgroup's
 // fibres. Here there is no shared memory and no barrier; each invocation loads NW distinct
 // words of a K or V row (the subgroup covers the row), and subgroupBroadcast with a constant
-// lane (an extract and a splat) hands every word to all rows. The query row and the output
-// accumulators are private arrays indexed by constants only ([[unroll]]), so they stay in
-// registers (or plain stack slots), never per-lane scratch. Every row of the block runs the
-// block's key range; a key outside a row's causal range or window is masked by selects.
+// lane (an extract and a splat) hands every word to all rows of all G heads, so a word's load
+// and broadcast serve SG·G rows. The query rows and the output accumulators are private arrays
+// indexed by constants only ([[unroll]]), so they stay in registers (or plain stack slots),
+// never per-lane scratch. Every row of the block runs the block's key range; a key outside a
+// row's causal range or window is masked by selects.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -21,6 +23,7 @@
 layout(constant_id = 0) const uint SG = 8;  // invocations = subgroup size = query rows (<= 16)
 layout(constant_id = 1) const uint D = 64;  // head size (even, <= 256)
 layout(constant_id = 2) const uint KB = 2;  // keys per step (one rescale of the output per step)
+layout(constant_id = 3) const uint G = 1;   // query heads per workgroup (of one KV head)
 layout(local_size_x_id = 0) in;
 layout(set = 0, binding = 0) readonly buffer State { uint state[]; };
 layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
@@ -57,21 +60,28 @@ const float NEG_INF = -1.0 / 0.0;
     LANE(f, c, 8u, F) LANE(f, c, 9u, F) LANE(f, c, 10u, F) LANE(f, c, 11u, F)                  \
     LANE(f, c, 12u, F) LANE(f, c, 13u, F) LANE(f, c, 14u, F) LANE(f, c, 15u, F)
 
-float qv[D];   // this row's query, scaled to log2 units
-float acc[D];  // this row's output, unnormalised
-float sc[4];   // partial dot products (independent chains)
-float ej;      // the current key's weight
+float qv[G * D];   // this invocation's query rows (head g at g·D), scaled to log2 units
+float acc[G * D];  // their outputs, unnormalised
+float sc[G * 4u];  // partial dot products (independent chains per head)
+float ej[G];       // the current key's weight per head
 
-#define DOT(w, v2) sc[(w) & 3u] += qv[2u * (w)] * v2_.x + qv[2u * (w) + 1u] * v2_.y;
-#define AXPY(w, v2) acc[2u * (w)] += ej * v2_.x; acc[2u * (w) + 1u] += ej * v2_.y;
+#define DOT(w, v2)                                                                             \
+    [[unroll]] for (uint g = 0u; g < G; g++) {                                                 \
+        sc[g * 4u + ((w) & 3u)] += qv[g * D + 2u * (w)] * v2_.x + qv[g * D + 2u * (w) + 1u] * v2_.y; \
+    }
+#define AXPY(w, v2)                                                                            \
+    [[unroll]] for (uint g = 0u; g < G; g++) {                                                 \
+        acc[g * D + 2u * (w)] += ej[g] * v2_.x;                                                \
+        acc[g * D + 2u * (w) + 1u] += ej[g] * v2_.y;                                           \
+    }
 
 void main() {
     const uint lane = gl_SubgroupInvocationID;
-    const uint h = gl_WorkGroupID.x;
+    const uint h0 = gl_WorkGroupID.x * G;
     const uint t0 = gl_WorkGroupID.y * SG;
     const uint t_last = min(t0 + SG, pc.n_tok) - 1u;
     const uint t = min(t0 + lane, t_last);  // rows past the batch repeat its last (not written)
-    const uint kvh = h / (pc.n_head / pc.n_kv);
+    const uint kvh = h0 / (pc.n_head / pc.n_kv);
     const uint rw = pc.n_kv * W;            // words per cache row
     const uint base = kvh * W;
     const uint pos0 = state[S_POS];
@@ -83,14 +93,18 @@ void main() {
     const uint p_hi = pos0 + t_last;
 
     const float qscale = pc.scale * 1.4426950408889634;
-    const uint qb = (t * pc.n_head + h) * D;
-    [[unroll]] for (uint d = 0u; d < D; d++) {
-        qv[d] = q[qb + d] * qscale;
-        acc[d] = 0.0;
+    const uint qb = (t * pc.n_head + h0) * D;  // head h0 + g's row at qb + g·D
+    [[unroll]] for (uint i = 0u; i < G * D; i++) {
+        qv[i] = q[qb + i] * qscale;
+        acc[i] = 0.0;
     }
-    float m = NEG_INF, l = 0.0;
+    float m[G], l[G];
+    [[unroll]] for (uint g = 0u; g < G; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.0;
+    }
     for (uint p0 = p_lo; p0 <= p_hi; p0 += KB) {
-        float s[KB];
+        float s[KB * G];
         [[unroll]] for (uint j = 0u; j < KB; j++) {
             const uint p = min(p0 + j, p_hi);
             const uint kb = p * rw + base;
@@ -98,29 +112,41 @@ void main() {
             [[unroll]] for (uint c = 0u; c < NW; c++) {
                 kf[c] = unpackHalf2x16(kc[kb + min(lane + c * SG, W - 1u)]);
             }
-            [[unroll]] for (uint i = 0u; i < 4u; i++) {
+            [[unroll]] for (uint i = 0u; i < G * 4u; i++) {
                 sc[i] = 0.0;
             }
             [[unroll]] for (uint c = 0u; c < NW; c++) {
                 LANES(kf, c, DOT)
             }
             const bool ok = p0 + j <= p_row && p0 + j >= row_first;
-            s[j] = ok ? (sc[0] + sc[1]) + (sc[2] + sc[3]) : NEG_INF;
+            [[unroll]] for (uint g = 0u; g < G; g++) {
+                const uint i = g * 4u;
+                s[j * G + g] = ok ? (sc[i] + sc[i + 1u]) + (sc[i + 2u] + sc[i + 3u]) : NEG_INF;
+            }
         }
-        float m_new = m;
+        [[unroll]] for (uint g = 0u; g < G; g++) {
+            float m_new = m[g];
+            [[unroll]] for (uint j = 0u; j < KB; j++) {
+                m_new = max(m_new, s[j * G + g]);
+            }
+            // No key of this row yet (a window's start): nothing to rescale, every weight 0.
+            const float mb = m_new == NEG_INF ? 0.0 : m_new;
+            const float alpha = m[g] == NEG_INF ? 0.0 : exp2(m[g] - mb);
+            l[g] *= alpha;
+            [[unroll]] for (uint d = 0u; d < D; d++) {
+                acc[g * D + d] *= alpha;
+            }
+            [[unroll]] for (uint j = 0u; j < KB; j++) {
+                const float sj = s[j * G + g];
+                s[j * G + g] = sj == NEG_INF ? 0.0 : exp2(sj - mb);  // now the key's weight
+                l[g] += s[j * G + g];
+            }
+            m[g] = m_new;
+        }
         [[unroll]] for (uint j = 0u; j < KB; j++) {
-            m_new = max(m_new, s[j]);
-        }
-        // No key of this row yet (a window's start): nothing to rescale, every weight 0.
-        const float mb = m_new == NEG_INF ? 0.0 : m_new;
-        const float alpha = m == NEG_INF ? 0.0 : exp2(m - mb);
-        l *= alpha;
-        [[unroll]] for (uint d = 0u; d < D; d++) {
-            acc[d] *= alpha;
-        }
-        [[unroll]] for (uint j = 0u; j < KB; j++) {
-            ej = s[j] == NEG_INF ? 0.0 : exp2(s[j] - mb);
-            l += ej;
+            [[unroll]] for (uint g = 0u; g < G; g++) {
+                ej[g] = s[j * G + g];
+            }
             const uint vb = min(p0 + j, p_hi) * rw + base;
             vec2 vf[NW];
             [[unroll]] for (uint c = 0u; c < NW; c++) {
@@ -130,12 +156,13 @@ void main() {
                 LANES(vf, c, AXPY)
             }
         }
-        m = m_new;
     }
     if (t0 + lane <= t_last) {
-        const float inv = 1.0 / l;
-        [[unroll]] for (uint d = 0u; d < D; d++) {
-            o[qb + d] = acc[d] * inv;
+        [[unroll]] for (uint g = 0u; g < G; g++) {
+            const float inv = 1.0 / l[g];
+            [[unroll]] for (uint d = 0u; d < D; d++) {
+                o[qb + g * D + d] = acc[g * D + d] * inv;
+            }
         }
     }
 }

@@ -340,7 +340,7 @@ impl GpuOp {
                 &p.kernel,
                 self.set,
                 &push,
-                [n_head, n_tok.div_ceil(p.rows), 1],
+                [n_head / p.heads, n_tok.div_ceil(p.rows), 1],
             ),
             None => cmd.dispatch(&self.kernel, self.set, &push, [n_head, n_tok, 1]),
         }
@@ -558,7 +558,12 @@ impl OpBuilder<'_> {
             ..
         } = &mut kind
         {
-            *prompt = self.kernels.prompt_attention(*head_dim)?;
+            let group = match *n_kv {
+                0 => 1,
+                kv if n_head.is_multiple_of(kv) => *n_head / kv,
+                _ => 1,
+            };
+            *prompt = self.kernels.prompt_attention(*head_dim, group)?;
             *split = match scratch {
                 Some(s) if *head_dim <= 256 && *n_kv > 0 && n_head.is_multiple_of(*n_kv) => {
                     let need = s.splits.part_floats(*n_head as usize, *head_dim as usize);

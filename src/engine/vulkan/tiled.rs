@@ -215,11 +215,14 @@ impl Kernels {
     }
 }
 
-/// The prompt attention kernel and its query rows per workgroup.
+/// The prompt attention kernel, its query rows (tokens) per workgroup and the query heads each
+/// workgroup serves (1 but for the lanes kernel, whose workgroup takes several heads of one KV
+/// head's group).
 #[derive(Clone)]
 pub struct PromptAttention {
     pub kernel: Rc<GpuKernel>,
     pub rows: u32,
+    pub heads: u32,
 }
 
 /// Invocations, query rows and keys per tile of the prompt attention; the shared memory it
@@ -234,6 +237,21 @@ pub(super) fn attn_shared_bytes(d: u32, bc: u32) -> u32 {
 /// lanes 0..=15), and its keys per step.
 pub(super) const LANES_MAX_SG: u32 = 16;
 pub(super) const LANES_KB: u32 = 2;
+/// The most query-row floats (heads × head size) one invocation of the lanes attention keeps
+/// (its query rows and outputs are unrolled private arrays: past this lavapipe's LLVM compiles
+/// long and the rows leave the L1 cache).
+pub(super) const LANES_MAX_ROW_FLOATS: u32 = 512;
+
+/// Query heads per workgroup of the lanes attention for a grouped-query group of `group` query
+/// heads per KV head and head size `d`: the largest divisor of `group` whose rows fit
+/// `LANES_MAX_ROW_FLOATS` (1 at least), so a K or V word loaded and broadcast once serves that
+/// many heads.
+pub(super) fn lanes_heads(group: u32, d: u32) -> u32 {
+    (1..=group.max(1))
+        .rev()
+        .find(|g| group.is_multiple_of(*g) && g * d <= LANES_MAX_ROW_FLOATS)
+        .unwrap_or(1)
+}
 
 /// The lanes attention's workgroup (= query rows) on a device with subgroups of
 /// `min_sg..=max_sg` lanes and `ballot` (subgroupBroadcast), for head dimension `d`, or `None`
@@ -260,11 +278,12 @@ impl Kernels {
     /// The prompt attention for head dimension `d`: on the tiled path the tiled kernel with 32
     /// keys per tile (16 where shared memory is short); off it, where `prompt_lanes` (CPU
     /// implementations) and the device allow (`lanes_shape`), the lanes kernel, one query row
-    /// per invocation; else `None` (the one-row kernel serves prompts too): `d` odd, or no tile
-    /// fits the device.
-    pub fn prompt_attention(&self, d: u32) -> Result<Option<PromptAttention>> {
+    /// per invocation and head, `lanes_heads(group, d)` heads of one KV head per workgroup
+    /// (`group`: query heads per KV head); else `None` (the one-row kernel serves prompts too):
+    /// `d` odd, or no tile fits the device.
+    pub fn prompt_attention(&self, d: u32, group: u32) -> Result<Option<PromptAttention>> {
         if !self.prompt_tiled.get() {
-            return self.lanes_attention(d);
+            return self.lanes_attention(d, group);
         }
         if !d.is_multiple_of(2) || d == 0 {
             return Ok(None);
@@ -289,12 +308,14 @@ impl Kernels {
         Ok(Some(PromptAttention {
             kernel,
             rows: ATTN_BR,
+            heads: 1,
         }))
     }
 
-    /// The lanes attention (`shaders/attention_lanes.comp`) for head dimension `d`, named
-    /// `attention_lanes_{SG}_{d}`, or `None` where it is off or cannot run.
-    fn lanes_attention(&self, d: u32) -> Result<Option<PromptAttention>> {
+    /// The lanes attention (`shaders/attention_lanes.comp`) for head dimension `d` and `group`
+    /// query heads per KV head, named `attention_lanes_{SG}_{d}` (one head per workgroup) or
+    /// `attention_lanes_{SG}_{d}_g{G}` (G heads), or `None` where it is off or cannot run.
+    fn lanes_attention(&self, d: u32, group: u32) -> Result<Option<PromptAttention>> {
         if !self.prompt_lanes.get() {
             return Ok(None);
         }
@@ -307,13 +328,22 @@ impl Kernels {
         ) else {
             return Ok(None);
         };
+        let heads = lanes_heads(group, d);
+        let name = match heads {
+            1 => format!("attention_lanes_{sg}_{d}"),
+            g => format!("attention_lanes_{sg}_{d}_g{g}"),
+        };
         let kernel = self.get(
-            &format!("attention_lanes_{sg}_{d}"),
+            &name,
             shaders::ATTENTION_LANES,
             &ATTN_BINDINGS,
             ATTN_PUSH,
-            &[sg, d, LANES_KB],
+            &[sg, d, LANES_KB, heads],
         )?;
-        Ok(Some(PromptAttention { kernel, rows: sg }))
+        Ok(Some(PromptAttention {
+            kernel,
+            rows: sg,
+            heads,
+        }))
     }
 }

@@ -11,7 +11,7 @@ use super::{attention_kind, attention_kind_window, attention_ref, Gpu, Rng};
 use crate::engine::vulkan::attention::{staged_shape, AttnScratch, Splits, StagedShape};
 use crate::engine::vulkan::ops::OpKind;
 use crate::engine::vulkan::shapes::Limits;
-use crate::engine::vulkan::tiled::lanes_shape;
+use crate::engine::vulkan::tiled::{lanes_heads, lanes_shape};
 
 struct Case {
     heads: (usize, usize, usize),
@@ -148,11 +148,13 @@ fn split_attention_matches_reference_at_every_depth() {
     }
 }
 
-/// The lanes prompt attention (`shaders/attention_lanes.comp`: one query row per invocation,
-/// a subgroup of rows per workgroup) against the f64 reference and the one-row kernel on the
-/// same data: SmolLM2's heads over a whole 64-token batch from position 0, a batch that is no
-/// multiple of the rows per workgroup starting deep in the cache (as a later ubatch of a long
-/// prompt does), grouped-query heads of 1, 3, 4 and 7, head sizes 6 to 256 (80: a row's pairs
+/// The lanes prompt attention (`shaders/attention_lanes.comp`: one query row per invocation
+/// and head, a subgroup of rows per workgroup, `lanes_heads` query heads of one KV head per
+/// workgroup) against the f64 reference and the one-row kernel on the same data: SmolLM2's
+/// heads over a whole 64-token batch from position 0, a batch that is no multiple of the rows
+/// per workgroup starting deep in the cache (as a later ubatch of a long prompt does),
+/// grouped-query heads of 1, 3, 4 and 7 (workgroups of 1, 2, 3, 4 and 7 heads: Qwen2.5's 14
+/// over 2 at head size 64 all in one; at 80 one each), head sizes 6 to 256 (80: a row's pairs
 /// are no multiple of the subgroup), sliding windows that start inside a block (every row's
 /// window begins at another key, the block's first keys masked for its later rows) and one wider
 /// than the cache, two tokens, and sharp scores (the queries scaled by 8) that make the
@@ -168,6 +170,7 @@ fn lanes_prompt_attention_matches_reference() {
         ((4, 1, 128), 5, 20, 0, 1.0),
         ((8, 2, 256), 3, 11, 0, 1.0),
         ((14, 2, 80), 40, 9, 0, 1.0),
+        ((14, 2, 64), 60, 19, 0, 1.0),
         ((2, 2, 6), 0, 13, 0, 1.0),
         ((8, 2, 64), 100, 30, 20, 1.0),
         ((4, 2, 128), 10, 17, 512, 1.0),
@@ -194,7 +197,12 @@ fn lanes_prompt_attention_matches_reference() {
             };
             if lanes {
                 let name = name.expect("lanes attention on lavapipe");
-                assert!(name.starts_with("attention_lanes_"), "{name}");
+                let g = lanes_heads((n_head / n_kv) as u32, d as u32);
+                let want = match g {
+                    1 => format!("attention_lanes_8_{d}"),
+                    g => format!("attention_lanes_8_{d}_g{g}"),
+                };
+                assert_eq!(name, want);
             } else {
                 assert_eq!(name, None, "one-row kernel");
             }
@@ -234,6 +242,27 @@ fn lanes_prompt_attention_matches_reference() {
                 );
             }
         }
+    }
+}
+
+/// The lanes attention's heads per workgroup: the largest divisor of the group whose rows
+/// (heads × head size) fit 512 floats, one where none larger does.
+#[test]
+fn lanes_heads_divide_the_group_within_the_row_budget() {
+    for (group, d, want) in [
+        (3, 64, 3),
+        (7, 64, 7),
+        (7, 80, 1),
+        (4, 256, 2),
+        (4, 128, 4),
+        (8, 64, 8),
+        (8, 128, 4),
+        (6, 128, 3),
+        (1, 256, 1),
+        (2, 512, 1),
+        (0, 64, 1),
+    ] {
+        assert_eq!(lanes_heads(group, d), want, "group {group}, head {d}");
     }
 }
 

@@ -17,7 +17,7 @@ use crate::engine::vulkan::kernels::MAX_SEG;
 use crate::engine::vulkan::shaders;
 use crate::engine::vulkan::shapes::{self, Limits, PATH_SUBGROUP, PATH_TREE};
 use crate::engine::vulkan::tiled::{
-    attn_shared_bytes, lanes_shape, ATTN_BR, ATTN_WG, LANES_KB, TILES,
+    attn_shared_bytes, lanes_heads, lanes_shape, ATTN_BR, ATTN_WG, LANES_KB, TILES,
 };
 use crate::engine::vulkan::TiledKernel;
 
@@ -600,7 +600,8 @@ fn every_prompt_tile_the_engine_can_choose_fits_each_device() {
 /// (`staged_shape`), the rows split kernel, the combine, the one-row kernel, and the prompt
 /// attention at every even head size with each key tile whose count fits, and the lanes
 /// prompt attention (`lanes_shape`: no shared memory, one subgroup per workgroup) at every even
-/// head size where the device's fixed subgroup allows it.
+/// head size where the device's fixed subgroup allows it, with each count of heads per
+/// workgroup `lanes_heads` picks for groups up to `MAX_GROUP`.
 #[test]
 fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
     let mut sh = Shaders::new();
@@ -674,11 +675,17 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
             }
             let lanes = lanes_shape(d.subgroups, true, d.lim.max_wg, hd);
             if let Some(sg) = lanes {
-                let spec = [sg, hd, LANES_KB];
-                let code = shaders::ATTENTION_LANES;
-                let u = sh.usage("attention_lanes", code, &spec, Some(0));
-                assert_eq!(u.local, [u64::from(sg), 1, 1], "{}: lanes at {hd}", d.name);
-                sh.check(&d, "attention_lanes", code, &spec, Some(0));
+                let mut heads: Vec<u32> = (1..=MAX_GROUP).map(|g| lanes_heads(g, hd)).collect();
+                heads.sort_unstable();
+                heads.dedup();
+                for g in heads {
+                    let spec = [sg, hd, LANES_KB, g];
+                    let code = shaders::ATTENTION_LANES;
+                    let u = sh.usage("attention_lanes", code, &spec, Some(0));
+                    let what = format!("{}: lanes at {hd}, {g} heads", d.name);
+                    assert_eq!(u.local, [u64::from(sg), 1, 1], "{what}");
+                    sh.check(&d, "attention_lanes", code, &spec, Some(0));
+                }
             }
             if d.name == "lavapipe" {
                 assert_eq!(lanes, Some(8), "lavapipe runs the lanes attention at {hd}");
