@@ -25,12 +25,13 @@ layout(constant_id = 0) const uint WG = 128;
 // 1: the one-stage sampler over the logits (no prefilter); 0: the selection after sample_pre.
 layout(constant_id = 1) const uint ONE_STAGE = 0;
 layout(local_size_x_id = 0) in;
-// Binding 0 (the logits) is read by the prefilter, or here with ONE_STAGE; binding 3 (the ids)
-// only without it. Both stages share one descriptor set.
+// Binding 0 (the logits) is read by the prefilter, or here with ONE_STAGE; binding 3 holds the
+// prefilter's candidate ids and flags (two stages) and, past them, the narrowed list (both
+// paths: `narrow`). Both stages share one descriptor set.
 layout(set = 0, binding = 0) readonly buffer Logits { float logits[]; };
 layout(set = 0, binding = 1) coherent buffer State { uint state[]; };
 layout(set = 0, binding = 2) coherent buffer Scratch { float sc[]; };
-layout(set = 0, binding = 3) readonly buffer Ids { uint ids[]; };
+layout(set = 0, binding = 3) coherent buffer Ids { uint ids[]; };
 layout(set = 0, binding = 4) readonly buffer Params {
     float temp;
     uint top_k;
@@ -50,13 +51,27 @@ layout(push_constant) uniform PC {
 
 shared float hm[16u * WG];
 shared uint hc[16u * WG];
-shared uint s_key, s_cut, s_cnt_eq, s_above_c;
-shared float s_above_m;
+shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_count;
+shared float s_above_m, s_kth;
+// Each invocation's maximum of the first pass (the top-k bound: narrow_top_k).
+shared float s_imax[WG];
 // Candidates: with one stage the whole vocabulary, read from the push constant (which the
 // compiler sees as uniform, unlike a variable), else set at the start of main.
 uint n_cand_two;
 uint n_cand() {
     return ONE_STAGE != 0u ? pc.n_vocab : n_cand_two;
+}
+
+// The elements the selection's passes run over: the candidates 0 .. n_sel - 1, or after
+// `narrow` the n_sel candidates listed (in index order) at ids[list0() + j]. Uniform.
+uint n_sel;
+bool narrowed = false;
+uint list0() {
+    return pc.n_vocab + n_slices(pc.n_vocab);
+}
+// The candidate index of element j.
+uint at(uint j) {
+    return narrowed ? ids[list0() + j] : j;
 }
 
 // Order-preserving map of a float to a uint (for logits, which may be negative).
@@ -65,9 +80,10 @@ uint okey(float f) {
     return (b & 0x80000000u) != 0u ? ~b : b | 0x80000000u;
 }
 
-// by_mass: elements are w = sc[i] > 0 with key = bits(w); else all logits with key = okey(sc[i]).
-bool elem(bool by_mass, uint i, out uint key, out float w) {
-    float v = sc[i];
+// Element j (of the n_sel): by_mass: elements are w = sc[i] > 0 with key = bits(w); else all
+// logits with key = okey(sc[i]); i its candidate index.
+bool elem(bool by_mass, uint j, out uint key, out float w) {
+    float v = sc[at(j)];
     if (by_mass) {
         key = floatBitsToUint(v);
         w = v;
@@ -90,7 +106,7 @@ void sync() {
 // number of elements equal to T in s_cnt_eq.
 void search(bool by_mass, uint tcount, float tmass, bool strict) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = n_cand();
+    const uint n = n_sel;
     uint prefix = 0u;
     for (uint pass_ = 0u; pass_ < 8u; pass_++) {
         const uint shift = 28u - 4u * pass_;
@@ -167,10 +183,11 @@ void search(bool by_mass, uint tcount, float tmass, bool strict) {
     }
 }
 
-// The id of the r-th (0-based) element, in id order, whose key equals s_key. Leaves it in s_cut.
+// The r-th (0-based) element, in index order (= id order), whose key equals s_key: its index
+// among the n_sel in s_cut.
 void nth_equal(bool by_mass, uint r) {
     const uint tid = gl_LocalInvocationID.x;
-    const uint n = n_cand();
+    const uint n = n_sel;
     const uint T = s_key;
     const uint chunk = (n + WG - 1u) / WG;
     const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
@@ -373,12 +390,93 @@ float max_and_verdict(uint tid, uint nh, bool pen, out uint verdict) {
         mx = max(mx, v);
     }
     hm[tid] = mx;
+    s_imax[tid] = mx;
     hc[WG + tid] = bad;
     reduce_best(tid, false);
     mx = hm[0];
     verdict = hc[WG];
     sync();
     return mx;
+}
+
+// What `narrow` keeps: the candidates whose logit is at least `t` (the top-k bound); whose
+// weight exp((l - mx) / temp) is at least `t` (min-p's floor, loosened: the softmax pass applies
+// the exact test); or, after the softmax pass, whose weight is positive and at least `t`.
+const uint KEEP_LOGIT = 0u;
+const uint KEEP_WEIGHT = 1u;
+const uint KEEP_MASS = 2u;
+
+bool keeps(uint mode, float v, float t, float mx) {
+    if (mode == KEEP_LOGIT) {
+        return v >= t;
+    }
+    if (mode == KEEP_WEIGHT) {
+        return exp((v - mx) / prm.temp) >= t;
+    }
+    return v > 0.0 && v >= t;
+}
+
+// Narrows the selection to the elements that `keeps`, listed in index order (so ties broken by
+// index are still broken by id) at ids[list0()..]: a count over contiguous chunks, one scan,
+// a write. Only from the whole candidate set (not narrowed yet), and only when it keeps at most
+// half of it (otherwise the list's indirection costs more than it saves) and at least one
+// element (NaN logits can keep none). The caller proves that every element it drops is one
+// the rest of the chain would weigh 0 and that no sum over the kept ones needs it.
+void narrow(uint tid, uint mode, float t, float mx) {
+    const uint n = n_sel;
+    const uint chunk = (n + WG - 1u) / WG;
+    const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
+    uint cnt = 0u;
+    for (uint i = lo; i < hi; i++) {
+        cnt += keeps(mode, sc[i], t, mx) ? 1u : 0u;
+    }
+    hc[tid] = cnt;
+    sync();
+    if (tid == 0u) {
+        uint run = 0u;
+        for (uint i = 0u; i < WG; i++) {
+            const uint c = hc[i];
+            hc[i] = run;
+            run += c;
+        }
+        s_count = run;
+    }
+    sync();
+    const uint total = s_count;
+    if (total == 0u || 2u * total > n) {
+        return;
+    }
+    uint o = list0() + hc[tid];
+    for (uint i = lo; i < hi; i++) {
+        if (keeps(mode, sc[i], t, mx)) {
+            ids[o] = i;
+            o++;
+        }
+    }
+    sync();
+    n_sel = total;
+    narrowed = true;
+}
+
+// The top-k bound (1 <= k <= WG): the k-th largest of the invocations' maxima of the first pass.
+// Those are k distinct candidates at or above it, so every token of the top k is at or above it
+// too, and narrowing to the candidates at or above it keeps the top k (and its total) whole.
+float kth_max(uint tid, uint k) {
+    if (tid == 0u) {
+        s_kth = -1.0 / 0.0;
+    }
+    sync();
+    const float v = s_imax[tid];
+    uint rank = 0u;
+    for (uint o = 0u; o < WG; o++) {
+        const float w = s_imax[o];
+        rank += (w > v || (w == v && o < tid)) ? 1u : 0u;
+    }
+    if (rank == k - 1u) {
+        s_kth = v;
+    }
+    sync();
+    return s_kth;
 }
 
 void main() {
@@ -404,25 +502,40 @@ void main() {
     } else {
         mx = max_and_verdict(tid, nh, false, verdict);
     }
+    n_sel = n;
 
-    // Top-k: the cut (key T, the last kept index among keys equal to T) is applied in the
-    // softmax pass, which weighs the tokens past it 0.
     const bool top_k = prm.top_k > 0u && prm.top_k < n;
-    uint kT = 0u, kcut = n;
-    if (top_k) {
+    const bool top_p = prm.top_p < 1.0;
+    const bool min_p = prm.min_p > 0.0;
+    // Narrowing before the softmax pass, where nothing dropped counts in a total: top-k (k up
+    // to WG) to the candidates at or above its bound; min-p without top-p to a floor 0.1 %
+    // below min_p (the softmax pass applies min_p itself; min-p's survivors are a prefix of the
+    // order, so top-k of them is the top-k's survivors). Top-p needs the total of every weight
+    // first: it narrows after the softmax pass.
+    if (top_k && prm.top_k <= WG) {
+        narrow(tid, KEEP_LOGIT, kth_max(tid, prm.top_k), mx);
+    } else if (min_p && !top_p) {
+        narrow(tid, KEEP_WEIGHT, prm.min_p * 0.999, mx);
+    }
+
+    // Top-k: the cut (key T, the last kept element among keys equal to T) is applied in the
+    // softmax pass, which weighs the tokens past it 0.
+    const bool cut_k = top_k && prm.top_k < n_sel;
+    uint kT = 0u, kcut = n_sel;
+    if (cut_k) {
         search(false, prm.top_k, 0.0, false);
         nth_equal(false, prm.top_k - s_above_c - 1u);
         kT = s_key;
         kcut = s_cut;
     }
     // Without top-p, min-p is applied in the same pass (its total is then the softmax's).
-    const bool top_p = prm.top_p < 1.0;
-    const bool min_p_now = !top_p && prm.min_p > 0.0;
+    const bool min_p_now = !top_p && min_p;
     float s = 0.0;
-    for (uint i = tid; i < n; i += WG) {
+    for (uint j = tid; j < n_sel; j += WG) {
+        const uint i = at(j);
         const float v = sc[i];
         float w = 0.0;
-        if (!top_k || okey(v) > kT || (okey(v) == kT && i <= kcut)) {
+        if (!cut_k || okey(v) > kT || (okey(v) == kT && j <= kcut)) {
             w = exp((v - mx) / prm.temp);
         }
         if (min_p_now && w < prm.min_p) {
@@ -432,6 +545,18 @@ void main() {
         s += w;
     }
     s = reduce_f(s, false);
+
+    // Narrowing after the softmax pass, to the weights that can still be drawn: positive (past
+    // a top-k cut of more than WG), at least min_p, and for top-p at least (1 - top_p) s / 4n:
+    // all the weights below that sum to less than (1 - top_p) s / 4, so the rest hold more than
+    // top_p s and the nucleus (a prefix of the order) ends among them.
+    if (!narrowed && (top_k || top_p)) {
+        float t = min_p ? prm.min_p : 0.0;
+        if (top_p) {
+            t = max(t, (1.0 - prm.top_p) * s / (4.0 * float(n_sel)));
+        }
+        narrow(tid, KEEP_MASS, t, mx);
+    }
 
     float s2 = s;
     if (top_p) {
@@ -444,10 +569,11 @@ void main() {
         const uint T = s_key, cut = s_cut;
         // The top-p cut, min-p and the draw's total in one pass.
         s2 = 0.0;
-        for (uint i = tid; i < n; i += WG) {
+        for (uint j = tid; j < n_sel; j += WG) {
+            const uint i = at(j);
             float w = sc[i];
             const uint key = floatBitsToUint(w);
-            if (key < T || (key == T && i > cut) || (prm.min_p > 0.0 && w < prm.min_p)) {
+            if (key < T || (key == T && j > cut) || (min_p && w < prm.min_p)) {
                 w = 0.0;
                 sc[i] = 0.0;
             }
@@ -461,5 +587,5 @@ void main() {
     float idx = floor((target - s_above_m) / tw);
     uint r = uint(clamp(idx, 0.0, float(s_cnt_eq - 1u)));
     nth_equal(true, r);
-    finish(tid, s_cut < n ? cand_id(s_cut) : 0u, verdict, nh);
+    finish(tid, s_cut < n_sel ? cand_id(at(s_cut)) : 0u, verdict, nh);
 }

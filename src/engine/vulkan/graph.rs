@@ -84,7 +84,7 @@ pub struct Acts {
     /// [n_vocab] f32: the sampler's candidates (their penalized logits, then its working copy).
     pub scratch: Buffer,
     /// [kernels::sample_id_words(n_vocab)] u32: the candidates' ids, then each vocabulary
-    /// slice's NaN/infinity bits.
+    /// slice's NaN/infinity bits, then the selection's narrowed list.
     pub cand_ids: Buffer,
     /// [STATE_WORDS] u32: n_past, pos, token, history (shaders/common/state.glsl); host-visible
     /// and read by the host in place when `state_mapped`.

@@ -82,9 +82,11 @@ pub fn sample_slices(n_vocab: usize) -> usize {
     n_vocab.div_ceil(SAMPLE_SLICE)
 }
 
-/// Words of the candidates' id buffer: an id per token, then each slice's NaN/infinity bits.
+/// Words of the candidates' id buffer: an id per token, then each slice's NaN/infinity bits,
+/// then the selection's narrowed list (shaders/sample.comp `narrow`: at most half of the
+/// candidates, which are at most the vocabulary).
 pub fn sample_id_words(n_vocab: usize) -> usize {
-    n_vocab + sample_slices(n_vocab)
+    n_vocab + sample_slices(n_vocab) + n_vocab / 2
 }
 
 /// Tokens per workgroup of a mat-mat kernel (`Kernels::matmul`: its spec constant NT).

@@ -671,7 +671,8 @@ impl OpBuilder<'_> {
 
     /// The sampler over the logits row at the start of `logits`: `scratch` (`n_vocab` floats)
     /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages
-    /// (the one-stage sampler uses `scratch` only). Two stages or one: `Kernels::sample`.
+    /// and the selection's narrowed list (the one-stage sampler uses `scratch` and the list
+    /// only). Two stages or one: `Kernels::sample`.
     pub fn sample(
         &mut self,
         logits: BufRange,

@@ -17,12 +17,28 @@ use crate::engine::SamplingParams;
 /// The reference: penalty -> greedy | top-k -> softmax(temp) -> top-p -> min-p -> draw, in the
 /// order (logit desc, id asc).
 pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u32 {
+    let w = kept_ref(logits, hist, p);
+    let s2: f64 = w.iter().map(|x| x.1 as f64).sum();
+    let target = u as f64 * s2;
+    let mut cum = 0f64;
+    for &(i, wi) in &w {
+        cum += wi as f64;
+        if cum > target {
+            return i as u32;
+        }
+    }
+    w.last().unwrap().0 as u32
+}
+
+/// The tokens the reference can draw (penalty -> greedy | top-k -> softmax(temp) -> top-p ->
+/// min-p), with their weights, in the order (logit desc, id asc); greedy: the one token.
+fn kept_ref(logits: &[f32], hist: &[u32], p: &SamplingParams) -> Vec<(usize, f32)> {
     let n = logits.len();
     let l = penalized(logits, hist, p);
     let mut idx: Vec<usize> = (0..n).collect();
     idx.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap().then(a.cmp(&b)));
     if p.temperature <= 0.0 {
-        return idx[0] as u32;
+        return vec![(idx[0], 1.0)];
     }
     if p.top_k > 0 && p.top_k < n {
         idx.truncate(p.top_k);
@@ -47,16 +63,7 @@ pub fn sample_ref(logits: &[f32], hist: &[u32], p: &SamplingParams, u: f32) -> u
     if p.min_p > 0.0 {
         w.retain(|x| x.1 >= p.min_p);
     }
-    let s2: f64 = w.iter().map(|x| x.1 as f64).sum();
-    let target = u as f64 * s2;
-    let mut cum = 0f64;
-    for &(i, wi) in &w {
-        cum += wi as f64;
-        if cum > target {
-            return i as u32;
-        }
-    }
-    w.last().unwrap().0 as u32
+    w
 }
 
 fn params(
@@ -199,12 +206,52 @@ impl Sampler {
                     expect_candidates(&r.ids, &penalized(logits, hist, p), p, &what);
                 } else {
                     assert!(
-                        r.ids.iter().all(|&w| w == 0xDEAD_BEEF),
+                        r.ids[..self.n + sample_slices(self.n)]
+                            .iter()
+                            .all(|&w| w == 0xDEAD_BEEF),
                         "one stage wrote candidates: {what}"
                     );
                 }
+                if let Some(list) = narrowed(&r, self.n, two) {
+                    let kept = kept_ref(logits, hist, p);
+                    expect_narrowed(&list, &kept, self.n, &what);
+                }
             }
         }
+    }
+}
+
+/// The token ids of the selection's narrowed list (shaders/sample.comp `narrow`), or `None` when
+/// it did not narrow (the list's region is still poisoned).
+fn narrowed(r: &Run, n: usize, two: bool) -> Option<Vec<u32>> {
+    let list: Vec<u32> = r.ids[n + sample_slices(n)..]
+        .iter()
+        .copied()
+        .take_while(|&w| w != 0xDEAD_BEEF)
+        .collect();
+    if list.is_empty() {
+        return None;
+    }
+    Some(if two {
+        list.iter().map(|&c| r.ids[c as usize]).collect()
+    } else {
+        list
+    })
+}
+
+/// A narrowed list keeps at most half the candidates, in id order, and every token the
+/// reference could draw (`kept`): narrowing is exact.
+fn expect_narrowed(list: &[u32], kept: &[(usize, f32)], n: usize, what: &str) {
+    assert!(list.len() <= n / 2, "{} listed of {n}: {what}", list.len());
+    assert!(
+        list.windows(2).all(|w| w[0] < w[1]),
+        "the list in id order: {what}"
+    );
+    for &(t, _) in kept {
+        assert!(
+            list.binary_search(&(t as u32)).is_ok(),
+            "token {t}, which the reference can draw, narrowed away: {what}"
+        );
     }
 }
 
@@ -438,5 +485,92 @@ fn gpu_sampler_flags_non_finite_logits() {
                 }
             }
         }
+    }
+}
+
+/// Logits shaped like a language model's: a bulk of `n` tokens in -4..4, a head of 300 tokens
+/// 6..14 spread over the ids, and 60 tokens tied at 11 (so top-k cuts of 40 and more fall in a
+/// run of equal logits across invocations' classes of ids and across slices).
+fn peaked(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut l = rng.vec(n, 4.0);
+    for j in 0..300 {
+        let t = (j * 7919 + 13) % n;
+        l[t] = 10.0 + rng.sym(4.0);
+    }
+    for j in 0..60 {
+        l[(j * 104_729 + 5) % n] = 11.0;
+    }
+    l
+}
+
+/// The selection narrows its passes to the candidates that can still be drawn (top-k's bound,
+/// min-p's floor, top-p's tail bound): on a model-shaped row of SmolLM2's and Qwen2.5's
+/// vocabulary sizes, the chat defaults, top-k, top-p only and min-p only narrow on both paths,
+/// the list holds every token the reference can draw, and every case (ties at the top-k cut,
+/// top-k = the workgroup size and one past it, top-p 1 and min-p 0, a penalty) draws the
+/// reference's token. (No case draws from the whole vocabulary, which is not narrowed: over
+/// 152k weights the f32 sums of either path and the reference's f64 sums can put a draw near
+/// u = 1 on different tokens of the tail.)
+#[test]
+fn gpu_sampler_narrows_exactly() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(31);
+    for n in [49_152usize, 151_936] {
+        let logits = peaked(&mut rng, n);
+        let hist: Vec<u32> = vec![13, 7932, 5, (n - 1) as u32, 13];
+        let chat = params(0.8, 40, 0.95, 0.05, 1.0);
+        let top_k = params(0.8, 40, 1.0, 0.0, 1.0);
+        let top_p = params(0.8, 0, 0.95, 0.0, 1.0);
+        let min_p = params(0.8, 0, 1.0, 0.05, 1.0);
+        let s = Sampler::new(&mut gpu, &logits);
+        for p in [&chat, &top_k, &top_p, &min_p] {
+            for two in PATHS {
+                let r = s.run(&mut gpu, two, &hist, p, 0.5, 0);
+                assert!(
+                    narrowed(&r, n, two).is_some(),
+                    "n={n} {p:?} two stages {two}: not narrowed"
+                );
+            }
+        }
+        let cases = [
+            chat.clone(),
+            top_k,
+            top_p,
+            min_p,
+            params(0.0, 0, 1.0, 0.0, 1.0),
+            params(1.0, 50, 1.0, 0.0, 1.0),
+            params(0.7, 128, 0.9, 0.0, 1.0),
+            params(0.7, 129, 0.9, 0.02, 1.0),
+            params(0.7, 129, 1.0, 0.0, 1.0),
+            params(1.0, 0, 0.95, 0.05, 1.0),
+            params(1.0, 0, 0.5, 0.0, 1.0),
+            params(0.8, 40, 0.95, 0.05, 1.3),
+            params(0.8, 0, 1.0, 0.3, 1.3),
+        ];
+        s.check(&mut gpu, &logits, &hist, &cases);
+    }
+}
+
+/// Vocabularies smaller than the workgroup (invocations without a token: the top-k bound is the
+/// k-th largest of the invocations that have one) and just past it, every sampler.
+#[test]
+fn gpu_sampler_tiny_vocabularies() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(41);
+    for n in [1usize, 2, 5, 130] {
+        let mut logits = rng.vec(n, 3.0);
+        if n > 2 {
+            logits[n - 1] = logits[0];
+        }
+        let hist = vec![0u32, (n - 1) as u32];
+        let cases = [
+            params(0.0, 0, 1.0, 0.0, 1.0),
+            params(0.8, 1, 1.0, 0.0, 1.0),
+            params(0.8, 3, 0.95, 0.05, 1.2),
+            params(0.8, 0, 0.9, 0.0, 1.0),
+            params(0.8, 0, 1.0, 0.2, 1.0),
+            params(0.8, 0, 1.0, 0.0, 1.0),
+        ];
+        Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
     }
 }
