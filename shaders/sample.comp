@@ -479,6 +479,80 @@ float kth_max(uint tid, uint k) {
     return s_kth;
 }
 
+// The rest of the chain when narrowing left at most WG candidates and every sum it needs among
+// them (narrowed before the softmax pass): each invocation ranks one candidate in the order
+// (logit desc, index asc) against the others and weighs it, then invocation 0 walks the ranks
+// once, as the CPU sampler walks its sorted candidates: top-k, the total, top-p, min-p, the
+// draw. No radix search (three of them, 8 passes and 8 trees each) and no pass per step.
+void select_small(uint tid, float mx, uint verdict, uint nh) {
+    const uint m = n_sel;
+    uint key = 0u;
+    float v = 0.0;
+    if (tid < m) {
+        v = sc[at(tid)];
+        key = okey(v);
+        hc[tid] = key;
+    }
+    sync();
+    if (tid < m) {
+        uint r = 0u;
+        for (uint o = 0u; o < m; o++) {
+            const uint ko = hc[o];
+            r += (ko > key || (ko == key && o < tid)) ? 1u : 0u;
+        }
+        hc[WG + r] = tid;
+        hm[r] = exp((v - mx) / prm.temp);
+    }
+    sync();
+    if (tid == 0u) {
+        uint keep = m;
+        if (prm.top_k > 0u && prm.top_k < keep) {
+            keep = prm.top_k;
+        }
+        if (prm.top_p < 1.0) {
+            float s = 0.0;
+            for (uint r = 0u; r < keep; r++) {
+                s += hm[r];
+            }
+            const float target = prm.top_p * s;
+            float cum = 0.0;
+            for (uint r = 0u; r < keep; r++) {
+                cum += hm[r];
+                if (cum >= target) {
+                    keep = r + 1u;
+                    break;
+                }
+            }
+        }
+        float s2 = 0.0;
+        uint last = 0u;
+        for (uint r = 0u; r < keep; r++) {
+            float w = hm[r];
+            if (prm.min_p > 0.0 && w < prm.min_p) {
+                w = 0.0;
+            }
+            hm[r] = w;
+            s2 += w;
+            if (w > 0.0) {
+                last = r;
+            }
+        }
+        const float target = prm.u * s2;
+        float cum = 0.0;
+        uint pick = last;
+        for (uint r = 0u; r < keep; r++) {
+            cum += hm[r];
+            if (cum > target) {
+                pick = r;
+                break;
+            }
+        }
+        s_cut = hc[WG + pick];
+    }
+    sync();
+    finish(tid, cand_id(at(s_cut)), verdict, nh);
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     if (ONE_STAGE == 0u) {
@@ -516,6 +590,10 @@ void main() {
         narrow(tid, KEEP_LOGIT, kth_max(tid, prm.top_k), mx);
     } else if (min_p && !top_p) {
         narrow(tid, KEEP_WEIGHT, prm.min_p * 0.999, mx);
+    }
+    if (narrowed && n_sel <= WG) {
+        select_small(tid, mx, verdict, nh);
+        return;
     }
 
     // Top-k: the cut (key T, the last kept element among keys equal to T) is applied in the
