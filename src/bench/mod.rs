@@ -168,10 +168,12 @@ pub struct Samples {
 }
 
 /// How each test is repeated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunConfig {
     /// Timed repetitions per test.
     pub reps: usize,
+    /// How each generation step samples (`--sampler`; greedy by default).
+    pub sampling: SamplingParams,
     /// Prompt tokens fed to the engine per call (`-b`).
     pub n_batch: usize,
     /// Vocabulary size: random prompt tokens are drawn below it.
@@ -185,12 +187,12 @@ pub struct RunConfig {
 pub fn run_test(
     engine: &mut dyn Engine,
     spec: TestSpec,
-    cfg: RunConfig,
+    cfg: &RunConfig,
     rng: &mut Rng,
     cancel: &AtomicBool,
     mut on_rep: impl FnMut(usize),
 ) -> anyhow::Result<Option<Samples>> {
-    let greedy = SamplingParams::greedy();
+    let sampling = &cfg.sampling;
     let (reps, n_vocab) = (cfg.reps, cfg.n_vocab);
     let n_batch = cfg.n_batch.max(1);
     let cancelled = || cancel.load(Ordering::Relaxed);
@@ -234,7 +236,7 @@ pub fn run_test(
                 if cancelled() {
                     return Ok(None);
                 }
-                engine.step(&greedy, rng.next_f32())?;
+                engine.step(sampling, rng.next_f32())?;
             }
         }
         let ns = t0.elapsed().as_nanos() as u64;

@@ -48,6 +48,8 @@ pub struct Suite {
     pub seed: u64,
     /// Time every GPU command and attach the profile to each row.
     pub profile: bool,
+    /// How the generation tests' steps sample (greedy unless `--sampler` says otherwise).
+    pub sampling: SamplingParams,
 }
 
 /// Hears about a suite's progress (the command renders it).
@@ -224,6 +226,7 @@ fn run_tests(
     let mut rng = Rng::new(suite.seed);
     let cfg = RunConfig {
         reps: suite.reps,
+        sampling: suite.sampling.clone(),
         n_batch: suite.n_batch,
         n_vocab: model.config.n_vocab,
     };
@@ -233,7 +236,7 @@ fn run_tests(
         engine.take_profile();
         obs.started(&name);
         let started = now_rfc3339();
-        let samples = run_test(engine, *spec, cfg, &mut rng, cancel, |rep| {
+        let samples = run_test(engine, *spec, &cfg, &mut rng, cancel, |rep| {
             obs.repetition(&name, rep, suite.reps)
         })
         .with_context(|| format!("test {name}"))?;
@@ -384,14 +387,7 @@ fn end_to_end(
     obs: &mut dyn Observer,
 ) -> anyhow::Result<Option<BenchResult>> {
     let prompt = tok.encode(E2E_PROMPT, tok.add_bos(), false)?;
-    let params = SamplingParams {
-        temperature: 0.8,
-        top_k: 40,
-        top_p: 0.95,
-        min_p: 0.05,
-        repeat_penalty: 1.0,
-        repeat_last_n: 64,
-    };
+    let params = SamplingParams::chat();
     let mut rng = Rng::new(42);
     let name = format!("e2e{n_gen}");
     obs.started(&name);

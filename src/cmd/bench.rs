@@ -13,6 +13,7 @@ use super::Outcome;
 use crate::bench::report::{self, BenchResult, Format};
 use crate::bench::{measure, plan, Observer, Suite};
 use crate::engine::vulkan::Profile;
+use crate::engine::SamplingParams;
 use crate::model::shapes::{self, ShapeSpec};
 
 /// Arguments of `pigpu bench`. Flags taking lists accept comma-separated values and may be
@@ -27,8 +28,8 @@ use crate::model::shapes::{self, ShapeSpec};
   pigpu bench --shape llama-3.1-8b:q4_k_m --backend vulkan -p 512 -n 128
 
 Prompt tests (ppN) process N random tokens in batches; generation tests (tgN) make N tokens one
-step at a time (each step samples greedily on the engine, which llama-bench does not do; the
-cost is a few microseconds). Rows `load` (MB/s) and `e2e` (generation including sampling and
+step at a time (each step samples on the engine, greedily unless --sampler says otherwise,
+which llama-bench does not do; greedy costs a few microseconds on a GPU). Rows `load` (MB/s) and `e2e` (generation including sampling and
 detokenisation, t/s) are pigpu's own additions.
 
 Progress goes to stderr, one line per finished test. Ctrl-C stops within one forward pass and
@@ -98,6 +99,43 @@ pub struct Args {
     /// slightly slower; compare t/s without it.
     #[arg(long)]
     pub profile: bool,
+    /// How each generation step samples (on the engine, from a seeded draw): `greedy`; `chat`,
+    /// the defaults of run, chat and serve (temp 0.8, top-k 40, top-p 0.95, min-p 0.05); `top-p`
+    /// (temp 0.8, top-p 0.95 alone) or `min-p` (temp 0.8, min-p 0.05 alone). Rows do not name
+    /// it.
+    #[arg(long, value_enum, default_value_t = Sampler::Greedy)]
+    pub sampler: Sampler,
+}
+
+/// `--sampler`'s choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sampler {
+    /// Argmax.
+    Greedy,
+    /// `run`'s, chat's and serve's defaults.
+    Chat,
+    /// Top-p 0.95 alone (no top-k or min-p).
+    TopP,
+    /// Min-p 0.05 alone (no top-k or top-p).
+    MinP,
+}
+
+impl Sampler {
+    /// The settings the choice stands for.
+    pub fn params(self) -> SamplingParams {
+        let only = |top_p: f32, min_p: f32| SamplingParams {
+            top_k: 0,
+            top_p,
+            min_p,
+            ..SamplingParams::chat()
+        };
+        match self {
+            Sampler::Greedy => SamplingParams::greedy(),
+            Sampler::Chat => SamplingParams::chat(),
+            Sampler::TopP => only(0.95, 0.0),
+            Sampler::MinP => only(1.0, 0.05),
+        }
+    }
 }
 
 fn print_results(results: &[BenchResult], format: Format) -> anyhow::Result<()> {
@@ -147,6 +185,7 @@ fn suite(mut args: Args) -> anyhow::Result<Suite> {
         e2e,
         seed: args.seed,
         profile: args.profile,
+        sampling: args.sampler.params(),
         models: args.models,
     })
 }
@@ -244,5 +283,49 @@ impl Observer for Progress {
     fn profile(&mut self, profile: &Profile) {
         self.display.clear();
         eprint!("{}", profile.text());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::api::{self, Limits};
+    use clap::Parser;
+
+    /// `--sampler chat` samples as `run` without sampling flags and as an OpenAI request
+    /// without sampler fields; `top-p` and `min-p` keep only their own filter.
+    #[test]
+    fn the_chat_sampler_is_what_run_and_serve_default_to() {
+        #[derive(Parser)]
+        struct Run {
+            #[command(flatten)]
+            s: super::super::model_args::SamplingArgs,
+        }
+        let run = Run::parse_from(["run"]).s.params().unwrap();
+        assert_eq!(Sampler::Chat.params(), run);
+        let limits = Limits {
+            max_tokens: 16,
+            max_prompt_tokens: 64,
+            max_body_bytes: 4096,
+        };
+        let req = api::parse(br#"{"prompt":"hi"}"#, false, &limits).unwrap();
+        assert_eq!(Sampler::Chat.params(), req.params);
+        let top_p = Sampler::TopP.params();
+        assert_eq!((top_p.top_k, top_p.top_p, top_p.min_p), (0, 0.95, 0.0));
+        let min_p = Sampler::MinP.params();
+        assert_eq!((min_p.top_k, min_p.top_p, min_p.min_p), (0, 1.0, 0.05));
+        assert_eq!(Sampler::Greedy.params().temperature, 0.0);
+        #[derive(Parser)]
+        struct Bench {
+            #[command(flatten)]
+            a: Args,
+        }
+        let bench = |extra: &[&str]| {
+            let argv = ["bench", "-m", "x.gguf"].iter().chain(extra);
+            Bench::try_parse_from(argv).map(|b| b.a.sampler)
+        };
+        assert_eq!(bench(&[]).unwrap(), Sampler::Greedy);
+        assert_eq!(bench(&["--sampler", "top-p"]).unwrap(), Sampler::TopP);
+        assert!(bench(&["--sampler", "hot"]).is_err());
     }
 }

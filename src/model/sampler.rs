@@ -61,6 +61,20 @@ impl SamplingParams {
     }
 }
 
+impl SamplingParams {
+    /// The defaults of `run`, chat and `serve` (a request without sampler fields): temperature
+    /// 0.8, top-k 40, top-p 0.95, min-p 0.05, no repetition penalty.
+    pub fn chat() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            ..SamplingParams::greedy()
+        }
+    }
+}
+
 /// Index of the largest value; ties go to the lowest index. NaN never wins.
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
