@@ -312,10 +312,24 @@ void lane_rows_batch(uint ty, uint row0, uint total, uint units, uint t0, uint n
     const bool whole = FIXED != FIXED_PUSH && (FIXED & X_WHOLE) != 0u;
     float ss[NT];
     float acc[ROWS * 2u * NT];
-    for (uint t = 0u; t < NT; t++) {
-        ss[t] = 0.0;
-        for (uint r = 0u; r < ROWS * 2u; r++) {
-            acc[r * NT + t] = 0.0;
+    // ss and acc live in scratch memory (indexed by the token). Zeroed in loops that are not
+    // unrolled, lavapipe (Mesa 22.3) compiles the kernel in 0.3-0.7 CPU-s, where the 16 + 256
+    // stores unrolled cost it 2-3 CPU-s more; but the product with F_NORM only (QKV) then ran
+    // 11 % slower warm, so that one pipeline keeps the unrolled stores (docs/vulkan.md,
+    // "Pipelines: built together, and what the caches keep").
+    if (FIXED != FIXED_PUSH && (FIXED & (F_GLU | F_NORM)) == F_NORM) {
+        for (uint t = 0u; t < NT; t++) {
+            ss[t] = 0.0;
+            for (uint r = 0u; r < ROWS * 2u; r++) {
+                acc[r * NT + t] = 0.0;
+            }
+        }
+    } else {
+        [[dont_unroll]] for (uint t = 0u; t < NT; t++) {
+            ss[t] = 0.0;
+            [[dont_unroll]] for (uint r = 0u; r < ROWS * 2u; r++) {
+                acc[r * NT + t] = 0.0;
+            }
         }
     }
     uint segs[ROWS * 2u], rbs[ROWS * 2u];
