@@ -7,6 +7,9 @@
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 64;
 layout(local_size_x_id = 0) in;
+// The table's weight type (ggml id, `Kernels::embed`): a constant, so the pipeline holds its
+// dequantizer only (lavapipe compiles every case of a switch on a run-time type).
+layout(constant_id = 1) const uint TY = 0;
 #define MAX_SEG 4
 layout(set = 0, binding = 0) buffer State { uint state[]; };
 layout(set = 0, binding = 1) readonly buffer Tokens { uint tokens[]; };
@@ -15,7 +18,7 @@ layout(set = 0, binding = 3) writeonly buffer Out { float x[]; };
 layout(push_constant) uniform PC {
     uint dim;
     uint from_state;  // 1: token = state[S_TOKEN]; 0: token = tokens[t]
-    uint ty;
+    uint ty;  // the same type as TY (unused here)
     uint nseg;
     uvec4 seg_rows;
     float scale;  // factor on every element (gemma3: sqrt(dim); else 1)
@@ -41,11 +44,11 @@ void main() {
     if (tok >= pc.seg_rows[seg]) {
         tok = 0u; // out of range: the host validates ids, this only keeps reads in bounds
     }
-    const uint rb = tok * row_bytes(pc.ty, pc.dim);
+    const uint rb = tok * row_bytes(TY, pc.dim);
     const uint units = (pc.dim + 31u) / 32u;
     for (uint u = gl_LocalInvocationID.x; u < units; u += WG) {
         float v[32];
-        dq32(seg, pc.ty, rb, u, pc.dim, v);
+        dq32(seg, TY, rb, u, pc.dim, v);
         for (uint i = 0u; i < 32u && u * 32u + i < pc.dim; i++) {
             x[t * pc.dim + u * 32u + i] = v[i] * pc.scale;
         }

@@ -499,13 +499,15 @@ impl Kernels {
         self.get_matvec(&name, spirv, &spec)
     }
 
-    pub fn embed(&self) -> Result<Rc<GpuKernel>> {
+    /// The embedding lookup for a table of type `ty`: the type is the pipeline's constant TY
+    /// (shaders/embed.comp), so it compiles one dequantizer, not every type's.
+    pub fn embed(&self, ty: GgmlType) -> Result<Rc<GpuKernel>> {
         self.get(
-            "embed",
+            &format!("embed_{ty}"),
             shaders::EMBED,
             &[1, 1, MAX_SEG as u32, 1],
             9,
-            &[64],
+            &[64, ty.id()],
         )
     }
     pub fn rope_kv(&self) -> Result<Rc<GpuKernel>> {

@@ -493,7 +493,7 @@ impl OpBuilder<'_> {
         from_state: bool,
         out: BufRange,
     ) -> Result<GpuOp> {
-        let kernel = self.kernels.embed()?;
+        let kernel = self.kernels.embed(ty)?;
         let ws: Vec<BufRange> = pieces.iter().map(|p| p.0).collect();
         let set = self
             .arena

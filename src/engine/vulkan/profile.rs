@@ -27,13 +27,18 @@ impl GpuOp {
     /// The label of this op recorded for `n_tok` tokens. Mat-vecs say their variant (`matvec`
     /// for one token, `matmul` for the mat-mat over a batch, `tiled/<tile>` for the tiled
     /// mat-mat), weight types, rows × columns of weights read and what is fused (`norm`, `glu`,
-    /// `bias`, `+res`); the norm pass is `rms_norm`. `None` for other ops: the command buffer
-    /// names them by the kernel it dispatches (`attention`, `attention_prompt_…`, `rope_kv`, …),
-    /// so new kernels are labelled without changes here.
+    /// `bias`, `+res`); the norm pass is `rms_norm`, the embedding `embed` (whatever its table's
+    /// type). `None` for other ops: the command buffer names them by the kernel it dispatches
+    /// (`attention`, `attention_prompt_…`, `rope_kv`, …), so new kernels are labelled without
+    /// changes here.
     pub fn stamp(&self, n_tok: u32) -> Option<Stamp> {
         if let OpKind::RmsNorm { .. } = self.kind {
             // Either reduction's kernel (`rms_norm`, `rms_norm_sg`): one label.
             return Some(Stamp::named("rms_norm".to_string()));
+        }
+        if let OpKind::Embed { .. } = self.kind {
+            // One kernel per table type (`embed_Q4_1`, ...): one label, as before.
+            return Some(Stamp::named("embed".to_string()));
         }
         let OpKind::Matvec {
             k,

@@ -648,7 +648,11 @@ fn kernels_built_all_at_once_get_their_pipelines_at_its_end() {
     let (op, others) = kernels
         .all_at_once(|| {
             let op = OpBuilder { kernels, arena }.matvec(dense(&x, &segs, &y, k, rows))?;
-            let others = vec![kernels.embed()?, kernels.advance()?, kernels.rope_kv()?];
+            let others = vec![
+                kernels.embed(GgmlType::Q4_0)?,
+                kernels.advance()?,
+                kernels.rope_kv()?,
+            ];
             let OpKind::Matvec { batch_kernel, .. } = &op.kind else {
                 unreachable!("a mat-vec op")
             };
@@ -661,7 +665,7 @@ fn kernels_built_all_at_once_get_their_pipelines_at_its_end() {
                     kern.name
                 );
             }
-            let again = kernels.all_at_once(|| kernels.embed())?;
+            let again = kernels.all_at_once(|| kernels.embed(GgmlType::Q4_0))?;
             assert!(Rc::ptr_eq(&again, &others[0]), "asked twice: one kernel");
             assert_eq!(
                 again.pipeline(),
