@@ -270,6 +270,113 @@ pub(super) fn rope_kv_op(
         .unwrap()
 }
 
+/// One RoPE-fold test's data: the new token's QKV row at `pos`, a cache for `rope_kv` + the
+/// attention, a second one for the folded kernel (the same rows; with `mark_new` other values
+/// at the new position, so the fold must write that row and must not read it first), and the
+/// buffers both sides read and write (`o1`: the pair's output, `o2`: the fold's).
+pub(super) struct FoldData {
+    pub qkv: Vec<f32>,
+    pub cache: KvCache,
+    pub kbuf2: Buffer,
+    pub vbuf2: Buffer,
+    pub sbuf: Buffer,
+    pub qkvbuf: Buffer,
+    pub fbuf: Buffer,
+    pub qbuf: Buffer,
+    pub o1: Buffer,
+    pub o2: Buffer,
+}
+
+impl FoldData {
+    pub fn new(gpu: &mut Gpu, rng: &mut Rng, dims: RopeDims, pos: usize, mark_new: bool) -> Self {
+        let (n_head, n_kv, d, n_rot) = dims;
+        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
+        let qkv = rng.vec(qd + 2 * kvd, 1.0);
+        let cache = gpu.kv_cache(rng, n_ctx, kvd);
+        let (mut k2, mut v2) = (cache.k.clone(), cache.v.clone());
+        if mark_new {
+            for i in pos * kvd..(pos + 1) * kvd {
+                k2[i] = -k2[i] - 0.5;
+                v2[i] = -v2[i] - 0.5;
+            }
+        }
+        let (kbuf2, vbuf2) = (gpu.buf(&f16_pack(&k2)), gpu.buf(&f16_pack(&v2)));
+        let sbuf = gpu.state_at(pos);
+        let qkvbuf = gpu.buf_f32(&qkv);
+        let fbuf = rope_freqs(gpu, n_rot, 10000.0);
+        let qbuf = gpu.buf_f32(&vec![0.0; qd]);
+        let o1 = gpu.buf_f32(&vec![f32::NAN; qd]);
+        let o2 = gpu.buf_f32(&vec![f32::NAN; qd]);
+        FoldData {
+            qkv,
+            cache,
+            kbuf2,
+            vbuf2,
+            sbuf,
+            qkvbuf,
+            fbuf,
+            qbuf,
+            o1,
+            o2,
+        }
+    }
+
+    /// The `rope_kv` op of the pair, into the first cache.
+    pub fn rope_op(&self, gpu: &mut Gpu, dims: RopeDims, neox: bool) -> GpuOp {
+        let bufs = [&self.sbuf, &self.qkvbuf, &self.qbuf, &self.fbuf];
+        rope_kv_op(gpu, bufs, &self.cache, dims, neox)
+    }
+
+    /// Runs `rope` then `attn`, and `folded`, and asserts the same K and V cache rows bit for
+    /// bit and outputs within 1e-5 (relative above 1); returns the fold's output.
+    pub fn assert_fold_equals_pair(
+        &self,
+        gpu: &mut Gpu,
+        [rope, attn, folded]: [&GpuOp; 3],
+        qd: usize,
+        what: &str,
+    ) -> Vec<f32> {
+        gpu.run(&[(rope, 1), (attn, 1)]);
+        gpu.run(&[(folded, 1)]);
+        let words = self.cache.k.len() / 2;
+        assert_eq!(
+            gpu.read_u32(&self.cache.kbuf, words),
+            gpu.read_u32(&self.kbuf2, words),
+            "{what}: K cache"
+        );
+        assert_eq!(
+            gpu.read_u32(&self.cache.vbuf, words),
+            gpu.read_u32(&self.vbuf2, words),
+            "{what}: V cache"
+        );
+        let (a, b) = (gpu.read_f32(&self.o1, qd), gpu.read_f32(&self.o2, qd));
+        for i in 0..qd {
+            assert!(
+                (a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1.0),
+                "{what}: out[{i}] folded {} vs rope_kv + attention {}",
+                b[i],
+                a[i]
+            );
+        }
+        b
+    }
+}
+
+/// The folded attention's kind for `dims` (scale 1/sqrt(head size)).
+pub(super) fn attention_rope_kind(dims: RopeDims, window: usize, neox: bool) -> OpKind {
+    let (n_head, n_kv, d, n_rot) = dims;
+    OpKind::AttentionRope {
+        n_head: n_head as u32,
+        n_kv: n_kv as u32,
+        head_dim: d as u32,
+        scale: 1.0 / (d as f32).sqrt(),
+        window: window as u32,
+        n_rot: n_rot as u32,
+        neox,
+        split: None,
+    }
+}
+
 /// The reference for one QKV `row` at `pos`: its queries rotated (returned), its K rotated and
 /// its V written into the f16 caches `kc`, `vc`.
 pub(super) fn rope_kv_ref(
@@ -374,75 +481,33 @@ fn rope_folded_into_decode_attention() {
         ((8, 2, 64), 64, 300, false, 100),
     ];
     for ((n_head, n_kv, d), n_rot, pos, neox, window) in cases {
-        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
+        let qd = n_head * d;
         let what = format!(
             "heads {n_head}/{n_kv} d {d} n_rot {n_rot} pos {pos} neox {neox} window {window}"
         );
-        let qkv = rng.vec(qd + 2 * kvd, 1.0);
-        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
         // A second cache with the same contents for the folded kernel.
-        let kbuf2 = gpu.buf(&f16_pack(&cache.k));
-        let vbuf2 = gpu.buf(&f16_pack(&cache.v));
-        let sbuf = gpu.state_at(pos);
-        let qkvbuf = gpu.buf_f32(&qkv);
-        let fbuf = rope_freqs(&mut gpu, n_rot, 10000.0);
-        let qbuf = gpu.buf_f32(&vec![0.0; qd]);
-        let (o1, o2) = (
-            gpu.buf_f32(&vec![f32::NAN; qd]),
-            gpu.buf_f32(&vec![f32::NAN; qd]),
-        );
         let dims = (n_head, n_kv, d, n_rot);
-        let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
+        let t = FoldData::new(&mut gpu, &mut rng, dims, pos, false);
+        let rope = t.rope_op(&mut gpu, dims, neox);
         let kind = super::attention_kind_window((n_head, n_kv, d), window);
-        let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &o1, None, kind);
-        let scale = 1.0 / (d as f32).sqrt();
+        let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, None, kind);
         let folded = gpu
             .ops()
             .attention_rope(
-                sbuf.all(),
-                qkvbuf.all(),
-                kbuf2.all(),
-                vbuf2.all(),
-                o2.all(),
-                fbuf.all(),
-                OpKind::AttentionRope {
-                    n_head: n_head as u32,
-                    n_kv: n_kv as u32,
-                    head_dim: d as u32,
-                    scale,
-                    window: window as u32,
-                    n_rot: n_rot as u32,
-                    neox,
-                    split: None,
-                },
+                t.sbuf.all(),
+                t.qkvbuf.all(),
+                t.kbuf2.all(),
+                t.vbuf2.all(),
+                t.o2.all(),
+                t.fbuf.all(),
+                attention_rope_kind(dims, window, neox),
             )
             .unwrap();
-        gpu.run(&[(&rope, 1), (&attn, 1)]);
-        gpu.run(&[(&folded, 1)]);
-        let words = n_ctx * kvd / 2;
-        assert_eq!(
-            gpu.read_u32(&cache.kbuf, words),
-            gpu.read_u32(&kbuf2, words),
-            "{what}: K cache"
-        );
-        assert_eq!(
-            gpu.read_u32(&cache.vbuf, words),
-            gpu.read_u32(&vbuf2, words),
-            "{what}: V cache"
-        );
-        let (a, b) = (gpu.read_f32(&o1, qd), gpu.read_f32(&o2, qd));
-        for i in 0..qd {
-            assert!(
-                (a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1.0),
-                "{what}: out[{i}] folded {} vs rope_kv + attention {}",
-                b[i],
-                a[i]
-            );
-        }
+        let b = t.assert_fold_equals_pair(&mut gpu, [&rope, &attn, &folded], qd, &what);
         if window == 0 {
             // The reference: rotated queries, the new rows in f16.
-            let (mut kc, mut vc) = (cache.k.clone(), cache.v.clone());
-            let q = rope_kv_ref(&qkv, dims, (pos, neox, 10000.0), (&mut kc, &mut vc));
+            let (mut kc, mut vc) = (t.cache.k.clone(), t.cache.v.clone());
+            let q = rope_kv_ref(&t.qkv, dims, (pos, neox, 10000.0), (&mut kc, &mut vc));
             assert_attention(&what, &b, &q, (&kc, &vc), (n_head, n_kv, d), pos, 2e-3);
         }
         gpu.check();
@@ -469,62 +534,22 @@ fn bench_attention_rope() {
         ((14, 2, 64), true, 16),
         ((4, 1, 256), true, 16),
     ] {
-        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
         let mut gpu = Gpu::new();
-        let qkv = gpu.buf_f32(&rng.vec(qd + 2 * kvd, 1.0));
-        let freqs: Vec<f32> = (0..d / 2)
-            .map(|j| 10000f32.powf(-2.0 * j as f32 / d as f32))
-            .collect();
-        let fbuf = gpu.buf_f32(&freqs);
-        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
-        let sbuf = gpu.state_at(pos);
-        let qbuf = gpu.buf_f32(&vec![0.0; qd]);
-        let out = gpu.buf_f32(&vec![0.0; qd]);
-        let rope = gpu
-            .ops()
-            .rope_kv(
-                sbuf.all(),
-                qkv.all(),
-                qbuf.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                fbuf.all(),
-                OpKind::RopeKv {
-                    q_dim: qd as u32,
-                    kv_dim: kvd as u32,
-                    head_dim: d as u32,
-                    n_rot: d as u32,
-                    neox,
-                },
-            )
-            .unwrap();
-        let attn = gpu.attention_op(
-            &sbuf,
-            &qbuf,
-            &cache,
-            &out,
-            None,
-            super::attention_kind((n_head, n_kv, d)),
-        );
+        let dims = (n_head, n_kv, d, d);
+        let t = FoldData::new(&mut gpu, &mut rng, dims, pos, false);
+        let rope = t.rope_op(&mut gpu, dims, neox);
+        let kind = super::attention_kind((n_head, n_kv, d));
+        let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, None, kind);
         let folded = gpu
             .ops()
             .attention_rope(
-                sbuf.all(),
-                qkv.all(),
-                cache.kbuf.all(),
-                cache.vbuf.all(),
-                out.all(),
-                fbuf.all(),
-                OpKind::AttentionRope {
-                    n_head: n_head as u32,
-                    n_kv: n_kv as u32,
-                    head_dim: d as u32,
-                    scale: 1.0 / (d as f32).sqrt(),
-                    window: 0,
-                    n_rot: d as u32,
-                    neox,
-                    split: None,
-                },
+                t.sbuf.all(),
+                t.qkvbuf.all(),
+                t.kbuf2.all(),
+                t.vbuf2.all(),
+                t.o2.all(),
+                t.fbuf.all(),
+                attention_rope_kind(dims, 0, neox),
             )
             .unwrap();
         let (mut r, mut a, mut f) = (vec![], vec![], vec![]);

@@ -9,8 +9,8 @@
 //! writes), head sizes 64, 128 and 256, both RoPE styles, partial rotation, a fixed chunk and
 //! sliding windows (gemma-3's head size 256 with one).
 
-use super::kernels::{rope_freqs, rope_kv_op, rope_kv_ref};
-use super::{attention_kind_window, attention_ref, f16_pack, Buffer, Gpu, Rng};
+use super::kernels::{attention_rope_kind, rope_kv_ref, FoldData};
+use super::{attention_kind_window, attention_ref, Buffer, Gpu, Rng};
 use crate::engine::vulkan::attention::{AttnScratch, Splits};
 use crate::engine::vulkan::ops::OpKind;
 
@@ -29,63 +29,39 @@ type Case = (
 
 fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: Case, staged: bool) {
     let ((n_head, n_kv, d), n_rot, neox, pos, window, n_split, chunk, heads_per_wg) = c;
-    let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos + 3);
+    let (qd, kvd) = (n_head * d, n_kv * d);
     let splits = Splits {
         n_split,
         chunk,
         heads_per_wg,
         staged,
     };
-    let qkv = rng.vec(qd + 2 * kvd, 1.0);
-    let cache = gpu.kv_cache(rng, n_ctx, kvd);
+    let dims = (n_head, n_kv, d, n_rot);
     // The folded kernel's cache: the same rows, but other values at the new position.
-    let (mut k2, mut v2) = (cache.k.clone(), cache.v.clone());
-    for i in pos * kvd..(pos + 1) * kvd {
-        k2[i] = -k2[i] - 0.5;
-        v2[i] = -v2[i] - 0.5;
-    }
-    let (kbuf2, vbuf2) = (gpu.buf(&f16_pack(&k2)), gpu.buf(&f16_pack(&v2)));
-    let sbuf = gpu.state_at(pos);
-    let qkvbuf = gpu.buf_f32(&qkv);
-    let fbuf = rope_freqs(gpu, n_rot, 10000.0);
-    let qbuf = gpu.buf_f32(&vec![0.0; qd]);
-    let (o1, o2) = (
-        gpu.buf_f32(&vec![f32::NAN; qd]),
-        gpu.buf_f32(&vec![f32::NAN; qd]),
-    );
+    let t = FoldData::new(gpu, rng, dims, pos, true);
     let part_floats = splits.part_floats(n_head, d).max(1);
     let (p1, p2) = (
         gpu.buf_f32(&vec![f32::NAN; part_floats]),
         gpu.buf_f32(&vec![f32::NAN; part_floats]),
     );
-    let dims = (n_head, n_kv, d, n_rot);
-    let rope = rope_kv_op(gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
+    let rope = t.rope_op(gpu, dims, neox);
     let kind = attention_kind_window((n_head, n_kv, d), window);
     let scratch = |part: &Buffer| AttnScratch {
         part: part.all(),
         splits,
     };
-    let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &o1, Some(scratch(&p1)), kind);
+    let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, Some(scratch(&p1)), kind);
     let folded = gpu
         .ops()
         .attention_rope_split(
-            sbuf.all(),
-            qkvbuf.all(),
-            kbuf2.all(),
-            vbuf2.all(),
-            o2.all(),
-            fbuf.all(),
+            t.sbuf.all(),
+            t.qkvbuf.all(),
+            t.kbuf2.all(),
+            t.vbuf2.all(),
+            t.o2.all(),
+            t.fbuf.all(),
             scratch(&p2),
-            OpKind::AttentionRope {
-                n_head: n_head as u32,
-                n_kv: n_kv as u32,
-                head_dim: d as u32,
-                scale: 1.0 / (d as f32).sqrt(),
-                window: window as u32,
-                n_rot: n_rot as u32,
-                neox,
-                split: None,
-            },
+            attention_rope_kind(dims, window, neox),
         )
         .unwrap();
     let OpKind::AttentionRope { split: Some(s), .. } = &folded.kind else {
@@ -104,31 +80,10 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: Case, staged: bool) {
         "{kernel} kernel, heads {n_head}/{n_kv} d {d} n_rot {n_rot} neox {neox} pos {pos} \
          window {window}, {n_split} splits (chunk {chunk}, {heads_per_wg} heads per workgroup)"
     );
-    gpu.run(&[(&rope, 1), (&attn, 1)]);
-    gpu.run(&[(&folded, 1)]);
-    let words = n_ctx * kvd / 2;
-    assert_eq!(
-        gpu.read_u32(&cache.kbuf, words),
-        gpu.read_u32(&kbuf2, words),
-        "{what}: K cache"
-    );
-    assert_eq!(
-        gpu.read_u32(&cache.vbuf, words),
-        gpu.read_u32(&vbuf2, words),
-        "{what}: V cache"
-    );
-    let (a, b) = (gpu.read_f32(&o1, qd), gpu.read_f32(&o2, qd));
-    for i in 0..qd {
-        assert!(
-            (a[i] - b[i]).abs() <= 1e-5 * a[i].abs().max(1.0),
-            "{what}: out[{i}] folded {} vs rope_kv + split attention {}",
-            b[i],
-            a[i]
-        );
-    }
+    let b = t.assert_fold_equals_pair(gpu, [&rope, &attn, &folded], qd, &what);
     // The reference: rotated queries, the new rows in f16, the window's keys alone.
-    let (mut kc, mut vc) = (cache.k.clone(), cache.v.clone());
-    let q = rope_kv_ref(&qkv, dims, (pos, neox, 10000.0), (&mut kc, &mut vc));
+    let (mut kc, mut vc) = (t.cache.k.clone(), t.cache.v.clone());
+    let q = rope_kv_ref(&t.qkv, dims, (pos, neox, 10000.0), (&mut kc, &mut vc));
     let n = pos + 1;
     let w0 = if window > 0 {
         n.saturating_sub(window)
@@ -208,59 +163,50 @@ fn bench_rope_split() {
         ((24, 8, 128), false),
     ] {
         for (n, staged) in [(256usize, true), (4096, true), (256, false), (4096, false)] {
-            let (qd, kvd) = (n_head * d, n_kv * d);
             let splits = Splits {
                 n_split,
                 chunk: 0,
                 heads_per_wg: 8,
                 staged,
             };
-            let cache = gpu.kv_cache(&mut rng, n, kvd);
-            let (kbuf2, vbuf2) = (gpu.buf(&f16_pack(&cache.k)), gpu.buf(&f16_pack(&cache.v)));
-            let sbuf = gpu.state_at(n - 1);
-            let qkvbuf = gpu.buf_f32(&rng.vec(qd + 2 * kvd, 1.0));
-            let fbuf = rope_freqs(&mut gpu, d, 10000.0);
-            let qbuf = gpu.buf_f32(&vec![0.0; qd]);
-            let obuf = gpu.buf_f32(&vec![0.0; qd]);
+            let dims = (n_head, n_kv, d, d);
+            let t = FoldData::new(&mut gpu, &mut rng, dims, n - 1, false);
             let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
             let part2 = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
-            let dims = (n_head, n_kv, d, d);
-            let rope = rope_kv_op(&mut gpu, [&sbuf, &qkvbuf, &qbuf, &fbuf], &cache, dims, neox);
+            let rope = t.rope_op(&mut gpu, dims, neox);
             let scratch = |part: &Buffer| AttnScratch {
                 part: part.all(),
                 splits,
             };
             let kind = attention_kind_window((n_head, n_kv, d), 0);
-            let attn = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, Some(scratch(&part)), kind);
+            let attn = gpu.attention_op(
+                &t.sbuf,
+                &t.qbuf,
+                &t.cache,
+                &t.o1,
+                Some(scratch(&part)),
+                kind,
+            );
             let folded = gpu
                 .ops()
                 .attention_rope_split(
-                    sbuf.all(),
-                    qkvbuf.all(),
-                    kbuf2.all(),
-                    vbuf2.all(),
-                    obuf.all(),
-                    fbuf.all(),
+                    t.sbuf.all(),
+                    t.qkvbuf.all(),
+                    t.kbuf2.all(),
+                    t.vbuf2.all(),
+                    t.o2.all(),
+                    t.fbuf.all(),
                     scratch(&part2),
-                    OpKind::AttentionRope {
-                        n_head: n_head as u32,
-                        n_kv: n_kv as u32,
-                        head_dim: d as u32,
-                        scale: 1.0 / (d as f32).sqrt(),
-                        window: 0,
-                        n_rot: d as u32,
-                        neox,
-                        split: None,
-                    },
+                    attention_rope_kind(dims, 0, neox),
                 )
                 .unwrap();
             let (mut pair, mut fold) = (Vec::new(), Vec::new());
             for _ in 0..9 {
                 // rope_kv, split, combine; then the folded split and its combine.
-                let t = gpu.run_timed(&[(&rope, 1), (&attn, 1), (&folded, 1)]);
-                assert_eq!(t.len(), 5, "two passes of each attention");
-                pair.push(t[0] + t[1] + t[2]);
-                fold.push(t[3] + t[4]);
+                let times = gpu.run_timed(&[(&rope, 1), (&attn, 1), (&folded, 1)]);
+                assert_eq!(times.len(), 5, "two passes of each attention");
+                pair.push(times[0] + times[1] + times[2]);
+                fold.push(times[3] + times[4]);
             }
             for v in [&mut pair, &mut fold] {
                 v.sort_by(f64::total_cmp);
