@@ -4,6 +4,7 @@
 use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix};
 use super::matmul::{random_weights, width_for, TYPES};
 use super::{assert_attention, f16_pack, f16_round, Gpu, KvCache, Rng};
+use crate::engine::vulkan::attention::AttnScratch;
 use crate::engine::vulkan::buffer::Buffer;
 use crate::engine::vulkan::kernels::STATE_WORDS;
 use crate::engine::vulkan::ops::{GpuOp, MatvecSpec, OpKind};
@@ -327,6 +328,24 @@ impl FoldData {
         rope_kv_op(gpu, bufs, &self.cache, dims, neox)
     }
 
+    /// The folded attention over the second cache into `o2`: `attention_rope`, or with
+    /// `scratch` the split form (`attention_rope_split`).
+    pub fn folded_op(&self, gpu: &mut Gpu, scratch: Option<AttnScratch>, kind: OpKind) -> GpuOp {
+        let (state, qkv) = (self.sbuf.all(), self.qkvbuf.all());
+        let (k, v, out, freqs) = (
+            self.kbuf2.all(),
+            self.vbuf2.all(),
+            self.o2.all(),
+            self.fbuf.all(),
+        );
+        let mut ops = gpu.ops();
+        match scratch {
+            None => ops.attention_rope(state, qkv, k, v, out, freqs, kind),
+            Some(s) => ops.attention_rope_split(state, qkv, k, v, out, freqs, s, kind),
+        }
+        .unwrap()
+    }
+
     /// Runs `rope` then `attn`, and `folded`, and asserts the same K and V cache rows bit for
     /// bit and outputs within 1e-5 (relative above 1); returns the fold's output.
     pub fn assert_fold_equals_pair(
@@ -491,18 +510,7 @@ fn rope_folded_into_decode_attention() {
         let rope = t.rope_op(&mut gpu, dims, neox);
         let kind = super::attention_kind_window((n_head, n_kv, d), window);
         let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, None, kind);
-        let folded = gpu
-            .ops()
-            .attention_rope(
-                t.sbuf.all(),
-                t.qkvbuf.all(),
-                t.kbuf2.all(),
-                t.vbuf2.all(),
-                t.o2.all(),
-                t.fbuf.all(),
-                attention_rope_kind(dims, window, neox),
-            )
-            .unwrap();
+        let folded = t.folded_op(&mut gpu, None, attention_rope_kind(dims, window, neox));
         let b = t.assert_fold_equals_pair(&mut gpu, [&rope, &attn, &folded], qd, &what);
         if window == 0 {
             // The reference: rotated queries, the new rows in f16.
@@ -540,18 +548,7 @@ fn bench_attention_rope() {
         let rope = t.rope_op(&mut gpu, dims, neox);
         let kind = super::attention_kind((n_head, n_kv, d));
         let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, None, kind);
-        let folded = gpu
-            .ops()
-            .attention_rope(
-                t.sbuf.all(),
-                t.qkvbuf.all(),
-                t.kbuf2.all(),
-                t.vbuf2.all(),
-                t.o2.all(),
-                t.fbuf.all(),
-                attention_rope_kind(dims, 0, neox),
-            )
-            .unwrap();
+        let folded = t.folded_op(&mut gpu, None, attention_rope_kind(dims, 0, neox));
         let (mut r, mut a, mut f) = (vec![], vec![], vec![]);
         // Taking turns, so that both see the same load.
         for _ in 0..reps {

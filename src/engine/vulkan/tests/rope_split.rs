@@ -51,19 +51,11 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: Case, staged: bool) {
         splits,
     };
     let attn = gpu.attention_op(&t.sbuf, &t.qbuf, &t.cache, &t.o1, Some(scratch(&p1)), kind);
-    let folded = gpu
-        .ops()
-        .attention_rope_split(
-            t.sbuf.all(),
-            t.qkvbuf.all(),
-            t.kbuf2.all(),
-            t.vbuf2.all(),
-            t.o2.all(),
-            t.fbuf.all(),
-            scratch(&p2),
-            attention_rope_kind(dims, window, neox),
-        )
-        .unwrap();
+    let folded = t.folded_op(
+        gpu,
+        Some(scratch(&p2)),
+        attention_rope_kind(dims, window, neox),
+    );
     let OpKind::AttentionRope { split: Some(s), .. } = &folded.kind else {
         panic!("no folded split kernel for {c:?}");
     };
@@ -187,19 +179,8 @@ fn bench_rope_split() {
                 Some(scratch(&part)),
                 kind,
             );
-            let folded = gpu
-                .ops()
-                .attention_rope_split(
-                    t.sbuf.all(),
-                    t.qkvbuf.all(),
-                    t.kbuf2.all(),
-                    t.vbuf2.all(),
-                    t.o2.all(),
-                    t.fbuf.all(),
-                    scratch(&part2),
-                    attention_rope_kind(dims, 0, neox),
-                )
-                .unwrap();
+            let kind = attention_rope_kind(dims, 0, neox);
+            let folded = t.folded_op(&mut gpu, Some(scratch(&part2)), kind);
             let (mut pair, mut fold) = (Vec::new(), Vec::new());
             for _ in 0..9 {
                 // rope_kv, split, combine; then the folded split and its combine.
