@@ -24,6 +24,10 @@
 layout(constant_id = 0) const uint WG = 128;
 // 1: the one-stage sampler over the logits (no prefilter); 0: the selection after sample_pre.
 layout(constant_id = 1) const uint ONE_STAGE = 0;
+// 1: greedy only (the pipeline the host records when the temperature is <= 0: kernels.rs
+// `Kernels::sample`): the argmax and nothing else is compiled, and the shared memory is the
+// argmax tree's; 0: every sampler, greedy included (the temperature read at run time).
+layout(constant_id = 2) const uint GREEDY = 0;
 layout(local_size_x_id = 0) in;
 // Binding 0 (the logits) is read by the prefilter, or here with ONE_STAGE; binding 3 holds the
 // prefilter's candidate ids and flags (two stages) and, past them, the narrowed list (both
@@ -49,12 +53,14 @@ layout(push_constant) uniform PC {
 #include "common/state.glsl"
 #include "common/candidates.glsl"
 
-shared float hm[16u * WG];
-shared uint hc[16u * WG];
+// The radix search's 16 bins per invocation; greedy's tree needs 2 words per invocation.
+const uint BINS = 16u - 14u * GREEDY;
+shared float hm[BINS * WG];
+shared uint hc[BINS * WG];
 shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_count;
 shared float s_above_m, s_kth;
-// Each invocation's maximum of the first pass (the top-k bound: narrow_top_k).
-shared float s_imax[WG];
+// Each invocation's maximum of the first pass (the top-k bound: kth_max; unused by greedy).
+shared float s_imax[WG - (WG - 1u) * GREEDY];
 // Candidates: with one stage the whole vocabulary, read from the push constant (which the
 // compiler sees as uniform, unlike a variable), else set at the start of main.
 uint n_cand_two;
@@ -561,7 +567,7 @@ void main() {
     const uint n = n_cand();
     const uint nh = state[S_NHIST];
     const bool pen = ONE_STAGE != 0u && pen_count(nh) != 0u;
-    if (prm.temp <= 0.0) {
+    if (GREEDY != 0u || prm.temp <= 0.0) {
         if (pen) {
             greedy(tid, nh, true);
         } else {

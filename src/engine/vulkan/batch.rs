@@ -95,8 +95,9 @@ pub struct BatchStats {
 /// the slots of `pigpu serve`.
 pub struct VulkanSlots {
     // Field order is drop order: command buffers first, the engines before what they share.
-    /// Recorded passes by set of busy slots (bit s: slot s).
-    passes: HashMap<u64, CmdBuffer>,
+    /// Recorded passes by set of busy slots and the set of those whose parameters are greedy
+    /// (bit s: slot s; a greedy slot's pass records the sampler's greedy-only selection).
+    passes: HashMap<(u64, u64), CmdBuffer>,
     /// Per layer, the matrix products over every row.
     layers: Vec<Products>,
     head: Normed,
@@ -315,6 +316,11 @@ impl VulkanSlots {
             }
         }
         let mask = fed.iter().fold(0u64, |m, &i| m | 1 << i);
+        let greedy = fed
+            .iter()
+            .filter(|&&i| self.engines[i].greedy)
+            .fold(0u64, |m, &i| m | 1 << i);
+        let mask = (mask, greedy);
         if !self.passes.contains_key(&mask) {
             let mut cmd = CmdBuffer::new(&self.shared.dev)?;
             self.record(&mut cmd, &fed)?;

@@ -3,8 +3,11 @@
 //! reads it from device memory, where the sampler wrote it), samples the next token on the device
 //! and copies its id out; per step the host writes 32 bytes of sampling parameters, submits
 //! once, and reads back 8 bytes: the token id and the sampler's verdict on the logits (a NaN or
-//! infinite logit is the typed error `EngineError::NonFinite`, naming the position). With profiling on (`set_profiling`), a second, timed
-//! recording of the decode step replaces it and prompt batches are recorded with timestamps.
+//! infinite logit is the typed error `EngineError::NonFinite`, naming the position). The step is
+//! recorded twice, with the sampler's selection for every sampler and with its greedy-only one,
+//! and the parameters pick which one a step submits. With profiling on (`set_profiling`), a
+//! second, timed recording of the decode step replaces it and prompt batches are recorded with
+//! timestamps.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +22,7 @@ use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
-use super::kernels::{sample_params, state_after, BAD_NAN, S_BAD, S_TOKEN};
+use super::kernels::{is_greedy, sample_params, state_after, BAD_NAN, S_BAD, S_TOKEN};
 use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
@@ -30,9 +33,10 @@ use super::upload::download;
 use crate::engine::{Engine, EngineError, EngineResult, SamplingParams, Stats};
 use crate::model::Model;
 
-/// What a profiled engine has on top: the timed decode recording and the sums.
+/// What a profiled engine has on top: the timed decode recordings (as `VulkanEngine::decode`)
+/// and the sums.
 struct Prof {
-    decode: CmdBuffer,
+    decode: [CmdBuffer; 2],
     ts: TimestampSupport,
     calibration: Calibration,
     profiler: Profiler,
@@ -43,10 +47,16 @@ pub struct VulkanEngine {
     // Field order is drop order: command buffers (which wait for their work) first.
     /// `--profile`: `None` when off (then nothing timed is recorded or submitted).
     prof: Option<Box<Prof>>,
-    /// Feed the unfed token, run the model, sample (steady state).
-    decode: CmdBuffer,
-    /// Sample only (the first step after a prefill, whose logits are already there).
-    sample_only: CmdBuffer,
+    /// Feed the unfed token, run the model, sample (steady state): [0] with the sampler's
+    /// selection for every sampler, [1] with its greedy-only one (`SampleOps`), picked per step
+    /// by the parameters (`greedy`).
+    decode: [CmdBuffer; 2],
+    /// Sample only (the first step after a prefill, whose logits are already there), the same
+    /// two ways.
+    sample_only: [CmdBuffer; 2],
+    /// The parameters `set_draw` wrote last are greedy (`kernels::is_greedy`): the recordings
+    /// to run are [1].
+    pub(super) greedy: bool,
     batch: CmdBuffer,
     graph: Graph,
     /// The head over every row of a batch (`prefill_all_logits`), built when first asked:
@@ -135,8 +145,9 @@ impl VulkanEngine {
         kernels.save_cache();
         let mut e = VulkanEngine {
             prof: None,
-            decode: CmdBuffer::new(&dev)?,
-            sample_only: CmdBuffer::new(&dev)?,
+            decode: [CmdBuffer::new(&dev)?, CmdBuffer::new(&dev)?],
+            sample_only: [CmdBuffer::new(&dev)?, CmdBuffer::new(&dev)?],
+            greedy: false,
             batch: CmdBuffer::new(&dev)?,
             graph,
             head_all: None,
@@ -165,15 +176,21 @@ impl VulkanEngine {
         Ok(e)
     }
 
-    /// The decode step: embed the sampled token -> layers -> head -> sample -> token to host.
-    fn record_decode_into(graph: &Graph, acts: &Acts, cmd: &mut CmdBuffer) -> VkResult<()> {
+    /// The decode step: embed the sampled token -> layers -> head -> sample -> token to host;
+    /// `greedy`: with the sampler's greedy-only selection.
+    fn record_decode_into(
+        graph: &Graph,
+        acts: &Acts,
+        cmd: &mut CmdBuffer,
+        greedy: bool,
+    ) -> VkResult<()> {
         cmd.begin(true)?;
         graph.embed_state.record(cmd, 1);
         for l in &graph.layers {
             l.record(cmd, 1);
         }
         graph.head.record(cmd, 1);
-        graph.sample.record(cmd, 1);
+        graph.sample.get(greedy).record(cmd, 1);
         Self::record_readback(acts, cmd);
         cmd.end()
     }
@@ -189,26 +206,34 @@ impl VulkanEngine {
         cmd.copy_ranges(&acts.state, &acts.readback, &ranges);
     }
 
-    /// Records the decode step and the sample-only step, once.
+    /// Records the decode step and the sample-only step, once each way (any sampler, greedy).
     fn record_decode(&mut self) -> VkResult<()> {
-        Self::record_decode_into(&self.graph, &self.acts, &mut self.decode)?;
-        let cmd = &mut self.sample_only;
-        cmd.begin(true)?;
-        self.graph.sample.record(cmd, 1);
-        Self::record_readback(&self.acts, cmd);
-        cmd.end()
+        for greedy in [false, true] {
+            let i = greedy as usize;
+            Self::record_decode_into(&self.graph, &self.acts, &mut self.decode[i], greedy)?;
+            let cmd = &mut self.sample_only[i];
+            cmd.begin(true)?;
+            self.graph.sample.get(greedy).record(cmd, 1);
+            Self::record_readback(&self.acts, cmd);
+            cmd.end()?;
+        }
+        Ok(())
     }
 
     /// Records this engine's sampler prefilter (over its logits row 0; nothing on the one-stage
     /// path) into a batched pass (batch.rs records it for every slot as a group, then each
     /// slot's selection).
     pub(super) fn record_sample_pre(&self, cmd: &mut CmdBuffer) {
-        self.graph.sample.record_sample_stage(cmd, true);
+        self.graph.sample.any.record_sample_stage(cmd, true);
     }
 
-    /// Records this engine's sampler selection (after its prefilter) into a batched pass.
+    /// Records this engine's sampler selection (after its prefilter) into a batched pass: the
+    /// greedy-only one when the parameters written last (`set_draw`) are greedy.
     pub(super) fn record_sample_select(&self, cmd: &mut CmdBuffer) {
-        self.graph.sample.record_sample_stage(cmd, false);
+        self.graph
+            .sample
+            .get(self.greedy)
+            .record_sample_stage(cmd, false);
     }
 
     /// Records the copy of this engine's sampled token and verdict to its readback (batch.rs).
@@ -220,6 +245,7 @@ impl VulkanEngine {
     /// them (a host-visible buffer: a write, not a descriptor update).
     pub(super) fn set_draw(&mut self, params: &SamplingParams, u: f32) {
         let p = sample_params(params, u);
+        self.greedy = is_greedy(params);
         self.acts.params.write(0, u32_bytes(&p));
         self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
     }
@@ -282,8 +308,13 @@ impl VulkanEngine {
         let ts = profile::timestamp_support(&self.dev)?;
         let calibration = profile::calibrate(&self.dev, &self.shared.kernels, &mut self.arena, ts)?;
         let cap = self.stamp_capacity();
-        let mut decode = CmdBuffer::timed(&self.dev, cap)?;
-        Self::record_decode_into(&self.graph, &self.acts, &mut decode)?;
+        let mut decode = [
+            CmdBuffer::timed(&self.dev, cap)?,
+            CmdBuffer::timed(&self.dev, cap)?,
+        ];
+        for (i, cmd) in decode.iter_mut().enumerate() {
+            Self::record_decode_into(&self.graph, &self.acts, cmd, i == 1)?;
+        }
         self.batch = CmdBuffer::timed(&self.dev, cap)?;
         self.prof = Some(Box::new(Prof {
             decode,
@@ -546,10 +577,11 @@ impl Engine for VulkanEngine {
             )));
         }
         self.set_draw(params, u);
+        let g = self.greedy as usize;
         let cmd = match (&self.prof, feed) {
-            (Some(p), true) => &p.decode,
-            (None, true) => &self.decode,
-            (_, false) => &self.sample_only,
+            (Some(p), true) => &p.decode[g],
+            (None, true) => &self.decode[g],
+            (_, false) => &self.sample_only[g],
         };
         let t_submit = Instant::now();
         cmd.submit()
@@ -563,8 +595,8 @@ impl Engine for VulkanEngine {
         let dispatches = cmd.dispatches;
         if let (Some(p), true) = (&mut self.prof, feed) {
             let wall = t_submit.elapsed().as_nanos() as f64;
-            let times = p.decode.times(p.ts.period_ns, p.ts.valid_bits)?;
-            let untimed = p.decode.untimed();
+            let times = p.decode[g].times(p.ts.period_ns, p.ts.valid_bits)?;
+            let untimed = p.decode[g].untimed();
             p.profiler.decode.add(1, wall, times, untimed);
         }
         self.stats.submits += 1;

@@ -33,7 +33,7 @@ use super::error::{Result, VkError};
 use super::kernels::{sample_id_words, STATE_WORDS};
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
 use super::norms::Normed;
-use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind};
+use super::ops::{GpuOp, MatvecSpec, OpBuilder, OpKind, SampleOps};
 use super::weights::GpuWeights;
 use crate::model::Config;
 
@@ -213,7 +213,8 @@ pub struct Graph {
     /// Output norm + head for the token at `x_off` into logits row 0 (one token: its mat-vec
     /// only; a batch of rows runs it a token per workgroup row).
     pub head: Normed,
-    pub sample: GpuOp,
+    /// The sampler: its selection for every sampler and the greedy-only one.
+    pub sample: SampleOps,
 }
 
 /// The embedding lookup into `out`: of the token the sampler left in `state` (`from_state`,

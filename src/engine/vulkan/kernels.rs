@@ -537,27 +537,37 @@ impl Kernels {
     /// The sampler: on the two-stage path the prefilter over the vocabulary's slices and the
     /// selection over their candidates (one workgroup); on the one-stage path no prefilter and
     /// `sample_one`, one workgroup over the whole vocabulary (the same shader, spec constant
-    /// ONE_STAGE).
-    pub fn sample(&self) -> Result<(Option<Rc<GpuKernel>>, Rc<GpuKernel>)> {
-        if !self.sample_two_stage.get() {
-            let one = self.get(
-                "sample_one",
-                shaders::SAMPLE,
+    /// ONE_STAGE). The selection comes twice, from the same shader: for every sampler, and
+    /// compiled for greedy decoding only (`_greedy`, spec constant GREEDY), which an op records
+    /// when the temperature is <= 0 (`ops::SampleOps`).
+    pub fn sample(&self) -> Result<SampleKernels> {
+        let two = self.sample_two_stage.get();
+        let pre = if two {
+            Some(self.get(
+                "sample_pre",
+                shaders::SAMPLE_PRE,
                 &SAMPLE_BINDINGS,
                 2,
-                &[128, 1],
-            )?;
-            return Ok((None, one));
-        }
-        let pre = self.get(
-            "sample_pre",
-            shaders::SAMPLE_PRE,
-            &SAMPLE_BINDINGS,
-            2,
-            &[128],
-        )?;
-        let select = self.get("sample", shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &[128, 0])?;
-        Ok((Some(pre), select))
+                &[128],
+            )?)
+        } else {
+            None
+        };
+        let name = if two { "sample" } else { "sample_one" };
+        let select = |greedy: bool| {
+            let name = if greedy {
+                format!("{name}_greedy")
+            } else {
+                name.to_string()
+            };
+            let spec = [128, !two as u32, greedy as u32];
+            self.get(&name, shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &spec)
+        };
+        Ok(SampleKernels {
+            pre,
+            any: select(false)?,
+            greedy: select(true)?,
+        })
     }
     pub fn advance(&self) -> Result<Rc<GpuKernel>> {
         self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])
@@ -581,6 +591,22 @@ pub struct Seg {
     pub ty: GgmlType,
     /// Offset (floats) of this matrix's bias in the bias buffer.
     pub bias: Option<u32>,
+}
+
+/// The sampler's kernels (`Kernels::sample`), all on one descriptor set layout.
+pub struct SampleKernels {
+    /// The prefilter (two stages), `None` on the one-stage path.
+    pub pre: Option<Rc<GpuKernel>>,
+    /// The selection for every sampler (the temperature read at run time).
+    pub any: Rc<GpuKernel>,
+    /// The selection compiled for greedy decoding only (temperature <= 0).
+    pub greedy: Rc<GpuKernel>,
+}
+
+/// Whether `p` decodes greedily (temperature <= 0, as shaders/sample.comp tests it): the
+/// sampler then records its greedy-only selection (`SampleOps::get`).
+pub fn is_greedy(p: &crate::engine::SamplingParams) -> bool {
+    p.temperature <= 0.0
 }
 
 /// The sampling parameters as the sampler reads them (shaders/sample.comp: Params), 32 bytes.

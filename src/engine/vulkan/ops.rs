@@ -384,6 +384,29 @@ impl GpuOp {
     }
 }
 
+/// The sampler as two `Sample` ops on one descriptor set (the same prefilter, the same
+/// buffers): `any` records the selection for every sampler, `greedy` the one compiled for
+/// greedy decoding only, which skips what greedy never runs (shaders/sample.comp: GREEDY).
+/// The parameters live in a buffer the host writes each step, so a recording holds one of the
+/// two and the engine keeps one of each (engine.rs, batch.rs), picked by `get`.
+pub struct SampleOps {
+    /// The selection for every sampler (the temperature read at run time).
+    pub any: GpuOp,
+    /// The greedy-only selection (valid only while the temperature is <= 0).
+    pub greedy: GpuOp,
+}
+
+impl SampleOps {
+    /// The op to record for parameters that are greedy (`kernels::is_greedy`) or not.
+    pub fn get(&self, greedy: bool) -> &GpuOp {
+        if greedy {
+            &self.greedy
+        } else {
+            &self.any
+        }
+    }
+}
+
 /// Builders: allocate and write the descriptor set of each op once.
 pub struct OpBuilder<'a> {
     pub kernels: &'a Kernels,
@@ -672,7 +695,8 @@ impl OpBuilder<'_> {
     /// The sampler over the logits row at the start of `logits`: `scratch` (`n_vocab` floats)
     /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages
     /// and the selection's narrowed list (the one-stage sampler uses `scratch` and the list
-    /// only). Two stages or one: `Kernels::sample`.
+    /// only). Two stages or one: `Kernels::sample`. Two ops on one descriptor set: the
+    /// selection for every sampler and the greedy-only one (`SampleOps`).
     pub fn sample(
         &mut self,
         logits: BufRange,
@@ -681,16 +705,23 @@ impl OpBuilder<'_> {
         ids: BufRange,
         params: BufRange,
         n_vocab: u32,
-    ) -> Result<GpuOp> {
-        let (pre, kernel) = self.kernels.sample()?;
+    ) -> Result<SampleOps> {
+        let k = self.kernels.sample()?;
         let set = self.arena.set(
-            &kernel,
+            &k.any,
             &[&[logits], &[state], &[scratch], &[ids], &[params]],
         )?;
-        Ok(GpuOp {
+        let op = |kernel: Rc<GpuKernel>| GpuOp {
             kernel,
             set,
-            kind: OpKind::Sample { n_vocab, pre },
+            kind: OpKind::Sample {
+                n_vocab,
+                pre: k.pre.clone(),
+            },
+        };
+        Ok(SampleOps {
+            any: op(k.any.clone()),
+            greedy: op(k.greedy.clone()),
         })
     }
 

@@ -172,8 +172,8 @@ fn alone(set: &mut VulkanSlots, s: usize, prompt: &[u32], sampler: &Sampler, n: 
 /// B slots decoded together give each the tokens it gets decoded alone (four prompts of
 /// different lengths): greedy at B = 4; at B = 2 on slots 1 and 3 (so a row in between
 /// idles) each slot samples with its own settings and random numbers, which the one submit per
-/// step must keep apart. Validation layer on; one recording per set of busy slots, none per
-/// token.
+/// step must keep apart, then one slot greedy beside one sampling. Validation layer on; one
+/// recording per set of busy slots and of their greedy ones, none per token.
 #[test]
 fn tiny_batched_decode_equals_each_alone() {
     let model = tiny();
@@ -223,8 +223,20 @@ fn tiny_batched_decode_equals_each_alone() {
     let two = batched(&mut set, &[1, 3], &[p[1], p[3]], &samplers, n);
     assert_eq!(two, want, "B = 2, each slot sampling with its own settings");
     assert_ne!(want[0], alone_greedy[1], "the settings change the tokens");
+    assert_eq!(set.batch_stats().recorded, 2);
+
+    // The same two slots, one greedy and one sampling, in one pass: the greedy slot's
+    // selection is the greedy-only one (kernels.rs `is_greedy`), the other's the one for every
+    // sampler; the pair of modes is a recording of its own.
+    let mixed = [g.clone(), samplers[1].clone()];
+    let got = batched(&mut set, &[1, 3], &[p[1], p[3]], &mixed, n);
+    assert_eq!(
+        got,
+        [alone_greedy[1].clone(), want[1].clone()],
+        "B = 2, greedy beside sampling"
+    );
     let st = set.batch_stats();
-    assert_eq!(st.recorded, 2);
+    assert_eq!(st.recorded, 3);
     assert_eq!(st.descriptor_updates, 0);
     eprintln!("batched decode on lavapipe: {st:?}");
     let errs = set.engine(0).take_validation_errors();

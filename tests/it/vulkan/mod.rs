@@ -372,6 +372,128 @@ fn decode_counters(as_gpu: bool, norm_pass: bool) -> u64 {
     s.dispatches / n
 }
 
+/// One engine whose sampling parameters change from step to step, as between `serve`'s
+/// requests (greedy, then sampled, then greedy again, with and without a penalty): every step
+/// draws the token the CPU sampler draws from the same logits (a second engine fed the same
+/// tokens one at a time, which runs the same kernels: RoPE as its own pass on both), at least
+/// one sampled step draws other than the argmax (so a greedy selection run for sampled
+/// parameters would fail), the profile names the selection each step ran (greedy-only exactly
+/// for temperature <= 0: shaders/sample.comp GREEDY), and untimed the steady state holds (no
+/// recording, no descriptor write, one submit and at most 16 bytes read back per token):
+/// lavapipe's one-stage sampler and the GPU's two stages.
+#[test]
+fn tiny_sampler_switches_between_greedy_and_sampled_steps() {
+    for as_gpu in [false, true] {
+        sampler_switches(as_gpu);
+    }
+}
+
+fn sampler_switches(as_gpu: bool) {
+    let model = crate::engines::tiny();
+    let tuning = || Tuning {
+        rope_fold: Some(false),
+        ..if as_gpu { as_gpu::tuning() } else { lavapipe() }
+    };
+    let greedy = SamplingParams::greedy();
+    let greedy_pen = SamplingParams {
+        repeat_penalty: 1.3,
+        ..SamplingParams::greedy()
+    };
+    let chat = SamplingParams::chat();
+    let hot = SamplingParams {
+        temperature: 1.5,
+        repeat_penalty: 1.1,
+        ..SamplingParams::greedy()
+    };
+    let plan = [
+        &greedy,
+        &chat,
+        &hot,
+        &greedy,
+        &greedy_pen,
+        &hot,
+        &chat,
+        &greedy,
+        &hot,
+        &greedy_pen,
+    ];
+    let mut rng = pigpu::model::sampler::Rng::new(5);
+    let us: Vec<f32> = plan.iter().map(|_| rng.next_f32()).collect();
+    let prompt = tokens(&model, PROMPTS[0]);
+    let selection = |p: &SamplingParams| match (as_gpu, p.temperature <= 0.0) {
+        (false, false) => "sample_one",
+        (false, true) => "sample_one_greedy",
+        (true, false) => "sample",
+        (true, true) => "sample_greedy",
+    };
+    let run = |profile: bool| -> Vec<u32> {
+        let mut gpu = vulkan_tuned(&model, 64, tuning());
+        gpu.set_profiling(profile).unwrap();
+        gpu.prefill(&prompt).unwrap();
+        let mut out = Vec::new();
+        for (k, (p, &u)) in plan.iter().zip(&us).enumerate() {
+            out.push(gpu.step(p, u).unwrap());
+            if k == 0 {
+                // The first step only samples (untimed); the steady state starts after it.
+                gpu.reset_stats();
+            }
+            if !profile {
+                continue;
+            }
+            let prof = gpu.take_profile().unwrap();
+            let Some(dec) = prof.phases.iter().find(|ph| ph.phase == "decode") else {
+                assert_eq!(k, 0, "step {k}: no decode phase");
+                continue;
+            };
+            let sel: Vec<&str> = dec
+                .ops
+                .iter()
+                .map(|o| o.label.as_str())
+                .filter(|l| l.starts_with("sample") && *l != "sample_pre")
+                .collect();
+            assert_eq!(sel, [selection(p)], "as a GPU {as_gpu}, step {k} {p:?}");
+        }
+        if !profile {
+            let n = plan.len() as u64 - 1;
+            let s = gpu.stats();
+            assert_eq!(
+                (s.command_buffers_recorded, s.descriptor_updates, s.submits),
+                (0, 0, n),
+                "as a GPU {as_gpu}: the steady state"
+            );
+            assert!(s.readback_bytes <= 16 * n, "{} bytes", s.readback_bytes);
+        }
+        no_validation_errors(&gpu);
+        out
+    };
+    let (plain, timed) = (run(false), run(true));
+    assert_eq!(
+        plain, timed,
+        "as a GPU {as_gpu}: the timed recordings' tokens"
+    );
+
+    let mut r = vulkan_tuned(&model, 64, tuning());
+    r.prefill(&prompt).unwrap();
+    let mut hist = prompt.clone();
+    let mut off_argmax = 0;
+    for (k, (p, &u)) in plan.iter().zip(&us).enumerate() {
+        let mut l = r.logits().unwrap();
+        let top = pigpu::model::sampler::argmax(&l) as u32;
+        let want = pigpu::model::sampler::sample(&mut l, &hist, p, u);
+        assert_eq!(plain[k], want, "as a GPU {as_gpu}, step {k} {p:?} u={u}");
+        if p.temperature > 0.0 && want != top {
+            off_argmax += 1;
+        }
+        hist.push(want);
+        r.prefill(&[want]).unwrap();
+    }
+    assert!(
+        off_argmax > 0,
+        "as a GPU {as_gpu}: every draw was the argmax"
+    );
+    no_validation_errors(&r);
+}
+
 /// The same seed and settings give the same tokens; sampled output stays in the vocabulary;
 /// the two-stage sampler (`PIGPU_VK_SAMPLER=two`, GPUs' default) draws the same tokens as
 /// lavapipe's one-stage sampler.

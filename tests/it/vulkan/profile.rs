@@ -50,7 +50,8 @@ fn smollm_profile_times_every_op() {
     // lavapipe decodes with RoPE and the KV write folded into the one-row attention, and reads
     // the token from the mapped state: no `rope_kv`, no separate `attention`, no copy.
     assert_eq!(op(dec, "attention_rope").per_token, n_layer);
-    for label in ["embed", "sample_one"] {
+    // Greedy steps: the one-stage selection compiled for greedy only.
+    for label in ["embed", "sample_one_greedy"] {
         assert_eq!(op(dec, label).per_token, 1.0, "{label}");
     }
     assert!(
@@ -60,11 +61,13 @@ fn smollm_profile_times_every_op() {
         "{:?}",
         dec.ops
     );
-    // lavapipe's sampler is one stage: no prefilter, no selection after one.
+    // lavapipe's sampler is one stage: no prefilter, no selection after one; and greedy steps
+    // never run the selection for every sampler (`sample_one`).
     assert!(
         !dec.ops
             .iter()
-            .any(|o| o.label == "sample_pre" || o.label == "sample"),
+            .any(|o| ["sample_pre", "sample", "sample_greedy", "sample_one"]
+                .contains(&o.label.as_str())),
         "{:?}",
         dec.ops
     );
@@ -305,8 +308,8 @@ fn run_profile_shows_the_norm_pass() {
 }
 
 /// `PIGPU_VK_SAMPLER=two` (read by the command layer): lavapipe then samples in two stages, as
-/// GPUs do by default; the profile shows the prefilter `sample_pre` and the selection `sample`
-/// once per decoded token and no one-stage `sample_one`.
+/// GPUs do by default; the profile shows the prefilter `sample_pre` and the greedy selection
+/// `sample_greedy` (`--temp 0`) once per decoded token and no one-stage `sample_one`.
 #[test]
 fn run_profile_shows_the_two_stage_sampler() {
     let Some(path) = util::test_model(util::SMOLLM) else {
@@ -335,6 +338,9 @@ fn run_profile_shows_the_two_stage_sampler() {
             .map(|o| o["per_token"].as_f64().unwrap())
     };
     assert_eq!(per_token("sample_pre"), Some(1.0), "{dec}");
-    assert_eq!(per_token("sample"), Some(1.0), "{dec}");
-    assert_eq!(per_token("sample_one"), None, "{dec}");
+    // `--temp 0`: the selection compiled for greedy decoding only.
+    assert_eq!(per_token("sample_greedy"), Some(1.0), "{dec}");
+    for other in ["sample", "sample_one", "sample_one_greedy"] {
+        assert_eq!(per_token(other), None, "{other}: {dec}");
+    }
 }

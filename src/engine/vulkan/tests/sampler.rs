@@ -9,8 +9,8 @@
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::{u32_bytes, Buffer};
 use crate::engine::vulkan::kernels::{
-    sample_id_words, sample_params, sample_slices, HIST, SAMPLE_K_MAX, SAMPLE_SLICE, STATE_WORDS,
-    S_BAD, S_TOKEN,
+    is_greedy, sample_id_words, sample_params, sample_slices, HIST, SAMPLE_K_MAX, SAMPLE_SLICE,
+    STATE_WORDS, S_BAD, S_TOKEN,
 };
 use crate::engine::SamplingParams;
 
@@ -131,7 +131,8 @@ impl Sampler {
     }
 
     /// Samples with `p` and `u` from a state whose history is `hist` (n_past 12; `bad`: a stale
-    /// verdict the sampler must overwrite), in two stages (`two`) or one.
+    /// verdict the sampler must overwrite), in two stages (`two`) or one, with the selection
+    /// the engine records for `p` (greedy-only where `p` is greedy).
     fn run(
         &self,
         gpu: &mut Gpu,
@@ -140,6 +141,21 @@ impl Sampler {
         p: &SamplingParams,
         u: f32,
         bad: u32,
+    ) -> Run {
+        self.run_with(gpu, two, hist, p, u, bad, is_greedy(p))
+    }
+
+    /// `run` with the selection for every sampler (`greedy` false) or the greedy-only one.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with(
+        &self,
+        gpu: &mut Gpu,
+        two: bool,
+        hist: &[u32],
+        p: &SamplingParams,
+        u: f32,
+        bad: u32,
+        greedy: bool,
     ) -> Run {
         let mut state = vec![0u32; STATE_WORDS];
         state[0] = 12; // n_past
@@ -154,7 +170,7 @@ impl Sampler {
         // wrote on the one-stage path) shows.
         let ids = gpu.buf_u32(&vec![0xDEAD_BEEF; sample_id_words(self.n)]);
         gpu.kernels.set_sample_two_stage(two);
-        let op = gpu
+        let ops = gpu
             .ops()
             .sample(
                 self.logits.all(),
@@ -165,6 +181,13 @@ impl Sampler {
                 self.n as u32,
             )
             .unwrap();
+        let op = ops.get(greedy);
+        assert_eq!(
+            op.kernel.name.ends_with("_greedy"),
+            greedy,
+            "{}: the selection asked for (greedy {greedy})",
+            op.kernel.name
+        );
         let mut cmd = crate::engine::vulkan::command::CmdBuffer::new(&gpu.dev).unwrap();
         cmd.begin(false).unwrap();
         op.record(&mut cmd, 1);
@@ -195,6 +218,12 @@ impl Sampler {
                 let want = sample_ref(logits, hist, p, u);
                 let what = format!("n={} two stages {two} case {ci} {p:?} u={u}", self.n);
                 assert_eq!(r.state[S_TOKEN], want, "{what}");
+                if is_greedy(p) {
+                    // The selection for every sampler decodes greedily as well (its run-time
+                    // test of the temperature), with the same state after it.
+                    let any = self.run_with(gpu, two, hist, p, u, 0, false);
+                    assert_eq!(any.state, r.state, "selection for every sampler: {what}");
+                }
                 assert_eq!(
                     r.state[0], 12,
                     "n_past untouched (the token is fed next step)"
