@@ -106,6 +106,25 @@ void sync() {
     barrier();
 }
 
+// Sums each invocation's 16 bins of mass `m` and count `c` over the workgroup: the totals in
+// hm[b * WG] and hc[b * WG] (the radix search's pass, the nucleus bound's bins).
+void bins_tree(uint tid, float m[16], uint c[16]) {
+    for (uint b = 0u; b < 16u; b++) {
+        hm[b * WG + tid] = m[b];
+        hc[b * WG + tid] = c[b];
+    }
+    sync();
+    for (uint st = WG / 2u; st > 0u; st >>= 1) {
+        if (tid < st) {
+            for (uint b = 0u; b < 16u; b++) {
+                hm[b * WG + tid] += hm[b * WG + tid + st];
+                hc[b * WG + tid] += hc[b * WG + tid + st];
+            }
+        }
+        sync();
+    }
+}
+
 // Radix search for the threshold key T in the order "key desc": the key of the element at which
 // the running count reaches `tcount` (count mode) or the running mass reaches (`strict`: exceeds)
 // `tmass`. Leaves T in s_key, the count/mass of elements above T in s_above_c/s_above_m and the
@@ -134,20 +153,7 @@ void search(bool by_mass, uint tcount, float tmass, bool strict) {
                 c[b] += 1u;
             }
         }
-        for (uint b = 0u; b < 16u; b++) {
-            hm[b * WG + tid] = m[b];
-            hc[b * WG + tid] = c[b];
-        }
-        sync();
-        for (uint st = WG / 2u; st > 0u; st >>= 1) {
-            if (tid < st) {
-                for (uint b = 0u; b < 16u; b++) {
-                    hm[b * WG + tid] += hm[b * WG + tid + st];
-                    hc[b * WG + tid] += hc[b * WG + tid + st];
-                }
-            }
-            sync();
-        }
+        bins_tree(tid, m, c);
         if (tid == 0u) {
             float am = pass_ == 0u ? 0.0 : s_above_m;
             uint ac = pass_ == 0u ? 0u : s_above_c;
@@ -408,9 +414,18 @@ float max_and_verdict(uint tid, uint nh, bool pen, out uint verdict) {
 // What `narrow` keeps: the candidates whose logit is at least `t` (the top-k bound); whose
 // weight exp((l - mx) / temp) is at least `t` (min-p's floor, loosened: the softmax pass applies
 // the exact test); or, after the softmax pass, whose weight is positive and at least `t`.
+// KEEP_BIN: whose weight is positive and in a nucleus bin (`wbin`) up to `t`.
 const uint KEEP_LOGIT = 0u;
 const uint KEEP_WEIGHT = 1u;
 const uint KEEP_MASS = 2u;
+const uint KEEP_BIN = 3u;
+
+// The nucleus bound's bin of a weight w in (0, 1] (w = exp((l - max) / temp)): bin b < 15
+// holds the weights in [2^(-2b-1), 2^(-2b+1)) (bin 0 [1/2, 1]), bin 15 those below 2^-29.
+uint wbin(float w) {
+    const int e = int((floatBitsToUint(w) >> 23) & 0xFFu) - 127;
+    return min(uint(-min(e, 0)) / 2u, 15u);
+}
 
 bool keeps(uint mode, float v, float t, float mx) {
     if (mode == KEEP_LOGIT) {
@@ -419,8 +434,14 @@ bool keeps(uint mode, float v, float t, float mx) {
     if (mode == KEEP_WEIGHT) {
         return exp((v - mx) / prm.temp) >= t;
     }
+    if (mode == KEEP_BIN) {
+        const float w = exp((v - mx) / prm.temp);
+        return w > 0.0 && float(wbin(w)) <= t;
+    }
     return v > 0.0 && v >= t;
 }
+
+void list_kept(uint tid, uint cnt, uint mode, float t, float mx);
 
 // Narrows the selection to the elements that `keeps`, listed in index order (so ties broken by
 // index are still broken by id) at ids[list0()..]: a count over contiguous chunks, one scan,
@@ -436,6 +457,15 @@ void narrow(uint tid, uint mode, float t, float mx) {
     for (uint i = lo; i < hi; i++) {
         cnt += keeps(mode, sc[i], t, mx) ? 1u : 0u;
     }
+    list_kept(tid, cnt, mode, t, mx);
+}
+
+// The rest of `narrow` once each invocation has counted what it keeps of its chunk (`cnt`):
+// the scan, the decision, the write.
+void list_kept(uint tid, uint cnt, uint mode, float t, float mx) {
+    const uint n = n_sel;
+    const uint chunk = (n + WG - 1u) / WG;
+    const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
     hc[tid] = cnt;
     sync();
     if (tid == 0u) {
@@ -464,6 +494,63 @@ void narrow(uint tid, uint mode, float t, float mx) {
     narrowed = true;
 }
 
+// Top-p without top-k: narrows to the nucleus' bins and returns the total weight s (of every
+// candidate: top-p's target is top_p * s). One pass weighs each candidate and sums the mass and
+// count of its bin (`wbin`: factors of 4 from the top weight 1) over contiguous chunks; one
+// tree; the bins from the top are taken until their mass reaches top_p * s (with 1e-4 to
+// spare for the sums' order), and the candidates in them are listed (`list_kept`). Those are a
+// prefix of the order (all candidates of weight >= the last bin's floor) holding at least
+// top_p * s, so the nucleus — the shortest prefix that does — ends among them, and nothing
+// else needs a weight outside them (the total is s). The list holds the nucleus and the
+// candidates within a factor of 4 of its last weight, often few enough for `select_small`.
+float narrow_nucleus(uint tid, float mx) {
+    const uint n = n_sel;
+    const uint chunk = (n + WG - 1u) / WG;
+    const uint lo = min(tid * chunk, n), hi = min(lo + chunk, n);
+    float m[16];
+    uint c[16];
+    for (uint b = 0u; b < 16u; b++) {
+        m[b] = 0.0;
+        c[b] = 0u;
+    }
+    for (uint i = lo; i < hi; i++) {
+        const float w = exp((sc[i] - mx) / prm.temp);
+        if (w > 0.0) {
+            const uint b = wbin(w);
+            m[b] += w;
+            c[b] += 1u;
+        }
+    }
+    bins_tree(tid, m, c);
+    if (tid == 0u) {
+        float s = 0.0;
+        for (uint b = 0u; b < 16u; b++) {
+            s += hm[b * WG];
+        }
+        const float target = prm.top_p * s * 1.0001;
+        float cum = 0.0;
+        uint last = 15u;
+        for (uint b = 0u; b < 16u; b++) {
+            cum += hm[b * WG];
+            if (cum >= target) {
+                last = b;
+                break;
+            }
+        }
+        s_above_m = s;
+        s_key = last;
+    }
+    sync();
+    const float s = s_above_m;
+    const uint last = s_key;
+    uint cnt = 0u;
+    for (uint b = 0u; b <= last; b++) {
+        cnt += c[b];
+    }
+    list_kept(tid, cnt, KEEP_BIN, float(last), mx);
+    return s;
+}
+
 // The top-k bound (1 <= k <= WG): the k-th largest of the invocations' maxima of the first pass.
 // Those are k distinct candidates at or above it, so every token of the top k is at or above it
 // too, and narrowing to the candidates at or above it keeps the top k (and its total) whole.
@@ -490,7 +577,9 @@ float kth_max(uint tid, uint k) {
 // (logit desc, index asc) against the others and weighs it, then invocation 0 walks the ranks
 // once, as the CPU sampler walks its sorted candidates: top-k, the total, top-p, min-p, the
 // draw. No radix search (three of them, 8 passes and 8 trees each) and no pass per step.
-void select_small(uint tid, float mx, uint verdict, uint nh) {
+// `s_all`: top-p's total when the list does not hold every weight (`narrow_nucleus`), else < 0
+// (the total of the kept).
+void select_small(uint tid, float mx, uint verdict, uint nh, float s_all) {
     const uint m = n_sel;
     uint key = 0u;
     float v = 0.0;
@@ -516,9 +605,12 @@ void select_small(uint tid, float mx, uint verdict, uint nh) {
             keep = prm.top_k;
         }
         if (prm.top_p < 1.0) {
-            float s = 0.0;
-            for (uint r = 0u; r < keep; r++) {
-                s += hm[r];
+            float s = s_all;
+            if (s < 0.0) {
+                s = 0.0;
+                for (uint r = 0u; r < keep; r++) {
+                    s += hm[r];
+                }
             }
             const float target = prm.top_p * s;
             float cum = 0.0;
@@ -590,15 +682,20 @@ void main() {
     // Narrowing before the softmax pass, where nothing dropped counts in a total: top-k (k up
     // to WG) to the candidates at or above its bound; min-p without top-p to a floor 0.1 %
     // below min_p (the softmax pass applies min_p itself; min-p's survivors are a prefix of the
-    // order, so top-k of them is the top-k's survivors). Top-p needs the total of every weight
-    // first: it narrows after the softmax pass.
+    // order, so top-k of them is the top-k's survivors); top-p without a top-k to the bins of
+    // weight that hold its nucleus (`narrow_nucleus`, whose pass sums the total: `s_all`).
+    // Top-p after a top-k of more than WG needs the total of the kept weights first: it narrows
+    // after the softmax pass.
+    float s_all = -1.0;
     if (top_k && prm.top_k <= WG) {
         narrow(tid, KEEP_LOGIT, kth_max(tid, prm.top_k), mx);
     } else if (min_p && !top_p) {
         narrow(tid, KEEP_WEIGHT, prm.min_p * 0.999, mx);
+    } else if (top_p && !top_k) {
+        s_all = narrow_nucleus(tid, mx);
     }
     if (narrowed && n_sel <= WG) {
-        select_small(tid, mx, verdict, nh);
+        select_small(tid, mx, verdict, nh, s_all);
         return;
     }
 
@@ -629,6 +726,9 @@ void main() {
         s += w;
     }
     s = reduce_f(s, false);
+    if (narrowed && s_all >= 0.0) {
+        s = s_all;
+    }
 
     // Narrowing after the softmax pass, to the weights that can still be drawn: positive (past
     // a top-k cut of more than WG), at least min_p, and for top-p at least (1 - top_p) s / 4n:

@@ -599,7 +599,62 @@ fn gpu_sampler_tiny_vocabularies() {
             params(0.8, 0, 0.9, 0.0, 1.0),
             params(0.8, 0, 1.0, 0.2, 1.0),
             params(0.8, 0, 1.0, 0.0, 1.0),
+            params(0.8, 0, 0.001, 0.0, 1.0),
+            params(1.3, n + 1, 0.6, 0.0, 1.0),
         ];
         Sampler::new(&mut gpu, &logits).check(&mut gpu, &logits, &hist, &cases);
     }
+}
+
+/// Top-p without a top-k (top_k 0, or >= the vocabulary) narrows before its softmax pass to
+/// the bins of weight (factors of 4 from the top) that hold top_p of the mass (shaders/
+/// sample.comp `narrow_nucleus`): on model-shaped rows of SmolLM2's and Qwen2.5's vocabulary
+/// sizes and on a coarse grid of logits (the nucleus' last weight tied across many tokens), top_p
+/// from 1e-6 to 0.99, with min-p, a penalty, a high and a low temperature, every case on both
+/// paths draws the reference's token and every narrowed list holds every token the reference
+/// can draw (`check`). The lists take both ways after narrowing: at most 128 (ranked,
+/// `select_small`, with the whole row's total) and more (the radix searches over the list).
+#[test]
+fn gpu_sampler_top_p_narrows_to_the_nucleus() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(57);
+    let mut sizes = Vec::new();
+    let grid: Vec<f32> = (0..20_000)
+        .map(|_| (rng.sym(4.0) * 2.0).round() / 2.0)
+        .collect();
+    let rows = [peaked(&mut rng, 49_152), peaked(&mut rng, 151_936), grid];
+    for logits in &rows {
+        let n = logits.len();
+        let hist: Vec<u32> = vec![13, 7932, 5, (n - 1) as u32, 13];
+        let cases = [
+            params(0.8, 0, 0.95, 0.0, 1.0),
+            params(0.8, 0, 0.5, 0.0, 1.0),
+            params(0.8, 0, 0.01, 0.0, 1.0),
+            params(0.8, 0, 1e-6, 0.0, 1.0),
+            params(0.8, n, 0.9, 0.0, 1.0),
+            params(0.8, 0, 0.9, 0.02, 1.3),
+            params(1.0, 0, 0.99, 0.0, 1.0),
+            params(2.0, 0, 0.7, 0.0, 1.0),
+            params(0.3, 0, 0.95, 0.0, 1.2),
+        ];
+        let s = Sampler::new(&mut gpu, logits);
+        s.check(&mut gpu, logits, &hist, &cases);
+        for p in &cases {
+            for two in PATHS {
+                let r = s.run(&mut gpu, two, &hist, p, 0.5, 0);
+                let list = narrowed(&r, n, two);
+                let what = format!("n={n} {p:?} two stages {two}");
+                if p.top_p <= 0.5 {
+                    assert!(list.is_some(), "{what}: not narrowed");
+                }
+                if let Some(l) = list {
+                    sizes.push(l.len());
+                }
+            }
+        }
+    }
+    assert!(
+        sizes.iter().any(|&m| m <= 128) && sizes.iter().any(|&m| m > 128),
+        "list sizes {sizes:?}"
+    );
 }
