@@ -46,14 +46,16 @@ const SINGLE: &[&str] = &[
 
 /// Shaders compiled once per set of defines: (output name, source file, defines). `rms_norm_sg`
 /// is the norm pass's subgroup reduction (shaders/rms_norm.comp); `attention_rope` the one-row
-/// decode attention with RoPE and the KV write folded in (shaders/attention.comp), and
-/// `attention_split_rope` / `attention_staged_rope` the split decode attention's (GPUs).
+/// decode attention with RoPE and the KV write folded in (shaders/attention.comp),
+/// `attention_split_rope` / `attention_staged_rope` the split decode attention's (GPUs), and
+/// `attention_lanes_texel` the lanes prompt attention reading K and V through texel buffers.
 const DEFINED: &[(&str, &str, &[&str])] = &[
     ("rms_norm", "rms_norm.comp", &[]),
     ("rms_norm_sg", "rms_norm.comp", &["SUBGROUP"]),
     ("attention_rope", "attention.comp", &["ROPE"]),
     ("attention_split_rope", "attention_split.comp", &["ROPE"]),
     ("attention_staged_rope", "attention_staged.comp", &["ROPE"]),
+    ("attention_lanes_texel", "attention_lanes.comp", &["TEXEL"]),
 ];
 
 /// Mat-vec shapes: (variant prefix, source, tokens per workgroup, extra defines; 0 tokens: a

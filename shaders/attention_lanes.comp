@@ -30,6 +30,19 @@ layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
 layout(set = 0, binding = 2) readonly buffer KC { uint kc[]; };
 layout(set = 0, binding = 3) readonly buffer VC { uint vc[]; };
 layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
+#ifdef TEXEL
+// The same caches as uniform texel buffers (R32_UINT views; the host binds them where the
+// views reach the whole cache): gallivm fetches texels with one masked vector gather, where a
+// storage-buffer load is a loop over the SIMD lanes with a bounds check each (docs/vulkan.md,
+// "Reading weights through texel buffers").
+layout(set = 0, binding = 6) uniform usamplerBuffer KT;
+layout(set = 0, binding = 7) uniform usamplerBuffer VT;
+#define KLOAD(i) texelFetch(KT, int(i)).x
+#define VLOAD(i) texelFetch(VT, int(i)).x
+#else
+#define KLOAD(i) kc[i]
+#define VLOAD(i) vc[i]
+#endif
 layout(push_constant) uniform PC {
     uint n_head;
     uint n_kv;
@@ -110,7 +123,7 @@ void main() {
             const uint kb = p * rw + base;
             vec2 kf[NW];
             [[unroll]] for (uint c = 0u; c < NW; c++) {
-                kf[c] = unpackHalf2x16(kc[kb + min(lane + c * SG, W - 1u)]);
+                kf[c] = unpackHalf2x16(KLOAD(kb + min(lane + c * SG, W - 1u)));
             }
             [[unroll]] for (uint i = 0u; i < G * 4u; i++) {
                 sc[i] = 0.0;
@@ -150,7 +163,7 @@ void main() {
             const uint vb = min(p0 + j, p_hi) * rw + base;
             vec2 vf[NW];
             [[unroll]] for (uint c = 0u; c < NW; c++) {
-                vf[c] = unpackHalf2x16(vc[vb + min(lane + c * SG, W - 1u)]);
+                vf[c] = unpackHalf2x16(VLOAD(vb + min(lane + c * SG, W - 1u)));
             }
             [[unroll]] for (uint c = 0u; c < NW; c++) {
                 LANES(vf, c, AXPY)

@@ -160,8 +160,9 @@ impl VulkanSlots {
         // The norm pass's output, laid out as x (`Tuning::norm_pass`; else the norms are fused).
         let xn = dev.tuning.norm_pass.then(|| rows(e)).transpose()?;
         let logits = Rows::new(&shared, n, c.n_vocab, 1)?;
-        // Per layer 4 products and 2 norm passes; per slot its embedding and 6 ops a layer.
-        let sets = (6 * c.n_layer + 8 + n * (1 + 6 * c.n_layer)) as u32;
+        // Per layer 4 products and 2 norm passes; per slot its embedding and 6 ops a layer, and
+        // the lanes prompt attention's own set (texel K/V views).
+        let sets = (6 * c.n_layer + 8 + n * (1 + 7 * c.n_layer)) as u32;
         let mut arena = DescriptorArena::new(dev, sets, sets * 8)?;
         // The pipelines these ops can dispatch that the engines' do not, created together.
         let (layers, head, embed, slot_layers) = shared.kernels.all_at_once(|| {

@@ -125,9 +125,10 @@ impl VulkanEngine {
         let splits = Splits::for_context(&dev, n_ctx);
         let acts = Acts::new(&dev, c, graph::ubatch_for(&dev, c), splits)?;
         let kernels = &shared.kernels;
-        // Up to 12 ops per layer (graph.rs: Q/K norms and post-norms add three, the norm pass
-        // two, the folded decode attention one).
-        let sets = (12 * c.n_layer + 16) as u32;
+        // Up to 13 sets per layer: 12 ops (graph.rs: Q/K norms and post-norms add three, the
+        // norm pass two, the folded decode attention one) and the lanes prompt attention's own
+        // set where it reads K and V through texel views.
+        let sets = (13 * c.n_layer + 16) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         // Every pipeline the graph's ops can dispatch, created together before any recording.
         let graph = kernels.all_at_once(|| {

@@ -60,6 +60,12 @@ pub(super) const MATVEC_PUSH: u32 = 24;
 /// Storage bindings of every attention kernel (state, q, K cache, V cache, out, partials): one
 /// descriptor set serves the decode, split, combine and prompt kernels.
 pub const ATTN_BINDINGS: [u32; 6] = [1; 6];
+/// The lanes prompt attention reading K and V through texel buffers
+/// (`shaders/attention_lanes.comp` built with `TEXEL`): the attention's six storage bindings,
+/// then `R32_UINT` uniform texel views of the K and V caches (bindings 6 and 7).
+pub(super) const ATTN_TEXEL_BINDINGS: [u32; 8] = [1; 8];
+/// The first texel binding of `ATTN_TEXEL_BINDINGS`.
+pub(super) const ATTN_TEXEL_BINDING: u32 = 6;
 /// Push words: n_head, n_kv, head_dim, n_tok, scale, n_split, chunk, window (sliding window in
 /// positions, 0 = none).
 pub const ATTN_PUSH: u32 = 8;
@@ -159,6 +165,9 @@ pub struct Kernels {
     /// Prompt batches off the tiled path take the lanes attention (`Choices::prompt_attn_lanes`)
     /// instead of the one-row kernel.
     pub(super) prompt_lanes: Cell<bool>,
+    /// The lanes attention reads K and V through texel views where they reach the cache
+    /// (`Kernels::kv_texel`); on with `texel`, off only in tests (the storage form).
+    pub(super) lanes_texel: Cell<bool>,
     limits: Limits,
     /// `Device::texel_weights`: the mat-vec family's layout has the texel binding, and the
     /// `matvec.comp` variants read weights through it.
@@ -191,6 +200,7 @@ impl Kernels {
             tiled_form: Cell::new(dev.tuning.tiled_kernel.unwrap_or(TiledKernel::Scalar)),
             sample_two_stage: Cell::new(dev.choices.sampler_two_stage),
             prompt_lanes: Cell::new(dev.choices.prompt_attn_lanes),
+            lanes_texel: Cell::new(dev.texel_weights()),
             texel: dev.texel_weights(),
         })
     }
@@ -224,6 +234,13 @@ impl Kernels {
     #[cfg(test)]
     pub fn set_prompt_lanes(&self, on: bool) {
         self.prompt_lanes.set(on);
+    }
+
+    /// Forces the lanes attention's K/V reads: texel views (`true`, where `kv_texel` allows)
+    /// or storage buffers, for ops built after this call (tests cover both on one device).
+    #[cfg(test)]
+    pub fn set_lanes_texel(&self, on: bool) {
+        self.lanes_texel.set(on && self.texel);
     }
 
     /// Forces the sampler's path, two stages (`true`) or one, for ops built after this call
@@ -273,7 +290,7 @@ impl Kernels {
         }
     }
 
-    fn get_in(
+    pub(super) fn get_in(
         &self,
         name: &str,
         spirv: &'static [u8],

@@ -338,7 +338,7 @@ impl GpuOp {
         match prompt.filter(|_| n_tok > 1) {
             Some(p) => cmd.dispatch(
                 &p.kernel,
-                self.set,
+                p.set.unwrap_or(self.set),
                 &push,
                 [n_head / p.heads, n_tok.div_ceil(p.rows), 1],
             ),
@@ -586,7 +586,15 @@ impl OpBuilder<'_> {
                 kv if n_head.is_multiple_of(kv) => *n_head / kv,
                 _ => 1,
             };
-            *prompt = self.kernels.prompt_attention(*head_dim, group)?;
+            let kv_texel = self.kernels.kv_texel(kc, vc);
+            *prompt = self.kernels.prompt_attention(*head_dim, group, kv_texel)?;
+            // The lanes kernel with texel K/V reads has its own layout: the op's bindings,
+            // then the two caches' views.
+            if let Some(p) = prompt.as_mut().filter(|p| p.kernel.layout.texel.is_some()) {
+                let b: [&[BufRange]; 8] =
+                    [&[state], &[q], &[kc], &[vc], &[out], &[part], &[kc], &[vc]];
+                p.set = Some(self.arena.set(&p.kernel, &b)?);
+            }
             *split = match scratch {
                 Some(s) if *head_dim <= 256 && *n_kv > 0 && n_head.is_multiple_of(*n_kv) => {
                     let need = s.splits.part_floats(*n_head as usize, *head_dim as usize);

@@ -10,9 +10,10 @@ use std::rc::Rc;
 
 use ash::vk;
 
+use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH};
+use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, ATTN_TEXEL_BINDING, ATTN_TEXEL_BINDINGS};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use super::shapes::Limits;
@@ -223,6 +224,10 @@ pub struct PromptAttention {
     pub kernel: Rc<GpuKernel>,
     pub rows: u32,
     pub heads: u32,
+    /// The kernel's own descriptor set where its layout is not the attention op's: the lanes
+    /// kernel reading K and V through texel views (`ATTN_TEXEL_BINDINGS`; the op's builder
+    /// writes it). `None`: the op's set.
+    pub set: Option<vk::DescriptorSet>,
 }
 
 /// Invocations, query rows and keys per tile of the prompt attention; the shared memory it
@@ -279,11 +284,17 @@ impl Kernels {
     /// keys per tile (16 where shared memory is short); off it, where `prompt_lanes` (CPU
     /// implementations) and the device allow (`lanes_shape`), the lanes kernel, one query row
     /// per invocation and head, `lanes_heads(group, d)` heads of one KV head per workgroup
-    /// (`group`: query heads per KV head); else `None` (the one-row kernel serves prompts too):
-    /// `d` odd, or no tile fits the device.
-    pub fn prompt_attention(&self, d: u32, group: u32) -> Result<Option<PromptAttention>> {
+    /// (`group`: query heads per KV head), reading K and V through texel views where `kv_texel`
+    /// (`Kernels::kv_texel` of the op's caches); else `None` (the one-row kernel serves prompts
+    /// too): `d` odd, or no tile fits the device.
+    pub fn prompt_attention(
+        &self,
+        d: u32,
+        group: u32,
+        kv_texel: bool,
+    ) -> Result<Option<PromptAttention>> {
         if !self.prompt_tiled.get() {
-            return self.lanes_attention(d, group);
+            return self.lanes_attention(d, group, kv_texel);
         }
         if !d.is_multiple_of(2) || d == 0 {
             return Ok(None);
@@ -309,13 +320,36 @@ impl Kernels {
             kernel,
             rows: ATTN_BR,
             heads: 1,
+            set: None,
         }))
+    }
+
+    /// Whether the lanes attention may read the caches `kc` and `vc` through `R32_UINT` texel
+    /// views: where the device's buffers have texel usage (`Device::texel_weights`, which
+    /// also gives the descriptor pool its texel descriptors), each view starts at the texel
+    /// offset alignment and holds at most `maxTexelBufferElements` words. Else the kernel
+    /// reads storage buffers (lavapipe: 128 Mi words, 512 MiB per layer's K or V).
+    pub fn kv_texel(&self, kc: BufRange, vc: BufRange) -> bool {
+        let limits = &self.dev.limits;
+        let fits = |r: BufRange| {
+            r.offset
+                .is_multiple_of(limits.min_texel_buffer_offset_alignment.max(1))
+                && r.len / 4 <= u64::from(limits.max_texel_buffer_elements)
+        };
+        self.lanes_texel.get() && self.texel_weights() && fits(kc) && fits(vc)
     }
 
     /// The lanes attention (`shaders/attention_lanes.comp`) for head dimension `d` and `group`
     /// query heads per KV head, named `attention_lanes_{SG}_{d}` (one head per workgroup) or
-    /// `attention_lanes_{SG}_{d}_g{G}` (G heads), or `None` where it is off or cannot run.
-    fn lanes_attention(&self, d: u32, group: u32) -> Result<Option<PromptAttention>> {
+    /// `attention_lanes_{SG}_{d}_g{G}` (G heads), with `_t` where it reads K and V through
+    /// texel views (`kv_texel`: its own layout, `ATTN_TEXEL_BINDINGS`), or `None` where it is
+    /// off or cannot run.
+    fn lanes_attention(
+        &self,
+        d: u32,
+        group: u32,
+        kv_texel: bool,
+    ) -> Result<Option<PromptAttention>> {
         if !self.prompt_lanes.get() {
             return Ok(None);
         }
@@ -329,21 +363,30 @@ impl Kernels {
             return Ok(None);
         };
         let heads = lanes_heads(group, d);
-        let name = match heads {
+        let mut name = match heads {
             1 => format!("attention_lanes_{sg}_{d}"),
             g => format!("attention_lanes_{sg}_{d}_g{g}"),
         };
-        let kernel = self.get(
-            &name,
-            shaders::ATTENTION_LANES,
-            &ATTN_BINDINGS,
-            ATTN_PUSH,
-            &[sg, d, LANES_KB, heads],
-        )?;
+        let spec = [sg, d, LANES_KB, heads];
+        let kernel = if kv_texel {
+            name.push_str("_t");
+            let (b, t) = (&ATTN_TEXEL_BINDINGS, Some(ATTN_TEXEL_BINDING));
+            let spirv = shaders::ATTENTION_LANES_TEXEL;
+            self.get_in(&name, spirv, b, t, ATTN_PUSH, &spec)?
+        } else {
+            self.get(
+                &name,
+                shaders::ATTENTION_LANES,
+                &ATTN_BINDINGS,
+                ATTN_PUSH,
+                &spec,
+            )?
+        };
         Ok(Some(PromptAttention {
             kernel,
             rows: sg,
             heads,
+            set: None,
         }))
     }
 }

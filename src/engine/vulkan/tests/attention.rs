@@ -184,8 +184,11 @@ fn lanes_prompt_attention_matches_reference() {
         let sbuf = gpu.state_at(pos0);
         let qbuf = gpu.buf_f32(&q);
         let mut outs = Vec::new();
-        for lanes in [true, false] {
+        // The lanes kernel reading K/V through texel views, through storage buffers, then the
+        // one-row kernel.
+        for (lanes, texel) in [(true, true), (true, false), (false, false)] {
             gpu.kernels.set_prompt_lanes(lanes);
+            gpu.kernels.set_lanes_texel(texel);
             let obuf = gpu.buf_f32(&vec![f32::NAN; n_tok * qd]);
             let kind = attention_kind_window((n_head, n_kv, d), window);
             let op = gpu.attention_op(&sbuf, &qbuf, &cache, &obuf, None, kind);
@@ -198,10 +201,13 @@ fn lanes_prompt_attention_matches_reference() {
             if lanes {
                 let name = name.expect("lanes attention on lavapipe");
                 let g = lanes_heads((n_head / n_kv) as u32, d as u32);
-                let want = match g {
+                let mut want = match g {
                     1 => format!("attention_lanes_8_{d}"),
                     g => format!("attention_lanes_8_{d}_g{g}"),
                 };
+                if texel {
+                    want.push_str("_t");
+                }
                 assert_eq!(name, want);
             } else {
                 assert_eq!(name, None, "one-row kernel");
@@ -211,6 +217,7 @@ fn lanes_prompt_attention_matches_reference() {
             gpu.check();
         }
         gpu.kernels.set_prompt_lanes(true);
+        gpu.kernels.set_lanes_texel(true);
         let what = format!(
             "heads {:?}, pos0 {pos0}, {n_tok} tokens, window {window}",
             (n_head, n_kv, d)
@@ -231,15 +238,18 @@ fn lanes_prompt_attention_matches_reference() {
                 p + 1 - w0,
             );
             for (j, want) in want.iter().enumerate() {
-                let (lanes, row) = (outs[0][t * qd + j], outs[1][t * qd + j]);
-                assert!(
-                    (lanes as f64 - want).abs() < 2e-4 * qs as f64,
-                    "{what}: t={t} out[{j}] = {lanes} vs {want}"
-                );
-                assert!(
-                    (lanes - row).abs() < 2e-4 * qs,
-                    "{what}: t={t} out[{j}] = {lanes} vs the one-row kernel's {row}"
-                );
+                let row = outs[2][t * qd + j];
+                for (form, out) in ["texel", "storage"].iter().zip(&outs) {
+                    let lanes = out[t * qd + j];
+                    assert!(
+                        (lanes as f64 - want).abs() < 2e-4 * qs as f64,
+                        "{what}, {form}: t={t} out[{j}] = {lanes} vs {want}"
+                    );
+                    assert!(
+                        (lanes - row).abs() < 2e-4 * qs,
+                        "{what}, {form}: t={t} out[{j}] = {lanes} vs the one-row kernel's {row}"
+                    );
+                }
             }
         }
     }

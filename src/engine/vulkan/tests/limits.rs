@@ -678,13 +678,19 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
                 let mut heads: Vec<u32> = (1..=MAX_GROUP).map(|g| lanes_heads(g, hd)).collect();
                 heads.sort_unstable();
                 heads.dedup();
+                // Both forms: K/V through storage buffers and through texel views.
+                let forms = [
+                    ("attention_lanes", shaders::ATTENTION_LANES),
+                    ("attention_lanes_texel", shaders::ATTENTION_LANES_TEXEL),
+                ];
                 for g in heads {
-                    let spec = [sg, hd, LANES_KB, g];
-                    let code = shaders::ATTENTION_LANES;
-                    let u = sh.usage("attention_lanes", code, &spec, Some(0));
-                    let what = format!("{}: lanes at {hd}, {g} heads", d.name);
-                    assert_eq!(u.local, [u64::from(sg), 1, 1], "{what}");
-                    sh.check(&d, "attention_lanes", code, &spec, Some(0));
+                    for (name, code) in forms {
+                        let spec = [sg, hd, LANES_KB, g];
+                        let u = sh.usage(name, code, &spec, Some(0));
+                        let what = format!("{}: {name} at {hd}, {g} heads", d.name);
+                        assert_eq!(u.local, [u64::from(sg), 1, 1], "{what}");
+                        sh.check(&d, name, code, &spec, Some(0));
+                    }
                 }
             }
             if d.name == "lavapipe" {
