@@ -492,6 +492,31 @@ vec4 nw4_one(uint e0, uint i4) {
 #endif
 }
 
+// The dot product of unit `u` of a Q8_0 row at byte `rb` of segment `s` with the unit's
+// activations `xs`, for lane_rows_one: the 34-byte block is the 9 words that hold it, each
+// loaded once (its scale shares the first: the low half where the block is word-aligned, else
+// the high half, the quants then aligned from the second word), the quants are dotted as
+// integers converted to float, and the scale multiplies the unit's sum once, not each weight.
+// The words are the ones dq32 loads (its LD_RUN reads the ninth only for an aligned block).
+float q8_0_dot(uint s, uint rb, uint u, vec4 xs[8]) {
+    const uint b = rb + u * 34u;
+    const uint w0 = b >> 2;
+    const bool aligned = (b & 2u) == 0u;
+    uint wv[9];
+    [[unroll]] for (uint j = 0u; j < 9u; j++) {
+        wv[j] = WLOAD(s, w0 + j);
+    }
+    const float d = unpackHalf2x16(aligned ? wv[0] : wv[0] >> 16).x;
+    vec4 s4 = vec4(0.0);
+    [[unroll]] for (uint j = 0u; j < 8u; j++) {
+        const int q = int(aligned ? (wv[j] >> 16) | (wv[j + 1u] << 16) : wv[j + 1u]);
+        const vec4 qv = vec4(bitfieldExtract(q, 0, 8), bitfieldExtract(q, 8, 8),
+                             bitfieldExtract(q, 16, 8), bitfieldExtract(q, 24, 8));
+        s4 += qv * xs[j];
+    }
+    return d * ((s4.x + s4.y) + (s4.z + s4.w));
+}
+
 void lane_rows_one(uint ty, uint row0, uint total, uint units, uint t0) {
     if (row0 >= total) {
         return;
@@ -538,6 +563,10 @@ void lane_rows_one(uint ty, uint row0, uint total, uint units, uint t0) {
                 xs[i4] = xv;
             }
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                if (ty == T_Q8_0) {
+                    a[r] += q8_0_dot(segs[r], rbs[r], u, xs);
+                    continue;
+                }
                 float w[32];
                 dq32(segs[r], ty, rbs[r], u, pc.k, w);
                 vec4 s4 = vec4(0.0);

@@ -87,12 +87,25 @@ pub fn fit(shape: [u32; 3], nt: u32, lim: &Limits) -> [u32; 3] {
     [wg, rows, path]
 }
 
+/// Matrices taller than this (the LM head) get a shape of their own (`for_matrix`).
+pub const TALL_ROWS: u32 = 8192;
+
+/// Rows per invocation of the lane path for matrices taller than `TALL_ROWS`.
+pub const LANE_TALL_ROWS: u32 = 16;
+
 /// The shape for a decode mat-vec of `rows` × `k` given the device's base shape: on the subgroup
 /// path, 32 lanes for very tall matrices (the LM head) or short rows (k < 1024), where a wide
-/// workgroup would leave lanes idle or launch too few rows per SM.
+/// workgroup would leave lanes idle or launch too few rows per SM; on the lane path (CPU
+/// implementations), at least `LANE_TALL_ROWS` rows per invocation for very tall matrices: on
+/// lavapipe the head's weight fetches miss the cache, and twice the rows per invocation give
+/// each unit twice the independent fetches to overlap (docs/vulkan.md, "The LM head on
+/// lavapipe").
 pub fn for_matrix(base: [u32; 3], rows: u32, k: u32, lim: &Limits) -> [u32; 3] {
-    if base[2] == PATH_SUBGROUP && (rows > 8192 || k < 1024) {
+    if base[2] == PATH_SUBGROUP && (rows > TALL_ROWS || k < 1024) {
         return fit([base[0].min(32), base[1], base[2]], 1, lim);
+    }
+    if base[2] == PATH_LANE && rows > TALL_ROWS && base[1] < LANE_TALL_ROWS {
+        return fit([base[0], LANE_TALL_ROWS, base[2]], 1, lim);
     }
     base
 }

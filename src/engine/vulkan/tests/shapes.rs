@@ -38,11 +38,12 @@ fn every_shape_the_chooser_returns_fits_the_device_limits() {
                         if p == PATH_SUBGROUP {
                             assert!(lim.subgroup_arith && nt == 1, "{what}: subgroup path");
                         }
-                        // Tall and short matrices get their own shape, which must fit too.
+                        // Tall and short matrices get their own decode shape (one token),
+                        // which must fit too.
                         for (m, k) in [(128_256, 3072), (3072, 576), (3072, 3072)] {
                             let t = shapes::for_matrix(got, m, k, &lim);
                             assert!(
-                                shapes::shared_bytes(t, nt) <= u64::from(lim.shared_bytes)
+                                shapes::shared_bytes(t, 1) <= u64::from(lim.shared_bytes)
                                     && t[0] <= lim.max_wg,
                                 "{what}: for {m}x{k}: {t:?}"
                             );
@@ -76,6 +77,20 @@ fn every_shape_the_chooser_returns_fits_the_device_limits() {
     assert_eq!(shapes::for_matrix(base, 128_256, 3072, &lim)[0], 32);
     assert_eq!(shapes::for_matrix(base, 8192, 3072, &lim)[0], 128);
     assert_eq!(shapes::for_matrix(base, 3072, 576, &lim)[0], 32);
+    // The LM head takes 16 rows per invocation on the lane path; other matrices, and a lane
+    // shape that asks for more rows already, keep the base shape.
+    let lane = [32, 8, PATH_LANE];
+    let lim = Limits::LAVAPIPE;
+    assert_eq!(
+        shapes::for_matrix(lane, 49_152, 576, &lim),
+        [32, shapes::LANE_TALL_ROWS, PATH_LANE]
+    );
+    assert_eq!(shapes::for_matrix(lane, 8192, 576, &lim), lane);
+    assert_eq!(shapes::for_matrix(lane, 3072, 576, &lim), lane);
+    assert_eq!(
+        shapes::for_matrix([32, 16, PATH_LANE], 151_936, 896, &lim),
+        [32, 16, PATH_LANE]
+    );
 }
 
 #[test]
