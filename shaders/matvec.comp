@@ -21,7 +21,8 @@ layout(constant_id = 2) const uint LANE_ROWS = 0;
 layout(local_size_x_id = 0) in;
 // Tokens per workgroup: the decode variants are built with `-D NT=1`; the mat-mat (`matmul_*`)
 // takes NT as a specialization constant (`Kernels::matmul`: 8 on GPUs, where larger batches go
-// to the tiled mat-mat, 16 on CPU implementations; `PIGPU_VK_MATMUL_NT`), and with it FIXED:
+// to the tiled mat-mat, 16 on CPU implementations, 32 there for the weight types whose
+// dequantization costs most (`kernels::lane_matmul_nt`); `PIGPU_VK_MATMUL_NT`), and with it FIXED:
 // what the op fixes at pipeline creation for lane_rows_batch (F_GLU, F_NORM, X_WHOLE), or
 // FIXED_PUSH (nothing: the flags come from the push constants). Lavapipe (gallivm, Mesa 22.3)
 // runs both sides of every `if` under a lane mask, so only a constant spares a product without
@@ -134,7 +135,9 @@ vec4 nw4_at(uint i4) { return nw4[i4]; }
 #endif
 #include "common/dequant.glsl"
 
-shared float red[ROWS * 2u * NT * WG];
+// The tree path's reduction; the lane path (LANE_ROWS) uses no shared memory, so its array is
+// one float there, and its tokens per workgroup are not bounded by the device's shared memory.
+shared float red[LANE_ROWS != 0u ? 1u : ROWS * 2u * NT * WG];
 #include "common/reduce.glsl"
 
 uint seg_type_of(uint seg) {

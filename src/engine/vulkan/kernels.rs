@@ -129,6 +129,20 @@ pub fn lane_types(segs: &[(u32, GgmlType)], glu: bool, rows: u32) -> Option<[u32
     Some(out)
 }
 
+/// Tokens per workgroup of the lane path's mat-mat over segments `segs` (rows, type), from the
+/// device's `base` (`Choices::matmul_nt`, 16 on CPU implementations): twice that for one weight
+/// type whose dequantization costs most per unit (Q5_0, Q5_1, Q8_0 and the K-quants), which
+/// each dequantized unit then serves; `base` for Q4_0/Q4_1 (on lavapipe their products were
+/// slower with 32: the per-token accumulators in scratch memory grow with NT), F32/F16 and
+/// mixed types. Measured: docs/benchmarks.md, "The lane mat-mat's tokens per type".
+pub fn lane_matmul_nt(segs: &[(u32, GgmlType)], base: u32) -> u32 {
+    use GgmlType::{Q2_K, Q3_K, Q4_K, Q5_0, Q5_1, Q5_K, Q6_K, Q8_0};
+    match one_type(segs) {
+        Some(Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K) => base * 2,
+        _ => base,
+    }
+}
+
 /// Whether the shaders can read weights of type `ty`.
 pub fn supported(ty: GgmlType) -> bool {
     shaders::WEIGHT_TYPE_IDS.contains(&ty.id())
@@ -404,7 +418,11 @@ impl Kernels {
     /// pipeline fixes (`matmul_fixed`).
     pub fn matmul(&self, segs: &[(u32, GgmlType)], glu: bool, fixed: u32) -> Result<Rc<GpuKernel>> {
         let [wg, rows, path] = self.matmul_shape;
-        self.matvec_shaped(true, segs, glu, &[wg, rows, path, self.matmul_nt, fixed])
+        let nt = match self.dev.tuning.matmul_nt {
+            None if path == PATH_LANE => lane_matmul_nt(segs, self.matmul_nt),
+            _ => self.matmul_nt,
+        };
+        self.matvec_shaped(true, segs, glu, &[wg, rows, path, nt, fixed])
     }
 
     /// The mat-mat's spec constant FIXED for an op over `segs` (rows, type) with push `flags`,

@@ -53,6 +53,9 @@ pub fn shared_bytes(shape: [u32; 3], nt: u32) -> u64 {
     let [wg, rows, path] = shape.map(u64::from);
     if path == PATH_SUBGROUP as u64 {
         (rows * 2 + 1) * wg * 4
+    } else if path == PATH_LANE as u64 {
+        // shaders/matvec.comp: the tree's reduction array is one float on the lane path.
+        4
     } else {
         rows * 2 * u64::from(nt) * wg * 4
     }

@@ -110,6 +110,50 @@ fn mixed_types_in_whole_invocations_take_the_register_form() {
     }
 }
 
+/// The lane mat-mat's tokens per workgroup by weight type (`lane_matmul_nt`): 32 for the types
+/// whose dequantization costs most, the device's 16 for Q4_0/Q4_1, F32/F16 and mixed types;
+/// each checked against the CPU over two workgroup rows of tokens, the second partial (40 and
+/// 19 tokens), the norm and a bias fused. The GPUs' tree path keeps its 8 for all.
+#[test]
+fn the_lane_mat_mat_takes_more_tokens_where_dequantization_costs_most() {
+    use crate::engine::vulkan::choices::{MATMUL_NT, MATMUL_NT_CPU};
+    use crate::engine::vulkan::kernels::matmul_nt_of;
+    use GgmlType::{F16, Q4_0, Q4_1, Q4_K, Q5_0, Q6_K, Q8_0};
+    let cases = [
+        (Q6_K, 2 * MATMUL_NT_CPU),
+        (Q4_K, 2 * MATMUL_NT_CPU),
+        (Q5_0, 2 * MATMUL_NT_CPU),
+        (Q8_0, 2 * MATMUL_NT_CPU),
+        (Q4_1, MATMUL_NT_CPU),
+        (Q4_0, MATMUL_NT_CPU),
+        (F16, MATMUL_NT_CPU),
+    ];
+    for lane in [1, 0] {
+        let (mut gpu, mut rng) = (Gpu::with_lane(lane), Rng::new(12));
+        for (ty, lane_nt) in cases {
+            let want = if lane == 1 { lane_nt } else { MATMUL_NT };
+            let label = format!("{ty} lane={lane}");
+            let nt = |op: &GpuOp| {
+                let OpKind::Matvec { batch_kernel, .. } = &op.kind else {
+                    panic!("{label}: not a mat-vec");
+                };
+                let batch = batch_kernel.as_ref().expect("a batch op has its mat-mat");
+                assert_eq!(matmul_nt_of(batch), want, "{label}: {}", batch.name);
+            };
+            let k = width_for(ty);
+            check_fused(&mut gpu, &mut rng, k, &[(ty, 37)], &[40, 19], nt, &label);
+        }
+        gpu.check();
+    }
+    // Mixed types keep the device's count.
+    let gpu = Gpu::with_lane(1);
+    let mixed = gpu
+        .kernels
+        .matmul(&[(16, Q5_0), (8, Q4_1)], false, 0)
+        .unwrap();
+    assert_eq!(matmul_nt_of(&mixed), MATMUL_NT_CPU, "{}", mixed.name);
+}
+
 /// One weight type in two, three and four segments (a matrix in pieces, as a tensor larger
 /// than one binding is bound): the typed kernels, built for that many segments (texel
 /// weights pick the segment by comparisons up to the count), stack the segments' rows.
