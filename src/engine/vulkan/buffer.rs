@@ -1,6 +1,7 @@
 //! Buffers with their own memory: device-local (weights, activations, KV cache; written only by
-//! copy commands and shaders, never by the CPU) and host-visible (staging for uploads, readback,
-//! the per-token sampling parameters). Each frees itself in `Drop`.
+//! copy commands and shaders, never by the CPU, except the weights on a device whose memory is
+//! the host's: `MemKind::Weights`) and host-visible (staging for uploads, readback, the
+//! per-token sampling parameters). Each frees itself in `Drop`.
 
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ use super::error::{vkerr, Result, VkError};
 pub enum MemKind {
     /// Device-local; filled by `vkCmdCopyBuffer` or shaders.
     Device,
+    /// As `Device`, and mapped where the device's memory is the host's and host-visible
+    /// (`Choices::weights_in_place`: CPU implementations), for the CPU to fill in place.
+    Weights,
     /// Host-visible and coherent, written by the CPU (staging, parameters).
     Upload,
     /// Host-visible and coherent, preferably cached, read by the CPU.
@@ -64,7 +68,8 @@ impl Buffer {
             | vk::BufferUsageFlags::TRANSFER_SRC
             | vk::BufferUsageFlags::TRANSFER_DST;
         // Device-local buffers may be viewed as texel buffers (`Device::texel_weights`).
-        if kind == MemKind::Device && dev.texel_weights() {
+        let device_local = matches!(kind, MemKind::Device | MemKind::Weights);
+        if device_local && dev.texel_weights() {
             usage |= vk::BufferUsageFlags::UNIFORM_TEXEL_BUFFER;
         }
         let info = vk::BufferCreateInfo::default()
@@ -87,6 +92,12 @@ impl Buffer {
         use vk::MemoryPropertyFlags as F;
         let want: &[F] = match kind {
             MemKind::Device => &[F::DEVICE_LOCAL, F::empty()],
+            MemKind::Weights if dev.choices.weights_in_place => &[
+                F::DEVICE_LOCAL | F::HOST_VISIBLE | F::HOST_COHERENT,
+                F::DEVICE_LOCAL,
+                F::empty(),
+            ],
+            MemKind::Weights => &[F::DEVICE_LOCAL, F::empty()],
             MemKind::Upload => &[F::HOST_VISIBLE | F::HOST_COHERENT],
             MemKind::Readback => &[
                 F::HOST_VISIBLE | F::HOST_COHERENT | F::HOST_CACHED,
@@ -119,13 +130,21 @@ impl Buffer {
             size,
             alloc: alloc_size,
             ptr: std::ptr::null_mut(),
-            local: if kind == MemKind::Device { req.size } else { 0 },
+            local: if device_local { req.size } else { 0 },
         };
         dev.device_local
             .fetch_add(b.local, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: fresh buffer and memory of a compatible type and sufficient size.
         unsafe { dev.raw.bind_buffer_memory(raw, mem, 0) }.map_err(vkerr("vkBindBufferMemory"))?;
-        if kind != MemKind::Device {
+        let host_visible = dev.memory.memory_types[ty as usize]
+            .property_flags
+            .contains(F::HOST_VISIBLE | F::HOST_COHERENT);
+        let mapped = match kind {
+            MemKind::Device => false,
+            MemKind::Weights => dev.choices.weights_in_place && host_visible,
+            MemKind::Upload | MemKind::Readback => true,
+        };
+        if mapped {
             // SAFETY: host-visible memory, mapped once for the buffer's lifetime.
             let p = unsafe {
                 dev.raw
@@ -135,6 +154,12 @@ impl Buffer {
             b.ptr = p as *mut u8;
         }
         Ok(b)
+    }
+
+    /// Whether the CPU can write this buffer in place (host-visible kinds; `Weights` where the
+    /// device's memory is the host's).
+    pub fn is_mapped(&self) -> bool {
+        !self.ptr.is_null()
     }
 
     /// Copies `data` into a host-visible buffer at `offset`.

@@ -64,6 +64,9 @@ pub struct Choices {
     pub texel_weights: bool,
     /// The host reads each step's token from the mapped device state, else from a copy.
     pub state_mapped: bool,
+    /// The weights' device memory is mapped and filled by the CPU in place, with no staging
+    /// copy (`MemKind::Weights`; where it is the host's memory anyway).
+    pub weights_in_place: bool,
     /// Invocations per row of the norm pass (before the device's workgroup cap).
     pub norm_wg: u32,
     /// Bytes of the profiler's copy-bandwidth test.
@@ -114,6 +117,8 @@ impl Choices {
             texel_weights: tuning.texel_weights.unwrap_or(!gpu && texel_reach),
             // A CPU implementation's memory is all host memory: no copy needed.
             state_mapped: tuning.state_mapped.unwrap_or(!gpu),
+            // The same memory: a staging buffer would only add a second copy of every weight.
+            weights_in_place: !gpu,
             // A 3072-wide row is three vec4 loads each at 256.
             norm_wg: if gpu { 256 } else { 64 },
             // Large enough to dwarf the copy's start-up on a GPU, small for lavapipe's memory.

@@ -3,7 +3,10 @@
 //! the chunks already submitted, the CPU fills the next slot, so host memory stays at
 //! `SLOTS` chunks whatever the model size. Small tensors share a slot (one submit carries their
 //! copies), and a large chunk is copied into staging by a few threads at once (the copy out of
-//! the memory-mapped file, page faults included, is what limits a fast link).
+//! the memory-mapped file, page faults included, is what limits a fast link). A destination the
+//! CPU can write (`Buffer::is_mapped`: a weight buffer on a CPU implementation, whose memory is
+//! the host's) is filled in place by the same threads instead, with no staging copy, no copy
+//! command and no staging buffer allocated.
 
 use std::sync::Arc;
 
@@ -26,6 +29,9 @@ struct Slot {
 }
 
 pub struct Uploader {
+    dev: Arc<Device>,
+    chunk: u64,
+    /// Allocated at the first upload that goes through staging.
     slots: Vec<Slot>,
     /// The slot being filled.
     cur: usize,
@@ -33,34 +39,72 @@ pub struct Uploader {
     /// command buffer is recording when this is > 0).
     fill: u64,
     threads: usize,
+    /// Fill a mapped destination in place (else it goes through staging like any other).
+    in_place: bool,
     /// Bytes uploaded so far.
     pub bytes: u64,
 }
 
 impl Uploader {
+    /// An uploader with staging chunks of `chunk` bytes (the ring is allocated when first
+    /// needed).
     pub fn new(dev: &Arc<Device>, chunk: u64) -> Result<Uploader> {
-        let mut slots = Vec::with_capacity(SLOTS);
-        for _ in 0..SLOTS {
-            slots.push(Slot {
-                staging: Buffer::new(dev, chunk, MemKind::Upload, "upload staging buffer")?,
-                cmd: CmdBuffer::new(dev)?,
-            });
-        }
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(FILL_THREADS);
         Ok(Uploader {
-            slots,
+            dev: dev.clone(),
+            chunk,
+            slots: Vec::new(),
             cur: 0,
             fill: 0,
             threads,
+            in_place: true,
             bytes: 0,
         })
     }
 
-    /// Copies `data` into `dst` at `dst_off`, through the staging ring. Returns when every full
-    /// slot is submitted; the rest goes with the next upload or `finish`, which waits for all.
-    pub fn upload(&mut self, dst: &Buffer, dst_off: u64, data: &[u8]) -> Result<()> {
+    /// Sends even mapped destinations through staging (tests cover both paths on one device).
+    #[cfg(test)]
+    pub fn set_in_place(&mut self, on: bool) {
+        self.in_place = on;
+    }
+
+    /// Staging buffers allocated so far (none until an upload needs staging).
+    #[cfg(test)]
+    pub fn staging_buffers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Copies `data` into `dst` at `dst_off`: in place where `dst` is mapped, else through the
+    /// staging ring. Returns when every full slot is submitted; the rest goes with the next
+    /// upload or `finish`, which waits for all.
+    pub fn upload(&mut self, dst: &mut Buffer, dst_off: u64, data: &[u8]) -> Result<()> {
+        if self.in_place && dst.is_mapped() {
+            // No GPU work uses a buffer being uploaded (a fresh weight buffer); coherent memory,
+            // made visible to the device by the next submit.
+            let at = dst_off as usize;
+            fill_parallel(
+                &mut dst.mapped_mut()[at..at + data.len()],
+                data,
+                self.threads,
+            );
+            self.bytes += data.len() as u64;
+            return Ok(());
+        }
+        if self.slots.is_empty() {
+            for _ in 0..SLOTS {
+                self.slots.push(Slot {
+                    staging: Buffer::new(
+                        &self.dev,
+                        self.chunk,
+                        MemKind::Upload,
+                        "upload staging buffer",
+                    )?,
+                    cmd: CmdBuffer::new(&self.dev)?,
+                });
+            }
+        }
         let mut done = 0usize;
         while done < data.len() {
             let slot = &mut self.slots[self.cur];

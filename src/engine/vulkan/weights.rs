@@ -89,8 +89,8 @@ impl Loader<'_> {
     }
 
     fn f32s(&mut self, v: &[f32], what: &str) -> Result<Buffer> {
-        let b = Buffer::new(self.dev, v.len() as u64 * 4, MemKind::Device, what)?;
-        self.up.upload(&b, 0, f32_bytes(v))?;
+        let mut b = Buffer::new(self.dev, v.len() as u64 * 4, MemKind::Weights, what)?;
+        self.up.upload(&mut b, 0, f32_bytes(v))?;
         Ok(b)
     }
 
@@ -120,8 +120,8 @@ impl Loader<'_> {
             let r0 = p * per_piece;
             let r = per_piece.min(rows - r0);
             let bytes = &data[(r0 * row_bytes) as usize..((r0 + r) * row_bytes) as usize];
-            let b = Buffer::new(self.dev, bytes.len() as u64, MemKind::Device, &w.name)?;
-            self.up.upload(&b, 0, bytes)?;
+            let mut b = Buffer::new(self.dev, bytes.len() as u64, MemKind::Weights, &w.name)?;
+            self.up.upload(&mut b, 0, bytes)?;
             self.progress.add(bytes.len() as u64);
             pieces.push((b, r as u32));
         }

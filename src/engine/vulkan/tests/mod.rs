@@ -125,8 +125,9 @@ impl Gpu {
     }
 
     pub fn buf(&mut self, data: &[u8]) -> Buffer {
-        let b = Buffer::new(&self.dev, data.len() as u64, MemKind::Device, "test buffer").unwrap();
-        self.up.upload(&b, 0, data).unwrap();
+        let mut b =
+            Buffer::new(&self.dev, data.len() as u64, MemKind::Device, "test buffer").unwrap();
+        self.up.upload(&mut b, 0, data).unwrap();
         self.up.finish().unwrap();
         b
     }
