@@ -28,6 +28,11 @@ layout(constant_id = 1) const uint ONE_STAGE = 0;
 // `Kernels::sample`): the argmax and nothing else is compiled, and the shared memory is the
 // argmax tree's; 0: every sampler, greedy included (the temperature read at run time).
 layout(constant_id = 2) const uint GREEDY = 0;
+// 1: top-k-bounded sampling only (the pipeline the host records when the temperature is > 0
+// and 1 <= top_k <= WG: kernels.rs `sample_mode`, the chat defaults' family): the top-k list
+// is built in shared memory from two reads of the candidates (`topk_main`), and neither the
+// radix searches nor the other narrowings are compiled; 0: as GREEDY says.
+layout(constant_id = 3) const uint TOPK = 0;
 layout(local_size_x_id = 0) in;
 // Binding 0 (the logits) is read by the prefilter, or here with ONE_STAGE; binding 3 holds the
 // prefilter's candidate ids and flags (two stages) and, past them, the narrowed list (both
@@ -53,14 +58,22 @@ layout(push_constant) uniform PC {
 #include "common/state.glsl"
 #include "common/candidates.glsl"
 
-// The radix search's 16 bins per invocation; greedy's tree needs 2 words per invocation.
-const uint BINS = 16u - 14u * GREEDY;
+// The radix search's 16 bins per invocation; greedy's tree and the top-k-bounded selection
+// need 2 words per invocation.
+const uint BINS = (GREEDY != 0u || TOPK != 0u) ? 2u : 16u;
 shared float hm[BINS * WG];
 shared uint hc[BINS * WG];
 shared uint s_key, s_cut, s_cnt_eq, s_above_c, s_count;
 shared float s_above_m, s_kth;
 // Each invocation's maximum of the first pass (the top-k bound: kth_max; unused by greedy).
 shared float s_imax[WG - (WG - 1u) * GREEDY];
+// The top-k-bounded selection's list (TOPK): candidate indices and their penalized logits,
+// appended in any order (s_count counts them); its row maximum and verdict.
+const uint LIST = TOPK != 0u ? WG : 1u;
+shared uint l_idx[LIST];
+shared float l_val[LIST];
+shared float s_max;
+shared uint s_bad;
 // Candidates: with one stage the whole vocabulary, read from the push constant (which the
 // compiler sees as uniform, unlike a variable), else set at the start of main.
 uint n_cand_two;
@@ -579,6 +592,8 @@ float kth_max(uint tid, uint k) {
 // draw. No radix search (three of them, 8 passes and 8 trees each) and no pass per step.
 // `s_all`: top-p's total when the list does not hold every weight (`narrow_nucleus`), else < 0
 // (the total of the kept).
+uint walk(uint m, float s_all);
+
 void select_small(uint tid, float mx, uint verdict, uint nh, float s_all) {
     const uint m = n_sel;
     uint key = 0u;
@@ -600,6 +615,18 @@ void select_small(uint tid, float mx, uint verdict, uint nh, float s_all) {
     }
     sync();
     if (tid == 0u) {
+        s_cut = walk(m, s_all);
+    }
+    sync();
+    finish(tid, cand_id(at(s_cut)), verdict, nh);
+}
+
+// Invocation 0's walk over m ranked candidates (rank r's weight in hm[r], its list position in
+// hc[WG + r]), as the CPU sampler walks its sorted candidates: top-k, the total (`s_all` when
+// >= 0, else the sum of the kept weights), top-p, min-p, the draw. Returns the chosen one's
+// list position.
+uint walk(uint m, float s_all) {
+    {
         uint keep = m;
         if (prm.top_k > 0u && prm.top_k < keep) {
             keep = prm.top_k;
@@ -645,10 +672,235 @@ void select_small(uint tid, float mx, uint verdict, uint nh, float s_all) {
                 break;
             }
         }
-        s_cut = hc[WG + pick];
+        return hc[WG + pick];
+    }
+}
+
+// Element i of the candidates as the top-k-bounded passes read it, in the strided order
+// i = tid, tid + WG, ...: one stage the logit, penalized when it is the history token `np` of
+// this invocation's class (then `np` steps to the next: pen_next); two stages the candidate's
+// penalized logit. `pen` is a constant at each call.
+float tk_val(uint tid, uint i, uint nh, uint last_n, uint n, bool pen, inout uint np) {
+    if (ONE_STAGE == 0u) {
+        return sc[i];
+    }
+    float v = logits[pc.logits_off + i];
+    if (pen && i == np) {
+        v = penalize(v);
+        np = pen_next(tid, nh, last_n, i + 1u, n);
+    }
+    return v;
+}
+
+// The top-k list's first pass: this invocation's maximum (s_imax) and NaN/inf flags (hc[tid])
+// over its strided candidates, with nothing written to the scratch.
+void tk_first(uint tid, uint nh, bool pen) {
+    const uint n = n_cand();
+    const uint last_n = pen ? pen_count(nh) : 0u;
+    uint np = pen ? pen_next(tid, nh, last_n, 0u, n) : 0xFFFFFFFFu;
+    float mx = -1.0 / 0.0;
+    uint bad = ONE_STAGE != 0u ? 0u : slice_flags(tid);
+    for (uint i = tid; i < n; i += WG) {
+        const float v = tk_val(tid, i, nh, last_n, n, pen, np);
+        if (ONE_STAGE != 0u) {
+            bad |= bad_bits(v);
+        }
+        mx = max(mx, v);
+    }
+    s_imax[tid] = mx;
+    hc[tid] = bad;
+}
+
+// The top-k list's second pass: every candidate at or above `t` appended to the shared list
+// (its index and penalized logit; s_count counts them all, the list keeps the first WG).
+void tk_list(uint tid, uint nh, bool pen, float t) {
+    const uint n = n_cand();
+    const uint last_n = pen ? pen_count(nh) : 0u;
+    uint np = pen ? pen_next(tid, nh, last_n, 0u, n) : 0xFFFFFFFFu;
+    for (uint i = tid; i < n; i += WG) {
+        const float v = tk_val(tid, i, nh, last_n, n, pen, np);
+        if (v >= t) {
+            const uint slot = atomicAdd(s_count, 1u);
+            if (slot < WG) {
+                l_idx[slot] = i;
+                l_val[slot] = v;
+            }
+        }
+    }
+}
+
+// The sum over the workgroup of each invocation's `c` (tid 0 adds them up; uniform result).
+uint tk_sum(uint tid, uint c) {
+    hc[tid] = c;
+    sync();
+    if (tid == 0u) {
+        uint s = 0u;
+        for (uint o = 0u; o < WG; o++) {
+            s += hc[o];
+        }
+        s_cnt_eq = s;
     }
     sync();
-    finish(tid, cand_id(at(s_cut)), verdict, nh);
+    const uint r = s_cnt_eq;
+    sync();
+    return r;
+}
+
+// The exact top k when more than WG candidates reach the bound (ties or near-ties around it;
+// rare on a model's logits, so this path is simple rather than fast): the penalized logits in
+// the scratch (one stage copies them), the k-th largest key T by bisection over the keys between
+// the bound's and the maximum's (a count per step), then the list = every candidate above T and
+// the first ones equal to T in index order (id order) until it holds k — the top k in the order
+// (logit desc, id asc). Leaves the list's length (k) in s_count.
+void tk_exact(uint tid, uint nh, bool pen, uint k, float t, float mx) {
+    const uint n = n_cand();
+    if (ONE_STAGE != 0u) {
+        const uint last_n = pen ? pen_count(nh) : 0u;
+        uint np = pen ? pen_next(tid, nh, last_n, 0u, n) : 0xFFFFFFFFu;
+        for (uint i = tid; i < n; i += WG) {
+            sc[i] = tk_val(tid, i, nh, last_n, n, pen, np);
+        }
+        sync();
+    }
+    // count(key >= lo) >= k > count(key >= hi); every logit is finite here.
+    uint lo = okey(t), hi = okey(mx) + 1u;
+    while (hi - lo > 1u) {
+        const uint mid = lo + (hi - lo) / 2u;
+        uint c = 0u;
+        for (uint i = tid; i < n; i += WG) {
+            c += okey(sc[i]) >= mid ? 1u : 0u;
+        }
+        if (tk_sum(tid, c) >= k) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    const uint T = lo;
+    const uint chunk = (n + WG - 1u) / WG;
+    const uint c0 = min(tid * chunk, n), c1 = min(c0 + chunk, n);
+    uint above = 0u, eq = 0u;
+    for (uint i = c0; i < c1; i++) {
+        const uint key = okey(sc[i]);
+        above += key > T ? 1u : 0u;
+        eq += key == T ? 1u : 0u;
+    }
+    hc[tid] = above;
+    hc[WG + tid] = eq;
+    sync();
+    if (tid == 0u) {
+        uint ra = 0u, re = 0u;
+        for (uint o = 0u; o < WG; o++) {
+            const uint a = hc[o], e = hc[WG + o];
+            hc[o] = ra;
+            hc[WG + o] = re;
+            ra += a;
+            re += e;
+        }
+        s_count = ra;
+    }
+    sync();
+    const uint n_above = s_count;
+    uint oa = hc[tid], oe = hc[WG + tid];
+    for (uint i = c0; i < c1; i++) {
+        const float v = sc[i];
+        const uint key = okey(v);
+        uint slot = 0xFFFFFFFFu;
+        if (key > T) {
+            slot = oa;
+            oa++;
+        } else if (key == T) {
+            if (oe < k - n_above) {
+                slot = n_above + oe;
+            }
+            oe++;
+        }
+        if (slot != 0xFFFFFFFFu) {
+            l_idx[slot] = i;
+            l_val[slot] = v;
+        }
+    }
+    sync();
+    if (tid == 0u) {
+        s_count = k;
+    }
+    sync();
+}
+
+// Top-k-bounded sampling (TOPK; temperature > 0, 1 <= top_k <= WG): two reads of the
+// candidates and no scratch copy. The first pass keeps each invocation's maximum and flags;
+// the k-th largest of the maxima (`kth_max`'s bound: k distinct candidates at or above it, so
+// the whole top k is too) and the row maximum (the largest of them) come from one ranking;
+// the second pass appends every candidate at or above the bound to a list in shared memory —
+// about 1.2 k of them for a model's logits. With at most WG there (else `tk_exact` makes it
+// the exact top k), the list is ranked by (logit desc, index asc) and walked as the CPU
+// sampler walks its sorted candidates (`select_small`'s walk): top-k, the total, top-p, min-p,
+// the draw. The list's indices are also written at ids[list0()..] (what was ranked; the
+// sampler tests check it holds every token the reference can draw).
+void topk_main(uint tid, uint nh, bool pen) {
+    const uint k = prm.top_k;
+    if (tid == 0u) {
+        s_kth = -1.0 / 0.0;
+        s_max = -1.0 / 0.0;
+        s_count = 0u;
+    }
+    tk_first(tid, nh, pen);
+    sync();
+    {
+        const float v = s_imax[tid];
+        uint rank = 0u;
+        for (uint o = 0u; o < WG; o++) {
+            const float w = s_imax[o];
+            rank += (w > v || (w == v && o < tid)) ? 1u : 0u;
+        }
+        if (rank == k - 1u) {
+            s_kth = v;
+        }
+        if (rank == 0u) {
+            s_max = v;
+        }
+        if (tid == 0u) {
+            uint bad = 0u;
+            for (uint o = 0u; o < WG; o++) {
+                bad |= hc[o];
+            }
+            s_bad = bad;
+        }
+    }
+    sync();
+    const float t = s_kth, mx = s_max;
+    const uint verdict = s_bad;
+    tk_list(tid, nh, pen, t);
+    sync();
+    if (s_count > WG && verdict == 0u) {
+        tk_exact(tid, nh, pen, k, t, mx);
+    }
+    const uint m = min(s_count, WG);
+    uint key = 0u, idx = 0u;
+    float v = 0.0;
+    if (tid < m) {
+        v = l_val[tid];
+        idx = l_idx[tid];
+        key = okey(v);
+        hc[tid] = key;
+        ids[list0() + tid] = idx;
+    }
+    sync();
+    if (tid < m) {
+        uint r = 0u;
+        for (uint o = 0u; o < m; o++) {
+            const uint ko = hc[o];
+            r += (ko > key || (ko == key && l_idx[o] < idx)) ? 1u : 0u;
+        }
+        hc[WG + r] = tid;
+        hm[r] = exp((v - mx) / prm.temp);
+    }
+    sync();
+    if (tid == 0u) {
+        s_cut = m == 0u ? 0u : walk(m, -1.0);
+    }
+    sync();
+    finish(tid, m == 0u ? 0u : cand_id(l_idx[s_cut]), verdict, nh);
 }
 
 void main() {
@@ -664,6 +916,14 @@ void main() {
             greedy(tid, nh, true);
         } else {
             greedy(tid, nh, false);
+        }
+        return;
+    }
+    if (TOPK != 0u) {
+        if (pen) {
+            topk_main(tid, nh, true);
+        } else {
+            topk_main(tid, nh, false);
         }
         return;
     }

@@ -27,6 +27,7 @@ use super::command::CmdBuffer;
 use super::engine::VulkanEngine;
 use super::error::Result as VkResult;
 use super::graph;
+use super::kernels::SampleMode;
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
 use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder};
@@ -95,9 +96,10 @@ pub struct BatchStats {
 /// the slots of `pigpu serve`.
 pub struct VulkanSlots {
     // Field order is drop order: command buffers first, the engines before what they share.
-    /// Recorded passes by set of busy slots and the set of those whose parameters are greedy
-    /// (bit s: slot s; a greedy slot's pass records the sampler's greedy-only selection).
-    passes: HashMap<(u64, u64), CmdBuffer>,
+    /// Recorded passes by set of busy slots and the sets of those whose parameters are greedy
+    /// and top-k-bounded (bit s: slot s; a slot's pass records the sampler's selection for its
+    /// `SampleMode`).
+    passes: HashMap<(u64, u64, u64), CmdBuffer>,
     /// Per layer, the matrix products over every row.
     layers: Vec<Products>,
     head: Normed,
@@ -317,11 +319,12 @@ impl VulkanSlots {
             }
         }
         let mask = fed.iter().fold(0u64, |m, &i| m | 1 << i);
-        let greedy = fed
-            .iter()
-            .filter(|&&i| self.engines[i].greedy)
-            .fold(0u64, |m, &i| m | 1 << i);
-        let mask = (mask, greedy);
+        let of_mode = |mode: SampleMode| {
+            fed.iter()
+                .filter(|&&i| self.engines[i].mode == mode)
+                .fold(0u64, |m, &i| m | 1 << i)
+        };
+        let mask = (mask, of_mode(SampleMode::Greedy), of_mode(SampleMode::TopK));
         if !self.passes.contains_key(&mask) {
             let mut cmd = CmdBuffer::new(&self.shared.dev)?;
             self.record(&mut cmd, &fed)?;

@@ -4,8 +4,8 @@
 //! and copies its id out; per step the host writes 32 bytes of sampling parameters, submits
 //! once, and reads back 8 bytes: the token id and the sampler's verdict on the logits (a NaN or
 //! infinite logit is the typed error `EngineError::NonFinite`, naming the position). The step is
-//! recorded twice, with the sampler's selection for every sampler and with its greedy-only one,
-//! and the parameters pick which one a step submits. With profiling on (`set_profiling`), a
+//! recorded three times, with each of the sampler's selections (for every sampler, greedy-only,
+//! top-k-bounded: `kernels::SampleMode`), and the parameters pick which one a step submits. With profiling on (`set_profiling`), a
 //! second, timed recording of the decode step replaces it and prompt batches are recorded with
 //! timestamps.
 
@@ -22,7 +22,8 @@ use super::command::CmdBuffer;
 use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
-use super::kernels::{is_greedy, sample_params, state_after, BAD_NAN, S_BAD, S_TOKEN};
+use super::kernels::{sample_mode, sample_params, state_after, SampleMode};
+use super::kernels::{BAD_NAN, S_BAD, S_TOKEN};
 use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
@@ -36,7 +37,7 @@ use crate::model::Model;
 /// What a profiled engine has on top: the timed decode recordings (as `VulkanEngine::decode`)
 /// and the sums.
 struct Prof {
-    decode: [CmdBuffer; 2],
+    decode: [CmdBuffer; 3],
     ts: TimestampSupport,
     calibration: Calibration,
     profiler: Profiler,
@@ -47,16 +48,16 @@ pub struct VulkanEngine {
     // Field order is drop order: command buffers (which wait for their work) first.
     /// `--profile`: `None` when off (then nothing timed is recorded or submitted).
     prof: Option<Box<Prof>>,
-    /// Feed the unfed token, run the model, sample (steady state): [0] with the sampler's
-    /// selection for every sampler, [1] with its greedy-only one (`SampleOps`), picked per step
-    /// by the parameters (`greedy`).
-    decode: [CmdBuffer; 2],
+    /// Feed the unfed token, run the model, sample (steady state): one recording per
+    /// `SampleMode` (index `mode as usize`), each with that mode's selection (`SampleOps`),
+    /// picked per step by the parameters (`mode`).
+    decode: [CmdBuffer; 3],
     /// Sample only (the first step after a prefill, whose logits are already there), the same
-    /// two ways.
-    sample_only: [CmdBuffer; 2],
-    /// The parameters `set_draw` wrote last are greedy (`kernels::is_greedy`): the recordings
-    /// to run are [1].
-    pub(super) greedy: bool,
+    /// three ways.
+    sample_only: [CmdBuffer; 3],
+    /// The mode of the parameters `set_draw` wrote last (`kernels::sample_mode`): the
+    /// recordings to run are [mode as usize].
+    pub(super) mode: SampleMode,
     batch: CmdBuffer,
     graph: Graph,
     /// The head over every row of a batch (`prefill_all_logits`), built when first asked:
@@ -146,9 +147,17 @@ impl VulkanEngine {
         kernels.save_cache();
         let mut e = VulkanEngine {
             prof: None,
-            decode: [CmdBuffer::new(&dev)?, CmdBuffer::new(&dev)?],
-            sample_only: [CmdBuffer::new(&dev)?, CmdBuffer::new(&dev)?],
-            greedy: false,
+            decode: [
+                CmdBuffer::new(&dev)?,
+                CmdBuffer::new(&dev)?,
+                CmdBuffer::new(&dev)?,
+            ],
+            sample_only: [
+                CmdBuffer::new(&dev)?,
+                CmdBuffer::new(&dev)?,
+                CmdBuffer::new(&dev)?,
+            ],
+            mode: SampleMode::Any,
             batch: CmdBuffer::new(&dev)?,
             graph,
             head_all: None,
@@ -178,12 +187,12 @@ impl VulkanEngine {
     }
 
     /// The decode step: embed the sampled token -> layers -> head -> sample -> token to host;
-    /// `greedy`: with the sampler's greedy-only selection.
+    /// with the sampler's selection for `mode`.
     fn record_decode_into(
         graph: &Graph,
         acts: &Acts,
         cmd: &mut CmdBuffer,
-        greedy: bool,
+        mode: SampleMode,
     ) -> VkResult<()> {
         cmd.begin(true)?;
         graph.embed_state.record(cmd, 1);
@@ -191,7 +200,7 @@ impl VulkanEngine {
             l.record(cmd, 1);
         }
         graph.head.record(cmd, 1);
-        graph.sample.get(greedy).record(cmd, 1);
+        graph.sample.get(mode).record(cmd, 1);
         Self::record_readback(acts, cmd);
         cmd.end()
     }
@@ -207,14 +216,14 @@ impl VulkanEngine {
         cmd.copy_ranges(&acts.state, &acts.readback, &ranges);
     }
 
-    /// Records the decode step and the sample-only step, once each way (any sampler, greedy).
+    /// Records the decode step and the sample-only step, once per `SampleMode`.
     fn record_decode(&mut self) -> VkResult<()> {
-        for greedy in [false, true] {
-            let i = greedy as usize;
-            Self::record_decode_into(&self.graph, &self.acts, &mut self.decode[i], greedy)?;
+        for mode in SampleMode::ALL {
+            let i = mode as usize;
+            Self::record_decode_into(&self.graph, &self.acts, &mut self.decode[i], mode)?;
             let cmd = &mut self.sample_only[i];
             cmd.begin(true)?;
-            self.graph.sample.get(greedy).record(cmd, 1);
+            self.graph.sample.get(mode).record(cmd, 1);
             Self::record_readback(&self.acts, cmd);
             cmd.end()?;
         }
@@ -229,11 +238,11 @@ impl VulkanEngine {
     }
 
     /// Records this engine's sampler selection (after its prefilter) into a batched pass: the
-    /// greedy-only one when the parameters written last (`set_draw`) are greedy.
+    /// one for the mode of the parameters written last (`set_draw`).
     pub(super) fn record_sample_select(&self, cmd: &mut CmdBuffer) {
         self.graph
             .sample
-            .get(self.greedy)
+            .get(self.mode)
             .record_sample_stage(cmd, false);
     }
 
@@ -246,7 +255,7 @@ impl VulkanEngine {
     /// them (a host-visible buffer: a write, not a descriptor update).
     pub(super) fn set_draw(&mut self, params: &SamplingParams, u: f32) {
         let p = sample_params(params, u);
-        self.greedy = is_greedy(params);
+        self.mode = sample_mode(params);
         self.acts.params.write(0, u32_bytes(&p));
         self.stats.upload_bytes += std::mem::size_of_val(&p) as u64;
     }
@@ -312,9 +321,10 @@ impl VulkanEngine {
         let mut decode = [
             CmdBuffer::timed(&self.dev, cap)?,
             CmdBuffer::timed(&self.dev, cap)?,
+            CmdBuffer::timed(&self.dev, cap)?,
         ];
-        for (i, cmd) in decode.iter_mut().enumerate() {
-            Self::record_decode_into(&self.graph, &self.acts, cmd, i == 1)?;
+        for (cmd, mode) in decode.iter_mut().zip(SampleMode::ALL) {
+            Self::record_decode_into(&self.graph, &self.acts, cmd, mode)?;
         }
         self.batch = CmdBuffer::timed(&self.dev, cap)?;
         self.prof = Some(Box::new(Prof {
@@ -578,7 +588,7 @@ impl Engine for VulkanEngine {
             )));
         }
         self.set_draw(params, u);
-        let g = self.greedy as usize;
+        let g = self.mode as usize;
         let cmd = match (&self.prof, feed) {
             (Some(p), true) => &p.decode[g],
             (None, true) => &self.decode[g],

@@ -79,8 +79,8 @@ pub const SAMPLE_BINDINGS: [u32; 5] = [1; 5];
 /// Tokens per prefilter workgroup (shaders/common/candidates.glsl: SLICE).
 pub const SAMPLE_SLICE: usize = 1024;
 /// Most candidates a slice keeps for top-k (shaders/common/candidates.glsl: K_MAX); a larger
-/// top_k keeps the whole vocabulary.
-#[cfg(test)]
+/// top_k keeps the whole vocabulary. Also the selection's workgroup size (shaders/sample.comp
+/// WG), which bounds the top-k-bounded selection's k (`SampleMode::TopK`).
 pub const SAMPLE_K_MAX: usize = 128;
 
 /// Prefilter workgroups (vocabulary slices) for a vocabulary of `n_vocab` tokens.
@@ -90,9 +90,10 @@ pub fn sample_slices(n_vocab: usize) -> usize {
 
 /// Words of the candidates' id buffer: an id per token, then each slice's NaN/infinity bits,
 /// then the selection's narrowed list (shaders/sample.comp `narrow`: at most half of the
-/// candidates, which are at most the vocabulary).
+/// candidates, which are at most the vocabulary; the top-k-bounded selection's list, at most
+/// `SAMPLE_K_MAX`).
 pub fn sample_id_words(n_vocab: usize) -> usize {
-    n_vocab + sample_slices(n_vocab) + n_vocab / 2
+    n_vocab + sample_slices(n_vocab) + (n_vocab / 2).max(SAMPLE_K_MAX)
 }
 
 /// Tokens per workgroup of a mat-mat kernel (`Kernels::matmul`: its spec constant NT).
@@ -572,9 +573,10 @@ impl Kernels {
     /// The sampler: on the two-stage path the prefilter over the vocabulary's slices and the
     /// selection over their candidates (one workgroup); on the one-stage path no prefilter and
     /// `sample_one`, one workgroup over the whole vocabulary (the same shader, spec constant
-    /// ONE_STAGE). The selection comes twice, from the same shader: for every sampler, and
-    /// compiled for greedy decoding only (`_greedy`, spec constant GREEDY), which an op records
-    /// when the temperature is <= 0 (`ops::SampleOps`).
+    /// ONE_STAGE). The selection comes three times, from the same shader: for every sampler,
+    /// compiled for greedy decoding only (`_greedy`, spec constant GREEDY) and for top-k-bounded
+    /// sampling only (`_topk`, spec constant TOPK); an op records the one `sample_mode` names
+    /// (`ops::SampleOps`).
     pub fn sample(&self) -> Result<SampleKernels> {
         let two = self.sample_two_stage.get();
         let pre = if two {
@@ -589,19 +591,26 @@ impl Kernels {
             None
         };
         let name = if two { "sample" } else { "sample_one" };
-        let select = |greedy: bool| {
-            let name = if greedy {
-                format!("{name}_greedy")
-            } else {
-                name.to_string()
+        let select = |mode: SampleMode| {
+            let (suffix, greedy, top_k) = match mode {
+                SampleMode::Any => ("", 0, 0),
+                SampleMode::Greedy => ("_greedy", 1, 0),
+                SampleMode::TopK => ("_topk", 0, 1),
             };
-            let spec = [128, !two as u32, greedy as u32];
-            self.get(&name, shaders::SAMPLE, &SAMPLE_BINDINGS, 2, &spec)
+            let spec = [SAMPLE_K_MAX as u32, !two as u32, greedy, top_k];
+            self.get(
+                &format!("{name}{suffix}"),
+                shaders::SAMPLE,
+                &SAMPLE_BINDINGS,
+                2,
+                &spec,
+            )
         };
         Ok(SampleKernels {
             pre,
-            any: select(false)?,
-            greedy: select(true)?,
+            any: select(SampleMode::Any)?,
+            greedy: select(SampleMode::Greedy)?,
+            top_k: select(SampleMode::TopK)?,
         })
     }
     pub fn advance(&self) -> Result<Rc<GpuKernel>> {
@@ -636,12 +645,39 @@ pub struct SampleKernels {
     pub any: Rc<GpuKernel>,
     /// The selection compiled for greedy decoding only (temperature <= 0).
     pub greedy: Rc<GpuKernel>,
+    /// The selection compiled for top-k-bounded sampling only (`SampleMode::TopK`).
+    pub top_k: Rc<GpuKernel>,
 }
 
-/// Whether `p` decodes greedily (temperature <= 0, as shaders/sample.comp tests it): the
-/// sampler then records its greedy-only selection (`SampleOps::get`).
-pub fn is_greedy(p: &crate::engine::SamplingParams) -> bool {
-    p.temperature <= 0.0
+/// Which of the sampler's selection pipelines serves a set of parameters (`sample_mode`); the
+/// engines record a step with each and submit the one the parameters written last name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleMode {
+    /// Every sampler (the temperature and the filters read at run time): top-p or min-p
+    /// without a top-k, a top-k over `SAMPLE_K_MAX`, sampling from the whole vocabulary.
+    Any = 0,
+    /// Greedy decoding: the temperature is <= 0 (as shaders/sample.comp tests it).
+    Greedy = 1,
+    /// Sampling under a top-k of 1 to `SAMPLE_K_MAX` (the chat defaults' family, whatever the
+    /// top-p, min-p and penalty): the list of the top k built in shared memory.
+    TopK = 2,
+}
+
+impl SampleMode {
+    /// Every mode, in the order of their index (`as usize`).
+    pub const ALL: [SampleMode; 3] = [SampleMode::Any, SampleMode::Greedy, SampleMode::TopK];
+}
+
+/// The selection pipeline for `p` (`SampleMode`): greedy when the temperature is <= 0, the
+/// top-k-bounded one when 1 <= top_k <= `SAMPLE_K_MAX`, else the one for every sampler.
+pub fn sample_mode(p: &crate::engine::SamplingParams) -> SampleMode {
+    if p.temperature <= 0.0 {
+        SampleMode::Greedy
+    } else if (1..=SAMPLE_K_MAX).contains(&p.top_k) {
+        SampleMode::TopK
+    } else {
+        SampleMode::Any
+    }
 }
 
 /// The sampling parameters as the sampler reads them (shaders/sample.comp: Params), 32 bytes.

@@ -11,7 +11,7 @@ use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, Seg};
+use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, SampleMode, Seg};
 use super::kernels::{F_BIAS, F_GLU, F_NORM, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
 use super::shapes::PATH_LANE;
@@ -384,25 +384,28 @@ impl GpuOp {
     }
 }
 
-/// The sampler as two `Sample` ops on one descriptor set (the same prefilter, the same
+/// The sampler as three `Sample` ops on one descriptor set (the same prefilter, the same
 /// buffers): `any` records the selection for every sampler, `greedy` the one compiled for
-/// greedy decoding only, which skips what greedy never runs (shaders/sample.comp: GREEDY).
-/// The parameters live in a buffer the host writes each step, so a recording holds one of the
-/// two and the engine keeps one of each (engine.rs, batch.rs), picked by `get`.
+/// greedy decoding only, `top_k` the one for top-k-bounded sampling only, each skipping what its
+/// mode never runs (shaders/sample.comp: GREEDY, TOPK). The parameters live in a buffer the
+/// host writes each step, so a recording holds one of the three and the engine keeps one of
+/// each (engine.rs, batch.rs), picked by `get` with the parameters' `kernels::sample_mode`.
 pub struct SampleOps {
     /// The selection for every sampler (the temperature read at run time).
     pub any: GpuOp,
     /// The greedy-only selection (valid only while the temperature is <= 0).
     pub greedy: GpuOp,
+    /// The top-k-bounded selection (valid only while `sample_mode` says `TopK`).
+    pub top_k: GpuOp,
 }
 
 impl SampleOps {
-    /// The op to record for parameters that are greedy (`kernels::is_greedy`) or not.
-    pub fn get(&self, greedy: bool) -> &GpuOp {
-        if greedy {
-            &self.greedy
-        } else {
-            &self.any
+    /// The op to record for parameters of mode `mode` (`kernels::sample_mode`).
+    pub fn get(&self, mode: SampleMode) -> &GpuOp {
+        match mode {
+            SampleMode::Any => &self.any,
+            SampleMode::Greedy => &self.greedy,
+            SampleMode::TopK => &self.top_k,
         }
     }
 }
@@ -703,8 +706,9 @@ impl OpBuilder<'_> {
     /// The sampler over the logits row at the start of `logits`: `scratch` (`n_vocab` floats)
     /// and `ids` (`sample_id_words(n_vocab)` words) hold the candidates between its stages
     /// and the selection's narrowed list (the one-stage sampler uses `scratch` and the list
-    /// only). Two stages or one: `Kernels::sample`. Two ops on one descriptor set: the
-    /// selection for every sampler and the greedy-only one (`SampleOps`).
+    /// only). Two stages or one: `Kernels::sample`. Three ops on one descriptor set: the
+    /// selection for every sampler, the greedy-only one and the top-k-bounded one
+    /// (`SampleOps`).
     pub fn sample(
         &mut self,
         logits: BufRange,
@@ -730,6 +734,7 @@ impl OpBuilder<'_> {
         Ok(SampleOps {
             any: op(k.any.clone()),
             greedy: op(k.greedy.clone()),
+            top_k: op(k.top_k.clone()),
         })
     }
 

@@ -226,8 +226,9 @@ fn tiny_batched_decode_equals_each_alone() {
     assert_eq!(set.batch_stats().recorded, 2);
 
     // The same two slots, one greedy and one sampling, in one pass: the greedy slot's
-    // selection is the greedy-only one (kernels.rs `is_greedy`), the other's the one for every
-    // sampler; the pair of modes is a recording of its own.
+    // selection is the greedy-only one (kernels.rs `sample_mode`), the other's the one for
+    // every sampler (above, `hot` took the top-k-bounded one beside it); the pair of modes is a
+    // recording of its own.
     let mixed = [g.clone(), samplers[1].clone()];
     let got = batched(&mut set, &[1, 3], &[p[1], p[3]], &mixed, n);
     assert_eq!(

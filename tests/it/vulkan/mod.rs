@@ -420,11 +420,18 @@ fn sampler_switches(as_gpu: bool) {
     let mut rng = pigpu::model::sampler::Rng::new(5);
     let us: Vec<f32> = plan.iter().map(|_| rng.next_f32()).collect();
     let prompt = tokens(&model, PROMPTS[0]);
-    let selection = |p: &SamplingParams| match (as_gpu, p.temperature <= 0.0) {
-        (false, false) => "sample_one",
-        (false, true) => "sample_one_greedy",
-        (true, false) => "sample",
-        (true, true) => "sample_greedy",
+    // The chat defaults (top-k 40) take the top-k-bounded selection, `hot` (no top-k) the one
+    // for every sampler (kernels.rs `sample_mode`).
+    let selection = |p: &SamplingParams| {
+        let base = if as_gpu { "sample" } else { "sample_one" };
+        let suffix = if p.temperature <= 0.0 {
+            "_greedy"
+        } else if (1..=128).contains(&p.top_k) {
+            "_topk"
+        } else {
+            ""
+        };
+        format!("{base}{suffix}")
     };
     let run = |profile: bool| -> Vec<u32> {
         let mut gpu = vulkan_tuned(&model, 64, tuning());

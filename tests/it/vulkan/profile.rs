@@ -62,12 +62,16 @@ fn smollm_profile_times_every_op() {
         dec.ops
     );
     // lavapipe's sampler is one stage: no prefilter, no selection after one; and greedy steps
-    // never run the selection for every sampler (`sample_one`).
+    // never run the selection for every sampler (`sample_one`) or the top-k-bounded one.
     assert!(
-        !dec.ops
-            .iter()
-            .any(|o| ["sample_pre", "sample", "sample_greedy", "sample_one"]
-                .contains(&o.label.as_str())),
+        !dec.ops.iter().any(|o| [
+            "sample_pre",
+            "sample",
+            "sample_greedy",
+            "sample_one",
+            "sample_one_topk"
+        ]
+        .contains(&o.label.as_str())),
         "{:?}",
         dec.ops
     );
@@ -340,7 +344,7 @@ fn run_profile_shows_the_two_stage_sampler() {
     assert_eq!(per_token("sample_pre"), Some(1.0), "{dec}");
     // `--temp 0`: the selection compiled for greedy decoding only.
     assert_eq!(per_token("sample_greedy"), Some(1.0), "{dec}");
-    for other in ["sample", "sample_one", "sample_one_greedy"] {
+    for other in ["sample", "sample_topk", "sample_one", "sample_one_greedy"] {
         assert_eq!(per_token(other), None, "{other}: {dec}");
     }
 }

@@ -9,8 +9,8 @@
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::{u32_bytes, Buffer};
 use crate::engine::vulkan::kernels::{
-    is_greedy, sample_id_words, sample_params, sample_slices, HIST, SAMPLE_K_MAX, SAMPLE_SLICE,
-    STATE_WORDS, S_BAD, S_TOKEN,
+    sample_id_words, sample_mode, sample_params, sample_slices, SampleMode, HIST, SAMPLE_K_MAX,
+    SAMPLE_SLICE, STATE_WORDS, S_BAD, S_TOKEN,
 };
 use crate::engine::SamplingParams;
 
@@ -132,7 +132,8 @@ impl Sampler {
 
     /// Samples with `p` and `u` from a state whose history is `hist` (n_past 12; `bad`: a stale
     /// verdict the sampler must overwrite), in two stages (`two`) or one, with the selection
-    /// the engine records for `p` (greedy-only where `p` is greedy).
+    /// the engine records for `p` (`sample_mode`: greedy-only, top-k-bounded or for every
+    /// sampler).
     fn run(
         &self,
         gpu: &mut Gpu,
@@ -142,10 +143,10 @@ impl Sampler {
         u: f32,
         bad: u32,
     ) -> Run {
-        self.run_with(gpu, two, hist, p, u, bad, is_greedy(p))
+        self.run_with(gpu, two, hist, p, u, bad, sample_mode(p))
     }
 
-    /// `run` with the selection for every sampler (`greedy` false) or the greedy-only one.
+    /// `run` with the selection of `mode`.
     #[allow(clippy::too_many_arguments)]
     fn run_with(
         &self,
@@ -155,7 +156,7 @@ impl Sampler {
         p: &SamplingParams,
         u: f32,
         bad: u32,
-        greedy: bool,
+        mode: SampleMode,
     ) -> Run {
         let mut state = vec![0u32; STATE_WORDS];
         state[0] = 12; // n_past
@@ -181,12 +182,17 @@ impl Sampler {
                 self.n as u32,
             )
             .unwrap();
-        let op = ops.get(greedy);
+        let op = ops.get(mode);
+        let suffix = match mode {
+            SampleMode::Any => "",
+            SampleMode::Greedy => "_greedy",
+            SampleMode::TopK => "_topk",
+        };
+        let base = if two { "sample" } else { "sample_one" };
         assert_eq!(
-            op.kernel.name.ends_with("_greedy"),
-            greedy,
-            "{}: the selection asked for (greedy {greedy})",
-            op.kernel.name
+            op.kernel.name,
+            format!("{base}{suffix}"),
+            "the selection asked for ({mode:?})"
         );
         let mut cmd = crate::engine::vulkan::command::CmdBuffer::new(&gpu.dev).unwrap();
         cmd.begin(false).unwrap();
@@ -218,10 +224,11 @@ impl Sampler {
                 let want = sample_ref(logits, hist, p, u);
                 let what = format!("n={} two stages {two} case {ci} {p:?} u={u}", self.n);
                 assert_eq!(r.state[S_TOKEN], want, "{what}");
-                if is_greedy(p) {
-                    // The selection for every sampler decodes greedily as well (its run-time
-                    // test of the temperature), with the same state after it.
-                    let any = self.run_with(gpu, two, hist, p, u, 0, false);
+                let mode = sample_mode(p);
+                if mode != SampleMode::Any {
+                    // The selection for every sampler decodes these as well (its run-time tests
+                    // of the parameters), with the same state after it.
+                    let any = self.run_with(gpu, two, hist, p, u, 0, SampleMode::Any);
                     assert_eq!(any.state, r.state, "selection for every sampler: {what}");
                 }
                 assert_eq!(
@@ -243,7 +250,7 @@ impl Sampler {
                 }
                 if let Some(list) = narrowed(&r, self.n, two) {
                     let kept = kept_ref(logits, hist, p);
-                    expect_narrowed(&list, &kept, self.n, &what);
+                    expect_narrowed(&list, &kept, self.n, mode, &what);
                 }
             }
         }
@@ -269,13 +276,24 @@ fn narrowed(r: &Run, n: usize, two: bool) -> Option<Vec<u32>> {
 }
 
 /// A narrowed list keeps at most half the candidates, in id order, and every token the
-/// reference could draw (`kept`): narrowing is exact.
-fn expect_narrowed(list: &[u32], kept: &[(usize, f32)], n: usize, what: &str) {
-    assert!(list.len() <= n / 2, "{} listed of {n}: {what}", list.len());
-    assert!(
-        list.windows(2).all(|w| w[0] < w[1]),
-        "the list in id order: {what}"
-    );
+/// reference could draw (`kept`): narrowing is exact. The top-k-bounded selection's list
+/// (`SampleMode::TopK`) is in no order and holds at most `SAMPLE_K_MAX` distinct tokens.
+fn expect_narrowed(list: &[u32], kept: &[(usize, f32)], n: usize, mode: SampleMode, what: &str) {
+    let mut list = list.to_vec();
+    if mode == SampleMode::TopK {
+        assert!(list.len() <= SAMPLE_K_MAX, "{} listed: {what}", list.len());
+        list.sort_unstable();
+        assert!(
+            list.windows(2).all(|w| w[0] < w[1]),
+            "a token listed twice: {what}"
+        );
+    } else {
+        assert!(list.len() <= n / 2, "{} listed of {n}: {what}", list.len());
+        assert!(
+            list.windows(2).all(|w| w[0] < w[1]),
+            "the list in id order: {what}"
+        );
+    }
     for &(t, _) in kept {
         assert!(
             list.binary_search(&(t as u32)).is_ok(),
@@ -657,4 +675,41 @@ fn gpu_sampler_top_p_narrows_to_the_nucleus() {
         sizes.iter().any(|&m| m <= 128) && sizes.iter().any(|&m| m > 128),
         "list sizes {sizes:?}"
     );
+}
+
+/// The top-k-bounded selection (`SampleMode::TopK`) with more than 128 candidates at its bound
+/// (300 tokens tied at the top, spread over the ids; shaders/sample.comp `tk_exact`): its list is
+/// then exactly the top k on the one-stage path — the lowest ids among the tied — and every case draws the
+/// reference's token on both paths, with a penalty that pulls some of the tied tokens out of
+/// the tie, and with top-k 1, 40 (the chat defaults) and 128.
+#[test]
+fn gpu_sampler_top_k_exact_when_the_bound_ties() {
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(63);
+    for n in [3001usize, 49_152] {
+        let mut logits = rng.vec(n, 4.0);
+        for j in 0..300 {
+            logits[(j * 7_919 + 11) % n] = 12.0;
+        }
+        let tied = (11 % n) as u32;
+        let hist: Vec<u32> = vec![tied, 5, ((7_919 + 11) % n) as u32];
+        let cases = [
+            params(0.8, 40, 0.95, 0.05, 1.0),
+            params(0.8, 40, 0.95, 0.05, 1.3),
+            params(1.0, 1, 1.0, 0.0, 1.0),
+            params(1.0, 128, 1.0, 0.0, 1.2),
+            params(0.5, 100, 0.5, 0.0, 1.0),
+        ];
+        let s = Sampler::new(&mut gpu, &logits);
+        s.check(&mut gpu, &logits, &hist, &cases);
+        for p in &cases {
+            assert_eq!(sample_mode(p), SampleMode::TopK);
+            // One stage: all 300 tied tokens (298 with the penalty) reach the bound. (Two
+            // stages keep at most k of them per slice, which can stay at or below 128; `check`
+            // covers their lists.)
+            let r = s.run(&mut gpu, false, &hist, p, 0.5, 0);
+            let list = narrowed(&r, n, false).expect("a list");
+            assert_eq!(list.len(), p.top_k, "exactly the top k: n={n} {p:?}");
+        }
+    }
 }
