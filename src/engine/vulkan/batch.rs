@@ -27,7 +27,7 @@ use super::command::CmdBuffer;
 use super::engine::VulkanEngine;
 use super::error::Result as VkResult;
 use super::graph;
-use super::kernels::SampleMode;
+use super::kernels::{SampleMode, MAX_SEG};
 use super::layer::{self, Act, ProductIo, Products, SeqIo, SeqOps};
 use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder};
@@ -164,7 +164,7 @@ impl VulkanSlots {
         let logits = Rows::new(&shared, n, c.n_vocab, 1)?;
         // Per layer 4 products and 2 norm passes; per slot its embedding and 6 ops a layer, and
         // the lanes prompt attention's own set (texel K/V views).
-        let sets = (6 * c.n_layer + 8 + n * (1 + 7 * c.n_layer)) as u32;
+        let sets = (6 * c.n_layer + 8 + MAX_SEG + n * (1 + 7 * c.n_layer)) as u32;
         let mut arena = DescriptorArena::new(dev, sets, sets * 8)?;
         // The pipelines these ops can dispatch that the engines' do not, created together.
         let (layers, head, embed, slot_layers) = shared.kernels.all_at_once(|| {

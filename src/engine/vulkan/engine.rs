@@ -23,7 +23,7 @@ use super::device::Device;
 use super::error::{to_engine, Result as VkResult};
 use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_mode, sample_params, state_after, SampleMode};
-use super::kernels::{BAD_NAN, S_BAD, S_TOKEN};
+use super::kernels::{BAD_NAN, MAX_SEG, S_BAD, S_TOKEN};
 use super::norms::Normed;
 use super::ops::{GpuOp, OpBuilder, OpKind};
 use super::options::VulkanOptions;
@@ -129,7 +129,7 @@ impl VulkanEngine {
         // Up to 13 sets per layer: 12 ops (graph.rs: Q/K norms and post-norms add three, the
         // norm pass two, the folded decode attention one) and the lanes prompt attention's own
         // set where it reads K and V through texel views.
-        let sets = (13 * c.n_layer + 16) as u32;
+        let sets = (13 * c.n_layer + 16 + 2 * MAX_SEG) as u32;
         let mut arena = DescriptorArena::new(&dev, sets, sets * 8)?;
         // Every pipeline the graph's ops can dispatch, created together before any recording.
         let graph = kernels.all_at_once(|| {

@@ -451,6 +451,24 @@ impl Kernels {
         (flags & (F_GLU | F_NORM)) | if whole { X_WHOLE } else { 0 }
     }
 
+    /// Whether the decode mat-vec over weight segments `segs` (rows, type) runs as one dispatch
+    /// per segment (`OpKind::Matvec`'s `parts`, each a one-segment kernel over its segment's
+    /// rows): on the lane path with texel weights (CPU implementations), for a product of
+    /// several segments, not GLU, taller than `shapes::TALL_ROWS` rows (a matrix in pieces: an
+    /// LM head larger than one binding, Qwen2.5's). On lavapipe a kernel built for two segments
+    /// cost 1.25-1.4x the CPU time of one-segment kernels over the same rows, whether it picked
+    /// the segment per row or per invocation (docs/vulkan.md, "The LM head in pieces"); for
+    /// such a product the extra dispatch is a small share, where the QKV's three segments
+    /// (under 1 ms) would pay two more stages. GPUs keep one dispatch.
+    pub fn split_per_segment(&self, segs: &[(u32, GgmlType)], glu: bool) -> bool {
+        let rows: u64 = segs.iter().map(|s| u64::from(s.0)).sum();
+        self.texel
+            && self.matvec_shape[2] == PATH_LANE
+            && segs.len() > 1
+            && !glu
+            && rows > u64::from(shapes::TALL_ROWS)
+    }
+
     /// The decode mat-vec for a `rows` × `k` product over weight segments `segs` (rows, type),
     /// GLU or not (`shapes::for_matrix`: narrower workgroups for very tall or short matrices on
     /// the subgroup path).

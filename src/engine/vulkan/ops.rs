@@ -37,6 +37,10 @@ pub enum OpKind {
         /// The tiled mat-mat for batches of more tokens than `batch_kernel` takes per workgroup
         /// (same set), if used.
         tiled: Option<Rc<Tiled>>,
+        /// One token as one dispatch per segment (`Kernels::split_per_segment`), in `segs`'
+        /// order: each a one-segment kernel with a set over that segment's weights; empty: one
+        /// dispatch over all segments.
+        parts: Rc<[SegPart]>,
     },
     Embed {
         dim: u32,
@@ -112,6 +116,12 @@ pub enum OpKind {
     Advance { hist_from: u32 },
 }
 
+/// One segment's dispatch of a mat-vec split per segment (`OpKind::Matvec`'s `parts`).
+pub struct SegPart {
+    pub kernel: Rc<GpuKernel>,
+    pub set: vk::DescriptorSet,
+}
+
 /// A dispatch with its descriptor set written once.
 pub struct GpuOp {
     pub kernel: Rc<GpuKernel>,
@@ -155,8 +165,13 @@ impl GpuOp {
                 segs,
                 batch_kernel,
                 tiled,
+                parts,
             } => {
                 let glu = flags & F_GLU != 0;
+                if n_tok == 1 && !parts.is_empty() {
+                    self.record_parts(cmd, parts, segs);
+                    return;
+                }
                 let rows = output_rows(glu, segs);
                 let mut push = vec![
                     *k,
@@ -292,6 +307,59 @@ impl GpuOp {
     /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
     /// workgroup; without one the mat-vec, a token per workgroup row) over `rows` output rows
     /// with its `push` words.
+    /// One token of a mat-vec split per segment: each part's kernel over its segment's rows
+    /// (one segment, output rows from the segment's first on), together as one command: one
+    /// barrier before them, none among them (they write disjoint rows), one timestamp after.
+    fn record_parts(
+        &self,
+        cmd: &mut CmdBuffer,
+        parts: &[SegPart],
+        segs: &[(u32, GgmlType, Option<u32>)],
+    ) {
+        let OpKind::Matvec {
+            k,
+            x_stride,
+            y_stride,
+            flags,
+            eps,
+            x_off,
+            y_off,
+            ..
+        } = &self.kind
+        else {
+            unreachable!("parts of a mat-vec")
+        };
+        let mut start = 0u32;
+        let dispatches: Vec<_> = parts
+            .iter()
+            .zip(segs)
+            .map(|(p, &(rows, ty, bias))| {
+                let mut push = vec![
+                    *k,
+                    1,
+                    *x_stride,
+                    *y_stride,
+                    *flags,
+                    eps.to_bits(),
+                    *y_off + start,
+                    1,
+                    *x_off,
+                    0,
+                    0,
+                    0,
+                ];
+                push.extend([rows, 0, 0, 0, ty.id(), 0, 0, 0]);
+                push.extend([bias.unwrap_or(u32::MAX), 0, 0, 0]);
+                start += rows;
+                let rpw = p.kernel.spec[0] * p.kernel.spec[1];
+                let groups = rows.div_ceil(rpw);
+                let z = groups.div_ceil(65535).max(1);
+                (&*p.kernel, p.set, push, [groups.div_ceil(z), 1, z])
+            })
+            .collect();
+        cmd.dispatch_all(&dispatches);
+    }
+
     fn record_matvec(
         &self,
         cmd: &mut CmdBuffer,
@@ -489,6 +557,20 @@ impl OpBuilder<'_> {
             bindings.extend([&ws[..], &x, &norm]);
         }
         let set = self.arena.set(&kernel, &bindings)?;
+        let mut parts = Vec::new();
+        if self.kernels.split_per_segment(&types, glu) {
+            for g in s.segs {
+                // The whole product's rows pick the shape (the head's 16 rows per invocation).
+                let kernel = self
+                    .kernels
+                    .matvec_decode(&[(g.rows, g.ty)], false, rows, s.k)?;
+                let w = [g.w];
+                let mut b: Vec<&[BufRange]> = vec![&x, &w, &norm, &bias, &y];
+                b.extend([&w[..], &x, &norm]);
+                let set = self.arena.set(&kernel, &b)?;
+                parts.push(SegPart { kernel, set });
+            }
+        }
         Ok(GpuOp {
             kernel,
             set,
@@ -503,6 +585,7 @@ impl OpBuilder<'_> {
                 segs: s.segs.iter().map(|g| (g.rows, g.ty, g.bias)).collect(),
                 batch_kernel,
                 tiled,
+                parts: parts.into(),
             },
         })
     }

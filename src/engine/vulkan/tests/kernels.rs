@@ -172,6 +172,44 @@ fn segments_of_one_type_stack_their_rows() {
     }
 }
 
+/// A product taller than `TALL_ROWS` in several segments (a matrix in pieces, as the LM head
+/// larger than one binding is bound): with texel weights on the lane path one token runs as
+/// one dispatch per segment (`parts`, each a one-segment kernel at the head's 16 rows per
+/// invocation), batches as one dispatch over all segments; elsewhere, and for shorter products
+/// (the QKV), one dispatch. Segment boundaries in awkward places (inside an invocation's rows
+/// and a workgroup's, segments of 1 and 3 rows), norm, bias and residual add fused; one token
+/// and three, against the CPU dequantizer on every path.
+#[test]
+fn decode_over_pieces_runs_one_dispatch_per_segment() {
+    use GgmlType::{Q4_K, Q5_0, Q8_0};
+    let cases: [(usize, &[(GgmlType, usize)]); 4] = [
+        (64, &[(Q8_0, 4100), (Q8_0, 4093), (Q8_0, 37)]),
+        (64, &[(Q8_0, 8195), (Q8_0, 3), (Q8_0, 1), (Q8_0, 501)]),
+        (256, &[(Q4_K, 5003), (Q4_K, 3297)]),
+        (96, &[(Q5_0, 24), (Q5_0, 8), (Q8_0, 13)]),
+    ];
+    for (lane, texel) in Gpu::PATHS {
+        let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(13));
+        for (k, segs) in cases {
+            let total: usize = segs.iter().map(|s| s.1).sum();
+            let label = format!("segments {segs:?} k={k} lane={lane} texel={texel}");
+            let split = |op: &GpuOp| {
+                let OpKind::Matvec { parts, .. } = &op.kind else {
+                    panic!("{label}: not a mat-vec");
+                };
+                let want = lane == 1 && texel && total > 8192;
+                assert_eq!(parts.len(), if want { segs.len() } else { 0 }, "{label}");
+                for p in parts.iter() {
+                    let name = &p.kernel.name;
+                    assert!(name.ends_with("x16x1_s1"), "{label}: {name}");
+                }
+            };
+            check_fused(&mut gpu, &mut rng, k, segs, &[1, 3], split, &label);
+        }
+        gpu.check();
+    }
+}
+
 /// The fused RMSNorm on the GPUs' subgroup path for every weight type: its sum of squares is
 /// gathered from each type's own activation loads, so each type's chunks must cover x exactly
 /// once (wide widths too, and a second token whose x is not vec4-aligned when k is odd). On
@@ -632,8 +670,10 @@ fn cpu_seconds() -> f64 {
 }
 
 /// Times mat-vecs / mat-mats by GPU timestamps: each case of `PIGPU_VK_BENCH` (`TYPE:ROWS:K:NTOK;...`, default
-/// a head-sized Q8_0 mat-vec) on each shape of `PIGPU_VK_BENCH_SHAPES` (`WG,ROWS,LANE;...`). A
-/// tuning aid, not a test: `cargo test --release --lib bench_matvec -- --ignored --nocapture`.
+/// a head-sized Q8_0 mat-vec; `TYPE:ROWS:K:NTOK:R1+R2+...` splits the matrix into segments of
+/// R1, R2, ... rows and the rest, as a tensor in pieces or a fused QKV is bound) on each shape
+/// of `PIGPU_VK_BENCH_SHAPES` (`WG,ROWS,LANE;...`). A tuning aid, not a test:
+/// `cargo test --release --lib bench_matvec -- --ignored --nocapture`.
 #[test]
 #[ignore = "benchmark"]
 fn bench_matvec() {
@@ -652,14 +692,30 @@ fn bench_matvec() {
             f[3].parse().unwrap(),
         );
         let wb = random_weights(&mut rng, ty, rows, k);
+        let mut split: Vec<usize> = f.get(4).map_or(vec![], |v| {
+            v.split('+')
+                .map(|r| r.parse().expect("segment rows"))
+                .collect()
+        });
+        split.push(rows - split.iter().sum::<usize>());
+        let row_bytes = wb.len() / rows;
         for shape in shapes.split(';') {
             let sh: Vec<u32> = shape.split(',').map(|v| v.parse().unwrap()).collect();
             let mut gpu = Gpu::open_shapes([sh[0], sh[1], sh[2]], [sh[0], sh[1], sh[2]]);
-            let wbuf = gpu.buf(&wb);
+            let mut r0 = 0;
+            let wbufs: Vec<_> = split
+                .iter()
+                .map(|&r| {
+                    r0 += r;
+                    gpu.buf(&wb[(r0 - r) * row_bytes..r0 * row_bytes])
+                })
+                .collect();
             let xbuf = gpu.buf_f32(&rng.vec(k * n_tok, 1.0));
             let nw = gpu.buf_f32(&rng.vec(k, 1.0));
             let ybuf = gpu.buf_f32(&vec![0.0; rows * n_tok]);
-            let segs = [seg(&wbuf, ty, rows)];
+            let segs: Vec<_> = (wbufs.iter().zip(&split))
+                .map(|(b, &r)| seg(b, ty, r))
+                .collect();
             let spec = MatvecSpec {
                 norm: Some(nw.all()),
                 eps: 1e-5,
@@ -679,8 +735,9 @@ fn bench_matvec() {
             let c = (cpu_seconds() - c0) / reps as f64;
             let wbytes = wb.len() as f64;
             eprintln!(
-                "{ty} {rows}x{k} x{n_tok} shape {shape}: {:.1} µs GPU ({:.1} GB/s of weights, \
+                "{ty} {rows}x{k} x{n_tok} segments {split:?} {}: {:.1} µs GPU ({:.1} GB/s of weights, \
                  {:.0} M weights·tokens/s), {:.2} ms CPU ({:.0} M weights·tokens per CPU-s)",
+                op.kernel.name,
                 gpu_ns / 1e3,
                 wbytes / gpu_ns,
                 (rows * k * n_tok) as f64 / gpu_ns * 1e3,
