@@ -304,9 +304,6 @@ impl GpuOp {
         }
     }
 
-    /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
-    /// workgroup; without one the mat-vec, a token per workgroup row) over `rows` output rows
-    /// with its `push` words.
     /// One token of a mat-vec split per segment: each part's kernel over its segment's rows
     /// (one segment, output rows from the segment's first on), together as one command: one
     /// barrier before them, none among them (they write disjoint rows), one timestamp after.
@@ -360,6 +357,9 @@ impl GpuOp {
         cmd.dispatch_all(&dispatches);
     }
 
+    /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
+    /// workgroup; without one the mat-vec, a token per workgroup row) over `rows` output rows
+    /// with its `push` words.
     fn record_matvec(
         &self,
         cmd: &mut CmdBuffer,
