@@ -527,6 +527,9 @@ impl Kernels {
             None => (
                 format!("{prefix}_any"),
                 match prefix {
+                    // Its weight types fixed by constants: the variant built without glslc's
+                    // optimizer, far cheaper for lavapipe to create (build.rs: LANE_ANY).
+                    "matmul" if lane.is_some() => shaders::MATMUL_ANY_LANE,
                     "matmul" => shaders::MATMUL_ANY,
                     "matvecsg" => shaders::MATVECSG_ANY,
                     "matvect" => shaders::MATVECT_ANY,

@@ -512,7 +512,9 @@ fn every_matvec_shape_the_engine_can_choose_fits_each_device() {
     let matvec = family("matvec", shaders::matvec_for, shaders::MATVEC_ANY);
     let matvect = family("matvect", shaders::matvect_for, shaders::MATVECT_ANY);
     let matvecsg = family("matvecsg", shaders::matvecsg_for, shaders::MATVECSG_ANY);
-    let matmul = family("matmul", shaders::matmul_for, shaders::MATMUL_ANY);
+    let mut matmul = family("matmul", shaders::matmul_for, shaders::MATMUL_ANY);
+    // The lane path's `any` mat-mat, built without glslc's optimizer (build.rs: LANE_ANY).
+    matmul.push(("matmul_any_lane".into(), shaders::MATMUL_ANY_LANE));
     for d in devices() {
         for nt in [1, MATMUL_NT] {
             let mut fitted = BTreeSet::new();
