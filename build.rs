@@ -83,7 +83,7 @@ const TYPED: &[(&str, &str)] = &[
 /// (`Kernels::matvec_shaped`). With `-O`, spirv-opt inlines every weight type's dequantization
 /// at each call site (`matmul_any`: 445 KB of SPIR-V, against 101 KB at `-O0`), and lavapipe
 /// turns all of it into NIR at every start, before the constants leave at most four types: its
-/// pipeline creation took 1.2-1.6 CPU-s from the `-O` SPIR-V and 0.5 from the `-O0` one
+/// pipeline creation took 1.6-1.7 CPU-s from the `-O` SPIR-V and 0.54-0.59 from the `-O0` one
 /// (Qwen2.5-Coder-0.5B Q4_K_M's mixed Q5_0/Q8_0 QKV; docs/benchmarks.md, "Pipeline creation
 /// per pipeline on lavapipe"). Other paths (GPUs) keep the `-O` `any` variant.
 const LANE_ANY: &[&str] = &["matmul"];
