@@ -33,7 +33,6 @@ const SINGLE: &[&str] = &[
     "attention",
     "sample",
     "sample_pre",
-    "advance",
     "empty",
     "attention_prompt",
     "attention_lanes",

@@ -413,22 +413,40 @@ impl VulkanEngine {
         hist_from: u32,
     ) -> anyhow::Result<()> {
         let n = tokens.len() as u32;
-        self.acts.tokens_up.write(0, u32_bytes(tokens));
+        self.acts
+            .tokens_up
+            .as_mut()
+            .unwrap_or(&mut self.acts.tokens)
+            .write(0, u32_bytes(tokens));
         let head_op = if all_logits {
             self.head_all()?.at(0)
         } else {
             self.head_at(n - 1)
         };
-        let advance = GpuOp {
-            kernel: self.graph.advance.kernel.clone(),
-            set: self.graph.advance.set,
-            kind: OpKind::Advance { hist_from },
+        // The batch's bookkeeping words: the host's n_past and history are the device's.
+        let mut kind = self.graph.embed_tokens.kind.clone();
+        if let OpKind::Embed {
+            hist_from: h,
+            n_past,
+            n_hist,
+            ..
+        } = &mut kind
+        {
+            *h = hist_from;
+            *n_past = self.n_past as u32;
+            *n_hist = self.history.len() as u32;
+        }
+        let embed = GpuOp {
+            kernel: self.graph.embed_tokens.kernel.clone(),
+            set: self.graph.embed_tokens.set,
+            kind,
         };
         let cmd = &mut self.batch;
         cmd.begin(false)?;
-        cmd.copy(&self.acts.tokens_up, 0, &self.acts.tokens, 0, 4 * n as u64);
-        advance.record(cmd, n);
-        self.graph.embed_tokens.record(cmd, n);
+        if let Some(up) = &self.acts.tokens_up {
+            cmd.copy(up, 0, &self.acts.tokens, 0, 4 * n as u64);
+        }
+        embed.record(cmd, n);
         for l in &self.graph.layers {
             l.record(cmd, n);
         }
@@ -450,7 +468,7 @@ impl VulkanEngine {
         self.stats.dispatches += dispatches;
         self.stats.upload_bytes += 4 * n as u64;
         self.n_past += tokens.len();
-        // What `advance` put in the ring.
+        // What the embedding put in the ring.
         self.history
             .extend_from_slice(&tokens[(hist_from as usize).min(tokens.len())..]);
         Ok(())

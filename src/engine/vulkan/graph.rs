@@ -92,10 +92,11 @@ pub struct Acts {
     /// `Device::state_mapped`: the host reads the token and verdict from `state`, and no copy
     /// to `readback` is recorded.
     pub state_mapped: bool,
-    /// [B] u32: prompt tokens, copied from `tokens_up`.
+    /// [B] u32: prompt tokens, copied from `tokens_up`; or, where `state_mapped`, host-visible
+    /// and written by the CPU in place (then there is no `tokens_up` and no copy command).
     pub tokens: Buffer,
-    /// Host-visible [B] u32: prompt tokens written by the CPU.
-    pub tokens_up: Buffer,
+    /// Host-visible [B] u32: prompt tokens written by the CPU (`None` where `state_mapped`).
+    pub tokens_up: Option<Buffer>,
     /// Host-visible [8] u32: sampling parameters and the random number (kernels::sample_params).
     pub params: Buffer,
     /// Host-visible [4] u32: the sampled token and verdict, copied back each step (unless
@@ -155,8 +156,14 @@ impl Acts {
                 "decoding state",
             )?,
             state_mapped: dev.state_mapped(),
-            tokens: f(b, "prompt tokens")?,
-            tokens_up: Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens")?,
+            tokens: if dev.state_mapped() {
+                Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens")?
+            } else {
+                f(b, "prompt tokens")?
+            },
+            tokens_up: (!dev.state_mapped())
+                .then(|| Buffer::new(dev, (b * 4) as u64, MemKind::Upload, "prompt tokens"))
+                .transpose()?,
             params: Buffer::new(dev, 32, MemKind::Upload, "sampling parameters")?,
             readback: Buffer::new(dev, 16, MemKind::Readback, "token readback")?,
         })
@@ -205,10 +212,9 @@ impl Layer {
 pub struct Graph {
     /// Embedding of the token the sampler wrote into the state (decoding).
     pub embed_state: GpuOp,
-    /// Embedding of the prompt tokens.
+    /// Embedding of the prompt tokens, which also starts a batch's position and history
+    /// bookkeeping (`OpKind::Embed`'s `hist_from`).
     pub embed_tokens: GpuOp,
-    /// Position bookkeeping at the start of a prompt batch.
-    pub advance: GpuOp,
     pub layers: Vec<Layer>,
     /// Output norm + head for the token at `x_off` into logits row 0 (one token: its mat-vec
     /// only; a batch of rows runs it a token per workgroup row).
@@ -306,7 +312,6 @@ pub fn build(
     let (st, tok) = (a.state.all(), a.tokens.all());
     let embed_state = embed(b, c, w, st, tok, true, a.x.all())?;
     let embed_tokens = embed(b, c, w, st, tok, false, a.x.all())?;
-    let advance = b.advance(st, tok)?;
     // Rows of one token each, packed.
     let act = |buf: &Buffer, width: usize| Act {
         buf: buf.all(),
@@ -355,7 +360,6 @@ pub fn build(
     Ok(Graph {
         embed_state,
         embed_tokens,
-        advance,
         layers,
         head,
         sample,

@@ -563,7 +563,7 @@ impl Kernels {
             &format!("embed_{ty}"),
             shaders::EMBED,
             &[1, 1, MAX_SEG as u32, 1],
-            9,
+            11,
             &[64, ty.id()],
         )
     }
@@ -633,9 +633,6 @@ impl Kernels {
             greedy: select(SampleMode::Greedy)?,
             top_k: select(SampleMode::TopK)?,
         })
-    }
-    pub fn advance(&self) -> Result<Rc<GpuKernel>> {
-        self.get("advance", shaders::ADVANCE, &[1, 1], 2, &[])
     }
     /// One workgroup doing nothing: the profiler's per-stage floor.
     pub fn empty(&self) -> Result<Rc<GpuKernel>> {

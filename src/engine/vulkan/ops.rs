@@ -42,10 +42,19 @@ pub enum OpKind {
         /// dispatch over all segments.
         parts: Rc<[SegPart]>,
     },
+    /// The embedding lookup; a prompt batch's (`from_state` false) also starts the batch's
+    /// position and history bookkeeping (shaders/embed.comp) from the three words the batch is
+    /// recorded with (`OpBuilder::embed` sets 0; `VulkanEngine::run_batch` the batch's).
     Embed {
         dim: u32,
         from_state: bool,
-        ty: GgmlType,
+        /// A prompt batch's tokens before this index are not added to the repetition-penalty
+        /// history (the sampler already put them there).
+        hist_from: u32,
+        /// A prompt batch: the positions fed before it (the device state's `n_past`).
+        n_past: u32,
+        /// A prompt batch: the tokens the history ring was given before it (its count).
+        n_hist: u32,
         seg_rows: Vec<u32>,
         /// Factor on every element (gemma3: sqrt(dim)); `OpBuilder::embed` sets 1.
         scale: f32,
@@ -112,8 +121,6 @@ pub enum OpKind {
         stride: u32,
         off: u32,
     },
-    /// `hist_from`: tokens before this index are not added to the history.
-    Advance { hist_from: u32 },
 }
 
 /// One segment's dispatch of a mat-vec split per segment (`OpKind::Matvec`'s `parts`).
@@ -201,13 +208,15 @@ impl GpuOp {
             OpKind::Embed {
                 dim,
                 from_state,
-                ty,
+                hist_from,
+                n_past,
+                n_hist,
                 seg_rows,
                 scale,
             } => {
-                let mut push = vec![*dim, *from_state as u32, ty.id(), seg_rows.len() as u32];
+                let mut push = vec![*dim, *from_state as u32, *hist_from, seg_rows.len() as u32];
                 push.extend(four(seg_rows.iter().copied()));
-                push.push(scale.to_bits());
+                push.extend([scale.to_bits(), *n_past, *n_hist]);
                 cmd.dispatch(&self.kernel, self.set, &push, [n_tok, 1, 1]);
             }
             OpKind::RopeKv {
@@ -274,9 +283,6 @@ impl GpuOp {
             OpKind::Sample { .. } => {
                 self.record_sample_stage(cmd, true);
                 self.record_sample_stage(cmd, false);
-            }
-            OpKind::Advance { hist_from } => {
-                cmd.dispatch(&self.kernel, self.set, &[n_tok, *hist_from], [1, 1, 1]);
             }
             OpKind::QkNorm {
                 q_dim,
@@ -613,7 +619,9 @@ impl OpBuilder<'_> {
             kind: OpKind::Embed {
                 dim,
                 from_state,
-                ty,
+                hist_from: 0,
+                n_past: 0,
+                n_hist: 0,
                 seg_rows: pieces.iter().map(|p| p.1).collect(),
                 scale: 1.0,
             },
@@ -818,16 +826,6 @@ impl OpBuilder<'_> {
             any: op(k.any.clone()),
             greedy: op(k.greedy.clone()),
             top_k: op(k.top_k.clone()),
-        })
-    }
-
-    pub fn advance(&mut self, state: BufRange, tokens: BufRange) -> Result<GpuOp> {
-        let kernel = self.kernels.advance()?;
-        let set = self.arena.set(&kernel, &[&[state], &[tokens]])?;
-        Ok(GpuOp {
-            kernel,
-            set,
-            kind: OpKind::Advance { hist_from: 0 },
         })
     }
 }

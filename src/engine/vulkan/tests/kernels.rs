@@ -294,6 +294,71 @@ fn embedding_lookup_across_pieces() {
     );
 }
 
+/// A prompt batch's embedding starts the batch from the words it is recorded with: position
+/// `n_past`, `n_past + n_tok` fed, the tokens from `hist_from` on appended to the history ring
+/// after its `n_hist` (wrapping), only the batch's last HIST of them; nothing else changes.
+#[test]
+fn a_prompt_batch_embedding_starts_the_batch() {
+    use crate::engine::vulkan::kernels::{HIST, S_BAD, S_HIST, S_NHIST, S_NPAST, S_TOKEN};
+    let mut gpu = Gpu::new();
+    let mut rng = Rng::new(5);
+    let (ty, dim, rows) = (GgmlType::Q8_0, 64usize, 9usize);
+    let m = Matrix::random(&mut gpu, &mut rng, ty, rows, dim);
+    // (tokens in the batch, hist_from, n_past, n_hist): a wrap past the ring's end, a fed
+    // token already in the ring, and a batch longer than the ring.
+    for (n_tok, hist_from, n_past, n_hist) in [(5, 0, 300, 254), (4, 1, 7, 8), (HIST + 40, 0, 3, 3)]
+    {
+        let tokens: Vec<u32> = (0..n_tok).map(|i| ((i * 5 + 1) % rows) as u32).collect();
+        let tbuf = gpu.buf_u32(&tokens);
+        let mut state: Vec<u32> = (0..STATE_WORDS as u32).map(|i| 1000 + i).collect();
+        state[S_TOKEN] = 3;
+        let sbuf = gpu.buf_u32(&state);
+        let out = gpu.buf_f32(&vec![0.0; n_tok * dim]);
+        let mut op = gpu
+            .ops()
+            .embed(
+                sbuf.all(),
+                tbuf.all(),
+                &[(m.buf.all(), rows as u32)],
+                ty,
+                dim as u32,
+                false,
+                out.all(),
+            )
+            .unwrap();
+        let OpKind::Embed {
+            hist_from: h,
+            n_past: p,
+            n_hist: nh,
+            ..
+        } = &mut op.kind
+        else {
+            unreachable!("an embedding op")
+        };
+        (*h, *p, *nh) = (hist_from as u32, n_past as u32, n_hist as u32);
+        gpu.run(&[(&op, n_tok as u32)]);
+        let mut want = state.clone();
+        let n_new = n_tok - hist_from;
+        want[S_NPAST] = (n_past + n_tok) as u32;
+        want[1] = n_past as u32;
+        want[S_NHIST] = (n_hist + n_new) as u32;
+        for i in n_new.saturating_sub(HIST)..n_new {
+            want[S_HIST + (n_hist + i) % HIST] = tokens[hist_from + i];
+        }
+        let label = format!("{n_tok} tokens from {hist_from}, n_past {n_past}, n_hist {n_hist}");
+        assert_eq!(gpu.read_u32(&sbuf, STATE_WORDS), want, "{label}");
+        assert_eq!(
+            want[S_BAD], state[S_BAD],
+            "{label}: the verdict is left alone"
+        );
+        let got = gpu.read_f32(&out, n_tok * dim);
+        for (t, &tok) in tokens.iter().enumerate() {
+            let row = &m.w[tok as usize * dim..(tok as usize + 1) * dim];
+            assert_eq!(&got[t * dim..(t + 1) * dim], row, "{label}: token {t}");
+        }
+    }
+}
+
 fn rope_ref(
     x: &mut [f32],
     n_heads: usize,
@@ -771,11 +836,7 @@ fn kernels_built_all_at_once_get_their_pipelines_at_its_end() {
     let (op, others) = kernels
         .all_at_once(|| {
             let op = OpBuilder { kernels, arena }.matvec(dense(&x, &segs, &y, k, rows))?;
-            let others = vec![
-                kernels.embed(GgmlType::Q4_0)?,
-                kernels.advance()?,
-                kernels.rope_kv()?,
-            ];
+            let others = vec![kernels.embed(GgmlType::Q4_0)?, kernels.rope_kv()?];
             let OpKind::Matvec { batch_kernel, .. } = &op.kind else {
                 unreachable!("a mat-vec op")
             };

@@ -702,8 +702,8 @@ fn every_attention_kernel_the_engine_can_choose_fits_each_device() {
     }
 }
 
-/// The kernels of fixed shape or one workgroup-size constant: embedding, RoPE, sampler, norms,
-/// the state advance and the profiler's empty kernel.
+/// The kernels of fixed shape or one workgroup-size constant: embedding, RoPE, sampler, norms
+/// and the profiler's empty kernel.
 #[test]
 fn the_fixed_kernels_fit_each_device() {
     let mut sh = Shaders::new();
@@ -725,7 +725,6 @@ fn the_fixed_kernels_fit_each_device() {
             ("qk_norm", shaders::QK_NORM),
             ("norm_add", shaders::NORM_ADD),
             ("rope_kv", shaders::ROPE_KV),
-            ("advance", shaders::ADVANCE),
             ("empty", shaders::EMPTY),
         ] {
             sh.check(&d, name, code, &[], None);
