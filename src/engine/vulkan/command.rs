@@ -315,6 +315,40 @@ impl CmdBuffer {
         groups: [u32; 3],
     ) {
         self.barrier();
+        self.bind_and_dispatch(kernel, set, push, groups);
+        self.pending_barrier = true;
+        self.stamp(|| kernel.name.clone());
+    }
+
+    /// Records `dispatches` (kernel, set, push, groups) as one command: one barrier before
+    /// them, none among them (they must not depend on each other: e.g. the segments of a
+    /// mat-vec, each writing its own rows), one timestamp after all, named by the first
+    /// kernel. Each counts as a dispatch; x is folded into z as in `dispatch`.
+    pub fn dispatch_all(
+        &mut self,
+        dispatches: &[(&GpuKernel, vk::DescriptorSet, Vec<u32>, [u32; 3])],
+    ) {
+        let Some(first) = dispatches.first() else {
+            return;
+        };
+        self.barrier();
+        for (kernel, set, push, groups) in dispatches {
+            self.bind_and_dispatch(kernel, *set, push, *groups);
+        }
+        self.pending_barrier = true;
+        self.stamp(|| first.0.name.clone());
+    }
+
+    /// Binds `kernel`'s pipeline, `set` and `push` and records its dispatch over `groups`
+    /// (x folded into z past the device's limit); no barrier and no timestamp (the callers
+    /// place those).
+    fn bind_and_dispatch(
+        &mut self,
+        kernel: &GpuKernel,
+        set: vk::DescriptorSet,
+        push: &[u32],
+        groups: [u32; 3],
+    ) {
         let max_x = self.dev.limits.max_compute_work_group_count[0].min(65535);
         let [mut x, y, mut z] = groups;
         if x > max_x {
@@ -332,73 +366,23 @@ impl CmdBuffer {
         // kernel wrappers).
         unsafe {
             let d = &self.dev.raw;
+            let layout = kernel.layout.pipeline_layout;
             d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, pipeline);
             d.cmd_bind_descriptor_sets(
                 self.cb,
                 vk::PipelineBindPoint::COMPUTE,
-                kernel.layout.pipeline_layout,
+                layout,
                 0,
                 &[set],
                 &[],
             );
             if !push.is_empty() {
                 let bytes = std::slice::from_raw_parts(push.as_ptr() as *const u8, push.len() * 4);
-                d.cmd_push_constants(
-                    self.cb,
-                    kernel.layout.pipeline_layout,
-                    vk::ShaderStageFlags::COMPUTE,
-                    0,
-                    bytes,
-                );
+                d.cmd_push_constants(self.cb, layout, vk::ShaderStageFlags::COMPUTE, 0, bytes);
             }
             d.cmd_dispatch(self.cb, x, y, z);
         }
         self.dispatches += 1;
-        self.pending_barrier = true;
-        self.stamp(|| kernel.name.clone());
-    }
-
-    /// Records `dispatches` (kernel, set, push, groups; x at most the device's limit) as one
-    /// command: one barrier before them, none among them (they must not depend on each other:
-    /// e.g. the segments of a mat-vec, each writing its own rows), one timestamp after all,
-    /// named by `label` or the first kernel. Each counts as a dispatch.
-    pub fn dispatch_all(
-        &mut self,
-        dispatches: &[(&GpuKernel, vk::DescriptorSet, Vec<u32>, [u32; 3])],
-    ) {
-        let Some(first) = dispatches.first() else {
-            return;
-        };
-        self.barrier();
-        for (kernel, set, push, [x, y, z]) in dispatches {
-            let pipeline = kernel.pipeline();
-            assert!(
-                pipeline != vk::Pipeline::null(),
-                "kernel {} recorded before its pipeline was created",
-                kernel.name
-            );
-            // SAFETY: recording; each kernel's layout matches its set and push size (checked
-            // by the kernel wrappers).
-            unsafe {
-                let d = &self.dev.raw;
-                let layout = kernel.layout.pipeline_layout;
-                d.cmd_bind_pipeline(self.cb, vk::PipelineBindPoint::COMPUTE, pipeline);
-                d.cmd_bind_descriptor_sets(
-                    self.cb,
-                    vk::PipelineBindPoint::COMPUTE,
-                    layout,
-                    0,
-                    &[*set],
-                    &[],
-                );
-                let bytes = std::slice::from_raw_parts(push.as_ptr() as *const u8, push.len() * 4);
-                d.cmd_push_constants(self.cb, layout, vk::ShaderStageFlags::COMPUTE, 0, bytes);
-                d.cmd_dispatch(self.cb, *x, *y, *z);
-            }
-            self.dispatches += 1;
-        }
-        self.pending_barrier = true;
-        self.stamp(|| first.0.name.clone());
     }
 
     /// Records a buffer-to-buffer copy.

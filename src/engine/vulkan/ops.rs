@@ -162,17 +162,12 @@ impl GpuOp {
         cmd.label(|| self.stamp(n_tok));
         match &self.kind {
             OpKind::Matvec {
-                k,
-                x_stride,
-                y_stride,
                 flags,
-                eps,
-                x_off,
-                y_off,
                 segs,
                 batch_kernel,
                 tiled,
                 parts,
+                ..
             } => {
                 let glu = flags & F_GLU != 0;
                 if n_tok == 1 && !parts.is_empty() {
@@ -180,23 +175,7 @@ impl GpuOp {
                     return;
                 }
                 let rows = output_rows(glu, segs);
-                let mut push = vec![
-                    *k,
-                    n_tok,
-                    *x_stride,
-                    *y_stride,
-                    *flags,
-                    eps.to_bits(),
-                    *y_off,
-                    segs.len() as u32,
-                    *x_off,
-                    0,
-                    0,
-                    0,
-                ];
-                push.extend(four(segs.iter().map(|s| s.0)));
-                push.extend(four(segs.iter().map(|s| s.1.id())));
-                push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
+                let push = self.matvec_push(n_tok, 0, segs);
                 match tiled
                     .as_ref()
                     .filter(|_| beyond_matmul(batch_kernel, n_tok))
@@ -319,6 +298,32 @@ impl GpuOp {
         parts: &[SegPart],
         segs: &[(u32, GgmlType, Option<u32>)],
     ) {
+        let mut start = 0u32;
+        let dispatches: Vec<_> = parts
+            .iter()
+            .zip(segs)
+            .map(|(p, &seg)| {
+                let push = self.matvec_push(1, start, &[seg]);
+                let rows = seg.0;
+                start += rows;
+                let rpw = p.kernel.spec[0] * p.kernel.spec[1];
+                let groups = rows.div_ceil(rpw);
+                let z = groups.div_ceil(65535).max(1);
+                (&*p.kernel, p.set, push, [groups.div_ceil(z), 1, z])
+            })
+            .collect();
+        cmd.dispatch_all(&dispatches);
+    }
+
+    /// A mat-vec's push words for `n_tok` tokens over `segs` (rows, type, bias offset), its
+    /// output written from row `y_shift` of its own output range on: the 12 fixed words, then
+    /// the segments' rows, types and bias offsets, four words each.
+    fn matvec_push(
+        &self,
+        n_tok: u32,
+        y_shift: u32,
+        segs: &[(u32, GgmlType, Option<u32>)],
+    ) -> Vec<u32> {
         let OpKind::Matvec {
             k,
             x_stride,
@@ -330,37 +335,26 @@ impl GpuOp {
             ..
         } = &self.kind
         else {
-            unreachable!("parts of a mat-vec")
+            unreachable!("push words of a mat-vec")
         };
-        let mut start = 0u32;
-        let dispatches: Vec<_> = parts
-            .iter()
-            .zip(segs)
-            .map(|(p, &(rows, ty, bias))| {
-                let mut push = vec![
-                    *k,
-                    1,
-                    *x_stride,
-                    *y_stride,
-                    *flags,
-                    eps.to_bits(),
-                    *y_off + start,
-                    1,
-                    *x_off,
-                    0,
-                    0,
-                    0,
-                ];
-                push.extend([rows, 0, 0, 0, ty.id(), 0, 0, 0]);
-                push.extend([bias.unwrap_or(u32::MAX), 0, 0, 0]);
-                start += rows;
-                let rpw = p.kernel.spec[0] * p.kernel.spec[1];
-                let groups = rows.div_ceil(rpw);
-                let z = groups.div_ceil(65535).max(1);
-                (&*p.kernel, p.set, push, [groups.div_ceil(z), 1, z])
-            })
-            .collect();
-        cmd.dispatch_all(&dispatches);
+        let mut push = vec![
+            *k,
+            n_tok,
+            *x_stride,
+            *y_stride,
+            *flags,
+            eps.to_bits(),
+            *y_off + y_shift,
+            segs.len() as u32,
+            *x_off,
+            0,
+            0,
+            0,
+        ];
+        push.extend(four(segs.iter().map(|s| s.0)));
+        push.extend(four(segs.iter().map(|s| s.1.id())));
+        push.extend(four(segs.iter().map(|s| s.2.unwrap_or(u32::MAX))));
+        push
     }
 
     /// A mat-vec (one token, this op's kernel) or the mat-mat (`batch_kernel`, NT tokens per
