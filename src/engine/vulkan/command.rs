@@ -350,10 +350,12 @@ impl CmdBuffer {
         groups: [u32; 3],
     ) {
         let max_x = self.dev.limits.max_compute_work_group_count[0].min(65535);
+        // The shaders number workgroups x + z·x_count and skip those past the end; the fold
+        // spreads them evenly over z so the last layer wastes fewer than z of them.
         let [mut x, y, mut z] = groups;
         if x > max_x {
             z = x.div_ceil(max_x);
-            x = max_x;
+            x = x.div_ceil(z);
         }
         let pipeline = kernel.pipeline();
         // Kernels built inside `Kernels::all_at_once` get their pipelines at its end.

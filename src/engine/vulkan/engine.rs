@@ -25,7 +25,7 @@ use super::graph::{self, Acts, Graph};
 use super::kernels::{sample_mode, sample_params, state_after, SampleMode};
 use super::kernels::{BAD_NAN, MAX_SEG, S_BAD, S_TOKEN};
 use super::norms::Normed;
-use super::ops::{GpuOp, OpBuilder, OpKind};
+use super::ops::OpBuilder;
 use super::options::VulkanOptions;
 use super::pipeline::DescriptorArena;
 use super::profile::{self, Calibration, Profile, Profiler, TimestampSupport};
@@ -34,10 +34,18 @@ use super::upload::download;
 use crate::engine::{Engine, EngineError, EngineResult, SamplingParams, Stats};
 use crate::model::Model;
 
+/// How many sampling modes have their own recordings (`SampleMode::ALL`).
+const N_MODES: usize = SampleMode::ALL.len();
+
+/// One command buffer per sampling mode (index `mode as usize`), each made by `make`.
+fn per_mode(mut make: impl FnMut() -> VkResult<CmdBuffer>) -> VkResult<[CmdBuffer; N_MODES]> {
+    Ok([make()?, make()?, make()?])
+}
+
 /// What a profiled engine has on top: the timed decode recordings (as `VulkanEngine::decode`)
 /// and the sums.
 struct Prof {
-    decode: [CmdBuffer; 3],
+    decode: [CmdBuffer; N_MODES],
     ts: TimestampSupport,
     calibration: Calibration,
     profiler: Profiler,
@@ -51,10 +59,10 @@ pub struct VulkanEngine {
     /// Feed the unfed token, run the model, sample (steady state): one recording per
     /// `SampleMode` (index `mode as usize`), each with that mode's selection (`SampleOps`),
     /// picked per step by the parameters (`mode`).
-    decode: [CmdBuffer; 3],
+    decode: [CmdBuffer; N_MODES],
     /// Sample only (the first step after a prefill, whose logits are already there), the same
     /// three ways.
-    sample_only: [CmdBuffer; 3],
+    sample_only: [CmdBuffer; N_MODES],
     /// The mode of the parameters `set_draw` wrote last (`kernels::sample_mode`): the
     /// recordings to run are [mode as usize].
     pub(super) mode: SampleMode,
@@ -147,16 +155,8 @@ impl VulkanEngine {
         kernels.save_cache();
         let mut e = VulkanEngine {
             prof: None,
-            decode: [
-                CmdBuffer::new(&dev)?,
-                CmdBuffer::new(&dev)?,
-                CmdBuffer::new(&dev)?,
-            ],
-            sample_only: [
-                CmdBuffer::new(&dev)?,
-                CmdBuffer::new(&dev)?,
-                CmdBuffer::new(&dev)?,
-            ],
+            decode: per_mode(|| CmdBuffer::new(&dev))?,
+            sample_only: per_mode(|| CmdBuffer::new(&dev))?,
             mode: SampleMode::Any,
             batch: CmdBuffer::new(&dev)?,
             graph,
@@ -318,11 +318,7 @@ impl VulkanEngine {
         let ts = profile::timestamp_support(&self.dev)?;
         let calibration = profile::calibrate(&self.dev, &self.shared.kernels, &mut self.arena, ts)?;
         let cap = self.stamp_capacity();
-        let mut decode = [
-            CmdBuffer::timed(&self.dev, cap)?,
-            CmdBuffer::timed(&self.dev, cap)?,
-            CmdBuffer::timed(&self.dev, cap)?,
-        ];
+        let mut decode = per_mode(|| CmdBuffer::timed(&self.dev, cap))?;
         for (cmd, mode) in decode.iter_mut().zip(SampleMode::ALL) {
             Self::record_decode_into(&self.graph, &self.acts, cmd, mode)?;
         }
@@ -424,23 +420,11 @@ impl VulkanEngine {
             self.head_at(n - 1)
         };
         // The batch's bookkeeping words: the host's n_past and history are the device's.
-        let mut kind = self.graph.embed_tokens.kind.clone();
-        if let OpKind::Embed {
-            hist_from: h,
-            n_past,
-            n_hist,
-            ..
-        } = &mut kind
-        {
-            *h = hist_from;
-            *n_past = self.n_past as u32;
-            *n_hist = self.history.len() as u32;
-        }
-        let embed = GpuOp {
-            kernel: self.graph.embed_tokens.kernel.clone(),
-            set: self.graph.embed_tokens.set,
-            kind,
-        };
+        let embed = self.graph.embed_tokens.embed_for_batch(
+            hist_from,
+            self.n_past as u32,
+            self.history.len() as u32,
+        );
         let cmd = &mut self.batch;
         cmd.begin(false)?;
         if let Some(up) = &self.acts.tokens_up {

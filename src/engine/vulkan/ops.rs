@@ -155,6 +155,28 @@ fn output_rows(glu: bool, segs: &[(u32, GgmlType, Option<u32>)]) -> u32 {
 }
 
 impl GpuOp {
+    /// This `Embed` op with a prompt batch's bookkeeping words: the first history slot it
+    /// writes, and the host's n_past and history length (other ops are returned as they are).
+    pub fn embed_for_batch(&self, from: u32, past: u32, hist_len: u32) -> GpuOp {
+        let mut kind = self.kind.clone();
+        if let OpKind::Embed {
+            hist_from,
+            n_past,
+            n_hist,
+            ..
+        } = &mut kind
+        {
+            *hist_from = from;
+            *n_past = past;
+            *n_hist = hist_len;
+        }
+        GpuOp {
+            kernel: self.kernel.clone(),
+            set: self.set,
+            kind,
+        }
+    }
+
     /// Records this op for a batch of `n_tok` tokens (`logits_off` for `Sample`: float offset of
     /// the logits row).
     pub fn record(&self, cmd: &mut CmdBuffer, n_tok: u32) {
@@ -307,9 +329,7 @@ impl GpuOp {
                 let rows = seg.0;
                 start += rows;
                 let rpw = p.kernel.spec[0] * p.kernel.spec[1];
-                let groups = rows.div_ceil(rpw);
-                let z = groups.div_ceil(65535).max(1);
-                (&*p.kernel, p.set, push, [groups.div_ceil(z), 1, z])
+                (&*p.kernel, p.set, push, [rows.div_ceil(rpw), 1, 1])
             })
             .collect();
         cmd.dispatch_all(&dispatches);
@@ -378,15 +398,12 @@ impl GpuOp {
         } else {
             kernel.spec[1]
         };
-        // Workgroups beyond the 65535 of one grid dimension go on to z (the shaders number them
-        // x + z·x_count and skip rows past the end).
-        let groups = rows.div_ceil(rpw);
-        let z = groups.div_ceil(65535).max(1);
+        // More workgroups than one grid dimension allows go on to z (`CmdBuffer` folds them).
         cmd.dispatch(
             kernel,
             self.set,
             push,
-            [groups.div_ceil(z), n_tok.div_ceil(nt), z],
+            [rows.div_ceil(rpw), n_tok.div_ceil(nt), 1],
         );
     }
 
