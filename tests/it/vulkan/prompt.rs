@@ -20,7 +20,7 @@ fn smollm_tiled_prompt_logits_match_f64_reference() {
 }
 
 /// The same with the RMSNorms as passes of their own (`PIGPU_VK_NORM=pass`), the head's over
-/// the last token's row only.
+/// the last token's row only, and the vec4 form with prefetch (`PIGPU_VK_TILED`).
 #[test]
 fn smollm_tiled_prompt_logits_with_the_norm_pass_match_f64_reference() {
     tiled_prompt(true);
@@ -59,38 +59,36 @@ fn tiled_prompt(norm_pass: bool) {
         prompt.len()
     );
     let reference = reference_logits(&model, &prompt);
-    // The default form and the vec4 one with prefetch (which runs all of `vec4`'s code; the lib's
-    // tiled_ tests cover every form on every weight type and fusion): ~1 CPU-min each. With the
-    // norm pass, the default form only.
-    let forms: &[TiledKernel] = if norm_pass {
-        &[TiledKernel::Scalar]
+    // One form each, ~1 CPU-min: the default with the fused norms, and the vec4 one with
+    // prefetch (which runs all of `vec4`'s code) with the norm pass. The lib's tiled_ tests
+    // cover every form on every weight type and fusion.
+    let form = if norm_pass {
+        TiledKernel::Vec4Prefetch
     } else {
-        &[TiledKernel::Scalar, TiledKernel::Vec4Prefetch]
+        TiledKernel::Scalar
     };
-    for &form in forms {
-        let tuning = Tuning {
-            prompt_tiled: Some(true),
-            tiled_kernel: Some(form),
-            ubatch: Some(70),
-            norm_pass,
-            ..super::lavapipe()
-        };
-        let mut gpu = vulkan_tuned(&model, 256, tuning);
-        for part in [&prompt[..110], &prompt[110..]] {
-            gpu.prefill(part).unwrap();
-        }
-        let (d, i) = max_diff(&gpu.logits().unwrap(), reference);
-        let name = form.name();
-        eprintln!(
-            "tiled ({name}) prompt of {} tokens, norm pass {norm_pass}: max |logit - f64 reference| {d:.4} (at {i})",
-            prompt.len()
-        );
-        assert!(
-            d < 0.05,
-            "tiled ({name}) prompt: logits differ from the f64 reference by {d} at token {i}"
-        );
-        no_validation_errors(&gpu);
+    let tuning = Tuning {
+        prompt_tiled: Some(true),
+        tiled_kernel: Some(form),
+        ubatch: Some(70),
+        norm_pass,
+        ..super::lavapipe()
+    };
+    let mut gpu = vulkan_tuned(&model, 256, tuning);
+    for part in [&prompt[..110], &prompt[110..]] {
+        gpu.prefill(part).unwrap();
     }
+    let (d, i) = max_diff(&gpu.logits().unwrap(), reference);
+    let name = form.name();
+    eprintln!(
+        "tiled ({name}) prompt of {} tokens, norm pass {norm_pass}: max |logit - f64 reference| {d:.4} (at {i})",
+        prompt.len()
+    );
+    assert!(
+        d < 0.05,
+        "tiled ({name}) prompt: logits differ from the f64 reference by {d} at token {i}"
+    );
+    no_validation_errors(&gpu);
 }
 
 /// Every row of `prefill_all_logits` (perplexity's path: the head over all of a batch's rows,
