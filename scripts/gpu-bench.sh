@@ -43,7 +43,7 @@
 # GPU_BENCH_SWEEP_S (150: most seconds it takes), GPU_BENCH_SWEEP_PP (GPU_BENCH_PP),
 # GPU_BENCH_SWEEP_TG (64, or GPU_BENCH_TG if smaller), GPU_BENCH_SWEEP_DEPTH (GPU_BENCH_DEPTH;
 # 0: no variants at depth), GPU_BENCH_SWEEP_REPS (2), GPU_BENCH_SWEEP_VARIANTS (the list, one
-# "KIND VAR=VALUE..." a line, KIND tg, pp, depth or serve; default: sweep_variants below).
+# "KIND VAR=VALUE..." a line, KIND tg, pp, depth, turn or serve; default: sweep_variants below).
 # For prepare: GPU_BENCH_LLAMA (1; 0: no llama-bench is built or carried, so `run` measures
 # pigpu alone: for a trial on lavapipe where the static llama-bench is not built yet).
 set -euo pipefail
@@ -454,7 +454,8 @@ serve_scaling() { # spec file name
 }
 
 # The knob sweep's variants, in order of expected information: KIND (tg: decode, -p 0 -n T;
-# pp: prompt, -p P -n 0; depth: decode at depth, -p 0 -n T -d D; serve: `pigpu serve
+# pp: prompt, -p P -n 0; depth: decode at depth, -p 0 -n T -d D; turn: a chat turn's short
+# prompt at depth, -p 32 -n 0 -d D (its attention split over the KV range); serve: `pigpu serve
 # --parallel 4` with 4 clients of T tokens, whose batched decode runs the 8-token mat-mat) and
 # the PIGPU_VK_* settings that make the variant, one knob changed from the defaults
 # (docs/vulkan.md, "Tuning from the sweep"). ONE in a value is a PIGPU_VK_ATTN_CHUNK covering
@@ -464,7 +465,8 @@ serve_scaling() { # spec file name
 # attention's kernel at depth (PIGPU_VK_ATTN=rows: the one-key-per-lane kernel against the
 # default staged one), RoPE and the KV write folded into the split attention
 # (PIGPU_VK_ROPE=fold: one dispatch a layer fewer, every split workgroup rotating its queries;
-# in decode and at depth, against the default rope_kv pass), the split count at depth (each
+# in decode and at depth, against the default rope_kv pass), the short prompt at depth with its
+# attention in one pass (PIGPU_VK_PROMPT_SPLIT=1, against the default split), the split count at depth (each
 # depth call prefills D tokens per repetition, so those are the dearest) and the batched
 # decode's mat-mat shape. NORM=pass is the RMSNorm as a pass of its own before the norm-fused
 # products (decode and prompt; its per-op profile is NAME.profile-norm-pass.txt). SAMPLER=one
@@ -481,6 +483,7 @@ pp PIGPU_VK_TILED=vec4pf
 pp PIGPU_VK_TILE=m
 depth PIGPU_VK_ATTN=rows
 depth PIGPU_VK_ROPE=fold
+turn PIGPU_VK_PROMPT_SPLIT=1
 pp PIGPU_VK_NORM=pass
 tg PIGPU_VK_SAMPLER=one
 depth PIGPU_VK_ATTN_CHUNK=ONE
@@ -555,8 +558,8 @@ sweep() { # spec file name
     kind=${line%% *}
     case "$kind" in
       tg | pp | serve) ;;
-      depth) [ "$s_depth" -gt 0 ] || continue ;;
-      *) say "sweep: '$line' skipped: the kind must be tg, pp, depth or serve"; continue ;;
+      depth | turn) [ "$s_depth" -gt 0 ] || continue ;;
+      *) say "sweep: '$line' skipped: the kind must be tg, pp, depth, turn or serve"; continue ;;
     esac
     [ "$line" != "$kind" ] || { say "sweep: '$line' skipped: no setting"; continue; }
     if [[ "$seen" != *" $kind "* ]]; then
@@ -565,7 +568,7 @@ sweep() { # spec file name
     fi
     queue+=("$kind variant ${line#* }")
   done <<<"${GPU_BENCH_SWEEP_VARIANTS:-$sweep_variants}"
-  for kind in tg pp serve depth; do
+  for kind in tg pp serve depth turn; do
     [[ "$seen" != *" $kind "* ]] || queue+=("$kind again -")
   done
   say "sweep of $m: ${#queue[@]} calls (tg$s_tg, pp$s_pp, tg$s_tg @ d$s_depth; -r $s_reps) until $(( stop - start )) s"
@@ -578,7 +581,7 @@ sweep() { # spec file name
     # (a depth call prefills D tokens per repetition, where a pp call prefills P).
     if [ -n "${est[$kind]:-}" ]; then
       need=${est[$kind]}
-    elif [ "$kind" = depth ] && [ -n "${est[pp]:-}" ] && [ -n "${est[tg]:-}" ]; then
+    elif [[ "$kind" = depth || "$kind" = turn ]] && [ -n "${est[pp]:-}" ] && [ -n "${est[tg]:-}" ]; then
       need=$(sweep_depth_cost "$raw/$name.sweep-${first[pp]}.json" "${est[pp]}" \
         "$raw/$name.sweep-${first[tg]}.json" "$s_reps" "$s_depth" "$s_pp")
     else
@@ -606,6 +609,7 @@ sweep() { # spec file name
       tg) args=(-p 0 -n "$s_tg"); one=$(( s_tg + 1 )) ;;
       pp) args=(-p "$s_pp" -n 0); one=$(( s_pp + 1 )) ;;
       depth) args=(-p 0 -n "$s_tg" -d "$s_depth"); one=$(( s_depth + s_tg + 1 )) ;;
+      turn) args=(-p 32 -n 0 -d "$s_depth"); one=$(( s_depth + 33 )) ;;
       serve) one=1024 ;;
     esac
     one=$(( (one + 63) / 64 * 64 ))

@@ -4,8 +4,12 @@
 // time staged in shared memory, with an online softmax (no score buffer beyond one BR x BC
 // tile, so any context length works). Tiles past the block's last position are never read;
 // only the diagonal tiles are masked.
-// Grid: (n_head, ceil(n_tok / BR)). Grouped-query: head h reads KV head h / (n_head / n_kv).
+// Grid: (n_head, ceil(n_tok / BR), n_split). Grouped-query: head h reads KV head h / (n_head / n_kv).
 // Same bindings and push constants as attention.comp (one descriptor set serves both).
+// Split over the KV range (n_split > 1, a short batch deep in the cache: attention.rs,
+// `Splits::prompt_split`): workgroup z takes the keys at positions [z·chunk, (z+1)·chunk) and
+// writes its rows' partial max, sum and unnormalized output to `part` ([token][head][split]
+// [2 + D]), which attention_combine.comp merges; a split with no key for a row writes -inf, 0.
 #extension GL_GOOGLE_include_directive : require
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint BR = 16;   // query rows per workgroup
@@ -17,14 +21,15 @@ layout(set = 0, binding = 1) readonly buffer Q { float q[]; };
 layout(set = 0, binding = 2) readonly buffer KC { uint kc[]; };
 layout(set = 0, binding = 3) readonly buffer VC { uint vc[]; };
 layout(set = 0, binding = 4) writeonly buffer Out { float o[]; };
+layout(set = 0, binding = 5) writeonly buffer Part { float part[]; };
 layout(push_constant) uniform PC {
     uint n_head;
     uint n_kv;
     uint head_dim;
     uint n_tok;
     float scale;
-    uint n_split_;  // (split kernel only)
-    uint chunk_;    // (split kernel only)
+    uint n_split;   // 0 or 1: not split (the output is written)
+    uint chunk;     // positions per split (a multiple of BC) when split
     uint window;    // > 0: sliding window, the query at p sees keys p - window + 1 ..= p
 } pc;
 #include "common/state.glsl"
@@ -58,9 +63,15 @@ void main() {
     }
     // Row `tid` (tid < BR) keeps its running max and sum in registers.
     float m = -1.0 / 0.0, l = 0.0;
-    const uint p_end = pos0 + nr;  // keys 0..p_end are read
+    uint p_end = pos0 + nr;  // keys 0..p_end are read
     // First key any row of the block sees (row 0 has the earliest window).
-    const uint p_first = pc.window > 0u && pos0 >= pc.window ? pos0 + 1u - pc.window : 0u;
+    uint p_first = pc.window > 0u && pos0 >= pc.window ? pos0 + 1u - pc.window : 0u;
+    const bool split = pc.n_split > 1u;
+    if (split) {
+        const uint lo = gl_WorkGroupID.z * pc.chunk;
+        p_first = max(p_first, lo);
+        p_end = min(p_end, lo + pc.chunk);
+    }
     for (uint c0 = p_first; c0 < p_end; c0 += BC) {
         const uint nc = min(BC, p_end - c0);
         barrier();  // the previous tile is no longer read
@@ -124,6 +135,27 @@ void main() {
                 acc[j] = a;
             }
         }
+    }
+    if (split) {
+        // [token][head][split][m, l, D outputs], rows past the batch not written.
+        const uint stride = D + 2u;
+        const uint h_stride = pc.n_split * stride;
+        const uint sb = gl_WorkGroupID.z * stride;
+        if (tid < nr) {
+            const uint b = ((t0 + tid) * pc.n_head + h) * h_stride + sb;
+            part[b] = m;
+            part[b + 1u] = l;
+        }
+        for (uint j = 0u; j < NO; j++) {
+            const uint oi = tid + j * WG;
+            if (oi < BR * D) {
+                const uint r = oi / D, d = oi % D;
+                if (r < nr) {
+                    part[((t0 + r) * pc.n_head + h) * h_stride + sb + 2u + d] = acc[j];
+                }
+            }
+        }
+        return;
     }
     if (tid < BR) {
         l_s[tid] = l;

@@ -30,6 +30,7 @@ use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, ATTN_ROPE_SPLIT_BINDINGS
 use super::pipeline::GpuKernel;
 use super::shaders;
 use super::shapes::Limits;
+use super::tiled::ATTN_BR;
 
 /// Invocations per workgroup of the split and combine kernels, and the granularity of a split.
 pub const SPLIT_WG: u32 = 64;
@@ -39,14 +40,28 @@ pub const MAX_GROUP: u32 = 8;
 /// How the decode attention splits the KV range: `n_split` workgroups per KV head, each over
 /// `chunk` positions (0: the positions so far divided evenly, in multiples of 64), serving at
 /// most `heads_per_wg` query heads of the KV head's group (1..=8); `staged`: on the staged
-/// kernel where the device and head size allow it (else the rows kernel).
+/// kernel where the device and head size allow it (else the rows kernel). `prompt`: the prompt
+/// attention's splits (`Tuning::prompt_split`; `None`: chosen per batch, `prompt_split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Splits {
     pub n_split: u32,
     pub chunk: u32,
     pub heads_per_wg: u32,
     pub staged: bool,
+    pub prompt: Option<u32>,
 }
+
+/// Workgroups a prompt batch's attention should fill before its KV range is split: about two
+/// per SM on the GPUs pigpu meets (48 on an RTX A4000, 132 on an H100).
+pub const PROMPT_WGS: u32 = 256;
+/// Fewest keys a split of the prompt attention takes when chosen automatically.
+pub const PROMPT_SPLIT_KEYS: u32 = 256;
+/// Most splits of the prompt attention.
+pub const PROMPT_MAX_SPLIT: u32 = 32;
+/// (token, query head, split) rows of partials the prompt attention may write: what the
+/// automatic choice can need (fewer than `PROMPT_WGS` workgroups of `ATTN_BR` rows, split at
+/// most `PROMPT_WGS / workgroups + 1` ways) with room for a forced split.
+pub const PROMPT_PART_ROWS: u32 = 2 * PROMPT_WGS * ATTN_BR;
 
 impl Splits {
     /// For a context of `n_ctx` positions on `dev`: `Tuning::attn_chunk` if set (query heads
@@ -65,6 +80,7 @@ impl Splits {
                 chunk,
                 heads_per_wg: MAX_GROUP,
                 staged,
+                prompt: dev.tuning.prompt_split,
             });
         }
         if !dev.choices.split_attention {
@@ -75,12 +91,49 @@ impl Splits {
             chunk: 0,
             heads_per_wg: MAX_GROUP,
             staged,
+            prompt: dev.tuning.prompt_split,
         })
     }
 
-    /// Floats of the partials buffer for `n_head` query heads of size `head_dim`.
+    /// Floats of the partials buffer for `n_head` query heads of size `head_dim`: the decode
+    /// splits' or the prompt attention's (`PROMPT_PART_ROWS`), whichever is more.
     pub fn part_floats(&self, n_head: usize, head_dim: usize) -> usize {
-        n_head * self.n_split as usize * (head_dim + 2)
+        (n_head * self.n_split as usize).max(PROMPT_PART_ROWS as usize) * (head_dim + 2)
+    }
+
+    /// How a prompt batch of `n_tok` tokens whose last sees `keys` positions splits the KV
+    /// range of its attention (`rows` query rows per workgroup, `n_head` query heads, tiles of
+    /// `bc` keys): `(n_split, chunk)`, `chunk` positions per split (a multiple of `bc`), or
+    /// `None` for one pass. Forced by `prompt` (at most `PROMPT_MAX_SPLIT`); else split where
+    /// the batch's workgroups cannot fill `PROMPT_WGS` (a short batch: the rest of a prompt, a
+    /// chat turn after a kept prefix) and there are at least `PROMPT_SPLIT_KEYS` keys a split.
+    /// The partials always fit `PROMPT_PART_ROWS`.
+    pub fn prompt_split(
+        &self,
+        n_head: u32,
+        n_tok: u32,
+        rows: u32,
+        keys: u32,
+        bc: u32,
+    ) -> Option<(u32, u32)> {
+        let wgs = n_head * n_tok.div_ceil(rows.max(1));
+        let want = match self.prompt {
+            Some(n) => n.min(PROMPT_MAX_SPLIT),
+            None if wgs < PROMPT_WGS => PROMPT_WGS
+                .div_ceil(wgs.max(1))
+                .min(keys / PROMPT_SPLIT_KEYS)
+                .min(PROMPT_MAX_SPLIT),
+            None => 1,
+        };
+        let fit = PROMPT_PART_ROWS / (n_head * n_tok).max(1);
+        let n = want.min(fit);
+        if n < 2 || keys < 2 {
+            return None;
+        }
+        let bc = bc.max(1);
+        let chunk = keys.div_ceil(n).div_ceil(bc) * bc;
+        // Splits past the last key would be empty: fewer, each `chunk` long.
+        Some((keys.div_ceil(chunk), chunk)).filter(|&(n, _)| n > 1)
     }
 }
 

@@ -49,6 +49,10 @@ pub struct CmdBuffer {
     in_flight: Cell<bool>,
     /// Timestamp queries (only for `CmdBuffer::timed`).
     timing: Option<Timing>,
+    /// Positions in the cache before this recording's first token, where the recording is
+    /// for one batch at a known depth (a prompt batch; `None` after `begin`): the prompt
+    /// attention splits its KV range by it (`Splits::prompt_split`).
+    pub n_past: Option<u32>,
 }
 
 /// A query pool with one timestamp before the first command and one after each command.
@@ -102,6 +106,7 @@ impl CmdBuffer {
                 grouped: false,
                 in_flight: Cell::new(false),
                 timing: None,
+                n_past: None,
             })
         }
     }
@@ -221,6 +226,7 @@ impl CmdBuffer {
         self.dispatches = 0;
         self.pending_barrier = false;
         self.grouped = false;
+        self.n_past = None;
         if let Some(t) = &mut self.timing {
             t.stamps.clear();
             t.next = None;

@@ -427,6 +427,7 @@ impl VulkanEngine {
         );
         let cmd = &mut self.batch;
         cmd.begin(false)?;
+        cmd.n_past = Some(self.n_past as u32);
         if let Some(up) = &self.acts.tokens_up {
             cmd.copy(up, 0, &self.acts.tokens, 0, 4 * n as u64);
         }

@@ -73,7 +73,8 @@ pub struct Acts {
     /// How decode attention splits the KV range (attention.rs); `None`: the one-row kernel.
     pub splits: Option<Splits>,
     /// [n_head][n_split][2 + head_dim] f32: the splits' partial max, sum and output (one
-    /// layer's at a time).
+    /// layer's at a time); a split prompt batch's [token][head][split][2 + head_dim]
+    /// (`Splits::part_floats` holds either).
     pub attn_part: Buffer,
     /// [B][n_embd] f32: a projection on its way to a post-norm (gemma3).
     pub proj: Buffer,

@@ -9,7 +9,7 @@ use ash::vk;
 
 use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
-use super::command::CmdBuffer;
+use super::command::{CmdBuffer, Stamp};
 use super::error::{Result, VkError};
 use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, SampleMode, Seg};
 use super::kernels::{F_BIAS, F_GLU, F_NORM, MAX_SEG};
@@ -248,7 +248,10 @@ impl GpuOp {
                 let push = [*n_head, *n_kv, *head_dim, n_tok, scale.to_bits(), *window];
                 match split.as_ref().filter(|_| n_tok == 1) {
                     Some(s) => s.record(cmd, self.set, &push, [0, 0], *n_kv),
-                    None => self.record_attention(cmd, push, n_tok, prompt.as_ref()),
+                    None => {
+                        let p = prompt.as_ref();
+                        self.record_attention(cmd, push, n_tok, p, split.as_ref())
+                    }
                 }
             }
             OpKind::AttentionRope {
@@ -407,28 +410,48 @@ impl GpuOp {
         );
     }
 
-    /// Single-pass attention: the prompt kernel for more than one token where there is one,
-    /// else this op's kernel, a workgroup per head (and query row block, or token). `push`: the
-    /// split attention's six words.
+    /// Attention for a batch (or one token without the split decode kernel): the prompt
+    /// kernel for more than one token where there is one, else this op's kernel, a workgroup
+    /// per head (and query row block, or token). `push`: the split attention's six words.
+    /// With `split` (the device splits decode attention, and the partials buffer is bound) and
+    /// a batch at a known depth (`CmdBuffer::n_past`), the prompt kernel splits its KV range
+    /// where `Splits::prompt_split` says, and `split`'s combine pass merges the splits
+    /// (labelled `attention_prompt split` and `attention combine`).
     fn record_attention(
         &self,
         cmd: &mut CmdBuffer,
         push: [u32; 6],
         n_tok: u32,
         prompt: Option<&PromptAttention>,
+        split: Option<&SplitAttention>,
     ) {
         let n_head = push[0];
-        // The single-pass kernels read the same 8 push words (n_split and chunk unused).
-        let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
-        match prompt.filter(|_| n_tok > 1) {
-            Some(p) => cmd.dispatch(
-                &p.kernel,
-                p.set.unwrap_or(self.set),
-                &push,
-                [n_head / p.heads, n_tok.div_ceil(p.rows), 1],
-            ),
-            None => cmd.dispatch(&self.kernel, self.set, &push, [n_head, n_tok, 1]),
+        let Some(p) = prompt.filter(|_| n_tok > 1) else {
+            // The single-pass kernels read the same 8 push words (n_split and chunk unused).
+            let push = [push[0], push[1], push[2], push[3], push[4], 0, 0, push[5]];
+            cmd.dispatch(&self.kernel, self.set, &push, [n_head, n_tok, 1]);
+            return;
+        };
+        let parts = match (p.split_tile, split, cmd.n_past) {
+            (Some(bc), Some(s), Some(n_past)) => s
+                .splits
+                .prompt_split(n_head, n_tok, p.rows, n_past + n_tok, bc)
+                .map(|nc| (s, nc)),
+            _ => None,
+        };
+        let (n_split, chunk) = parts.map_or((0, 0), |(_, nc)| nc);
+        let push = [
+            push[0], push[1], push[2], push[3], push[4], n_split, chunk, push[5],
+        ];
+        let groups = [n_head / p.heads, n_tok.div_ceil(p.rows), n_split.max(1)];
+        if let Some((s, _)) = parts {
+            cmd.label(|| Some(Stamp::named("attention_prompt split".into())));
+            cmd.dispatch(&p.kernel, self.set, &push, groups);
+            cmd.label(|| Some(Stamp::named("attention combine".into())));
+            cmd.dispatch(&s.combine, self.set, &push, [n_head, n_tok, 1]);
+            return;
         }
+        cmd.dispatch(&p.kernel, p.set.unwrap_or(self.set), &push, groups);
     }
 
     /// This op (same kernel and descriptor set) reading its input from float `off` on: a
@@ -704,7 +727,7 @@ impl OpBuilder<'_> {
                 Some(s) if *head_dim <= 256 && *n_kv > 0 && n_head.is_multiple_of(*n_kv) => {
                     let need = s.splits.part_floats(*n_head as usize, *head_dim as usize);
                     assert!(
-                        s.splits.n_split == 1 || s.part.len >= need as u64 * 4,
+                        s.part.len >= need as u64 * 4,
                         "attention partials: {} bytes for {need} floats",
                         s.part.len
                     );

@@ -228,6 +228,9 @@ pub struct PromptAttention {
     /// kernel reading K and V through texel views (`ATTN_TEXEL_BINDINGS`; the op's builder
     /// writes it). `None`: the op's set.
     pub set: Option<vk::DescriptorSet>,
+    /// Keys per tile where the kernel can split the KV range over workgroups
+    /// (`shaders/attention_prompt.comp`); `None`: it cannot (the lanes kernel).
+    pub split_tile: Option<u32>,
 }
 
 /// Invocations, query rows and keys per tile of the prompt attention; the shared memory it
@@ -321,6 +324,7 @@ impl Kernels {
             rows: ATTN_BR,
             heads: 1,
             set: None,
+            split_tile: Some(bc),
         }))
     }
 
@@ -387,6 +391,7 @@ impl Kernels {
             rows: sg,
             heads,
             set: None,
+            split_tile: None,
         }))
     }
 }

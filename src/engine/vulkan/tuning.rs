@@ -52,6 +52,10 @@ pub struct Tuning {
     /// KV positions per workgroup of the split decode attention (`PIGPU_VK_ATTN_CHUNK`, a
     /// multiple of 64); `None`: chosen from the context length and the device.
     pub attn_chunk: Option<u32>,
+    /// Splits of the prompt attention's KV range (`PIGPU_VK_PROMPT_SPLIT=N`, 1 to 32; 1: never
+    /// split); `None`: split a short batch deep in the cache where the device splits decode
+    /// attention (`Splits::prompt_split`).
+    pub prompt_split: Option<u32>,
     /// The split decode attention's kernel: the staged one for GPUs (`Some(true)`,
     /// `PIGPU_VK_ATTN=staged`: K/V tiles in shared memory, subgroup reductions) or the one key
     /// per invocation "rows" kernel (`Some(false)`, `=rows`), for A/B runs; `None`: staged where
@@ -331,6 +335,11 @@ impl Tuning {
             let expected = "KV positions per workgroup, a multiple of 64";
             t.attn_chunk = Some(number("PIGPU_VK_ATTN_CHUNK", v, ok, expected)?);
         }
+        if let Some(v) = get("PIGPU_VK_PROMPT_SPLIT") {
+            let ok = |n: &u32| (1..=32).contains(n);
+            let expected = "splits of the prompt attention's keys, 1 to 32";
+            t.prompt_split = Some(number("PIGPU_VK_PROMPT_SPLIT", v, ok, expected)?);
+        }
         if let Some(v) = get("PIGPU_VK_ATTN") {
             t.attn_staged = Some(two_way(
                 "PIGPU_VK_ATTN",
@@ -435,6 +444,7 @@ mod tests {
             ("PIGPU_VK_TILED", "vec4pf"),
             ("PIGPU_VK_UBATCH", "70"),
             ("PIGPU_VK_ATTN_CHUNK", "256"),
+            ("PIGPU_VK_PROMPT_SPLIT", "6"),
             ("PIGPU_VK_ATTN", "rows"),
             ("PIGPU_VK_PROMPT_ATTN", "row"),
             ("PIGPU_VK_MEM_LIMIT", "6G"),
@@ -466,6 +476,8 @@ mod tests {
         assert_eq!(t.tiled_kernel, Some(TiledKernel::Vec4Prefetch));
         assert_eq!(t.ubatch, Some(70));
         assert_eq!(t.attn_chunk, Some(256));
+        assert_eq!(t.prompt_split, Some(6));
+        assert_eq!(parse(&[]).unwrap().prompt_split, None);
         assert_eq!(t.attn_staged, Some(false));
         let staged = parse(&[("PIGPU_VK_ATTN", " staged ")]).unwrap();
         assert_eq!(staged.attn_staged, Some(true));
@@ -556,6 +568,11 @@ mod tests {
                 "100",
                 "KV positions per workgroup, a multiple of 64",
             ),
+            (
+                "PIGPU_VK_PROMPT_SPLIT",
+                "0",
+                "splits of the prompt attention's keys, 1 to 32",
+            ),
             ("PIGPU_VK_ATTN", "tiled", "staged or rows"),
             ("PIGPU_VK_PROMPT_ATTN", "rows", "lanes or row"),
             ("PIGPU_VK_NORM", "separate", "fused or pass"),
@@ -594,6 +611,7 @@ mod tests {
             ("PIGPU_VK_TILED", "vec8"),
             ("PIGPU_VK_UBATCH", "0"),
             ("PIGPU_VK_ATTN_CHUNK", "100"),
+            ("PIGPU_VK_PROMPT_SPLIT", "33"),
             ("PIGPU_VK_ATTN", "tiled"),
             ("PIGPU_VK_PROMPT_ATTN", "tiled"),
             ("PIGPU_VK_MEM_LIMIT", "0"),

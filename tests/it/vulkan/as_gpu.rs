@@ -130,18 +130,63 @@ fn tiny_as_gpu_rope_fold_decodes_as_the_rope_pass() {
     assert!(!has("rope_kv"), "decode: rope_kv in {dec:?}");
 }
 
+/// A short batch deep in the cache splits its prompt attention over the KV range, as a GPU
+/// does (`Splits::prompt_split`): on the tiny model, 600 tokens (a batch of 512, then one of
+/// 88 that already splits), then 20 more at depth 600 (2 splits of 320 positions). The logits
+/// and 4 greedy tokens after it are the one-pass attention's (`PIGPU_VK_PROMPT_SPLIT=1`), and
+/// the profile of that batch names the split pass and its combine pass, which the one-pass
+/// engine's does not.
+#[test]
+fn tiny_as_gpu_short_batch_at_depth_splits_its_prompt_attention() {
+    let model = crate::engines::tiny();
+    let prompt: Vec<u32> = (0..620).map(|i| 3 + (i * 41) % 1000).collect();
+    let g = SamplingParams::greedy();
+    let run = |split: Option<u32>| {
+        let t = Tuning {
+            prompt_split: split,
+            ..tuning()
+        };
+        let mut gpu = vulkan_tuned(&model, 1024, t);
+        assert_gpu_choices(&gpu);
+        gpu.prefill(&prompt[..600]).unwrap();
+        gpu.set_profiling(true).unwrap();
+        gpu.prefill(&prompt[600..]).unwrap();
+        let logits = gpu.logits().unwrap();
+        let out: Vec<u32> = (0..4).map(|_| gpu.step(&g, 0.0).unwrap()).collect();
+        no_validation_errors(&gpu);
+        let p = gpu.take_profile().expect("profiling is on");
+        (logits, out, labels(&p, "prompt"))
+    };
+    let (split, one) = (run(None), run(Some(1)));
+    let has = |ls: &[String], l: &str| ls.iter().any(|x| x.starts_with(l));
+    for l in ["attention_prompt split", "attention combine"] {
+        assert!(has(&split.2, l), "split: no {l} in {:?}", split.2);
+        assert!(!has(&one.2, l), "one pass: {l} in {:?}", one.2);
+    }
+    assert!(has(&one.2, "attention_prompt_"), "one pass: {:?}", one.2);
+    let d = split
+        .0
+        .iter()
+        .zip(&one.0)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(d < 1e-3, "logits after the split batch differ by {d}");
+    assert_eq!(split.1, one.1, "greedy tokens after the split batch");
+}
+
 /// Greedy decoding of `file` with every choice a GPU's against the CPU reference mode: a prompt
 /// of `len` tokens prefilled in batches of `ubatch` (the tiled mat-mat, several batches) and a
 /// last call of 5 tokens (the 8-token mat-mat), then `n` tokens decoded over `n_ctx / 64`
 /// splits of the KV range, past the first split. A split from the CPU's token is allowed only
 /// at a tie of the f64 reference, as in `greedy_matches_cpu_reference`. `rope_fold`:
-/// `Tuning::rope_fold` where given (`PIGPU_VK_ROPE`).
+/// `Tuning::rope_fold` where given (`PIGPU_VK_ROPE`); `prompt_split`: `Tuning::prompt_split`
+/// (`PIGPU_VK_PROMPT_SPLIT`).
 fn greedy_long_prompt(
     file: &str,
     len: usize,
     (n_ctx, ubatch): (usize, usize),
     n: usize,
-    rope_fold: Option<bool>,
+    (rope_fold, prompt_split): (Option<bool>, Option<u32>),
 ) {
     let Some(path) = util::test_model(file) else {
         return;
@@ -160,6 +205,7 @@ fn greedy_long_prompt(
     let t = Tuning {
         ubatch: Some(ubatch),
         rope_fold: rope_fold.or(base.rope_fold),
+        prompt_split,
         ..base
     };
     let mut gpu = vulkan_tuned(&model, n_ctx, t);
@@ -192,16 +238,19 @@ fn greedy_long_prompt(
 /// (the mat-mat), then 16 tokens over 4 splits of 64 positions (three hold keys).
 #[test]
 fn smollm_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 16, None);
+    greedy_long_prompt(util::SMOLLM, 120, (256, 48), 16, (None, None));
 }
 
 /// With RoPE and the KV write folded into the split attention (`PIGPU_VK_ROPE=fold`): 72
 /// tokens in batches of 32, then 8 decoded at positions 72-79, in the second of 2 splits (the
 /// fold changes decoding only, so the prompt is the shorter one: the 120 above cost ~50 s more
-/// on lavapipe for no path this test adds).
+/// on lavapipe for no path this test adds). And the prompt attention split over the KV range
+/// (`PIGPU_VK_PROMPT_SPLIT=3`, which the GPU does only deep in the cache): the second batch's
+/// 64 keys in 2 splits, the last two batches' 67 and 72 in 3, where the test above runs the
+/// prompt attention in one pass.
 #[test]
 fn smollm_as_gpu_rope_fold_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::SMOLLM, 72, (128, 32), 8, Some(true));
+    greedy_long_prompt(util::SMOLLM, 72, (128, 32), 8, (Some(true), Some(3)));
 }
 
 /// Qwen2.5: the biases, the untied 145 MB head in segments on the subgroup mat-vec, the
@@ -209,7 +258,7 @@ fn smollm_as_gpu_rope_fold_greedy_matches_cpu_reference_mode() {
 /// (637 s of wall time beside another heavy test at a load of 10 with 8 decoded).
 #[test]
 fn qwen_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::QWEN, 72, (128, 32), 4, None);
+    greedy_long_prompt(util::QWEN, 72, (128, 32), 4, (None, None));
 }
 
 /// Gemma 3 270M: head size 256 (the staged split attention's and the prompt attention's
@@ -217,7 +266,7 @@ fn qwen_as_gpu_greedy_matches_cpu_reference_mode() {
 /// of 32, 8 decoded over 2 splits.
 #[test]
 fn gemma3_as_gpu_greedy_matches_cpu_reference_mode() {
-    greedy_long_prompt(util::GEMMA, 72, (128, 32), 8, None);
+    greedy_long_prompt(util::GEMMA, 72, (128, 32), 8, (None, None));
 }
 
 /// The sampler's paths with every other choice a GPU's: the two-stage sampler (the GPU's)

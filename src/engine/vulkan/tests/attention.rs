@@ -5,10 +5,13 @@
 //! both split kernels (the staged one for GPUs and the rows one) and on the one-row kernel they
 //! replace for decoding, on the same data, where all must agree. And the staged kernel's shapes
 //! against the limits of the devices it may meet. And the lanes prompt attention (CPU
-//! implementations' prompt batches) against the reference and the one-row kernel.
+//! implementations' prompt batches) against the reference and the one-row kernel; the tiled
+//! prompt attention split over the KV range (a short batch deep in the cache) against the
+//! reference and its one-pass form, and the rule that chooses its splits.
 
-use super::{attention_kind, attention_kind_window, attention_ref, Gpu, Rng};
+use super::{attention_kind, attention_kind_window, attention_ref, Gpu, KvCache, Rng};
 use crate::engine::vulkan::attention::{staged_shape, AttnScratch, Splits, StagedShape};
+use crate::engine::vulkan::attention::{PROMPT_MAX_SPLIT, PROMPT_PART_ROWS, PROMPT_WGS};
 use crate::engine::vulkan::ops::OpKind;
 use crate::engine::vulkan::shapes::Limits;
 use crate::engine::vulkan::tiled::{lanes_heads, lanes_shape};
@@ -137,6 +140,7 @@ fn split_attention_matches_reference_at_every_depth() {
             chunk,
             heads_per_wg,
             staged: true,
+            prompt: None,
         };
         let c = Case {
             heads,
@@ -145,6 +149,179 @@ fn split_attention_matches_reference_at_every_depth() {
             window,
         };
         run_case(&mut gpu, &mut rng, &c);
+    }
+}
+
+/// The f64 reference for row `t` of the batch's queries `q`, the token at position `p`: its
+/// attention over the cached positions it sees (the last `window` up to its own; 0: all).
+fn batch_ref(
+    q: &[f32],
+    cache: &KvCache,
+    heads: (usize, usize, usize),
+    p: usize,
+    t: usize,
+    window: usize,
+) -> Vec<f64> {
+    let (n_head, n_kv, d) = heads;
+    let (qd, kvd) = (n_head * d, n_kv * d);
+    let w0 = if window > 0 {
+        (p + 1).saturating_sub(window)
+    } else {
+        0
+    };
+    let row = &q[t * qd..(t + 1) * qd];
+    attention_ref(
+        row,
+        &cache.k[w0 * kvd..],
+        &cache.v[w0 * kvd..],
+        heads,
+        p + 1 - w0,
+    )
+}
+
+/// The tiled prompt attention split over the KV range (`Splits::prompt_split`: workgroups by
+/// split, then the combine pass over [token][head][split] partials) against the f64 reference
+/// and the same kernel in one pass on the same data: forced splits whose chunk leaves the last
+/// split short, a batch of several query blocks whose early blocks see no key in the last
+/// splits, a sliding window that leaves the first splits empty for every row, head size 128,
+/// and the automatic choice deep in the cache. The recording names the split pass and the
+/// combine pass, and the partials hold exactly the splits chosen.
+#[test]
+fn prompt_attention_split_matches_one_pass_and_reference() {
+    let mut gpu = Gpu::tiled();
+    let mut rng = Rng::new(67);
+    // (query heads, KV heads, head size), cached positions, tokens, window, forced splits
+    // (None: automatic), splits expected.
+    let cases = [
+        ((6, 2, 64), 100, 20, 0, Some(3), 2),
+        ((6, 2, 64), 300, 37, 0, Some(7), 6),
+        ((8, 2, 64), 400, 30, 100, Some(4), 4),
+        ((4, 1, 128), 1200, 9, 0, None, 4),
+        ((9, 3, 64), 40, 12, 0, None, 1),
+    ];
+    for ((n_head, n_kv, d), pos0, n_tok, window, forced, want_split) in cases {
+        let heads = (n_head, n_kv, d);
+        let (qd, kvd, n_ctx) = (n_head * d, n_kv * d, pos0 + n_tok + 3);
+        let cache = gpu.kv_cache(&mut rng, n_ctx, kvd);
+        let q = rng.vec(n_tok * qd, 1.0);
+        let sbuf = gpu.state_at(pos0);
+        let qbuf = gpu.buf_f32(&q);
+        let kind = || attention_kind_window(heads, window);
+        let one_out = gpu.buf_f32(&vec![f32::NAN; n_tok * qd]);
+        let one = gpu.attention_op(&sbuf, &qbuf, &cache, &one_out, None, kind());
+        let splits = Splits {
+            n_split: 4,
+            chunk: 0,
+            heads_per_wg: 8,
+            staged: true,
+            prompt: forced,
+        };
+        let part_len = splits.part_floats(n_head, d);
+        let part = gpu.buf_f32(&vec![f32::NAN; part_len]);
+        let scratch = AttnScratch {
+            part: part.all(),
+            splits,
+        };
+        let split_out = gpu.buf_f32(&vec![f32::NAN; n_tok * qd]);
+        let split = gpu.attention_op(&sbuf, &qbuf, &cache, &split_out, Some(scratch), kind());
+        let what = format!(
+            "heads {heads:?}, pos0 {pos0}, {n_tok} tokens, window {window}, splits {forced:?}"
+        );
+        let labels = gpu.run_at(&[(&split, n_tok as u32)], pos0 as u32);
+        gpu.run_at(&[(&one, n_tok as u32)], pos0 as u32);
+        gpu.check();
+        if want_split > 1 {
+            assert_eq!(
+                labels,
+                ["attention_prompt split", "attention combine"],
+                "{what}"
+            );
+        } else {
+            assert_eq!(labels.len(), 1, "{what}: {labels:?}");
+            assert!(
+                labels[0].starts_with("attention_prompt_"),
+                "{what}: {labels:?}"
+            );
+        }
+        let written = gpu.read_f32(&part, part_len);
+        let n_written = written.iter().take_while(|x| !x.is_nan()).count();
+        let expect = if want_split > 1 {
+            n_tok * n_head * want_split * (d + 2)
+        } else {
+            0
+        };
+        assert_eq!(n_written, expect, "{what}: partials written");
+        let got = gpu.read_f32(&split_out, n_tok * qd);
+        let got_one = gpu.read_f32(&one_out, n_tok * qd);
+        for t in 0..n_tok {
+            let want = batch_ref(&q, &cache, heads, pos0 + t, t, window);
+            for (j, want) in want.iter().enumerate() {
+                let (a, b) = (got[t * qd + j], got_one[t * qd + j]);
+                assert!(
+                    (a as f64 - want).abs() < 2e-4,
+                    "{what}: t={t} out[{j}] = {a} vs {want}"
+                );
+                assert!(
+                    (a - b).abs() < 2e-4,
+                    "{what}: t={t} out[{j}] = {a} vs one pass {b}"
+                );
+            }
+        }
+    }
+}
+
+/// Which prompt batches split their attention, and how: only short batches (fewer workgroups
+/// than `PROMPT_WGS`) with at least 256 keys a split, never past `PROMPT_MAX_SPLIT` or the
+/// partials' room, chunks whole tiles covering every key, no empty trailing split; a forced
+/// count splits any batch (within that room) and 1 never does.
+#[test]
+fn prompt_splits_only_short_batches_deep_in_the_cache() {
+    let auto = Splits {
+        n_split: 1,
+        chunk: 0,
+        heads_per_wg: 8,
+        staged: true,
+        prompt: None,
+    };
+    let forced = |n| Splits {
+        prompt: Some(n),
+        ..auto
+    };
+    // (splits, query heads, tokens, keys, tile) -> (n_split, chunk)
+    let cases = [
+        // Llama-3.2-3B's 24 heads: 20 tokens after 3000 cached (48 workgroups): 6 splits.
+        (auto, 24, 20, 3020, 32, Some((6, 512))),
+        // The same batch shallow in the cache: no split (fewer than 512 keys).
+        (auto, 24, 20, 300, 32, None),
+        // 512 tokens (768 workgroups): no split at any depth.
+        (auto, 24, 512, 8192, 32, None),
+        // 9 heads, 8 tokens (9 workgroups) at depth 100000: 29 splits fill 256 workgroups.
+        (auto, 9, 8, 100_000, 32, Some((29, 3456))),
+        // 2 heads, 8 tokens at that depth: at most 32 splits.
+        (auto, 2, 8, 100_000, 32, Some((32, 3136))),
+        // Forced: 3 splits of a shallow batch; 1 never splits.
+        (forced(3), 6, 20, 120, 32, Some((2, 64))),
+        (forced(1), 6, 20, 5000, 32, None),
+        // Forced past the partials' room: 400 tokens x 32 heads leave room for none.
+        (forced(8), 32, 400, 5000, 32, None),
+    ];
+    for (s, n_head, n_tok, keys, bc, want) in cases {
+        let got = s.prompt_split(n_head, n_tok, 16, keys, bc);
+        assert_eq!(
+            got, want,
+            "{n_head} heads, {n_tok} tokens, {keys} keys, {s:?}"
+        );
+        if let Some((n, chunk)) = got {
+            assert!(n > 1 && n <= PROMPT_MAX_SPLIT && chunk % bc == 0);
+            assert!(
+                n * chunk >= keys && (n - 1) * chunk < keys,
+                "every split holds keys"
+            );
+            assert!(n_tok * n_head * n <= PROMPT_PART_ROWS, "the partials fit");
+            if s.prompt.is_none() {
+                assert!(n_head * n_tok.div_ceil(16) < PROMPT_WGS && chunk >= 256);
+            }
+        }
     }
 }
 
@@ -223,20 +400,7 @@ fn lanes_prompt_attention_matches_reference() {
             (n_head, n_kv, d)
         );
         for t in 0..n_tok {
-            let p = pos0 + t;
-            let w0 = if window > 0 {
-                (p + 1).saturating_sub(window)
-            } else {
-                0
-            };
-            let row = &q[t * qd..(t + 1) * qd];
-            let want = attention_ref(
-                row,
-                &cache.k[w0 * kvd..],
-                &cache.v[w0 * kvd..],
-                (n_head, n_kv, d),
-                p + 1 - w0,
-            );
+            let want = batch_ref(&q, &cache, (n_head, n_kv, d), pos0 + t, t, window);
             for (j, want) in want.iter().enumerate() {
                 let row = outs[2][t * qd + j];
                 for (form, out) in ["texel", "storage"].iter().zip(&outs) {
@@ -423,6 +587,7 @@ fn bench_split_attention() {
                     chunk: 0,
                     heads_per_wg,
                     staged,
+                    prompt: None,
                 };
                 let part = gpu.buf_f32(&vec![0.0; splits.part_floats(n_head, d)]);
                 let scratch = AttnScratch {

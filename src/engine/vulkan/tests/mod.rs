@@ -209,7 +209,13 @@ impl Gpu {
 
     /// Records `ops` (each with its batch size) into `cmd` and runs it to completion.
     fn submit(cmd: &mut CmdBuffer, ops: &[(&GpuOp, u32)]) {
+        Self::submit_at(cmd, ops, None);
+    }
+
+    /// `submit` as a batch after `n_past` cached positions (`CmdBuffer::n_past`).
+    fn submit_at(cmd: &mut CmdBuffer, ops: &[(&GpuOp, u32)], n_past: Option<u32>) {
         cmd.begin(false).unwrap();
+        cmd.n_past = n_past;
         for (op, n) in ops {
             op.record(cmd, *n);
         }
@@ -220,6 +226,16 @@ impl Gpu {
     /// Records `ops` (each with its batch size) into one command buffer and runs it.
     pub fn run(&self, ops: &[(&GpuOp, u32)]) {
         Self::submit(&mut CmdBuffer::new(&self.dev).unwrap(), ops);
+    }
+
+    /// `run` as a prompt batch after `n_past` cached positions, the depth by which the prompt
+    /// attention splits its KV range; returns the recording's labels (a timed command buffer).
+    pub fn run_at(&self, ops: &[(&GpuOp, u32)], n_past: u32) -> Vec<String> {
+        let mut cmd = CmdBuffer::timed(&self.dev, 4 * ops.len() as u32 + 1).unwrap();
+        Self::submit_at(&mut cmd, ops, Some(n_past));
+        let ts = super::profile::timestamp_support(&self.dev).unwrap();
+        let t = cmd.times(ts.period_ns, ts.valid_bits).unwrap();
+        t.into_iter().map(|(s, _)| s.label).collect()
     }
 
     /// Like `run`, but with a timestamp after each dispatch: the GPU nanoseconds of each (an op

@@ -35,6 +35,7 @@ fn run_case(gpu: &mut Gpu, rng: &mut Rng, c: Case, staged: bool) {
         chunk,
         heads_per_wg,
         staged,
+        prompt: None,
     };
     let dims = (n_head, n_kv, d, n_rot);
     // The folded kernel's cache: the same rows, but other values at the new position.
@@ -160,6 +161,7 @@ fn bench_rope_split() {
                 chunk: 0,
                 heads_per_wg: 8,
                 staged,
+                prompt: None,
             };
             let dims = (n_head, n_kv, d, d);
             let t = FoldData::new(&mut gpu, &mut rng, dims, n - 1, false);
