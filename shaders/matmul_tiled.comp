@@ -61,6 +61,7 @@ layout(push_constant) uniform PC {
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
+#include "common/seg_types.glsl"
 
 const uint RG = BM / TM;     // row groups
 const uint CG = BN / TN;     // token groups
@@ -72,11 +73,21 @@ const uint KPL = BK / LPT;   // elements of that slice per invocation
 shared float As[BK * BM];    // [kk][row]; after the k loop: partial sums of squares
 shared float Bs[BK * BN];    // [kk][token]
 
-uint seg_type_of(uint seg) {
+// Unit u of row srow of segment seg, dequantized into v, the segment's type a
+// constant (one call per segment in the `any` variant: common/seg_types.glsl).
+void dq_seg(uint seg, uint srow, uint u, out float v[32]) {
 #ifdef WTYPE
-    return WTYPE;
+    dq32(seg, WTYPE, srow * row_bytes(WTYPE, pc.k), u, pc.k, v);
 #else
-    return pc.seg_type[seg];
+    if (seg == 0u) {
+        dq32(0u, SEG_T0, srow * row_bytes(SEG_T0, pc.k), u, pc.k, v);
+    } else if (seg == 1u) {
+        dq32(1u, SEG_T1, srow * row_bytes(SEG_T1, pc.k), u, pc.k, v);
+    } else if (seg == 2u) {
+        dq32(2u, SEG_T2, srow * row_bytes(SEG_T2, pc.k), u, pc.k, v);
+    } else {
+        dq32(3u, SEG_T3, srow * row_bytes(SEG_T3, pc.k), u, pc.k, v);
+    }
 #endif
 }
 
@@ -141,8 +152,7 @@ void main() {
                 if (!glu) {
                     locate(row, seg, srow);
                 }
-                const uint ty = seg_type_of(seg);
-                dq32(seg, ty, srow * row_bytes(ty, pc.k), u, pc.k, v);
+                dq_seg(seg, srow, u, v);
             } else {
                 for (uint i = 0u; i < 32u; i++) {
                     v[i] = 0.0;

@@ -65,6 +65,7 @@ layout(push_constant) uniform PC {
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
+#include "common/seg_types.glsl"
 
 const uint RG = BM / TM;                  // invocations along the rows
 const uint CG = BN / TN;                  // invocations along the tokens
@@ -87,11 +88,21 @@ bool glu, norm;
 uint m0, total, units, sn, sk, xb;
 bool st_ok, x_vec4;
 
-uint seg_type_of(uint seg) {
+// Quarter qt of unit u of row srow of segment seg, dequantized into v, the segment's type a
+// constant (one call per segment in the `any` variant: common/seg_types.glsl).
+void dq_seg(uint seg, uint srow, uint u, uint qt, out float v[8]) {
 #ifdef WTYPE
-    return WTYPE;
+    dq8(seg, WTYPE, srow * row_bytes(WTYPE, pc.k), u, qt, pc.k, v);
 #else
-    return pc.seg_type[seg];
+    if (seg == 0u) {
+        dq8(0u, SEG_T0, srow * row_bytes(SEG_T0, pc.k), u, qt, pc.k, v);
+    } else if (seg == 1u) {
+        dq8(1u, SEG_T1, srow * row_bytes(SEG_T1, pc.k), u, qt, pc.k, v);
+    } else if (seg == 2u) {
+        dq8(2u, SEG_T2, srow * row_bytes(SEG_T2, pc.k), u, qt, pc.k, v);
+    } else {
+        dq8(3u, SEG_T3, srow * row_bytes(SEG_T3, pc.k), u, qt, pc.k, v);
+    }
 #endif
 }
 
@@ -131,8 +142,7 @@ void stage(uint k0) {
             if (!glu) {
                 locate(row, seg, srow);
             }
-            const uint ty = seg_type_of(seg);
-            dq8(seg, ty, srow * row_bytes(ty, pc.k), u, qt, pc.k, wq[i]);
+            dq_seg(seg, srow, u, qt, wq[i]);
         } else {
             for (uint e = 0u; e < 8u; e++) {
                 wq[i][e] = 0.0;

@@ -43,7 +43,9 @@ layout(constant_id = 4) const uint FIXED = FIXED_PUSH;
 // the dequantizer of that type only (`lane_rows_typed`). The host sets them where no
 // invocation's ROWS rows mix types (a type run's rows a multiple of ROWS; with F_GLU gate and
 // up of one type) and unused segments to segment 0's type; NO_TYPE (the default): lane_rows
-// reads the types from the push constants.
+// reads the types from the push constants. The tree path (GPUs without subgroup arithmetic,
+// and the GPUs' mat-mat for batches of up to 8 tokens) takes them too, always set there
+// (`dq_unit`: each segment's call of the dequantizer with its type a constant).
 #define NO_TYPE 0xFFFFFFFFu
 #ifndef WTYPE
 layout(constant_id = 5) const uint LANE_T0 = NO_TYPE;
@@ -146,6 +148,26 @@ uint seg_type_of(uint seg) {
 #else
     return pc.seg_type[seg];
 #endif
+}
+
+// The tree path's unit u of segment seg's row at byte rb (of type ty) into wv: in the `any`
+// variant with LANE_T0..3 set, one call per segment, each with its type a constant.
+void dq_unit(uint seg, uint ty, uint rb, uint u, out float wv[32]) {
+#ifndef WTYPE
+    if (LANE_T0 != NO_TYPE) {
+        if (seg == 0u) {
+            dq32(0u, LANE_T0, rb, u, pc.k, wv);
+        } else if (seg == 1u) {
+            dq32(1u, LANE_T1, rb, u, pc.k, wv);
+        } else if (seg == 2u) {
+            dq32(2u, LANE_T2, rb, u, pc.k, wv);
+        } else {
+            dq32(3u, LANE_T3, rb, u, pc.k, wv);
+        }
+        return;
+    }
+#endif
+    dq32(seg, ty, rb, u, pc.k, wv);
 }
 
 // Bias of output row `row` (stacked segments), 0 when none.
@@ -718,7 +740,7 @@ void main() {
             const uint rb = srow * row_bytes(ty, pc.k);
             for (uint u = tid; u < units; u += WG) {
                 float wv[32];
-                dq32(seg, ty, rb, u, pc.k, wv);
+                dq_unit(seg, ty, rb, u, wv);
                 const uint e0 = u * 32u;
                 const uint ne = min(32u, pc.k - e0);
                 if (norm) {

@@ -13,8 +13,9 @@
 //     (its lanes read every element of x exactly once) and rides in the same reduction (its
 //     scale is a common factor), so x is not read a second time for it.
 // Needs subgroup arithmetic; any subgroup size works (the engine requires full subgroups where
-// the device allows it). WTYPE (ggml type id) is defined per variant; without it the type
-// comes from seg_type. Grid: (ceil(rows / ROWS) split over x and z, 1 token per y).
+// the device allows it). WTYPE (ggml type id) is defined per variant; without it (the `any`
+// variant) each segment's type is a constant, SEG_T0..3 (the push constants' seg_type is not
+// read). Grid: (ceil(rows / ROWS) split over x and z, 1 token per y).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -56,18 +57,12 @@ layout(push_constant) uniform PC {
 
 #define WLOAD(s, i) W[s].d[i]
 #include "common/dequant.glsl"
+#include "common/seg_types.glsl"
 
 // Per subgroup: ROWS × 2 partial dot products (2: gate and up), then the sum of squares.
 #define NV (ROWS * 2u + 1u)
 shared float part[NV * WG];
 
-uint seg_type_of(uint seg) {
-#ifdef WTYPE
-    return WTYPE;
-#else
-    return pc.seg_type[seg];
-#endif
-}
 
 // Where this token's activations start, whether they can be read as vec4s, whether RMSNorm
 // weights multiply them.
@@ -296,6 +291,36 @@ float chunk_dot(uint s, uint ty, uint rb, uint c) {
     }
 }
 
+// Σ w·x over this lane's chunks of row `srow` of segment `s`, whose type is `ty`.
+float lane_dot(uint s, uint ty, uint srow, uint tid) {
+    const uint rb = srow * row_bytes(ty, pc.k);
+    const uint nc = chunks_of(ty, pc.k);
+    float a = 0.0;
+    for (uint c = tid; c < nc; c += WG) {
+        a += chunk_dot(s, ty, rb, c);
+    }
+    return a;
+}
+
+// `lane_dot` of row `srow` of segment `seg`, the segment's type a constant (one call per
+// segment in the `any` variant, common/seg_types.glsl; a workgroup's lanes take one together).
+float row_dot(uint seg, uint srow, uint tid) {
+#ifdef WTYPE
+    return lane_dot(seg, WTYPE, srow, tid);
+#else
+    if (seg == 0u) {
+        return lane_dot(0u, SEG_T0, srow, tid);
+    }
+    if (seg == 1u) {
+        return lane_dot(1u, SEG_T1, srow, tid);
+    }
+    if (seg == 2u) {
+        return lane_dot(2u, SEG_T2, srow, tid);
+    }
+    return lane_dot(3u, SEG_T3, srow, tid);
+#endif
+}
+
 void main() {
     const uint tid = gl_LocalInvocationID.x;
     const uint wg = gl_WorkGroupID.x + gl_WorkGroupID.z * gl_NumWorkGroups.x;
@@ -331,16 +356,9 @@ void main() {
                     seg++;
                 }
             }
-            const uint ty = seg_type_of(seg);
-            const uint rb = srow * row_bytes(ty, pc.k);
-            const uint nc = chunks_of(ty, pc.k);
             // The chunks of one row cover x once, whatever the type and segment.
             g_ss_on = g_norm && r == 0u && h == 0u;
-            float a = 0.0;
-            for (uint c = tid; c < nc; c += WG) {
-                a += chunk_dot(seg, ty, rb, c);
-            }
-            acc[r * 2u + h] = a;
+            acc[r * 2u + h] = row_dot(seg, srow, tid);
         }
     }
     // RMSNorm: the sum of squares of x, gathered above (its scale multiplies every dot product

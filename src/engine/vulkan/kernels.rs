@@ -12,7 +12,7 @@ use super::device::Device;
 use super::error::{Result, VkError};
 use super::pipeline::{GpuKernel, PipelineCache, PipelineJob};
 use super::shaders;
-use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP};
+use super::shapes::{self, Limits, PATH_LANE, PATH_SUBGROUP, PATH_TREE};
 use super::tuning::TiledKernel;
 use crate::quant::GgmlType;
 
@@ -106,6 +106,26 @@ pub fn matmul_nt_of(kernel: &GpuKernel) -> u32 {
 pub fn one_type(segs: &[(u32, GgmlType)]) -> Option<GgmlType> {
     let ty = segs.first()?.1;
     segs.iter().all(|s| s.1 == ty).then_some(ty)
+}
+
+/// The `any` variant's constants SEG_T0..3 on the GPUs' subgroup mat-vec and tiled mat-mats
+/// (shaders/common/seg_types.glsl, constants 7-10): each segment's type id, unused segments
+/// segment 0's, so each segment's call holds one dequantizer.
+pub fn seg_types(segs: &[(u32, GgmlType)]) -> [u32; 4] {
+    let mut out = [segs.first().map_or(0, |s| s.1.id()); 4];
+    for (o, s) in out.iter_mut().zip(segs) {
+        *o = s.1.id();
+    }
+    out
+}
+
+/// Puts the `any` variant's SEG_T0..3 (`seg_types`) after `spec`'s shape constants (ids 7-10)
+/// and names the pipeline for them.
+pub fn with_seg_types(spec: &mut Vec<u32>, name: &mut String, segs: &[(u32, GgmlType)]) {
+    let t = seg_types(segs);
+    spec.resize(7, 0);
+    spec.extend(t);
+    name.push_str(&format!("_ty{}.{}.{}.{}", t[0], t[1], t[2], t[3]));
 }
 
 /// The `any` variant's lane-path constants LANE_T0..3 (shaders/matvec.comp) for segments
@@ -486,7 +506,9 @@ impl Kernels {
     /// A `matvec.comp`-family kernel for weight segments `segs` (rows, type); `spec`:
     /// (workgroup size, rows, path) and for the mat-mat (`batch`) NT and FIXED. The `any`
     /// variant on the lane path gets its segments' types as constants 5-8 where `lane_types`
-    /// allows (LANE_T0..3: the register forms), else reads them from the push constants.
+    /// allows (LANE_T0..3: the register forms), else reads them from the push constants; on
+    /// the tree path it always gets them there (`seg_types`), on the subgroup path as
+    /// constants 7-10 (`with_seg_types`).
     fn matvec_shaped(
         &self,
         batch: bool,
@@ -500,6 +522,8 @@ impl Kernels {
             None if spec[2] == PATH_LANE => lane_types(segs, glu, spec[1]),
             _ => None,
         };
+        // The tree path's `any` variant: the same constants, always (`dq_unit`).
+        let tree = (ty.is_none() && spec[2] == PATH_TREE).then(|| seg_types(segs));
         let sg = !batch && spec[2] == PATH_SUBGROUP;
         // Texel weights: `matvec.comp` built with TEXEL, the segment count a constant (SEGS).
         // Decode only: the mat-mat reads storage buffers, which the texel layout has
@@ -547,11 +571,15 @@ impl Kernels {
             spec.push(nseg);
             name = format!("{name}_s{nseg}");
         }
-        if let Some(t) = lane {
+        if let Some(t) = lane.or(tree) {
             // Constants 3 and 4 (NT and FIXED, or SEGS) as they are, then LANE_T0..3.
             spec.resize(5, 0);
             spec.extend(t);
-            name = format!("{name}_l{}.{}.{}.{}", t[0], t[1], t[2], t[3]);
+            let tag = if lane.is_some() { "l" } else { "ty" };
+            name = format!("{name}_{tag}{}.{}.{}.{}", t[0], t[1], t[2], t[3]);
+        }
+        if sg && ty.is_none() {
+            with_seg_types(&mut spec, &mut name, segs);
         }
         self.get_matvec(&name, spirv, &spec)
     }

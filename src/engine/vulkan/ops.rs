@@ -11,7 +11,7 @@ use super::attention::{AttnScratch, SplitAttention};
 use super::buffer::BufRange;
 use super::command::{CmdBuffer, Stamp};
 use super::error::{Result, VkError};
-use super::kernels::{matmul_nt_of, one_type, sample_slices, Kernels, SampleMode, Seg};
+use super::kernels::{matmul_nt_of, sample_slices, Kernels, SampleMode, Seg};
 use super::kernels::{F_BIAS, F_GLU, F_NORM, MAX_SEG};
 use super::pipeline::{DescriptorArena, GpuKernel};
 use super::shapes::PATH_LANE;
@@ -561,7 +561,6 @@ impl OpBuilder<'_> {
     pub fn matvec_for(&mut self, s: MatvecSpec<'_>, batch: bool) -> Result<GpuOp> {
         assert!(!s.segs.is_empty() && s.segs.len() <= MAX_SEG);
         let types: Vec<(u32, GgmlType)> = s.segs.iter().map(|g| (g.rows, g.ty)).collect();
-        let ty = one_type(&types);
         let glu = s.flags & F_GLU != 0;
         let rows: u32 = if glu {
             s.segs[0].rows
@@ -580,7 +579,7 @@ impl OpBuilder<'_> {
             let fixed = (self.kernels).matmul_fixed(&types, flags, s.k, s.x_off, s.x_stride);
             (
                 Some(self.kernels.matmul(&types, glu, fixed)?),
-                self.kernels.tiled(ty)?,
+                self.kernels.tiled(&types)?,
             )
         } else {
             (None, None)

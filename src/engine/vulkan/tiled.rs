@@ -13,7 +13,10 @@ use ash::vk;
 use super::buffer::BufRange;
 use super::command::CmdBuffer;
 use super::error::{Result, VkError};
-use super::kernels::{Kernels, ATTN_BINDINGS, ATTN_PUSH, ATTN_TEXEL_BINDING, ATTN_TEXEL_BINDINGS};
+use super::kernels::{
+    one_type, with_seg_types, Kernels, ATTN_BINDINGS, ATTN_PUSH, ATTN_TEXEL_BINDING,
+    ATTN_TEXEL_BINDINGS,
+};
 use super::pipeline::GpuKernel;
 use super::shaders;
 use super::shapes::Limits;
@@ -162,9 +165,10 @@ impl Tiled {
 }
 
 impl Kernels {
-    /// The tiled prompt kernels for weights of type `ty` (`None`: the variant that reads the
-    /// type per segment), or `None` when prompts use the mat-vec (see `prompt_tiled`).
-    pub fn tiled(&self, ty: Option<GgmlType>) -> Result<Option<Rc<Tiled>>> {
+    /// The tiled prompt kernels for weight segments `segs` (rows, type): the variant of their
+    /// one type, or where they mix types the `any` variant with each segment's type a constant
+    /// (`kernels::with_seg_types`); `None` when prompts use the mat-vec (see `prompt_tiled`).
+    pub fn tiled(&self, segs: &[(u32, GgmlType)]) -> Result<Option<Rc<Tiled>>> {
         if !self.prompt_tiled.get() {
             return Ok(None);
         }
@@ -183,6 +187,7 @@ impl Kernels {
                 shaders::tiledv_for(id)
             }
         };
+        let ty = one_type(segs);
         let (name, spirv) = match ty {
             Some(t) => (
                 format!("{prefix}_{t}"),
@@ -204,6 +209,9 @@ impl Kernels {
                 if pf {
                     kname.push_str("_pf");
                 }
+            }
+            if ty.is_none() {
+                with_seg_types(&mut spec, &mut kname, segs);
             }
             let k = self.get_matvec(&kname, spirv, &spec)?;
             kernels.push((*tile, k));

@@ -1,8 +1,8 @@
 //! Each kernel against a CPU reference on random inputs, with sizes that are not multiples of
 //! the block, the rows per workgroup, the tokens per workgroup or the workgroup size.
 
+use super::matmul::{assert_seg_types, op_types, random_weights, width_for, TYPES};
 use super::matmul::{check_fused, check_matmul, check_swiglu, dense, seg, Matrix};
-use super::matmul::{random_weights, width_for, TYPES};
 use super::{assert_attention, f16_pack, f16_round, Gpu, KvCache, Rng};
 use crate::engine::vulkan::attention::AttnScratch;
 use crate::engine::vulkan::buffer::Buffer;
@@ -58,6 +58,24 @@ fn matvec_every_type(lane: u32, texel: bool) {
     }
 }
 
+/// On the GPUs' paths (tree 0, subgroup 2) a mixed-type op's kernels, decode and batch, take
+/// the segments' types as constants (`assert_seg_types`); the subgroup path's batches run the
+/// tree path's mat-mat.
+fn gpu_paths_take_the_types(op: &GpuOp, lane: u32) {
+    if lane == 1 {
+        return;
+    }
+    let types = op_types(op);
+    assert_seg_types(&op.kernel, &types);
+    if let OpKind::Matvec {
+        batch_kernel: Some(b),
+        ..
+    } = &op.kind
+    {
+        assert_seg_types(b, &types);
+    }
+}
+
 /// QKV-style: three matrices of mixed types in one dispatch, RMSNorm fused in, biases; then the
 /// same output accumulated onto itself (residual add).
 #[test]
@@ -70,8 +88,12 @@ fn fused_norm_bias_segments_and_residual() {
     for (lane, texel) in Gpu::PATHS {
         let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(2));
         let label = format!("fused lane={lane} texel={texel}");
-        // A type change at row 21, inside an invocation: the `any` variant's `lane_rows`.
-        let lane_rows = |op: &GpuOp| assert!(!op.kernel.name.contains("_l"), "{label}");
+        // A type change at row 21, inside an invocation: the `any` variant's `lane_rows`; on
+        // the GPUs' paths the types as constants.
+        let lane_rows = |op: &GpuOp| {
+            assert!(!op.kernel.name.contains("_l"), "{label}");
+            gpu_paths_take_the_types(op, lane);
+        };
         check_fused(&mut gpu, &mut rng, 96, &segs, &[1, 19], lane_rows, &label);
     }
 }
@@ -103,6 +125,7 @@ fn mixed_types_in_whole_invocations_take_the_register_form() {
                     assert!(kn.name.contains("_any"), "{label}: {}", kn.name);
                     assert_eq!(l, lane == 1, "{label}: {} (register form)", kn.name);
                 }
+                gpu_paths_take_the_types(op, lane);
             };
             check_fused(&mut gpu, &mut rng, *k, segs, &[1, 19], registers, &label);
         }
@@ -235,7 +258,9 @@ fn fused_swiglu() {
     for (lane, texel) in Gpu::PATHS {
         let (mut gpu, mut rng) = (Gpu::with_lane_weights(lane, texel), Rng::new(3));
         let label = format!("swiglu lane={lane} texel={texel}");
-        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 19], |_| {}, &label);
+        // Gate Q4_K and up Q6_K: on the GPUs' paths the `any` variant, types as constants.
+        let types = |op: &GpuOp| gpu_paths_take_the_types(op, lane);
+        check_swiglu(&mut gpu, &mut rng, (512, 19), &[1, 19], types, &label);
     }
 }
 

@@ -5,8 +5,9 @@
 
 use super::{Gpu, Rng};
 use crate::engine::vulkan::buffer::Buffer;
-use crate::engine::vulkan::kernels::{Seg, F_ACC, F_GLU};
-use crate::engine::vulkan::ops::{GpuOp, MatvecSpec};
+use crate::engine::vulkan::kernels::{one_type, Seg, F_ACC, F_GLU};
+use crate::engine::vulkan::ops::{GpuOp, MatvecSpec, OpKind};
+use crate::engine::vulkan::pipeline::GpuKernel;
 use crate::quant::{dequantize, GgmlType};
 
 fn f16_bits(x: f32) -> [u8; 2] {
@@ -110,6 +111,42 @@ pub const TYPES: [GgmlType; 12] = [
     GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
+
+/// The weight segments (rows, type) of mat-vec op `op`.
+pub fn op_types(op: &GpuOp) -> Vec<(u32, GgmlType)> {
+    let OpKind::Matvec { segs, .. } = &op.kind else {
+        panic!("{}: not a mat-vec op", op.kernel.name);
+    };
+    segs.iter().map(|s| (s.0, s.1)).collect()
+}
+
+/// Where `types` (rows, type) mix weight types, GPU-path kernel `k` must be the `any` variant
+/// with each segment's type as its constants (`kernels::seg_types`, one dequantizer per
+/// segment): 7-10 on the subgroup mat-vec and the tiled mat-mats, 5-8 on the tree path.
+pub fn assert_seg_types(k: &GpuKernel, types: &[(u32, GgmlType)]) {
+    if one_type(types).is_some() {
+        return;
+    }
+    assert!(
+        k.name.contains("_any_") && k.name.contains("_ty"),
+        "{}",
+        k.name
+    );
+    let want: Vec<u32> = (0..4)
+        .map(|i| types.get(i).unwrap_or(&types[0]).1.id())
+        .collect();
+    let at = if k.name.starts_with("matvecsg") || k.name.starts_with("tiled") {
+        7
+    } else {
+        5
+    };
+    assert_eq!(
+        k.spec.get(at..at + 4),
+        Some(&want[..]),
+        "{}: segment types",
+        k.name
+    );
+}
 
 /// A width that is a whole number of blocks but not of workgroup-size × 32 elements.
 pub fn width_for(ty: GgmlType) -> usize {

@@ -4,7 +4,8 @@
 //! (RMSNorm, biases over mixed-type segments, residual add, SwiGLU), each on every form of the
 //! kernel (`TiledKernel`: scalar, vec4, vec4 with prefetch); and the prompt attention.
 
-use super::matmul::{check_fused, check_matmul, check_swiglu, width_for, Matrix, TYPES};
+use super::matmul::{assert_seg_types, check_fused, check_matmul, check_swiglu};
+use super::matmul::{op_types, width_for, Matrix, TYPES};
 use super::{assert_attention, attention_kind, Gpu, Rng};
 use crate::engine::vulkan::ops::{GpuOp, OpKind};
 use crate::engine::vulkan::tiled::TILES;
@@ -20,8 +21,10 @@ fn gpu_with(form: TiledKernel) -> Gpu {
 
 /// Fails unless `op` runs batches on the tiled kernel in `form` (not a silent mat-vec fallback,
 /// nor another form): the pipeline of every tile it may pick is that form's shader, with the
-/// prefetch constant of `form`.
+/// prefetch constant of the vec4 forms; where the op's weights mix types, the `any` variant
+/// with their types as its constants 7-10 (`seg_types`).
 fn assert_tiled(op: &GpuOp, form: TiledKernel) {
+    let types = op_types(op);
     let OpKind::Matvec { tiled: Some(t), .. } = &op.kind else {
         panic!("the op has no tiled kernel");
     };
@@ -33,7 +36,10 @@ fn assert_tiled(op: &GpuOp, form: TiledKernel) {
             TiledKernel::Vec4Prefetch => ("tiledv_", Some(1)),
         };
         assert!(k.name.starts_with(prefix), "{} for {}", k.name, form.name());
-        assert_eq!(k.spec.get(6).copied(), pf, "{}: prefetch constant", k.name);
+        if let Some(pf) = pf {
+            assert_eq!(k.spec.get(6), Some(&pf), "{}: prefetch constant", k.name);
+        }
+        assert_seg_types(k, &types);
     }
 }
 
