@@ -63,7 +63,6 @@ layout(push_constant) uniform PC {
 #define NV (ROWS * 2u + 1u)
 shared float part[NV * WG];
 
-
 // Where this token's activations start, whether they can be read as vec4s, whether RMSNorm
 // weights multiply them.
 uint g_xb;

@@ -108,9 +108,10 @@ pub fn one_type(segs: &[(u32, GgmlType)]) -> Option<GgmlType> {
     segs.iter().all(|s| s.1 == ty).then_some(ty)
 }
 
-/// The `any` variant's constants SEG_T0..3 on the GPUs' subgroup mat-vec and tiled mat-mats
-/// (shaders/common/seg_types.glsl, constants 7-10): each segment's type id, unused segments
-/// segment 0's, so each segment's call holds one dequantizer.
+/// The GPUs' `any` variants' segment-type constants: SEG_T0..3 on the subgroup mat-vec and the
+/// tiled mat-mats (shaders/common/seg_types.glsl, constants 7-10), LANE_T0..3 on the tree path
+/// (constants 5-8): each segment's type id, unused segments segment 0's, so that each
+/// segment's call holds one dequantizer.
 pub fn seg_types(segs: &[(u32, GgmlType)]) -> [u32; 4] {
     let mut out = [segs.first().map_or(0, |s| s.1.id()); 4];
     for (o, s) in out.iter_mut().zip(segs) {
