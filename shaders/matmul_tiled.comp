@@ -79,15 +79,9 @@ void dq_seg(uint seg, uint srow, uint u, out float v[32]) {
 #ifdef WTYPE
     dq32(seg, WTYPE, srow * row_bytes(WTYPE, pc.k), u, pc.k, v);
 #else
-    if (seg == 0u) {
-        dq32(0u, SEG_T0, srow * row_bytes(SEG_T0, pc.k), u, pc.k, v);
-    } else if (seg == 1u) {
-        dq32(1u, SEG_T1, srow * row_bytes(SEG_T1, pc.k), u, pc.k, v);
-    } else if (seg == 2u) {
-        dq32(2u, SEG_T2, srow * row_bytes(SEG_T2, pc.k), u, pc.k, v);
-    } else {
-        dq32(3u, SEG_T3, srow * row_bytes(SEG_T3, pc.k), u, pc.k, v);
-    }
+#define DQ_STEP(i, T) dq32(i, T, srow * row_bytes(T, pc.k), u, pc.k, v)
+    PER_SEGMENT(seg, SEG_T0, SEG_T1, SEG_T2, SEG_T3, DQ_STEP)
+#undef DQ_STEP
 #endif
 }
 

@@ -94,15 +94,9 @@ void dq_seg(uint seg, uint srow, uint u, uint qt, out float v[8]) {
 #ifdef WTYPE
     dq8(seg, WTYPE, srow * row_bytes(WTYPE, pc.k), u, qt, pc.k, v);
 #else
-    if (seg == 0u) {
-        dq8(0u, SEG_T0, srow * row_bytes(SEG_T0, pc.k), u, qt, pc.k, v);
-    } else if (seg == 1u) {
-        dq8(1u, SEG_T1, srow * row_bytes(SEG_T1, pc.k), u, qt, pc.k, v);
-    } else if (seg == 2u) {
-        dq8(2u, SEG_T2, srow * row_bytes(SEG_T2, pc.k), u, qt, pc.k, v);
-    } else {
-        dq8(3u, SEG_T3, srow * row_bytes(SEG_T3, pc.k), u, qt, pc.k, v);
-    }
+#define DQ_STEP(i, T) dq8(i, T, srow * row_bytes(T, pc.k), u, qt, pc.k, v)
+    PER_SEGMENT(seg, SEG_T0, SEG_T1, SEG_T2, SEG_T3, DQ_STEP)
+#undef DQ_STEP
 #endif
 }
 

@@ -136,6 +136,7 @@ vec4 x4_at(uint i4) { return x4[i4]; }
 vec4 nw4_at(uint i4) { return nw4[i4]; }
 #endif
 #include "common/dequant.glsl"
+#include "common/per_segment.glsl"
 
 // The tree path's reduction; the lane path (LANE_ROWS) uses no shared memory, so its array is
 // one float there, and its tokens per workgroup are not bounded by the device's shared memory.
@@ -155,15 +156,9 @@ uint seg_type_of(uint seg) {
 void dq_unit(uint seg, uint ty, uint rb, uint u, out float wv[32]) {
 #ifndef WTYPE
     if (LANE_T0 != NO_TYPE) {
-        if (seg == 0u) {
-            dq32(0u, LANE_T0, rb, u, pc.k, wv);
-        } else if (seg == 1u) {
-            dq32(1u, LANE_T1, rb, u, pc.k, wv);
-        } else if (seg == 2u) {
-            dq32(2u, LANE_T2, rb, u, pc.k, wv);
-        } else {
-            dq32(3u, LANE_T3, rb, u, pc.k, wv);
-        }
+#define DQ_STEP(i, T) dq32(i, T, rb, u, pc.k, wv)
+        PER_SEGMENT(seg, LANE_T0, LANE_T1, LANE_T2, LANE_T3, DQ_STEP)
+#undef DQ_STEP
         return;
     }
 #endif

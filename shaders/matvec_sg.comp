@@ -307,16 +307,9 @@ float row_dot(uint seg, uint srow, uint tid) {
 #ifdef WTYPE
     return lane_dot(seg, WTYPE, srow, tid);
 #else
-    if (seg == 0u) {
-        return lane_dot(0u, SEG_T0, srow, tid);
-    }
-    if (seg == 1u) {
-        return lane_dot(1u, SEG_T1, srow, tid);
-    }
-    if (seg == 2u) {
-        return lane_dot(2u, SEG_T2, srow, tid);
-    }
-    return lane_dot(3u, SEG_T3, srow, tid);
+#define DOT_STEP(i, T) return lane_dot(i, T, srow, tid)
+    PER_SEGMENT(seg, SEG_T0, SEG_T1, SEG_T2, SEG_T3, DOT_STEP)
+#undef DOT_STEP
 #endif
 }
 
